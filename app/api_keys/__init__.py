@@ -1,0 +1,1 @@
+"""API keys of a tenant: created (shown once), listed (never shown again), revoked."""

@@ -1,0 +1,1 @@
+"""Who is asking: API keys, UI sessions, roles and rate limits."""

@@ -1,0 +1,112 @@
+"""Authenticate every request before its view runs, and scope it to its tenant.
+
+API requests carry a key, which alone names the tenant; UI requests name the tenant in the URL
+and carry a flask-login session bound to that tenant and to the user's session version (so a
+cookie replayed after logout is refused). Anything unknown fails closed with 401 or 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, g, request, session
+from flask_login import current_user
+from flask_smorest import abort
+
+from app.auth import ratelimit
+from app.auth.actor import Actor, set_actor
+from app.auth.keys import verify_key
+from app.extensions import db, login
+from tenants.context import _current, set_current_tenant
+from tenants.resolution import active_tenant, requested_slug
+
+# Blueprints under /api/v1 that need no key.
+PUBLIC_API_BLUEPRINTS = frozenset({"api_signup", "api-docs", "api_media_public"})
+# Endpoints that authenticate themselves (the stream accepts a one-time `?token=`).
+SELF_AUTHENTICATING = frozenset({"stream.ticket_stream"})
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(authenticate)
+    app.after_request(add_rate_limit_headers)
+    app.teardown_request(forget_tenant)
+    login.user_loader(load_user)
+    login.login_view = "auth.login"
+    login.login_message = None
+
+
+def is_api_request() -> bool:
+    return request.path == "/api/v1" or request.path.startswith("/api/v1/")
+
+
+def authenticate() -> None:
+    """Resolve the tenant and actor of this request, or refuse it."""
+    g.actor = None
+    if is_api_request():
+        if request.blueprint in PUBLIC_API_BLUEPRINTS or request.endpoint in SELF_AUTHENTICATING:
+            return
+        if request.endpoint is None:
+            abort(404, message="No such endpoint.")
+        authenticate_api_key(request.headers.get("Authorization", ""))
+        return
+    slug = requested_slug()
+    if slug is None:
+        return
+    tenant = active_tenant(slug)
+    if tenant is None:
+        abort(404, message="No such organization.")
+    set_current_tenant(tenant.ref())
+    if current_user.is_authenticated:
+        set_actor(Actor(user_id=current_user.id, role=current_user.role))
+
+
+def authenticate_api_key(header: str) -> None:
+    """Accept `Bearer <key>`: set tenant and actor, count the request against the key's limit."""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        abort(401, message="Send an API key as 'Authorization: Bearer <key>'.",
+              headers={"WWW-Authenticate": "Bearer"})
+    found = verify_key(key.strip())
+    if found is None:
+        abort(401, message="The API key is not valid or has been revoked.",
+              headers={"WWW-Authenticate": "Bearer"})
+    api_key, tenant = found
+    slug = requested_slug()
+    if slug is not None and slug != tenant.slug:
+        abort(404, message="No such organization.")
+    set_current_tenant(tenant.ref())
+    set_actor(Actor(user_id=api_key.user_id, role=api_key.role, api_key_id=api_key.id))
+    limit = ratelimit.hit(str(api_key.id))
+    g.rate_limit = limit
+    if limit is not None and limit.exceeded:
+        abort(429, message="Rate limit exceeded; retry after the window resets.", headers=limit.headers())
+
+
+def add_rate_limit_headers(response):
+    limit = g.get("rate_limit")
+    if limit is not None:
+        response.headers.update(limit.headers())
+    return response
+
+
+def forget_tenant(_exc: BaseException | None) -> None:
+    # The session is removed at app-context teardown; drop the tenant without the switch guard.
+    _current.set(None)
+
+
+def load_user(session_id: str):
+    """Load the signed-in user of this tenant if the cookie's session version is still current."""
+    from app.people.models import User
+    from tenants.context import current_tenant_or_none
+
+    tenant = current_tenant_or_none()
+    if tenant is None or session.get("tenant") != tenant.slug:
+        return None
+    user_id, _, version = session_id.partition(":")
+    try:
+        user = db.session.get(User, uuid.UUID(user_id))
+    except ValueError:
+        return None
+    if user is None or user.deleted_at is not None or str(user.session_version) != version:
+        return None
+    return user

@@ -1,0 +1,58 @@
+"""Configuration, read only from the environment (12-factor)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Settings for every environment; tests pass overrides to `create_app`."""
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+        self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
+        self.REDIS_URL = os.environ.get("REDIS_URL", "")
+        self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
+        self.SQLALCHEMY_ENGINE_OPTIONS = {
+            "pool_size": _int("DB_POOL_SIZE", 10),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+            "pool_pre_ping": False,
+            "pool_recycle": 3600,
+        }
+        self.SQLALCHEMY_TRACK_MODIFICATIONS = False
+        self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
+        self.MEDIA_BACKEND = os.environ.get("MEDIA_BACKEND", "local")
+        self.MEDIA_ROOT = os.environ.get("MEDIA_ROOT", os.path.join(os.environ.get("DATA_DIR", ".data"), "media"))
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true")
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        self.PREFERRED_URL_SCHEME = os.environ.get("PREFERRED_URL_SCHEME", "http")
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.STREAM_TOKEN_TTL = _int("STREAM_TOKEN_TTL", 60)
+        self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
+        # flask-smorest / OpenAPI
+        self.API_TITLE = "Ticket Management System"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/api/v1"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
+            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+        )
+        self.API_SPEC_OPTIONS = {
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "API key"}
+                }
+            },
+            "security": [{"bearerAuth": []}],
+            "info": {"description": "Multi-tenant help desk API. A key alone identifies its tenant."},
+        }

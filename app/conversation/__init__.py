@@ -1,0 +1,1 @@
+"""Conversation on a ticket: messages, threads, internal notes, live streams."""

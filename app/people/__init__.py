@@ -1,0 +1,1 @@
+"""People: users (admins, agents, requesters), teams and team membership."""

@@ -1,0 +1,53 @@
+"""Request and response schemas for users and teams."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.people.models import ROLES
+from app.schemas import tag_list
+
+Password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
+
+
+class UserSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
+    skills = tag_list(load_default=list)
+    capacity = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=100000))
+    available = fields.Boolean(load_default=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class UserPatchSchema(Schema):
+    email = fields.Email(validate=validate.Length(max=254))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    role = fields.String(validate=validate.OneOf(ROLES))
+    password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
+    skills = tag_list()
+    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=100000))
+    available = fields.Boolean()
+
+
+class UserListArgs(Schema):
+    role = fields.String(validate=validate.OneOf(ROLES))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class TeamSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=5000))
+    member_ids = fields.List(fields.UUID(), dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class TeamPatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=5000))

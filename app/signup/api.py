@@ -1,0 +1,60 @@
+"""`POST /api/v1/signup`: create an organization (no authentication)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Api, abort
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from app.api_common import api_blueprint
+from app.extensions import db
+from app.signup.services import sign_up
+from tenants.provisioning import SlugTaken, slug_problem
+
+blp = api_blueprint("signup", "Create an organization. Public: no API key needed.")
+
+
+def register(api: Api) -> None:
+    api.register_blueprint(blp)
+
+
+class SignupSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    slug = fields.String(required=True)
+    admin_email = fields.Email(required=True, validate=validate.Length(max=254))
+    admin_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
+    admin_name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+
+    @validates("slug")
+    def check_slug(self, value: str, **_kwargs: object) -> None:
+        problem = slug_problem(value)
+        if problem:
+            raise ValidationError(problem)
+
+
+class TenantSchema(Schema):
+    id = fields.UUID()
+    slug = fields.String()
+    name = fields.String()
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+class SignupResultSchema(Schema):
+    tenant = fields.Nested(TenantSchema)
+    admin_id = fields.UUID()
+    api_key = fields.String(metadata={"description": "The admin's first API key; shown only now."})
+
+
+@blp.route("/signup")
+class Signups(MethodView):
+    @blp.arguments(SignupSchema)
+    @blp.response(201, SignupResultSchema)
+    def post(self, data):
+        """Create an organization with its own schema, its admin user and an admin API key."""
+        try:
+            result = sign_up(**data)
+        except SlugTaken:
+            abort(409, message="This slug is taken.", errors={"slug": ["This slug is taken."]})
+        db.session.refresh(result.tenant)
+        return result

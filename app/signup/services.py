@@ -1,0 +1,38 @@
+"""Create an organization in one transaction: registry row, schema, admin user, admin key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.auth.keys import mint_key
+from app.extensions import db
+from app.people.services import create_user
+from tenants.context import tenant_context
+from tenants.models import Tenant
+from tenants.provisioning import create_tenant, new_tenant_ref
+
+
+@dataclass
+class Signup:
+    tenant: Tenant
+    admin_id: uuid.UUID
+    api_key: str
+
+
+def sign_up(name: str, slug: str, admin_email: str, admin_password: str,
+            admin_name: str | None = None) -> Signup:
+    """Provision a tenant with its admin; raises `SlugTaken` if the slug is in use."""
+    ref = new_tenant_ref(slug)
+    with tenant_context(ref):
+        try:
+            tenant = create_tenant(name)
+            admin = create_user(email=admin_email, name=admin_name or admin_email.split("@")[0],
+                                role="admin", password=admin_password)
+            admin_id = admin.id
+            _, key = mint_key(tenant.id, admin_id, "Created at signup", "admin")
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+    return Signup(tenant=tenant, admin_id=admin_id, api_key=key)

@@ -1,0 +1,1 @@
+"""Tickets: creation, numbering, lifecycle, listing, search and export."""

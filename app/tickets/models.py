@@ -1,0 +1,86 @@
+"""Tickets and the per-tenant counter that numbers them without gaps."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models_base import TENANT_SCHEMA, created_at, fk, updated_at, uuid_pk
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATUSES = ("new", "open", "pending", "resolved", "closed")
+OPEN_STATUSES = ("new", "open", "pending")
+
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')"
+)
+
+
+class Counter(db.Model):
+    """Named counters; `UPDATE ... RETURNING` under the row lock hands out gapless numbers."""
+
+    __tablename__ = "counters"
+    __table_args__ = (TENANT_SCHEMA,)
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+class Ticket(db.Model):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        sa.CheckConstraint("priority in ('low', 'normal', 'high', 'urgent')", name="priority"),
+        sa.CheckConstraint("status in ('new', 'open', 'pending', 'resolved', 'closed')", name="status"),
+        sa.Index("ix_tickets_created", "created_at", "id"),
+        sa.Index("ix_tickets_updated", "updated_at", "id"),
+        sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
+        sa.Index("ix_tickets_assignee_status", "assignee_id", "status"),
+        sa.Index("ix_tickets_requester_created", "requester_id", "created_at", "id"),
+        sa.Index("ix_tickets_team", "team_id", "created_at"),
+        sa.Index("ix_tickets_priority_rank", "priority_rank", "id"),
+        sa.Index("ix_tickets_tags", "tags", postgresql_using="gin"),
+        sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
+        sa.Index(
+            "ix_tickets_unassigned", "priority_rank", "created_at",
+            postgresql_where=sa.text("assignee_id is null and status = 'new'"),
+        ),
+        TENANT_SCHEMA,
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    number: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    priority: Mapped[str] = mapped_column(sa.String(8), default="normal", server_default="normal")
+    priority_rank: Mapped[int] = mapped_column(
+        sa.SmallInteger,
+        sa.Computed(
+            "case priority when 'low' then 0 when 'normal' then 1 when 'high' then 2 else 3 end",
+            persisted=True,
+        ),
+    )
+    status: Mapped[str] = mapped_column(sa.String(10), default="new", server_default="new")
+    category: Mapped[str | None] = mapped_column(sa.String(100))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(sa.String(64)), default=list, server_default="{}")
+    requester_id: Mapped[uuid.UUID | None] = fk("users.id")
+    assignee_id: Mapped[uuid.UUID | None] = fk("users.id")
+    team_id: Mapped[uuid.UUID | None] = fk("teams.id", ondelete="SET NULL")
+    resolution: Mapped[str | None] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
+    last_message_seq: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+    first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, sa.Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
+    )
+
+    __mapper_args__ = {"version_id_col": version}

@@ -1,0 +1,1 @@
+"""Everything about tenancy: registry, resolution, schema scoping, provisioning, migrations."""

@@ -1,0 +1,97 @@
+"""Alembic, in two tracks: `public` (the registry) and `tenant` (run once per tenant schema).
+
+Tenant migrations are written without schema names and run with the tenant's schema alone on
+the `search_path` (`SET LOCAL`, inside the migration's transaction), each schema keeping its own
+`alembic_version`. Provisioning does not replay the history: it runs the head DDL that Alembic
+renders in offline mode, once per process, as one statement batch in the signup transaction.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(track: str, **attributes: object) -> Config:
+    """Return an Alembic config for `track` ("public" or "tenant") with runtime attributes."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR / track))
+    cfg.attributes.update(attributes)
+    return cfg
+
+
+def head(track: str) -> str:
+    """Return the head revision of a track."""
+    return ScriptDirectory.from_config(alembic_config(track)).get_current_head()
+
+
+@lru_cache(maxsize=1)
+def tenant_head_ddl() -> str:
+    """Return the SQL that builds an empty tenant schema at head, rendered by Alembic offline."""
+    buffer = io.StringIO()
+    cfg = alembic_config("tenant", output_buffer=buffer)
+    command.upgrade(cfg, "head", sql=True)
+    return buffer.getvalue()
+
+
+def upgrade_public(engine: sa.Engine) -> None:
+    """Bring the `public` schema to head."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config("public", connection=conn), "head")
+
+
+def tenant_revision(conn: sa.Connection, schema: str) -> str | None:
+    """Return the revision a tenant schema is at (None if it has none)."""
+    ctx = MigrationContext.configure(conn, opts={"version_table_schema": schema})
+    return ctx.get_current_revision()
+
+
+def upgrade_tenant(engine: sa.Engine, schema: str) -> bool:
+    """Bring one tenant schema to head; return False if it was there already (resumable)."""
+    target = head("tenant")
+    with engine.begin() as conn:
+        # Serialise concurrent migrators of the same schema.
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        if tenant_revision(conn, schema) == target:
+            return False
+        command.upgrade(alembic_config("tenant", connection=conn, schema=schema), "head")
+    return True
+
+
+@dataclass
+class MigrationReport:
+    upgraded: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def upgrade_all_tenants(engine: sa.Engine, schemas: list[str], workers: int = 4,
+                        progress: bool = True) -> MigrationReport:
+    """Migrate every schema in parallel; a failure is reported and the others carry on."""
+    from tqdm import tqdm
+
+    report = MigrationReport()
+    bar = tqdm(total=len(schemas), unit="schema", disable=not progress)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(upgrade_tenant, engine, s): s for s in schemas}
+        for future in as_completed(futures):
+            schema = futures[future]
+            try:
+                (report.upgraded if future.result() else report.current).append(schema)
+            except Exception as exc:
+                report.failed[schema] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            bar.set_postfix_str(schema, refresh=False)
+            bar.update()
+    bar.close()
+    return report

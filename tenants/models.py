@@ -1,0 +1,58 @@
+"""The tenant registry and the API-key index, both in the `public` schema.
+
+An API key resolves to its tenant in one indexed lookup by its prefix; only a SHA-256 of the
+whole key is stored (keys carry 256 random bits, so a slow hash buys nothing and costs every
+request).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from tenants.context import TenantRef
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+    __table_args__ = (
+        sa.CheckConstraint("status in ('active', 'suspended')", name="status"),
+        {"schema": "public"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    schema_name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="active", server_default="active")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+
+    def ref(self) -> TenantRef:
+        return TenantRef(id=str(self.id), slug=self.slug, schema=self.schema_name)
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        sa.CheckConstraint("role in ('admin', 'agent', 'requester')", name="role"),
+        sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
+        {"schema": "public"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("public.tenants.id", ondelete="CASCADE")
+    )
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    # The tenant user the key acts as (audit "who", and whose tickets a requester key sees).
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
