@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from flask import Flask
 
 from app.config import Config
+
+# Modules whose `@subscribe` handlers run outbox events in workers.
+OUTBOX_HANDLERS: tuple[str, ...] = ()
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -48,6 +52,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         module.init_app(app)
     tenants_cli.init_app(app)
     outbox_cli.init_app(app)
+    for handlers in OUTBOX_HANDLERS:
+        importlib.import_module(handlers)
 
     app.wsgi_app = TenantPathMiddleware(app.wsgi_app, app.config["SERVER_NAME_FOR_TENANTS"])
     return app

@@ -2,8 +2,46 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import click
+from flask import Flask, current_app
+from rq import SimpleWorker
+
+from app.extensions import redis_client
+from app.queues import QUEUES
 
 
 def init_app(app: Flask) -> None:
-    pass
+    from app.outbox import dispatch
+
+    dispatch.init_app(app)
+    app.cli.add_command(outbox)
+    app.cli.add_command(worker)
+
+
+@click.group()
+def outbox() -> None:
+    """The transactional outbox."""
+
+
+@outbox.command("relay")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between sweeps.")
+@click.option("--once", is_flag=True, help="Sweep once and exit.")
+def relay(interval: float, once: bool) -> None:
+    """Hand overdue outbox rows of every tenant to RQ (after a Redis outage or a killed worker)."""
+    from app.outbox.dispatch import relay_forever, relay_once
+
+    if once:
+        click.echo(f"enqueued {relay_once()} rows")
+    else:
+        relay_forever(interval)
+
+
+@click.command("worker")
+@click.option("--queues", default=",".join(QUEUES), show_default=True)
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker(queues: str, burst: bool) -> None:
+    """Run an RQ worker in this process (no fork per job, so the app stays warm)."""
+    from app.worker import use_app
+
+    use_app(current_app._get_current_object())
+    SimpleWorker(queues.split(","), connection=redis_client()).work(burst=burst, with_scheduler=True)

@@ -1,0 +1,112 @@
+"""Hand outbox rows to RQ: right after the commit that wrote them, and again from the relay.
+
+The fast path is best effort: if Redis is down the request still succeeds (its rows are durable)
+and the relay enqueues them once Redis is back. The relay also re-enqueues rows whose job has not
+finished after `OUTBOX_REDELIVER_AFTER` seconds (a killed worker); jobs are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app, g, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.outbox import BY_NAME
+from app.outbox.models import OutboxEvent
+from app.queues import RETRY, queue
+from tenants.context import current_tenant, tenant_context
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+JOB = "app.worker.run_outbox_row"
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("OUTBOX_REDELIVER_AFTER", 30)
+    app.config.setdefault("OUTBOX_FAST_PATH", True)
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_soft_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    if not has_app_context():
+        return
+    rows = g.pop("outbox_rows", None)
+    if rows and current_app.config["OUTBOX_FAST_PATH"]:
+        enqueue_rows(current_tenant().slug, [(r.id, r.handler) for r in rows])
+
+
+def _after_rollback(session: Session, previous_transaction: object) -> None:
+    if has_app_context() and not session.in_transaction():
+        g.pop("outbox_rows", None)
+
+
+def enqueue_rows(slug: str, rows: list[tuple[int, str]]) -> bool:
+    """Enqueue one job per outbox row; return False if Redis could not take them."""
+    try:
+        by_queue: dict[str, list[int]] = {}
+        for row_id, handler in rows:
+            by_queue.setdefault(BY_NAME[handler].queue, []).append(row_id)
+        for name, ids in by_queue.items():
+            q = queue(name)
+            q.enqueue_many([q.prepare_data(JOB, args=(slug, row_id), retry=RETRY, result_ttl=60,
+                                           failure_ttl=7 * 24 * 3600) for row_id in ids])
+        return True
+    except redis.RedisError as exc:
+        log.warning("outbox rows of %s left for the relay: %s", slug, exc)
+        return False
+
+
+def relay_tenant(slug: str, batch: int = 500) -> int:
+    """Enqueue the tenant's rows that are overdue; return how many were handed to RQ."""
+    redeliver = timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AFTER"])
+    now = datetime.now(UTC)
+    rows = db.session.execute(
+        sa.select(OutboxEvent.id, OutboxEvent.handler)
+        .where(OutboxEvent.processed_at.is_(None),
+               sa.or_(OutboxEvent.enqueued_at.is_(None), OutboxEvent.enqueued_at < now - redeliver),
+               OutboxEvent.created_at < now - redeliver / 10)
+        .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
+    ).all()
+    if not rows or not enqueue_rows(slug, [(r.id, r.handler) for r in rows]):
+        db.session.rollback()
+        return 0
+    db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
+                       .values(enqueued_at=now))
+    db.session.commit()
+    return len(rows)
+
+
+def relay_once() -> int:
+    """Sweep every active tenant once; return how many rows were enqueued."""
+    tenants = [t.ref() for t in db.session.execute(sa.select(Tenant).where(Tenant.status == "active")).scalars()]
+    db.session.rollback()
+    total = 0
+    for ref in tenants:
+        with tenant_context(ref):
+            try:
+                total += relay_tenant(ref.slug)
+            except sa.exc.SQLAlchemyError as exc:
+                db.session.rollback()
+                log.warning("relay skipped %s: %s", ref.slug, exc)
+    return total
+
+
+def relay_forever(interval: float = 2.0) -> None:
+    """Run the relay until stopped."""
+    while True:
+        try:
+            enqueued = relay_once()
+            if enqueued:
+                log.info("relay enqueued %d outbox rows", enqueued)
+        except sa.exc.OperationalError as exc:
+            db.session.rollback()
+            log.warning("relay waiting for the database: %s", exc)
+        time.sleep(interval)
