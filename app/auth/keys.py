@@ -34,7 +34,7 @@ def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: st
 
 def verify_key(plaintext: str) -> tuple[ApiKey, Tenant] | None:
     """Return the live key and its active tenant, or None for a malformed, unknown or revoked key."""
-    parts = plaintext.split("_")
+    parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
     row = db.session.execute(
