@@ -1,0 +1,18 @@
+"""gunicorn settings for the product (and for every benchmark, so figures compare like with like).
+
+gthread workers: each open WebSocket holds one thread for its lifetime, so `threads` is sized
+for sockets, not for CPU; plain HTTP requests share the same pool. See README, "Real time".
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "1100"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+keepalive = 5
+timeout = 60
+graceful_timeout = 10
+accesslog = os.environ.get("ACCESS_LOG") or None
+wsgi_app = "wsgi:app"
