@@ -16,6 +16,9 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "resolved", "closed")
 OPEN_STATUSES = ("new", "open", "pending")
 
+STATUS_RANK_SQL = (
+    "case status when 'new' then 0 when 'open' then 1 when 'pending' then 2 when 'resolved' then 3 else 4 end"
+)
 SEARCH_VECTOR_SQL = (
     "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
     "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')"
@@ -33,6 +36,8 @@ class Counter(db.Model):
 
 
 class Ticket(db.Model):
+    """A customer's request, numbered per tenant; `version` guards concurrent edits."""
+
     __tablename__ = "tickets"
     __table_args__ = (
         sa.CheckConstraint("priority in ('low', 'normal', 'high', 'urgent')", name="priority"),
@@ -42,8 +47,10 @@ class Ticket(db.Model):
         sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
         sa.Index("ix_tickets_assignee_status", "assignee_id", "status"),
         sa.Index("ix_tickets_requester_created", "requester_id", "created_at", "id"),
-        sa.Index("ix_tickets_team", "team_id", "created_at"),
-        sa.Index("ix_tickets_priority_rank", "priority_rank", "id"),
+        sa.Index("ix_tickets_priority_created", "priority_rank", "created_at", "id"),
+        sa.Index("ix_tickets_status_rank_created", "status_rank", "created_at", "id"),
+        sa.Index("ix_tickets_team_created", "team_id", "created_at", "id"),
+        sa.Index("ix_tickets_assignee_created", "assignee_id", "created_at", "id"),
         sa.Index("ix_tickets_tags", "tags", postgresql_using="gin"),
         sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
         sa.Index(
@@ -66,6 +73,8 @@ class Ticket(db.Model):
         ),
     )
     status: Mapped[str] = mapped_column(sa.String(10), default="new", server_default="new")
+    # Lifecycle order, so `sort=status` reads new, open, pending, resolved, closed.
+    status_rank: Mapped[int] = mapped_column(sa.SmallInteger, sa.Computed(STATUS_RANK_SQL, persisted=True))
     category: Mapped[str | None] = mapped_column(sa.String(100))
     tags: Mapped[list[str]] = mapped_column(ARRAY(sa.String(64)), default=list, server_default="{}")
     requester_id: Mapped[uuid.UUID | None] = fk("users.id")

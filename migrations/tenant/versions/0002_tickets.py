@@ -1,19 +1,42 @@
-"""Tickets: additions for listing, search, export and idempotency.
+"""Tickets: lifecycle sort order and the indexes behind list filters and keyset sorts.
 
 Revision ID: t0002
 Revises: t0001
 Create Date: 2026-11-26
 """
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "t0002"
 down_revision = "t0001"
 branch_labels = None
 depends_on = None
 
+STATUS_RANK_SQL = (
+    "case status when 'new' then 0 when 'open' then 1 when 'pending' then 2 when 'resolved' then 3 else 4 end"
+)
+
 
 def upgrade() -> None:
-    pass
+    op.add_column(
+        "tickets",
+        sa.Column("status_rank", sa.SmallInteger(), sa.Computed(STATUS_RANK_SQL, persisted=True), nullable=False),
+    )
+    op.create_index("ix_tickets_priority_created", "tickets", ["priority_rank", "created_at", "id"], unique=False)
+    op.create_index("ix_tickets_status_rank_created", "tickets", ["status_rank", "created_at", "id"], unique=False)
+    op.create_index("ix_tickets_team_created", "tickets", ["team_id", "created_at", "id"], unique=False)
+    op.create_index("ix_tickets_assignee_created", "tickets", ["assignee_id", "created_at", "id"], unique=False)
+    # Both are prefixes of the wider indexes above, so they only slowed writes.
+    op.drop_index("ix_tickets_team", table_name="tickets")
+    op.drop_index("ix_tickets_priority_rank", table_name="tickets")
 
 
 def downgrade() -> None:
-    pass
+    op.create_index("ix_tickets_priority_rank", "tickets", ["priority_rank", "id"], unique=False)
+    op.create_index("ix_tickets_team", "tickets", ["team_id", "created_at"], unique=False)
+    op.drop_index("ix_tickets_assignee_created", table_name="tickets")
+    op.drop_index("ix_tickets_team_created", table_name="tickets")
+    op.drop_index("ix_tickets_status_rank_created", table_name="tickets")
+    op.drop_index("ix_tickets_priority_created", table_name="tickets")
+    op.drop_column("tickets", "status_rank")
