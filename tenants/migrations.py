@@ -9,7 +9,8 @@ renders in offline mode, once per process, as one statement batch in the signup 
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,13 +37,18 @@ def head(track: str) -> str:
     return ScriptDirectory.from_config(alembic_config(track)).get_current_head()
 
 
-@lru_cache(maxsize=1)
-def tenant_head_ddl() -> str:
-    """Return the SQL that builds an empty tenant schema at head, rendered by Alembic offline."""
+@lru_cache(maxsize=8)
+def tenant_ddl(revisions: str = "head") -> str:
+    """Return the tenant-track SQL for `revisions` ("head", "t0001", "t0001:head"), rendered offline."""
     buffer = io.StringIO()
     cfg = alembic_config("tenant", output_buffer=buffer)
-    command.upgrade(cfg, "head", sql=True)
+    command.upgrade(cfg, revisions, sql=True)
     return buffer.getvalue()
+
+
+def tenant_head_ddl() -> str:
+    """Return the SQL that builds an empty tenant schema at head."""
+    return tenant_ddl("head")
 
 
 def upgrade_public(engine: sa.Engine) -> None:
@@ -76,15 +82,33 @@ class MigrationReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+_worker_engine: sa.Engine | None = None
+
+
+def _init_worker(url: str) -> None:
+    global _worker_engine
+    _worker_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def _upgrade_in_worker(schema: str) -> bool:
+    return upgrade_tenant(_worker_engine, schema)
+
+
 def upgrade_all_tenants(engine: sa.Engine, schemas: list[str], workers: int = 4,
                         progress: bool = True) -> MigrationReport:
-    """Migrate every schema in parallel; a failure is reported and the others carry on."""
+    """Migrate every schema in parallel processes; a failure is reported and the others carry on.
+
+    Processes, not threads: Alembic's `op` and `context` are module-level proxies, one per process.
+    """
     from tqdm import tqdm
 
     report = MigrationReport()
     bar = tqdm(total=len(schemas), unit="schema", disable=not progress)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(upgrade_tenant, engine, s): s for s in schemas}
+    url = engine.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=(url,)) as pool:
+        futures = {pool.submit(_upgrade_in_worker, s): s for s in schemas}
         for future in as_completed(futures):
             schema = futures[future]
             try:

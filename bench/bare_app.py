@@ -1,0 +1,35 @@
+"""Bare Flask endpoints that set the ceilings the product's figures are divided by.
+
+Same driver (psycopg via SQLAlchemy Core), same pool settings and the same gunicorn settings as
+the product, but no tenancy, auth, ORM or serialisation: one round trip (or one INSERT + COMMIT).
+"""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from flask import Flask, jsonify
+
+app = Flask(__name__)
+engine = sa.create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=20)
+
+
+@app.get("/hello")
+def hello():
+    return jsonify(hello="world")
+
+
+@app.post("/insert")
+def insert():
+    with engine.begin() as conn:
+        conn.execute(sa.text("insert into bench_bare (title) values ('x')"))
+    return jsonify(ok=True), 201
+
+
+@app.get("/select50")
+def select50():
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select id, title, created_at from bench_bare order by created_at desc limit 50")).all()
+    return jsonify(items=[{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat()} for r in rows])
