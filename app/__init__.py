@@ -10,7 +10,7 @@ from flask import Flask
 from app.config import Config
 
 # Modules whose `@subscribe` handlers run outbox events in workers.
-OUTBOX_HANDLERS: tuple[str, ...] = ()
+OUTBOX_HANDLERS: tuple[str, ...] = ("app.assignment.handlers",)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

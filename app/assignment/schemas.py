@@ -1,0 +1,80 @@
+"""Request and response schemas for assignment rules and decisions."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.assignment.models import STRATEGIES
+from app.schemas import tag_list
+from app.tickets.models import PRIORITIES
+
+
+class ConditionsSchema(Schema):
+    """Every stated condition must hold; an empty list matches anything."""
+
+    priority = fields.List(fields.String(validate=validate.OneOf(PRIORITIES)), validate=validate.Length(max=4))
+    category = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                           validate=validate.Length(max=50))
+    tags_any = tag_list()
+    keywords_any = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                               validate=validate.Length(max=50))
+
+
+class RuleSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    position = fields.Integer(load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000))
+    conditions = fields.Nested(ConditionsSchema, load_default=dict)
+    team_id = fields.UUID(required=True)
+    strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
+    required_skills = tag_list(load_default=list)
+    enabled = fields.Boolean(load_default=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class RulePatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    position = fields.Integer(validate=validate.Range(min=-1_000_000, max=1_000_000))
+    conditions = fields.Nested(ConditionsSchema)
+    team_id = fields.UUID()
+    strategy = fields.String(validate=validate.OneOf(STRATEGIES))
+    required_skills = tag_list()
+    enabled = fields.Boolean()
+
+
+class CandidateSchema(Schema):
+    user_id = fields.UUID()
+    name = fields.String()
+    open_tickets = fields.Integer()
+    capacity = fields.Integer(allow_none=True)
+    available = fields.Boolean()
+    eligible = fields.Boolean()
+    chosen = fields.Boolean()
+    note = fields.String(allow_none=True, metadata={"description": "Why the candidate was passed over."})
+
+
+class DecisionSchema(Schema):
+    id = fields.UUID()
+    source = fields.String(metadata={"description": "`auto` or `manual`."})
+    rule_id = fields.UUID(allow_none=True)
+    rule_name = fields.String(allow_none=True)
+    strategy = fields.String(allow_none=True)
+    team_id = fields.UUID(allow_none=True)
+    candidates = fields.List(fields.Nested(CandidateSchema))
+    chosen_user_id = fields.UUID(allow_none=True)
+    reason = fields.String()
+    actor_id = fields.UUID(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class TicketAssignmentSchema(Schema):
+    """The latest decision first (`decision`), then the history, newest first."""
+
+    ticket_id = fields.UUID()
+    assignee_id = fields.UUID(allow_none=True)
+    team_id = fields.UUID(allow_none=True)
+    status = fields.String()
+    queued = fields.Boolean(metadata={"description": "Waiting in the unassigned queue."})
+    decision = fields.Nested(DecisionSchema, allow_none=True)
+    history = fields.List(fields.Nested(DecisionSchema))

@@ -1,0 +1,378 @@
+"""Assignment rules, the automatic assignment of tickets, and the record of every decision.
+
+Runs in RQ workers (see `handlers`), one transaction per outbox row. Safety under many workers
+comes from row locks taken in one global order, so there are no deadlocks:
+
+1. tickets: the ticket being assigned (`FOR UPDATE`), queued tickets (`FOR UPDATE SKIP LOCKED`);
+2. teams, by id (`FOR UPDATE`): serialises a team's round-robin pointer;
+3. users, by id (`FOR UPDATE`): an agent's load is counted only while their row is locked, so two
+   workers can never both hand out an agent's last free slot, even from different teams.
+
+A drain locks teams and users before it picks queued tickets (skipping the ones another worker
+holds), so a drain that starts after capacity frees always sees the freed capacity.
+
+Unassigned queue: tickets `new` with no assignee. A matched ticket nobody can take keeps the
+rule's team in `team_id` and waits; queued tickets are handed out highest priority, then oldest,
+first, whenever capacity frees up (a ticket closes or is reassigned, an agent becomes available,
+capacity is raised, a member joins, rules change) and before any newer ticket of the same team.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from app import audit
+from app.assignment.matching import Route, RuleView, route_for
+from app.assignment.models import AssignmentDecision, AssignmentRule
+from app.assignment.strategies import Agent, Pick, choose
+from app.auth.actor import Actor
+from app.extensions import db
+from app.outbox import emit
+from app.people.models import Team, TeamMember, User
+from app.realtime import publish_after_commit
+from app.tickets.models import OPEN_STATUSES, Ticket
+
+RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "required_skills", "enabled")
+RULES_CHANGED = "assignment.rules_changed"
+QUEUE_CHANGED = "assignment.queue_changed"
+DRAIN_BATCH = 500
+AHEAD_BATCH = 100
+
+
+class InvalidRule(Exception):
+    """A rule refers to something that does not exist or is inconsistent; carries field errors."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(m for ms in errors.values() for m in ms))
+        self.errors = errors
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+def rules_query() -> sa.Select:
+    """Return a select of every rule in evaluation order."""
+    return sa.select(AssignmentRule).order_by(AssignmentRule.position, AssignmentRule.created_at,
+                                              AssignmentRule.id)
+
+
+def enabled_rules() -> list[RuleView]:
+    """Return the enabled rules in evaluation order, detached from the session."""
+    rules = db.session.execute(rules_query().where(AssignmentRule.enabled.is_(True))).scalars()
+    return [RuleView.of(r) for r in rules]
+
+
+def _rule_snapshot(rule: AssignmentRule) -> dict[str, Any]:
+    return {f: getattr(rule, f) for f in RULE_FIELDS}
+
+
+def _check_rule(values: dict[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    if db.session.get(Team, values["team_id"]) is None:
+        errors["team_id"] = ["No such team."]
+    if values["strategy"] == "skills" and not values.get("required_skills"):
+        errors["required_skills"] = ["The skills strategy needs at least one required skill."]
+    if errors:
+        raise InvalidRule(errors)
+
+
+def _clean_conditions(conditions: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: sorted(set(v), key=str) for k, v in (conditions or {}).items() if v}
+
+
+def create_rule(name: str, team_id: uuid.UUID, strategy: str, position: int = 0,
+                conditions: dict[str, Any] | None = None, required_skills: list[str] | None = None,
+                enabled: bool = True) -> AssignmentRule:
+    """Add a rule; queued tickets are re-evaluated in the background."""
+    values = {"name": name, "team_id": team_id, "strategy": strategy, "position": position,
+              "conditions": _clean_conditions(conditions), "required_skills": sorted(set(required_skills or [])),
+              "enabled": enabled}
+    _check_rule(values)
+    rule = AssignmentRule(id=uuid.uuid4(), **values)
+    db.session.add(rule)
+    db.session.flush()
+    audit.record("assignment_rule", rule.id, "created", after=_rule_snapshot(rule))
+    emit(RULES_CHANGED, {"rule_id": str(rule.id)})
+    return rule
+
+
+def update_rule(rule: AssignmentRule, changes: dict[str, Any]) -> AssignmentRule:
+    """Change a rule; queued tickets are re-evaluated in the background."""
+    before = _rule_snapshot(rule)
+    values = {**before, **changes}
+    if "conditions" in changes:
+        values["conditions"] = _clean_conditions(changes["conditions"])
+    if "required_skills" in changes:
+        values["required_skills"] = sorted(set(changes["required_skills"] or []))
+    _check_rule(values)
+    for f in RULE_FIELDS:
+        setattr(rule, f, values[f])
+    db.session.flush()
+    after = _rule_snapshot(rule)
+    if after != before:
+        audit.record("assignment_rule", rule.id, "updated", before=before, after=after)
+        emit(RULES_CHANGED, {"rule_id": str(rule.id)})
+    return rule
+
+
+def delete_rule(rule: AssignmentRule) -> None:
+    """Delete a rule; past decisions keep its name."""
+    audit.record("assignment_rule", rule.id, "deleted", before=_rule_snapshot(rule))
+    db.session.delete(rule)
+    emit(RULES_CHANGED, {"rule_id": str(rule.id)})
+
+
+# --- the pool of agents, under lock ----------------------------------------------------------
+
+@dataclass
+class Pool:
+    """Locked teams and their members' snapshots; `Agent` objects are shared across teams."""
+
+    teams: dict[uuid.UUID, Team] = field(default_factory=dict)
+    members: dict[uuid.UUID, list[Agent]] = field(default_factory=dict)
+    users: dict[uuid.UUID, User] = field(default_factory=dict)
+
+    def has_room(self) -> bool:
+        return any(a.has_room() for agents in self.members.values() for a in agents)
+
+
+def lock_pool(team_ids: Iterable[uuid.UUID]) -> Pool:
+    """Lock the teams, then their members (both by id), and count each member's open tickets."""
+    ids = sorted(set(team_ids))
+    pool = Pool()
+    if not ids:
+        return pool
+    teams = db.session.execute(
+        sa.select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars()
+    pool.teams = {t.id: t for t in teams}
+    rows = db.session.execute(
+        sa.select(TeamMember.team_id, TeamMember.created_at, User)
+        .join(User, User.id == TeamMember.user_id)
+        .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None))
+        .order_by(User.id).with_for_update(of=User).execution_options(populate_existing=True)
+    ).all()
+    pool.users = {u.id: u for _, _, u in rows}
+    loads = dict(db.session.execute(
+        sa.select(Ticket.assignee_id, sa.func.count())
+        .where(Ticket.assignee_id.in_(list(pool.users)), Ticket.status.in_(OPEN_STATUSES))
+        .group_by(Ticket.assignee_id)
+    ).all()) if pool.users else {}
+    agents = {u.id: Agent(id=u.id, name=u.name, available=u.available, capacity=u.capacity,
+                          skills=frozenset(u.skills or ()), open_tickets=loads.get(u.id, 0),
+                          last_assigned_at=u.last_assigned_at) for u in pool.users.values()}
+    pool.members = {t: [] for t in pool.teams}
+    joined = {}
+    for team_id, member_since, user in rows:
+        pool.members[team_id].append(agents[user.id])
+        joined[team_id, user.id] = member_since
+    for team_id, members in pool.members.items():
+        members.sort(key=lambda a, t=team_id: (joined[t, a.id], str(a.id)))
+    return pool
+
+
+def pick_for(route: Route, pool: Pool) -> Pick:
+    """Let the route's strategy pick among the locked team's members."""
+    team = pool.teams.get(route.team_id)
+    if team is None:
+        return Pick(None, "The rule's team no longer exists.", [])
+    return choose(route.strategy, pool.members[route.team_id], route.required_skills, team.last_assigned_user_id)
+
+
+# --- assigning -------------------------------------------------------------------------------
+
+def _waiting(ticket: Ticket) -> bool:
+    return ticket.status == "new" and ticket.assignee_id is None
+
+
+def _queue_order() -> list:
+    return [Ticket.priority_rank.desc(), Ticket.created_at, Ticket.id]
+
+
+def _lock_ticket(ticket_id: uuid.UUID) -> Ticket | None:
+    return db.session.execute(
+        sa.select(Ticket).where(Ticket.id == ticket_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def assign_new_ticket(ticket_id: uuid.UUID) -> AssignmentDecision | None:
+    """Route a ticket and assign it (after any older queued ticket of its team); record why."""
+    ticket = _lock_ticket(ticket_id)
+    if ticket is None or not _waiting(ticket):
+        return None
+    route = route_for(ticket, enabled_rules())
+    if route is None:
+        return _record(ticket, None, Pick(None, "No enabled rule matches this ticket."), source="auto")
+    ahead = db.session.execute(
+        sa.select(Ticket)
+        .where(Ticket.team_id == route.team_id, Ticket.status == "new", Ticket.assignee_id.is_(None),
+               Ticket.id != ticket.id,
+               sa.or_(Ticket.priority_rank > ticket.priority_rank,
+                      sa.and_(Ticket.priority_rank == ticket.priority_rank, Ticket.created_at < ticket.created_at)))
+        .order_by(*_queue_order()).limit(AHEAD_BATCH)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    ).scalars().all()
+    pool = lock_pool([route.team_id])
+    if ahead and pool.has_room():
+        rules = enabled_rules()
+        for queued in ahead:
+            queued_route = route_for(queued, rules)
+            if queued_route is None or queued_route.team_id != route.team_id:
+                continue
+            pick = pick_for(queued_route, pool)
+            if pick.agent is not None:
+                _assign(queued, queued_route, pick, pool, from_queue=True)
+    return _decide(ticket, route, pool, from_queue=False)
+
+
+def drain(limit: int = DRAIN_BATCH) -> int:
+    """Hand out queued tickets, highest priority then oldest first; return how many were assigned."""
+    queued = db.session.execute(
+        sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
+        .order_by(*_queue_order()).limit(limit)
+    ).scalars().all()
+    if not queued:
+        return 0
+    rules = enabled_rules()
+    routes = {t.id: route_for(t, rules) for t in queued}
+    pool = lock_pool({r.team_id for r in routes.values() if r is not None})
+    if not pool.has_room():
+        _reroute(queued, routes)
+        return 0
+    locked = db.session.execute(
+        sa.select(Ticket).where(Ticket.id.in_([t.id for t in queued]), Ticket.status == "new",
+                                Ticket.assignee_id.is_(None))
+        .order_by(*_queue_order()).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    ).scalars().all()
+    assigned = 0
+    for ticket in locked:
+        route = route_for(ticket, rules)
+        if route is None or route.team_id not in pool.teams:
+            continue
+        pick = pick_for(route, pool)
+        if pick.agent is not None:
+            _assign(ticket, route, pick, pool, from_queue=True)
+            assigned += 1
+            if not pool.has_room():
+                break
+        elif ticket.team_id != route.team_id:
+            _route_to_team(ticket, route.team_id)
+    return assigned
+
+
+def _reroute(tickets: list[Ticket], routes: dict[uuid.UUID, Route | None]) -> None:
+    """Keep queued tickets in the team their rule now names (after rules change)."""
+    moving = [t for t in tickets if routes[t.id] is not None and t.team_id != routes[t.id].team_id]
+    if not moving:
+        return
+    locked = db.session.execute(
+        sa.select(Ticket).where(Ticket.id.in_([t.id for t in moving]), Ticket.status == "new",
+                                Ticket.assignee_id.is_(None))
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    ).scalars().all()
+    for ticket in locked:
+        _route_to_team(ticket, routes[ticket.id].team_id)
+
+
+def _route_to_team(ticket: Ticket, team_id: uuid.UUID) -> None:
+    ticket.team_id = team_id
+    ticket.updated_at = datetime.now(UTC)
+    _publish(ticket)
+
+
+def _decide(ticket: Ticket, route: Route, pool: Pool, from_queue: bool) -> AssignmentDecision:
+    pick = pick_for(route, pool)
+    if pick.agent is None:
+        if ticket.team_id != route.team_id and route.team_id in pool.teams:
+            _route_to_team(ticket, route.team_id)
+        return _record(ticket, route, pick, source="auto")
+    return _assign(ticket, route, pick, pool, from_queue)
+
+
+def _assign(ticket: Ticket, route: Route, pick: Pick, pool: Pool, from_queue: bool) -> AssignmentDecision:
+    agent = pick.agent
+    assert agent is not None
+    now = datetime.now(UTC)
+    before = {"assignee_id": ticket.assignee_id, "team_id": ticket.team_id, "status": ticket.status}
+    ticket.assignee_id = agent.id
+    ticket.team_id = route.team_id
+    if ticket.status == "new":
+        ticket.status = "open"
+    ticket.updated_at = now
+    agent.open_tickets += 1
+    agent.last_assigned_at = now
+    pool.users[agent.id].last_assigned_at = now
+    pool.teams[route.team_id].last_assigned_user_id = agent.id
+    reason = ("From the unassigned queue. " if from_queue else "") + pick.reason
+    decision = _record(ticket, route, Pick(agent, reason, pick.candidates), source="auto")
+    audit.record("ticket", ticket.id, "assigned", before=before,
+                 after={"assignee_id": ticket.assignee_id, "team_id": ticket.team_id, "status": ticket.status})
+    emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(agent.id),
+                             "team_id": str(route.team_id), "source": "auto"})
+    _publish(ticket)
+    return decision
+
+
+def _publish(ticket: Ticket) -> None:
+    from app.tickets.schemas import TicketSchema
+
+    db.session.flush()
+    publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": TicketSchema().dump(ticket)})
+
+
+def _record(ticket: Ticket, route: Route | None, pick: Pick, source: str,
+            actor_id: uuid.UUID | None = None) -> AssignmentDecision:
+    decision = AssignmentDecision(
+        id=uuid.uuid4(), ticket_id=ticket.id, source=source,
+        rule_id=route.rule_id if route else None, rule_name=route.rule_name if route else None,
+        strategy=route.strategy if route else None, team_id=route.team_id if route else None,
+        candidates=pick.candidates, chosen_user_id=pick.agent.id if pick.agent else None,
+        reason=pick.reason, actor_id=actor_id, created_at=datetime.now(UTC),
+    )
+    db.session.add(decision)
+    return decision
+
+
+def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team_id: uuid.UUID | None,
+                             actor: Actor | None, previous_assignee_id: uuid.UUID | None = None) -> AssignmentDecision:
+    """Record that `actor` set the ticket's assignee and team by hand (call after changing them).
+
+    For `PATCH /tickets/{id}` and the UI: the caller validates and sets `assignee_id`, `team_id`
+    and the status (`new` -> `open` when an assignee is set), then calls this in the same
+    transaction. When an agent loses the ticket, or it goes back to the queue, the queue drains.
+    """
+    who = "an API key" if actor is None or actor.user_id is None else "a user"
+    if assignee_id is not None:
+        reason = f"Assigned by hand by {who}."
+    elif team_id is not None:
+        reason = f"Assignee removed by hand by {who}; the ticket waits in its team's queue."
+    else:
+        reason = f"Assignee and team removed by hand by {who}."
+    decision = AssignmentDecision(
+        id=uuid.uuid4(), ticket_id=ticket.id, source="manual", strategy="manual", team_id=team_id,
+        candidates=[], chosen_user_id=assignee_id, reason=reason,
+        actor_id=actor.user_id if actor else None, created_at=datetime.now(UTC),
+    )
+    db.session.add(decision)
+    if assignee_id is not None:
+        emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(assignee_id),
+                                 "team_id": str(team_id) if team_id else None, "source": "manual"})
+    if (previous_assignee_id is not None and previous_assignee_id != assignee_id) or assignee_id is None:
+        emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id)})
+    return decision
+
+
+def decisions_for(ticket_id: uuid.UUID, limit: int = 50) -> list[AssignmentDecision]:
+    """Return a ticket's decisions, newest first."""
+    return list(db.session.execute(
+        sa.select(AssignmentDecision).where(AssignmentDecision.ticket_id == ticket_id)
+        .order_by(AssignmentDecision.created_at.desc(), AssignmentDecision.id).limit(limit)
+    ).scalars())
