@@ -1,0 +1,183 @@
+"""One Redis pub/sub connection per web process, shared by every ticket stream the process holds.
+
+A process subscribes to a ticket's channel when its first socket on that ticket opens and
+unsubscribes when the last one closes, so Redis only sends a process the tickets someone is
+looking at there. One reader thread parses each event once and hands it to the sockets' own
+queues; sockets send from their own threads, so a slow peer never delays the others. After a
+pub/sub failure the hub resubscribes and tells every socket to catch up from Postgres by seq.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# A socket whose queue grows past this is not keeping up: its queue is dropped and it catches up
+# from Postgres instead, so memory stays bounded.
+MAX_QUEUED = 1000
+
+
+class Listener:
+    """A socket's inbox of live events; `wake` is set whenever something arrives."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+        self.events: deque[dict[str, Any]] = deque()
+        self.resync = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if len(self.events) >= MAX_QUEUED:
+            self.events.clear()
+            self.resync = True
+        else:
+            self.events.append(event)
+        self.wake.set()
+
+    def request_resync(self) -> None:
+        self.resync = True
+        self.wake.set()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Take every queued event (called only by the socket's own thread)."""
+        taken = []
+        while self.events:
+            taken.append(self.events.popleft())
+        return taken
+
+
+class Hub:
+    """The process's pub/sub connection and the sockets listening on each channel."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._client = redis.Redis.from_url(redis_url, health_check_interval=15, socket_keepalive=True,
+                                            socket_connect_timeout=2)
+        self._lock = threading.Lock()
+        self._listeners: dict[str, set[Listener]] = {}
+        self._confirmed: dict[str, threading.Event] = {}
+        self._pubsub = self._client.pubsub()
+        self._stopped = False
+        self._broken = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tms-stream-hub", daemon=True)
+        self._thread.start()
+
+    def join(self, channel: str, listener: Listener, wait: float = 2.0) -> None:
+        """Add a socket to a channel, subscribing the process first if it is the channel's first."""
+        with self._lock:
+            listeners = self._listeners.setdefault(channel, set())
+            listeners.add(listener)
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                confirmed = self._confirmed[channel] = threading.Event()
+                self._send(self._pubsub.subscribe, channel)
+        # Events published before the subscription took effect are found by the socket's catch-up,
+        # which runs after this; waiting here is what makes that ordering hold.
+        if not confirmed.wait(wait):
+            listener.resync = True
+
+    def leave(self, channel: str, listener: Listener) -> None:
+        """Remove a socket; the last one out unsubscribes the process from the channel."""
+        with self._lock:
+            listeners = self._listeners.get(channel)
+            if listeners is None:
+                return
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[channel]
+                self._confirmed.pop(channel, None)
+                self._send(self._pubsub.unsubscribe, channel)
+
+    def channels(self) -> dict[str, int]:
+        """Return the channels this process listens on and how many sockets each has."""
+        with self._lock:
+            return {name: len(listeners) for name, listeners in self._listeners.items()}
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._broken.set()
+
+    def _send(self, command, channel: str) -> None:
+        try:
+            command(channel)
+        except redis.RedisError as exc:
+            log.warning("pub/sub command failed, reconnecting: %s", exc)
+            self._broken.set()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stopped:
+            try:
+                if self._broken.is_set():
+                    self._reconnect()
+                message = self._pubsub.get_message(timeout=1.0)
+                backoff = 0.1
+            except (redis.RedisError, OSError, RuntimeError) as exc:
+                log.warning("pub/sub connection lost, resubscribing: %s", exc)
+                self._broken.set()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        kind = message["type"]
+        if kind == "subscribe":
+            with self._lock:
+                confirmed = self._confirmed.get(channel)
+            if confirmed is not None:
+                confirmed.set()
+            return
+        if kind != "message":
+            return
+        try:
+            event = json.loads(message["data"])
+        except ValueError:
+            log.warning("ignored a malformed live event on %s", channel)
+            return
+        if not isinstance(event, dict):
+            return
+        with self._lock:
+            listeners = list(self._listeners.get(channel, ()))
+        for listener in listeners:
+            listener.offer(event)
+
+    def _reconnect(self) -> None:
+        """Replace the pub/sub connection, resubscribe, and have every socket catch up by seq."""
+        with self._lock:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._pubsub.close()
+            self._pubsub = self._client.pubsub()
+            channels = list(self._listeners)
+            for name in channels:
+                self._confirmed[name] = threading.Event()
+            if channels:
+                self._pubsub.subscribe(*channels)
+            self._broken.clear()
+            listeners = [listener for group in self._listeners.values() for listener in group]
+        for listener in listeners:
+            listener.request_resync()
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def process_hub(redis_url: str) -> Hub:
+    """Return this process's hub, starting it on first use (after gunicorn has forked)."""
+    global _hub
+    if _hub is None:
+        with _hub_lock:
+            if _hub is None:
+                _hub = Hub(redis_url)
+    return _hub

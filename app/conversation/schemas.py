@@ -1,0 +1,57 @@
+"""Request and response schemas of the conversation: one set for REST and socket frames alike."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from app.pagination import PageArgs
+
+MAX_BODY = 64 * 1024
+MAX_ATTACHMENTS = 20
+
+
+class MessageSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    ticket_id = fields.UUID(dump_only=True)
+    author_id = fields.UUID(dump_only=True, allow_none=True)
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
+    parent_id = fields.UUID(load_default=None, allow_none=True)
+    internal = fields.Boolean(load_default=False)
+    attachment_ids = fields.List(fields.UUID(), load_default=list, load_only=True,
+                                 validate=validate.Length(max=MAX_ATTACHMENTS))
+    # Attachments are linked by the media area; until then a message carries none.
+    attachments = fields.Method("dump_attachments", dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    edited_at = fields.DateTime(dump_only=True, allow_none=True)
+    seq = fields.Integer(dump_only=True)
+
+    @validates("body")
+    def validate_body(self, value: str, **_kwargs) -> None:
+        if not value.strip():
+            raise ValidationError("The body must not be blank.")
+        if "\x00" in value:
+            raise ValidationError("The body must not contain NUL characters.")
+
+    def dump_attachments(self, _message) -> list:
+        return []
+
+
+class MessageEditSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
+
+    validate_body = MessageSchema.validate_body
+
+
+class MessageListArgs(PageArgs):
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class StreamTokenSchema(Schema):
+    token = fields.String(dump_only=True)
+    expires_in = fields.Integer(dump_only=True, metadata={"description": "Seconds the token stays valid."})
+    url = fields.String(dump_only=True, metadata={"description": "Path of the stream to open with the token."})
+
+
+class StreamArgs(Schema):
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    token = fields.String(load_default=None, validate=validate.Length(max=200))

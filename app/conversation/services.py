@@ -1,0 +1,143 @@
+"""Conversation operations shared by the REST API and the ticket stream: post, list, edit, delete."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_smorest import abort
+
+from app import audit
+from app.auth.actor import Actor
+from app.conversation.models import Message
+from app.conversation.schemas import MessageSchema
+from app.extensions import db
+from app.outbox import emit
+from app.pagination import SortKey, decode_cursor, encode_cursor
+from app.realtime import publish_after_commit
+from app.tickets.models import Ticket
+from app.tickets.services import ticket_for
+
+_dump = MessageSchema().dump
+SEQ_KEY = [SortKey(Message.seq, kind="int")]
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """Return the contract's JSON of a message (the same for REST and socket events)."""
+    return _dump(message)
+
+
+def visible_to(actor: Actor, internal: bool) -> bool:
+    """Tell whether `actor` may see a message; internal notes are for staff only."""
+    return actor.is_staff or not internal
+
+
+def next_seq(ticket_id: uuid.UUID, first_response: bool) -> int:
+    """Take the ticket's next message `seq`; the row stays locked until commit, so posts serialize."""
+    values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1}
+    if first_response:
+        values["first_response_at"] = sa.func.coalesce(Ticket.first_response_at, sa.func.now())
+    return db.session.execute(
+        sa.update(Ticket).where(Ticket.id == ticket_id).values(**values).returning(Ticket.last_message_seq),
+        execution_options={"synchronize_session": False},
+    ).scalar_one()
+
+
+def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.UUID | None = None,
+                 internal: bool = False, attachment_ids: list[uuid.UUID] | None = None) -> Message:
+    """Add a message to a ticket the actor can see; it is broadcast once the caller commits."""
+    ticket = ticket_for(actor, ticket_id)
+    if internal and not actor.is_staff:
+        abort(403, message="Only agents and admins may post internal notes.")
+    if parent_id is not None:
+        parent = db.session.get(Message, parent_id)
+        if (parent is None or parent.ticket_id != ticket.id or parent.deleted_at is not None
+                or not visible_to(actor, parent.internal)):
+            abort(422, message="The parent message is not on this ticket.",
+                  errors={"parent_id": ["No such message on this ticket."]})
+    # A reply to the customer by staff counts; internal notes and the requester's own words do not.
+    first_response = actor.is_staff and not internal and actor.user_id != ticket.requester_id
+    message = Message(id=uuid.uuid4(), ticket_id=ticket.id, seq=next_seq(ticket.id, first_response),
+                      parent_id=parent_id, author_id=actor.user_id, internal=internal, body=body,
+                      created_at=datetime.now(UTC))
+    db.session.add(message)
+    db.session.flush()
+    event = {"message_id": str(message.id), "ticket_id": str(ticket.id), "seq": message.seq,
+             "internal": internal}
+    emit("message.created", event)
+    publish_after_commit(ticket.id, {"type": "message.created", "message": message_json(message)})
+    return message
+
+
+def messages_after(ticket_id: uuid.UUID, after_seq: int, limit: int,
+                   actor: Actor | None = None) -> list[Message]:
+    """Return up to `limit` messages after `after_seq` in seq order: those `actor` may see, or all.
+
+    With no actor, deleted messages and internal notes are included, so a stream can advance its
+    seq past them without sending them.
+    """
+    stmt = (sa.select(Message).where(Message.ticket_id == ticket_id, Message.seq > after_seq)
+            .order_by(Message.seq).limit(limit))
+    if actor is not None:
+        stmt = stmt.where(Message.deleted_at.is_(None))
+        if not actor.is_staff:
+            stmt = stmt.where(Message.internal.is_(False))
+    return list(db.session.execute(stmt).scalars())
+
+
+def list_messages(actor: Actor, ticket_id: uuid.UUID, after_seq: int, limit: int,
+                  cursor: str | None) -> tuple[list[Message], str | None]:
+    """Return one page of the messages the actor may see, in seq order, and the next cursor."""
+    ticket_for(actor, ticket_id)
+    if cursor:
+        after_seq = max(after_seq, decode_cursor(cursor, SEQ_KEY)[0])
+    rows = messages_after(ticket_id, after_seq, limit + 1, actor=actor)
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor([rows[-1].seq])
+
+
+def message_for(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, lock: bool = False) -> Message:
+    """Return a live message of a ticket the actor can see, or answer 404."""
+    ticket_for(actor, ticket_id)
+    stmt = sa.select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id,
+                                    Message.deleted_at.is_(None))
+    if lock:
+        stmt = stmt.with_for_update()
+    message = db.session.execute(stmt).scalar_one_or_none()
+    if message is None or not visible_to(actor, message.internal):
+        abort(404, message="No such message.")
+    return message
+
+
+def _may_change(actor: Actor, message: Message) -> None:
+    if message.author_id != actor.user_id and actor.role != "admin":
+        abort(403, message="Only the author or an admin may change a message.")
+
+
+def edit_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, body: str) -> Message:
+    """Change a message's body; the previous body is kept in the audit log."""
+    message = message_for(actor, ticket_id, message_id, lock=True)
+    _may_change(actor, message)
+    before = message.body
+    message.body = body
+    message.edited_at = datetime.now(UTC)
+    audit.record("message", message.id, "edited", before={"body": before}, after={"body": body})
+    db.session.flush()
+    publish_after_commit(ticket_id, {"type": "message.updated", "message": message_json(message)})
+    return message
+
+
+def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) -> None:
+    """Delete a message (its seq stays taken); the body is kept in the audit log."""
+    message = message_for(actor, ticket_id, message_id, lock=True)
+    _may_change(actor, message)
+    audit.record("message", message.id, "deleted", before={"body": message.body, "internal": message.internal})
+    message.deleted_at = datetime.now(UTC)
+    message.body = ""
+    publish_after_commit(ticket_id, {"type": "message.deleted",
+                                     "message": {"id": str(message.id), "seq": message.seq,
+                                                 "internal": message.internal}})

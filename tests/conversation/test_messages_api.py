@@ -1,0 +1,184 @@
+"""Messages over REST: seq, threads, internal notes, validation, pages, edits, and tenant isolation."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from tenants.context import schema_for
+from tests.conftest import ApiClient
+
+
+def new_ticket(api: ApiClient, **fields) -> dict:
+    resp = api.post("/api/v1/tickets", json={"title": "Printer jam", **fields})
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def post(api: ApiClient, ticket_id: str, **body):
+    return api.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "hello", **body})
+
+
+def test_post_returns_the_contract_shape_and_seq_counts_up(tenant):
+    ticket = new_ticket(tenant.api)
+    first = post(tenant.api, ticket["id"], body="**Hi**", attachment_ids=[str(uuid.uuid4())])
+    assert first.status_code == 201, first.get_json()
+    body = first.get_json()
+    assert set(body) >= {"id", "ticket_id", "author_id", "body", "parent_id", "internal", "attachments",
+                         "created_at", "seq"}
+    assert (body["seq"], body["body"], body["ticket_id"], body["author_id"]) == (1, "**Hi**", ticket["id"],
+                                                                                tenant.admin_id)
+    assert body["attachments"] == [] and body["parent_id"] is None and body["internal"] is False
+    assert post(tenant.api, ticket["id"]).get_json()["seq"] == 2
+
+
+def test_concurrent_posts_get_distinct_consecutive_seqs(app, tenant):
+    ticket = new_ticket(tenant.api)
+
+    def one(i: int) -> int:
+        api = ApiClient(app.test_client(), tenant.key)
+        resp = post(api, ticket["id"], body=f"message {i}")
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()["seq"]
+
+    with ThreadPoolExecutor(8) as pool:
+        seqs = sorted(pool.map(one, range(24)))
+    assert seqs == list(range(1, 25))
+
+
+def test_replies_thread_under_a_parent_on_the_same_ticket(tenant):
+    ticket, other = new_ticket(tenant.api), new_ticket(tenant.api)
+    root = post(tenant.api, ticket["id"]).get_json()
+    reply = post(tenant.api, ticket["id"], parent_id=root["id"]).get_json()
+    nested = post(tenant.api, ticket["id"], parent_id=reply["id"])
+    assert nested.status_code == 201 and nested.get_json()["parent_id"] == reply["id"]
+    elsewhere = post(tenant.api, other["id"], parent_id=root["id"])
+    assert elsewhere.status_code == 422
+    assert "parent_id" in elsewhere.get_json()["errors"]
+    assert post(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 422
+
+
+def test_bad_input_is_refused_and_changes_nothing(tenant):
+    ticket = new_ticket(tenant.api)
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    cases = [
+        {"body": "x" * (64 * 1024 + 1)},
+        {"body": "   "},
+        {"body": "nul \x00 inside"},
+        {},
+        {"body": "ok", "parent_id": "not-a-uuid"},
+        {"body": "ok", "attachment_ids": ["nope"]},
+        {"body": "ok", "attachment_ids": "nope"},
+        {"body": "ok", "internal": "maybe"},
+        {"body": "ok", "colour": "red"},
+    ]
+    for case in cases:
+        resp = tenant.api.post(path, json=case)
+        assert resp.status_code == 422, (case, resp.get_json())
+        assert resp.get_json()["code"] == 422
+    malformed = tenant.api.post(path, data="{not json", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400
+    assert tenant.api.get(path).get_json()["items"] == []
+
+
+def test_internal_notes_are_for_staff_only(tenant):
+    requester_user = tenant.user("requester")
+    requester = tenant.key_for(requester_user)
+    agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester)
+    assert post(requester, ticket["id"], internal=True).status_code == 403
+    assert post(requester, ticket["id"], body="public question").status_code == 201
+    note = post(agent, ticket["id"], body="secret note", internal=True).get_json()
+    assert note["internal"] is True
+    assert post(requester, ticket["id"], parent_id=note["id"]).status_code == 422
+    seen_by_requester = requester.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    seen_by_agent = agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body"] for m in seen_by_requester] == ["public question"]
+    assert [m["body"] for m in seen_by_agent] == ["public question", "secret note"]
+    assert requester.get(f"/api/v1/tickets/{ticket['id']}/messages/{note['id']}").status_code == 404
+
+
+def test_first_agent_reply_sets_first_response_time(tenant):
+    requester = tenant.key_for(tenant.user("requester"))
+    agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester)
+    post(requester, ticket["id"])
+    post(agent, ticket["id"], internal=True)
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"] is None
+    reply = post(agent, ticket["id"], body="On it").get_json()
+    first = tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"]
+    assert first is not None
+    post(agent, ticket["id"], body="Still on it")
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"] == first
+    assert reply["seq"] == 3
+
+
+def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
+    ticket = new_ticket(tenant.api)
+    for i in range(7):
+        post(tenant.api, ticket["id"], body=f"m{i}")
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    after = tenant.api.get(path + "?after_seq=4").get_json()
+    assert [m["seq"] for m in after["items"]] == [5, 6, 7] and after["next_cursor"] is None
+    seqs, cursor = [], None
+    while True:
+        page = tenant.api.get(path + "?limit=3" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seqs += [m["seq"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seqs == list(range(1, 8))
+    assert tenant.api.get(path + "?cursor=garbage").status_code == 422
+    assert tenant.api.get(path + "?after_seq=-1").status_code == 422
+    assert tenant.api.get(path + "?limit=1000").status_code == 422
+
+
+def test_edit_and_delete_keep_history_in_the_audit_log(app, tenant):
+    author = tenant.key_for(tenant.user("agent"))
+    other_agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(tenant.api)
+    message = post(author, ticket["id"], body="first words").get_json()
+    path = f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}"
+    assert other_agent.patch(path, json={"body": "hijack"}).status_code == 403
+    edited = author.patch(path, json={"body": "better words"})
+    assert edited.status_code == 200 and edited.get_json()["body"] == "better words"
+    assert edited.get_json()["edited_at"] is not None
+    assert author.patch(path, json={"body": ""}).status_code == 422
+    assert tenant.api.delete(path).status_code == 204
+    assert tenant.api.get(path).status_code == 404
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"] == []
+    assert post(tenant.api, ticket["id"]).get_json()["seq"] == 2
+    with app.app_context():
+        rows = db.session.execute(sa.text(
+            f'select action, "before" from "{schema_for(tenant.slug)}".audit_log '
+            "where entity = 'message' and entity_id = :id order by id"), {"id": message["id"]}).all()
+    assert [(r.action, (r.before or {}).get("body")) for r in rows] == [("edited", "first words"),
+                                                                        ("deleted", "better words")]
+
+
+def test_stream_token_is_issued_for_visible_tickets_only(tenant):
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(tenant.api)
+    resp = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token")
+    assert resp.status_code == 201
+    assert len(resp.get_json()["token"]) > 20 and resp.get_json()["expires_in"] > 0
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/stream-token").status_code == 404
+
+
+def test_another_tenant_gets_404_on_every_endpoint(tenant, other_tenant):
+    ticket = new_ticket(tenant.api)
+    message = post(tenant.api, ticket["id"]).get_json()
+    base = f"/api/v1/tickets/{ticket['id']}"
+    stranger = other_tenant.api
+    assert stranger.get(base + "/messages").status_code == 404
+    assert post(stranger, ticket["id"]).status_code == 404
+    assert stranger.get(f"{base}/messages/{message['id']}").status_code == 404
+    assert stranger.patch(f"{base}/messages/{message['id']}", json={"body": "x"}).status_code == 404
+    assert stranger.delete(f"{base}/messages/{message['id']}").status_code == 404
+    assert stranger.post(base + "/stream-token").status_code == 404
+    assert tenant.api.get(base + "/messages").get_json()["items"][0]["body"] == "hello"
+    unauthenticated = ApiClient(tenant.api.client, None)
+    assert unauthenticated.get(base + "/messages").status_code == 401
