@@ -61,3 +61,37 @@ class Desk:
         resp = self.t.api.get(f"/api/v1/tickets/{ticket['id']}/assignment")
         assert resp.status_code == 200, resp.get_json()
         return resp.get_json()
+
+
+@pytest.fixture
+def in_tenant(app):
+    """Return a context manager that enters the app and `tenant`'s context (for direct DB work)."""
+    from contextlib import contextmanager
+
+    from app.extensions import db
+    from tenants.context import tenant_context
+    from tenants.resolution import active_tenant
+
+    @contextmanager
+    def enter(tenant):
+        with app.app_context():
+            ref = active_tenant(tenant.slug).ref()
+            db.session.rollback()
+            with tenant_context(ref):
+                yield db.session
+                db.session.rollback()
+
+    return enter
+
+
+def close_ticket(session, ticket_id: str) -> None:
+    """Close a ticket the way the tickets area does: status change plus a `ticket.closed` event."""
+    import uuid
+
+    from app.outbox import emit
+    from app.tickets.models import Ticket
+
+    ticket = session.get(Ticket, uuid.UUID(ticket_id))
+    ticket.status = "closed"
+    emit("ticket.closed", {"ticket_id": ticket_id})
+    session.commit()

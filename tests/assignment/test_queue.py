@@ -1,0 +1,126 @@
+"""The unassigned queue: tickets nobody can take wait, and are handed out as capacity frees."""
+
+import uuid
+
+from app.assignment import services
+from app.auth.actor import Actor
+from app.tickets.models import Ticket
+from tests.assignment.conftest import close_ticket
+
+
+def test_queue_drains_highest_priority_then_oldest_when_a_ticket_closes(desk, run_jobs, in_tenant):
+    agent = desk.t.user("agent", name="solo", capacity=1)
+    desk.rule(desk.team("Solo", [agent]))
+    first = desk.ticket("first")
+    run_jobs()
+    low_old = desk.ticket("low old", priority="low")
+    normal_old = desk.ticket("normal old")
+    urgent_new = desk.ticket("urgent new", priority="urgent")
+    normal_new = desk.ticket("normal new")
+    run_jobs()
+    assert desk.get(first)["assignee_id"] == agent["id"]
+    assert all(desk.get(t)["assignee_id"] is None for t in (low_old, normal_old, urgent_new, normal_new))
+
+    served = []
+    current = first
+    for _ in range(4):
+        with in_tenant(desk.t) as session:
+            close_ticket(session, current["id"])
+        run_jobs()
+        waiting = [t for t in (low_old, normal_old, urgent_new, normal_new) if t not in served]
+        now = [t for t in waiting if desk.get(t)["assignee_id"] == agent["id"]]
+        assert len(now) == 1
+        served.append(now[0])
+        current = now[0]
+    assert [t["title"] for t in served] == ["urgent new", "normal old", "normal new", "low old"]
+    decision = desk.assignment(served[0])["decision"]
+    assert decision["reason"].startswith("From the unassigned queue.")
+    assert desk.get(served[-1])["status"] == "open"
+
+
+def test_queue_drains_when_agent_becomes_available_or_capacity_rises(desk, run_jobs):
+    agent = desk.t.user("agent", name="away", available=False, capacity=1)
+    desk.rule(desk.team("Team", [agent]))
+    tickets = [desk.ticket(f"t{i}") for i in range(3)]
+    run_jobs()
+    assert all(desk.get(t)["assignee_id"] is None for t in tickets)
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert [desk.get(t)["assignee_id"] for t in tickets] == [agent["id"], None, None]
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 3}).status_code == 200
+    run_jobs()
+    assert [desk.get(t)["assignee_id"] for t in tickets] == [agent["id"]] * 3
+
+
+def test_queue_drains_when_a_member_joins(desk, run_jobs):
+    team = desk.team("Empty", [])
+    desk.rule(team)
+    ticket = desk.ticket()
+    run_jobs()
+    assert desk.assignment(ticket)["decision"]["reason"] == "The team has no members."
+    (agent,) = desk.agents(1)
+    assert desk.t.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}").status_code == 200
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == agent["id"]
+
+
+def test_rule_change_reroutes_queued_tickets(desk, run_jobs):
+    (agent,) = desk.agents(1)
+    empty = desk.team("Empty", [])
+    staffed = desk.team("Staffed", [agent])
+    rule = desk.rule(empty, conditions={"tags_any": ["vip"]})
+    unmatched = desk.ticket("no tag")
+    vip = desk.ticket("vip", tags=["vip"])
+    run_jobs()
+    assert desk.get(vip)["team_id"] == empty["id"] and desk.get(vip)["assignee_id"] is None
+    assert desk.get(unmatched)["team_id"] is None
+    resp = desk.t.api.patch(f"/api/v1/assignment-rules/{rule['id']}",
+                            json={"team_id": staffed["id"], "conditions": {}})
+    assert resp.status_code == 200
+    run_jobs()
+    assert desk.get(vip)["assignee_id"] == agent["id"]
+    assert desk.get(unmatched)["assignee_id"] == agent["id"]
+    assert desk.get(vip)["team_id"] == staffed["id"]
+
+
+def test_new_ticket_does_not_jump_the_queue_of_its_team(desk, run_jobs, in_tenant):
+    agent = desk.t.user("agent", name="solo", capacity=0)
+    desk.rule(desk.team("Solo", [agent]))
+    old = desk.ticket("old")
+    run_jobs()
+    with in_tenant(desk.t) as session:
+        # capacity rises without an event (as if the drain were still on its way) ...
+        from app.people.models import User
+        session.get(User, uuid.UUID(agent["id"])).capacity = 1
+        session.commit()
+    new = desk.ticket("new", priority="normal")
+    run_jobs()
+    # ... the new ticket's job serves the older queued ticket of its team first
+    assert desk.get(old)["assignee_id"] == agent["id"]
+    assert desk.get(new)["assignee_id"] is None
+
+
+def test_manual_assignment_is_recorded_and_frees_capacity(desk, run_jobs, in_tenant):
+    a = desk.t.user("agent", name="a", capacity=1)
+    b = desk.t.user("agent", name="b", capacity=5)
+    team = desk.team("T", [a])
+    desk.rule(team)
+    first, second = desk.ticket("first"), desk.ticket("second")
+    run_jobs()
+    assert desk.get(first)["assignee_id"] == a["id"] and desk.get(second)["assignee_id"] is None
+    with in_tenant(desk.t) as session:
+        ticket = session.get(Ticket, uuid.UUID(first["id"]))
+        previous = ticket.assignee_id
+        ticket.assignee_id = uuid.UUID(b["id"])
+        services.record_manual_assignment(ticket, ticket.assignee_id, ticket.team_id,
+                                          Actor(user_id=uuid.UUID(desk.t.admin_id), role="admin"),
+                                          previous_assignee_id=previous)
+        session.commit()
+    run_jobs()
+    why = desk.assignment(first)
+    assert why["assignee_id"] == b["id"]
+    assert why["decision"]["source"] == "manual" and why["decision"]["chosen_user_id"] == b["id"]
+    assert why["decision"]["actor_id"] == desk.t.admin_id
+    assert [d["source"] for d in why["history"]] == ["manual", "auto"]
+    # a's slot was freed by the reassignment, so the queued ticket went to a
+    assert desk.get(second)["assignee_id"] == a["id"]

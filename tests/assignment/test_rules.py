@@ -1,0 +1,136 @@
+"""Assignment rules: the contract's CRUD, validation, roles, order and conditions."""
+
+import pytest
+
+
+def test_rule_crud(desk):
+    team = desk.team("Billing", [])
+    api = desk.t.api
+    resp = api.post("/api/v1/assignment-rules", json={
+        "name": "Billing", "position": 10, "team_id": team["id"], "strategy": "least_loaded",
+        "conditions": {"priority": ["high", "urgent"], "tags_any": ["invoice"], "keywords_any": ["refund"]}})
+    assert resp.status_code == 201, resp.get_json()
+    rule = resp.get_json()
+    assert rule["enabled"] is True and rule["required_skills"] == []
+    assert rule["conditions"] == {"priority": ["high", "urgent"], "tags_any": ["invoice"], "keywords_any": ["refund"]}
+    assert api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["name"] == "Billing"
+    resp = api.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"enabled": False, "position": 1})
+    assert resp.status_code == 200 and resp.get_json()["enabled"] is False
+    listed = api.get("/api/v1/assignment-rules").get_json()
+    assert [r["id"] for r in listed["items"]] == [rule["id"]] and listed["next_cursor"] is None
+    assert api.delete(f"/api/v1/assignment-rules/{rule['id']}").status_code == 204
+    assert api.get(f"/api/v1/assignment-rules/{rule['id']}").status_code == 404
+
+
+def test_rules_list_in_position_order_with_cursor(desk):
+    team = desk.team("T", [])
+    ids = [desk.rule(team, name=f"r{p}", position=p)["id"] for p in (30, 10, 20)]
+    first = desk.t.api.get("/api/v1/assignment-rules?limit=2").get_json()
+    rest = desk.t.api.get(f"/api/v1/assignment-rules?limit=2&cursor={first['next_cursor']}").get_json()
+    assert [r["id"] for r in first["items"] + rest["items"]] == [ids[1], ids[2], ids[0]]
+    assert rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"strategy": "random"}, "strategy"),
+    ({"team_id": "not-a-uuid"}, "team_id"),
+    ({"team_id": "00000000-0000-0000-0000-000000000000"}, "team_id"),
+    ({"conditions": {"priority": ["asap"]}}, "conditions.priority.0"),
+    ({"conditions": {"colour": ["red"]}}, "conditions.colour"),
+    ({"strategy": "skills"}, "required_skills"),
+    ({"position": 10**12}, "position"),
+    ({"name": ""}, "name"),
+])
+def test_bad_rules_answer_422_and_change_nothing(desk, body, field):
+    team = desk.team("T", [])
+    base = {"name": "r", "position": 0, "team_id": team["id"], "strategy": "round_robin"}
+    resp = desk.t.api.post("/api/v1/assignment-rules", json={**base, **body})
+    assert resp.status_code == 422, resp.get_json()
+    assert field in resp.get_json()["errors"]
+    assert desk.t.api.get("/api/v1/assignment-rules").get_json()["items"] == []
+
+
+def test_patch_rejects_skills_without_required_skills(desk):
+    rule = desk.rule(desk.team("T", []), "least_loaded")
+    resp = desk.t.api.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"strategy": "skills"})
+    assert resp.status_code == 422 and "required_skills" in resp.get_json()["errors"]
+    assert desk.t.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["strategy"] == "least_loaded"
+
+
+def test_malformed_json_is_400(desk):
+    resp = desk.t.api.post("/api/v1/assignment-rules", data="{", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+
+
+def test_agents_read_rules_but_only_admins_write(desk):
+    team = desk.team("T", [])
+    rule = desk.rule(team)
+    agent = desk.t.key_for(desk.t.user("agent"))
+    requester = desk.t.key_for(desk.t.user("requester"))
+    assert agent.get("/api/v1/assignment-rules").status_code == 200
+    assert agent.get(f"/api/v1/assignment-rules/{rule['id']}").status_code == 200
+    body = {"name": "x", "team_id": team["id"], "strategy": "round_robin"}
+    assert agent.post("/api/v1/assignment-rules", json=body).status_code == 403
+    assert agent.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"name": "y"}).status_code == 403
+    assert agent.delete(f"/api/v1/assignment-rules/{rule['id']}").status_code == 403
+    assert requester.get("/api/v1/assignment-rules").status_code == 403
+    ticket = desk.ticket()
+    assert requester.get(f"/api/v1/tickets/{ticket['id']}/assignment").status_code == 403
+    assert agent.get(f"/api/v1/tickets/{ticket['id']}/assignment").status_code == 200
+
+
+def test_cross_tenant_ids_answer_404(desk, other_tenant):
+    team = desk.team("T", [])
+    rule = desk.rule(team)
+    ticket = desk.ticket()
+    other = other_tenant.api
+    assert other.get(f"/api/v1/assignment-rules/{rule['id']}").status_code == 404
+    assert other.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"name": "x"}).status_code == 404
+    assert other.delete(f"/api/v1/assignment-rules/{rule['id']}").status_code == 404
+    assert other.get(f"/api/v1/tickets/{ticket['id']}/assignment").status_code == 404
+    assert other.get("/api/v1/assignment-rules").get_json()["items"] == []
+    # a team of another tenant cannot be named in a rule
+    resp = other.post("/api/v1/assignment-rules", json={"name": "x", "team_id": team["id"],
+                                                        "strategy": "round_robin"})
+    assert resp.status_code == 422 and "team_id" in resp.get_json()["errors"]
+    assert desk.t.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["name"] == rule["name"]
+
+
+def test_unknown_ids_answer_404(desk):
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert desk.t.api.get(f"/api/v1/assignment-rules/{missing}").status_code == 404
+    assert desk.t.api.get(f"/api/v1/tickets/{missing}/assignment").status_code == 404
+
+
+def test_first_enabled_matching_rule_by_position_wins(desk, run_jobs):
+    (a,), (b,), (c,) = desk.agents(1), desk.agents(1), desk.agents(1)
+    urgent, billing, general = desk.team("Urgent", [a]), desk.team("Billing", [b]), desk.team("General", [c])
+    desk.rule(general, name="catch-all", position=100)
+    desk.rule(billing, name="billing", position=20,
+              conditions={"category": ["Billing"], "keywords_any": ["refund", "credit card"]})
+    desk.rule(urgent, name="urgent", position=10, conditions={"priority": ["urgent"]})
+    desk.rule(urgent, name="disabled", position=1, enabled=False)
+    cases = {
+        "urgent": (desk.ticket("Refund now", category="billing", priority="urgent"), a),
+        "billing title": (desk.ticket("Please REFUND me", category="billing"), b),
+        "billing phrase": (desk.ticket("Card", description="my Credit  Card was charged", category="Billing"), b),
+        "word match only": (desk.ticket("refunded?", category="billing"), c),
+        "wrong category": (desk.ticket("refund", category="sales"), c),
+    }
+    run_jobs()
+    for label, (ticket, agent) in cases.items():
+        assert desk.get(ticket)["assignee_id"] == agent["id"], label
+    assert desk.assignment(cases["urgent"][0])["decision"]["rule_name"] == "urgent"
+
+
+def test_tags_any_and_no_rule_match(desk, run_jobs):
+    (a,) = desk.agents(1)
+    desk.rule(desk.team("Hardware", [a]), conditions={"tags_any": ["printer", "laptop"]})
+    tagged = desk.ticket("Broken", tags=["Laptop"])
+    untagged = desk.ticket("Broken", tags=["desk"])
+    run_jobs()
+    assert desk.get(tagged)["assignee_id"] == a["id"]
+    left = desk.get(untagged)
+    assert left["assignee_id"] is None and left["status"] == "new" and left["team_id"] is None
+    decision = desk.assignment(untagged)["decision"]
+    assert decision["rule_id"] is None and decision["reason"] == "No enabled rule matches this ticket."
