@@ -17,6 +17,23 @@ tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
 def init_app(app: Flask) -> None:
     app.cli.add_command(tenants)
     app.cli.add_command(db_upgrade)
+    app.cli.add_command(seed_demo)
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Create the demo tenant if missing and print how to use it (with a fresh API key)."""
+    import os
+
+    from app.seed import seed_demo as seed
+
+    demo = seed()
+    port = os.environ.get("PORT", "5000")
+    click.echo(f"\nDemo organization: http://localhost:{port}{demo.url_path}")
+    for email, role, password in demo.logins:
+        click.echo(f"  {role:10} {email:28} password: {password}")
+    click.echo(f"  API key (admin, new each run): {demo.api_key}")
+    click.echo(f"  API docs: http://localhost:{port}/api/v1/docs\n")
 
 
 @click.command("db-upgrade")

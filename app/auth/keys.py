@@ -33,14 +33,14 @@ def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: st
 
 
 def verify_key(plaintext: str) -> tuple[ApiKey, Tenant] | None:
-    """Return the live key and its active tenant, or None for a malformed, unknown or revoked key."""
+    """Return the live key and its tenant (active or not), or None for a malformed, unknown or revoked key."""
     parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
     row = db.session.execute(
         sa.select(ApiKey, Tenant)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None), Tenant.status == "active")
+        .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
     ).first()
     if row is None or not hmac.compare_digest(row.ApiKey.key_hash, _hash(plaintext)):
         return None

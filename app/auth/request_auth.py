@@ -72,7 +72,7 @@ def authenticate_api_key(header: str) -> None:
               headers={"WWW-Authenticate": "Bearer"})
     api_key, tenant = found
     slug = requested_slug()
-    if slug is not None and slug != tenant.slug:
+    if tenant.status != "active" or (slug is not None and slug != tenant.slug):
         abort(404, message="No such organization.")
     set_current_tenant(tenant.ref())
     set_actor(Actor(user_id=api_key.user_id, role=api_key.role, api_key_id=api_key.id))

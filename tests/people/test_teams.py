@@ -1,0 +1,36 @@
+"""Teams and membership."""
+
+
+def test_team_lifecycle_and_members(tenant):
+    agent = tenant.user("agent")
+    requester = tenant.user("requester")
+    team = tenant.api.post("/api/v1/teams", json={"name": "Billing", "description": "Money"}).get_json()
+    assert team["member_ids"] == []
+    put = tenant.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}")
+    assert put.status_code == 200 and put.get_json()["member_ids"] == [agent["id"]]
+    again = tenant.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}")
+    assert again.get_json()["member_ids"] == [agent["id"]]
+    refused = tenant.api.put(f"/api/v1/teams/{team['id']}/members/{requester['id']}")
+    assert refused.status_code == 422
+    assert tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == [agent["id"]]
+    renamed = tenant.api.patch(f"/api/v1/teams/{team['id']}", json={"name": "Finance"})
+    assert renamed.get_json()["name"] == "Finance"
+    assert tenant.api.delete(f"/api/v1/teams/{team['id']}/members/{agent['id']}").status_code == 204
+    assert tenant.api.delete(f"/api/v1/teams/{team['id']}/members/{agent['id']}").status_code == 404
+    assert tenant.api.delete(f"/api/v1/teams/{team['id']}").status_code == 204
+    assert tenant.api.get(f"/api/v1/teams/{team['id']}").status_code == 404
+
+
+def test_duplicate_team_name_is_409(tenant):
+    assert tenant.api.post("/api/v1/teams", json={"name": "Ops"}).status_code == 201
+    assert tenant.api.post("/api/v1/teams", json={"name": "ops"}).status_code == 409
+    other = tenant.api.post("/api/v1/teams", json={"name": "Other"}).get_json()
+    assert tenant.api.patch(f"/api/v1/teams/{other['id']}", json={"name": "OPS"}).status_code == 409
+
+
+def test_bad_team_input(tenant):
+    assert tenant.api.post("/api/v1/teams", json={"name": ""}).status_code == 422
+    assert tenant.api.post("/api/v1/teams", json={"name": "x", "members": []}).status_code == 422
+    assert tenant.api.get("/api/v1/teams/not-a-uuid").status_code == 404
+    assert tenant.api.put("/api/v1/teams/00000000-0000-0000-0000-000000000000/members/"
+                          "00000000-0000-0000-0000-000000000000").status_code == 404

@@ -1,0 +1,73 @@
+"""Users: create, read, change, deactivate; validation and conflicts."""
+
+import pytest
+
+
+def test_user_lifecycle(tenant):
+    user = tenant.user("agent", skills=["billing", "billing", "vip"], capacity=3, available=False)
+    assert user["skills"] == ["billing", "vip"]
+    assert user["capacity"] == 3 and user["available"] is False
+    assert "password" not in user and "password_hash" not in user
+    changed = tenant.api.patch(f"/api/v1/users/{user['id']}", json={"available": True, "capacity": 5})
+    assert changed.status_code == 200
+    assert changed.get_json()["available"] is True
+    listed = tenant.api.get("/api/v1/users?role=agent").get_json()["items"]
+    assert [u["id"] for u in listed] == [user["id"]]
+    assert tenant.api.delete(f"/api/v1/users/{user['id']}").status_code == 204
+    assert tenant.api.get(f"/api/v1/users/{user['id']}").status_code == 404
+
+
+def test_pagination_walks_every_user_once(tenant):
+    created = {tenant.user("requester")["id"] for _ in range(5)}
+    seen, cursor = [], None
+    while True:
+        url = "/api/v1/users?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = tenant.api.get(url).get_json()
+        seen += [u["id"] for u in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 6
+    assert created <= set(seen)
+
+
+def test_duplicate_email_is_409(tenant):
+    user = tenant.user("agent")
+    resp = tenant.api.post("/api/v1/users", json={"email": user["email"].upper(), "name": "x", "role": "agent"})
+    assert resp.status_code == 409
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"email": "not-an-email", "name": "x", "role": "agent"}, "email"),
+    ({"email": "a@example.com", "name": "", "role": "agent"}, "name"),
+    ({"email": "a@example.com", "name": "x", "role": "owner"}, "role"),
+    ({"email": "a@example.com", "name": "x", "role": "agent", "capacity": -1}, "capacity"),
+    ({"email": "a@example.com", "name": "x", "role": "agent", "password": "short"}, "password"),
+    ({"email": "a@example.com", "name": "x" * 201, "role": "agent"}, "name"),
+    ({"email": "a@example.com", "name": "x", "role": "agent", "is_root": True}, "is_root"),
+])
+def test_invalid_users_are_422_and_nothing_is_written(tenant, body, field):
+    resp = tenant.api.post("/api/v1/users", json=body)
+    assert resp.status_code == 422
+    assert field in resp.get_json()["errors"]
+    assert len(tenant.api.get("/api/v1/users").get_json()["items"]) == 1
+
+
+def test_last_admin_cannot_be_removed_or_demoted(tenant):
+    assert tenant.api.delete(f"/api/v1/users/{tenant.admin_id}").status_code == 409
+    assert tenant.api.patch(f"/api/v1/users/{tenant.admin_id}", json={"role": "agent"}).status_code == 409
+
+
+def test_agents_may_change_only_themselves(tenant):
+    agent = tenant.user("agent")
+    other = tenant.user("agent")
+    api = tenant.key_for(agent)
+    assert api.patch(f"/api/v1/users/{agent['id']}", json={"available": False}).status_code == 200
+    assert api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 99}).status_code == 403
+    assert api.patch(f"/api/v1/users/{other['id']}", json={"available": False}).status_code == 403
+
+
+def test_bad_list_arguments_are_422(tenant):
+    for query in ("limit=0", "limit=201", "limit=x", "role=owner", "cursor=%%%"):
+        resp = tenant.api.get(f"/api/v1/users?{query}")
+        assert resp.status_code == 422, query
