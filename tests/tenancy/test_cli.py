@@ -1,0 +1,28 @@
+"""`flask tenants create|list|suspend|drop`."""
+
+import sqlalchemy as sa
+
+from app.extensions import db
+
+
+def test_create_list_suspend_drop(app):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["tenants", "create", "cli-org", "--name", "CLI Org",
+                                  "--admin-email", "a@cli.example", "--admin-password", "long password"])
+    assert created.exit_code == 0, created.output
+    key = created.output.split("shown once): ")[1].strip()
+    assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert runner.invoke(args=["tenants", "create", "cli-org", "--name", "x", "--admin-email", "b@x.example",
+                               "--admin-password", "long password"]).exit_code != 0
+    assert runner.invoke(args=["tenants", "create", "www", "--name", "x", "--admin-email", "b@x.example",
+                               "--admin-password", "long password"]).exit_code != 0
+    listing = runner.invoke(args=["tenants", "list"]).output
+    assert "cli-org" in listing and "tenant_cli_org" in listing and "active" in listing
+    assert runner.invoke(args=["tenants", "suspend", "cli-org"]).exit_code == 0
+    assert "suspended" in runner.invoke(args=["tenants", "list"]).output
+    assert runner.invoke(args=["tenants", "drop", "cli-org", "--yes"]).exit_code == 0
+    assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    with app.app_context():
+        schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
+        assert "tenant_cli_org" not in set(schemas)
+    assert runner.invoke(args=["tenants", "drop", "cli-org", "--yes"]).exit_code != 0

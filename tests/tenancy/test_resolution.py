@@ -1,0 +1,35 @@
+"""Tenant resolution: path prefix, subdomain, unknown and suspended tenants."""
+
+from app import create_app
+from tests.conftest import app_config
+
+
+def test_unknown_tenant_is_404(client):
+    assert client.get("/t/no-such-org/login").status_code == 404
+    assert client.get("/t/no-such-org/").status_code == 404
+
+
+def test_subdomain_and_path_prefix_serve_the_same_tenant(services, tenant):
+    app = create_app(app_config(services, SERVER_NAME_FOR_TENANTS="desk.example"))
+    client = app.test_client()
+    by_host = client.get("/login", headers={"Host": f"{tenant.slug}.desk.example"})
+    by_path = client.get(f"/t/{tenant.slug}/login")
+    assert by_host.status_code == by_path.status_code == 200
+    assert client.get("/login", headers={"Host": "nobody.desk.example"}).status_code == 404
+    assert client.get("/login", headers={"Host": "desk.example"}).status_code == 404
+
+
+def test_suspended_tenant_is_404_everywhere_until_reactivated(app, tenant):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["tenants", "suspend", tenant.slug]).exit_code == 0
+    assert app.test_client().get(f"/t/{tenant.slug}/login").status_code == 404
+    assert tenant.api.get("/api/v1/users").status_code == 404
+    assert runner.invoke(args=["tenants", "suspend", tenant.slug, "--undo"]).exit_code == 0
+    assert tenant.api.get("/api/v1/users").status_code == 200
+
+
+def test_api_path_naming_another_tenant_is_404(app, make_tenant):
+    a, b = make_tenant(), make_tenant()
+    headers = {"Authorization": f"Bearer {a.key}"}
+    assert app.test_client().get(f"/t/{a.slug}/api/v1/users", headers=headers).status_code == 200
+    assert app.test_client().get(f"/t/{b.slug}/api/v1/users", headers=headers).status_code == 404

@@ -1,0 +1,38 @@
+"""Health checks and the OpenAPI document."""
+
+from openapi_spec_validator import validate
+
+from app import create_app
+from tests.conftest import app_config
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_is_503_when_redis_is_unreachable(services):
+    app = create_app(app_config(services, REDIS_URL="redis://127.0.0.1:1/0"))
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["redis"].startswith("error")
+
+
+def test_openapi_document_is_valid_and_public(client):
+    resp = client.get("/api/v1/openapi.json")
+    assert resp.status_code == 200
+    spec = resp.get_json()
+    validate(spec)
+    for path in ("/api/v1/signup", "/api/v1/users", "/api/v1/users/{user_id}", "/api/v1/teams",
+                 "/api/v1/teams/{team_id}/members/{user_id}", "/api/v1/api-keys", "/api/v1/tickets"):
+        assert path in spec["paths"], path
+    assert "bearerAuth" in spec["components"]["securitySchemes"]
+    assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_unknown_api_path_is_json_404(client):
+    resp = client.get("/api/v1/nothing-here")
+    assert resp.status_code == 404
+    assert resp.get_json()["code"] == 404
