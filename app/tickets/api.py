@@ -3,37 +3,172 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
+from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Api
+from marshmallow import RAISE
 
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.extensions import db
-from app.tickets import services
-from app.tickets.schemas import TicketSchema
+from app.tickets import export, idempotency, listing, services
+from app.tickets.models import Ticket
+from app.tickets.schemas import (
+    CloseSchema,
+    ExportArgs,
+    TicketListArgs,
+    TicketPageSchema,
+    TicketSchema,
+    TicketUpdateSchema,
+)
+from tenants.context import current_tenant
 
 blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.")
+ticket_schema = TicketSchema()
+ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match.",
+                        "schema": {"type": "string"}}}
 
 
 def register(api: Api) -> None:
     api.register_blueprint(blp)
 
 
+def ticket_response(ticket: Ticket, status: int = 200, body: dict[str, Any] | None = None) -> Response:
+    """Return a ticket as JSON with its ETag; GETs answer 304 to a matching If-None-Match."""
+    body = body if body is not None else ticket_schema.dump(ticket)
+    response = jsonify(body)
+    response.status_code = status
+    response.set_etag(services.etag_of_version(body["version"]))
+    if request.method == "GET":
+        response.make_conditional(request)
+    return response
+
+
+def expected_versions() -> set[str] | None:
+    """Return the entity tags an If-Match header accepts, or None when any version will do."""
+    if not request.headers.get("If-Match") or request.if_match.star_tag:
+        return None
+    return {tag for tag in request.if_match.as_set(include_weak=True)}
+
+
+def commit_and_respond(ticket: Ticket) -> Response:
+    """Dump the changed ticket, announce it live, commit, and answer with it."""
+    body = ticket_schema.dump(ticket)
+    services.announce(ticket, body)
+    db.session.commit()
+    return ticket_response(ticket, body=body)
+
+
 @blp.route("/tickets")
 class Tickets(MethodView):
+    # unknown=RAISE: a misspelt filter must answer 422, not silently widen the result.
+    @blp.arguments(TicketListArgs, location="query", unknown=RAISE)
+    @blp.response(200, TicketPageSchema)
+    @blp.alt_response(503, response="DEFAULT_ERROR")
+    def get(self, args):
+        """List tickets: filter, sort, search with `q`, and page with `cursor`.
+
+        With `q` and no `sort`, results are ranked by relevance unless the terms match very many
+        tickets; then they come newest first. The `order` field says which.
+        """
+        found = listing.list_tickets(db.session, current_actor(), args,
+                                     current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
+        return {"items": found.items, "next_cursor": found.next_cursor, "order": found.order}
+
     @blp.arguments(TicketSchema)
-    @blp.response(201, TicketSchema)
+    @blp.response(201, TicketSchema, headers=ETAG_HEADER)
+    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"},
+                          "description": "Repeat the same request with the same key to get the first response."}])
     def post(self, data):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
-        ticket = services.create_ticket(current_actor(), **data)
+        actor = current_actor()
+        key = request.headers.get("Idempotency-Key")
+        owner = actor.api_key_id or actor.user_id
+        if key is not None and owner is not None:
+            earlier = idempotency.claim(owner, key, "POST /tickets", idempotency.fingerprint(request.get_json()))
+            if earlier is not None:
+                response = jsonify(earlier.response_body)
+                response.status_code = earlier.status_code
+                response.headers["Idempotent-Replayed"] = "true"
+                response.set_etag(services.etag_of_version(earlier.response_body["version"]))
+                db.session.rollback()
+                return response
+        ticket = services.create_ticket(actor, **data)
+        body = ticket_schema.dump(ticket)
+        if key is not None and owner is not None:
+            idempotency.store(owner, key, 201, body)
         db.session.commit()
-        return ticket
+        return ticket_response(ticket, 201, body)
+
+
+@blp.route("/tickets/export")
+class TicketExport(MethodView):
+    @blp.arguments(ExportArgs, location="query", unknown=RAISE)
+    @blp.response(200, description="Every matching ticket, streamed, in number order.",
+                  content_type="text/csv")
+    def get(self, args):
+        """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""
+        fmt = args.pop("format")
+        tenant = current_tenant()
+        engine = db.engine
+        sql, params = export.copy_statement(engine, export.export_select(current_actor(), args, fmt),
+                                            tenant.schema, fmt)
+        db.session.rollback()  # the export reads on its own connection; give this one back now
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return Response(
+            export.stream(engine, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
+            headers={"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
+                     "X-Accel-Buffering": "no"},
+        )
 
 
 @blp.route("/tickets/<uuid:ticket_id>")
 class TicketById(MethodView):
-    @blp.response(200, TicketSchema)
+    @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     def get(self, ticket_id: uuid.UUID):
-        """Get a ticket."""
-        return services.ticket_for(current_actor(), ticket_id)
+        """Get a ticket, with its version as the `ETag`."""
+        return ticket_response(services.ticket_for(current_actor(), ticket_id))
+
+    @blp.arguments(TicketUpdateSchema)
+    @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @blp.alt_response(412, response="DEFAULT_ERROR")
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def patch(self, changes, ticket_id: uuid.UUID):
+        """Change a ticket. Send `If-Match` with its ETag so a concurrent edit is never overwritten.
+
+        Setting `assignee_id` on a `new` ticket makes it `open`. Close with `/close`.
+        """
+        ticket = services.update_ticket(current_actor(), ticket_id, changes, expected_versions())
+        return commit_and_respond(ticket)
+
+
+@blp.route("/tickets/by-number/<int:number>")
+class TicketByNumber(MethodView):
+    @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    def get(self, number: int):
+        """Get a ticket by its number."""
+        return ticket_response(services.ticket_by_number(current_actor(), number))
+
+
+@blp.route("/tickets/<uuid:ticket_id>/close")
+class TicketClose(MethodView):
+    @blp.arguments(CloseSchema)
+    @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, data, ticket_id: uuid.UUID):
+        """Close a ticket, optionally with a `resolution`."""
+        ticket = services.close_ticket(current_actor(), ticket_id, data.get("resolution"), expected_versions())
+        return commit_and_respond(ticket)
+
+
+@blp.route("/tickets/<uuid:ticket_id>/reopen")
+class TicketReopen(MethodView):
+    @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, ticket_id: uuid.UUID):
+        """Reopen a closed or resolved ticket."""
+        ticket = services.reopen_ticket(current_actor(), ticket_id, expected_versions())
+        return commit_and_respond(ticket)

@@ -92,4 +92,5 @@ class Ticket(db.Model):
         TSVECTOR, sa.Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
     )
 
-    __mapper_args__ = {"version_id_col": version}
+    # Server-made values (timestamps, ranks) come back in INSERT/UPDATE ... RETURNING, not a later SELECT.
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}

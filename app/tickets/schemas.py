@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import UTC
 
+from marshmallow import Schema, ValidationError, fields, validate
+from webargs.fields import DelimitedList
+
+from app.pagination import PageArgs
 from app.schemas import tag_list
 from app.tickets.models import PRIORITIES, STATUSES
 
 MAX_DESCRIPTION = 64 * 1024
+MAX_TITLE = 200
+SORT_FIELDS = ("created_at", "updated_at", "priority", "number", "status")
+SORTS = tuple(s for f in SORT_FIELDS for s in (f, f"-{f}"))
+PATCHABLE_STATUSES = ("new", "open", "pending", "resolved")
+EXPORT_FORMATS = ("csv", "json", "ndjson")
+
+
+def at_most_64_kib(value: str) -> None:
+    """Refuse a description over 64 KiB of UTF-8, however few characters that is."""
+    if len(value.encode("utf-8")) > MAX_DESCRIPTION:
+        raise ValidationError(f"Longer than {MAX_DESCRIPTION} bytes (64 KiB).")
+
+
+def _patch_status(value: str) -> None:
+    if value == "closed":
+        raise ValidationError("Close a ticket with POST /api/v1/tickets/{id}/close.")
+    if value not in PATCHABLE_STATUSES:
+        raise ValidationError(f"Must be one of: {', '.join(PATCHABLE_STATUSES)}.")
+
+
+def _seconds_between(start, end) -> int | None:
+    return None if start is None or end is None else int((end - start).total_seconds())
 
 
 class TicketSchema(Schema):
     id = fields.UUID(dump_only=True)
     number = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    description = fields.String(load_default="", validate=validate.Length(max=MAX_DESCRIPTION))
+    title = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TITLE))
+    description = fields.String(load_default="", validate=at_most_64_kib)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
     category = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     tags = tag_list(load_default=list)
-    requester_id = fields.UUID(load_default=None, allow_none=True)
+    requester_id = fields.UUID(load_default=None, allow_none=True,
+                               metadata={"description": "Staff only: open the ticket on someone's behalf."})
     assignee_id = fields.UUID(dump_only=True, allow_none=True)
     team_id = fields.UUID(dump_only=True, allow_none=True)
     resolution = fields.String(dump_only=True, allow_none=True)
@@ -28,4 +55,59 @@ class TicketSchema(Schema):
     closed_at = fields.DateTime(dump_only=True, allow_none=True)
     resolved_at = fields.DateTime(dump_only=True, allow_none=True)
     first_response_at = fields.DateTime(dump_only=True, allow_none=True)
-    version = fields.Integer(dump_only=True)
+    first_response_seconds = fields.Function(
+        lambda t: _seconds_between(t.created_at, t.first_response_at), dump_only=True, allow_none=True,
+        metadata={"description": "Seconds from creation to the first staff reply (SLA)."})
+    resolution_seconds = fields.Function(
+        lambda t: _seconds_between(t.created_at, t.resolved_at), dump_only=True, allow_none=True,
+        metadata={"description": "Seconds from creation to resolution (SLA)."})
+    version = fields.Integer(dump_only=True, metadata={"description": "Bumped by every change; the ETag."})
+
+
+class TicketUpdateSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=MAX_TITLE))
+    description = fields.String(validate=at_most_64_kib)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
+    tags = tag_list()
+    status = fields.String(validate=_patch_status,
+                           metadata={"description": "new, open, pending or resolved (close with /close)."})
+    assignee_id = fields.UUID(allow_none=True, metadata={"description": "An active agent or admin."})
+    team_id = fields.UUID(allow_none=True)
+
+
+class CloseSchema(Schema):
+    resolution = fields.String(load_default=None, allow_none=True, validate=at_most_64_kib)
+
+
+class TicketFilterArgs(Schema):
+    status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)),
+                           metadata={"description": "One or more, comma separated."})
+    priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)),
+                             metadata={"description": "One or more, comma separated."})
+    assignee_id = fields.UUID()
+    team_id = fields.UUID()
+    requester_id = fields.UUID()
+    tag = fields.String(validate=validate.Length(min=1, max=64))
+    created_after = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Inclusive."})
+    created_before = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Exclusive."})
+    q = fields.String(validate=validate.Length(min=1, max=500), metadata={
+        "description": 'Full-text search over title, description and messages: words, "a phrase", '
+                       "prefix*, -excluded, OR."})
+
+
+class TicketListArgs(TicketFilterArgs, PageArgs):
+    sort = fields.String(validate=validate.OneOf(SORTS), metadata={
+        "description": "A field, `-` first for descending. Default `-created_at`, or relevance with `q`."})
+
+
+class ExportArgs(TicketFilterArgs):
+    format = fields.String(load_default="csv", validate=validate.OneOf(EXPORT_FORMATS),
+                           metadata={"description": "csv, json (one array) or ndjson (one ticket a line)."})
+
+
+class TicketPageSchema(Schema):
+    items = fields.List(fields.Nested(TicketSchema))
+    next_cursor = fields.String(allow_none=True)
+    order = fields.String(metadata={
+        "description": "How items are ordered: `relevance`, or the sort field (`-created_at` ...)."})

@@ -1,8 +1,14 @@
-"""Ticket operations shared by the API, the UI, the sockets and the jobs."""
+"""Ticket operations shared by the API, the UI, the sockets and the jobs.
+
+Every change writes its audit entry and its outbox events in the caller's transaction, and queues
+a live `ticket.updated` event that is published only once that transaction commits.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,11 +18,23 @@ from app import audit
 from app.auth.actor import Actor
 from app.extensions import db
 from app.outbox import emit
-from app.people.models import User
+from app.people.models import Team, User
+from app.realtime import publish_after_commit
 from app.tickets.models import Counter, Ticket
 
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
+EDITABLE_FIELDS = ("title", "description", "priority", "category", "tags", "status", "assignee_id", "team_id")
+REQUESTER_FIELDS = frozenset({"title", "description", "category", "tags"})
+# Status changes a PATCH may make; closing and reopening have their own endpoints.
+TRANSITIONS = {
+    "new": {"new", "open", "pending", "resolved"},
+    "open": {"open", "pending", "resolved"},
+    "pending": {"open", "pending", "resolved"},
+    "resolved": {"open", "pending", "resolved"},
+    "closed": set(),
+}
+MAX_NUMBER = 2**63 - 1
 
 
 def next_ticket_number() -> int:
@@ -28,7 +46,17 @@ def next_ticket_number() -> int:
 
 
 def snapshot(ticket: Ticket) -> dict[str, Any]:
+    """Return the fields of a ticket that the audit log compares."""
     return {f: getattr(ticket, f) for f in SNAPSHOT_FIELDS}
+
+
+def etag(ticket: Ticket) -> str:
+    """Return the entity tag of a ticket's current version (unquoted)."""
+    return etag_of_version(ticket.version)
+
+
+def etag_of_version(version: int) -> str:
+    return f"v{version}"
 
 
 def create_ticket(actor: Actor, title: str, description: str = "", priority: str = "normal",
@@ -37,31 +65,177 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
     """Open a ticket for `requester_id` (default: the actor); assignment follows in the background."""
     if requester_id is None or not actor.is_staff:
         requester_id = actor.user_id
-    elif db.session.get(User, requester_id) is None:
+    elif _active_user(requester_id) is None:
         abort(422, message="No such requester.", errors={"requester_id": ["No such user."]})
-    ticket = Ticket(id=uuid.uuid4(), number=next_ticket_number(), title=title, description=description or "",
-                    priority=priority, category=category, tags=sorted(set(tags or [])),
-                    requester_id=requester_id, status="new")
-    db.session.add(ticket)
+    ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
+                    category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     audit.record("ticket", ticket.id, "created", after=snapshot(ticket))
     emit("ticket.created", {"ticket_id": str(ticket.id)})
+    # Write everything else first: the counter row is locked from here until the commit.
+    db.session.flush()
+    ticket.number = next_ticket_number()
+    db.session.add(ticket)
+    db.session.flush()
     return ticket
 
 
 def visible_tickets(actor: Actor) -> sa.Select:
     """Return a select of the tickets `actor` may see: requesters see only their own."""
-    stmt = sa.select(Ticket)
-    if not actor.is_staff:
-        stmt = stmt.where(Ticket.requester_id == actor.user_id)
-    return stmt
+    return sa.select(Ticket).where(visibility(actor))
+
+
+def visibility(actor: Actor) -> sa.ColumnElement[bool]:
+    """Return the condition limiting tickets to those `actor` may see."""
+    return sa.true() if actor.is_staff else Ticket.requester_id == actor.user_id
 
 
 def ticket_for(actor: Actor, ticket_id: uuid.UUID, lock: bool = False) -> Ticket:
     """Return a ticket `actor` may see, or answer 404 (never 403: existence is not disclosed)."""
-    stmt = visible_tickets(actor).where(Ticket.id == ticket_id)
+    return _one(visible_tickets(actor).where(Ticket.id == ticket_id), lock)
+
+
+def ticket_by_number(actor: Actor, number: int) -> Ticket:
+    """Return the ticket with this number if `actor` may see it, or answer 404."""
+    if not 0 < number <= MAX_NUMBER:
+        abort(404, message="No such ticket.")
+    return _one(visible_tickets(actor).where(Ticket.number == number), lock=False)
+
+
+def _one(stmt: sa.Select, lock: bool) -> Ticket:
     if lock:
         stmt = stmt.with_for_update()
     ticket = db.session.execute(stmt).scalar_one_or_none()
     if ticket is None:
         abort(404, message="No such ticket.")
     return ticket
+
+
+def check_version(ticket: Ticket, expected: Iterable[str] | None) -> None:
+    """Answer 412 unless the ticket is still at one of the versions the client last saw."""
+    if expected is not None and etag(ticket) not in set(expected):
+        abort(412, message="The ticket has changed since you read it; get it again and reapply your change.",
+              headers={"ETag": f'"{etag(ticket)}"'})
+
+
+def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
+                  expected: Iterable[str] | None = None) -> Ticket:
+    """Apply a PATCH: check role, version and transition, then record and announce what changed."""
+    if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
+        abort(403, message=f"Requesters may not change {', '.join(refused)}.")
+    ticket = ticket_for(actor, ticket_id, lock=True)
+    check_version(ticket, expected)
+    before = snapshot(ticket)
+    changes = {k: v for k, v in changes.items() if k in EDITABLE_FIELDS}
+    if "tags" in changes:
+        changes["tags"] = sorted(set(changes["tags"] or []))
+    changes = {k: v for k, v in changes.items() if before.get(k) != v}
+    if not changes:
+        return ticket
+    if ticket.status == "closed":
+        abort(409, message="The ticket is closed; reopen it before changing it.")
+    _check_people(changes)
+    status = _next_status(ticket, changes)
+    for field, value in changes.items():
+        setattr(ticket, field, value)
+    _set_status(ticket, status)
+    after = snapshot(ticket)
+    changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    audit.record("ticket", ticket.id, "updated", before={k: before[k] for k in changed},
+                 after={k: after[k] for k in changed})
+    if "assignee_id" in changed or "team_id" in changed:
+        _record_manual_assignment(ticket, actor, before["assignee_id"])
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": sorted(changed)})
+    db.session.flush()
+    return ticket
+
+
+def _check_people(changes: dict[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    if changes.get("assignee_id") is not None:
+        user = _active_user(changes["assignee_id"])
+        if user is None or not user.is_staff:
+            errors["assignee_id"] = ["Must be an active agent or admin of this organization."]
+    if changes.get("team_id") is not None and db.session.get(Team, changes["team_id"]) is None:
+        errors["team_id"] = ["No such team."]
+    if errors:
+        abort(422, message="The assignee or team is not valid.", errors=errors)
+
+
+def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
+    """Return the status after `changes`, or answer 409 saying why the move makes no sense."""
+    assignee = changes.get("assignee_id", ticket.assignee_id)
+    status = changes.get("status", ticket.status)
+    if "status" not in changes and status == "new" and assignee is not None:
+        return "open"  # the contract: a new ticket becomes open when it is assigned
+    if status not in TRANSITIONS[ticket.status]:
+        if status == "new":
+            abort(409, message=f"A ticket that is {ticket.status} cannot go back to new.")
+        abort(409, message=f"A ticket cannot move from {ticket.status} to {status}.")
+    if status == "new" and assignee is not None:
+        abort(409, message="An assigned ticket is open, not new; remove the assignee to put it back in the queue.")
+    return status
+
+
+def _set_status(ticket: Ticket, status: str) -> None:
+    if status == ticket.status:
+        return
+    now = datetime.now(UTC)
+    if status == "resolved":
+        ticket.resolved_at = now
+    elif ticket.status == "resolved":
+        ticket.resolved_at = None
+    ticket.status = status
+
+
+def close_ticket(actor: Actor, ticket_id: uuid.UUID, resolution: str | None = None,
+                 expected: Iterable[str] | None = None) -> Ticket:
+    """Close a ticket (409 if it is closed already); its agent's capacity frees up."""
+    ticket = ticket_for(actor, ticket_id, lock=True)
+    check_version(ticket, expected)
+    if ticket.status == "closed":
+        abort(409, message="The ticket is already closed.")
+    before = snapshot(ticket)
+    now = datetime.now(UTC)
+    ticket.status = "closed"
+    ticket.closed_at = now
+    ticket.resolved_at = ticket.resolved_at or now
+    if resolution is not None:
+        ticket.resolution = resolution
+    audit.record("ticket", ticket.id, "closed", before=before, after=snapshot(ticket))
+    emit("ticket.closed", {"ticket_id": str(ticket.id)})
+    db.session.flush()
+    return ticket
+
+
+def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | None = None) -> Ticket:
+    """Reopen a closed or resolved ticket: open if it has an assignee, else back in the queue as new."""
+    ticket = ticket_for(actor, ticket_id, lock=True)
+    check_version(ticket, expected)
+    if ticket.status not in ("closed", "resolved"):
+        abort(409, message=f"Only a closed or resolved ticket can be reopened; this one is {ticket.status}.")
+    before = snapshot(ticket)
+    ticket.status = "open" if ticket.assignee_id else "new"
+    ticket.closed_at = None
+    ticket.resolved_at = None
+    audit.record("ticket", ticket.id, "reopened", before=before, after=snapshot(ticket))
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["status"], "reopened": True})
+    db.session.flush()
+    return ticket
+
+
+def announce(ticket: Ticket, body: dict[str, Any]) -> None:
+    """Queue the live `ticket.updated` event for everyone watching the ticket (sent after commit)."""
+    publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": body})
+
+
+def _active_user(user_id: uuid.UUID) -> User | None:
+    user = db.session.get(User, user_id)
+    return None if user is None or user.deleted_at is not None else user
+
+
+def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None) -> None:
+    """Hand the manual decision to the assignment area, which records it and emits `ticket.assigned`."""
+    from app.assignment.services import record_manual_assignment
+
+    record_manual_assignment(ticket, ticket.assignee_id, ticket.team_id, actor,
+                             previous_assignee_id=previous_assignee_id)

@@ -1,0 +1,135 @@
+"""Ticket lists: the contract's filters, whitelisted sorts and keyset cursors, with or without `q`.
+
+Every sort ends in a unique column and each sort key is immutable once a ticket exists (except
+`updated_at`, which moves by definition), so walking pages while tickets are being created never
+repeats or skips a ticket that existed when the walk began.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask_smorest import abort
+
+from app.auth.actor import Actor
+from app.pagination import SortKey, after, decode_cursor, encode_cursor, order_by, page
+from app.tickets import search
+from app.tickets.models import Ticket
+from app.tickets.services import visibility
+
+DEFAULT_SORT = "-created_at"
+RELEVANCE = "relevance"
+_KEYS: dict[str, list[tuple[Any, str]]] = {
+    "created_at": [(Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
+    "updated_at": [(Ticket.updated_at, "datetime"), (Ticket.id, "uuid")],
+    "number": [(Ticket.number, "int")],
+    "priority": [(Ticket.priority_rank, "int"), (Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
+    "status": [(Ticket.status_rank, "int"), (Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
+}
+# Search plans, as recorded in cursors: rank the candidates, sort the candidates, walk an index.
+RANK, SORT_SET, WALK = "r", "s", "w"
+
+
+@dataclass
+class TicketPage:
+    items: list[Ticket]
+    next_cursor: str | None
+    order: str
+
+
+def sort_keys(sort: str) -> list[SortKey]:
+    """Return the keyset columns of a whitelisted sort such as `-priority`."""
+    descending = sort.startswith("-")
+    return [SortKey(column, descending, kind) for column, kind in _KEYS[sort.lstrip("-")]]
+
+
+def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
+    """Return the conditions for the contract's filters, limited to what `actor` may see."""
+    conditions = [visibility(actor)]
+    if args.get("status"):
+        conditions.append(Ticket.status.in_(args["status"]))
+    if args.get("priority"):
+        conditions.append(Ticket.priority.in_(args["priority"]))
+    for field in ("assignee_id", "team_id", "requester_id"):
+        if args.get(field) is not None:
+            conditions.append(getattr(Ticket, field) == args[field])
+    if args.get("tag"):
+        conditions.append(Ticket.tags.contains([args["tag"]]))
+    if args.get("created_after") is not None:
+        conditions.append(Ticket.created_at >= args["created_after"])
+    if args.get("created_before") is not None:
+        conditions.append(Ticket.created_at < args["created_before"])
+    return conditions
+
+
+def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int) -> TicketPage:
+    """Return one page of the tickets matching `args`, and how the page is ordered."""
+    conditions = filters(actor, args)
+    sort, limit, cursor = args.get("sort"), args["limit"], args.get("cursor")
+    if not args.get("q"):
+        items, next_cursor = page(session, sa.select(Ticket).where(*conditions), sort_keys(sort or DEFAULT_SORT),
+                                  limit, cursor)
+        return TicketPage(items, next_cursor, sort or DEFAULT_SORT)
+    text = search.to_tsquery_text(args["q"])
+    if text is None:
+        return TicketPage([], None, sort or RELEVANCE)
+    session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+    try:
+        return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "57014":
+            raise
+        session.rollback()
+        abort(503, message="The search took too long; add words or filters to narrow it.",
+              headers={"Retry-After": "1"})
+
+
+def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str | None, limit: int,
+            cursor: str | None) -> TicketPage:
+    plan, inner = _split_cursor(cursor)
+    if plan is None:
+        found = search.count_matches_up_to(session, query, actor.is_staff, search.WALK_ABOVE + 1)
+        plan = RANK if found <= search.RANK_UP_TO and not sort else SORT_SET if found <= search.WALK_ABOVE else WALK
+    if plan == RANK:
+        items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)
+        return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)
+    order = sort or DEFAULT_SORT
+    if plan == SORT_SET:
+        ids = sa.union(
+            search.ticket_hits(query).with_only_columns(Ticket.id),
+            search.message_hits(query, actor.is_staff).with_only_columns(search.Message.ticket_id),
+        )
+        conditions = [*conditions, Ticket.id.in_(ids)]
+    else:
+        conditions = [*conditions, search.matches(query, actor.is_staff)]
+    items, next_inner = page(session, sa.select(Ticket).where(*conditions), sort_keys(order), limit, inner)
+    return TicketPage(items, _join_cursor(plan, next_inner), order)
+
+
+def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,
+                 cursor: str | None) -> tuple[list[Ticket], str | None]:
+    found = search.candidates(query, actor.is_staff)
+    keys = [SortKey(found.c.rank, True, "int"), SortKey(Ticket.id, False, "uuid")]
+    stmt = sa.select(Ticket, found.c.rank).join(found, found.c.ticket_id == Ticket.id).where(*conditions)
+    if cursor:
+        stmt = stmt.where(after(keys, decode_cursor(cursor, keys)))
+    rows = session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return [r[0] for r in rows], None
+    rows = rows[:limit]
+    return [r[0] for r in rows], encode_cursor([rows[-1][1], rows[-1][0].id])
+
+
+def _split_cursor(cursor: str | None) -> tuple[str | None, str | None]:
+    if not cursor:
+        return None, None
+    plan, dot, inner = cursor.partition(".")
+    if not dot or plan not in (RANK, SORT_SET, WALK) or not inner:
+        abort(422, message="The cursor is not valid.", errors={"cursor": ["Not a valid cursor."]})
+    return plan, inner
+
+
+def _join_cursor(plan: str, inner: str | None) -> str | None:
+    return f"{plan}.{inner}" if inner else None

@@ -1,0 +1,121 @@
+"""Full-text search over tickets and their messages, with a plan chosen by how many rows match.
+
+Both tables keep a stored `tsvector` with a GIN index. One query shape cannot serve every term:
+ranking a term that matches a fifth of a million tickets costs a second, while walking the date
+index for a term that matches nothing reads the whole table. So the matches are counted first,
+bounded (a GIN bitmap plus at most `WALK_ABOVE` heap rows), and then:
+
+- up to `RANK_UP_TO` matches: every candidate is ranked, ordered by relevance;
+- up to `WALK_ABOVE`: the candidate set is built from the indexes, then sorted by date;
+- more: the date (or requested sort) index is walked, testing each row, which finds a page of a
+  common term after a few hundred rows.
+
+The response says which order it used. The plan travels in the cursor, so every page of one
+listing uses the same plan.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import REGCONFIG
+
+from app.conversation.models import Message
+from app.tickets.models import Ticket
+
+RANK_UP_TO = 2000
+WALK_ABOVE = 20000
+MESSAGE_WEIGHT = 0.5
+RANK_SCALE = 1_000_000_000  # ranks become integers so they fit a keyset cursor exactly
+
+_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _lexemes(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def to_tsquery_text(q: str) -> str | None:
+    """Translate a search box string into `to_tsquery` syntax built only from word characters.
+
+    Words are ANDed; `"a phrase"` matches adjacent words; `word*` matches a prefix; `-word`
+    excludes; `OR` between two terms matches either. Nothing the user types reaches the tsquery
+    parser unescaped, so no input can make it fail.
+    """
+    terms: list[str] = []
+    pending_or = False
+    for negate, phrase, word in _TOKEN.findall(q):
+        if word:
+            if word == "OR" and terms:
+                pending_or = True
+                continue
+            negate = "-" if word.startswith("-") else ""
+            prefix = word.endswith("*")
+            parts = _lexemes(word)
+            if not parts:
+                continue
+            term = " <-> ".join(parts) + (":*" if prefix else "")
+        else:
+            parts = _lexemes(phrase)
+            if not parts:
+                continue
+            term = " <-> ".join(parts)
+        term = f"({term})" if len(parts) > 1 else term
+        if negate:
+            term = f"!{term}"
+        if pending_or and terms:
+            terms[-1] = f"({terms[-1]} | {term})"
+        else:
+            terms.append(term)
+        pending_or = False
+    positive = [t for t in terms if not t.startswith("!")]
+    return " & ".join(terms) if positive else None
+
+
+def tsquery(text: str) -> sa.ColumnElement:
+    """Return the English tsquery for already translated query text."""
+    return sa.func.to_tsquery(sa.cast("english", REGCONFIG), text)
+
+
+def message_hits(query: sa.ColumnElement, with_internal: bool) -> sa.Select:
+    """Return a select of (ticket_id, rank) for visible messages matching `query`."""
+    stmt = sa.select(Message.ticket_id.label("ticket_id"),
+                     (sa.func.ts_rank(Message.search_vector, query, 1) * MESSAGE_WEIGHT).label("rank"))
+    stmt = stmt.where(Message.search_vector.op("@@")(query), Message.deleted_at.is_(None))
+    if not with_internal:
+        stmt = stmt.where(Message.internal.is_(False))
+    return stmt
+
+
+def ticket_hits(query: sa.ColumnElement) -> sa.Select:
+    """Return a select of (ticket_id, rank) for tickets whose title or description match."""
+    return sa.select(Ticket.id.label("ticket_id"), sa.func.ts_rank(Ticket.search_vector, query, 1).label("rank")) \
+        .where(Ticket.search_vector.op("@@")(query))
+
+
+def matches(query: sa.ColumnElement, with_internal: bool) -> sa.ColumnElement[bool]:
+    """Return the per-row condition 'this ticket or one of its visible messages matches'."""
+    msg = sa.select(Message.id).where(Message.ticket_id == Ticket.id, Message.search_vector.op("@@")(query),
+                                      Message.deleted_at.is_(None))
+    if not with_internal:
+        msg = msg.where(Message.internal.is_(False))
+    return sa.or_(Ticket.search_vector.op("@@")(query), msg.exists())
+
+
+def count_matches_up_to(session, query: sa.ColumnElement, with_internal: bool, limit: int) -> int:
+    """Return how many rows match (tickets plus messages), counting no further than `limit`."""
+    hits = sa.union_all(
+        sa.select(Ticket.id).where(Ticket.search_vector.op("@@")(query)),
+        message_hits(query, with_internal).with_only_columns(Message.ticket_id),
+    ).limit(limit).subquery()
+    return session.execute(sa.select(sa.func.count()).select_from(hits)).scalar_one()
+
+
+def candidates(query: sa.ColumnElement, with_internal: bool) -> sa.Subquery:
+    """Return a subquery of each matching ticket's id with its best rank, scaled to an integer."""
+    hits = sa.union_all(ticket_hits(query), message_hits(query, with_internal)).subquery("hits")
+    return sa.select(hits.c.ticket_id,
+                     sa.cast(sa.func.max(hits.c.rank) * RANK_SCALE, sa.BigInteger).label("rank")) \
+        .group_by(hits.c.ticket_id).subquery("candidates")
