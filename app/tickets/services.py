@@ -128,15 +128,15 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     changes = {k: v for k, v in changes.items() if k in EDITABLE_FIELDS}
     if "tags" in changes:
         changes["tags"] = sorted(set(changes["tags"] or []))
-    changes = {k: v for k, v in changes.items() if before.get(k) != v}
-    if not changes:
+    if not {k: v for k, v in changes.items() if before.get(k) != v}:
         return ticket
     if ticket.status == "closed":
         abort(409, message="The ticket is closed; reopen it before changing it.")
     _check_people(changes)
     status = _next_status(ticket, changes)
     for field, value in changes.items():
-        setattr(ticket, field, value)
+        if field != "status":
+            setattr(ticket, field, value)
     _set_status(ticket, status)
     after = snapshot(ticket)
     changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}

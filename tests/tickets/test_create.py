@@ -1,0 +1,198 @@
+"""Creating tickets: numbering under concurrency, the recorded events, bad input, idempotency."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from app.auth.actor import Actor
+from app.tickets import services
+
+
+def test_create_returns_the_contract_fields(tenant, new_ticket):
+    ticket = new_ticket("Printer on fire", description="toner", priority="urgent", category="hardware",
+                        tags=["hw", "fire", "hw"])
+    assert ticket["number"] == 1
+    assert ticket["status"] == "new"
+    assert ticket["tags"] == ["fire", "hw"]
+    assert ticket["requester_id"] == tenant.admin_id
+    assert ticket["assignee_id"] is None and ticket["team_id"] is None and ticket["closed_at"] is None
+    assert ticket["created_at"].endswith("+00:00")
+
+
+def test_create_answers_with_an_etag(tenant):
+    resp = tenant.api.post("/api/v1/tickets", json={"title": "x"})
+    assert resp.headers["ETag"] == '"v1"'
+
+
+def test_numbers_count_up_per_tenant(tenant, other_tenant, new_ticket):
+    assert [new_ticket(f"t{i}")["number"] for i in range(3)] == [1, 2, 3]
+    other = other_tenant.api.post("/api/v1/tickets", json={"title": "elsewhere"}).get_json()
+    assert other["number"] == 1
+
+
+def test_concurrent_creates_get_distinct_gapless_numbers(app, tenant):
+    threads, per_thread = 8, 6
+    barrier = threading.Barrier(threads)
+    numbers: list[int] = []
+    failures: list[object] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        client = app.test_client()
+        barrier.wait()
+        for i in range(per_thread):
+            resp = client.post("/api/v1/tickets", json={"title": f"race {i}"},
+                               headers={"Authorization": f"Bearer {tenant.key}"})
+            with lock:
+                (numbers.append(resp.get_json()["number"]) if resp.status_code == 201
+                 else failures.append(resp.get_json()))
+
+    workers = [threading.Thread(target=create) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert failures == []
+    assert sorted(numbers) == list(range(1, threads * per_thread + 1))
+
+
+def test_a_rolled_back_create_gives_its_number_back(tenant, in_tenant):
+    with in_tenant(tenant) as session:
+        actor = Actor(user_id=uuid.UUID(tenant.admin_id), role="admin")
+        assert services.create_ticket(actor, "abandoned").number == 1
+        session.rollback()
+        assert services.create_ticket(actor, "kept").number == 1
+
+
+def test_create_writes_audit_and_the_created_event(tenant, new_ticket, recorded_events, audit_entries):
+    ticket = new_ticket("Audited")
+    assert recorded_events(tenant) == [("ticket.created", {"ticket_id": ticket["id"]})]
+    entries = audit_entries(tenant, ticket["id"])
+    assert [(e.action, e.after["title"], str(e.actor_id)) for e in entries] == [
+        ("created", "Audited", tenant.admin_id)]
+
+
+def test_requester_creates_for_themselves_only(tenant, new_ticket):
+    requester = tenant.user("requester")
+    other = tenant.user("requester")
+    ticket = new_ticket("mine", api=tenant.key_for(requester), requester_id=other["id"])
+    assert ticket["requester_id"] == requester["id"]
+
+
+def test_staff_create_on_behalf_of_a_requester(tenant, new_ticket):
+    requester = tenant.user("requester")
+    assert new_ticket("for them", requester_id=requester["id"])["requester_id"] == requester["id"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"title": "x" * 201}, "title"),
+    ({"title": ""}, "title"),
+    ({}, "title"),
+    ({"title": "x", "description": "d" * (64 * 1024 + 1)}, "description"),
+    ({"title": "x", "description": "é" * (32 * 1024 + 1)}, "description"),
+    ({"title": "x", "priority": "whenever"}, "priority"),
+    ({"title": "x", "status": "closed"}, "status"),
+    ({"title": "x", "number": 7}, "number"),
+    ({"title": "x", "bogus": 1}, "bogus"),
+    ({"title": "x", "tags": "not-a-list"}, "tags"),
+    ({"title": "x", "tags": ["y" * 65]}, "tags.0"),
+    ({"title": "x", "requester_id": "not-a-uuid"}, "requester_id"),
+    ({"title": "x", "requester_id": str(uuid.uuid4())}, "requester_id"),
+])
+def test_bad_create_answers_422_naming_the_field_and_writes_nothing(tenant, table_counts, body, field):
+    before = table_counts(tenant)
+    resp = tenant.api.post("/api/v1/tickets", json=body)
+    assert resp.status_code == 422, resp.get_json()
+    assert field in resp.get_json()["errors"]
+    assert table_counts(tenant) == before
+
+
+def test_description_of_exactly_64_kib_is_accepted(tenant, new_ticket):
+    assert len(new_ticket("big", description="d" * 64 * 1024)["description"]) == 64 * 1024
+
+
+def test_malformed_json_answers_400_and_writes_nothing(tenant, table_counts):
+    before = table_counts(tenant)
+    resp = tenant.api.client.post("/api/v1/tickets", data='{"title": "x"', content_type="application/json",
+                                  headers={"Authorization": f"Bearer {tenant.key}"})
+    assert resp.status_code == 400
+    assert resp.get_json()["code"] == 400
+    assert table_counts(tenant) == before
+
+
+def test_a_number_after_a_refused_create_has_no_gap(tenant, new_ticket):
+    new_ticket("one")
+    assert tenant.api.post("/api/v1/tickets", json={"title": "x", "priority": "nope"}).status_code == 422
+    assert new_ticket("two")["number"] == 2
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+def _post(api, body, key):
+    return api.post("/api/v1/tickets", json=body, headers={"Idempotency-Key": key})
+
+
+def test_same_key_and_body_replays_the_first_response(tenant, table_counts):
+    first = _post(tenant.api, {"title": "once", "tags": ["a", "b"]}, "key-1")
+    counts = table_counts(tenant)
+    again = _post(tenant.api, {"tags": ["a", "b"], "title": "once"}, "key-1")
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert table_counts(tenant) == counts
+
+
+def test_same_key_with_another_body_answers_422(tenant, table_counts):
+    _post(tenant.api, {"title": "once"}, "key-2")
+    counts = table_counts(tenant)
+    resp = _post(tenant.api, {"title": "twice"}, "key-2")
+    assert resp.status_code == 422
+    assert "Idempotency-Key" in resp.get_json()["errors"]
+    assert table_counts(tenant) == counts
+
+
+def test_keys_belong_to_the_api_key_that_used_them(tenant):
+    other = tenant.key_for(tenant.user("agent"))
+    a = _post(tenant.api, {"title": "same"}, "shared")
+    b = _post(other, {"title": "same"}, "shared")
+    assert a.get_json()["id"] != b.get_json()["id"]
+
+
+def test_a_failed_request_does_not_burn_its_key(tenant):
+    assert _post(tenant.api, {"title": "x", "priority": "nope"}, "retry-me").status_code == 422
+    assert _post(tenant.api, {"title": "x", "requester_id": str(uuid.uuid4())}, "retry-me").status_code == 422
+    assert _post(tenant.api, {"title": "x"}, "retry-me").status_code == 201
+
+
+def test_concurrent_repeats_of_one_key_create_one_ticket(app, tenant, table_counts):
+    threads = 6
+    barrier = threading.Barrier(threads)
+    bodies: list[dict] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        client = app.test_client()
+        barrier.wait()
+        resp = client.post("/api/v1/tickets", json={"title": "racing"},
+                           headers={"Authorization": f"Bearer {tenant.key}", "Idempotency-Key": "race"})
+        with lock:
+            bodies.append((resp.status_code, resp.get_json()))
+
+    workers = [threading.Thread(target=send) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert {status for status, _ in bodies} == {201}
+    assert len({body["id"] for _, body in bodies}) == 1
+    assert table_counts(tenant)["tickets"] == 1
+
+
+def test_an_overlong_idempotency_key_answers_422(tenant, table_counts):
+    before = table_counts(tenant)
+    resp = _post(tenant.api, {"title": "x"}, "k" * 256)
+    assert resp.status_code == 422
+    assert table_counts(tenant) == before
