@@ -20,7 +20,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
-    from app import errors, extensions, health, realtime
+    from app import docs_assets, errors, extensions, health, realtime
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
     from app.auth import request_auth
@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_auth.init_app(app)
     health.init_app(app)
+    docs_assets.init_app(app)
     realtime.init_app(app)
 
     for module in (signup_api, people_api, api_keys_api, tickets_api, conversation_api, assignment_api):

@@ -44,9 +44,8 @@ class Config:
         self.OPENAPI_URL_PREFIX = "/api/v1"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
-            "SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
-        )
+        # Swagger UI's assets are served by us (app/docs_assets.py): the docs work offline too.
+        self.OPENAPI_SWAGGER_UI_URL = "/api/v1/docs/assets/"
         self.API_SPEC_OPTIONS = {
             "components": {
                 "securitySchemes": {

@@ -29,7 +29,9 @@ def test_openapi_document_is_valid_and_public(client):
                  "/api/v1/teams/{team_id}/members/{user_id}", "/api/v1/api-keys", "/api/v1/tickets"):
         assert path in spec["paths"], path
     assert "bearerAuth" in spec["components"]["securitySchemes"]
-    assert client.get("/api/v1/docs").status_code == 200
+    docs = client.get("/api/v1/docs")
+    assert docs.status_code == 200 and b"/api/v1/docs/assets/swagger-ui-bundle.js" in docs.data
+    assert client.get("/api/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_unknown_api_path_is_json_404(client):

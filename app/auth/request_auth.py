@@ -24,6 +24,7 @@ from tenants.resolution import active_tenant, requested_slug
 PUBLIC_API_BLUEPRINTS = frozenset({"api_signup", "api-docs", "api_media_public"})
 # Endpoints that authenticate themselves (the stream accepts a one-time `?token=`).
 SELF_AUTHENTICATING = frozenset({"stream.ticket_stream"})
+PUBLIC_API_ENDPOINTS = frozenset({"swagger_ui_asset"})
 
 
 def init_app(app: Flask) -> None:
@@ -43,7 +44,8 @@ def authenticate() -> None:
     """Resolve the tenant and actor of this request, or refuse it."""
     g.actor = None
     if is_api_request():
-        if request.blueprint in PUBLIC_API_BLUEPRINTS or request.endpoint in SELF_AUTHENTICATING:
+        if (request.blueprint in PUBLIC_API_BLUEPRINTS or request.endpoint in PUBLIC_API_ENDPOINTS
+                or request.endpoint in SELF_AUTHENTICATING):
             return
         if request.endpoint is None:
             abort(404, message="No such endpoint.")
