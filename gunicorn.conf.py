@@ -16,3 +16,10 @@ timeout = 60
 graceful_timeout = 10
 accesslog = os.environ.get("ACCESS_LOG") or None
 wsgi_app = "wsgi:app"
+
+
+def post_worker_init(worker):
+    """Let the worker's ticket streams close themselves when it stops, instead of waiting out the grace."""
+    from app.conversation.hub import watch_server
+
+    watch_server(lambda: worker.alive)

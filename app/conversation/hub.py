@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,6 +34,7 @@ class Listener:
         self.wake = wake
         self.events: deque[dict[str, Any]] = deque()
         self.resync = False
+        self.closing = False
 
     def offer(self, event: dict[str, Any]) -> None:
         if len(self.events) >= MAX_QUEUED:
@@ -40,6 +42,10 @@ class Listener:
             self.resync = True
         else:
             self.events.append(event)
+        self.wake.set()
+
+    def request_close(self) -> None:
+        self.closing = True
         self.wake.set()
 
     def request_resync(self) -> None:
@@ -114,6 +120,8 @@ class Hub:
     def _run(self) -> None:
         backoff = 0.1
         while not self._stopped:
+            if _serving is not None and not _serving():
+                self._close_all()
             try:
                 if self._broken.is_set():
                     self._reconnect()
@@ -152,6 +160,13 @@ class Hub:
         for listener in listeners:
             listener.offer(event)
 
+    def _close_all(self) -> None:
+        """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""
+        with self._lock:
+            listeners = [listener for group in self._listeners.values() for listener in group]
+        for listener in listeners:
+            listener.request_close()
+
     def _reconnect(self) -> None:
         """Replace the pub/sub connection, resubscribe, and have every socket catch up by seq."""
         with self._lock:
@@ -171,6 +186,17 @@ class Hub:
 
 _hub: Hub | None = None
 _hub_lock = threading.Lock()
+_serving: Callable[[], bool] | None = None
+
+
+def watch_server(serving: Callable[[], bool]) -> None:
+    """Close this process's sockets once `serving()` turns false, so a worker restart need not wait.
+
+    Set from gunicorn's `post_worker_init` with the worker's `alive` flag: without it, sockets
+    would hold their threads until the graceful timeout kills the worker.
+    """
+    global _serving
+    _serving = serving
 
 
 def process_hub(redis_url: str) -> Hub:

@@ -124,6 +124,9 @@ class TicketStream:
                     self.on_frame(frame)
                 for event in self.listener.drain():
                     self.on_live(event)
+                if self.listener.closing:
+                    self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
+                    return
                 if self.listener.resync or time.monotonic() >= next_resync:
                     self.listener.resync = False
                     self.catch_up()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class LiveServer:
     port: int
     process: subprocess.Popen
+    log: Path
 
     @property
     def ws_base(self) -> str:
@@ -56,15 +59,17 @@ def start_gunicorn(services, **env_overrides: str) -> LiveServer:
            "GUNICORN_THREADS": "64", "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
            "SECRET_KEY": "test-secret", "RATE_LIMIT_PER_MINUTE": "100000", "STREAM_PING_INTERVAL": "5",
            **env_overrides}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = Path(tempfile.mkdtemp(prefix="tms-gunicorn-")) / f"gunicorn-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("gunicorn exited: " + process.stderr.read().decode()[-2000:])
+            raise RuntimeError("gunicorn exited: " + log_path.read_text()[-2000:])
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return LiveServer(port, process)
+                return LiveServer(port, process, log_path)
         except OSError:
             time.sleep(0.1)
     process.kill()
@@ -72,7 +77,7 @@ def start_gunicorn(services, **env_overrides: str) -> LiveServer:
 
 
 def stop_gunicorn(server: LiveServer) -> None:
-    server.process.terminate()
+    server.process.send_signal(signal.SIGINT)  # quick shutdown: open sockets need no grace
     try:
         server.process.wait(15)
     except subprocess.TimeoutExpired:

@@ -1,0 +1,252 @@
+"""The ticket stream against real gunicorn processes: catch-up, live fan-out, isolation, bad frames."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+import websocket
+
+from app.realtime import channel
+from tenants.resolution import active_tenant
+from tests.conversation.conftest import next_event
+from tests.conversation.test_messages_api import new_ticket, post
+
+
+def send(ws, **frame) -> None:
+    ws.send(json.dumps(frame))
+
+
+def message_events(ws, count: int) -> list[dict]:
+    return [next_event(ws, "message.created")["message"] for _ in range(count)]
+
+
+def test_two_sockets_on_a_ticket_see_each_others_messages(tenant, server_a):
+    agent = tenant.user("agent")
+    agent_key = tenant.key_for(agent).key
+    ticket = new_ticket(tenant.api)
+    admin_ws = server_a.connect(ticket["id"], key=tenant.key)
+    agent_ws = server_a.connect(ticket["id"], key=agent_key)
+    send(admin_ws, type="message", body="from admin")
+    send(agent_ws, type="message", body="from agent")
+    for ws in (admin_ws, agent_ws):
+        got = message_events(ws, 2)
+        assert [m["seq"] for m in got] == [1, 2]
+        assert {m["body"] for m in got} == {"from admin", "from agent"}
+        assert {m["author_id"] for m in got} == {tenant.admin_id, agent["id"]}
+    stored = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["seq"] for m in stored] == [1, 2]
+
+
+def test_a_rest_post_reaches_sockets_on_both_processes(tenant, server_a, server_b):
+    ticket = new_ticket(tenant.api)
+    on_a = server_a.connect(ticket["id"], key=tenant.key)
+    on_b = server_b.connect(ticket["id"], key=tenant.key)
+    created = post(tenant.api, ticket["id"], body="over REST").get_json()
+    assert next_event(on_a, "message.created")["message"] == created
+    assert next_event(on_b, "message.created")["message"] == created
+
+
+def test_a_socket_message_crosses_to_the_other_process(tenant, server_a, server_b):
+    ticket = new_ticket(tenant.api)
+    on_a = server_a.connect(ticket["id"], key=tenant.key)
+    on_b = server_b.connect(ticket["id"], key=tenant.key)
+    send(on_a, type="message", body="A to B")
+    send(on_b, type="message", body="B to A")
+    for ws in (on_a, on_b):
+        assert {m["body"] for m in message_events(ws, 2)} == {"A to B", "B to A"}
+
+
+def test_connect_sends_everything_after_after_seq_then_live(tenant, server_a):
+    ticket = new_ticket(tenant.api)
+    for i in range(1, 6):
+        post(tenant.api, ticket["id"], body=f"m{i}")
+    ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=2)
+    assert [m["body"] for m in message_events(ws, 3)] == ["m3", "m4", "m5"]
+    post(tenant.api, ticket["id"], body="m6")
+    assert next_event(ws, "message.created")["message"]["seq"] == 6
+    ws.close()
+    # Missed while away: picked up on reconnect from the last seq seen, nothing twice.
+    post(tenant.api, ticket["id"], body="m7")
+    post(tenant.api, ticket["id"], body="m8")
+    again = server_a.connect(ticket["id"], key=tenant.key, after_seq=6)
+    assert [m["body"] for m in message_events(again, 2)] == ["m7", "m8"]
+    post(tenant.api, ticket["id"], body="m9")
+    assert next_event(again, "message.created")["message"]["body"] == "m9"
+
+
+def test_requester_sockets_never_get_internal_notes(tenant, server_a, server_b):
+    requester_user = tenant.user("requester")
+    requester = tenant.key_for(requester_user)
+    agent_key = tenant.key_for(tenant.user("agent")).key
+    ticket = new_ticket(requester)
+    post(tenant.api, ticket["id"], body="old note", internal=True)
+    req_a = server_a.connect(ticket["id"], key=requester.key)
+    req_b = server_b.connect(ticket["id"], key=requester.key)
+    agent_ws = server_a.connect(ticket["id"], key=agent_key)
+    assert next_event(agent_ws, "message.created")["message"]["body"] == "old note"
+    post(tenant.api, ticket["id"], body="REST note", internal=True)
+    send(agent_ws, type="message", body="socket note", internal=True)
+    send(agent_ws, type="message", body="public answer")
+    for ws in (req_a, req_b):
+        # Events arrive in seq order, so the public answer (seq 4) comes after any note would have.
+        first = next_event(ws)
+        assert first["type"] == "message.created" and first["message"]["body"] == "public answer"
+        assert first["message"]["seq"] == 4
+    assert [m["body"] for m in message_events(agent_ws, 3)] == ["REST note", "socket note", "public answer"]
+    send(req_a, type="message", body="sneaky", internal=True)
+    error = next_event(req_a, "error")
+    assert error["code"] == 403
+    late = server_b.connect(ticket["id"], key=requester.key)
+    assert next_event(late)["message"]["body"] == "public answer"
+
+
+def refused_status(server, ticket_id, **kw) -> int:
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        server.connect(ticket_id, **kw)
+    return refused.value.status_code
+
+
+def test_strangers_are_refused_before_the_handshake(tenant, other_tenant, server_a):
+    ticket = new_ticket(tenant.api)
+    post(tenant.api, ticket["id"], body="private")
+    alice = tenant.key_for(tenant.user("requester"))
+    assert refused_status(server_a, ticket["id"]) == 401
+    assert refused_status(server_a, ticket["id"], key="tms_000000000000_not-a-real-key") == 401
+    assert refused_status(server_a, ticket["id"], key=other_tenant.key) == 404
+    assert refused_status(server_a, ticket["id"], key=alice.key) == 404
+    assert refused_status(server_a, ticket["id"], token="made-up") == 401
+    assert refused_status(server_a, ticket["id"], key=tenant.key, after_seq=-3) == 422
+    other_ticket = new_ticket(other_tenant.api)
+    assert refused_status(server_a, other_ticket["id"], key=tenant.key) == 404
+
+
+def test_stream_tokens_open_one_socket_on_their_own_ticket(tenant, server_a):
+    ticket, other = new_ticket(tenant.api), new_ticket(tenant.api)
+    post(tenant.api, ticket["id"], body="hi browser")
+    token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
+    assert refused_status(server_a, other["id"], token=token) == 401  # spent on the wrong ticket
+    token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
+    ws = server_a.connect(ticket["id"], token=token)
+    assert next_event(ws, "message.created")["message"]["body"] == "hi browser"
+    send(ws, type="message", body="from the browser")
+    assert next_event(ws, "message.created")["message"]["author_id"] == tenant.admin_id
+    assert refused_status(server_a, ticket["id"], token=token) == 401  # single use
+
+
+def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
+    ticket = new_ticket(tenant.api)
+    other = new_ticket(tenant.api)
+    foreign_parent = post(tenant.api, other["id"]).get_json()
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    bad = [
+        ("{not json", 400),
+        ("[1, 2]", 400),
+        (json.dumps({"type": "dance"}), 422),
+        (json.dumps({"body": "no type"}), 422),
+        (json.dumps({"type": "message"}), 422),
+        (json.dumps({"type": "message", "body": "x" * (64 * 1024 + 1)}), 422),
+        (json.dumps({"type": "message", "body": "  "}), 422),
+        (json.dumps({"type": "message", "body": "ok", "parent_id": "nope"}), 422),
+        (json.dumps({"type": "message", "body": "ok", "parent_id": foreign_parent["id"]}), 422),
+        (json.dumps({"type": "message", "body": "ok", "extra": 1}), 422),
+        (json.dumps({"type": "typing", "body": "x"}), 422),
+    ]
+    for i, (frame, code) in enumerate(bad):
+        payload = frame
+        if frame.startswith("{\"type\""):
+            payload = json.dumps({**json.loads(frame), "ref": i})
+        ws.send(payload)
+        error = next_event(ws)
+        assert error["type"] == "error" and error["code"] == code, (frame[:60], error)
+        assert error["message"]
+    ws.send_binary(b"\x00\x01")
+    assert next_event(ws)["code"] == 400
+    send(ws, type="message", body="fine", ref="r1")
+    assert next_event(ws)["message"]["seq"] == 1  # the socket still works and nothing else was stored
+    assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
+
+
+def test_typing_is_relayed_to_others_not_stored(app, services, tenant, server_a, server_b):
+    agent = tenant.user("agent")
+    ticket = new_ticket(tenant.api)
+    typist = server_a.connect(ticket["id"], key=tenant.key_for(agent).key)
+    watcher = server_b.connect(ticket["id"], key=tenant.key)
+    # Typing is not stored, so there is no catch-up for it: wait until both processes listen.
+    with app.app_context():
+        name = channel(active_tenant(tenant.slug).ref().id, ticket["id"])
+    assert wait_for_numsub(redis.Redis.from_url(services.redis_url), name, 2) == 2
+    send(typist, type="typing")
+    assert next_event(watcher) == {"type": "typing", "user_id": agent["id"]}
+    send(typist, type="message", body="done typing")
+    # The typist's own next event is its message, not an echo of its typing.
+    assert next_event(typist)["type"] == "message.created"
+    assert next_event(watcher)["type"] == "message.created"
+    assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
+
+
+def wait_for_numsub(client: redis.Redis, name: str, expected: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        count = dict(client.pubsub_numsub(name))[name.encode()]
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
+def test_a_process_subscribes_while_it_holds_sockets_and_drops_it_after_the_last(
+        app, services, tenant, server_a, server_b):
+    ticket = new_ticket(tenant.api)
+    with app.app_context():
+        tenant_id = active_tenant(tenant.slug).ref().id
+    name = channel(tenant_id, ticket["id"])
+    client = redis.Redis.from_url(services.redis_url)
+    assert wait_for_numsub(client, name, 0) == 0
+    first, second = server_a.connect(ticket["id"], key=tenant.key), server_a.connect(ticket["id"], key=tenant.key)
+    assert wait_for_numsub(client, name, 1) == 1  # one subscription per process, however many sockets
+    on_b = server_b.connect(ticket["id"], key=tenant.key)
+    assert wait_for_numsub(client, name, 2) == 2
+    first.close()
+    post(tenant.api, ticket["id"], body="still here")
+    assert next_event(second, "message.created")["message"]["body"] == "still here"
+    assert wait_for_numsub(client, name, 2) == 2
+    second.close()
+    assert wait_for_numsub(client, name, 1) == 1
+    on_b.close()
+    assert wait_for_numsub(client, name, 0) == 0
+
+
+def test_messages_published_during_a_pubsub_outage_still_arrive(services, tenant, server_a):
+    ticket = new_ticket(tenant.api)
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    post(tenant.api, ticket["id"], body="before")
+    assert next_event(ws, "message.created")["message"]["body"] == "before"
+    client = redis.Redis.from_url(services.redis_url)
+    assert client.client_kill_filter(_type="pubsub") >= 1
+    post(tenant.api, ticket["id"], body="during")
+    post(tenant.api, ticket["id"], body="after")
+    assert [m["body"] for m in message_events(ws, 2)] == ["during", "after"]
+
+
+@pytest.fixture(scope="module")
+def impatient_server(app, services):
+    from tests.conversation.conftest import start_gunicorn, stop_gunicorn
+
+    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5")
+    yield server
+    stop_gunicorn(server)
+
+
+def test_a_peer_that_stops_answering_pings_is_dropped(app, services, tenant, impatient_server):
+    ticket = new_ticket(tenant.api)
+    with app.app_context():
+        name = channel(active_tenant(tenant.slug).ref().id, ticket["id"])
+    client = redis.Redis.from_url(services.redis_url)
+    # websocket-client answers pings only while reading; this peer never reads, so it looks dead.
+    silent = impatient_server.connect(ticket["id"], key=tenant.key)
+    assert wait_for_numsub(client, name, 1) == 1
+    # The client never closes `silent`: only the server's heartbeat can end the subscription.
+    assert wait_for_numsub(client, name, 0, timeout=10) == 0
+    silent.close()
