@@ -18,7 +18,7 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import ticket_for
+from app.tickets.services import ticket_for, visibility
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
@@ -34,40 +34,49 @@ def visible_to(actor: Actor, internal: bool) -> bool:
     return actor.is_staff or not internal
 
 
-def next_seq(ticket_id: uuid.UUID, first_response: bool) -> int:
-    """Take the ticket's next message `seq`; the row stays locked until commit, so posts serialize."""
+def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
+    """Take the next message `seq` of a ticket `actor` can see, or answer 404.
+
+    One `UPDATE ... RETURNING` both checks visibility and numbers the message; the row stays
+    locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. A
+    staff reply that is not an internal note (nor the staff member's own ticket) stamps the
+    first response.
+    """
     values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1}
-    if first_response:
-        values["first_response_at"] = sa.func.coalesce(Ticket.first_response_at, sa.func.now())
-    return db.session.execute(
-        sa.update(Ticket).where(Ticket.id == ticket_id).values(**values).returning(Ticket.last_message_seq),
+    if actor.is_staff and not internal:
+        values["first_response_at"] = sa.case(
+            (Ticket.requester_id.is_distinct_from(actor.user_id),
+             sa.func.coalesce(Ticket.first_response_at, sa.func.now())),
+            else_=Ticket.first_response_at)
+    seq = db.session.execute(
+        sa.update(Ticket).where(Ticket.id == ticket_id, visibility(actor)).values(**values)
+        .returning(Ticket.last_message_seq),
         execution_options={"synchronize_session": False},
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if seq is None:
+        abort(404, message="No such ticket.")
+    return seq
 
 
 def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.UUID | None = None,
                  internal: bool = False, attachment_ids: list[uuid.UUID] | None = None) -> Message:
     """Add a message to a ticket the actor can see; it is broadcast once the caller commits."""
-    ticket = ticket_for(actor, ticket_id)
     if internal and not actor.is_staff:
         abort(403, message="Only agents and admins may post internal notes.")
+    seq = next_seq(actor, ticket_id, internal)
     if parent_id is not None:
         parent = db.session.get(Message, parent_id)
-        if (parent is None or parent.ticket_id != ticket.id or parent.deleted_at is not None
+        if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
                 or not visible_to(actor, parent.internal)):
             abort(422, message="The parent message is not on this ticket.",
                   errors={"parent_id": ["No such message on this ticket."]})
-    # A reply to the customer by staff counts; internal notes and the requester's own words do not.
-    first_response = actor.is_staff and not internal and actor.user_id != ticket.requester_id
-    message = Message(id=uuid.uuid4(), ticket_id=ticket.id, seq=next_seq(ticket.id, first_response),
-                      parent_id=parent_id, author_id=actor.user_id, internal=internal, body=body,
-                      created_at=datetime.now(UTC))
+    message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
+                      author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC))
     db.session.add(message)
     db.session.flush()
-    event = {"message_id": str(message.id), "ticket_id": str(ticket.id), "seq": message.seq,
-             "internal": internal}
-    emit("message.created", event)
-    publish_after_commit(ticket.id, {"type": "message.created", "message": message_json(message)})
+    emit("message.created", {"message_id": str(message.id), "ticket_id": str(ticket_id), "seq": seq,
+                             "internal": internal})
+    publish_after_commit(ticket_id, {"type": "message.created", "message": message_json(message)})
     return message
 
 

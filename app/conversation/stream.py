@@ -8,9 +8,11 @@ database session is held while waiting: each frame, catch-up page or resync open
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -111,6 +113,10 @@ class TicketStream:
 
     def run(self) -> None:
         config = current_app.config
+        # Events are small frames sent one by one: without NODELAY, Nagle holds each behind the
+        # peer's delayed ACK (~40 ms).
+        with contextlib.suppress(OSError, AttributeError):
+            self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         hub = process_hub(config["REDIS_URL"])
         hub.join(self.channel, self.listener)
         try:
