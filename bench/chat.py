@@ -8,9 +8,9 @@ the frame to a receiver's after it parsed the event (one machine, one monotonic 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
-import json
 import threading
 import time
 import uuid
@@ -113,6 +113,7 @@ class Socket:
                 if body.get("warmup"):
                     self.warm.set()
                 elif self.sender:
+                    self.latencies.append((now - body["t"]) * 1000)
                     self.in_flight -= 1
                     self.acked.set()
                 else:
@@ -163,8 +164,9 @@ async def _fan_out(ctx: BenchContext, servers, key: str, tickets: list[str]) -> 
     expected = sent * (SOCKETS_PER_TICKET - 1)
     await _until(lambda: sum(r.received for r in receivers) >= expected, 30)
     latencies = [x for r in receivers for x in r.latencies]
+    stored = [x for s in senders for x in s.latencies]
     delivered_paced = sum(r.received for r in receivers)
-    for r in receivers:
+    for r in sockets:
         r.latencies.clear()
         r.received = 0
 
@@ -198,7 +200,8 @@ async def _fan_out(ctx: BenchContext, servers, key: str, tickets: list[str]) -> 
         Row("chat delivery send->receipt p50", percentile(latencies, 50), "ms", "bare Redis PUBLISH p50", base_p50,
             note=f"{setting}; {PACED_PER_TICKET * TICKETS} msg/s stored, {delivered_paced} deliveries"),
         Row("chat delivery send->receipt p99", percentile(latencies, 99), "ms", "bare Redis PUBLISH p99", base_p99,
-            aim="< 25 ms"),
+            aim="< 25 ms", note=f"of which storing (send->sender's own echo): p50 {percentile(stored, 50):.1f} ms, "
+                                f"p99 {percentile(stored, 99):.1f} ms"),
         Row("chat deliveries per second (flat out)", delivered / elapsed, "msg/s",
             note=f"{setting}; {sent_flat / elapsed:.0f} messages stored/s, each to "
                  f"{SOCKETS_PER_TICKET - 1} sockets; p99 under load {percentile(flat_latencies, 99):.1f} ms"),
