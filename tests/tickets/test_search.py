@@ -1,0 +1,166 @@
+"""Full-text search with `q`: what it matches, how it ranks, which plan it picks, and that it never errors."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from app.conversation.models import Message
+from app.tickets import search
+from app.tickets.search import to_tsquery_text
+
+
+def _search(api, q: str, **params) -> dict:
+    resp = api.get("/api/v1/tickets?" + urlencode({"q": q, **params}))
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def _ids(body: dict) -> list[str]:
+    return [t["id"] for t in body["items"]]
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ("printer", "printer"),
+    ("Printer TONER", "printer & toner"),
+    ('"paper jam" tray', "(paper <-> jam) & tray"),
+    ("print*", "print:*"),
+    ("printer -laser", "printer & !laser"),
+    ("printer OR scanner", "(printer | scanner)"),
+    ("e-mail", "(e <-> mail)"),
+    ("it's & | ! :* ( )", "(it <-> s)"),
+    ("-only -negative", None),
+    ("!!! ::: ***", None),
+    ("", None),
+])
+def test_query_text_is_built_from_words_only(q, expected):
+    assert to_tsquery_text(q) == expected
+
+
+@pytest.mark.parametrize("q", ["!!", "&|", "a:*b", "((", '"unterminated', "\\", "':*", "a <-> b", "OR", "-",
+                               "'; drop table tickets; --", "\x00", "ünïcödé*", "a" * 500])
+def test_no_query_string_makes_search_fail(tenant, new_ticket, q):
+    new_ticket("anything")
+    resp = tenant.api.get("/api/v1/tickets?" + urlencode({"q": q}))
+    assert resp.status_code == 200, resp.get_json()
+
+
+def test_matches_title_description_and_message_bodies(tenant, new_ticket, add_message):
+    by_title = new_ticket("Printer on fire")
+    by_body = new_ticket("Hardware", description="the printer is smoking")
+    by_message = new_ticket("Other")
+    add_message(tenant, by_message, "Also my printer makes noises")
+    new_ticket("Unrelated", description="keyboard")
+    body = _search(tenant.api, "printer")
+    assert set(_ids(body)) == {by_title["id"], by_body["id"], by_message["id"]}
+    assert body["order"] == "relevance"
+    assert _ids(body)[0] == by_title["id"]  # title words weigh most
+
+
+def test_search_is_language_aware_with_phrases_and_prefixes(tenant, new_ticket):
+    printing = new_ticket("Printing fails", description="paper jam in tray two")
+    jammed = new_ticket("Jam", description="the paper tray is jammed")
+    assert set(_ids(_search(tenant.api, "printed"))) == {printing["id"]}
+    assert set(_ids(_search(tenant.api, '"paper jam"'))) == {printing["id"]}
+    assert set(_ids(_search(tenant.api, "paper jam"))) == {printing["id"], jammed["id"]}
+    assert set(_ids(_search(tenant.api, "pri*"))) == {printing["id"]}
+    assert set(_ids(_search(tenant.api, "paper -printing"))) == {jammed["id"]}
+
+
+def test_internal_notes_and_deleted_messages_are_not_searchable_by_requesters(tenant, new_ticket, add_message,
+                                                                               in_tenant):
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket("My issue", api=requester)
+    add_message(tenant, ticket, "escalate to zebrafish team", internal=True)
+    add_message(tenant, ticket, "mentions walrus")
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(Message).where(Message.body == "mentions walrus")
+                        .values(deleted_at=sa.func.now()))
+        session.commit()
+    assert _ids(_search(tenant.api, "zebrafish")) == [ticket["id"]]
+    assert _ids(_search(requester, "zebrafish")) == []
+    assert _ids(_search(tenant.api, "walrus")) == []
+
+
+def test_search_combines_with_filters_and_an_explicit_sort(tenant, new_ticket):
+    old = new_ticket("router broken", priority="high")
+    new = new_ticket("router slow", priority="low")
+    new_ticket("router gone", priority="normal")
+    body = _search(tenant.api, "router", sort="created_at", priority="high,low")
+    assert (_ids(body), body["order"]) == ([old["id"], new["id"]], "created_at")
+
+
+def _plans(monkeypatch, rank_up_to: int, walk_above: int) -> None:
+    monkeypatch.setattr(search, "RANK_UP_TO", rank_up_to)
+    monkeypatch.setattr(search, "WALK_ABOVE", walk_above)
+
+
+@pytest.mark.parametrize(("rank_up_to", "walk_above", "order", "plan"), [
+    (100, 1000, "relevance", "r"),
+    (2, 1000, "-created_at", "s"),
+    (2, 4, "-created_at", "w"),
+])
+def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
+        tenant, new_ticket, add_message, monkeypatch, rank_up_to, walk_above, order, plan):
+    matching = [new_ticket(f"modem {i}") for i in range(5)]
+    via_message = new_ticket("quiet")
+    add_message(tenant, via_message, "the modem again")
+    new_ticket("unrelated")
+    _plans(monkeypatch, rank_up_to, walk_above)
+    first = _search(tenant.api, "modem", limit=2)
+    assert first["order"] == order
+    assert first["next_cursor"].startswith(plan + ".")
+    items, cursor = list(first["items"]), first["next_cursor"]
+    while cursor:
+        page = _search(tenant.api, "modem", limit=2, cursor=cursor)
+        assert page["order"] == order
+        items += page["items"]
+        cursor = page["next_cursor"]
+    ids = [t["id"] for t in items]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {t["id"] for t in [*matching, via_message]}
+    if order == "-created_at":
+        assert [t["created_at"] for t in items] == sorted((t["created_at"] for t in items), reverse=True)
+
+
+def test_a_cursor_keeps_its_plan_when_the_counts_change(tenant, new_ticket, monkeypatch):
+    for i in range(4):
+        new_ticket(f"switch {i}")
+    first = _search(tenant.api, "switch", limit=2)
+    assert first["order"] == "relevance"
+    _plans(monkeypatch, 0, 0)  # a fresh search would now walk the date index
+    rest = _search(tenant.api, "switch", limit=2, cursor=first["next_cursor"])
+    assert rest["order"] == "relevance"
+    assert len({t["id"] for t in first["items"] + rest["items"]}) == 4
+
+
+def test_a_search_cursor_is_not_a_list_cursor(tenant, new_ticket):
+    for i in range(3):
+        new_ticket(f"lamp {i}")
+    cursor = _search(tenant.api, "lamp", limit=1)["next_cursor"]
+    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": cursor})).status_code == 422
+    plain = tenant.api.get("/api/v1/tickets?limit=1").get_json()["next_cursor"]
+    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": plain, "q": "lamp"})).status_code == 422
+
+
+def test_a_search_over_its_time_limit_answers_503(app, tenant, new_ticket, monkeypatch):
+    new_ticket("slow")
+
+    def slow_count(session, *args, **kwargs):
+        return session.execute(sa.text("select 1 from pg_sleep(2)")).scalar_one()
+
+    monkeypatch.setattr(search, "count_matches_up_to", slow_count)
+    monkeypatch.setitem(app.config, "SEARCH_STATEMENT_TIMEOUT_MS", 50)
+    resp = tenant.api.get("/api/v1/tickets?q=slow")
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert tenant.api.get(f"/api/v1/tickets/{uuid.uuid4()}").status_code == 404  # the app carries on
+
+
+def test_search_without_words_finds_nothing(tenant, new_ticket):
+    new_ticket("the")
+    body = _search(tenant.api, "-the")
+    assert (body["items"], body["next_cursor"]) == ([], None)
