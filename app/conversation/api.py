@@ -6,6 +6,7 @@ import uuid
 
 from flask.views import MethodView
 from flask_smorest import Api
+from werkzeug.routing import Map, Rule
 
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
@@ -26,6 +27,42 @@ blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads
 
 def register(api: Api) -> None:
     api.register_blueprint(blp)
+    # The stream is a flask-sock route, outside flask-smorest; describe it here so it is documented.
+    rule = Rule("/api/v1/tickets/<uuid:ticket_id>/stream", endpoint="stream.ticket_stream", defaults={})
+    rule.bind(Map())
+    api.spec.path(rule=rule, operations={"get": STREAM_OPERATION})
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+STREAM_OPERATION = {
+    "tags": ["conversation"],
+    "summary": "Open the ticket's live stream (WebSocket).",
+    "description": (
+        "Upgrade to a WebSocket. Authenticate with the Authorization header or `?token=` from "
+        "`POST /tickets/{id}/stream-token`. The server first sends every message after `after_seq` as "
+        "`{\"type\": \"message.created\", \"message\": {...}}`, then live events: `message.created`, "
+        "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, "
+        "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
+        "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; a "
+        "bad frame gets `{\"type\": \"error\", \"code\", \"message\", \"errors\"?, \"ref\"?}`. Requesters "
+        "never receive internal notes. Refusals happen before the handshake, as plain HTTP errors."
+    ),
+    "parameters": [
+        {"name": "after_seq", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        {"name": "token", "in": "query", "schema": {"type": "string"},
+         "description": "Single-use stream token, instead of the Authorization header."},
+    ],
+    "responses": {
+        "101": {"description": "Switching protocols: the stream is open."},
+        "401": _error("No valid key or token."),
+        "404": _error("No such ticket for this caller."),
+        "422": _error("Invalid query parameters."),
+    },
+}
 
 
 @blp.route("/tickets/<uuid:ticket_id>/messages")

@@ -134,7 +134,10 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if message is not None:
-                self._dispatch(message)
+                try:
+                    self._dispatch(message)
+                except Exception:  # one bad event must not stop delivery for the whole process
+                    log.exception("could not dispatch a live event")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         channel = message["channel"]

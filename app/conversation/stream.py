@@ -4,6 +4,8 @@ The caller is authenticated and the ticket checked before the WebSocket handshak
 client gets a plain HTTP 401/404 and no data. The socket's thread owns every send; it sleeps on
 the socket's wake event, which both incoming frames and the process hub's live events set. No
 database session is held while waiting: each frame, catch-up page or resync opens a short one.
+Every `STREAM_RESYNC_INTERVAL` seconds the socket re-checks its key and ticket (a revoked key or
+a lost ticket ends it) and catches up by seq, which also covers a live event lost in Redis.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, request
 from flask_smorest import abort
 from marshmallow import ValidationError
@@ -36,6 +39,7 @@ from app.extensions import db, redis_client, sock
 from app.realtime import channel
 from app.tickets.services import ticket_for
 from tenants.context import current_tenant, set_current_tenant
+from tenants.models import ApiKey
 from tenants.resolution import active_tenant
 
 log = logging.getLogger(__name__)
@@ -133,13 +137,32 @@ class TicketStream:
                 if self.listener.closing:
                     self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
                     return
-                if self.listener.resync or time.monotonic() >= next_resync:
+                if time.monotonic() >= next_resync:
+                    if not self.still_allowed():
+                        self.ws.close(reason=1008, message="Access to this ticket has ended.")
+                        return
+                    self.listener.resync = True
+                    next_resync = time.monotonic() + resync_every
+                if self.listener.resync:
                     self.listener.resync = False
                     self.catch_up()
-                    next_resync = time.monotonic() + resync_every
         finally:
             hub.leave(self.channel, self.listener)
             db.session.remove()
+
+    def still_allowed(self) -> bool:
+        """Tell whether the key is still live and the ticket still visible (checked periodically)."""
+        with short_session():
+            if self.actor.api_key_id is not None:
+                revoked = db.session.scalar(
+                    sa.select(ApiKey.revoked_at.is_not(None)).where(ApiKey.id == self.actor.api_key_id))
+                if revoked is not False:
+                    return False
+            try:
+                ticket_for(self.actor, self.ticket_id)
+            except HTTPException:
+                return False
+        return True
 
     def send(self, event: dict[str, Any]) -> None:
         self.ws.send(json.dumps(event, default=str))

@@ -182,3 +182,10 @@ def test_another_tenant_gets_404_on_every_endpoint(tenant, other_tenant):
     assert tenant.api.get(base + "/messages").get_json()["items"][0]["body"] == "hello"
     unauthenticated = ApiClient(tenant.api.client, None)
     assert unauthenticated.get(base + "/messages").status_code == 401
+
+
+def test_openapi_documents_the_conversation(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert set(paths["/api/v1/tickets/{ticket_id}/messages"]) >= {"get", "post"}
+    assert "post" in paths["/api/v1/tickets/{ticket_id}/stream-token"]
+    assert "101" in paths["/api/v1/tickets/{ticket_id}/stream"]["get"]["responses"]

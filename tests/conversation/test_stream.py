@@ -234,7 +234,7 @@ def test_messages_published_during_a_pubsub_outage_still_arrive(services, tenant
 def impatient_server(app, services):
     from tests.conversation.conftest import start_gunicorn, stop_gunicorn
 
-    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5")
+    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5", STREAM_RESYNC_INTERVAL="0.5")
     yield server
     stop_gunicorn(server)
 
@@ -250,3 +250,20 @@ def test_a_peer_that_stops_answering_pings_is_dropped(app, services, tenant, imp
     # The client never closes `silent`: only the server's heartbeat can end the subscription.
     assert wait_for_numsub(client, name, 0, timeout=10) == 0
     silent.close()
+
+
+def test_revoking_the_key_ends_an_open_stream(tenant, impatient_server):
+    ticket = new_ticket(tenant.api)
+    agent = tenant.user("agent")
+    created = tenant.api.post("/api/v1/api-keys", json={"name": "soon revoked", "role": "agent",
+                                                        "user_id": agent["id"]}).get_json()
+    ws = impatient_server.connect(ticket["id"], key=created["key"])
+    post(tenant.api, ticket["id"], body="while allowed")
+    assert next_event(ws, "message.created")["message"]["body"] == "while allowed"
+    assert tenant.api.delete(f"/api/v1/api-keys/{created['id']}").status_code == 204
+    ws.settimeout(10)
+    while True:  # live events may still be in flight; then the server's close frame ends the loop
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    assert int.from_bytes(data[:2], "big") == 1008
