@@ -1,0 +1,101 @@
+"""Export: every matching ticket, streamed as CSV, a JSON array or NDJSON, as an attachment."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from app.tickets.models import Counter
+from tenants.context import current_tenant
+
+
+def _export(api, **params):
+    resp = api.get("/api/v1/tickets/export?" + urlencode(params))
+    assert resp.status_code == 200, resp.data[:500]
+    return resp
+
+
+def test_csv_is_an_attachment_with_every_ticket_in_number_order(tenant, new_ticket):
+    tricky = 'He said "no",\nthen left; ünïcode ✓'
+    made = [new_ticket("first", description=tricky, tags=["a", "b"]), new_ticket("second")]
+    resp = _export(tenant.api)
+    assert resp.headers["Content-Type"].startswith("text/csv")
+    disposition = resp.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and disposition.endswith('.csv"')
+    rows = list(csv.DictReader(io.StringIO(resp.data.decode())))
+    assert [r["id"] for r in rows] == [t["id"] for t in made]
+    assert rows[0]["description"] == tricky
+    assert (rows[0]["number"], rows[0]["tags"], rows[0]["status"]) == ("1", "a;b", "new")
+    assert rows[0]["created_at"].endswith("Z") and rows[0]["closed_at"] == ""
+
+
+def test_json_is_one_array_matching_the_api(tenant, new_ticket):
+    made = [new_ticket(f"t{i}", tags=["x"]) for i in range(3)]
+    resp = _export(tenant.api, format="json")
+    assert resp.headers["Content-Type"] == "application/json"
+    assert resp.headers["Content-Disposition"].endswith('.json"')
+    exported = json.loads(resp.data)
+    assert [t["id"] for t in exported] == [t["id"] for t in made]
+    for got, want in zip(exported, made, strict=True):
+        assert {k: got[k] for k in ("number", "title", "tags", "status", "requester_id", "assignee_id")} == \
+               {k: want[k] for k in ("number", "title", "tags", "status", "requester_id", "assignee_id")}
+
+
+def test_empty_exports_are_well_formed(tenant):
+    assert json.loads(_export(tenant.api, format="json").data) == []
+    assert _export(tenant.api, format="ndjson").data == b""
+    assert _export(tenant.api).data.decode().startswith("id,number,title")
+
+
+def test_ndjson_has_one_ticket_a_line(tenant, new_ticket):
+    made = [new_ticket("line\nbreak"), new_ticket('quote " and \\ backslash')]
+    lines = _export(tenant.api, format="ndjson").data.decode().splitlines()
+    assert [json.loads(line)["title"] for line in lines] == [t["title"] for t in made]
+
+
+def test_export_applies_the_list_filters_and_q(tenant, new_ticket):
+    a = new_ticket("router broken", priority="high")
+    new_ticket("router slow", priority="low")
+    new_ticket("printer broken", priority="high")
+    tenant.api.post(f"/api/v1/tickets/{a['id']}/close")
+    rows = json.loads(_export(tenant.api, format="json", q="router", priority="high").data)
+    assert [r["id"] for r in rows] == [a["id"]]
+    assert json.loads(_export(tenant.api, format="json", status="new", q="broken").data)[0]["title"] == "printer broken"
+
+
+def test_a_large_export_streams_every_row(tenant, in_tenant):
+    total = 5000
+    with in_tenant(tenant) as session:
+        session.execute(sa.text(f'INSERT INTO "{current_tenant().schema}".tickets (number, title, description) '
+                                "SELECT n, 'bulk', repeat('x', 200) FROM generate_series(1, :total) AS n"),
+                        {"total": total})
+        session.execute(sa.update(Counter).values(value=total))
+        session.commit()
+    resp = tenant.api.get("/api/v1/tickets/export?format=json")
+    assert resp.is_streamed
+    chunks = list(resp.response)
+    assert len(chunks) > 10
+    exported = json.loads(b"".join(chunks))
+    assert [t["number"] for t in exported] == list(range(1, total + 1))
+    rows = list(csv.reader(io.StringIO(_export(tenant.api).data.decode())))
+    assert len(rows) == total + 1
+
+
+def test_requesters_export_only_their_own(tenant, new_ticket):
+    requester = tenant.key_for(tenant.user("requester"))
+    mine = new_ticket("mine", api=requester)
+    new_ticket("not mine")
+    assert [t["id"] for t in json.loads(_export(requester, format="json").data)] == [mine["id"]]
+
+
+@pytest.mark.parametrize("params", [{"format": "xml"}, {"sort": "number"}, {"status": "bogus"},
+                                    {"limit": "10"}, {"created_before": "soon"}])
+def test_bad_export_parameters_answer_422(tenant, params):
+    resp = tenant.api.get("/api/v1/tickets/export?" + urlencode(params))
+    assert resp.status_code == 422
+    assert resp.get_json()["code"] == 422
