@@ -2,24 +2,37 @@
 
 Jobs take a tenant slug and ids, never objects. A job locks its outbox row (`SKIP LOCKED`), runs
 the handler and marks the row processed in the same transaction, so each row takes effect once.
+
+A handler may offer `func.run_batch(payloads)` (a batch handler). Its job then claims pending rows
+of that handler, `BATCH_SIZE` at a time (`SKIP LOCKED`, oldest first), runs each batch in one
+transaction, and repeats until none are left (for at most `BATCH_SECONDS`, then it hands on to a
+fresh job). The fast path enqueues a job for a batch handler only when none is waiting (see
+`dispatch.enqueue_rows`); the job clears that mark before it claims anything, so a row committed
+before the mark was cleared is claimed by this job, and a later one wakes a new job. Under a burst
+this turns thousands of jobs and transactions into a few. If a batch fails, its rows run one by
+one instead, so one bad row cannot hold back the others; a row that failed is left to the relay
+and its own retried job, and is never claimed by a batch again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Flask
 
 from app.extensions import db
-from app.outbox import BY_NAME
+from app.outbox import BY_NAME, Handler
 from app.outbox.models import OutboxEvent
 from tenants.context import tenant_context
 from tenants.resolution import active_tenant
 
 log = logging.getLogger(__name__)
 _app: Flask | None = None
+BATCH_SIZE = 100
+BATCH_SECONDS = 5.0
 
 
 def worker_app() -> Flask:
@@ -39,30 +52,87 @@ def use_app(app: Flask) -> None:
 
 
 def run_outbox_row(slug: str, row_id: int) -> str:
-    """Run one outbox row's handler for tenant `slug`, exactly once in effect."""
+    """Run one outbox row's handler for tenant `slug` (and, for a batch handler, every pending row)."""
     with worker_app().app_context():
         tenant = active_tenant(slug)
         db.session.rollback()
         if tenant is None:
             return "tenant gone or suspended"
         with tenant_context(tenant.ref()):
-            row = db.session.execute(
-                sa.select(OutboxEvent).where(OutboxEvent.id == row_id, OutboxEvent.processed_at.is_(None))
-                .with_for_update(skip_locked=True)
-            ).scalar_one_or_none()
-            if row is None:
-                db.session.rollback()
-                return "already processed or in progress"
-            handler = BY_NAME[row.handler]
-            try:
-                handler.func(row.payload)
-                row.processed_at = datetime.now(UTC)
-                row.attempts += 1
-                db.session.commit()
-            except Exception as exc:
-                db.session.rollback()
-                db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id == row_id).values(
-                    attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]))
-                db.session.commit()
-                raise
+            name = db.session.execute(
+                sa.select(OutboxEvent.handler).where(OutboxEvent.id == row_id)).scalar_one_or_none()
+            db.session.rollback()
+            if name is None or name not in BY_NAME:
+                return "no such row or handler"
+            handler = BY_NAME[name]
+            if getattr(handler.func, "run_batch", None) is not None:
+                return _run_batches(slug, row_id, handler)
+            return _run_one(row_id, handler, reraise=True)
+
+
+def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
+    row = db.session.execute(
+        sa.select(OutboxEvent).where(OutboxEvent.id == row_id, OutboxEvent.processed_at.is_(None))
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if row is None:
+        db.session.rollback()
+        return "already processed or in progress"
+    try:
+        handler.func(row.payload)
+        row.processed_at = datetime.now(UTC)
+        row.attempts += 1
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id == row_id).values(
+            attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]))
+        db.session.commit()
+        if reraise:
+            raise
+        log.warning("outbox row %s failed; left to its own job and the relay", row_id, exc_info=True)
+        return "failed"
     return "done"
+
+
+def _claim(handler: Handler, own_id: int) -> list[OutboxEvent]:
+    return list(db.session.execute(
+        sa.select(OutboxEvent)
+        .where(OutboxEvent.handler == handler.name, OutboxEvent.processed_at.is_(None),
+               sa.or_(OutboxEvent.last_error.is_(None), OutboxEvent.id == own_id))
+        .order_by(OutboxEvent.id).limit(BATCH_SIZE).with_for_update(skip_locked=True)
+    ).scalars())
+
+
+def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
+    from app.outbox.dispatch import clear_wake, wake
+
+    clear_wake(slug, handler.name)
+    run_batch = handler.func.run_batch
+    deadline = time.monotonic() + BATCH_SECONDS
+    done = 0
+    while True:
+        rows = _claim(handler, own_id)
+        if not rows:
+            db.session.rollback()
+            break
+        ids = [r.id for r in rows]
+        try:
+            run_batch([r.payload for r in rows])
+            db.session.execute(
+                sa.update(OutboxEvent).where(OutboxEvent.id.in_(ids))
+                .values(processed_at=datetime.now(UTC), attempts=OutboxEvent.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.warning("a batch of %d outbox rows of %s failed; running them one by one", len(ids), slug,
+                        exc_info=True)
+            for row_id in ids:
+                _run_one(row_id, handler, reraise=row_id == own_id)
+        done += len(ids)
+        if time.monotonic() > deadline:
+            wake(slug, handler.name, own_id)
+            break
+    return f"done, {done} rows"

@@ -195,41 +195,86 @@ def _queue_order() -> list:
     return [Ticket.priority_rank.desc(), Ticket.created_at, Ticket.id]
 
 
-def _lock_ticket(ticket_id: uuid.UUID) -> Ticket | None:
-    return db.session.execute(
-        sa.select(Ticket).where(Ticket.id == ticket_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+def _queue_key(ticket: Ticket) -> tuple:
+    return (-ticket.priority_rank, ticket.created_at, str(ticket.id))
+
+
+@dataclass
+class _Run:
+    """One transaction's work: the locked pool, and the tickets whose live event goes out at the end."""
+
+    pool: Pool
+    changed: list[Ticket] = field(default_factory=list)
+    decisions: list[AssignmentDecision] = field(default_factory=list)
+
+    def publish(self) -> None:
+        """Flush once, then queue a live event per changed ticket (sent only if the commit happens)."""
+        if not self.changed:
+            return
+        from app.tickets.schemas import TicketSchema
+
+        db.session.flush()
+        schema = TicketSchema()
+        for ticket in self.changed:
+            publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": schema.dump(ticket)})
 
 
 def assign_new_ticket(ticket_id: uuid.UUID) -> AssignmentDecision | None:
     """Route a ticket and assign it (after any older queued ticket of its team); record why."""
-    ticket = _lock_ticket(ticket_id)
-    if ticket is None or not _waiting(ticket):
-        return None
-    route = route_for(ticket, enabled_rules())
-    if route is None:
-        return _record(ticket, None, Pick(None, "No enabled rule matches this ticket."), source="auto")
+    decisions = assign_new_tickets([ticket_id])
+    return decisions[0] if decisions else None
+
+
+def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
+    """Route new tickets and assign them, queued tickets of their teams first; record each decision.
+
+    Tickets already assigned (an earlier delivery, or by hand) are left alone, so this is safe to run
+    again for the same ids. Returns the decisions recorded for `ticket_ids`.
+    """
+    tickets = db.session.execute(
+        sa.select(Ticket).where(Ticket.id.in_(sorted(set(ticket_ids)))).order_by(Ticket.id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars().all()
+    tickets = [t for t in tickets if _waiting(t)]
+    if not tickets:
+        return []
+    rules = enabled_rules()
+    routes = {t.id: route_for(t, rules) for t in tickets}
+    decided = [_record(t, None, Pick(None, "No enabled rule matches this ticket."), source="auto")
+               for t in tickets if routes[t.id] is None]
+    routed = sorted((t for t in tickets if routes[t.id] is not None), key=_queue_key)
+    if not routed:
+        return decided
+    team_ids = {routes[t.id].team_id for t in routed}
+    first = routed[0]
     ahead = db.session.execute(
         sa.select(Ticket)
-        .where(Ticket.team_id == route.team_id, Ticket.status == "new", Ticket.assignee_id.is_(None),
-               Ticket.id != ticket.id,
-               sa.or_(Ticket.priority_rank > ticket.priority_rank,
-                      sa.and_(Ticket.priority_rank == ticket.priority_rank, Ticket.created_at < ticket.created_at)))
+        .where(Ticket.team_id.in_(list(team_ids)), Ticket.status == "new", Ticket.assignee_id.is_(None),
+               Ticket.id.not_in([t.id for t in tickets]),
+               sa.or_(Ticket.priority_rank > first.priority_rank,
+                      sa.and_(Ticket.priority_rank == first.priority_rank, Ticket.created_at < first.created_at)))
         .order_by(*_queue_order()).limit(AHEAD_BATCH)
         .with_for_update(skip_locked=True).execution_options(populate_existing=True)
     ).scalars().all()
-    pool = lock_pool([route.team_id])
-    if ahead and pool.has_room():
-        rules = enabled_rules()
+    run = _Run(lock_pool(team_ids))
+    if ahead and run.pool.has_room():
         for queued in ahead:
-            queued_route = route_for(queued, rules)
-            if queued_route is None or queued_route.team_id != route.team_id:
-                continue
-            pick = pick_for(queued_route, pool)
-            if pick.agent is not None:
-                _assign(queued, queued_route, pick, pool, from_queue=True)
-    return _decide(ticket, route, pool, from_queue=False)
+            route = route_for(queued, rules)
+            if route is not None and route.team_id in team_ids:
+                pick = pick_for(route, run.pool)
+                if pick.agent is not None:
+                    _assign(run, queued, route, pick, from_queue=True)
+    for ticket in routed:
+        route = routes[ticket.id]
+        pick = pick_for(route, run.pool)
+        if pick.agent is not None:
+            decided.append(_assign(run, ticket, route, pick, from_queue=False))
+            continue
+        if ticket.team_id != route.team_id and route.team_id in run.pool.teams:
+            _route_to_team(run, ticket, route.team_id)
+        decided.append(_record(ticket, route, pick, source="auto"))
+    run.publish()
+    return decided
 
 
 def drain(limit: int = DRAIN_BATCH) -> int:
@@ -242,9 +287,9 @@ def drain(limit: int = DRAIN_BATCH) -> int:
         return 0
     rules = enabled_rules()
     routes = {t.id: route_for(t, rules) for t in queued}
-    pool = lock_pool({r.team_id for r in routes.values() if r is not None})
-    if not pool.has_room():
-        _reroute(queued, routes)
+    run = _Run(lock_pool({r.team_id for r in routes.values() if r is not None}))
+    moving = [t.id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id]
+    if not run.pool.has_room() and not moving:
         return 0
     locked = db.session.execute(
         sa.select(Ticket).where(Ticket.id.in_([t.id for t in queued]), Ticket.status == "new",
@@ -255,49 +300,26 @@ def drain(limit: int = DRAIN_BATCH) -> int:
     assigned = 0
     for ticket in locked:
         route = route_for(ticket, rules)
-        if route is None or route.team_id not in pool.teams:
+        if route is None or route.team_id not in run.pool.teams:
             continue
-        pick = pick_for(route, pool)
-        if pick.agent is not None:
-            _assign(ticket, route, pick, pool, from_queue=True)
+        pick = pick_for(route, run.pool) if run.pool.has_room() else None
+        if pick is not None and pick.agent is not None:
+            _assign(run, ticket, route, pick, from_queue=True)
             assigned += 1
-            if not pool.has_room():
-                break
         elif ticket.team_id != route.team_id:
-            _route_to_team(ticket, route.team_id)
+            _route_to_team(run, ticket, route.team_id)
+    run.publish()
     return assigned
 
 
-def _reroute(tickets: list[Ticket], routes: dict[uuid.UUID, Route | None]) -> None:
-    """Keep queued tickets in the team their rule now names (after rules change)."""
-    moving = [t for t in tickets if routes[t.id] is not None and t.team_id != routes[t.id].team_id]
-    if not moving:
-        return
-    locked = db.session.execute(
-        sa.select(Ticket).where(Ticket.id.in_([t.id for t in moving]), Ticket.status == "new",
-                                Ticket.assignee_id.is_(None))
-        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
-    ).scalars().all()
-    for ticket in locked:
-        _route_to_team(ticket, routes[ticket.id].team_id)
-
-
-def _route_to_team(ticket: Ticket, team_id: uuid.UUID) -> None:
+def _route_to_team(run: _Run, ticket: Ticket, team_id: uuid.UUID) -> None:
+    """Keep a waiting ticket in the team its rule names, so the team's queue shows it."""
     ticket.team_id = team_id
     ticket.updated_at = datetime.now(UTC)
-    _publish(ticket)
+    run.changed.append(ticket)
 
 
-def _decide(ticket: Ticket, route: Route, pool: Pool, from_queue: bool) -> AssignmentDecision:
-    pick = pick_for(route, pool)
-    if pick.agent is None:
-        if ticket.team_id != route.team_id and route.team_id in pool.teams:
-            _route_to_team(ticket, route.team_id)
-        return _record(ticket, route, pick, source="auto")
-    return _assign(ticket, route, pick, pool, from_queue)
-
-
-def _assign(ticket: Ticket, route: Route, pick: Pick, pool: Pool, from_queue: bool) -> AssignmentDecision:
+def _assign(run: _Run, ticket: Ticket, route: Route, pick: Pick, from_queue: bool) -> AssignmentDecision:
     agent = pick.agent
     assert agent is not None
     now = datetime.now(UTC)
@@ -309,23 +331,16 @@ def _assign(ticket: Ticket, route: Route, pick: Pick, pool: Pool, from_queue: bo
     ticket.updated_at = now
     agent.open_tickets += 1
     agent.last_assigned_at = now
-    pool.users[agent.id].last_assigned_at = now
-    pool.teams[route.team_id].last_assigned_user_id = agent.id
+    run.pool.users[agent.id].last_assigned_at = now
+    run.pool.teams[route.team_id].last_assigned_user_id = agent.id
     reason = ("From the unassigned queue. " if from_queue else "") + pick.reason
     decision = _record(ticket, route, Pick(agent, reason, pick.candidates), source="auto")
     audit.record("ticket", ticket.id, "assigned", before=before,
                  after={"assignee_id": ticket.assignee_id, "team_id": ticket.team_id, "status": ticket.status})
     emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(agent.id),
                              "team_id": str(route.team_id), "source": "auto"})
-    _publish(ticket)
+    run.changed.append(ticket)
     return decision
-
-
-def _publish(ticket: Ticket) -> None:
-    from app.tickets.schemas import TicketSchema
-
-    db.session.flush()
-    publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": TicketSchema().dump(ticket)})
 
 
 def _record(ticket: Ticket, route: Route | None, pick: Pick, source: str,

@@ -3,6 +3,11 @@
 The fast path is best effort: if Redis is down the request still succeeds (its rows are durable)
 and the relay enqueues them once Redis is back. The relay also re-enqueues rows whose job has not
 finished after `OUTBOX_REDELIVER_AFTER` seconds (a killed worker); jobs are idempotent.
+
+Batch handlers (those offering `run_batch`, see `app.worker`) get at most one waiting job per
+tenant and handler: the fast path sets a short-lived wake mark (`SET NX`) and enqueues only if it
+was not set already; the job clears the mark when it starts and then claims every pending row.
+The relay never coalesces, so a lost mark or job only delays rows until the relay's next sweep.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app.extensions import db, redis_client
 from app.outbox import BY_NAME
 from app.outbox.models import OutboxEvent
 from app.queues import RETRY, queue
@@ -48,11 +53,32 @@ def _after_rollback(session: Session, previous_transaction: object) -> None:
         g.pop("outbox_rows", None)
 
 
-def enqueue_rows(slug: str, rows: list[tuple[int, str]]) -> bool:
-    """Enqueue one job per outbox row; return False if Redis could not take them."""
+def wake_key(slug: str, handler: str) -> str:
+    return f"tms:outbox:wake:{slug}:{handler}"
+
+
+def _is_batch(handler: str) -> bool:
+    return getattr(BY_NAME[handler].func, "run_batch", None) is not None
+
+
+def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) -> bool:
+    """Enqueue a job per outbox row (one per batch handler while one waits); False if Redis failed."""
     try:
+        jobs = [(row_id, handler) for row_id, handler in rows if not (coalesce and _is_batch(handler))]
+        if coalesce:
+            first: dict[str, int] = {}
+            for row_id, handler in rows:
+                if _is_batch(handler):
+                    first.setdefault(handler, row_id)
+            if first:
+                pipe = redis_client().pipeline(transaction=False)
+                ttl = int(current_app.config["OUTBOX_REDELIVER_AFTER"])
+                for handler in first:
+                    pipe.set(wake_key(slug, handler), 1, nx=True, ex=max(ttl, 1))
+                jobs += [(row_id, h) for (h, row_id), woke in zip(first.items(), pipe.execute(), strict=True)
+                         if woke]
         by_queue: dict[str, list[int]] = {}
-        for row_id, handler in rows:
+        for row_id, handler in jobs:
             by_queue.setdefault(BY_NAME[handler].queue, []).append(row_id)
         for name, ids in by_queue.items():
             q = queue(name)
@@ -62,6 +88,19 @@ def enqueue_rows(slug: str, rows: list[tuple[int, str]]) -> bool:
     except redis.RedisError as exc:
         log.warning("outbox rows of %s left for the relay: %s", slug, exc)
         return False
+
+
+def clear_wake(slug: str, handler: str) -> None:
+    """Forget the wake mark of a batch handler (its job is starting); best effort."""
+    try:
+        redis_client().delete(wake_key(slug, handler))
+    except redis.RedisError as exc:
+        log.warning("wake mark of %s/%s left to expire: %s", slug, handler, exc)
+
+
+def wake(slug: str, handler: str, row_id: int) -> None:
+    """Make sure a job will run the batch handler's pending rows (unless one is waiting already)."""
+    enqueue_rows(slug, [(row_id, handler)])
 
 
 def relay_tenant(slug: str, batch: int = 500) -> int:
@@ -75,7 +114,7 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
                OutboxEvent.created_at < now - redeliver / 10)
         .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
     ).all()
-    if not rows or not enqueue_rows(slug, [(r.id, r.handler) for r in rows]):
+    if not rows or not enqueue_rows(slug, [(r.id, r.handler) for r in rows], coalesce=False):
         db.session.rollback()
         return 0
     db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
