@@ -95,13 +95,14 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
     return "done"
 
 
-def _claim(handler: Handler, own_id: int) -> list[OutboxEvent]:
-    return list(db.session.execute(
-        sa.select(OutboxEvent)
-        .where(OutboxEvent.handler == handler.name, OutboxEvent.processed_at.is_(None),
-               sa.or_(OutboxEvent.last_error.is_(None), OutboxEvent.id == own_id))
-        .order_by(OutboxEvent.id).limit(BATCH_SIZE).with_for_update(skip_locked=True)
-    ).scalars())
+def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[OutboxEvent]:
+    stmt = (sa.select(OutboxEvent)
+            .where(OutboxEvent.handler == handler.name, OutboxEvent.processed_at.is_(None),
+                   sa.or_(OutboxEvent.last_error.is_(None), OutboxEvent.id == own_id))
+            .order_by(OutboxEvent.id).limit(BATCH_SIZE).with_for_update(skip_locked=True))
+    if failed:
+        stmt = stmt.where(OutboxEvent.id.not_in(failed))
+    return list(db.session.execute(stmt).scalars())
 
 
 def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
@@ -111,8 +112,9 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
     run_batch = handler.func.run_batch
     deadline = time.monotonic() + BATCH_SECONDS
     done = 0
+    failed: set[int] = set()
     while True:
-        rows = _claim(handler, own_id)
+        rows = _claim(handler, own_id, failed)
         if not rows:
             db.session.rollback()
             break
@@ -129,10 +131,12 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
             db.session.rollback()
             log.warning("a batch of %d outbox rows of %s failed; running them one by one", len(ids), slug,
                         exc_info=True)
-            for row_id in ids:
-                _run_one(row_id, handler, reraise=row_id == own_id)
+            failed.update(row_id for row_id in ids if _run_one(row_id, handler, reraise=False) == "failed")
         done += len(ids)
         if time.monotonic() > deadline:
             wake(slug, handler.name, own_id)
             break
+    if own_id in failed:
+        # RQ retries this job with backoff; the other rows are done or left to their relay
+        raise RuntimeError(f"outbox row {own_id} of {slug} failed; see its last_error")
     return f"done, {done} rows"
