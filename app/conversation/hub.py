@@ -32,16 +32,17 @@ class Listener:
 
     def __init__(self, wake: threading.Event) -> None:
         self.wake = wake
-        self.events: deque[dict[str, Any]] = deque()
+        self.events: deque[tuple[dict[str, Any], str]] = deque()
         self.resync = False
         self.closing = False
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: dict[str, Any], raw: str) -> None:
+        """Queue an event with its JSON text (forwarded as is when the socket need not change it)."""
         if len(self.events) >= MAX_QUEUED:
             self.events.clear()
             self.resync = True
         else:
-            self.events.append(event)
+            self.events.append((event, raw))
         self.wake.set()
 
     def request_close(self) -> None:
@@ -52,7 +53,7 @@ class Listener:
         self.resync = True
         self.wake.set()
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[tuple[dict[str, Any], str]]:
         """Take every queued event (called only by the socket's own thread)."""
         taken = []
         while self.events:
@@ -152,7 +153,8 @@ class Hub:
         if kind != "message":
             return
         try:
-            event = json.loads(message["data"])
+            raw = message["data"].decode()
+            event = json.loads(raw)
         except ValueError:
             log.warning("ignored a malformed live event on %s", channel)
             return
@@ -161,7 +163,7 @@ class Hub:
         with self._lock:
             listeners = list(self._listeners.get(channel, ()))
         for listener in listeners:
-            listener.offer(event)
+            listener.offer(event, raw)
 
     def _close_all(self) -> None:
         """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""

@@ -33,7 +33,7 @@ from app.auth.actor import Actor, current_actor, set_actor
 from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens
 from app.conversation.hub import Listener, process_hub
-from app.conversation.schemas import MessageSchema, StreamArgs
+from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
 from app.errors import _flatten
 from app.extensions import db, redis_client, sock
 from app.realtime import channel
@@ -56,7 +56,9 @@ def init_app(app: Flask) -> None:
     # simple-websocket pings every `ping_interval` and closes a peer that missed the last pong.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {
         "ping_interval": app.config["STREAM_PING_INTERVAL"],
-        "max_message_size": 2 * 64 * 1024 + 4096,
+        # A 64 KiB body may take up to 12 bytes per character once JSON-escaped; beyond this the
+        # frame is not a valid message anyway and the connection is closed with 1009.
+        "max_message_size": 12 * MAX_BODY + 4096,
     })
     app.register_blueprint(bp)
 
@@ -132,8 +134,8 @@ class TicketStream:
                 self.ws.event.clear()
                 while (frame := self.ws.receive(timeout=0)) is not None:
                     self.on_frame(frame)
-                for event in self.listener.drain():
-                    self.on_live(event)
+                for event, raw in self.listener.drain():
+                    self.on_live(event, raw)
                 if self.listener.closing:
                     self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
                     return
@@ -180,7 +182,7 @@ class TicketStream:
             if len(rows) < CATCH_UP_PAGE:
                 return
 
-    def on_live(self, event: dict[str, Any]) -> None:
+    def on_live(self, event: dict[str, Any], raw: str | None = None) -> None:
         """Forward a live event this socket may see; a seq gap means something was missed."""
         kind = event.get("type")
         if kind == "message.created":
@@ -195,12 +197,15 @@ class TicketStream:
         elif kind == "typing":
             if event.get("origin") == self.id:
                 return
-            event = {"type": "typing", "user_id": event.get("user_id")}
+            event, raw = {"type": "typing", "user_id": event.get("user_id")}, None
         for item in ("message", "attachment"):
             if isinstance(event.get(item), dict) and not services.visible_to(
                     self.actor, bool(event[item].get("internal"))):
                 return
-        self.send(event)
+        if raw is None:
+            self.send(event)
+        else:
+            self.ws.send(raw)
 
     def on_frame(self, frame: str | bytes) -> None:
         """Handle one client frame; a bad one gets an error event and changes nothing."""

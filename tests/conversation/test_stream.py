@@ -234,7 +234,8 @@ def test_messages_published_during_a_pubsub_outage_still_arrive(services, tenant
 def impatient_server(app, services):
     from tests.conversation.conftest import start_gunicorn, stop_gunicorn
 
-    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5", STREAM_RESYNC_INTERVAL="0.5")
+    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5", STREAM_RESYNC_INTERVAL="0.5",
+                            STREAM_TYPING_INTERVAL="600")
     yield server
     stop_gunicorn(server)
 
@@ -267,3 +268,18 @@ def test_revoking_the_key_ends_an_open_stream(tenant, impatient_server):
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             break
     assert int.from_bytes(data[:2], "big") == 1008
+
+
+def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
+    ticket = new_ticket(tenant.api)
+    typist = impatient_server.connect(ticket["id"], key=tenant.key)
+    watcher = impatient_server.connect(ticket["id"], key=tenant.key)
+    post(tenant.api, ticket["id"], body="ready")  # seen by both once they listen
+    for ws in (typist, watcher):
+        assert next_event(ws, "message.created")["message"]["body"] == "ready"
+    for _ in range(5):
+        send(typist, type="typing")
+    send(typist, type="message", body="sent")
+    assert next_event(watcher)["type"] == "typing"
+    # This server relays one typing event per socket per 600 s: the rest were dropped.
+    assert next_event(watcher)["type"] == "message.created"
