@@ -1,0 +1,181 @@
+"""Ticket figures: create/list/get throughput beside the bare ceilings, find latency and export at scale.
+
+Throughput rows load the product under gunicorn with wrk, like the bare endpoints they are divided
+by. Latency rows send a query mix one request at a time (keep-alive, so each figure is one
+request's full path: key check, tenant, query, JSON) against one tenant loaded by COPY with
+`BENCH_TICKETS` tickets (default 1,000,000) and three messages each, and report nearest-rank
+p50/p95 over every request of the mix. The export row streams every ticket of that tenant as CSV
+while a sampler reads the web workers' resident memory.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
+
+from bench import ticket_data
+from bench.common import BenchContext, Row, percentile, rss_mb
+
+REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
+CREATE_BODY = {"title": "Printer on fire", "description": "Smoke from the paper tray after a jam. " * 8,
+               "priority": "high", "tags": ["hardware", "urgent"]}
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    server = ctx.start_web()
+    try:
+        rows = _throughput(ctx, server)
+        rows += _find_and_export(ctx, server)
+    finally:
+        server.stop()
+    return rows
+
+
+def _throughput(ctx: BenchContext, server) -> list[Row]:
+    key = ctx.signup(f"tickets-{uuid.uuid4().hex[:6]}")
+    auth = {"Authorization": f"Bearer {key}"}
+    create = ctx.wrk(server.base_url + "/api/v1/tickets", method="POST",
+                     headers={**auth, "Content-Type": "application/json"}, body=json.dumps(CREATE_BODY))
+    client = _Client(server.base_url, key)
+    status, body = client.get("/api/v1/tickets?limit=1")
+    assert status == 200, body
+    some_id = json.loads(body)["items"][0]["id"]
+    listing = ctx.wrk(server.base_url + "/api/v1/tickets?limit=50", headers=auth)
+    get = ctx.wrk(server.base_url + f"/api/v1/tickets/{some_id}", headers=auth)
+    base = ctx.baselines
+    return [
+        Row("ticket create: POST /tickets (key+ticket+audit+outbox)", create.rps, "req/s",
+            "bare one INSERT + COMMIT", base.get("insert_rps"), aim=">= 0.70 of baseline",
+            note=f"p50 {create.p50_ms:.1f} ms, p99 {create.p99_ms:.1f} ms, non-2xx/socket errors {create.errors}"),
+        Row("ticket list: GET /tickets?limit=50", listing.rps, "req/s", "bare 50-row indexed SELECT",
+            base.get("select50_rps"), aim=">= 0.70 of baseline",
+            note=f"p50 {listing.p50_ms:.1f} ms, p99 {listing.p99_ms:.1f} ms, errors {listing.errors}"),
+        Row("ticket get: GET /tickets/{id}", get.rps, "req/s", "bare Flask hello", base.get("hello_rps"),
+            aim=">= 0.50 of baseline", note=f"p50 {get.p50_ms:.1f} ms, p99 {get.p99_ms:.1f} ms, errors {get.errors}"),
+    ]
+
+
+def _find_and_export(ctx: BenchContext, server) -> list[Row]:
+    slug = f"tickets-big-{uuid.uuid4().hex[:6]}"
+    key = ctx.signup(slug)
+    print(f"loading {slug} by COPY ...", flush=True)
+    facts = ticket_data.load(ctx.database_url, slug)
+    n = facts["tickets"]
+    size = f"{n:,} tickets + {facts['messages']:,} messages"
+    client = _Client(server.base_url, key)
+    agent, requester = facts["agents"][3], facts["requesters"][11]
+    month_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    lists = {
+        "status=open, newest": {"status": "open", "sort": "-created_at"},
+        "new+urgent, newest": {"status": "new", "priority": "urgent", "sort": "-created_at"},
+        "agent's open, by updated": {"assignee_id": agent, "status": "open", "sort": "-updated_at"},
+        "tag=vip, by priority": {"tag": "vip", "sort": "-priority"},
+        "requester's, newest": {"requester_id": requester, "sort": "-created_at"},
+        "last 30 days, oldest first": {"created_after": month_ago, "sort": "created_at"},
+        "high, by number desc": {"priority": "high", "sort": "-number"},
+        "pending+open, by status": {"status": "pending,open", "sort": "status"},
+    }
+    searches = {
+        "rare code": {"q": "ref01234"},
+        "rare code 2": {"q": "ref00077"},
+        "common word": {"q": "printer"},
+        "common, two words": {"q": "printer error"},
+        "multi-word": {"q": "login expired"},
+        "phrase": {"q": '"paper jam"'},
+        "prefix": {"q": "netw*"},
+        "messages only": {"q": "screenshot"},
+        "no match": {"q": "xylophone"},
+        "common + no match": {"q": "printer xylophone"},
+        "common + filter": {"q": "printer", "status": "open"},
+        "rare, newest first": {"q": "ref04321", "sort": "-created_at"},
+    }
+    list_lat, list_worst = _latencies(client, lists)
+    find_lat, find_worst = _latencies(client, searches)
+    export_s, peak, idle, lines = _export(server, client)
+    return [
+        Row("find: filtered + sorted list, p50", percentile(list_lat, 50), "ms", note=size),
+        Row("find: filtered + sorted list, p95", percentile(list_lat, 95), "ms", aim="< 50 ms",
+            note=f"{len(lists)} shapes x {REPEAT}; slowest shape p95: {list_worst}"),
+        Row("find: q full-text search, p50", percentile(find_lat, 50), "ms", note=size),
+        Row("find: q full-text search, p95", percentile(find_lat, 95), "ms", aim="< 50 ms",
+            note=f"{len(searches)} queries x {REPEAT}; slowest query p95: {find_worst}"),
+        Row(f"export all {n:,} tickets as CSV", export_s, "s", aim="< 20 s",
+            note=f"{lines - 1:,} rows streamed"),
+        Row("export: peak RSS of the web worker", peak, "MiB", "same worker before the export", idle,
+            aim="< 150 MB"),
+        Row(f"bench fixture: COPY {size} + indexes", facts["load_seconds"], "s", aim="minutes, not hours"),
+    ]
+
+
+def _latencies(client: _Client, mix: dict[str, dict]) -> tuple[list[float], str]:
+    """Run every query of the mix REPEAT times after one warm-up; return all latencies and the slowest."""
+    every: list[float] = []
+    per_query: dict[str, list[float]] = {}
+    for name, params in mix.items():
+        status, body = client.get("/api/v1/tickets?" + urlencode({**params, "limit": 50}))
+        if status != 200:
+            raise RuntimeError(f"{name}: {status} {body[:300]!r}")
+        order = json.loads(body).get("order")
+        times = []
+        for _ in range(REPEAT):
+            start = time.perf_counter()
+            status, _ = client.get("/api/v1/tickets?" + urlencode({**params, "limit": 50}))
+            times.append((time.perf_counter() - start) * 1000)
+            assert status == 200
+        per_query[f"{name} ({order})"] = times
+        every += times
+    worst = max(per_query, key=lambda q: percentile(per_query[q], 95))
+    return every, f"{worst} {percentile(per_query[worst], 95):.1f} ms"
+
+
+def _export(server, client: _Client) -> tuple[float, float, float, int]:
+    """Stream the CSV export to nowhere; return seconds, peak and idle RSS (MiB) and lines read."""
+    pids = server.worker_pids()
+    idle = max(rss_mb(p) for p in pids)
+    peak = idle
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, *(rss_mb(p) for p in pids))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    lines = client.stream_lines("/api/v1/tickets/export?format=csv")
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    return seconds, peak, idle, lines
+
+
+class _Client:
+    """One keep-alive HTTP connection carrying the API key."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        parts = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        self.conn.request("GET", path, headers=self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def stream_lines(self, path: str) -> int:
+        self.conn.request("GET", path, headers=self.headers)
+        resp = self.conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"export: {resp.status} {resp.read()[:300]!r}")
+        lines = 0
+        while chunk := resp.read(1 << 20):
+            lines += chunk.count(b"\n")
+        return lines
