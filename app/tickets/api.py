@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
 from marshmallow import RAISE
@@ -23,11 +24,11 @@ from app.tickets.schemas import (
     TicketPageSchema,
     TicketSchema,
     TicketUpdateSchema,
+    dump_ticket,
 )
 from tenants.context import current_tenant
 
 blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.")
-ticket_schema = TicketSchema()
 ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match.",
                         "schema": {"type": "string"}}}
 
@@ -38,13 +39,17 @@ def register(api: Api) -> None:
 
 def ticket_response(ticket: Ticket, status: int = 200, body: dict[str, Any] | None = None) -> Response:
     """Return a ticket as JSON with its ETag; GETs answer 304 to a matching If-None-Match."""
-    body = body if body is not None else ticket_schema.dump(ticket)
-    response = jsonify(body)
-    response.status_code = status
+    body = body if body is not None else dump_ticket(ticket)
+    response = json_response(body, status)
     response.set_etag(services.etag_of_version(body["version"]))
     if request.method == "GET":
         response.make_conditional(request)
     return response
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """Return `body` as JSON, already serialised (flask-smorest passes a Response through)."""
+    return current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
 
 
 def expected_versions() -> set[str] | None:
@@ -56,7 +61,7 @@ def expected_versions() -> set[str] | None:
 
 def commit_and_respond(ticket: Ticket) -> Response:
     """Dump the changed ticket, announce it live, commit, and answer with it."""
-    body = ticket_schema.dump(ticket)
+    body = dump_ticket(ticket)
     services.announce(ticket, body)
     db.session.commit()
     return ticket_response(ticket, body=body)
@@ -76,7 +81,8 @@ class Tickets(MethodView):
         """
         found = listing.list_tickets(db.session, current_actor(), args,
                                      current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
-        return {"items": found.items, "next_cursor": found.next_cursor, "order": found.order}
+        return json_response({"items": [dump_ticket(t) for t in found.items], "next_cursor": found.next_cursor,
+                              "order": found.order})
 
     @blp.arguments(TicketSchema)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
@@ -90,14 +96,13 @@ class Tickets(MethodView):
         if key is not None and owner is not None:
             earlier = idempotency.claim(owner, key, "POST /tickets", idempotency.fingerprint(request.get_json()))
             if earlier is not None:
-                response = jsonify(earlier.response_body)
-                response.status_code = earlier.status_code
+                response = json_response(earlier.response_body, earlier.status_code)
                 response.headers["Idempotent-Replayed"] = "true"
                 response.set_etag(services.etag_of_version(earlier.response_body["version"]))
                 db.session.rollback()
                 return response
         ticket = services.create_ticket(actor, **data)
-        body = ticket_schema.dump(ticket)
+        body = dump_ticket(ticket)
         if key is not None and owner is not None:
             idempotency.store(owner, key, 201, body)
         db.session.commit()

@@ -64,6 +64,32 @@ class TicketSchema(Schema):
     version = fields.Integer(dump_only=True, metadata={"description": "Bumped by every change; the ETag."})
 
 
+def _iso(value) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def dump_ticket(t) -> dict:
+    """Serialise a ticket exactly as `TicketSchema` does, without its per-field overhead.
+
+    A page of 50 tickets took ~5 ms through marshmallow, more than the query; a test keeps the
+    two in step.
+    """
+    return {
+        "id": str(t.id), "number": t.number, "title": t.title, "description": t.description,
+        "priority": t.priority, "status": t.status, "category": t.category, "tags": list(t.tags),
+        "requester_id": _str(t.requester_id), "assignee_id": _str(t.assignee_id), "team_id": _str(t.team_id),
+        "resolution": t.resolution, "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
+        "closed_at": _iso(t.closed_at), "resolved_at": _iso(t.resolved_at),
+        "first_response_at": _iso(t.first_response_at),
+        "first_response_seconds": _seconds_between(t.created_at, t.first_response_at),
+        "resolution_seconds": _seconds_between(t.created_at, t.resolved_at), "version": t.version,
+    }
+
+
 class TicketUpdateSchema(Schema):
     title = fields.String(validate=validate.Length(min=1, max=MAX_TITLE))
     description = fields.String(validate=at_most_64_kib)

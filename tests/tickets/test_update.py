@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -271,3 +272,20 @@ def test_requester_can_close_and_reopen_their_ticket(tenant, new_ticket):
     ticket = new_ticket("mine", api=api)
     assert api.post(f"/api/v1/tickets/{ticket['id']}/close").status_code == 200
     assert api.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+
+
+def test_fast_serialisation_matches_the_documented_schema(tenant, new_ticket, in_tenant):
+    from app.tickets.models import Ticket
+    from app.tickets.schemas import TicketSchema, dump_ticket
+
+    agent = tenant.user("agent")
+    team = tenant.api.post("/api/v1/teams", json={"name": "Desk"}).get_json()
+    bare = new_ticket("bare")
+    full = new_ticket("full", description="d", category="c", tags=["x", "y"], priority="urgent")
+    _patch(tenant.api, full, {"assignee_id": agent["id"], "team_id": team["id"], "status": "resolved"})
+    tenant.api.post(f"/api/v1/tickets/{full['id']}/close", json={"resolution": "done"})
+    with in_tenant(tenant) as session:
+        for ticket in session.query(Ticket).filter(Ticket.id.in_([bare["id"], full["id"]])):
+            if ticket.title == "full":
+                ticket.first_response_at = ticket.created_at + timedelta(minutes=5)
+            assert dump_ticket(ticket) == TicketSchema().dump(ticket)
