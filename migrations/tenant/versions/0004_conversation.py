@@ -1,4 +1,8 @@
-"""Conversation: additions for messages and live streams.
+"""Conversation: no schema change.
+
+The messages table, its unique (ticket_id, seq) index that serves catch-up by seq, the parent
+index, and tickets.last_message_seq / first_response_at all come with t0001. This revision stays
+as the conversation area's slot in the chain, so later changes land here without renumbering.
 
 Revision ID: t0004
 Revises: t0003
