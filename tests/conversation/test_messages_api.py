@@ -49,6 +49,17 @@ def test_concurrent_posts_get_distinct_consecutive_seqs(app, tenant):
     assert seqs == list(range(1, 25))
 
 
+def test_a_repeated_post_with_an_idempotency_key_creates_one_message(tenant):
+    ticket = new_ticket(tenant.api)
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    first = tenant.api.post(path, json={"body": "once"}, headers={"Idempotency-Key": "k1"})
+    again = tenant.api.post(path, json={"body": "once"}, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert tenant.api.post(path, json={"body": "other"}, headers={"Idempotency-Key": "k1"}).status_code == 422
+    assert [m["body"] for m in tenant.api.get(path).get_json()["items"]] == ["once"]
+
+
 def test_replies_thread_under_a_parent_on_the_same_ticket(tenant):
     ticket, other = new_ticket(tenant.api), new_ticket(tenant.api)
     root = post(tenant.api, ticket["id"]).get_json()
