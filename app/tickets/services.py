@@ -26,7 +26,7 @@ SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "ta
                    "resolution")
 EDITABLE_FIELDS = ("title", "description", "priority", "category", "tags", "status", "assignee_id", "team_id")
 REQUESTER_FIELDS = frozenset({"title", "description", "category", "tags"})
-# Status changes a PATCH may make; closing and reopening have their own endpoints.
+# Status changes a PATCH may make (`new` only while unassigned); close and reopen have their own endpoints.
 TRANSITIONS = {
     "new": {"new", "open", "pending", "resolved"},
     "open": {"open", "pending", "resolved"},
@@ -162,17 +162,28 @@ def _check_people(changes: dict[str, Any]) -> None:
 
 
 def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
-    """Return the status after `changes`, or answer 409 saying why the move makes no sense."""
+    """Return the status after `changes`, or answer 409 saying why the move makes no sense.
+
+    The queue of unassigned work is `new` with no assignee, so assigning a `new` ticket opens it
+    and taking the assignee off an `open` one puts it back in the queue.
+    """
     assignee = changes.get("assignee_id", ticket.assignee_id)
-    status = changes.get("status", ticket.status)
-    if "status" not in changes and status == "new" and assignee is not None:
-        return "open"  # the contract: a new ticket becomes open when it is assigned
-    if status not in TRANSITIONS[ticket.status]:
-        if status == "new":
+    status = changes.get("status")
+    if status is None:
+        if ticket.status == "new" and assignee is not None:
+            return "open"
+        if ticket.status == "open" and assignee is None and "assignee_id" in changes:
+            return "new"
+        return ticket.status
+    if status == "new":
+        if assignee is not None:
+            abort(409, message="An assigned ticket is open, not new; remove the assignee to put it back in the "
+                               "queue.")
+        if ticket.status not in ("new", "open"):
             abort(409, message=f"A ticket that is {ticket.status} cannot go back to new.")
+        return status
+    if status not in TRANSITIONS[ticket.status]:
         abort(409, message=f"A ticket cannot move from {ticket.status} to {status}.")
-    if status == "new" and assignee is not None:
-        abort(409, message="An assigned ticket is open, not new; remove the assignee to put it back in the queue.")
     return status
 
 

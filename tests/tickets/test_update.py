@@ -177,12 +177,29 @@ def test_status_moves_through_the_lifecycle(tenant, new_ticket):
     assert back["status"] == "open" and back["resolved_at"] is None
 
 
-def test_going_back_to_new_is_refused_with_a_reason(tenant, new_ticket):
+def test_going_back_to_new_after_work_started_is_refused_with_a_reason(tenant, new_ticket):
     ticket = new_ticket()
-    _patch(tenant.api, ticket, {"status": "open"})
+    _patch(tenant.api, ticket, {"status": "pending"})
     resp = _patch(tenant.api, ticket, {"status": "new"})
     assert resp.status_code == 409
-    assert "new" in resp.get_json()["message"]
+    assert "pending cannot go back to new" in resp.get_json()["message"]
+
+
+def test_taking_the_assignee_off_an_open_ticket_puts_it_back_in_the_queue(tenant, new_ticket):
+    agent = tenant.user("agent")
+    ticket = new_ticket()
+    assert _patch(tenant.api, ticket, {"assignee_id": agent["id"]}).get_json()["status"] == "open"
+    body = _patch(tenant.api, ticket, {"assignee_id": None}).get_json()
+    assert (body["assignee_id"], body["status"]) == (None, "new")
+    pending = new_ticket()
+    _patch(tenant.api, pending, {"assignee_id": agent["id"], "status": "pending"})
+    assert _patch(tenant.api, pending, {"assignee_id": None}).get_json()["status"] == "pending"
+
+
+def test_an_unassigned_open_ticket_may_go_back_to_new(tenant, new_ticket):
+    ticket = new_ticket()
+    _patch(tenant.api, ticket, {"status": "open"})
+    assert _patch(tenant.api, ticket, {"status": "new"}).get_json()["status"] == "new"
 
 
 def test_new_with_an_assignee_is_refused(tenant, new_ticket):
