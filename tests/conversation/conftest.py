@@ -23,6 +23,15 @@ import pytest
 import websocket
 
 ROOT = Path(__file__).resolve().parents[2]
+OPEN_SOCKETS: list[websocket.WebSocket] = []
+
+
+@pytest.fixture(autouse=True)
+def close_sockets() -> Iterator[None]:
+    """Close the sockets a test opened, so servers stop promptly and tests do not pile up sockets."""
+    yield
+    while OPEN_SOCKETS:
+        OPEN_SOCKETS.pop().close()
 
 
 @dataclass
@@ -44,7 +53,9 @@ class LiveServer:
             query.append(f"after_seq={after_seq}")
         url = f"{self.ws_base}/api/v1/tickets/{ticket_id}/stream" + ("?" + "&".join(query) if query else "")
         header = [f"Authorization: Bearer {key}"] if key else []
-        return websocket.create_connection(url, header=header, timeout=5)
+        ws = websocket.create_connection(url, header=header, timeout=5)
+        OPEN_SOCKETS.append(ws)
+        return ws
 
 
 def free_port() -> int:

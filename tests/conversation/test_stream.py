@@ -283,3 +283,13 @@ def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
     assert next_event(watcher)["type"] == "typing"
     # This server relays one typing event per socket per 600 s: the rest were dropped.
     assert next_event(watcher)["type"] == "message.created"
+
+
+def test_every_socket_gets_each_seq_once_in_order_under_concurrent_senders(tenant, server_a, server_b):
+    ticket = new_ticket(tenant.api)
+    sockets = [server.connect(ticket["id"], key=tenant.key) for server in (server_a, server_b, server_a, server_b)]
+    for i in range(15):
+        for n, ws in enumerate(sockets[:2]):
+            send(ws, type="message", body=f"{n}-{i}")
+    for ws in sockets:
+        assert [m["seq"] for m in message_events(ws, 30)] == list(range(1, 31))
