@@ -114,7 +114,7 @@ def load(database_url: str, slug: str, tickets: int | None = None, messages: int
             _copy_tickets(conn, rng, tickets, titles, descriptions, agents, requesters,
                           per_ticket=messages // tickets if messages >= tickets else 0)
             _copy_messages(conn, rng, tickets, messages, bodies, agents, requesters)
-            conn.execute("update counters set value = %s where name = 'ticket_number'", (tickets,))
+            conn.execute("select setval('ticket_number_seq', %s)", (tickets,))
         loaded = time.perf_counter()
         log(f"  copied {tickets:,} tickets and {messages:,} messages in {loaded - start:.0f} s")
         for _, definition in indexes:

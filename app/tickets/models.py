@@ -1,4 +1,4 @@
-"""Tickets and the per-tenant counter that numbers them without gaps."""
+"""Tickets, numbered per tenant by the schema's own sequence."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ SEARCH_VECTOR_SQL = (
 
 
 class Counter(db.Model):
-    """Named counters; `UPDATE ... RETURNING` under the row lock hands out gapless numbers."""
+    """Named counters (ticket numbers moved to `ticket_number_seq`, see migration t0002)."""
 
     __tablename__ = "counters"
     __table_args__ = (TENANT_SCHEMA,)
@@ -61,7 +61,8 @@ class Ticket(db.Model):
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    number: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    # Default `nextval('ticket_number_seq')`, bound per schema by the migration; read back by RETURNING.
+    number: Mapped[int] = mapped_column(sa.BigInteger, sa.FetchedValue(), unique=True)
     title: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     priority: Mapped[str] = mapped_column(sa.String(8), default="normal", server_default="normal")

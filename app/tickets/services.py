@@ -20,7 +20,7 @@ from app.extensions import db
 from app.outbox import emit
 from app.people.models import Team, User
 from app.realtime import publish_after_commit
-from app.tickets.models import Counter, Ticket
+from app.tickets.models import Ticket
 
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
@@ -35,14 +35,6 @@ TRANSITIONS = {
     "closed": set(),
 }
 MAX_NUMBER = 2**63 - 1
-
-
-def next_ticket_number() -> int:
-    """Take the next ticket number; the counter row stays locked until commit, so no gaps."""
-    return db.session.execute(
-        sa.update(Counter).where(Counter.name == "ticket_number").values(value=Counter.value + 1)
-        .returning(Counter.value)
-    ).scalar_one()
 
 
 def snapshot(ticket: Ticket) -> dict[str, Any]:
@@ -69,13 +61,10 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
         abort(422, message="No such requester.", errors={"requester_id": ["No such user."]})
     ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
+    db.session.add(ticket)
     audit.record("ticket", ticket.id, "created", after=snapshot(ticket))
     emit("ticket.created", {"ticket_id": str(ticket.id)})
-    # Write everything else first: the counter row is locked from here until the commit.
-    db.session.flush()
-    ticket.number = next_ticket_number()
-    db.session.add(ticket)
-    db.session.flush()
+    db.session.flush()  # the INSERT takes the next number from the sequence and returns it
     return ticket
 
 
