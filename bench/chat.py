@@ -27,7 +27,9 @@ SOCKETS_PER_TICKET = 10
 # half of what the flat-out run stores on this 2-core machine, so latency is not queueing.
 PACED_PER_TICKET = int(os.environ.get("BENCH_CHAT_RATE", "5"))
 IN_FLIGHT = 4  # unacknowledged messages per sender in the throughput run
-IDLE_TARGET = 1050  # sockets to open on one process (gunicorn.conf.py: 1,100 threads per worker)
+# (sockets to open on one process, GUNICORN_THREADS): the product's setting (1,100 threads per
+# worker), then more threads, to show the limit is the thread count and what memory it costs.
+IDLE_PROBES = ((1050, None), (2000, 2100))
 
 
 def run(ctx: BenchContext) -> list[Row]:
@@ -40,11 +42,12 @@ def run(ctx: BenchContext) -> list[Row]:
         for server in servers:
             server.stop()
     idle_key, idle_tickets = _setup(ctx, "chat-idle")
-    server = ctx.start_web(workers=1)
-    try:
-        rows += asyncio.run(_idle(ctx, server, idle_key, idle_tickets))
-    finally:
-        server.stop()
+    for target, threads in IDLE_PROBES:
+        server = ctx.start_web(workers=1, **({"GUNICORN_THREADS": str(threads)} if threads else {}))
+        try:
+            rows += asyncio.run(_idle(ctx, server, idle_key, idle_tickets, target, threads))
+        finally:
+            server.stop()
     return rows
 
 
@@ -216,8 +219,9 @@ async def _until(done, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _idle(ctx: BenchContext, server, key: str, tickets: list[str]) -> list[Row]:
-    """Open idle sockets on one process until IDLE_TARGET or the first failure; all must still deliver."""
+async def _idle(ctx: BenchContext, server, key: str, tickets: list[str], target: int,
+                threads: int | None) -> list[Row]:
+    """Open `target` idle sockets on one process; count those that still deliver a message."""
     worker = server.worker_pids()[0]
     rss_before = rss_mb(worker)
     sockets: list[AsyncWebSocket] = []
@@ -231,7 +235,7 @@ async def _idle(ctx: BenchContext, server, key: str, tickets: list[str]) -> list
             except Exception as exc:  # a refused or timed-out socket ends the count, not the run
                 failures.append(repr(exc))
 
-    await asyncio.gather(*(one(i) for i in range(IDLE_TARGET)))
+    await asyncio.gather(*(one(i) for i in range(target)))
     await asyncio.sleep(2)
     rss = rss_mb(worker)
     # Prove the sockets are live: one message per ticket, posted in-process, must reach every one.
@@ -252,9 +256,11 @@ async def _idle(ctx: BenchContext, server, key: str, tickets: list[str]) -> list
     live = sum(await asyncio.gather(*(got_one(ws) for ws in sockets)))
     await asyncio.gather(*(ws.close() for ws in sockets))
     per_socket_kb = (rss - rss_before) * 1024 / max(live, 1)
-    note = f"tried {IDLE_TARGET}; {len(failures)} refused/failed" + (f" ({failures[0]})" if failures else "")
+    setting = f"GUNICORN_THREADS={threads}" if threads else "gunicorn.conf.py as shipped"
+    note = f"{setting}; tried {target}; {len(failures)} refused/failed" + (f" ({failures[0]})" if failures else "")
     return [
-        Row("idle sockets held by one process (all delivering)", live, "sockets", aim=">= 1000", note=note),
-        Row("RSS of that process at that count", rss, "MiB", "RSS with no sockets", rss_before,
+        Row(f"idle sockets one process holds, all delivering ({setting})", live, "sockets", aim=">= 1000",
+            note=note),
+        Row(f"RSS of that process at {live} sockets", rss, "MiB", "RSS with no sockets", rss_before,
             note=f"{per_socket_kb:.0f} KiB per socket (gthread: 2 threads per socket)"),
     ]
