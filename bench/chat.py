@@ -259,8 +259,7 @@ async def _idle(ctx: BenchContext, server, key: str, tickets: list[str], target:
     setting = f"GUNICORN_THREADS={threads}" if threads else "gunicorn.conf.py as shipped"
     note = f"{setting}; tried {target}; {len(failures)} refused/failed" + (f" ({failures[0]})" if failures else "")
     return [
-        Row(f"idle sockets one process holds, all delivering ({setting})", live, "sockets", aim=">= 1000",
-            note=note),
+        Row("idle sockets one process holds (all delivering)", live, "sockets", aim=">= 1000", note=note),
         Row(f"RSS of that process at {live} sockets", rss, "MiB", "RSS with no sockets", rss_before,
             note=f"{per_socket_kb:.0f} KiB per socket (gthread: 2 threads per socket)"),
     ]
