@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from bench import ticket_data
-from bench.common import BenchContext, Row, percentile, rss_mb
+from bench.common import BenchContext, Row, WrkResult, parse_wrk, percentile, rss_mb
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
 CREATE_BODY = {"title": "Printer on fire", "description": "Smoke from the paper tray after a jam. " * 8,
@@ -40,14 +41,14 @@ def run(ctx: BenchContext) -> list[Row]:
 def _throughput(ctx: BenchContext, server) -> list[Row]:
     key = ctx.signup(f"tickets-{uuid.uuid4().hex[:6]}")
     auth = {"Authorization": f"Bearer {key}"}
-    create = ctx.wrk(server.base_url + "/api/v1/tickets", method="POST",
-                     headers={**auth, "Content-Type": "application/json"}, body=json.dumps(CREATE_BODY))
+    create = _wrk(ctx, server.base_url + "/api/v1/tickets", method="POST",
+                  headers={**auth, "Content-Type": "application/json"}, body=json.dumps(CREATE_BODY))
     client = _Client(server.base_url, key)
     status, body = client.get("/api/v1/tickets?limit=1")
     assert status == 200, body
     some_id = json.loads(body)["items"][0]["id"]
-    listing = ctx.wrk(server.base_url + "/api/v1/tickets?limit=50", headers=auth)
-    get = ctx.wrk(server.base_url + f"/api/v1/tickets/{some_id}", headers=auth)
+    listing = _wrk(ctx, server.base_url + "/api/v1/tickets?limit=50", headers=auth)
+    get = _wrk(ctx, server.base_url + f"/api/v1/tickets/{some_id}", headers=auth)
     base = ctx.baselines
     return [
         Row("ticket create: POST /tickets (key+ticket+audit+outbox)", create.rps, "req/s",
@@ -59,6 +60,19 @@ def _throughput(ctx: BenchContext, server) -> list[Row]:
         Row("ticket get: GET /tickets/{id}", get.rps, "req/s", "bare Flask hello", base.get("hello_rps"),
             aim=">= 0.50 of baseline", note=f"p50 {get.p50_ms:.1f} ms, p99 {get.p99_ms:.1f} ms, errors {get.errors}"),
     ]
+
+
+def _wrk(ctx: BenchContext, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+         body: str | None = None) -> WrkResult:
+    """Run wrk exactly as `ctx.wrk` does, tolerating the trailing blank wrk prints after a latency in seconds."""
+    lines = [f'wrk.method = "{method}"', *(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())]
+    if body is not None:
+        lines.append(f"wrk.body = {json.dumps(body)}")
+    script = ctx.work_dir / f"wrk-tickets-{time.monotonic_ns()}.lua"
+    script.write_text("\n".join(lines))
+    out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{ctx.duration}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    return parse_wrk("\n".join(line.rstrip() for line in out.splitlines()))
 
 
 def _find_and_export(ctx: BenchContext, server) -> list[Row]:
