@@ -43,7 +43,8 @@ def run(ctx: BenchContext) -> list[Row]:
             server.stop()
     idle_key, idle_tickets = _setup(ctx, "chat-idle")
     for target, threads in IDLE_PROBES:
-        server = ctx.start_web(workers=1, **({"GUNICORN_THREADS": str(threads)} if threads else {}))
+        more = {"GUNICORN_THREADS": str(threads), "GUNICORN_WORKER_CONNECTIONS": str(2 * threads)} if threads else {}
+        server = ctx.start_web(workers=1, **more)
         try:
             rows += asyncio.run(_idle(ctx, server, idle_key, idle_tickets, target, threads))
         finally:

@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, request
 from flask_smorest import abort
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, UnprocessableEntity
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, current_actor, set_actor
@@ -34,7 +35,7 @@ from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens
 from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
-from app.errors import _flatten
+from app.errors import api_error_response
 from app.extensions import db, redis_client, sock
 from app.realtime import channel
 from app.tickets.services import ticket_for
@@ -230,6 +231,14 @@ class TicketStream:
         except HTTPException as error:
             db.session.remove()
             self.send(error_event(error, ref))
+        except DataError as exc:
+            db.session.remove()
+            log.info("frame rejected by the database: %s", exc.orig)
+            self.send(error_event(UnprocessableEntity("A value is out of range or malformed."), ref))
+        except SQLAlchemyError:
+            db.session.remove()
+            log.exception("could not store a frame")
+            self.send(error_event(ServiceUnavailable("The message could not be stored; send it again."), ref))
 
     def post(self, data: dict[str, Any]) -> None:
         """Store a message exactly as the REST call would, then deliver it to this socket at once."""
@@ -263,13 +272,8 @@ class TicketStream:
 
 
 def error_event(error: HTTPException, ref: Any = None) -> dict[str, Any]:
-    """Return an error event in the shape of the API's error body."""
-    data = getattr(error, "data", None) or {}
-    event: dict[str, Any] = {"type": "error", "code": error.code, "status": error.name,
-                             "message": data.get("message") or error.description}
-    errors = data.get("messages") or data.get("errors")
-    if errors:
-        event["errors"] = _flatten(errors)
+    """Return an error event carrying the API's error body, and the frame's `ref` if it had one."""
+    event: dict[str, Any] = {"type": "error", **api_error_response(error).get_json()}
     if ref is not None:
         event["ref"] = ref
     return event
