@@ -6,10 +6,12 @@ the handler and marks the row processed in the same transaction, so each row tak
 A handler may offer `func.run_batch(payloads)` (a batch handler). Its job then claims pending rows
 of that handler, `BATCH_SIZE` at a time (`SKIP LOCKED`, oldest first), runs each batch in one
 transaction, and repeats until none are left (for at most `BATCH_SECONDS`, then it hands on to a
-fresh job). The fast path enqueues a job for a batch handler only when none is waiting (see
-`dispatch.enqueue_rows`); the job clears that mark before it claims anything, so a row committed
-before the mark was cleared is claimed by this job, and a later one wakes a new job. Under a burst
-this turns thousands of jobs and transactions into a few. If a batch fails, its rows run one by
+fresh job). The fast path enqueues a job for a batch handler only when no job is waiting or
+running for it (the wake mark, see `dispatch.enqueue_rows`). When a claim comes back empty the
+job clears the mark and claims once more: a row committed before the mark was cleared is claimed
+by this job, and a later one sets the mark again and wakes a new job. So under a steady stream
+one job per tenant and handler keeps claiming what arrives, instead of many jobs queueing on the
+same locks, and a burst turns thousands of jobs and transactions into a few. If a batch fails, its rows run one by
 one instead, so one bad row cannot hold back the others; a row that failed is left to the relay
 and its own retried job, and is never claimed by a batch again.
 """
@@ -108,16 +110,20 @@ def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[OutboxEvent]
 def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
     from app.outbox.dispatch import clear_wake, wake
 
-    clear_wake(slug, handler.name)
     run_batch = handler.func.run_batch
     deadline = time.monotonic() + BATCH_SECONDS
     done = 0
     failed: set[int] = set()
+    cleared = False
     while True:
         rows = _claim(handler, own_id, failed)
         if not rows:
             db.session.rollback()
-            break
+            if cleared:
+                break
+            clear_wake(slug, handler.name)
+            cleared = True
+            continue
         ids = [r.id for r in rows]
         try:
             run_batch([r.payload for r in rows])
@@ -134,6 +140,7 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
             failed.update(row_id for row_id in ids if _run_one(row_id, handler, reraise=False) == "failed")
         done += len(ids)
         if time.monotonic() > deadline:
+            clear_wake(slug, handler.name)
             wake(slug, handler.name, own_id)
             break
     if own_id in failed:

@@ -4,9 +4,9 @@ The fast path is best effort: if Redis is down the request still succeeds (its r
 and the relay enqueues them once Redis is back. The relay also re-enqueues rows whose job has not
 finished after `OUTBOX_REDELIVER_AFTER` seconds (a killed worker); jobs are idempotent.
 
-Batch handlers (those offering `run_batch`, see `app.worker`) get at most one waiting job per
-tenant and handler: the fast path sets a short-lived wake mark (`SET NX`) and enqueues only if it
-was not set already; the job clears the mark when it starts and then claims every pending row.
+Batch handlers (those offering `run_batch`, see `app.worker`) get at most one job per tenant and
+handler at a time: the fast path sets a short-lived wake mark (`SET NX`) and enqueues only if it
+was not set already; the job claims every pending row and clears the mark once it runs dry.
 The relay never coalesces, so a lost mark or job only delays rows until the relay's next sweep.
 """
 
@@ -91,7 +91,7 @@ def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) 
 
 
 def clear_wake(slug: str, handler: str) -> None:
-    """Forget the wake mark of a batch handler (its job is starting); best effort."""
+    """Forget the wake mark of a batch handler (its job ran dry); best effort."""
     try:
         redis_client().delete(wake_key(slug, handler))
     except redis.RedisError as exc:
