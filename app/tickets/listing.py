@@ -12,11 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask_smorest import abort
+from sqlalchemy.orm import aliased
 
 from app.auth.actor import Actor
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, order_by, page
 from app.tickets import search
-from app.tickets.models import Ticket
+from app.tickets.models import STATUSES, Ticket
 from app.tickets.services import visibility
 
 DEFAULT_SORT = "-created_at"
@@ -28,6 +29,7 @@ _KEYS: dict[str, list[tuple[Any, str]]] = {
     "priority": [(Ticket.priority_rank, "int"), (Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
     "status": [(Ticket.status_rank, "int"), (Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
 }
+STATUS_RANKS = {status: rank for rank, status in enumerate(STATUSES)}
 # Search plans, as recorded in cursors: rank the candidates, sort the candidates, walk an index.
 RANK, SORT_SET, WALK = "r", "s", "w"
 
@@ -50,6 +52,11 @@ def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
     conditions = [visibility(actor)]
     if args.get("status"):
         conditions.append(Ticket.status.in_(args["status"]))
+        if (args.get("sort") or "").lstrip("-") == "status":
+            # Lets the status index scan start at the first wanted status (only then: the planner
+            # takes the two conditions as independent and misjudges other plans).
+            ranks = [STATUS_RANKS[s] for s in args["status"]]
+            conditions.append(Ticket.status_rank.between(min(ranks), max(ranks)))
     if args.get("priority"):
         conditions.append(Ticket.priority.in_(args["priority"]))
     for field in ("assignee_id", "team_id", "requester_id"):
@@ -89,13 +96,16 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int) -
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str | None, limit: int,
             cursor: str | None) -> TicketPage:
     plan, inner = _split_cursor(cursor)
+    order = sort or DEFAULT_SORT
     if plan is None:
-        found = search.count_matches_up_to(session, query, actor.is_staff, search.WALK_ABOVE + 1)
-        plan = RANK if found <= search.RANK_UP_TO and not sort else SORT_SET if found <= search.WALK_ABOVE else WALK
+        probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
+        if probed is not None:
+            return TicketPage(*probed, order)
+        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1)
+        plan = RANK if found <= search.RANK_UP_TO and not sort else SORT_SET
     if plan == RANK:
         items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)
         return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)
-    order = sort or DEFAULT_SORT
     if plan == SORT_SET:
         ids = sa.union(
             search.ticket_hits(query).with_only_columns(Ticket.id),
@@ -106,6 +116,23 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
         conditions = [*conditions, search.matches(query, actor.is_staff)]
     items, next_inner = page(session, sa.select(Ticket).where(*conditions), sort_keys(order), limit, inner)
     return TicketPage(items, _join_cursor(plan, next_inner), order)
+
+
+def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnElement, keys: list[SortKey],
+                  limit: int) -> tuple[list[Ticket], str | None] | None:
+    """Return the first page if it lies within the first `WALK_WINDOW` tickets in order, else None."""
+    window = sa.select(*Ticket.__table__.c).where(*conditions).order_by(*order_by(keys)) \
+        .limit(search.WALK_WINDOW).subquery("recent")
+    recent = aliased(Ticket, window)
+    recent_keys = [SortKey(getattr(recent, k.column.key), k.descending, k.kind) for k in keys]
+    rows = list(session.execute(
+        sa.select(recent).where(search.matches(query, actor.is_staff, recent))
+        .order_by(*order_by(recent_keys)).limit(limit + 1)
+    ).scalars())
+    if len(rows) <= limit:
+        return None
+    rows = rows[:limit]
+    return rows, _join_cursor(WALK, encode_cursor([getattr(rows[-1], k.column.key) for k in keys]))
 
 
 def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,

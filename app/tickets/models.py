@@ -51,6 +51,7 @@ class Ticket(db.Model):
         sa.Index("ix_tickets_status_rank_created", "status_rank", "created_at", "id"),
         sa.Index("ix_tickets_team_created", "team_id", "created_at", "id"),
         sa.Index("ix_tickets_assignee_created", "assignee_id", "created_at", "id"),
+        sa.Index("ix_tickets_assignee_updated", "assignee_id", "updated_at", "id"),  # an agent's queue by activity
         sa.Index("ix_tickets_tags", "tags", postgresql_using="gin"),
         sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
         sa.Index(

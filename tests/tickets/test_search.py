@@ -93,23 +93,23 @@ def test_search_combines_with_filters_and_an_explicit_sort(tenant, new_ticket):
     assert (_ids(body), body["order"]) == ([old["id"], new["id"]], "created_at")
 
 
-def _plans(monkeypatch, rank_up_to: int, walk_above: int) -> None:
+def _plans(monkeypatch, window: int, rank_up_to: int) -> None:
+    monkeypatch.setattr(search, "WALK_WINDOW", window)
     monkeypatch.setattr(search, "RANK_UP_TO", rank_up_to)
-    monkeypatch.setattr(search, "WALK_ABOVE", walk_above)
 
 
-@pytest.mark.parametrize(("rank_up_to", "walk_above", "order", "plan"), [
-    (100, 1000, "relevance", "r"),
-    (2, 1000, "-created_at", "s"),
-    (2, 4, "-created_at", "w"),
+@pytest.mark.parametrize(("window", "rank_up_to", "order", "plan"), [
+    (1, 100, "relevance", "r"),
+    (1, 2, "-created_at", "s"),
+    (1000, 100, "-created_at", "w"),
 ])
 def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
-        tenant, new_ticket, add_message, monkeypatch, rank_up_to, walk_above, order, plan):
+        tenant, new_ticket, add_message, monkeypatch, window, rank_up_to, order, plan):
     matching = [new_ticket(f"modem {i}") for i in range(5)]
     via_message = new_ticket("quiet")
     add_message(tenant, via_message, "the modem again")
     new_ticket("unrelated")
-    _plans(monkeypatch, rank_up_to, walk_above)
+    _plans(monkeypatch, window, rank_up_to)
     first = _search(tenant.api, "modem", limit=2)
     assert first["order"] == order
     assert first["next_cursor"].startswith(plan + ".")
@@ -126,12 +126,27 @@ def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
         assert [t["created_at"] for t in items] == sorted((t["created_at"] for t in items), reverse=True)
 
 
+def test_a_common_term_is_walked_newest_first_and_a_sparse_one_ranked(tenant, new_ticket, monkeypatch):
+    monkeypatch.setattr(search, "WALK_WINDOW", 6)
+    for i in range(4):
+        new_ticket(f"filler {i}")
+    rare = new_ticket("fax machine")
+    common = [new_ticket(f"email {i}") for i in range(6)]
+    walked = _search(tenant.api, "email", limit=3)
+    assert walked["order"] == "-created_at"
+    assert _ids(walked) == [t["id"] for t in reversed(common)][:3]
+    ranked = _search(tenant.api, "fax", limit=3)
+    assert (ranked["order"], _ids(ranked)) == ("relevance", [rare["id"]])
+
+
 def test_a_cursor_keeps_its_plan_when_the_counts_change(tenant, new_ticket, monkeypatch):
     for i in range(4):
         new_ticket(f"switch {i}")
+    _plans(monkeypatch, 1, 100)
     first = _search(tenant.api, "switch", limit=2)
     assert first["order"] == "relevance"
-    _plans(monkeypatch, 0, 0)  # a fresh search would now walk the date index
+    _plans(monkeypatch, 1000, 0)  # a fresh search would now walk the date index
+    assert _search(tenant.api, "switch", limit=2)["order"] == "-created_at"
     rest = _search(tenant.api, "switch", limit=2, cursor=first["next_cursor"])
     assert rest["order"] == "relevance"
     assert len({t["id"] for t in first["items"] + rest["items"]}) == 4

@@ -36,6 +36,7 @@ def upgrade() -> None:
     op.create_index("ix_tickets_status_rank_created", "tickets", ["status_rank", "created_at", "id"], unique=False)
     op.create_index("ix_tickets_team_created", "tickets", ["team_id", "created_at", "id"], unique=False)
     op.create_index("ix_tickets_assignee_created", "tickets", ["assignee_id", "created_at", "id"], unique=False)
+    op.create_index("ix_tickets_assignee_updated", "tickets", ["assignee_id", "updated_at", "id"], unique=False)
     # Both are prefixes of the wider indexes above, so they only slowed writes.
     op.drop_index("ix_tickets_team", table_name="tickets")
     op.drop_index("ix_tickets_priority_rank", table_name="tickets")
@@ -44,6 +45,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.create_index("ix_tickets_priority_rank", "tickets", ["priority_rank", "id"], unique=False)
     op.create_index("ix_tickets_team", "tickets", ["team_id", "created_at"], unique=False)
+    op.drop_index("ix_tickets_assignee_updated", table_name="tickets")
     op.drop_index("ix_tickets_assignee_created", table_name="tickets")
     op.drop_index("ix_tickets_team_created", table_name="tickets")
     op.drop_index("ix_tickets_status_rank_created", table_name="tickets")
