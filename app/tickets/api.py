@@ -56,7 +56,7 @@ def expected_versions() -> set[str] | None:
     """Return the entity tags an If-Match header accepts, or None when any version will do."""
     if not request.headers.get("If-Match") or request.if_match.star_tag:
         return None
-    return {tag for tag in request.if_match.as_set(include_weak=True)}
+    return set(request.if_match.as_set(include_weak=True))
 
 
 def commit_and_respond(ticket: Ticket) -> Response:
