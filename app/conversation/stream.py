@@ -154,8 +154,10 @@ class TicketStream:
             db.session.remove()
 
     def still_allowed(self) -> bool:
-        """Tell whether the key is still live and the ticket still visible (checked periodically)."""
+        """Tell whether the tenant is active, the key live and the ticket visible (checked periodically)."""
         with short_session():
+            if active_tenant(current_tenant().slug) is None:
+                return False
             if self.actor.api_key_id is not None:
                 revoked = db.session.scalar(
                     sa.select(ApiKey.revoked_at.is_not(None)).where(ApiKey.id == self.actor.api_key_id))

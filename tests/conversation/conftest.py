@@ -122,6 +122,13 @@ def next_event(ws: websocket.WebSocket, kind: str | None = None, timeout: float 
         if left <= 0:
             raise TimeoutError(f"no {kind or 'event'} within {timeout}s")
         ws.settimeout(left)
-        event = json.loads(ws.recv())
+        # Control frames come back too (pings are answered on the way), so steady pings cannot
+        # keep this waiting past the deadline.
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionError("the server closed the socket")
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            continue
+        event = json.loads(data)
         if kind is None or event["type"] == kind:
             return event

@@ -9,6 +9,7 @@ import pytest
 import redis
 import websocket
 
+from app.extensions import db
 from app.realtime import channel
 from tenants.resolution import active_tenant
 from tests.conversation.conftest import next_event
@@ -262,12 +263,32 @@ def test_revoking_the_key_ends_an_open_stream(tenant, impatient_server):
     post(tenant.api, ticket["id"], body="while allowed")
     assert next_event(ws, "message.created")["message"]["body"] == "while allowed"
     assert tenant.api.delete(f"/api/v1/api-keys/{created['id']}").status_code == 204
-    ws.settimeout(10)
-    while True:  # live events may still be in flight; then the server's close frame ends the loop
+    assert close_code(ws) == 1008
+
+
+def test_suspending_the_tenant_ends_an_open_stream(app, make_tenant, impatient_server):
+    from tenants.provisioning import set_status
+
+    doomed = make_tenant()
+    ticket = new_ticket(doomed.api)
+    ws = impatient_server.connect(ticket["id"], key=doomed.key)
+    post(doomed.api, ticket["id"], body="before")
+    assert next_event(ws, "message.created")["message"]["body"] == "before"
+    with app.app_context():
+        set_status(doomed.slug, "suspended")
+        db.session.commit()
+    assert close_code(ws) == 1008
+
+
+def close_code(ws, timeout: float = 10) -> int:
+    """Read until the server's close frame (live events may come first) and return its code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ws.settimeout(max(deadline - time.monotonic(), 0.01))
         opcode, data = ws.recv_data(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
-            break
-    assert int.from_bytes(data[:2], "big") == 1008
+            return int.from_bytes(data[:2], "big")
+    raise TimeoutError(f"the server did not close the socket within {timeout}s")
 
 
 def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
