@@ -141,11 +141,11 @@ class TicketStream:
                     self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
                     return
                 if time.monotonic() >= next_resync:
+                    next_resync = time.monotonic() + resync_every
                     if not self.still_allowed():
                         self.ws.close(reason=1008, message="Access to this ticket has ended.")
                         return
                     self.listener.resync = True
-                    next_resync = time.monotonic() + resync_every
                 if self.listener.resync:
                     self.listener.resync = False
                     self.catch_up()
@@ -154,6 +154,13 @@ class TicketStream:
             db.session.remove()
 
     def still_allowed(self) -> bool:
+        try:
+            return self._still_allowed()
+        except SQLAlchemyError:  # the database is busy or away: keep the socket, check next time
+            log.warning("could not re-check a stream's access", exc_info=True)
+            return True
+
+    def _still_allowed(self) -> bool:
         """Tell whether the tenant is active, the key live and the ticket visible (checked periodically)."""
         with short_session():
             if active_tenant(current_tenant().slug) is None:
@@ -173,11 +180,19 @@ class TicketStream:
         self.ws.send(json.dumps(event, default=str))
 
     def catch_up(self) -> None:
-        """Send every message after `last_seq` from Postgres, page by page."""
+        """Send every message after `last_seq` from Postgres, page by page.
+
+        If the database cannot answer, the socket stays open and tries again at the next resync.
+        """
         while True:
-            with short_session():
-                rows = services.messages_after(self.ticket_id, self.last_seq, CATCH_UP_PAGE)
-                events = [(m.seq, m.internal, m.deleted_at is not None, services.message_json(m)) for m in rows]
+            try:
+                with short_session():
+                    rows = services.messages_after(self.ticket_id, self.last_seq, CATCH_UP_PAGE)
+                    events = [(m.seq, m.internal, m.deleted_at is not None, services.message_json(m))
+                              for m in rows]
+            except SQLAlchemyError:
+                log.warning("catch-up failed; retrying at the next resync", exc_info=True)
+                return
             for seq, internal, deleted, message in events:
                 self.last_seq = seq
                 if not deleted and services.visible_to(self.actor, internal):
