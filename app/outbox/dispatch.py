@@ -7,7 +7,9 @@ finished after `OUTBOX_REDELIVER_AFTER` seconds (a killed worker); jobs are idem
 Batch handlers (those offering `run_batch`, see `app.worker`) get at most one job per tenant and
 handler at a time: the fast path sets a short-lived wake mark (`SET NX`) and enqueues only if it
 was not set already; the job claims every pending row and clears the mark once it runs dry.
-The relay never coalesces, so a lost mark or job only delays rows until the relay's next sweep.
+The relay ignores the marks, so a lost mark or job only delays rows until its next sweep; for a
+batch handler it enqueues one job per sweep (which claims all its pending rows) plus one job for
+each row that failed before (batches skip those, so each retries on its own).
 """
 
 from __future__ import annotations
@@ -108,13 +110,20 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
     redeliver = timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AFTER"])
     now = datetime.now(UTC)
     rows = db.session.execute(
-        sa.select(OutboxEvent.id, OutboxEvent.handler)
+        sa.select(OutboxEvent.id, OutboxEvent.handler, OutboxEvent.last_error)
         .where(OutboxEvent.processed_at.is_(None),
                sa.or_(OutboxEvent.enqueued_at.is_(None), OutboxEvent.enqueued_at < now - redeliver),
                OutboxEvent.created_at < now - redeliver / 10)
         .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
     ).all()
-    if not rows or not enqueue_rows(slug, [(r.id, r.handler) for r in rows], coalesce=False):
+    jobs, led = [], set()
+    for r in rows:
+        if r.handler in BY_NAME and _is_batch(r.handler) and r.last_error is None:
+            if r.handler in led:
+                continue
+            led.add(r.handler)
+        jobs.append((r.id, r.handler))
+    if not rows or not enqueue_rows(slug, jobs, coalesce=False):
         db.session.rollback()
         return 0
     db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
