@@ -6,8 +6,10 @@ import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from app.auth.actor import Actor
+from app.idempotency import IdempotencyRecord
 from app.tickets import services
 
 
@@ -196,3 +198,15 @@ def test_an_overlong_idempotency_key_answers_422(tenant, table_counts):
     resp = _post(tenant.api, {"title": "x"}, "k" * 256)
     assert resp.status_code == 422
     assert table_counts(tenant) == before
+
+
+def test_a_key_older_than_24_hours_starts_afresh(tenant, in_tenant):
+    first = _post(tenant.api, {"title": "yesterday"}, "old-key")
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "old-key")
+                        .values(created_at=sa.func.now() - sa.text("interval '25 hours'")))
+        session.commit()
+    again = _post(tenant.api, {"title": "today"}, "old-key")
+    assert again.status_code == 201
+    assert again.get_json()["id"] != first.get_json()["id"]
+    assert "Idempotent-Replayed" not in again.headers

@@ -7,6 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from app.tickets.models import Ticket
+from app.tickets.schemas import TicketSchema, dump_ticket
+
 
 def _patch(api, ticket, body, etag=None):
     headers = {"If-Match": etag} if etag else None
@@ -252,7 +255,7 @@ def test_close_refuses_unknown_fields(tenant, new_ticket):
     assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "new"
 
 
-def test_reopen_returns_to_open_or_the_queue(tenant, new_ticket, recorded_events):
+def test_reopen_returns_to_open_or_the_queue(tenant, new_ticket, recorded_events, audit_entries):
     agent = tenant.user("agent")
     assigned, unassigned = new_ticket("a"), new_ticket("b")
     _patch(tenant.api, assigned, {"assignee_id": agent["id"]})
@@ -264,6 +267,8 @@ def test_reopen_returns_to_open_or_the_queue(tenant, new_ticket, recorded_events
     assert (first.get_json()["status"], first.get_json()["closed_at"]) == ("open", None)
     assert second.get_json()["status"] == "new"
     assert recorded_events(tenant)[-1][0] == "ticket.updated"
+    reopened = [e for e in audit_entries(tenant, unassigned["id"]) if e.action == "reopened"]
+    assert [(e.before["status"], e.after["status"]) for e in reopened] == [("closed", "new")]
 
 
 def test_reopen_of_an_open_ticket_answers_409(tenant, new_ticket):
@@ -292,9 +297,6 @@ def test_requester_can_close_and_reopen_their_ticket(tenant, new_ticket):
 
 
 def test_fast_serialisation_matches_the_documented_schema(tenant, new_ticket, in_tenant):
-    from app.tickets.models import Ticket
-    from app.tickets.schemas import TicketSchema, dump_ticket
-
     agent = tenant.user("agent")
     team = tenant.api.post("/api/v1/teams", json={"name": "Desk"}).get_json()
     bare = new_ticket("bare")
