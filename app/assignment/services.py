@@ -15,6 +15,8 @@ Unassigned queue: tickets `new` with no assignee. A matched ticket nobody can ta
 rule's team in `team_id` and waits; queued tickets are handed out highest priority, then oldest,
 first, whenever capacity frees up (a ticket closes or is reassigned, an agent becomes available,
 capacity is raised, a member joins, rules change) and before any newer ticket of the same team.
+Queued tickets are routed afresh each time (rules may have changed), except one put in a team by
+hand with no assignee: it waits for that team, served least loaded, whatever the rules say.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from app import audit
-from app.assignment.matching import Route, RuleView, route_for
+from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_for
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
 from app.extensions import db
 from app.outbox import emit
-from app.people.models import Team, TeamMember, User
+from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
 from app.tickets.models import OPEN_STATUSES, Ticket
 
@@ -155,7 +157,7 @@ def lock_pool(team_ids: Iterable[uuid.UUID]) -> Pool:
     rows = db.session.execute(
         sa.select(TeamMember.team_id, TeamMember.created_at, User)
         .join(User, User.id == TeamMember.user_id)
-        .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None))
+        .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None), User.role.in_(STAFF_ROLES))
         .order_by(User.id).with_for_update(of=User).execution_options(populate_existing=True)
     ).all()
     pool.users = {u.id: u for _, _, u in rows}
@@ -193,6 +195,31 @@ def _waiting(ticket: Ticket) -> bool:
 
 def _queue_order() -> list:
     return [Ticket.priority_rank.desc(), Ticket.created_at, Ticket.id]
+
+
+def pinned_teams(ticket_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Return the team of each ticket whose latest decision put it in a team by hand, unassigned.
+
+    Such a ticket waits for that team (served least loaded), whatever the rules say.
+    """
+    if not ticket_ids:
+        return {}
+    latest = (
+        sa.select(AssignmentDecision.ticket_id, AssignmentDecision.source, AssignmentDecision.team_id,
+                  AssignmentDecision.chosen_user_id)
+        .where(AssignmentDecision.ticket_id.in_(ticket_ids))
+        .order_by(AssignmentDecision.ticket_id, AssignmentDecision.created_at.desc())
+        .distinct(AssignmentDecision.ticket_id)
+    )
+    return {row.ticket_id: row.team_id for row in db.session.execute(latest)
+            if row.source == "manual" and row.team_id is not None and row.chosen_user_id is None}
+
+
+def routes_for(tickets: list[Ticket], rules: list[RuleView]) -> dict[uuid.UUID, Route | None]:
+    """Route waiting tickets: a team chosen by hand holds, otherwise the first matching rule."""
+    pinned = pinned_teams([t.id for t in tickets])
+    return {t.id: Route(team_id=pinned[t.id], strategy=FALLBACK_STRATEGY) if t.id in pinned
+            else route_for(t, rules) for t in tickets}
 
 
 def _queue_key(ticket: Ticket) -> tuple:
@@ -239,7 +266,7 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     if not tickets:
         return []
     rules = enabled_rules()
-    routes = {t.id: route_for(t, rules) for t in tickets}
+    routes = routes_for(tickets, rules)
     decided = [_record(t, None, Pick(None, "No enabled rule matches this ticket."), source="auto")
                for t in tickets if routes[t.id] is None]
     routed = sorted((t for t in tickets if routes[t.id] is not None), key=_queue_key)
@@ -258,8 +285,9 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     ).scalars().all()
     run = _Run(lock_pool(team_ids))
     if ahead and run.pool.has_room():
+        ahead_routes = routes_for(ahead, rules)
         for queued in ahead:
-            route = route_for(queued, rules)
+            route = ahead_routes[queued.id]
             if route is not None and route.team_id in team_ids:
                 pick = pick_for(route, run.pool)
                 if pick.agent is not None:
@@ -286,7 +314,7 @@ def drain(limit: int = DRAIN_BATCH) -> int:
     if not queued:
         return 0
     rules = enabled_rules()
-    routes = {t.id: route_for(t, rules) for t in queued}
+    routes = routes_for(queued, rules)
     run = _Run(lock_pool({r.team_id for r in routes.values() if r is not None}))
     moving = [t.id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id]
     if not run.pool.has_room() and not moving:
@@ -298,8 +326,9 @@ def drain(limit: int = DRAIN_BATCH) -> int:
         .execution_options(populate_existing=True)
     ).scalars().all()
     assigned = 0
+    routes = routes_for(locked, rules)
     for ticket in locked:
-        route = route_for(ticket, rules)
+        route = routes[ticket.id]
         if route is None or route.team_id not in run.pool.teams:
             continue
         pick = pick_for(route, run.pool) if run.pool.has_room() else None

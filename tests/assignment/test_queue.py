@@ -124,3 +124,64 @@ def test_manual_assignment_is_recorded_and_frees_capacity(desk, run_jobs, in_ten
     assert [d["source"] for d in why["history"]] == ["manual", "auto"]
     # a's slot was freed by the reassignment, so the queued ticket went to a
     assert desk.get(second)["assignee_id"] == a["id"]
+
+
+def test_patch_and_close_through_the_api_drive_the_queue(desk, run_jobs):
+    a = desk.t.user("agent", name="a", capacity=1)
+    b = desk.t.user("agent", name="b", capacity=1)
+    team, other = desk.team("T", [a]), desk.team("Other", [b])
+    desk.rule(team)
+    first, second = desk.ticket("first"), desk.ticket("second")
+    run_jobs()
+    assert desk.get(first)["assignee_id"] == a["id"] and desk.get(second)["assignee_id"] is None
+    # closing frees a's slot: the queued ticket goes to a
+    assert desk.t.api.post(f"/api/v1/tickets/{first['id']}/close", json={}).status_code == 200
+    run_jobs()
+    assert desk.get(second)["assignee_id"] == a["id"]
+    # taking the assignee off by hand puts it back in its team's queue, where a picks it up again
+    resp = desk.t.api.patch(f"/api/v1/tickets/{second['id']}", json={"assignee_id": None})
+    assert resp.status_code == 200, resp.get_json()
+    run_jobs()
+    why = desk.assignment(second)
+    assert why["assignee_id"] == a["id"]
+    assert [d["source"] for d in why["history"]][:2] == ["auto", "manual"]
+    # a team chosen by hand holds over the rules: the ticket waits for that team's agent
+    third = desk.ticket("third")
+    run_jobs()
+    assert desk.get(third)["assignee_id"] is None
+    resp = desk.t.api.patch(f"/api/v1/tickets/{third['id']}", json={"team_id": other["id"]})
+    assert resp.status_code == 200, resp.get_json()
+    run_jobs()
+    got = desk.get(third)
+    assert (got["team_id"], got["assignee_id"]) == (other["id"], b["id"])
+    decision = desk.assignment(third)["decision"]
+    assert decision["rule_id"] is None and decision["strategy"] == "least_loaded"
+
+
+def test_live_event_carries_the_assigned_ticket(app, desk, run_jobs):
+    import json
+
+    from app.extensions import redis_client
+    from app.realtime import channel
+    from tenants.resolution import active_tenant
+
+    (agent,) = desk.agents(1)
+    desk.rule(desk.team("T", [agent]))
+    ticket = desk.ticket()
+    with app.app_context():
+        tenant_id = active_tenant(desk.t.slug).id
+        pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel(str(tenant_id), ticket["id"]))
+    run_jobs()
+    events = []
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message:
+            events.append(json.loads(message["data"]))
+        elif events:
+            break
+    pubsub.close()
+    assert [e["type"] for e in events] == ["ticket.updated"]
+    body = events[0]["ticket"]
+    assert (body["id"], body["assignee_id"], body["status"]) == (ticket["id"], agent["id"], "open")
+    assert body == desk.get(ticket)
