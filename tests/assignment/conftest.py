@@ -83,15 +83,3 @@ def in_tenant(app):
 
     return enter
 
-
-def close_ticket(session, ticket_id: str) -> None:
-    """Close a ticket the way the tickets area does: status change plus a `ticket.closed` event."""
-    import uuid
-
-    from app.outbox import emit
-    from app.tickets.models import Ticket
-
-    ticket = session.get(Ticket, uuid.UUID(ticket_id))
-    ticket.status = "closed"
-    emit("ticket.closed", {"ticket_id": ticket_id})
-    session.commit()
