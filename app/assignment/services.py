@@ -3,10 +3,14 @@
 Runs in RQ workers (see `handlers`), one transaction per outbox row. Safety under many workers
 comes from row locks taken in one global order, so there are no deadlocks:
 
-1. tickets: the ticket being assigned (`FOR UPDATE`), queued tickets (`FOR UPDATE SKIP LOCKED`);
-2. teams, by id (`FOR UPDATE`): serialises a team's round-robin pointer;
-3. users, by id (`FOR UPDATE`): an agent's load is counted only while their row is locked, so two
+1. tickets: the ticket being assigned (waiting for it), queued tickets (`SKIP LOCKED`);
+2. teams, by id: serialises a team's round-robin pointer;
+3. users, by id: an agent's load is counted only while their row is locked, so two
    workers can never both hand out an agent's last free slot, even from different teams.
+
+Every lock is `FOR NO KEY UPDATE`: it excludes other assignments and ticket edits, but not the
+foreign-key checks of rows that merely point at the same ticket, team or agent (a new message,
+a ticket whose requester is the agent), so chat and ticket creation never wait on assignment.
 
 A drain locks teams and users before it picks queued tickets (skipping the ones another worker
 holds), so a drain that starts after capacity frees always sees the freed capacity.
@@ -150,7 +154,7 @@ def lock_pool(team_ids: Iterable[uuid.UUID]) -> Pool:
     if not ids:
         return pool
     teams = db.session.execute(
-        sa.select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update()
+        sa.select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalars()
     pool.teams = {t.id: t for t in teams}
@@ -158,7 +162,7 @@ def lock_pool(team_ids: Iterable[uuid.UUID]) -> Pool:
         sa.select(TeamMember.team_id, TeamMember.created_at, User)
         .join(User, User.id == TeamMember.user_id)
         .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None), User.role.in_(STAFF_ROLES))
-        .order_by(User.id).with_for_update(of=User).execution_options(populate_existing=True)
+        .order_by(User.id).with_for_update(of=User, key_share=True).execution_options(populate_existing=True)
     ).all()
     pool.users = {u.id: u for _, _, u in rows}
     loads = dict(db.session.execute(
@@ -232,7 +236,6 @@ class _Run:
 
     pool: Pool
     changed: list[Ticket] = field(default_factory=list)
-    decisions: list[AssignmentDecision] = field(default_factory=list)
 
     def publish(self) -> None:
         """Flush once, then queue a live event per changed ticket (sent only if the commit happens)."""
@@ -259,7 +262,8 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     again for the same ids. Returns the decisions recorded for `ticket_ids`.
     """
     tickets = db.session.execute(
-        sa.select(Ticket).where(Ticket.id.in_(sorted(set(ticket_ids)))).order_by(Ticket.id).with_for_update()
+        sa.select(Ticket).where(Ticket.id.in_(sorted(set(ticket_ids)))).order_by(Ticket.id)
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalars().all()
     tickets = [t for t in tickets if _waiting(t)]
@@ -281,7 +285,7 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
                sa.or_(Ticket.priority_rank > first.priority_rank,
                       sa.and_(Ticket.priority_rank == first.priority_rank, Ticket.created_at < first.created_at)))
         .order_by(*_queue_order()).limit(AHEAD_BATCH)
-        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+        .with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
     ).scalars().all()
     run = _Run(lock_pool(team_ids))
     if ahead and run.pool.has_room():
@@ -322,7 +326,7 @@ def drain(limit: int = DRAIN_BATCH) -> int:
     locked = db.session.execute(
         sa.select(Ticket).where(Ticket.id.in_([t.id for t in queued]), Ticket.status == "new",
                                 Ticket.assignee_id.is_(None))
-        .order_by(*_queue_order()).with_for_update(skip_locked=True)
+        .order_by(*_queue_order()).with_for_update(skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)
     ).scalars().all()
     assigned = 0
