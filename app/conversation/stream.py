@@ -4,8 +4,9 @@ The caller is authenticated and the ticket checked before the WebSocket handshak
 client gets a plain HTTP 401/404 and no data. The socket's thread owns every send; it sleeps on
 the socket's wake event, which both incoming frames and the process hub's live events set. No
 database session is held while waiting: each frame, catch-up page or resync opens a short one.
-Every `STREAM_RESYNC_INTERVAL` seconds the socket re-checks its key and ticket (a revoked key or
-a lost ticket ends it) and catches up by seq, which also covers a live event lost in Redis.
+Every `STREAM_RESYNC_INTERVAL` seconds the socket re-checks its tenant, key and ticket (losing
+any ends it) and catches up by seq if the ticket has moved on, which also covers a live event
+lost in Redis.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from app.extensions import db, redis_client, sock
 from app.realtime import channel
 from app.tickets.services import ticket_for
 from tenants.context import current_tenant, set_current_tenant
-from tenants.models import ApiKey
+from tenants.models import ApiKey, Tenant
 from tenants.resolution import active_tenant
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,6 @@ class TicketStream:
                     if not self.still_allowed():
                         self.ws.close(reason=1008, message="Access to this ticket has ended.")
                         return
-                    self.listener.resync = True
                 if self.listener.resync:
                     self.listener.resync = False
                     self.catch_up()
@@ -154,26 +154,29 @@ class TicketStream:
             db.session.remove()
 
     def still_allowed(self) -> bool:
+        """Tell whether the tenant is active, the key live and the ticket visible (checked periodically).
+
+        Also notes whether the ticket has messages beyond `last_seq`, so an idle socket's periodic
+        resync costs two small queries and no catch-up query.
+        """
         try:
-            return self._still_allowed()
+            with short_session():
+                tenant_id = uuid.UUID(current_tenant().id)
+                access = sa.select(Tenant.id).where(Tenant.id == tenant_id, Tenant.status == "active")
+                if self.actor.api_key_id is not None:
+                    access = access.join(ApiKey, ApiKey.tenant_id == Tenant.id).where(
+                        ApiKey.id == self.actor.api_key_id, ApiKey.revoked_at.is_(None))
+                if db.session.execute(access).first() is None:
+                    return False
+                try:
+                    last = ticket_for(self.actor, self.ticket_id).last_message_seq
+                except HTTPException:
+                    return False
         except SQLAlchemyError:  # the database is busy or away: keep the socket, check next time
             log.warning("could not re-check a stream's access", exc_info=True)
             return True
-
-    def _still_allowed(self) -> bool:
-        """Tell whether the tenant is active, the key live and the ticket visible (checked periodically)."""
-        with short_session():
-            if active_tenant(current_tenant().slug) is None:
-                return False
-            if self.actor.api_key_id is not None:
-                revoked = db.session.scalar(
-                    sa.select(ApiKey.revoked_at.is_not(None)).where(ApiKey.id == self.actor.api_key_id))
-                if revoked is not False:
-                    return False
-            try:
-                ticket_for(self.actor, self.ticket_id)
-            except HTTPException:
-                return False
+        if last > self.last_seq:
+            self.listener.resync = True
         return True
 
     def send(self, event: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 import redis
@@ -314,3 +315,21 @@ def test_every_socket_gets_each_seq_once_in_order_under_concurrent_senders(tenan
             send(ws, type="message", body=f"{n}-{i}")
     for ws in sockets:
         assert [m["seq"] for m in message_events(ws, 30)] == list(range(1, 31))
+
+
+def test_a_message_whose_event_was_never_published_arrives_by_periodic_catch_up(
+        app, tenant, impatient_server):
+    from app.auth.actor import Actor
+    from app.conversation import services
+    from tenants.context import tenant_context
+
+    ticket = new_ticket(tenant.api)
+    ws = impatient_server.connect(ticket["id"], key=tenant.key)
+    post(tenant.api, ticket["id"], body="published")
+    assert next_event(ws, "message.created")["message"]["body"] == "published"
+    with app.app_context(), tenant_context(active_tenant(tenant.slug).ref()):
+        services.post_message(Actor(user_id=uuid.UUID(tenant.admin_id), role="admin"),
+                              uuid.UUID(ticket["id"]), body="lost in Redis")
+        db.session.info.pop("live_events")  # stored, but its live event is never sent
+        db.session.commit()
+    assert next_event(ws, "message.created")["message"]["body"] == "lost in Redis"
