@@ -204,3 +204,26 @@ def test_redis_outage_during_ticket_creation_delays_then_drains(services, worker
         check_invariants(state(engine, slug))
     finally:
         redis_server.stop()
+
+
+def test_round_robin_stays_strict_across_worker_processes_and_restarts(desk, workers, engine):
+    agents = desk.agents(3)
+    desk.rule(desk.team("Rotation", agents), "round_robin")
+    tickets = []
+    for phase in range(2):  # the rotation survives replacing every worker process
+        procs = workers(2)
+        tickets += [desk.ticket(f"rr {phase}-{i}") for i in range(16)]
+        wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the tickets to be processed")
+        for proc in procs:
+            stop_worker(proc)
+    tickets += [desk.ticket(f"rr after {i}") for i in range(4)]
+    workers(1)
+    wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the last tickets to be processed")
+    with engine.connect() as conn:
+        order = [row[0] for row in conn.execute(sa.text(
+            f'SELECT chosen_user_id FROM "{schema_for(desk.t.slug)}".assignment_decisions '
+            f"WHERE source = 'auto' ORDER BY created_at"))]
+    assert len(order) == len(tickets)
+    assert Counter(order) == {uuid.UUID(a["id"]): len(tickets) // 3 for a in agents}
+    # every run of three consecutive assignments, whichever process made them, covers all three agents
+    assert all(len(set(order[i:i + 3])) == 3 for i in range(len(order) - 2))
