@@ -6,11 +6,13 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from app.extensions import db
+from tenants.context import TenantRef
 from tenants.models import ApiKey, Tenant
 
 KEY_PREFIX = "tms"
@@ -32,19 +34,41 @@ def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: st
     return record, plaintext
 
 
-def verify_key(plaintext: str) -> tuple[ApiKey, Tenant] | None:
-    """Return the live key and its tenant (active or not), or None for a malformed, unknown or revoked key."""
+@dataclass(frozen=True)
+class VerifiedKey:
+    """A live key: who it acts as, with which role, in which tenant (active or not)."""
+
+    id: uuid.UUID
+    role: str
+    user_id: uuid.UUID
+    tenant: TenantRef
+    tenant_active: bool
+
+
+_LOOKUP = (
+    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, Tenant.id.label("tenant_id"),
+              Tenant.slug, Tenant.schema_name, Tenant.status)
+    .join(Tenant, Tenant.id == ApiKey.tenant_id)
+    .where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None))
+)
+
+
+def verify_key(plaintext: str) -> VerifiedKey | None:
+    """Return the live key, or None for a malformed, unknown or revoked key.
+
+    One autocommit round trip on a pooled connection, outside the request's ORM transaction, so
+    that transaction can start directly in the tenant's schema (no BEGIN/ROLLBACK spent on the key).
+    """
     parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
-    row = db.session.execute(
-        sa.select(ApiKey, Tenant)
-        .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
-    ).first()
-    if row is None or not hmac.compare_digest(row.ApiKey.key_hash, _hash(plaintext)):
+    with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        row = conn.execute(_LOOKUP, {"prefix": parts[1]}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, _hash(plaintext)):
         return None
-    return row.ApiKey, row.Tenant
+    return VerifiedKey(id=row.id, role=row.role, user_id=row.user_id,
+                       tenant=TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name),
+                       tenant_active=row.status == "active")
 
 
 def revoke_key(record: ApiKey) -> None:

@@ -72,13 +72,12 @@ def authenticate_api_key(header: str) -> None:
     if found is None:
         abort(401, message="The API key is not valid or has been revoked.",
               headers={"WWW-Authenticate": "Bearer"})
-    api_key, tenant = found
     slug = requested_slug()
-    if tenant.status != "active" or (slug is not None and slug != tenant.slug):
+    if not found.tenant_active or (slug is not None and slug != found.tenant.slug):
         abort(404, message="No such organization.")
-    set_current_tenant(tenant.ref())
-    set_actor(Actor(user_id=api_key.user_id, role=api_key.role, api_key_id=api_key.id))
-    limit = ratelimit.hit(str(api_key.id))
+    set_current_tenant(found.tenant)
+    set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id))
+    limit = ratelimit.hit(str(found.id))
     g.rate_limit = limit
     if limit is not None and limit.exceeded:
         abort(429, message="Rate limit exceeded; retry after the window resets.", headers=limit.headers())
