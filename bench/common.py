@@ -192,7 +192,7 @@ def _ms(text: str) -> float:
 def parse_wrk(out: str) -> WrkResult:
     """Read requests/s and latency percentiles from wrk's --latency output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    pcts = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", out, re.M))
+    pcts = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     n_errors = int(errors.group(1)) if errors else 0
