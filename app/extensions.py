@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import redis
 from flask import current_app, request
 from flask_login import LoginManager
@@ -49,13 +51,19 @@ class Api(SmorestApi):
 api = Api()
 
 
+_redis_lock = threading.Lock()
+
+
 def redis_client() -> redis.Redis:
-    """Return the app's Redis client (one connection pool per process)."""
+    """Return the app's Redis client (one connection pool per process, made once even under threads)."""
     client = current_app.extensions.get("tms_redis")
     if client is None:
-        client = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=2,
-            health_check_interval=30,
-        )
-        current_app.extensions["tms_redis"] = client
+        with _redis_lock:
+            client = current_app.extensions.get("tms_redis")
+            if client is None:
+                client = redis.Redis.from_url(
+                    current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=2,
+                    health_check_interval=30,
+                )
+                current_app.extensions["tms_redis"] = client
     return client
