@@ -43,13 +43,17 @@ def run(ctx: BenchContext) -> list[Row]:
     bare = _bare_rq_jobs_per_second(ctx)
     rows = []
     for n in (1, 2):
+        load = os.getloadavg()[0]
         rate = _backlog_rate(ctx, n)
         rows.append(Row(f"assignment: backlog of {BACKLOG} tickets in 2 tenants, {n} worker{'s' * (n > 1)}", rate,
                         "assigned/s", "bare RQ no-op jobs, 1 worker", bare, aim=">= 300 assigned/s",
-                        note="least loaded among 20 agents; rows locked, decisions + audit recorded"))
+                        note=f"least loaded among 20 agents; rows locked, decisions + audit recorded; "
+                             f"machine load average {load:.1f} at start"))
     for rate in RATES:
+        load = os.getloadavg()[0]
         lat = _latency(ctx, rate)
-        note = f"{lat['n']} tickets at {rate:.0f}/s, gunicorn + 2 workers; no event for {lat['missing']}"
+        note = (f"{lat['n']} tickets at {rate:.0f}/s, gunicorn + 2 workers; no event for {lat['missing']}; "
+                f"machine load average {load:.1f} at start")
         for pct, aim in (("p50", ""), ("p95", "< 200 ms"), ("p99", "")):
             rows.append(Row(f"assignment latency 201 -> assigned event at {rate:.0f}/s, {pct}", lat[pct], "ms",
                             aim=aim, note=note if pct == "p99" else ""))
