@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import UTC
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 Tag = fields.String(validate=validate.Length(min=1, max=64))
 
@@ -18,3 +20,21 @@ class ErrorSchema(Schema):
     status = fields.String()
     message = fields.String()
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 timestamp (UTC when no zone is given), normalised to UTC.
+
+    Python accepts offsets up to ±23:59 but PostgreSQL only up to ±15:59, so values are converted
+    before they reach a query rather than failing there.
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValidationError("Not a representable timestamp.") from exc

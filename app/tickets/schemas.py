@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
 from app.pagination import PageArgs
-from app.schemas import tag_list
+from app.schemas import UtcDateTime, tag_list
 from app.tickets.models import PRIORITIES, STATUSES
 
 MAX_DESCRIPTION = 64 * 1024
@@ -115,8 +113,8 @@ class TicketFilterArgs(Schema):
     team_id = fields.UUID()
     requester_id = fields.UUID()
     tag = fields.String(validate=validate.Length(min=1, max=64))
-    created_after = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Inclusive."})
-    created_before = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Exclusive."})
+    created_after = UtcDateTime(metadata={"description": "Inclusive."})
+    created_before = UtcDateTime(metadata={"description": "Exclusive."})
     q = fields.String(validate=validate.Length(min=1, max=500), metadata={
         "description": 'Full-text search over title, description and messages: words, "a phrase", '
                        "prefix*, -excluded, OR."})
