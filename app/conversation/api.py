@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from flask import jsonify, request
 from flask.views import MethodView
 from flask_smorest import Api
 from werkzeug.routing import Map, Rule
 
+from app import idempotency
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.conversation import services, tokens
@@ -20,7 +20,6 @@ from app.conversation.schemas import (
 )
 from app.extensions import db
 from app.pagination import page_body, page_schema
-from app.tickets import idempotency
 from app.tickets.services import ticket_for
 from tenants.context import current_tenant
 
@@ -82,28 +81,17 @@ class TicketMessages(MethodView):
 
     @blp.arguments(MessageSchema)
     @blp.response(201, MessageSchema)
-    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"},
-                          "description": "Repeat the same request with the same key to get the first response."}])
+    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data, ticket_id: uuid.UUID):
         """Post a message; `parent_id` makes it a reply, `internal` a note only staff can see.
 
         The message is stored, then sent to every open stream of the ticket.
         """
-        actor = current_actor()
-        key = request.headers.get("Idempotency-Key")
-        owner = actor.api_key_id or actor.user_id
-        endpoint = f"POST /tickets/{ticket_id}/messages"
-        if key is not None and owner is not None:
-            earlier = idempotency.claim(owner, key, endpoint, idempotency.fingerprint(request.get_json()))
-            if earlier is not None:
-                db.session.rollback()
-                response = jsonify(earlier.response_body)
-                response.status_code = earlier.status_code
-                response.headers["Idempotent-Replayed"] = "true"
-                return response
-        message = services.post_message(actor, ticket_id, **data)
-        if key is not None and owner is not None:
-            idempotency.store(owner, key, 201, services.message_json(message))
+        earlier = idempotency.replay_or_claim(f"POST /tickets/{ticket_id}/messages")
+        if earlier is not None:
+            return earlier
+        message = services.post_message(current_actor(), ticket_id, **data)
+        idempotency.remember(services.message_json(message))
         db.session.commit()
         return message
 

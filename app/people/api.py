@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Api, abort
 
+from app import idempotency
 from app.api_common import api_blueprint, get_or_404
 from app.auth.actor import admin_only, current_actor, staff_only
 from app.extensions import db
@@ -42,13 +43,18 @@ class Users(MethodView):
     @admin_only
     @blp.arguments(UserSchema)
     @blp.response(201, UserSchema)
+    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Add a user (admin, agent or requester). A taken email answers 409."""
+        earlier = idempotency.replay_or_claim("POST /users")
+        if earlier is not None:
+            return earlier
         try:
             user = services.create_user(**data)
         except services.Conflict as exc:
             db.session.rollback()
             abort(409, message=str(exc))
+        idempotency.remember(UserSchema().dump(user))
         db.session.commit()
         return user
 
@@ -114,15 +120,21 @@ class Teams(MethodView):
     @admin_only
     @blp.arguments(TeamSchema)
     @blp.response(201, TeamSchema)
+    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Create a team. A taken name answers 409."""
+        earlier = idempotency.replay_or_claim("POST /teams")
+        if earlier is not None:
+            return earlier
         try:
             team = services.create_team(**data)
         except services.Conflict as exc:
             db.session.rollback()
             abort(409, message=str(exc))
+        body = _team_body(team, [])
+        idempotency.remember(TeamSchema().dump(body))
         db.session.commit()
-        return _team_body(team, [])
+        return body
 
 
 @blp.route("/teams/<uuid:team_id>")

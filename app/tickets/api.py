@@ -12,10 +12,11 @@ from flask.views import MethodView
 from flask_smorest import Api
 from marshmallow import RAISE
 
+from app import idempotency
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.extensions import db
-from app.tickets import export, idempotency, listing, services
+from app.tickets import export, listing, services
 from app.tickets.models import Ticket
 from app.tickets.schemas import (
     CloseSchema,
@@ -86,25 +87,16 @@ class Tickets(MethodView):
 
     @blp.arguments(TicketSchema)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "schema": {"type": "string"},
-                          "description": "Repeat the same request with the same key to get the first response."}])
+    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
-        actor = current_actor()
-        key = request.headers.get("Idempotency-Key")
-        owner = actor.api_key_id or actor.user_id
-        if key is not None and owner is not None:
-            earlier = idempotency.claim(owner, key, "POST /tickets", idempotency.fingerprint(request.get_json()))
-            if earlier is not None:
-                response = json_response(earlier.response_body, earlier.status_code)
-                response.headers["Idempotent-Replayed"] = "true"
-                response.set_etag(services.etag_of_version(earlier.response_body["version"]))
-                db.session.rollback()
-                return response
-        ticket = services.create_ticket(actor, **data)
+        earlier = idempotency.replay_or_claim("POST /tickets")
+        if earlier is not None:
+            earlier.set_etag(services.etag_of_version(earlier.get_json()["version"]))
+            return earlier
+        ticket = services.create_ticket(current_actor(), **data)
         body = dump_ticket(ticket)
-        if key is not None and owner is not None:
-            idempotency.store(owner, key, 201, body)
+        idempotency.remember(body)
         db.session.commit()
         return ticket_response(ticket, 201, body)
 
