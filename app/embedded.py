@@ -180,3 +180,21 @@ class EmbeddedRedis:
 def remove_tree(path: Path) -> None:
     """Delete a data folder left by a stopped embedded server."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def start_missing(root: Path, database_url: str | None, redis_url: str | None,
+                  durable: bool = True) -> tuple[str, str, list[EmbeddedPostgres | EmbeddedRedis]]:
+    """Return database and Redis URLs, starting embedded servers under `root` for any not given.
+
+    The servers started are returned too, so the caller can stop them (last started, first).
+    """
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    if not database_url:
+        pg = EmbeddedPostgres(root / "postgres", durable=durable).start()
+        started.append(pg)
+        database_url = pg.url
+    if not redis_url:
+        rd = EmbeddedRedis(root / "redis").start()
+        started.append(rd)
+        redis_url = rd.url
+    return database_url, redis_url, started

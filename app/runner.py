@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.embedded import start_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,18 +32,11 @@ def _secret_key(data_dir: Path) -> str:
 def main() -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    servers: list = []
     env = dict(os.environ)
-    if not env.get("DATABASE_URL"):
-        pg = EmbeddedPostgres(data_dir / "postgres").start()
-        servers.append(pg)
-        env["DATABASE_URL"] = pg.url
-        print(f"PostgreSQL 16 (embedded) on port {pg.port}, data in {pg.data_dir}")
-    if not env.get("REDIS_URL"):
-        rd = EmbeddedRedis(data_dir / "redis").start()
-        servers.append(rd)
-        env["REDIS_URL"] = rd.url
-        print(f"Redis (embedded) on port {rd.port}, data in {rd.data_dir}")
+    env["DATABASE_URL"], env["REDIS_URL"], servers = start_missing(
+        data_dir, env.get("DATABASE_URL"), env.get("REDIS_URL"))
+    for server in servers:
+        print(f"{type(server).__name__} on port {server.port}, data in {server.data_dir}")
     env.setdefault("SECRET_KEY", _secret_key(data_dir))
     env.setdefault("MEDIA_ROOT", str(data_dir / "media"))
     children: list[subprocess.Popen] = []

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from app.embedded import free_port, start_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,18 +204,7 @@ def parse_wrk(out: str) -> WrkResult:
 
 def start_services(work_dir: Path) -> tuple[str, str, list]:
     """Start durable embedded Postgres + Redis (unless BENCH_DATABASE_URL / BENCH_REDIS_URL)."""
-    started: list = []
-    database_url = os.environ.get("BENCH_DATABASE_URL")
-    if not database_url:
-        pg = EmbeddedPostgres(work_dir / "pg", durable=True).start()
-        started.append(pg)
-        database_url = pg.url
-    redis_url = os.environ.get("BENCH_REDIS_URL")
-    if not redis_url:
-        rd = EmbeddedRedis(work_dir / "redis").start()
-        started.append(rd)
-        redis_url = rd.url
-    return database_url, redis_url, started
+    return start_missing(work_dir, os.environ.get("BENCH_DATABASE_URL"), os.environ.get("BENCH_REDIS_URL"))
 
 
 def new_work_dir() -> Path:

@@ -16,7 +16,7 @@ import pytest
 import redis as redis_lib
 
 from app import create_app
-from app.embedded import EmbeddedPostgres, EmbeddedRedis
+from app.embedded import start_missing
 from app.extensions import db
 from tenants.migrations import upgrade_public
 
@@ -29,18 +29,9 @@ class Services:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    started = []
     root = Path(tempfile.mkdtemp(prefix="tms-test-"))
-    database_url = os.environ.get("TEST_DATABASE_URL")
-    if not database_url:
-        pg = EmbeddedPostgres(root / "pg", durable=False).start()
-        started.append(pg)
-        database_url = pg.url
-    redis_url = os.environ.get("TEST_REDIS_URL")
-    if not redis_url:
-        rd = EmbeddedRedis(root / "redis").start()
-        started.append(rd)
-        redis_url = rd.url
+    database_url, redis_url, started = start_missing(
+        root, os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL"), durable=False)
     redis_lib.Redis.from_url(redis_url).flushdb()
     yield Services(database_url, redis_url)
     for server in reversed(started):
