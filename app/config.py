@@ -30,10 +30,12 @@ class Config:
         self.MEDIA_ROOT = os.environ.get("MEDIA_ROOT", os.path.join(os.environ.get("DATA_DIR", ".data"), "media"))
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
-        self.SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true")
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.PREFERRED_URL_SCHEME = os.environ.get("PREFERRED_URL_SCHEME", "http")
+        # Served over https (PREFERRED_URL_SCHEME=https), cookies are Secure unless told otherwise.
+        secure = os.environ.get("SESSION_COOKIE_SECURE", str(self.PREFERRED_URL_SCHEME == "https"))
+        self.SESSION_COOKIE_SECURE = self.REMEMBER_COOKIE_SECURE = secure.lower() in ("1", "true")
         self.WTF_CSRF_TIME_LIMIT = None
         self.STREAM_TOKEN_TTL = _int("STREAM_TOKEN_TTL", 60)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
