@@ -14,6 +14,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from app.auth.key_cache import change_on_commit
 from app.extensions import db
 from tenants.context import TenantRef, current_tenant, schema_for
 from tenants.migrations import tenant_head_ddl
@@ -70,6 +71,7 @@ def set_status(slug: str, status: str) -> Tenant | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is not None:
         tenant.status = status
+        change_on_commit(db.session)  # its keys' cached status is stale from the commit on
     return tenant
 
 
@@ -80,6 +82,7 @@ def drop_tenant(slug: str) -> bool:
         return False
     db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE'))
     db.session.delete(tenant)
+    change_on_commit(db.session)
     return True
 
 

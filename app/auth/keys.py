@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from app.auth import key_cache
 from app.extensions import db
 from tenants.context import TenantRef
 from tenants.models import ApiKey, Tenant
@@ -18,7 +19,8 @@ from tenants.models import ApiKey, Tenant
 KEY_PREFIX = "tms"
 
 
-def _hash(key: str) -> str:
+def key_digest(key: str) -> str:
+    """Return the stored hash of a key."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -27,7 +29,7 @@ def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: st
     prefix = secrets.token_hex(6)
     plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKey(
-        id=uuid.uuid4(), tenant_id=tenant_id, prefix=prefix, key_hash=_hash(plaintext), name=name,
+        id=uuid.uuid4(), tenant_id=tenant_id, prefix=prefix, key_hash=key_digest(plaintext), name=name,
         role=role, user_id=user_id,
     )
     db.session.add(record)
@@ -64,7 +66,7 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
         return None
     with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         row = conn.execute(_LOOKUP, {"prefix": parts[1]}).first()
-    if row is None or not hmac.compare_digest(row.key_hash, _hash(plaintext)):
+    if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
         return None
     return VerifiedKey(id=row.id, role=row.role, user_id=row.user_id,
                        tenant=TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name),
@@ -72,5 +74,6 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
 
 
 def revoke_key(record: ApiKey) -> None:
-    """Revoke a key; the very next request with it is refused."""
+    """Revoke a key; once committed, the very next request with it is refused."""
     record.revoked_at = datetime.now(UTC)
+    key_cache.change_on_commit(db.session)

@@ -42,15 +42,27 @@ class RateLimit:
 
 def hit(key_id: str) -> RateLimit | None:
     """Count one request for `key_id`; None when Redis cannot be reached."""
+    counted = hit_and_read(key_id, None)
+    return None if counted is None else counted[0]
+
+
+def hit_and_read(key_id: str, name: str | None) -> tuple[RateLimit, bytes | None] | None:
+    """Count one request for `key_id` and read the string `name` in the same round trip.
+
+    None when Redis cannot be reached.
+    """
     limit = current_app.config["RATE_LIMIT_PER_MINUTE"]
     window = int(time.time()) // WINDOW
-    name = f"rl:{key_id}:{window}"
+    counter = f"rl:{key_id}:{window}"
     try:
         pipe = redis_client().pipeline(transaction=False)
-        pipe.incr(name)
-        pipe.expire(name, WINDOW * 2)
-        count = pipe.execute()[0]
+        pipe.incr(counter)
+        pipe.expire(counter, WINDOW * 2)
+        if name is not None:
+            pipe.get(name)
+        replies = pipe.execute()
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
-    return RateLimit(limit=limit, remaining=limit - count, reset=(window + 1) * WINDOW)
+    value = replies[2] if name is not None else None
+    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW), value

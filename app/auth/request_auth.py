@@ -15,7 +15,10 @@ from flask_smorest import abort
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, set_actor
-from app.auth.keys import verify_key
+from app.auth.key_cache import GENERATION, key_cache
+from app.auth.key_cache import init_app as key_cache_init
+from app.auth.keys import VerifiedKey, key_digest, verify_key
+from app.auth.ratelimit import RateLimit
 from app.extensions import db, login
 from tenants.context import _current, set_current_tenant
 from tenants.resolution import active_tenant, requested_slug
@@ -28,6 +31,7 @@ PUBLIC_API_ENDPOINTS = frozenset({"swagger_ui_asset"})
 
 
 def init_app(app: Flask) -> None:
+    key_cache_init(app)
     app.before_request(authenticate)
     app.after_request(add_rate_limit_headers)
     app.teardown_request(forget_tenant)
@@ -68,7 +72,7 @@ def authenticate_api_key(header: str) -> None:
     if scheme.lower() != "bearer" or not key.strip():
         abort(401, message="Send an API key as 'Authorization: Bearer <key>'.",
               headers={"WWW-Authenticate": "Bearer"})
-    found = verify_key(key.strip())
+    found, limit = verified_and_counted(key.strip())
     if found is None:
         abort(401, message="The API key is not valid or has been revoked.",
               headers={"WWW-Authenticate": "Bearer"})
@@ -77,10 +81,40 @@ def authenticate_api_key(header: str) -> None:
         abort(404, message="No such organization.")
     set_current_tenant(found.tenant)
     set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id))
-    limit = ratelimit.hit(str(found.id))
     g.rate_limit = limit
     if limit is not None and limit.exceeded:
         abort(429, message="Rate limit exceeded; retry after the window resets.", headers=limit.headers())
+
+
+def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None]:
+    """Return the live key (cached while the key generation stands) and its rate-limit count.
+
+    A cached key is counted and its generation checked in one Redis round trip; Postgres is asked
+    only on a miss, when the generation moved, or when Redis cannot be read.
+    """
+    cache = key_cache()
+    digest = key_digest(key)
+    entry = cache.get(digest)
+    if entry is not None:
+        counted = ratelimit.hit_and_read(str(entry.key.id), GENERATION)
+        if counted is not None and counted[1] == entry.generation:
+            return entry.key, counted[0]
+        cache.entries.pop(digest, None)
+        found = verify_key(key)
+        if found is not None and counted is not None:
+            cache.put(digest, found, counted[1])  # the generation was read before Postgres was
+        return found, None if counted is None else counted[0]
+    seen = cache.generation
+    found = verify_key(key)
+    if found is None:
+        return None, None
+    counted = ratelimit.hit_and_read(str(found.id), GENERATION)
+    if counted is None:
+        return found, None
+    if counted[1] == seen:  # no key changed between the generation last seen and now
+        cache.put(digest, found, seen)
+    cache.generation = counted[1]
+    return found, counted[0]
 
 
 def add_rate_limit_headers(response):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from app import audit
+from app.auth import key_cache
 from app.extensions import db
 from app.outbox import emit
 from app.people.models import Team, TeamMember, User
@@ -88,6 +89,7 @@ def delete_user(user: User) -> None:
         sa.update(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=sa.func.now())
     )
+    key_cache.change_on_commit(db.session)
     audit.record("user", user.id, "deleted", before=_snapshot(user))
 
 

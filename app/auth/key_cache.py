@@ -1,0 +1,98 @@
+"""Remember verified API keys for a few seconds, and drop them the moment any key may have changed.
+
+Checking a key in Postgres costs a round trip on every API request, so each app (one per web
+process) keeps the keys it verified, by key hash, tagged with the key generation: a random token
+in Redis that every revocation, user deletion, tenant suspension or drop replaces once its
+transaction commits. Requests read the generation in the same Redis round trip as their
+rate-limit counter and go back to Postgres when it has moved, so a revoked key is refused on the
+very next request in every process, with no listener thread and no extra round trip. When Redis
+cannot be read the cache is bypassed; if the generation could not be replaced, entries still
+expire after `TTL` seconds. An entry is one key's own facts (its tenant included), never shared
+between keys, so no tenant's data crosses to another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from app.extensions import redis_client
+from tenants.context import TenantSession
+
+if TYPE_CHECKING:
+    from app.auth.keys import VerifiedKey
+
+log = logging.getLogger(__name__)
+GENERATION = "auth:keys:generation"
+TTL = 5.0
+MAX_ENTRIES = 10_000
+_CHANGED = "tms_keys_changed"
+_UNSEEN = object()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: VerifiedKey
+    generation: bytes | None
+    expires: float
+
+
+class KeyCache:
+    """The verified keys of one app, by key hash, and the last key generation it read from Redis."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.generation: object = _UNSEEN
+
+    def get(self, digest: str) -> Entry | None:
+        entry = self.entries.get(digest)
+        if entry is not None and entry.expires < time.monotonic():
+            self.entries.pop(digest, None)
+            return None
+        return entry
+
+    def put(self, digest: str, key: VerifiedKey, generation: bytes | None) -> None:
+        if len(self.entries) >= MAX_ENTRIES:
+            self.entries.clear()
+        self.entries[digest] = Entry(key, generation, time.monotonic() + TTL)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["tms_key_cache"] = KeyCache()
+    if not sa.event.contains(TenantSession, "after_commit", _after_commit):
+        sa.event.listen(TenantSession, "after_commit", _after_commit)
+
+
+def key_cache() -> KeyCache:
+    """Return this app's key cache."""
+    return current_app.extensions["tms_key_cache"]
+
+
+def change_on_commit(session: sa.orm.Session) -> None:
+    """Note that the session's transaction changes keys, so caches are dropped once it commits."""
+    session.info[_CHANGED] = True
+
+
+def _after_commit(session: sa.orm.Session) -> None:
+    # A flag left by a rolled-back transaction only costs one extra round of cache misses.
+    if session.info.pop(_CHANGED, False):
+        keys_changed()
+
+
+def keys_changed() -> None:
+    """Drop this app's cached keys and make every other process re-check its own."""
+    key_cache().clear()
+    try:
+        redis_client().set(GENERATION, uuid.uuid4().hex)
+    except redis.RedisError as exc:
+        log.warning("key generation not replaced, other processes rely on the TTL: %s", exc)
