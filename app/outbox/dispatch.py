@@ -28,7 +28,7 @@ from app.extensions import db, redis_client
 from app.outbox import BY_NAME
 from app.outbox.models import OutboxEvent
 from app.queues import RETRY, queue
-from tenants.context import current_tenant, tenant_context
+from tenants.context import TenantRef, current_tenant, tenant_context
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -132,12 +132,36 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
     return len(rows)
 
 
+def tenants_with_overdue_rows(tenants: list[TenantRef], chunk: int = 200) -> list[TenantRef]:
+    """Return the tenants whose outbox has rows old enough to relay, a few UNION queries for all.
+
+    The sweep then visits only those, instead of three round trips per tenant every interval.
+    A chunk that cannot be read (a damaged schema) is returned whole, to be tried one by one.
+    """
+    min_age = current_app.config["OUTBOX_REDELIVER_AFTER"] / 10
+    overdue: list[TenantRef] = []
+    for start in range(0, len(tenants), chunk):
+        part = tenants[start:start + chunk]
+        probes = " union all ".join(
+            f'select {i} where exists (select 1 from "{t.schema}".outbox where processed_at is null '
+            f"and created_at < now() - make_interval(secs => :age))"
+            for i, t in enumerate(part))
+        try:
+            hits = db.session.execute(sa.text(probes), {"age": min_age}).scalars().all()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("relay probe failed, sweeping %d tenants one by one: %s", len(part), exc)
+            hits = range(len(part))
+        db.session.rollback()
+        overdue += [part[i] for i in hits]
+    return overdue
+
+
 def relay_once() -> int:
-    """Sweep every active tenant once; return how many rows were enqueued."""
+    """Sweep the active tenants that have overdue rows; return how many rows were enqueued."""
     tenants = [t.ref() for t in db.session.execute(sa.select(Tenant).where(Tenant.status == "active")).scalars()]
     db.session.rollback()
     total = 0
-    for ref in tenants:
+    for ref in tenants_with_overdue_rows(tenants):
         with tenant_context(ref):
             try:
                 total += relay_tenant(ref.slug)

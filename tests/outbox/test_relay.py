@@ -1,0 +1,39 @@
+"""The outbox relay hands overdue rows to RQ, visiting only tenants that have some."""
+
+import sqlalchemy as sa
+from rq import Queue
+
+from app import create_app
+from app.extensions import db, redis_client
+from app.outbox.dispatch import relay_once
+from tests.conftest import ApiClient, app_config
+
+
+def _age_outbox(schema: str) -> None:
+    db.session.execute(sa.text(f'update "{schema}".outbox set created_at = now() - interval \'1 hour\''))
+    db.session.commit()
+
+
+def test_relay_enqueues_rows_the_fast_path_missed_and_survives_a_damaged_tenant(services, make_tenant):
+    app = create_app(app_config(services, OUTBOX_FAST_PATH=False))
+    healthy, damaged, idle = make_tenant(), make_tenant(), make_tenant()
+    for handle in (healthy, damaged):
+        resp = ApiClient(app.test_client(), handle.key).post("/api/v1/tickets", json={"title": "waiting"})
+        assert resp.status_code == 201
+    with app.app_context():
+        queue = Queue("assignment", connection=redis_client())
+        queue.empty()
+        for handle in (healthy, damaged):
+            _age_outbox(f"tenant_{handle.slug}")
+        db.session.execute(sa.text(f'drop table "tenant_{damaged.slug}".outbox'))
+        db.session.commit()
+        assert relay_once() == 1
+        jobs = queue.get_jobs()
+        assert [job.args[0] for job in jobs] == [healthy.slug]
+        enqueued = db.session.execute(sa.text(
+            f'select count(*) from "tenant_{healthy.slug}".outbox where enqueued_at is not null')).scalar()
+        assert enqueued == 1
+        # Just enqueued, so not overdue again until OUTBOX_REDELIVER_AFTER has passed.
+        assert relay_once() == 0
+        assert idle.slug not in {job.args[0] for job in queue.get_jobs()}
+        queue.empty()
