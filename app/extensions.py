@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import redis
+from apispec import BasePlugin
 from flask import current_app, request
 from flask_login import LoginManager
 from flask_smorest import Api as SmorestApi
@@ -29,6 +30,22 @@ login = LoginManager()
 csrf = CSRFProtect()
 
 
+class CommonErrorsPlugin(BasePlugin):
+    """Document on every authenticated operation the errors any of them can answer."""
+
+    PUBLIC_PATHS = ("/api/v1/signup",)
+    CODES = ("401", "403", "429")  # bad or revoked key, role may not, over the rate limit
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        if not path or not path.startswith("/api/v1/") or path in self.PUBLIC_PATHS:
+            return
+        codes = (*self.CODES, "404") if "{" in path else self.CODES  # an unknown or other tenant's id
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            for code in codes:
+                responses.setdefault(code, "DEFAULT_ERROR")
+
+
 class Api(SmorestApi):
     """flask-smorest's Api, with errors in the contract's shape for API paths and HTML elsewhere."""
 
@@ -48,7 +65,7 @@ class Api(SmorestApi):
         return {name for name in current_app.blueprints if name.startswith("api_")}
 
 
-api = Api()
+api = Api(spec_kwargs={"extra_plugins": [CommonErrorsPlugin()]})
 
 
 _redis_lock = threading.Lock()

@@ -43,6 +43,7 @@ class Users(MethodView):
     @admin_only
     @blp.arguments(UserSchema)
     @blp.response(201, UserSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Add a user (admin, agent or requester). A taken email answers 409."""
@@ -71,6 +72,7 @@ class UserById(MethodView):
 
     @blp.arguments(UserPatchSchema)
     @blp.response(200, UserSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     def patch(self, changes, user_id: uuid.UUID):
         """Change a user. Admins change anyone; a user may change their own name, password and availability."""
         actor = current_actor()
@@ -90,6 +92,7 @@ class UserById(MethodView):
 
     @admin_only
     @blp.response(204)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     def delete(self, user_id: uuid.UUID):
         """Deactivate a user: their sessions end, their keys are revoked, they leave their teams."""
         user = get_or_404(User, user_id, "user")
@@ -120,6 +123,7 @@ class Teams(MethodView):
     @admin_only
     @blp.arguments(TeamSchema)
     @blp.response(201, TeamSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Create a team. A taken name answers 409."""
@@ -149,6 +153,7 @@ class TeamById(MethodView):
     @admin_only
     @blp.arguments(TeamPatchSchema)
     @blp.response(200, TeamSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     def patch(self, changes, team_id: uuid.UUID):
         """Rename a team or change its description."""
         team = get_or_404(Team, team_id, "team")

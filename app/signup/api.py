@@ -50,6 +50,7 @@ class SignupResultSchema(Schema):
 class Signups(MethodView):
     @blp.arguments(SignupSchema)
     @blp.response(201, SignupResultSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, data):
         """Create an organization with its own schema, its admin user and an admin API key."""
         try:
