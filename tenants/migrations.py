@@ -32,6 +32,7 @@ def alembic_config(track: str, **attributes: object) -> Config:
     return cfg
 
 
+@lru_cache(maxsize=2)
 def head(track: str) -> str:
     """Return the head revision of a track."""
     return ScriptDirectory.from_config(alembic_config(track)).get_current_head()
@@ -109,7 +110,7 @@ _worker_engine: sa.Engine | None = None
 
 def _init_worker(url: str) -> None:
     global _worker_engine
-    _worker_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    _worker_engine = sa.create_engine(url, pool_size=1, max_overflow=0)  # one connection per process
 
 
 def _upgrade_in_worker(schema: str) -> bool:
