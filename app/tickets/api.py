@@ -30,6 +30,9 @@ from app.tickets.schemas import (
 from tenants.context import current_tenant
 
 blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.")
+# Instances, not classes: webargs builds a schema from a class on every request (deep-copying
+# its fields); a schema keeps no state between loads, so one instance serves every thread.
+LIST_ARGS, NEW_TICKET, TICKET_CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
 ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match.",
                         "schema": {"type": "string"}}}
 
@@ -82,7 +85,7 @@ def commit_and_respond(ticket: Ticket) -> Response:
 @blp.route("/tickets")
 class Tickets(MethodView):
     # unknown=RAISE: a misspelt filter must answer 422, not silently widen the result.
-    @blp.arguments(TicketListArgs, location="query", unknown=RAISE)
+    @blp.arguments(LIST_ARGS, location="query", unknown=RAISE)
     @blp.response(200, TicketPageSchema)
     @blp.alt_response(503, response="DEFAULT_ERROR")
     def get(self, args):
@@ -98,7 +101,7 @@ class Tickets(MethodView):
         return json_response({"items": [dump_ticket(t) for t in found.items], "next_cursor": found.next_cursor,
                               "order": found.order})
 
-    @blp.arguments(TicketSchema)
+    @blp.arguments(NEW_TICKET)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
     @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
@@ -143,7 +146,7 @@ class TicketById(MethodView):
         read_without_transaction()
         return ticket_response(services.ticket_for(current_actor(), ticket_id))
 
-    @blp.arguments(TicketUpdateSchema)
+    @blp.arguments(TICKET_CHANGES)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     @blp.alt_response(412, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
@@ -167,7 +170,7 @@ class TicketByNumber(MethodView):
 
 @blp.route("/tickets/<uuid:ticket_id>/close")
 class TicketClose(MethodView):
-    @blp.arguments(CloseSchema)
+    @blp.arguments(CLOSING)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, data, ticket_id: uuid.UUID):
