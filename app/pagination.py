@@ -69,7 +69,9 @@ def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: 
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None)."""
     if cursor:
         stmt = stmt.where(after(keys, decode_cursor(cursor, keys)))
-    rows = list(session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1)).scalars())
+    result = session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1))
+    # One entity: its objects; several columns: plain rows (cheaper, for read-only pages).
+    rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]

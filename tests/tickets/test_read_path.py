@@ -44,3 +44,24 @@ def test_a_read_sees_a_change_committed_just_before(tenant):
     assert tenant.api.get(f"/api/v1/tickets/{created['id']}").get_json()["title"] == "after"
     listed = tenant.api.get("/api/v1/tickets?limit=5").get_json()["items"]
     assert [t["title"] for t in listed] == ["after"]
+
+
+def test_a_listed_ticket_reads_exactly_as_the_ticket_itself(tenant):
+    agent = tenant.user("agent")
+    first = tenant.api.post("/api/v1/tickets", json={"title": "one", "tags": ["b", "a"], "category": "hw",
+                                                    "priority": "high"}).get_json()
+    assert tenant.api.patch(f"/api/v1/tickets/{first['id']}", json={"assignee_id": agent["id"]}).status_code == 200
+    closed = tenant.api.post(f"/api/v1/tickets/{first['id']}/close", json={"resolution": "fixed"})
+    assert closed.status_code == 200 and closed.get_json()["closed_at"] is not None
+    tenant.api.post("/api/v1/tickets", json={"title": "two"})
+    pages, cursor = [], None
+    while True:
+        body = tenant.api.get("/api/v1/tickets", query_string={"limit": 1, "cursor": cursor} if cursor
+                              else {"limit": 1}).get_json()
+        pages += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert [t["title"] for t in pages] == ["two", "one"]
+    for listed in pages:
+        assert listed == tenant.api.get(f"/api/v1/tickets/{listed['id']}").get_json()
