@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from app.assignment.models import AssignmentRule
+from app.auth import key_cache
 from app.auth.actor import Actor
 from app.auth.keys import mint_key
 from app.extensions import db
@@ -54,6 +55,7 @@ def seed_demo() -> Demo:
         admin = people.user_by_email(PEOPLE[0][0])
         db.session.execute(sa.update(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.name == DEMO_KEY_NAME,
                                                    ApiKey.revoked_at.is_(None)).values(revoked_at=sa.func.now()))
+        key_cache.change_on_commit(db.session)
         _, key = mint_key(tenant.id, admin.id, DEMO_KEY_NAME, "admin")
         db.session.commit()
     return Demo(url_path=f"/t/{DEMO_SLUG}/", api_key=key,

@@ -23,17 +23,22 @@ def test_relay_enqueues_rows_the_fast_path_missed_and_survives_a_damaged_tenant(
     with app.app_context():
         queue = Queue("assignment", connection=redis_client())
         queue.empty()
+        # A row for a handler this process does not know must not stop the sweep.
+        db.session.execute(sa.text(f'insert into "tenant_{healthy.slug}".outbox (topic, handler, payload) '
+                                   "values ('x', 'removed.handler', '{}')"))
         for handle in (healthy, damaged):
             _age_outbox(f"tenant_{handle.slug}")
         db.session.execute(sa.text(f'drop table "tenant_{damaged.slug}".outbox'))
         db.session.commit()
-        assert relay_once() == 1
-        jobs = queue.get_jobs()
-        assert [job.args[0] for job in jobs] == [healthy.slug]
+        assert relay_once() >= 1
+        slugs = {job.args[0] for job in queue.get_jobs()}
+        assert healthy.slug in slugs and damaged.slug not in slugs
         enqueued = db.session.execute(sa.text(
             f'select count(*) from "tenant_{healthy.slug}".outbox where enqueued_at is not null')).scalar()
         assert enqueued == 1
         # Just enqueued, so not overdue again until OUTBOX_REDELIVER_AFTER has passed.
-        assert relay_once() == 0
-        assert idle.slug not in {job.args[0] for job in queue.get_jobs()}
+        queue.empty()
+        relay_once()
+        slugs = {job.args[0] for job in queue.get_jobs()}
+        assert healthy.slug not in slugs and idle.slug not in slugs
         queue.empty()
