@@ -20,7 +20,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
-    from app import docs_assets, errors, extensions, health, realtime
+    from app import docs_assets, errors, extensions, health, input_guard, realtime
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
     from app.auth import request_auth
@@ -43,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     extensions.csrf.init_app(app)
     errors.init_app(app)
     request_auth.init_app(app)
+    input_guard.init_app(app)
     health.init_app(app)
     docs_assets.init_app(app)
     realtime.init_app(app)
