@@ -60,7 +60,9 @@ def _as_postgres_user() -> dict:
     try:
         entry = pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True)
+        # Two test workers may race to create the user on a fresh machine: one wins, both go on.
+        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=False,
+                       stderr=subprocess.DEVNULL)
         entry = pwd.getpwnam(PG_SYSTEM_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid}
 
