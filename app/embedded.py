@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root, so as root the server runs as a dedicated sys
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -57,13 +58,15 @@ def _as_postgres_user() -> dict:
     """Return Popen arguments that drop root to the PostgreSQL system user (if we are root)."""
     if os.geteuid() != 0:
         return {}
-    try:
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
-    except KeyError:
-        # Two test workers may race to create the user on a fresh machine: one wins, both go on.
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=False,
-                       stderr=subprocess.DEVNULL)
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    # Test workers start servers in parallel; on a fresh machine only one may create the user,
+    # and the others must wait until it is complete, so creation is serialised by a file lock.
+    with open("/tmp/tms-pg-system-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            entry = pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True)
+            entry = pwd.getpwnam(PG_SYSTEM_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid}
 
 
