@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from flask_smorest import Blueprint, abort
@@ -24,3 +26,13 @@ def get_or_404(model: type[T], object_id: uuid.UUID, what: str) -> T:
     if row is None or getattr(row, "deleted_at", None) is not None:
         abort(404, message=f"No such {what}.")
     return row
+
+
+@contextmanager
+def answer_as(status: int, *exceptions: type[Exception]) -> Iterator[None]:
+    """Turn a service's refusal into an HTTP error with its message, discarding the transaction."""
+    try:
+        yield
+    except exceptions as exc:
+        db.session.rollback()
+        abort(status, message=str(exc))

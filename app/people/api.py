@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Api, abort
 
 from app import idempotency
-from app.api_common import api_blueprint, get_or_404
+from app.api_common import answer_as, api_blueprint, get_or_404
 from app.auth.actor import admin_only, current_actor, staff_only
 from app.extensions import db
 from app.pagination import PageArgs, SortKey, page, page_body, page_schema
@@ -50,11 +50,8 @@ class Users(MethodView):
         earlier = idempotency.replay_or_claim("POST /users")
         if earlier is not None:
             return earlier
-        try:
+        with answer_as(409, services.Conflict):
             user = services.create_user(**data)
-        except services.Conflict as exc:
-            db.session.rollback()
-            abort(409, message=str(exc))
         idempotency.remember(UserSchema().dump(user))
         db.session.commit()
         return user
@@ -82,11 +79,8 @@ class UserById(MethodView):
                 abort(403, message="Only admins can change other users.")
             if set(changes) - SELF_EDITABLE:
                 abort(403, message="You may change only your name, password and availability.")
-        try:
+        with answer_as(409, services.Conflict):
             services.update_user(user, changes)
-        except services.Conflict as exc:
-            db.session.rollback()
-            abort(409, message=str(exc))
         db.session.commit()
         return user
 
@@ -96,11 +90,8 @@ class UserById(MethodView):
     def delete(self, user_id: uuid.UUID):
         """Deactivate a user: their sessions end, their keys are revoked, they leave their teams."""
         user = get_or_404(User, user_id, "user")
-        try:
+        with answer_as(409, services.Conflict):
             services.delete_user(user)
-        except services.Conflict as exc:
-            db.session.rollback()
-            abort(409, message=str(exc))
         db.session.commit()
 
 
@@ -130,11 +121,8 @@ class Teams(MethodView):
         earlier = idempotency.replay_or_claim("POST /teams")
         if earlier is not None:
             return earlier
-        try:
+        with answer_as(409, services.Conflict):
             team = services.create_team(**data)
-        except services.Conflict as exc:
-            db.session.rollback()
-            abort(409, message=str(exc))
         body = _team_body(team, [])
         idempotency.remember(TeamSchema().dump(body))
         db.session.commit()
@@ -157,11 +145,8 @@ class TeamById(MethodView):
     def patch(self, changes, team_id: uuid.UUID):
         """Rename a team or change its description."""
         team = get_or_404(Team, team_id, "team")
-        try:
+        with answer_as(409, services.Conflict):
             services.update_team(team, changes)
-        except services.Conflict as exc:
-            db.session.rollback()
-            abort(409, message=str(exc))
         db.session.commit()
         return _team_body(team, services.team_member_ids([team.id])[team.id])
 
