@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Api, abort
 
+from app import idempotency
 from app.api_common import api_blueprint, get_or_404
 from app.assignment import services
 from app.assignment.models import AssignmentRule
@@ -44,12 +45,17 @@ class Rules(MethodView):
     @admin_only
     @blp.arguments(RuleSchema)
     @blp.response(201, RuleSchema)
+    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Add a rule. The first enabled rule whose conditions all match picks the team and strategy."""
+        earlier = idempotency.replay_or_claim("POST /assignment-rules")
+        if earlier is not None:
+            return earlier
         try:
             rule = services.create_rule(**data)
         except services.InvalidRule as exc:
             _invalid(exc)
+        idempotency.remember(RuleSchema().dump(rule))
         db.session.commit()
         return rule
 

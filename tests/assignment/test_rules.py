@@ -134,3 +134,14 @@ def test_tags_any_and_no_rule_match(desk, run_jobs):
     assert left["assignee_id"] is None and left["status"] == "new" and left["team_id"] is None
     decision = desk.assignment(untagged)["decision"]
     assert decision["rule_id"] is None and decision["reason"] == "No enabled rule matches this ticket."
+
+
+def test_repeat_rule_create_with_idempotency_key_creates_once(tenant):
+    team = tenant.api.post("/api/v1/teams", json={"name": "Once"}).get_json()
+    body = {"name": "All", "position": 1, "conditions": {}, "team_id": team["id"], "strategy": "least_loaded"}
+    headers = {"Idempotency-Key": "rule-1"}
+    first = tenant.api.post("/api/v1/assignment-rules", json=body, headers=headers)
+    again = tenant.api.post("/api/v1/assignment-rules", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert len(tenant.api.get("/api/v1/assignment-rules").get_json()["items"]) == 1
