@@ -12,7 +12,6 @@ import fcntl
 import importlib.util
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -138,13 +137,7 @@ class EmbeddedPostgres:
         raise RuntimeError("postgres did not become ready")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: do not wait for clients
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, 15)  # SIGINT is "fast" shutdown: no waiting for clients
 
 
 @dataclass
@@ -173,18 +166,19 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, 10)
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a data folder left by a stopped embedded server."""
-    shutil.rmtree(path, ignore_errors=True)
+def stop_process(proc: subprocess.Popen | None, sig: int, grace: float) -> None:
+    """Send `sig` to a running child, then kill it if it has not exited after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def start_missing(root: Path, database_url: str | None, redis_url: str | None,

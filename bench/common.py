@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.embedded import free_port, start_missing
+from app.embedded import free_port, start_missing, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,13 +69,7 @@ class Server:
         return [int(p) for p in out.split()]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGTERM, 20)
 
 
 def rss_mb(pid: int) -> float:
