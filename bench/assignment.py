@@ -116,7 +116,7 @@ def _tenant_engine(ctx: BenchContext) -> sa.Engine:
 
 
 def _count_assigned(engine: sa.Engine, slug: str) -> int:
-    from tenants.context import schema_for
+    from tenants.names import schema_for
 
     with engine.connect() as conn:
         return conn.execute(sa.text(
@@ -201,7 +201,7 @@ def _backlog_rate(ctx: BenchContext, workers: int) -> float:
 
 def _wait_idle(ctx: BenchContext, slug: str) -> None:
     """Wait until the set-up's own events (members joining) are processed."""
-    from tenants.context import schema_for
+    from tenants.names import schema_for
 
     engine = _tenant_engine(ctx)
     deadline = time.monotonic() + 60

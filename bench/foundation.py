@@ -77,8 +77,8 @@ def _raw_schema(conn: psycopg.Connection, schema: str, ddl: str) -> None:
 
 def measure_migrate(ctx: BenchContext, tenants: int) -> list[Row]:
     """Time `flask tenants migrate` from the first revision to head over many tenant schemas."""
-    from tenants.context import schema_for
     from tenants.migrations import tenant_ddl
+    from tenants.names import schema_for
 
     first = tenant_ddl("t0001")
     delta = tenant_ddl("t0001:head")

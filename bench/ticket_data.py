@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from tenants.context import schema_for
+from tenants.names import schema_for
 
 SUBJECTS = ["Cannot", "Unable to", "Problem with", "Question about", "Broken", "Slow", "Error in", "Help with"]
 NOUNS = ["login", "invoice", "laptop", "email", "monitor", "keyboard", "account", "password", "phone",

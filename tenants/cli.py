@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.extensions import db
-from tenants import migrations, provisioning
+from tenants import migrations, names, provisioning
 
 tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
 
@@ -52,7 +52,7 @@ def create(slug: str, name: str, admin_email: str, admin_password: str) -> None:
     """Create a tenant with its schema, admin user and an admin API key."""
     from app.signup.services import sign_up
 
-    problem = provisioning.slug_problem(slug)
+    problem = names.slug_problem(slug)
     if problem:
         raise click.BadParameter(problem, param_hint="SLUG")
     try:

@@ -19,6 +19,8 @@ from functools import lru_cache
 import sqlalchemy as sa
 from flask_sqlalchemy.session import Session as FlaskSession
 
+from tenants.names import checked_schema
+
 PLACEHOLDER = "tenant"
 
 
@@ -29,6 +31,9 @@ class TenantRef:
     id: str
     slug: str
     schema: str
+
+    def __post_init__(self) -> None:
+        checked_schema(self.schema)  # a schema name is checked where it is built, whatever came before
 
 
 _current: contextvars.ContextVar[TenantRef | None] = contextvars.ContextVar("tenant", default=None)
@@ -45,11 +50,6 @@ def current_tenant() -> TenantRef:
 def current_tenant_or_none() -> TenantRef | None:
     """Return the tenant in context, if any."""
     return _current.get()
-
-
-def schema_for(slug: str) -> str:
-    """Return the Postgres schema name of a tenant slug (slugs have no `_`, so this is 1:1)."""
-    return "tenant_" + slug.replace("-", "_")
 
 
 def set_current_tenant(tenant: TenantRef | None) -> contextvars.Token:
@@ -84,6 +84,8 @@ def tenant_context(tenant: TenantRef) -> Iterator[TenantRef]:
 
 @lru_cache(maxsize=8192)
 def _translated(engine: sa.Engine, schema: str) -> sa.Engine:
+    if schema != PLACEHOLDER:
+        checked_schema(schema)
     return engine.execution_options(schema_translate_map={PLACEHOLDER: schema})
 
 

@@ -16,12 +16,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from tenants.context import TenantRef
+from tenants.names import SCHEMA_RULE, SLUG_RULE
+
+# The database refuses a malformed slug or schema name too, and a schema that is not the slug's.
+REGISTRY_NAME_CHECKS = (
+    sa.CheckConstraint(f"slug ~ '^{SLUG_RULE}$'", name="slug_format"),
+    sa.CheckConstraint(f"schema_name ~ '^{SCHEMA_RULE}$'", name="schema_name_format"),
+    sa.CheckConstraint("schema_name = 'tenant_' || replace(slug, '-', '_')", name="schema_name_of_slug"),
+)
 
 
 class Tenant(db.Model):
     __tablename__ = "tenants"
     __table_args__ = (
         sa.CheckConstraint("status in ('active', 'suspended')", name="status"),
+        *REGISTRY_NAME_CHECKS,
         {"schema": "public"},
     )
 

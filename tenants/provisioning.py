@@ -8,7 +8,6 @@ batch under `SET LOCAL search_path`, which keeps provisioning well under a secon
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import sqlalchemy as sa
@@ -16,33 +15,24 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from app.auth.key_cache import change_on_commit
 from app.extensions import db
-from tenants.context import TenantRef, current_tenant, schema_for
+from tenants.context import TenantRef, current_tenant
 from tenants.migrations import tenant_head_ddl
 from tenants.models import Tenant
-
-SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
-RESERVED_SLUGS = frozenset({
-    "www", "api", "admin", "public", "app", "static", "assets", "mail", "smtp", "ftp", "status",
-    "help", "support", "docs", "blog", "signup", "login", "logout", "auth", "root", "system",
-    "tenant", "tenants", "pg-catalog", "information-schema", "dashboard", "billing", "cdn", "media",
-})
+from tenants.names import checked_schema, schema_for, slug_problem
 
 
 class SlugTaken(Exception):
     """The slug (or its schema) already belongs to a tenant."""
 
 
-def slug_problem(slug: str) -> str | None:
-    """Return why a slug cannot be used, or None if it can."""
-    if not SLUG_PATTERN.match(slug):
-        return "Must start with a lowercase letter, then 1-39 lowercase letters, digits or hyphens."
-    if slug in RESERVED_SLUGS or slug.startswith("pg-"):
-        return "This name is reserved."
-    return None
-
-
 def new_tenant_ref(slug: str) -> TenantRef:
-    """Return the identity a new tenant will have; enter its context before `create_tenant`."""
+    """Return the identity a new tenant will have; enter its context before `create_tenant`.
+
+    Raises ValueError for a slug that is malformed or reserved, whichever caller let it through.
+    """
+    problem = slug_problem(slug)
+    if problem:
+        raise ValueError(f"slug {slug!r}: {problem}")
     return TenantRef(id=str(uuid.uuid4()), slug=slug, schema=schema_for(slug))
 
 
@@ -55,8 +45,9 @@ def create_tenant(name: str) -> Tenant:
         with db.session.begin_nested():
             db.session.flush()
             conn = db.session.connection()
-            conn.exec_driver_sql(f'CREATE SCHEMA "{ref.schema}"')
-            conn.exec_driver_sql(f'SET LOCAL search_path TO "{ref.schema}"')
+            schema = checked_schema(ref.schema)
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
             conn.exec_driver_sql(tenant_head_ddl())
             conn.exec_driver_sql("SET LOCAL search_path TO DEFAULT")
     except (IntegrityError, ProgrammingError) as exc:
@@ -80,7 +71,7 @@ def drop_tenant(slug: str) -> bool:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return False
-    db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE'))
+    db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'))
     db.session.delete(tenant)
     change_on_commit(db.session)
     return True

@@ -16,9 +16,10 @@ from flask import request
 
 from app.extensions import db
 from tenants.models import Tenant
+from tenants.names import is_slug
 
 ENVIRON_SLUG = "tms.tenant_slug"
-_PATH_PREFIX = re.compile(r"^/t/([a-z][a-z0-9-]{1,39})(/.*)?$")
+_PATH_PREFIX = re.compile(r"/t/([^/]*)(/.*)?", re.DOTALL)
 
 
 class TenantPathMiddleware:
@@ -29,17 +30,17 @@ class TenantPathMiddleware:
         self.tenant_domain = tenant_domain.lower().lstrip(".")
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        match = _PATH_PREFIX.match(environ.get("PATH_INFO", ""))
-        if match:
+        match = _PATH_PREFIX.fullmatch(environ.get("PATH_INFO", ""))
+        if match and is_slug(match.group(1)):
             slug, rest = match.group(1), match.group(2) or "/"
             environ[ENVIRON_SLUG] = slug
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + f"/t/{slug}"
             environ["PATH_INFO"] = rest
         elif self.tenant_domain:
-            host = environ.get("HTTP_HOST", "").split(":")[0].lower()
+            host = environ.get("HTTP_HOST", "").split(":")[0]
             suffix = "." + self.tenant_domain
-            if host.endswith(suffix) and host.count(".") == self.tenant_domain.count(".") + 1:
-                environ[ENVIRON_SLUG] = host[: -len(suffix)]
+            if host.isascii() and host.lower().endswith(suffix) and is_slug(host.lower()[: -len(suffix)]):
+                environ[ENVIRON_SLUG] = host.lower()[: -len(suffix)]
         return self.wsgi_app(environ, start_response)
 
 
@@ -49,7 +50,9 @@ def requested_slug() -> str | None:
 
 
 def active_tenant(slug: str) -> Tenant | None:
-    """Return the active tenant with this slug, or None."""
+    """Return the active tenant with exactly this slug, or None (a malformed slug matches nothing)."""
+    if not is_slug(slug):
+        return None
     return db.session.execute(
         sa.select(Tenant).where(Tenant.slug == slug, Tenant.status == "active")
     ).scalar_one_or_none()

@@ -8,7 +8,8 @@ from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.signup.services import sign_up
-from tenants.provisioning import SlugTaken, slug_problem
+from tenants.names import slug_problem
+from tenants.provisioning import SlugTaken
 
 bp = Blueprint("signup", __name__)
 

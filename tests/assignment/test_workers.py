@@ -15,7 +15,8 @@ from app import create_app
 from app.embedded import EmbeddedRedis
 from app.extensions import db
 from app.outbox.dispatch import relay_tenant
-from tenants.context import schema_for, tenant_context
+from tenants.context import tenant_context
+from tenants.names import schema_for
 from tenants.resolution import active_tenant
 from tests.assignment.conftest import Desk
 from tests.assignment.workers import start_worker, stop_worker, wait_until

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from app.extensions import db
-from tenants.context import schema_for
+from tenants.names import schema_for
 from tests.conftest import ApiClient
 
 

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from app.extensions import db
-from tenants.context import schema_for
 from tenants.migrations import head, tenant_ddl
+from tenants.names import schema_for
 
 
 def _make_old_tenant(slug: str) -> None:
