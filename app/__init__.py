@@ -2,61 +2,72 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from flask import Flask
 
 from app.config import Config
 
-# Modules whose `@subscribe` handlers run outbox events in workers.
-OUTBOX_HANDLERS: tuple[str, ...] = ("app.assignment.handlers",)
-
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, then each subsystem's `init_app`, like a table of contents."""
-    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app = Flask(__name__, template_folder="../templates")
     app.config.from_object(Config())
     if config:
         app.config.update(config)
 
-    from app import docs_assets, errors, extensions, health, input_guard, realtime
+    from app import docs_assets, extensions, health, http_errors, input_guard, realtime, seed, unit_of_work
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
+    from app.assignment import handlers as assignment_handlers
     from app.auth import request_auth
     from app.auth import ui as auth_ui
     from app.conversation import api as conversation_api
     from app.conversation import stream
     from app.outbox import cli as outbox_cli
+    from app.outbox import dispatch as outbox_dispatch
     from app.people import api as people_api
     from app.signup import api as signup_api
+    from app.signup import cli as signup_cli
     from app.signup import ui as signup_ui
     from app.tickets import api as tickets_api
     from app.ui import views as ui_views
+    from tenants import TenantPathMiddleware
     from tenants import cli as tenants_cli
-    from tenants.resolution import TenantPathMiddleware
 
+    # Infrastructure
     extensions.db.init_app(app)
     extensions.api.init_app(app)
     extensions.sock.init_app(app)
     extensions.login.init_app(app)
     extensions.csrf.init_app(app)
-    errors.init_app(app)
+    unit_of_work.init_app(app)
+    http_errors.init_app(app)
     request_auth.init_app(app)
     input_guard.init_app(app)
     health.init_app(app)
     docs_assets.init_app(app)
+    # Work after commit: live events, outbox rows to RQ, and the outbox handlers jobs run
     realtime.init_app(app)
-
-    for module in (signup_api, people_api, api_keys_api, tickets_api, conversation_api, assignment_api):
-        module.register(extensions.api)
+    outbox_dispatch.init_app(app)
+    assignment_handlers.init_app(app)
+    # The API
+    signup_api.register(extensions.api)
+    people_api.register(extensions.api)
+    api_keys_api.register(extensions.api)
+    tickets_api.register(extensions.api)
+    conversation_api.register(extensions.api)
+    assignment_api.register(extensions.api)
     stream.init_app(app)
-    for module in (auth_ui, signup_ui, ui_views):
-        module.init_app(app)
+    # Pages
+    auth_ui.init_app(app)
+    signup_ui.init_app(app)
+    ui_views.init_app(app)
+    # Commands
     tenants_cli.init_app(app)
+    signup_cli.init_app(app)
     outbox_cli.init_app(app)
-    for handlers in OUTBOX_HANDLERS:
-        importlib.import_module(handlers)
+    seed.init_app(app)
 
     app.wsgi_app = TenantPathMiddleware(app.wsgi_app, app.config["SERVER_NAME_FOR_TENANTS"])
     return app

@@ -10,6 +10,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
+
+
 class Config:
     """Settings for every environment; tests pass overrides to `create_app`."""
 
@@ -26,8 +34,6 @@ class Config:
         }
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
-        self.MEDIA_BACKEND = os.environ.get("MEDIA_BACKEND", "local")
-        self.MEDIA_ROOT = os.environ.get("MEDIA_ROOT", os.path.join(os.environ.get("DATA_DIR", ".data"), "media"))
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True
@@ -38,7 +44,14 @@ class Config:
         self.SESSION_COOKIE_SECURE = self.REMEMBER_COOKIE_SECURE = secure.lower() in ("1", "true")
         self.WTF_CSRF_TIME_LIMIT = None
         self.STREAM_TOKEN_TTL = _int("STREAM_TOKEN_TTL", 60)
+        self.STREAM_PING_INTERVAL = _float("STREAM_PING_INTERVAL", 25)
+        self.STREAM_RESYNC_INTERVAL = _float("STREAM_RESYNC_INTERVAL", 30)
+        self.STREAM_TYPING_INTERVAL = _float("STREAM_TYPING_INTERVAL", 1)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
+        # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
+        self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
+        # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).
+        self.OUTBOX_FAST_PATH = _flag("OUTBOX_FAST_PATH", True)
         # flask-smorest / OpenAPI
         self.API_TITLE = "Ticket Management System"
         self.API_VERSION = "v1"

@@ -1,84 +1,54 @@
-"""Errors in the contract's shape: `{"code", "status", "message", "errors"?}`, for every API path.
+"""The ways a service refuses, in the product's words; each caller kind maps them once.
 
-Validation errors from webargs arrive nested by location (`{"json": {"title": [...]}}`); the
-contract names fields directly, so locations are folded away. HTML pages get an HTML error page.
+Services raise these and never speak HTTP. The API maps them to its JSON error body
+(`app.http_errors`), pages to a message beside the form or an error page, socket handlers to an
+error event on the socket, and jobs to a failed job with the message recorded.
 """
 
 from __future__ import annotations
 
-import logging
 
-from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DataError
-from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, UnprocessableEntity
+class DomainError(Exception):
+    """A refusal with a message for people and, for invalid input, messages per field."""
 
-log = logging.getLogger(__name__)
-LOCATIONS = ("json", "query", "querystring", "headers", "form", "files", "view_args", "path", "cookies")
-
-
-def _flatten(errors: dict) -> dict:
-    flat: dict = {}
-    for key, value in errors.items():
-        if key in LOCATIONS and isinstance(value, dict):
-            flat.update(_flatten(value))
-        elif isinstance(value, dict):
-            for sub, messages in _flatten(value).items():
-                flat[f"{key}.{sub}"] = messages
-        else:
-            flat[key] = value if isinstance(value, list) else [value]
-    return flat
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
 
 
-def api_error_response(error: HTTPException):
-    """Return the JSON error body for an HTTP error."""
-    data = getattr(error, "data", None) or {}
-    headers = dict(data.get("headers") or {})
-    payload = {"code": error.code, "status": error.name}
-    errors = data.get("messages") or data.get("errors")
-    if errors:
-        payload["errors"] = _flatten(errors)
-    message = data.get("message")
-    if message is None:
-        if errors:
-            message = "The request has invalid fields."
-        elif isinstance(error, BadRequest) and error.description and "JSON" in str(error.description):
-            message = "The body is not valid JSON."
-        else:
-            message = error.description or error.name
-    payload["message"] = message
-    response = jsonify(payload)
-    response.status_code = error.code or 500
-    response.headers.update(headers)
-    if error.code == 405 and getattr(error, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(error.valid_methods)
-    return response
+class NotFound(DomainError):
+    """The thing does not exist, or the caller may not know that it does."""
 
 
-def html_error_response(error: HTTPException):
-    """Render an HTML error page for UI paths."""
-    return render_template("error.html", error=error), error.code or 500
+class Forbidden(DomainError):
+    """The caller's role may not do this."""
 
 
-def init_app(app: Flask) -> None:
-    """Map stray database data errors to 422 and crashes to a logged 500 in the right shape."""
-
-    @app.errorhandler(DataError)
-    def data_error(exc: DataError):
-        from app.extensions import db
-
-        db.session.rollback()
-        log.info("rejected by the database: %s", exc.orig)
-        return _respond(UnprocessableEntity("A value is out of range or malformed."))
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        if isinstance(exc, HTTPException):
-            raise exc
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _respond(InternalServerError())
+class Conflict(DomainError):
+    """The change clashes with the current state (a taken name, a closed ticket); the message says why."""
 
 
-def _respond(error: HTTPException):
-    if request.path.startswith("/api/"):
-        return api_error_response(error)
-    return html_error_response(error)
+class Invalid(DomainError):
+    """The input is well-formed but not acceptable; `errors` names the fields."""
+
+    @classmethod
+    def field(cls, name: str, message: str, summary: str | None = None) -> Invalid:
+        """Return the error for one field."""
+        return cls(summary or message, {name: [message]})
+
+
+class Stale(DomainError):
+    """The caller changed a version it had read, and it has moved on since (`current` is the new one)."""
+
+    def __init__(self, message: str, current: str) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class Unavailable(DomainError):
+    """A dependency cannot answer now; the caller may retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,4 +1,7 @@
-"""Unbound extension singletons, bound to the app in `create_app`, and our few subclasses."""
+"""Unbound extension singletons, bound to the app in `create_app`, and our few subclasses.
+
+`db` is defined by `tenants` (its session class scopes every query to a tenant) and re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,10 @@ from flask import current_app, request
 from flask_login import LoginManager
 from flask_smorest import Api as SmorestApi
 from flask_sock import Sock
-from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
 
-from tenants.context import TenantSession
+from tenants import db as db  # re-exported: the app binds it like any extension
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"class_": TenantSession})
 sock = Sock()
 login = LoginManager()
 csrf = CSRFProtect()
@@ -50,7 +42,7 @@ class Api(SmorestApi):
     """flask-smorest's Api, with errors in the contract's shape for API paths and HTML elsewhere."""
 
     def handle_http_exception(self, error):
-        from app.errors import api_error_response, html_error_response
+        from app.http_errors import api_error_response, html_error_response
 
         if request.path.startswith("/api/") or request.blueprint in self._api_blueprints():
             return api_error_response(error)

@@ -11,19 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import wraps
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Response, jsonify, request
-from flask_smorest import abort
+from flask_smorest import Blueprint
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.errors import Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
 
 RETENTION = timedelta(hours=24)
+REPLAYED_HEADERS = ("ETag", "Location")
 MAX_KEY = 255
 HEADER_DOC = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "maxLength": MAX_KEY},
               "description": "Repeat the same request with the same key to get the first response."}
@@ -39,6 +43,7 @@ class IdempotencyRecord(db.Model):
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     status_code: Mapped[int] = mapped_column(sa.SmallInteger)
     response_body: Mapped[dict] = mapped_column(JSONB)
+    response_headers: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = created_at()
 
 
@@ -50,14 +55,14 @@ def fingerprint(body: Any) -> str:
 def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> IdempotencyRecord | None:
     """Reserve `key` for this request; return the earlier request's record if it was used already.
 
-    A key reused with a different request answers 422.
+    A key reused with a different request raises Invalid.
     """
     if not key or len(key) > MAX_KEY:
-        abort(422, message="The Idempotency-Key header must be 1 to 255 characters.",
-              errors={"Idempotency-Key": [f"Must be 1 to {MAX_KEY} characters."]})
+        raise Invalid.field("Idempotency-Key", f"Must be 1 to {MAX_KEY} characters.",
+                            f"The Idempotency-Key header must be 1 to {MAX_KEY} characters.")
     table = IdempotencyRecord.__table__
     values = {"actor_key": owner, "key": key, "endpoint": endpoint, "request_hash": request_hash,
-              "status_code": 0, "response_body": {}}
+              "status_code": 0, "response_body": {}, "response_headers": {}}
     stmt = insert(IdempotencyRecord).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.actor_key, table.c.key],
@@ -71,44 +76,51 @@ def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> Idemp
         sa.select(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
     ).scalar_one()
     if record.endpoint != endpoint or record.request_hash != request_hash:
-        abort(422, message="This Idempotency-Key was already used with a different request.",
-              errors={"Idempotency-Key": ["Already used with a different request."]})
+        raise Invalid.field("Idempotency-Key", "Already used with a different request.",
+                            "This Idempotency-Key was already used with a different request.")
     return record
 
 
-def store(owner: uuid.UUID, key: str, status_code: int, body: dict[str, Any]) -> None:
-    """Keep the response of the request that claimed `key`, in its transaction."""
-    db.session.execute(
-        sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
-        .values(status_code=status_code, response_body=body)
-    )
+def idempotent(view: Callable) -> Callable:
+    """Run a creating view once per `Idempotency-Key`, and commit its work.
 
-
-def replay_or_claim(endpoint: str) -> Response | None:
-    """For a request with an `Idempotency-Key`: the earlier response to replay, or None once claimed.
-
-    Call at the start of a creating view, then `remember` its response body before committing.
+    A repeat of the key with the same request gets the first response (`Idempotent-Replayed:
+    true`) and creates nothing. Place it above `@blp.response`, so it keeps the serialised
+    response; the view itself does not commit. The key is claimed with `INSERT ... ON CONFLICT`
+    in the same transaction as the work: a racing repeat waits for the first to commit, then
+    replays, or to roll back, then does the work itself.
     """
-    from app.auth.actor import current_actor
 
-    key = request.headers.get("Idempotency-Key")
-    actor = current_actor()
-    owner = actor.api_key_id or actor.user_id
-    if key is None or owner is None:
-        return None
-    earlier = claim(owner, key, endpoint, fingerprint(request.get_json(silent=True)))
-    if earlier is None:
-        request.environ["tms.idempotency"] = (owner, key)
-        return None
-    db.session.rollback()
-    response = jsonify(earlier.response_body)
-    response.status_code = earlier.status_code
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Response:
+        from app.auth.actor import current_actor
+
+        key = request.headers.get("Idempotency-Key")
+        actor = current_actor()
+        owner = actor.api_key_id or actor.user_id
+        claimed = key is not None and owner is not None
+        if claimed:
+            endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
+            earlier = claim(owner, key, endpoint, fingerprint(request.get_json(silent=True)))
+            if earlier is not None:
+                db.session.rollback()
+                return _replay(earlier)
+        response = view(*args, **kwargs)
+        if claimed:
+            db.session.execute(
+                sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
+                .values(status_code=response.status_code, response_body=response.get_json(),
+                        response_headers={h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers})
+            )
+        db.session.commit()
+        return response
+
+    return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
+
+
+def _replay(record: IdempotencyRecord) -> Response:
+    response = jsonify(record.response_body)
+    response.status_code = record.status_code
+    response.headers.update(record.response_headers or {})
     response.headers["Idempotent-Replayed"] = "true"
     return response
-
-
-def remember(body: dict[str, Any], status_code: int = 201) -> None:
-    """Store the response of a request that claimed its key (no-op without a key)."""
-    claimed = request.environ.get("tms.idempotency")
-    if claimed is not None:
-        store(*claimed, status_code, body)

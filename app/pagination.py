@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
+
+from app.errors import Invalid
 
 MAX_LIMIT = 200
 
@@ -39,7 +40,7 @@ def encode_cursor(values: Sequence[Any]) -> str:
 
 
 def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
-    """Return the sort values in a cursor, or answer 422 if it is not one of ours."""
+    """Return the sort values in a cursor, or raise Invalid if it is not one of ours."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or len(raw) != len(keys):
@@ -47,7 +48,7 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
         restore = {"str": str, "int": int, "datetime": datetime.fromisoformat, "uuid": uuid.UUID}
         return [None if v is None else restore[k.kind](v) for k, v in zip(keys, raw, strict=True)]
     except (ValueError, TypeError, json.JSONDecodeError):
-        abort(422, message="The cursor is not valid.", errors={"cursor": ["Not a valid cursor."]})
+        raise Invalid.field("cursor", "Not a valid cursor.", "The cursor is not valid.") from None
 
 
 def after(keys: Sequence[SortKey], values: Sequence[Any]) -> sa.ColumnElement[bool]:
@@ -64,8 +65,8 @@ def order_by(keys: Sequence[SortKey]) -> list[sa.ColumnElement]:
     return [k.column.desc() if k.descending else k.column.asc() for k in keys]
 
 
-def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: str | None,
-         key_of=None) -> tuple[list[Any], str | None]:
+def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int,
+         cursor: str | None) -> tuple[list[Any], str | None]:
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None)."""
     if cursor:
         stmt = stmt.where(after(keys, decode_cursor(cursor, keys)))
@@ -76,7 +77,7 @@ def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: 
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
-    values = key_of(last) if key_of else [getattr(last, k.column.key) for k in keys]
+    values = [getattr(last, k.column.key) for k in keys]
     return rows, encode_cursor(values)
 
 

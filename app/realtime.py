@@ -13,13 +13,17 @@ from typing import Any
 
 import redis
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
-from app.extensions import db, redis_client
-from tenants.context import current_tenant
+from app import unit_of_work
+from app.extensions import redis_client
+from tenants import current_tenant
 
 log = logging.getLogger(__name__)
+LIVE_EVENTS = "live_events"
+
+
+def init_app(app: Flask) -> None:
+    unit_of_work.handle(LIVE_EVENTS, _publish)
 
 
 def channel(tenant_id: str, ticket_id: uuid.UUID | str) -> str:
@@ -29,19 +33,10 @@ def channel(tenant_id: str, ticket_id: uuid.UUID | str) -> str:
 
 def publish_after_commit(ticket_id: uuid.UUID | str, payload: dict[str, Any]) -> None:
     """Queue a live event for the ticket; it is published only if the transaction commits."""
-    session = db.session()
-    session.info.setdefault("live_events", []).append((channel(current_tenant().id, ticket_id), payload))
+    unit_of_work.after_commit(LIVE_EVENTS, (channel(current_tenant().id, ticket_id), payload))
 
 
-def init_app(app: Flask) -> None:
-    event.listen(Session, "after_commit", _publish)
-    event.listen(Session, "after_soft_rollback", _discard)
-
-
-def _publish(session: Session) -> None:
-    events = session.info.pop("live_events", None)
-    if not events:
-        return
+def _publish(events: list[tuple[str, dict[str, Any]]]) -> None:
     try:
         pipe = redis_client().pipeline(transaction=False)
         for name, payload in events:
@@ -49,8 +44,3 @@ def _publish(session: Session) -> None:
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("live events not published (clients catch up by seq): %s", exc)
-
-
-def _discard(session: Session, previous_transaction: object) -> None:
-    if not session.in_transaction():
-        session.info.pop("live_events", None)

@@ -38,7 +38,6 @@ def main() -> None:
     for server in servers:
         print(f"{type(server).__name__} on port {server.port}, data in {server.data_dir}")
     env.setdefault("SECRET_KEY", _secret_key(data_dir))
-    env.setdefault("MEDIA_ROOT", str(data_dir / "media"))
     children: list[subprocess.Popen] = []
 
     def stop(*_args: object) -> None:

@@ -2,17 +2,66 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
-
-Tag = fields.String(validate=validate.Length(min=1, max=64))
 
 
 def tag_list(**kwargs: object) -> fields.List:
     """A list of short labels (tags, skills), at most 50."""
     return fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                        validate=validate.Length(max=50), **kwargs)
+
+
+def fast_dumper(schema: Schema) -> Callable[[Any], dict[str, Any]]:
+    """Return a function that serialises an object exactly as `schema.dump` does, many times faster.
+
+    Built from the schema's own fields, so adding a field to the schema is the only edit. Only
+    field types whose output is plain are supported; any other type fails here, at import, rather
+    than serialising differently.
+    """
+    plans: list[tuple[str, str, Callable[[Any], Any] | None]] = []
+    for name, field in schema.dump_fields.items():
+        attribute = field.attribute or name
+        if isinstance(field, fields.Function):
+            plans.append((name, "", field.serialize_func))
+        elif isinstance(field, fields.UUID):
+            plans.append((name, attribute, _text))
+        elif isinstance(field, fields.DateTime) and field.format in (None, "iso"):
+            plans.append((name, attribute, _iso))
+        elif isinstance(field, fields.List):
+            plans.append((name, attribute, _list))
+        elif type(field) in (fields.String, fields.Integer, fields.Boolean):
+            plans.append((name, attribute, None))
+        else:
+            raise TypeError(f"fast_dumper cannot serialise {name} ({type(field).__name__}) like marshmallow")
+
+    def dump(obj: Any) -> dict[str, Any]:
+        body = {}
+        for name, attribute, convert in plans:
+            if not attribute:
+                body[name] = convert(obj)
+                continue
+            value = getattr(obj, attribute)
+            body[name] = value if convert is None or value is None else convert(value)
+        return body
+
+    return dump
+
+
+def _text(value: uuid.UUID) -> str:
+    return str(value)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _list(value: list) -> list:
+    return list(value)
 
 
 class ErrorSchema(Schema):

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+import click
 import sqlalchemy as sa
+from flask import Flask
 
-from app.assignment.models import AssignmentRule
+from app.assignment.services import create_rule
 from app.auth import key_cache
 from app.auth.actor import Actor
 from app.auth.keys import mint_key
 from app.extensions import db
 from app.people import services as people
 from app.tickets.services import create_ticket
-from tenants.context import tenant_context
-from tenants.models import ApiKey, Tenant
+from tenants import ApiKey, Tenant, tenant_context
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -30,6 +32,22 @@ TICKETS = (
     ("Cannot reset my password", "The reset email never arrives.", "normal", "account", ["login"]),
     ("Invoice address is wrong", "Please change the address on invoice 1043.", "low", "billing", []),
 )
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(seed_demo_command)
+
+
+@click.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create the demo tenant if missing and print how to use it (with a fresh API key)."""
+    demo = seed_demo()
+    port = os.environ.get("PORT", "5000")
+    click.echo(f"\nDemo organization: http://localhost:{port}{demo.url_path}")
+    for email, role, password in demo.logins:
+        click.echo(f"  {role:10} {email:28} password: {password}")
+    click.echo(f"  API key (admin, new each run): {demo.api_key}")
+    click.echo(f"  API docs: http://localhost:{port}/api/v1/docs\n")
 
 
 @dataclass
@@ -55,7 +73,7 @@ def seed_demo() -> Demo:
         admin = people.user_by_email(PEOPLE[0][0])
         db.session.execute(sa.update(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.name == DEMO_KEY_NAME,
                                                    ApiKey.revoked_at.is_(None)).values(revoked_at=sa.func.now()))
-        key_cache.change_on_commit(db.session)
+        key_cache.change_on_commit()
         _, key = mint_key(tenant.id, admin.id, DEMO_KEY_NAME, "admin")
         db.session.commit()
     return Demo(url_path=f"/t/{DEMO_SLUG}/", api_key=key,
@@ -71,8 +89,7 @@ def _fill(tenant: Tenant) -> None:
     db.session.flush()
     for email in ("agent1@demo.example", "agent2@demo.example"):
         people.add_member(team, users[email])
-    db.session.add(AssignmentRule(name="Everything to Support", position=10, conditions={}, team_id=team.id,
-                                  strategy="least_loaded"))
+    create_rule(name="Everything to Support", position=10, team_id=team.id, strategy="least_loaded")
     requester = Actor(user_id=users["requester@demo.example"].id, role="requester")
     for title, description, priority, category, tags in TICKETS:
         create_ticket(requester, title=title, description=description, priority=priority, category=category,

@@ -3,7 +3,7 @@
 Jobs take a tenant slug and ids, never objects. A job locks its outbox row (`SKIP LOCKED`), runs
 the handler and marks the row processed in the same transaction, so each row takes effect once.
 
-A handler may offer `func.run_batch(payloads)` (a batch handler). Its job then claims pending rows
+A handler may offer `run_batch(payloads)` (a batch handler). Its job then claims pending rows
 of that handler, `BATCH_SIZE` at a time (`SKIP LOCKED`, oldest first), runs each batch in one
 transaction, and repeats until none are left (for at most `BATCH_SECONDS`, then it hands on to a
 fresh job). The fast path enqueues a job for a batch handler only when no job is waiting or
@@ -28,8 +28,7 @@ from flask import Flask
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
 from app.outbox.models import OutboxEvent
-from tenants.context import tenant_context
-from tenants.resolution import active_tenant
+from tenants import active_tenant, tenant_context
 
 log = logging.getLogger(__name__)
 _app: Flask | None = None
@@ -67,7 +66,7 @@ def run_outbox_row(slug: str, row_id: int) -> str:
             if name is None or name not in BY_NAME:
                 return "no such row or handler"
             handler = BY_NAME[name]
-            if getattr(handler.func, "run_batch", None) is not None:
+            if handler.run_batch is not None:
                 return _run_batches(slug, row_id, handler)
             return _run_one(row_id, handler, reraise=True)
 
@@ -110,7 +109,7 @@ def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[OutboxEvent]
 def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
     from app.outbox.dispatch import clear_wake, wake
 
-    run_batch = handler.func.run_batch
+    run_batch = handler.run_batch
     deadline = time.monotonic() + BATCH_SECONDS
     done = 0
     failed: set[int] = set()

@@ -1,1 +1,33 @@
-"""Everything about tenancy: registry, resolution, schema scoping, provisioning, migrations."""
+"""Everything about tenancy: registry, resolution, schema scoping, provisioning, migrations.
+
+The rest of the product uses what this module exports and nothing else from `tenants/`;
+`tenants/` imports nothing from `app/`.
+"""
+
+from tenants.context import (
+    TenantRef,
+    current_tenant,
+    current_tenant_or_none,
+    forget_current_tenant,
+    set_current_tenant,
+    tenant_context,
+)
+from tenants.database import TenantSession, compile_for_tenant, db
+from tenants.models import ApiKey, Tenant
+from tenants.names import is_slug, schema_for, slug_problem
+from tenants.probe import tenants_having
+from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_registry_change
+from tenants.resolution import (
+    TenantPathMiddleware,
+    active_tenant,
+    active_tenants,
+    requested_slug,
+    tenant_is_active,
+)
+
+__all__ = [
+    "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession", "active_tenant",
+    "active_tenants", "compile_for_tenant", "create_tenant", "current_tenant", "current_tenant_or_none", "db",
+    "forget_current_tenant", "is_slug", "new_tenant_ref", "on_registry_change", "requested_slug", "schema_for",
+    "set_current_tenant", "slug_problem", "tenant_context", "tenant_is_active", "tenants_having",
+]

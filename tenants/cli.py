@@ -1,4 +1,8 @@
-"""`flask tenants create|list|migrate|suspend|drop`."""
+"""`flask tenants list|migrate|suspend|drop` and `flask db-upgrade`.
+
+`tenants create` is added to this group by the app's signup area, which owns what a new
+organization gets besides its schema (an admin and a first key).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app.extensions import db
-from tenants import migrations, names, provisioning
+from tenants import migrations, provisioning
+from tenants.database import db
 
 tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
 
@@ -17,23 +21,6 @@ tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
 def init_app(app: Flask) -> None:
     app.cli.add_command(tenants)
     app.cli.add_command(db_upgrade)
-    app.cli.add_command(seed_demo)
-
-
-@click.command("seed-demo")
-def seed_demo() -> None:
-    """Create the demo tenant if missing and print how to use it (with a fresh API key)."""
-    import os
-
-    from app.seed import seed_demo as seed
-
-    demo = seed()
-    port = os.environ.get("PORT", "5000")
-    click.echo(f"\nDemo organization: http://localhost:{port}{demo.url_path}")
-    for email, role, password in demo.logins:
-        click.echo(f"  {role:10} {email:28} password: {password}")
-    click.echo(f"  API key (admin, new each run): {demo.api_key}")
-    click.echo(f"  API docs: http://localhost:{port}/api/v1/docs\n")
 
 
 @click.command("db-upgrade")
@@ -41,26 +28,6 @@ def db_upgrade() -> None:
     """Bring the public schema, then every tenant schema, to head."""
     migrations.upgrade_public(db.engine)
     _migrate_all(workers=4, progress=False)
-
-
-@tenants.command("create")
-@click.argument("slug")
-@click.option("--name", required=True)
-@click.option("--admin-email", required=True)
-@click.option("--admin-password", required=True)
-def create(slug: str, name: str, admin_email: str, admin_password: str) -> None:
-    """Create a tenant with its schema, admin user and an admin API key."""
-    from app.signup.services import sign_up
-
-    problem = names.slug_problem(slug)
-    if problem:
-        raise click.BadParameter(problem, param_hint="SLUG")
-    try:
-        result = sign_up(name=name, slug=slug, admin_email=admin_email, admin_password=admin_password)
-    except provisioning.SlugTaken:
-        raise click.ClickException(f"the slug {slug!r} is taken") from None
-    click.echo(f"created {slug} (schema {result.tenant.schema_name})")
-    click.echo(f"admin API key (shown once): {result.api_key}")
 
 
 @tenants.command("list")

@@ -1,11 +1,8 @@
-"""Which tenant the current request or job acts for, and how queries reach its schema.
+"""Which tenant the current request or job acts for (a context variable, never connection state).
 
-Tenant tables are declared in the placeholder schema `tenant`. Each transaction's connection is
-taken from an engine carrying `schema_translate_map={"tenant": "tenant_<slug>"}`, so SQLAlchemy
-renders the real schema into every statement it compiles. Nothing is ever `SET` on the
-connection, so a pooled connection carries no tenant from one request to the next (unlike a
-session-level `search_path`). With no tenant in context the placeholder is left as is and the
-query fails: there is no schema called `tenant`, so we fail closed instead of guessing.
+`tenant_context()` enters a tenant and restores the previous one on the way out. Switching
+tenants under an open transaction is refused: that transaction's connection renders the old
+tenant's schema (see `tenants.database`).
 """
 
 from __future__ import annotations
@@ -14,10 +11,8 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 
 import sqlalchemy as sa
-from flask_sqlalchemy.session import Session as FlaskSession
 
 from tenants.names import checked_schema
 
@@ -54,10 +49,15 @@ def current_tenant_or_none() -> TenantRef | None:
 
 def set_current_tenant(tenant: TenantRef | None) -> contextvars.Token:
     """Make `tenant` current; prefer `tenant_context`, which restores the previous one."""
-    from app.extensions import db
+    from tenants.database import db
 
     _guard_switch(db.session(), tenant)
     return _current.set(tenant)
+
+
+def forget_current_tenant() -> None:
+    """Drop the tenant at the end of a request, after its session is gone (no switch guard)."""
+    _current.set(None)
 
 
 def _guard_switch(session: sa.orm.Session, tenant: TenantRef | None) -> None:
@@ -72,7 +72,7 @@ def _guard_switch(session: sa.orm.Session, tenant: TenantRef | None) -> None:
 @contextmanager
 def tenant_context(tenant: TenantRef) -> Iterator[TenantRef]:
     """Run the body as `tenant`, then restore whichever tenant was current before."""
-    from app.extensions import db
+    from tenants.database import db
 
     token = set_current_tenant(tenant)
     try:
@@ -80,19 +80,3 @@ def tenant_context(tenant: TenantRef) -> Iterator[TenantRef]:
     finally:
         _guard_switch(db.session(), token.old_value if token.old_value is not token.MISSING else None)
         _current.reset(token)
-
-
-@lru_cache(maxsize=8192)
-def _translated(engine: sa.Engine, schema: str) -> sa.Engine:
-    if schema != PLACEHOLDER:
-        checked_schema(schema)
-    return engine.execution_options(schema_translate_map={PLACEHOLDER: schema})
-
-
-class TenantSession(FlaskSession):
-    """A session whose connections render the current tenant's schema into every statement."""
-
-    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
-        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
-        tenant = _current.get()
-        return _translated(engine, tenant.schema if tenant else PLACEHOLDER)

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
 from tenants.context import TenantRef
+from tenants.database import db
 from tenants.names import SCHEMA_RULE, SLUG_RULE
 
 # The database refuses a malformed slug or schema name too, and a schema that is not the slug's.

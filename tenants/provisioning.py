@@ -9,13 +9,13 @@ batch under `SET LOCAL search_path`, which keeps provisioning well under a secon
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from app.auth.key_cache import change_on_commit
-from app.extensions import db
 from tenants.context import TenantRef, current_tenant
+from tenants.database import db
 from tenants.migrations import tenant_head_ddl
 from tenants.models import Tenant
 from tenants.names import checked_schema, schema_for, slug_problem
@@ -23,6 +23,22 @@ from tenants.names import checked_schema, schema_for, slug_problem
 
 class SlugTaken(Exception):
     """The slug (or its schema) already belongs to a tenant."""
+
+
+# Called inside every transaction that suspends, reactivates or drops a tenant, so the app can
+# drop what it caches about tenants and their keys once that transaction commits.
+_registry_listeners: list[Callable[[], None]] = []
+
+
+def on_registry_change(listener: Callable[[], None]) -> None:
+    """Call `listener()` in every transaction that changes a tenant's status or drops it."""
+    if listener not in _registry_listeners:
+        _registry_listeners.append(listener)
+
+
+def _registry_changed() -> None:
+    for listener in _registry_listeners:
+        listener()
 
 
 def new_tenant_ref(slug: str) -> TenantRef:
@@ -62,7 +78,7 @@ def set_status(slug: str, status: str) -> Tenant | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is not None:
         tenant.status = status
-        change_on_commit(db.session)  # its keys' cached status is stale from the commit on
+        _registry_changed()  # its keys' cached status is stale from the commit on
     return tenant
 
 
@@ -73,7 +89,7 @@ def drop_tenant(slug: str) -> bool:
         return False
     db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'))
     db.session.delete(tenant)
-    change_on_commit(db.session)
+    _registry_changed()
     return True
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 import sqlalchemy as sa
 from flask import request
 
-from app.extensions import db
+from tenants.context import TenantRef
+from tenants.database import db
 from tenants.models import Tenant
 from tenants.names import is_slug
 
@@ -56,3 +57,16 @@ def active_tenant(slug: str) -> Tenant | None:
     return db.session.execute(
         sa.select(Tenant).where(Tenant.slug == slug, Tenant.status == "active")
     ).scalar_one_or_none()
+
+
+def tenant_is_active(tenant_id: str) -> bool:
+    """Tell whether the tenant with this id exists and is active (one indexed lookup)."""
+    return db.session.execute(
+        sa.select(Tenant.id).where(Tenant.id == tenant_id, Tenant.status == "active")
+    ).first() is not None
+
+
+def active_tenants() -> list[TenantRef]:
+    """Return every active tenant, oldest first."""
+    rows = db.session.execute(sa.select(Tenant).where(Tenant.status == "active").order_by(Tenant.created_at))
+    return [tenant.ref() for tenant in rows.scalars()]

@@ -11,17 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at, fk, updated_at, uuid_pk
-from app.tickets.models import Ticket
 
 STRATEGIES = ("round_robin", "least_loaded", "skills")
-
-# The unassigned queue in the order it is served (highest priority, then oldest), so a drain reads
-# its next batch from the index instead of sorting every waiting ticket.
-ASSIGNMENT_QUEUE_INDEX = sa.Index(
-    "ix_tickets_assignment_queue", Ticket.priority_rank.desc(), Ticket.created_at, Ticket.id,
-    postgresql_where=sa.text("assignee_id is null and status = 'new'"),
-)
-
 
 class AssignmentRule(db.Model):
     __tablename__ = "assignment_rules"

@@ -38,8 +38,10 @@ from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_fo
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
+from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
+from app.pagination import SortKey, page
 from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
 from app.tickets.models import OPEN_STATUSES, Ticket
@@ -51,20 +53,29 @@ DRAIN_BATCH = 500
 AHEAD_BATCH = 100
 
 
-class InvalidRule(Exception):
-    """A rule refers to something that does not exist or is inconsistent; carries field errors."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(m for ms in errors.values() for m in ms))
-        self.errors = errors
-
-
 # --- rules -----------------------------------------------------------------------------------
 
 def rules_query() -> sa.Select:
     """Return a select of every rule in evaluation order."""
     return sa.select(AssignmentRule).order_by(AssignmentRule.position, AssignmentRule.created_at,
                                               AssignmentRule.id)
+
+
+RULE_KEYS = [SortKey(AssignmentRule.position, kind="int"), SortKey(AssignmentRule.created_at, kind="datetime"),
+             SortKey(AssignmentRule.id, kind="uuid")]
+
+
+def list_rules(limit: int, cursor: str | None) -> tuple[list[AssignmentRule], str | None]:
+    """Return a page of rules in the order they are tried."""
+    return page(db.session, sa.select(AssignmentRule), RULE_KEYS, limit, cursor)
+
+
+def rule_or_404(rule_id: uuid.UUID) -> AssignmentRule:
+    """Return the rule with this id, or raise NotFound."""
+    rule = db.session.get(AssignmentRule, rule_id)
+    if rule is None:
+        raise NotFound("No such assignment rule.")
+    return rule
 
 
 def enabled_rules() -> list[RuleView]:
@@ -84,7 +95,7 @@ def _check_rule(values: dict[str, Any]) -> None:
     if values["strategy"] == "skills" and not values.get("required_skills"):
         errors["required_skills"] = ["The skills strategy needs at least one required skill."]
     if errors:
-        raise InvalidRule(errors)
+        raise Invalid("; ".join(m for ms in errors.values() for m in ms), errors)
 
 
 def _clean_conditions(conditions: dict[str, Any] | None) -> dict[str, Any]:
@@ -416,6 +427,17 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     if (previous_assignee_id is not None and previous_assignee_id != assignee_id) or assignee_id is None:
         emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id)})
     return decision
+
+
+def explain(actor: Actor, ticket_id: uuid.UUID) -> dict[str, Any]:
+    """Return why a ticket `actor` can see is assigned as it is: the latest decision, then the history."""
+    from app.tickets.services import ticket_for
+
+    ticket = ticket_for(actor, ticket_id)
+    history = decisions_for(ticket.id)
+    return {"ticket_id": ticket.id, "assignee_id": ticket.assignee_id, "team_id": ticket.team_id,
+            "status": ticket.status, "queued": _waiting(ticket), "decision": history[0] if history else None,
+            "history": history}
 
 
 def decisions_for(ticket_id: uuid.UUID, limit: int = 50) -> list[AssignmentDecision]:

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
-import sqlalchemy as sa
 from flask import Flask, current_app
 
+from app import unit_of_work
 from app.extensions import redis_client
-from tenants.context import TenantSession
+from tenants import on_registry_change
 
 if TYPE_CHECKING:
     from app.auth.keys import VerifiedKey
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 GENERATION = "auth:keys:generation"
 TTL = 5.0
 MAX_ENTRIES = 10_000
-_CHANGED = "tms_keys_changed"
+KEYS_CHANGED = "keys_changed"
 _UNSEEN = object()
 
 
@@ -69,8 +69,8 @@ class KeyCache:
 
 def init_app(app: Flask) -> None:
     app.extensions["tms_key_cache"] = KeyCache()
-    if not sa.event.contains(TenantSession, "after_commit", _after_commit):
-        sa.event.listen(TenantSession, "after_commit", _after_commit)
+    unit_of_work.handle(KEYS_CHANGED, lambda _items: keys_changed())
+    on_registry_change(change_on_commit)  # a suspended or dropped tenant's keys stop at once
 
 
 def key_cache() -> KeyCache:
@@ -78,15 +78,9 @@ def key_cache() -> KeyCache:
     return current_app.extensions["tms_key_cache"]
 
 
-def change_on_commit(session: sa.orm.Session) -> None:
-    """Note that the session's transaction changes keys, so caches are dropped once it commits."""
-    session.info[_CHANGED] = True
-
-
-def _after_commit(session: sa.orm.Session) -> None:
-    # A flag left by a rolled-back transaction only costs one extra round of cache misses.
-    if session.info.pop(_CHANGED, False):
-        keys_changed()
+def change_on_commit() -> None:
+    """Note that this transaction changes keys, so every cache is dropped once it commits."""
+    unit_of_work.after_commit(KEYS_CHANGED, True)
 
 
 def keys_changed() -> None:

@@ -13,8 +13,7 @@ import sqlalchemy as sa
 
 from app.auth import key_cache
 from app.extensions import db
-from tenants.context import TenantRef
-from tenants.models import ApiKey, Tenant
+from tenants import ApiKey, Tenant, TenantRef
 
 KEY_PREFIX = "tms"
 
@@ -76,4 +75,4 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
 def revoke_key(record: ApiKey) -> None:
     """Revoke a key; once committed, the very next request with it is refused."""
     record.revoked_at = datetime.now(UTC)
-    key_cache.change_on_commit(db.session)
+    key_cache.change_on_commit()

@@ -20,11 +20,10 @@ from app.auth.key_cache import init_app as key_cache_init
 from app.auth.keys import VerifiedKey, key_digest, verify_key
 from app.auth.ratelimit import RateLimit
 from app.extensions import db, login
-from tenants.context import _current, set_current_tenant
-from tenants.resolution import active_tenant, requested_slug
+from tenants import active_tenant, current_tenant_or_none, forget_current_tenant, requested_slug, set_current_tenant
 
 # Blueprints under /api/v1 that need no key.
-PUBLIC_API_BLUEPRINTS = frozenset({"api_signup", "api-docs", "api_media_public"})
+PUBLIC_API_BLUEPRINTS = frozenset({"api_signup", "api-docs"})
 # Endpoints that authenticate themselves (the stream accepts a one-time `?token=`).
 SELF_AUTHENTICATING = frozenset({"stream.ticket_stream"})
 PUBLIC_API_ENDPOINTS = frozenset({"swagger_ui_asset"})
@@ -126,14 +125,12 @@ def add_rate_limit_headers(response):
 
 def forget_tenant(_exc: BaseException | None) -> None:
     # The session is removed at app-context teardown; drop the tenant without the switch guard.
-    _current.set(None)
+    forget_current_tenant()
 
 
 def load_user(session_id: str):
     """Load the signed-in user of this tenant if the cookie's session version is still current."""
     from app.people.models import User
-    from tenants.context import current_tenant_or_none
-
     tenant = current_tenant_or_none()
     if tenant is None or session.get("tenant") != tenant.slug:
         return None

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Email, Length
 from app.extensions import db
 from app.people.passwords import check_password
 from app.people.services import user_by_email
-from tenants.context import current_tenant_or_none
+from tenants import current_tenant_or_none
 
 bp = Blueprint("auth", __name__)
 

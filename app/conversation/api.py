@@ -8,7 +8,6 @@ from flask.views import MethodView
 from flask_smorest import Api
 from werkzeug.routing import Map, Rule
 
-from app import idempotency
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.conversation import services, tokens
@@ -19,9 +18,10 @@ from app.conversation.schemas import (
     StreamTokenSchema,
 )
 from app.extensions import db
+from app.idempotency import idempotent
 from app.pagination import page_body, page_schema
 from app.tickets.services import ticket_for
-from tenants.context import current_tenant
+from tenants import current_tenant
 
 blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads, internal notes, live stream.")
 
@@ -79,21 +79,15 @@ class TicketMessages(MethodView):
                                                    args["limit"], args["cursor"])
         return page_body(rows, next_cursor)
 
+    @idempotent
     @blp.arguments(MessageSchema)
     @blp.response(201, MessageSchema)
-    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data, ticket_id: uuid.UUID):
         """Post a message; `parent_id` makes it a reply, `internal` a note only staff can see.
 
         The message is stored, then sent to every open stream of the ticket.
         """
-        earlier = idempotency.replay_or_claim(f"POST /tickets/{ticket_id}/messages")
-        if earlier is not None:
-            return earlier
-        message = services.post_message(current_actor(), ticket_id, **data)
-        idempotency.remember(services.message_json(message))
-        db.session.commit()
-        return message
+        return services.post_message(current_actor(), ticket_id, **data)
 
 
 @blp.route("/tickets/<uuid:ticket_id>/messages/<uuid:message_id>")

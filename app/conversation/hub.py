@@ -71,7 +71,6 @@ class Hub:
         self._listeners: dict[str, set[Listener]] = {}
         self._confirmed: dict[str, threading.Event] = {}
         self._pubsub = self._client.pubsub()
-        self._stopped = False
         self._broken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tms-stream-hub", daemon=True)
         self._thread.start()
@@ -102,15 +101,6 @@ class Hub:
                 self._confirmed.pop(channel, None)
                 self._send(self._pubsub.unsubscribe, channel)
 
-    def channels(self) -> dict[str, int]:
-        """Return the channels this process listens on and how many sockets each has."""
-        with self._lock:
-            return {name: len(listeners) for name, listeners in self._listeners.items()}
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._broken.set()
-
     def _send(self, command, channel: str) -> None:
         try:
             command(channel)
@@ -120,7 +110,7 @@ class Hub:
 
     def _run(self) -> None:
         backoff = 0.1
-        while not self._stopped:
+        while True:
             if _serving is not None and not _serving():
                 self._close_all()
             try:

@@ -7,7 +7,6 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from app.pagination import PageArgs
 
 MAX_BODY = 64 * 1024
-MAX_ATTACHMENTS = 20
 
 
 class MessageSchema(Schema):
@@ -17,8 +16,6 @@ class MessageSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
     parent_id = fields.UUID(load_default=None, allow_none=True)
     internal = fields.Boolean(load_default=False)
-    attachment_ids = fields.List(fields.UUID(), load_default=list, load_only=True,
-                                 validate=validate.Length(max=MAX_ATTACHMENTS))
     # Attachments are linked by the media area; until then a message carries none.
     attachments = fields.Method("dump_attachments", dump_only=True)
     created_at = fields.DateTime(dump_only=True)

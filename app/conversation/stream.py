@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import socket
 import time
 import uuid
@@ -36,13 +35,12 @@ from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens
 from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
-from app.errors import api_error_response
+from app.errors import DomainError, NotFound
 from app.extensions import db, redis_client, sock
+from app.http_errors import api_error_response, http_error
 from app.realtime import channel
 from app.tickets.services import ticket_for
-from tenants.context import current_tenant, set_current_tenant
-from tenants.models import ApiKey, Tenant
-from tenants.resolution import active_tenant
+from tenants import ApiKey, Tenant, active_tenant, current_tenant, set_current_tenant
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +50,6 @@ _message_frame = MessageSchema()
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("STREAM_PING_INTERVAL", float(os.environ.get("STREAM_PING_INTERVAL", 25)))
-    app.config.setdefault("STREAM_RESYNC_INTERVAL", float(os.environ.get("STREAM_RESYNC_INTERVAL", 30)))
-    app.config.setdefault("STREAM_TYPING_INTERVAL", float(os.environ.get("STREAM_TYPING_INTERVAL", 1)))
     # simple-websocket pings every `ping_interval` and closes a peer that missed the last pong.
     app.config.setdefault("SOCK_SERVER_OPTIONS", {
         "ping_interval": app.config["STREAM_PING_INTERVAL"],
@@ -170,7 +165,7 @@ class TicketStream:
                     return False
                 try:
                     last = ticket_for(self.actor, self.ticket_id).last_message_seq
-                except HTTPException:
+                except NotFound:
                     return False
         except SQLAlchemyError:  # the database is busy or away: keep the socket, check next time
             log.warning("could not re-check a stream's access", exc_info=True)
@@ -248,7 +243,7 @@ class TicketStream:
                 self.typing(data)
             else:
                 abort(422, message="Unknown frame type.", errors={"type": ["Must be one of: message, typing."]})
-        except HTTPException as error:
+        except (HTTPException, DomainError) as error:
             db.session.remove()
             self.send(error_event(error, ref))
         except DataError as exc:
@@ -291,8 +286,10 @@ class TicketStream:
             log.info("typing not relayed: %s", exc)
 
 
-def error_event(error: HTTPException, ref: Any = None) -> dict[str, Any]:
+def error_event(error: HTTPException | DomainError, ref: Any = None) -> dict[str, Any]:
     """Return an error event carrying the API's error body, and the frame's `ref` if it had one."""
+    if isinstance(error, DomainError):
+        error = http_error(error)
     event: dict[str, Any] = {"type": "error", **api_error_response(error).get_json()}
     if ref is not None:
         event["ref"] = ref

@@ -18,7 +18,7 @@ from flask_smorest import abort
 
 from app.auth.actor import Actor
 from app.extensions import redis_client
-from tenants.context import TenantRef
+from tenants import TenantRef
 
 
 @dataclass(frozen=True)

@@ -13,27 +13,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, has_app_context
-
+from app import unit_of_work
 from app.extensions import db
+from tenants import current_tenant
+
+Payload = dict[str, Any]
+OUTBOX_ROWS = "outbox_rows"
 
 
 @dataclass(frozen=True)
 class Handler:
+    """A function run in a worker for each event of a topic; `run_batch`, if set, takes many at once."""
+
     name: str
     queue: str
-    func: Callable[[dict[str, Any]], None]
+    func: Callable[[Payload], None]
+    run_batch: Callable[[list[Payload]], None] | None = None
 
 
 HANDLERS: dict[str, list[Handler]] = {}
 BY_NAME: dict[str, Handler] = {}
 
 
-def subscribe(topic: str, queue: str = "default") -> Callable:
-    """Register `func(payload)` to run in a worker, on `queue`, for each `topic` event."""
+def subscribe(topic: str, queue: str = "default",
+              batch: Callable[[list[Payload]], None] | None = None) -> Callable:
+    """Register `func(payload)` to run in a worker, on `queue`, for each `topic` event.
 
-    def decorator(func: Callable[[dict[str, Any]], None]) -> Callable:
-        handler = Handler(name=f"{func.__module__}.{func.__qualname__}", queue=queue, func=func)
+    With `batch`, a job may hand many pending rows of the handler to `batch(payloads)` at once
+    (see `app.worker`).
+    """
+
+    def decorator(func: Callable[[Payload], None]) -> Callable:
+        handler = Handler(name=f"{func.__module__}.{func.__qualname__}", queue=queue, func=func, run_batch=batch)
         if handler.name not in BY_NAME:
             HANDLERS.setdefault(topic, []).append(handler)
             BY_NAME[handler.name] = handler
@@ -42,7 +53,7 @@ def subscribe(topic: str, queue: str = "default") -> Callable:
     return decorator
 
 
-def emit(topic: str, payload: dict[str, Any]) -> None:
+def emit(topic: str, payload: Payload) -> None:
     """Write the event for each subscribed handler into the current transaction."""
     from app.outbox.models import OutboxEvent
 
@@ -50,5 +61,6 @@ def emit(topic: str, payload: dict[str, Any]) -> None:
     if not rows:
         return
     db.session.add_all(rows)
-    if has_app_context():
-        g.setdefault("outbox_rows", []).extend(rows)
+    slug = current_tenant().slug
+    for row in rows:
+        unit_of_work.after_commit(OUTBOX_ROWS, (slug, row))

@@ -11,9 +11,6 @@ from app.queues import QUEUES
 
 
 def init_app(app: Flask) -> None:
-    from app.outbox import dispatch
-
-    dispatch.init_app(app)
     app.cli.add_command(outbox)
     app.cli.add_command(worker)
 

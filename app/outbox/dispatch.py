@@ -20,39 +20,33 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, current_app, g, has_app_context
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from flask import Flask, current_app
 
+from app import unit_of_work
 from app.extensions import db, redis_client
-from app.outbox import BY_NAME
+from app.outbox import BY_NAME, OUTBOX_ROWS
 from app.outbox.models import OutboxEvent
 from app.queues import RETRY, queue
-from tenants.context import TenantRef, current_tenant, tenant_context
-from tenants.models import Tenant
+from tenants import active_tenants, tenant_context, tenants_having
 
 log = logging.getLogger(__name__)
 JOB = "app.worker.run_outbox_row"
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("OUTBOX_REDELIVER_AFTER", 30)
-    app.config.setdefault("OUTBOX_FAST_PATH", True)
-    event.listen(Session, "after_commit", _after_commit)
-    event.listen(Session, "after_soft_rollback", _after_rollback)
+    unit_of_work.handle(OUTBOX_ROWS, _enqueue_committed)
 
 
-def _after_commit(session: Session) -> None:
-    if not has_app_context():
+def _enqueue_committed(rows: list[tuple[str, OutboxEvent]]) -> None:
+    """The fast path: hand the rows a transaction wrote to RQ as soon as it commits."""
+    if not current_app.config["OUTBOX_FAST_PATH"]:
         return
-    rows = g.pop("outbox_rows", None)
-    if rows and current_app.config["OUTBOX_FAST_PATH"]:
-        enqueue_rows(current_tenant().slug, [(r.id, r.handler) for r in rows])
-
-
-def _after_rollback(session: Session, previous_transaction: object) -> None:
-    if has_app_context() and not session.in_transaction():
-        g.pop("outbox_rows", None)
+    by_tenant: dict[str, list[tuple[int, str]]] = {}
+    for slug, row in rows:
+        # The identity, not `row.id`: reading an attribute of a committed object would reload it.
+        by_tenant.setdefault(slug, []).append((sa.inspect(row).identity[0], row.handler))
+    for slug, jobs in by_tenant.items():
+        enqueue_rows(slug, jobs)
 
 
 def wake_key(slug: str, handler: str) -> str:
@@ -60,7 +54,7 @@ def wake_key(slug: str, handler: str) -> str:
 
 
 def _is_batch(handler: str) -> bool:
-    return getattr(BY_NAME[handler].func, "run_batch", None) is not None
+    return BY_NAME[handler].run_batch is not None
 
 
 def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) -> bool:
@@ -137,36 +131,19 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
     return len(rows)
 
 
-def tenants_with_overdue_rows(tenants: list[TenantRef], chunk: int = 200) -> list[TenantRef]:
-    """Return the tenants whose outbox has rows old enough to relay, a few UNION queries for all.
-
-    The sweep then visits only those, instead of three round trips per tenant every interval.
-    A chunk that cannot be read (a damaged schema) is returned whole, to be tried one by one.
-    """
-    min_age = current_app.config["OUTBOX_REDELIVER_AFTER"] / 10
-    overdue: list[TenantRef] = []
-    for start in range(0, len(tenants), chunk):
-        part = tenants[start:start + chunk]
-        probes = " union all ".join(
-            f'select {i} where exists (select 1 from "{t.schema}".outbox where processed_at is null '
-            f"and created_at < now() - make_interval(secs => :age))"
-            for i, t in enumerate(part))
-        try:
-            hits = db.session.execute(sa.text(probes), {"age": min_age}).scalars().all()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("relay probe failed, sweeping %d tenants one by one: %s", len(part), exc)
-            hits = range(len(part))
-        db.session.rollback()
-        overdue += [part[i] for i in hits]
-    return overdue
-
-
 def relay_once() -> int:
-    """Sweep the active tenants that have overdue rows; return how many rows were enqueued."""
-    tenants = [t.ref() for t in db.session.execute(sa.select(Tenant).where(Tenant.status == "active")).scalars()]
+    """Sweep the active tenants that have overdue rows; return how many rows were enqueued.
+
+    Which tenants have any is asked of all schemas in a few queries, instead of three round trips
+    per tenant every interval.
+    """
+    tenants = active_tenants()
     db.session.rollback()
+    overdue = tenants_having(tenants, "outbox", "processed_at is null and created_at < now() - "
+                                                "make_interval(secs => :age)",
+                             {"age": current_app.config["OUTBOX_REDELIVER_AFTER"] / 10})
     total = 0
-    for ref in tenants_with_overdue_rows(tenants):
+    for ref in overdue:
         with tenant_context(ref):
             try:
                 total += relay_tenant(ref.slug)

@@ -7,8 +7,6 @@ from marshmallow import Schema, fields, validate
 from app.people.models import ROLES
 from app.schemas import tag_list
 
-Password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
-
 
 class UserSchema(Schema):
     id = fields.UUID(dump_only=True)

@@ -11,22 +11,48 @@ from sqlalchemy.exc import IntegrityError
 
 from app import audit
 from app.auth import key_cache
+from app.auth.actor import Actor
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
+from app.pagination import SortKey, page
 from app.people.models import Team, TeamMember, User
 from app.people.passwords import hash_password
-from tenants.models import ApiKey
+from tenants import ApiKey
 
 USER_FIELDS = ("email", "name", "role", "skills", "capacity", "available")
-
-
-class Conflict(Exception):
-    """The change clashes with existing state (a taken email or name, the last admin)."""
+SELF_EDITABLE = frozenset({"name", "password", "available"})
+USER_KEYS = [SortKey(User.created_at, kind="datetime"), SortKey(User.id, kind="uuid")]
+TEAM_KEYS = [SortKey(Team.name), SortKey(Team.id, kind="uuid")]
 
 
 def get_user(user_id: uuid.UUID) -> User | None:
+    """Return the active user with this id, or None."""
     user = db.session.get(User, user_id)
     return None if user is None or user.deleted_at is not None else user
+
+
+def user_or_404(user_id: uuid.UUID) -> User:
+    """Return the active user with this id, or raise NotFound."""
+    user = get_user(user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def user_for(actor: Actor, user_id: uuid.UUID) -> User:
+    """Return a user `actor` may read: staff read anyone, others only themselves."""
+    if not actor.is_staff and actor.user_id != user_id:
+        raise NotFound("No such user.")
+    return user_or_404(user_id)
+
+
+def list_users(role: str | None, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
+    """Return a page of active users, oldest first, optionally of one role."""
+    stmt = sa.select(User).where(User.deleted_at.is_(None))
+    if role:
+        stmt = stmt.where(User.role == role)
+    return page(db.session, stmt, USER_KEYS, limit, cursor)
 
 
 def user_by_email(email: str) -> User | None:
@@ -52,6 +78,17 @@ def create_user(email: str, name: str, role: str, password: str | None = None,
     _flush_unique("A user with this email already exists.")
     audit.record("user", user.id, "created", after=_snapshot(user))
     return user
+
+
+def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
+    """Apply `actor`'s changes to a user: admins change anyone, others their name, password, availability."""
+    user = user_or_404(user_id)
+    if actor.role != "admin":
+        if actor.user_id != user_id:
+            raise Forbidden("Only admins can change other users.")
+        if set(changes) - SELF_EDITABLE:
+            raise Forbidden("You may change only your name, password and availability.")
+    return update_user(user, changes)
 
 
 def update_user(user: User, changes: dict[str, Any]) -> User:
@@ -89,7 +126,7 @@ def delete_user(user: User) -> None:
         sa.update(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=sa.func.now())
     )
-    key_cache.change_on_commit(db.session)
+    key_cache.change_on_commit()
     audit.record("user", user.id, "deleted", before=_snapshot(user))
 
 
@@ -123,6 +160,29 @@ def team_member_ids(team_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID
     return members
 
 
+def team_or_404(team_id: uuid.UUID) -> Team:
+    """Return the team with this id, or raise NotFound."""
+    team = db.session.get(Team, team_id)
+    if team is None:
+        raise NotFound("No such team.")
+    return team
+
+
+def team_view(team: Team, member_ids: list[uuid.UUID] | None = None) -> dict[str, Any]:
+    """Return a team with its member ids (read in one query unless given)."""
+    if member_ids is None:
+        member_ids = team_member_ids([team.id])[team.id]
+    return {"id": team.id, "name": team.name, "description": team.description, "member_ids": member_ids,
+            "created_at": team.created_at, "updated_at": team.updated_at}
+
+
+def list_teams(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Return a page of teams by name, each with its member ids."""
+    teams, next_cursor = page(db.session, sa.select(Team), TEAM_KEYS, limit, cursor)
+    members = team_member_ids([t.id for t in teams])
+    return [team_view(t, members[t.id]) for t in teams], next_cursor
+
+
 def create_team(name: str, description: str | None = None) -> Team:
     team = Team(id=uuid.uuid4(), name=name, description=description)
     db.session.add(team)
@@ -150,7 +210,7 @@ def delete_team(team: Team) -> None:
 def add_member(team: Team, user: User) -> bool:
     """Put a staff user on a team; return False if they were on it already."""
     if not user.is_staff:
-        raise ValueError("Only agents and admins can be team members.")
+        raise Invalid.field("user_id", "Only agents and admins can be team members.")
     exists = db.session.get(TeamMember, (team.id, user.id))
     if exists is not None:
         return False
@@ -160,11 +220,11 @@ def add_member(team: Team, user: User) -> bool:
     return True
 
 
-def remove_member(team: Team, user_id: uuid.UUID) -> bool:
-    """Take a user off a team; return False if they were not on it."""
+def remove_member(team: Team, user_id: uuid.UUID) -> None:
+    """Take a user off a team; raise NotFound if they were not on it."""
     deleted = db.session.execute(
         sa.delete(TeamMember).where(TeamMember.team_id == team.id, TeamMember.user_id == user_id)
     ).rowcount
-    if deleted:
-        audit.record("team", team.id, "member_removed", before={"user_id": user_id})
-    return bool(deleted)
+    if not deleted:
+        raise NotFound("That user is not on this team.")
+    audit.record("team", team.id, "member_removed", before={"user_id": user_id})

@@ -9,8 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from app.api_common import api_blueprint
 from app.extensions import db
 from app.signup.services import sign_up
-from tenants.names import slug_problem
-from tenants.provisioning import SlugTaken
+from tenants import SlugTaken, slug_problem
 
 blp = api_blueprint("signup", "Create an organization. Public: no API key needed.")
 

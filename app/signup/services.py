@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from app.auth.keys import mint_key
 from app.extensions import db
 from app.people.services import create_user
-from tenants.context import tenant_context
-from tenants.models import Tenant
-from tenants.provisioning import create_tenant, new_tenant_ref
+from tenants import Tenant, create_tenant, new_tenant_ref, tenant_context
 
 
 @dataclass

@@ -8,8 +8,7 @@ from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.signup.services import sign_up
-from tenants.names import slug_problem
-from tenants.provisioning import SlugTaken
+from tenants import SlugTaken, slug_problem
 
 bp = Blueprint("signup", __name__)
 

@@ -12,10 +12,10 @@ from flask.views import MethodView
 from flask_smorest import Api
 from marshmallow import RAISE
 
-from app import idempotency
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.extensions import db
+from app.idempotency import idempotent
 from app.tickets import export, listing, services
 from app.tickets.models import Ticket
 from app.tickets.schemas import (
@@ -27,7 +27,7 @@ from app.tickets.schemas import (
     TicketUpdateSchema,
     dump_ticket,
 )
-from tenants.context import current_tenant
+from tenants import current_tenant
 
 blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.")
 # Instances, not classes: webargs builds a schema from a class on every request (deep-copying
@@ -101,20 +101,12 @@ class Tickets(MethodView):
         return json_response({"items": [dump_ticket(t) for t in found.items], "next_cursor": found.next_cursor,
                               "order": found.order})
 
+    @idempotent
     @blp.arguments(NEW_TICKET)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
-    @blp.doc(parameters=[idempotency.HEADER_DOC])
     def post(self, data):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
-        earlier = idempotency.replay_or_claim("POST /tickets")
-        if earlier is not None:
-            earlier.set_etag(services.etag_of_version(earlier.get_json()["version"]))
-            return earlier
-        ticket = services.create_ticket(current_actor(), **data)
-        body = dump_ticket(ticket)
-        idempotency.remember(body)
-        db.session.commit()
-        return ticket_response(ticket, 201, body)
+        return ticket_response(services.create_ticket(current_actor(), **data), 201)
 
 
 @blp.route("/tickets/export")
@@ -126,13 +118,11 @@ class TicketExport(MethodView):
         """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""
         fmt = args.pop("format")
         tenant = current_tenant()
-        engine = db.engine
-        sql, params = export.copy_statement(engine, export.export_select(current_actor(), args, fmt),
-                                            tenant.schema, fmt)
+        sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
         db.session.rollback()  # the export reads on its own connection; give this one back now
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return Response(
-            export.stream(engine, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
+            export.stream(db.engine, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
             headers={"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
                      "X-Accel-Buffering": "no"},
         )

@@ -14,27 +14,48 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from marshmallow import fields
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.auth.actor import Actor
 from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
+from app.tickets.schemas import TicketSchema
+from tenants import compile_for_tenant
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
-TIMESTAMPS = ("created_at", "updated_at", "closed_at", "resolved_at", "first_response_at")
 
 
 def _iso(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
 
+def export_columns(fmt: str) -> list[sa.ColumnElement]:
+    """Return a column per field of the API's ticket, in its order, computed by Postgres.
+
+    Derived from `TicketSchema`, so a field added there is exported too: timestamps in UTC with a
+    `Z`, durations from their `ends_at` metadata, and tags joined by `;` in CSV.
+    """
+    columns = []
+    for name, field in TicketSchema().dump_fields.items():
+        if isinstance(field, fields.Function):
+            ends_at = getattr(Ticket, field.metadata["ends_at"])
+            column = sa.cast(sa.func.floor(sa.extract("epoch", ends_at - Ticket.created_at)), sa.BigInteger)
+        elif name == "tags":
+            column = sa.func.array_to_string(Ticket.tags, ";") if fmt == "csv" else sa.cast(Ticket.tags,
+                                                                                           ARRAY(sa.Text))
+        elif isinstance(field, fields.DateTime):
+            column = _iso(getattr(Ticket, name))
+        else:
+            column = getattr(Ticket, name)
+        columns.append(column.label(name))
+    return columns
+
+
 def export_select(actor: Actor, args: dict[str, Any], fmt: str) -> sa.Select:
     """Return the select of every ticket matching `args`, as text columns, in number order."""
-    tags = sa.func.array_to_string(Ticket.tags, ";") if fmt == "csv" else sa.cast(Ticket.tags, ARRAY(sa.Text))
-    columns = [Ticket.id, Ticket.number, Ticket.title, Ticket.description, Ticket.priority, Ticket.status,
-               Ticket.category, tags.label("tags"), Ticket.requester_id, Ticket.assignee_id, Ticket.team_id,
-               Ticket.resolution, *(_iso(getattr(Ticket, t)).label(t) for t in TIMESTAMPS)]
+    columns = export_columns(fmt)
     conditions = filters(actor, args)
     if args.get("q"):
         text = search.to_tsquery_text(args["q"])
@@ -42,15 +63,13 @@ def export_select(actor: Actor, args: dict[str, Any], fmt: str) -> sa.Select:
     return sa.select(*columns).where(*conditions).order_by(Ticket.number)
 
 
-def copy_statement(engine: sa.Engine, stmt: sa.Select, schema: str, fmt: str) -> tuple[str, dict[str, Any]]:
-    """Return the `COPY ... TO STDOUT` SQL for `stmt` in the tenant's schema, with its parameters."""
-    compiled = stmt.compile(dialect=engine.dialect, schema_translate_map={"tenant": schema},
-                            render_schema_translate=True, compile_kwargs={"render_postcompile": True})
-    sql = compiled.string
+def copy_statement(stmt: sa.Select, fmt: str) -> tuple[str, dict[str, Any]]:
+    """Return the `COPY ... TO STDOUT` SQL for `stmt` in the current tenant's schema, with its parameters."""
+    sql, params = compile_for_tenant(stmt)
     if fmt == "csv":
-        return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", compiled.params
+        return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params
     rows = f"SELECT row_to_json(export_row) FROM ({sql}) AS export_row"
-    return f"COPY ({rows}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", compiled.params
+    return f"COPY ({rows}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", params
 
 
 def stream(engine: sa.Engine, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:

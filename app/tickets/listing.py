@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask_smorest import abort
 from sqlalchemy.orm import aliased
 
 from app.auth.actor import Actor
+from app.errors import Invalid, Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, order_by, page
 from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
@@ -93,8 +93,7 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int) -
         if getattr(exc.orig, "sqlstate", None) != "57014":
             raise
         session.rollback()
-        abort(503, message="The search took too long; add words or filters to narrow it.",
-              headers={"Retry-After": "1"})
+        raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
 
 
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str | None, limit: int,
@@ -158,7 +157,7 @@ def _split_cursor(cursor: str | None) -> tuple[str | None, str | None]:
         return None, None
     plan, dot, inner = cursor.partition(".")
     if not dot or plan not in (RANK, SORT_SET, WALK) or not inner:
-        abort(422, message="The cursor is not valid.", errors={"cursor": ["Not a valid cursor."]})
+        raise Invalid.field("cursor", "Not a valid cursor.", "The cursor is not valid.")
     return plan, inner
 
 

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
 from app.pagination import PageArgs
-from app.schemas import UtcDateTime, tag_list
+from app.schemas import UtcDateTime, fast_dumper, tag_list
 from app.tickets.models import PRIORITIES, STATUSES
 
 MAX_DESCRIPTION = 64 * 1024
@@ -34,6 +34,15 @@ def _seconds_between(start, end) -> int | None:
     return None if start is None or end is None else int((end - start).total_seconds())
 
 
+def duration_field(ends_at: str, description: str) -> fields.Function:
+    """A whole number of seconds from a ticket's creation to its `ends_at` timestamp (null until then).
+
+    `ends_at` is kept in the field's metadata, so the export computes the same value in SQL.
+    """
+    return fields.Function(lambda t: _seconds_between(t.created_at, getattr(t, ends_at)), dump_only=True,
+                           allow_none=True, metadata={"description": description, "ends_at": ends_at})
+
+
 class TicketSchema(Schema):
     id = fields.UUID(dump_only=True)
     number = fields.Integer(dump_only=True)
@@ -53,39 +62,15 @@ class TicketSchema(Schema):
     closed_at = fields.DateTime(dump_only=True, allow_none=True)
     resolved_at = fields.DateTime(dump_only=True, allow_none=True)
     first_response_at = fields.DateTime(dump_only=True, allow_none=True)
-    first_response_seconds = fields.Function(
-        lambda t: _seconds_between(t.created_at, t.first_response_at), dump_only=True, allow_none=True,
-        metadata={"description": "Seconds from creation to the first staff reply (SLA)."})
-    resolution_seconds = fields.Function(
-        lambda t: _seconds_between(t.created_at, t.resolved_at), dump_only=True, allow_none=True,
-        metadata={"description": "Seconds from creation to resolution (SLA)."})
+    first_response_seconds = duration_field("first_response_at",
+                                            "Seconds from creation to the first staff reply (SLA).")
+    resolution_seconds = duration_field("resolved_at", "Seconds from creation to resolution (SLA).")
     version = fields.Integer(dump_only=True, metadata={"description": "Bumped by every change; the ETag."})
 
 
-def _iso(value) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _str(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def dump_ticket(t) -> dict:
-    """Serialise a ticket exactly as `TicketSchema` does, without its per-field overhead.
-
-    A page of 50 tickets took ~5 ms through marshmallow, more than the query; a test keeps the
-    two in step.
-    """
-    return {
-        "id": str(t.id), "number": t.number, "title": t.title, "description": t.description,
-        "priority": t.priority, "status": t.status, "category": t.category, "tags": list(t.tags),
-        "requester_id": _str(t.requester_id), "assignee_id": _str(t.assignee_id), "team_id": _str(t.team_id),
-        "resolution": t.resolution, "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
-        "closed_at": _iso(t.closed_at), "resolved_at": _iso(t.resolved_at),
-        "first_response_at": _iso(t.first_response_at),
-        "first_response_seconds": _seconds_between(t.created_at, t.first_response_at),
-        "resolution_seconds": _seconds_between(t.created_at, t.resolved_at), "version": t.version,
-    }
+# A page of 50 tickets took ~5 ms through marshmallow, more than the query; this does the same
+# from the same field declarations (a test keeps the two in step).
+dump_ticket = fast_dumper(TicketSchema())
 
 
 class TicketUpdateSchema(Schema):

@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask_smorest import abort
 
 from app import audit
 from app.auth.actor import Actor
+from app.errors import Conflict, Forbidden, Invalid, NotFound, Stale
 from app.extensions import db
 from app.outbox import emit
-from app.people.models import Team, User
+from app.people.models import Team
+from app.people.services import get_user
 from app.realtime import publish_after_commit
-from app.tickets.models import Ticket
+from app.tickets.models import OPEN_STATUSES, Ticket
 
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
@@ -57,8 +58,8 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
     """Open a ticket for `requester_id` (default: the actor); assignment follows in the background."""
     if requester_id is None or not actor.is_staff:
         requester_id = actor.user_id
-    elif _active_user(requester_id) is None:
-        abort(422, message="No such requester.", errors={"requester_id": ["No such user."]})
+    elif get_user(requester_id) is None:
+        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
     ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     db.session.add(ticket)
@@ -73,20 +74,31 @@ def visible_tickets(actor: Actor) -> sa.Select:
     return sa.select(Ticket).where(visibility(actor))
 
 
+def home_tickets(actor: Actor, limit: int = 50) -> list[Ticket]:
+    """Return what `actor` sees first: a requester's own tickets, or staff's open queue (theirs and unassigned)."""
+    stmt = sa.select(Ticket).order_by(Ticket.created_at.desc()).limit(limit)
+    if not actor.is_staff:
+        stmt = stmt.where(Ticket.requester_id == actor.user_id)
+    else:
+        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES),
+                          sa.or_(Ticket.assignee_id == actor.user_id, Ticket.assignee_id.is_(None)))
+    return list(db.session.execute(stmt).scalars())
+
+
 def visibility(actor: Actor) -> sa.ColumnElement[bool]:
     """Return the condition limiting tickets to those `actor` may see."""
     return sa.true() if actor.is_staff else Ticket.requester_id == actor.user_id
 
 
 def ticket_for(actor: Actor, ticket_id: uuid.UUID, lock: bool = False) -> Ticket:
-    """Return a ticket `actor` may see, or answer 404 (never 403: existence is not disclosed)."""
+    """Return a ticket `actor` may see, or raise NotFound (never Forbidden: existence is not disclosed)."""
     return _one(visible_tickets(actor).where(Ticket.id == ticket_id), lock)
 
 
 def ticket_by_number(actor: Actor, number: int) -> Ticket:
-    """Return the ticket with this number if `actor` may see it, or answer 404."""
+    """Return the ticket with this number if `actor` may see it, or raise NotFound."""
     if not 0 < number <= MAX_NUMBER:
-        abort(404, message="No such ticket.")
+        raise NotFound("No such ticket.")
     return _one(visible_tickets(actor).where(Ticket.number == number), lock=False)
 
 
@@ -95,22 +107,21 @@ def _one(stmt: sa.Select, lock: bool) -> Ticket:
         stmt = stmt.with_for_update()
     ticket = db.session.execute(stmt).scalar_one_or_none()
     if ticket is None:
-        abort(404, message="No such ticket.")
+        raise NotFound("No such ticket.")
     return ticket
 
 
 def check_version(ticket: Ticket, expected: Iterable[str] | None) -> None:
-    """Answer 412 unless the ticket is still at one of the versions the client last saw."""
+    """Raise Stale unless the ticket is still at one of the versions the client last saw."""
     if expected is not None and etag(ticket) not in set(expected):
-        abort(412, message="The ticket has changed since you read it; get it again and reapply your change.",
-              headers={"ETag": f'"{etag(ticket)}"'})
+        raise Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
 
 
 def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
                   expected: Iterable[str] | None = None) -> Ticket:
     """Apply a PATCH: check role, version and transition, then record and announce what changed."""
     if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
-        abort(403, message=f"Requesters may not change {', '.join(refused)}.")
+        raise Forbidden(f"Requesters may not change {', '.join(refused)}.")
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     before = snapshot(ticket)
@@ -120,7 +131,7 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     if not {k: v for k, v in changes.items() if before.get(k) != v}:
         return ticket
     if ticket.status == "closed":
-        abort(409, message="The ticket is closed; reopen it before changing it.")
+        raise Conflict("The ticket is closed; reopen it before changing it.")
     _check_people(changes)
     status = _next_status(ticket, changes)
     for field, value in changes.items():
@@ -141,17 +152,17 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
 def _check_people(changes: dict[str, Any]) -> None:
     errors: dict[str, list[str]] = {}
     if changes.get("assignee_id") is not None:
-        user = _active_user(changes["assignee_id"])
+        user = get_user(changes["assignee_id"])
         if user is None or not user.is_staff:
             errors["assignee_id"] = ["Must be an active agent or admin of this organization."]
     if changes.get("team_id") is not None and db.session.get(Team, changes["team_id"]) is None:
         errors["team_id"] = ["No such team."]
     if errors:
-        abort(422, message="The assignee or team is not valid.", errors=errors)
+        raise Invalid("The assignee or team is not valid.", errors)
 
 
 def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
-    """Return the status after `changes`, or answer 409 saying why the move makes no sense.
+    """Return the status after `changes`, or raise Conflict saying why the move makes no sense.
 
     The queue of unassigned work is `new` with no assignee, so assigning a `new` ticket opens it
     and taking the assignee off an `open` one puts it back in the queue.
@@ -166,13 +177,12 @@ def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
         return ticket.status
     if status == "new":
         if assignee is not None:
-            abort(409, message="An assigned ticket is open, not new; remove the assignee to put it back in the "
-                               "queue.")
+            raise Conflict("An assigned ticket is open, not new; remove the assignee to put it back in the queue.")
         if ticket.status not in ("new", "open"):
-            abort(409, message=f"A ticket that is {ticket.status} cannot go back to new.")
+            raise Conflict(f"A ticket that is {ticket.status} cannot go back to new.")
         return status
     if status not in TRANSITIONS[ticket.status]:
-        abort(409, message=f"A ticket cannot move from {ticket.status} to {status}.")
+        raise Conflict(f"A ticket cannot move from {ticket.status} to {status}.")
     return status
 
 
@@ -189,11 +199,11 @@ def _set_status(ticket: Ticket, status: str) -> None:
 
 def close_ticket(actor: Actor, ticket_id: uuid.UUID, resolution: str | None = None,
                  expected: Iterable[str] | None = None) -> Ticket:
-    """Close a ticket (409 if it is closed already); its agent's capacity frees up."""
+    """Close a ticket (Conflict if it is closed already); its agent's capacity frees up."""
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     if ticket.status == "closed":
-        abort(409, message="The ticket is already closed.")
+        raise Conflict("The ticket is already closed.")
     before = snapshot(ticket)
     now = datetime.now(UTC)
     ticket.status = "closed"
@@ -212,7 +222,7 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     if ticket.status not in ("closed", "resolved"):
-        abort(409, message=f"Only a closed or resolved ticket can be reopened; this one is {ticket.status}.")
+        raise Conflict(f"Only a closed or resolved ticket can be reopened; this one is {ticket.status}.")
     before = snapshot(ticket)
     ticket.status = "open" if ticket.assignee_id else "new"
     ticket.closed_at = None
@@ -226,11 +236,6 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
 def announce(ticket: Ticket, body: dict[str, Any]) -> None:
     """Queue the live `ticket.updated` event for everyone watching the ticket (sent after commit)."""
     publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": body})
-
-
-def _active_user(user_id: uuid.UUID) -> User | None:
-    user = db.session.get(User, user_id)
-    return None if user is None or user.deleted_at is not None else user
 
 
 def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None) -> None:

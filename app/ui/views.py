@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, render_template
-from flask_login import current_user, login_required
+from flask_login import login_required
 
-from app.extensions import db
-from app.tickets.models import OPEN_STATUSES, Ticket
-from tenants.context import current_tenant_or_none
+from app.auth.actor import current_actor
+from app.tickets.services import home_tickets
+from tenants import current_tenant_or_none
 
 bp = Blueprint("ui", __name__)
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-
 
 
 @bp.get("/")
@@ -29,11 +27,4 @@ def index():
 @login_required
 def home():
     """List the signed-in user's tickets (requesters) or open queue (agents and admins)."""
-    stmt = sa.select(Ticket).order_by(Ticket.created_at.desc()).limit(50)
-    if current_user.role == "requester":
-        stmt = stmt.where(Ticket.requester_id == current_user.id)
-    else:
-        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES),
-                          sa.or_(Ticket.assignee_id == current_user.id, Ticket.assignee_id.is_(None)))
-    tickets = db.session.execute(stmt).scalars().all()
-    return render_template("ui/home.html", tickets=tickets)
+    return render_template("ui/home.html", tickets=home_tickets(current_actor()))

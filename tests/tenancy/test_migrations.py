@@ -69,7 +69,7 @@ def test_provisioned_schema_matches_the_models(app, tenant):
     assert diff == []
 
 
-def test_provisioning_stamps_head_and_seeds_the_counter(app):
+def test_provisioning_stamps_head_and_starts_numbering_at_one(app):
     from tenants.context import tenant_context
     from tenants.provisioning import create_tenant, new_tenant_ref
 
@@ -79,5 +79,5 @@ def test_provisioning_stamps_head_and_seeds_the_counter(app):
             create_tenant("Fresh")
             db.session.commit()
         assert _revision(ref.slug) == head("tenant")
-        counter = db.session.execute(sa.text(f'select value from "{ref.schema}".counters')).scalar()
-        assert counter == 0
+        sequence = db.session.execute(sa.text(f'select last_value, is_called from "{ref.schema}".ticket_number_seq'))
+        assert tuple(sequence.one()) == (1, False)  # the first ticket gets number 1

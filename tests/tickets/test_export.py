@@ -99,3 +99,15 @@ def test_bad_export_parameters_answer_422(tenant, params):
     resp = tenant.api.get("/api/v1/tickets/export?" + urlencode(params))
     assert resp.status_code == 422
     assert resp.get_json()["code"] == 422
+
+
+def test_json_export_has_exactly_the_api_fields(tenant, new_ticket):
+    from app.tickets.schemas import TicketSchema
+
+    made = new_ticket("fields", tags=["x"])
+    tenant.api.post(f"/api/v1/tickets/{made['id']}/close", json={"resolution": "done"})
+    api = tenant.api.get(f"/api/v1/tickets/{made['id']}").get_json()
+    exported = json.loads(_export(tenant.api, format="json").data)[0]
+    assert list(exported) == list(TicketSchema().dump_fields) == list(api)
+    for name in ("resolution_seconds", "first_response_seconds", "version", "tags", "resolution"):
+        assert exported[name] == api[name], name

@@ -1,0 +1,115 @@
+"""Errors in the contract's shape: `{"code", "status", "message", "errors"?}`, for every API path.
+
+Domain errors (`app.errors`) are mapped to HTTP here, once: `http_error` for the API and pages.
+
+Validation errors from webargs arrive nested by location (`{"json": {"title": [...]}}`); the
+contract names fields directly, so locations are folded away. HTML pages get an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy.exc import DataError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    UnprocessableEntity,
+    default_exceptions,
+)
+
+from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Stale, Unavailable
+
+log = logging.getLogger(__name__)
+STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503}
+LOCATIONS = ("json", "query", "querystring", "headers", "form", "files", "view_args", "path", "cookies")
+
+
+def _flatten(errors: dict) -> dict:
+    flat: dict = {}
+    for key, value in errors.items():
+        if key in LOCATIONS and isinstance(value, dict):
+            flat.update(_flatten(value))
+        elif isinstance(value, dict):
+            for sub, messages in _flatten(value).items():
+                flat[f"{key}.{sub}"] = messages
+        else:
+            flat[key] = value if isinstance(value, list) else [value]
+    return flat
+
+
+def http_error(error: DomainError) -> HTTPException:
+    """Return the HTTP error that answers a domain error, with its message, fields and headers."""
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    headers = {}
+    if isinstance(error, Stale):
+        headers["ETag"] = f'"{error.current}"'
+    if isinstance(error, Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    http = default_exceptions[status]()
+    http.data = {"message": error.message, "errors": error.errors or None, "headers": headers}
+    return http
+
+
+def api_error_response(error: HTTPException):
+    """Return the JSON error body for an HTTP error."""
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    payload = {"code": error.code, "status": error.name}
+    errors = data.get("messages") or data.get("errors")
+    if errors:
+        payload["errors"] = _flatten(errors)
+    message = data.get("message")
+    if message is None:
+        if errors:
+            message = "The request has invalid fields."
+        elif isinstance(error, BadRequest) and error.description and "JSON" in str(error.description):
+            message = "The body is not valid JSON."
+        else:
+            message = error.description or error.name
+    payload["message"] = message
+    response = jsonify(payload)
+    response.status_code = error.code or 500
+    response.headers.update(headers)
+    if error.code == 405 and getattr(error, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def html_error_response(error: HTTPException):
+    """Render an HTML error page for UI paths."""
+    return render_template("error.html", error=error), error.code or 500
+
+
+def init_app(app: Flask) -> None:
+    """Map domain errors once, stray database data errors to 422, and crashes to a logged 500."""
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        from app.extensions import db
+
+        db.session.rollback()  # nothing the refused request queued may commit or be announced
+        return _respond(http_error(exc))
+
+    @app.errorhandler(DataError)
+    def data_error(exc: DataError):
+        from app.extensions import db
+
+        db.session.rollback()
+        log.info("rejected by the database: %s", exc.orig)
+        return _respond(UnprocessableEntity("A value is out of range or malformed."))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            raise exc
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _respond(InternalServerError())
+
+
+def _respond(error: HTTPException):
+    if request.path.startswith("/api/"):
+        return api_error_response(error)
+    return html_error_response(error)

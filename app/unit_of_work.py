@@ -1,0 +1,56 @@
+"""Work that may happen only once a transaction has committed, wired in this one place.
+
+Services call `after_commit(kind, item)` while they change data: publish a live event, hand
+outbox rows to RQ, drop cached API keys. The items wait on the session; when its transaction
+commits, each kind's handler gets all of its items in one call (ten live events go out in one
+Redis pipeline), and when it rolls back they are dropped, so nothing is announced that did not
+happen. Each area registers its handler with `handle(kind, handler)` from its `init_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from app.extensions import db
+from tenants import TenantSession
+
+log = logging.getLogger(__name__)
+PENDING = "tms_after_commit"
+_handlers: dict[str, Callable[[list[Any]], None]] = {}
+
+
+def init_app(app: Flask) -> None:
+    if not sa.event.contains(TenantSession, "after_commit", _run):
+        sa.event.listen(TenantSession, "after_commit", _run)
+        sa.event.listen(TenantSession, "after_soft_rollback", _discard)
+
+
+def handle(kind: str, handler: Callable[[list[Any]], None]) -> None:
+    """Make `handler(items)` receive the items of `kind` of every transaction that commits."""
+    _handlers[kind] = handler
+
+
+def after_commit(kind: str, item: Any) -> None:
+    """Queue `item` for the `kind` handler, to run only if the current transaction commits."""
+    if kind not in _handlers:
+        raise LookupError(f"no after-commit handler for {kind!r}")
+    db.session().info.setdefault(PENDING, {}).setdefault(kind, []).append(item)
+
+
+def _run(session: sa.orm.Session) -> None:
+    pending: dict[str, list[Any]] = session.info.pop(PENDING, None) or {}
+    for kind, items in pending.items():
+        try:
+            _handlers[kind](items)
+        except Exception:  # the commit stands; what follows it is best effort by design
+            log.exception("after-commit work %r failed", kind)
+
+
+def _discard(session: sa.orm.Session, previous_transaction: object) -> None:
+    if not session.in_transaction():  # the whole unit of work rolled back, not a savepoint
+        session.info.pop(PENDING, None)
