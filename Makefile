@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export DATA_DIR ?= $(CURDIR)/.data
 export PORT ?= 5000
 
-.PHONY: run test bench lint install clean
+.PHONY: run test test-tools bench lint install clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,18 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python -m app.runner
 
-## Run the whole test suite against real Postgres and Redis.
-test: install
+## Install what tests run for real from Debian when missing: clamd (virus scans), Chromium (UI tests).
+## Their services stay stopped (tests start their own); policy-rc.d keeps freshclam from starting.
+test-tools:
+	@test -x /usr/sbin/clamd -a -x /usr/bin/clamscan -a -x /usr/bin/chromium || { \
+	  echo "Installing clamav-daemon, clamav and chromium from Debian for the tests"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    clamav-daemon clamav chromium; } >/tmp/tms-test-tools.log 2>&1 || { cat /tmp/tms-test-tools.log; exit 1; }; }
+
+## Run the whole test suite against real Postgres, Redis, S3 (moto), clamd and Chromium.
+test: install test-tools
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Print benchmark figures beside same-run baselines (needs wrk, installed from Debian if missing).

@@ -20,6 +20,9 @@ from app.embedded import start_missing
 from app.extensions import db
 from tenants.migrations import upgrade_public
 
+# S3, clamd, the app in gunicorn and Chromium, each started only for the tests that ask for it.
+pytest_plugins = ["tests.servers"]
+
 
 @dataclass
 class Services:

@@ -7,22 +7,16 @@ knows which process holds which socket.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import websocket
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import LiveServer, stop_gunicorn
+from tests.servers import start_gunicorn as start_app_server
+
 OPEN_SOCKETS: list[websocket.WebSocket] = []
 
 
@@ -35,10 +29,8 @@ def close_sockets() -> Iterator[None]:
 
 
 @dataclass
-class LiveServer:
-    port: int
-    process: subprocess.Popen
-    log: Path
+class StreamServer(LiveServer):
+    """A live server whose ticket streams a test can connect to."""
 
     @property
     def ws_base(self) -> str:
@@ -58,46 +50,13 @@ class LiveServer:
         return ws
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(services, **env_overrides: str) -> LiveServer:
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1",
-           "GUNICORN_THREADS": "64", "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
-           "SECRET_KEY": "test-secret", "RATE_LIMIT_PER_MINUTE": "100000", "STREAM_PING_INTERVAL": "5",
-           **env_overrides}
-    log_path = Path(tempfile.mkdtemp(prefix="tms-gunicorn-")) / f"gunicorn-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("gunicorn exited: " + log_path.read_text()[-2000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return LiveServer(port, process, log_path)
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
-
-
-def stop_gunicorn(server: LiveServer) -> None:
-    server.process.send_signal(signal.SIGINT)  # quick shutdown: open sockets need no grace
-    try:
-        server.process.wait(15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+def start_gunicorn(services, **env_overrides: str) -> StreamServer:
+    """Start the app in gunicorn (tests/servers.py) with ticket streams to connect to."""
+    return start_app_server(services, StreamServer, **env_overrides)
 
 
 @pytest.fixture(scope="session")
-def live_servers(app, services) -> Iterator[list[LiveServer]]:
+def live_servers(app, services) -> Iterator[list[StreamServer]]:
     servers = [start_gunicorn(services), start_gunicorn(services)]
     yield servers
     for server in servers:
@@ -105,12 +64,12 @@ def live_servers(app, services) -> Iterator[list[LiveServer]]:
 
 
 @pytest.fixture
-def server_a(live_servers) -> LiveServer:
+def server_a(live_servers) -> StreamServer:
     return live_servers[0]
 
 
 @pytest.fixture
-def server_b(live_servers) -> LiveServer:
+def server_b(live_servers) -> StreamServer:
     return live_servers[1]
 
 

@@ -1,0 +1,317 @@
+"""Real servers for tests that need more than PostgreSQL and Redis: S3, clamd, the app in gunicorn,
+and headless Chromium.
+
+Each is a genuine program run as a child process of the test process, on a free loopback port or
+a socket in its own temp folder, so every xdist worker has its own and nothing is shared between
+workers. The fixtures are session-scoped and lazy: a server starts the first time a test of that
+worker asks for it, and stops when the worker's session ends. `make test` installs the Debian
+programs (clamav-daemon, chromium); moto and playwright come from requirements-dev.txt.
+
+Registered as a plugin in tests/conftest.py, so every test can ask for:
+
+- `s3_endpoint`: URL of moto's S3 server (any bucket name, any credentials);
+- `clamd_socket` / `clamd_address`: clamd's unix socket path and (host, port), knowing EICAR;
+- `live_server`: the app in gunicorn on the test database and Redis;
+- `browser`, `page`, `phone_page`, `screenshot`: Chromium, a fresh 1280- or 390-wide page per
+  test, and a helper saving PNGs to SCREENSHOT_DIR (or a temp folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from app.embedded import free_port, stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait_until(ready: Callable[[], bool], proc: subprocess.Popen, what: str, log: Path,
+                timeout: float = 30) -> None:
+    """Poll `ready` until it returns true; fail with the log's tail if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}: {log.read_text()[-2000:]}")
+        if ready():
+            return
+        time.sleep(0.05)
+    stop_process(proc, signal.SIGKILL, 5)
+    raise RuntimeError(f"{what} did not start within {timeout}s: {log.read_text()[-2000:]}")
+
+
+def _answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class MotoServer:
+    """moto's S3 (and every other AWS service it mocks) over real HTTP on a loopback port."""
+
+    folder: Path
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoServer:
+        self.port = free_port()
+        log = self.folder / "moto.log"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_until(lambda: _answers_http(f"{self.endpoint}/moto-api/"), self.proc, "moto_server", log)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM, 10)
+
+
+# --- ClamAV ------------------------------------------------------------------------------------
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def eicar_signatures() -> dict[str, str]:
+    """Return a signature database, by file name, that detects the EICAR test file.
+
+    freshclam cannot download the official databases here, and clamd needs none of them: one
+    hash signature (the whole file) and one body signature (the string inside a larger file) are
+    enough for it to start in well under a second and report EICAR as found.
+    """
+    return {
+        "tms-test.hdb": f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:Tms.Test.EICAR-File\n",
+        "tms-test.ndb": f"Tms.Test.EICAR-Body:0:*:{EICAR.hex()}\n",
+    }
+
+
+@dataclass
+class Clamd:
+    """Debian's clamd in the foreground, on a unix socket and a loopback TCP port, with our own
+    signatures (see `eicar_signatures`) in a temp database folder.
+
+    It runs as whoever we are (root in CI): with no `User` line clamd keeps its user, and every
+    file it reads or writes is in our own folder, so root and non-root work alike.
+    """
+
+    folder: Path
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.folder / "clamd.sock")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def start(self) -> Clamd:
+        database = self.folder / "db"
+        database.mkdir()
+        for name, text in eicar_signatures().items():
+            (database / name).write_text(text)
+        self.port = free_port()
+        config = self.folder / "clamd.conf"
+        config.write_text("\n".join([
+            "Foreground yes",
+            f"DatabaseDirectory {database}",
+            f"LocalSocket {self.socket_path}",
+            f"TCPSocket {self.port}",
+            "TCPAddr 127.0.0.1",
+            f"TemporaryDirectory {self.folder}",
+            f"LogFile {self.folder / 'clamd.log'}",
+            "LogTime yes",
+            "Bytecode no",
+            "SelfCheck 0",
+            "",
+        ]))
+        log = self.folder / "clamd.out"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([shutil.which("clamd") or "/usr/sbin/clamd", "-c", str(config)],
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_until(lambda: self.command(b"PING") == b"PONG", self.proc, "clamd", log)
+        return self
+
+    def command(self, command: bytes) -> bytes | None:
+        """Send one z-command (NUL-terminated) on the unix socket; return the reply, None if closed."""
+        try:
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.settimeout(5)
+                conn.connect(self.socket_path)
+                conn.sendall(b"z" + command + b"\0")
+                return conn.recv(4096).rstrip(b"\0")
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM, 10)
+
+
+# --- The app in gunicorn -----------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    """The product served by gunicorn (one worker) on a loopback port."""
+
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+S = TypeVar("S", bound=LiveServer)
+
+
+def start_gunicorn(services, server_type: type[S] = LiveServer, **env_overrides: str) -> S:
+    """Start the app in gunicorn on the test database and Redis; return once /healthz answers."""
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1",
+           "GUNICORN_THREADS": "64", "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
+           "SECRET_KEY": "test-secret", "RATE_LIMIT_PER_MINUTE": "100000", "STREAM_PING_INTERVAL": "5",
+           **env_overrides}
+    log = Path(tempfile.mkdtemp(prefix="tms-gunicorn-")) / f"gunicorn-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    _wait_until(lambda: _answers_http(f"http://127.0.0.1:{port}/healthz"), process, "gunicorn", log)
+    return server_type(port, process, log)
+
+
+def stop_gunicorn(server: LiveServer) -> None:
+    stop_process(server.process, signal.SIGINT, 15)  # quick shutdown: open sockets need no grace
+
+
+# --- Chromium ----------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium's own background connections (updates, sync, QUIC probes) have nowhere to go on a
+# closed network and only slow it down, so they are switched off.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
+         "has_touch": True}
+
+
+# --- Fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Return the URL of a real S3 API (moto's server) for this worker."""
+    folder = Path(tempfile.mkdtemp(prefix="tms-moto-"))
+    server = MotoServer(folder).start()
+    yield server.endpoint
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def clamd() -> Iterator[Clamd]:
+    """Return a running clamd that knows the EICAR test file."""
+    folder = Path(tempfile.mkdtemp(prefix="tms-clamd-"))
+    server = Clamd(folder).start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def clamd_socket(clamd: Clamd) -> str:
+    """Return the path of clamd's unix socket."""
+    return clamd.socket_path
+
+
+@pytest.fixture(scope="session")
+def clamd_address(clamd: Clamd) -> tuple[str, int]:
+    """Return clamd's TCP (host, port) on loopback."""
+    return clamd.address
+
+
+@pytest.fixture(scope="session")
+def live_server(app, services) -> Iterator[LiveServer]:
+    """Return the app served by gunicorn, for browsers and other real HTTP clients."""
+    server = start_gunicorn(services)
+    yield server
+    stop_gunicorn(server)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Return Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """Return a page in a fresh 1280-wide browser context (no cookies from other tests)."""
+    context = browser.new_context(**DESKTOP)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def phone_page(browser):
+    """Return a page in a fresh 390-wide phone context (touch, mobile viewport)."""
+    context = browser.new_context(**PHONE)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory) -> Path:
+    """Return SCREENSHOT_DIR (created if missing), or a temp folder when it is not set."""
+    configured = os.environ.get("SCREENSHOT_DIR")
+    if not configured:
+        return tmp_path_factory.mktemp("screenshots")
+    folder = Path(configured)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def screenshot(screenshot_dir: Path, request) -> Callable[..., Path]:
+    """Return `shoot(page, name)`, which saves a full-page PNG named after the test and `name`."""
+
+    def shoot(page, name: str) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{request.node.name}-{name}")
+        path = screenshot_dir / f"{stem}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return shoot
