@@ -315,3 +315,16 @@ def screenshot(screenshot_dir: Path, request) -> Callable[..., Path]:
         return path
 
     return shoot
+
+
+# --- RQ workers --------------------------------------------------------------------------------
+
+
+def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str) -> subprocess.Popen:
+    """Start `flask worker --queues assignment` against the test database and Redis."""
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret"}
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", "assignment"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )

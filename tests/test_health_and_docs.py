@@ -3,7 +3,7 @@
 from openapi_spec_validator import validate
 
 from app import create_app
-from tests.conftest import app_config
+from tests.helpers import app_config
 
 
 def test_healthz_and_readyz(client):

@@ -12,15 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 from app import create_app
-from app.embedded import EmbeddedRedis
+from app.embedded import EmbeddedRedis, stop_process
 from app.extensions import db
 from app.outbox.dispatch import relay_tenant
 from tenants.context import tenant_context
 from tenants.names import schema_for
 from tenants.resolution import active_tenant
-from tests.assignment.conftest import Desk
-from tests.assignment.workers import start_worker, stop_worker, wait_until
-from tests.conftest import ApiClient, TenantHandle, app_config
+from tests.helpers import ApiClient, Desk, TenantHandle, app_config, wait_until
+from tests.servers import start_worker
 
 
 @pytest.fixture
@@ -42,7 +41,7 @@ def workers(services, tmp_path):
 
     yield start
     for proc in started:
-        stop_worker(proc)
+        stop_process(proc, signal.SIGTERM, 10)
 
 
 def pending_rows(engine, slug: str) -> int:
@@ -107,7 +106,7 @@ def test_burst_of_200_with_two_workers_respects_capacity(desk, workers, engine):
     desk.rule(front, "least_loaded", name="everything else", position=2)
     for proc in workers(1):  # run the set-up's own events (members joined) first, then stop
         wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the set-up events to be processed")
-        stop_worker(proc)
+        stop_process(proc, signal.SIGTERM, 10)
     rnd = random.Random(4)
     tickets = [desk.ticket(f"burst {i}", priority=rnd.choice(["low", "normal", "high", "urgent"]))
                for i in range(200)]
@@ -216,7 +215,7 @@ def test_round_robin_stays_strict_across_worker_processes_and_restarts(desk, wor
         tickets += [desk.ticket(f"rr {phase}-{i}") for i in range(16)]
         wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the tickets to be processed")
         for proc in procs:
-            stop_worker(proc)
+            stop_process(proc, signal.SIGTERM, 10)
     tickets += [desk.ticket(f"rr after {i}") for i in range(4)]
     workers(1)
     wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the last tickets to be processed")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import ApiClient
+from tests.helpers import ApiClient
 
 
 def test_missing_malformed_and_unknown_keys_are_401(tenant):

@@ -9,7 +9,7 @@ import pytest
 from app import create_app
 from app.auth.key_cache import key_cache
 from app.auth.keys import key_digest
-from tests.conftest import ApiClient, app_config
+from tests.helpers import ApiClient, app_config
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Per-key rate limits counted in Redis."""
 
 from app import create_app
-from tests.conftest import ApiClient, app_config
+from tests.helpers import ApiClient, app_config
 
 
 def test_over_the_limit_is_429_with_headers(services, make_tenant):

@@ -3,7 +3,7 @@
 import re
 
 from app import create_app
-from tests.conftest import app_config
+from tests.helpers import app_config
 
 
 def login(client, tenant, password=None):

@@ -6,8 +6,6 @@ knows which process holds which socket.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -73,21 +71,10 @@ def server_b(live_servers) -> StreamServer:
     return live_servers[1]
 
 
-def next_event(ws: websocket.WebSocket, kind: str | None = None, timeout: float = 5.0) -> dict:
-    """Return the next event (of `kind`, skipping others), waiting at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no {kind or 'event'} within {timeout}s")
-        ws.settimeout(left)
-        # Control frames come back too (pings are answered on the way), so steady pings cannot
-        # keep this waiting past the deadline.
-        opcode, data = ws.recv_data(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise ConnectionError("the server closed the socket")
-        if opcode != websocket.ABNF.OPCODE_TEXT:
-            continue
-        event = json.loads(data)
-        if kind is None or event["type"] == kind:
-            return event
+@pytest.fixture(scope="module")
+def impatient_server(app, services) -> Iterator[StreamServer]:
+    """A server that pings, re-checks access and catches up every half second (and rarely relays typing)."""
+    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5", STREAM_RESYNC_INTERVAL="0.5",
+                            STREAM_TYPING_INTERVAL="600")
+    yield server
+    stop_gunicorn(server)

@@ -9,22 +9,12 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from tenants.names import schema_for
-from tests.conftest import ApiClient
-
-
-def new_ticket(api: ApiClient, **fields) -> dict:
-    resp = api.post("/api/v1/tickets", json={"title": "Printer jam", **fields})
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
-
-
-def post(api: ApiClient, ticket_id: str, **body):
-    return api.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "hello", **body})
+from tests.helpers import ApiClient, new_ticket, post_message
 
 
 def test_post_returns_the_contract_shape_and_seq_counts_up(tenant):
     ticket = new_ticket(tenant.api)
-    first = post(tenant.api, ticket["id"], body="**Hi**")
+    first = post_message(tenant.api, ticket["id"], body="**Hi**")
     assert first.status_code == 201, first.get_json()
     body = first.get_json()
     assert set(body) >= {"id", "ticket_id", "author_id", "body", "parent_id", "internal", "attachments",
@@ -32,7 +22,7 @@ def test_post_returns_the_contract_shape_and_seq_counts_up(tenant):
     assert (body["seq"], body["body"], body["ticket_id"], body["author_id"]) == (1, "**Hi**", ticket["id"],
                                                                                 tenant.admin_id)
     assert body["attachments"] == [] and body["parent_id"] is None and body["internal"] is False
-    assert post(tenant.api, ticket["id"]).get_json()["seq"] == 2
+    assert post_message(tenant.api, ticket["id"]).get_json()["seq"] == 2
 
 
 def test_concurrent_posts_get_distinct_consecutive_seqs(app, tenant):
@@ -40,7 +30,7 @@ def test_concurrent_posts_get_distinct_consecutive_seqs(app, tenant):
 
     def one(i: int) -> int:
         api = ApiClient(app.test_client(), tenant.key)
-        resp = post(api, ticket["id"], body=f"message {i}")
+        resp = post_message(api, ticket["id"], body=f"message {i}")
         assert resp.status_code == 201, resp.get_json()
         return resp.get_json()["seq"]
 
@@ -62,14 +52,14 @@ def test_a_repeated_post_with_an_idempotency_key_creates_one_message(tenant):
 
 def test_replies_thread_under_a_parent_on_the_same_ticket(tenant):
     ticket, other = new_ticket(tenant.api), new_ticket(tenant.api)
-    root = post(tenant.api, ticket["id"]).get_json()
-    reply = post(tenant.api, ticket["id"], parent_id=root["id"]).get_json()
-    nested = post(tenant.api, ticket["id"], parent_id=reply["id"])
+    root = post_message(tenant.api, ticket["id"]).get_json()
+    reply = post_message(tenant.api, ticket["id"], parent_id=root["id"]).get_json()
+    nested = post_message(tenant.api, ticket["id"], parent_id=reply["id"])
     assert nested.status_code == 201 and nested.get_json()["parent_id"] == reply["id"]
-    elsewhere = post(tenant.api, other["id"], parent_id=root["id"])
+    elsewhere = post_message(tenant.api, other["id"], parent_id=root["id"])
     assert elsewhere.status_code == 422
     assert "parent_id" in elsewhere.get_json()["errors"]
-    assert post(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 422
+    assert post_message(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 422
 
 
 def test_bad_input_is_refused_and_changes_nothing(tenant):
@@ -100,11 +90,11 @@ def test_internal_notes_are_for_staff_only(tenant):
     requester = tenant.key_for(requester_user)
     agent = tenant.key_for(tenant.user("agent"))
     ticket = new_ticket(requester)
-    assert post(requester, ticket["id"], internal=True).status_code == 403
-    assert post(requester, ticket["id"], body="public question").status_code == 201
-    note = post(agent, ticket["id"], body="secret note", internal=True).get_json()
+    assert post_message(requester, ticket["id"], internal=True).status_code == 403
+    assert post_message(requester, ticket["id"], body="public question").status_code == 201
+    note = post_message(agent, ticket["id"], body="secret note", internal=True).get_json()
     assert note["internal"] is True
-    assert post(requester, ticket["id"], parent_id=note["id"]).status_code == 422
+    assert post_message(requester, ticket["id"], parent_id=note["id"]).status_code == 422
     seen_by_requester = requester.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     seen_by_agent = agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in seen_by_requester] == ["public question"]
@@ -116,13 +106,13 @@ def test_first_agent_reply_sets_first_response_time(tenant):
     requester = tenant.key_for(tenant.user("requester"))
     agent = tenant.key_for(tenant.user("agent"))
     ticket = new_ticket(requester)
-    post(requester, ticket["id"])
-    post(agent, ticket["id"], internal=True)
+    post_message(requester, ticket["id"])
+    post_message(agent, ticket["id"], internal=True)
     assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"] is None
-    reply = post(agent, ticket["id"], body="On it").get_json()
+    reply = post_message(agent, ticket["id"], body="On it").get_json()
     first = tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"]
     assert first is not None
-    post(agent, ticket["id"], body="Still on it")
+    post_message(agent, ticket["id"], body="Still on it")
     assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["first_response_at"] == first
     assert reply["seq"] == 3
 
@@ -130,7 +120,7 @@ def test_first_agent_reply_sets_first_response_time(tenant):
 def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
     ticket = new_ticket(tenant.api)
     for i in range(7):
-        post(tenant.api, ticket["id"], body=f"m{i}")
+        post_message(tenant.api, ticket["id"], body=f"m{i}")
     path = f"/api/v1/tickets/{ticket['id']}/messages"
     after = tenant.api.get(path + "?after_seq=4").get_json()
     assert [m["seq"] for m in after["items"]] == [5, 6, 7] and after["next_cursor"] is None
@@ -151,7 +141,7 @@ def test_edit_and_delete_keep_history_in_the_audit_log(app, tenant):
     author = tenant.key_for(tenant.user("agent"))
     other_agent = tenant.key_for(tenant.user("agent"))
     ticket = new_ticket(tenant.api)
-    message = post(author, ticket["id"], body="first words").get_json()
+    message = post_message(author, ticket["id"], body="first words").get_json()
     path = f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}"
     assert other_agent.patch(path, json={"body": "hijack"}).status_code == 403
     edited = author.patch(path, json={"body": "better words"})
@@ -161,7 +151,7 @@ def test_edit_and_delete_keep_history_in_the_audit_log(app, tenant):
     assert tenant.api.delete(path).status_code == 204
     assert tenant.api.get(path).status_code == 404
     assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"] == []
-    assert post(tenant.api, ticket["id"]).get_json()["seq"] == 2
+    assert post_message(tenant.api, ticket["id"]).get_json()["seq"] == 2
     with app.app_context():
         rows = db.session.execute(sa.text(
             f'select action, "before" from "{schema_for(tenant.slug)}".audit_log '
@@ -181,11 +171,11 @@ def test_stream_token_is_issued_for_visible_tickets_only(tenant):
 
 def test_another_tenant_gets_404_on_every_endpoint(tenant, other_tenant):
     ticket = new_ticket(tenant.api)
-    message = post(tenant.api, ticket["id"]).get_json()
+    message = post_message(tenant.api, ticket["id"]).get_json()
     base = f"/api/v1/tickets/{ticket['id']}"
     stranger = other_tenant.api
     assert stranger.get(base + "/messages").status_code == 404
-    assert post(stranger, ticket["id"]).status_code == 404
+    assert post_message(stranger, ticket["id"]).status_code == 404
     assert stranger.get(f"{base}/messages/{message['id']}").status_code == 404
     assert stranger.patch(f"{base}/messages/{message['id']}", json={"body": "x"}).status_code == 404
     assert stranger.delete(f"{base}/messages/{message['id']}").status_code == 404

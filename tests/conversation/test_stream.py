@@ -14,8 +14,7 @@ from app import unit_of_work
 from app.extensions import db
 from app.realtime import LIVE_EVENTS, channel
 from tenants.resolution import active_tenant
-from tests.conversation.conftest import next_event
-from tests.conversation.test_messages_api import new_ticket, post
+from tests import helpers
 
 
 def send(ws, **frame) -> None:
@@ -23,13 +22,13 @@ def send(ws, **frame) -> None:
 
 
 def message_events(ws, count: int) -> list[dict]:
-    return [next_event(ws, "message.created")["message"] for _ in range(count)]
+    return [helpers.next_event(ws, "message.created")["message"] for _ in range(count)]
 
 
 def test_two_sockets_on_a_ticket_see_each_others_messages(tenant, server_a):
     agent = tenant.user("agent")
     agent_key = tenant.key_for(agent).key
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     admin_ws = server_a.connect(ticket["id"], key=tenant.key)
     agent_ws = server_a.connect(ticket["id"], key=agent_key)
     send(admin_ws, type="message", body="from admin")
@@ -44,16 +43,16 @@ def test_two_sockets_on_a_ticket_see_each_others_messages(tenant, server_a):
 
 
 def test_a_rest_post_reaches_sockets_on_both_processes(tenant, server_a, server_b):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     on_a = server_a.connect(ticket["id"], key=tenant.key)
     on_b = server_b.connect(ticket["id"], key=tenant.key)
-    created = post(tenant.api, ticket["id"], body="over REST").get_json()
-    assert next_event(on_a, "message.created")["message"] == created
-    assert next_event(on_b, "message.created")["message"] == created
+    created = helpers.post_message(tenant.api, ticket["id"], body="over REST").get_json()
+    assert helpers.next_event(on_a, "message.created")["message"] == created
+    assert helpers.next_event(on_b, "message.created")["message"] == created
 
 
 def test_a_socket_message_crosses_to_the_other_process(tenant, server_a, server_b):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     on_a = server_a.connect(ticket["id"], key=tenant.key)
     on_b = server_b.connect(ticket["id"], key=tenant.key)
     send(on_a, type="message", body="A to B")
@@ -63,47 +62,47 @@ def test_a_socket_message_crosses_to_the_other_process(tenant, server_a, server_
 
 
 def test_connect_sends_everything_after_after_seq_then_live(tenant, server_a):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     for i in range(1, 6):
-        post(tenant.api, ticket["id"], body=f"m{i}")
+        helpers.post_message(tenant.api, ticket["id"], body=f"m{i}")
     ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=2)
     assert [m["body"] for m in message_events(ws, 3)] == ["m3", "m4", "m5"]
-    post(tenant.api, ticket["id"], body="m6")
-    assert next_event(ws, "message.created")["message"]["seq"] == 6
+    helpers.post_message(tenant.api, ticket["id"], body="m6")
+    assert helpers.next_event(ws, "message.created")["message"]["seq"] == 6
     ws.close()
     # Missed while away: picked up on reconnect from the last seq seen, nothing twice.
-    post(tenant.api, ticket["id"], body="m7")
-    post(tenant.api, ticket["id"], body="m8")
+    helpers.post_message(tenant.api, ticket["id"], body="m7")
+    helpers.post_message(tenant.api, ticket["id"], body="m8")
     again = server_a.connect(ticket["id"], key=tenant.key, after_seq=6)
     assert [m["body"] for m in message_events(again, 2)] == ["m7", "m8"]
-    post(tenant.api, ticket["id"], body="m9")
-    assert next_event(again, "message.created")["message"]["body"] == "m9"
+    helpers.post_message(tenant.api, ticket["id"], body="m9")
+    assert helpers.next_event(again, "message.created")["message"]["body"] == "m9"
 
 
 def test_requester_sockets_never_get_internal_notes(tenant, server_a, server_b):
     requester_user = tenant.user("requester")
     requester = tenant.key_for(requester_user)
     agent_key = tenant.key_for(tenant.user("agent")).key
-    ticket = new_ticket(requester)
-    post(tenant.api, ticket["id"], body="old note", internal=True)
+    ticket = helpers.new_ticket(requester)
+    helpers.post_message(tenant.api, ticket["id"], body="old note", internal=True)
     req_a = server_a.connect(ticket["id"], key=requester.key)
     req_b = server_b.connect(ticket["id"], key=requester.key)
     agent_ws = server_a.connect(ticket["id"], key=agent_key)
-    assert next_event(agent_ws, "message.created")["message"]["body"] == "old note"
-    post(tenant.api, ticket["id"], body="REST note", internal=True)
+    assert helpers.next_event(agent_ws, "message.created")["message"]["body"] == "old note"
+    helpers.post_message(tenant.api, ticket["id"], body="REST note", internal=True)
     send(agent_ws, type="message", body="socket note", internal=True)
     send(agent_ws, type="message", body="public answer")
     for ws in (req_a, req_b):
         # Events arrive in seq order, so the public answer (seq 4) comes after any note would have.
-        first = next_event(ws)
+        first = helpers.next_event(ws)
         assert first["type"] == "message.created" and first["message"]["body"] == "public answer"
         assert first["message"]["seq"] == 4
     assert [m["body"] for m in message_events(agent_ws, 3)] == ["REST note", "socket note", "public answer"]
     send(req_a, type="message", body="sneaky", internal=True)
-    error = next_event(req_a, "error")
+    error = helpers.next_event(req_a, "error")
     assert error["code"] == 403
     late = server_b.connect(ticket["id"], key=requester.key)
-    assert next_event(late)["message"]["body"] == "public answer"
+    assert helpers.next_event(late)["message"]["body"] == "public answer"
 
 
 def refused_status(server, ticket_id, **kw) -> int:
@@ -113,8 +112,8 @@ def refused_status(server, ticket_id, **kw) -> int:
 
 
 def test_strangers_are_refused_before_the_handshake(tenant, other_tenant, server_a):
-    ticket = new_ticket(tenant.api)
-    post(tenant.api, ticket["id"], body="private")
+    ticket = helpers.new_ticket(tenant.api)
+    helpers.post_message(tenant.api, ticket["id"], body="private")
     alice = tenant.key_for(tenant.user("requester"))
     assert refused_status(server_a, ticket["id"]) == 401
     assert refused_status(server_a, ticket["id"], key="tms_000000000000_not-a-real-key") == 401
@@ -122,27 +121,27 @@ def test_strangers_are_refused_before_the_handshake(tenant, other_tenant, server
     assert refused_status(server_a, ticket["id"], key=alice.key) == 404
     assert refused_status(server_a, ticket["id"], token="made-up") == 401
     assert refused_status(server_a, ticket["id"], key=tenant.key, after_seq=-3) == 422
-    other_ticket = new_ticket(other_tenant.api)
+    other_ticket = helpers.new_ticket(other_tenant.api)
     assert refused_status(server_a, other_ticket["id"], key=tenant.key) == 404
 
 
 def test_stream_tokens_open_one_socket_on_their_own_ticket(tenant, server_a):
-    ticket, other = new_ticket(tenant.api), new_ticket(tenant.api)
-    post(tenant.api, ticket["id"], body="hi browser")
+    ticket, other = helpers.new_ticket(tenant.api), helpers.new_ticket(tenant.api)
+    helpers.post_message(tenant.api, ticket["id"], body="hi browser")
     token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
     assert refused_status(server_a, other["id"], token=token) == 401  # spent on the wrong ticket
     token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
     ws = server_a.connect(ticket["id"], token=token)
-    assert next_event(ws, "message.created")["message"]["body"] == "hi browser"
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "hi browser"
     send(ws, type="message", body="from the browser")
-    assert next_event(ws, "message.created")["message"]["author_id"] == tenant.admin_id
+    assert helpers.next_event(ws, "message.created")["message"]["author_id"] == tenant.admin_id
     assert refused_status(server_a, ticket["id"], token=token) == 401  # single use
 
 
 def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
-    ticket = new_ticket(tenant.api)
-    other = new_ticket(tenant.api)
-    foreign_parent = post(tenant.api, other["id"]).get_json()
+    ticket = helpers.new_ticket(tenant.api)
+    other = helpers.new_ticket(tenant.api)
+    foreign_parent = helpers.post_message(tenant.api, other["id"]).get_json()
     ws = server_a.connect(ticket["id"], key=tenant.key)
     bad = [
         ("{not json", 400),
@@ -162,19 +161,19 @@ def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
         if frame.startswith("{\"type\""):
             payload = json.dumps({**json.loads(frame), "ref": i})
         ws.send(payload)
-        error = next_event(ws)
+        error = helpers.next_event(ws)
         assert error["type"] == "error" and error["code"] == code, (frame[:60], error)
         assert error["message"]
     ws.send_binary(b"\x00\x01")
-    assert next_event(ws)["code"] == 400
+    assert helpers.next_event(ws)["code"] == 400
     send(ws, type="message", body="fine", ref="r1")
-    assert next_event(ws)["message"]["seq"] == 1  # the socket still works and nothing else was stored
+    assert helpers.next_event(ws)["message"]["seq"] == 1  # the socket still works and nothing else was stored
     assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
 
 
 def test_typing_is_relayed_to_others_not_stored(app, services, tenant, server_a, server_b):
     agent = tenant.user("agent")
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     typist = server_a.connect(ticket["id"], key=tenant.key_for(agent).key)
     watcher = server_b.connect(ticket["id"], key=tenant.key)
     # Typing is not stored, so there is no catch-up for it: wait until both processes listen.
@@ -182,11 +181,11 @@ def test_typing_is_relayed_to_others_not_stored(app, services, tenant, server_a,
         name = channel(active_tenant(tenant.slug).ref().id, ticket["id"])
     assert wait_for_numsub(redis.Redis.from_url(services.redis_url), name, 2) == 2
     send(typist, type="typing")
-    assert next_event(watcher) == {"type": "typing", "user_id": agent["id"]}
+    assert helpers.next_event(watcher) == {"type": "typing", "user_id": agent["id"]}
     send(typist, type="message", body="done typing")
     # The typist's own next event is its message, not an echo of its typing.
-    assert next_event(typist)["type"] == "message.created"
-    assert next_event(watcher)["type"] == "message.created"
+    assert helpers.next_event(typist)["type"] == "message.created"
+    assert helpers.next_event(watcher)["type"] == "message.created"
     assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
 
 
@@ -201,7 +200,7 @@ def wait_for_numsub(client: redis.Redis, name: str, expected: int, timeout: floa
 
 def test_a_process_subscribes_while_it_holds_sockets_and_drops_it_after_the_last(
         app, services, tenant, server_a, server_b):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     with app.app_context():
         tenant_id = active_tenant(tenant.slug).ref().id
     name = channel(tenant_id, ticket["id"])
@@ -212,8 +211,8 @@ def test_a_process_subscribes_while_it_holds_sockets_and_drops_it_after_the_last
     on_b = server_b.connect(ticket["id"], key=tenant.key)
     assert wait_for_numsub(client, name, 2) == 2
     first.close()
-    post(tenant.api, ticket["id"], body="still here")
-    assert next_event(second, "message.created")["message"]["body"] == "still here"
+    helpers.post_message(tenant.api, ticket["id"], body="still here")
+    assert helpers.next_event(second, "message.created")["message"]["body"] == "still here"
     assert wait_for_numsub(client, name, 2) == 2
     second.close()
     assert wait_for_numsub(client, name, 1) == 1
@@ -222,29 +221,19 @@ def test_a_process_subscribes_while_it_holds_sockets_and_drops_it_after_the_last
 
 
 def test_messages_published_during_a_pubsub_outage_still_arrive(services, tenant, server_a):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     ws = server_a.connect(ticket["id"], key=tenant.key)
-    post(tenant.api, ticket["id"], body="before")
-    assert next_event(ws, "message.created")["message"]["body"] == "before"
+    helpers.post_message(tenant.api, ticket["id"], body="before")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "before"
     client = redis.Redis.from_url(services.redis_url)
     assert client.client_kill_filter(_type="pubsub") >= 1
-    post(tenant.api, ticket["id"], body="during")
-    post(tenant.api, ticket["id"], body="after")
+    helpers.post_message(tenant.api, ticket["id"], body="during")
+    helpers.post_message(tenant.api, ticket["id"], body="after")
     assert [m["body"] for m in message_events(ws, 2)] == ["during", "after"]
 
 
-@pytest.fixture(scope="module")
-def impatient_server(app, services):
-    from tests.conversation.conftest import start_gunicorn, stop_gunicorn
-
-    server = start_gunicorn(services, STREAM_PING_INTERVAL="0.5", STREAM_RESYNC_INTERVAL="0.5",
-                            STREAM_TYPING_INTERVAL="600")
-    yield server
-    stop_gunicorn(server)
-
-
 def test_a_peer_that_stops_answering_pings_is_dropped(app, services, tenant, impatient_server):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     with app.app_context():
         name = channel(active_tenant(tenant.slug).ref().id, ticket["id"])
     client = redis.Redis.from_url(services.redis_url)
@@ -257,13 +246,13 @@ def test_a_peer_that_stops_answering_pings_is_dropped(app, services, tenant, imp
 
 
 def test_revoking_the_key_ends_an_open_stream(tenant, impatient_server):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     agent = tenant.user("agent")
     created = tenant.api.post("/api/v1/api-keys", json={"name": "soon revoked", "role": "agent",
                                                         "user_id": agent["id"]}).get_json()
     ws = impatient_server.connect(ticket["id"], key=created["key"])
-    post(tenant.api, ticket["id"], body="while allowed")
-    assert next_event(ws, "message.created")["message"]["body"] == "while allowed"
+    helpers.post_message(tenant.api, ticket["id"], body="while allowed")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "while allowed"
     assert tenant.api.delete(f"/api/v1/api-keys/{created['id']}").status_code == 204
     assert close_code(ws) == 1008
 
@@ -272,10 +261,10 @@ def test_suspending_the_tenant_ends_an_open_stream(app, make_tenant, impatient_s
     from tenants.provisioning import set_status
 
     doomed = make_tenant()
-    ticket = new_ticket(doomed.api)
+    ticket = helpers.new_ticket(doomed.api)
     ws = impatient_server.connect(ticket["id"], key=doomed.key)
-    post(doomed.api, ticket["id"], body="before")
-    assert next_event(ws, "message.created")["message"]["body"] == "before"
+    helpers.post_message(doomed.api, ticket["id"], body="before")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "before"
     with app.app_context():
         set_status(doomed.slug, "suspended")
         db.session.commit()
@@ -294,22 +283,22 @@ def close_code(ws, timeout: float = 10) -> int:
 
 
 def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     typist = impatient_server.connect(ticket["id"], key=tenant.key)
     watcher = impatient_server.connect(ticket["id"], key=tenant.key)
-    post(tenant.api, ticket["id"], body="ready")  # seen by both once they listen
+    helpers.post_message(tenant.api, ticket["id"], body="ready")  # seen by both once they listen
     for ws in (typist, watcher):
-        assert next_event(ws, "message.created")["message"]["body"] == "ready"
+        assert helpers.next_event(ws, "message.created")["message"]["body"] == "ready"
     for _ in range(5):
         send(typist, type="typing")
     send(typist, type="message", body="sent")
-    assert next_event(watcher)["type"] == "typing"
+    assert helpers.next_event(watcher)["type"] == "typing"
     # This server relays one typing event per socket per 600 s: the rest were dropped.
-    assert next_event(watcher)["type"] == "message.created"
+    assert helpers.next_event(watcher)["type"] == "message.created"
 
 
 def test_every_socket_gets_each_seq_once_in_order_under_concurrent_senders(tenant, server_a, server_b):
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     sockets = [server.connect(ticket["id"], key=tenant.key) for server in (server_a, server_b, server_a, server_b)]
     for i in range(15):
         for n, ws in enumerate(sockets[:2]):
@@ -324,13 +313,13 @@ def test_a_message_whose_event_was_never_published_arrives_by_periodic_catch_up(
     from app.conversation import services
     from tenants.context import tenant_context
 
-    ticket = new_ticket(tenant.api)
+    ticket = helpers.new_ticket(tenant.api)
     ws = impatient_server.connect(ticket["id"], key=tenant.key)
-    post(tenant.api, ticket["id"], body="published")
-    assert next_event(ws, "message.created")["message"]["body"] == "published"
+    helpers.post_message(tenant.api, ticket["id"], body="published")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "published"
     with app.app_context(), tenant_context(active_tenant(tenant.slug).ref()):
         services.post_message(Actor(user_id=uuid.UUID(tenant.admin_id), role="admin"),
                               uuid.UUID(ticket["id"]), body="lost in Redis")
         db.session.info[unit_of_work.PENDING].pop(LIVE_EVENTS)  # stored, but its live event is never sent
         db.session.commit()
-    assert next_event(ws, "message.created")["message"]["body"] == "lost in Redis"
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "lost in Redis"

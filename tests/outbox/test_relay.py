@@ -6,7 +6,7 @@ from rq import Queue
 from app import create_app
 from app.extensions import db, redis_client
 from app.outbox.dispatch import relay_once
-from tests.conftest import ApiClient, app_config
+from tests.helpers import ApiClient, app_config
 
 
 def _age_outbox(schema: str) -> None:

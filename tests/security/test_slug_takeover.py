@@ -116,7 +116,7 @@ def test_resolution_matches_exact_slugs_only(app, victim):
 
 def test_hosts_that_only_look_like_a_tenant_resolve_to_none(services, victim):
     from app import create_app
-    from tests.conftest import app_config
+    from tests.helpers import app_config
 
     client = create_app(app_config(services, SERVER_NAME_FOR_TENANTS="desk.example")).test_client()
     assert client.get("/login", headers={"Host": f"{victim.slug}.desk.example"}).status_code == 200

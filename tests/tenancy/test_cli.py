@@ -1,28 +1,32 @@
 """`flask tenants create|list|suspend|drop`."""
 
+import secrets
+
 import sqlalchemy as sa
 
 from app.extensions import db
+from tenants import schema_for
 
 
 def test_create_list_suspend_drop(app):
+    slug = f"cli-{secrets.token_hex(4)}"
     runner = app.test_cli_runner()
-    created = runner.invoke(args=["tenants", "create", "cli-org", "--name", "CLI Org",
+    created = runner.invoke(args=["tenants", "create", slug, "--name", "CLI Org",
                                   "--admin-email", "a@cli.example", "--admin-password", "long password"])
     assert created.exit_code == 0, created.output
     key = created.output.split("shown once): ")[1].strip()
     assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    assert runner.invoke(args=["tenants", "create", "cli-org", "--name", "x", "--admin-email", "b@x.example",
+    assert runner.invoke(args=["tenants", "create", slug, "--name", "x", "--admin-email", "b@x.example",
                                "--admin-password", "long password"]).exit_code != 0
     assert runner.invoke(args=["tenants", "create", "www", "--name", "x", "--admin-email", "b@x.example",
                                "--admin-password", "long password"]).exit_code != 0
     listing = runner.invoke(args=["tenants", "list"]).output
-    assert "cli-org" in listing and "tenant_cli_org" in listing and "active" in listing
-    assert runner.invoke(args=["tenants", "suspend", "cli-org"]).exit_code == 0
+    assert slug in listing and schema_for(slug) in listing and "active" in listing
+    assert runner.invoke(args=["tenants", "suspend", slug]).exit_code == 0
     assert "suspended" in runner.invoke(args=["tenants", "list"]).output
-    assert runner.invoke(args=["tenants", "drop", "cli-org", "--yes"]).exit_code == 0
+    assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 401
     with app.app_context():
         schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
-        assert "tenant_cli_org" not in set(schemas)
-    assert runner.invoke(args=["tenants", "drop", "cli-org", "--yes"]).exit_code != 0
+        assert schema_for(slug) not in set(schemas)
+    assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code != 0

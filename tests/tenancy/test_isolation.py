@@ -12,7 +12,7 @@ from app import create_app
 from app.extensions import db
 from app.people.models import User
 from tenants.context import TenantRef, tenant_context
-from tests.conftest import ApiClient, app_config
+from tests.helpers import ApiClient, app_config
 
 SCHEMA = re.compile(r'"?(tenant_[a-z0-9_]+)"?\.')
 

@@ -1,7 +1,7 @@
 """Tenant resolution: path prefix, subdomain, unknown and suspended tenants."""
 
 from app import create_app
-from tests.conftest import app_config
+from tests.helpers import app_config
 
 
 def test_unknown_tenant_is_404(client):

@@ -1,3 +1,5 @@
+import secrets
+
 import pytest
 
 
@@ -6,11 +8,16 @@ def signup(client, **overrides):
     return client.post("/api/v1/signup", json={**body, **overrides})
 
 
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
 def test_signup_creates_tenant_schema_admin_and_key(client, app):
-    resp = signup(client, slug="signup-ok")
+    slug = unique("signup-ok")
+    resp = signup(client, slug=slug)
     assert resp.status_code == 201
     body = resp.get_json()
-    assert body["tenant"]["slug"] == "signup-ok"
+    assert body["tenant"]["slug"] == slug
     assert body["api_key"].startswith("tms_")
     me = client.get(f"/api/v1/users/{body['admin_id']}", headers={"Authorization": f"Bearer {body['api_key']}"})
     assert me.status_code == 200
@@ -18,8 +25,9 @@ def test_signup_creates_tenant_schema_admin_and_key(client, app):
 
 
 def test_taken_slug_is_409(client):
-    assert signup(client, slug="taken-one").status_code == 201
-    resp = signup(client, slug="taken-one")
+    slug = unique("taken")
+    assert signup(client, slug=slug).status_code == 201
+    resp = signup(client, slug=slug)
     assert resp.status_code == 409
     assert resp.get_json()["code"] == 409
 

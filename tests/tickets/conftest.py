@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import redis as redis_lib
@@ -14,12 +12,11 @@ import sqlalchemy as sa
 from app import outbox
 from app.audit import AuditEntry
 from app.conversation.models import Message
-from app.extensions import db
 from app.outbox.models import OutboxEvent
 from app.realtime import channel
 from app.tickets.models import Ticket
-from tenants.context import tenant_context
 from tenants.resolution import active_tenant
+from tests import helpers
 
 EVENT_TOPICS = ("ticket.created", "ticket.updated", "ticket.assigned", "ticket.closed")
 RECORDER = "tests.tickets.recorder"
@@ -30,29 +27,9 @@ def new_ticket(tenant):
     """Return a factory that creates a ticket in `tenant` (or through `api`) and returns its JSON."""
 
     def make(title: str = "Help", api=None, **fields) -> dict:
-        resp = (api or tenant.api).post("/api/v1/tickets", json={"title": title, **fields})
-        assert resp.status_code == 201, resp.get_json()
-        return resp.get_json()
+        return helpers.new_ticket(api or tenant.api, title, **fields)
 
     return make
-
-
-@pytest.fixture
-def in_tenant(app):
-    """Return a context manager that yields a session scoped to a tenant (for direct DB work)."""
-
-    @contextmanager
-    def enter(tenant) -> Iterator:
-        with app.app_context():
-            ref = active_tenant(tenant.slug).ref()
-            db.session.rollback()
-            with tenant_context(ref):
-                try:
-                    yield db.session
-                finally:
-                    db.session.rollback()
-
-    return enter
 
 
 @pytest.fixture

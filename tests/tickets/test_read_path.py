@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import ApiClient, app_config
+from tests.helpers import ApiClient, app_config
 
 
 def test_reads_give_back_a_connection_that_opens_transactions_again(services, tenant):

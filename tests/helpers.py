@@ -1,0 +1,164 @@
+"""Helpers that tests import: API clients, tenant handles, factories and waits.
+
+A library, not a test module: fixtures that use these live in conftest.py files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import websocket
+
+
+@dataclass
+class Services:
+    database_url: str
+    redis_url: str
+
+
+def app_config(services: Services, **overrides: object) -> dict:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": services.database_url,
+        "REDIS_URL": services.redis_url,
+        "PASSWORD_HASH_FAST": True,
+        "WTF_CSRF_ENABLED": False,
+        "SECRET_KEY": "test-secret",
+        "RATE_LIMIT_PER_MINUTE": 100000,
+        **overrides,
+    }
+
+
+class ApiClient:
+    """A test client that sends an API key and JSON."""
+
+    def __init__(self, client, key: str | None) -> None:
+        self.client = client
+        self.key = key
+
+    def _headers(self, headers: dict | None) -> dict:
+        base = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return {**base, **(headers or {})}
+
+    def get(self, path: str, **kw):
+        return self.client.get(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def delete(self, path: str, **kw):
+        return self.client.delete(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, json=None, **kw):
+        return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def put(self, path: str, json=None, **kw):
+        return self.client.put(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def patch(self, path: str, json=None, **kw):
+        return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+
+@dataclass
+class TenantHandle:
+    slug: str
+    key: str
+    admin_id: str
+    admin_email: str
+    admin_password: str
+    api: ApiClient
+
+    def user(self, role: str = "agent", **fields: object) -> dict:
+        """Create a user through the API and return its JSON."""
+        body = {"email": f"{role}-{uuid.uuid4().hex[:8]}@example.com", "name": f"{role} user",
+                "role": role, "password": "password123", **fields}
+        resp = self.api.post("/api/v1/users", json=body)
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+    def key_for(self, user: dict, role: str | None = None) -> ApiClient:
+        """Return an API client acting as `user` with `role` (default: the user's role)."""
+        resp = self.api.post("/api/v1/api-keys", json={"name": "test", "role": role or user["role"],
+                                                         "user_id": user["id"]})
+        assert resp.status_code == 201, resp.get_json()
+        return ApiClient(self.api.client, resp.get_json()["key"])
+
+
+class Desk:
+    """Build teams of agents, rules and tickets in a tenant through the API."""
+
+    def __init__(self, tenant) -> None:
+        self.t = tenant
+
+    def team(self, name: str, members: list[dict]) -> dict:
+        resp = self.t.api.post("/api/v1/teams", json={"name": name})
+        assert resp.status_code == 201, resp.get_json()
+        team = resp.get_json()
+        for m in members:
+            assert self.t.api.put(f"/api/v1/teams/{team['id']}/members/{m['id']}").status_code == 200
+        return team
+
+    def agents(self, n: int, **fields) -> list[dict]:
+        return [self.t.user("agent", name=f"agent {i}", **fields) for i in range(n)]
+
+    def rule(self, team: dict, strategy: str = "least_loaded", **fields) -> dict:
+        body = {"name": f"{strategy} rule", "position": 0, "team_id": team["id"], "strategy": strategy, **fields}
+        resp = self.t.api.post("/api/v1/assignment-rules", json=body)
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+    def ticket(self, title: str = "Help", **fields) -> dict:
+        resp = self.t.api.post("/api/v1/tickets", json={"title": title, **fields})
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()
+
+    def get(self, ticket: dict) -> dict:
+        return self.t.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
+
+    def assignment(self, ticket: dict) -> dict:
+        resp = self.t.api.get(f"/api/v1/tickets/{ticket['id']}/assignment")
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()
+
+
+def new_ticket(api: ApiClient, title: str = "Help", **fields: object) -> dict:
+    """Open a ticket through the API and return its JSON."""
+    resp = api.post("/api/v1/tickets", json={"title": title, **fields})
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def post_message(api: ApiClient, ticket_id: str, **body: object):
+    """Post a message (body "hello" unless given) and return the response."""
+    return api.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "hello", **body})
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 90, every: float = 0.1) -> None:
+    """Poll `check` until it is true; fail with `what` if it never is (a hang guard, not a timing test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting: {what}")
+
+
+def next_event(ws: websocket.WebSocket, kind: str | None = None, timeout: float = 5.0) -> dict:
+    """Return the next event (of `kind`, skipping others), waiting at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no {kind or 'event'} within {timeout}s")
+        ws.settimeout(left)
+        # Control frames come back too (pings are answered on the way), so steady pings cannot
+        # keep this waiting past the deadline.
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionError("the server closed the socket")
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            continue
+        event = json.loads(data)
+        if kind is None or event["type"] == kind:
+            return event
