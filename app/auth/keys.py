@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from app.auth import key_cache
 from app.extensions import db
+from app.people.models import User, lesser_role
 from tenants import ApiKey, Tenant, TenantRef
 
 KEY_PREFIX = "tms"
@@ -46,6 +47,7 @@ class VerifiedKey:
     tenant_active: bool
 
 
+_USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
 _LOOKUP = (
     sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, Tenant.id.label("tenant_id"),
               Tenant.slug, Tenant.schema_name, Tenant.status)
@@ -55,20 +57,27 @@ _LOOKUP = (
 
 
 def verify_key(plaintext: str) -> VerifiedKey | None:
-    """Return the live key, or None for a malformed, unknown or revoked key.
+    """Return the live key, or None for a malformed, unknown or revoked key, or one whose user is gone.
 
-    One autocommit round trip on a pooled connection, outside the request's ORM transaction, so
-    that transaction can start directly in the tenant's schema (no BEGIN/ROLLBACK spent on the key).
+    The key acts with the lesser of its own role and its user's current role, so a key never
+    keeps power its user has lost. Autocommit round trips on a pooled connection, outside the
+    request's ORM transaction, so that transaction can start directly in the tenant's schema.
+    Callers cache the answer only while the key generation stands (see `key_cache`), and every
+    change of a user's role or a deletion moves the generation.
     """
     parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
         return None
     with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         row = conn.execute(_LOOKUP, {"prefix": parts[1]}).first()
-    if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
+        if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
+            return None
+        tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name)
+        user_role = conn.execute(_USER_ROLE, {"user_id": row.user_id},
+                                 execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
+    if user_role is None:
         return None
-    return VerifiedKey(id=row.id, role=row.role, user_id=row.user_id,
-                       tenant=TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name),
+    return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
                        tenant_active=row.status == "active")
 
 

@@ -12,8 +12,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at, fk, updated_at, uuid_pk
 
-ROLES = ("admin", "agent", "requester")
+ROLES = ("admin", "agent", "requester")  # most powerful first
 STAFF_ROLES = ("admin", "agent")
+
+
+def lesser_role(a: str, b: str) -> str:
+    """Return the less powerful of two roles."""
+    return max(a, b, key=ROLES.index)
 
 
 class User(db.Model):
