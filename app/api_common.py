@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from app.extensions import Blueprint
 
 API_PREFIX = "/api/v1"
 

@@ -34,6 +34,10 @@ class Config:
         }
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
+        # The largest JSON body (API requests and socket frames) and, by default, any request body;
+        # an upload route raises `request.max_content_length` for itself.
+        self.JSON_MAX_BYTES = _int("JSON_MAX_BYTES", 1024 * 1024)
+        self.MAX_CONTENT_LENGTH = self.JSON_MAX_BYTES
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True

@@ -12,8 +12,11 @@ from apispec import BasePlugin
 from flask import current_app, request
 from flask_login import LoginManager
 from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
 from flask_sock import Sock
 from flask_wtf import CSRFProtect
+from webargs.core import missing
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from tenants import db as db  # re-exported: the app binds it like any extension
 
@@ -58,6 +61,21 @@ class Api(SmorestApi):
 
 
 api = Api(spec_kwargs={"extra_plugins": [CommonErrorsPlugin()]})
+
+
+class GuardedParser(FlaskParser):
+    """Read a JSON body as `app.input_guard` decoded and checked it, instead of parsing it again."""
+
+    def _raw_load_json(self, req):
+        from app.input_guard import json_body
+
+        return json_body() if is_json_request(req) else missing
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint, reading arguments through the guarded parser."""
+
+    ARGUMENTS_PARSER = GuardedParser()
 
 
 _redis_lock = threading.Lock()

@@ -42,7 +42,12 @@ def _flatten(errors: dict) -> dict:
 
 def http_error(error: DomainError) -> HTTPException:
     """Return the HTTP error that answers a domain error, with its message, fields and headers."""
-    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    from app.input_guard import BadInput
+
+    if isinstance(error, BadInput):
+        status = error.status
+    else:
+        status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
     headers = {}
     if isinstance(error, Stale):
         headers["ETag"] = f'"{error.current}"'

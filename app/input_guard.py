@@ -1,42 +1,130 @@
-"""Refuse NUL characters in API input with a 422: PostgreSQL text cannot hold them.
+"""One guarded decoder for untrusted JSON and text: API bodies, query strings and socket frames.
 
-Checked once for every API request (query string and JSON body) instead of in each schema, so no
-field anywhere can carry one to the database and come back as a 500.
+Everything behind it sees well-formed values only. It refuses, in the contract's error shape:
+- a body over `JSON_MAX_BYTES` (413), bytes that are not UTF-8 or text that is not JSON, including
+  `NaN`/`Infinity` and numbers too long to read (400);
+- strings holding a lone UTF-16 surrogate (`"\\ud800"`), which Python decodes but no encoder or
+  PostgreSQL will take (400: it is not Unicode text);
+- nesting deeper than `MAX_DEPTH` (422);
+- NUL and other control characters (except tab, line feed and carriage return) in any string,
+  key or query value (422, naming each field): PostgreSQL text cannot hold NUL, and control
+  characters in names and titles are how terminal and log injection starts.
+
+The API's request parser reads the body this module decoded (see `app.extensions.Blueprint`), so
+a body is decoded once, here.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from flask import Flask, request
-from flask_smorest import abort
+from flask import Flask, current_app, request
+from webargs.core import is_json, missing
 
-from app.auth.request_auth import is_api_request
+from app.errors import DomainError
 
-MESSAGE = "NUL characters are not allowed."
+MAX_DEPTH = 32
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+NUL_MESSAGE = "NUL characters are not allowed."
+CONTROL_MESSAGE = "Control characters are not allowed."
+CACHED = "tms.json_body"
+
+
+class BadInput(DomainError):
+    """Input that cannot be decoded safely; `status` is the HTTP code that refuses it."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message, errors)
+        self.status = status
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(refuse_nul_characters)
+    app.before_request(guard_api_request)
 
 
-def refuse_nul_characters() -> None:
-    if not is_api_request():
-        return
-    bad = [name for name, value in request.args.items(multi=True) if "\x00" in name or "\x00" in value]
-    if request.is_json:
-        bad += _fields_with_nul(request.get_json(silent=True), "")
+def decode_json(raw: bytes | str, max_bytes: int) -> Any:
+    """Return the JSON value in `raw`, or raise BadInput saying what is wrong with it."""
+    if len(raw) > max_bytes:
+        raise BadInput(413, f"The body is larger than {max_bytes} bytes.")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(400, "The body is not UTF-8 text.") from None
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadInput(422, f"The JSON is nested more than {MAX_DEPTH} levels deep.") from None
+    except ValueError:
+        raise BadInput(400, "The body is not valid JSON.") from None
+    check_value(value)
+    return value
+
+
+def check_value(value: Any) -> None:
+    """Raise BadInput if a decoded JSON value is too deep or holds text we refuse (iteratively)."""
+    bad: dict[str, list[str]] = {}
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadInput(422, f"The JSON is nested more than {MAX_DEPTH} levels deep.")
+        if isinstance(item, str):
+            _check_text(item, path or "body", bad)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if _check_text(key, name, bad):
+                    stack.append((child, name, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}.{i}" if path else str(i), depth + 1) for i, child in enumerate(item))
     if bad:
-        abort(422, message=MESSAGE, errors={name or "body": [MESSAGE] for name in bad})
+        raise BadInput(422, next(iter(bad.values()))[0], bad)
 
 
-def _fields_with_nul(value: Any, path: str) -> list[str]:
-    """Return the dotted names of the fields in a JSON value whose text holds a NUL."""
-    if isinstance(value, str):
-        return [path] if "\x00" in value else []
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    found = []
-    for key, item in items:
-        name = f"{path}.{key}" if path else str(key)
-        found += [name] if "\x00" in str(key) else _fields_with_nul(item, name)
-    return found
+def check_query() -> None:
+    """Raise BadInput if a query parameter's name or value holds text we refuse."""
+    bad: dict[str, list[str]] = {}
+    for name, value in request.args.items(multi=True):
+        if _check_text(name, name or "query", bad):
+            _check_text(value, name, bad)
+    if bad:
+        raise BadInput(422, next(iter(bad.values()))[0], bad)
+
+
+def guard_api_request() -> None:
+    """Decode and check an API request's query and JSON body once, before any view sees them."""
+    if not (request.path == "/api/v1" or request.path.startswith("/api/v1/")):
+        return
+    check_query()
+    if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not is_json(request.mimetype):
+        return
+    limit = current_app.config["JSON_MAX_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise BadInput(413, f"The body is larger than {limit} bytes.")
+    raw = request.stream.read(limit + 1)  # a chunked body has no length: read one byte past the limit
+    request.environ[CACHED] = decode_json(raw, limit) if raw.strip() else missing
+    request._cached_data = raw
+
+
+def json_body() -> Any:
+    """Return the body `guard_api_request` decoded (`webargs.missing` when there was none)."""
+    return request.environ.get(CACHED, missing)
+
+
+def _check_text(text: str, name: str, bad: dict[str, list[str]]) -> bool:
+    if _SURROGATE.search(text):
+        raise BadInput(400, "The text is not valid Unicode (it holds a lone surrogate).",
+                       {name: ["Not valid Unicode."]})
+    found = _CONTROL.search(text)
+    if found is None:
+        return True
+    bad.setdefault(name, []).append(NUL_MESSAGE if found.group() == "\x00" else CONTROL_MESSAGE)
+    return False
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
