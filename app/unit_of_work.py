@@ -39,10 +39,15 @@ def after_commit(kind: str, item: Any) -> None:
     """Queue `item` for the `kind` handler, to run only if the current transaction commits."""
     if kind not in _handlers:
         raise LookupError(f"no after-commit handler for {kind!r}")
-    db.session().info.setdefault(PENDING, {}).setdefault(kind, []).append(item)
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # the work belongs to a unit of work, so there must be one to roll back
+    session.info.setdefault(PENDING, {}).setdefault(kind, []).append(item)
 
 
 def _run(session: sa.orm.Session) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy says after_commit for a released SAVEPOINT too; the unit of work goes on
     pending: dict[str, list[Any]] = session.info.pop(PENDING, None) or {}
     for kind, items in pending.items():
         try:

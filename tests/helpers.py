@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 import websocket
 
 
@@ -162,3 +163,31 @@ def next_event(ws: websocket.WebSocket, kind: str | None = None, timeout: float 
         event = json.loads(data)
         if kind is None or event["type"] == kind:
             return event
+
+
+def send(ws: websocket.WebSocket, **frame: object) -> None:
+    """Send one JSON frame on a socket."""
+    ws.send(json.dumps(frame))
+
+
+def message_events(ws: websocket.WebSocket, count: int) -> list[dict]:
+    """Return the messages of the next `count` message.created events."""
+    return [next_event(ws, "message.created")["message"] for _ in range(count)]
+
+
+def refused_status(server, ticket_id: str, **kw: object) -> int:
+    """Return the HTTP status that refuses a socket before the handshake."""
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        server.connect(ticket_id, **kw)
+    return refused.value.status_code
+
+
+def close_code(ws, timeout: float = 10) -> int:
+    """Read until the server's close frame (live events may come first) and return its code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ws.settimeout(max(deadline - time.monotonic(), 0.01))
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big")
+    raise TimeoutError(f"the server did not close the socket within {timeout}s")

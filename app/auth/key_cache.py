@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GENERATION = "auth:keys:generation"
+# Every web process's hub listens here, so open sockets re-check their grant at once.
+CHANGED_CHANNEL = "auth:keys:changed"
 TTL = 5.0
 MAX_ENTRIES = 10_000
 KEYS_CHANGED = "keys_changed"
@@ -84,9 +86,20 @@ def change_on_commit() -> None:
 
 
 def keys_changed() -> None:
-    """Drop this app's cached keys and make every other process re-check its own."""
+    """Drop this app's cached keys and make every other process, and every open socket, re-check."""
     key_cache().clear()
     try:
-        redis_client().set(GENERATION, uuid.uuid4().hex)
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.set(GENERATION, uuid.uuid4().hex)
+        pipe.publish(CHANGED_CHANNEL, "1")
+        pipe.execute()
     except redis.RedisError as exc:
         log.warning("key generation not replaced, other processes rely on the TTL: %s", exc)
+
+
+def current_generation() -> bytes | None:
+    """Return the key generation now, or None when Redis cannot say (then callers check Postgres)."""
+    try:
+        return redis_client().get(GENERATION) or b""
+    except redis.RedisError:
+        return None

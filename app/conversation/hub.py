@@ -5,6 +5,10 @@ unsubscribes when the last one closes, so Redis only sends a process the tickets
 looking at there. One reader thread parses each event once and hands it to the sockets' own
 queues; sockets send from their own threads, so a slow peer never delays the others. After a
 pub/sub failure the hub resubscribes and tells every socket to catch up from Postgres by seq.
+
+The hub also listens, always, on the channel where a revocation, demotion, deletion or
+suspension is announced (`key_cache.CHANGED_CHANNEL`), and tells every socket to re-check its
+grant at once, so a socket that only receives never outlives its access.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Listener:
         self.wake = wake
         self.events: deque[tuple[dict[str, Any], str]] = deque()
         self.resync = False
+        self.recheck = False
         self.closing = False
 
     def offer(self, event: dict[str, Any], raw: str) -> None:
@@ -53,6 +58,10 @@ class Listener:
         self.resync = True
         self.wake.set()
 
+    def request_recheck(self) -> None:
+        self.recheck = True
+        self.wake.set()
+
     def drain(self) -> list[tuple[dict[str, Any], str]]:
         """Take every queued event (called only by the socket's own thread)."""
         taken = []
@@ -64,14 +73,16 @@ class Listener:
 class Hub:
     """The process's pub/sub connection and the sockets listening on each channel."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, grants_channel: str) -> None:
         self._client = redis.Redis.from_url(redis_url, health_check_interval=15, socket_keepalive=True,
                                             socket_connect_timeout=2)
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Listener]] = {}
         self._confirmed: dict[str, threading.Event] = {}
+        self._grants_channel = grants_channel
         self._pubsub = self._client.pubsub()
         self._broken = threading.Event()
+        self._send(self._pubsub.subscribe, grants_channel)
         self._thread = threading.Thread(target=self._run, name="tms-stream-hub", daemon=True)
         self._thread.start()
 
@@ -142,6 +153,9 @@ class Hub:
             return
         if kind != "message":
             return
+        if channel == self._grants_channel:
+            self._all_listeners(Listener.request_recheck)
+            return
         try:
             raw = message["data"].decode()
             event = json.loads(raw)
@@ -155,12 +169,15 @@ class Hub:
         for listener in listeners:
             listener.offer(event, raw)
 
-    def _close_all(self) -> None:
-        """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""
+    def _all_listeners(self, action: Callable[[Listener], None]) -> None:
         with self._lock:
             listeners = [listener for group in self._listeners.values() for listener in group]
         for listener in listeners:
-            listener.request_close()
+            action(listener)
+
+    def _close_all(self) -> None:
+        """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""
+        self._all_listeners(Listener.request_close)
 
     def _reconnect(self) -> None:
         """Replace the pub/sub connection, resubscribe, and have every socket catch up by seq."""
@@ -171,12 +188,12 @@ class Hub:
             channels = list(self._listeners)
             for name in channels:
                 self._confirmed[name] = threading.Event()
-            if channels:
-                self._pubsub.subscribe(*channels)
+            self._pubsub.subscribe(self._grants_channel, *channels)
             self._broken.clear()
             listeners = [listener for group in self._listeners.values() for listener in group]
         for listener in listeners:
             listener.request_resync()
+            listener.request_recheck()  # an announcement may have been missed while disconnected
 
 
 _hub: Hub | None = None
@@ -194,11 +211,11 @@ def watch_server(serving: Callable[[], bool]) -> None:
     _serving = serving
 
 
-def process_hub(redis_url: str) -> Hub:
+def process_hub(redis_url: str, grants_channel: str) -> Hub:
     """Return this process's hub, starting it on first use (after gunicorn has forked)."""
     global _hub
     if _hub is None:
         with _hub_lock:
             if _hub is None:
-                _hub = Hub(redis_url)
+                _hub = Hub(redis_url, grants_channel)
     return _hub

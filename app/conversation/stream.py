@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import time
 import uuid
@@ -22,8 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, current_app, g, request
 from flask_smorest import abort
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
@@ -31,16 +31,20 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, Unprocessable
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, current_actor, set_actor
+from app.auth.grants import Grant, live_actor
+from app.auth.key_cache import CHANGED_CHANNEL, GENERATION, current_generation
 from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens
 from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
+from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, redis_client, sock
 from app.http_errors import api_error_response, http_error
+from app.input_guard import decode_json
 from app.realtime import channel
 from app.tickets.services import ticket_for
-from tenants import ApiKey, Tenant, active_tenant, current_tenant, set_current_tenant
+from tenants import current_tenant, requested_slug, set_current_tenant
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +66,55 @@ def init_app(app: Flask) -> None:
 
 @bp.before_request
 def authenticate_stream() -> None:
-    """Accept an API key header or a single-use `?token=` for this ticket; refuse before the handshake."""
+    """Accept an API key header or a single-use `?token=` for this ticket; refuse before the handshake.
+
+    The key generation is read before the grant is checked, so a revocation that lands in
+    between is seen by the socket's first frame.
+    """
     try:
         args = StreamArgs().load(request.args.to_dict())
     except ValidationError as err:
         abort(422, message="The request has invalid fields.", errors=err.messages)
     ticket_id = (request.view_args or {}).get("ticket_id")
+    g.stream_generation = current_generation()
     if args["token"]:
-        grant = tokens.redeem_token(args["token"])
-        tenant = active_tenant(grant.tenant_slug) if grant else None
-        if grant is None or tenant is None or grant.ticket_id != ticket_id:
+        redeemed = tokens.redeem_token(args["token"])
+        actor = None
+        if redeemed is not None and redeemed.ticket_id == ticket_id:
+            slug = requested_slug()
+            if slug is not None and slug != redeemed.grant.tenant.slug:
+                abort(404, message="No such organization.")  # a token works only under its own tenant
+            set_current_tenant(redeemed.grant.tenant)
+            actor = live_actor(redeemed.grant)
+        if actor is None:
             abort(401, message="The stream token is not valid, was used already or has expired.")
-        set_current_tenant(tenant.ref())
-        set_actor(grant.actor)
+        set_actor(actor)
     else:
         authenticate_api_key(request.headers.get("Authorization", ""))
     ticket_for(current_actor(), ticket_id)
     db.session.remove()
+    slot = Slot(current_tenant(), current_actor())
+    full = slot.claim()
+    if full is not None:
+        abort(429, message=f"This {full} has {slot.cap_of(full)} streams open already, the most allowed; "
+                           "close one before opening another.")
+    g.stream_slot = slot
+
+
+@bp.teardown_request
+def release_slot(_exc: BaseException | None) -> None:
+    slot = g.pop("stream_slot", None)
+    if slot is not None:
+        slot.release()
 
 
 @sock.route("/api/v1/tickets/<uuid:ticket_id>/stream", bp=bp)
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
-    """Serve one socket on a ticket until the peer leaves or stops answering pings."""
+    """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
     after_seq = StreamArgs().load(request.args.to_dict())["after_seq"]
+    grant = Grant.of(current_tenant(), current_actor())
     try:
-        TicketStream(ws, ticket_id, current_actor(), after_seq).run()
+        TicketStream(ws, ticket_id, grant, current_actor(), after_seq, g.stream_generation, g.stream_slot).run()
     except OSError as exc:  # the peer vanished mid-send; the socket is finished either way
         log.info("stream closed: %s", exc)
 
@@ -100,19 +128,27 @@ def short_session() -> Iterator[None]:
         db.session.remove()
 
 
+class GrantEnded(Exception):
+    """The socket's key, user or tenant is gone, or the ticket is no longer visible to it."""
+
+
 class TicketStream:
     """One socket's state: who it is, the last seq it accounted for, and its inbox."""
 
-    def __init__(self, ws, ticket_id: uuid.UUID, actor: Actor, after_seq: int) -> None:
+    def __init__(self, ws, ticket_id: uuid.UUID, grant: Grant, actor: Actor, after_seq: int,
+                 generation: bytes | None, slot: Slot) -> None:
         self.ws = ws
         self.ticket_id = ticket_id
+        self.grant = grant
         self.actor = actor
+        self.generation = generation
+        self.slot = slot
         self.last_seq = after_seq
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
         self.listener = Listener(ws.event)
-        self.last_typing = 0.0
+        self.last_typing = -math.inf
 
     def run(self) -> None:
         config = current_app.config
@@ -120,59 +156,72 @@ class TicketStream:
         # peer's delayed ACK (~40 ms).
         with contextlib.suppress(OSError, AttributeError):
             self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        hub = process_hub(config["REDIS_URL"])
+        hub = process_hub(config["REDIS_URL"], CHANGED_CHANNEL)
         hub.join(self.channel, self.listener)
         try:
-            self.catch_up()
-            resync_every = config["STREAM_RESYNC_INTERVAL"]
-            next_resync = time.monotonic() + resync_every
-            while True:
-                self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
-                self.ws.event.clear()
-                while (frame := self.ws.receive(timeout=0)) is not None:
-                    self.on_frame(frame)
-                for event, raw in self.listener.drain():
-                    self.on_live(event, raw)
-                if self.listener.closing:
-                    self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
-                    return
-                if time.monotonic() >= next_resync:
-                    next_resync = time.monotonic() + resync_every
-                    if not self.still_allowed():
-                        self.ws.close(reason=1008, message="Access to this ticket has ended.")
-                        return
-                if self.listener.resync:
-                    self.listener.resync = False
-                    self.catch_up()
+            self.serve(config["STREAM_RESYNC_INTERVAL"])
+        except GrantEnded:
+            self.ws.close(reason=1008, message="Access to this ticket has ended.")
         finally:
             hub.leave(self.channel, self.listener)
             db.session.remove()
 
-    def still_allowed(self) -> bool:
-        """Tell whether the tenant is active, the key live and the ticket visible (checked periodically).
+    def serve(self, resync_every: float) -> None:
+        self.catch_up()
+        next_resync = time.monotonic() + resync_every
+        while True:
+            self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
+            self.ws.event.clear()
+            self.recheck_if_asked()
+            while (frame := self.ws.receive(timeout=0)) is not None:
+                self.on_frame(frame)
+            for event, raw in self.listener.drain():
+                # The hub asks for a re-check before it queues any later event, so asking here
+                # keeps a revoked or demoted socket from forwarding what followed the change.
+                self.recheck_if_asked()
+                self.on_live(event, raw)
+            if self.listener.closing:
+                self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
+                return
+            if time.monotonic() >= next_resync:
+                next_resync = time.monotonic() + resync_every
+                self.resync()
+            if self.listener.resync:
+                self.listener.resync = False
+                self.catch_up()
 
-        Also notes whether the ticket has messages beyond `last_seq`, so an idle socket's periodic
-        resync costs two small queries and no catch-up query.
+    def recheck_if_asked(self) -> None:
+        if self.listener.recheck:
+            self.listener.recheck = False
+            self.recheck_grant()
+
+    def recheck_grant(self) -> None:
+        """Turn the grant into an actor afresh from Postgres; raise GrantEnded if nothing is left of it.
+
+        The role may have changed (a demoted agent stops seeing internal notes at once). If the
+        database cannot answer, the socket keeps its actor and checks again at the next chance.
         """
         try:
             with short_session():
-                tenant_id = uuid.UUID(current_tenant().id)
-                access = sa.select(Tenant.id).where(Tenant.id == tenant_id, Tenant.status == "active")
-                if self.actor.api_key_id is not None:
-                    access = access.join(ApiKey, ApiKey.tenant_id == Tenant.id).where(
-                        ApiKey.id == self.actor.api_key_id, ApiKey.revoked_at.is_(None))
-                if db.session.execute(access).first() is None:
-                    return False
+                actor = live_actor(self.grant)
+                if actor is None:
+                    raise GrantEnded
                 try:
-                    last = ticket_for(self.actor, self.ticket_id).last_message_seq
+                    last = ticket_for(actor, self.ticket_id).last_message_seq
                 except NotFound:
-                    return False
-        except SQLAlchemyError:  # the database is busy or away: keep the socket, check next time
+                    raise GrantEnded from None
+        except SQLAlchemyError:
             log.warning("could not re-check a stream's access", exc_info=True)
-            return True
+            return
+        self.actor = actor
         if last > self.last_seq:
-            self.listener.resync = True
-        return True
+            self.listener.resync = True  # catches up on what the pub/sub may have dropped
+
+    def resync(self) -> None:
+        """Every resync interval: re-check the grant, renew the socket's slot, catch up if behind."""
+        self.generation = current_generation()
+        self.recheck_grant()
+        self.slot.renew()
 
     def send(self, event: dict[str, Any]) -> None:
         self.ws.send(json.dumps(event, default=str))
@@ -224,25 +273,28 @@ class TicketStream:
             self.ws.send(raw)
 
     def on_frame(self, frame: str | bytes) -> None:
-        """Handle one client frame; a bad one gets an error event and changes nothing."""
+        """Handle one client frame; a bad one gets an error event and changes nothing.
+
+        Before it acts on a frame the socket makes sure its grant stands: one Redis read of the
+        key generation (counted against the key's rate limit for messages, as REST does), and
+        Postgres only when the generation moved.
+        """
         ref = None
         try:
             if isinstance(frame, bytes):
                 abort(400, message="Frames must be JSON text.")
-            try:
-                data = json.loads(frame)
-            except ValueError:
-                abort(400, message="The frame is not valid JSON.")
+            data = decode_json(frame, current_app.config["JSON_MAX_BYTES"])
             if not isinstance(data, dict):
                 abort(400, message="A frame must be a JSON object.")
             ref = data.pop("ref", None)
             kind = data.pop("type", None)
+            if kind not in ("message", "typing"):
+                abort(422, message="Unknown frame type.", errors={"type": ["Must be one of: message, typing."]})
+            self.check_grant(counted=kind == "message")
             if kind == "message":
                 self.post(data)
-            elif kind == "typing":
-                self.typing(data)
             else:
-                abort(422, message="Unknown frame type.", errors={"type": ["Must be one of: message, typing."]})
+                self.typing(data)
         except (HTTPException, DomainError) as error:
             db.session.remove()
             self.send(error_event(error, ref))
@@ -255,12 +307,22 @@ class TicketStream:
             log.exception("could not store a frame")
             self.send(error_event(ServiceUnavailable("The message could not be stored; send it again."), ref))
 
+    def check_grant(self, counted: bool) -> None:
+        """Re-check the grant if the key generation moved (or cannot be read); count a message frame."""
+        limit = None
+        if counted and self.actor.api_key_id is not None:
+            read = ratelimit.hit_and_read(str(self.actor.api_key_id), GENERATION)
+            limit, generation = (read[0], read[1] or b"") if read is not None else (None, None)
+        else:
+            generation = current_generation()
+        if generation is None or generation != self.generation:
+            self.recheck_grant()
+            self.generation = generation
+        if limit is not None and limit.exceeded:
+            abort(429, message="Rate limit exceeded; retry after the window resets.")
+
     def post(self, data: dict[str, Any]) -> None:
         """Store a message exactly as the REST call would, then deliver it to this socket at once."""
-        if self.actor.api_key_id is not None:
-            limit = ratelimit.hit(str(self.actor.api_key_id))
-            if limit is not None and limit.exceeded:
-                abort(429, message="Rate limit exceeded; retry after the window resets.")
         try:
             fields = _message_frame.load(data)
         except ValidationError as err:

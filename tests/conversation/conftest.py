@@ -78,3 +78,11 @@ def impatient_server(app, services) -> Iterator[StreamServer]:
                             STREAM_TYPING_INTERVAL="600")
     yield server
     stop_gunicorn(server)
+
+
+@pytest.fixture(scope="module")
+def capped_server(app, services) -> Iterator[StreamServer]:
+    """A server that lets a key hold 2 open streams and a user 3."""
+    server = start_gunicorn(services, STREAM_MAX_SOCKETS_PER_KEY="2", STREAM_MAX_SOCKETS_PER_USER="3")
+    yield server
+    stop_gunicorn(server)

@@ -6,9 +6,7 @@ import json
 import time
 import uuid
 
-import pytest
 import redis
-import websocket
 
 from app import unit_of_work
 from app.extensions import db
@@ -17,24 +15,16 @@ from tenants.resolution import active_tenant
 from tests import helpers
 
 
-def send(ws, **frame) -> None:
-    ws.send(json.dumps(frame))
-
-
-def message_events(ws, count: int) -> list[dict]:
-    return [helpers.next_event(ws, "message.created")["message"] for _ in range(count)]
-
-
 def test_two_sockets_on_a_ticket_see_each_others_messages(tenant, server_a):
     agent = tenant.user("agent")
     agent_key = tenant.key_for(agent).key
     ticket = helpers.new_ticket(tenant.api)
     admin_ws = server_a.connect(ticket["id"], key=tenant.key)
     agent_ws = server_a.connect(ticket["id"], key=agent_key)
-    send(admin_ws, type="message", body="from admin")
-    send(agent_ws, type="message", body="from agent")
+    helpers.send(admin_ws, type="message", body="from admin")
+    helpers.send(agent_ws, type="message", body="from agent")
     for ws in (admin_ws, agent_ws):
-        got = message_events(ws, 2)
+        got = helpers.message_events(ws, 2)
         assert [m["seq"] for m in got] == [1, 2]
         assert {m["body"] for m in got} == {"from admin", "from agent"}
         assert {m["author_id"] for m in got} == {tenant.admin_id, agent["id"]}
@@ -55,10 +45,10 @@ def test_a_socket_message_crosses_to_the_other_process(tenant, server_a, server_
     ticket = helpers.new_ticket(tenant.api)
     on_a = server_a.connect(ticket["id"], key=tenant.key)
     on_b = server_b.connect(ticket["id"], key=tenant.key)
-    send(on_a, type="message", body="A to B")
-    send(on_b, type="message", body="B to A")
+    helpers.send(on_a, type="message", body="A to B")
+    helpers.send(on_b, type="message", body="B to A")
     for ws in (on_a, on_b):
-        assert {m["body"] for m in message_events(ws, 2)} == {"A to B", "B to A"}
+        assert {m["body"] for m in helpers.message_events(ws, 2)} == {"A to B", "B to A"}
 
 
 def test_connect_sends_everything_after_after_seq_then_live(tenant, server_a):
@@ -66,7 +56,7 @@ def test_connect_sends_everything_after_after_seq_then_live(tenant, server_a):
     for i in range(1, 6):
         helpers.post_message(tenant.api, ticket["id"], body=f"m{i}")
     ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=2)
-    assert [m["body"] for m in message_events(ws, 3)] == ["m3", "m4", "m5"]
+    assert [m["body"] for m in helpers.message_events(ws, 3)] == ["m3", "m4", "m5"]
     helpers.post_message(tenant.api, ticket["id"], body="m6")
     assert helpers.next_event(ws, "message.created")["message"]["seq"] == 6
     ws.close()
@@ -74,7 +64,7 @@ def test_connect_sends_everything_after_after_seq_then_live(tenant, server_a):
     helpers.post_message(tenant.api, ticket["id"], body="m7")
     helpers.post_message(tenant.api, ticket["id"], body="m8")
     again = server_a.connect(ticket["id"], key=tenant.key, after_seq=6)
-    assert [m["body"] for m in message_events(again, 2)] == ["m7", "m8"]
+    assert [m["body"] for m in helpers.message_events(again, 2)] == ["m7", "m8"]
     helpers.post_message(tenant.api, ticket["id"], body="m9")
     assert helpers.next_event(again, "message.created")["message"]["body"] == "m9"
 
@@ -90,52 +80,46 @@ def test_requester_sockets_never_get_internal_notes(tenant, server_a, server_b):
     agent_ws = server_a.connect(ticket["id"], key=agent_key)
     assert helpers.next_event(agent_ws, "message.created")["message"]["body"] == "old note"
     helpers.post_message(tenant.api, ticket["id"], body="REST note", internal=True)
-    send(agent_ws, type="message", body="socket note", internal=True)
-    send(agent_ws, type="message", body="public answer")
+    helpers.send(agent_ws, type="message", body="socket note", internal=True)
+    helpers.send(agent_ws, type="message", body="public answer")
     for ws in (req_a, req_b):
         # Events arrive in seq order, so the public answer (seq 4) comes after any note would have.
         first = helpers.next_event(ws)
         assert first["type"] == "message.created" and first["message"]["body"] == "public answer"
         assert first["message"]["seq"] == 4
-    assert [m["body"] for m in message_events(agent_ws, 3)] == ["REST note", "socket note", "public answer"]
-    send(req_a, type="message", body="sneaky", internal=True)
+    assert [m["body"] for m in helpers.message_events(agent_ws, 3)] == ["REST note", "socket note", "public answer"]
+    helpers.send(req_a, type="message", body="sneaky", internal=True)
     error = helpers.next_event(req_a, "error")
     assert error["code"] == 403
     late = server_b.connect(ticket["id"], key=requester.key)
     assert helpers.next_event(late)["message"]["body"] == "public answer"
 
 
-def refused_status(server, ticket_id, **kw) -> int:
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        server.connect(ticket_id, **kw)
-    return refused.value.status_code
-
-
 def test_strangers_are_refused_before_the_handshake(tenant, other_tenant, server_a):
     ticket = helpers.new_ticket(tenant.api)
     helpers.post_message(tenant.api, ticket["id"], body="private")
     alice = tenant.key_for(tenant.user("requester"))
-    assert refused_status(server_a, ticket["id"]) == 401
-    assert refused_status(server_a, ticket["id"], key="tms_000000000000_not-a-real-key") == 401
-    assert refused_status(server_a, ticket["id"], key=other_tenant.key) == 404
-    assert refused_status(server_a, ticket["id"], key=alice.key) == 404
-    assert refused_status(server_a, ticket["id"], token="made-up") == 401
-    assert refused_status(server_a, ticket["id"], key=tenant.key, after_seq=-3) == 422
+    assert helpers.refused_status(server_a, ticket["id"]) == 401
+    assert helpers.refused_status(server_a, ticket["id"], key="tms_000000000000_not-a-real-key") == 401
+    assert helpers.refused_status(server_a, ticket["id"], key=other_tenant.key) == 404
+    assert helpers.refused_status(server_a, ticket["id"], key=alice.key) == 404
+    assert helpers.refused_status(server_a, ticket["id"], token="made-up") == 401
+    assert helpers.refused_status(server_a, ticket["id"], key=tenant.key, after_seq=-3) == 422
     other_ticket = helpers.new_ticket(other_tenant.api)
-    assert refused_status(server_a, other_ticket["id"], key=tenant.key) == 404
+    assert helpers.refused_status(server_a, other_ticket["id"], key=tenant.key) == 404
 
 
 def test_stream_tokens_open_one_socket_on_their_own_ticket(tenant, server_a):
     ticket, other = helpers.new_ticket(tenant.api), helpers.new_ticket(tenant.api)
     helpers.post_message(tenant.api, ticket["id"], body="hi browser")
     token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
-    assert refused_status(server_a, other["id"], token=token) == 401  # spent on the wrong ticket
+    assert helpers.refused_status(server_a, other["id"], token=token) == 401  # spent on the wrong ticket
     token = tenant.api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
     ws = server_a.connect(ticket["id"], token=token)
     assert helpers.next_event(ws, "message.created")["message"]["body"] == "hi browser"
-    send(ws, type="message", body="from the browser")
+    helpers.send(ws, type="message", body="from the browser")
     assert helpers.next_event(ws, "message.created")["message"]["author_id"] == tenant.admin_id
-    assert refused_status(server_a, ticket["id"], token=token) == 401  # single use
+    assert helpers.refused_status(server_a, ticket["id"], token=token) == 401  # single use
 
 
 def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
@@ -166,7 +150,7 @@ def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
         assert error["message"]
     ws.send_binary(b"\x00\x01")
     assert helpers.next_event(ws)["code"] == 400
-    send(ws, type="message", body="fine", ref="r1")
+    helpers.send(ws, type="message", body="fine", ref="r1")
     assert helpers.next_event(ws)["message"]["seq"] == 1  # the socket still works and nothing else was stored
     assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
 
@@ -180,9 +164,9 @@ def test_typing_is_relayed_to_others_not_stored(app, services, tenant, server_a,
     with app.app_context():
         name = channel(active_tenant(tenant.slug).ref().id, ticket["id"])
     assert wait_for_numsub(redis.Redis.from_url(services.redis_url), name, 2) == 2
-    send(typist, type="typing")
+    helpers.send(typist, type="typing")
     assert helpers.next_event(watcher) == {"type": "typing", "user_id": agent["id"]}
-    send(typist, type="message", body="done typing")
+    helpers.send(typist, type="message", body="done typing")
     # The typist's own next event is its message, not an echo of its typing.
     assert helpers.next_event(typist)["type"] == "message.created"
     assert helpers.next_event(watcher)["type"] == "message.created"
@@ -229,7 +213,7 @@ def test_messages_published_during_a_pubsub_outage_still_arrive(services, tenant
     assert client.client_kill_filter(_type="pubsub") >= 1
     helpers.post_message(tenant.api, ticket["id"], body="during")
     helpers.post_message(tenant.api, ticket["id"], body="after")
-    assert [m["body"] for m in message_events(ws, 2)] == ["during", "after"]
+    assert [m["body"] for m in helpers.message_events(ws, 2)] == ["during", "after"]
 
 
 def test_a_peer_that_stops_answering_pings_is_dropped(app, services, tenant, impatient_server):
@@ -254,7 +238,7 @@ def test_revoking_the_key_ends_an_open_stream(tenant, impatient_server):
     helpers.post_message(tenant.api, ticket["id"], body="while allowed")
     assert helpers.next_event(ws, "message.created")["message"]["body"] == "while allowed"
     assert tenant.api.delete(f"/api/v1/api-keys/{created['id']}").status_code == 204
-    assert close_code(ws) == 1008
+    assert helpers.close_code(ws) == 1008
 
 
 def test_suspending_the_tenant_ends_an_open_stream(app, make_tenant, impatient_server):
@@ -268,18 +252,7 @@ def test_suspending_the_tenant_ends_an_open_stream(app, make_tenant, impatient_s
     with app.app_context():
         set_status(doomed.slug, "suspended")
         db.session.commit()
-    assert close_code(ws) == 1008
-
-
-def close_code(ws, timeout: float = 10) -> int:
-    """Read until the server's close frame (live events may come first) and return its code."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ws.settimeout(max(deadline - time.monotonic(), 0.01))
-        opcode, data = ws.recv_data(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            return int.from_bytes(data[:2], "big")
-    raise TimeoutError(f"the server did not close the socket within {timeout}s")
+    assert helpers.close_code(ws) == 1008
 
 
 def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
@@ -290,8 +263,8 @@ def test_typing_is_rate_limited_per_socket(tenant, impatient_server):
     for ws in (typist, watcher):
         assert helpers.next_event(ws, "message.created")["message"]["body"] == "ready"
     for _ in range(5):
-        send(typist, type="typing")
-    send(typist, type="message", body="sent")
+        helpers.send(typist, type="typing")
+    helpers.send(typist, type="message", body="sent")
     assert helpers.next_event(watcher)["type"] == "typing"
     # This server relays one typing event per socket per 600 s: the rest were dropped.
     assert helpers.next_event(watcher)["type"] == "message.created"
@@ -302,9 +275,9 @@ def test_every_socket_gets_each_seq_once_in_order_under_concurrent_senders(tenan
     sockets = [server.connect(ticket["id"], key=tenant.key) for server in (server_a, server_b, server_a, server_b)]
     for i in range(15):
         for n, ws in enumerate(sockets[:2]):
-            send(ws, type="message", body=f"{n}-{i}")
+            helpers.send(ws, type="message", body=f"{n}-{i}")
     for ws in sockets:
-        assert [m["seq"] for m in message_events(ws, 30)] == list(range(1, 31))
+        assert [m["seq"] for m in helpers.message_events(ws, 30)] == list(range(1, 31))
 
 
 def test_a_message_whose_event_was_never_published_arrives_by_periodic_catch_up(

@@ -1,0 +1,55 @@
+"""What an open socket or a stream token may do, checked again where it is used (invariant 7).
+
+A grant is who a socket acts as: a tenant, a user and, for API keys, the key. It is turned into
+an actor afresh from Postgres (`live_actor`) when a stream token is redeemed and whenever the
+key generation has moved since the socket last looked (see `key_cache`): the key must be live,
+the user not deleted and the tenant active, and the role is the lesser of the key's and the
+user's current one. Reading the generation is one small Redis read, so a socket can afford it
+before every frame it acts on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from app.auth.actor import Actor
+from app.extensions import db
+from app.people.models import User, lesser_role
+from tenants import ApiKey, TenantRef, tenant_is_active
+
+
+@dataclass(frozen=True)
+class Grant:
+    tenant: TenantRef
+    user_id: uuid.UUID
+    api_key_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, tenant: TenantRef, actor: Actor) -> Grant:
+        if actor.user_id is None:
+            raise ValueError("a grant needs a user")
+        return cls(tenant=tenant, user_id=actor.user_id, api_key_id=actor.api_key_id)
+
+
+def live_actor(grant: Grant) -> Actor | None:
+    """Return the actor `grant` allows now, or None if its tenant, key or user is gone.
+
+    Runs in the grant's tenant context (the caller's request or socket).
+    """
+    if not tenant_is_active(grant.tenant.id):
+        return None
+    role = db.session.execute(
+        sa.select(User.role).where(User.id == grant.user_id, User.deleted_at.is_(None))).scalar()
+    if role is None:
+        return None
+    if grant.api_key_id is not None:
+        key_role = db.session.execute(
+            sa.select(ApiKey.role).where(ApiKey.id == grant.api_key_id, ApiKey.revoked_at.is_(None),
+                                         ApiKey.tenant_id == uuid.UUID(grant.tenant.id))).scalar()
+        if key_role is None:
+            return None
+        role = lesser_role(key_role, role)
+    return Actor(user_id=grant.user_id, role=role, api_key_id=grant.api_key_id)

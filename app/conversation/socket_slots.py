@@ -1,0 +1,81 @@
+"""Caps on open ticket streams per API key and per user, counted across every web process.
+
+Each open socket holds a slot: a member of a Redis sorted set per key and per user, scored by
+when its lease ends. A socket renews its lease at every resync, so the slots of a process that
+died free themselves when their leases run out. Claiming is one Lua script, so two processes
+cannot both take the last slot. Counters are disposable (invariant 3): without Redis, sockets
+open uncapped rather than not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import redis
+from flask import current_app
+
+from app.auth.actor import Actor
+from app.extensions import redis_client
+from tenants import TenantRef
+
+log = logging.getLogger(__name__)
+
+# KEYS: one sorted set per cap. ARGV: now, lease end, member, then one cap per KEY.
+# Returns 0 when the slot was taken in every set, else the 1-based index of the full set.
+_CLAIM = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[2], ARGV[3])
+  redis.call('EXPIREAT', key, math.ceil(tonumber(ARGV[2])))
+end
+return 0
+"""
+
+
+class Slot:
+    """One socket's place under the caps of its key and its user."""
+
+    def __init__(self, tenant: TenantRef, actor: Actor) -> None:
+        self.member = uuid.uuid4().hex
+        config = current_app.config
+        self.caps: list[tuple[str, int, str]] = [
+            (f"tms:{tenant.id}:sockets:user:{actor.user_id}", config["STREAM_MAX_SOCKETS_PER_USER"], "user")]
+        if actor.api_key_id is not None:
+            self.caps.insert(0, (f"tms:{tenant.id}:sockets:key:{actor.api_key_id}",
+                                 config["STREAM_MAX_SOCKETS_PER_KEY"], "API key"))
+        self.lease = max(3 * config["STREAM_RESYNC_INTERVAL"], 60)
+
+    def claim(self) -> str | None:
+        """Take the slot; return which cap is full ("API key" or "user") if it cannot be taken."""
+        now = time.time()
+        try:
+            full = redis_client().eval(_CLAIM, len(self.caps), *(name for name, _, _ in self.caps), now,
+                                       now + self.lease, self.member, *(cap for _, cap, _ in self.caps))
+        except redis.RedisError as exc:
+            log.warning("socket caps not checked, Redis unavailable: %s", exc)
+            return None
+        return self.caps[full - 1][2] if full else None
+
+    def cap_of(self, which: str) -> int:
+        return next(cap for _, cap, what in self.caps if what == which)
+
+    def renew(self) -> None:
+        """Extend the lease (at each resync); a slot that was lost is taken back."""
+        self._each(lambda pipe, name: pipe.zadd(name, {self.member: time.time() + self.lease}))
+
+    def release(self) -> None:
+        self._each(lambda pipe, name: pipe.zrem(name, self.member))
+
+    def _each(self, command) -> None:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for name, _, _ in self.caps:
+                command(pipe, name)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.info("socket slot not updated: %s", exc)
