@@ -1,12 +1,13 @@
 """Keyset (cursor) pagination: stable under concurrent inserts, constant cost per page.
 
-A cursor is the sort key of the last row returned, opaque to clients (URL-safe base64 JSON).
+A cursor is the sort key of the last row returned, signed with the app's secret (itsdangerous)
+for one tenant and one ordering. A cursor that was forged, altered, or made for another list,
+sort or tenant is refused as invalid before its values are read, and the values are then
+checked against the types the ordering expects, so nothing a client sends reaches SQL untyped.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, fields, validate
 
 from app.errors import Invalid
+from tenants import current_tenant
 
 MAX_LIMIT = 200
 
@@ -33,22 +37,42 @@ class SortKey:
     kind: str = "str"  # how to restore the value from a cursor: str, int, datetime, uuid
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
-                      for v in values])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _signer(keys: Sequence[SortKey], purpose: str) -> URLSafeSerializer:
+    """Return the serializer of cursors for one tenant, one ordering and one purpose."""
+    ordering = ",".join(f"{k.column.table.name if hasattr(k.column, 'table') else ''}.{k.column.key}"
+                        f"{'-' if k.descending else '+'}{k.kind}" for k in keys)
+    return URLSafeSerializer(current_app.secret_key, salt=f"cursor:{current_tenant().id}:{ordering}:{purpose}")
 
 
-def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
-    """Return the sort values in a cursor, or raise Invalid if it is not one of ours."""
+def encode_cursor(values: Sequence[Any], keys: Sequence[SortKey], purpose: str = "") -> str:
+    """Return the signed cursor for the sort `values` of the last row of a page."""
+    plain = [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
+             for v in values]
+    return _signer(keys, purpose).dumps(plain)
+
+
+def decode_cursor(cursor: str, keys: Sequence[SortKey], purpose: str = "") -> list[Any]:
+    """Return the sort values in a cursor, or raise Invalid if it is not one of ours for this list."""
     try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = _signer(keys, purpose).loads(cursor)
         if not isinstance(raw, list) or len(raw) != len(keys):
             raise ValueError
-        restore = {"str": str, "int": int, "datetime": datetime.fromisoformat, "uuid": uuid.UUID}
-        return [None if v is None else restore[k.kind](v) for k, v in zip(keys, raw, strict=True)]
-    except (ValueError, TypeError, json.JSONDecodeError):
+        return [None if v is None else _RESTORE[k.kind](v) for k, v in zip(keys, raw, strict=True)]
+    except (BadData, ValueError, TypeError):
         raise Invalid.field("cursor", "Not a valid cursor.", "The cursor is not valid.") from None
+
+
+def _typed(kind: type, restore=None):
+    def convert(value: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}")
+        return restore(value) if restore else value
+
+    return convert
+
+
+_RESTORE = {"str": _typed(str), "int": _typed(int), "datetime": _typed(str, datetime.fromisoformat),
+            "uuid": _typed(str, uuid.UUID)}
 
 
 def after(keys: Sequence[SortKey], values: Sequence[Any]) -> sa.ColumnElement[bool]:
@@ -65,11 +89,11 @@ def order_by(keys: Sequence[SortKey]) -> list[sa.ColumnElement]:
     return [k.column.desc() if k.descending else k.column.asc() for k in keys]
 
 
-def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int,
-         cursor: str | None) -> tuple[list[Any], str | None]:
+def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: str | None,
+         purpose: str = "") -> tuple[list[Any], str | None]:
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None)."""
     if cursor:
-        stmt = stmt.where(after(keys, decode_cursor(cursor, keys)))
+        stmt = stmt.where(after(keys, decode_cursor(cursor, keys, purpose)))
     result = session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1))
     # One entity: its objects; several columns: plain rows (cheaper, for read-only pages).
     rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)
@@ -78,7 +102,7 @@ def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int,
     rows = rows[:limit]
     last = rows[-1]
     values = [getattr(last, k.column.key) for k in keys]
-    return rows, encode_cursor(values)
+    return rows, encode_cursor(values, keys, purpose)
 
 
 def page_body(items: list[Any], next_cursor: str | None) -> dict[str, Any]:

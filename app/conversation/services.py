@@ -106,7 +106,7 @@ def list_messages(actor: Actor, ticket_id: uuid.UUID, after_seq: int, limit: int
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode_cursor([rows[-1].seq])
+    return rows, encode_cursor([rows[-1].seq], SEQ_KEY)
 
 
 def message_for(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, lock: bool = False) -> Message:

@@ -117,7 +117,7 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
         conditions = [*conditions, Ticket.id.in_(ids)]
     else:
         conditions = [*conditions, search.matches(query, actor.is_staff)]
-    items, next_inner = page(session, sa.select(Ticket).where(*conditions), sort_keys(order), limit, inner)
+    items, next_inner = page(session, sa.select(Ticket).where(*conditions), sort_keys(order), limit, inner, plan)
     return TicketPage(items, _join_cursor(plan, next_inner), order)
 
 
@@ -135,7 +135,7 @@ def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnEleme
     if len(rows) <= limit:
         return None
     rows = rows[:limit]
-    return rows, _join_cursor(WALK, encode_cursor([getattr(rows[-1], k.column.key) for k in keys]))
+    return rows, _join_cursor(WALK, encode_cursor([getattr(rows[-1], k.column.key) for k in keys], keys, WALK))
 
 
 def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,
@@ -144,12 +144,12 @@ def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElemen
     keys = [SortKey(found.c.rank, True, "int"), SortKey(Ticket.id, False, "uuid")]
     stmt = sa.select(Ticket, found.c.rank).join(found, found.c.ticket_id == Ticket.id).where(*conditions)
     if cursor:
-        stmt = stmt.where(after(keys, decode_cursor(cursor, keys)))
+        stmt = stmt.where(after(keys, decode_cursor(cursor, keys, RANK)))
     rows = session.execute(stmt.order_by(*order_by(keys)).limit(limit + 1)).all()
     if len(rows) <= limit:
         return [r[0] for r in rows], None
     rows = rows[:limit]
-    return [r[0] for r in rows], encode_cursor([rows[-1][1], rows[-1][0].id])
+    return [r[0] for r in rows], encode_cursor([rows[-1][1], rows[-1][0].id], keys, RANK)
 
 
 def _split_cursor(cursor: str | None) -> tuple[str | None, str | None]:
