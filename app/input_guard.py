@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, current_app, request
 from webargs.core import is_json, missing
@@ -86,7 +87,14 @@ def check_value(value: Any) -> None:
 
 
 def check_query() -> None:
-    """Raise BadInput if a query parameter's name or value holds text we refuse."""
+    """Raise BadInput if the query string is not UTF-8, or a parameter's name or value holds text we refuse.
+
+    (Werkzeug would replace bytes that are not UTF-8 with U+FFFD and carry on.)
+    """
+    try:
+        unquote_to_bytes(request.query_string.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(400, "The query string is not UTF-8.") from None
     bad: dict[str, list[str]] = {}
     for name, value in request.args.items(multi=True):
         if _check_text(name, name or "query", bad):

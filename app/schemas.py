@@ -34,7 +34,7 @@ def fast_dumper(schema: Schema) -> Callable[[Any], dict[str, Any]]:
             plans.append((name, attribute, _iso))
         elif isinstance(field, fields.List):
             plans.append((name, attribute, _list))
-        elif type(field) in (fields.String, fields.Integer, fields.Boolean):
+        elif type(field) in (fields.String, fields.Integer, fields.Boolean, WholeNumber, Flag):
             plans.append((name, attribute, None))
         else:
             raise TypeError(f"fast_dumper cannot serialise {name} ({type(field).__name__}) like marshmallow")
@@ -62,6 +62,27 @@ def _iso(value: datetime) -> str:
 
 def _list(value: list) -> list:
     return list(value)
+
+
+class WholeNumber(fields.Integer):
+    """An integer in a JSON body: `1.5`, `"12"` and `true` are refused, never truncated or converted."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Flag(fields.Boolean):
+    """A boolean in a JSON body: only `true` or `false`, not `"yes"`, `1` or `"on"`."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class ErrorSchema(Schema):

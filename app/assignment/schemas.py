@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.assignment.models import STRATEGIES
-from app.schemas import tag_list
+from app.schemas import Flag, WholeNumber, tag_list
 from app.tickets.models import PRIORITIES
 
 
@@ -23,24 +23,24 @@ class ConditionsSchema(Schema):
 class RuleSchema(Schema):
     id = fields.UUID(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    position = fields.Integer(load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000))
+    position = WholeNumber(load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema, load_default=dict)
     team_id = fields.UUID(required=True)
     strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
     required_skills = tag_list(load_default=list)
-    enabled = fields.Boolean(load_default=True)
+    enabled = Flag(load_default=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
 
 class RulePatchSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
-    position = fields.Integer(validate=validate.Range(min=-1_000_000, max=1_000_000))
+    position = WholeNumber(validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema)
     team_id = fields.UUID()
     strategy = fields.String(validate=validate.OneOf(STRATEGIES))
     required_skills = tag_list()
-    enabled = fields.Boolean()
+    enabled = Flag()
 
 
 class CandidateSchema(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from app.pagination import PageArgs
+from app.schemas import Flag
 
 MAX_BODY = 64 * 1024
 
@@ -15,7 +16,7 @@ class MessageSchema(Schema):
     author_id = fields.UUID(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
     parent_id = fields.UUID(load_default=None, allow_none=True)
-    internal = fields.Boolean(load_default=False)
+    internal = Flag(load_default=False)
     # Attachments are linked by the media area; until then a message carries none.
     attachments = fields.Method("dump_attachments", dump_only=True)
     created_at = fields.DateTime(dump_only=True)

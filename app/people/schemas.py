@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.people.models import ROLES
-from app.schemas import tag_list
+from app.schemas import Flag, WholeNumber, tag_list
 
 
 class UserSchema(Schema):
@@ -15,8 +15,8 @@ class UserSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
     skills = tag_list(load_default=list)
-    capacity = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=100000))
-    available = fields.Boolean(load_default=True)
+    capacity = WholeNumber(allow_none=True, load_default=None, validate=validate.Range(min=0, max=100000))
+    available = Flag(load_default=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -27,8 +27,8 @@ class UserPatchSchema(Schema):
     role = fields.String(validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
     skills = tag_list()
-    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=100000))
-    available = fields.Boolean()
+    capacity = WholeNumber(allow_none=True, validate=validate.Range(min=0, max=100000))
+    available = Flag()
 
 
 class UserListArgs(Schema):
