@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Config
 
@@ -15,8 +16,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_object(Config())
     if config:
         app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError("SECRET_KEY is not set: every process must share one, or sessions and signed "
+                           "cursors from one are refused by the next. `make run` keeps one in DATA_DIR.")
 
-    from app import docs_assets, extensions, health, http_errors, input_guard, realtime, seed, unit_of_work
+    from app import (
+        docs_assets,
+        extensions,
+        health,
+        http_errors,
+        input_guard,
+        realtime,
+        security_headers,
+        seed,
+        unit_of_work,
+    )
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
     from app.assignment import handlers as assignment_handlers
@@ -45,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     http_errors.init_app(app)
     request_auth.init_app(app)
     input_guard.init_app(app)
+    security_headers.init_app(app)
     health.init_app(app)
     docs_assets.init_app(app)
     # Work after commit: live events, outbox rows to RQ, and the outbox handlers jobs run
@@ -70,4 +85,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     seed.init_app(app)
 
     app.wsgi_app = TenantPathMiddleware(app.wsgi_app, app.config["SERVER_NAME_FOR_TENANTS"])
+    if app.config["TRUSTED_PROXIES"]:
+        # The client address and scheme come from that many X-Forwarded-* hops, and no more.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     return app

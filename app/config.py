@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 
 def _int(name: str, default: int) -> int:
@@ -22,7 +21,8 @@ class Config:
     """Settings for every environment; tests pass overrides to `create_app`."""
 
     def __init__(self) -> None:
-        self.SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+        # Required: create_app refuses to start without it (`make run` and the tests provide one).
+        self.SECRET_KEY = os.environ.get("SECRET_KEY", "")
         self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
         self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
@@ -34,6 +34,15 @@ class Config:
         }
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
+        # Sign-in throttles (app/auth/throttle.py) and signups per client address.
+        self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5)
+        self.LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)
+        self.LOGIN_MAX_FAILURES_PER_ACCOUNT = _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 100)
+        self.SIGNUP_RATE_LIMIT_PER_HOUR = _int("SIGNUP_RATE_LIMIT_PER_HOUR", 20)
+        # X-Forwarded-For hops to trust for the client address (0: use the peer address).
+        self.TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
+        # Argon2id hashes held in memory at once per process (each takes about 19 MiB).
+        self.PASSWORD_HASH_CONCURRENCY = _int("PASSWORD_HASH_CONCURRENCY", 2)
         # The largest JSON body (API requests and socket frames) and, by default, any request body;
         # an upload route raises `request.max_content_length` for itself.
         self.JSON_MAX_BYTES = _int("JSON_MAX_BYTES", 1024 * 1024)

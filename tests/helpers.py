@@ -30,6 +30,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "WTF_CSRF_ENABLED": False,
         "SECRET_KEY": "test-secret",
         "RATE_LIMIT_PER_MINUTE": 100000,
+        "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
         **overrides,
     }
 

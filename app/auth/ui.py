@@ -1,19 +1,35 @@
-"""Sign in and out of the web UI (per tenant, CSRF-protected forms)."""
+"""Sign in and out of the web UI (per tenant, CSRF-protected forms, throttled sign-in)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
+from app.auth import throttle
 from app.extensions import db
-from app.people.passwords import check_password
-from app.people.services import user_by_email
+from app.people.services import authenticate
 from tenants import current_tenant_or_none
 
 bp = Blueprint("auth", __name__)
+_URL_WHITESPACE = re.compile(r"[\t\n\r]")
+DEVICE_COOKIE_DAYS = 365
 
 
 def init_app(app: Flask) -> None:
@@ -25,6 +41,25 @@ class LoginForm(FlaskForm):
     password = PasswordField("password", validators=[DataRequired(), Length(max=256)])
 
 
+def safe_next(target: str) -> str | None:
+    """Return `target` as a path on this host and tenant, read the way a browser reads it, or None.
+
+    Browsers drop tabs and newlines inside URLs, trim leading control characters and spaces, and
+    take `\\` for `/`; so `/\\t/evil.example` is `//evil.example`, another host. Anything with a
+    scheme or a host, or outside this tenant's pages, is refused.
+    """
+    cleaned = _URL_WHITESPACE.sub("", target).lstrip("".join(map(chr, range(0x21)))).replace("\\", "/")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in cleaned):
+        return None
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    root = request.script_root
+    if root and parts.path != root and not parts.path.startswith(root + "/"):
+        return None
+    return urlunsplit(("", "", parts.path, parts.query, ""))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Show the sign-in form; on success start a session bound to this tenant."""
@@ -32,19 +67,31 @@ def login():
     if tenant is None:
         abort(404)
     form = LoginForm()
-    error = None
+    error, status, retry_after = None, 200, None
     if form.validate_on_submit():
-        user = user_by_email(form.email.data)
-        if user is not None and check_password(user.password_hash, form.password.data):
+        wait = throttle.login_wait(tenant, form.email.data)
+        if wait is not None:
+            error = (f"Too many failed sign-ins. Try again in {wait.minutes} minute"
+                     f"{'s' if wait.minutes > 1 else ''}, or reset your password.")
+            status, retry_after = 429, wait.retry_after
+        elif (user := authenticate(form.email.data, form.password.data)) is not None:
+            db.session.commit()  # a password hash may have been brought up to date
             session.clear()
             session["tenant"] = tenant.slug
             login_user(user)
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else url_for("ui.index"))
-        error = "Wrong email or password."
-    status = 401 if error else 200
-    return render_template("auth/login.html", form=form, error=error), status
+            response = redirect(safe_next(request.args.get("next", "")) or url_for("ui.index"))
+            response.set_cookie(throttle.DEVICE_COOKIE, throttle.login_succeeded(tenant, form.email.data),
+                                max_age=DEVICE_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",
+                                secure=current_app.config["SESSION_COOKIE_SECURE"] or request.is_secure,
+                                path=request.script_root or "/")
+            return response
+        else:
+            throttle.login_failed(tenant, form.email.data)
+            error, status = "Wrong email or password.", 401
+    response = make_response(render_template("auth/login.html", form=form, error=error), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @bp.route("/logout", methods=["GET", "POST"])

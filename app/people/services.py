@@ -17,7 +17,7 @@ from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
 from app.people.models import Team, TeamMember, User
-from app.people.passwords import hash_password
+from app.people.passwords import check_password, hash_password, needs_rehash
 from tenants import ApiKey
 
 USER_FIELDS = ("email", "name", "role", "skills", "capacity", "available")
@@ -59,6 +59,19 @@ def user_by_email(email: str) -> User | None:
     return db.session.execute(
         sa.select(User).where(sa.func.lower(User.email) == email.lower(), User.deleted_at.is_(None))
     ).scalar_one_or_none()
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """Return the active user with this email and password, or None, in the same time either way.
+
+    A hash made with older parameters is replaced now that the password is known.
+    """
+    user = user_by_email(email)
+    if not check_password(user.password_hash if user else None, password) or user is None:
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
 
 
 def _snapshot(user: User) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from flask_smorest import Api, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from app.api_common import api_blueprint
+from app.auth.throttle import signup_wait
 from app.extensions import db
 from app.signup.services import sign_up
 from tenants import SlugTaken, slug_problem
@@ -51,8 +52,16 @@ class Signups(MethodView):
     @blp.arguments(SignupSchema)
     @blp.response(201, SignupResultSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
+    @blp.alt_response(429, response="DEFAULT_ERROR")
     def post(self, data):
-        """Create an organization with its own schema, its admin user and an admin API key."""
+        """Create an organization with its own schema, its admin user and an admin API key.
+
+        Each client address may create `SIGNUP_RATE_LIMIT_PER_HOUR` organizations an hour.
+        """
+        wait = signup_wait()
+        if wait is not None:
+            abort(429, message="Too many organizations were created from your address; try again later.",
+                  headers={"Retry-After": str(wait.retry_after)})
         try:
             result = sign_up(**data)
         except SlugTaken:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, render_template
+from flask import Blueprint, Flask, make_response, redirect, render_template
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
+from app.auth.throttle import signup_wait
 from app.signup.services import sign_up
 from tenants import SlugTaken, slug_problem
 
@@ -35,6 +36,12 @@ def signup():
     """Create an organization, then send its admin to sign in."""
     form = SignupForm()
     if form.validate_on_submit():
+        wait = signup_wait()
+        if wait is not None:
+            error = "Too many organizations were created from your address; try again in an hour."
+            response = make_response(render_template("signup/signup.html", form=form, error=error), 429)
+            response.headers["Retry-After"] = str(wait.retry_after)
+            return response
         try:
             sign_up(name=form.name.data, slug=form.slug.data, admin_email=form.admin_email.data,
                     admin_password=form.admin_password.data)

@@ -31,11 +31,21 @@ def _iso(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
 
+def inert_in_spreadsheets(text: sa.ColumnElement) -> sa.ColumnElement:
+    """Prefix a cell that a spreadsheet would run as a formula with `'` (OWASP's CSV injection advice).
+
+    A cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula in Excel,
+    LibreOffice and Sheets; the quote makes it text and shows nothing.
+    """
+    return sa.case((text.op("~")("^[=+@\t\r-]"), sa.literal("'") + text), else_=text)
+
+
 def export_columns(fmt: str) -> list[sa.ColumnElement]:
     """Return a column per field of the API's ticket, in its order, computed by Postgres.
 
     Derived from `TicketSchema`, so a field added there is exported too: timestamps in UTC with a
-    `Z`, durations from their `ends_at` metadata, and tags joined by `;` in CSV.
+    `Z`, durations from their `ends_at` metadata, and tags joined by `;` in CSV. In CSV, text that
+    people typed is neutralised for spreadsheets; JSON stays exact.
     """
     columns = []
     for name, field in TicketSchema().dump_fields.items():
@@ -49,6 +59,8 @@ def export_columns(fmt: str) -> list[sa.ColumnElement]:
             column = _iso(getattr(Ticket, name))
         else:
             column = getattr(Ticket, name)
+        if fmt == "csv" and (type(field) is fields.String or name == "tags"):  # free text, not ids or times
+            column = inert_in_spreadsheets(column)
         columns.append(column.label(name))
     return columns
 

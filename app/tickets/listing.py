@@ -104,7 +104,8 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
         if probed is not None:
             return TicketPage(*probed, order)
-        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1)
+        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1,
+                                           None if actor.is_staff else visibility(actor))
         plan = RANK if found <= search.RANK_UP_TO and not sort else SORT_SET
     if plan == RANK:
         items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)

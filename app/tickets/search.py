@@ -106,12 +106,20 @@ def matches(query: sa.ColumnElement, with_internal: bool, tickets=Ticket) -> sa.
     return sa.or_(tickets.search_vector.op("@@")(query), msg.exists())
 
 
-def count_matches_up_to(session, query: sa.ColumnElement, with_internal: bool, limit: int) -> int:
-    """Return how many rows match (tickets plus messages), counting no further than `limit`."""
-    hits = sa.union_all(
-        sa.select(Ticket.id).where(Ticket.search_vector.op("@@")(query)),
-        message_hits(query, with_internal).with_only_columns(Message.ticket_id),
-    ).limit(limit).subquery()
+def count_matches_up_to(session, query: sa.ColumnElement, with_internal: bool, limit: int,
+                        visible: sa.ColumnElement[bool] | None = None) -> int:
+    """Return how many rows match (tickets plus messages), counting no further than `limit`.
+
+    With `visible` (a condition on tickets), only the caller's tickets and their messages count:
+    the count picks the plan the response names in `order`, so counting others' tickets would
+    tell a requester whether they match.
+    """
+    tickets = sa.select(Ticket.id).where(Ticket.search_vector.op("@@")(query))
+    messages = message_hits(query, with_internal).with_only_columns(Message.ticket_id)
+    if visible is not None:
+        tickets = tickets.where(visible)
+        messages = messages.join(Ticket, Ticket.id == Message.ticket_id).where(visible)
+    hits = sa.union_all(tickets, messages).limit(limit).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(hits)).scalar_one()
 
 

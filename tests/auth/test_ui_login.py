@@ -1,6 +1,7 @@
 """UI sign-in and sign-out, cookies and CSRF."""
 
 import re
+import secrets
 
 from app import create_app
 from tests.helpers import app_config
@@ -71,12 +72,13 @@ def test_secure_cookie_behind_https(services, tenant):
 
 
 def test_signup_page_creates_an_organization(app):
+    slug = f"page-{secrets.token_hex(4)}"
     client = app.test_client()
     assert b'<label for="slug">slug</label>' in client.get("/signup").data
-    resp = client.post("/signup", data={"name": "Page Org", "slug": "page-org", "admin_email": "p@page.example",
+    resp = client.post("/signup", data={"name": "Page Org", "slug": slug, "admin_email": "p@page.example",
                                         "admin_password": "long enough pw"})
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/t/page-org/login")
-    again = client.post("/signup", data={"name": "Page Org", "slug": "page-org", "admin_email": "p@page.example",
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/t/{slug}/login")
+    again = client.post("/signup", data={"name": "Page Org", "slug": slug, "admin_email": "p@page.example",
                                          "admin_password": "long enough pw"})
     assert again.status_code == 409
     bad = client.post("/signup", data={"name": "X", "slug": "www", "admin_email": "p@x.example",

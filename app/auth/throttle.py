@@ -1,0 +1,133 @@
+"""Sign-in and signup throttles, counted in Redis, that an attacker cannot turn against a user.
+
+Sign-in failures are counted three ways (OWASP's authentication cheat sheet):
+- per account and client address: a few tries, then that address waits (`LOGIN_MAX_FAILURES`);
+- per client address, across accounts: stops one address spraying many accounts;
+- per account, across addresses: stops a distributed attack on one account, but only for
+  browsers that have never signed in to it. A successful sign-in leaves a signed device cookie,
+  and a browser holding one for the account is not held back by the account-wide count, so an
+  attacker's failures never lock the real user out.
+Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`). The client
+address is `request.remote_addr`, which honours only `TRUSTED_PROXIES` hops of X-Forwarded-For.
+Counters are disposable: without Redis nothing is throttled rather than nothing allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+from flask import current_app, request
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from app.extensions import redis_client
+from tenants import TenantRef
+
+log = logging.getLogger(__name__)
+LOGIN_WINDOW = 15 * 60
+ACCOUNT_WINDOW = 60 * 60
+DEVICE_COOKIE = "tms_device"
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Refused for now; `retry_after` seconds until the window that counted the failures ends."""
+
+    retry_after: int
+
+    @property
+    def minutes(self) -> int:
+        return max(1, -(-self.retry_after // 60))
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _account(tenant: TenantRef, email: str) -> str:
+    return hashlib.sha256(f"{tenant.id}:{email.strip().lower()}".encode()).hexdigest()[:32]
+
+
+def _keys(tenant: TenantRef, email: str) -> dict[str, tuple[str, int, int]]:
+    """Return each counter's Redis key, its limit and its window."""
+    config = current_app.config
+    account, address = _account(tenant, email), client_address()
+    return {
+        "pair": (f"tms:{tenant.id}:login:fail:{account}:{address}", config["LOGIN_MAX_FAILURES"], LOGIN_WINDOW),
+        "address": (f"tms:login:fail:address:{address}", config["LOGIN_MAX_FAILURES_PER_ADDRESS"], LOGIN_WINDOW),
+        "account": (f"tms:{tenant.id}:login:fail:{account}", config["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
+                    ACCOUNT_WINDOW),
+    }
+
+
+def login_wait(tenant: TenantRef, email: str) -> Wait | None:
+    """Return how long this browser must wait before trying `email` again, or None if it may try now."""
+    keys = _keys(tenant, email)
+    if _known_device(tenant, email):
+        keys.pop("account")
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for key, _, _ in keys.values():
+            pipe.get(key)
+            pipe.ttl(key)
+        replies = pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("sign-in not throttled, Redis unavailable: %s", exc)
+        return None
+    waits = [ttl for (_, limit, _), count, ttl in zip(keys.values(), replies[::2], replies[1::2], strict=True)
+             if count is not None and int(count) >= limit]
+    return Wait(max(max(waits), 1)) if waits else None
+
+
+def login_failed(tenant: TenantRef, email: str) -> None:
+    """Count a failed sign-in against the account, the address and the pair."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for key, _, window in _keys(tenant, email).values():
+            pipe.incr(key)
+            pipe.expire(key, window, nx=True)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("failed sign-in not counted, Redis unavailable: %s", exc)
+
+
+def login_succeeded(tenant: TenantRef, email: str) -> str:
+    """Forget this browser's failures for the account; return the device cookie to set."""
+    with contextlib.suppress(redis.RedisError):
+        redis_client().delete(_keys(tenant, email)["pair"][0])
+    return _devices().dumps({"t": tenant.id, "a": _account(tenant, email)})
+
+
+def _devices() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="device")
+
+
+def _known_device(tenant: TenantRef, email: str) -> bool:
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    if not cookie:
+        return False
+    try:
+        device = _devices().loads(cookie)
+    except BadSignature:
+        return False
+    return device == {"t": tenant.id, "a": _account(tenant, email)}
+
+
+def signup_wait() -> Wait | None:
+    """Count a signup from this client address; return how long it must wait if over the hourly limit."""
+    limit = current_app.config["SIGNUP_RATE_LIMIT_PER_HOUR"]
+    window = int(time.time()) // 3600
+    key = f"tms:signup:{client_address()}:{window}"
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 3600)
+        count = pipe.execute()[0]
+    except redis.RedisError as exc:
+        log.warning("signup not rate limited, Redis unavailable: %s", exc)
+        return None
+    return Wait((window + 1) * 3600 - int(time.time())) if count > limit else None

@@ -1,0 +1,86 @@
+"""Open redirects, CSV formulas, security headers, search counts and the secret key."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from app import create_app
+from app.tickets import search
+from tests.helpers import app_config, new_ticket
+
+
+def _login(client, tenant, next_value: str):
+    return client.post(f"/t/{tenant.slug}/login", query_string={"next": next_value},
+                       data={"email": tenant.admin_email, "password": tenant.admin_password},
+                       environ_base={"REMOTE_ADDR": "10.3.3.3"})
+
+
+@pytest.mark.parametrize("target", [
+    "/\t/evil.example", "/\n/evil.example", "/\\evil.example", "\\\\evil.example", "//evil.example",
+    "https://evil.example/", "http:evil.example", " //evil.example", "\x01//evil.example", "javascript:alert(1)",
+    "/%0d%0aSet-Cookie:x=1", "/a\r\nSet-Cookie: x=1", "/t/other-tenant/", "evil.example", "/\t\\evil.example",
+    "data:text/html,x", "////evil.example",
+])
+def test_next_never_leaves_this_tenant_on_this_host(app, tenant, target):
+    resp = _login(app.test_client(), tenant, target)
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == f"/t/{tenant.slug}/", (target, resp.headers["Location"])
+
+
+def test_next_within_the_tenant_is_followed(app, tenant):
+    resp = _login(app.test_client(), tenant, f"/t/{tenant.slug}/tickets/new?x=1")
+    assert resp.headers["Location"] == f"/t/{tenant.slug}/tickets/new?x=1"
+
+
+def test_csv_cells_that_spreadsheets_would_run_are_neutralised_and_json_stays_exact(tenant):
+    titles = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", "plain", "a=b"]
+    for title in titles:
+        new_ticket(tenant.api, title, description="=HYPERLINK(\"http://evil\")", tags=["=tag"], category="@cat")
+    rows = list(csv.DictReader(io.StringIO(tenant.api.get("/api/v1/tickets/export?format=csv").data.decode())))
+    assert [r["title"] for r in rows] == ["'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx", "'\rx", "plain", "a=b"]
+    assert {r["description"] for r in rows} == {"'=HYPERLINK(\"http://evil\")"}
+    assert {(r["tags"], r["category"]) for r in rows} == {("'=tag", "'@cat")}
+    exported = json.loads(tenant.api.get("/api/v1/tickets/export?format=json").data)
+    assert [t["title"] for t in exported] == titles
+
+
+def test_pages_and_api_responses_carry_security_headers(app, tenant):
+    client = app.test_client()
+    page = client.get(f"/t/{tenant.slug}/login")
+    csp = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert "Strict-Transport-Security" not in page.headers
+    api = tenant.api.get("/api/v1/users")
+    assert api.headers["Cache-Control"] == "no-store" and api.headers["X-Content-Type-Options"] == "nosniff"
+    refused = client.get("/api/v1/users")
+    assert refused.status_code == 401 and refused.headers["Cache-Control"] == "no-store"
+    secure = client.get(f"/t/{tenant.slug}/login", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_a_requesters_search_counts_only_their_own_tickets(tenant, monkeypatch):
+    monkeypatch.setattr(search, "RANK_UP_TO", 3)
+    mine = tenant.key_for(tenant.user("requester"))
+    for i in range(6):
+        new_ticket(tenant.api, f"printer jam {i}")  # someone else's
+    new_ticket(mine, "printer jam mine")
+    found = mine.get("/api/v1/tickets?q=printer").get_json()
+    assert [t["title"] for t in found["items"]] == ["printer jam mine"]
+    assert found["order"] == "relevance"  # one match of its own: ranked, whatever others have
+    assert tenant.api.get("/api/v1/tickets?q=printer").get_json()["order"] == "-created_at"
+
+
+def test_the_app_refuses_to_start_without_a_secret_key(services, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app({**app_config(services), "SECRET_KEY": ""})
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    config = app_config(services)
+    del config["SECRET_KEY"]
+    assert create_app(config).secret_key == "from-the-environment"
