@@ -34,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
     from app.assignment import handlers as assignment_handlers
+    from app.audit import api as audit_api
     from app.auth import request_auth
     from app.auth import ui as auth_ui
     from app.conversation import api as conversation_api
@@ -73,6 +74,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     tickets_api.register(extensions.api)
     conversation_api.register(extensions.api)
     assignment_api.register(extensions.api)
+    audit_api.register(extensions.api)
     stream.init_app(app)
     # Pages
     auth_ui.init_app(app)

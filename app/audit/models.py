@@ -1,10 +1,9 @@
-"""The append-only audit log: who changed what, from what to what, and when."""
+"""The audit log table: one row per change, with the actor, the key it used, and before/after."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -27,24 +26,3 @@ class AuditEntry(db.Model):
     action: Mapped[str] = mapped_column(sa.String(40))
     before: Mapped[dict | None] = mapped_column(JSONB)
     after: Mapped[dict | None] = mapped_column(JSONB)
-
-
-def record(entity: str, entity_id: uuid.UUID, action: str, before: dict | None = None,
-           after: dict | None = None) -> None:
-    """Add an audit entry to the current transaction, attributed to the current actor."""
-    from app.auth.actor import current_actor_or_none
-
-    actor = current_actor_or_none()
-    db.session.add(AuditEntry(
-        actor_id=actor.user_id if actor else None,
-        api_key_id=actor.api_key_id if actor else None,
-        entity=entity, entity_id=entity_id, action=action,
-        before=_jsonable(before), after=_jsonable(after),
-    ))
-
-
-def _jsonable(values: dict[str, Any] | None) -> dict | None:
-    if values is None:
-        return None
-    return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v)
-            for k, v in values.items()}
