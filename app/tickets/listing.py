@@ -68,6 +68,8 @@ def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
             conditions.append(getattr(Ticket, field) == args[field])
     if args.get("tag"):
         conditions.append(Ticket.tags.contains([args["tag"]]))
+    if args.get("category"):
+        conditions.append(Ticket.category == args["category"])
     if args.get("created_after") is not None:
         conditions.append(Ticket.created_at >= args["created_after"])
     if args.get("created_before") is not None:

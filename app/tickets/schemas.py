@@ -98,6 +98,7 @@ class TicketFilterArgs(Schema):
     team_id = fields.UUID()
     requester_id = fields.UUID()
     tag = fields.String(validate=validate.Length(min=1, max=64))
+    category = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "Exact category."})
     created_after = UtcDateTime(metadata={"description": "Inclusive."})
     created_before = UtcDateTime(metadata={"description": "Exclusive."})
     q = fields.String(validate=validate.Length(min=1, max=500), metadata={

@@ -177,3 +177,14 @@ def test_requesters_list_only_their_own(tenant, new_ticket):
     assert [t["id"] for t in _list(alice)["items"]] == [mine["id"]]
     assert [t["id"] for t in _list(alice, requester_id=tenant.admin_id)["items"]] == []
     assert len(_list(tenant.key_for(tenant.user("agent")))["items"]) == 3
+
+
+def test_category_filters_lists_and_exports(tenant, new_ticket):
+    billing = new_ticket("charged twice", category="billing")
+    new_ticket("cannot log in", category="account")
+    new_ticket("no category")
+    listed = tenant.api.get("/api/v1/tickets?category=billing").get_json()["items"]
+    assert [t["id"] for t in listed] == [billing["id"]]
+    exported = tenant.api.get("/api/v1/tickets/export?format=json&category=billing").get_json()
+    assert [t["id"] for t in exported] == [billing["id"]]
+    assert tenant.api.get("/api/v1/tickets?category=").status_code == 422
