@@ -9,7 +9,13 @@ from flask_smorest import Api
 
 from app.api_common import api_blueprint
 from app.assignment import services
-from app.assignment.schemas import RulePatchSchema, RuleSchema, TicketAssignmentSchema
+from app.assignment.schemas import (
+    DryRunResultSchema,
+    DryRunSchema,
+    RulePatchSchema,
+    RuleSchema,
+    TicketAssignmentSchema,
+)
 from app.auth.actor import admin_only, current_actor, staff_only
 from app.extensions import db
 from app.idempotency import idempotent
@@ -38,6 +44,19 @@ class Rules(MethodView):
     def post(self, data):
         """Add a rule. The first enabled rule whose conditions all match picks the team and strategy."""
         return services.create_rule(**data)
+
+
+@blp.route("/assignment-rules/dry-run")
+class RuleDryRun(MethodView):
+    @staff_only
+    @blp.arguments(DryRunSchema)
+    @blp.response(200, DryRunResultSchema)
+    def post(self, data):
+        """Say where a sample ticket would go now and why: the rule, the team, the candidates, the pick.
+
+        Nothing is created or assigned.
+        """
+        return services.dry_run(services.SampleTicket(**data["ticket"]), data["rule_id"])
 
 
 @blp.route("/assignment-rules/<uuid:rule_id>")

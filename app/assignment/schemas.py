@@ -68,6 +68,51 @@ class DecisionSchema(Schema):
     created_at = fields.DateTime()
 
 
+class SampleTicketSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=64 * 1024))
+    priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
+    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    tags = tag_list(load_default=list)
+
+
+class DryRunSchema(Schema):
+    ticket = fields.Nested(SampleTicketSchema, required=True, metadata={"description": "A ticket to route."})
+    rule_id = fields.UUID(load_default=None, allow_none=True,
+                          metadata={"description": "Also say whether this rule matches and decides."})
+
+
+class TriedRuleSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    position = fields.Integer()
+    enabled = fields.Boolean()
+    matches = fields.Boolean()
+
+
+class TestedRuleSchema(TriedRuleSchema):
+    decides = fields.Boolean(metadata={"description": "It is the first enabled rule that matches."})
+
+
+class DryRouteSchema(Schema):
+    rule_id = fields.UUID(allow_none=True)
+    rule_name = fields.String(allow_none=True)
+    team_id = fields.UUID()
+    team_name = fields.String(allow_none=True)
+    strategy = fields.String()
+    required_skills = fields.List(fields.String())
+
+
+class DryRunResultSchema(Schema):
+    rules = fields.List(fields.Nested(TriedRuleSchema), metadata={"description": "Every rule, in the order tried."})
+    tested_rule = fields.Nested(TestedRuleSchema)
+    route = fields.Nested(DryRouteSchema, allow_none=True)
+    candidates = fields.List(fields.Nested(CandidateSchema))
+    chosen_user_id = fields.UUID(allow_none=True, metadata={"description": "Who would get it now."})
+    reason = fields.String()
+    queued_ahead = fields.Integer(metadata={"description": "Tickets waiting in the team's queue ahead of it."})
+
+
 class TicketAssignmentSchema(Schema):
     """The latest decision first (`decision`), then the history, newest first."""
 

@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app import audit
-from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_for
+from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_for, rule_matches
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
@@ -44,8 +44,9 @@ from app.outbox import emit
 from app.pagination import SortKey, page
 from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
-from app.tickets.models import OPEN_STATUSES, Ticket
+from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
 
+PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "required_skills", "enabled")
 RULES_CHANGED = "assignment.rules_changed"
 QUEUE_CHANGED = "assignment.queue_changed"
@@ -158,23 +159,24 @@ class Pool:
         return any(a.has_room() for agents in self.members.values() for a in agents)
 
 
-def lock_pool(team_ids: Iterable[uuid.UUID]) -> Pool:
-    """Lock the teams, then their members (both by id), and count each member's open tickets."""
+def lock_pool(team_ids: Iterable[uuid.UUID], lock: bool = True) -> Pool:
+    """Lock the teams, then their members (both by id), and count each member's open tickets.
+
+    With `lock=False` (a dry run) the same snapshot is read without taking any lock.
+    """
     ids = sorted(set(team_ids))
     pool = Pool()
     if not ids:
         return pool
-    teams = db.session.execute(
-        sa.select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).scalars()
-    pool.teams = {t.id: t for t in teams}
-    rows = db.session.execute(
-        sa.select(TeamMember.team_id, TeamMember.created_at, User)
-        .join(User, User.id == TeamMember.user_id)
-        .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None), User.role.in_(STAFF_ROLES))
-        .order_by(User.id).with_for_update(of=User, key_share=True).execution_options(populate_existing=True)
-    ).all()
+    teams = sa.select(Team).where(Team.id.in_(ids)).order_by(Team.id).execution_options(populate_existing=True)
+    pool.teams = {t.id: t for t in db.session.execute(
+        teams.with_for_update(key_share=True) if lock else teams).scalars()}
+    members = (sa.select(TeamMember.team_id, TeamMember.created_at, User)
+               .join(User, User.id == TeamMember.user_id)
+               .where(TeamMember.team_id.in_(list(pool.teams)), User.deleted_at.is_(None),
+                      User.role.in_(STAFF_ROLES))
+               .order_by(User.id).execution_options(populate_existing=True))
+    rows = db.session.execute(members.with_for_update(of=User, key_share=True) if lock else members).all()
     pool.users = {u.id: u for _, _, u in rows}
     loads = dict(db.session.execute(
         sa.select(Ticket.assignee_id, sa.func.count())
@@ -427,6 +429,54 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     if (previous_assignee_id is not None and previous_assignee_id != assignee_id) or assignee_id is None:
         emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id)})
     return decision
+
+
+@dataclass(frozen=True)
+class SampleTicket:
+    """A ticket that does not exist, for a dry run."""
+
+    title: str
+    description: str = ""
+    priority: str = "normal"
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    team_id: uuid.UUID | None = None
+
+
+def dry_run(sample: SampleTicket, rule_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """Say where a ticket like `sample` would go now, and why, without assigning or locking anything.
+
+    Every rule is listed in the order it is tried, with whether it matches; the first enabled
+    match picks the team, and the team's members are weighed exactly as the worker would. With
+    `rule_id`, the answer also says whether that rule matches and whether it would be the one.
+    """
+    rules = list(db.session.execute(rules_query()).scalars())
+    if rule_id is not None and rule_id not in {r.id for r in rules}:
+        raise NotFound("No such assignment rule.")
+    tried = [{"id": r.id, "name": r.name, "position": r.position, "enabled": r.enabled,
+              "matches": rule_matches(r.conditions or {}, sample)} for r in rules]
+    route = route_for(sample, [RuleView.of(r) for r in rules if r.enabled])
+    answer: dict[str, Any] = {"rules": tried, "route": None, "chosen_user_id": None, "candidates": [],
+                              "reason": "No enabled rule matches; the ticket would wait unassigned.",
+                              "queued_ahead": 0}
+    if rule_id is not None:
+        mine = next(t for t in tried if t["id"] == rule_id)
+        answer["tested_rule"] = {**mine, "decides": route is not None and route.rule_id == rule_id}
+    if route is None:
+        return answer
+    pool = lock_pool([route.team_id], lock=False)
+    pick = pick_for(route, pool)
+    team = pool.teams.get(route.team_id)
+    answer.update(
+        route={"rule_id": route.rule_id, "rule_name": route.rule_name, "team_id": route.team_id,
+               "team_name": team.name if team else None, "strategy": route.strategy,
+               "required_skills": sorted(route.required_skills)},
+        chosen_user_id=pick.agent.id if pick.agent else None, candidates=pick.candidates, reason=pick.reason,
+        queued_ahead=db.session.execute(
+            sa.select(sa.func.count()).select_from(Ticket)
+            .where(Ticket.team_id == route.team_id, Ticket.status == "new", Ticket.assignee_id.is_(None),
+                   Ticket.priority_rank >= PRIORITY_RANKS[sample.priority])).scalar_one())
+    return answer
 
 
 def explain(actor: Actor, ticket_id: uuid.UUID) -> dict[str, Any]:

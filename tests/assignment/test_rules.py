@@ -145,3 +145,46 @@ def test_repeat_rule_create_with_idempotency_key_creates_once(tenant):
     assert first.status_code == again.status_code == 201
     assert again.get_json()["id"] == first.get_json()["id"]
     assert len(tenant.api.get("/api/v1/assignment-rules").get_json()["items"]) == 1
+
+
+def test_a_dry_run_says_where_a_ticket_would_go_and_it_goes_there(desk, run_jobs):
+    busy, free = desk.agents(2, capacity=5)
+    billing = desk.team("Billing", [busy, free])
+    other = desk.team("Other", desk.agents(1))
+    desk.rule(other, name="urgent elsewhere", position=0, conditions={"priority": ["urgent"]})
+    rule = desk.rule(billing, strategy="least_loaded", name="billing", position=1,
+                     conditions={"category": ["billing"]})
+    desk.ticket("old", category="billing")
+    run_jobs()  # one agent now holds a ticket
+    sample = {"title": "Charged twice", "priority": "high", "category": "billing"}
+    resp = desk.t.api.post("/api/v1/assignment-rules/dry-run", json={"ticket": sample, "rule_id": rule["id"]})
+    assert resp.status_code == 200, resp.get_json()
+    dry = resp.get_json()
+    assert [(r["name"], r["matches"]) for r in dry["rules"]] == [("urgent elsewhere", False), ("billing", True)]
+    assert dry["tested_rule"]["decides"] is True
+    assert dry["route"]["team_id"] == billing["id"] and dry["route"]["team_name"] == "Billing"
+    assert {c["user_id"]: c["open_tickets"] for c in dry["candidates"]} in (
+        {busy["id"]: 1, free["id"]: 0}, {busy["id"]: 0, free["id"]: 1})
+    chosen = dry["chosen_user_id"]
+    assert [c["chosen"] for c in dry["candidates"] if c["user_id"] == chosen] == [True]
+    ticket = desk.ticket(**sample)
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == chosen  # it lands where the dry run said
+
+
+def test_a_dry_run_changes_nothing_and_answers_unmatched(desk):
+    team = desk.team("Support", desk.agents(1))
+    desk.rule(team, conditions={"category": ["billing"]})
+
+    def state():
+        return [desk.t.api.get(path).get_json() for path in
+                ("/api/v1/tickets", "/api/v1/audit-events?limit=200", "/api/v1/teams", "/api/v1/users")]
+
+    before = state()
+    dry = desk.t.api.post("/api/v1/assignment-rules/dry-run", json={"ticket": {"title": "x"}}).get_json()
+    assert dry["route"] is None and dry["chosen_user_id"] is None and "No enabled rule" in dry["reason"]
+    assert state() == before
+    assert desk.t.api.post("/api/v1/assignment-rules/dry-run",
+                           json={"ticket": {"title": "x"}, "rule_id": str(desk.t.admin_id)}).status_code == 404
+    requester = desk.t.key_for(desk.t.user("requester"))
+    assert requester.post("/api/v1/assignment-rules/dry-run", json={"ticket": {"title": "x"}}).status_code == 403

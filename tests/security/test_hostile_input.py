@@ -92,6 +92,9 @@ def world(tenant, other_tenant):
                                           "required_skills": ["billing"], "enabled": True,
                                           "conditions": {"priority": ["high"], "category": ["c"],
                                                          "tags_any": ["a"], "keywords_any": ["k"]}},
+        "POST /api/v1/assignment-rules/dry-run": {"ticket": {"title": "t", "description": "d", "priority": "high",
+                                                             "category": "c", "tags": ["a"]},
+                                                  "rule_id": rule["id"]},
         "PATCH /api/v1/assignment-rules/{rule_id}": {"name": "r2", "position": 2, "enabled": False,
                                                      "conditions": {"priority": ["low"]}},
     }
