@@ -30,6 +30,8 @@ class ApiKeySchema(Schema):
     prefix = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     revoked_at = fields.DateTime(dump_only=True)
+    last_used_at = fields.DateTime(dump_only=True, allow_none=True,
+                                   metadata={"description": "When it was last used (to the second; kept 90 days)."})
 
 
 class NewApiKeySchema(ApiKeySchema):

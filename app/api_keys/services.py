@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from app import audit
 from app.auth.actor import Actor
 from app.auth.keys import mint_key, revoke_key
+from app.auth.ratelimit import last_used
 from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.pagination import SortKey, page
@@ -24,9 +26,19 @@ def _tenant_keys() -> sa.Select:
     return sa.select(ApiKey).where(ApiKey.tenant_id == uuid.UUID(current_tenant().id))
 
 
-def list_keys(limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
-    """Return a page of the tenant's keys, oldest first (never the keys themselves)."""
-    return page(db.session, _tenant_keys(), KEYS, limit, cursor)
+def list_keys(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Return a page of the tenant's keys, oldest first, with when each was last used (never the keys)."""
+    keys, next_cursor = page(db.session, _tenant_keys(), KEYS, limit, cursor)
+    used = last_used(current_tenant().id, [str(k.id) for k in keys])
+    return [{**_view(k), "last_used_at": _when(used.get(str(k.id)))} for k in keys], next_cursor
+
+
+def _view(record: ApiKey) -> dict[str, Any]:
+    return {c: getattr(record, c) for c in ("id", "name", "role", "user_id", "prefix", "created_at", "revoked_at")}
+
+
+def _when(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) -> dict[str, Any]:
@@ -39,8 +51,7 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
     record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role)
     audit.record("api_key", record.id, "created", after={"name": record.name, "role": record.role,
                                                          "user_id": user.id})
-    return {**{c: getattr(record, c) for c in ("id", "name", "role", "user_id", "prefix", "created_at",
-                                                "revoked_at")}, "key": plaintext}
+    return {**_view(record), "last_used_at": None, "key": plaintext}
 
 
 def revoke(key_id: uuid.UUID) -> None:

@@ -40,29 +40,42 @@ class RateLimit:
         return headers
 
 
-def hit(key_id: str) -> RateLimit | None:
-    """Count one request for `key_id`; None when Redis cannot be reached."""
-    counted = hit_and_read(key_id, None)
-    return None if counted is None else counted[0]
+LAST_USED_DAYS = 90
 
 
-def hit_and_read(key_id: str, name: str | None) -> tuple[RateLimit, bytes | None] | None:
-    """Count one request for `key_id` and read the string `name` in the same round trip.
+def last_used_key(tenant_id: str, key_id: str) -> str:
+    """Return the Redis key holding when an API key was last used (unix seconds)."""
+    return f"tms:{tenant_id}:key-used:{key_id}"
 
-    None when Redis cannot be reached.
+
+def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, bytes | None] | None:
+    """Count one request for `key_id`, note it as the key's last use, and read the string `name`.
+
+    One round trip for all three. None when Redis cannot be reached.
     """
     limit = current_app.config["RATE_LIMIT_PER_MINUTE"]
-    window = int(time.time()) // WINDOW
-    counter = f"rl:{key_id}:{window}"
+    now = int(time.time())
+    window = now // WINDOW
+    counter = f"tms:{tenant_id}:rl:{key_id}:{window}"
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.incr(counter)
         pipe.expire(counter, WINDOW * 2)
-        if name is not None:
-            pipe.get(name)
+        pipe.set(last_used_key(tenant_id, key_id), now, ex=LAST_USED_DAYS * 86400)
+        pipe.get(name)
         replies = pipe.execute()
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
-    value = replies[2] if name is not None else None
-    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW), value
+    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW), replies[3]
+
+
+def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:
+    """Return when each key was last used (unix seconds), for those used in the last 90 days."""
+    if not key_ids:
+        return {}
+    try:
+        values = redis_client().mget([last_used_key(tenant_id, k) for k in key_ids])
+    except redis.RedisError:
+        return {}
+    return {k: int(v) for k, v in zip(key_ids, values, strict=True) if v is not None}

@@ -95,7 +95,7 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     digest = key_digest(key)
     entry = cache.get(digest)
     if entry is not None:
-        counted = ratelimit.hit_and_read(str(entry.key.id), GENERATION)
+        counted = ratelimit.hit_and_read(entry.key.tenant.id, str(entry.key.id), GENERATION)
         if counted is not None and counted[1] == entry.generation:
             return entry.key, counted[0]
         cache.entries.pop(digest, None)
@@ -107,7 +107,7 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     found = verify_key(key)
     if found is None:
         return None, None
-    counted = ratelimit.hit_and_read(str(found.id), GENERATION)
+    counted = ratelimit.hit_and_read(found.tenant.id, str(found.id), GENERATION)
     if counted is None:
         return found, None
     if counted[1] == seen:  # no key changed between the generation last seen and now

@@ -311,7 +311,7 @@ class TicketStream:
         """Re-check the grant if the key generation moved (or cannot be read); count a message frame."""
         limit = None
         if counted and self.actor.api_key_id is not None:
-            read = ratelimit.hit_and_read(str(self.actor.api_key_id), GENERATION)
+            read = ratelimit.hit_and_read(self.grant.tenant.id, str(self.actor.api_key_id), GENERATION)
             limit, generation = (read[0], read[1] or b"") if read is not None else (None, None)
         else:
             generation = current_generation()

@@ -85,3 +85,13 @@ def test_deleting_a_user_revokes_their_keys(tenant):
     assert agent_api.get("/api/v1/users").status_code == 200
     assert tenant.api.delete(f"/api/v1/users/{agent['id']}").status_code == 204
     assert agent_api.get("/api/v1/users").status_code == 401
+
+
+def test_the_key_list_says_when_each_key_was_last_used(tenant):
+    created = tenant.api.post("/api/v1/api-keys", json={"name": "integration"}).get_json()
+    listed = {k["id"]: k for k in tenant.api.get("/api/v1/api-keys").get_json()["items"]}
+    assert listed[created["id"]]["last_used_at"] is None
+    assert "key" not in listed[created["id"]]
+    ApiClient(tenant.api.client, created["key"]).get("/api/v1/tickets")
+    listed = {k["id"]: k for k in tenant.api.get("/api/v1/api-keys").get_json()["items"]}
+    assert listed[created["id"]]["last_used_at"] is not None
