@@ -39,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.auth import ui as auth_ui
     from app.conversation import api as conversation_api
     from app.conversation import stream
+    from app.dashboard import api as dashboard_api
     from app.outbox import cli as outbox_cli
     from app.outbox import dispatch as outbox_dispatch
     from app.people import api as people_api
@@ -75,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     conversation_api.register(extensions.api)
     assignment_api.register(extensions.api)
     audit_api.register(extensions.api)
+    dashboard_api.register(extensions.api)
     stream.init_app(app)
     # Pages
     auth_ui.init_app(app)

@@ -63,6 +63,8 @@ class Config:
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
+        # How long the dashboard's figures are kept per tenant and period before they are counted again.
+        self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
         # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).

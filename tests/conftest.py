@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from rq import SimpleWorker
 
 from app import create_app
 from app.embedded import start_missing
-from app.extensions import db
+from app.extensions import db, redis_client
+from app.worker import use_app
 from tenants import active_tenant, tenant_context
 from tenants.migrations import upgrade_public
 from tests.helpers import ApiClient, Services, TenantHandle, app_config
@@ -93,3 +95,16 @@ def in_tenant(app):
                     db.session.rollback()
 
     return enter
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Return a function that runs every queued assignment job in this process, then returns."""
+
+    def run() -> None:
+        use_app(app)
+        with app.app_context():
+            connection = redis_client()
+        SimpleWorker(["assignment"], connection=connection).work(burst=True)
+
+    return run

@@ -31,6 +31,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "SECRET_KEY": "test-secret",
         "RATE_LIMIT_PER_MINUTE": 100000,
         "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
+        "DASHBOARD_CACHE_SECONDS": 0,
         **overrides,
     }
 

@@ -1,0 +1,169 @@
+"""Figures at a glance for one tenant and period, each one aggregate query sized for 1,000,000 tickets.
+
+Nothing loads tickets into Python: Postgres counts and takes percentiles, each query served by
+an index (see migration t0007): open tickets by status and priority from a partial index on
+open tickets; created and closed per day from the created_at and closed_at indexes; response and
+resolution percentiles from indexes that carry the timestamps they subtract; agent load from
+(assignee_id, status); the unassigned queue from its partial index; decisions per rule from
+(created_at) on decisions. The answer is kept in Redis for `DASHBOARD_CACHE_SECONDS` per tenant
+and period, so a dashboard left open costs one read; figures are at most that old.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import current_app
+
+from app.assignment.models import AssignmentDecision
+from app.errors import Invalid
+from app.extensions import db, redis_client
+from app.people.models import STAFF_ROLES, User
+from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
+from tenants import current_tenant
+
+log = logging.getLogger(__name__)
+MAX_DAYS = 366
+DEFAULT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole UTC days, from `start` to `end` inclusive."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def of(cls, start: date | None, end: date | None, today: date) -> Period:
+        """Return the period asked for (default: the 30 days to today), or raise Invalid."""
+        end = end or today
+        start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+        if start > end:
+            raise Invalid.field("from", "Must not be after `to`.")
+        if (end - start).days >= MAX_DAYS:
+            raise Invalid.field("from", f"A period is at most {MAX_DAYS} days.")
+        return cls(start, end)
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.start, datetime.min.time()).replace(tzinfo=UTC)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.combine(self.end + timedelta(days=1), datetime.min.time()).replace(tzinfo=UTC)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+
+def figures(period: Period) -> dict[str, Any]:
+    """Return the dashboard's figures for the current tenant and `period` (cached briefly)."""
+    key = f"tms:{current_tenant().id}:dashboard:{period.start}:{period.end}"
+    ttl = current_app.config["DASHBOARD_CACHE_SECONDS"]
+    if ttl > 0:
+        try:
+            cached = redis_client().get(key)
+            if cached is not None:
+                return json.loads(cached)
+        except redis.RedisError as exc:
+            log.info("dashboard cache unavailable: %s", exc)
+    result = {"period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
+              "computed_at": _now().isoformat(), "backlog": backlog(), "flow": flow(period),
+              "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
+              "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
+              "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}
+    if ttl > 0:
+        try:
+            redis_client().set(key, json.dumps(result, default=str), ex=ttl)
+        except redis.RedisError as exc:
+            log.info("dashboard figures not cached: %s", exc)
+    return json.loads(json.dumps(result, default=str))
+
+
+def _now() -> datetime:
+    return db.session.execute(sa.select(sa.func.now())).scalar_one()
+
+
+def backlog() -> dict[str, Any]:
+    """Return open tickets (new, open, pending) counted by status and by priority."""
+    rows = db.session.execute(
+        sa.select(Ticket.status, Ticket.priority, sa.func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES)).group_by(Ticket.status, Ticket.priority)).all()
+    by_status = dict.fromkeys(OPEN_STATUSES, 0)
+    by_priority = dict.fromkeys(PRIORITIES, 0)
+    for status, priority, count in rows:
+        by_status[status] += count
+        by_priority[priority] += count
+    return {"total": sum(by_status.values()), "by_status": by_status, "by_priority": by_priority}
+
+
+def flow(period: Period) -> list[dict[str, Any]]:
+    """Return tickets created and closed on each day of the period (UTC), zeros included."""
+    def per_day(column: sa.ColumnElement) -> dict[date, int]:
+        day = sa.cast(sa.func.timezone("UTC", column), sa.Date)
+        return dict(db.session.execute(
+            sa.select(day, sa.func.count()).where(column >= period.since, column < period.until).group_by(day)
+        ).all())
+
+    created, closed = per_day(Ticket.created_at), per_day(Ticket.closed_at)
+    return [{"day": d.isoformat(), "created": created.get(d, 0), "closed": closed.get(d, 0)} for d in period.days]
+
+
+def percentiles(ends_at: sa.ColumnElement, in_period: sa.ColumnElement, period: Period) -> dict[str, Any]:
+    """Return the median and p90, in seconds, from creation to `ends_at`, for tickets whose
+    `in_period` timestamp falls in the period (creation for first response, resolution for
+    resolution time), and how many there were."""
+    seconds = sa.extract("epoch", ends_at - Ticket.created_at)
+    row = db.session.execute(
+        sa.select(sa.func.count(), sa.func.percentile_cont(0.5).within_group(seconds),
+                  sa.func.percentile_cont(0.9).within_group(seconds))
+        .where(in_period >= period.since, in_period < period.until, ends_at.is_not(None))).one()
+    return {"count": row[0], "median_seconds": _whole(row[1]), "p90_seconds": _whole(row[2])}
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def agent_load() -> list[dict[str, Any]]:
+    """Return each active agent's and admin's open tickets beside their capacity, busiest first."""
+    load = (sa.select(Ticket.assignee_id, sa.func.count().label("open_tickets"))
+            .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee_id.is_not(None))
+            .group_by(Ticket.assignee_id).subquery())
+    rows = db.session.execute(
+        sa.select(User.id, User.name, User.role, User.capacity, User.available,
+                  sa.func.coalesce(load.c.open_tickets, 0))
+        .outerjoin(load, load.c.assignee_id == User.id)
+        .where(User.role.in_(STAFF_ROLES), User.deleted_at.is_(None))
+        .order_by(sa.func.coalesce(load.c.open_tickets, 0).desc(), User.name)).all()
+    return [{"user_id": r[0], "name": r[1], "role": r[2], "capacity": r[3], "available": r[4],
+             "open_tickets": r[5]} for r in rows]
+
+
+def unassigned() -> dict[str, Any]:
+    """Return the size of the unassigned queue and when its oldest ticket was opened."""
+    count, oldest = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(Ticket.created_at))
+        .where(Ticket.status == "new", Ticket.assignee_id.is_(None))).one()
+    return {"count": count, "oldest_created_at": oldest}
+
+
+def decisions_by_rule(period: Period) -> list[dict[str, Any]]:
+    """Return the automatic decisions of the period per rule: how many assigned, how many left waiting."""
+    assigned = sa.func.count().filter(AssignmentDecision.chosen_user_id.is_not(None))
+    rows = db.session.execute(
+        sa.select(AssignmentDecision.rule_id, AssignmentDecision.rule_name, assigned, sa.func.count())
+        .where(AssignmentDecision.source == "auto", AssignmentDecision.created_at >= period.since,
+               AssignmentDecision.created_at < period.until)
+        .group_by(AssignmentDecision.rule_id, AssignmentDecision.rule_name)
+        .order_by(sa.func.count().desc())).all()
+    return [{"rule_id": r[0], "rule_name": r[1] or "No rule matched", "assigned": r[2], "waiting": r[3] - r[2]}
+            for r in rows]
