@@ -65,3 +65,5 @@ class ApiKey(db.Model):
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # Set when the key is rotated with a grace period: it works until then, alongside its successor.
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -14,7 +14,9 @@ from app.auth.actor import admin_only, current_actor
 from app.extensions import db
 from app.pagination import PageArgs, page_body, page_schema
 from app.people.models import ROLES
+from app.schemas import WholeNumber
 
+MAX_GRACE = 7 * 24 * 3600
 blp = api_blueprint("api_keys", "API keys: each acts with its role as its user, in its tenant only.")
 
 
@@ -30,12 +32,24 @@ class ApiKeySchema(Schema):
     prefix = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     revoked_at = fields.DateTime(dump_only=True)
+    expires_at = fields.DateTime(dump_only=True, allow_none=True,
+                                 metadata={"description": "Set by a rotation with a grace period."})
     last_used_at = fields.DateTime(dump_only=True, allow_none=True,
                                    metadata={"description": "When it was last used (to the second; kept 90 days)."})
 
 
 class NewApiKeySchema(ApiKeySchema):
     key = fields.String(dump_only=True, metadata={"description": "The key itself; shown only now."})
+
+
+class RotationSchema(Schema):
+    grace_seconds = WholeNumber(load_default=0, validate=validate.Range(min=0, max=MAX_GRACE), metadata={
+        "description": "How long the old key keeps working beside the new one (0: revoked at once; at most 7 days)."})
+
+
+class RotatedKeySchema(NewApiKeySchema):
+    replaced_key_id = fields.UUID(dump_only=True)
+    replaced_key_expires_at = fields.DateTime(dump_only=True, metadata={"description": "When the old key stops."})
 
 
 @blp.route("/api-keys")
@@ -65,3 +79,18 @@ class ApiKeyById(MethodView):
         """Revoke a key; it is refused from the very next request."""
         services.revoke(key_id)
         db.session.commit()
+
+
+@blp.route("/api-keys/<uuid:key_id>/rotate")
+class ApiKeyRotation(MethodView):
+    @admin_only
+    @blp.arguments(RotationSchema)
+    @blp.response(201, RotatedKeySchema)
+    def post(self, data, key_id: uuid.UUID):
+        """Replace a key with a new one (same name, role and user), the old one working for a grace period.
+
+        The new key is in this response only.
+        """
+        rotated = services.rotate(key_id, data["grace_seconds"])
+        db.session.commit()
+        return rotated

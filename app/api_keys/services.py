@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from app import audit
+from app.auth import key_cache
 from app.auth.actor import Actor
 from app.auth.keys import mint_key, revoke_key
 from app.auth.ratelimit import last_used
@@ -34,7 +35,8 @@ def list_keys(limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str
 
 
 def _view(record: ApiKey) -> dict[str, Any]:
-    return {c: getattr(record, c) for c in ("id", "name", "role", "user_id", "prefix", "created_at", "revoked_at")}
+    return {c: getattr(record, c) for c in ("id", "name", "role", "user_id", "prefix", "created_at", "revoked_at",
+                                             "expires_at")}
 
 
 def _when(seconds: int | None) -> datetime | None:
@@ -54,10 +56,38 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
     return {**_view(record), "last_used_at": None, "key": plaintext}
 
 
+def _live_key(key_id: uuid.UUID) -> ApiKey:
+    record = db.session.execute(_tenant_keys().where(ApiKey.id == key_id).with_for_update()).scalar_one_or_none()
+    if record is None or record.revoked_at is not None or (
+            record.expires_at is not None and record.expires_at <= datetime.now(UTC)):
+        raise NotFound("No such API key.")
+    return record
+
+
 def revoke(key_id: uuid.UUID) -> None:
     """Revoke one of the tenant's live keys; it is refused from the next request on, in every process."""
-    record = db.session.execute(_tenant_keys().where(ApiKey.id == key_id)).scalar_one_or_none()
-    if record is None or record.revoked_at is not None:
-        raise NotFound("No such API key.")
+    record = _live_key(key_id)
     revoke_key(record)
     audit.record("api_key", record.id, "revoked")
+
+
+def rotate(key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any]:
+    """Mint a successor with the same name, role and user; the old key works `grace_seconds` more.
+
+    With no grace the old key is revoked at once. Rotating a key that is already in its grace
+    period shortens nothing: its successor is minted, and it keeps its end.
+    """
+    old = _live_key(key_id)
+    record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role)
+    if grace_seconds == 0:
+        revoke_key(old)
+    else:
+        ends = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+        old.expires_at = min(old.expires_at, ends) if old.expires_at else ends
+        key_cache.change_on_commit()
+    audit.record("api_key", old.id, "rotated", after={"successor_id": record.id, "grace_seconds": grace_seconds})
+    audit.record("api_key", record.id, "created", after={"name": record.name, "role": record.role,
+                                                         "user_id": record.user_id, "replaces": old.id})
+    db.session.flush()
+    return {**_view(record), "last_used_at": None, "key": plaintext, "replaced_key_id": old.id,
+            "replaced_key_expires_at": old.revoked_at or old.expires_at}

@@ -55,7 +55,7 @@ class KeyCache:
 
     def get(self, digest: str) -> Entry | None:
         entry = self.entries.get(digest)
-        if entry is not None and entry.expires < time.monotonic():
+        if entry is not None and (entry.expires < time.monotonic() or entry.key.expired()):
             self.entries.pop(digest, None)
             return None
         return entry

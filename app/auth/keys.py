@@ -1,11 +1,22 @@
-"""API keys: minting, verifying and revoking. The key itself is shown once, then only its hash."""
+"""API keys: minting, verifying, rotating and revoking. The key is shown once, then only its hash.
+
+A key reads `tms_` + 48 base62 characters: a 12-character lookup id, 30 random characters
+(178 bits) and a 6-character CRC32 checksum of the two, like GitHub's tokens. The fixed prefix
+and the checksum let secret scanners find leaked keys without false alarms, and let us refuse a
+mistyped or made-up key before any database lookup. Only a SHA-256 of the whole key is stored
+(the random part is far too long to guess, so a slow hash buys nothing and costs every request).
+Keys minted before this format (`tms_<12 hex>_<43 characters>`) are still accepted.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import string
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +27,12 @@ from app.extensions import db
 from app.people.models import User, lesser_role
 from tenants import ApiKey, Tenant, TenantRef
 
-KEY_PREFIX = "tms"
+KEY_PREFIX = "tms_"
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+LOOKUP_LENGTH, SECRET_LENGTH, CHECKSUM_LENGTH = 12, 30, 6
+_KEY = re.compile(rf"tms_([0-9A-Za-z]{{{LOOKUP_LENGTH + SECRET_LENGTH}}})([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})",
+                  re.ASCII)
+_LEGACY_KEY = re.compile(r"tms_([0-9a-f]{12})_[A-Za-z0-9_-]{43}", re.ASCII)
 
 
 def key_digest(key: str) -> str:
@@ -24,10 +40,29 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _checksum(body: str) -> str:
+    value, digits = zlib.crc32(body.encode()), []
+    for _ in range(CHECKSUM_LENGTH):
+        value, digit = divmod(value, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def lookup_id(plaintext: str) -> str | None:
+    """Return the lookup id of a well-formed key with a good checksum, or None (no database asked)."""
+    match = _KEY.fullmatch(plaintext)
+    if match is not None:
+        body, checksum = match.groups()
+        return body[:LOOKUP_LENGTH] if hmac.compare_digest(_checksum(body), checksum) else None
+    legacy = _LEGACY_KEY.fullmatch(plaintext)
+    return legacy.group(1) if legacy is not None else None
+
+
 def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: str) -> tuple[ApiKey, str]:
     """Create a key record in the session and return it with the plaintext key (shown once)."""
-    prefix = secrets.token_hex(6)
-    plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    body = "".join(secrets.choice(BASE62) for _ in range(LOOKUP_LENGTH + SECRET_LENGTH))
+    prefix = body[:LOOKUP_LENGTH]
+    plaintext = f"{KEY_PREFIX}{body}{_checksum(body)}"
     record = ApiKey(
         id=uuid.uuid4(), tenant_id=tenant_id, prefix=prefix, key_hash=key_digest(plaintext), name=name,
         role=role, user_id=user_id,
@@ -45,14 +80,19 @@ class VerifiedKey:
     user_id: uuid.UUID
     tenant: TenantRef
     tenant_active: bool
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
 
 
 _USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
 _LOOKUP = (
-    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, Tenant.id.label("tenant_id"),
-              Tenant.slug, Tenant.schema_name, Tenant.status)
+    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.expires_at,
+              Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status)
     .join(Tenant, Tenant.id == ApiKey.tenant_id)
-    .where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None))
+    .where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None),
+           sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now()))
 )
 
 
@@ -65,11 +105,11 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
     Callers cache the answer only while the key generation stands (see `key_cache`), and every
     change of a user's role or a deletion moves the generation.
     """
-    parts = plaintext.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+    prefix = lookup_id(plaintext)
+    if prefix is None:
         return None
     with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-        row = conn.execute(_LOOKUP, {"prefix": parts[1]}).first()
+        row = conn.execute(_LOOKUP, {"prefix": prefix}).first()
         if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
             return None
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name)
@@ -78,7 +118,7 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
     if user_role is None:
         return None
     return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
-                       tenant_active=row.status == "active")
+                       tenant_active=row.status == "active", expires_at=row.expires_at)
 
 
 def revoke_key(record: ApiKey) -> None:

@@ -79,6 +79,7 @@ def world(tenant, other_tenant):
         "POST /api/v1/teams": {"name": "Another", "description": "desk"},
         "PATCH /api/v1/teams/{team_id}": {"name": "Renamed", "description": "d"},
         "POST /api/v1/api-keys": {"name": "k", "role": "agent", "user_id": agent["id"]},
+        "POST /api/v1/api-keys/{key_id}/rotate": {"grace_seconds": 60},
         "POST /api/v1/tickets": {"title": "t", "description": "d", "priority": "high", "category": "c",
                                  "tags": ["a"], "requester_id": agent["id"]},
         "PATCH /api/v1/tickets/{ticket_id}": {"title": "t2", "priority": "low", "category": "c", "tags": ["b"],
