@@ -48,11 +48,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.signup import ui as signup_ui
     from app.tickets import api as tickets_api
     from app.ui import views as ui_views
-    from tenants import TenantPathMiddleware
+    from tenants import TenantPathMiddleware, guard_checkouts
     from tenants import cli as tenants_cli
 
     # Infrastructure
     extensions.db.init_app(app)
+    if app.config["POOL_CHECKOUT_GUARD"]:
+        with app.app_context():
+            guard_checkouts(extensions.db.engine)
     extensions.api.init_app(app)
     extensions.sock.init_app(app)
     extensions.login.init_app(app)

@@ -33,6 +33,8 @@ class Config:
             "pool_recycle": 3600,
         }
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
+        # Check each pooled connection on checkout for state left by its last user (tests, staging).
+        self.POOL_CHECKOUT_GUARD = _flag("POOL_CHECKOUT_GUARD", False)
         self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
         # Sign-in throttles (app/auth/throttle.py) and signups per client address.
         self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
+from psycopg import pq
 
 from tenants.context import PLACEHOLDER, current_tenant, current_tenant_or_none
 from tenants.names import checked_schema
@@ -49,6 +50,63 @@ class TenantSession(FlaskSession):
 
 
 db = SQLAlchemy(metadata=sa.MetaData(naming_convention=NAMING), session_options={"class_": TenantSession})
+
+
+DEFAULT_SEARCH_PATH = '"$user", public'
+
+
+def guard_checkouts(engine: sa.Engine) -> None:
+    """Check every connection handed out by the pool carries no tenant: default search_path, no transaction.
+
+    For tests and staging (`POOL_CHECKOUT_GUARD`): it costs a round trip per checkout. A pooled
+    connection that kept a `SET search_path` from a previous user would serve the next request
+    another tenant's tables (django-tenants' issues 545, 732, 1112); this makes that impossible
+    to miss.
+    """
+    if sa.event.contains(engine, "checkout", _check_checkout):
+        return
+    sa.event.listen(engine, "checkout", _check_checkout)
+
+
+class PooledConnectionCarriesState(AssertionError):
+    """A connection came out of the pool with a search_path or a transaction left by its last user."""
+
+
+def _check_checkout(dbapi_connection, _record, _proxy) -> None:
+    in_transaction = dbapi_connection.info.transaction_status != pq.TransactionStatus.IDLE
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("select current_setting('search_path')")
+        search_path = cursor.fetchone()[0]
+    finally:
+        cursor.close()
+    if not in_transaction:
+        dbapi_connection.rollback()  # the check itself must leave nothing behind
+    if search_path != DEFAULT_SEARCH_PATH or in_transaction:
+        raise PooledConnectionCarriesState(f"pooled connection has search_path={search_path!r}, "
+                                           f"transaction open: {in_transaction}")
+
+
+SHADOW_ERROR = "tenant_schema_missed"
+
+
+def shadow_tenant_tables(engine: sa.Engine) -> None:
+    """Put in `public`, under each tenant table's name, a view that raises when it is read or written.
+
+    For tests and staging: a statement that reaches a tenant table without the tenant's schema
+    (raw SQL without a schema name, a lost search_path) would otherwise find nothing, or another
+    tenant's rows; with the shadows it fails loudly, naming the table.
+    """
+    tables = [t for t in db.metadata.tables.values() if t.schema == PLACEHOLDER]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION public.{SHADOW_ERROR}(name text) RETURNS SETOF integer "
+            "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'query missed the tenant schema: table %%', name; "
+            "END $$")
+        for table in tables:
+            columns = ", ".join(f'NULL::{c.type.compile(engine.dialect)} AS "{c.name}"' for c in table.columns)
+            conn.exec_driver_sql(f'CREATE OR REPLACE VIEW public."{table.name}" AS SELECT {columns} '
+                                 f"FROM public.{SHADOW_ERROR}('{table.name}')")
 
 
 def compile_for_tenant(stmt: sa.Select) -> tuple[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ from app import create_app
 from app.embedded import start_missing
 from app.extensions import db, redis_client
 from app.worker import use_app
-from tenants import active_tenant, tenant_context
+from tenants import active_tenant, shadow_tenant_tables, tenant_context
 from tenants.migrations import upgrade_public
 from tests.helpers import ApiClient, Services, TenantHandle, app_config
 
@@ -43,6 +43,7 @@ def app(services: Services):
     app = create_app(app_config(services))
     with app.app_context():
         upgrade_public(db.engine)
+        shadow_tenant_tables(db.engine)  # a query that misses the tenant schema fails loudly
     return app
 
 

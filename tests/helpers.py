@@ -32,6 +32,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "RATE_LIMIT_PER_MINUTE": 100000,
         "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
         "DASHBOARD_CACHE_SECONDS": 0,
+        "POOL_CHECKOUT_GUARD": True,
         **overrides,
     }
 
