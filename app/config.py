@@ -64,6 +64,7 @@ class Config:
         self.STREAM_TYPING_INTERVAL = _float("STREAM_TYPING_INTERVAL", 1)
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
+        self.STREAM_MAX_SOCKETS_PER_TENANT = _int("STREAM_MAX_SOCKETS_PER_TENANT", 1000)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)

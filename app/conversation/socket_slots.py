@@ -1,4 +1,6 @@
-"""Caps on open ticket streams per API key and per user, counted across every web process.
+"""Caps on open ticket streams per API key, per user and per tenant, counted across every web process.
+
+The tenant's cap keeps one busy organization from taking every socket thread a process has.
 
 Each open socket holds a slot: a member of a Redis sorted set per key and per user, scored by
 when its lease ends. A socket renews its lease at every resync, so the slots of a process that
@@ -44,7 +46,8 @@ class Slot:
         self.member = uuid.uuid4().hex
         config = current_app.config
         self.caps: list[tuple[str, int, str]] = [
-            (f"tms:{tenant.id}:sockets:user:{actor.user_id}", config["STREAM_MAX_SOCKETS_PER_USER"], "user")]
+            (f"tms:{tenant.id}:sockets:user:{actor.user_id}", config["STREAM_MAX_SOCKETS_PER_USER"], "user"),
+            (f"tms:{tenant.id}:sockets:tenant", config["STREAM_MAX_SOCKETS_PER_TENANT"], "organization")]
         if actor.api_key_id is not None:
             self.caps.insert(0, (f"tms:{tenant.id}:sockets:key:{actor.api_key_id}",
                                  config["STREAM_MAX_SOCKETS_PER_KEY"], "API key"))

@@ -82,7 +82,8 @@ def impatient_server(app, services) -> Iterator[StreamServer]:
 
 @pytest.fixture(scope="module")
 def capped_server(app, services) -> Iterator[StreamServer]:
-    """A server that lets a key hold 2 open streams and a user 3."""
-    server = start_gunicorn(services, STREAM_MAX_SOCKETS_PER_KEY="2", STREAM_MAX_SOCKETS_PER_USER="3")
+    """A server that lets a key hold 2 open streams, a user 3 and an organization 4."""
+    server = start_gunicorn(services, STREAM_MAX_SOCKETS_PER_KEY="2", STREAM_MAX_SOCKETS_PER_USER="3",
+                            STREAM_MAX_SOCKETS_PER_TENANT="4")
     yield server
     stop_gunicorn(server)

@@ -131,7 +131,7 @@ def test_a_token_opens_no_socket_under_another_tenants_path(tenant, other_tenant
     ws.close()
 
 
-def test_open_sockets_are_capped_per_key_and_per_user(tenant, capped_server):
+def test_open_sockets_are_capped_per_key_per_user_and_per_organization(tenant, capped_server):
     ticket = helpers.new_ticket(tenant.api)
     agent = tenant.user("agent")
     first, second = tenant.key_for(agent), tenant.key_for(agent)
@@ -141,6 +141,10 @@ def test_open_sockets_are_capped_per_key_and_per_user(tenant, capped_server):
     assert helpers.refused_status(capped_server, ticket["id"], key=second.key) == 429  # the user's cap
     held.pop(0).close()
     helpers.wait_until(lambda: _opens(capped_server, ticket, first.key), "a slot to free up", timeout=10)
+    others = [tenant.key_for(tenant.user("agent")) for _ in range(2)]
+    held.append(capped_server.connect(ticket["id"], key=others[0].key))
+    held.append(capped_server.connect(ticket["id"], key=others[0].key))  # the organization's fourth
+    assert helpers.refused_status(capped_server, ticket["id"], key=others[1].key) == 429
 
 
 def _opens(server, ticket, key) -> bool:
