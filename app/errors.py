@@ -17,6 +17,10 @@ class DomainError(Exception):
         self.errors = errors or {}
 
 
+class Malformed(DomainError):
+    """The input cannot be read at all (a truncated or garbled body), as opposed to read and refused."""
+
+
 class NotFound(DomainError):
     """The thing does not exist, or the caller may not know that it does."""
 
@@ -36,6 +40,18 @@ class Invalid(DomainError):
     def field(cls, name: str, message: str, summary: str | None = None) -> Invalid:
         """Return the error for one field."""
         return cls(summary or message, {name: [message]})
+
+
+class Gone(DomainError):
+    """The thing existed but will never be available again (a file refused by its scan)."""
+
+
+class TooLarge(DomainError):
+    """The input is bigger than a limit allows (a file over the size limit, a full storage quota)."""
+
+
+class UnsupportedType(DomainError):
+    """The input is of a type that is not accepted here (a file type outside the allowed list)."""
 
 
 class Stale(DomainError):

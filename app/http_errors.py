@@ -20,10 +20,23 @@ from werkzeug.exceptions import (
     default_exceptions,
 )
 
-from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Stale, Unavailable
+from app.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    Malformed,
+    NotFound,
+    Stale,
+    TooLarge,
+    Unavailable,
+    UnsupportedType,
+)
 
 log = logging.getLogger(__name__)
-STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503}
+STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503, Gone: 410,
+          Malformed: 400, TooLarge: 413, UnsupportedType: 415}
 LOCATIONS = ("json", "query", "querystring", "headers", "form", "files", "view_args", "path", "cookies")
 
 

@@ -52,14 +52,19 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
+def check_key(key: str) -> None:
+    """Refuse an Idempotency-Key that is empty or too long."""
+    if not key or len(key) > MAX_KEY:
+        raise Invalid.field("Idempotency-Key", f"Must be 1 to {MAX_KEY} characters.",
+                            f"The Idempotency-Key header must be 1 to {MAX_KEY} characters.")
+
+
 def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> IdempotencyRecord | None:
     """Reserve `key` for this request; return the earlier request's record if it was used already.
 
     A key reused with a different request raises Invalid.
     """
-    if not key or len(key) > MAX_KEY:
-        raise Invalid.field("Idempotency-Key", f"Must be 1 to {MAX_KEY} characters.",
-                            f"The Idempotency-Key header must be 1 to {MAX_KEY} characters.")
+    check_key(key)
     table = IdempotencyRecord.__table__
     values = {"actor_key": owner, "key": key, "endpoint": endpoint, "request_hash": request_hash,
               "status_code": 0, "response_body": {}, "response_headers": {}}
@@ -107,15 +112,58 @@ def idempotent(view: Callable) -> Callable:
                 return _replay(earlier)
         response = view(*args, **kwargs)
         if claimed:
-            db.session.execute(
-                sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
-                .values(status_code=response.status_code, response_body=response.get_json(),
-                        response_headers={h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers})
-            )
+            _store_response(owner, key, response)
         db.session.commit()
         return response
 
     return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
+
+
+def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
+    """Run an upload view once per `Idempotency-Key`, and commit its work.
+
+    An upload's body is a stream that is stored as it is read, so the key cannot be checked
+    before the view runs as `idempotent` does: the view stores the file first, then the key is
+    claimed, in the same transaction, with a fingerprint of `fields` of its response (the
+    file's name, type, size and SHA-256, all computed while streaming). A repeat with the same
+    bytes replays the first response and its transaction, with the file it stored, is rolled
+    back; the same key with other bytes is refused with 422.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Response:
+            from app.auth.actor import current_actor
+
+            key = request.headers.get("Idempotency-Key")
+            actor = current_actor()
+            owner = actor.api_key_id or actor.user_id
+            claimed = key is not None and owner is not None
+            if claimed:
+                check_key(key)  # before any byte of the body is read
+            response = view(*args, **kwargs)
+            if claimed:
+                body = response.get_json()
+                endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
+                earlier = claim(owner, key, endpoint, fingerprint({f: body.get(f) for f in fields}))
+                if earlier is not None:
+                    db.session.rollback()
+                    return _replay(earlier)
+                _store_response(owner, key, response)
+            db.session.commit()
+            return response
+
+        return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
+
+    return decorator
+
+
+def _store_response(owner: uuid.UUID, key: str, response: Response) -> None:
+    db.session.execute(
+        sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
+        .values(status_code=response.status_code, response_body=response.get_json(),
+                response_headers={h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers})
+    )
 
 
 def _replay(record: IdempotencyRecord) -> Response:

@@ -5,6 +5,11 @@ outbox rows to RQ, drop cached API keys. The items wait on the session; when its
 commits, each kind's handler gets all of its items in one call (ten live events go out in one
 Redis pipeline), and when it rolls back they are dropped, so nothing is announced that did not
 happen. Each area registers its handler with `handle(kind, handler)` from its `init_app`.
+
+The mirror image, `after_rollback(kind, item)`, undoes work done outside the database for a
+transaction that then does not commit (a file stored for an upload whose row was refused): its
+items go to their handler when the transaction ends any other way than by a commit (a rollback,
+or a session closed with the transaction still open), and are dropped when it commits.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tenants import TenantSession
 
 log = logging.getLogger(__name__)
 PENDING = "tms_after_commit"
+UNDO = "tms_after_rollback"
 _handlers: dict[str, Callable[[list[Any]], None]] = {}
 
 
@@ -28,6 +34,7 @@ def init_app(app: Flask) -> None:
     if not sa.event.contains(TenantSession, "after_commit", _run):
         sa.event.listen(TenantSession, "after_commit", _run)
         sa.event.listen(TenantSession, "after_soft_rollback", _discard)
+        sa.event.listen(TenantSession, "after_transaction_end", _undo)
 
 
 def handle(kind: str, handler: Callable[[list[Any]], None]) -> None:
@@ -45,15 +52,35 @@ def after_commit(kind: str, item: Any) -> None:
     session.info.setdefault(PENDING, {}).setdefault(kind, []).append(item)
 
 
+def after_rollback(kind: str, item: Any) -> None:
+    """Queue `item` for the `kind` handler, to run only if the current transaction does not commit."""
+    if kind not in _handlers:
+        raise LookupError(f"no after-rollback handler for {kind!r}")
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so a later failure that ends it without a commit undoes the item
+    session.info.setdefault(UNDO, {}).setdefault(kind, []).append(item)
+
+
 def _run(session: sa.orm.Session) -> None:
     if session.in_nested_transaction():
         return  # SQLAlchemy says after_commit for a released SAVEPOINT too; the unit of work goes on
+    session.info.pop(UNDO, None)
     pending: dict[str, list[Any]] = session.info.pop(PENDING, None) or {}
+    _call(pending, "after-commit")
+
+
+def _call(pending: dict[str, list[Any]], what: str) -> None:
     for kind, items in pending.items():
         try:
             _handlers[kind](items)
-        except Exception:  # the commit stands; what follows it is best effort by design
-            log.exception("after-commit work %r failed", kind)
+        except Exception:  # the commit (or rollback) stands; what follows it is best effort by design
+            log.exception("%s work %r failed", what, kind)
+
+
+def _undo(session: sa.orm.Session, transaction: sa.orm.SessionTransaction) -> None:
+    if transaction.parent is None and transaction.nested is False:
+        _call(session.info.pop(UNDO, None) or {}, "after-rollback")
 
 
 def _discard(session: sa.orm.Session, previous_transaction: object) -> None:

@@ -33,7 +33,7 @@ def services() -> Iterator[Services]:
     root = Path(tempfile.mkdtemp(prefix="tms-test-"))
     database_url, redis_url, started = start_missing(
         root, os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL"), durable=False)
-    yield Services(database_url, redis_url)
+    yield Services(database_url, redis_url, str(root / "media"))
     for server in reversed(started):
         server.stop()
 

@@ -19,6 +19,7 @@ import websocket
 class Services:
     database_url: str
     redis_url: str
+    media_dir: str = ""  # the local media folder of this test session (MEDIA_LOCAL_DIR)
 
 
 def app_config(services: Services, **overrides: object) -> dict:
@@ -33,6 +34,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
         "DASHBOARD_CACHE_SECONDS": 0,
         "POOL_CHECKOUT_GUARD": True,
+        **({"MEDIA_LOCAL_DIR": services.media_dir} if services.media_dir else {}),
         **overrides,
     }
 

@@ -18,12 +18,10 @@ Registered as a plugin in tests/conftest.py, so every test can ask for:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from typing import TypeVar
 
 import pytest
 
-from app.embedded import free_port, stop_process
+from app.embedded import EmbeddedClamd, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,83 +92,14 @@ class MotoServer:
 
 # --- ClamAV ------------------------------------------------------------------------------------
 
-EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
-
-def eicar_signatures() -> dict[str, str]:
-    """Return a signature database, by file name, that detects the EICAR test file.
-
-    freshclam cannot download the official databases here, and clamd needs none of them: one
-    hash signature (the whole file) and one body signature (the string inside a larger file) are
-    enough for it to start in well under a second and report EICAR as found.
-    """
-    return {
-        "tms-test.hdb": f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:Tms.Test.EICAR-File\n",
-        "tms-test.ndb": f"Tms.Test.EICAR-Body:0:*:{EICAR.hex()}\n",
-    }
-
-
-@dataclass
-class Clamd:
+class Clamd(EmbeddedClamd):
     """Debian's clamd in the foreground, on a unix socket and a loopback TCP port, with our own
-    signatures (see `eicar_signatures`) in a temp database folder.
+    signatures (see `app.embedded.eicar_signatures`) in a temp database folder.
 
     It runs as whoever we are (root in CI): with no `User` line clamd keeps its user, and every
     file it reads or writes is in our own folder, so root and non-root work alike.
     """
-
-    folder: Path
-    port: int = 0
-    proc: subprocess.Popen | None = field(default=None, repr=False)
-
-    @property
-    def socket_path(self) -> str:
-        return str(self.folder / "clamd.sock")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return "127.0.0.1", self.port
-
-    def start(self) -> Clamd:
-        database = self.folder / "db"
-        database.mkdir()
-        for name, text in eicar_signatures().items():
-            (database / name).write_text(text)
-        self.port = free_port()
-        config = self.folder / "clamd.conf"
-        config.write_text("\n".join([
-            "Foreground yes",
-            f"DatabaseDirectory {database}",
-            f"LocalSocket {self.socket_path}",
-            f"TCPSocket {self.port}",
-            "TCPAddr 127.0.0.1",
-            f"TemporaryDirectory {self.folder}",
-            f"LogFile {self.folder / 'clamd.log'}",
-            "LogTime yes",
-            "Bytecode no",
-            "SelfCheck 0",
-            "",
-        ]))
-        log = self.folder / "clamd.out"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([shutil.which("clamd") or "/usr/sbin/clamd", "-c", str(config)],
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_until(lambda: self.command(b"PING") == b"PONG", self.proc, "clamd", log)
-        return self
-
-    def command(self, command: bytes) -> bytes | None:
-        """Send one z-command (NUL-terminated) on the unix socket; return the reply, None if closed."""
-        try:
-            with socket.socket(socket.AF_UNIX) as conn:
-                conn.settimeout(5)
-                conn.connect(self.socket_path)
-                conn.sendall(b"z" + command + b"\0")
-                return conn.recv(4096).rstrip(b"\0")
-        except OSError:
-            return None
-
-    def stop(self) -> None:
-        stop_process(self.proc, signal.SIGTERM, 10)
 
 
 # --- The app in gunicorn -----------------------------------------------------------------------
@@ -199,7 +128,7 @@ def start_gunicorn(services, server_type: type[S] = LiveServer, **env_overrides:
            "GUNICORN_THREADS": "64", "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
            "SECRET_KEY": "test-secret", "RATE_LIMIT_PER_MINUTE": "100000", "SIGNUP_RATE_LIMIT_PER_HOUR": "100000",
            "STREAM_PING_INTERVAL": "5", "POOL_CHECKOUT_GUARD": "1",
-           **env_overrides}
+           **({"MEDIA_LOCAL_DIR": services.media_dir} if services.media_dir else {}), **env_overrides}
     log = Path(tempfile.mkdtemp(prefix="tms-gunicorn-")) / f"gunicorn-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT,
@@ -321,11 +250,16 @@ def screenshot(screenshot_dir: Path, request) -> Callable[..., Path]:
 # --- RQ workers --------------------------------------------------------------------------------
 
 
-def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str) -> subprocess.Popen:
-    """Start `flask worker --queues assignment` against the test database and Redis."""
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret"}
+def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str, queues: str = "assignment",
+                 **env_overrides: str) -> subprocess.Popen:
+    """Start `flask worker --queues <queues>` against the test database and Redis.
+
+    `env_overrides` configure it further (the media queue's storage and clamd, say).
+    """
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
+           **env_overrides}
     log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", "assignment"],
+        [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", queues],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

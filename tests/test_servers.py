@@ -11,7 +11,7 @@ import uuid
 import boto3
 from botocore.config import Config
 
-from tests.servers import EICAR
+from app.embedded import EICAR
 
 
 def s3_client(endpoint: str):

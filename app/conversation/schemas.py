@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from app.media.schemas import AttachmentSchema
 from app.pagination import PageArgs
 from app.schemas import Flag
 
@@ -17,8 +18,10 @@ class MessageSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
     parent_id = fields.UUID(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
-    # Attachments are linked by the media area; until then a message carries none.
-    attachments = fields.Method("dump_attachments", dump_only=True)
+    attachment_ids = fields.List(fields.UUID(), load_only=True, load_default=list, validate=validate.Length(max=20),
+                                 metadata={"description": "Files the author uploaded to this ticket and has "
+                                                          "not sent yet (POST /tickets/{id}/attachments)."})
+    attachments = fields.List(fields.Nested(AttachmentSchema), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     edited_at = fields.DateTime(dump_only=True, allow_none=True)
     seq = fields.Integer(dump_only=True)
@@ -29,9 +32,6 @@ class MessageSchema(Schema):
             raise ValidationError("The body must not be blank.")
         if "\x00" in value:
             raise ValidationError("The body must not contain NUL characters.")
-
-    def dump_attachments(self, _message) -> list:
-        return []
 
 
 class MessageEditSchema(Schema):

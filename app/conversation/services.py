@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import audit
 from app.auth.actor import Actor
@@ -14,6 +15,7 @@ from app.conversation.models import Message
 from app.conversation.schemas import MessageSchema
 from app.errors import Forbidden, Invalid, NotFound
 from app.extensions import db
+from app.media.services import hide_attachments_of, link_attachments
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
@@ -58,8 +60,11 @@ def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
 
 
 def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.UUID | None = None,
-                 internal: bool = False) -> Message:
-    """Add a message to a ticket the actor can see; it is broadcast once the caller commits."""
+                 internal: bool = False, attachment_ids: list[uuid.UUID] | None = None) -> Message:
+    """Add a message to a ticket the actor can see; it is broadcast once the caller commits.
+
+    `attachment_ids` are the author's own uploads on this ticket that no message carries yet.
+    """
     if internal and not actor.is_staff:
         raise Forbidden("Only agents and admins may post internal notes.")
     seq = next_seq(actor, ticket_id, internal)
@@ -76,6 +81,9 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     # (and the reload after commit) would only add latency to every chat message.
     db.session.execute(sa.insert(Message).values(
         {c.key: getattr(message, c.key) for c in Message.__table__.c if c.computed is None}))
+    # The message object never joins the session; its attachments are set as loaded, not as a change.
+    set_committed_value(message, "attachments",
+                        link_attachments(actor, ticket_id, message.id, internal, attachment_ids or []))
     publish_after_commit(ticket_id, {"type": "message.created", "message": message_json(message)})
     return message
 
@@ -147,6 +155,7 @@ def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) ->
     audit.record("message", message.id, "deleted", before={"body": message.body, "internal": message.internal})
     message.deleted_at = datetime.now(UTC)
     message.body = ""
+    hide_attachments_of(message.id)
     publish_after_commit(ticket_id, {"type": "message.deleted",
                                      "message": {"id": str(message.id), "seq": message.seq,
                                                  "internal": message.internal}})

@@ -1,0 +1,1 @@
+"""Media in ticket conversations: uploads streamed to storage, scanned by RQ workers, served safely."""

@@ -1,0 +1,132 @@
+"""REST endpoints of media: upload to a ticket, metadata, downloads, allowed types and settings."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Api
+
+from app.api_common import api_blueprint
+from app.auth.actor import admin_only, current_actor
+from app.extensions import db
+from app.idempotency import idempotent_upload
+from app.media import services
+from app.media.schemas import AttachmentSchema, MediaSettingsSchema, MediaTypesSchema
+from app.media.storage import storage
+
+blp = api_blueprint("media", "Files in ticket conversations: upload, scan state, download, allowed types.")
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"],
+                   "properties": {"file": {"type": "string", "format": "binary"}}},
+    }},
+}
+# Served files may not be rendered as pages of ours: no sniffing, no scripts, no framing.
+SERVED_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+}
+FILE_RESPONSES = {
+    "200": {"description": "The file's bytes (local storage).",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    "302": {"description": "A redirect to a short-lived signed URL of the file (S3 storage)."},
+}
+
+
+def register(api: Api) -> None:
+    api.register_blueprint(blp)
+
+
+@blp.route("/tickets/<uuid:ticket_id>/attachments")
+class TicketAttachments(MethodView):
+    @idempotent_upload("filename", "content_type", "size", "sha256")
+    @blp.doc(requestBody=UPLOAD_BODY)
+    @blp.response(202, AttachmentSchema)
+    @blp.alt_response(400, response="DEFAULT_ERROR", description="The multipart body is malformed or truncated.")
+    @blp.alt_response(413, response="DEFAULT_ERROR", description="Over the size limit, or the storage quota is full.")
+    @blp.alt_response(415, response="DEFAULT_ERROR", description="Not an allowed type, or not multipart/form-data.")
+    @blp.alt_response(422, response="DEFAULT_ERROR", description="No part named file, or an empty file.")
+    def post(self, ticket_id: uuid.UUID):
+        """Upload a file to a ticket (multipart/form-data, part `file`); it is scanned before it is served.
+
+        Answers 202 with `status: pending`; scanning moves it to `clean`, `rejected`, `infected`
+        or `scan_failed` (watch `attachment.updated` on the ticket's stream, or poll). Send its id in
+        a message's `attachment_ids` to show it in the conversation. The body is streamed: over
+        the size limit answers 413 and a type that is plainly not allowed (by name, declared type,
+        or first bytes) 415, both before the rest is read. An `Idempotency-Key` is checked against
+        the file's name, type, size and SHA-256, once the body has been read.
+        """
+        return services.upload_attachment(current_actor(), ticket_id, request.stream, request.content_type,
+                                          request.content_length)
+
+
+@blp.route("/attachments/<uuid:attachment_id>")
+class AttachmentById(MethodView):
+    @blp.response(200, AttachmentSchema)
+    def get(self, attachment_id: uuid.UUID):
+        """Get an attachment's name, type, size and scan state."""
+        return services.attachment_for(current_actor(), attachment_id)
+
+
+def _serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
+    found = services.download(current_actor(), attachment_id, thumbnail=thumbnail)
+    db.session.rollback()
+    response = storage().send(found.key, found.content_type, found.filename, found.as_attachment)
+    response.headers.update(SERVED_HEADERS)
+    response.headers.setdefault("Cache-Control", "private, no-cache")
+    return response
+
+
+@blp.route("/attachments/<uuid:attachment_id>/download")
+class AttachmentDownload(MethodView):
+    @blp.doc(responses=FILE_RESPONSES)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
+    @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
+    def get(self, attachment_id: uuid.UUID):
+        """Download a clean file: its bytes, or a 302 to a short-lived signed URL.
+
+        Images are served inline (re-encoded, without metadata); everything else as an attachment.
+        """
+        return _serve(attachment_id, thumbnail=False)
+
+
+@blp.route("/attachments/<uuid:attachment_id>/thumbnail")
+class AttachmentThumbnail(MethodView):
+    @blp.doc(responses=FILE_RESPONSES)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
+    @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
+    def get(self, attachment_id: uuid.UUID):
+        """Download a clean image's PNG thumbnail (at most 256 x 256); other files have none (404)."""
+        return _serve(attachment_id, thumbnail=True)
+
+
+@blp.route("/media/types")
+class MediaTypes(MethodView):
+    @blp.response(200, MediaTypesSchema)
+    def get(self):
+        """List the file types this organization accepts, its size limit and its storage quota."""
+        return services.media_types()
+
+
+@blp.route("/media/settings")
+class MediaSettings(MethodView):
+    @admin_only
+    @blp.response(200, MediaSettingsSchema)
+    def get(self):
+        """Get the organization's own media settings (null: the instance's)."""
+        return services.settings_json()
+
+    @admin_only
+    @blp.arguments(MediaSettingsSchema)
+    @blp.response(200, MediaSettingsSchema)
+    def patch(self, changes):
+        """Narrow the allowed types or the size limit (null restores the instance's)."""
+        body = services.update_settings(changes)
+        db.session.commit()
+        return body

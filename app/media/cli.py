@@ -1,0 +1,40 @@
+"""`flask media quota`: the operator's per-tenant storage quota."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from app.extensions import db
+from tenants import active_tenant, tenant_context
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(media)
+
+
+@click.group()
+def media() -> None:
+    """Media storage."""
+
+
+@media.command("quota")
+@click.argument("slug")
+@click.argument("size", required=False)
+def quota(slug: str, size: str | None) -> None:
+    """Show a tenant's storage use, or set its quota to SIZE bytes ("default": the instance's)."""
+    from app.media import services
+
+    tenant = active_tenant(slug)
+    db.session.rollback()
+    if tenant is None:
+        raise click.ClickException(f"no active tenant {slug!r}")
+    with tenant_context(tenant.ref()):
+        if size is not None:
+            if size != "default" and not size.isdigit():
+                raise click.BadParameter("a number of bytes, or default", param_hint="SIZE")
+            services.set_quota(None if size == "default" else int(size))
+            db.session.commit()
+        found = services.limits()
+        db.session.rollback()
+    click.echo(f"{slug}: {found.used} of {found.quota} bytes used")

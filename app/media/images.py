@@ -1,0 +1,122 @@
+"""Re-encode images with no metadata, make thumbnails, and refuse what does not decode safely.
+
+A plain re-save keeps too much: Pillow writes an image's JPEG comment, ICC profile and, if
+asked, its EXIF back out. So the pixels of each frame are copied into a fresh image that has
+never had an `info` dict, and only that is saved: EXIF (GPS included), XMP, comments and text
+chunks cannot survive. EXIF orientation is applied to the pixels first, so photos stay upright.
+
+A file that libmagic calls an image but Pillow cannot fully decode (a GIF header in front of a
+PHP script, a truncated file) is refused, and so is a decompression bomb: the pixel count is
+read from the header and checked before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, ImageSequence
+
+FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
+THUMBNAIL_SIZE = (256, 256)
+MAX_FRAMES = 1000
+# Modes each format can hold as they are; other modes are converted first.
+KEPT_MODES = {"PNG": {"1", "L", "LA", "P", "RGB", "RGBA"}, "JPEG": {"L", "RGB", "CMYK"},
+              "GIF": {"P", "L"}, "WEBP": {"RGB", "RGBA"}}
+
+
+class ImageRefused(Exception):
+    """The file is not an image we can safely decode; the message says why."""
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    path: Path
+    thumbnail: Path
+
+
+def reencode(source: Path, content_type: str, out_dir: Path, max_pixels: int) -> CleanImage:
+    """Write a metadata-free copy of an image and its PNG thumbnail into `out_dir`."""
+    expected = FORMATS[content_type]
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _reencode(source, expected, out_dir, max_pixels)
+    except ImageRefused:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRefused(f"The image has too many pixels to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as exc:
+        raise ImageRefused(f"The image cannot be decoded: {exc}") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> CleanImage:
+    with Image.open(source, formats=[expected]) as image:
+        width, height = image.size
+        frames = getattr(image, "n_frames", 1)
+        if width <= 0 or height <= 0 or width * height > max_pixels:
+            raise ImageRefused(f"The image is {width} x {height} pixels, more than the {max_pixels} allowed.")
+        if frames > MAX_FRAMES or width * height * frames > max_pixels:
+            raise ImageRefused(f"The image has {frames} frames of {width} x {height} pixels, too many to decode.")
+        fresh = [_fresh_copy(frame, expected) for frame in ImageSequence.Iterator(image)]
+        durations = _durations(image, frames)
+        loop = image.info.get("loop", 0)
+    clean = out_dir / "clean"
+    options: dict = {}
+    if expected == "JPEG":
+        options = {"quality": 90}
+    elif expected == "WEBP":
+        options = {"quality": 90, "method": 4}
+    if len(fresh) > 1 and expected in ("GIF", "WEBP"):
+        options |= {"save_all": True, "append_images": [f[0] for f in fresh[1:]], "duration": durations,
+                    "loop": loop if isinstance(loop, int) else 0}
+    first, transparency = fresh[0]
+    if transparency is not None and expected in ("PNG", "GIF"):
+        options["transparency"] = transparency
+    first.save(clean, expected, **options)
+    thumbnail = out_dir / "thumbnail"
+    _thumbnail(first).save(thumbnail, "PNG")
+    return CleanImage(clean, thumbnail)
+
+
+def _fresh_copy(frame: Image.Image, expected: str) -> tuple[Image.Image, int | bytes | None]:
+    """Return the frame's pixels in a new image with no metadata, and its transparency key if any."""
+    if expected == "JPEG":
+        frame = ImageOps.exif_transpose(frame)
+    elif expected in ("GIF", "WEBP") and frame.mode not in KEPT_MODES[expected]:
+        frame = frame.convert("RGBA")
+    if frame.mode not in KEPT_MODES[expected]:
+        frame = frame.convert("RGBA" if "A" in frame.mode or "transparency" in frame.info else "RGB")
+        if expected == "JPEG" and frame.mode == "RGBA":
+            frame = frame.convert("RGB")
+        if expected == "GIF":
+            frame = frame.convert("P")
+    fresh = Image.frombytes(frame.mode, frame.size, frame.tobytes())
+    if frame.mode == "P":
+        fresh.putpalette(frame.getpalette() or [])
+    transparency = frame.info.get("transparency")
+    if not isinstance(transparency, int | bytes | tuple):
+        transparency = None
+    return fresh, transparency
+
+
+def _durations(image: Image.Image, frames: int) -> list[int]:
+    durations = []
+    for index in range(frames):
+        image.seek(index)
+        duration = image.info.get("duration", 100)
+        durations.append(int(duration) if isinstance(duration, int | float) and duration > 0 else 100)
+    image.seek(0)
+    return durations
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    mode = "RGBA" if image.mode in ("RGBA", "LA", "P", "PA") else "RGB"
+    thumb = image.convert(mode)
+    thumb.thumbnail(THUMBNAIL_SIZE)
+    return thumb

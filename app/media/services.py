@@ -1,0 +1,493 @@
+"""Media operations shared by the API, the conversation and the scan job.
+
+An upload streams to storage with no database connection held (a slow client must not pin one
+for minutes), checking the size limit, the quota and the first bytes' type as it goes. Only
+then does one transaction take the quota under the settings row's lock, insert the attachment
+and write the scan's outbox row, so a 202 means the file and its scan are both durable. If that
+transaction does not commit, the stored file is deleted again (`unit_of_work.after_rollback`).
+
+The scan job records its attempt in a transaction of its own before it starts, so a file that
+kills its worker (or clamd) still counts, and after `MEDIA_SCAN_ATTEMPTS` tries the attachment
+ends `scan_failed` instead of being retried for ever. Every state change is announced on the
+ticket's stream as `attachment.updated`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from app import audit, unit_of_work
+from app.auth.actor import Actor
+from app.errors import Conflict, Gone, Invalid, NotFound, TooLarge, Unavailable, UnsupportedType
+from app.extensions import db
+from app.media import types
+from app.media.archives import ArchiveLimits
+from app.media.clamd import Clamd, ScannerError
+from app.media.filenames import sanitize_filename
+from app.media.inspection import ANTIVIRUS_OFF, SNIFF_BYTES, Checks, Verdict, inspect, plainly_not_allowed, sniff
+from app.media.models import REFUSED_STATUSES, Attachment, MediaSettings
+from app.media.schemas import AttachmentSchema
+from app.media.storage import ObjectMissing, StorageError, object_key, storage
+from app.media.upload import MultipartFile
+from app.outbox import emit
+from app.realtime import publish_after_commit
+from app.tickets.models import Ticket
+from app.tickets.services import ticket_for, visibility
+from tenants import current_tenant
+
+UPLOADED = "attachment.uploaded"
+UPDATED = "attachment.updated"
+DISCARD = "media_discard"
+MAX_PER_MESSAGE = 20
+# A multipart body carries a little more than the file: boundaries and the part's headers.
+MULTIPART_OVERHEAD = 64 * 1024
+_dump = AttachmentSchema().dump
+
+
+def init_app(app: Flask) -> None:
+    unit_of_work.handle(DISCARD, _discard_objects)
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """Return the contract's JSON of an attachment (the same for REST, messages and live events)."""
+    return _dump(attachment)
+
+
+# --- limits and settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the current tenant may upload: types, size per file, and its storage quota and use."""
+
+    allowed: tuple[str, ...]
+    max_size: int
+    quota: int
+    used: int
+
+    @property
+    def allowed_set(self) -> frozenset[str]:
+        return frozenset(self.allowed)
+
+
+def _settings(lock: bool = False) -> MediaSettings:
+    stmt = sa.select(MediaSettings).where(MediaSettings.id == 1)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = db.session.execute(stmt).scalar_one_or_none()
+    if row is None:  # a schema from before t0005's insert, or one whose row was removed by hand
+        db.session.execute(sa.dialects.postgresql.insert(MediaSettings).values(id=1).on_conflict_do_nothing())
+        row = db.session.execute(stmt).scalar_one()
+    return row
+
+
+def limits() -> Limits:
+    """Return the current tenant's upload limits (its narrowed settings within the instance's)."""
+    config = current_app.config
+    row = _settings()
+    allowed = types.ALL_TYPES if row.allowed_types is None else tuple(
+        t for t in types.ALL_TYPES if t in row.allowed_types)
+    max_size = min(row.max_size or config["MEDIA_MAX_SIZE"], config["MEDIA_MAX_SIZE"])
+    quota = row.quota_bytes if row.quota_bytes is not None else config["MEDIA_TENANT_QUOTA"]
+    return Limits(allowed, max_size, quota, row.used_bytes)
+
+
+def antivirus_state() -> str:
+    """Return how uploads are scanned here: "clamav", "off" (the operator's choice) or "not_configured"."""
+    config = current_app.config
+    if config["MEDIA_ANTIVIRUS"] == ANTIVIRUS_OFF:
+        return "off"
+    return "clamav" if config["CLAMD_SOCKET"] or config["CLAMD_HOST"] else "not_configured"
+
+
+def media_types() -> dict[str, Any]:
+    """Return the allowed types and the limits of the current tenant, for `GET /media/types`."""
+    found = limits()
+    return {
+        "types": [{"content_type": t, "name": types.BY_TYPE[t].name, "extensions": list(types.BY_TYPE[t].extensions)}
+                  for t in found.allowed],
+        "max_size": found.max_size,
+        "instance_max_size": current_app.config["MEDIA_MAX_SIZE"],
+        "quota_bytes": found.quota,
+        "used_bytes": found.used,
+        "antivirus": antivirus_state(),
+    }
+
+
+def settings_json() -> dict[str, Any]:
+    """Return the tenant's own media settings (null: the instance's), with its quota and use."""
+    row = _settings()
+    found = limits()
+    return {"allowed_types": row.allowed_types, "max_size": row.max_size,
+            "instance_max_size": current_app.config["MEDIA_MAX_SIZE"], "quota_bytes": found.quota,
+            "used_bytes": found.used}
+
+
+def update_settings(changes: dict[str, Any]) -> dict[str, Any]:
+    """Narrow (or widen back, with null) the tenant's allowed types and size limit."""
+    instance_max = current_app.config["MEDIA_MAX_SIZE"]
+    errors: dict[str, list[str]] = {}
+    allowed = changes.get("allowed_types")
+    if allowed is not None:
+        unknown = sorted(set(allowed) - set(types.ALL_TYPES))
+        if unknown:
+            errors["allowed_types"] = [f"Not an allowed type: {', '.join(unknown)}. Choose from "
+                                       f"{', '.join(types.ALL_TYPES)}."]
+    max_size = changes.get("max_size")
+    if max_size is not None and not 1 <= max_size <= instance_max:
+        errors["max_size"] = [f"Must be between 1 and {instance_max} bytes (the instance's limit)."]
+    if errors:
+        raise Invalid("The media settings are not valid.", errors)
+    row = _settings(lock=True)
+    before = {"allowed_types": row.allowed_types, "max_size": row.max_size}
+    if "allowed_types" in changes:
+        row.allowed_types = None if allowed is None else [t for t in types.ALL_TYPES if t in set(allowed)]
+    if "max_size" in changes:
+        row.max_size = max_size
+    after = {"allowed_types": row.allowed_types, "max_size": row.max_size}
+    if before != after:
+        audit.record("media_settings", uuid.UUID(current_tenant().id), "updated", before=before, after=after)
+    db.session.flush()
+    return settings_json()
+
+
+def set_quota(quota_bytes: int | None) -> None:
+    """Set the current tenant's storage quota (None: the instance's `MEDIA_TENANT_QUOTA`)."""
+    _settings(lock=True).quota_bytes = quota_bytes
+
+
+def _change_usage(delta: int) -> None:
+    if delta:
+        db.session.execute(sa.update(MediaSettings).where(MediaSettings.id == 1).values(
+            used_bytes=sa.func.greatest(MediaSettings.used_bytes + delta, 0)))
+
+
+# --- upload ----------------------------------------------------------------------------------
+
+
+def _size_text(size: int) -> str:
+    if size % (1024 * 1024) == 0:
+        return f"{size // (1024 * 1024)} MiB"
+    return f"{size} bytes"
+
+
+def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, content_type: str | None,
+                      content_length: int | None) -> Attachment:
+    """Store a file uploaded to a ticket the actor can see and queue its scan; the caller commits.
+
+    Refuses with TooLarge (size limit, quota) and UnsupportedType (a type plainly not allowed)
+    as soon as the bytes read so far show it, without reading the rest of the body.
+    """
+    ticket_for(actor, ticket_id)
+    found = limits()
+    db.session.rollback()  # hold no connection while the body streams in
+    too_big = TooLarge(f"The file is larger than the limit of {_size_text(found.max_size)}.")
+    if content_length is not None and content_length > found.max_size + MULTIPART_OVERHEAD:
+        raise too_big
+    upload = MultipartFile(body, content_type)
+    filename = sanitize_filename(upload.part.filename)
+    declared = types.normalise_declared(upload.part.content_type)
+    claim = types.claimed_type(filename, declared)
+    if claim is not None and claim not in found.allowed:
+        raise _unsupported(claim, filename)
+    attachment_id = uuid.uuid4()
+    key = object_key(current_tenant().id, attachment_id, "original")
+    digest = hashlib.sha256()
+    size = 0
+    head: bytearray | None = bytearray()
+    sniffed = None
+    with storage().writer(key) as out:
+        for chunk in upload.chunks():
+            size += len(chunk)
+            if size > found.max_size:
+                raise too_big
+            if found.used + size > found.quota:
+                raise _quota_full(found)
+            if head is not None:
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    sniffed = _check_head(bytes(head), found, filename)
+                    head = None
+            digest.update(chunk)
+            out.write(chunk)
+        if size == 0:
+            raise Invalid.field("file", "The file is empty.")
+        if head is not None:
+            sniffed = _check_head(bytes(head), found, filename)
+    unit_of_work.after_rollback(DISCARD, [key])
+    return _record_upload(actor, ticket_id, attachment_id, filename, declared, claim or sniffed, size,
+                          digest.hexdigest(), found)
+
+
+def _unsupported(content_type: str, filename: str) -> UnsupportedType:
+    return UnsupportedType(f"{filename} is {content_type}, which is not an allowed type here; "
+                           f"see GET /api/v1/media/types.")
+
+
+def _quota_full(found: Limits) -> TooLarge:
+    return TooLarge(f"The organization's storage quota of {_size_text(found.quota)} is full; delete files "
+                    f"or ask the operator for more.")
+
+
+def _check_head(head: bytes, found: Limits, filename: str) -> str:
+    sniffed = sniff(head)
+    if plainly_not_allowed(sniffed, found.allowed_set):
+        raise _unsupported(sniffed, filename)
+    return sniffed
+
+
+def _record_upload(actor: Actor, ticket_id: uuid.UUID, attachment_id: uuid.UUID, filename: str,
+                   declared: str | None, content_type: str, size: int, sha256: str, found: Limits) -> Attachment:
+    ticket = ticket_for(actor, ticket_id)
+    reserved = db.session.execute(
+        sa.update(MediaSettings)
+        .where(MediaSettings.id == 1,
+               MediaSettings.used_bytes + size <= sa.func.coalesce(MediaSettings.quota_bytes, found.quota))
+        .values(used_bytes=MediaSettings.used_bytes + size).returning(MediaSettings.used_bytes)
+    ).first()
+    if reserved is None:
+        raise _quota_full(limits())
+    attachment = Attachment(
+        id=attachment_id, ticket_id=ticket_id, uploader_id=actor.user_id, filename=filename,
+        declared_type=declared, content_type=types.canonical(content_type or "application/octet-stream"),
+        size=size, sha256=sha256, status="pending", internal=ticket.requester_id != actor.user_id,
+        reencoded=False, has_thumbnail=False, scan_attempts=0, created_at=datetime.now(UTC))
+    db.session.add(attachment)
+    audit.record("attachment", attachment_id, "uploaded",
+                 after={"ticket_id": ticket_id, "filename": filename, "size": size, "sha256": sha256})
+    emit(UPLOADED, {"attachment_id": str(attachment_id), "ticket_id": str(ticket_id)})
+    _announce(attachment)
+    db.session.flush()
+    return attachment
+
+
+def _announce(attachment: Attachment) -> None:
+    body = attachment_json(attachment)
+    publish_after_commit(attachment.ticket_id, {"type": UPDATED, "attachment": body})
+    emit(UPDATED, {"attachment_id": str(attachment.id), "ticket_id": str(attachment.ticket_id),
+                   "status": attachment.status})
+
+
+def _discard_objects(batches: list[list[str]]) -> None:
+    storage().delete([key for keys in batches for key in keys])
+
+
+# --- reading and downloading -----------------------------------------------------------------
+
+
+def _visible(actor: Actor) -> sa.ColumnElement[bool]:
+    """Attachments an actor may see: staff see all of a ticket's, requesters none that are internal."""
+    return sa.true() if actor.is_staff else Attachment.internal.is_(False)
+
+
+def attachment_for(actor: Actor, attachment_id: uuid.UUID) -> Attachment:
+    """Return an attachment on a ticket the actor can see, or raise NotFound (never Forbidden)."""
+    found = db.session.execute(
+        sa.select(Attachment).join(Ticket, Ticket.id == Attachment.ticket_id)
+        .where(Attachment.id == attachment_id, visibility(actor), _visible(actor))
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No such attachment.")
+    return found
+
+
+@dataclass(frozen=True)
+class Download:
+    key: str
+    content_type: str
+    filename: str
+    as_attachment: bool
+
+
+def download(actor: Actor, attachment_id: uuid.UUID, thumbnail: bool = False) -> Download:
+    """Return what to serve for an attachment (or its thumbnail), if its scan has cleared it."""
+    attachment = attachment_for(actor, attachment_id)
+    if attachment.status == "pending":
+        raise Conflict("The file is still being scanned; try again in a moment.")
+    if attachment.status in REFUSED_STATUSES:
+        raise Gone(f"The file will not be served: its scan ended {attachment.status}. "
+                   f"{attachment.status_reason or ''}".strip())
+    tenant_id = current_tenant().id
+    name = types.download_name(attachment.filename, attachment.content_type)
+    if thumbnail:
+        if not attachment.has_thumbnail:
+            raise NotFound("This attachment has no thumbnail.")
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        return Download(object_key(tenant_id, attachment.id, "thumbnail"), "image/png", f"{stem}-thumbnail.png",
+                        as_attachment=False)
+    variant = "clean" if attachment.reencoded else "original"
+    media_type = types.BY_TYPE.get(attachment.content_type)
+    is_image = media_type is not None and media_type.is_image
+    return Download(object_key(tenant_id, attachment.id, variant), attachment.content_type, name,
+                    as_attachment=not is_image)
+
+
+# --- attachments on messages -----------------------------------------------------------------
+
+
+def link_attachments(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, internal: bool,
+                     attachment_ids: list[uuid.UUID]) -> list[Attachment]:
+    """Attach the actor's own unsent uploads on this ticket to a new message, or raise Invalid."""
+    if not attachment_ids:
+        return []
+    if len(attachment_ids) > MAX_PER_MESSAGE:
+        raise Invalid.field("attachment_ids", f"At most {MAX_PER_MESSAGE} attachments per message.")
+    if len(set(attachment_ids)) != len(attachment_ids):
+        raise Invalid.field("attachment_ids", "An attachment is listed twice.")
+    rows = {a.id: a for a in db.session.execute(
+        sa.select(Attachment).where(Attachment.id.in_(attachment_ids)).with_for_update()).scalars()}
+    problems = []
+    for attachment_id in attachment_ids:
+        attachment = rows.get(attachment_id)
+        if attachment is None or attachment.ticket_id != ticket_id:
+            problems.append(f"{attachment_id} is not an upload on this ticket.")
+        elif attachment.uploader_id != actor.user_id:
+            problems.append(f"{attachment_id} was uploaded by someone else.")
+        elif attachment.message_id is not None:
+            problems.append(f"{attachment_id} is already on a message.")
+    if problems:
+        raise Invalid("The attachments cannot be added to this message.", {"attachment_ids": problems})
+    linked = [rows[i] for i in attachment_ids]
+    for attachment in linked:
+        attachment.message_id = message_id
+        attachment.internal = internal
+    db.session.flush()
+    return linked
+
+
+def hide_attachments_of(message_id: uuid.UUID) -> None:
+    """Hide a deleted message's attachments from requesters (staff still see them)."""
+    db.session.execute(sa.update(Attachment).where(Attachment.message_id == message_id).values(internal=True))
+
+
+# --- scanning --------------------------------------------------------------------------------
+
+
+def _antivirus() -> Clamd | str | None:
+    config = current_app.config
+    if config["MEDIA_ANTIVIRUS"] == ANTIVIRUS_OFF:
+        return ANTIVIRUS_OFF
+    if config["CLAMD_SOCKET"] or config["CLAMD_HOST"]:
+        return Clamd(socket_path=config["CLAMD_SOCKET"], host=config["CLAMD_HOST"], port=config["CLAMD_PORT"],
+                     timeout=config["CLAMD_TIMEOUT"])
+    return None
+
+
+def _checks(allowed: frozenset[str]) -> Checks:
+    config = current_app.config
+    return Checks(allowed=allowed, max_pixels=config["MEDIA_MAX_IMAGE_PIXELS"],
+                  archive=ArchiveLimits(config["MEDIA_ZIP_MAX_ENTRIES"], config["MEDIA_ZIP_MAX_UNCOMPRESSED"],
+                                        config["MEDIA_ZIP_MAX_RATIO"]))
+
+
+def _count_attempt(attachment_id: uuid.UUID) -> int | None:
+    """Record a scan attempt in its own transaction; return its number, None if nothing is pending."""
+    session = db.session.session_factory()
+    try:
+        attempt = session.execute(
+            sa.update(Attachment).where(Attachment.id == attachment_id, Attachment.status == "pending")
+            .values(scan_attempts=Attachment.scan_attempts + 1).returning(Attachment.scan_attempts)
+        ).scalar_one_or_none()
+        session.commit()
+        return attempt
+    finally:
+        session.close()
+
+
+def scan_attachment(attachment_id: uuid.UUID) -> str:
+    """Decide a pending attachment's fate (the `media` queue's job); return its status.
+
+    Raises Unavailable while the antivirus gives no verdict and tries are left, so the job is
+    retried with backoff; the last try records `scan_failed` instead.
+    """
+    attempt = _count_attempt(attachment_id)
+    if attempt is None:
+        return "not pending"
+    attachment = db.session.get(Attachment, attachment_id)
+    max_attempts = current_app.config["MEDIA_SCAN_ATTEMPTS"]
+    if attempt > max_attempts:
+        return _decide(attachment_id, Verdict(
+            "scan_failed", f"The scan did not finish after {max_attempts} tries; the file may crash the scanner."))
+    antivirus = _antivirus()
+    if antivirus is None:
+        return _decide(attachment_id, Verdict(
+            "scan_failed", "No antivirus is configured (CLAMD_SOCKET or CLAMD_HOST), and the operator has not "
+                           "turned antivirus off."))
+    claim = types.claimed_type(attachment.filename, attachment.declared_type)
+    checks = _checks(limits().allowed_set)
+    tenant_id = current_tenant().id
+    with tempfile.TemporaryDirectory(prefix="tms-scan-") as folder:
+        work = Path(folder)
+        original = work / "original"
+        try:
+            with open(original, "wb") as out:
+                copied = storage().copy_to(object_key(tenant_id, attachment_id, "original"), out)
+        except ObjectMissing:
+            return _decide(attachment_id, Verdict("scan_failed", "The stored file is missing."))
+        except StorageError as exc:
+            return _retry_or_fail(attachment_id, attempt, max_attempts, f"The storage could not be read: {exc}")
+        if copied != attachment.size:
+            return _decide(attachment_id, Verdict(
+                "scan_failed", f"The stored file has {copied} bytes instead of {attachment.size}."))
+        try:
+            verdict = inspect(original, attachment.size, claim, checks, antivirus, work)
+        except ScannerError as exc:
+            return _retry_or_fail(attachment_id, attempt, max_attempts, f"The antivirus gave no verdict: {exc}")
+        if verdict.image is not None:
+            for variant, path in (("clean", verdict.image.path), ("thumbnail", verdict.image.thumbnail)):
+                with storage().writer(object_key(tenant_id, attachment_id, variant)) as out, open(path, "rb") as f:
+                    while chunk := f.read(1024 * 1024):
+                        out.write(chunk)
+        clean_size = verdict.image.path.stat().st_size if verdict.image is not None else None
+        return _decide(attachment_id, verdict, clean_size)
+
+
+def _retry_or_fail(attachment_id: uuid.UUID, attempt: int, max_attempts: int, reason: str) -> str:
+    if attempt < max_attempts:
+        raise Unavailable(f"{reason} (try {attempt} of {max_attempts})", retry_after=attempt * 5)
+    return _decide(attachment_id, Verdict("scan_failed", f"{reason} (after {attempt} tries)"))
+
+
+def _decide(attachment_id: uuid.UUID, verdict: Verdict, clean_size: int | None = None) -> str:
+    """Record a verdict on a still-pending attachment, adjust the quota's use, and announce it."""
+    attachment = db.session.execute(
+        sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if attachment is None or attachment.status != "pending":
+        return "decided already"
+    tenant_id = current_tenant().id
+    before = attachment.size
+    attachment.status = verdict.status
+    attachment.status_reason = verdict.reason
+    attachment.antivirus = verdict.antivirus
+    attachment.scanned_at = datetime.now(UTC)
+    if verdict.content_type and verdict.status == "clean":
+        attachment.content_type = verdict.content_type
+    discard: list[str] = []
+    stored = before
+    if verdict.status == "clean" and clean_size is not None:
+        attachment.reencoded = attachment.has_thumbnail = True
+        attachment.size = stored = clean_size
+        discard.append(object_key(tenant_id, attachment_id, "original"))  # it still has its metadata
+    elif verdict.status in ("rejected", "infected"):
+        stored = 0  # nothing refused is kept; `size` still tells what was uploaded
+        discard += [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
+    _change_usage(stored - before)
+    if discard:
+        unit_of_work.after_commit(DISCARD, discard)
+    audit.record("attachment", attachment_id, "scanned",
+                 after={"status": verdict.status, "reason": verdict.reason, "antivirus": verdict.antivirus})
+    _announce(attachment)
+    db.session.flush()
+    return verdict.status
+

@@ -1,0 +1,287 @@
+"""Where attachment bytes live: one small interface, a local folder (the default) or S3.
+
+Every key is built here from the tenant's id, the attachment's id and a variant name, all
+checked, so no client input (a file name least of all) ever becomes part of a key, and a bucket
+listing or a mixed-up id cannot reach across tenants: another tenant's attachment id names a
+key under another tenant's prefix, which the current tenant's requests never build.
+
+Writers stream: the local backend writes to a temporary file beside the target and renames it
+into place after an fsync, S3 uploads parts of `PART_SIZE` as they fill (one PUT for small
+files), so memory per upload is bounded whatever the file's size. A failed or abandoned write
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from flask import Flask, Response, current_app, redirect, send_file
+from werkzeug.http import quote_header_value
+
+VARIANTS = ("original", "clean", "thumbnail")
+PART_SIZE = 8 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
+
+
+class StorageError(Exception):
+    """The storage could not complete an operation (the caller decides whether to retry)."""
+
+
+class ObjectMissing(StorageError):
+    """No object under the key."""
+
+
+def object_key(tenant_id: str | uuid.UUID, attachment_id: str | uuid.UUID, variant: str) -> str:
+    """Return the storage key of one variant of an attachment of a tenant."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    return f"tenants/{uuid.UUID(str(tenant_id))}/attachments/{uuid.UUID(str(attachment_id))}/{variant}"
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+
+class MediaStorage(Protocol):
+    def writer(self, key: str) -> contextlib.AbstractContextManager[Writer]:
+        """Return a context manager that stores what is written once the block ends without error."""
+
+    def copy_to(self, key: str, out: BinaryIO) -> int:
+        """Copy an object's bytes into a local file; return how many (ObjectMissing if there is none)."""
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete objects; missing ones are fine."""
+
+    def exists(self, key: str) -> bool:
+        """Tell whether an object is stored under the key."""
+
+    def send(self, key: str, content_type: str, download_name: str, as_attachment: bool) -> Response:
+        """Return the response that serves an object: its bytes, or a redirect to a signed URL."""
+
+
+class LocalStorage:
+    """Objects as files under a root folder, key = relative path."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError("key outside the media folder")
+        return path
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Writer]:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        try:
+            with open(temporary, "xb") as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, target)
+            _fsync_folder(target.parent)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def copy_to(self, key: str, out: BinaryIO) -> int:
+        try:
+            with open(self.path(key), "rb") as source:
+                shutil.copyfileobj(source, out, COPY_CHUNK)
+                return source.tell()
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def send(self, key: str, content_type: str, download_name: str, as_attachment: bool) -> Response:
+        path = self.path(key)
+        if not path.is_file():
+            raise ObjectMissing(key)
+        return send_file(path, mimetype=content_type, as_attachment=as_attachment, download_name=download_name,
+                         conditional=True, etag=True, max_age=0)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3Storage:
+    """Objects in one S3 bucket (or an S3-compatible store at `endpoint_url`)."""
+
+    def __init__(self, bucket: str, region: str, endpoint_url: str | None, url_ttl: int) -> None:
+        if not bucket:
+            raise ValueError("MEDIA_BACKEND=s3 needs MEDIA_S3_BUCKET")
+        self.bucket = bucket
+        self.url_ttl = url_ttl
+        # Path-style addressing for custom endpoints: `bucket.host` rarely resolves for them.
+        style = "path" if endpoint_url else "auto"
+        self.client = boto3.session.Session().client(
+            "s3", region_name=region, endpoint_url=endpoint_url,
+            config=BotoConfig(s3={"addressing_style": style}, signature_version="s3v4",
+                              retries={"max_attempts": 3, "mode": "standard"},
+                              connect_timeout=5, read_timeout=60))
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Writer]:
+        upload = _S3Upload(self.client, self.bucket, key)
+        try:
+            yield upload
+            upload.finish()
+        except BaseException:
+            upload.abort()
+            raise
+
+    def copy_to(self, key: str, out: BinaryIO) -> int:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ObjectMissing(key) from exc
+            raise StorageError(str(exc)) from exc
+        copied = 0
+        try:
+            for chunk in body.iter_chunks(COPY_CHUNK):
+                out.write(chunk)
+                copied += len(chunk)
+        except BotoCoreError as exc:
+            raise StorageError(str(exc)) from exc
+        return copied
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            self.client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+
+    def send(self, key: str, content_type: str, download_name: str, as_attachment: bool) -> Response:
+        disposition = "attachment" if as_attachment else "inline"
+        url = self.client.generate_presigned_url("get_object", ExpiresIn=self.url_ttl, Params={
+            "Bucket": self.bucket, "Key": key, "ResponseContentType": content_type,
+            "ResponseContentDisposition": content_disposition(disposition, download_name),
+            "ResponseCacheControl": "private, no-store"})
+        response = redirect(url, 302)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+class _S3Upload:
+    """One object being written: a single PUT if it stays under a part, else a multipart upload."""
+
+    def __init__(self, client, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict] = []
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= PART_SIZE:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        try:
+            if self.upload_id is None:
+                self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            number = len(self.parts) + 1
+            etag = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                           PartNumber=number, Body=bytes(self.buffer))["ETag"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(str(exc)) from exc
+        self.parts.append({"PartNumber": number, "ETag": etag})
+        self.buffer = bytearray()
+
+    def finish(self) -> None:
+        try:
+            if self.upload_id is None:
+                self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer))
+                return
+            if self.buffer:
+                self._send_part()
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                                  MultipartUpload={"Parts": self.parts})
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(str(exc)) from exc
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            with contextlib.suppress(BotoCoreError, ClientError):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def content_disposition(disposition: str, filename: str) -> str:
+    """Return a Content-Disposition value naming the file in ASCII and, exactly, in UTF-8 (RFC 6266)."""
+    from urllib.parse import quote
+
+    ascii_name = filename.encode("ascii", "ignore").decode() or "attachment"
+    ascii_name = ascii_name.replace("\\", "_").replace('"', "_")
+    return f"{disposition}; filename={quote_header_value(ascii_name)}; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+_lock = threading.Lock()
+
+
+def storage() -> MediaStorage:
+    """Return the media storage the app's configuration names (built once per configuration)."""
+    config = current_app.config
+    settings = (config["MEDIA_BACKEND"], config["MEDIA_LOCAL_DIR"], config["MEDIA_S3_BUCKET"],
+                config["MEDIA_S3_REGION"], config["MEDIA_S3_ENDPOINT_URL"], config["MEDIA_URL_TTL"])
+    cache = current_app.extensions.setdefault("tms_media_storage", {})
+    found = cache.get(settings)
+    if found is None:
+        with _lock:
+            found = cache.get(settings)
+            if found is None:
+                found = cache[settings] = _build(*settings)
+    return found
+
+
+def _build(backend: str, local_dir: str, bucket: str, region: str, endpoint_url: str | None,
+           url_ttl: int) -> MediaStorage:
+    if backend == "local":
+        return LocalStorage(local_dir)
+    if backend == "s3":
+        return S3Storage(bucket, region, endpoint_url, url_ttl)
+    raise ValueError(f"MEDIA_BACKEND must be local or s3, not {backend!r}")
+
+
+def check_config(app: Flask) -> None:
+    """Refuse to start with a media configuration that cannot work."""
+    if app.config["MEDIA_BACKEND"] not in ("local", "s3"):
+        raise ValueError(f"MEDIA_BACKEND must be local or s3, not {app.config['MEDIA_BACKEND']!r}")
+    if app.config["MEDIA_BACKEND"] == "s3" and not app.config["MEDIA_S3_BUCKET"]:
+        raise ValueError("MEDIA_BACKEND=s3 needs MEDIA_S3_BUCKET")
+    if app.config["MEDIA_ANTIVIRUS"] not in ("clamd", "off"):
+        raise ValueError(f"MEDIA_ANTIVIRUS must be clamd or off, not {app.config['MEDIA_ANTIVIRUS']!r}")

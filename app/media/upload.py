@@ -1,0 +1,98 @@
+"""Read the `file` part of a multipart/form-data body as it arrives, never the whole body at once.
+
+Werkzeug's form parser would spool the body to a temporary file before the view sees any of it;
+its sans-IO decoder instead turns each chunk read from the socket into events, so the caller
+can check limits and write to storage chunk by chunk, and stop reading (413, 415) the moment a
+limit is crossed. Memory stays at one read chunk plus the decoder's small look-behind buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
+
+from app.errors import Invalid, Malformed, UnsupportedType
+
+READ_SIZE = 256 * 1024
+FIELD = "file"
+MAX_PARTS = 20
+MAX_OTHER_BYTES = 64 * 1024  # form fields besides the file are read and dropped, up to this much
+MAX_DECODER_BUFFER = 2 * READ_SIZE + 64 * 1024
+TRUNCATED = "The upload ended before the file was complete."
+
+
+@dataclass(frozen=True)
+class FilePart:
+    filename: str | None
+    content_type: str | None
+
+
+class MultipartFile:
+    """The `file` part of one multipart body: `part` once its headers are read, then `chunks()`."""
+
+    def __init__(self, stream: BinaryIO, content_type: str | None) -> None:
+        mimetype, options = parse_options_header(content_type or "")
+        boundary = options.get("boundary", "")
+        if mimetype != "multipart/form-data":
+            raise UnsupportedType("Send the file as multipart/form-data, in a part named file.")
+        if not boundary or len(boundary) > 200 or not boundary.isascii():
+            raise Malformed("The multipart body has no usable boundary.")
+        self._stream = stream
+        self._decoder = MultipartDecoder(boundary.encode(), max_form_memory_size=MAX_DECODER_BUFFER,
+                                         max_parts=MAX_PARTS)
+        self._events = self._read_events()
+        self.part = self._find_file()
+
+    def _read_events(self) -> Iterator[object]:
+        ended = False
+        while True:
+            try:
+                event = self._decoder.next_event()
+            except (ValueError, TypeError, AttributeError, UnicodeDecodeError, RequestEntityTooLarge) as exc:
+                raise Malformed(TRUNCATED if ended else "The multipart body is malformed.") from exc
+            if event is NEED_DATA:
+                if ended:
+                    raise Malformed(TRUNCATED)
+                try:
+                    chunk = self._stream.read(READ_SIZE)
+                except ClientDisconnected as exc:
+                    raise Malformed(TRUNCATED) from exc
+                ended = not chunk
+                try:
+                    self._decoder.receive_data(chunk or None)
+                except RequestEntityTooLarge as exc:
+                    raise Malformed("The multipart body is malformed.") from exc
+                continue
+            yield event
+            if isinstance(event, Epilogue):
+                return
+
+    def _find_file(self) -> FilePart:
+        other = 0
+        in_other_part = False
+        for event in self._events:
+            if isinstance(event, File) and event.name == FIELD:
+                return FilePart(event.filename, event.headers.get("Content-Type"))
+            if isinstance(event, File | Field):
+                in_other_part = True
+            elif isinstance(event, Data) and in_other_part:
+                other += len(event.data)
+                if other > MAX_OTHER_BYTES:
+                    raise Malformed("Only a part named file may carry data.")
+        raise Invalid.field(FIELD, "Missing data for required field.", "Send the file in a part named file.")
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the file's bytes as they arrive; raise Malformed if the body ends before the file does."""
+        for event in self._events:
+            if not isinstance(event, Data):
+                raise Malformed(TRUNCATED)
+            if event.data:
+                yield event.data
+            if not event.more_data:
+                return
+        raise Malformed(TRUNCATED)
