@@ -5,6 +5,7 @@ A library, not a test module: fixtures that use these live in conftest.py files.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -138,6 +139,21 @@ def new_ticket(api: ApiClient, title: str = "Help", **fields: object) -> dict:
 def post_message(api: ApiClient, ticket_id: str, **body: object):
     """Post a message (body "hello" unless given) and return the response."""
     return api.post(f"/api/v1/tickets/{ticket_id}/messages", json={"body": "hello", **body})
+
+
+def upload_file(api: ApiClient, ticket_id: str, data: bytes, filename: str = "file.bin",
+                content_type: str | None = None, headers: dict | None = None):
+    """Upload `data` to a ticket as the `file` part of a multipart body; return the response."""
+    part = (io.BytesIO(data), filename, content_type) if content_type else (io.BytesIO(data), filename)
+    return api.client.post(f"/api/v1/tickets/{ticket_id}/attachments", data={"file": part},
+                           headers=api._headers(headers), content_type="multipart/form-data")
+
+
+def get_attachment(api: ApiClient, attachment_id: str) -> dict:
+    """Return an attachment's JSON (asserting it is visible to `api`)."""
+    resp = api.get(f"/api/v1/attachments/{attachment_id}")
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 90, every: float = 0.1) -> None:

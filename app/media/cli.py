@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import AppGroup
 
 from app.extensions import db
 from tenants import active_tenant, tenant_context
@@ -13,9 +14,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(media)
 
 
-@click.group()
-def media() -> None:
-    """Media storage."""
+media = AppGroup("media", help="Media storage.")
 
 
 @media.command("quota")

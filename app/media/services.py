@@ -198,7 +198,9 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     declared = types.normalise_declared(upload.part.content_type)
     claim = types.claimed_type(filename, declared)
     if claim is not None and claim not in found.allowed:
-        raise _unsupported(claim, filename)
+        extension = types.extension_of(filename)
+        why = f"its name ends in {extension}" if types.type_of_extension(extension) else f"it is declared {claim}"
+        raise _unsupported(filename, why, found)
     attachment_id = uuid.uuid4()
     key = object_key(current_tenant().id, attachment_id, "original")
     digest = hashlib.sha256()
@@ -228,9 +230,9 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
                           digest.hexdigest(), found)
 
 
-def _unsupported(content_type: str, filename: str) -> UnsupportedType:
-    return UnsupportedType(f"{filename} is {content_type}, which is not an allowed type here; "
-                           f"see GET /api/v1/media/types.")
+def _unsupported(filename: str, why: str, found: Limits) -> UnsupportedType:
+    allowed = ", ".join(types.BY_TYPE[t].name for t in found.allowed) or "none"
+    return UnsupportedType(f"{filename} is not an allowed type here: {why}. Allowed: {allowed}.")
 
 
 def _quota_full(found: Limits) -> TooLarge:
@@ -241,7 +243,7 @@ def _quota_full(found: Limits) -> TooLarge:
 def _check_head(head: bytes, found: Limits, filename: str) -> str:
     sniffed = sniff(head)
     if plainly_not_allowed(sniffed, found.allowed_set):
-        raise _unsupported(sniffed, filename)
+        raise _unsupported(filename, f"its content is {sniffed}", found)
     return sniffed
 
 
@@ -471,7 +473,7 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, clean_size: int | None =
     attachment.status_reason = verdict.reason
     attachment.antivirus = verdict.antivirus
     attachment.scanned_at = datetime.now(UTC)
-    if verdict.content_type and verdict.status == "clean":
+    if verdict.content_type:
         attachment.content_type = verdict.content_type
     discard: list[str] = []
     stored = before

@@ -8,6 +8,7 @@ limit is crossed. Memory stays at one read chunk plus the decoder's small look-b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -24,6 +25,9 @@ MAX_PARTS = 20
 MAX_OTHER_BYTES = 64 * 1024  # form fields besides the file are read and dropped, up to this much
 MAX_DECODER_BUFFER = 2 * READ_SIZE + 64 * 1024
 TRUNCATED = "The upload ended before the file was complete."
+# Old browsers send the whole Windows path, unescaped; a quoted-string parser reads its
+# backslashes as escapes and glues the folders onto the name.
+_WINDOWS_PATH = re.compile(r'filename="((?:[A-Za-z]:\\|\\\\)[^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class MultipartFile:
         in_other_part = False
         for event in self._events:
             if isinstance(event, File) and event.name == FIELD:
-                return FilePart(event.filename, event.headers.get("Content-Type"))
+                windows = _WINDOWS_PATH.search(event.headers.get("Content-Disposition", ""))
+                filename = windows.group(1).rsplit("\\", 1)[-1] if windows else event.filename
+                return FilePart(filename, event.headers.get("Content-Type"))
             if isinstance(event, File | Field):
                 in_other_part = True
             elif isinstance(event, Data) and in_other_part:
