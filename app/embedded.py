@@ -247,8 +247,7 @@ class EmbeddedClamd:
                 (database / name).write_text(text)
         self.port = self.port or free_port()
         Path(self.socket_path).unlink(missing_ok=True)
-        config = self.folder / "clamd.conf"
-        config.write_text("\n".join([
+        lines = [
             "Foreground yes",
             f"DatabaseDirectory {database}",
             f"LocalSocket {self.socket_path}",
@@ -260,9 +259,12 @@ class EmbeddedClamd:
             "Bytecode no",
             "SelfCheck 0",
             *CLAMD_LIMITS,
-            *self.extra,
-            "",
-        ]))
+        ]
+        # clamd takes the first occurrence of a setting, so an override replaces the default line.
+        overridden = {line.split()[0] for line in self.extra}
+        lines = [line for line in lines if line.split()[0] not in overridden] + list(self.extra)
+        config = self.folder / "clamd.conf"
+        config.write_text("\n".join(lines) + "\n")
         program = clamd_program()
         if program is None:
             raise RuntimeError("clamd is not installed (Debian package clamav-daemon)")

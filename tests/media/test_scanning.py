@@ -1,0 +1,252 @@
+"""The scan's verdicts against real clamd processes and real files: infected, clean, scan_failed when
+the antivirus cannot give a verdict, rejected by type, structure and image decoding, metadata
+stripped from the stored copy."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from app.audit import AuditEntry
+from app.embedded import EmbeddedClamd
+from app.media.models import Attachment
+from tests.helpers import get_attachment, new_ticket
+from tests.media import samples
+
+
+@pytest.fixture
+def ticket(tenant):
+    return new_ticket(tenant.api)
+
+
+def scanned(tenant, upload, run_scans, ticket, data: bytes, name: str, content_type: str | None = None) -> dict:
+    resp = upload(tenant.api, ticket["id"], data, name, content_type)
+    assert resp.status_code == 202, resp.get_json()
+    run_scans(tenant)
+    return get_attachment(tenant.api, resp.get_json()["id"])
+
+
+def test_eicar_is_infected_deleted_and_never_served(tenant, ticket, upload, run_scans, stored):
+    found = scanned(tenant, upload, run_scans, ticket, samples.eicar(), "eicar.txt")
+    assert found["status"] == "infected" and found["antivirus"] == "clamav"
+    assert "EICAR" in found["status_reason"]
+    resp = tenant.api.get(found["download_url"])
+    assert resp.status_code == 410 and resp.get_json()["code"] == 410
+    assert stored(tenant, found["id"]) is None
+
+
+def test_eicar_inside_a_zip_is_infected(tenant, ticket, upload, run_scans):
+    found = scanned(tenant, upload, run_scans, ticket, samples.eicar_in_zip(), "tools.zip")
+    assert found["status"] == "infected"
+
+
+def test_a_clean_file_is_clean_and_served_as_uploaded(tenant, ticket, upload, run_scans, stored):
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
+    assert found["status"] == "clean" and found["antivirus"] == "clamav" and found["status_reason"] is None
+    assert tenant.api.get(found["download_url"]).data == samples.text() == stored(tenant, found["id"])
+
+
+@pytest.fixture(scope="module")
+def stopped_clamd(tmp_path_factory) -> str:
+    """Return the socket path of a clamd that was started and then stopped."""
+    clamd = EmbeddedClamd(tmp_path_factory.mktemp("clamd-stopped")).start()
+    clamd.stop()
+    return clamd.socket_path
+
+
+@pytest.fixture(scope="module")
+def hung_scanner() -> Iterator[tuple[str, int]]:
+    """Return the address of a 'scanner' that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_stopped_clamd_gives_scan_failed_after_the_retries(app, tenant, ticket, upload, run_scans, monkeypatch,
+                                                               stopped_clamd, stored, in_tenant):
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", stopped_clamd)
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
+    assert found["status"] == "scan_failed" and found["antivirus"] is None
+    assert "after 3 tries" in found["status_reason"] and "not reachable" in found["status_reason"]
+    assert tenant.api.get(found["download_url"]).status_code == 410
+    assert stored(tenant, found["id"]) == samples.text()  # kept, to be scanned again by an operator
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, found["id"]).scan_attempts == 3
+
+
+def test_a_scanner_that_never_answers_gives_scan_failed(app, tenant, ticket, upload, run_scans, monkeypatch,
+                                                         hung_scanner):
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
+    monkeypatch.setitem(app.config, "CLAMD_HOST", hung_scanner[0])
+    monkeypatch.setitem(app.config, "CLAMD_PORT", hung_scanner[1])
+    monkeypatch.setitem(app.config, "CLAMD_TIMEOUT", 0.3)
+    monkeypatch.setitem(app.config, "MEDIA_SCAN_ATTEMPTS", 2)
+    found = scanned(tenant, upload, run_scans, ticket, samples.jpeg(noise=True), "photo.jpg")
+    assert found["status"] == "scan_failed" and "after 2 tries" in found["status_reason"]
+
+
+@pytest.fixture(scope="module")
+def clamd_with_small_limits(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Return the sockets of a clamd whose file limit is 1 MB (alerting over it) and one whose stream
+    limit is 1 MB."""
+    file_limit = EmbeddedClamd(tmp_path_factory.mktemp("clamd-maxfile"),
+                               extra=("MaxFileSize 1M", "MaxScanSize 1M")).start()
+    stream_limit = EmbeddedClamd(tmp_path_factory.mktemp("clamd-maxstream"), extra=("StreamMaxLength 1M",)).start()
+    yield {"file": file_limit.socket_path, "stream": stream_limit.socket_path}
+    file_limit.stop()
+    stream_limit.stop()
+
+
+@pytest.mark.parametrize("limit", ["file", "stream"])
+def test_a_file_over_clamds_limits_is_scan_failed_never_clean(app, tenant, ticket, upload, run_scans, monkeypatch,
+                                                              clamd_with_small_limits, limit):
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", clamd_with_small_limits[limit])
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(60_000), "big.txt")  # about 2.3 MB
+    assert found["status"] == "scan_failed", found
+    assert ("Limits.Exceeded" in found["status_reason"] if limit == "file"
+            else "size limit" in found["status_reason"] or "stopped reading" in found["status_reason"])
+
+
+def test_with_no_scanner_configured_nothing_is_clean(app, tenant, ticket, upload, run_scans, monkeypatch):
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
+    monkeypatch.setitem(app.config, "CLAMD_HOST", "")
+    assert tenant.api.get("/api/v1/media/types").get_json()["antivirus"] == "not_configured"
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
+    assert found["status"] == "scan_failed" and "No antivirus is configured" in found["status_reason"]
+
+
+def test_antivirus_turned_off_is_recorded_on_the_attachment(app, tenant, ticket, upload, run_scans, monkeypatch):
+    monkeypatch.setitem(app.config, "MEDIA_ANTIVIRUS", "off")
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
+    assert tenant.api.get("/api/v1/media/types").get_json()["antivirus"] == "off"
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
+    assert found["status"] == "clean" and found["antivirus"] == "off"
+    # the other checks still run: a zip with ../ entries is still refused
+    bad = scanned(tenant, upload, run_scans, ticket, samples.zip_of({"../evil.sh": b"x"}), "a.zip")
+    assert bad["status"] == "rejected"
+
+
+def test_a_png_named_exe_is_refused_and_a_png_is_what_it_is_whatever_it_declares(tenant, ticket, upload, run_scans):
+    assert upload(tenant.api, ticket["id"], samples.png(), "holiday.exe", "image/png").status_code == 415
+    found = scanned(tenant, upload, run_scans, ticket, samples.png(), "holiday", "application/octet-stream")
+    assert found["status"] == "clean" and found["content_type"] == "image/png"
+    # served under a name a person's computer opens as an image
+    assert 'filename=holiday.png' in tenant.api.get(found["download_url"]).headers["Content-Disposition"]
+
+
+def test_an_elf_named_png_is_refused_at_upload(tenant, ticket, upload):
+    resp = upload(tenant.api, ticket["id"], samples.elf(), "cat.png", "image/png")
+    assert resp.status_code == 415 and "application/x-" in resp.get_json()["message"]
+
+
+def test_content_that_contradicts_its_name_is_rejected(tenant, ticket, upload, run_scans, stored):
+    found = scanned(tenant, upload, run_scans, ticket, samples.pdf(), "cat.png")
+    assert found["status"] == "rejected" and found["content_type"] == "application/pdf"
+    assert "claims to be image/png" in found["status_reason"]
+    assert tenant.api.get(found["download_url"]).status_code == 410
+    assert stored(tenant, found["id"]) is None
+
+
+def test_exif_gps_and_comments_are_gone_from_the_stored_image(tenant, ticket, upload, run_scans, stored):
+    original = samples.jpeg_with_gps_and_comment()
+    uploaded = Image.open(io.BytesIO(original))
+    assert uploaded.getexif().get_ifd(0x8825) and samples.JPEG_COMMENT in original  # the sample carries both
+    found = scanned(tenant, upload, run_scans, ticket, original, "home.jpg")
+    assert found["status"] == "clean" and found["thumbnail_url"]
+    kept = stored(tenant, found["id"], "clean")
+    assert kept is not None and stored(tenant, found["id"], "original") is None  # the original is deleted
+    image = Image.open(io.BytesIO(kept))
+    assert image.format == "JPEG" and image.size == (80, 120)  # orientation applied to the pixels
+    assert not image.getexif() and "comment" not in image.info and "exif" not in image.info
+    for marker in (b"Exif", b"SpyCam", samples.JPEG_COMMENT, b"GPS"):
+        assert marker not in kept
+    assert found["size"] == len(kept)
+    assert tenant.api.get(found["download_url"]).data == kept
+    thumbnail = stored(tenant, found["id"], "thumbnail")
+    assert b"Exif" not in thumbnail and Image.open(io.BytesIO(thumbnail)).format == "PNG"
+
+
+def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans):
+    bomb = samples.png_bomb()
+    assert len(bomb) < 1024 * 1024  # 400 million pixels in well under a megabyte
+    found = scanned(tenant, upload, run_scans, ticket, bomb, "bomb.png")
+    assert found["status"] == "rejected" and "pixels" in found["status_reason"]
+
+
+def test_a_gif_php_polyglot_is_rejected(tenant, ticket, upload, run_scans):
+    found = scanned(tenant, upload, run_scans, ticket, samples.gif_php_polyglot(), "avatar.gif")
+    assert found["status"] == "rejected" and "cannot be decoded" in found["status_reason"]
+
+
+def test_a_zip_bomb_is_rejected(tenant, ticket, upload, run_scans):
+    bomb = samples.zip_bomb(300)
+    assert len(bomb) < 1024 * 1024
+    found = scanned(tenant, upload, run_scans, ticket, bomb, "backup.zip")
+    assert found["status"] == "rejected" and "decompression bomb" in found["status_reason"]
+
+
+def test_a_zip_over_the_total_or_entry_count_is_rejected(app, tenant, ticket, upload, run_scans, monkeypatch):
+    monkeypatch.setitem(app.config, "MEDIA_ZIP_MAX_ENTRIES", 50)
+    many = scanned(tenant, upload, run_scans, ticket, samples.zip_of({f"f{i}.txt": b"x" for i in range(51)}), "m.zip")
+    assert many["status"] == "rejected" and "51 entries" in many["status_reason"]
+    monkeypatch.setitem(app.config, "MEDIA_ZIP_MAX_UNCOMPRESSED", 100_000)
+    large = scanned(tenant, upload, run_scans, ticket, samples.zip_of({"a.txt": b"ab" * 60_000}), "l.zip")
+    assert large["status"] == "rejected" and "expands to" in large["status_reason"]
+
+
+@pytest.mark.parametrize("entry", ["../../etc/cron.d/evil", "docs/../../evil.txt", "/etc/passwd", "C:/evil.bat",
+                                   "..\\evil.txt"])
+def test_a_zip_with_escaping_entries_is_rejected(tenant, ticket, upload, run_scans, entry):
+    archive = samples.zip_of({"fine.txt": b"ok", entry: b"payload"})
+    found = scanned(tenant, upload, run_scans, ticket, archive, "files.zip")
+    assert found["status"] == "rejected" and "escapes its folder" in found["status_reason"]
+
+
+def test_an_office_file_with_macros_is_rejected_whatever_its_name(tenant, ticket, upload, run_scans):
+    found = scanned(tenant, upload, run_scans, ticket, samples.docm(), "report.docx")
+    assert found["status"] == "rejected" and "Macro" in found["status_reason"]
+
+
+def test_a_zip_named_docx_is_rejected(tenant, ticket, upload, run_scans):
+    found = scanned(tenant, upload, run_scans, ticket, samples.zip_of({"a.txt": b"hello"}), "report.docx")
+    assert found["status"] == "rejected" and "claims to be" in found["status_reason"]
+
+
+def test_a_type_the_tenant_narrowed_away_after_upload_is_rejected(tenant, ticket, upload, run_scans):
+    resp = upload(tenant.api, ticket["id"], samples.pdf(), "a.pdf")
+    assert tenant.api.patch("/api/v1/media/settings", json={"allowed_types": ["image/png"]}).status_code == 200
+    run_scans(tenant)
+    found = get_attachment(tenant.api, resp.get_json()["id"])
+    assert found["status"] == "rejected" and "not allowed here" in found["status_reason"]
+
+
+def test_each_verdict_is_recorded_once_in_the_audit_log(tenant, ticket, upload, run_scans, in_tenant):
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "a.txt")
+    run_scans(tenant)  # nothing pending: nothing runs again
+    with in_tenant(tenant) as session:
+        actions = session.execute(sa.select(AuditEntry.action, AuditEntry.after).where(
+            AuditEntry.entity == "attachment", AuditEntry.entity_id == found["id"]).order_by(AuditEntry.id)).all()
+    assert [a for a, _ in actions] == ["uploaded", "scanned"] and actions[1][1]["status"] == "clean"
