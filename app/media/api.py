@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
 
@@ -62,6 +62,9 @@ class TicketAttachments(MethodView):
         or first bytes) 415, both before the rest is read. An `Idempotency-Key` is checked against
         the file's name, type, size and SHA-256, once the body has been read.
         """
+        # The app's MAX_CONTENT_LENGTH is sized for JSON; an upload may be as large as the media limit
+        # (the tenant's own, smaller limit is checked by the service as the bytes arrive).
+        request.max_content_length = current_app.config["MEDIA_MAX_SIZE"] + services.MULTIPART_OVERHEAD
         return services.upload_attachment(current_actor(), ticket_id, request.stream, request.content_type,
                                           request.content_length)
 
