@@ -1,0 +1,176 @@
+"""Scans in real `flask worker` processes on the media queue: the fast path, RQ's retries while clamd
+is down, a worker SIGKILLed mid-scan, and a file that kills every worker that scans it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit import AuditEntry
+from app.embedded import EmbeddedClamd, stop_process
+from app.extensions import db
+from app.media.models import Attachment
+from app.outbox.dispatch import relay_tenant
+from tenants import active_tenant, tenant_context
+from tests.helpers import get_attachment, new_ticket, wait_until
+from tests.media import samples
+from tests.servers import start_worker
+
+
+class HungScanner:
+    """A loopback 'clamd' that accepts connections, reads nothing and never answers."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.accepted: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.getsockname()[1]
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.accepted.append(self.server.accept()[0])
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        for conn in self.accepted:
+            conn.close()
+        self.server.close()
+
+
+@pytest.fixture
+def hung_scanner() -> Iterator[HungScanner]:
+    scanner = HungScanner()
+    yield scanner
+    scanner.close()
+
+
+@pytest.fixture
+def media_workers(services, tmp_path, clamd_socket):
+    """Return `start(**env)`: a `flask worker --queues media` on the test database, Redis and media folder."""
+    started = []
+
+    def start(**env: str):
+        settings = {"MEDIA_LOCAL_DIR": services.media_dir, "CLAMD_SOCKET": clamd_socket, **env}
+        proc = start_worker(services.database_url, services.redis_url, tmp_path, f"media-{len(started)}",
+                            queues="media", **settings)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_process(proc, signal.SIGTERM, 10)
+
+
+@pytest.fixture
+def fast_path(app, media, monkeypatch):
+    """Hand scans to RQ right after the upload commits, as in production."""
+    monkeypatch.setitem(app.config, "OUTBOX_FAST_PATH", True)
+
+
+def attempts(in_tenant, tenant, attachment_id: str) -> int:
+    with in_tenant(tenant) as session:
+        return session.get(Attachment, attachment_id).scan_attempts
+
+
+def relay(app, tenant) -> None:
+    with app.app_context(), tenant_context(active_tenant(tenant.slug).ref()):
+        relay_tenant(tenant.slug)
+        db.session.rollback()
+
+
+def final(tenant, attachment_id: str) -> bool:
+    return get_attachment(tenant.api, attachment_id)["status"] != "pending"
+
+
+def test_a_worker_scans_an_upload_as_soon_as_it_is_committed(tenant, fast_path, upload, media_workers):
+    media_workers()
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.png(), "a.png").get_json()
+    wait_until(lambda: final(tenant, body["id"]), "the worker to scan the upload")
+    assert get_attachment(tenant.api, body["id"])["status"] == "clean"
+
+
+def test_while_clamd_is_down_rq_retries_then_records_scan_failed(tenant, fast_path, upload, media_workers,
+                                                                 tmp_path_factory, in_tenant):
+    down = EmbeddedClamd(tmp_path_factory.mktemp("clamd-down")).start()
+    down.stop()
+    media_workers(CLAMD_SOCKET=down.socket_path, MEDIA_SCAN_ATTEMPTS="2")
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.text(), "a.txt").get_json()
+    wait_until(lambda: final(tenant, body["id"]), "the retried scan to give up")
+    found = get_attachment(tenant.api, body["id"])
+    assert found["status"] == "scan_failed" and "after 2 tries" in found["status_reason"]
+    assert attempts(in_tenant, tenant, body["id"]) == 2
+
+
+def test_sigkill_mid_scan_still_ends_in_one_final_state(app, tenant, fast_path, upload, media_workers, hung_scanner,
+                                                         in_tenant, monkeypatch):
+    victim = media_workers(CLAMD_SOCKET="", CLAMD_HOST="127.0.0.1", CLAMD_PORT=str(hung_scanner.port),
+                           CLAMD_TIMEOUT="600")
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.jpeg_with_gps_and_comment(), "home.jpg").get_json()
+    wait_until(lambda: hung_scanner.accepted and attempts(in_tenant, tenant, body["id"]) == 1,
+               "the worker to be mid-scan, waiting on the antivirus")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert get_attachment(tenant.api, body["id"])["status"] == "pending"  # the killed scan decided nothing
+    media_workers()
+    monkeypatch.setitem(app.config, "OUTBOX_REDELIVER_AFTER", 1)
+
+    def relayed_and_final() -> bool:
+        relay(app, tenant)
+        return final(tenant, body["id"])
+
+    wait_until(relayed_and_final, "the relay to hand the killed scan to the new worker", every=0.5)
+    found = get_attachment(tenant.api, body["id"])
+    assert found["status"] == "clean" and found["thumbnail_url"]
+    assert tenant.api.get(found["download_url"]).status_code == 200
+    assert attempts(in_tenant, tenant, body["id"]) == 2
+    with in_tenant(tenant) as session:
+        verdicts = session.execute(sa.select(AuditEntry.after).where(
+            AuditEntry.entity_id == body["id"], AuditEntry.action == "scanned")).scalars().all()
+    assert [v["status"] for v in verdicts] == ["clean"]
+
+
+def test_a_file_that_kills_every_scan_stops_after_a_few_tries(app, tenant, fast_path, upload, media_workers,
+                                                              hung_scanner, in_tenant, monkeypatch):
+    monkeypatch.setitem(app.config, "OUTBOX_REDELIVER_AFTER", 1)
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.text(), "poison.txt").get_json()
+    for attempt in (1, 2, 3):
+        victim = media_workers(CLAMD_SOCKET="", CLAMD_HOST="127.0.0.1", CLAMD_PORT=str(hung_scanner.port),
+                               CLAMD_TIMEOUT="600")
+
+        def started(attempt: int = attempt) -> bool:
+            relay(app, tenant)
+            return attempts(in_tenant, tenant, body["id"]) == attempt
+
+        wait_until(started, f"scan attempt {attempt} to start", every=0.5)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+    media_workers()
+
+    def relayed_and_final() -> bool:
+        relay(app, tenant)
+        return final(tenant, body["id"])
+
+    wait_until(relayed_and_final, "the fourth delivery to give up", every=0.5)
+    found = get_attachment(tenant.api, body["id"])
+    assert found["status"] == "scan_failed" and "did not finish after 3 tries" in found["status_reason"]
+    assert tenant.api.get(found["download_url"]).status_code == 410
