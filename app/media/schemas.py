@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.schemas import WholeNumber
+
 API = "/api/v1"
 
 
@@ -64,7 +66,7 @@ class MediaSettingsSchema(Schema):
                                 validate=validate.Length(max=20), metadata={
                                     "description": "The types this organization accepts, a subset of the "
                                                    "instance's; null for all of them."})
-    max_size = fields.Integer(allow_none=True, validate=validate.Range(min=1), metadata={
+    max_size = WholeNumber(allow_none=True, validate=validate.Range(min=1), metadata={
         "description": "Largest file in bytes, at most instance_max_size; null for the instance's limit."})
     instance_max_size = fields.Integer(dump_only=True)
     quota_bytes = fields.Integer(dump_only=True)

@@ -20,7 +20,7 @@ import websocket
 
 from app.extensions import db
 from tenants import schema_for
-from tests.helpers import new_ticket, post_message
+from tests.helpers import new_ticket, post_message, upload_file
 
 DEEP_LIST = "[" * 1000 + '"x"' + "]" * 1000
 DEEP_DICT = '{"a": ' * 100 + '"x"' + "}" * 100
@@ -66,9 +66,11 @@ def world(tenant, other_tenant):
     key = tenant.api.post("/api/v1/api-keys", json={"name": "spare"}).get_json()
     ticket = new_ticket(tenant.api, "Printer on fire", tags=["hw"])
     message = post_message(tenant.api, ticket["id"], body="first").get_json()
+    attachment = upload_file(tenant.api, ticket["id"], b"notes\n", "notes.txt").get_json()
     new_ticket(other_tenant.api, "elsewhere")
     ids = {"user_id": agent["id"], "team_id": team["id"], "rule_id": rule["id"], "key_id": key["id"],
-           "ticket_id": ticket["id"], "message_id": message["id"], "number": str(ticket["number"])}
+           "ticket_id": ticket["id"], "message_id": message["id"], "number": str(ticket["number"]),
+           "attachment_id": attachment["id"]}
     bodies = {
         "POST /api/v1/signup": {"name": "Evil", "slug": f"ev-{uuid.uuid4().hex[:8]}",
                                 "admin_email": "e@evil.example", "admin_password": "long password"},
@@ -98,6 +100,7 @@ def world(tenant, other_tenant):
                                                   "rule_id": rule["id"]},
         "PATCH /api/v1/assignment-rules/{rule_id}": {"name": "r2", "position": 2, "enabled": False,
                                                      "conditions": {"priority": ["low"]}},
+        "PATCH /api/v1/media/settings": {"allowed_types": ["image/png", "text/plain"], "max_size": 1000},
     }
     return tenant, ids, bodies
 
@@ -195,6 +198,10 @@ def test_every_slot_of_every_operation_refuses_hostile_values(app, world, other_
         name = f"{method} {path}"
         params = op.get("parameters", [])
         has_body = "requestBody" in op
+        if has_body and "application/json" not in op["requestBody"]["content"]:
+            # A file upload (multipart): every hostile JSON body is the wrong kind of body.
+            has_body = False
+            params = [*params, *({"in": "raw body", "name": raw} for raw in (*SURROGATES, "[]", '"text"', DEEP_LIST))]
         if has_body:
             assert name in bodies, f"{name} is documented but has no valid baseline body in this test"
         real_path = path
@@ -210,6 +217,8 @@ def test_every_slot_of_every_operation_refuses_hostile_values(app, world, other_
             elif param["in"] == "query":
                 for value in _query_values(param.get("schema", {})):
                     requests.append((f"query {param['name']}", f"{real_path}?{param['name']}={value}", None))
+            elif param["in"] == "raw body":
+                requests.append(("body", real_path, param["name"]))
         if has_body:
             schema = _schema(schemas, op["requestBody"]["content"]["application/json"]["schema"])
             requests += [(f"body {slot}", real_path, raw) for slot, raw in
@@ -236,8 +245,9 @@ def test_hostile_socket_frames_get_error_events_and_change_nothing(app, live_ser
         header=[f"Authorization: Bearer {tenant.key}"], timeout=10)
     frames = ["{not json", "[]", '"text"', "null", "NaN", DEEP_LIST, DEEP_DICT,
               '{"type": "\\ud800"}', '{"type": "message", "body": "\\ud800"}', '{"type": "message", "body": 5}']
+    id_lists = [f"[{raw}]" for raw in ID_SLOT]
     for slot, values in (("type", STRING_SLOT), ("body", STRING_SLOT), ("parent_id", ID_SLOT),
-                         ("internal", OTHER_SLOT)):
+                         ("internal", OTHER_SLOT), ("attachment_ids", OTHER_SLOT + id_lists)):
         for raw in values:
             base = {"type": "message", "body": "hi"}
             frames.append(json.dumps({**base, slot: "\u0000MARK"}).replace('"\\u0000MARK"', raw))
