@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export DATA_DIR ?= $(CURDIR)/.data
 export PORT ?= 5000
 
-.PHONY: run test test-tools bench lint install clean
+.PHONY: run test test-tools runtime-libs bench lint install clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,26 +15,35 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
-## Run the product: embedded Postgres + Redis (unless DATABASE_URL/REDIS_URL), demo tenant, web + worker.
-run: install
+## Run the product: embedded Postgres + Redis (unless DATABASE_URL/REDIS_URL), clamd where installed,
+## demo tenant, web + worker.
+run: install runtime-libs
 	$(BIN)/python -m app.runner
 
-## Install what tests run for real from Debian when missing: clamd (virus scans), Chromium (UI tests).
-## Their services stay stopped (tests start their own); policy-rc.d keeps freshclam from starting.
+## The one Debian library the product itself loads: libmagic, which tells a file's type from its bytes.
+runtime-libs:
+	@ldconfig -p | grep -q 'libmagic\.so\.1 ' || { echo "Installing libmagic1 from Debian"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    libmagic1; } >/tmp/tms-runtime-libs.log 2>&1 || { cat /tmp/tms-runtime-libs.log; exit 1; }; }
+
+## Install what tests run for real from Debian when missing: clamd (virus scans), libmagic (file types),
+## Chromium (UI tests). Their services stay stopped (tests start their own); policy-rc.d keeps freshclam
+## from starting.
 test-tools:
-	@test -x /usr/sbin/clamd -a -x /usr/bin/clamscan -a -x /usr/bin/chromium || { \
-	  echo "Installing clamav-daemon, clamav and chromium from Debian for the tests"; \
+	@test -x /usr/sbin/clamd -a -x /usr/bin/clamscan -a -x /usr/bin/chromium \
+	  -a -n "$$(ldconfig -p | grep 'libmagic\.so\.1 ')" || { \
+	  echo "Installing clamav-daemon, clamav, libmagic1 and chromium from Debian for the tests"; \
 	  if [ ! -e /usr/sbin/policy-rc.d ]; then trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
 	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    clamav-daemon clamav chromium; } >/tmp/tms-test-tools.log 2>&1 || { cat /tmp/tms-test-tools.log; exit 1; }; }
+	    clamav-daemon clamav libmagic1 chromium; } >/tmp/tms-test-tools.log 2>&1 || { cat /tmp/tms-test-tools.log; exit 1; }; }
 
 ## Run the whole test suite against real Postgres, Redis, S3 (moto), clamd and Chromium.
 test: install test-tools
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 ## Print benchmark figures beside same-run baselines (needs wrk, installed from Debian if missing).
-bench: install
+bench: install runtime-libs
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

