@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from flask import Response, current_app, request
@@ -10,11 +11,14 @@ from flask_smorest import Api
 
 from app.api_common import api_blueprint
 from app.auth.actor import admin_only, current_actor
+from app.errors import Gone
 from app.extensions import db
 from app.idempotency import idempotent_upload
 from app.media import services
 from app.media.schemas import AttachmentSchema, MediaSettingsSchema, MediaTypesSchema
-from app.media.storage import storage
+from app.media.storage import ObjectMissing, storage
+
+log = logging.getLogger(__name__)
 
 blp = api_blueprint("media", "Files in ticket conversations: upload, scan state, download, allowed types.")
 
@@ -80,7 +84,11 @@ class AttachmentById(MethodView):
 def _serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
     found = services.download(current_actor(), attachment_id, thumbnail=thumbnail)
     db.session.rollback()
-    response = storage().send(found.key, found.content_type, found.filename, found.as_attachment)
+    try:
+        response = storage().send(found.key, found.content_type, found.filename, found.as_attachment)
+    except ObjectMissing:
+        log.error("attachment %s is clean but its file %s is missing from storage", attachment_id, found.key)
+        raise Gone("The file is no longer in storage.") from None
     response.headers.update(SERVED_HEADERS)
     response.headers.setdefault("Cache-Control", "private, no-cache")
     return response

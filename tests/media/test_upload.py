@@ -211,6 +211,7 @@ def post_raw(tenant, ticket, body: bytes, content_type: str = "multipart/form-da
     ("truncated in the headers", 400),
     ("garbage", 400),
     ("fields only, too much", 400),
+    ("too many parts", 400),
 ])
 def test_bad_bodies_get_a_4xx_in_the_error_shape_and_change_nothing(tenant, ticket, media, in_tenant, services,
                                                                     case, status):
@@ -224,6 +225,7 @@ def test_bad_bodies_get_a_4xx_in_the_error_shape_and_change_nothing(tenant, tick
         "truncated in the headers": (whole[:20], None),
         "garbage": (os.urandom(5000), None),
         "fields only, too much": (multipart([("note", None, b"x" * 200_000)]), None),
+        "too many parts": (multipart([("note", None, b"x")] * 30 + [("file", "a.txt", samples.text())]), None),
     }
     body, content_type = bodies[case]
     before = stored_files(services)
@@ -282,6 +284,15 @@ def test_downloads_of_a_clean_file_name_it_safely(tenant, ticket, upload, run_sc
     disposition = tenant.api.get(body["download_url"]).headers["Content-Disposition"]
     assert disposition.startswith("attachment;")
     assert "filename*=UTF-8''quote%202026%20%E2%80%93%20%C3%A9.pdf" in disposition
+
+
+def test_a_clean_file_lost_from_storage_answers_410(tenant, ticket, upload, run_scans, services):
+    body = upload(tenant.api, ticket["id"], samples.text(), "a.txt").get_json()
+    run_scans(tenant)
+    for path in Path(services.media_dir).rglob(f"{body['id']}/original"):
+        path.unlink()
+    resp = tenant.api.get(body["download_url"])
+    assert resp.status_code == 410 and resp.get_json()["message"] == "The file is no longer in storage."
 
 
 def test_idempotency_key_replays_the_same_file_and_refuses_other_bytes(tenant, ticket, upload, in_tenant, services):
