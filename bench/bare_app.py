@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import sqlalchemy as sa
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 
 app = Flask(__name__)
 engine = sa.create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=20)
@@ -33,3 +33,13 @@ def select50():
         rows = conn.execute(sa.text(
             "select id, title, created_at from bench_bare order by created_at desc limit 50")).all()
     return jsonify(items=[{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat()} for r in rows])
+
+
+@app.post("/sink")
+def sink():
+    """Read a request body of any size in 1 MiB steps and throw it away (the server's own read speed)."""
+    request.max_content_length = None
+    received = 0
+    while chunk := request.stream.read(1024 * 1024):
+        received += len(chunk)
+    return jsonify(received=received), 202
