@@ -415,6 +415,8 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
     if attempt is None:
         return "not pending"
     attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None:
+        return "gone"
     max_attempts = current_app.config["MEDIA_SCAN_ATTEMPTS"]
     if attempt > max_attempts:
         return _decide(attachment_id, Verdict(
