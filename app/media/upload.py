@@ -19,7 +19,7 @@ from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, Mu
 
 from app.errors import Invalid, Malformed, UnsupportedType
 
-READ_SIZE = 1024 * 1024
+READ_SIZE = 256 * 1024
 FIELD = "file"
 MAX_PARTS = 20
 MAX_OTHER_BYTES = 64 * 1024  # form fields besides the file are read and dropped, up to this much
