@@ -39,6 +39,6 @@ def test_a_statement_that_misses_the_tenant_schema_fails_loudly(app):
     with app.app_context():
         for statement in ("select count(*) from tickets", "select id from users limit 1",
                           "insert into messages (id) values (gen_random_uuid())"):
-            with pytest.raises(sa.exc.DBAPIError, match="missed the tenant schema|cannot insert into view"):
+            with pytest.raises(sa.exc.DBAPIError, match=r"missed the tenant schema|cannot insert into view"):
                 db.session.execute(sa.text(statement))
             db.session.rollback()
