@@ -69,7 +69,7 @@ def login():
     form = LoginForm()
     error, status, retry_after = None, 200, None
     if form.validate_on_submit():
-        wait = throttle.login_wait(tenant, form.email.data)
+        wait = throttle.login_attempt(tenant, form.email.data)
         if wait is not None:
             error = (f"Too many failed sign-ins. Try again in {wait.minutes} minute"
                      f"{'s' if wait.minutes > 1 else ''}, or reset your password.")
@@ -85,8 +85,7 @@ def login():
                                 secure=current_app.config["SESSION_COOKIE_SECURE"] or request.is_secure,
                                 path=request.script_root or "/")
             return response
-        else:
-            throttle.login_failed(tenant, form.email.data)
+        else:  # the attempt was counted as a failure before the password was checked
             error, status = "Wrong email or password.", 401
     response = make_response(render_template("auth/login.html", form=form, error=error), status)
     if retry_after is not None:
