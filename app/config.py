@@ -62,6 +62,8 @@ class Config:
         self.STREAM_TYPING_INTERVAL = _float("STREAM_TYPING_INTERVAL", 1)
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
+        # Exports streaming at once per process, each on a connection of its own (503 beyond).
+        self.EXPORT_CONCURRENCY = _int("EXPORT_CONCURRENCY", 4)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
