@@ -36,6 +36,14 @@ def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: st
     return record, plaintext
 
 
+def key_prefix(plaintext: str) -> str | None:
+    """Return the public prefix of a well-formed key (what the registry indexes it by), or None."""
+    parts = plaintext.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+        return None
+    return parts[1]
+
+
 @dataclass(frozen=True)
 class VerifiedKey:
     """A live key: who it acts as, with which role, in which tenant (active or not)."""
@@ -65,11 +73,11 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
     Callers cache the answer only while the key generation stands (see `key_cache`), and every
     change of a user's role or a deletion moves the generation.
     """
-    parts = plaintext.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12:
+    prefix = key_prefix(plaintext)
+    if prefix is None:
         return None
     with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-        row = conn.execute(_LOOKUP, {"prefix": parts[1]}).first()
+        row = conn.execute(_LOOKUP, {"prefix": prefix}).first()
         if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
             return None
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name)
@@ -84,4 +92,4 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
 def revoke_key(record: ApiKey) -> None:
     """Revoke a key; once committed, the very next request with it is refused."""
     record.revoked_at = datetime.now(UTC)
-    key_cache.change_on_commit()
+    key_cache.change_on_commit(str(record.tenant_id))
