@@ -53,8 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.signup import ui as signup_ui
     from app.tickets import api as tickets_api
     from app.ui import views as ui_views
-    from tenants import TenantPathMiddleware, guard_checkouts
-    from tenants import cli as tenants_cli
+    from tenants import TenantPathMiddleware, guard_checkouts, init_cli
 
     # Infrastructure
     extensions.db.init_app(app)
@@ -95,7 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     signup_ui.init_app(app)
     ui_views.init_app(app)
     # Commands
-    tenants_cli.init_app(app)
+    init_cli(app)
     signup_cli.init_app(app)
     outbox_cli.init_app(app)
     media_cli.init_app(app)

@@ -65,6 +65,8 @@ class Config:
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
         self.STREAM_MAX_SOCKETS_PER_TENANT = _int("STREAM_MAX_SOCKETS_PER_TENANT", 1000)
+        # Exports streaming at once per process, each on a connection of its own (503 beyond).
+        self.EXPORT_CONCURRENCY = _int("EXPORT_CONCURRENCY", 4)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)

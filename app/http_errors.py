@@ -12,6 +12,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -118,6 +119,14 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         log.info("rejected by the database: %s", exc.orig)
         return _respond(UnprocessableEntity("A value is out of range or malformed."))
+
+    @app.errorhandler(PoolTimeout)
+    def pool_exhausted(exc: PoolTimeout):
+        from app.extensions import db
+
+        db.session.rollback()
+        log.warning("no database connection free for %s %s: %s", request.method, request.path, exc)
+        return _respond(http_error(Unavailable("The service is busy; try again shortly.")))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -11,7 +11,7 @@ Everything behind it sees well-formed values only. It refuses, in the contract's
   characters in names and titles are how terminal and log injection starts.
 
 The API's request parser reads the body this module decoded (see `app.extensions.Blueprint`), so
-a body is decoded once, here.
+a body is decoded once, here. Pages' form fields pass the same text checks.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class BadInput(DomainError):
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(guard_api_request)
+    app.before_request(guard_request)
 
 
 def decode_json(raw: bytes | str, max_bytes: int) -> Any:
@@ -103,9 +103,14 @@ def check_query() -> None:
         raise BadInput(422, next(iter(bad.values()))[0], bad)
 
 
-def guard_api_request() -> None:
-    """Decode and check an API request's query and JSON body once, before any view sees them."""
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def guard_request() -> None:
+    """Decode and check an API request's query and JSON body once, or a page's form fields."""
     if not (request.path == "/api/v1" or request.path.startswith("/api/v1/")):
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in FORM_TYPES:
+            check_form()
         return
     check_query()
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not is_json(request.mimetype):
@@ -118,8 +123,18 @@ def guard_api_request() -> None:
     request._cached_data = raw
 
 
+def check_form() -> None:
+    """Raise BadInput if a page's form field holds text we refuse (what the API refuses in JSON)."""
+    bad: dict[str, list[str]] = {}
+    for name, value in request.form.items(multi=True):
+        if _check_text(name, name or "form", bad):
+            _check_text(value, name, bad)
+    if bad:
+        raise BadInput(422, next(iter(bad.values()))[0], bad)
+
+
 def json_body() -> Any:
-    """Return the body `guard_api_request` decoded (`webargs.missing` when there was none)."""
+    """Return the body `guard_request` decoded (`webargs.missing` when there was none)."""
     return request.environ.get(CACHED, missing)
 
 

@@ -4,6 +4,8 @@ The rest of the product uses what this module exports and nothing else from `ten
 `tenants/` imports nothing from `app/`.
 """
 
+from tenants.cli import init_app as init_cli
+from tenants.cli import tenants as tenant_commands
 from tenants.context import (
     TenantRef,
     current_tenant,
@@ -28,8 +30,8 @@ from tenants.resolution import (
 __all__ = [
     "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession", "active_tenant",
     "active_tenants", "compile_for_tenant", "create_tenant", "current_tenant", "current_tenant_or_none", "db",
-    "forget_current_tenant", "guard_checkouts", "is_slug", "new_tenant_ref", "on_registry_change",
-    "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem", "tenant_context",
-    "tenant_is_active",
+    "forget_current_tenant", "guard_checkouts", "init_cli", "is_slug", "new_tenant_ref", "on_registry_change",
+    "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",
+    "tenant_commands", "tenant_context", "tenant_is_active",
     "tenants_having",
 ]

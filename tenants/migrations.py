@@ -21,6 +21,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from tenants.names import checked_schema
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -60,12 +62,14 @@ def upgrade_public(engine: sa.Engine) -> None:
 
 def tenant_revision(conn: sa.Connection, schema: str) -> str | None:
     """Return the revision a tenant schema is at (None if it has none)."""
+    schema = checked_schema(schema)
     ctx = MigrationContext.configure(conn, opts={"version_table_schema": schema})
     return ctx.get_current_revision()
 
 
 def upgrade_tenant(engine: sa.Engine, schema: str) -> bool:
     """Bring one tenant schema to head; return False if it was there already (resumable)."""
+    schema = checked_schema(schema)
     target = head("tenant")
     with engine.begin() as conn:
         # Serialise concurrent migrators of the same schema.
@@ -88,6 +92,7 @@ def schemas_at(engine: sa.Engine, schemas: list[str], revision: str, chunk: int 
 
     This is what makes a re-run resume cheaply: schemas already at head never reach a worker.
     """
+    schemas = [checked_schema(s) for s in schemas]  # they are written into the SQL below
     found: set[str] = set()
     with engine.connect() as conn:
         versioned = set(conn.execute(sa.text(

@@ -27,18 +27,18 @@ class SlugTaken(Exception):
 
 # Called inside every transaction that suspends, reactivates or drops a tenant, so the app can
 # drop what it caches about tenants and their keys once that transaction commits.
-_registry_listeners: list[Callable[[], None]] = []
+_registry_listeners: list[Callable[[str], None]] = []
 
 
-def on_registry_change(listener: Callable[[], None]) -> None:
-    """Call `listener()` in every transaction that changes a tenant's status or drops it."""
+def on_registry_change(listener: Callable[[str], None]) -> None:
+    """Call `listener(tenant_id)` in every transaction that changes a tenant's status or drops it."""
     if listener not in _registry_listeners:
         _registry_listeners.append(listener)
 
 
-def _registry_changed() -> None:
+def _registry_changed(tenant_id: uuid.UUID) -> None:
     for listener in _registry_listeners:
-        listener()
+        listener(str(tenant_id))
 
 
 def new_tenant_ref(slug: str) -> TenantRef:
@@ -78,7 +78,7 @@ def set_status(slug: str, status: str) -> Tenant | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is not None:
         tenant.status = status
-        _registry_changed()  # its keys' cached status is stale from the commit on
+        _registry_changed(tenant.id)  # its keys' cached status is stale from the commit on
     return tenant
 
 
@@ -89,7 +89,7 @@ def drop_tenant(slug: str) -> bool:
         return False
     db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'))
     db.session.delete(tenant)
-    _registry_changed()
+    _registry_changed(tenant.id)
     return True
 
 

@@ -1,4 +1,8 @@
-"""NUL characters anywhere in API input answer 422 and write nothing."""
+"""NUL characters anywhere in API input answer 422 and write nothing; page forms refuse them too."""
+
+import secrets
+
+from tenants import active_tenant
 
 
 def test_nul_in_query_or_body_is_422(tenant):
@@ -12,3 +16,19 @@ def test_nul_in_query_or_body_is_422(tenant):
                                                   "role": "agent"}).status_code == 422
     assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
     assert len(tenant.api.get("/api/v1/users").get_json()["items"]) == 1
+
+
+def test_page_forms_refuse_control_characters_like_the_api(app, make_tenant):
+    client = app.test_client()
+    for name in ("Org\x1b[2J", "Org\x00", "Org\x7f", "Org\x85"):
+        slug = f"pg{secrets.token_hex(5)}"
+        resp = client.post("/signup", data={"name": name, "slug": slug, "admin_email": "a@b.example",
+                                            "admin_password": "a long password"},
+                           environ_base={"REMOTE_ADDR": "10.9.8.7"})
+        assert resp.status_code == 422, (name, resp.status_code)
+        with app.app_context():
+            assert active_tenant(slug) is None, name
+    tenant = make_tenant()
+    resp = client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "password": "pass\x00word"},
+                       environ_base={"REMOTE_ADDR": "10.9.8.6"})
+    assert resp.status_code == 422

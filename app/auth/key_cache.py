@@ -1,14 +1,16 @@
 """Remember verified API keys for a few seconds, and drop them the moment any key may have changed.
 
 Checking a key in Postgres costs a round trip on every API request, so each app (one per web
-process) keeps the keys it verified, by key hash, tagged with the key generation: a random token
-in Redis that every revocation, user deletion, tenant suspension or drop replaces once its
-transaction commits. Requests read the generation in the same Redis round trip as their
-rate-limit counter and go back to Postgres when it has moved, so a revoked key is refused on the
-very next request in every process, with no listener thread and no extra round trip. When Redis
-cannot be read the cache is bypassed; if the generation could not be replaced, entries still
-expire after `TTL` seconds. An entry is one key's own facts (its tenant included), never shared
-between keys, so no tenant's data crosses to another.
+process) keeps the keys it verified, by key hash, tagged with their tenant's key generation: a
+random token in Redis, one per tenant, that every revocation, role change, user deletion, tenant
+suspension or drop in that tenant replaces once its transaction commits. Requests read their
+tenant's generation in the same Redis round trip as their rate-limit counter and go back to
+Postgres when it has moved, so a revoked key is refused on the very next request in every
+process, with no listener thread and no extra round trip. Generations and announcements are per
+tenant (invariant 1), so one tenant's changes never cost another tenant's keys or sockets a trip
+to Postgres. When Redis cannot be read the cache is bypassed; if the generation could not be
+replaced, entries still expire after `TTL` seconds. An entry is one key's own facts (its tenant
+included), never shared between keys, so no tenant's data crosses to another.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from flask import Flask, current_app
 
 from app import unit_of_work
 from app.extensions import redis_client
-from tenants import on_registry_change
+from tenants import current_tenant, on_registry_change
 
 if TYPE_CHECKING:
     from app.auth.keys import VerifiedKey
 
 log = logging.getLogger(__name__)
-GENERATION = "auth:keys:generation"
-# Every web process's hub listens here, so open sockets re-check their grant at once.
+GENERATION = "auth:keys:generation:"  # + tenant id
+# Every web process's hub listens here (the message is the tenant id), so that tenant's open
+# sockets re-check their grant at once.
 CHANGED_CHANNEL = "auth:keys:changed"
 TTL = 5.0
 MAX_ENTRIES = 10_000
@@ -47,11 +50,25 @@ class Entry:
 
 
 class KeyCache:
-    """The verified keys of one app, by key hash, and the last key generation it read from Redis."""
+    """The verified keys of one app, by key hash, and the last key generation it read per tenant."""
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
-        self.generation: object = _UNSEEN
+        self.generations: dict[str, bytes | None] = {}  # tenant id -> generation last read
+        self.tenant_of_prefix: dict[str, str] = {}  # key prefix -> tenant id, learnt from verified keys
+
+    def generation_seen(self, prefix: str | None) -> object:
+        """Return the generation last read for the tenant of a key prefix (or a marker: none yet)."""
+        tenant_id = self.tenant_of_prefix.get(prefix) if prefix else None
+        return self.generations.get(tenant_id, _UNSEEN) if tenant_id else _UNSEEN
+
+    def saw(self, prefix: str, tenant_id: str, generation: bytes | None) -> None:
+        if len(self.tenant_of_prefix) >= MAX_ENTRIES:
+            self.tenant_of_prefix.clear()
+        if len(self.generations) >= MAX_ENTRIES:
+            self.generations.clear()
+        self.tenant_of_prefix[prefix] = tenant_id
+        self.generations[tenant_id] = generation
 
     def get(self, digest: str) -> Entry | None:
         entry = self.entries.get(digest)
@@ -65,13 +82,16 @@ class KeyCache:
             self.entries.clear()
         self.entries[digest] = Entry(key, generation, time.monotonic() + TTL)
 
-    def clear(self) -> None:
-        self.entries.clear()
+    def clear(self, tenant_ids: set[str]) -> None:
+        """Drop the entries of these tenants' keys."""
+        for digest, entry in list(self.entries.items()):
+            if entry.key.tenant.id in tenant_ids:
+                self.entries.pop(digest, None)
 
 
 def init_app(app: Flask) -> None:
     app.extensions["tms_key_cache"] = KeyCache()
-    unit_of_work.handle(KEYS_CHANGED, lambda _items: keys_changed())
+    unit_of_work.handle(KEYS_CHANGED, keys_changed)
     on_registry_change(change_on_commit)  # a suspended or dropped tenant's keys stop at once
 
 
@@ -80,26 +100,36 @@ def key_cache() -> KeyCache:
     return current_app.extensions["tms_key_cache"]
 
 
-def change_on_commit() -> None:
-    """Note that this transaction changes keys, so every cache is dropped once it commits."""
-    unit_of_work.after_commit(KEYS_CHANGED, True)
+def generation_key(tenant_id: str) -> str:
+    """Return the Redis key of a tenant's key generation."""
+    return GENERATION + str(tenant_id)
 
 
-def keys_changed() -> None:
-    """Drop this app's cached keys and make every other process, and every open socket, re-check."""
-    key_cache().clear()
+def change_on_commit(tenant_id: str | None = None) -> None:
+    """Note that this transaction changes keys of a tenant (default: the current one).
+
+    Once it commits, that tenant's cached keys are dropped everywhere and its sockets re-check.
+    """
+    unit_of_work.after_commit(KEYS_CHANGED, str(tenant_id or current_tenant().id))
+
+
+def keys_changed(tenant_ids: list[str]) -> None:
+    """Drop this app's cached keys of these tenants and make every other process, and their sockets, re-check."""
+    changed = set(tenant_ids)
+    key_cache().clear(changed)
     try:
         pipe = redis_client().pipeline(transaction=False)
-        pipe.set(GENERATION, uuid.uuid4().hex)
-        pipe.publish(CHANGED_CHANNEL, "1")
+        for tenant_id in sorted(changed):
+            pipe.set(generation_key(tenant_id), uuid.uuid4().hex)
+            pipe.publish(CHANGED_CHANNEL, tenant_id)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("key generation not replaced, other processes rely on the TTL: %s", exc)
 
 
-def current_generation() -> bytes | None:
-    """Return the key generation now, or None when Redis cannot say (then callers check Postgres)."""
+def current_generation(tenant_id: str) -> bytes | None:
+    """Return a tenant's key generation now, or None when Redis cannot say (then callers check Postgres)."""
     try:
-        return redis_client().get(GENERATION) or b""
+        return redis_client().get(generation_key(tenant_id)) or b""
     except redis.RedisError:
         return None

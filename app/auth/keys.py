@@ -124,4 +124,4 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
 def revoke_key(record: ApiKey) -> None:
     """Revoke a key; once committed, the very next request with it is refused."""
     record.revoked_at = datetime.now(UTC)
-    key_cache.change_on_commit()
+    key_cache.change_on_commit(str(record.tenant_id))

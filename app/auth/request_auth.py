@@ -15,9 +15,9 @@ from flask_smorest import abort
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, set_actor
-from app.auth.key_cache import GENERATION, key_cache
+from app.auth.key_cache import generation_key, key_cache
 from app.auth.key_cache import init_app as key_cache_init
-from app.auth.keys import VerifiedKey, key_digest, verify_key
+from app.auth.keys import VerifiedKey, key_digest, lookup_id, verify_key
 from app.auth.ratelimit import RateLimit
 from app.extensions import db, login
 from tenants import active_tenant, current_tenant_or_none, forget_current_tenant, requested_slug, set_current_tenant
@@ -86,33 +86,40 @@ def authenticate_api_key(header: str) -> None:
 
 
 def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None]:
-    """Return the live key (cached while the key generation stands) and its rate-limit count.
+    """Return the live key (cached while its tenant's key generation stands) and its rate-limit count.
 
-    A cached key is counted and its generation checked in one Redis round trip; Postgres is asked
-    only on a miss, when the generation moved, or when Redis cannot be read.
+    A cached key is counted and its tenant's generation checked in one Redis round trip; Postgres
+    is asked only on a miss, when the generation moved, or when Redis cannot be read. The
+    generation the answer is known good for is left in `g.key_generation` (None: unknown), so an
+    open socket can tell whether anything changed since.
     """
     cache = key_cache()
     digest = key_digest(key)
     entry = cache.get(digest)
+    g.key_generation = None
     if entry is not None:
-        counted = ratelimit.hit_and_read(entry.key.tenant.id, str(entry.key.id), GENERATION)
+        counted = ratelimit.hit_and_read(entry.key.tenant.id, str(entry.key.id), generation_key(entry.key.tenant.id))
         if counted is not None and counted[1] == entry.generation:
+            g.key_generation = entry.generation or b""  # as `current_generation` spells "none yet"
             return entry.key, counted[0]
         cache.entries.pop(digest, None)
         found = verify_key(key)
         if found is not None and counted is not None:
             cache.put(digest, found, counted[1])  # the generation was read before Postgres was
+            g.key_generation = counted[1] or b""
         return found, None if counted is None else counted[0]
-    seen = cache.generation
+    prefix = lookup_id(key)
+    seen = cache.generation_seen(prefix)  # read from Redis by an earlier request, so before Postgres now
     found = verify_key(key)
     if found is None:
         return None, None
-    counted = ratelimit.hit_and_read(found.tenant.id, str(found.id), GENERATION)
+    counted = ratelimit.hit_and_read(found.tenant.id, str(found.id), generation_key(found.tenant.id))
     if counted is None:
         return found, None
-    if counted[1] == seen:  # no key changed between the generation last seen and now
-        cache.put(digest, found, seen)
-    cache.generation = counted[1]
+    if counted[1] == seen:  # no key of this tenant changed between the generation last seen and now
+        cache.put(digest, found, counted[1])
+        g.key_generation = counted[1] or b""
+    cache.saw(prefix, found.tenant.id, counted[1])
     return found, counted[0]
 
 

@@ -7,6 +7,8 @@ Sign-in failures are counted three ways (OWASP's authentication cheat sheet):
   browsers that have never signed in to it. A successful sign-in leaves a signed device cookie,
   and a browser holding one for the account is not held back by the account-wide count, so an
   attacker's failures never lock the real user out.
+Each attempt is counted before its password is checked (and taken back if it succeeds or is
+refused), in one atomic step, so guesses sent at once cannot all slip past the limits.
 Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`). The client
 address is `request.remote_addr`, which honours only `TRUSTED_PROXIES` hops of X-Forwarded-For.
 Counters are disposable: without Redis nothing is throttled rather than nothing allowed.
@@ -64,41 +66,65 @@ def _keys(tenant: TenantRef, email: str) -> dict[str, tuple[str, int, int]]:
     }
 
 
-def login_wait(tenant: TenantRef, email: str) -> Wait | None:
-    """Return how long this browser must wait before trying `email` again, or None if it may try now."""
+# Count one attempt on each counter; a new counter gets its window (EXPIRE NX needs Redis 7, this
+# works on 6.2 too). KEYS: the counters; ARGV: their windows. Returns each count and its TTL.
+_COUNT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, tonumber(ARGV[i])) end
+  out[#out + 1] = count
+  out[#out + 1] = redis.call('TTL', key)
+end
+return out
+"""
+# Take one attempt back from each counter that still exists (never creating one without a window).
+_UNCOUNT = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
+end
+return 0
+"""
+
+
+def login_attempt(tenant: TenantRef, email: str) -> Wait | None:
+    """Count a sign-in attempt as a failure before its password is checked, or refuse it.
+
+    Counting first, in one atomic step, is what stops guesses sent at once from all passing
+    the throttle before the first failure is counted. A refused attempt is taken back (it
+    checked nothing), and so is one that succeeds (see `login_succeeded`). Returns how long this
+    browser must wait before trying `email` again, or None if it may try now.
+    """
     keys = _keys(tenant, email)
-    if _known_device(tenant, email):
-        keys.pop("account")
+    exempt = {"account"} if _known_device(tenant, email) else set()
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for key, _, _ in keys.values():
-            pipe.get(key)
-            pipe.ttl(key)
-        replies = pipe.execute()
+        replies = redis_client().eval(_COUNT, len(keys), *(key for key, _, _ in keys.values()),
+                                      *(window for _, _, window in keys.values()))
     except redis.RedisError as exc:
         log.warning("sign-in not throttled, Redis unavailable: %s", exc)
         return None
-    waits = [ttl for (_, limit, _), count, ttl in zip(keys.values(), replies[::2], replies[1::2], strict=True)
-             if count is not None and int(count) >= limit]
-    return Wait(max(max(waits), 1)) if waits else None
+    waits = [ttl for (name, (_, limit, _)), count, ttl in zip(keys.items(), replies[::2], replies[1::2], strict=True)
+             if name not in exempt and count > limit]
+    if not waits:
+        return None
+    _uncount(key for key, _, _ in keys.values())
+    return Wait(max(max(waits), 1))
 
 
-def login_failed(tenant: TenantRef, email: str) -> None:
-    """Count a failed sign-in against the account, the address and the pair."""
+def _uncount(keys) -> None:
+    keys = list(keys)
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for key, _, window in _keys(tenant, email).values():
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-        pipe.execute()
+        redis_client().eval(_UNCOUNT, len(keys), *keys)
     except redis.RedisError as exc:
-        log.warning("failed sign-in not counted, Redis unavailable: %s", exc)
+        log.warning("sign-in attempt not taken back, Redis unavailable: %s", exc)
 
 
 def login_succeeded(tenant: TenantRef, email: str) -> str:
-    """Forget this browser's failures for the account; return the device cookie to set."""
+    """Take back this attempt and this browser's failures for the account; return the device cookie."""
+    keys = _keys(tenant, email)
+    _uncount([keys["address"][0], keys["account"][0]])
     with contextlib.suppress(redis.RedisError):
-        redis_client().delete(_keys(tenant, email)["pair"][0])
+        redis_client().delete(keys["pair"][0])
     return _devices().dumps({"t": tenant.id, "a": _account(tenant, email)})
 
 

@@ -29,6 +29,7 @@ from tenants import current_tenant_or_none
 
 bp = Blueprint("auth", __name__)
 _URL_WHITESPACE = re.compile(r"[\t\n\r]")
+_ENCODED_DOT = re.compile("%2e", re.IGNORECASE)
 DEVICE_COOKIE_DAYS = 365
 
 
@@ -45,19 +46,43 @@ def safe_next(target: str) -> str | None:
     """Return `target` as a path on this host and tenant, read the way a browser reads it, or None.
 
     Browsers drop tabs and newlines inside URLs, trim leading control characters and spaces, and
-    take `\\` for `/`; so `/\\t/evil.example` is `//evil.example`, another host. Anything with a
-    scheme or a host, or outside this tenant's pages, is refused.
+    take `\\` for `/`; so `/\\t/evil.example` is `//evil.example`, another host. They also resolve
+    `.` and `..` segments (`%2e` spelt or not), so `/t/<slug>/../../elsewhere` leaves the tenant.
+    Anything with a scheme or a host, anything that is not a URL, or outside this tenant's
+    pages once resolved, is refused.
     """
     cleaned = _URL_WHITESPACE.sub("", target).lstrip("".join(map(chr, range(0x21)))).replace("\\", "/")
     if any(ord(c) < 0x20 or c == "\x7f" for c in cleaned):
         return None
-    parts = urlsplit(cleaned)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:  # e.g. `//[evil`: not a URL a browser would follow to this host either
+        return None
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return None
+    path = _without_dot_segments(_ENCODED_DOT.sub(".", parts.path))
+    if path.startswith("//"):
         return None
     root = request.script_root
-    if root and parts.path != root and not parts.path.startswith(root + "/"):
+    if root and path != root and not path.startswith(root + "/"):
         return None
-    return urlunsplit(("", "", parts.path, parts.query, ""))
+    return urlunsplit(("", "", path, parts.query, ""))
+
+
+def _without_dot_segments(path: str) -> str:
+    """Resolve `.` and `..` in an absolute path as RFC 3986 (and every browser) does."""
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment in (".", ".."):
+            if segment == ".." and kept:
+                kept.pop()
+            if last:
+                kept.append("")
+            continue
+        kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -69,7 +94,7 @@ def login():
     form = LoginForm()
     error, status, retry_after = None, 200, None
     if form.validate_on_submit():
-        wait = throttle.login_wait(tenant, form.email.data)
+        wait = throttle.login_attempt(tenant, form.email.data)
         if wait is not None:
             error = (f"Too many failed sign-ins. Try again in {wait.minutes} minute"
                      f"{'s' if wait.minutes > 1 else ''}, or reset your password.")
@@ -85,8 +110,7 @@ def login():
                                 secure=current_app.config["SESSION_COOKIE_SECURE"] or request.is_secure,
                                 path=request.script_root or "/")
             return response
-        else:
-            throttle.login_failed(tenant, form.email.data)
+        else:  # the attempt was counted as a failure before the password was checked
             error, status = "Wrong email or password.", 401
     response = make_response(render_template("auth/login.html", form=form, error=error), status)
     if retry_after is not None:

@@ -7,8 +7,9 @@ queues; sockets send from their own threads, so a slow peer never delays the oth
 pub/sub failure the hub resubscribes and tells every socket to catch up from Postgres by seq.
 
 The hub also listens, always, on the channel where a revocation, demotion, deletion or
-suspension is announced (`key_cache.CHANGED_CHANNEL`), and tells every socket to re-check its
-grant at once, so a socket that only receives never outlives its access.
+suspension is announced with its tenant's id (`key_cache.CHANGED_CHANNEL`), and tells that
+tenant's sockets to re-check their grant at once, so a socket that only receives never outlives
+its access, and another tenant's changes cost it nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ MAX_QUEUED = 1000
 class Listener:
     """A socket's inbox of live events; `wake` is set whenever something arrives."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: threading.Event, tenant_id: str | None = None) -> None:
         self.wake = wake
+        self.tenant_id = tenant_id
         self.events: deque[tuple[dict[str, Any], str]] = deque()
         self.resync = False
         self.recheck = False
@@ -154,7 +156,9 @@ class Hub:
         if kind != "message":
             return
         if channel == self._grants_channel:
-            self._all_listeners(Listener.request_recheck)
+            data = message["data"]
+            tenant_id = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+            self._all_listeners(Listener.request_recheck, tenant_id)
             return
         try:
             raw = message["data"].decode()
@@ -169,9 +173,11 @@ class Hub:
         for listener in listeners:
             listener.offer(event, raw)
 
-    def _all_listeners(self, action: Callable[[Listener], None]) -> None:
+    def _all_listeners(self, action: Callable[[Listener], None], tenant_id: str | None = None) -> None:
+        """Apply `action` to every socket (of one tenant, if given)."""
         with self._lock:
-            listeners = [listener for group in self._listeners.values() for listener in group]
+            listeners = [listener for group in self._listeners.values() for listener in group
+                         if tenant_id is None or listener.tenant_id in (tenant_id, None)]
         for listener in listeners:
             action(listener)
 

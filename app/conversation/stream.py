@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, Unprocessable
 from app.auth import ratelimit
 from app.auth.actor import Actor, current_actor, set_actor
 from app.auth.grants import Grant, live_actor
-from app.auth.key_cache import CHANGED_CHANNEL, GENERATION, current_generation
+from app.auth.key_cache import CHANGED_CHANNEL, current_generation, generation_key
 from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens
 from app.conversation.hub import Listener, process_hub
@@ -68,15 +68,14 @@ def init_app(app: Flask) -> None:
 def authenticate_stream() -> None:
     """Accept an API key header or a single-use `?token=` for this ticket; refuse before the handshake.
 
-    The key generation is read before the grant is checked, so a revocation that lands in
-    between is seen by the socket's first frame.
+    The tenant's key generation is read before the grant is checked, so a revocation that lands
+    in between is seen by the socket's first frame.
     """
     try:
         args = StreamArgs().load(request.args.to_dict())
     except ValidationError as err:
         abort(422, message="The request has invalid fields.", errors=err.messages)
     ticket_id = (request.view_args or {}).get("ticket_id")
-    g.stream_generation = current_generation()
     if args["token"]:
         redeemed = tokens.redeem_token(args["token"])
         actor = None
@@ -85,12 +84,14 @@ def authenticate_stream() -> None:
             if slug is not None and slug != redeemed.grant.tenant.slug:
                 abort(404, message="No such organization.")  # a token works only under its own tenant
             set_current_tenant(redeemed.grant.tenant)
+            g.stream_generation = current_generation(redeemed.grant.tenant.id)
             actor = live_actor(redeemed.grant)
         if actor is None:
             abort(401, message="The stream token is not valid, was used already or has expired.")
         set_actor(actor)
     else:
         authenticate_api_key(request.headers.get("Authorization", ""))
+        g.stream_generation = g.get("key_generation")  # None when unknown: the first frame re-checks
     ticket_for(current_actor(), ticket_id)
     db.session.remove()
     slot = Slot(current_tenant(), current_actor())
@@ -147,7 +148,7 @@ class TicketStream:
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
-        self.listener = Listener(ws.event)
+        self.listener = Listener(ws.event, grant.tenant.id)
         self.last_typing = -math.inf
 
     def run(self) -> None:
@@ -219,7 +220,7 @@ class TicketStream:
 
     def resync(self) -> None:
         """Every resync interval: re-check the grant, renew the socket's slot, catch up if behind."""
-        self.generation = current_generation()
+        self.generation = current_generation(self.grant.tenant.id)
         self.recheck_grant()
         self.slot.renew()
 
@@ -311,10 +312,11 @@ class TicketStream:
         """Re-check the grant if the key generation moved (or cannot be read); count a message frame."""
         limit = None
         if counted and self.actor.api_key_id is not None:
-            read = ratelimit.hit_and_read(self.grant.tenant.id, str(self.actor.api_key_id), GENERATION)
+            read = ratelimit.hit_and_read(self.grant.tenant.id, str(self.actor.api_key_id),
+                                          generation_key(self.grant.tenant.id))
             limit, generation = (read[0], read[1] or b"") if read is not None else (None, None)
         else:
-            generation = current_generation()
+            generation = current_generation(self.grant.tenant.id)
         if generation is None or generation != self.generation:
             self.recheck_grant()
             self.generation = generation

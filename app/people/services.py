@@ -16,7 +16,7 @@ from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
-from app.people.models import Team, TeamMember, User
+from app.people.models import ROLES, Team, TeamMember, User
 from app.people.passwords import check_password, hash_password, needs_rehash
 from tenants import ApiKey
 
@@ -96,6 +96,9 @@ def create_user(email: str, name: str, role: str, password: str | None = None,
 def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
     """Apply `actor`'s changes to a user: admins change anyone, others their name, password, availability."""
     user = user_or_404(user_id)
+    if "password" in changes and actor.user_id == user_id and ROLES.index(actor.role) > ROLES.index(user.role):
+        # A key acting below its user's role would otherwise sign in as the user, with the full role.
+        raise Forbidden("A key with a lesser role than its user cannot change the user's password.")
     if actor.role != "admin":
         if actor.user_id != user_id:
             raise Forbidden("Only admins can change other users.")

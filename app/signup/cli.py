@@ -7,13 +7,12 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from app.signup.services import sign_up
-from tenants import SlugTaken, slug_problem
-from tenants.cli import tenants
+from tenants import SlugTaken, slug_problem, tenant_commands
 
 
 def init_app(app: Flask) -> None:
-    if "create" not in tenants.commands:
-        tenants.add_command(create)
+    if "create" not in tenant_commands.commands:
+        tenant_commands.add_command(create)
 
 
 @click.command("create")

@@ -114,18 +114,22 @@ class TicketExport(MethodView):
     @blp.arguments(ExportArgs, location="query", unknown=RAISE)
     @blp.response(200, description="Every matching ticket, streamed, in number order.",
                   content_type="text/csv")
+    @blp.alt_response(503, response="DEFAULT_ERROR")
     def get(self, args):
         """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""
         fmt = args.pop("format")
         tenant = current_tenant()
         sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
         db.session.rollback()  # the export reads on its own connection; give this one back now
+        raw = export.open_connection()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return Response(
-            export.stream(db.engine, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
+        response = Response(
+            export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
             headers={"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
                      "X-Accel-Buffering": "no"},
         )
+        response.call_on_close(raw.close)  # also when the download ends before its first chunk
+        return response
 
 
 @blp.route("/tickets/<uuid:ticket_id>")

@@ -10,20 +10,25 @@ JSON never contains raw, so each line is one untouched JSON object.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from marshmallow import fields
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.auth.actor import Actor
+from app.errors import Unavailable
+from app.extensions import db
 from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 from tenants import compile_for_tenant
 
+_engine_lock = threading.Lock()
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
 
 
@@ -84,9 +89,34 @@ def copy_statement(stmt: sa.Select, fmt: str) -> tuple[str, dict[str, Any]]:
     return f"COPY ({rows}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", params
 
 
-def stream(engine: sa.Engine, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
-    """Yield the export in chunks; the connection goes back to the pool when the stream ends."""
-    raw = engine.raw_connection()
+def open_connection():
+    """Take a connection for one export from the exports' own pool; Unavailable when all are busy.
+
+    An export holds its connection for as long as its client takes to read, so exports never
+    draw on the pool that requests use: a few stalled downloads would otherwise leave every
+    other request of the process, whatever its tenant, waiting for a connection. At most
+    `EXPORT_CONCURRENCY` exports stream at once per process.
+    """
+    try:
+        return _export_engine().raw_connection()
+    except sa.exc.TimeoutError:
+        raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
+
+
+def _export_engine() -> sa.Engine:
+    engine = current_app.extensions.get("tms_export_engine")
+    if engine is None:
+        with _engine_lock:
+            engine = current_app.extensions.get("tms_export_engine")
+            if engine is None:
+                engine = sa.create_engine(db.engine.url, pool_size=current_app.config["EXPORT_CONCURRENCY"],
+                                          max_overflow=0, pool_timeout=1, pool_recycle=3600)
+                current_app.extensions["tms_export_engine"] = engine
+    return engine
+
+
+def stream(raw, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
+    """Yield the export in chunks from `raw` (see `open_connection`), which is returned when it ends."""
     try:
         with raw.cursor() as cursor, cursor.copy(sql, params) as copy:
             chunks = (bytes(chunk) for chunk in copy)

@@ -8,6 +8,8 @@ any schema name, for provisioning to run under the same search_path.
 from alembic import context
 from sqlalchemy import text
 
+from tenants.names import checked_schema
+
 config = context.config
 
 if context.is_offline_mode():
@@ -21,7 +23,7 @@ if context.is_offline_mode():
         context.run_migrations()
 else:
     connection = config.attributes["connection"]
-    schema = config.attributes["schema"]
+    schema = checked_schema(config.attributes["schema"])  # written into SQL below
     connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
     context.configure(connection=connection, version_table_schema=schema)
     with context.begin_transaction():

@@ -87,3 +87,26 @@ def test_without_redis_every_request_checks_the_key_in_postgres(services, tenant
     assert not _cached(cut_off, isolated.key)
     assert tenant.api.delete(f"/api/v1/api-keys/{body['id']}").status_code == 204
     assert isolated.get("/api/v1/users").status_code == 401
+
+
+def test_a_key_change_in_one_tenant_leaves_other_tenants_keys_cached(app, make_tenant, monkeypatch):
+    """Key generations are per tenant: one tenant's admin cannot flush every tenant's cached keys."""
+    from app.auth import request_auth
+
+    mine, theirs = make_tenant(), make_tenant()
+    _warm(mine.api, app)
+    verified = []
+    real_verify = request_auth.verify_key
+    monkeypatch.setattr(request_auth, "verify_key", lambda key: verified.append(key) or real_verify(key))
+    for _ in range(3):  # another tenant revokes keys and changes roles
+        temp = theirs.api.post("/api/v1/api-keys", json={"name": "temp"}).get_json()
+        assert theirs.api.delete(f"/api/v1/api-keys/{temp['id']}").status_code == 204
+    agent = theirs.user("agent")
+    assert theirs.api.patch(f"/api/v1/users/{agent['id']}", json={"role": "requester"}).status_code == 200
+    verified.clear()
+    assert mine.api.get("/api/v1/users").status_code == 200
+    assert verified == [], "this tenant's key went back to Postgres because another tenant changed its keys"
+    temp = mine.api.post("/api/v1/api-keys", json={"name": "temp"}).get_json()
+    assert mine.api.delete(f"/api/v1/api-keys/{temp['id']}").status_code == 204
+    assert mine.api.get("/api/v1/users").status_code == 200
+    assert verified != [], "a change in this tenant still sends its keys back to Postgres"

@@ -14,9 +14,9 @@ import redis
 import sqlalchemy as sa
 import websocket
 
-from app.auth.key_cache import GENERATION
+from app.auth.key_cache import generation_key
 from app.extensions import db
-from tenants import ApiKey
+from tenants import ApiKey, active_tenant
 from tenants.provisioning import set_status
 from tests import helpers
 
@@ -43,7 +43,9 @@ def test_a_frame_after_a_revocation_is_not_acted_on_even_if_the_announcement_was
         session.execute(sa.update(ApiKey).where(ApiKey.id == uuid.UUID(created["id"]))
                         .values(revoked_at=sa.func.now()))
         session.commit()
-    redis.Redis.from_url(services.redis_url).set(GENERATION, uuid.uuid4().hex)
+    with app.app_context():
+        tenant_id = active_tenant(tenant.slug).id
+    redis.Redis.from_url(services.redis_url).set(generation_key(tenant_id), uuid.uuid4().hex)
     helpers.send(ws, type="message", body="after revocation", internal=True)
     assert helpers.close_code(ws, timeout=5) == 1008
     assert "after revocation" not in _bodies(tenant, ticket)
@@ -153,3 +155,24 @@ def _opens(server, ticket, key) -> bool:
         return True
     except websocket.WebSocketBadStatusException:
         return False
+
+
+def test_a_key_change_in_another_tenant_does_not_recheck_this_tenants_sockets(make_tenant, in_tenant, server_a):
+    """Announcements are per tenant: another tenant's revocations cost this tenant's sockets nothing.
+
+    The probe: this socket's key is revoked behind the API's back (nothing announced for its
+    tenant), so a socket that re-checks closes with 1008; one that does not gets the next message.
+    """
+    mine, theirs = make_tenant(), make_tenant()
+    ticket = helpers.new_ticket(mine.api)
+    _, created, ws = _agent_socket(mine, server_a, ticket)
+    with in_tenant(mine) as session:
+        session.execute(sa.update(ApiKey).where(ApiKey.id == uuid.UUID(created["id"]))
+                        .values(revoked_at=sa.func.now()))
+        session.commit()
+    temp = theirs.api.post("/api/v1/api-keys", json={"name": "temp"}).get_json()
+    assert theirs.api.delete(f"/api/v1/api-keys/{temp['id']}").status_code == 204
+    # Published after the other tenant's announcement, on the same pub/sub connection: by the time
+    # it arrives, that announcement has been handled.
+    helpers.post_message(mine.api, ticket["id"], body="after the other tenant's change")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "after the other tenant's change"

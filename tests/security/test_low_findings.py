@@ -84,3 +84,24 @@ def test_the_app_refuses_to_start_without_a_secret_key(services, monkeypatch):
     config = app_config(services)
     del config["SECRET_KEY"]
     assert create_app(config).secret_key == "from-the-environment"
+
+
+@pytest.mark.parametrize("target", ["//[evil", "http://[::1", "\\\\[", "/\t/[x]", "https://[evil.example/"])
+def test_a_next_that_is_not_a_url_goes_home_instead_of_failing(app, tenant, target):
+    resp = _login(app.test_client(), tenant, target)
+    assert resp.status_code == 302, resp.status_code
+    assert resp.headers["Location"] == f"/t/{tenant.slug}/"
+
+
+@pytest.mark.parametrize("escape", ["/../../t/other-tenant/", "/../../evil", "/%2e%2e/%2E%2E/t/other-tenant/",
+                                    "/a/../../../evil", "/./../evil"])
+def test_dot_segments_in_next_do_not_climb_out_of_the_tenant(app, tenant, escape):
+    resp = _login(app.test_client(), tenant, f"/t/{tenant.slug}{escape}")
+    assert resp.status_code == 302
+    location = resp.headers["Location"]
+    assert location == f"/t/{tenant.slug}/", location
+
+
+def test_dot_segments_that_stay_inside_the_tenant_are_resolved(app, tenant):
+    resp = _login(app.test_client(), tenant, f"/t/{tenant.slug}/tickets/../tickets/new?x=1")
+    assert resp.headers["Location"] == f"/t/{tenant.slug}/tickets/new?x=1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 
@@ -163,3 +164,58 @@ def test_the_client_address_comes_only_through_trusted_proxies(services):
     # Behind one trusted proxy each forwarded client is counted on its own.
     assert signup(trusting, f"198.51.{int(time.time()) % 250}.1").status_code == 201
     assert signup(trusting, f"198.51.{int(time.time()) % 250}.2").status_code == 201
+
+
+def test_concurrent_guesses_are_counted_before_any_is_checked(strict_app, tenant, monkeypatch):
+    """Guesses sent at once may not all pass the throttle before the first failure is counted."""
+    from app.people import services as people_services
+
+    guesses = 8
+    checked, answered = [], []
+    lock = threading.Condition()
+    release = threading.Event()
+
+    def gated_check(password_hash, password):
+        with lock:
+            checked.append(password)
+            lock.notify_all()
+        release.wait(30)
+        return False
+
+    monkeypatch.setattr(people_services, "check_password", gated_check)
+    address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+
+    def guess(i: int) -> None:
+        status = _login(strict_app.test_client(), tenant, f"guess {i}", address=address).status_code
+        with lock:
+            answered.append(status)
+            lock.notify_all()
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(guesses)]
+    for thread in threads:
+        thread.start()
+    with lock:  # every guess is either waiting inside the password check or answered already
+        assert lock.wait_for(lambda: len(checked) + len(answered) == guesses, timeout=60)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert len(checked) == strict_app.config["LOGIN_MAX_FAILURES"], "only the allowed tries reach the password"
+    assert sorted(answered) == [401] * 3 + [429] * (guesses - 3)
+    assert _login(strict_app.test_client(), tenant, tenant.admin_password, address=address).status_code == 429
+
+
+def test_failure_counters_expire_with_their_window(strict_app, tenant):
+    """Counters that never expired would lock an address or account out for good."""
+    from app.auth import throttle
+    from app.extensions import db, redis_client
+    from tenants import active_tenant
+
+    address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    assert _login(strict_app.test_client(), tenant, "wrong password", address=address).status_code == 401
+    with strict_app.test_request_context(environ_base={"REMOTE_ADDR": address}):
+        ref = active_tenant(tenant.slug).ref()
+        db.session.rollback()
+        counters = throttle._keys(ref, tenant.admin_email)
+        for name, (key, _, window) in counters.items():
+            assert redis_client().get(key) is not None, name
+            assert 0 < redis_client().ttl(key) <= window, (name, redis_client().ttl(key))
