@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -62,6 +63,16 @@ def _iso(value: datetime) -> str:
 
 def _list(value: list) -> list:
     return list(value)
+
+
+class EmailAddress(fields.Email):
+    """An email address without invisible or line-separating characters (no lookalike addresses)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        address = super()._deserialize(value, attr, data, **kwargs)
+        if any(unicodedata.category(c) in ("Cf", "Zl", "Zp", "Zs", "Cc") for c in address):
+            raise ValidationError("Not a valid email address.")
+        return address
 
 
 class WholeNumber(fields.Integer):

@@ -1,7 +1,8 @@
 """Headers every response carries: what a browser may load, frame and send on, and what may be cached.
 
-Pages get a Content-Security-Policy with no inline scripts and `frame-ancestors 'none'`
-(no clickjacking), `X-Content-Type-Options: nosniff` and a strict Referrer-Policy. API responses
+Pages get `Cache-Control: no-store` (they show one organization's data), a Content-Security-Policy
+with no inline scripts and `frame-ancestors 'none'` (no clickjacking), `X-Content-Type-Options:
+nosniff` and a strict Referrer-Policy. API responses
 are `Cache-Control: no-store` (they carry tenant data and keys), and nosniff too. Served over
 https, responses also carry HSTS. A view that sets a header itself (a download's sandboxing
 CSP, say) keeps it.
@@ -35,6 +36,9 @@ def add_security_headers(response: Response) -> Response:
                            DOCS_CSP if request.path.startswith("/api/v1/docs") else PAGE_CSP)
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
+        if request.blueprint != "static" and not request.path.startswith("/static/"):
+            # Pages show one organization's data: no shared cache, no back-button copy after sign-out.
+            headers.setdefault("Cache-Control", "no-store")
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", HSTS)
     return response

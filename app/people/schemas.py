@@ -5,12 +5,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.people.models import ROLES
-from app.schemas import Flag, WholeNumber, tag_list
+from app.schemas import EmailAddress, Flag, WholeNumber, tag_list
 
 
 class UserSchema(Schema):
     id = fields.UUID(dump_only=True)
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = EmailAddress(required=True, validate=validate.Length(max=254))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
@@ -22,7 +22,7 @@ class UserSchema(Schema):
 
 
 class UserPatchSchema(Schema):
-    email = fields.Email(validate=validate.Length(max=254))
+    email = EmailAddress(validate=validate.Length(max=254))
     name = fields.String(validate=validate.Length(min=1, max=200))
     role = fields.String(validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))

@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from app.api_common import api_blueprint
 from app.auth.throttle import signup_wait
 from app.extensions import db
+from app.schemas import EmailAddress
 from app.signup.services import sign_up
 from tenants import SlugTaken, slug_problem
 
@@ -22,7 +23,7 @@ def register(api: Api) -> None:
 class SignupSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     slug = fields.String(required=True)
-    admin_email = fields.Email(required=True, validate=validate.Length(max=254))
+    admin_email = EmailAddress(required=True, validate=validate.Length(max=254))
     admin_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
     admin_name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
 

@@ -84,7 +84,8 @@ def copy_statement(stmt: sa.Select, fmt: str) -> tuple[str, dict[str, Any]]:
     """Return the `COPY ... TO STDOUT` SQL for `stmt` in the current tenant's schema, with its parameters."""
     sql, params = compile_for_tenant(stmt)
     if fmt == "csv":
-        return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params
+        # Every cell quoted, so a separator inside one (`a;=1+1` where `;` separates) never splits it.
+        return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true, FORCE_QUOTE *)", params
     rows = f"SELECT row_to_json(export_row) FROM ({sql}) AS export_row"
     return f"COPY ({rows}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", params
 

@@ -105,3 +105,22 @@ def test_dot_segments_in_next_do_not_climb_out_of_the_tenant(app, tenant, escape
 def test_dot_segments_that_stay_inside_the_tenant_are_resolved(app, tenant):
     resp = _login(app.test_client(), tenant, f"/t/{tenant.slug}/tickets/../tickets/new?x=1")
     assert resp.headers["Location"] == f"/t/{tenant.slug}/tickets/new?x=1"
+
+
+def test_csv_cells_are_all_quoted_so_another_separator_cannot_split_them(tenant):
+    new_ticket(tenant.api, "a;=1+1")
+    text = tenant.api.get("/api/v1/tickets/export?format=csv").data.decode()
+    row = text.splitlines()[1]
+    assert row.startswith('"') and '"a;=1+1"' in row
+
+
+def test_pages_are_not_cached(app, tenant):
+    page = app.test_client().get(f"/t/{tenant.slug}/login")
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("email", ["a\u2028b@example.com", "ad\u200bmin@example.com", "a\u00a0b@example.com",
+                                   "a\u202e@example.com"])
+def test_emails_with_invisible_characters_are_refused(tenant, email):
+    resp = tenant.api.post("/api/v1/users", json={"email": email, "name": "x", "role": "agent"})
+    assert resp.status_code == 422 and "email" in resp.get_json()["errors"]
