@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         health,
         http_errors,
         input_guard,
+        outbox,
         realtime,
         security_headers,
         seed,
@@ -40,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.conversation import api as conversation_api
     from app.conversation import stream
     from app.dashboard import api as dashboard_api
+    from app.events import api as events_api
     from app.media import api as media_api
     from app.media import cli as media_cli
     from app.media import handlers as media_handlers
@@ -53,6 +55,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.signup import ui as signup_ui
     from app.tickets import api as tickets_api
     from app.ui import views as ui_views
+    from app.webhooks import api as webhooks_api
+    from app.webhooks import delivery as webhook_delivery
     from tenants import TenantPathMiddleware, guard_checkouts, init_cli
 
     # Infrastructure
@@ -74,10 +78,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     docs_assets.init_app(app)
     # Work after commit: live events, outbox rows to RQ, and the outbox handlers jobs run
     realtime.init_app(app)
+    outbox.init_app(app)
     outbox_dispatch.init_app(app)
     assignment_handlers.init_app(app)
     media_services.init_app(app)
     media_handlers.init_app(app)
+    webhook_delivery.init_app(app)
     # The API
     signup_api.register(extensions.api)
     people_api.register(extensions.api)
@@ -88,6 +94,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     audit_api.register(extensions.api)
     dashboard_api.register(extensions.api)
     media_api.register(extensions.api)
+    webhooks_api.register(extensions.api)
+    events_api.register(extensions.api)
     stream.init_app(app)
     # Pages
     auth_ui.init_app(app)

@@ -96,6 +96,15 @@ class Config:
         self.CLAMD_HOST = os.environ.get("CLAMD_HOST", "")
         self.CLAMD_PORT = _int("CLAMD_PORT", 3310)
         self.CLAMD_TIMEOUT = _float("CLAMD_TIMEOUT", 60)
+        # Events and webhooks (app/outbox, app/webhooks)
+        self.EVENT_RETENTION_DAYS = _int("EVENT_RETENTION_DAYS", 30)
+        self.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _flag("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+        self.WEBHOOK_CONNECT_TIMEOUT = _float("WEBHOOK_CONNECT_TIMEOUT", 3)
+        self.WEBHOOK_READ_TIMEOUT = _float("WEBHOOK_READ_TIMEOUT", 5)
+        self.WEBHOOK_TOTAL_TIMEOUT = _float("WEBHOOK_TOTAL_TIMEOUT", 10)
+        self.WEBHOOK_MAX_ATTEMPTS = _int("WEBHOOK_MAX_ATTEMPTS", 15)
+        self.WEBHOOK_RETRY_BASE_SECONDS = _float("WEBHOOK_RETRY_BASE_SECONDS", 30)
+        self.WEBHOOK_RETRY_MAX_SECONDS = _float("WEBHOOK_RETRY_MAX_SECONDS", 4 * 3600)
         # flask-smorest / OpenAPI
         self.API_TITLE = "Ticket Management System"
         self.API_VERSION = "v1"

@@ -51,10 +51,23 @@ class Api(SmorestApi):
             return api_error_response(error)
         return html_error_response(error)
 
-    def register_blueprint(self, blp, **options):
-        """Register an API blueprint; API calls authenticate by key, so they need no CSRF token."""
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Register an API blueprint, documented under its human tag (`Tickets`, not `api_tickets`).
+
+        API calls authenticate by key, so they need no CSRF token.
+        """
         csrf.exempt(blp)
-        return super().register_blueprint(blp, **options)
+        name = options.get("name", blp.name)
+        tag = getattr(blp, "tag", name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        blp.register_views_in_doc(self, self._app, self.spec, name=name, parameters=parameters)
+        for operations in self.spec._paths.values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and operation.get("tags") == [name]:
+                    operation["tags"] = [tag]
+        if tag not in {t["name"] for t in self.spec._tags}:
+            self.spec.tag({"name": tag, "description": blp.description})
 
     def _api_blueprints(self) -> set[str]:
         return {name for name in current_app.blueprints if name.startswith("api_")}

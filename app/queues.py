@@ -6,7 +6,7 @@ from rq import Queue, Retry
 
 from app.extensions import redis_client
 
-QUEUES = ("assignment", "media", "default")
+QUEUES = ("assignment", "media", "webhooks", "default")
 # Backoff between retries of a failing job; after the last, it lands in RQ's failed registry.
 RETRY = Retry(max=5, interval=[1, 5, 15, 60, 300])
 

@@ -27,7 +27,7 @@ from flask import Flask
 
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
-from app.outbox.models import OutboxEvent
+from app.outbox.models import Event, OutboxRow
 from tenants import active_tenant, tenant_context
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def run_outbox_row(slug: str, row_id: int) -> str:
             return "tenant gone or suspended"
         with tenant_context(tenant.ref()):
             name = db.session.execute(
-                sa.select(OutboxEvent.handler).where(OutboxEvent.id == row_id)).scalar_one_or_none()
+                sa.select(OutboxRow.handler).where(OutboxRow.id == row_id)).scalar_one_or_none()
             db.session.rollback()
             if name is None or name not in BY_NAME:
                 return "no such row or handler"
@@ -72,22 +72,24 @@ def run_outbox_row(slug: str, row_id: int) -> str:
 
 
 def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
-    row = db.session.execute(
-        sa.select(OutboxEvent).where(OutboxEvent.id == row_id, OutboxEvent.processed_at.is_(None))
-        .with_for_update(skip_locked=True)
-    ).scalar_one_or_none()
-    if row is None:
+    found = db.session.execute(
+        sa.select(OutboxRow, Event.payload).join(Event, Event.id == OutboxRow.event_id)
+        .where(OutboxRow.id == row_id, OutboxRow.processed_at.is_(None))
+        .with_for_update(of=OutboxRow, skip_locked=True)
+    ).first()
+    if found is None:
         db.session.rollback()
         return "already processed or in progress"
+    row, payload = found
     try:
-        handler.func(row.payload)
+        handler.func(payload)
         row.processed_at = datetime.now(UTC)
         row.attempts += 1
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
-        db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id == row_id).values(
-            attempts=OutboxEvent.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]))
+        db.session.execute(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(
+            attempts=OutboxRow.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]))
         db.session.commit()
         if reraise:
             raise
@@ -96,14 +98,15 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
     return "done"
 
 
-def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[OutboxEvent]:
-    stmt = (sa.select(OutboxEvent)
-            .where(OutboxEvent.handler == handler.name, OutboxEvent.processed_at.is_(None),
-                   sa.or_(OutboxEvent.last_error.is_(None), OutboxEvent.id == own_id))
-            .order_by(OutboxEvent.id).limit(BATCH_SIZE).with_for_update(skip_locked=True))
+def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[sa.Row]:
+    """Lock up to BATCH_SIZE pending rows of the handler; return (id, payload) of each."""
+    stmt = (sa.select(OutboxRow.id, Event.payload).join(Event, Event.id == OutboxRow.event_id)
+            .where(OutboxRow.handler == handler.name, OutboxRow.processed_at.is_(None),
+                   sa.or_(OutboxRow.last_error.is_(None), OutboxRow.id == own_id))
+            .order_by(OutboxRow.id).limit(BATCH_SIZE).with_for_update(of=OutboxRow, skip_locked=True))
     if failed:
-        stmt = stmt.where(OutboxEvent.id.not_in(failed))
-    return list(db.session.execute(stmt).scalars())
+        stmt = stmt.where(OutboxRow.id.not_in(failed))
+    return list(db.session.execute(stmt))
 
 
 def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
@@ -127,8 +130,8 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
         try:
             run_batch([r.payload for r in rows])
             db.session.execute(
-                sa.update(OutboxEvent).where(OutboxEvent.id.in_(ids))
-                .values(processed_at=datetime.now(UTC), attempts=OutboxEvent.attempts + 1)
+                sa.update(OutboxRow).where(OutboxRow.id.in_(ids))
+                .values(processed_at=datetime.now(UTC), attempts=OutboxRow.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
             db.session.commit()
@@ -146,3 +149,18 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
         # RQ retries this job with backoff; the other rows are done or left to their relay
         raise RuntimeError(f"outbox row {own_id} of {slug} failed; see its last_error")
     return f"done, {done} rows"
+
+
+def run_webhook_delivery(slug: str, delivery_id: str) -> str:
+    """Make one attempt at a webhook delivery of tenant `slug` (see `app.webhooks.delivery`)."""
+    import uuid
+
+    from app.webhooks.delivery import deliver
+
+    with worker_app().app_context():
+        tenant = active_tenant(slug)
+        db.session.rollback()
+        if tenant is None:
+            return "tenant gone or suspended"
+        with tenant_context(tenant.ref()):
+            return deliver(uuid.UUID(delivery_id))

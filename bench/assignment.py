@@ -148,7 +148,7 @@ def _backlog_rate(ctx: BenchContext, workers: int) -> float:
     from app.auth.actor import Actor
     from app.extensions import db
     from app.outbox.dispatch import enqueue_rows
-    from app.outbox.models import OutboxEvent
+    from app.outbox.models import Event, OutboxRow
     from app.tickets.services import create_ticket
     from tenants.context import tenant_context
     from tenants.resolution import active_tenant
@@ -173,9 +173,9 @@ def _backlog_rate(ctx: BenchContext, workers: int) -> float:
                             db.session.commit()
                     db.session.commit()
                     rows = db.session.execute(
-                        sa.select(OutboxEvent.id, OutboxEvent.handler)
-                        .where(OutboxEvent.topic == "ticket.created", OutboxEvent.processed_at.is_(None))
-                        .order_by(OutboxEvent.id)
+                        sa.select(OutboxRow.id, OutboxRow.handler).join(Event, Event.id == OutboxRow.event_id)
+                        .where(Event.type == "ticket.created", OutboxRow.processed_at.is_(None))
+                        .order_by(OutboxRow.id)
                     ).all()
                     db.session.rollback()
                 jobs.append([(slug, [(r.id, r.handler) for r in rows[k:k + 50]]) for k in range(0, len(rows), 50)])

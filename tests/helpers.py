@@ -5,6 +5,8 @@ A library, not a test module: fixtures that use these live in conftest.py files.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import time
@@ -212,3 +214,28 @@ def close_code(ws, timeout: float = 10) -> int:
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return int.from_bytes(data[:2], "big")
     raise TimeoutError(f"the server did not close the socket within {timeout}s")
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes, now: float | None = None,
+           tolerance: int = 300) -> bool:
+    """Verify a delivery as docs/api.md tells receivers to: fresh timestamp, any matching signature."""
+    stamp = headers["X-Webhook-Timestamp"]
+    if abs((now or time.time()) - int(stamp)) > tolerance:
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, s.strip()) for s in headers["X-Signature"].split(","))
+
+
+def subscribe_webhook(tenant, url: str, events: list[str] | None = None, **fields) -> dict:
+    resp = tenant.api.post("/api/v1/webhooks", json={"url": url, "events": events or ["ticket.created"], **fields})
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def webhook_attempts(tenant, webhook: dict, **query) -> list[dict]:
+    resp = tenant.api.get(f"/api/v1/webhooks/{webhook['id']}/deliveries", query_string={"limit": 200, **query})
+    assert resp.status_code == 200, resp.get_json()
+    return list(reversed(resp.get_json()["items"]))  # oldest first

@@ -17,7 +17,8 @@ from app.people.models import ROLES
 from app.schemas import WholeNumber
 
 MAX_GRACE = 7 * 24 * 3600
-blp = api_blueprint("api_keys", "API keys: each acts with its role as its user, in its tenant only.")
+blp = api_blueprint("api_keys", "API keys: each acts with its role as its user, in its tenant only.",
+                    tag="API keys")
 
 
 def register(api: Api) -> None:

@@ -21,7 +21,8 @@ from app.extensions import db
 from app.idempotency import idempotent
 from app.pagination import PageArgs, page_body, page_schema
 
-blp = api_blueprint("assignment", "Assignment rules, and the recorded reason for each assignment.")
+blp = api_blueprint("assignment", "Assignment rules, and the recorded reason for each assignment.",
+                    tag="Assignment")
 
 
 def register(api: Api) -> None:

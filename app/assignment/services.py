@@ -45,6 +45,7 @@ from app.pagination import SortKey, page
 from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
+from app.tickets.services import event_data
 
 PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "required_skills", "enabled")
@@ -384,7 +385,7 @@ def _assign(run: _Run, ticket: Ticket, route: Route, pick: Pick, from_queue: boo
     audit.record("ticket", ticket.id, "assigned", before=before,
                  after={"assignee_id": ticket.assignee_id, "team_id": ticket.team_id, "status": ticket.status})
     emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(agent.id),
-                             "team_id": str(route.team_id), "source": "auto"})
+                             "team_id": str(route.team_id), "source": "auto"}, event_data(ticket, source="auto"))
     run.changed.append(ticket)
     return decision
 
@@ -425,7 +426,8 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     db.session.add(decision)
     if assignee_id is not None:
         emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(assignee_id),
-                                 "team_id": str(team_id) if team_id else None, "source": "manual"})
+                                 "team_id": str(team_id) if team_id else None, "source": "manual"},
+             event_data(ticket, source="manual"))
     if (previous_assignee_id is not None and previous_assignee_id != assignee_id) or assignee_id is None:
         emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id)})
     return decision

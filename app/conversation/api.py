@@ -22,7 +22,8 @@ from app.idempotency import idempotent
 from app.pagination import page_body, page_schema
 from tenants import current_tenant
 
-blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads, internal notes, live stream.")
+blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads, internal notes, live stream.",
+                    tag="Conversation")
 
 
 def register(api: Api) -> None:
@@ -39,7 +40,7 @@ def _error(description: str) -> dict:
 
 
 STREAM_OPERATION = {
-    "tags": ["conversation"],
+    "tags": ["Conversation"],
     "summary": "Open the ticket's live stream (WebSocket).",
     "description": (
         "Upgrade to a WebSocket. Authenticate with the Authorization header or `?token=` from "

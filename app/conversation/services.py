@@ -16,6 +16,7 @@ from app.conversation.schemas import MessageSchema
 from app.errors import Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.media.services import hide_attachments_of, link_attachments
+from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
@@ -84,7 +85,9 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     # The message object never joins the session; its attachments are set as loaded, not as a change.
     set_committed_value(message, "attachments",
                         link_attachments(actor, ticket_id, message.id, internal, attachment_ids or []))
-    publish_after_commit(ticket_id, {"type": "message.created", "message": message_json(message)})
+    body_json = message_json(message)
+    publish_after_commit(ticket_id, {"type": "message.created", "message": body_json})
+    emit("message.created", {"ticket_id": str(ticket_id), "message_id": str(message.id)}, {"message": body_json})
     return message
 
 

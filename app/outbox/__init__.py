@@ -1,24 +1,46 @@
-"""The transactional outbox: background work written in the same transaction as its cause.
+"""The transactional outbox: events recorded in the same transaction as their cause.
 
-`emit(topic, payload)` adds one outbox row per handler subscribed to the topic. After the commit
-the rows are handed to RQ at once (the fast path); the relay (`flask outbox relay`) re-enqueues
-any row still unprocessed after a while, which covers a Redis outage or a killed worker. A job
-locks its row, runs the handler and marks the row processed in one transaction, so a row's work
-takes effect exactly once however often it is delivered.
+`emit(topic, payload, data)` records the event once, in the `events` table, as the transaction
+commits (after its last flush, so `data` may be a function that describes the state the
+transaction leaves behind). Each handler subscribed to the topic gets an outbox row that points
+at the event; other areas hang their own work off recorded events with `on_record` (webhook
+deliveries do). After the commit the rows are handed to RQ at once (the fast path); the relay
+(`flask outbox relay`) re-enqueues any row still unprocessed after a while, which covers a Redis
+outage or a killed worker. A job locks its row, runs the handler and marks the row processed in
+one transaction, so a row's work takes effect exactly once however often it is delivered.
+
+Events with `data` are public: the event feed serves them and webhooks deliver them. Events
+without are internal signals between areas (the queue changed, an upload waits for its scan).
+Events are kept `EVENT_RETENTION_DAYS` (30), then purged by the relay.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
 
 from app import unit_of_work
 from app.extensions import db
 from tenants import current_tenant
 
 Payload = dict[str, Any]
+Data = dict[str, Any] | Callable[[], dict[str, Any]] | None
 OUTBOX_ROWS = "outbox_rows"
+EVENTS = "events"
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as written: its row id, public id, type and public data (None if internal)."""
+
+    id: int
+    uid: uuid.UUID
+    type: str
+    data: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -33,6 +55,7 @@ class Handler:
 
 HANDLERS: dict[str, list[Handler]] = {}
 BY_NAME: dict[str, Handler] = {}
+RECORDERS: list[Callable[[list[RecordedEvent]], None]] = []
 
 
 def subscribe(topic: str, queue: str = "default",
@@ -53,14 +76,39 @@ def subscribe(topic: str, queue: str = "default",
     return decorator
 
 
-def emit(topic: str, payload: Payload) -> None:
-    """Write the event for each subscribed handler into the current transaction."""
-    from app.outbox.models import OutboxEvent
+def on_record(recorder: Callable[[list[RecordedEvent]], None]) -> None:
+    """Make `recorder(events)` run in each transaction that records events, right after they are written."""
+    if recorder not in RECORDERS:
+        RECORDERS.append(recorder)
 
-    rows = [OutboxEvent(topic=topic, handler=h.name, payload=payload) for h in HANDLERS.get(topic, ())]
-    if not rows:
-        return
-    db.session.add_all(rows)
-    slug = current_tenant().slug
-    for row in rows:
-        unit_of_work.after_commit(OUTBOX_ROWS, (slug, row))
+
+def emit(topic: str, payload: Payload, data: Data = None) -> None:
+    """Record an event in the current transaction: for handlers `payload`, for integrators `data`.
+
+    `data` may be a function: it is called as the transaction commits, after its last flush, so
+    the event carries the state the transaction leaves (a ticket's new version, say).
+    """
+    unit_of_work.at_commit(EVENTS, (topic, payload, data))
+
+
+def _record(items: list[tuple[str, Payload, Data]]) -> None:
+    """Write the events a transaction emitted, their handlers' outbox rows, and what hangs off them."""
+    from app.outbox.models import Event, OutboxRow
+
+    values = [{"type": topic, "payload": payload, "data": data() if callable(data) else data}
+              for topic, payload, data in items]
+    written = db.session.execute(
+        insert(Event).returning(Event.id, Event.uid, sort_by_parameter_order=True), values).all()
+    recorded = [RecordedEvent(row.id, row.uid, v["type"], v["data"]) for row, v in zip(written, values, strict=True)]
+    rows = [{"event_id": event.id, "handler": h.name} for event in recorded for h in HANDLERS.get(event.type, ())]
+    if rows:
+        slug = current_tenant().slug
+        for row in db.session.execute(
+                insert(OutboxRow).returning(OutboxRow.id, OutboxRow.handler, sort_by_parameter_order=True), rows):
+            unit_of_work.after_commit(OUTBOX_ROWS, (slug, row.id, row.handler))
+    for recorder in RECORDERS:
+        recorder(recorded)
+
+
+def init_app(app) -> None:
+    unit_of_work.handle_at_commit(EVENTS, _record)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -25,7 +27,7 @@ from flask import Flask, current_app
 from app import unit_of_work
 from app.extensions import db, redis_client
 from app.outbox import BY_NAME, OUTBOX_ROWS
-from app.outbox.models import OutboxEvent
+from app.outbox.models import Event, OutboxRow
 from app.queues import RETRY, queue
 from tenants import active_tenants, tenant_context, tenants_having
 
@@ -37,14 +39,13 @@ def init_app(app: Flask) -> None:
     unit_of_work.handle(OUTBOX_ROWS, _enqueue_committed)
 
 
-def _enqueue_committed(rows: list[tuple[str, OutboxEvent]]) -> None:
+def _enqueue_committed(rows: list[tuple[str, int, str]]) -> None:
     """The fast path: hand the rows a transaction wrote to RQ as soon as it commits."""
     if not current_app.config["OUTBOX_FAST_PATH"]:
         return
     by_tenant: dict[str, list[tuple[int, str]]] = {}
-    for slug, row in rows:
-        # The identity, not `row.id`: reading an attribute of a committed object would reload it.
-        by_tenant.setdefault(slug, []).append((sa.inspect(row).identity[0], row.handler))
+    for slug, row_id, handler in rows:
+        by_tenant.setdefault(slug, []).append((row_id, handler))
     for slug, jobs in by_tenant.items():
         enqueue_rows(slug, jobs)
 
@@ -104,11 +105,11 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
     redeliver = timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AFTER"])
     now = datetime.now(UTC)
     rows = db.session.execute(
-        sa.select(OutboxEvent.id, OutboxEvent.handler, OutboxEvent.last_error)
-        .where(OutboxEvent.processed_at.is_(None),
-               sa.or_(OutboxEvent.enqueued_at.is_(None), OutboxEvent.enqueued_at < now - redeliver),
-               OutboxEvent.created_at < now - redeliver / 10)
-        .order_by(OutboxEvent.id).limit(batch).with_for_update(skip_locked=True)
+        sa.select(OutboxRow.id, OutboxRow.handler, OutboxRow.last_error)
+        .where(OutboxRow.processed_at.is_(None),
+               sa.or_(OutboxRow.enqueued_at.is_(None), OutboxRow.enqueued_at < now - redeliver),
+               OutboxRow.created_at < now - redeliver / 10)
+        .order_by(OutboxRow.id).limit(batch).with_for_update(skip_locked=True)
     ).all()
     unknown = {r.handler for r in rows if r.handler not in BY_NAME}
     if unknown:
@@ -125,10 +126,28 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
     if not rows or not enqueue_rows(slug, jobs, coalesce=False):
         db.session.rollback()
         return 0
-    db.session.execute(sa.update(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows]))
+    db.session.execute(sa.update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows]))
                        .values(enqueued_at=now))
     db.session.commit()
     return len(rows)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """More work the relay hands on: tenants whose `table` has a row where `condition` holds get `run(slug, age)`."""
+
+    table: str
+    condition: str
+    run: Callable[[str, float], int]
+
+
+SWEEPS: list[Sweep] = []
+
+
+def add_sweep(sweep: Sweep) -> None:
+    """Make the relay also sweep `sweep.table` (webhook deliveries use this)."""
+    if all(s.table != sweep.table for s in SWEEPS):
+        SWEEPS.append(sweep)
 
 
 def relay_once() -> int:
@@ -139,27 +158,67 @@ def relay_once() -> int:
     """
     tenants = active_tenants()
     db.session.rollback()
-    overdue = tenants_having(tenants, "outbox", "processed_at is null and created_at < now() - "
-                                                "make_interval(secs => :age)",
-                             {"age": current_app.config["OUTBOX_REDELIVER_AFTER"] / 10})
+    age = current_app.config["OUTBOX_REDELIVER_AFTER"]
+    sweeps = [Sweep("outbox", "processed_at is null and created_at < now() - make_interval(secs => :age)",
+                    lambda slug, _age: relay_tenant(slug)), *SWEEPS]
     total = 0
-    for ref in overdue:
-        with tenant_context(ref):
-            try:
-                total += relay_tenant(ref.slug)
-            except sa.exc.SQLAlchemyError as exc:
-                db.session.rollback()
-                log.warning("relay skipped %s: %s", ref.slug, exc)
+    for sweep in sweeps:
+        for ref in tenants_having(tenants, sweep.table, sweep.condition, {"age": age / 10}):
+            with tenant_context(ref):
+                try:
+                    total += sweep.run(ref.slug, age)
+                except sa.exc.SQLAlchemyError as exc:
+                    db.session.rollback()
+                    log.warning("relay skipped %s of %s: %s", sweep.table, ref.slug, exc)
     return total
 
 
-def relay_forever(interval: float = 2.0) -> None:
-    """Run the relay until stopped."""
+def purge_events(slug: str, batch: int = 5000) -> int:
+    """Delete the tenant's events older than EVENT_RETENTION_DAYS whose handlers are done; return how many.
+
+    Their outbox rows, webhook deliveries and delivery log go with them.
+    """
+    cutoff = datetime.now(UTC) - timedelta(days=current_app.config["EVENT_RETENTION_DAYS"])
+    pending = sa.select(OutboxRow.id).where(OutboxRow.event_id == Event.id, OutboxRow.processed_at.is_(None))
+    total = 0
+    while True:
+        doomed = sa.select(Event.id).where(Event.created_at < cutoff, ~pending.exists()).limit(batch)
+        deleted = db.session.execute(sa.delete(Event).where(Event.id.in_(doomed.scalar_subquery()))).rowcount
+        db.session.commit()
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def purge_once() -> int:
+    """Purge old events in every active tenant that has any; return how many were deleted."""
+    tenants = active_tenants()
+    db.session.rollback()
+    total = 0
+    for ref in tenants_having(tenants, "events", "created_at < now() - make_interval(days => :days)",
+                              {"days": current_app.config["EVENT_RETENTION_DAYS"]}):
+        with tenant_context(ref):
+            try:
+                total += purge_events(ref.slug)
+            except sa.exc.SQLAlchemyError as exc:
+                db.session.rollback()
+                log.warning("purge skipped %s: %s", ref.slug, exc)
+    return total
+
+
+def relay_forever(interval: float = 2.0, purge_every: float = 3600.0) -> None:
+    """Run the relay until stopped; purge expired events every `purge_every` seconds."""
+    next_purge = time.monotonic()
     while True:
         try:
             enqueued = relay_once()
             if enqueued:
-                log.info("relay enqueued %d outbox rows", enqueued)
+                log.info("relay enqueued %d outbox rows and deliveries", enqueued)
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + purge_every
+                purged = purge_once()
+                if purged:
+                    log.info("purged %d expired events", purged)
         except sa.exc.OperationalError as exc:
             db.session.rollback()
             log.warning("relay waiting for the database: %s", exc)

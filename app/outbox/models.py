@@ -1,28 +1,64 @@
-"""Outbox rows: one per (event, handler), processed at least once, idempotently."""
+"""Events, recorded once each, and the outbox rows of the handlers that run for them.
+
+`events` is the durable record of everything that happened in a tenant, in the order the event
+feed serves it; `outbox` holds one row per (event, handler), processed at least once,
+idempotently. Webhook deliveries hang off events the same way (`app.webhooks.models`).
+"""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
 
+# The id of the writing transaction, as a number that never wraps (PostgreSQL's 64-bit xid8).
+CURRENT_TXID = sa.text("(pg_current_xact_id()::text::bigint)")
 
-class OutboxEvent(db.Model):
-    __tablename__ = "outbox"
+
+class Event(db.Model):
+    """Something that happened: `payload` is what handlers are given, `data` what integrators see.
+
+    Internal events (`data` null) drive background work only; public ones are served by the
+    event feed and delivered to webhooks. `txid` is the writing transaction's id, which orders
+    the feed safely against concurrent writers (see `app.events.services`).
+    """
+
+    __tablename__ = "events"
     __table_args__ = (
-        sa.Index("ix_outbox_pending", "id", postgresql_where=sa.text("processed_at is null")),
+        sa.Index("ix_events_feed", "txid", "id", postgresql_where=sa.text("data is not null")),
+        sa.Index("ix_events_created", "created_at"),
         TENANT_SCHEMA,
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    topic: Mapped[str] = mapped_column(sa.String(40))
-    handler: Mapped[str] = mapped_column(sa.String(80))
+    uid: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True,
+                                           server_default=sa.text("gen_random_uuid()"))
+    type: Mapped[str] = mapped_column(sa.String(40))
     payload: Mapped[dict] = mapped_column(JSONB)
+    data: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True))
+    txid: Mapped[int] = mapped_column(sa.BigInteger, server_default=CURRENT_TXID)
+    created_at: Mapped[datetime] = created_at()
+
+
+class OutboxRow(db.Model):
+    """One handler's work for one event."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "id", postgresql_where=sa.text("processed_at is null")),
+        sa.Index("ix_outbox_event", "event_id"),
+        TENANT_SCHEMA,
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    event_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("tenant.events.id", ondelete="CASCADE"))
+    handler: Mapped[str] = mapped_column(sa.String(80))
     created_at: Mapped[datetime] = created_at()
     enqueued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -15,7 +15,8 @@ from app.pagination import PageArgs, page_body, page_schema
 from app.people import services
 from app.people.schemas import TeamPatchSchema, TeamSchema, UserListArgs, UserPatchSchema, UserSchema
 
-blp = api_blueprint("people", "Users (admins, agents, requesters), teams and team membership.")
+blp = api_blueprint("people", "Users (admins, agents, requesters), teams and team membership.",
+                    tag="People")
 
 
 def register(api: Api) -> None:

@@ -13,7 +13,7 @@ from app.schemas import EmailAddress
 from app.signup.services import sign_up
 from tenants import SlugTaken, slug_problem
 
-blp = api_blueprint("signup", "Create an organization. Public: no API key needed.")
+blp = api_blueprint("signup", "Create an organization. Public: no API key needed.", tag="Signup")
 
 
 def register(api: Api) -> None:

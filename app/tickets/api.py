@@ -29,7 +29,7 @@ from app.tickets.schemas import (
 )
 from tenants import current_tenant
 
-blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.")
+blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.", tag="Tickets")
 # Instances, not classes: webargs builds a schema from a class on every request (deep-copying
 # its fields); a schema keeps no state between loads, so one instance serves every thread.
 LIST_ARGS, NEW_TICKET, TICKET_CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()

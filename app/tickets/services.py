@@ -7,7 +7,7 @@ a live `ticket.updated` event that is published only once that transaction commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,9 +64,16 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     db.session.add(ticket)
     audit.record("ticket", ticket.id, "created", after=snapshot(ticket))
-    emit("ticket.created", {"ticket_id": str(ticket.id)})
+    emit("ticket.created", {"ticket_id": str(ticket.id)}, event_data(ticket))
     db.session.flush()  # the INSERT takes the next number from the sequence and returns it
     return ticket
+
+
+def event_data(ticket: Ticket, **extra: Any) -> Callable[[], dict[str, Any]]:
+    """Return what a public ticket event carries: the ticket as it is when the transaction commits."""
+    from app.tickets.schemas import dump_ticket
+
+    return lambda: {"ticket": dump_ticket(ticket), **extra}
 
 
 def visible_tickets(actor: Actor) -> sa.Select:
@@ -144,7 +151,8 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
                  after={k: after[k] for k in changed})
     if "assignee_id" in changed or "team_id" in changed:
         _record_manual_assignment(ticket, actor, before["assignee_id"])
-    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": sorted(changed)})
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": sorted(changed)},
+         event_data(ticket, changes=sorted(changed)))
     db.session.flush()
     return ticket
 
@@ -212,7 +220,7 @@ def close_ticket(actor: Actor, ticket_id: uuid.UUID, resolution: str | None = No
     if resolution is not None:
         ticket.resolution = resolution
     audit.record("ticket", ticket.id, "closed", before=before, after=snapshot(ticket))
-    emit("ticket.closed", {"ticket_id": str(ticket.id)})
+    emit("ticket.closed", {"ticket_id": str(ticket.id)}, event_data(ticket))
     db.session.flush()
     return ticket
 
@@ -228,7 +236,8 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
     ticket.closed_at = None
     ticket.resolved_at = None
     audit.record("ticket", ticket.id, "reopened", before=before, after=snapshot(ticket))
-    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["status"], "reopened": True})
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["status"], "reopened": True},
+         event_data(ticket, changes=["status"]))
     db.session.flush()
     return ticket
 

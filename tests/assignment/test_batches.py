@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app.assignment import services
 from app.outbox.dispatch import relay_tenant
-from app.outbox.models import OutboxEvent
+from app.outbox.models import Event, OutboxRow
 
 
 def test_a_failing_ticket_does_not_block_its_batch(app, desk, run_jobs, in_tenant, monkeypatch):
@@ -27,8 +27,8 @@ def test_a_failing_ticket_does_not_block_its_batch(app, desk, run_jobs, in_tenan
     got = [desk.get(t)["assignee_id"] for t in tickets]
     assert got[0] is None and all(got[1:])
     with in_tenant(desk.t) as session:
-        row = session.execute(sa.select(OutboxEvent).where(
-            OutboxEvent.topic == "ticket.created", OutboxEvent.payload["ticket_id"].astext == str(poison))
+        row = session.execute(sa.select(OutboxRow).join(Event, Event.id == OutboxRow.event_id).where(
+            Event.type == "ticket.created", Event.payload["ticket_id"].astext == str(poison))
         ).scalar_one()
         assert row.processed_at is None and row.attempts == 1 and "poison ticket" in row.last_error
 

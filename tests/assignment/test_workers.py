@@ -164,7 +164,8 @@ def test_sigkill_mid_assignment_loses_nothing_and_assigns_once(app, desk, worker
     assert s["chosen"] == {ticket_id: 1} and s["audits"] == {ticket_id: 1}
     with engine.connect() as conn:
         attempts = conn.execute(sa.text(
-            f"SELECT attempts FROM \"{schema}\".outbox WHERE topic = 'ticket.created'")).scalar_one()
+            f"SELECT o.attempts FROM \"{schema}\".outbox o JOIN \"{schema}\".events e ON e.id = o.event_id "
+            "WHERE e.type = 'ticket.created'")).scalar_one()
     assert attempts == 1  # the killed attempt was rolled back with everything else
 
 

@@ -24,8 +24,10 @@ def test_relay_enqueues_rows_the_fast_path_missed_and_survives_a_damaged_tenant(
         queue = Queue("assignment", connection=redis_client())
         queue.empty()
         # A row for a handler this process does not know must not stop the sweep.
-        db.session.execute(sa.text(f'insert into "tenant_{healthy.slug}".outbox (topic, handler, payload) '
-                                   "values ('x', 'removed.handler', '{}')"))
+        db.session.execute(sa.text(f'with e as (insert into "tenant_{healthy.slug}".events (type, payload) '
+                                   "values ('x', '{}') returning id) "
+                                   f'insert into "tenant_{healthy.slug}".outbox (event_id, handler) '
+                                   "select id, 'removed.handler' from e"))
         for handle in (healthy, damaged):
             _age_outbox(f"tenant_{handle.slug}")
         db.session.execute(sa.text(f'drop table "tenant_{damaged.slug}".outbox'))

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from app import outbox
 from app.audit import AuditEntry
 from app.conversation.models import Message
-from app.outbox.models import OutboxEvent
+from app.outbox.models import Event, OutboxRow
 from app.realtime import channel
 from app.tickets.models import Ticket
 from tenants.resolution import active_tenant
@@ -39,7 +39,7 @@ def table_counts(in_tenant):
     def counts(tenant) -> dict[str, int]:
         with in_tenant(tenant) as session:
             return {model.__tablename__: session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
-                    for model in (Ticket, AuditEntry, OutboxEvent)}
+                    for model in (Ticket, AuditEntry, Event, OutboxRow)}
 
     return counts
 
@@ -54,9 +54,9 @@ def recorded_events(monkeypatch, in_tenant):
 
     def read(tenant) -> list[tuple[str, dict]]:
         with in_tenant(tenant) as session:
-            rows = session.execute(sa.select(OutboxEvent.topic, OutboxEvent.payload)
-                                   .where(OutboxEvent.handler == RECORDER).order_by(OutboxEvent.id)).all()
-            return [(r.topic, r.payload) for r in rows]
+            rows = session.execute(sa.select(Event.type, Event.payload).join(OutboxRow, OutboxRow.event_id == Event.id)
+                                   .where(OutboxRow.handler == RECORDER).order_by(OutboxRow.id)).all()
+            return [(r.type, r.payload) for r in rows]
 
     return read
 

@@ -1,0 +1,135 @@
+"""REST endpoints of webhooks: subscriptions, secrets, the delivery log and redelivery (admins only)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask.views import MethodView
+from flask_smorest import Api
+
+from app.api_common import api_blueprint
+from app.auth.actor import admin_only
+from app.extensions import db
+from app.idempotency import idempotent
+from app.pagination import PageArgs, page_body, page_schema
+from app.webhooks import services
+from app.webhooks.schemas import (
+    AttemptListArgs,
+    AttemptSchema,
+    DeliverySchema,
+    NewWebhookSchema,
+    RotateSecretSchema,
+    WebhookPatchSchema,
+    WebhookSchema,
+)
+
+blp = api_blueprint("webhooks", "Webhooks: signed deliveries of events to your URL, with a delivery log.",
+                    tag="Webhooks")
+
+
+def register(api: Api) -> None:
+    api.register_blueprint(blp)
+
+
+def with_secret(subscription, secret: str):
+    subscription.signing_secret = secret
+    return subscription
+
+
+@blp.route("/webhooks")
+class Webhooks(MethodView):
+    @admin_only
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(WebhookSchema))
+    def get(self, args):
+        """List webhooks, oldest first (secrets are never shown again)."""
+        return page_body(*services.list_subscriptions(args["limit"], args["cursor"]))
+
+    @admin_only
+    @idempotent
+    @blp.arguments(WebhookSchema)
+    @blp.response(201, NewWebhookSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, data):
+        """Subscribe a URL to event types. The response shows the signing secret, this once.
+
+        The URL must be http(s) on a public address, unless the instance sets
+        `WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1`.
+        """
+        return with_secret(*services.create_subscription(**data))
+
+
+@blp.route("/webhooks/<uuid:webhook_id>")
+class WebhookById(MethodView):
+    @admin_only
+    @blp.response(200, WebhookSchema)
+    def get(self, webhook_id: uuid.UUID):
+        """Get a webhook, with why it was disabled if it was."""
+        return services.subscription_or_404(webhook_id)
+
+    @admin_only
+    @blp.arguments(WebhookPatchSchema)
+    @blp.response(200, WebhookSchema)
+    def patch(self, changes, webhook_id: uuid.UUID):
+        """Change a webhook; `enabled: true` turns a disabled one back on."""
+        subscription = services.update_subscription(services.subscription_or_404(webhook_id, lock=True), changes)
+        db.session.commit()
+        return subscription
+
+    @admin_only
+    @blp.response(204)
+    def delete(self, webhook_id: uuid.UUID):
+        """Delete a webhook and its delivery log."""
+        services.delete_subscription(services.subscription_or_404(webhook_id, lock=True))
+        db.session.commit()
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/rotate-secret")
+class WebhookSecret(MethodView):
+    @admin_only
+    @blp.arguments(RotateSecretSchema)
+    @blp.response(200, NewWebhookSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, data, webhook_id: uuid.UUID):
+        """Replace the signing secret. The old one keeps signing too for `grace_period_seconds`.
+
+        During the grace period `X-Signature` carries two signatures, comma separated.
+        """
+        subscription, secret = services.rotate_secret(services.subscription_or_404(webhook_id, lock=True),
+                                                      data["secret"], data["grace_period_seconds"])
+        db.session.commit()
+        return with_secret(subscription, secret)
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries")
+class WebhookDeliveries(MethodView):
+    @admin_only
+    @blp.arguments(AttemptListArgs, location="query")
+    @blp.response(200, page_schema(AttemptSchema))
+    def get(self, args, webhook_id: uuid.UUID):
+        """List delivery attempts, newest first: the request, the response, latency and error of each."""
+        subscription = services.subscription_or_404(webhook_id)
+        return page_body(*services.list_attempts(subscription, args["limit"], args["cursor"],
+                                                 args.get("event_id"), args.get("status")))
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>")
+class WebhookDeliveryById(MethodView):
+    @admin_only
+    @blp.response(200, AttemptSchema)
+    def get(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
+        """Get one delivery attempt."""
+        return services.attempt_or_404(services.subscription_or_404(webhook_id), delivery_id)
+
+
+@blp.route("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
+class WebhookRedeliver(MethodView):
+    @admin_only
+    @blp.response(202, DeliverySchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR")
+    def post(self, webhook_id: uuid.UUID, delivery_id: uuid.UUID):
+        """Send the attempt's event again, now, once (signed afresh). The new attempt joins the log."""
+        delivery = services.redeliver(services.subscription_or_404(webhook_id), delivery_id)
+        view = services.delivery_view(delivery)
+        db.session.commit()
+        return view

@@ -1,0 +1,230 @@
+"""Deliver webhooks: the job on the `webhooks` queue, its retries, and the relay's sweep.
+
+One attempt, in three steps, none of which holds a transaction across the network:
+1. claim: one `UPDATE` takes a lease on the delivery if it is pending, due and not leased (so a
+   job from the fast path, the scheduler and the relay never send the same attempt twice), and
+   the attempt is logged as `sending` (a worker killed from here on leaves that row, which the
+   next attempt marks as interrupted);
+2. send, with no transaction open (`app.webhooks.sender`);
+3. record the outcome: the log row, the delivery (delivered, failed, or due again after an
+   exponential backoff with jitter), and the subscription's failure streak. A delivery whose
+   `WEBHOOK_MAX_ATTEMPTS` attempts (about a day with the defaults) all failed, with no success
+   to the subscription since it began, disables the subscription, and the reason is recorded.
+
+Receivers get each event at least once and should ignore an `X-Webhook-Id` they have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from app import unit_of_work
+from app.extensions import db
+from app.outbox import on_record
+from app.outbox.dispatch import Sweep, add_sweep
+from app.outbox.models import Event
+from app.queues import queue
+from app.webhooks import sender
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from app.webhooks.services import DELIVERIES, fan_out, signing_secrets
+
+log = logging.getLogger(__name__)
+QUEUE = "webhooks"
+JOB = "app.worker.run_webhook_delivery"
+INTERRUPTED = "The worker stopped before this attempt finished; it was tried again."
+
+
+DUE = ("state = 'pending' and next_attempt_at <= now() and (leased_until is null or leased_until < now()) "
+       "and (enqueued_at is null or enqueued_at < now() - make_interval(secs => :age * 10))")
+
+
+def init_app(app: Flask) -> None:
+    on_record(fan_out)
+    unit_of_work.handle(DELIVERIES, _enqueue_committed)
+    add_sweep(Sweep("webhook_deliveries", DUE, relay_tenant))
+
+
+def _enqueue_committed(items: list[tuple[str, uuid.UUID, float]]) -> None:
+    if not current_app.config["OUTBOX_FAST_PATH"]:
+        return
+    for slug, delivery_id, delay in items:
+        enqueue(slug, delivery_id, delay)
+
+
+def enqueue(slug: str, delivery_id: uuid.UUID, delay: float = 0.0) -> bool:
+    """Hand a delivery to the `webhooks` queue (after `delay` seconds); False if Redis failed."""
+    try:
+        q = queue(QUEUE)
+        options = {"result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
+        if delay > 0:
+            q.enqueue_in(timedelta(seconds=delay), JOB, slug, str(delivery_id), **options)
+        else:
+            q.enqueue(JOB, slug, str(delivery_id), **options)
+        return True
+    except redis.RedisError as exc:
+        log.warning("webhook delivery %s of %s left for the relay: %s", delivery_id, slug, exc)
+        return False
+
+
+def backoff(attempt: int) -> float:
+    """Return the seconds to wait after failed attempt number `attempt`: doubling, capped, with jitter."""
+    config = current_app.config
+    base = config["WEBHOOK_RETRY_BASE_SECONDS"] * 2 ** min(attempt - 1, 30)
+    return min(base, config["WEBHOOK_RETRY_MAX_SECONDS"]) * random.uniform(0.8, 1.2)
+
+
+def body_of(event: Event) -> bytes:
+    """Return the exact bytes POSTed for an event (the same on every attempt)."""
+    return json.dumps({"id": str(event.uid), "type": event.type, "created_at": event.created_at.isoformat(),
+                       "data": event.data}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def deliver(delivery_id: uuid.UUID) -> str:
+    """Make one attempt at a delivery if it is due and nobody else is making it; return what happened."""
+    config = current_app.config
+    found = db.session.execute(
+        sa.select(WebhookDelivery, WebhookSubscription, Event)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    if found is None:
+        db.session.rollback()
+        return "no such delivery"
+    delivery, subscription, event = found
+    if delivery.state != "pending":
+        db.session.rollback()
+        return f"already {delivery.state}"
+    if not subscription.enabled and not delivery.manual:
+        delivery.state = "failed"
+        db.session.commit()
+        return "subscription disabled"
+    # Longer than any send can take (the watchdog ends it), so a live sender never loses its lease.
+    lease = timedelta(seconds=config["WEBHOOK_TOTAL_TIMEOUT"] + config["WEBHOOK_CONNECT_TIMEOUT"] + 5)
+    claimed = db.session.execute(
+        sa.update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == "pending",
+               WebhookDelivery.next_attempt_at <= sa.func.now() + timedelta(seconds=1),
+               sa.or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < sa.func.now()))
+        .values(leased_until=sa.func.now() + lease, attempts=WebhookDelivery.attempts + 1,
+                updated_at=sa.func.now())
+        .returning(WebhookDelivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if claimed is None:
+        db.session.rollback()
+        return "not due, or another worker has it"
+    db.session.execute(
+        sa.update(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id, WebhookAttempt.state == "sending")
+        .values(state="failed", error=INTERRUPTED, finished_at=sa.func.now())
+    )
+    now = datetime.now(UTC)
+    body = body_of(event)
+    headers = sender.signed_headers(signing_secrets(subscription, now), body, str(event.uid), event.type)
+    attempt = WebhookAttempt(
+        id=uuid.uuid4(), delivery_id=delivery_id, subscription_id=subscription.id, event_uid=event.uid,
+        event_type=event.type, attempt=claimed, manual=delivery.manual, state="sending", url=subscription.url,
+        request_headers=headers, request_body=body.decode("utf-8"), created_at=now)
+    db.session.add(attempt)
+    url, manual, started_at = subscription.url, delivery.manual, delivery.created_at
+    subscription_id, attempt_id, label = subscription.id, attempt.id, f"{event.type} {event.uid}"
+    db.session.commit()  # nothing is held open while the receiver takes its time
+
+    outcome = sender.send(url, body, headers)
+
+    return _record(delivery_id, subscription_id, attempt_id, claimed, manual, started_at, outcome, label)
+
+
+def _record(delivery_id: uuid.UUID, subscription_id: uuid.UUID, attempt_id: uuid.UUID, number: int, manual: bool,
+            started_at: datetime, outcome: sender.Outcome, event_label: str) -> str:
+    config = current_app.config
+    now = datetime.now(UTC)
+    subscription = db.session.execute(
+        sa.select(WebhookSubscription).where(WebhookSubscription.id == subscription_id).with_for_update()
+    ).scalar_one_or_none()
+    delivery = db.session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    attempt = db.session.get(WebhookAttempt, attempt_id)
+    if subscription is None or delivery is None or attempt is None:
+        db.session.rollback()
+        return "subscription deleted while sending"
+    attempt.state = "succeeded" if outcome.ok else "failed"
+    attempt.response_status = outcome.status
+    attempt.response_headers = outcome.headers
+    attempt.response_body = outcome.body
+    attempt.error = outcome.error
+    attempt.latency_ms = outcome.latency_ms
+    attempt.finished_at = now
+    delivery.leased_until = None
+    retry_in = None
+    if outcome.ok:
+        delivery.state = "delivered"
+        subscription.consecutive_failures = 0
+        subscription.failing_since = None
+        subscription.last_success_at = now
+    else:
+        subscription.consecutive_failures += 1
+        subscription.failing_since = subscription.failing_since or now
+        if not manual and number < config["WEBHOOK_MAX_ATTEMPTS"]:
+            retry_in = backoff(number)
+            delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+            delivery.enqueued_at = now
+            attempt.next_retry_at = delivery.next_attempt_at
+        else:
+            delivery.state = "failed"
+            never_since = subscription.last_success_at is None or subscription.last_success_at < started_at
+            if not manual and subscription.enabled and never_since:
+                _disable(subscription, delivery_id, now, started_at, number, event_label, outcome.error)
+    if retry_in is not None:
+        unit_of_work.after_commit(DELIVERIES, (_slug(), delivery_id, retry_in))
+    db.session.commit()
+    return attempt.state if retry_in is None else f"failed, retry in {retry_in:.0f} s"
+
+
+def _disable(subscription: WebhookSubscription, delivery_id: uuid.UUID, now: datetime, started_at: datetime,
+             attempts: int, event_label: str, error: str | None) -> None:
+    """Turn a subscription off after a delivery gave up, saying why; its other pending deliveries stop."""
+    hours = max((now - started_at).total_seconds() / 3600, 0)
+    subscription.enabled = False
+    subscription.disabled_at = now
+    subscription.disabled_reason = (
+        f"Disabled after {attempts} failed attempts over {hours:.1f} h to deliver {event_label}, with no "
+        f"successful delivery since; the last: {error}")[:2000]
+    db.session.execute(
+        sa.update(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription.id, WebhookDelivery.state == "pending",
+               WebhookDelivery.id != delivery_id)
+        .values(state="failed", updated_at=sa.func.now())
+    )
+    log.warning("webhook %s disabled: %s", subscription.id, subscription.disabled_reason)
+
+
+def _slug() -> str:
+    from tenants import current_tenant
+
+    return current_tenant().slug
+
+
+def relay_tenant(slug: str, redeliver_after: float, batch: int = 500) -> int:
+    """Enqueue the tenant's deliveries that are due and have no live job (lost, or its worker died)."""
+    stale = sa.func.now() - timedelta(seconds=redeliver_after)
+    ids = db.session.execute(
+        sa.select(WebhookDelivery.id)
+        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= sa.func.now(),
+               sa.or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < sa.func.now()),
+               sa.or_(WebhookDelivery.enqueued_at.is_(None), WebhookDelivery.enqueued_at < stale))
+        .order_by(WebhookDelivery.next_attempt_at).limit(batch).with_for_update(skip_locked=True)
+    ).scalars().all()
+    sent = [d for d in ids if enqueue(slug, d)]
+    if sent:
+        db.session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.id.in_(sent))
+                           .values(enqueued_at=sa.func.now()))
+    db.session.commit()
+    return len(sent)

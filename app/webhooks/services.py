@@ -1,0 +1,212 @@
+"""Webhook subscriptions: create, change, rotate secrets, read the delivery log, redeliver.
+
+Deliveries hang off recorded events (`fan_out`, run by the outbox in the transaction that
+records them), so a delivery exists exactly when its event committed, and is handed to the
+`webhooks` queue after that commit; `app.webhooks.delivery` sends it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from app import audit, unit_of_work
+from app.errors import Conflict, NotFound
+from app.extensions import db
+from app.outbox import RecordedEvent
+from app.outbox.models import Event
+from app.pagination import SortKey, page
+from app.webhooks import targets
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from tenants import current_tenant
+
+DELIVERIES = "webhook_deliveries"
+MAX_SUBSCRIPTIONS = 50
+DEFAULT_GRACE = 24 * 3600
+LIST_KEYS = [SortKey(WebhookSubscription.created_at, kind="datetime"), SortKey(WebhookSubscription.id, kind="uuid")]
+LOG_KEYS = [SortKey(WebhookAttempt.created_at, descending=True, kind="datetime"),
+            SortKey(WebhookAttempt.id, descending=True, kind="uuid")]
+
+
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+def create_subscription(url: str, events: list[str], secret: str | None = None, include_internal: bool = False,
+                        description: str | None = None) -> tuple[WebhookSubscription, str]:
+    """Subscribe `url` to event types; return the subscription and its secret (shown only now)."""
+    targets.check(url)
+    count = db.session.execute(sa.select(sa.func.count()).select_from(WebhookSubscription)).scalar_one()
+    if count >= MAX_SUBSCRIPTIONS:
+        raise Conflict(f"An organization may have at most {MAX_SUBSCRIPTIONS} webhooks.")
+    secret = secret or new_secret()
+    subscription = WebhookSubscription(id=uuid.uuid4(), url=url, events=sorted(set(events)),
+                                       include_internal=include_internal, description=description,
+                                       enabled=True, secret=secret, consecutive_failures=0)
+    db.session.add(subscription)
+    audit.record("webhook", subscription.id, "created", after=_snapshot(subscription))
+    db.session.flush()
+    return subscription, secret
+
+
+def _snapshot(subscription: WebhookSubscription) -> dict[str, Any]:
+    return {"url": subscription.url, "events": list(subscription.events),
+            "include_internal": subscription.include_internal, "enabled": subscription.enabled}
+
+
+def list_subscriptions(limit: int, cursor: str | None) -> tuple[list[WebhookSubscription], str | None]:
+    """Return one page of the subscriptions, oldest first."""
+    return page(db.session, sa.select(WebhookSubscription), LIST_KEYS, limit, cursor, purpose="webhooks")
+
+
+def subscription_or_404(subscription_id: uuid.UUID, lock: bool = False) -> WebhookSubscription:
+    stmt = sa.select(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = db.session.execute(stmt).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No such webhook.")
+    return found
+
+
+def update_subscription(subscription: WebhookSubscription, changes: dict[str, Any]) -> WebhookSubscription:
+    """Change a subscription; `enabled: true` turns a disabled one back on and forgets its failures."""
+    before = _snapshot(subscription)
+    if "url" in changes:
+        targets.check(changes["url"])
+    if "events" in changes:
+        changes["events"] = sorted(set(changes["events"]))
+    enabling = changes.get("enabled") is True and not subscription.enabled
+    for field, value in changes.items():
+        setattr(subscription, field, value)
+    if enabling:
+        subscription.disabled_reason = None
+        subscription.disabled_at = None
+        subscription.consecutive_failures = 0
+        subscription.failing_since = None
+    elif changes.get("enabled") is False and subscription.disabled_at is None:
+        subscription.disabled_reason = "Disabled by an admin."
+        subscription.disabled_at = datetime.now(UTC)
+    after = _snapshot(subscription)
+    if after != before:
+        audit.record("webhook", subscription.id, "updated", before=before, after=after)
+    db.session.flush()
+    return subscription
+
+
+def delete_subscription(subscription: WebhookSubscription) -> None:
+    """Delete a subscription with its delivery log; nothing more is sent to it."""
+    audit.record("webhook", subscription.id, "deleted", before=_snapshot(subscription))
+    db.session.delete(subscription)
+    db.session.flush()
+
+
+def rotate_secret(subscription: WebhookSubscription, secret: str | None,
+                  grace_seconds: int = DEFAULT_GRACE) -> tuple[WebhookSubscription, str]:
+    """Give a subscription a new secret; the old one keeps signing too for `grace_seconds`."""
+    secret = secret or new_secret()
+    if secret == subscription.secret:
+        raise Conflict("The new secret is the current one.")
+    if grace_seconds > 0:
+        subscription.previous_secret = subscription.secret
+        subscription.previous_secret_expires_at = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+    else:
+        subscription.previous_secret = None
+        subscription.previous_secret_expires_at = None
+    subscription.secret = secret
+    audit.record("webhook", subscription.id, "secret_rotated", after={"grace_seconds": grace_seconds})
+    db.session.flush()
+    return subscription, secret
+
+
+def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
+    """Return the secrets that sign a delivery now: the current one, then the previous during its grace."""
+    found = [subscription.secret]
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret and expires is not None and expires > now:
+        found.append(subscription.previous_secret)
+    return found
+
+
+def list_attempts(subscription: WebhookSubscription, limit: int, cursor: str | None,
+                  event_id: uuid.UUID | None = None, status: str | None = None
+                  ) -> tuple[list[WebhookAttempt], str | None]:
+    """Return one page of a subscription's delivery log, newest first."""
+    stmt = sa.select(WebhookAttempt).where(WebhookAttempt.subscription_id == subscription.id)
+    if event_id is not None:
+        stmt = stmt.where(WebhookAttempt.event_uid == event_id)
+    if status is not None:
+        stmt = stmt.where(WebhookAttempt.state == status)
+    return page(db.session, stmt, LOG_KEYS, limit, cursor, purpose=f"webhook-log:{subscription.id}")
+
+
+def attempt_or_404(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> WebhookAttempt:
+    found = db.session.execute(
+        sa.select(WebhookAttempt).where(WebhookAttempt.id == attempt_id,
+                                        WebhookAttempt.subscription_id == subscription.id)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound("No such delivery.")
+    return found
+
+
+def redeliver(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> WebhookDelivery:
+    """Send an attempt's event again, once, now (a delivery still retrying is just brought forward)."""
+    attempt = attempt_or_404(subscription, attempt_id)
+    delivery = db.session.execute(
+        sa.select(WebhookDelivery).where(WebhookDelivery.id == attempt.delivery_id).with_for_update()
+    ).scalar_one()
+    now = datetime.now(UTC)
+    if delivery.leased_until is not None and delivery.leased_until > now:
+        raise Conflict("This event is being delivered right now; look at the log again in a few seconds.")
+    if delivery.state != "pending":
+        delivery.manual = True
+    delivery.state = "pending"
+    delivery.next_attempt_at = now
+    delivery.enqueued_at = now
+    audit.record("webhook", subscription.id, "redelivered", after={"event_id": str(attempt.event_uid)})
+    unit_of_work.after_commit(DELIVERIES, (current_tenant().slug, delivery.id, 0.0))
+    db.session.flush()
+    return delivery
+
+
+def delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
+    event = db.session.get(Event, delivery.event_id)
+    return {"id": delivery.id, "event_id": event.uid, "event_type": event.type, "state": delivery.state,
+            "attempts": delivery.attempts, "next_attempt_at": delivery.next_attempt_at}
+
+
+def fan_out(events: list[RecordedEvent]) -> None:
+    """Write a delivery for each public event and each enabled subscription that wants it.
+
+    Runs in the transaction that records the events (see `app.outbox.on_record`). Internal
+    notes go only to subscriptions that opted in with `include_internal`.
+    """
+    public = [e for e in events if e.data is not None]
+    if not public:
+        return
+    subscriptions = db.session.execute(
+        sa.select(WebhookSubscription.id, WebhookSubscription.events, WebhookSubscription.include_internal)
+        .where(WebhookSubscription.enabled.is_(True))
+    ).all()
+    rows = [{"subscription_id": s.id, "event_id": e.id}
+            for e in public for s in subscriptions
+            if e.type in s.events and (s.include_internal or not _is_internal(e))]
+    if not rows:
+        return
+    slug = current_tenant().slug
+    created = db.session.execute(
+        insert(WebhookDelivery).values(rows).on_conflict_do_nothing().returning(WebhookDelivery.id)
+    ).scalars().all()
+    for delivery_id in created:
+        unit_of_work.after_commit(DELIVERIES, (slug, delivery_id, 0.0))
+
+
+def _is_internal(event: RecordedEvent) -> bool:
+    message = (event.data or {}).get("message")
+    return bool(isinstance(message, dict) and message.get("internal"))

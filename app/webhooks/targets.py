@@ -1,0 +1,177 @@
+"""Where a webhook may point: public http(s) addresses only, checked when it is saved and again
+at every connection, against the addresses the name resolves to at that moment.
+
+The check is made on what the connection will use, not on the text of the URL: the host is put
+in its one canonical ASCII form (IDNA, so fullwidth digits spelling 127.0.0.1 are `127.0.0.1`), resolved, and every
+address it resolves to must be public; the sender then connects to one of exactly those
+addresses (`Target.addresses`), never resolving the name again. So numeric tricks (`0x7f.1`,
+`2130706433`), IPv4 inside IPv6 (`::ffff:127.0.0.1`, 6to4, NAT64, Teredo) and a name whose DNS
+answer changes between the check and the connection (rebinding) all meet the same test.
+
+`WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1` lets loopback, private and link-local targets through, for
+self-hosted installs and tests; cloud metadata endpoints, unspecified, multicast and reserved
+addresses stay refused whatever it says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from app.errors import Invalid
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_URL = 2048
+SCHEMES = {"http": 80, "https": 443}
+# Cloud instance metadata services: never a webhook target, even on a self-hosted install.
+METADATA = {ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200",
+                                             "fd00:ec2::254")}
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+PRIVATE_KINDS = ("a loopback address", "a link-local address", "a private or internal address")
+
+
+class RefusedTarget(Invalid):
+    """The URL is not one deliveries may go to; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"url": [message]})
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: scheme, canonical host, port, path with query, and the addresses to use."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[IPAddress, ...]
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == SCHEMES[self.scheme] else f"{host}:{self.port}"
+
+
+def parse(url: str) -> tuple[str, str, int, str]:
+    """Return (scheme, canonical host, port, path) of a webhook URL, or raise RefusedTarget."""
+    if len(url) > MAX_URL:
+        raise RefusedTarget(f"The URL is longer than {MAX_URL} characters.")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise RefusedTarget("The URL must not contain spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RefusedTarget("Not a valid URL.") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise RefusedTarget("Only http and https URLs are allowed.")
+    if parts.username is not None or parts.password is not None:
+        raise RefusedTarget("The URL must not carry a user name or password; verify deliveries by their signature.")
+    if not parts.hostname:
+        raise RefusedTarget("The URL has no host.")
+    if parts.fragment:
+        raise RefusedTarget("The URL must not have a #fragment.")
+    host = canonical_host(parts.hostname)
+    path = parts.path or "/"
+    if parts.query:
+        path += f"?{parts.query}"
+    return scheme, host, port or SCHEMES[scheme], path
+
+
+def canonical_host(host: str) -> str:
+    """Return the ASCII form the resolver and the TLS check will both use (IDNA, lower case, no final dot)."""
+    host = host.rstrip(".").lower()
+    if not host:
+        raise RefusedTarget("The URL has no host.")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise RefusedTarget("The host name is not a valid internationalised domain name.") from None
+    try:  # normalisation can turn a name into a literal address (fullwidth digits)
+        return str(ipaddress.ip_address(ascii_host))
+    except ValueError:
+        return ascii_host
+
+
+def unwrap(address: IPAddress) -> IPAddress:
+    """Return the IPv4 address an IPv6 address carries (mapped, compatible, 6to4, NAT64, Teredo), else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address.teredo is not None:
+            return address.teredo[1]
+        if address in NAT64 or address in IPV4_COMPATIBLE:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def problem(address: IPAddress, allow_private: bool) -> str | None:
+    """Return what `address` is if deliveries may not go there ("a loopback address"), else None."""
+    inner = unwrap(address)
+    if address in METADATA or inner in METADATA:
+        return "a cloud metadata address"
+    if inner.is_unspecified or inner.is_multicast or (
+            isinstance(inner, ipaddress.IPv4Address) and (inner.is_reserved or inner == BROADCAST)):
+        return "not a unicast address"
+    if allow_private:
+        return None
+    if address.is_loopback or inner.is_loopback:
+        return "a loopback address"
+    if inner.is_link_local:
+        return "a link-local address"
+    if inner.is_private or not inner.is_global:
+        return "a private or internal address"
+    return None
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Return the addresses `host` resolves to now (a literal address resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise RefusedTarget(f"The host name {host} does not resolve.") from None
+    found: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    if not found:
+        raise RefusedTarget(f"The host name {host} does not resolve.")
+    return found
+
+
+def check(url: str) -> Target:
+    """Return the target of `url` if every address its host resolves to now may be used, or raise RefusedTarget.
+
+    Called when a subscription is saved and again right before every connection.
+    """
+    scheme, host, port, path = parse(url)
+    allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"]
+    addresses = resolve(host, port)
+    for address in addresses:
+        what = problem(address, allow_private)
+        if what is not None:
+            via = "" if host == str(address) else f" ({host} resolves to it)"
+            raise RefusedTarget(f"Deliveries cannot go to {address}{via}: it is {what}. Set "
+                                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1 on a self-hosted instance to allow private "
+                                "targets." if what in PRIVATE_KINDS else
+                                f"Deliveries cannot go to {address}{via}: it is {what}.")
+    return Target(scheme, host, port, path, tuple(addresses))
