@@ -254,7 +254,8 @@ def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str, qu
                  **env_overrides: str) -> subprocess.Popen:
     """Start `flask worker --queues <queues>` against the test database and Redis.
 
-    `env_overrides` configure it further (the media queue's storage and clamd, say).
+    `env_overrides` configure it further (the media queue's storage and clamd, the webhooks queue's
+    timeouts).
     """
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
            **env_overrides}

@@ -1,0 +1,149 @@
+"""The event feed: complete and in one order while events are written, one tenant's only, kept 30 days."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.outbox.dispatch import purge_events
+from app.outbox.models import Event
+from tenants import schema_for
+from tests.helpers import ApiClient, new_ticket, post_message
+
+
+def read_feed(api: ApiClient, cursor: str | None = None, **query) -> tuple[list[dict], str]:
+    """Follow `next_cursor` to the newest event; return the events and the cursor to poll with."""
+    items = []
+    while True:
+        resp = api.get("/api/v1/events", query_string={"limit": 7, **({"cursor": cursor} if cursor else {}),
+                                                        **query})
+        assert resp.status_code == 200, resp.get_json()
+        body = resp.get_json()
+        items += body["items"]
+        cursor = body["poll_cursor"]
+        if body["next_cursor"] is None:
+            return items, cursor
+        assert body["next_cursor"] == body["poll_cursor"]
+
+
+def test_the_feed_pages_every_public_event_in_order_and_filters_by_type(tenant):
+    ticket = new_ticket(tenant.api, "one")
+    post_message(tenant.api, ticket["id"], body="hello")
+    post_message(tenant.api, ticket["id"], body="note", internal=True)
+    tenant.api.post(f"/api/v1/tickets/{ticket['id']}/close")
+    items, cursor = read_feed(tenant.api)
+    assert [e["type"] for e in items] == ["ticket.created", "message.created", "message.created", "ticket.closed"]
+    assert items[2]["data"]["message"]["internal"] is True  # staff read internal notes
+    assert all(set(e) == {"id", "type", "created_at", "data"} for e in items)
+    only, _ = read_feed(tenant.api, types="ticket.closed,ticket.created")
+    assert [e["type"] for e in only] == ["ticket.created", "ticket.closed"]
+    # Polling from the end finds nothing until something happens, then exactly that.
+    assert read_feed(tenant.api, cursor) == ([], cursor)
+    new_ticket(tenant.api, "two")
+    later, _ = read_feed(tenant.api, cursor)
+    assert [(e["type"], e["data"]["ticket"]["title"]) for e in later] == [("ticket.created", "two")]
+
+
+def test_requesters_may_not_read_the_feed_and_bad_queries_are_refused(tenant):
+    requester = tenant.key_for(tenant.user("requester"))
+    assert requester.get("/api/v1/events").status_code == 403
+    assert tenant.api.get("/api/v1/events?types=ticket.exploded").status_code == 422
+    assert tenant.api.get("/api/v1/events?cursor=forged").status_code == 422
+    assert tenant.api.get("/api/v1/events?since=yesterday").status_code == 422
+
+
+def test_a_tenants_feed_never_holds_another_tenants_events(tenant, other_tenant):
+    mine = new_ticket(tenant.api, "mine")
+    theirs = new_ticket(other_tenant.api, "theirs")
+    items, cursor = read_feed(tenant.api)
+    assert [e["data"]["ticket"]["id"] for e in items] == [mine["id"]]
+    other_items, other_cursor = read_feed(other_tenant.api)
+    assert [e["data"]["ticket"]["id"] for e in other_items] == [theirs["id"]]
+    # A cursor is signed for its tenant: another tenant's cursor is refused, not read.
+    assert other_tenant.api.get("/api/v1/events", query_string={"cursor": cursor}).status_code == 422
+
+
+def test_the_feed_is_complete_and_ordered_while_events_are_written(app, tenant, in_tenant):
+    """Writers commit out of id order (one holds its transaction open); a reader polling all along misses nothing.
+
+    Ids are handed out when events are written, but transactions commit in their own order; a
+    feed that paged by id alone would step past the slow writer's lower id for good.
+    """
+    writers, per_writer = 4, 15
+    stop = threading.Event()
+    seen: list[dict] = []
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for i in range(per_writer):
+                new_ticket(tenant.api, f"w{n}-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    def slow_write() -> None:
+        """Take an event id early, then commit after others have committed later ids."""
+        try:
+            with app.app_context():
+                conn = db.engine.connect()
+                conn.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload, data) '
+                                     "values ('ticket.updated', '{}', '{\"slow\": true}')"))
+                time.sleep(1.5)
+                conn.commit()
+                conn.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def read() -> None:
+        cursor = None
+        try:
+            while not stop.is_set():
+                items, cursor = read_feed(tenant.api, cursor)
+                seen.extend(items)
+                time.sleep(0.01)
+            items, cursor = read_feed(tenant.api, cursor)
+            seen.extend(items)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    threads = [threading.Thread(target=slow_write)] + [threading.Thread(target=write, args=(n,))
+                                                       for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    reader.join()
+    assert errors == []
+    with in_tenant(tenant) as session:
+        stored = session.execute(sa.select(Event.uid).where(Event.data.is_not(None))
+                                 .order_by(Event.txid, Event.id)).scalars().all()
+        by_id = session.execute(sa.select(Event.uid).where(Event.data.is_not(None))
+                                .order_by(Event.id)).scalars().all()
+    got = [uuid.UUID(e["id"]) for e in seen]
+    assert len(got) == len(set(got)) == writers * per_writer + 1  # nothing twice, nothing missing
+    assert got == list(stored)  # the feed's order is the stored order
+    assert any(e["data"] == {"slow": True} for e in seen)
+    assert list(stored) != list(by_id)  # and the slow writer did commit out of id order
+
+
+def test_events_older_than_the_retention_are_purged_with_what_hangs_off_them(app, tenant, in_tenant):
+    new_ticket(tenant.api, "old")
+    new_ticket(tenant.api, "recent")
+    with in_tenant(tenant) as session:
+        session.execute(sa.text(f'update "{schema_for(tenant.slug)}".events set created_at = now() - interval '
+                                "'31 days' where data->'ticket'->>'title' = 'old'"))
+        session.execute(sa.text(f'update "{schema_for(tenant.slug)}".outbox set processed_at = now()'))
+        session.commit()
+        assert purge_events(tenant.slug) == 1
+        titles = session.execute(sa.select(Event.data["ticket"]["title"].astext)
+                                 .where(Event.data.is_not(None))).scalars().all()
+        assert titles == ["recent"]
+    items, _ = read_feed(tenant.api)
+    assert [e["data"]["ticket"]["title"] for e in items] == ["recent"]

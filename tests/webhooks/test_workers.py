@@ -1,0 +1,49 @@
+"""Deliveries in real worker processes: the fast path, and a worker killed in the middle of a POST."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from app.embedded import stop_process
+from app.outbox.dispatch import relay_once
+from tests.helpers import new_ticket, subscribe_webhook, verify, wait_until, webhook_attempts
+from tests.servers import start_worker
+
+WORKER_ENV = {"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1", "WEBHOOK_TOTAL_TIMEOUT": "2", "WEBHOOK_CONNECT_TIMEOUT": "1",
+              "WEBHOOK_READ_TIMEOUT": "2"}
+
+
+def test_a_worker_killed_mid_delivery_leaves_it_to_the_next(hooks, services, tenant, receiver, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setitem(hooks.config, "OUTBOX_REDELIVER_AFTER", 0.5)
+    held = []
+    receiver.stall = lambda n, handler: (held.append(n) or time.sleep(30) or True) if n == 0 else False
+    hook = subscribe_webhook(tenant, receiver.url)
+    first = start_worker(services.database_url, services.redis_url, tmp_path, "hooks-1", "webhooks", **WORKER_ENV)
+    second = None
+    try:
+        new_ticket(tenant.api, "delivered at least once")  # the fast path hands it to the worker at once
+        wait_until(lambda: held, "the worker to start posting", timeout=30)
+        stop_process(first, signal.SIGKILL, 5)
+        second = start_worker(services.database_url, services.redis_url, tmp_path, "hooks-2", "webhooks",
+                              **WORKER_ENV)
+
+        def relayed_and_delivered() -> bool:
+            with hooks.app_context():
+                relay_once()
+            return len(receiver.requests) >= 2
+
+        wait_until(relayed_and_delivered, "the relay to hand the delivery to the second worker", every=0.5)
+        wait_until(lambda: webhook_attempts(tenant, hook)[-1]["status"] == "succeeded", "the attempt to be logged")
+    finally:
+        stop_process(first, signal.SIGKILL, 5)
+        if second is not None:
+            stop_process(second, signal.SIGTERM, 10)
+    killed, redone = webhook_attempts(tenant, hook)
+    assert (killed["attempt"], killed["status"]) == (1, "failed") and "worker stopped" in killed["error"]
+    assert (redone["attempt"], redone["status"]) == (2, "succeeded")
+    assert receiver.requests[0].body == receiver.requests[1].body
+    assert json.loads(receiver.requests[1].body)["data"]["ticket"]["title"] == "delivered at least once"
+    assert verify(hook["secret"], receiver.requests[1].headers, receiver.requests[1].body)
