@@ -56,8 +56,15 @@ def _query_values(schema: dict) -> list[str]:
 
 
 @pytest.fixture
-def world(tenant, other_tenant):
+def world(app, tenant, other_tenant, monkeypatch, in_tenant):
     """One of everything in `tenant`, and a ticket in another tenant, to fill path slots with real ids."""
+    from app.webhooks.delivery import deliver
+    from app.webhooks.models import WebhookDelivery
+
+    # A webhook to a loopback port where nothing listens: its one attempt fails without leaving the machine.
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", True)
+    hook = tenant.api.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook",
+                                                     "events": ["ticket.created"]}).get_json()
     team = tenant.api.post("/api/v1/teams", json={"name": "Support"}).get_json()
     agent = tenant.user("agent")
     tenant.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}")
@@ -68,9 +75,13 @@ def world(tenant, other_tenant):
     message = post_message(tenant.api, ticket["id"], body="first").get_json()
     attachment = upload_file(tenant.api, ticket["id"], b"notes\n", "notes.txt").get_json()
     new_ticket(other_tenant.api, "elsewhere")
+    with in_tenant(tenant) as session:
+        deliver(session.execute(sa.select(WebhookDelivery.id)).scalar_one())
+    attempt = tenant.api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").get_json()["items"][0]
     ids = {"user_id": agent["id"], "team_id": team["id"], "rule_id": rule["id"], "key_id": key["id"],
            "ticket_id": ticket["id"], "message_id": message["id"], "number": str(ticket["number"]),
-           "attachment_id": attachment["id"]}
+           "attachment_id": attachment["id"],
+           "webhook_id": hook["id"], "delivery_id": attempt["id"]}
     bodies = {
         "POST /api/v1/signup": {"name": "Evil", "slug": f"ev-{uuid.uuid4().hex[:8]}",
                                 "admin_email": "e@evil.example", "admin_password": "long password"},
@@ -101,6 +112,12 @@ def world(tenant, other_tenant):
         "PATCH /api/v1/assignment-rules/{rule_id}": {"name": "r2", "position": 2, "enabled": False,
                                                      "conditions": {"priority": ["low"]}},
         "PATCH /api/v1/media/settings": {"allowed_types": ["image/png", "text/plain"], "max_size": 1000},
+        "POST /api/v1/webhooks": {"url": "http://127.0.0.1:9/other", "events": ["ticket.created", "message.created"],
+                                  "secret": "a-long-enough-secret", "include_internal": True, "description": "d"},
+        "PATCH /api/v1/webhooks/{webhook_id}": {"url": "http://127.0.0.1:9/moved", "events": ["ticket.closed"],
+                                                "include_internal": False, "description": "d", "enabled": True},
+        "POST /api/v1/webhooks/{webhook_id}/rotate-secret": {"secret": "another-long-secret",
+                                                             "grace_period_seconds": 60},
     }
     return tenant, ids, bodies
 
@@ -263,7 +280,7 @@ def test_hostile_socket_frames_get_error_events_and_change_nothing(app, live_ser
     ws.close()
     after = _snapshot(app, [tenant.slug, other_tenant.slug])
     changed = {k for k in after if after[k] != before[k]}
-    assert changed <= {f"{schema_for(tenant.slug)}.messages", f"{schema_for(tenant.slug)}.tickets",
-                       f"{schema_for(tenant.slug)}.idempotency_keys"}
+    assert changed <= {f"{schema_for(tenant.slug)}.{table}" for table in
+                       ("messages", "tickets", "idempotency_keys", "events")}  # the one good message's event
     messages = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in messages] == ["still open"]
