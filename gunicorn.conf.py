@@ -23,3 +23,4 @@ def post_worker_init(worker):
     from app.conversation.hub import watch_server
 
     watch_server(lambda: worker.alive)
+limit_request_line = 8190  # the OpenAPI document promises 414 beyond this (app/openapi.py)

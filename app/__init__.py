@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         health,
         http_errors,
         input_guard,
+        openapi,
         outbox,
         realtime,
         security_headers,
@@ -65,6 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         with app.app_context():
             guard_checkouts(extensions.db.engine)
     extensions.api.init_app(app)
+    openapi.init_app(extensions.api)
     extensions.sock.init_app(app)
     extensions.login.init_app(app)
     extensions.csrf.init_app(app)
@@ -97,6 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     webhooks_api.register(extensions.api)
     events_api.register(extensions.api)
     stream.init_app(app)
+    openapi.finish(extensions.api)
     # Pages
     auth_ui.init_app(app)
     signup_ui.init_app(app)

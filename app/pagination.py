@@ -25,9 +25,21 @@ from tenants import current_tenant
 MAX_LIMIT = 200
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_.-]*$"
+
+
+def cursor_field() -> fields.String:
+    """The `cursor` of a list: only a `next_cursor` this API returned for the same list is valid."""
+    return fields.String(validate=[
+        validate.Length(max=1000), validate.Regexp(CURSOR_PATTERN, error="Not a valid cursor.")], metadata={
+        "format": "cursor", "description": "The `next_cursor` of the previous page of this same list "
+                                           "(opaque and signed: any other value answers 422)."})
+
+
 class PageArgs(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT),
+                           metadata={"description": "Items per page."})
+    cursor = cursor_field()
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ class ApiKeySchema(Schema):
     user_id = fields.UUID(load_default=None, metadata={"description": "User the key acts as (default: you)."})
     prefix = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
-    revoked_at = fields.DateTime(dump_only=True)
+    revoked_at = fields.DateTime(dump_only=True, allow_none=True)
     expires_at = fields.DateTime(dump_only=True, allow_none=True,
                                  metadata={"description": "Set by a rotation with a grace period."})
     last_used_at = fields.DateTime(dump_only=True, allow_none=True,
@@ -60,7 +60,7 @@ class ApiKeys(MethodView):
     @blp.response(200, page_schema(ApiKeySchema))
     def get(self, args):
         """List the organization's keys (the keys themselves are never shown again)."""
-        return page_body(*services.list_keys(args["limit"], args["cursor"]))
+        return page_body(*services.list_keys(args["limit"], args.get("cursor")))
 
     @admin_only
     @blp.arguments(ApiKeySchema)

@@ -36,7 +36,7 @@ class Rules(MethodView):
     @blp.response(200, page_schema(RuleSchema))
     def get(self, args):
         """List assignment rules in the order they are tried (lowest `position` first)."""
-        return page_body(*services.list_rules(args["limit"], args["cursor"]))
+        return page_body(*services.list_rules(args["limit"], args.get("cursor")))
 
     @admin_only
     @idempotent
@@ -69,7 +69,7 @@ class RuleById(MethodView):
         return services.rule_or_404(rule_id)
 
     @admin_only
-    @blp.arguments(RulePatchSchema)
+    @blp.arguments(RulePatchSchema, required=False)
     @blp.response(200, RuleSchema)
     def patch(self, changes, rule_id: uuid.UUID):
         """Change a rule; tickets waiting in the unassigned queue are re-evaluated."""

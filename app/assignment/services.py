@@ -38,7 +38,7 @@ from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_fo
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
@@ -90,14 +90,17 @@ def _rule_snapshot(rule: AssignmentRule) -> dict[str, Any]:
     return {f: getattr(rule, f) for f in RULE_FIELDS}
 
 
-def _check_rule(values: dict[str, Any]) -> None:
-    errors: dict[str, list[str]] = {}
+def _check_rule(values: dict[str, Any], changing: bool = False) -> None:
+    """Refuse a rule whose team does not exist, or a skills rule without skills.
+
+    A new rule's missing skills are bad input (422, and the OpenAPI document says so); a change
+    that would leave an existing rule so conflicts with what the rule is (409).
+    """
     if db.session.get(Team, values["team_id"]) is None:
-        errors["team_id"] = ["No such team."]
+        raise NotFound("No such team.", {"team_id": ["No such team."]})
     if values["strategy"] == "skills" and not values.get("required_skills"):
-        errors["required_skills"] = ["The skills strategy needs at least one required skill."]
-    if errors:
-        raise Invalid("; ".join(m for ms in errors.values() for m in ms), errors)
+        message = "The skills strategy needs at least one required skill."
+        raise (Conflict if changing else Invalid)(message, {"required_skills": [message]})
 
 
 def _clean_conditions(conditions: dict[str, Any] | None) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def update_rule(rule: AssignmentRule, changes: dict[str, Any]) -> AssignmentRule
         values["conditions"] = _clean_conditions(changes["conditions"])
     if "required_skills" in changes:
         values["required_skills"] = sorted(set(changes["required_skills"] or []))
-    _check_rule(values)
+    _check_rule(values, changing=True)
     for f in RULE_FIELDS:
         setattr(rule, f, values[f])
     db.session.flush()

@@ -51,6 +51,8 @@ def authenticate() -> None:
                 or request.endpoint in SELF_AUTHENTICATING):
             return
         if request.endpoint is None:
+            if request.routing_exception is not None:
+                raise request.routing_exception  # 405 with Allow for a path that exists, else 404
             abort(404, message="No such endpoint.")
         authenticate_api_key(request.headers.get("Authorization", ""))
         return

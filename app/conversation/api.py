@@ -76,7 +76,7 @@ class TicketMessages(MethodView):
         Requesters never see internal notes.
         """
         rows, next_cursor = services.list_messages(current_actor(), ticket_id, args["after_seq"],
-                                                   args["limit"], args["cursor"])
+                                                   args["limit"], args.get("cursor"))
         return page_body(rows, next_cursor)
 
     @idempotent

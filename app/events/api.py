@@ -31,4 +31,4 @@ class Events(MethodView):
         included (staff only). Follow `next_cursor` to the newest event, then poll with
         `poll_cursor` for what happens next.
         """
-        return services.feed(args.get("types"), args["limit"], args["cursor"])
+        return services.feed(args.get("types"), args["limit"], args.get("cursor"))

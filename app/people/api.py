@@ -30,7 +30,7 @@ class Users(MethodView):
     @blp.response(200, page_schema(UserSchema))
     def get(self, args):
         """List the users of the organization, oldest first."""
-        return page_body(*services.list_users(args.get("role"), args["limit"], args["cursor"]))
+        return page_body(*services.list_users(args.get("role"), args["limit"], args.get("cursor")))
 
     @admin_only
     @idempotent
@@ -49,7 +49,7 @@ class UserById(MethodView):
         """Get a user. Requesters may only read themselves."""
         return services.user_for(current_actor(), user_id)
 
-    @blp.arguments(UserPatchSchema)
+    @blp.arguments(UserPatchSchema, required=False)
     @blp.response(200, UserSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def patch(self, changes, user_id: uuid.UUID):
@@ -74,7 +74,7 @@ class Teams(MethodView):
     @blp.response(200, page_schema(TeamSchema))
     def get(self, args):
         """List teams (departments) by name, with their member ids."""
-        return page_body(*services.list_teams(args["limit"], args["cursor"]))
+        return page_body(*services.list_teams(args["limit"], args.get("cursor")))
 
     @admin_only
     @idempotent
@@ -95,7 +95,7 @@ class TeamById(MethodView):
         return services.team_view(services.team_or_404(team_id))
 
     @admin_only
-    @blp.arguments(TeamPatchSchema)
+    @blp.arguments(TeamPatchSchema, required=False)
     @blp.response(200, TeamSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def patch(self, changes, team_id: uuid.UUID):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.pagination import cursor_field
 from app.people.models import ROLES
 from app.schemas import EmailAddress, Flag, WholeNumber, tag_list
 
@@ -34,7 +35,7 @@ class UserPatchSchema(Schema):
 class UserListArgs(Schema):
     role = fields.String(validate=validate.OneOf(ROLES))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=1000))
+    cursor = cursor_field()
 
 
 class TeamSchema(Schema):

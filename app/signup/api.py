@@ -50,6 +50,7 @@ class SignupResultSchema(Schema):
 
 @blp.route("/signup")
 class Signups(MethodView):
+    @blp.doc(security=[])
     @blp.arguments(SignupSchema)
     @blp.response(201, SignupResultSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")

@@ -140,7 +140,7 @@ class TicketById(MethodView):
         read_without_transaction()
         return ticket_response(services.ticket_for(current_actor(), ticket_id))
 
-    @blp.arguments(TICKET_CHANGES)
+    @blp.arguments(TICKET_CHANGES, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     @blp.alt_response(412, response="DEFAULT_ERROR")
     @blp.alt_response(409, response="DEFAULT_ERROR")
@@ -164,7 +164,7 @@ class TicketByNumber(MethodView):
 
 @blp.route("/tickets/<uuid:ticket_id>/close")
 class TicketClose(MethodView):
-    @blp.arguments(CLOSING)
+    @blp.arguments(CLOSING, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, data, ticket_id: uuid.UUID):

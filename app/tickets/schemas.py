@@ -101,7 +101,7 @@ class TicketFilterArgs(Schema):
     category = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "Exact category."})
     created_after = UtcDateTime(metadata={"description": "Inclusive."})
     created_before = UtcDateTime(metadata={"description": "Exclusive."})
-    q = fields.String(validate=validate.Length(min=1, max=500), metadata={
+    q = fields.String(validate=validate.Length(min=1, max=200), metadata={
         "description": 'Full-text search over title, description and messages: words, "a phrase", '
                        "prefix*, -excluded, OR."})
 

@@ -43,7 +43,7 @@ class Webhooks(MethodView):
     @blp.response(200, page_schema(WebhookSchema))
     def get(self, args):
         """List webhooks, oldest first (secrets are never shown again)."""
-        return page_body(*services.list_subscriptions(args["limit"], args["cursor"]))
+        return page_body(*services.list_subscriptions(args["limit"], args.get("cursor")))
 
     @admin_only
     @idempotent
@@ -68,7 +68,7 @@ class WebhookById(MethodView):
         return services.subscription_or_404(webhook_id)
 
     @admin_only
-    @blp.arguments(WebhookPatchSchema)
+    @blp.arguments(WebhookPatchSchema, required=False)
     @blp.response(200, WebhookSchema)
     def patch(self, changes, webhook_id: uuid.UUID):
         """Change a webhook; `enabled: true` turns a disabled one back on."""
@@ -87,7 +87,7 @@ class WebhookById(MethodView):
 @blp.route("/webhooks/<uuid:webhook_id>/rotate-secret")
 class WebhookSecret(MethodView):
     @admin_only
-    @blp.arguments(RotateSecretSchema)
+    @blp.arguments(RotateSecretSchema, required=False)
     @blp.response(200, NewWebhookSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, data, webhook_id: uuid.UUID):
@@ -109,7 +109,7 @@ class WebhookDeliveries(MethodView):
     def get(self, args, webhook_id: uuid.UUID):
         """List delivery attempts, newest first: the request, the response, latency and error of each."""
         subscription = services.subscription_or_404(webhook_id)
-        return page_body(*services.list_attempts(subscription, args["limit"], args["cursor"],
+        return page_body(*services.list_attempts(subscription, args["limit"], args.get("cursor"),
                                                  args.get("event_id"), args.get("status")))
 
 

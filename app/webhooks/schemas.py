@@ -9,6 +9,9 @@ from app.pagination import PageArgs
 from app.schemas import Flag, WholeNumber
 from app.webhooks.targets import MAX_URL
 
+# http(s), a host with no user name or password, no #fragment, no spaces or control characters.
+URL_PATTERN = ("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\u0000-\\u001f\\u007f-\\u009f]+"
+               "([/?][^\\s#\\u0000-\\u001f\\u007f-\\u009f]*)?$")
 SECRET_PATTERN = r"^[\x21-\x7e]{16,256}$"
 MAX_GRACE = 7 * 24 * 3600
 ATTEMPT_STATES = ("sending", "succeeded", "failed")
@@ -29,7 +32,8 @@ def event_types(**kwargs: object) -> fields.List:
 def url_field(**kwargs: object) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=MAX_URL), metadata={
         "description": "An http(s) URL on a public address (checked now and at every delivery).",
-        "format": "uri", "example": "https://example.com/hooks/tickets"}, **kwargs)
+        "format": "uri", "pattern": URL_PATTERN,
+        "example": "https://example.com/hooks/tickets"}, **kwargs)
 
 
 def secret_field(**kwargs: object) -> fields.String:

@@ -40,7 +40,7 @@ def new_secret() -> str:
 def create_subscription(url: str, events: list[str], secret: str | None = None, include_internal: bool = False,
                         description: str | None = None) -> tuple[WebhookSubscription, str]:
     """Subscribe `url` to event types; return the subscription and its secret (shown only now)."""
-    targets.check(url)
+    targets.check_saved(url)
     count = db.session.execute(sa.select(sa.func.count()).select_from(WebhookSubscription)).scalar_one()
     if count >= MAX_SUBSCRIPTIONS:
         raise Conflict(f"An organization may have at most {MAX_SUBSCRIPTIONS} webhooks.")
@@ -78,7 +78,7 @@ def update_subscription(subscription: WebhookSubscription, changes: dict[str, An
     """Change a subscription; `enabled: true` turns a disabled one back on and forgets its failures."""
     before = _snapshot(subscription)
     if "url" in changes:
-        targets.check(changes["url"])
+        targets.check_saved(changes["url"])
     if "events" in changes:
         changes["events"] = sorted(set(changes["events"]))
     enabling = changes.get("enabled") is True and not subscription.enabled

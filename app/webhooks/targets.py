@@ -158,6 +158,19 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return found
 
 
+def check_saved(url: str) -> None:
+    """Refuse a URL when it is saved: not http(s), malformed, or resolving to an address deliveries may not use.
+
+    A name that does not resolve (yet) is accepted: DNS may be set up after the webhook, and
+    every delivery checks again before it connects.
+    """
+    try:
+        check(url)
+    except RefusedTarget as refused:
+        if not refused.message.endswith("does not resolve."):
+            raise
+
+
 def check(url: str) -> Target:
     """Return the target of `url` if every address its host resolves to now may be used, or raise RefusedTarget.
 

@@ -57,9 +57,9 @@ def test_replies_thread_under_a_parent_on_the_same_ticket(tenant):
     nested = post_message(tenant.api, ticket["id"], parent_id=reply["id"])
     assert nested.status_code == 201 and nested.get_json()["parent_id"] == reply["id"]
     elsewhere = post_message(tenant.api, other["id"], parent_id=root["id"])
-    assert elsewhere.status_code == 422
+    assert elsewhere.status_code == 404  # an unknown id, here in the body: 404 naming the field
     assert "parent_id" in elsewhere.get_json()["errors"]
-    assert post_message(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 422
+    assert post_message(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 404
 
 
 def test_bad_input_is_refused_and_changes_nothing(tenant):
@@ -94,7 +94,7 @@ def test_internal_notes_are_for_staff_only(tenant):
     assert post_message(requester, ticket["id"], body="public question").status_code == 201
     note = post_message(agent, ticket["id"], body="secret note", internal=True).get_json()
     assert note["internal"] is True
-    assert post_message(requester, ticket["id"], parent_id=note["id"]).status_code == 422
+    assert post_message(requester, ticket["id"], parent_id=note["id"]).status_code == 404
     seen_by_requester = requester.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     seen_by_agent = agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in seen_by_requester] == ["public question"]

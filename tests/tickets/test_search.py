@@ -41,7 +41,7 @@ def test_query_text_is_built_from_words_only(q, expected):
 
 
 @pytest.mark.parametrize("q", ["!!", "&|", "a:*b", "((", '"unterminated', "\\", "':*", "a <-> b", "OR", "-",
-                               "'; drop table tickets; --", "ünïcödé*", "a" * 500])
+                               "'; drop table tickets; --", "ünïcödé*", "a" * 200])
 def test_no_query_string_makes_search_fail(tenant, new_ticket, q):
     new_ticket("anything")
     resp = tenant.api.get("/api/v1/tickets?" + urlencode({"q": q}))
