@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
 
@@ -81,8 +81,8 @@ def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> Idemp
         sa.select(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
     ).scalar_one()
     if record.endpoint != endpoint or record.request_hash != request_hash:
-        raise Invalid.field("Idempotency-Key", "Already used with a different request.",
-                            "This Idempotency-Key was already used with a different request.")
+        raise Conflict("This Idempotency-Key was already used with a different request.",
+                       {"Idempotency-Key": ["Already used with a different request."]})
     return record
 
 

@@ -31,7 +31,11 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying aga
 URI_TOO_LONG = {"description": "The request line is longer than 8190 bytes; answered by the HTTP server, as HTML.",
                 "content": {"text/html": {"schema": {"type": "string"}}}}
 EXTRA_CONTENT_TYPES = {
-    ("/api/v1/tickets/export", "get", "200"): ["text/csv", "application/json", "application/x-ndjson"],
+    ("/api/v1/tickets/export", "get"): {
+        "text/csv": {"type": "string", "description": "A header row, then one row per ticket."},
+        "application/json": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
+        "application/x-ndjson": {"type": "string", "description": "One ticket (JSON) per line."},
+    },
 }
 _installed: set[int] = set()
 
@@ -75,9 +79,8 @@ def finish(api: Api) -> None:
                     continue
                 if not public and code[0] in "2":
                     response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
-            for content_type in EXTRA_CONTENT_TYPES.get((path, method, "200"), []):
-                content = responses["200"].setdefault("content", {})
-                content.setdefault(content_type, {"schema": {"type": "string"}})
+            for content_type, schema in EXTRA_CONTENT_TYPES.get((path, method), {}).items():
+                responses["200"].setdefault("content", {})[content_type] = {"schema": schema}
     rule = spec.components.schemas.get("Rule")
     if rule is not None:  # a skills rule names its skills (app.assignment.services._check_rule)
         rule["anyOf"] = [

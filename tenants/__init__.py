@@ -16,7 +16,7 @@ from tenants.context import (
 )
 from tenants.database import TenantSession, compile_for_tenant, db, guard_checkouts, shadow_tenant_tables
 from tenants.models import ApiKey, Tenant
-from tenants.names import is_slug, schema_for, slug_problem
+from tenants.names import RESERVED_SLUGS, is_slug, schema_for, slug_problem
 from tenants.probe import tenants_having
 from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_registry_change
 from tenants.resolution import (
@@ -28,7 +28,8 @@ from tenants.resolution import (
 )
 
 __all__ = [
-    "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession", "active_tenant",
+    "RESERVED_SLUGS", "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession",
+    "active_tenant",
     "active_tenants", "compile_for_tenant", "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "forget_current_tenant", "guard_checkouts", "init_cli", "is_slug", "new_tenant_ref", "on_registry_change",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",

@@ -47,7 +47,7 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
     """Mint a key acting as `user_id` (default: the actor) with `role`, which may not exceed the user's."""
     user = get_user(user_id or actor.user_id)
     if user is None:
-        raise NotFound("No such user.", {"user_id": ["No such user."]})
+        raise Conflict("No such user.", {"user_id": ["No such user."]})
     if ROLES.index(role) < ROLES.index(user.role):
         raise Conflict("A key cannot have a higher role than its user.", {"role": [f"The user is a {user.role}."]})
     record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role)

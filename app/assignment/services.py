@@ -97,7 +97,7 @@ def _check_rule(values: dict[str, Any], changing: bool = False) -> None:
     that would leave an existing rule so conflicts with what the rule is (409).
     """
     if db.session.get(Team, values["team_id"]) is None:
-        raise NotFound("No such team.", {"team_id": ["No such team."]})
+        raise Conflict("No such team.", {"team_id": ["No such team."]})
     if values["strategy"] == "skills" and not values.get("required_skills"):
         message = "The skills strategy needs at least one required skill."
         raise (Conflict if changing else Invalid)(message, {"required_skills": [message]})

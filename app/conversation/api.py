@@ -53,12 +53,21 @@ STREAM_OPERATION = {
         "never receive internal notes. Refusals happen before the handshake, as plain HTTP errors."
     ),
     "parameters": [
-        {"name": "after_seq", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
-        {"name": "token", "in": "query", "schema": {"type": "string"},
+        {"name": "Upgrade", "in": "header", "required": True, "schema": {"type": "string", "enum": ["websocket"]}},
+        {"name": "Connection", "in": "header", "required": True, "schema": {"type": "string", "enum": ["Upgrade"]}},
+        {"name": "Sec-WebSocket-Version", "in": "header", "required": True,
+         "schema": {"type": "string", "enum": ["13"]}},
+        {"name": "Sec-WebSocket-Key", "in": "header", "required": True,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+         "description": "16 random bytes in base64, as RFC 6455 asks."},
+        {"name": "after_seq", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1,
+                                                        "default": 0}},
+        {"name": "token", "in": "query", "schema": {"type": "string", "maxLength": 200},
          "description": "Single-use stream token, instead of the Authorization header."},
     ],
     "responses": {
         "101": {"description": "Switching protocols: the stream is open."},
+        "400": _error("Not a WebSocket handshake, or an unknown query parameter."),
         "401": _error("No valid key or token."),
         "404": _error("No such ticket for this caller."),
         "422": _error("Invalid query parameters."),

@@ -11,7 +11,7 @@ from app.auth.throttle import signup_wait
 from app.extensions import db
 from app.schemas import EmailAddress
 from app.signup.services import sign_up
-from tenants import SlugTaken, slug_problem
+from tenants import RESERVED_SLUGS, SlugTaken, slug_problem
 
 blp = api_blueprint("signup", "Create an organization. Public: no API key needed.", tag="Signup")
 
@@ -22,7 +22,9 @@ def register(api: Api) -> None:
 
 class SignupSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    slug = fields.String(required=True)
+    slug = fields.String(required=True, metadata={
+        "pattern": "^(?!pg-)[a-z][a-z0-9-]{1,39}$", "not": {"enum": sorted(RESERVED_SLUGS)},
+        "description": "Lowercase letters, digits and hyphens, starting with a letter; not a reserved name."})
     admin_email = EmailAddress(required=True, validate=validate.Length(max=254))
     admin_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
     admin_name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))

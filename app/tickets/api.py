@@ -112,8 +112,7 @@ class Tickets(MethodView):
 @blp.route("/tickets/export")
 class TicketExport(MethodView):
     @blp.arguments(ExportArgs, location="query", unknown=RAISE)
-    @blp.response(200, description="Every matching ticket, streamed, in number order.",
-                  content_type="text/csv")
+    @blp.response(200, description="Every matching ticket, streamed, in number order, as `format` asks.")
     @blp.alt_response(503, response="DEFAULT_ERROR")
     def get(self, args):
         """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""

@@ -26,8 +26,6 @@ def at_most_64_kib(value: str) -> None:
 def _patch_status(value: str) -> None:
     if value == "closed":
         raise ValidationError("Close a ticket with POST /api/v1/tickets/{id}/close.")
-    if value not in PATCHABLE_STATUSES:
-        raise ValidationError(f"Must be one of: {', '.join(PATCHABLE_STATUSES)}.")
 
 
 def _seconds_between(start, end) -> int | None:
@@ -79,7 +77,7 @@ class TicketUpdateSchema(Schema):
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
     tags = tag_list()
-    status = fields.String(validate=_patch_status,
+    status = fields.String(validate=[_patch_status, validate.OneOf(PATCHABLE_STATUSES)],
                            metadata={"description": "new, open, pending or resolved (close with /close)."})
     assignee_id = fields.UUID(allow_none=True, metadata={"description": "An active agent or admin."})
     team_id = fields.UUID(allow_none=True)

@@ -59,7 +59,7 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
     if requester_id is None or not actor.is_staff:
         requester_id = actor.user_id
     elif get_user(requester_id) is None:
-        raise NotFound("No such requester.", {"requester_id": ["No such user."]})
+        raise Conflict("No such requester.", {"requester_id": ["No such user."]})
     ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     db.session.add(ticket)
@@ -158,7 +158,11 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
 
 
 def _check_people(changes: dict[str, Any]) -> None:
-    """Refuse an assignee or team that does not exist (NotFound) or an assignee who is not staff (Conflict)."""
+    """Refuse an assignee or team that does not exist, or an assignee who is not staff (both Conflict).
+
+    The request is well formed; what it names is not there or cannot take the ticket. (Not 404,
+    which would read as "no such ticket".)
+    """
     missing: dict[str, list[str]] = {}
     if changes.get("assignee_id") is not None:
         user = get_user(changes["assignee_id"])
@@ -170,7 +174,7 @@ def _check_people(changes: dict[str, Any]) -> None:
     if changes.get("team_id") is not None and db.session.get(Team, changes["team_id"]) is None:
         missing["team_id"] = ["No such team."]
     if missing:
-        raise NotFound("No such assignee or team.", missing)
+        raise Conflict("No such assignee or team.", missing)
 
 
 def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:

@@ -10,8 +10,10 @@ from app.schemas import Flag, WholeNumber
 from app.webhooks.targets import MAX_URL
 
 # http(s), a host with no user name or password, no #fragment, no spaces or control characters.
-URL_PATTERN = ("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\u0000-\\u001f\\u007f-\\u009f]+"
-               "([/?][^\\s#\\u0000-\\u001f\\u007f-\\u009f]*)?$")
+PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = ("^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+               "(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])"
+               f"(:{PORT})?([/?][A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?$")
 SECRET_PATTERN = r"^[\x21-\x7e]{16,256}$"
 MAX_GRACE = 7 * 24 * 3600
 ATTEMPT_STATES = ("sending", "succeeded", "failed")
@@ -30,9 +32,12 @@ def event_types(**kwargs: object) -> fields.List:
 
 
 def url_field(**kwargs: object) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=MAX_URL), metadata={
-        "description": "An http(s) URL on a public address (checked now and at every delivery).",
-        "format": "uri", "pattern": URL_PATTERN,
+    return fields.String(validate=[validate.Length(min=1, max=MAX_URL), validate.Regexp(URL_PATTERN, error=(
+        "An http(s) URL in ASCII: a host name or address, an optional port, path and query."))], metadata={
+        "description": "An http(s) URL whose host resolves to public addresses only (checked now and before "
+                       "every delivery; a self-hosted instance may allow private ones). ASCII only: write "
+                       "an international domain name in its xn-- form.",
+        "format": "webhook-url",
         "example": "https://example.com/hooks/tickets"}, **kwargs)
 
 

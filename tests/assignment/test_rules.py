@@ -44,8 +44,8 @@ def test_bad_rules_answer_422_and_change_nothing(desk, body, field):
     _refused(desk, body, field, 422)
 
 
-def test_a_rule_naming_an_unknown_team_answers_404(desk):
-    _refused(desk, {"team_id": "00000000-0000-0000-0000-000000000000"}, "team_id", 404)
+def test_a_rule_naming_an_unknown_team_answers_409(desk):
+    _refused(desk, {"team_id": "00000000-0000-0000-0000-000000000000"}, "team_id", 409)
 
 
 def _refused(desk, body, field, status):
@@ -99,7 +99,7 @@ def test_cross_tenant_ids_answer_404(desk, other_tenant):
     # a team of another tenant cannot be named in a rule
     resp = other.post("/api/v1/assignment-rules", json={"name": "x", "team_id": team["id"],
                                                         "strategy": "round_robin"})
-    assert resp.status_code == 404 and "team_id" in resp.get_json()["errors"]
+    assert resp.status_code == 409 and "team_id" in resp.get_json()["errors"]
     assert desk.t.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["name"] == rule["name"]
 
 

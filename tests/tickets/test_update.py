@@ -110,11 +110,11 @@ def test_an_empty_or_unchanged_patch_changes_nothing(tenant, new_ticket, audit_e
     ({"number": 5}, "number"),
     ({"requester_id": str(uuid.uuid4())}, "requester_id"),
     ({"assignee_id": "nobody"}, "assignee_id"),
-    ({"assignee_id": str(uuid.uuid4()), "status": "open"}, ("assignee_id", 404)),
-    ({"team_id": str(uuid.uuid4())}, ("team_id", 404)),
+    ({"assignee_id": str(uuid.uuid4())}, ("assignee_id", 409)),
+    ({"team_id": str(uuid.uuid4())}, ("team_id", 409)),
 ])
 def test_bad_patch_answers_422_naming_the_field_and_writes_nothing(tenant, new_ticket, table_counts, body, field):
-    """Bad values answer 422; an unknown id, in the body as in the path, answers 404 naming the field."""
+    """Bad values answer 422; a well-formed id of nothing there answers 409 naming the field."""
     field, status = field if isinstance(field, tuple) else (field, 422)
     ticket = new_ticket()
     counts = table_counts(tenant)
@@ -158,7 +158,7 @@ def test_a_deleted_agent_cannot_be_assigned(tenant, new_ticket):
     agent = tenant.user("agent")
     assert tenant.api.delete(f"/api/v1/users/{agent['id']}").status_code in (200, 204)
     resp = _patch(tenant.api, new_ticket(), {"assignee_id": agent["id"]})
-    assert resp.status_code == 404 and "assignee_id" in resp.get_json()["errors"]
+    assert resp.status_code == 409 and "assignee_id" in resp.get_json()["errors"]
 
 
 def test_team_can_be_set_and_cleared(tenant, new_ticket):
