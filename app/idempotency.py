@@ -29,7 +29,8 @@ from app.models_base import TENANT_SCHEMA, created_at
 RETENTION = timedelta(hours=24)
 REPLAYED_HEADERS = ("ETag", "Location")
 MAX_KEY = 255
-HEADER_DOC = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "maxLength": MAX_KEY},
+HEADER_DOC = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "minLength": 1,
+                                                                   "maxLength": MAX_KEY},
               "description": "Repeat the same request with the same key to get the first response."}
 
 
