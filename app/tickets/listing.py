@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from app.auth.actor import Actor
-from app.errors import Invalid, Unavailable
+from app.errors import NotFound, Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, order_by, page
 from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
@@ -160,7 +160,8 @@ def _split_cursor(cursor: str | None) -> tuple[str | None, str | None]:
         return None, None
     plan, dot, inner = cursor.partition(".")
     if not dot or plan not in (RANK, SORT_SET, WALK) or not inner:
-        raise Invalid.field("cursor", "Not a valid cursor.", "The cursor is not valid.")
+        raise NotFound("No such page: the cursor is not one this list gave out.",
+                       {"cursor": ["Not a cursor of this list."]})
     return plan, inner
 
 

@@ -132,7 +132,8 @@ def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
         if cursor is None:
             break
     assert seqs == list(range(1, 8))
-    assert tenant.api.get(path + "?cursor=garbage").status_code == 422
+    assert tenant.api.get(path + "?cursor=garbage").status_code == 404  # no such page
+    assert tenant.api.get(path + "?cursor=not%20a%20cursor").status_code == 422
     assert tenant.api.get(path + "?after_seq=-1").status_code == 422
     assert tenant.api.get(path + "?limit=1000").status_code == 422
 
