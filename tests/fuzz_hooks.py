@@ -7,6 +7,8 @@ reserved `.example` domain, which never resolves to a private address. Values th
 rest of the schema (type, length, pattern) are still generated for the negative checks.
 """
 
+import uuid
+
 import schemathesis
 from hypothesis import strategies as st
 
@@ -15,3 +17,18 @@ schemathesis.openapi.format("webhook-url", st.builds(
     lambda host, path: f"https://{host}.example/{path}",
     st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True),
     st.from_regex(r"[a-z0-9/_-]{0,30}", fullmatch=True)))
+
+
+@schemathesis.hook
+def before_call(context, case, **kwargs) -> None:
+    """Make each Idempotency-Key that is sent unique to its call.
+
+    Schemathesis sends identical requests again when it replays or shrinks a case; a creating
+    POST repeated with the same key and body rightly answers with the first response, whose
+    resource a later step may have deleted, which its "created resource not found" check then
+    misreads. The header is still sent, and still checked against its documented limits.
+    """
+    headers = case.headers or {}
+    key = headers.get("Idempotency-Key")
+    if isinstance(key, str) and 1 <= len(key) <= 200:
+        headers["Idempotency-Key"] = f"{key}:{uuid.uuid4()}"
