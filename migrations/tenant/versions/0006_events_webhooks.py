@@ -3,8 +3,8 @@
 Each existing outbox row becomes an event of its own (same id, so the rows point at their
 events without a lookup), ordered before anything written after the upgrade (`txid` 0).
 
-Revision ID: t0005
-Revises: t0004
+Revision ID: t0006
+Revises: t0005
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "t0005"
-down_revision = "t0004"
+revision = "t0006"
+down_revision = "t0005"
 branch_labels = None
 depends_on = None
 
