@@ -276,7 +276,7 @@ def _announce(attachment: Attachment) -> None:
     body = attachment_json(attachment)
     publish_after_commit(attachment.ticket_id, {"type": UPDATED, "attachment": body})
     emit(UPDATED, {"attachment_id": str(attachment.id), "ticket_id": str(attachment.ticket_id),
-                   "status": attachment.status})
+                   "status": attachment.status}, {"attachment": body})  # public: the feed and webhooks
 
 
 def _discard_objects(batches: list[list[str]]) -> None:

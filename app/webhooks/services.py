@@ -185,7 +185,8 @@ def fan_out(events: list[RecordedEvent]) -> None:
     """Write a delivery for each public event and each enabled subscription that wants it.
 
     Runs in the transaction that records the events (see `app.outbox.on_record`). Internal
-    notes go only to subscriptions that opted in with `include_internal`.
+    notes, and attachments hidden from requesters, go only to subscriptions that opted in with
+    `include_internal`.
     """
     public = [e for e in events if e.data is not None]
     if not public:
@@ -208,5 +209,6 @@ def fan_out(events: list[RecordedEvent]) -> None:
 
 
 def _is_internal(event: RecordedEvent) -> bool:
-    message = (event.data or {}).get("message")
-    return bool(isinstance(message, dict) and message.get("internal"))
+    """Tell whether an event is about something requesters may not see (a note, or a note's file)."""
+    data = event.data or {}
+    return any(isinstance(data.get(k), dict) and data[k].get("internal") for k in ("message", "attachment"))
