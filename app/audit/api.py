@@ -12,7 +12,7 @@ from app.auth.actor import admin_only
 from app.pagination import PageArgs, page_body, page_schema
 from app.schemas import UtcDateTime
 
-blp = api_blueprint("audit", "The audit log: every change, by whom, from what to what.")
+blp = api_blueprint("audit", "The audit log: every change, by whom, from what to what.", tag="Audit")
 
 
 def register(api: Api) -> None:

@@ -12,7 +12,7 @@ from app.api_common import api_blueprint
 from app.auth.actor import admin_only
 from app.dashboard import services
 
-blp = api_blueprint("reports", "Reports: the figures of the admin dashboard.")
+blp = api_blueprint("reports", "Reports: the figures of the admin dashboard.", tag="Reports")
 
 
 def register(api: Api) -> None:

@@ -20,7 +20,8 @@ from app.media.storage import ObjectMissing, storage
 
 log = logging.getLogger(__name__)
 
-blp = api_blueprint("media", "Files in ticket conversations: upload, scan state, download, allowed types.")
+blp = api_blueprint("media", "Files in ticket conversations: upload, scan state, download, allowed types.",
+                    tag="Media")
 
 UPLOAD_BODY = {
     "required": True,

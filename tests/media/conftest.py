@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.media import handlers
 from app.media.storage import object_key, storage
-from app.outbox.models import OutboxEvent
+from app.outbox.models import OutboxRow
 from app.worker import run_outbox_row, use_app
 from tenants import active_tenant, tenant_context
 from tests.helpers import upload_file
@@ -58,8 +58,8 @@ def run_scans(app) -> Callable[..., int]:
                 ref = active_tenant(tenant.slug).ref()
                 db.session.rollback()
                 with tenant_context(ref):
-                    rows = db.session.execute(sa.select(OutboxEvent.id).where(
-                        OutboxEvent.handler == SCAN_HANDLER, OutboxEvent.processed_at.is_(None))).scalars().all()
+                    rows = db.session.execute(sa.select(OutboxRow.id).where(
+                        OutboxRow.handler == SCAN_HANDLER, OutboxRow.processed_at.is_(None))).scalars().all()
                     db.session.rollback()
             if not rows:
                 break
