@@ -52,5 +52,5 @@ class AuditEvents(MethodView):
     @blp.response(200, page_schema(AuditEventSchema))
     def get(self, args):
         """List audit events, newest first, filtered by entity, actor, action and time."""
-        limit, cursor = args.pop("limit"), args.pop("cursor")
+        limit, cursor = args.pop("limit"), args.pop("cursor", None)
         return page_body(*services.list_events(limit, cursor, **args))
