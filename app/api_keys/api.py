@@ -85,7 +85,7 @@ class ApiKeyById(MethodView):
 @blp.route("/api-keys/<uuid:key_id>/rotate")
 class ApiKeyRotation(MethodView):
     @admin_only
-    @blp.arguments(RotationSchema)
+    @blp.arguments(RotationSchema, required=False)
     @blp.response(201, RotatedKeySchema)
     def post(self, data, key_id: uuid.UUID):
         """Replace a key with a new one (same name, role and user), the old one working for a grace period.

@@ -135,7 +135,7 @@ class MediaSettings(MethodView):
         return services.settings_json()
 
     @admin_only
-    @blp.arguments(MediaSettingsSchema)
+    @blp.arguments(MediaSettingsSchema, required=False)
     @blp.response(200, MediaSettingsSchema)
     def patch(self, changes):
         """Narrow the allowed types or the size limit (null restores the instance's)."""
