@@ -40,7 +40,11 @@ class AssignmentDecision(db.Model):
     """Why a ticket was (or was not) assigned as it was: one row per decision."""
 
     __tablename__ = "assignment_decisions"
-    __table_args__ = (sa.Index("ix_assignment_decisions_ticket", "ticket_id", "created_at"), TENANT_SCHEMA)
+    __table_args__ = (
+        sa.Index("ix_assignment_decisions_ticket", "ticket_id", "created_at"),
+        sa.Index("ix_assignment_decisions_created", "created_at"),  # decisions per rule over a period
+        TENANT_SCHEMA,
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     ticket_id: Mapped[uuid.UUID] = mapped_column(

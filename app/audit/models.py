@@ -15,7 +15,11 @@ from app.models_base import TENANT_SCHEMA, created_at
 
 class AuditEntry(db.Model):
     __tablename__ = "audit_log"
-    __table_args__ = (sa.Index("ix_audit_log_entity", "entity", "entity_id", "id"), TENANT_SCHEMA)
+    __table_args__ = (
+        sa.Index("ix_audit_log_entity", "entity", "entity_id", "id"),
+        sa.Index("ix_audit_log_actor", "actor_id", "id"),  # the audit log filtered by who
+        TENANT_SCHEMA,
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     created_at: Mapped[datetime] = created_at()

@@ -35,7 +35,16 @@ class Ticket(db.Model):
         sa.Index("ix_tickets_created", "created_at", "id"),
         sa.Index("ix_tickets_updated", "updated_at", "id"),
         sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
-        sa.Index("ix_tickets_assignee_status", "assignee_id", "status"),
+        # Open tickets only: each agent's load (assignment, the dashboard) and the backlog by status and
+        # priority, read from the index alone.
+        sa.Index("ix_tickets_open", "assignee_id", "status", "priority",
+                 postgresql_where=sa.text("status in ('new', 'open', 'pending')")),
+        # The dashboard's closed per day, and its first-response and resolution percentiles.
+        sa.Index("ix_tickets_closed_at", "closed_at", postgresql_where=sa.text("closed_at is not null")),
+        sa.Index("ix_tickets_resolved_at", "resolved_at", postgresql_include=["created_at"],
+                 postgresql_where=sa.text("resolved_at is not null")),
+        sa.Index("ix_tickets_first_response", "created_at", postgresql_include=["first_response_at"],
+                 postgresql_where=sa.text("first_response_at is not null")),
         sa.Index("ix_tickets_requester_created", "requester_id", "created_at", "id"),
         sa.Index("ix_tickets_priority_created", "priority_rank", "created_at", "id"),
         sa.Index("ix_tickets_status_rank_created", "status_rank", "created_at", "id"),
