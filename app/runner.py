@@ -7,7 +7,9 @@ them and else our EICAR-only test signature (which the run says). Where it is no
 the run says loudly that antivirus is off and turns it off for its children, so the demo works
 and each attachment records that no antivirus looked at it. Then gunicorn, an RQ worker and the
 outbox relay run in the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of
-them, servers last. clamd is supervised: if it exits, it is started again.
+them, servers last. The embedded servers are supervised: one that exits is started again on its
+port and data folder, with backoff. Every child is tied to this process, so a SIGKILLed run
+leaves no orphan holding the data folder or the port.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from app.embedded import EmbeddedClamd, clamd_program, start_missing
+from app.embedded import EmbeddedClamd, clamd_program, start_missing, tied_to_parent
 
 ROOT = Path(__file__).resolve().parent.parent
+MAX_BACKOFF = 30.0
 FRESHCLAM_DATABASE = Path("/var/lib/clamav")
 MAX_SOCKET_PATH = 100  # a unix socket's path must fit in about 108 bytes
 
@@ -41,7 +44,7 @@ def start_antivirus(data_dir: Path, env: dict[str, str]) -> EmbeddedClamd | None
               "without an antivirus verdict and each attachment says antivirus: off.", file=sys.stderr, flush=True)
         return None
     official = any(FRESHCLAM_DATABASE.glob("*.cvd")) or any(FRESHCLAM_DATABASE.glob("*.cld"))
-    clamd = EmbeddedClamd(data_dir / "clamd", definitions=FRESHCLAM_DATABASE if official else None)
+    clamd = EmbeddedClamd(data_dir / "clamd", definitions=FRESHCLAM_DATABASE if official else None, tied=True)
     clamd.start(timeout=300)
     if len(clamd.socket_path) <= MAX_SOCKET_PATH:
         env["CLAMD_SOCKET"] = clamd.socket_path
@@ -53,6 +56,41 @@ def start_antivirus(data_dir: Path, env: dict[str, str]) -> EmbeddedClamd | None
         print("Antivirus: clamd with a TEST signature that knows only the EICAR test file. Production needs "
               "freshclam-updated definitions (see README, Media).")
     return clamd
+
+
+class Supervisor:
+    """Start an embedded server again, on its port and data folder, when it exits; back off if it keeps failing.
+
+    Until it is back, the app answers 503 where it needs it (Postgres) or carries on without it
+    (Redis: queues and live events wait, the outbox keeps the work).
+    """
+
+    def __init__(self, servers: list) -> None:
+        self.servers = servers
+        self.next_try: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for server in self.servers:
+            key = id(server)
+            if server.proc is None or server.proc.poll() is None:
+                self.backoff.pop(key, None)
+                continue
+            if now < self.next_try.get(key, 0):
+                continue
+            name = type(server).__name__
+            print(f"{name} exited with code {server.proc.returncode}; starting it again on port {server.port}",
+                  file=sys.stderr, flush=True)
+            delay = min(self.backoff.get(key, 0.5) * 2, MAX_BACKOFF)
+            try:
+                server.start()
+                print(f"{name} is back on port {server.port}", file=sys.stderr, flush=True)
+                self.backoff.pop(key, None)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                print(f"{name} did not start ({exc}); trying again in {delay:.0f} s", file=sys.stderr, flush=True)
+                self.backoff[key] = delay
+                self.next_try[key] = time.monotonic() + delay
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -69,7 +107,7 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["DATABASE_URL"], env["REDIS_URL"], servers = start_missing(
-        data_dir, env.get("DATABASE_URL"), env.get("REDIS_URL"))
+        data_dir, env.get("DATABASE_URL"), env.get("REDIS_URL"), tied=True)
     for server in servers:
         print(f"{type(server).__name__} on port {server.port}, data in {server.data_dir}")
     env.setdefault("SECRET_KEY", _secret_key(data_dir))
@@ -77,6 +115,7 @@ def main() -> None:
     if clamd is not None:
         servers.append(clamd)
     children: list[subprocess.Popen] = []
+    supervisor = Supervisor(servers)
 
     def stop(*_args: object) -> None:
         for child in children:
@@ -99,15 +138,14 @@ def main() -> None:
         subprocess.run([*flask, "db-upgrade"], cwd=ROOT, env=env, check=True)
         subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True)
         port = env.get("PORT", "5000")
+        tie = tied_to_parent(signal.SIGTERM)  # a SIGKILLed `make run` leaves no orphan behind
         children.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT, env=env))
-        children.append(subprocess.Popen([*flask, "worker"], cwd=ROOT, env=env))
-        children.append(subprocess.Popen([*flask, "outbox", "relay"], cwd=ROOT, env=env))
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, preexec_fn=tie))
+        children.append(subprocess.Popen([*flask, "worker"], cwd=ROOT, env=env, preexec_fn=tie))
+        children.append(subprocess.Popen([*flask, "outbox", "relay"], cwd=ROOT, env=env, preexec_fn=tie))
         print(f"Serving on http://localhost:{port}/ (Ctrl-C stops everything)", flush=True)
         while all(child.poll() is None for child in children):
-            if clamd is not None and clamd.proc.poll() is not None:
-                print(f"clamd exited with code {clamd.proc.returncode}; starting it again", file=sys.stderr)
-                clamd.start(timeout=300)
+            supervisor.check()
             time.sleep(0.5)
         print("a process exited; stopping the rest", file=sys.stderr)
     except subprocess.CalledProcessError as exc:
