@@ -28,7 +28,7 @@ from flask import Flask
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
 from app.outbox.models import Event, OutboxRow
-from tenants import active_tenant, tenant_context
+from tenants import TenantRef, active_tenant, is_slug, tenant_context
 
 log = logging.getLogger(__name__)
 _app: Flask | None = None
@@ -52,14 +52,26 @@ def use_app(app: Flask) -> None:
     _app = app
 
 
+def job_tenant(slug: object) -> TenantRef | None:
+    """Return the active tenant a job names; None if it is gone or suspended (the job has nothing to do).
+
+    A job that names no tenant, or a malformed one, fails (into RQ's failed registry) instead of
+    running anywhere: every job carries its tenant explicitly (invariant 1).
+    """
+    if not is_slug(slug):
+        raise ValueError(f"a job needs a tenant; got {slug!r}")
+    tenant = active_tenant(slug)
+    db.session.rollback()
+    return None if tenant is None else tenant.ref()
+
+
 def run_outbox_row(slug: str, row_id: int) -> str:
     """Run one outbox row's handler for tenant `slug` (and, for a batch handler, every pending row)."""
     with worker_app().app_context():
-        tenant = active_tenant(slug)
-        db.session.rollback()
+        tenant = job_tenant(slug)
         if tenant is None:
             return "tenant gone or suspended"
-        with tenant_context(tenant.ref()):
+        with tenant_context(tenant):
             name = db.session.execute(
                 sa.select(OutboxRow.handler).where(OutboxRow.id == row_id)).scalar_one_or_none()
             db.session.rollback()
@@ -158,9 +170,8 @@ def run_webhook_delivery(slug: str, delivery_id: str) -> str:
     from app.webhooks.delivery import deliver
 
     with worker_app().app_context():
-        tenant = active_tenant(slug)
-        db.session.rollback()
+        tenant = job_tenant(slug)
         if tenant is None:
             return "tenant gone or suspended"
-        with tenant_context(tenant.ref()):
+        with tenant_context(tenant):
             return deliver(uuid.UUID(delivery_id))

@@ -100,12 +100,12 @@ def in_tenant(app):
 
 @pytest.fixture
 def run_jobs(app):
-    """Return a function that runs every queued assignment job in this process, then returns."""
+    """Return a function that runs every queued job of `queues` (default: assignment) in this process."""
 
-    def run() -> None:
+    def run(*queues: str) -> None:
         use_app(app)
         with app.app_context():
             connection = redis_client()
-        SimpleWorker(["assignment"], connection=connection).work(burst=True)
+        SimpleWorker(list(queues or ["assignment"]), connection=connection).work(burst=True)
 
     return run
