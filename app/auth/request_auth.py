@@ -15,6 +15,7 @@ from flask_smorest import abort
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, set_actor
+from app.auth.cross_tenant import cross_tenant_attempt
 from app.auth.key_cache import generation_key, key_cache
 from app.auth.key_cache import init_app as key_cache_init
 from app.auth.keys import VerifiedKey, key_digest, lookup_id, verify_key
@@ -78,7 +79,10 @@ def authenticate_api_key(header: str) -> None:
         abort(401, message="The API key is not valid or has been revoked.",
               headers={"WWW-Authenticate": "Bearer"})
     slug = requested_slug()
-    if not found.tenant_active or (slug is not None and slug != found.tenant.slug):
+    if slug is not None and slug != found.tenant.slug:
+        cross_tenant_attempt("api_key", found.id, found.tenant.id, slug)
+        abort(404, message="No such organization.")
+    if not found.tenant_active:
         abort(404, message="No such organization.")
     set_current_tenant(found.tenant)
     set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id))
@@ -141,7 +145,11 @@ def load_user(session_id: str):
     """Load the signed-in user of this tenant if the cookie's session version is still current."""
     from app.people.models import User
     tenant = current_tenant_or_none()
-    if tenant is None or session.get("tenant") != tenant.slug:
+    if tenant is None:
+        return None
+    if session.get("tenant") != tenant.slug:
+        if session.get("tenant"):
+            cross_tenant_attempt("session", session_id.partition(":")[0], session["tenant"], tenant.slug)
         return None
     user_id, _, version = session_id.partition(":")
     try:

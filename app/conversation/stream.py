@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, Unprocessable
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, current_actor, set_actor
+from app.auth.cross_tenant import cross_tenant_attempt
 from app.auth.grants import Grant, live_actor
 from app.auth.key_cache import CHANGED_CHANNEL, current_generation, generation_key
 from app.auth.request_auth import authenticate_api_key
@@ -82,6 +83,7 @@ def authenticate_stream() -> None:
         if redeemed is not None and redeemed.ticket_id == ticket_id:
             slug = requested_slug()
             if slug is not None and slug != redeemed.grant.tenant.slug:
+                cross_tenant_attempt("stream_token", redeemed.grant.user_id, redeemed.grant.tenant.id, slug)
                 abort(404, message="No such organization.")  # a token works only under its own tenant
             set_current_tenant(redeemed.grant.tenant)
             g.stream_generation = current_generation(redeemed.grant.tenant.id)

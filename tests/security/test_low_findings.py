@@ -124,3 +124,21 @@ def test_pages_are_not_cached(app, tenant):
 def test_emails_with_invisible_characters_are_refused(tenant, email):
     resp = tenant.api.post("/api/v1/users", json={"email": email, "name": "x", "role": "agent"})
     assert resp.status_code == 422 and "email" in resp.get_json()["errors"]
+
+
+def test_cross_tenant_attempts_are_logged_with_ids_and_route_never_secrets(app, tenant, other_tenant, caplog):
+    client = app.test_client()
+    with caplog.at_level("INFO", logger="tms.security"):
+        assert client.get(f"/t/{other_tenant.slug}/api/v1/users",
+                          headers={"Authorization": f"Bearer {tenant.key}"}).status_code == 404
+        assert client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email,
+                                                            "password": tenant.admin_password}).status_code == 302
+        client.get(f"/t/{other_tenant.slug}/")
+    logged = [r for r in caplog.records if r.name == "tms.security"]
+    assert len(logged) == 2
+    key_attempt, session_attempt = (r.getMessage() for r in logged)
+    assert "api_key" in key_attempt and other_tenant.slug in key_attempt and "/api/v1/users" in key_attempt
+    assert logged[0].levelname == "WARNING" and logged[1].levelname == "INFO" and "session" in session_attempt
+    for message in (key_attempt, session_attempt):
+        assert tenant.key not in message and tenant.key[16:] not in message
+        assert client.get_cookie("session").value not in message
