@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Config
+from app.config import Config, engine_options
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -16,6 +16,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_object(Config())
     if config:
         app.config.update(config)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY is not set: every process must share one, or sessions and signed "
                            "cursors from one are refused by the next. `make run` keeps one in DATA_DIR.")

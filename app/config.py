@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 
 def _int(name: str, default: int) -> int:
@@ -17,6 +19,19 @@ def _flag(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
 
 
+def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return SQLAlchemy's engine options from the settings (after any overrides a test passed)."""
+    return {
+        "pool_size": config["DB_POOL_SIZE"],
+        "max_overflow": config["DB_MAX_OVERFLOW"],
+        "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
+        "pool_recycle": 3600,
+        "pool_timeout": config["DB_POOL_TIMEOUT"],
+        "connect_args": {"connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                         "options": f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}"},
+    }
+
+
 class Config:
     """Settings for every environment; tests pass overrides to `create_app`."""
 
@@ -26,19 +41,18 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
         self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
-        self.SQLALCHEMY_ENGINE_OPTIONS = {
-            "pool_size": _int("DB_POOL_SIZE", 10),
-            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
-            "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
-            "pool_recycle": 3600,
-            "pool_timeout": _float("DB_POOL_TIMEOUT", 5),
-            # While the database is down, requests fail within this many seconds instead of hanging.
-            "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT", 3)},
-        }
+        self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
+        self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
+        self.DB_POOL_TIMEOUT = _float("DB_POOL_TIMEOUT", 5)
+        # While the database is down, requests fail within this many seconds instead of hanging.
+        self.DB_CONNECT_TIMEOUT = _int("DB_CONNECT_TIMEOUT", 3)
+        # No statement of any tenant holds a connection longer (a search sets its own, shorter).
+        self.DB_STATEMENT_TIMEOUT_MS = _int("DB_STATEMENT_TIMEOUT_MS", 10000)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # Check each pooled connection on checkout for state left by its last user (tests, staging).
         self.POOL_CHECKOUT_GUARD = _flag("POOL_CHECKOUT_GUARD", False)
         self.RATE_LIMIT_PER_MINUTE = _int("RATE_LIMIT_PER_MINUTE", 1200)
+        self.RATE_LIMIT_PER_TENANT_PER_MINUTE = _int("RATE_LIMIT_PER_TENANT_PER_MINUTE", 6000)
         # Sign-in throttles (app/auth/throttle.py) and signups per client address.
         self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5)
         self.LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)
@@ -70,6 +84,8 @@ class Config:
         self.STREAM_MAX_SOCKETS_PER_TENANT = _int("STREAM_MAX_SOCKETS_PER_TENANT", 1000)
         # Exports streaming at once per process, each on a connection of its own (503 beyond).
         self.EXPORT_CONCURRENCY = _int("EXPORT_CONCURRENCY", 4)
+        # An export may run longer than a request's statement, but not forever.
+        self.EXPORT_STATEMENT_TIMEOUT_MS = _int("EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)

@@ -108,7 +108,8 @@ class BenchContext:
     def env(self, **extra: str) -> dict[str, str]:
         """Return the environment for a child process of the product."""
         return {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-                "SECRET_KEY": "bench", "RATE_LIMIT_PER_MINUTE": "100000000", "PYTHONPATH": str(ROOT),
+                "SECRET_KEY": "bench", "RATE_LIMIT_PER_MINUTE": "100000000",
+                "RATE_LIMIT_PER_TENANT_PER_MINUTE": "100000000", "PYTHONPATH": str(ROOT),
                 **extra}
 
     @property
@@ -119,6 +120,7 @@ class BenchContext:
 
             self._app = create_app({"SQLALCHEMY_DATABASE_URI": self.database_url, "REDIS_URL": self.redis_url,
                                     "PASSWORD_HASH_FAST": True, "RATE_LIMIT_PER_MINUTE": 10**8,
+                                    "RATE_LIMIT_PER_TENANT_PER_MINUTE": 10**8,
                                     "SECRET_KEY": "bench"})
         return self._app
 

@@ -34,6 +34,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "WTF_CSRF_ENABLED": False,
         "SECRET_KEY": "test-secret",
         "RATE_LIMIT_PER_MINUTE": 100000,
+        "RATE_LIMIT_PER_TENANT_PER_MINUTE": 1000000,
         "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
         "DASHBOARD_CACHE_SECONDS": 0,
         "POOL_CHECKOUT_GUARD": True,

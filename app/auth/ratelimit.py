@@ -24,10 +24,11 @@ class RateLimit:
     limit: int
     remaining: int
     reset: int  # unix time when the window ends
+    tenant_exceeded: bool = False  # the organization as a whole is over its limit
 
     @property
     def exceeded(self) -> bool:
-        return self.remaining < 0
+        return self.remaining < 0 or self.tenant_exceeded
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -49,25 +50,32 @@ def last_used_key(tenant_id: str, key_id: str) -> str:
 
 
 def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, bytes | None] | None:
-    """Count one request for `key_id`, note it as the key's last use, and read the string `name`.
+    """Count one request for `key_id` and for its tenant, note the key's last use, and read the string `name`.
 
-    One round trip for all three. None when Redis cannot be reached.
+    One round trip for all of it. Each key has `RATE_LIMIT_PER_MINUTE`, and all of a tenant's keys
+    together `RATE_LIMIT_PER_TENANT_PER_MINUTE`, so one organization's flood cannot take the
+    capacity others need. None when Redis cannot be reached.
     """
-    limit = current_app.config["RATE_LIMIT_PER_MINUTE"]
+    config = current_app.config
+    limit = config["RATE_LIMIT_PER_MINUTE"]
     now = int(time.time())
     window = now // WINDOW
     counter = f"tms:{tenant_id}:rl:{key_id}:{window}"
+    tenant_counter = f"tms:{tenant_id}:rl-tenant:{window}"
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.incr(counter)
         pipe.expire(counter, WINDOW * 2)
+        pipe.incr(tenant_counter)
+        pipe.expire(tenant_counter, WINDOW * 2)
         pipe.set(last_used_key(tenant_id, key_id), now, ex=LAST_USED_DAYS * 86400)
         pipe.get(name)
         replies = pipe.execute()
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
-    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW), replies[3]
+    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW,
+                     tenant_exceeded=replies[2] > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"]), replies[5]
 
 
 def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:

@@ -88,7 +88,8 @@ def authenticate_api_key(header: str) -> None:
     set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id))
     g.rate_limit = limit
     if limit is not None and limit.exceeded:
-        abort(429, message="Rate limit exceeded; retry after the window resets.", headers=limit.headers())
+        whose = "your organization's" if limit.tenant_exceeded else "this key's"
+        abort(429, message=f"Over {whose} rate limit; retry after the window resets.", headers=limit.headers())
 
 
 def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None]:

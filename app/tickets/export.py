@@ -110,8 +110,10 @@ def _export_engine() -> sa.Engine:
         with _engine_lock:
             engine = current_app.extensions.get("tms_export_engine")
             if engine is None:
+                timeout = current_app.config["EXPORT_STATEMENT_TIMEOUT_MS"]
                 engine = sa.create_engine(db.engine.url, pool_size=current_app.config["EXPORT_CONCURRENCY"],
-                                          max_overflow=0, pool_timeout=1, pool_recycle=3600)
+                                          max_overflow=0, pool_timeout=1, pool_recycle=3600,
+                                          connect_args={"options": f"-c statement_timeout={timeout}"})
                 current_app.extensions["tms_export_engine"] = engine
     return engine
 
