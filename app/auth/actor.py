@@ -17,6 +17,8 @@ class Actor:
     user_id: uuid.UUID | None
     role: str
     api_key_id: uuid.UUID | None = None
+    # A signed-in browser's session version: a stream token or socket it opened ends with the session.
+    session_version: int | None = None
 
     @property
     def is_staff(self) -> bool:

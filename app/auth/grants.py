@@ -26,25 +26,29 @@ class Grant:
     tenant: TenantRef
     user_id: uuid.UUID
     api_key_id: uuid.UUID | None = None
+    session_version: int | None = None  # set when a signed-in browser minted it: sign-out ends it
 
     @classmethod
     def of(cls, tenant: TenantRef, actor: Actor) -> Grant:
         if actor.user_id is None:
             raise ValueError("a grant needs a user")
-        return cls(tenant=tenant, user_id=actor.user_id, api_key_id=actor.api_key_id)
+        return cls(tenant=tenant, user_id=actor.user_id, api_key_id=actor.api_key_id,
+                   session_version=actor.session_version)
 
 
 def live_actor(grant: Grant) -> Actor | None:
-    """Return the actor `grant` allows now, or None if its tenant, key or user is gone.
+    """Return the actor `grant` allows now, or None if its tenant, key, user or browser session is gone.
 
     Runs in the grant's tenant context (the caller's request or socket).
     """
     if not tenant_is_active(grant.tenant.id):
         return None
-    role = db.session.execute(
-        sa.select(User.role).where(User.id == grant.user_id, User.deleted_at.is_(None))).scalar()
-    if role is None:
+    user = db.session.execute(
+        sa.select(User.role, User.session_version).where(User.id == grant.user_id, User.deleted_at.is_(None))
+    ).first()
+    if user is None or (grant.session_version is not None and user.session_version != grant.session_version):
         return None
+    role = user.role
     if grant.api_key_id is not None:
         key_role = db.session.execute(
             sa.select(ApiKey.role).where(ApiKey.id == grant.api_key_id, ApiKey.revoked_at.is_(None),
@@ -52,4 +56,5 @@ def live_actor(grant: Grant) -> Actor | None:
         if key_role is None:
             return None
         role = lesser_role(key_role, role)
-    return Actor(user_id=grant.user_id, role=role, api_key_id=grant.api_key_id)
+    return Actor(user_id=grant.user_id, role=role, api_key_id=grant.api_key_id,
+                 session_version=grant.session_version)

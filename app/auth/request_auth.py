@@ -64,8 +64,10 @@ def authenticate() -> None:
     if tenant is None:
         abort(404, message="No such organization.")
     set_current_tenant(tenant.ref())
+    g.organization = tenant.name  # the pages' navigation names it
     if current_user.is_authenticated:
-        set_actor(Actor(user_id=current_user.id, role=current_user.role))
+        set_actor(Actor(user_id=current_user.id, role=current_user.role,
+                        session_version=current_user.session_version))
 
 
 def authenticate_api_key(header: str) -> None:

@@ -48,7 +48,8 @@ STREAM_OPERATION = {
         "`{\"type\": \"message.created\", \"message\": {...}}`, then live events: `message.created`, "
         "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, "
         "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
-        "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; a "
+        "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; the "
+        "sender's own `message.created` echo carries its `ref`, and a "
         "bad frame gets `{\"type\": \"error\", \"code\", \"message\", \"errors\"?, \"ref\"?}`. Requesters "
         "never receive internal notes. Refusals happen before the handshake, as plain HTTP errors."
     ),
@@ -62,6 +63,9 @@ STREAM_OPERATION = {
          "description": "16 random bytes in base64, as RFC 6455 asks."},
         {"name": "after_seq", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1,
                                                         "default": 0}},
+        {"name": "with_ticket", "in": "query", "schema": {"type": "boolean", "default": False},
+         "description": "Send the ticket as a `ticket.updated` event before the catch-up, read once the socket "
+                        "listens, so a client that loaded the ticket earlier misses no change."},
         {"name": "token", "in": "query", "schema": {"type": "string", "maxLength": 200},
          "description": "Single-use stream token, instead of the Authorization header."},
     ],

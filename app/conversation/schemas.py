@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from app.markdown import render
 from app.media.schemas import AttachmentSchema
 from app.pagination import PageArgs
 from app.schemas import Flag
@@ -16,6 +17,8 @@ class MessageSchema(Schema):
     ticket_id = fields.UUID(dump_only=True)
     author_id = fields.UUID(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
+    body_html = fields.Function(lambda message: render(message.body), dump_only=True, metadata={
+        "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = fields.UUID(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
     attachment_ids = fields.List(fields.UUID(), load_only=True, load_default=list, validate=validate.Length(max=20),
@@ -52,4 +55,7 @@ class StreamTokenSchema(Schema):
 
 class StreamArgs(Schema):
     after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    with_ticket = fields.Boolean(load_default=False, truthy={"1", "true"}, falsy={"0", "false"}, metadata={
+        "description": "Send the ticket as a `ticket.updated` event first, read once the socket listens, so a "
+                       "page rendered earlier misses no change."})
     token = fields.String(load_default=None, validate=validate.Length(max=200))

@@ -44,6 +44,7 @@ from app.extensions import db, redis_client, sock
 from app.http_errors import api_error_response, http_error
 from app.input_guard import decode_json
 from app.realtime import channel
+from app.tickets.schemas import dump_ticket
 from app.tickets.services import ticket_for
 from tenants import current_tenant, requested_slug, set_current_tenant
 
@@ -114,10 +115,11 @@ def release_slot(_exc: BaseException | None) -> None:
 @sock.route("/api/v1/tickets/<uuid:ticket_id>/stream", bp=bp)
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
-    after_seq = StreamArgs().load(request.args.to_dict())["after_seq"]
+    args = StreamArgs().load(request.args.to_dict())
     grant = Grant.of(current_tenant(), current_actor())
     try:
-        TicketStream(ws, ticket_id, grant, current_actor(), after_seq, g.stream_generation, g.stream_slot).run()
+        TicketStream(ws, ticket_id, grant, current_actor(), args["after_seq"], g.stream_generation, g.stream_slot,
+                     with_ticket=args["with_ticket"]).run()
     except OSError as exc:  # the peer vanished mid-send; the socket is finished either way
         log.info("stream closed: %s", exc)
 
@@ -139,7 +141,7 @@ class TicketStream:
     """One socket's state: who it is, the last seq it accounted for, and its inbox."""
 
     def __init__(self, ws, ticket_id: uuid.UUID, grant: Grant, actor: Actor, after_seq: int,
-                 generation: bytes | None, slot: Slot) -> None:
+                 generation: bytes | None, slot: Slot, with_ticket: bool = False) -> None:
         self.ws = ws
         self.ticket_id = ticket_id
         self.grant = grant
@@ -147,6 +149,7 @@ class TicketStream:
         self.generation = generation
         self.slot = slot
         self.last_seq = after_seq
+        self.with_ticket = with_ticket
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
@@ -170,6 +173,8 @@ class TicketStream:
             db.session.remove()
 
     def serve(self, resync_every: float) -> None:
+        if self.with_ticket:
+            self.send_ticket()
         self.catch_up()
         next_resync = time.monotonic() + resync_every
         while True:
@@ -228,6 +233,18 @@ class TicketStream:
 
     def send(self, event: dict[str, Any]) -> None:
         self.ws.send(json.dumps(event, default=str))
+
+    def send_ticket(self) -> None:
+        """Send the ticket as it is now; the socket already listens, so no later change can slip between."""
+        try:
+            with short_session():
+                body = dump_ticket(ticket_for(self.actor, self.ticket_id))
+        except NotFound:
+            raise GrantEnded from None
+        except SQLAlchemyError:
+            log.warning("could not read the ticket for a new stream", exc_info=True)
+            return
+        self.send({"type": "ticket.updated", "ticket": body})
 
     def catch_up(self) -> None:
         """Send every message after `last_seq` from Postgres, page by page.
@@ -295,7 +312,7 @@ class TicketStream:
                 abort(422, message="Unknown frame type.", errors={"type": ["Must be one of: message, typing."]})
             self.check_grant(counted=kind == "message")
             if kind == "message":
-                self.post(data)
+                self.post(data, ref)
             else:
                 self.typing(data)
         except (HTTPException, DomainError) as error:
@@ -325,8 +342,12 @@ class TicketStream:
         if limit is not None and limit.exceeded:
             abort(429, message="Rate limit exceeded; retry after the window resets.")
 
-    def post(self, data: dict[str, Any]) -> None:
-        """Store a message exactly as the REST call would, then deliver it to this socket at once."""
+    def post(self, data: dict[str, Any], ref: Any = None) -> None:
+        """Store a message exactly as the REST call would, then deliver it to this socket at once.
+
+        The sender's own copy carries the frame's `ref`, so a client can mark its optimistic
+        message as delivered; every other socket gets the event without it.
+        """
         try:
             fields = _message_frame.load(data)
         except ValidationError as err:
@@ -335,6 +356,8 @@ class TicketStream:
             message = services.post_message(self.actor, self.ticket_id, **fields)
             event = {"type": "message.created", "message": services.message_json(message)}
             db.session.commit()
+        if ref is not None:
+            event["ref"] = ref
         self.on_live(event)
 
     def typing(self, data: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Short-lived, single-use stream tokens, for browsers that cannot set headers on a WebSocket.
 
-A token is bound to one tenant, user (and key, if minted with one) and ticket, kept in Redis
+A token is bound to one tenant, user (and key, or browser session, that minted it) and ticket, kept in Redis
 only as a hash with a TTL, and taken with GETDEL, so it opens at most one socket. Redeeming it
 checks the grant again in Postgres: a token minted before a revocation, deletion, demotion or
 suspension opens nothing, or opens with the role the user has now.
@@ -48,7 +48,8 @@ def issue_token(tenant: TenantRef, actor: Actor, ticket_id: uuid.UUID) -> Stream
     token = secrets.token_urlsafe(32)
     ttl = current_app.config["STREAM_TOKEN_TTL"]
     grant = {"tenant_id": tenant.id, "tenant_slug": tenant.slug, "ticket_id": str(ticket_id),
-             "user_id": str(actor.user_id), "api_key_id": str(actor.api_key_id) if actor.api_key_id else None}
+             "user_id": str(actor.user_id), "api_key_id": str(actor.api_key_id) if actor.api_key_id else None,
+             "session_version": actor.session_version}
     try:
         redis_client().set(_key(token), json.dumps(grant), ex=ttl)
     except redis.RedisError:
@@ -69,5 +70,6 @@ def redeem_token(token: str) -> Redeemed | None:
     if tenant is None or str(tenant.id) != stored["tenant_id"]:
         return None
     grant = Grant(tenant=tenant.ref(), user_id=uuid.UUID(stored["user_id"]),
-                  api_key_id=uuid.UUID(stored["api_key_id"]) if stored["api_key_id"] else None)
+                  api_key_id=uuid.UUID(stored["api_key_id"]) if stored["api_key_id"] else None,
+                  session_version=stored.get("session_version"))
     return Redeemed(grant=grant, ticket_id=uuid.UUID(stored["ticket_id"]))

@@ -1,0 +1,60 @@
+"""Markdown of messages and ticket descriptions, rendered to HTML and then sanitised, on the server.
+
+Two independent layers, so a bug in one is not a hole: markdown-it-py renders CommonMark with raw
+HTML switched off (a `<script>` in the source stays visible text), then nh3 (Ammonia) keeps only
+the tags, attributes and URL schemes listed here. The same function serves pages and the
+`body_html` of every message event, REST or socket, so a browser never turns user text into
+markup itself. Images are not rendered: the page's CSP would refuse remote ones anyway, and a
+tracking pixel in a reply is not something a requester should load by opening a ticket.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+TAGS = frozenset({
+    "p", "br", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li", "a", "hr",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+})
+ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+LINK_REL = "noopener noreferrer nofollow ugc"
+# Rendering is pure, and the same message is rendered again for every page view and every
+# socket's catch-up; short texts (most chat) are kept, at most about 1024 x 4 KiB of source.
+CACHED_UP_TO = 4096
+
+
+@lru_cache(maxsize=1)
+def _renderer() -> MarkdownIt:
+    # "breaks": a new line in a chat message is a new line on screen, as people expect.
+    return (MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
+            .enable(["table", "strikethrough"]).disable("image"))
+
+
+def render(text: str | None) -> str:
+    """Return the sanitised HTML of a Markdown text (empty for an empty or missing text)."""
+    if not text:
+        return ""
+    if len(text) <= CACHED_UP_TO:
+        return _cached(text)
+    return _render(text)
+
+
+@lru_cache(maxsize=1024)
+def _cached(text: str) -> str:
+    return _render(text)
+
+
+def _render(text: str) -> str:
+    html = _renderer().render(text)
+    return nh3.clean(html, tags=set(TAGS), attributes={k: set(v) for k, v in ATTRIBUTES.items()},
+                     url_schemes=set(URL_SCHEMES), link_rel=LINK_REL, strip_comments=True).strip()
+
+
+def render_markup(text: str | None) -> Markup:
+    """Return `render(text)` marked safe for Jinja (it is sanitised already)."""
+    return Markup(render(text))
