@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.auth import ui as auth_ui
     from app.conversation import api as conversation_api
     from app.conversation import stream
+    from app.conversation import ui as conversation_ui
     from app.dashboard import api as dashboard_api
     from app.events import api as events_api
     from app.media import api as media_api
@@ -52,10 +53,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.outbox import cli as outbox_cli
     from app.outbox import dispatch as outbox_dispatch
     from app.people import api as people_api
+    from app.people import ui as people_ui
     from app.signup import api as signup_api
     from app.signup import cli as signup_cli
     from app.signup import ui as signup_ui
     from app.tickets import api as tickets_api
+    from app.tickets import ui as tickets_ui
+    from app.ui import layout as ui_layout
     from app.ui import views as ui_views
     from app.webhooks import api as webhooks_api
     from app.webhooks import delivery as webhook_delivery
@@ -101,10 +105,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     events_api.register(extensions.api)
     stream.init_app(app)
     openapi.finish(extensions.api)
-    # Pages
+    # Pages: the shared layout, then each area's pages
+    ui_layout.init_app(app)
     auth_ui.init_app(app)
     signup_ui.init_app(app)
     ui_views.init_app(app)
+    tickets_ui.init_app(app)
+    conversation_ui.init_app(app)
+    people_ui.init_app(app)
     # Commands
     init_cli(app)
     signup_cli.init_app(app)

@@ -23,7 +23,7 @@ def test_a_new_organization_signs_up_and_its_admin_signs_in(live_server, page, s
     page.get_by_label("password").fill("correct horse battery")
     page.get_by_role("button", name="Sign in").click()
 
-    expect(page.get_by_role("heading", name="Your queue")).to_be_visible()
+    expect(page.get_by_role("heading", name="Queues")).to_be_visible()
     expect(page.get_by_text("(admin)")).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     shot = screenshot(page, "home")

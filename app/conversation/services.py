@@ -107,6 +107,29 @@ def messages_after(ticket_id: uuid.UUID, after_seq: int, limit: int,
     return list(db.session.execute(stmt).scalars())
 
 
+def latest_messages(actor: Actor, ticket_id: uuid.UUID, limit: int) -> tuple[list[Message], bool]:
+    """Return the newest `limit` messages `actor` may see on a ticket, in seq order, and whether older ones exist.
+
+    The caller has checked that `actor` may see the ticket.
+    """
+    stmt = (sa.select(Message).where(Message.ticket_id == ticket_id, Message.deleted_at.is_(None))
+            .order_by(Message.seq.desc()).limit(limit + 1))
+    if not actor.is_staff:
+        stmt = stmt.where(Message.internal.is_(False))
+    rows = list(db.session.execute(stmt).scalars())
+    return rows[:limit][::-1], len(rows) > limit
+
+
+def participant_ids(actor: Actor, ticket_id: uuid.UUID) -> set[uuid.UUID]:
+    """Return who takes part in a ticket as `actor` may see it: requester, assignee, authors of visible messages."""
+    ticket = ticket_for(actor, ticket_id)
+    stmt = sa.select(Message.author_id).where(Message.ticket_id == ticket_id, Message.author_id.is_not(None)).distinct()
+    if not actor.is_staff:
+        stmt = stmt.where(Message.internal.is_(False), Message.deleted_at.is_(None))
+    found = set(db.session.execute(stmt).scalars())
+    return found | {i for i in (ticket.requester_id, ticket.assignee_id) if i is not None}
+
+
 def list_messages(actor: Actor, ticket_id: uuid.UUID, after_seq: int, limit: int,
                   cursor: str | None) -> tuple[list[Message], str | None]:
     """Return one page of the messages the actor may see, in seq order, and the next cursor."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
-from app.people.models import ROLES, Team, TeamMember, User
+from app.people.models import ROLES, STAFF_ROLES, Team, TeamMember, User
 from app.people.passwords import check_password, hash_password, needs_rehash
 from tenants import ApiKey
 
@@ -53,6 +54,27 @@ def list_users(role: str | None, limit: int, cursor: str | None) -> tuple[list[U
     if role:
         stmt = stmt.where(User.role == role)
     return page(db.session, stmt, USER_KEYS, limit, cursor)
+
+
+def users_by_id(user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, User]:
+    """Return the users with these ids, deleted ones too (a message keeps its author's name), in one query."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    return {u.id: u for u in db.session.execute(sa.select(User).where(User.id.in_(ids))).scalars()}
+
+
+def staff_users(limit: int = 500) -> list[User]:
+    """Return the active agents and admins by name, the people a ticket can be assigned to."""
+    return list(db.session.execute(
+        sa.select(User).where(User.role.in_(STAFF_ROLES), User.deleted_at.is_(None))
+        .order_by(sa.func.lower(User.name), User.id).limit(limit)
+    ).scalars())
+
+
+def teams_by_name(limit: int = 500) -> list[Team]:
+    """Return the teams by name, the ones a ticket can be put in."""
+    return list(db.session.execute(sa.select(Team).order_by(sa.func.lower(Team.name), Team.id).limit(limit)).scalars())
 
 
 def user_by_email(email: str) -> User | None:

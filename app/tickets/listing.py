@@ -7,6 +7,7 @@ repeats or skips a ticket that existed when the walk began.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,9 +78,10 @@ def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int) -> TicketPage:
-    """Return one page of the tickets matching `args`, and how the page is ordered."""
-    conditions = filters(actor, args)
+def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
+                 scope: Sequence[sa.ColumnElement[bool]] = ()) -> TicketPage:
+    """Return one page of the tickets matching `args` (within `scope`, a queue's conditions), and its order."""
+    conditions = [*filters(actor, args), *scope]
     sort, limit, cursor = args.get("sort"), args["limit"], args.get("cursor")
     if not args.get("q"):
         items, next_cursor = page(session, sa.select(*LISTED_COLUMNS).where(*conditions),

@@ -1,4 +1,4 @@
-"""Tenant home page: requesters see their tickets, agents their queue."""
+"""The root of a tenant's pages: requesters see their tickets, agents and admins their queues."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, render_template
 from flask_login import login_required
 
 from app.auth.actor import current_actor
-from app.tickets.services import home_tickets
+from app.tickets import ui as tickets_ui
 from tenants import current_tenant_or_none
 
 bp = Blueprint("ui", __name__)
@@ -26,5 +26,5 @@ def index():
 
 @login_required
 def home():
-    """List the signed-in user's tickets (requesters) or open queue (agents and admins)."""
-    return render_template("ui/home.html", tickets=home_tickets(current_actor()))
+    """Show the signed-in user's home: their queues (staff) or their own tickets (requesters)."""
+    return tickets_ui.home(current_actor())

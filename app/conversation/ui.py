@@ -1,0 +1,70 @@
+"""Conversation pages: a reply posted as a plain form, and the stream token a ticket page connects with.
+
+With its script running, the ticket page sends messages over the ticket's socket; this form is
+the same message through the same service when the script is not there (or the socket is down).
+Browsers cannot send an Authorization header on a WebSocket, so the page asks here for a
+single-use token minted for the signed-in session (and bound to it: signing out ends it), and
+opens the stream under its own tenant's path.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, flash, jsonify, redirect, url_for
+from flask_login import login_required
+
+from app.auth.actor import current_actor
+from app.conversation import services, tokens
+from app.conversation.schemas import MessageSchema
+from app.extensions import db
+from app.people.services import users_by_id
+from app.tickets.services import ticket_by_number
+from app.tickets.ui import ticket_page
+from app.ui.pages import read_form, refusals
+from tenants import current_tenant
+
+bp = Blueprint("conversation_ui", __name__)
+MESSAGE = MessageSchema()
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+@bp.post("/tickets/<int:number>/messages")
+@login_required
+def reply(number: int):
+    """Post a message (`body`, and `parent_id` to reply in a thread; staff may mark it `internal`)."""
+    actor = current_actor()
+    with refusals() as refused:
+        ticket = ticket_by_number(actor, number)
+        fields = read_form(MESSAGE, only=("body", "parent_id", "internal"), checkboxes=("internal",))
+        message = services.post_message(actor, ticket.id, **fields)
+        db.session.commit()
+        flash("Internal note added." if message.internal else "Reply sent.", "success")
+        return redirect(url_for("tickets_ui.ticket", number=number, _anchor=f"m-{message.id}"))
+    return ticket_page(number, refused.refusal, "reply")
+
+
+@bp.get("/tickets/<int:number>/participants")
+@login_required
+def participants(number: int):
+    """Name the people on this ticket that the viewer may see, for live messages from someone new."""
+    actor = current_actor()
+    ticket = ticket_by_number(actor, number)
+    people = users_by_id(services.participant_ids(actor, ticket.id))
+    return jsonify({str(i): {"name": u.name, "role": u.role} for i, u in people.items()})
+
+
+@bp.post("/tickets/<int:number>/stream-token")
+@login_required
+def stream_token(number: int):
+    """Mint a single-use token for this ticket's stream, for the signed-in session; answer its URL.
+
+    The URL is under this tenant's own path, the only place the token opens a stream.
+    """
+    actor = current_actor()
+    ticket = ticket_by_number(actor, number)
+    issued = tokens.issue_token(current_tenant(), actor, ticket.id)
+    db.session.rollback()
+    path = url_for("stream.ticket_stream", ticket_id=ticket.id, token=issued.token)
+    return jsonify({"url": path, "expires_in": issued.expires_in, "ticket_id": str(ticket.id)})

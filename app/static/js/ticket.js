@@ -1,0 +1,440 @@
+// The ticket page, live: the ticket's stream socket, threads, typing, optimistic send, the live panel.
+//
+// The page works without this file (every action is a form). With it:
+// - the socket opens with a single-use token minted for the signed-in session, and after a drop
+//   it reconnects with a fresh token and `after_seq` = the highest seq this page holds, so the
+//   server sends exactly what was missed; a message already on the page is never added twice;
+// - a sent message shows at once, marked delivered when the server echoes it with its seq;
+// - message bodies arrive as `body_html`, rendered and sanitised by the server; text typed here is
+//   only ever shown as text.
+
+const page = document.getElementById("ticket-page");
+const data = JSON.parse(document.getElementById("ticket-data").textContent);
+const threads = document.getElementById("threads");
+const liveStatus = document.getElementById("live-status");
+const typingLine = document.getElementById("typing");
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+const timeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+
+const SEND_TIMEOUT_MS = 10000;
+const TYPING_EVERY_MS = 1500;
+const TYPING_SHOWN_MS = 4000;
+
+let lastSeq = data.last_seq;
+let socket = null;
+let attempts = 0;
+let stopped = false;
+let nextRef = 1;
+const pending = new Map(); // ref -> {el, body, parent, internal, timer}
+const typists = new Map(); // user id -> timer
+
+// --- connection ---------------------------------------------------------------------------
+
+function showLive(state, text) {
+  liveStatus.dataset.state = state;
+  liveStatus.textContent = text;
+}
+
+function stop(text) {
+  stopped = true;
+  showLive("lost", text);
+}
+
+async function connect() {
+  if (stopped) return;
+  showLive("connecting", attempts ? "Reconnecting…" : "Connecting…");
+  let path;
+  try {
+    const response = await fetch(data.token_url, {
+      method: "POST", credentials: "same-origin", redirect: "manual",
+      headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+    });
+    if (response.type === "opaqueredirect" || response.status === 401) {
+      stop("Signed out: sign in again to see new messages.");
+      return;
+    }
+    if (response.status === 403 || response.status === 404) {
+      stop("You can no longer see this ticket.");
+      return;
+    }
+    if (!response.ok) throw new Error(`stream token: ${response.status}`);
+    path = (await response.json()).url;
+  } catch {
+    retry();
+    return;
+  }
+  const url = new URL(path, location.href);
+  if (url.protocol === "http:" || url.protocol === "https:") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("after_seq", String(lastSeq));
+  url.searchParams.set("with_ticket", "1"); // the ticket as it is once the socket listens: no change missed
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch {
+    retry();
+    return;
+  }
+  socket = ws;
+  ws.addEventListener("open", () => {
+    attempts = 0;
+    showLive("live", "Live");
+  });
+  ws.addEventListener("message", (event) => {
+    try {
+      handle(JSON.parse(event.data));
+    } catch (error) {
+      console.error("bad stream event", error);
+    }
+  });
+  ws.addEventListener("close", (event) => {
+    if (socket === ws) socket = null;
+    if (event.code === 1008) stop("You can no longer see this ticket.");
+    else retry();
+  });
+}
+
+function retry() {
+  if (stopped) return;
+  showLive("lost", "Reconnecting…");
+  const delay = Math.min(10000, 400 * 2 ** attempts) * (0.75 + Math.random() / 2);
+  attempts += 1;
+  setTimeout(connect, delay);
+}
+
+function isOpen() {
+  return socket !== null && socket.readyState === WebSocket.OPEN;
+}
+
+// --- events -------------------------------------------------------------------------------
+
+function handle(event) {
+  switch (event.type) {
+    case "message.created":
+      received(event.message, event.ref);
+      break;
+    case "message.updated":
+      updated(event.message);
+      break;
+    case "message.deleted":
+      document.getElementById(`m-${event.message.id}`)?.closest("li")?.remove();
+      break;
+    case "ticket.updated":
+      applyTicket(event.ticket);
+      break;
+    case "typing":
+      showTyping(event.user_id);
+      break;
+    case "error":
+      refused(event);
+      break;
+    default:
+      break; // attachment.updated and later kinds: the media area's script handles its own
+  }
+}
+
+function received(message, ref) {
+  lastSeq = Math.max(lastSeq, message.seq);
+  stopTyping(message.author_id);
+  const mine = ref !== undefined && pending.get(ref);
+  if (document.getElementById(`m-${message.id}`)) return; // already on the page: never twice
+  const match = mine || [...pending.values()].find((p) => message.author_id === data.me.id && p.body === message.body
+    && (p.parent || null) === (message.parent_id || null) && p.internal === message.internal);
+  if (match) {
+    delivered(match, message);
+    return;
+  }
+  const el = messageElement(message);
+  el.classList.add("msg--arrived");
+  place(el, message.parent_id);
+  const nearBottom = window.innerHeight + window.scrollY > document.body.scrollHeight - 300;
+  if (nearBottom) el.scrollIntoView({ block: "nearest" });
+}
+
+function updated(message) {
+  const el = document.getElementById(`m-${message.id}`);
+  if (el) el.querySelector(".msg-body").innerHTML = message.body_html; // sanitised on the server
+}
+
+function refused(event) {
+  const item = event.ref !== undefined ? pending.get(event.ref) : undefined;
+  if (!item) return;
+  failed(item, event.message || "The message was refused.");
+}
+
+// --- messages -----------------------------------------------------------------------------
+
+function personName(id) {
+  if (id === data.me.id) return "You";
+  return data.people[id]?.name ?? "Support team";
+}
+
+function nameAuthor(el) {
+  const id = el.dataset.author;
+  el.querySelector(".author").textContent = personName(id);
+  const role = data.people[id]?.role;
+  const roleBadge = el.querySelector(".badge-role");
+  if (roleBadge) {
+    roleBadge.hidden = !(role === "agent" || role === "admin");
+    roleBadge.textContent = role ?? "";
+  }
+  learn(id);
+}
+
+// Someone the page did not know (a new agent on the ticket): ask for the names once, then rename.
+let learning = null;
+function learn(id) {
+  if (!id || data.people[id] || learning) return;
+  learning = fetch(data.participants_url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .then((response) => (response.ok ? response.json() : {}))
+    .then((people) => {
+      for (const [key, person] of Object.entries(people)) data.people[key] ??= person;
+      for (const el of document.querySelectorAll("article.msg[data-author]")) if (el.dataset.author) nameAuthor(el);
+      for (const el of document.querySelectorAll("[data-person]")) el.textContent = data.people[el.dataset.person]?.name ?? el.textContent;
+    })
+    .catch(() => {})
+    .finally(() => { learning = null; });
+}
+
+function messageElement(message) {
+  const el = document.getElementById("message-template").content.firstElementChild.cloneNode(true);
+  fill(el, message);
+  return el;
+}
+
+function fill(el, message) {
+  el.id = `m-${message.id}`;
+  el.dataset.id = message.id;
+  el.dataset.seq = message.seq;
+  el.dataset.author = message.author_id ?? "";
+  el.dataset.parent = message.parent_id ?? "";
+  el.classList.toggle("msg--internal", Boolean(message.internal));
+  el.classList.toggle("msg--reply", Boolean(message.parent_id));
+  nameAuthor(el);
+  el.querySelector(".badge-note").hidden = !message.internal;
+  const link = el.querySelector(".msg-head a");
+  link.href = `#m-${message.id}`;
+  const time = link.querySelector("time");
+  const moment = new Date(message.created_at);
+  time.dateTime = message.created_at;
+  time.title = moment.toLocaleString();
+  time.textContent = timeFormat.format(moment);
+  el.querySelector(".msg-body").innerHTML = message.body_html; // sanitised on the server
+  const reply = el.querySelector("[data-reply-to]");
+  reply.dataset.replyTo = message.id;
+  reply.href = `${data.ticket_url}?reply_to=${message.id}#composer`;
+}
+
+function place(el, parentId) {
+  document.getElementById("no-messages")?.remove();
+  const parent = parentId ? document.getElementById(`m-${parentId}`) : null;
+  const thread = parent?.closest("li.thread[data-root]");
+  if (thread) {
+    const item = document.createElement("li");
+    item.append(el);
+    thread.querySelector(":scope > ol.replies").append(item);
+    return;
+  }
+  const item = document.getElementById("thread-template").content.firstElementChild.cloneNode(true);
+  item.dataset.root = el.dataset.id ?? "";
+  item.prepend(el);
+  threads.append(item);
+}
+
+// --- sending ------------------------------------------------------------------------------
+
+function send(form) {
+  const textarea = form.querySelector("textarea[name=body]");
+  const body = textarea.value;
+  if (!isOpen()) return false; // the form posts itself: the same message, the plain way
+  if (!body.trim()) {
+    fieldError(form, textarea, "Write something first.");
+    return true;
+  }
+  clearFieldError(form);
+  const parent = form.querySelector("input[name=parent_id]")?.value || null;
+  const internal = Boolean(form.querySelector("input[name=internal]")?.checked);
+  const ref = `r${Date.now().toString(36)}-${nextRef++}`;
+  const el = messageElement({
+    id: `pending-${ref}`, seq: "", author_id: data.me.id, parent_id: parent, internal,
+    created_at: new Date().toISOString(), body_html: "",
+  });
+  el.removeAttribute("id");
+  const paragraph = document.createElement("p");
+  paragraph.textContent = body; // what was typed, as text, until the server's rendering replaces it
+  el.querySelector(".msg-body").replaceChildren(paragraph);
+  el.querySelector(".msg-actions").hidden = true;
+  el.classList.add("msg--pending");
+  el.querySelector("[data-state]").textContent = "Sending…";
+  el.dataset.pending = ref;
+  place(el, parent);
+  el.scrollIntoView({ block: "nearest" });
+  const item = { el, body, parent, internal, ref };
+  item.timer = setTimeout(() => failed(item, "Not confirmed yet. If it does not appear, send it again."), SEND_TIMEOUT_MS);
+  pending.set(ref, item);
+  const frame = { type: "message", body, internal, ref };
+  if (parent) frame.parent_id = parent;
+  socket.send(JSON.stringify(frame));
+  textarea.value = "";
+  if (form.classList.contains("thread-composer")) form.remove();
+  return true;
+}
+
+function delivered(item, message) {
+  clearTimeout(item.timer);
+  pending.delete(item.ref);
+  const el = item.el;
+  fill(el, message);
+  el.classList.remove("msg--pending", "msg--failed");
+  el.querySelector(".msg-actions").hidden = false;
+  el.dataset.delivered = "true";
+  delete el.dataset.pending;
+  const thread = el.parentElement;
+  if (thread?.matches("li.thread")) thread.dataset.root = message.id;
+  el.querySelector("[data-state]").textContent = "Delivered";
+}
+
+function failed(item, text) {
+  item.el.classList.add("msg--failed");
+  item.el.querySelector("[data-state]").textContent = text;
+}
+
+function fieldError(form, textarea, text) {
+  clearFieldError(form);
+  const error = document.createElement("p");
+  error.className = "field-error";
+  error.id = `${textarea.id}-error`;
+  error.textContent = text;
+  textarea.after(error);
+  textarea.setAttribute("aria-invalid", "true");
+  textarea.focus();
+}
+
+function clearFieldError(form) {
+  form.querySelectorAll(".field-error").forEach((el) => el.remove());
+  form.querySelector("textarea")?.removeAttribute("aria-invalid");
+}
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form.id === "composer" || form.classList.contains("thread-composer"))) return;
+  if (send(form)) event.preventDefault();
+});
+
+// Internal notes look different while being written, and the button says what it will do.
+document.addEventListener("change", (event) => {
+  const box = event.target;
+  if (box.name !== "internal") return;
+  const form = box.closest("form");
+  form.classList.toggle("is-internal", box.checked);
+  const button = form.querySelector("button[type=submit]");
+  button.textContent = box.checked ? "Add internal note" : "Send reply";
+});
+
+// Reply in a thread: a small composer opens under it (without the script, the link does it by reload).
+let composerCount = 0;
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("[data-reply-to]");
+  if (link) {
+    event.preventDefault();
+    openThreadComposer(link.dataset.replyTo);
+    return;
+  }
+  const cancel = event.target.closest("[data-cancel]");
+  if (cancel) cancel.closest("form").remove();
+});
+
+function openThreadComposer(messageId) {
+  const message = document.getElementById(`m-${messageId}`);
+  const thread = message?.closest("li.thread[data-root]");
+  if (!thread) return;
+  let form = thread.querySelector(":scope > form.thread-composer");
+  if (!form) {
+    form = document.getElementById("thread-composer-template").content.firstElementChild.cloneNode(true);
+    composerCount += 1;
+    const id = `thread-body-${composerCount}`;
+    form.action = data.reply_url;
+    form.querySelector("label").htmlFor = id;
+    form.querySelector("textarea").id = id;
+    thread.append(form);
+  }
+  form.querySelector("input[name=parent_id]").value = messageId;
+  form.querySelector("textarea").setAttribute("aria-label", `body, replying to ${personName(message.dataset.author)}`);
+  form.querySelector("textarea").focus();
+}
+
+// --- typing -------------------------------------------------------------------------------
+
+let lastTypingSent = 0;
+document.addEventListener("input", (event) => {
+  if (event.target.name !== "body" || !isOpen()) return;
+  const now = Date.now();
+  if (now - lastTypingSent < TYPING_EVERY_MS) return;
+  lastTypingSent = now;
+  socket.send(JSON.stringify({ type: "typing" }));
+});
+
+function showTyping(userId) {
+  if (!userId || userId === data.me.id) return;
+  clearTimeout(typists.get(userId));
+  typists.set(userId, setTimeout(() => stopTyping(userId), TYPING_SHOWN_MS));
+  renderTyping();
+}
+
+function stopTyping(userId) {
+  if (!typists.has(userId)) return;
+  clearTimeout(typists.get(userId));
+  typists.delete(userId);
+  renderTyping();
+}
+
+function renderTyping() {
+  const names = [...typists.keys()].map((id) => data.people[id]?.name ?? "Someone");
+  typingLine.textContent = names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
+}
+
+// --- the ticket itself --------------------------------------------------------------------
+
+const panel = document.getElementById("panel-form");
+let panelDirty = false;
+panel?.addEventListener("change", () => { panelDirty = true; });
+
+function badge(el, kind, value, suffix) {
+  if (!el) return;
+  const span = el.querySelector(".badge");
+  span.className = `badge badge-${value}`;
+  span.replaceChildren(Object.assign(document.createElement("span"), { className: "visually-hidden", textContent: `${kind} ` }),
+    document.createTextNode(suffix ? `${value} ${suffix}` : value));
+}
+
+function applyTicket(ticket) {
+  page.dataset.status = ticket.status;
+  badge(document.getElementById("ticket-status"), "status", ticket.status);
+  badge(document.getElementById("ticket-priority"), "priority", ticket.priority, "priority");
+  badge(document.getElementById("facts-status"), "status", ticket.status);
+  const assignee = document.getElementById("facts-assignee");
+  if (assignee) {
+    assignee.dataset.person = ticket.assignee_id ?? "";
+    assignee.textContent = ticket.assignee_id ? (data.people[ticket.assignee_id]?.name ?? "An agent") : "Not assigned yet";
+    learn(ticket.assignee_id);
+  }
+  if (!panel) return;
+  const version = `v${ticket.version}`;
+  const current = panel.querySelector("input[name=version]");
+  if (current.value === version) return;
+  if (panelDirty) {
+    document.getElementById("changed-notice").hidden = false;
+    return;
+  }
+  const values = { status: ticket.status, priority: ticket.priority, assignee_id: ticket.assignee_id ?? "", team_id: ticket.team_id ?? "" };
+  for (const [name, value] of Object.entries(values)) {
+    const select = panel.querySelector(`select[name=${name}]`);
+    if (select && [...select.options].some((o) => o.value === value)) select.value = value;
+    const was = panel.querySelector(`input[name=was_${name}]`);
+    if (was) was.value = value;
+  }
+  current.value = version;
+  panel.querySelector("fieldset").disabled = ticket.status === "closed";
+}
+
+connect();

@@ -1,0 +1,212 @@
+"""Ticket pages: a requester's tickets, the agent queues, the new-ticket form and the ticket page.
+
+Each view parses the form or query string through the API's schema, calls the same services as
+`app/tickets/api.py`, and presents the result; a refusal comes back as a `Refusal` and is shown
+beside the field it concerns, on the page that was submitted, with the status the API would
+have answered. Changes go out live exactly as the API's do (`services.announce` before commit).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from app.assignment.services import explain
+from app.auth.actor import Actor, current_actor
+from app.conversation.services import latest_messages
+from app.conversation.threads import threads_of
+from app.extensions import db
+from app.people.services import staff_users, teams_by_name, users_by_id
+from app.tickets import queues, services
+from app.tickets.listing import list_tickets
+from app.tickets.models import PRIORITIES, STATUSES
+from app.tickets.schemas import (
+    PATCHABLE_STATUSES,
+    CloseSchema,
+    TicketListArgs,
+    TicketSchema,
+    TicketUpdateSchema,
+    dump_ticket,
+)
+from app.ui.layout import EVERYONE, STAFF, Section, add_section
+from app.ui.pages import Refusal, read_form, read_query, refusals
+
+bp = Blueprint("tickets_ui", __name__)
+LIST_ARGS, NEW_TICKET, CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
+NEW_TICKET_FIELDS = ("title", "description", "priority", "category")
+PANEL_FIELDS = ("status", "priority", "assignee_id", "team_id")
+QUEUE_PAGE, MY_PAGE = 50, 20
+MESSAGES_SHOWN = 500
+# The requester's status filter: the API's values, with every not-yet-resolved status as "open".
+MY_FILTERS = {"": "Any status", "new,open,pending": "Open", "resolved": "Resolved", "closed": "Closed"}
+SORTABLE = {"number": "#", "priority": "priority", "status": "status", "created_at": "age"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    add_section(app, Section("Queues", "ui.index", STAFF, pages=("tickets_ui.ticket",)))
+    add_section(app, Section("My tickets", "ui.index", ("requester",), pages=("tickets_ui.ticket",)))
+    add_section(app, Section("New ticket", "tickets_ui.new_ticket", EVERYONE))
+
+
+# --- lists -------------------------------------------------------------------------------------
+
+
+def queue_page():
+    """Show an agent queue (mine, my teams, unassigned, all open) with counts, sorting and `q` search."""
+    actor = current_actor()
+    name = request.args.get("queue") or queues.DEFAULT_QUEUE
+    found = None
+    with refusals() as refused:
+        args = read_query(LIST_ARGS, ("q", "sort", "cursor"))
+        found = queues.list_queue(actor, name, {**args, "limit": QUEUE_PAGE},
+                                  current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
+    counts = queues.queue_counts(actor)
+    items = found.items if found else []
+    return render_template(
+        "tickets/queue.html", queue=name if name in queues.QUEUES else queues.DEFAULT_QUEUE,
+        queues=queues.QUEUES, counts=counts, tickets=items, next_cursor=found.next_cursor if found else None,
+        order=found.order if found else None, q=request.args.get("q", ""), sort=request.args.get("sort", ""),
+        people=users_by_id([t.requester_id for t in items] + [t.assignee_id for t in items]),
+        sortable=SORTABLE, refused=refused.refusal,
+    ), refused.refusal.status if refused else 200
+
+
+def my_tickets_page():
+    """Show a requester's own tickets, newest first, with a status filter and paging."""
+    actor = current_actor()
+    status = request.args.get("status", "")
+    found = None
+    with refusals() as refused:
+        args = read_query(LIST_ARGS, ("status", "cursor"))
+        found = list_tickets(db.session, actor, {**args, "limit": MY_PAGE, "sort": "-created_at"},
+                             current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
+    return render_template(
+        "tickets/mine.html", tickets=found.items if found else [], next_cursor=found.next_cursor if found else None,
+        status=status, filters=MY_FILTERS, refused=refused.refusal,
+    ), refused.refusal.status if refused else 200
+
+
+# --- new ticket --------------------------------------------------------------------------------
+
+
+@bp.route("/tickets/new", methods=["GET", "POST"])
+@login_required
+def new_ticket():
+    """Open a ticket; assignment follows in the background, and the page shows it live."""
+    refused = None
+    if request.method == "POST":
+        with refusals() as refused:
+            fields = read_form(NEW_TICKET, only=NEW_TICKET_FIELDS)
+            ticket = services.create_ticket(current_actor(), **fields)
+            number = ticket.number
+            db.session.commit()
+            flash(f"Ticket #{number} is open. Replies appear on this page as they are written.", "success")
+            return redirect(url_for("tickets_ui.ticket", number=number))
+        refused = refused.refusal
+    return render_template("tickets/new.html", priorities=PRIORITIES, refused=refused,
+                           values=request.form), refused.status if refused else 200
+
+
+# --- the ticket page ---------------------------------------------------------------------------
+
+
+@bp.get("/tickets/<int:number>")
+@login_required
+def ticket(number: int):
+    """Show a ticket with its conversation (live once the page's script connects) and, for staff, its panel."""
+    return ticket_page(number)
+
+
+def ticket_page(number: int, refused: Refusal | None = None, form: str | None = None):
+    """Render the ticket page, with a refused form's message and values if there was one."""
+    actor = current_actor()
+    ticket = services.ticket_by_number(actor, number)
+    messages, older = latest_messages(actor, ticket.id, MESSAGES_SHOWN)
+    staff = staff_users() if actor.is_staff else []
+    people = users_by_id([ticket.requester_id, ticket.assignee_id, *(m.author_id for m in messages)])
+    people.update({u.id: u for u in staff})
+    reply_to = _reply_to(request.args.get("reply_to"), messages)
+    context: dict[str, Any] = {
+        "ticket": ticket, "etag": services.etag(ticket), "threads": threads_of(messages), "older": older,
+        "people": people, "me": actor, "refused": refused, "refused_form": form,
+        "values": request.form if refused else {}, "reply_to": reply_to,
+        "last_seq": max((m.seq for m in messages), default=0), "shown_limit": MESSAGES_SHOWN,
+        "script_people": {str(i): {"name": u.name, "role": u.role} for i, u in people.items()},
+    }
+    if actor.is_staff:
+        context.update(assignees=staff, teams=teams_by_name(), why=explain(actor, ticket.id),
+                       statuses=PATCHABLE_STATUSES, priorities=PRIORITIES, all_statuses=STATUSES)
+    return render_template("tickets/ticket.html", **context), refused.status if refused else 200
+
+
+def _reply_to(raw: str | None, messages: list) -> Any:
+    if not raw:
+        return None
+    try:
+        wanted = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return next((m for m in messages if m.id == wanted), None)
+
+
+def _expected() -> set[str] | None:
+    """Return the version the form was rendered from (its ETag), as If-Match would carry it."""
+    version = request.form.get("version")
+    return {version} if version else None
+
+
+def _announce_and_commit(ticket) -> None:
+    services.announce(ticket, dump_ticket(ticket))
+    db.session.commit()
+
+
+@bp.post("/tickets/<int:number>/edit")
+@login_required
+def edit(number: int):
+    """Save the side panel: only the fields the agent changed, and only if nobody changed the ticket since."""
+    actor = current_actor()
+    with refusals() as refused:
+        found = services.ticket_by_number(actor, number)
+        changed = [f for f in PANEL_FIELDS if f in request.form and request.form[f] != request.form.get(f"was_{f}")]
+        if changed:
+            changes = read_form(CHANGES, only=changed)
+            _announce_and_commit(services.update_ticket(actor, found.id, changes, _expected()))
+            flash("Saved.", "success")
+        return redirect(url_for("tickets_ui.ticket", number=number))
+    return ticket_page(number, refused.refusal, "panel")
+
+
+@bp.post("/tickets/<int:number>/close")
+@login_required
+def close(number: int):
+    """Close the ticket (a requester their own), with an optional `resolution`."""
+    actor = current_actor()
+    with refusals() as refused:
+        found = services.ticket_by_number(actor, number)
+        resolution = read_form(CLOSING, only=("resolution",)).get("resolution")
+        _announce_and_commit(services.close_ticket(actor, found.id, resolution, _expected()))
+        flash(f"Ticket #{number} is closed.", "success")
+        return redirect(url_for("tickets_ui.ticket", number=number))
+    return ticket_page(number, refused.refusal, "close")
+
+
+@bp.post("/tickets/<int:number>/reopen")
+@login_required
+def reopen(number: int):
+    """Reopen a closed or resolved ticket."""
+    actor = current_actor()
+    with refusals() as refused:
+        found = services.ticket_by_number(actor, number)
+        _announce_and_commit(services.reopen_ticket(actor, found.id, _expected()))
+        flash(f"Ticket #{number} is open again.", "success")
+        return redirect(url_for("tickets_ui.ticket", number=number))
+    return ticket_page(number, refused.refusal, "close")
+
+
+def home(actor: Actor):
+    """Return the home page of `actor`: the queues for staff, their own tickets for requesters."""
+    return queue_page() if actor.is_staff else my_tickets_page()

@@ -1,0 +1,141 @@
+"""What every page shares: parsing through the API's schemas, the one mapping of refusals to words.
+
+Pages parse a form or query string with the same marshmallow schema the API uses (so a page
+accepts exactly what the API accepts, under the same field names), call the same service, and
+present. A service refuses with a domain error; `refusals()` turns it into a `Refusal`: the
+HTTP status a page answers with, a sentence for people, and messages per field to show beside
+the inputs. That is the only place where page wording for refusals lives, as `app.http_errors`
+is for the API; anything a view does not catch reaches the error page through `http_errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+from app.errors import DomainError, Invalid, Stale
+from app.extensions import db
+from app.http_errors import http_error
+from app.input_guard import check_query, check_value
+
+# The service's sentence speaks of versions and If-Match; a person needs to hear what happened.
+STALE_MESSAGE = ("Someone else changed this ticket while you were editing it, so nothing was saved. "
+                 "The form now shows their changes; make yours again.")
+
+
+@dataclass
+class Refusal:
+    """A refused request, in a page's terms: status, a sentence, and messages beside fields."""
+
+    status: int
+    message: str
+    fields: dict[str, list[str]] = field(default_factory=dict)
+
+    def about(self, name: str) -> list[str]:
+        return self.fields.get(name, [])
+
+
+def refusal_of(error: DomainError) -> Refusal:
+    """Return how a page words a domain error (the one mapping for pages)."""
+    status = http_error(error).code or 500
+    if isinstance(error, Stale):
+        return Refusal(status, STALE_MESSAGE)
+    fields = {name.split(".")[0]: list(messages) for name, messages in (error.errors or {}).items()}
+    return Refusal(status, error.message, fields)
+
+
+class refusals:
+    """Run a service call; if it refuses, roll back and keep the refusal instead of raising.
+
+        with refusals() as refused:
+            ticket = services.update_ticket(...)
+            db.session.commit()
+        if refused:
+            return render_page(refused)
+    """
+
+    def __init__(self) -> None:
+        self.refusal: Refusal | None = None
+
+    def __enter__(self) -> refusals:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: TracebackType | None) -> bool:
+        if isinstance(error, DomainError):
+            db.session.rollback()  # nothing the refused change queued may commit or be announced
+            self.refusal = refusal_of(error)
+            return True
+        return False
+
+    def __bool__(self) -> bool:
+        return self.refusal is not None
+
+
+def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[str] | None = None) -> dict[str, Any]:
+    """Load the submitted form through an API schema: the same rules and field names as the API.
+
+    An empty text box is "not given", or null for a field that may be null (an empty `category`
+    clears it); a checkbox is true when sent. Text is checked like any API body first (no NUL or
+    control characters). Raises Invalid with messages per field.
+    """
+    names = set(only) if only is not None else set(schema.load_fields)
+    boxes = set(checkboxes)
+    raw: dict[str, Any] = {}
+    blank: dict[str, list[str]] = {}
+    for name in names:
+        loader = schema.load_fields.get(name)
+        if loader is None:
+            continue
+        if name in boxes:
+            raw[name] = name in request.form
+            continue
+        if name not in request.form:
+            continue
+        value = request.form[name]
+        if value.strip() == "":
+            if loader.allow_none:
+                raw[name] = None
+            elif loader.required:
+                blank[name] = ["This is required."]
+            continue  # not given: the schema's default applies
+        raw[name] = value
+    check_value(raw)
+    try:
+        loaded = schema.load(raw)
+    except ValidationError as err:
+        raise Invalid("Please fix the fields marked below.", {**_field_messages(err.messages), **blank}) from None
+    if blank:
+        raise Invalid("Please fix the fields marked below.", blank)
+    return loaded
+
+
+def read_query(schema: Schema, names: Iterable[str]) -> dict[str, Any]:
+    """Load the query string's `names` through an API schema (others are the page's own); raise Invalid."""
+    check_query()
+    raw = {n: request.args.get(n) for n in names if request.args.get(n, "") != ""}
+    try:
+        return schema.load(raw)
+    except ValidationError as err:
+        raise Invalid("Please fix the filters marked below.", _field_messages(err.messages)) from None
+
+
+def _field_messages(messages: dict) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in messages.items():
+        if isinstance(value, dict):  # a list field's messages by index
+            value = [m for sub in value.values() for m in (sub if isinstance(sub, list) else [sub])]
+        out[str(name)] = [_plain(m) for m in (value if isinstance(value, list) else [value])]
+    return out
+
+
+def _plain(message: str) -> str:
+    """Say marshmallow's stock messages in plain words."""
+    return {"Missing data for required field.": "This is required.",
+            "Shorter than minimum length 1.": "This is required.",
+            "Field may not be null.": "This is required."}.get(message, message)
