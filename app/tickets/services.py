@@ -21,7 +21,7 @@ from app.outbox import emit
 from app.people.models import Team
 from app.people.services import get_user
 from app.realtime import publish_after_commit
-from app.tickets.models import OPEN_STATUSES, Ticket
+from app.tickets.models import Ticket
 
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
@@ -79,17 +79,6 @@ def event_data(ticket: Ticket, **extra: Any) -> Callable[[], dict[str, Any]]:
 def visible_tickets(actor: Actor) -> sa.Select:
     """Return a select of the tickets `actor` may see: requesters see only their own."""
     return sa.select(Ticket).where(visibility(actor))
-
-
-def home_tickets(actor: Actor, limit: int = 50) -> list[Ticket]:
-    """Return what `actor` sees first: a requester's own tickets, or staff's open queue (theirs and unassigned)."""
-    stmt = sa.select(Ticket).order_by(Ticket.created_at.desc()).limit(limit)
-    if not actor.is_staff:
-        stmt = stmt.where(Ticket.requester_id == actor.user_id)
-    else:
-        stmt = stmt.where(Ticket.status.in_(OPEN_STATUSES),
-                          sa.or_(Ticket.assignee_id == actor.user_id, Ticket.assignee_id.is_(None)))
-    return list(db.session.execute(stmt).scalars())
 
 
 def visibility(actor: Actor) -> sa.ColumnElement[bool]:

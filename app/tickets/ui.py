@@ -58,13 +58,13 @@ def init_app(app: Flask) -> None:
 def queue_page():
     """Show an agent queue (mine, my teams, unassigned, all open) with counts, sorting and `q` search."""
     actor = current_actor()
+    counts = queues.queue_counts(actor)  # refuses requesters: the error page says so, with 403
     name = request.args.get("queue") or queues.DEFAULT_QUEUE
     found = None
     with refusals() as refused:
         args = read_query(LIST_ARGS, ("q", "sort", "cursor"))
         found = queues.list_queue(actor, name, {**args, "limit": QUEUE_PAGE},
                                   current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
-    counts = queues.queue_counts(actor)
     items = found.items if found else []
     return render_template(
         "tickets/queue.html", queue=name if name in queues.QUEUES else queues.DEFAULT_QUEUE,
@@ -133,7 +133,7 @@ def ticket_page(number: int, refused: Refusal | None = None, form: str | None = 
     context: dict[str, Any] = {
         "ticket": ticket, "etag": services.etag(ticket), "threads": threads_of(messages), "older": older,
         "people": people, "me": actor, "refused": refused, "refused_form": form,
-        "values": request.form if refused else {}, "reply_to": reply_to,
+        "values": request.form if refused and refused.keep_input else {}, "reply_to": reply_to,
         "last_seq": max((m.seq for m in messages), default=0), "shown_limit": MESSAGES_SHOWN,
         "script_people": {str(i): {"name": u.name, "role": u.role} for i, u in people.items()},
     }
@@ -208,5 +208,8 @@ def reopen(number: int):
 
 
 def home(actor: Actor):
-    """Return the home page of `actor`: the queues for staff, their own tickets for requesters."""
-    return queue_page() if actor.is_staff else my_tickets_page()
+    """Return the home page of `actor`: the queues for staff, their own tickets for requesters.
+
+    A requester who asks for a queue by name is refused (403), not quietly shown their own tickets.
+    """
+    return queue_page() if actor.is_staff or "queue" in request.args else my_tickets_page()

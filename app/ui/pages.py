@@ -35,6 +35,7 @@ class Refusal:
     status: int
     message: str
     fields: dict[str, list[str]] = field(default_factory=dict)
+    keep_input: bool = True  # show what was typed again (not when it is what went stale)
 
     def about(self, name: str) -> list[str]:
         return self.fields.get(name, [])
@@ -44,7 +45,7 @@ def refusal_of(error: DomainError) -> Refusal:
     """Return how a page words a domain error (the one mapping for pages)."""
     status = http_error(error).code or 500
     if isinstance(error, Stale):
-        return Refusal(status, STALE_MESSAGE)
+        return Refusal(status, STALE_MESSAGE, keep_input=False)
     fields = {name.split(".")[0]: list(messages) for name, messages in (error.errors or {}).items()}
     return Refusal(status, error.message, fields)
 

@@ -210,7 +210,8 @@ function fill(el, message) {
   el.classList.toggle("msg--internal", Boolean(message.internal));
   el.classList.toggle("msg--reply", Boolean(message.parent_id));
   nameAuthor(el);
-  el.querySelector(".badge-note").hidden = !message.internal;
+  const noteBadge = el.querySelector(".badge-note"); // only staff pages have one
+  if (noteBadge) noteBadge.hidden = !message.internal;
   const link = el.querySelector(".msg-head a");
   link.href = `#m-${message.id}`;
   const time = link.querySelector("time");

@@ -1,0 +1,172 @@
+"""The live parts of the ticket page in a real browser: a dropped socket catches up with nothing lost
+or doubled, hostile text stays text, and two agents editing one ticket are told, not overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.helpers import post_message, wait_until
+from tests.servers import DESKTOP, PHONE, start_gunicorn, stop_gunicorn
+from tests.ui.conftest import browser_sign_in
+
+LIVE = 15_000
+PAYLOADS = (
+    '<script>window.__pwned = "script"</script>',
+    '<img src=x onerror="window.__pwned = \'img\'">',
+    '[click me](javascript:window.__pwned="link")',
+    '"><svg onload="window.__pwned=\'svg\'">',
+    '</script><script>window.__pwned="json"</script>',
+)
+HOSTILE = " ".join(PAYLOADS)
+
+
+@pytest.fixture
+def own_server(app, services):
+    """A server of this test's own, whose worker process the test may kill."""
+    server = start_gunicorn(services)
+    yield server
+    stop_gunicorn(server)
+
+
+def worker_pid(server) -> int | None:
+    out = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def test_a_dropped_socket_reconnects_and_catches_up_without_loss_or_doubles(own_server, browser, help_desk, keep):
+    hd, base = help_desk, own_server.url
+    ticket = hd.ticket_for(hd.requester, title="Flaky network")
+    agent_key = hd.tenant.key_for(hd.agent.user)
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    post_message(agent_key, ticket["id"], body="before the drop")
+    expect(page.locator("article.msg", has_text="before the drop")).to_be_visible(timeout=LIVE)
+
+    # The web worker holding the socket dies; gunicorn starts another.
+    old = worker_pid(own_server)
+    os.kill(old, signal.SIGKILL)
+    expect(page.locator("#live-status")).not_to_have_text("Live", timeout=LIVE)
+    for i in range(5):  # written while the page has no socket (nobody can hear them live)
+        post_message(agent_key, ticket["id"], body=f"missed {i}")
+    wait_until(lambda: worker_pid(own_server) not in (None, old), "gunicorn to start a new worker", timeout=30)
+
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    for i in range(5):
+        expect(page.locator("article.msg", has_text=f"missed {i}")).to_have_count(1, timeout=LIVE)
+    post_message(agent_key, ticket["id"], body="after the drop")
+    expect(page.locator("article.msg", has_text="after the drop")).to_have_count(1, timeout=LIVE)
+    seqs = [int(s) for s in page.locator("article.msg[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == list(range(1, 8)), "every message once, in order"
+    keep(page, "requester-ticket-after-reconnect-1280")
+
+
+def test_script_in_a_title_description_and_message_stays_inert(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    dialogs: list[str] = []
+    requester = browser.new_context(**DESKTOP).new_page()
+    requester.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    browser_sign_in(requester, base, hd.requester)
+    requester.goto(f"{base}/t/{hd.slug}/tickets/new")
+    requester.get_by_label("title").fill(PAYLOADS[0][:200])
+    requester.get_by_label("description").fill(HOSTILE)
+    requester.get_by_label("category").fill(PAYLOADS[3][:100])
+    requester.get_by_role("button", name="Open ticket").click()
+    expect(requester.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    requester.get_by_label("body").fill(HOSTILE)
+    requester.get_by_role("button", name="Send reply").click()
+    expect(requester.locator("article.msg[data-delivered]")).to_have_count(1)
+    number = int(re.search(r"/tickets/(\d+)", requester.url).group(1))
+
+    agent = browser.new_context(**DESKTOP).new_page()
+    agent.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    browser_sign_in(agent, base, hd.agent)
+    agent.goto(f"{base}/t/{hd.slug}/?queue=open")
+    expect(agent.locator("#ticket-list")).to_contain_text("<script>")  # shown as text
+    agent.goto(f"{base}/t/{hd.slug}/tickets/{number}")
+    expect(agent.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    agent.locator("#composer").get_by_label("body").fill(HOSTILE)
+    agent.get_by_role("button", name="Send reply").click()
+    expect(requester.locator("article.msg[data-seq]")).to_have_count(2, timeout=LIVE)  # arrived live over the socket
+    requester.reload()
+    expect(requester.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    for page in (requester, agent):
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#main script:not(#ticket-data), #main img, #main svg, #main iframe").count() == 0
+        assert page.locator(".msg-body a[href^='javascript']").count() == 0
+        expect(page.get_by_role("heading", level=1)).to_contain_text("<script>")
+    assert dialogs == []
+    keep(agent, "agent-ticket-hostile-text-1280")
+
+
+def test_two_agents_editing_one_ticket_the_second_gets_the_conflict_message(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Contested")
+    first = browser.new_context(**DESKTOP).new_page()
+    second = browser.new_context(**DESKTOP).new_page()
+    for page, person in ((first, hd.agent), (second, hd.agent2)):
+        browser_sign_in(page, base, person)
+        page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+        expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    second.get_by_label("status").select_option("pending")  # Bo starts editing ...
+    first.get_by_label("priority").select_option("urgent")  # ... while Ada saves
+    first.get_by_role("button", name="Save changes").click()
+    expect(first.get_by_text("Saved.")).to_be_visible()
+    expect(second.locator("#changed-notice")).to_be_visible(timeout=LIVE)  # Bo is warned live
+    expect(second.locator("#ticket-priority")).to_contain_text("urgent")
+    second.get_by_role("button", name="Save changes").click()
+
+    expect(second.get_by_role("alert")).to_contain_text("Someone else changed this ticket while you were editing it")
+    expect(second.get_by_label("priority")).to_have_value("urgent")  # the form shows their change
+    expect(second.get_by_label("status")).to_have_value("new")
+    keep(second, "agent-ticket-conflict-1280")
+    state = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
+    assert (state["priority"], state["status"]) == ("urgent", "new")
+    second.get_by_label("status").select_option("pending")  # now Bo applies his change knowingly
+    second.get_by_role("button", name="Save changes").click()
+    expect(second.get_by_text("Saved.")).to_be_visible()
+    assert hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "pending"
+    expect(first.locator("#ticket-status")).to_contain_text("pending", timeout=LIVE)
+    # Ada had not touched her form: it follows along, so her next save is not refused.
+    expect(first.get_by_label("status")).to_have_value("pending")
+
+
+def test_the_queue_keyboard_and_empty_states(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    agent = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(agent, base, hd.agent)
+    expect(agent.get_by_role("heading", name="Nothing assigned to you")).to_be_visible()
+    keep(agent, "agent-queue-empty-1280")
+    for i in range(3):
+        hd.ticket_for(hd.requester, title=f"Waiting {i}", priority=("low", "high", "urgent")[i])
+    agent.goto(f"{base}/t/{hd.slug}/?queue=unassigned")
+    rows = agent.locator("#ticket-list tbody tr")
+    expect(rows).to_have_count(3)
+    agent.keyboard.press("j")
+    agent.keyboard.press("j")
+    expect(rows.nth(1)).to_have_class(re.compile("is-selected"))
+    agent.keyboard.press("k")
+    expect(rows.nth(0)).to_have_class(re.compile("is-selected"))
+    agent.keyboard.press("/")
+    expect(agent.get_by_label("q", exact=True)).to_be_focused()
+    agent.keyboard.type("Waiting 1")
+    agent.keyboard.press("Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Waiting 1")
+    agent.goto(f"{base}/t/{hd.slug}/?queue=open&sort=-priority")
+    expect(rows.first).to_contain_text("Waiting 2")
+    keep(agent, "agent-queue-all-open-1280")
+    phone = browser.new_context(**PHONE).new_page()
+    browser_sign_in(phone, base, hd.agent)
+    phone.goto(f"{base}/t/{hd.slug}/?queue=open")
+    keep(phone, "agent-queue-all-open-390")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390, "nothing scrolls sideways on a phone"
