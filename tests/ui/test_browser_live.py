@@ -170,3 +170,21 @@ def test_the_queue_keyboard_and_empty_states(live_server, browser, help_desk, ke
     phone.goto(f"{base}/t/{hd.slug}/?queue=open")
     keep(phone, "agent-queue-all-open-390")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390, "nothing scrolls sideways on a phone"
+
+
+def test_dark_mode_follows_the_system_setting(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Screen too bright", description="Please **dim** it.")
+    post_message(hd.tenant.key_for(hd.agent.user), ticket["id"], body="Internal: check the *model*", internal=True)
+    post_message(hd.tenant.key_for(hd.agent.user), ticket["id"], body="Try dark mode.")
+    for name, size in (("1280", DESKTOP), ("390", PHONE)):
+        page = browser.new_context(**size, color_scheme="dark").new_page()
+        browser_sign_in(page, base, hd.agent)
+        page.goto(f"{base}/t/{hd.slug}/?queue=open")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(13, 17, 23)", background
+        keep(page, f"agent-queue-dark-{name}")
+        page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+        expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+        keep(page, f"agent-ticket-dark-{name}")
+        page.context.close()
