@@ -42,9 +42,10 @@ test-tools:
 test: install test-tools
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
-## Print benchmark figures beside same-run baselines (needs wrk, installed from Debian if missing).
+## Print benchmark figures beside same-run baselines (needs wrk, and Chromium for the UI rows, from Debian).
 bench: install runtime-libs
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install

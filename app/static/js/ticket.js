@@ -255,6 +255,10 @@ function send(form) {
   const parent = form.querySelector("input[name=parent_id]")?.value || null;
   const internal = Boolean(form.querySelector("input[name=internal]")?.checked);
   const ref = `r${Date.now().toString(36)}-${nextRef++}`;
+  // Sent before the page lays itself out again: the echo cannot be handled before this task ends.
+  const frame = { type: "message", body, internal, ref };
+  if (parent) frame.parent_id = parent;
+  socket.send(JSON.stringify(frame));
   const el = messageElement({
     id: `pending-${ref}`, seq: "", author_id: data.me.id, parent_id: parent, internal,
     created_at: new Date().toISOString(), body_html: "",
@@ -272,9 +276,6 @@ function send(form) {
   const item = { el, body, parent, internal, ref };
   item.timer = setTimeout(() => failed(item, "Not confirmed yet. If it does not appear, send it again."), SEND_TIMEOUT_MS);
   pending.set(ref, item);
-  const frame = { type: "message", body, internal, ref };
-  if (parent) frame.parent_id = parent;
-  socket.send(JSON.stringify(frame));
   textarea.value = "";
   if (form.classList.contains("thread-composer")) form.remove();
   return true;
