@@ -9,6 +9,8 @@ opens the stream under its own tenant's path.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, Flask, flash, jsonify, redirect, url_for
 from flask_login import login_required
 
@@ -58,13 +60,15 @@ def participants(number: int):
 @bp.post("/tickets/<int:number>/stream-token")
 @login_required
 def stream_token(number: int):
-    """Mint a single-use token for this ticket's stream, for the signed-in session; answer its URL.
+    """Mint a single-use token for this ticket's stream, for the signed-in session; answer its path.
 
-    The URL is under this tenant's own path, the only place the token opens a stream.
+    The path is under this tenant's own prefix, the only place the token opens a stream.
     """
     actor = current_actor()
     ticket = ticket_by_number(actor, number)
     issued = tokens.issue_token(current_tenant(), actor, ticket.id)
     db.session.rollback()
-    path = url_for("stream.ticket_stream", ticket_id=ticket.id, token=issued.token)
-    return jsonify({"url": path, "expires_in": issued.expires_in, "ticket_id": str(ticket.id)})
+    # A path, never a host: the page opens it on its own origin, whatever Host header reached us.
+    built = urlsplit(url_for("stream.ticket_stream", ticket_id=ticket.id, token=issued.token))
+    return jsonify({"url": f"{built.path}?{built.query}", "expires_in": issued.expires_in,
+                    "ticket_id": str(ticket.id)})

@@ -100,6 +100,7 @@ def test_a_requester_and_an_agent_talk_live_on_a_ticket(live_server, browser, he
     agent.get_by_role("button", name="Add internal note").click()
     note = agent.locator("article.msg--internal", has_text="enterprise plan")
     expect(note).to_have_attribute("data-delivered", "true")
+    expect(requester.locator("#typing")).to_have_text("")  # writing a note tells the requester nothing
     expect(note.locator(".badge-note")).to_be_visible()
     agent.get_by_label("internal").uncheck()
     agent.locator("#composer").get_by_label("body").fill("We are sending a technician.")

@@ -63,8 +63,10 @@ async function connect() {
     retry();
     return;
   }
-  const url = new URL(path, location.href);
-  if (url.protocol === "http:" || url.protocol === "https:") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  // Only the path is taken from the answer: the token goes to this page's own host and nowhere else.
+  const given = new URL(path, location.href);
+  const url = new URL(`${given.pathname}${given.search}`, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("after_seq", String(lastSeq));
   url.searchParams.set("with_ticket", "1"); // the ticket as it is once the socket listens: no change missed
   let ws;
@@ -369,6 +371,8 @@ function openThreadComposer(messageId) {
 let lastTypingSent = 0;
 document.addEventListener("input", (event) => {
   if (event.target.name !== "body" || !isOpen()) return;
+  // Typing is seen by everyone on the ticket: writing an internal note must not tell the requester.
+  if (event.target.form?.querySelector("input[name=internal]")?.checked) return;
   const now = Date.now();
   if (now - lastTypingSent < TYPING_EVERY_MS) return;
   lastTypingSent = now;
