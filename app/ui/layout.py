@@ -7,7 +7,7 @@ sections from its `init_app` and reuses `templates/base.html`, `templates/ui/mac
 
 Assets are served by the app itself (no CDN: the product works offline) with a content hash in
 the URL, so a browser may keep them while they are unchanged and fetches them again when they
-change. Pages of a signed-in user are never stored by the browser or a proxy.
+change.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
     app.context_processor(_layout_context)
     app.jinja_env.filters.update(markdown=render_markup, ago=ago, when=when, iso=iso, pairs=pairs)
     app.jinja_env.globals.update(asset=asset)
-    app.after_request(_private_pages)
+    app.after_request(_cache_assets)
 
 
 def add_section(app: Flask, section: Section) -> None:
@@ -79,11 +79,9 @@ def asset(filename: str) -> str:
     return url_for("static", filename=filename, v=digest)
 
 
-def _private_pages(response: Response) -> Response:
-    if (current_user and current_user.is_authenticated and request.endpoint != "static"
-            and not request.path.startswith("/api/")):
-        response.headers.setdefault("Cache-Control", "no-store")
-    elif request.endpoint == "static" and "v" in request.args:
+def _cache_assets(response: Response) -> Response:
+    # Pages are `no-store` (app/security_headers.py); an asset URL changes with its content.
+    if request.endpoint == "static" and "v" in request.args and response.status_code == 200:
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
 

@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError
 from app.errors import DomainError, Invalid, Stale
 from app.extensions import db
 from app.http_errors import http_error
-from app.input_guard import check_query, check_value
+from app.input_guard import check_query
 
 # The service's sentence speaks of versions and If-Match; a person needs to hear what happened.
 STALE_MESSAGE = ("Someone else changed this ticket while you were editing it, so nothing was saved. "
@@ -82,8 +82,8 @@ def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[
     """Load the submitted form through an API schema: the same rules and field names as the API.
 
     An empty text box is "not given", or null for a field that may be null (an empty `category`
-    clears it); a checkbox is true when sent. Text is checked like any API body first (no NUL or
-    control characters). Raises Invalid with messages per field.
+    clears it); a checkbox is true when sent. (The input guard has checked every field's text before
+    the view ran.) Raises Invalid with messages per field.
     """
     names = set(only) if only is not None else set(schema.load_fields)
     boxes = set(checkboxes)
@@ -106,7 +106,6 @@ def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[
                 blank[name] = ["This is required."]
             continue  # not given: the schema's default applies
         raw[name] = value
-    check_value(raw)
     try:
         loaded = schema.load(raw)
     except ValidationError as err:
