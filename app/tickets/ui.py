@@ -47,8 +47,10 @@ SORTABLE = {"number": "#", "priority": "priority", "status": "status", "created_
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    add_section(app, Section("Queues", "ui.index", STAFF, pages=("tickets_ui.ticket",)))
-    add_section(app, Section("My tickets", "ui.index", ("requester",), pages=("tickets_ui.ticket",)))
+    ticket_pages = ("tickets_ui.ticket", "tickets_ui.edit", "tickets_ui.close", "tickets_ui.reopen",
+                    "conversation_ui.reply")
+    add_section(app, Section("Queues", "ui.index", STAFF, pages=ticket_pages))
+    add_section(app, Section("My tickets", "ui.index", ("requester",), pages=ticket_pages))
     add_section(app, Section("New ticket", "tickets_ui.new_ticket", EVERYONE))
 
 

@@ -188,3 +188,30 @@ def test_dark_mode_follows_the_system_setting(live_server, browser, help_desk, k
         expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
         keep(page, f"agent-ticket-dark-{name}")
         page.context.close()
+
+
+def test_the_small_pages_at_both_widths(live_server, browser, help_desk, keep):
+    """Sign-in, sign-up, a refused form, a missing ticket and a requester's list, seen at 1280 and 390 px."""
+    hd, base = help_desk, live_server.url
+    for i in range(3):
+        hd.ticket_for(hd.requester, title=f"Request {i}", priority=("low", "normal", "urgent")[i])
+    for name, size in (("1280", DESKTOP), ("390", PHONE)):
+        page = browser.new_context(**size).new_page()
+        page.goto(f"{base}/signup")
+        keep(page, f"signup-{name}")
+        page.goto(f"{base}/t/{hd.slug}/login")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        keep(page, f"sign-in-{name}")
+        browser_sign_in(page, base, hd.requester)
+        expect(page.locator("table.list tbody tr")).to_have_count(3)
+        keep(page, f"requester-my-tickets-{name}")
+        page.goto(f"{base}/t/{hd.slug}/tickets/new")
+        page.get_by_role("button", name="Open ticket").click()
+        expect(page.locator("#title-error")).to_have_text("This is required.")
+        expect(page.get_by_label("title")).to_have_attribute("aria-invalid", "true")
+        keep(page, f"new-ticket-refused-{name}")
+        page.goto(f"{base}/t/{hd.slug}/tickets/999")
+        expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
+        keep(page, f"not-found-{name}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= size["viewport"]["width"]
+        page.context.close()
