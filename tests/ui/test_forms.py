@@ -289,3 +289,20 @@ def test_every_form_needs_its_csrf_token(services, help_desk, ticket):
     assert strict.post(f"/t/{slug}/tickets/{n}/messages", data={"body": "real", "csrf_token": token}).status_code == 302
     minted = strict.post(f"/t/{slug}/tickets/{n}/stream-token", headers={"X-CSRFToken": token})
     assert minted.status_code == 200 and minted.get_json()["url"].startswith(f"/t/{slug}/api/v1/")
+
+
+def test_threads_fold_beyond_two_replies(help_desk, ticket, sign_in):
+    requester_key = help_desk.tenant.key_for(help_desk.requester.user)
+    agent_key = help_desk.tenant.key_for(help_desk.agent.user)
+    root = post_message(requester_key, ticket["id"], body="root words").get_json()
+    first = post_message(agent_key, ticket["id"], body="reply 1", parent_id=root["id"]).get_json()
+    post_message(requester_key, ticket["id"], body="reply 2", parent_id=first["id"])  # a reply to a reply
+    post_message(agent_key, ticket["id"], body="reply 3", parent_id=root["id"])
+    post_message(agent_key, ticket["id"], body="reply 4", parent_id=root["id"])
+    post_message(requester_key, ticket["id"], body="another thread")
+    page = page_of(sign_in(help_desk.requester), help_desk, ticket)
+    folded = re.search(r'<details class="earlier"><summary>Show 2 earlier replies</summary>(.*?)</details>', page, re.S)
+    assert folded and "reply 1" in folded.group(1) and "reply 2" in folded.group(1)
+    shown = page[folded.end():page.index("another thread")]
+    assert "reply 3" in shown and "reply 4" in shown
+    assert page.index("root words") < folded.start() < page.index("another thread")
