@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from app.embedded import stop_process
 from tests.helpers import Desk, TenantHandle
 from tests.servers import start_worker
 
 PASSWORD = "password123"  # what TenantHandle.user gives everyone
+# Browser expectations poll until they hold; on a busy 2-core CI machine give them room (a hang
+# guard, not a timing test: the benchmarks measure time).
+expect.set_options(timeout=10_000)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
