@@ -50,6 +50,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.media import handlers as media_handlers
     from app.media import services as media_services
     from app.media import storage as media_storage
+    from app.media import ui as media_ui
     from app.outbox import cli as outbox_cli
     from app.outbox import dispatch as outbox_dispatch
     from app.people import api as people_api
@@ -113,6 +114,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     tickets_ui.init_app(app)
     conversation_ui.init_app(app)
     people_ui.init_app(app)
+    media_ui.init_app(app)
     # Commands
     init_cli(app)
     signup_cli.init_app(app)

@@ -82,7 +82,8 @@ class AttachmentById(MethodView):
         return services.attachment_for(current_actor(), attachment_id)
 
 
-def _serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
+def serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
+    """Serve a clean file (or its thumbnail) to the current actor, sandboxed; the API and the pages both use it."""
     found = services.download(current_actor(), attachment_id, thumbnail=thumbnail)
     db.session.rollback()
     try:
@@ -105,7 +106,7 @@ class AttachmentDownload(MethodView):
 
         Images are served inline (re-encoded, without metadata); everything else as an attachment.
         """
-        return _serve(attachment_id, thumbnail=False)
+        return serve(attachment_id, thumbnail=False)
 
 
 @blp.route("/attachments/<uuid:attachment_id>/thumbnail")
@@ -115,7 +116,7 @@ class AttachmentThumbnail(MethodView):
     @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
     def get(self, attachment_id: uuid.UUID):
         """Download a clean image's PNG thumbnail (at most 256 x 256); other files have none (404)."""
-        return _serve(attachment_id, thumbnail=True)
+        return serve(attachment_id, thumbnail=True)
 
 
 @blp.route("/media/types")

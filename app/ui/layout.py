@@ -45,7 +45,7 @@ class Section:
 def init_app(app: Flask) -> None:
     app.extensions.setdefault(SECTIONS, [])
     app.context_processor(_layout_context)
-    app.jinja_env.filters.update(markdown=render_markup, ago=ago, when=when, iso=iso, pairs=pairs)
+    app.jinja_env.filters.update(markdown=render_markup, ago=ago, when=when, iso=iso, pairs=pairs, filesize=filesize)
     app.jinja_env.globals.update(asset=asset)
     app.after_request(_cache_assets)
 
@@ -102,6 +102,17 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
 def when(moment: datetime | None) -> str:
     """Return a moment as a short UTC date and time; the page's script shows it in local time."""
     return moment.astimezone(UTC).strftime("%b %-d, %H:%M UTC") if moment else ""
+
+
+def filesize(size: int | None) -> str:
+    """Say a file's size the short way: "812 B", "14 KB", "3.2 MB"."""
+    if size is None:
+        return ""
+    for limit, unit in ((1024**3, "GB"), (1024**2, "MB"), (1024, "KB")):
+        if size >= limit:
+            value = size / limit
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
 
 
 def pairs(values) -> list[tuple[str, str]]:

@@ -126,11 +126,14 @@ function handle(event) {
     case "typing":
       showTyping(event.user_id);
       break;
+    case "attachment.updated":
+      document.getElementById(`a-${event.attachment.id}`)?.replaceWith(attachmentItem(event.attachment));
+      break;
     case "error":
       refused(event);
       break;
     default:
-      break; // attachment.updated and later kinds: the media area's script handles its own
+      break; // kinds this page does not show
   }
 }
 
@@ -222,9 +225,62 @@ function fill(el, message) {
   time.title = moment.toLocaleString();
   time.textContent = timeFormat.format(moment);
   el.querySelector(".msg-body").innerHTML = message.body_html; // sanitised on the server
+  showAttachments(el, message.attachments);
   const reply = el.querySelector("[data-reply-to]");
   reply.dataset.replyTo = message.id;
   reply.href = `${data.ticket_url}?reply_to=${message.id}#composer`;
+}
+
+// --- files on messages (the server's template, templates/media/message_attachments.html, in script) --
+
+const FILE_STATES = { pending: "scanning", clean: "clean", rejected: "refused", infected: "infected", scan_failed: "not scanned" };
+
+function fileSize(size) {
+  for (const [limit, unit] of [[1024 ** 3, "GB"], [1024 ** 2, "MB"], [1024, "KB"]]) {
+    if (size >= limit) {
+      const value = size / limit;
+      return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${unit}`;
+    }
+  }
+  return `${size} B`;
+}
+
+function attachmentItem(file) {
+  const item = document.createElement("li");
+  item.className = "attachment";
+  item.id = `a-${file.id}`;
+  item.dataset.attachment = file.id;
+  item.dataset.status = file.status;
+  const url = `${data.attachments_url}${file.id}`;
+  const clean = file.status === "clean";
+  if (clean && file.thumbnail_url) {
+    const link = Object.assign(document.createElement("a"), { href: url });
+    link.append(Object.assign(document.createElement("img"), { className: "thumb", alt: "", src: `${url}/thumbnail` }));
+    item.append(link);
+  }
+  const name = document.createElement(clean ? "a" : "span");
+  name.className = "file-name";
+  name.textContent = file.filename;
+  if (clean) name.href = url;
+  const size = Object.assign(document.createElement("span"), { className: "muted small", textContent: fileSize(file.size) });
+  const state = Object.assign(document.createElement("span"), {
+    className: `badge badge-file-${file.status}`, textContent: FILE_STATES[file.status] ?? file.status });
+  item.append(name, " ", size, " ", state);
+  if (file.status_reason && !clean) {
+    item.append(" ", Object.assign(document.createElement("span"), { className: "muted small", textContent: file.status_reason }));
+  }
+  return item;
+}
+
+function showAttachments(el, files) {
+  const box = el.querySelector(".msg-attachments");
+  if (!box) return;
+  const visible = (files ?? []).filter((file) => data.staff || !file.internal);
+  box.hidden = visible.length === 0;
+  const list = Object.assign(document.createElement("ul"), { className: "attachments" });
+  list.setAttribute("aria-label", "Files");
+  list.append(...visible.map(attachmentItem));
+  box.replaceChildren(list);
 }
 
 function place(el, parentId) {
