@@ -91,6 +91,8 @@ class Config:
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
+        # Jobs one tenant may have waiting or running per queue; the rest wait in the database.
+        self.TENANT_QUEUED_JOBS = _int("TENANT_QUEUED_JOBS", 100)
         # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).
         self.OUTBOX_FAST_PATH = _flag("OUTBOX_FAST_PATH", True)
         # Media (README, "Media"): where files live, how big they may be, how they are scanned.

@@ -1,16 +1,73 @@
-"""RQ queues, one per kind of background work, sharing the app's Redis connection."""
+"""RQ queues, one per kind of background work, and each tenant's fair share of them.
+
+A tenant may have at most `TENANT_QUEUED_JOBS` jobs waiting or running in a queue. Its burst
+beyond that stays in the database (outbox rows, webhook deliveries), where the relay hands it
+on as places free up, so one tenant's ten thousand deliveries cannot queue ahead of another
+tenant's one. A place is a member of a sorted set per tenant and queue, scored by when its lease
+ends; the job gives it back when it finishes, and a lost job's place frees itself with its lease.
+Counters are disposable: without Redis there are no queues to share anyway.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+
+import redis
+from flask import current_app
 from rq import Queue, Retry
 
 from app.extensions import redis_client
 
+log = logging.getLogger(__name__)
 QUEUES = ("assignment", "media", "webhooks", "default")
 # Backoff between retries of a failing job; after the last, it lands in RQ's failed registry.
 RETRY = Retry(max=5, interval=[1, 5, 15, 60, 300])
+LEASE_SECONDS = 600
+
+# KEYS[1]: the tenant's share of a queue. ARGV: now, lease end, cap, members. Returns the members
+# that hold a place: those that held one already (a redelivery), then new ones while places last.
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+local placed = {}
+for i = 4, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    table.insert(placed, ARGV[i])
+  elseif free > 0 then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    free = free - 1
+    table.insert(placed, ARGV[i])
+  end
+end
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[2])))
+return placed
+"""
 
 
 def queue(name: str) -> Queue:
     """Return the named queue on the app's Redis."""
     return Queue(name, connection=redis_client())
+
+
+def share_key(slug: str, queue_name: str) -> str:
+    return f"tms:{slug}:queued:{queue_name}"
+
+
+def reserve(slug: str, queue_name: str, members: list[str]) -> list[str]:
+    """Take places in the tenant's share of a queue; return the members that may be enqueued now."""
+    if not members:
+        return []
+    now = time.time()
+    placed = redis_client().eval(_RESERVE, 1, share_key(slug, queue_name), now, now + LEASE_SECONDS,
+                                 current_app.config["TENANT_QUEUED_JOBS"], *members)
+    return [m.decode() if isinstance(m, bytes) else m for m in placed]
+
+
+def release(slug: str, queue_name: str, member: str) -> None:
+    """Give back a finished job's place; best effort (a place also frees itself with its lease)."""
+    try:
+        redis_client().zrem(share_key(slug, queue_name), member)
+    except redis.RedisError as exc:
+        log.info("queue place of %s left to its lease: %s", slug, exc)

@@ -28,6 +28,7 @@ from flask import Flask
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
 from app.outbox.models import Event, OutboxRow
+from app.queues import release
 from tenants import TenantRef, active_tenant, is_slug, tenant_context
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,12 @@ def run_outbox_row(slug: str, row_id: int) -> str:
             if name is None or name not in BY_NAME:
                 return "no such row or handler"
             handler = BY_NAME[name]
-            if handler.run_batch is not None:
-                return _run_batches(slug, row_id, handler)
-            return _run_one(row_id, handler, reraise=True)
+            try:
+                if handler.run_batch is not None:
+                    return _run_batches(slug, row_id, handler)
+                return _run_one(row_id, handler, reraise=True)
+            finally:
+                release(slug, handler.queue, str(row_id))
 
 
 def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
@@ -173,5 +177,8 @@ def run_webhook_delivery(slug: str, delivery_id: str) -> str:
         tenant = job_tenant(slug)
         if tenant is None:
             return "tenant gone or suspended"
-        with tenant_context(tenant):
-            return deliver(uuid.UUID(delivery_id))
+        try:
+            with tenant_context(tenant):
+                return deliver(uuid.UUID(delivery_id))
+        finally:
+            release(slug, "webhooks", delivery_id)

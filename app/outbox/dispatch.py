@@ -28,7 +28,7 @@ from app import unit_of_work
 from app.extensions import db, redis_client
 from app.outbox import BY_NAME, OUTBOX_ROWS
 from app.outbox.models import Event, OutboxRow
-from app.queues import RETRY, queue
+from app.queues import RETRY, queue, reserve
 from tenants import active_tenants, tenant_context, tenants_having
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ def _is_batch(handler: str) -> bool:
     return BY_NAME[handler].run_batch is not None
 
 
-def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) -> bool:
-    """Enqueue a job per outbox row (one per batch handler while one waits); False if Redis failed."""
+def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) -> set[int] | None:
+    """Enqueue a job per outbox row (one per batch handler while one waits), within the tenant's fair share.
+
+    Returns the rows handed to RQ (the rest wait for the relay), or None if Redis failed.
+    """
     try:
         jobs = [(row_id, handler) for row_id, handler in rows if not (coalesce and _is_batch(handler))]
         if coalesce:
@@ -77,14 +80,18 @@ def enqueue_rows(slug: str, rows: list[tuple[int, str]], coalesce: bool = True) 
         by_queue: dict[str, list[int]] = {}
         for row_id, handler in jobs:
             by_queue.setdefault(BY_NAME[handler].queue, []).append(row_id)
+        sent: set[int] = set()
         for name, ids in by_queue.items():
-            q = queue(name)
-            q.enqueue_many([q.prepare_data(JOB, args=(slug, row_id), retry=RETRY, result_ttl=60,
-                                           failure_ttl=7 * 24 * 3600) for row_id in ids])
-        return True
+            placed = [int(m) for m in reserve(slug, name, [str(i) for i in ids])]
+            if placed:
+                q = queue(name)
+                q.enqueue_many([q.prepare_data(JOB, args=(slug, row_id), retry=RETRY, result_ttl=60,
+                                               failure_ttl=7 * 24 * 3600) for row_id in placed])
+            sent.update(placed)
+        return sent
     except redis.RedisError as exc:
         log.warning("outbox rows of %s left for the relay: %s", slug, exc)
-        return False
+        return None
 
 
 def clear_wake(slug: str, handler: str) -> None:
@@ -123,13 +130,16 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
                 continue
             led.add(r.handler)
         jobs.append((r.id, r.handler))
-    if not rows or not enqueue_rows(slug, jobs, coalesce=False):
+    sent = enqueue_rows(slug, jobs, coalesce=False) if rows else None
+    if not sent:
         db.session.rollback()
         return 0
-    db.session.execute(sa.update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows]))
-                       .values(enqueued_at=now))
+    # A batch job claims its handler's other rows too, so they count as handed on with it.
+    batches = {h for row_id, h in jobs if row_id in sent and _is_batch(h)}
+    handed = [r.id for r in rows if r.id in sent or (r.handler in batches and r.last_error is None)]
+    db.session.execute(sa.update(OutboxRow).where(OutboxRow.id.in_(handed)).values(enqueued_at=now))
     db.session.commit()
-    return len(rows)
+    return len(handed)
 
 
 @dataclass(frozen=True)

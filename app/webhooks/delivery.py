@@ -31,7 +31,7 @@ from app.extensions import db
 from app.outbox import on_record
 from app.outbox.dispatch import Sweep, add_sweep
 from app.outbox.models import Event
-from app.queues import queue
+from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.webhooks.services import DELIVERIES, fan_out, signing_secrets
@@ -62,6 +62,8 @@ def _enqueue_committed(items: list[tuple[str, uuid.UUID, float]]) -> None:
 def enqueue(slug: str, delivery_id: uuid.UUID, delay: float = 0.0) -> bool:
     """Hand a delivery to the `webhooks` queue (after `delay` seconds); False if Redis failed."""
     try:
+        if not reserve(slug, QUEUE, [str(delivery_id)]):
+            return False  # the tenant's share of the queue is full: the sweep hands it on later
         q = queue(QUEUE)
         options = {"result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
         if delay > 0:
