@@ -7,8 +7,8 @@ them and else our EICAR-only test signature (which the run says). Where it is no
 the run says loudly that antivirus is off and turns it off for its children, so the demo works
 and each attachment records that no antivirus looked at it. Then gunicorn, an RQ worker and the
 outbox relay run in the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of
-them, servers last. The embedded servers are supervised: one that exits is started again on its
-port and data folder, with backoff. Every child is tied to this process, so a SIGKILLed run
+them, servers last. Everything is supervised: an embedded server that exits is started again on
+its port and data folder, and so is the web server, worker or relay, with backoff. Every child is tied to this process, so a SIGKILLed run
 leaves no orphan holding the data folder or the port.
 """
 
@@ -20,9 +20,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.embedded import EmbeddedClamd, clamd_program, start_missing, tied_to_parent
+from app.embedded import EmbeddedClamd, clamd_program, start_missing, stop_process, tied_to_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BACKOFF = 30.0
@@ -58,8 +59,29 @@ def start_antivirus(data_dir: Path, env: dict[str, str]) -> EmbeddedClamd | None
     return clamd
 
 
+@dataclass
+class Child:
+    """One of the product's own processes (web, worker, relay), tied to this one so it dies with it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> str:
+        return self.name
+
+    def start(self) -> Child:
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, preexec_fn=tied_to_parent(signal.SIGTERM))
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGTERM, 15)
+
+
 class Supervisor:
-    """Start an embedded server again, on its port and data folder, when it exits; back off if it keeps failing.
+    """Start a server or child again when it exits (a server on its port and data folder); back off if it keeps failing.
 
     Until it is back, the app answers 503 where it needs it (Postgres) or carries on without it
     (Redis: queues and live events wait, the outbox keeps the work).
@@ -80,12 +102,12 @@ class Supervisor:
             if now < self.next_try.get(key, 0):
                 continue
             name = type(server).__name__
-            print(f"{name} exited with code {server.proc.returncode}; starting it again on port {server.port}",
+            print(f"{name} ({server.port}) exited with code {server.proc.returncode}; starting it again",
                   file=sys.stderr, flush=True)
             delay = min(self.backoff.get(key, 0.5) * 2, MAX_BACKOFF)
             try:
                 server.start()
-                print(f"{name} is back on port {server.port}", file=sys.stderr, flush=True)
+                print(f"{name} ({server.port}) is back", file=sys.stderr, flush=True)
                 self.backoff.pop(key, None)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 print(f"{name} did not start ({exc}); trying again in {delay:.0f} s", file=sys.stderr, flush=True)
@@ -114,19 +136,14 @@ def main() -> None:
     clamd = start_antivirus(data_dir, env)
     if clamd is not None:
         servers.append(clamd)
-    children: list[subprocess.Popen] = []
-    supervisor = Supervisor(servers)
+    children: list[Child] = []
 
     def stop(*_args: object) -> None:
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
         for child in children:
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
+            child.stop()
         for server in reversed(servers):
             server.stop()
         sys.exit(0)
@@ -138,16 +155,14 @@ def main() -> None:
         subprocess.run([*flask, "db-upgrade"], cwd=ROOT, env=env, check=True)
         subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True)
         port = env.get("PORT", "5000")
-        tie = tied_to_parent(signal.SIGTERM)  # a SIGKILLed `make run` leaves no orphan behind
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, preexec_fn=tie))
-        children.append(subprocess.Popen([*flask, "worker"], cwd=ROOT, env=env, preexec_fn=tie))
-        children.append(subprocess.Popen([*flask, "outbox", "relay"], cwd=ROOT, env=env, preexec_fn=tie))
+        children += [Child("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env).start(),
+                     Child("worker", [*flask, "worker"], env).start(),
+                     Child("relay", [*flask, "outbox", "relay"], env).start()]
         print(f"Serving on http://localhost:{port}/ (Ctrl-C stops everything)", flush=True)
-        while all(child.poll() is None for child in children):
+        supervisor = Supervisor([*servers, *children])
+        while True:
             supervisor.check()
             time.sleep(0.5)
-        print("a process exited; stopping the rest", file=sys.stderr)
     except subprocess.CalledProcessError as exc:
         print(f"start-up step failed: {exc}", file=sys.stderr)
     stop()

@@ -25,10 +25,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
@@ -265,3 +267,61 @@ def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str, qu
         [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", queues],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+
+# --- A webhook receiver ----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that records every request; `answer(n)` says how to respond to the n-th (0-based)."""
+
+    server: ThreadingHTTPServer
+    requests: list[Received] = field(default_factory=list)
+    answer: Callable[[int], tuple[int, dict[str, str], bytes]] = lambda n: (200, {}, b"ok")
+    stall: Callable[[int, BaseHTTPRequestHandler], bool] = lambda n, handler: False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            me = holder["r"]
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            n = len(me.requests)
+            me.requests.append(Received(self.path, dict(self.headers.items()), body, time.time()))
+            if me.stall(n, self):
+                return
+            status, headers, answer = me.answer(n)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    holder["r"] = Receiver(server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder["r"]
+    server.shutdown()
+    server.server_close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import click
+import redis
 from flask import Flask, current_app
 from rq import SimpleWorker
 
@@ -37,8 +40,20 @@ def relay(interval: float, once: bool) -> None:
 @click.option("--queues", default=",".join(QUEUES), show_default=True)
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: str, burst: bool) -> None:
-    """Run an RQ worker in this process (no fork per job, so the app stays warm)."""
+    """Run an RQ worker in this process (no fork per job, so the app stays warm).
+
+    If Redis cannot be reached (at start, or later when RQ gives up), the worker waits and starts
+    again instead of exiting: the work is safe in the outbox meanwhile.
+    """
     from app.worker import use_app
 
     use_app(current_app._get_current_object())
-    SimpleWorker(queues.split(","), connection=redis_client()).work(burst=burst, with_scheduler=True)
+    delay = 0.5
+    while True:
+        try:
+            SimpleWorker(queues.split(","), connection=redis_client()).work(burst=burst, with_scheduler=True)
+            return
+        except redis.ConnectionError as exc:
+            click.echo(f"worker: Redis unavailable ({exc}); trying again in {delay:.0f} s", err=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -120,11 +120,21 @@ def test_make_run_restarts_its_servers_and_leaves_no_orphans_when_killed(make_ru
                "the supervisor to start Redis again", timeout=60, every=1)
     assert "starting it again" in log.read_text()
 
+    worker_pid = next(pid for pid in _children(proc.pid) if b" worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                      .replace(b"\0", b" "))
+    os.kill(worker_pid, signal.SIGKILL)
+    wait_until(lambda: "(worker) is back" in log.read_text(), "the supervisor to start the worker again",
+               timeout=60)
+
     survivors = [_postmaster_pid(data_dir / "postgres"), _pid_listening(redis_port),
                  _pid_listening(int(base.rsplit(":", 1)[1]))]
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up
     wait_until(lambda: not any(_alive(pid) for pid in survivors if pid), "every child to die with make run",
                timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _pid_listening(port: int) -> int | None:
