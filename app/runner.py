@@ -8,8 +8,8 @@ the run says loudly that antivirus is off and turns it off for its children, so 
 and each attachment records that no antivirus looked at it. Then gunicorn, an RQ worker and the
 outbox relay run in the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of
 them, servers last. Everything is supervised: an embedded server that exits is started again on
-its port and data folder, and so is the web server, worker or relay, with backoff. Every child is tied to this process, so a SIGKILLed run
-leaves no orphan holding the data folder or the port.
+its port and data folder, and so is the web server, worker or relay, with backoff. Every child
+is tied to this process, so a SIGKILLed run leaves no orphan holding the data folder or port.
 """
 
 from __future__ import annotations
