@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.errors import Conflict, Invalid
+from app.errors import Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
 
@@ -31,7 +31,8 @@ REPLAYED_HEADERS = ("ETag", "Location")
 MAX_KEY = 255
 HEADER_DOC = {"in": "header", "name": "Idempotency-Key", "schema": {"type": "string", "minLength": 1,
                                                                    "maxLength": MAX_KEY},
-              "description": "Repeat the same request with the same key to get the first response."}
+              "description": "Repeat the same request with the same key to get the first response; the same "
+                             "key with another request answers 422. Keys are kept 24 hours."}
 
 
 class IdempotencyRecord(db.Model):
@@ -63,7 +64,7 @@ def check_key(key: str) -> None:
 def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> IdempotencyRecord | None:
     """Reserve `key` for this request; return the earlier request's record if it was used already.
 
-    A key reused with a different request raises Invalid.
+    A key reused with a different request raises Invalid (422, as the IETF Idempotency-Key draft asks).
     """
     check_key(key)
     table = IdempotencyRecord.__table__
@@ -82,8 +83,8 @@ def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> Idemp
         sa.select(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
     ).scalar_one()
     if record.endpoint != endpoint or record.request_hash != request_hash:
-        raise Conflict("This Idempotency-Key was already used with a different request.",
-                       {"Idempotency-Key": ["Already used with a different request."]})
+        raise Invalid.field("Idempotency-Key", "Already used with a different request.",
+                            "This Idempotency-Key was already used with a different request.")
     return record
 
 

@@ -2,7 +2,7 @@
 
 A cursor is the sort key of the last row returned, signed with the app's secret (itsdangerous)
 for one tenant and one ordering. A cursor that was forged, altered, or made for another list,
-sort or tenant is refused (404: no such page) before its values are read, and the values are then
+sort or tenant is refused (422, naming `cursor`) before its values are read, and the values are then
 checked against the types the ordering expects, so nothing a client sends reaches SQL untyped.
 """
 
@@ -19,7 +19,7 @@ from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, fields, validate
 
-from app.errors import NotFound
+from app.errors import Invalid
 from tenants import current_tenant
 
 MAX_LIMIT = 200
@@ -33,7 +33,7 @@ def cursor_field() -> fields.String:
     return fields.String(validate=[
         validate.Length(max=1000), validate.Regexp(CURSOR_PATTERN, error="Not a valid cursor.")], metadata={
         "format": "cursor", "description": "The `next_cursor` of the previous page of this same list. Opaque and "
-                                           "signed: a value that is not one answers 404 (no such page)."})
+                                           "signed: any other value answers 422."})
 
 
 class PageArgs(Schema):
@@ -71,10 +71,12 @@ def decode_cursor(cursor: str, keys: Sequence[SortKey], purpose: str = "") -> li
             raise ValueError
         return [None if v is None else _RESTORE[k.kind](v) for k, v in zip(keys, raw, strict=True)]
     except (BadData, ValueError, TypeError):
-        # Well formed (the query schema checked that) but not one we issued for this list: like an
-        # unknown id, no such page.
-        raise NotFound("No such page: the cursor is not one this list gave out.",
-                       {"cursor": ["Not a cursor of this list."]}) from None
+        raise invalid_cursor() from None
+
+
+def invalid_cursor() -> Invalid:
+    """The refusal of a cursor that is not one this API gave out for this list (forged, altered, foreign)."""
+    return Invalid.field("cursor", "Not a valid cursor.", "The cursor is not valid.")
 
 
 def _typed(kind: type, restore=None):

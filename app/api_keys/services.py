@@ -13,7 +13,7 @@ from app.auth import key_cache
 from app.auth.actor import Actor
 from app.auth.keys import mint_key, revoke_key
 from app.auth.ratelimit import last_used
-from app.errors import Conflict, NotFound
+from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.pagination import SortKey, page
 from app.people.models import ROLES
@@ -47,9 +47,9 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
     """Mint a key acting as `user_id` (default: the actor) with `role`, which may not exceed the user's."""
     user = get_user(user_id or actor.user_id)
     if user is None:
-        raise Conflict("No such user.", {"user_id": ["No such user."]})
+        raise Invalid.field("user_id", "No such user.", "No such user.")
     if ROLES.index(role) < ROLES.index(user.role):
-        raise Conflict("A key cannot have a higher role than its user.", {"role": [f"The user is a {user.role}."]})
+        raise Invalid.field("role", f"The user is a {user.role}.", "A key cannot have a higher role than its user.")
     record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role)
     db.session.flush()
     db.session.refresh(record, ["created_at"])

@@ -38,7 +38,7 @@ from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_fo
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
@@ -90,17 +90,18 @@ def _rule_snapshot(rule: AssignmentRule) -> dict[str, Any]:
     return {f: getattr(rule, f) for f in RULE_FIELDS}
 
 
-def _check_rule(values: dict[str, Any], changing: bool = False) -> None:
-    """Refuse a rule whose team does not exist, or a skills rule without skills.
+def _check_rule(values: dict[str, Any]) -> None:
+    """Refuse a rule whose team does not exist, or a skills rule without skills: 422 naming the fields.
 
-    A new rule's missing skills are bad input (422, and the OpenAPI document says so); a change
-    that would leave an existing rule so conflicts with what the rule is (409).
+    The body is well formed, but what it says cannot be a rule of this organization.
     """
+    errors: dict[str, list[str]] = {}
     if db.session.get(Team, values["team_id"]) is None:
-        raise Conflict("No such team.", {"team_id": ["No such team."]})
+        errors["team_id"] = ["No such team."]
     if values["strategy"] == "skills" and not values.get("required_skills"):
-        message = "The skills strategy needs at least one required skill."
-        raise (Conflict if changing else Invalid)(message, {"required_skills": [message]})
+        errors["required_skills"] = ["The skills strategy needs at least one required skill."]
+    if errors:
+        raise Invalid("; ".join(m for ms in errors.values() for m in ms), errors)
 
 
 def _clean_conditions(conditions: dict[str, Any] | None) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def update_rule(rule: AssignmentRule, changes: dict[str, Any]) -> AssignmentRule
         values["conditions"] = _clean_conditions(changes["conditions"])
     if "required_skills" in changes:
         values["required_skills"] = sorted(set(changes["required_skills"] or []))
-    _check_rule(values, changing=True)
+    _check_rule(values)
     for f in RULE_FIELDS:
         setattr(rule, f, values[f])
     db.session.flush()

@@ -13,7 +13,7 @@ from app import audit
 from app.auth.actor import Actor
 from app.conversation.models import Message
 from app.conversation.schemas import MessageSchema
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.media.services import hide_attachments_of, link_attachments
 from app.outbox import emit
@@ -73,8 +73,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
         parent = db.session.get(Message, parent_id)
         if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
                 or not visible_to(actor, parent.internal)):
-            raise Conflict("The parent message is not on this ticket.",
-                           {"parent_id": ["No such message on this ticket."]})
+            raise Invalid.field("parent_id", "No such message on this ticket.",
+                                "The parent message is not on this ticket.")
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
                       author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC),
                       edited_at=None, deleted_at=None)

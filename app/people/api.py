@@ -116,8 +116,9 @@ class TeamById(MethodView):
 class TeamMembers(MethodView):
     @admin_only
     @blp.response(200, TeamSchema)
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY", description="The user is a requester.")
     def put(self, team_id: uuid.UUID, user_id: uuid.UUID):
-        """Add an agent or admin to a team (idempotent)."""
+        """Add an agent or admin to a team (idempotent); a requester answers 422."""
         team = services.team_or_404(team_id)
         services.add_member(team, services.user_or_404(user_id))
         db.session.commit()

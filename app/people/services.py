@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app import audit
 from app.auth import key_cache
 from app.auth.actor import Actor
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page
@@ -250,8 +250,7 @@ def delete_team(team: Team) -> None:
 def add_member(team: Team, user: User) -> bool:
     """Put a staff user on a team; return False if they were on it already."""
     if not user.is_staff:
-        raise Conflict("Only agents and admins can be team members.",
-                       {"user_id": ["Only agents and admins can be team members."]})
+        raise Invalid.field("user_id", "Only agents and admins can be team members.")
     exists = db.session.get(TeamMember, (team.id, user.id))
     if exists is not None:
         return False

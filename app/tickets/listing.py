@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from app.auth.actor import Actor
-from app.errors import NotFound, Unavailable
-from app.pagination import SortKey, after, decode_cursor, encode_cursor, order_by, page
+from app.errors import Unavailable
+from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
 from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
 from app.tickets.services import visibility
@@ -162,8 +162,7 @@ def _split_cursor(cursor: str | None) -> tuple[str | None, str | None]:
         return None, None
     plan, dot, inner = cursor.partition(".")
     if not dot or plan not in (RANK, SORT_SET, WALK) or not inner:
-        raise NotFound("No such page: the cursor is not one this list gave out.",
-                       {"cursor": ["Not a cursor of this list."]})
+        raise invalid_cursor()
     return plan, inner
 
 

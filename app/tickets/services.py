@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app import audit
 from app.auth.actor import Actor
-from app.errors import Conflict, Forbidden, NotFound, Stale
+from app.errors import Conflict, Forbidden, Invalid, NotFound, Stale
 from app.extensions import db
 from app.outbox import emit
 from app.people.models import Team
@@ -59,7 +59,7 @@ def create_ticket(actor: Actor, title: str, description: str = "", priority: str
     if requester_id is None or not actor.is_staff:
         requester_id = actor.user_id
     elif get_user(requester_id) is None:
-        raise Conflict("No such requester.", {"requester_id": ["No such user."]})
+        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
     ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     db.session.add(ticket)
@@ -147,23 +147,22 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
 
 
 def _check_people(changes: dict[str, Any]) -> None:
-    """Refuse an assignee or team that does not exist, or an assignee who is not staff (both Conflict).
+    """Refuse an assignee or team that does not exist, or an assignee who is not staff: 422 naming the fields.
 
-    The request is well formed; what it names is not there or cannot take the ticket. (Not 404,
-    which would read as "no such ticket".)
+    The request is well formed, but what it names cannot take the ticket. (Not 404, which would
+    read as "no such ticket"; not 409, since no state of the ticket would make it acceptable.)
     """
-    missing: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = {}
     if changes.get("assignee_id") is not None:
         user = get_user(changes["assignee_id"])
         if user is None:
-            missing["assignee_id"] = ["No such user."]
+            errors["assignee_id"] = ["No such user."]
         elif not user.is_staff:
-            raise Conflict("Only an agent or admin can be assigned.",
-                           {"assignee_id": ["Must be an active agent or admin of this organization."]})
+            errors["assignee_id"] = ["Must be an active agent or admin of this organization."]
     if changes.get("team_id") is not None and db.session.get(Team, changes["team_id"]) is None:
-        missing["team_id"] = ["No such team."]
-    if missing:
-        raise Conflict("No such assignee or team.", missing)
+        errors["team_id"] = ["No such team."]
+    if errors:
+        raise Invalid("The assignee or team is not valid.", errors)
 
 
 def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ def test_roles_are_enforced(tenant):
 def test_key_role_cannot_exceed_its_user(tenant):
     agent = tenant.user("agent")
     resp = tenant.api.post("/api/v1/api-keys", json={"name": "k", "role": "admin", "user_id": agent["id"]})
-    assert resp.status_code == 409
+    assert resp.status_code == 422
     assert "role" in resp.get_json()["errors"]
     lower = tenant.api.post("/api/v1/api-keys", json={"name": "k", "role": "requester", "user_id": agent["id"]})
     assert lower.status_code == 201

@@ -46,7 +46,7 @@ def test_a_repeated_post_with_an_idempotency_key_creates_one_message(tenant):
     again = tenant.api.post(path, json={"body": "once"}, headers={"Idempotency-Key": "k1"})
     assert first.status_code == again.status_code == 201
     assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
-    assert tenant.api.post(path, json={"body": "other"}, headers={"Idempotency-Key": "k1"}).status_code == 409
+    assert tenant.api.post(path, json={"body": "other"}, headers={"Idempotency-Key": "k1"}).status_code == 422
     assert [m["body"] for m in tenant.api.get(path).get_json()["items"]] == ["once"]
 
 
@@ -57,9 +57,9 @@ def test_replies_thread_under_a_parent_on_the_same_ticket(tenant):
     nested = post_message(tenant.api, ticket["id"], parent_id=reply["id"])
     assert nested.status_code == 201 and nested.get_json()["parent_id"] == reply["id"]
     elsewhere = post_message(tenant.api, other["id"], parent_id=root["id"])
-    assert elsewhere.status_code == 409  # well formed, but no such message on this ticket: 409 naming the field
+    assert elsewhere.status_code == 422  # well formed, but no such message on this ticket: 422 naming the field
     assert "parent_id" in elsewhere.get_json()["errors"]
-    assert post_message(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 409
+    assert post_message(tenant.api, ticket["id"], parent_id=str(uuid.uuid4())).status_code == 422
 
 
 def test_bad_input_is_refused_and_changes_nothing(tenant):
@@ -94,7 +94,7 @@ def test_internal_notes_are_for_staff_only(tenant):
     assert post_message(requester, ticket["id"], body="public question").status_code == 201
     note = post_message(agent, ticket["id"], body="secret note", internal=True).get_json()
     assert note["internal"] is True
-    assert post_message(requester, ticket["id"], parent_id=note["id"]).status_code == 409
+    assert post_message(requester, ticket["id"], parent_id=note["id"]).status_code == 422
     seen_by_requester = requester.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     seen_by_agent = agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in seen_by_requester] == ["public question"]
@@ -132,7 +132,7 @@ def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
         if cursor is None:
             break
     assert seqs == list(range(1, 8))
-    assert tenant.api.get(path + "?cursor=garbage").status_code == 404  # no such page
+    assert tenant.api.get(path + "?cursor=garbage").status_code == 422  # well formed, but not one we signed
     assert tenant.api.get(path + "?cursor=not%20a%20cursor").status_code == 422
     assert tenant.api.get(path + "?after_seq=-1").status_code == 422
     assert tenant.api.get(path + "?limit=1000").status_code == 422

@@ -305,7 +305,7 @@ def test_idempotency_key_replays_the_same_file_and_refuses_other_bytes(tenant, t
     assert usage(in_tenant, tenant) == (1, len(samples.text()))
     assert stored_files(services) == files  # the repeat's copy was deleted again
     other = upload(tenant.api, ticket["id"], samples.text(3), "a.txt", headers=key)
-    assert other.status_code == 409 and "Idempotency-Key" in other.get_json()["errors"]
+    assert other.status_code == 422 and "Idempotency-Key" in other.get_json()["errors"]
     assert usage(in_tenant, tenant) == (1, len(samples.text()))
     assert stored_files(services) == files
     too_long = upload(tenant.api, ticket["id"], samples.text(), "a.txt", headers={"Idempotency-Key": "k" * 300})

@@ -11,7 +11,7 @@ def test_team_lifecycle_and_members(tenant):
     again = tenant.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}")
     assert again.get_json()["member_ids"] == [agent["id"]]
     refused = tenant.api.put(f"/api/v1/teams/{team['id']}/members/{requester['id']}")
-    assert refused.status_code == 409
+    assert refused.status_code == 422 and "user_id" in refused.get_json()["errors"]
     assert tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == [agent["id"]]
     renamed = tenant.api.patch(f"/api/v1/teams/{team['id']}", json={"name": "Finance"})
     assert renamed.get_json()["name"] == "Finance"

@@ -156,9 +156,9 @@ def test_a_search_cursor_is_not_a_list_cursor(tenant, new_ticket):
     for i in range(3):
         new_ticket(f"lamp {i}")
     cursor = _search(tenant.api, "lamp", limit=1)["next_cursor"]
-    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": cursor})).status_code == 404
+    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": cursor})).status_code == 422
     plain = tenant.api.get("/api/v1/tickets?limit=1").get_json()["next_cursor"]
-    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": plain, "q": "lamp"})).status_code == 404
+    assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": plain, "q": "lamp"})).status_code == 422
 
 
 def test_a_search_over_its_time_limit_answers_503(app, tenant, new_ticket, monkeypatch):
