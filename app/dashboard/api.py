@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, fields, validate
 
 from app.api_common import api_blueprint
 from app.auth.actor import admin_only
@@ -20,7 +21,8 @@ def register(api: Api) -> None:
 
 
 class OverviewArgs(Schema):
-    from_ = fields.Date(data_key="from", load_default=None, metadata={"description": "First day (UTC)."})
+    from_ = fields.Date(data_key="from", load_default=None, metadata={
+        "description": "First day (UTC). Default: 29 days before `to`. After `to`, the period is empty."})
     to = fields.Date(load_default=None, metadata={"description": "Last day (UTC), inclusive. Default: today."})
 
 
@@ -40,9 +42,10 @@ def _datetime(**kwargs: object) -> fields.String:
 
 
 class DaySchema(Schema):
-    day = _date()
-    created = fields.Integer()
-    closed = fields.Integer()
+    day = _date(metadata={"description": "The bucket's first day in the period: the day itself, the Monday of "
+                                         "the week or the 1st of the month (the first bucket starts at `from`)."})
+    created = fields.Integer(metadata={"description": "Tickets created in the bucket."})
+    closed = fields.Integer(metadata={"description": "Tickets closed in the bucket."})
 
 
 class PercentilesSchema(Schema):
@@ -75,13 +78,19 @@ class RuleDecisionsSchema(Schema):
 class PeriodSchema(Schema):
     from_ = _date(data_key="from", attribute="from")
     to = _date()
+    days = fields.Integer(metadata={"description": "Days in the period; 0 when `from` is after `to`."})
 
 
 class OverviewSchema(Schema):
     period = fields.Nested(PeriodSchema)
     computed_at = _datetime(metadata={"description": "Figures may be cached for a few seconds."})
     backlog = fields.Nested(BacklogSchema, metadata={"description": "Open tickets now."})
-    flow = fields.List(fields.Nested(DaySchema), metadata={"description": "Created and closed per day."})
+    bucket = fields.String(validate=validate.OneOf(services.BUCKETS), metadata={
+        "description": "What each `flow` entry counts: a `day`; a `week` (Monday to Sunday) when the period is "
+                       f"over {services.WEEKLY_AFTER_DAYS} days; a `month` when it is over "
+                       f"{services.MONTHLY_AFTER_DAYS} days. Buckets are cut to the period."})
+    flow = fields.List(fields.Nested(DaySchema), metadata={
+        "description": "Created and closed per bucket, oldest first, zeros included; empty for an empty period."})
     first_response = fields.Nested(PercentilesSchema, metadata={
         "description": "Creation to first staff reply, for tickets created in the period."})
     resolution = fields.Nested(PercentilesSchema, metadata={
@@ -98,6 +107,12 @@ class Overview(MethodView):
     @blp.arguments(OverviewArgs, location="query", unknown=RAISE)
     @blp.response(200, OverviewSchema)
     def get(self, args):
-        """The dashboard's figures for a period (default: the last 30 days, UTC), at most 366 days."""
+        """The dashboard's figures for a period (default: the last 30 days, UTC).
+
+        Any two days make a period. With `from` after `to` it is empty: no days, nothing counted in
+        it (backlog, agents and the unassigned queue are figures of now and still answer). A long
+        period counts `flow` per week or month, as `bucket` says.
+        """
         period = services.Period.of(args["from_"], args["to"], datetime.now(UTC).date())
-        return services.figures(period)
+        # Already JSON in the documented shape (and cached so): flask-smorest passes a Response through.
+        return current_app.response_class(services.figures_json(period), mimetype="application/json")

@@ -2,11 +2,15 @@
 
 Nothing loads tickets into Python: Postgres counts and takes percentiles, each query served by
 an index (see migration t0007): open tickets by status and priority from a partial index on
-open tickets; created and closed per day from the created_at and closed_at indexes; response and
+open tickets; created and closed per day from the created_at and closed_at indexes (added up per
+week or month for long periods); response and
 resolution percentiles from indexes that carry the timestamps they subtract; agent load from
 (assignee_id, status); the unassigned queue from its partial index; decisions per rule from
 (created_at) on decisions. The answer is kept in Redis for `DASHBOARD_CACHE_SECONDS` per tenant
 and period, so a dashboard left open costs one read; figures are at most that old.
+
+Any two days make a period: `from` after `to` is an empty one (no days, nothing counted in it),
+and a long one counts its flow per week or month, so the answer stays small whatever is asked.
 """
 
 from __future__ import annotations
@@ -22,70 +26,108 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.assignment.models import AssignmentDecision
-from app.errors import Invalid
 from app.extensions import db, redis_client
 from app.people.models import STAFF_ROLES, User
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
 from tenants import current_tenant
 
 log = logging.getLogger(__name__)
-MAX_DAYS = 366
 DEFAULT_DAYS = 30
+WEEKLY_AFTER_DAYS = 92  # a longer period counts its flow per week
+MONTHLY_AFTER_DAYS = 731  # and one longer than two years, per month
+BUCKETS = ("day", "week", "month")
 
 
 @dataclass(frozen=True)
 class Period:
-    """Whole UTC days, from `start` to `end` inclusive."""
+    """Whole UTC days, from `start` to `end` inclusive; empty when `start` is after `end`."""
 
     start: date
     end: date
 
     @classmethod
     def of(cls, start: date | None, end: date | None, today: date) -> Period:
-        """Return the period asked for (default: the 30 days to today), or raise Invalid."""
+        """Return the period asked for (default: the 30 days to today). Any pair of days is a period."""
         end = end or today
-        start = start or end - timedelta(days=DEFAULT_DAYS - 1)
-        if start > end:
-            raise Invalid.field("from", "Must not be after `to`.")
-        if (end - start).days >= MAX_DAYS:
-            raise Invalid.field("from", f"A period is at most {MAX_DAYS} days.")
+        if start is None:
+            start = date.min if (end - date.min).days < DEFAULT_DAYS - 1 else end - timedelta(days=DEFAULT_DAYS - 1)
         return cls(start, end)
 
     @property
-    def since(self) -> datetime:
-        return datetime.combine(self.start, datetime.min.time()).replace(tzinfo=UTC)
+    def length(self) -> int:
+        """Days in the period (0 when it is empty)."""
+        return max((self.end - self.start).days + 1, 0)
 
     @property
-    def until(self) -> datetime:
-        return datetime.combine(self.end + timedelta(days=1), datetime.min.time()).replace(tzinfo=UTC)
+    def bucket(self) -> str:
+        """How `flow` counts: per day, per week (over 92 days) or per month (over two years)."""
+        if self.length > MONTHLY_AFTER_DAYS:
+            return "month"
+        return "week" if self.length > WEEKLY_AFTER_DAYS else "day"
 
-    @property
-    def days(self) -> list[date]:
-        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+    def contains(self, column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        """The condition that a timestamp falls in the period (never true for an empty one)."""
+        if self.length == 0:
+            return sa.false()
+        since = datetime.combine(self.start, datetime.min.time()).replace(tzinfo=UTC)
+        if self.end == date.max:  # the day after does not exist
+            return column >= since
+        until = datetime.combine(self.end + timedelta(days=1), datetime.min.time()).replace(tzinfo=UTC)
+        return sa.and_(column >= since, column < until)
+
+    def bucket_of(self, day: date) -> date:
+        """The first day of the bucket holding `day`: the Monday of its week or the 1st of its month,
+        but never before the period starts."""
+        if self.bucket == "week":
+            first = day - timedelta(days=day.weekday())
+        elif self.bucket == "month":
+            first = day.replace(day=1)
+        else:
+            first = day
+        return max(first, self.start)
+
+    def buckets(self) -> list[date]:
+        """The first day of each bucket, in order (none for an empty period)."""
+        if self.length == 0:
+            return []
+        kind = self.bucket
+        if kind == "month":
+            months = range(self.start.year * 12 + self.start.month - 1, self.end.year * 12 + self.end.month)
+            return [self.start] + [date(m // 12, m % 12 + 1, 1) for m in months[1:]]
+        if kind == "week":
+            monday = self.start - timedelta(days=self.start.weekday())
+            return [self.start] + [monday + timedelta(days=7 * i) for i in range(1, (self.end - monday).days // 7 + 1)]
+        return [self.start + timedelta(days=i) for i in range(self.length)]
 
 
 def figures(period: Period) -> dict[str, Any]:
     """Return the dashboard's figures for the current tenant and `period` (cached briefly)."""
+    return json.loads(figures_json(period))
+
+
+def figures_json(period: Period) -> str:
+    """Return the dashboard's figures as JSON, as they are cached (a long period's flow is long)."""
     key = f"tms:{current_tenant().id}:dashboard:{period.start}:{period.end}"
     ttl = current_app.config["DASHBOARD_CACHE_SECONDS"]
     if ttl > 0:
         try:
             cached = redis_client().get(key)
             if cached is not None:
-                return json.loads(cached)
+                return cached.decode() if isinstance(cached, bytes) else cached
         except redis.RedisError as exc:
             log.info("dashboard cache unavailable: %s", exc)
-    result = {"period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
-              "computed_at": _now().isoformat(), "backlog": backlog(), "flow": flow(period),
-              "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
-              "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
-              "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}
+    result = json.dumps({
+        "period": {"from": period.start.isoformat(), "to": period.end.isoformat(), "days": period.length},
+        "computed_at": _now().isoformat(), "backlog": backlog(), "bucket": period.bucket, "flow": flow(period),
+        "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
+        "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
+        "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}, default=str)
     if ttl > 0:
         try:
-            redis_client().set(key, json.dumps(result, default=str), ex=ttl)
+            redis_client().set(key, result, ex=ttl)
         except redis.RedisError as exc:
             log.info("dashboard figures not cached: %s", exc)
-    return json.loads(json.dumps(result, default=str))
+    return result
 
 
 def _now() -> datetime:
@@ -106,15 +148,24 @@ def backlog() -> dict[str, Any]:
 
 
 def flow(period: Period) -> list[dict[str, Any]]:
-    """Return tickets created and closed on each day of the period (UTC), zeros included."""
-    def per_day(column: sa.ColumnElement) -> dict[date, int]:
-        day = sa.cast(sa.func.timezone("UTC", column), sa.Date)
-        return dict(db.session.execute(
-            sa.select(day, sa.func.count()).where(column >= period.since, column < period.until).group_by(day)
-        ).all())
+    """Return tickets created and closed in each bucket of the period (UTC), zeros included.
 
-    created, closed = per_day(Ticket.created_at), per_day(Ticket.closed_at)
-    return [{"day": d.isoformat(), "created": created.get(d, 0), "closed": closed.get(d, 0)} for d in period.days]
+    Postgres counts per day, only the days that have tickets; the days are then added up into
+    the period's buckets, so a long period costs no more than the tickets in it.
+    """
+    def per_bucket(column: sa.ColumnElement) -> dict[date, int]:
+        day = sa.cast(sa.func.timezone("UTC", column), sa.Date)
+        counts: dict[date, int] = {}
+        for d, n in db.session.execute(sa.select(day, sa.func.count()).where(period.contains(column)).group_by(day)):
+            first = period.bucket_of(d)
+            counts[first] = counts.get(first, 0) + n
+        return counts
+
+    if period.length == 0:
+        return []
+    created, closed = per_bucket(Ticket.created_at), per_bucket(Ticket.closed_at)
+    return [{"day": d.isoformat(), "created": created.get(d, 0), "closed": closed.get(d, 0)}
+            for d in period.buckets()]
 
 
 def percentiles(ends_at: sa.ColumnElement, in_period: sa.ColumnElement, period: Period) -> dict[str, Any]:
@@ -125,7 +176,7 @@ def percentiles(ends_at: sa.ColumnElement, in_period: sa.ColumnElement, period: 
     row = db.session.execute(
         sa.select(sa.func.count(), sa.func.percentile_cont(0.5).within_group(seconds),
                   sa.func.percentile_cont(0.9).within_group(seconds))
-        .where(in_period >= period.since, in_period < period.until, ends_at.is_not(None))).one()
+        .where(period.contains(in_period), ends_at.is_not(None))).one()
     return {"count": row[0], "median_seconds": _whole(row[1]), "p90_seconds": _whole(row[2])}
 
 
@@ -153,7 +204,7 @@ def unassigned() -> dict[str, Any]:
     count, oldest = db.session.execute(
         sa.select(sa.func.count(), sa.func.min(Ticket.created_at))
         .where(Ticket.status == "new", Ticket.assignee_id.is_(None))).one()
-    return {"count": count, "oldest_created_at": oldest}
+    return {"count": count, "oldest_created_at": oldest.isoformat() if oldest is not None else None}
 
 
 def decisions_by_rule(period: Period) -> list[dict[str, Any]]:
@@ -161,8 +212,7 @@ def decisions_by_rule(period: Period) -> list[dict[str, Any]]:
     assigned = sa.func.count().filter(AssignmentDecision.chosen_user_id.is_not(None))
     rows = db.session.execute(
         sa.select(AssignmentDecision.rule_id, AssignmentDecision.rule_name, assigned, sa.func.count())
-        .where(AssignmentDecision.source == "auto", AssignmentDecision.created_at >= period.since,
-               AssignmentDecision.created_at < period.until)
+        .where(AssignmentDecision.source == "auto", period.contains(AssignmentDecision.created_at))
         .group_by(AssignmentDecision.rule_id, AssignmentDecision.rule_name)
         .order_by(sa.func.count().desc())).all()
     return [{"rule_id": r[0], "rule_name": r[1] or "No rule matched", "assigned": r[2], "waiting": r[3] - r[2]}

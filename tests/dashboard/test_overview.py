@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
 
 from app import create_app
+from app.tickets.models import Ticket
 from tests.helpers import ApiClient, Desk, app_config, new_ticket, post_message
 
 
@@ -40,21 +44,90 @@ def test_figures_count_backlog_flow_times_load_queue_and_rules(tenant, other_ten
     assert got["resolution"]["count"] == 1
     assert [(a["user_id"], a["open_tickets"], a["capacity"]) for a in got["agents"] if a["role"] == "agent"] == [
         (agent["id"], 2, 2)]
-    assert got["unassigned"]["count"] == 1 and got["unassigned"]["oldest_created_at"]
+    assert got["unassigned"]["count"] == 1
+    assert datetime.fromisoformat(got["unassigned"]["oldest_created_at"]).tzinfo is not None
+    assert "T" in got["unassigned"]["oldest_created_at"]  # RFC 3339, as the document says
     by_rule = {r["rule_name"]: r for r in got["rules"]}
     assert by_rule["everything"]["rule_id"] == rule["id"] and by_rule["everything"]["assigned"] == 3
     assert by_rule["everything"]["waiting"] >= 1
     assert _overview(other_tenant.api)["backlog"]["total"] == 1
 
 
-def test_periods_are_checked_and_only_admins_read_figures(tenant):
+def test_only_admins_read_figures_and_bad_queries_are_refused(tenant):
     day = datetime.now(UTC).date()
-    assert len(_overview(tenant.api, **{"from": (day - timedelta(days=6)).isoformat()})["flow"]) == 7
-    for query in ({"from": day.isoformat(), "to": (day - timedelta(days=1)).isoformat()},
-                  {"from": (day - timedelta(days=400)).isoformat()}, {"from": "yesterday"}, {"colour": "red"}):
+    got = _overview(tenant.api, **{"from": (day - timedelta(days=6)).isoformat()})
+    assert len(got["flow"]) == 7 and got["bucket"] == "day" and got["period"]["days"] == 7
+    for query in ({"from": "yesterday"}, {"to": "2026-02-30"}, {"colour": "red"}):
         assert tenant.api.get("/api/v1/reports/overview", query_string=query).status_code == 422, query
     for role in ("agent", "requester"):
         assert tenant.key_for(tenant.user(role)).get("/api/v1/reports/overview").status_code == 403
+
+
+def test_from_after_to_is_an_empty_period(tenant, run_jobs):
+    desk = Desk(tenant)
+    desk.rule(desk.team("Support", desk.agents(1)), name="everything")
+    ticket = new_ticket(tenant.api, "today")
+    run_jobs()
+    assert tenant.api.post(f"/api/v1/tickets/{ticket['id']}/close").status_code == 200
+    new_ticket(tenant.api, "waiting")
+    day = datetime.now(UTC).date()
+    got = _overview(tenant.api, **{"from": day.isoformat(), "to": (day - timedelta(days=1)).isoformat()})
+    assert got["period"] == {"from": day.isoformat(), "to": (day - timedelta(days=1)).isoformat(), "days": 0}
+    assert got["flow"] == [] and got["rules"] == []
+    assert got["first_response"] == {"count": 0, "median_seconds": None, "p90_seconds": None}
+    assert got["resolution"]["count"] == 0
+    assert got["backlog"]["total"] == 1  # figures of now are not figures of the period
+    assert _overview(tenant.api, **{"from": day.isoformat()})["resolution"]["count"] == 1
+
+
+def _backdate(in_tenant, tenant, ticket: dict, created: datetime, closed: datetime | None = None) -> None:
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(Ticket).where(Ticket.id == ticket["id"]).values(created_at=created,
+                                                                                  closed_at=closed))
+        session.commit()
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12)
+
+
+@pytest.mark.parametrize("days, bucket", [(92, "day"), (93, "week"), (731, "week"), (732, "month")])
+def test_long_periods_count_flow_per_week_or_month(tenant, in_tenant, days, bucket):
+    to = date(2026, 11, 18)  # a Wednesday
+    start = to - timedelta(days=days - 1)
+    first, middle, last = (new_ticket(tenant.api, t) for t in ("first", "middle", "last"))
+    _backdate(in_tenant, tenant, first, _at(start), closed=_at(to))
+    _backdate(in_tenant, tenant, middle, _at(start + timedelta(days=days // 2)))
+    _backdate(in_tenant, tenant, last, _at(to))
+    _backdate(in_tenant, tenant, new_ticket(tenant.api, "before"), _at(start - timedelta(days=1)))
+    _backdate(in_tenant, tenant, new_ticket(tenant.api, "after"), _at(to + timedelta(days=1)))
+    got = _overview(tenant.api, **{"from": start.isoformat(), "to": to.isoformat()})
+    assert got["bucket"] == bucket and got["period"]["days"] == days
+    starts = [date.fromisoformat(b["day"]) for b in got["flow"]]
+    assert starts[0] == start and starts == sorted(starts)
+    if bucket == "day":
+        assert len(starts) == days
+    elif bucket == "week":
+        assert all(d.weekday() == 0 for d in starts[1:]) and starts[-1] == to - timedelta(days=to.weekday())
+    else:
+        assert all(d.day == 1 for d in starts[1:]) and starts[-1] == to.replace(day=1)
+    assert sum(b["created"] for b in got["flow"]) == 3 and sum(b["closed"] for b in got["flow"]) == 1
+    assert got["flow"][0]["created"] == 1 and got["flow"][-1] == {"day": starts[-1].isoformat(), "created": 1,
+                                                                  "closed": 1}
+
+
+def test_any_pair_of_days_is_a_period(tenant):
+    got = _overview(tenant.api, **{"from": "0001-01-01", "to": "9999-12-31"})
+    assert got["bucket"] == "month" and len(got["flow"]) == 9999 * 12
+    assert got["flow"][0]["day"] == "0001-01-01" and got["flow"][-1]["day"] == "9999-12-01"
+    assert sum(b["created"] for b in got["flow"]) == 0
+    new_ticket(tenant.api, "now")
+    assert sum(b["created"] for b in _overview(tenant.api, **{"from": "0001-01-01"})["flow"]) == 1
+    assert _overview(tenant.api, **{"to": "0001-01-03"})["period"] == {"from": "0001-01-01", "to": "0001-01-03",
+                                                                     "days": 3}
+    assert _overview(tenant.api, **{"from": "9999-12-31", "to": "9999-12-31"})["flow"] == [
+        {"day": "9999-12-31", "created": 0, "closed": 0}]
+    assert _overview(tenant.api, **{"from": "9999-12-31"})["period"]["days"] == 0
 
 
 def test_figures_are_kept_for_a_few_seconds(services, tenant):
