@@ -9,7 +9,8 @@ cannot say themselves, for every operation at once, so no view can forget it:
 - `414` from the HTTP server (gunicorn, which answers it as HTML) when a request line passes
   `MAX_REQUEST_LINE`, on operations with query parameters: `tests/test_openapi.py` checks that
   the documented maxima of every operation's query fit in it;
-- every content type an operation serves, where one view serves several.
+- every content type an operation serves, where one view serves several;
+- limits that are the instance's settings (the largest upload an organization may allow).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def finish(api: Api) -> None:
             {"properties": {"strategy": {"enum": ["skills"]}, "required_skills": {"minItems": 1}},
              "required": ["required_skills"]},
         ]
+    settings = spec.components.schemas.get("MediaSettingsChange")
+    if settings is not None:  # the instance's limit, which app.media.services.update_settings enforces
+        settings["properties"]["max_size"]["maximum"] = api._app.config["MEDIA_MAX_SIZE"]
     errors = spec.components.responses
     for name in ("DEFAULT_ERROR", "UNPROCESSABLE_ENTITY"):
         if name in errors:

@@ -15,7 +15,7 @@ from app.errors import Gone
 from app.extensions import db
 from app.idempotency import idempotent_upload
 from app.media import services
-from app.media.schemas import AttachmentSchema, MediaSettingsSchema, MediaTypesSchema
+from app.media.schemas import AttachmentSchema, MediaSettingsChangeSchema, MediaSettingsSchema, MediaTypesSchema
 from app.media.storage import ObjectMissing, storage
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ UPLOAD_BODY = {
     "required": True,
     "content": {"multipart/form-data": {
         "schema": {"type": "object", "required": ["file"],
-                   "properties": {"file": {"type": "string", "format": "binary"}}},
+                   "properties": {"file": {"type": "string", "format": "binary", "minLength": 1,
+                                           "description": "The file's bytes (an empty file answers 422)."}}},
     }},
 }
 # Served files may not be rendered as pages of ours: no sniffing, no scripts, no framing.
@@ -136,7 +137,7 @@ class MediaSettings(MethodView):
         return services.settings_json()
 
     @admin_only
-    @blp.arguments(MediaSettingsSchema, required=False)
+    @blp.arguments(MediaSettingsChangeSchema, required=False)
     @blp.response(200, MediaSettingsSchema)
     def patch(self, changes):
         """Narrow the allowed types or the size limit (null restores the instance's)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.media.types import ALL_TYPES
 from app.schemas import WholeNumber
 
 API = "/api/v1"
@@ -61,13 +62,19 @@ class MediaTypesSchema(Schema):
                        "reported clean until an antivirus is configured or turned off)."})
 
 
-class MediaSettingsSchema(Schema):
-    allowed_types = fields.List(fields.String(validate=validate.Length(max=100)), allow_none=True,
+class MediaSettingsChangeSchema(Schema):
+    """What an admin may change. `max_size`'s maximum is the instance's `MEDIA_MAX_SIZE`, which the
+    served document states (`app.openapi`)."""
+
+    allowed_types = fields.List(fields.String(validate=validate.OneOf(ALL_TYPES)), allow_none=True,
                                 validate=validate.Length(max=20), metadata={
                                     "description": "The types this organization accepts, a subset of the "
                                                    "instance's; null for all of them."})
     max_size = WholeNumber(allow_none=True, validate=validate.Range(min=1), metadata={
         "description": "Largest file in bytes, at most instance_max_size; null for the instance's limit."})
+
+
+class MediaSettingsSchema(MediaSettingsChangeSchema):
     instance_max_size = fields.Integer(dump_only=True)
     quota_bytes = fields.Integer(dump_only=True)
     used_bytes = fields.Integer(dump_only=True)
