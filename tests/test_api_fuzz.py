@@ -36,26 +36,40 @@ MAX_TIME = os.environ.get("FUZZ_MAX_TIME")
 OFFLINE_DNS = str(Path(__file__).parent / "offline_dns")
 
 
-def _signup(base: str, slug: str) -> str:
+def _signup(base: str, slug: str) -> dict:
     resp = requests.post(f"{base}/api/v1/signup", json={
         "name": f"Fuzz {slug}", "slug": slug, "admin_email": f"admin@{slug}.example.com",
         "admin_password": "correct horse battery"}, timeout=30)
     assert resp.status_code == 201, resp.text
-    return resp.json()["api_key"]
+    return resp.json()
 
 
-def _seed(base: str, key: str) -> None:
-    """One of everything, so operations on ids have something of each tenant's to find."""
+def _seed(base: str, key: str) -> dict[str, str]:
+    """One of everything, so operations on ids have something of each tenant's to find; return their ids."""
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
-    agent = session.post(f"{base}/api/v1/users", json={"email": "agent@example.com", "name": "Agent",
-                                                       "role": "agent", "password": "long password"}, timeout=30).json()
-    team = session.post(f"{base}/api/v1/teams", json={"name": "Support"}, timeout=30).json()
-    session.put(f"{base}/api/v1/teams/{team['id']}/members/{agent['id']}", timeout=30)
-    session.post(f"{base}/api/v1/assignment-rules", json={"name": "all", "team_id": team["id"],
-                                                          "strategy": "round_robin"}, timeout=30)
-    ticket = session.post(f"{base}/api/v1/tickets", json={"title": "Printer on fire"}, timeout=30).json()
-    session.post(f"{base}/api/v1/tickets/{ticket['id']}/messages", json={"body": "hello"}, timeout=30)
+
+    def made(resp: requests.Response) -> dict:
+        assert resp.status_code in (200, 201, 202), resp.text
+        return resp.json()
+
+    agent = made(session.post(f"{base}/api/v1/users", json={"email": "agent@example.com", "name": "Agent",
+                                                            "role": "agent", "password": "long password"}, timeout=30))
+    team = made(session.post(f"{base}/api/v1/teams", json={"name": "Support"}, timeout=30))
+    made(session.put(f"{base}/api/v1/teams/{team['id']}/members/{agent['id']}", timeout=30))
+    made(session.post(f"{base}/api/v1/assignment-rules", json={"name": "all", "team_id": team["id"],
+                                                               "strategy": "round_robin"}, timeout=30))
+    # Subscribed before the ticket, so the webhook has deliveries to list (never sent: nothing enqueues them).
+    made(session.post(f"{base}/api/v1/webhooks", json={"url": "https://hooks.example/tickets",
+                                                       "events": ["ticket.created", "message.created"]}, timeout=30))
+    ticket = made(session.post(f"{base}/api/v1/tickets", json={"title": "Printer on fire"}, timeout=30))
+    upload = made(session.post(f"{base}/api/v1/tickets/{ticket['id']}/attachments", timeout=30,
+                               files={"file": ("notes.txt", b"toner low\n", "text/plain")}))
+    made(session.post(f"{base}/api/v1/tickets/{ticket['id']}/messages", timeout=30,
+                      json={"body": "hello", "attachment_ids": [upload["id"]]}))
+    mine = [k for k in made(session.get(f"{base}/api/v1/api-keys", timeout=30))["items"] if k["prefix"] in key]
+    assert len(mine) == 1, mine
+    return {"key_id": mine[0]["id"], "team_id": team["id"]}
 
 
 @pytest.fixture
@@ -81,12 +95,15 @@ def fuzz_server(app, services):
 def test_schemathesis_finds_no_failure(fuzz_server, tmp_path):
     base = fuzz_server.url
     suffix = random.randrange(16**8)
-    keys = {name: _signup(base, f"fz{name[0]}{suffix:08x}") for name in ("alice", "bob")}
-    for key in keys.values():
-        _seed(base, key)
+    tenants = {name: _signup(base, f"fz{name[0]}{suffix:08x}") for name in ("alice", "bob")}
+    keys = {name: tenant["api_key"] for name, tenant in tenants.items()}
+    seeded = {name: _seed(base, key) for name, key in keys.items()}
     (tmp_path / "auth.json").write_text(json.dumps({"auth": [
         {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {key}"}]}
         for name, key in keys.items()]}))
+    # What the hooks need: where to ask what exists, as alice, and what they must never let be deleted.
+    (tmp_path / "context.json").write_text(json.dumps({
+        "base": base, "key": keys["alice"], "user_id": tenants["alice"]["admin_id"], **seeded["alice"]}))
     seed = random.randrange(2**31) if SEED == "random" else int(SEED)
     config = [
         f"seed = {seed}",
@@ -105,6 +122,10 @@ def test_schemathesis_finds_no_failure(fuzz_server, tmp_path):
                "run", f"{base}/api/v1/openapi.json", "--checks", "all", "--report", "junit",
                "--report-dir", str(tmp_path / "report")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks"})
+                            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
+                                 "FUZZ_CONTEXT": str(tmp_path / "context.json")})
     output = result.stdout + result.stderr
+    print(output[-3000:])  # the summary, for `pytest -s`
     assert result.returncode == 0, f"seed {seed}:\n{output[-20000:]}"
+    # The whole run stayed authenticated as alice (the hooks never let it revoke or demote itself).
+    assert "Authentication failed" not in output, f"seed {seed}:\n{output[-20000:]}"
