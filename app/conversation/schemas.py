@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from app.markdown import render
 from app.media.schemas import AttachmentSchema
+from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
 from app.schemas import Flag
 
@@ -16,7 +17,8 @@ class MessageSchema(Schema):
     id = fields.UUID(dump_only=True)
     ticket_id = fields.UUID(dump_only=True)
     author_id = fields.UUID(dump_only=True, allow_none=True)
-    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY), metadata={
+        "pattern": NOT_BLANK, "description": "Markdown; not blank."})
     body_html = fields.Function(lambda message: render(message.body), dump_only=True, metadata={
         "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = fields.UUID(load_default=None, allow_none=True)
@@ -38,7 +40,8 @@ class MessageSchema(Schema):
 
 
 class MessageEditSchema(Schema):
-    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY), metadata={
+        "pattern": NOT_BLANK, "description": "Markdown; not blank."})
 
     validate_body = MessageSchema.validate_body
 
