@@ -109,7 +109,8 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 def guard_request() -> None:
     """Decode and check an API request's query and JSON body once, or a page's form fields."""
     if not (request.path == "/api/v1" or request.path.startswith("/api/v1/")):
-        if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in FORM_TYPES:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in FORM_TYPES \
+                and not streams_body(request.endpoint):
             check_form()
         return
     check_query()
@@ -123,10 +124,25 @@ def guard_request() -> None:
     request._cached_data = raw
 
 
+def streams_body(endpoint: str | None) -> bool:
+    """Tell whether a page view reads its multipart body itself, as it arrives (`app.media.page_forms`).
+
+    Such a view checks its fields with `check_fields` and its CSRF token itself: parsing
+    `request.form` here would read (and spool) the whole body, files included, first.
+    """
+    view = current_app.view_functions.get(endpoint or "")
+    return bool(getattr(view, "streams_body", False))
+
+
 def check_form() -> None:
     """Raise BadInput if a page's form field holds text we refuse (what the API refuses in JSON)."""
+    check_fields(request.form)
+
+
+def check_fields(form) -> None:
+    """Raise BadInput if a field of a form (a MultiDict) holds text we refuse."""
     bad: dict[str, list[str]] = {}
-    for name, value in request.form.items(multi=True):
+    for name, value in form.items(multi=True):
         if _check_text(name, name or "form", bad):
             _check_text(value, name, bad)
     if bad:

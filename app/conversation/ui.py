@@ -18,6 +18,8 @@ from app.auth.actor import current_actor
 from app.conversation import services, tokens
 from app.conversation.schemas import MessageSchema
 from app.extensions import db
+from app.media.page_forms import drain, read_page_form, streams_body, submitted_values
+from app.media.services import record_files
 from app.people.services import users_by_id
 from app.tickets.services import ticket_by_number
 from app.tickets.ui import ticket_page
@@ -33,18 +35,27 @@ def init_app(app: Flask) -> None:
 
 
 @bp.post("/tickets/<int:number>/messages")
+@streams_body
 @login_required
 def reply(number: int):
-    """Post a message (`body`, and `parent_id` to reply in a thread; staff may mark it `internal`)."""
+    """Post a message (`body`, and `parent_id` to reply in a thread; staff may mark it `internal`).
+
+    Files come either already uploaded by the page's script (`attachment_ids`) or, without the
+    script, in the form itself (`file`), streamed as they arrive and sent with the message.
+    """
     actor = current_actor()
     with refusals() as refused:
-        ticket = ticket_by_number(actor, number)
-        fields = read_form(MESSAGE, only=("body", "parent_id", "internal"), checkboxes=("internal",))
-        message = services.post_message(actor, ticket.id, **fields)
+        ticket_id = ticket_by_number(actor, number).id  # nothing is stored for a ticket the actor cannot see
+        form = read_page_form()
+        fields = read_form(MESSAGE, only=("body", "parent_id", "internal"), checkboxes=("internal",), form=form.fields)
+        fields.pop("attachment_ids", None)  # the schema's default; the page's come below
+        uploaded = form.ids("attachment_ids") + [a.id for a in record_files(actor, ticket_id, form.files)]
+        message = services.post_message(actor, ticket_id, **fields, attachment_ids=uploaded)
         db.session.commit()
         flash("Internal note added." if message.internal else "Reply sent.", "success")
         return redirect(url_for("tickets_ui.ticket", number=number, _anchor=f"m-{message.id}"))
-    return ticket_page(number, refused.refusal, "reply")
+    drain()
+    return ticket_page(number, refused.refusal, "reply", submitted_values())
 
 
 @bp.get("/tickets/<int:number>/participants")

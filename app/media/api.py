@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Api
 
@@ -70,7 +70,7 @@ class TicketAttachments(MethodView):
         """
         # The app's MAX_CONTENT_LENGTH is sized for JSON; an upload may be as large as the media limit
         # (the tenant's own, smaller limit is checked by the service as the bytes arrive).
-        request.max_content_length = current_app.config["MEDIA_MAX_SIZE"] + services.MULTIPART_OVERHEAD
+        request.max_content_length = services.upload_request_limit()
         return services.upload_attachment(current_actor(), ticket_id, request.stream, request.content_type,
                                           request.content_length)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from app.media.inspection import ANTIVIRUS_OFF, SNIFF_BYTES, Checks, Verdict, in
 from app.media.models import REFUSED_STATUSES, Attachment, MediaSettings
 from app.media.schemas import AttachmentSchema
 from app.media.storage import ObjectMissing, StorageError, object_key, storage
-from app.media.upload import MultipartFile
+from app.media.upload import FilePart, MultipartFile
 from app.outbox import emit
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
@@ -190,12 +191,39 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     ticket_for(actor, ticket_id)
     found = limits()
     db.session.rollback()  # hold no connection while the body streams in
-    too_big = TooLarge(f"The file is larger than the limit of {_size_text(found.max_size)}.")
     if content_length is not None and content_length > found.max_size + MULTIPART_OVERHEAD:
-        raise too_big
+        raise _too_big(found)
     upload = MultipartFile(body, content_type)
-    filename = sanitize_filename(upload.part.filename)
-    declared = types.normalise_declared(upload.part.content_type)
+    received = receive_file(upload.part, upload.chunks(), found)
+    unit_of_work.after_rollback(DISCARD, [received.key])
+    return record_upload(actor, ticket_id, received, found)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A file streamed into storage and checked as it arrived, not yet recorded on a ticket."""
+
+    attachment_id: uuid.UUID
+    key: str
+    filename: str
+    declared: str | None
+    content_type: str | None
+    size: int
+    sha256: str
+
+
+def _too_big(found: Limits) -> TooLarge:
+    return TooLarge(f"The file is larger than the limit of {_size_text(found.max_size)}.")
+
+
+def receive_file(part: FilePart, chunks: Iterable[bytes], found: Limits, used: int = 0) -> Received:
+    """Stream one file into storage, checking the size limit, the quota and its type as bytes arrive.
+
+    `used` is what earlier files of the same request already take of the quota. Touches no
+    database: the caller holds no connection meanwhile, and deletes the object if it records nothing.
+    """
+    filename = sanitize_filename(part.filename)
+    declared = types.normalise_declared(part.content_type)
     claim = types.claimed_type(filename, declared)
     if claim is not None and claim not in found.allowed:
         extension = types.extension_of(filename)
@@ -208,11 +236,11 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     head: bytearray | None = bytearray()
     sniffed = None
     with storage().writer(key) as out:
-        for chunk in upload.chunks():
+        for chunk in chunks:
             size += len(chunk)
             if size > found.max_size:
-                raise too_big
-            if found.used + size > found.quota:
+                raise _too_big(found)
+            if found.used + used + size > found.quota:
                 raise _quota_full(found)
             if head is not None:
                 head += chunk
@@ -222,12 +250,39 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
             digest.update(chunk)
             out.write(chunk)
         if size == 0:
-            raise Invalid.field("file", "The file is empty.")
+            raise Invalid.field("file", f"{filename} is empty." if filename else "The file is empty.")
         if head is not None:
             sniffed = _check_head(bytes(head), found, filename)
-    unit_of_work.after_rollback(DISCARD, [key])
-    return _record_upload(actor, ticket_id, attachment_id, filename, declared, claim or sniffed, size,
-                          digest.hexdigest(), found)
+    return Received(attachment_id, key, filename, declared, claim or sniffed, size, digest.hexdigest())
+
+
+def upload_request_limit() -> int:
+    """Return the most one upload request may carry: the instance's size limit and the multipart framing."""
+    return current_app.config["MEDIA_MAX_SIZE"] + MULTIPART_OVERHEAD
+
+
+def record_files(actor: Actor, ticket_id: uuid.UUID, received: list[Received]) -> list[Attachment]:
+    """Record files a page form streamed into storage on a ticket the actor can see; the caller commits."""
+    if not received:
+        return []
+    found = limits()
+    return [record_upload(actor, ticket_id, r, found) for r in received]
+
+
+def upload_limits() -> dict[str, Any]:
+    """Return what a page's file field tells people and checks before sending: types, extensions, size."""
+    found = limits()
+    return {"max_size": found.max_size, "max_files": MAX_PER_MESSAGE,
+            "types": [types.BY_TYPE[t].name for t in found.allowed],
+            "extensions": sorted({e for t in found.allowed for e in types.BY_TYPE[t].extensions}),
+            "content_types": list(found.allowed), "size_text": _size_text(found.max_size)}
+
+
+def discard_received(received: Iterable[Received]) -> None:
+    """Delete files that were streamed into storage but will not be recorded."""
+    keys = [r.key for r in received]
+    if keys:
+        storage().delete(keys)
 
 
 def _unsupported(filename: str, why: str, found: Limits) -> UnsupportedType:
@@ -247,9 +302,12 @@ def _check_head(head: bytes, found: Limits, filename: str) -> str:
     return sniffed
 
 
-def _record_upload(actor: Actor, ticket_id: uuid.UUID, attachment_id: uuid.UUID, filename: str,
-                   declared: str | None, content_type: str, size: int, sha256: str, found: Limits) -> Attachment:
+def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received, found: Limits) -> Attachment:
+    """Record a received file on a ticket the actor can see, take its quota and queue its scan."""
     ticket = ticket_for(actor, ticket_id)
+    attachment_id, filename, declared, size, sha256 = (received.attachment_id, received.filename,
+                                                       received.declared, received.size, received.sha256)
+    content_type = received.content_type
     reserved = db.session.execute(
         sa.update(MediaSettings)
         .where(MediaSettings.id == 1,

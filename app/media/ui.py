@@ -1,24 +1,68 @@
-"""Media pages: a file on a ticket, downloaded by a signed-in user who may see it.
+"""Media pages: files uploaded from the new-ticket form and the composer, and downloads of the files
+a signed-in user may see.
 
-The same service and checks as `GET /api/v1/attachments/{id}/download`: the tenant, the ticket's
-visibility, internal files for staff only, and the scan state (pending answers 409, refused 410).
-Files are served sandboxed, never as one of our pages.
+Uploads stream: the page's script sends one file at a time to `POST /tickets/<number>/attachments`
+with its CSRF token in a header, and gets the attachment's JSON (or the API's refusal, 413 or 415,
+worded for the field); the forms themselves also carry files without the script
+(`app.media.page_forms`). Downloads go through the same service and checks as
+`GET /api/v1/attachments/{id}/download`: the tenant, the ticket's visibility, internal files for
+staff only, and the scan state (pending answers 409, refused 410). Files are served sandboxed,
+never as one of our pages.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, jsonify, request
 from flask_login import login_required
+from flask_wtf.csrf import CSRFError
 
+from app.auth.actor import current_actor
+from app.errors import DomainError
+from app.extensions import db
+from app.http_errors import api_error_response, http_error
+from app.media import services
 from app.media.api import serve
+from app.media.page_forms import check_csrf, drain, streams_body
+from app.tickets.services import ticket_by_number
 
 bp = Blueprint("media_ui", __name__)
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+@bp.post("/tickets/<int:number>/attachments")
+@streams_body
+@login_required
+def upload(number: int):
+    """Upload one file (multipart part `file`) to a ticket the signed-in user can see; answer its JSON (202).
+
+    The CSRF token comes in the `X-CSRFToken` header or the `csrf_token` query parameter, never
+    from the body, which streams to storage as it arrives.
+    """
+    try:
+        check_csrf(request.headers.get("X-CSRFToken") or request.args.get("csrf_token"))
+        actor = current_actor()
+        ticket_id = ticket_by_number(actor, number).id
+        request.max_content_length = services.upload_request_limit()
+        attachment = services.upload_attachment(actor, ticket_id, request.stream, request.content_type,
+                                                request.content_length)
+        body = services.attachment_json(attachment)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        drain()
+        error = http_error(exc)
+        if exc.errors == {} and error.code in (413, 415):
+            error.data["errors"] = {"file": [exc.message]}  # said beside the file field
+        return api_error_response(error)
+    except CSRFError as exc:
+        drain()
+        return api_error_response(exc)
+    return jsonify(body), 202
 
 
 @bp.get("/attachments/<uuid:attachment_id>")

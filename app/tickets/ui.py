@@ -11,14 +11,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from app.assignment.services import explain
 from app.auth.actor import Actor, current_actor
-from app.conversation.services import latest_messages
+from app.conversation.services import latest_messages, post_message
 from app.conversation.threads import threads_of
 from app.extensions import db
+from app.media.page_forms import drain, read_page_form, streams_body, submitted_values
+from app.media.services import record_files, upload_limits
 from app.people.services import staff_users, teams_by_name, users_by_id
 from app.tickets import queues, services
 from app.tickets.listing import list_tickets
@@ -32,7 +34,7 @@ from app.tickets.schemas import (
     dump_ticket,
 )
 from app.ui.layout import EVERYONE, STAFF, Section, add_section
-from app.ui.pages import Refusal, read_form, read_query, refusals
+from app.ui.pages import Refusal, read_form, read_query, refusal_json, refusals, wants_json
 
 bp = Blueprint("tickets_ui", __name__)
 LIST_ARGS, NEW_TICKET, CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
@@ -96,21 +98,44 @@ def my_tickets_page():
 
 
 @bp.route("/tickets/new", methods=["GET", "POST"])
+@streams_body
 @login_required
 def new_ticket():
-    """Open a ticket; assignment follows in the background, and the page shows it live."""
+    """Open a ticket, with files if chosen (their scans follow); assignment follows in the background.
+
+    Without the page's script the form posts itself, files streamed as they arrive; the script
+    posts the same form with progress and asks for JSON (`Accept: application/json`).
+    """
     refused = None
     if request.method == "POST":
         with refusals() as refused:
-            fields = read_form(NEW_TICKET, only=NEW_TICKET_FIELDS)
-            ticket = services.create_ticket(current_actor(), **fields)
+            form = read_page_form()
+            fields = read_form(NEW_TICKET, only=NEW_TICKET_FIELDS, form=form.fields)
+            actor = current_actor()
+            ticket = services.create_ticket(actor, **fields)
             number = ticket.number
+            send_files(actor, ticket.id, form.files)
             db.session.commit()
             flash(f"Ticket #{number} is open. Replies appear on this page as they are written.", "success")
-            return redirect(url_for("tickets_ui.ticket", number=number))
+            url = url_for("tickets_ui.ticket", number=number)
+            if wants_json():
+                return jsonify({"number": number, "url": url}), 201
+            return redirect(url)
         refused = refused.refusal
-    return render_template("tickets/new.html", priorities=PRIORITIES, refused=refused,
-                           values=request.form), refused.status if refused else 200
+        drain()
+        if wants_json():
+            return refusal_json(refused)
+    return render_template("tickets/new.html", priorities=PRIORITIES, refused=refused, uploads=upload_limits(),
+                           values=submitted_values() if refused else {}), refused.status if refused else 200
+
+
+def send_files(actor: Actor, ticket_id: uuid.UUID, files: list) -> None:
+    """Record the files a new ticket's form carried and send them in its first message."""
+    attachments = record_files(actor, ticket_id, files)
+    if attachments:
+        names = ", ".join(a.filename for a in attachments)
+        post_message(actor, ticket_id, f"Attached when the ticket was opened: {names}",
+                     attachment_ids=[a.id for a in attachments])
 
 
 # --- the ticket page ---------------------------------------------------------------------------
@@ -123,7 +148,7 @@ def ticket(number: int):
     return ticket_page(number)
 
 
-def ticket_page(number: int, refused: Refusal | None = None, form: str | None = None):
+def ticket_page(number: int, refused: Refusal | None = None, form: str | None = None, values=None):
     """Render the ticket page, with a refused form's message and values if there was one."""
     actor = current_actor()
     ticket = services.ticket_by_number(actor, number)
@@ -135,10 +160,12 @@ def ticket_page(number: int, refused: Refusal | None = None, form: str | None = 
     context: dict[str, Any] = {
         "ticket": ticket, "etag": services.etag(ticket), "threads": threads_of(messages), "older": older,
         "people": people, "me": actor, "refused": refused, "refused_form": form,
-        "values": request.form if refused and refused.keep_input else {}, "reply_to": reply_to,
+        "values": (request.form if values is None else values) if refused and refused.keep_input else {},
+        "reply_to": reply_to,
         "last_seq": max((m.seq for m in messages), default=0), "shown_limit": MESSAGES_SHOWN,
         "script_people": {str(i): {"name": u.name, "role": u.role} for i, u in people.items()},
     }
+    context["uploads"] = upload_limits()
     if actor.is_staff:
         context.update(assignees=staff, teams=teams_by_name(), why=explain(actor, ticket.id),
                        statuses=PATCHABLE_STATUSES, priorities=PRIORITIES, all_statuses=STATUSES)

@@ -10,13 +10,14 @@ is for the API; anything a view does not catch reaches the error page through `h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from flask import request
+from flask import Response, jsonify, request
 from marshmallow import Schema, ValidationError
+from werkzeug.http import HTTP_STATUS_CODES
 
 from app.errors import DomainError, Invalid, Stale
 from app.extensions import db
@@ -50,6 +51,20 @@ def refusal_of(error: DomainError) -> Refusal:
     return Refusal(status, error.message, fields)
 
 
+def wants_json() -> bool:
+    """Tell whether the page's own script sent this form and asked for JSON instead of a page."""
+    return request.accept_mimetypes.best == "application/json"
+
+
+def refusal_json(refused: Refusal) -> tuple[Response, int]:
+    """Return a refusal as the API words it, for a page's script: message, status, errors per field."""
+    body: dict[str, Any] = {"code": refused.status, "status": HTTP_STATUS_CODES.get(refused.status, "Error"),
+                            "message": refused.message}
+    if refused.fields:
+        body["errors"] = refused.fields
+    return jsonify(body), refused.status
+
+
 class refusals:
     """Run a service call; if it refuses, roll back and keep the refusal instead of raising.
 
@@ -78,13 +93,15 @@ class refusals:
         return self.refusal is not None
 
 
-def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[str] | None = None) -> dict[str, Any]:
+def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[str] | None = None,
+              form: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Load the submitted form through an API schema: the same rules and field names as the API.
 
     An empty text box is "not given", or null for a field that may be null (an empty `category`
     clears it); a checkbox is true when sent. (The input guard has checked every field's text before
-    the view ran.) Raises Invalid with messages per field.
+    the view ran, or the view read a streamed form with `form`.) Raises Invalid with messages per field.
     """
+    submitted = request.form if form is None else form
     names = set(only) if only is not None else set(schema.load_fields)
     boxes = set(checkboxes)
     raw: dict[str, Any] = {}
@@ -94,11 +111,11 @@ def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[
         if loader is None:
             continue
         if name in boxes:
-            raw[name] = name in request.form
+            raw[name] = name in submitted
             continue
-        if name not in request.form:
+        if name not in submitted:
             continue
-        value = request.form[name]
+        value = submitted[name]
         if value.strip() == "":
             if loader.allow_none:
                 raw[name] = None

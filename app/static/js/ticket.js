@@ -128,6 +128,8 @@ function handle(event) {
       break;
     case "attachment.updated":
       document.getElementById(`a-${event.attachment.id}`)?.replaceWith(attachmentItem(event.attachment));
+      // the composer's list of files not sent yet (uploads.js) follows their scans too
+      document.dispatchEvent(new CustomEvent("tms:attachment-updated", { detail: event.attachment }));
       break;
     case "error":
       refused(event);
@@ -316,7 +318,10 @@ function send(form) {
   // Sent before the page lays itself out again: the echo cannot be handled before this task ends.
   const frame = { type: "message", body, internal, ref };
   if (parent) frame.parent_id = parent;
+  const files = [...form.querySelectorAll("input[name=attachment_ids]")].map((input) => input.value);
+  if (files.length) frame.attachment_ids = files; // uploaded already (uploads.js): sent with the message
   socket.send(JSON.stringify(frame));
+  form.dispatchEvent(new CustomEvent("uploads:sent"));
   const el = messageElement({
     id: `pending-${ref}`, seq: "", author_id: data.me.id, parent_id: parent, internal,
     created_at: new Date().toISOString(), body_html: "",
