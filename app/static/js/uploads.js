@@ -91,8 +91,7 @@ function setUp(field) {
   }
 
   function refuse(item, message) {
-    item.problem = message;
-    item.message.textContent = message;
+    item.problem = message; // said once, beside the field (showError), naming the file
     show(item, "refused", "badge-file-rejected", "refused");
     refresh();
   }
