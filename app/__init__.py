@@ -34,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         seed,
         unit_of_work,
     )
+    from app.admin import ui as admin_ui
     from app.api_keys import api as api_keys_api
     from app.assignment import api as assignment_api
     from app.assignment import handlers as assignment_handlers
@@ -115,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     conversation_ui.init_app(app)
     people_ui.init_app(app)
     media_ui.init_app(app)
+    admin_ui.init_app(app)
     # Commands
     init_cli(app)
     signup_cli.init_app(app)

@@ -150,6 +150,33 @@ def delete_rule(rule: AssignmentRule) -> None:
     emit(RULES_CHANGED, {"rule_id": str(rule.id)})
 
 
+def reorder_rules(rule_ids: list[uuid.UUID]) -> None:
+    """Put every rule in this order (positions 10, 20, 30 ...); each rule must be named exactly once.
+
+    Rules are locked first, so two admins reordering at once take turns, and a list that no
+    longer names every rule (one was added or deleted meanwhile) is refused instead of guessed at.
+    """
+    rules = {r.id: r for r in db.session.execute(rules_query().with_for_update()).scalars()}
+    if len(rule_ids) != len(rules) or set(rule_ids) != set(rules):
+        message = "The rules changed meanwhile; reload the page and order them again."
+        raise Conflict(message, {"rule_ids": [message]})
+    for index, rule_id in enumerate(rule_ids):
+        position = (index + 1) * 10
+        if rules[rule_id].position != position:
+            update_rule(rules[rule_id], {"position": position})
+
+
+def move_rule(rule_id: uuid.UUID, offset: int) -> None:
+    """Move a rule `offset` places earlier (negative) or later in the order in which rules are tried."""
+    order = list(db.session.execute(rules_query().with_only_columns(AssignmentRule.id)).scalars())
+    if rule_id not in order:
+        raise NotFound("No such assignment rule.")
+    index = order.index(rule_id)
+    target = min(max(index + offset, 0), len(order) - 1)
+    order.insert(target, order.pop(index))
+    reorder_rules(order)
+
+
 # --- the pool of agents, under lock ----------------------------------------------------------
 
 @dataclass
