@@ -138,8 +138,8 @@ class LoadChart:
 
 def load_chart(agents: list[dict[str, Any]], link: Callable[[str], str]) -> LoadChart:
     """Lay out each agent's open tickets as a bar, with a mark at their capacity."""
-    label_width, bar_height, gap = 150, 18, 10
-    scale_width = WIDTH - label_width - 70
+    width, label_width, bar_height, gap = 460, 120, 18, 10
+    scale_width = width - label_width - 64
     top = nice_ceiling(max([1] + [a["open_tickets"] for a in agents] + [a["capacity"] or 0 for a in agents]))
     bars = []
     for i, agent in enumerate(agents):
@@ -158,4 +158,4 @@ def load_chart(agents: list[dict[str, Any]], link: Callable[[str], str]) -> Load
     full = sum(1 for b in bars if b.over)
     summary = (f"Open tickets of {len(bars)} agents against their capacity; {full} at or over capacity."
                if bars else "No agents yet.")
-    return LoadChart(WIDTH, height, label_width, bar_height, scale_width, bars, ticks, summary)
+    return LoadChart(width, height, label_width, bar_height, scale_width, bars, ticks, summary)

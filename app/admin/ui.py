@@ -121,14 +121,15 @@ def _commit(message: str) -> None:
 
 def table_args(schema) -> dict[str, Any]:
     """Read the table's filters (and sort, cursor) from the query string, as the API takes them."""
-    names = TABLE_FILTERS + (("sort", "cursor") if schema is LIST_ARGS else ())
+    names = TABLE_FILTERS + (("sort", "cursor", "limit") if schema is LIST_ARGS else ())
     raw = query_values(names, multi=("status", "priority"), days=("created_after", "created_before"))
     return load_query(schema, raw)
 
 
 def _filters_url(endpoint: str = "admin_ui.dashboard", **changes: Any) -> str:
     """Return a URL of the dashboard (or export) with the current filters and period, changed by `changes`."""
-    keep = [(k, v) for k, v in request.args.items(multi=True) if k in (*TABLE_FILTERS, "sort", "from", "to", "period")]
+    keep = [(k, v) for k, v in request.args.items(multi=True)
+            if k in (*TABLE_FILTERS, "sort", "limit", "from", "to", "period")]
     params = [(k, v) for k, v in keep if k not in changes and k != "cursor"]
     for name, value in changes.items():
         values = value if isinstance(value, list | tuple) else [value]
@@ -156,13 +157,13 @@ def dashboard():
         figures = reports.figures(period)
         bucket = figures.get("bucket", "day")
         flow = charts.flow_chart(figures["flow"], bucket, period.end, lambda start, end: _filters_url(
-            created_after=start.isoformat(), created_before=end.isoformat(), _anchor="tickets"))
+            created_after=start.isoformat(), created_before=end.isoformat()) + "#tickets")
         load = charts.load_chart(figures["agents"], lambda user_id: _filters_url(
             assignee_id=user_id, status=list(OPEN_STATUSES)) + "#tickets")
     found = None
     with refusals() as table_refused:
         args = table_args(LIST_ARGS)
-        found = list_tickets(db.session, actor, {**args, "limit": TABLE_PAGE},
+        found = list_tickets(db.session, actor, {"limit": TABLE_PAGE, **args},
                              current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
     items = found.items if found else []
     staff = directory.staff_users()
@@ -252,6 +253,7 @@ def person(user_id: uuid.UUID):
 def change_person(user_id: uuid.UUID):
     """Change a user's `name`, `email`, `role`, `skills`, `capacity` or `available`."""
     with refusals() as refused:
+        directory.user_or_404(user_id)
         fields = read_fields(USER_CHANGE, text=("email", "name", "role"), numbers=("capacity",),
                              lists=("skills",), checkboxes=("available",), partial=True)
         user = directory.change_user(current_actor(), user_id, fields)
@@ -305,8 +307,8 @@ def create_team():
 def change_team(team_id: uuid.UUID):
     """Rename a team or change its `description`."""
     with refusals() as refused:
-        team = directory.update_team(directory.team_or_404(team_id),
-                                  read_fields(TEAM_CHANGE, text=("name", "description"), partial=True))
+        found = directory.team_or_404(team_id)
+        team = directory.update_team(found, read_fields(TEAM_CHANGE, text=("name", "description"), partial=True))
         name = team.name
         _commit(f"Saved team {name}.")
         return redirect(url_for("admin_ui.teams", _anchor=f"team-{team_id}"))
@@ -329,12 +331,12 @@ def delete_team(team_id: uuid.UUID):
 def add_member(team_id: uuid.UUID):
     """Put an agent or admin (`user_id`) on a team."""
     with refusals() as refused:
+        team = directory.team_or_404(team_id)
         raw = request.form.get("user_id", "")
         try:
             user_id = uuid.UUID(raw)
         except ValueError:
             raise Invalid("Choose someone to add.", {"user_id": ["Choose an agent or admin."]}) from None
-        team = directory.team_or_404(team_id)
         user = directory.user_or_404(user_id)
         directory.add_member(team, user)
         _commit(f"{user.name} is on {team.name}.")
@@ -443,6 +445,7 @@ def toggle_rule(rule_id: uuid.UUID):
 def move_rule(rule_id: uuid.UUID):
     """Move a rule one place earlier (`direction=up`) or later (`down`)."""
     with refusals() as refused:
+        assignment.rule_or_404(rule_id)
         offset = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
         if offset is None:
             raise Invalid("Say which way to move the rule.", {"direction": ["up or down"]})
@@ -538,6 +541,7 @@ def revoke_key(key_id: uuid.UUID):
 def rotate_key(key_id: uuid.UUID):
     """Mint a successor; the old key keeps working `grace_seconds` more."""
     with refusals() as refused:
+        keys.live_key(key_id)
         fields = read_fields(ROTATION, numbers=("grace_seconds",))
         minted = keys.rotate(key_id, fields["grace_seconds"])
         db.session.commit()
@@ -597,9 +601,10 @@ def webhook(webhook_id: uuid.UUID):
 def change_webhook(webhook_id: uuid.UUID):
     """Change a webhook's `url`, `events`, `description`, `include_internal` or `enabled`."""
     with refusals() as refused:
+        hook = hooks.subscription_or_404(webhook_id, lock=True)
         fields = read_fields(HOOK_CHANGE, text=("url", "description"), checkboxes=("include_internal", "enabled"),
                              choices=("events",), partial=True)
-        hooks.update_subscription(hooks.subscription_or_404(webhook_id, lock=True), fields)
+        hooks.update_subscription(hook, fields)
         _commit("Webhook saved.")
         return redirect(url_for("admin_ui.webhook", webhook_id=webhook_id))
     return webhook_view(webhook_id, refused.refusal, "change")
@@ -615,11 +620,11 @@ def delete_webhook(webhook_id: uuid.UUID):
     return webhook_view(webhook_id, refused.refusal, "change")
 
 
-@bp.post("/webhooks/<uuid:webhook_id>/deliveries/<uuid:attempt_id>/redeliver")
-def redeliver(webhook_id: uuid.UUID, attempt_id: uuid.UUID):
-    """Send an attempt's event again, now."""
+@bp.post("/webhooks/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver")
+def redeliver(webhook_id: uuid.UUID, delivery_id: uuid.UUID):
+    """Send an attempt's event again, now (`delivery_id` is the attempt's id, as in the API)."""
     with refusals() as refused:
-        hooks.redeliver(hooks.subscription_or_404(webhook_id), attempt_id)
+        hooks.redeliver(hooks.subscription_or_404(webhook_id), delivery_id)
         _commit("Sent again: the new attempt appears in the log in a moment.")
         return redirect(url_for("admin_ui.webhook", webhook_id=webhook_id))
     return webhook_view(webhook_id, refused.refusal, "log")
@@ -664,10 +669,10 @@ def audit():
     found = None
     with refusals() as refused:
         raw = query_values(("entity_type", "entity_id", "actor_id", "action", "created_after", "created_before",
-                            "cursor"), days=("created_after", "created_before"))
+                            "cursor", "limit"), days=("created_after", "created_before"))
         args = load_query(AUDIT_ARGS, raw)
         limit, cursor = args.pop("limit"), args.pop("cursor", None)
-        found = audit_log.list_events(min(limit, TABLE_PAGE), cursor, **args)
+        found = audit_log.list_events(limit, cursor, **args)
     entries, next_cursor = found if found else ([], None)
     everyone, _ = directory.list_users(None, 200, None)
     named = directory.users_by_id([e.actor_id for e in entries])
@@ -684,12 +689,12 @@ def audit():
 def first_page_url() -> str:
     """Return this page's URL without its cursor (the first page of the same filters)."""
     params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    return request.path + (f"?{urlencode(params)}" if params else "")
+    return request.script_root + request.path + (f"?{urlencode(params)}" if params else "")
 
 
 @bp.app_template_global()
 def next_page_url(cursor: str) -> str:
     params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"] + [("cursor", cursor)]
-    return f"{request.path}?{urlencode(params)}"
+    return f"{request.script_root}{request.path}?{urlencode(params)}"
 
 

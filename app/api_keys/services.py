@@ -58,7 +58,8 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
     return {**_view(record), "last_used_at": None, "key": plaintext}
 
 
-def _live_key(key_id: uuid.UUID) -> ApiKey:
+def live_key(key_id: uuid.UUID) -> ApiKey:
+    """Return one of the tenant's keys that still works, locked; NotFound otherwise."""
     record = db.session.execute(_tenant_keys().where(ApiKey.id == key_id).with_for_update()).scalar_one_or_none()
     if record is None or record.revoked_at is not None or (
             record.expires_at is not None and record.expires_at <= datetime.now(UTC)):
@@ -68,7 +69,7 @@ def _live_key(key_id: uuid.UUID) -> ApiKey:
 
 def revoke(key_id: uuid.UUID) -> None:
     """Revoke one of the tenant's live keys; it is refused from the next request on, in every process."""
-    record = _live_key(key_id)
+    record = live_key(key_id)
     revoke_key(record)
     audit.record("api_key", record.id, "revoked")
 
@@ -79,7 +80,7 @@ def rotate(key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any]:
     With no grace the old key is revoked at once. Rotating a key that is already in its grace
     period shortens nothing: its successor is minted, and it keeps its end.
     """
-    old = _live_key(key_id)
+    old = live_key(key_id)
     record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role)
     if grace_seconds == 0:
         revoke_key(old)
