@@ -10,6 +10,11 @@ query mix has terms of every selectivity:
 - `screenshot` appears only in messages (about 10% of them);
 - `xylophone` appears nowhere.
 
+Timestamps are filled as a help desk leaves them, so the dashboard's figures mean something: every
+ticket past `new` has a first staff reply minutes to hours after it opened (sooner the more urgent),
+resolved and closed ones a resolution hours to days later, and closed ones a `closed_at` a day after
+that (never in the future). Agents have a capacity, so load against capacity can be drawn.
+
 Secondary indexes are dropped for the load and rebuilt after it (a GIN index grows far faster in
 one build than row by row), and foreign-key triggers are skipped while copying rows we know
 to be consistent. Ticket ids are derived from their numbers, so messages need no lookup.
@@ -47,6 +52,10 @@ TAGS = ["vip", "billing", "hardware", "network", "mobile", "onsite"]
 POOL = 4000
 AGENTS = 50
 REQUESTERS = 2000
+AGENT_CAPACITY = 8000  # about 300,000 tickets are open among 50 agents
+# Mean minutes to a first reply and hours to a resolution, by priority.
+FIRST_REPLY_MINUTES = {"urgent": 15, "high": 45, "normal": 120, "low": 300}
+RESOLUTION_HOURS = {"urgent": 4, "high": 12, "normal": 30, "low": 72}
 
 
 def ticket_id(number: int) -> uuid.UUID:
@@ -127,31 +136,40 @@ def load(database_url: str, slug: str, tickets: int | None = None, messages: int
 
 
 def _copy_users(conn: psycopg.Connection, agents: list[uuid.UUID], requesters: list[uuid.UUID]) -> None:
-    with conn.cursor().copy("copy users (id, email, name, role) from stdin") as copy:
+    with conn.cursor().copy("copy users (id, email, name, role, capacity) from stdin") as copy:
         for i, user in enumerate(agents):
-            copy.write_row((user, f"agent{i}@bench.example", f"Agent {i}", "agent"))
+            copy.write_row((user, f"agent{i}@bench.example", f"Agent {i}", "agent", AGENT_CAPACITY))
         for i, user in enumerate(requesters):
-            copy.write_row((user, f"customer{i}@bench.example", f"Customer {i}", "requester"))
+            copy.write_row((user, f"customer{i}@bench.example", f"Customer {i}", "requester", None))
 
 
 def _copy_tickets(conn, rng: random.Random, tickets: int, titles: list[str], descriptions: list[str], agents,
                   requesters, per_ticket: int) -> None:
-    origin = datetime.now(UTC) - timedelta(days=730)
+    now = datetime.now(UTC)
+    origin = now - timedelta(days=730)
     step = timedelta(days=730) / tickets
     columns = ("id, number, title, description, priority, status, tags, requester_id, assignee_id, "
-               "created_at, updated_at, closed_at, last_message_seq")
+               "created_at, updated_at, first_response_at, resolved_at, closed_at, last_message_seq")
     with conn.cursor().copy(f"copy tickets ({columns}) from stdin") as copy:
         for number in range(1, tickets + 1):
             created = origin + step * number
             status = rng.choice(STATUSES)
+            priority = rng.choice(PRIORITIES)
             rare = f" ref{rng.randrange(max(1, tickets // 20)):05d}"
             tags = rng.sample(TAGS, rng.randint(0, 2))
             assignee = None if status == "new" else agents[number % AGENTS]
+            replied = resolved = closed = None
+            if status != "new":
+                replied = min(created + timedelta(minutes=1 + rng.expovariate(1 / FIRST_REPLY_MINUTES[priority])), now)
+            if status in ("resolved", "closed"):
+                resolved = min(replied + timedelta(hours=rng.expovariate(1 / RESOLUTION_HOURS[priority])), now)
+            if status == "closed":
+                closed = min(resolved + timedelta(days=1), now)
+            updated = max(t for t in (created + timedelta(hours=rng.randint(0, 72)), replied, resolved, closed) if t)
             copy.write_row((
                 ticket_id(number), number, titles[rng.randrange(POOL)] + rare, descriptions[rng.randrange(POOL)],
-                rng.choice(PRIORITIES), status, tags, requesters[number % REQUESTERS], assignee,
-                created, created + timedelta(hours=rng.randint(0, 72)),
-                created + timedelta(days=2) if status == "closed" else None, per_ticket,
+                priority, status, tags, requesters[number % REQUESTERS], assignee,
+                created, min(updated, now), replied, resolved, closed, per_ticket,
             ))
 
 
