@@ -38,7 +38,7 @@ from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_fo
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
 from app.pagination import SortKey, page

@@ -154,7 +154,7 @@ def test_teams_and_their_members(help_desk, admin):
     team = next(t for t in hd.tenant.api.get("/api/v1/teams").get_json()["items"] if t["name"] == "Billing")
     assert admin.post(f"{base}/{team['id']}/members", data={"user_id": hd.agent.id}).status_code == 302
     requester = admin.post(f"{base}/{team['id']}/members", data={"user_id": hd.requester.id})
-    assert requester.status_code == 409 and "Only agents and admins can be team members." in requester.get_data(
+    assert requester.status_code == 422 and "Only agents and admins can be team members." in requester.get_data(
         as_text=True)
     assert hd.tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == [hd.agent.id]
     assert admin.post(f"{base}/{team['id']}", data={"name": "Money", "description": ""}).status_code == 302
@@ -204,7 +204,7 @@ def test_rules_are_created_tested_edited_reordered_switched_and_deleted(help_des
 
     edited = admin.post(f"{base}/{rule['id']}", data={"name": "Urgent money", "team_id": hd.team["id"],
                                                       "strategy": "skills", "required_skills": "", "position": "1"})
-    assert edited.status_code == 409 and "needs at least one required skill" in edited.get_data(as_text=True)
+    assert edited.status_code == 422 and "needs at least one required skill" in edited.get_data(as_text=True)
     assert admin.post(f"{base}/{rule['id']}", data={"name": "Urgent money", "team_id": hd.team["id"],
                                                     "strategy": "skills", "required_skills": "billing",
                                                     "position": "1", "priority": "urgent"}).status_code == 302
@@ -236,7 +236,7 @@ def test_a_key_is_shown_once_and_a_revoked_key_gets_401(help_desk, admin, client
     assert key not in listed and "CRM sync" in listed
     assert re.search(r"CRM sync</td>.*?last used.*?ago", listed, re.S)
     too_high = admin.post(base, data={"name": "x", "role": "admin", "user_id": hd.agent.id})
-    assert too_high.status_code == 409 and "cannot have a higher role" in too_high.get_data(as_text=True)
+    assert too_high.status_code == 422 and "cannot have a higher role" in too_high.get_data(as_text=True)
     key_id = next(k["id"] for k in hd.tenant.api.get("/api/v1/api-keys").get_json()["items"] if k["name"] == "CRM sync")
     rotated = admin.post(f"{base}/{key_id}/rotate", data={"grace_seconds": "0"})
     assert rotated.status_code == 201
