@@ -137,3 +137,25 @@ def test_every_admin_form_needs_its_csrf_token(services, help_desk, things):
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     added = strict.post(f"/t/{slug}/admin/teams", data={"csrf_token": token, "name": "Billing"})
     assert added.status_code == 302
+
+
+def test_another_tenants_ids_in_a_form_name_nothing_here(help_desk, things, make_tenant, sign_in):
+    stranger = make_help_desk(make_tenant())
+    theirs = {"user_id": stranger.agent.id, "team_id": stranger.team["id"],
+              "rule_id": stranger.tenant.api.get("/api/v1/assignment-rules").get_json()["items"][0]["id"]}
+    before = state(help_desk)
+    admin = sign_in(help_desk.admin)
+    base = f"/t/{help_desk.slug}/admin"
+    member = admin.post(f"{base}/teams/{things['team_id']}/members", data={"user_id": theirs["user_id"]})
+    assert member.status_code == 404
+    rule = admin.post(f"{base}/rules", data={"name": "Theirs", "team_id": theirs["team_id"], "strategy": "round_robin"})
+    assert rule.status_code == 422 and "No such team." in rule.get_data(as_text=True)
+    key = admin.post(f"{base}/api-keys", data={"name": "Theirs", "role": "agent", "user_id": theirs["user_id"]})
+    assert key.status_code == 422 and "No such user." in key.get_data(as_text=True)
+    order = admin.post(f"{base}/rules/order", data={"rule_ids": [theirs["rule_id"], things["rule_id"]]})
+    assert order.status_code == 409
+    tried = admin.post(f"{base}/rules/test", data={"title": "x", "priority": "normal", "rule_id": theirs["rule_id"]})
+    assert tried.status_code == 404 and "No such assignment rule." in tried.get_data(as_text=True)
+    audit = admin.get(f"{base}/audit?actor_id={stranger.admin.id}").get_data(as_text=True)
+    assert "Nothing matches these filters." in audit
+    assert state(help_desk) == before
