@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ def services() -> Iterator[Services]:
     yield Services(database_url, redis_url, str(root / "media"))
     for server in reversed(started):
         server.stop()
+    shutil.rmtree(root, ignore_errors=True)  # the embedded servers' data: hundreds of MB a run
 
 
 @pytest.fixture(scope="session")

@@ -142,6 +142,7 @@ def start_gunicorn(services, server_type: type[S] = LiveServer, **env_overrides:
 
 def stop_gunicorn(server: LiveServer) -> None:
     stop_process(server.process, signal.SIGINT, 15)  # quick shutdown: open sockets need no grace
+    shutil.rmtree(server.log.parent, ignore_errors=True)
 
 
 # --- Chromium ----------------------------------------------------------------------------------
