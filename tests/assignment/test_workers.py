@@ -139,9 +139,12 @@ def test_sigkill_mid_assignment_loses_nothing_and_assigns_once(app, desk, worker
     team = desk.team("T", [agent])
     desk.rule(team, "round_robin")
     schema = schema_for(desk.t.slug)
+    (victim,) = workers(1)
+    # The setup's own rows (drains after the agent, team and rule changes) are done first, so the
+    # job caught on the lock below is the new ticket's assignment, and nothing else.
+    wait_until(lambda: pending_rows(engine, desk.t.slug) == 0, "the setup's rows to be processed")
     blocker = engine.connect()
     blocker.execute(sa.text(f'SELECT 1 FROM "{schema}".teams WHERE id = :id FOR UPDATE'), {"id": team["id"]})
-    (victim,) = workers(1)
     ticket = desk.ticket("crash course")
     wait_until(lambda: _blocked_on_lock(engine), "the worker to be mid-assignment, waiting on the team lock")
     os.killpg(victim.pid, signal.SIGKILL)
