@@ -685,16 +685,3 @@ def audit():
         refused.status if refused else 200
 
 
-@bp.app_template_global()
-def first_page_url() -> str:
-    """Return this page's URL without its cursor (the first page of the same filters)."""
-    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    return request.script_root + request.path + (f"?{urlencode(params)}" if params else "")
-
-
-@bp.app_template_global()
-def next_page_url(cursor: str) -> str:
-    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"] + [("cursor", cursor)]
-    return f"{request.script_root}{request.path}?{urlencode(params)}"
-
-

@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, g, request, url_for
 from flask_login import current_user
@@ -46,8 +47,20 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault(SECTIONS, [])
     app.context_processor(_layout_context)
     app.jinja_env.filters.update(markdown=render_markup, ago=ago, when=when, iso=iso, pairs=pairs, filesize=filesize)
-    app.jinja_env.globals.update(asset=asset)
+    app.jinja_env.globals.update(asset=asset, first_page_url=first_page_url, next_page_url=next_page_url)
     app.after_request(_cache_assets)
+
+
+def first_page_url() -> str:
+    """Return this page's URL without its cursor (the first page of the same filters)."""
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
+    return request.script_root + request.path + (f"?{urlencode(params)}" if params else "")
+
+
+def next_page_url(cursor: str) -> str:
+    """Return this page's URL with the same filters, at `cursor`."""
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"] + [("cursor", cursor)]
+    return f"{request.script_root}{request.path}?{urlencode(params)}"
 
 
 def add_section(app: Flask, section: Section) -> None:
