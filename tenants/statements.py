@@ -36,6 +36,12 @@ class TenantStatement:
         self.statement = statement
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+        self._literals: dict[str, object] = {}  # values the statement carries itself (`sa.literal`)
+
+    def execute(self, conn: psycopg.Connection, params: dict[str, object]) -> psycopg.Cursor:
+        """Run the statement for the tenant in context with `params` (its bind parameters' values)."""
+        text = self.sql()
+        return conn.execute(text, {**self._literals, **params} if self._literals else params)
 
     def sql(self) -> str:
         """Return the statement's SQL for the tenant in context (its schema written in)."""
@@ -45,10 +51,12 @@ class TenantStatement:
             if text is not None:
                 self._texts.move_to_end(schema)
                 return text
-        text = self.statement.compile(
+        compiled = self.statement.compile(
             dialect=db.engine.dialect, schema_translate_map={PLACEHOLDER: checked_schema(schema)},
-            render_schema_translate=True).string
+            render_schema_translate=True)
+        text = compiled.string
         with self._lock:
+            self._literals = {k: v for k, v in compiled.params.items() if v is not None}
             self._texts[schema] = text
             if len(self._texts) > TENANTS_PER_STATEMENT:
                 self._texts.popitem(last=False)

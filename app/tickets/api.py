@@ -15,8 +15,8 @@ from marshmallow import RAISE
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.extensions import db
-from app.idempotency import idempotent
-from app.tickets import export, listing, reads, services
+from app.idempotency import claimed_at_once
+from app.tickets import export, listing, reads, services, writes
 from app.tickets.models import Ticket
 from app.tickets.schemas import (
     CloseSchema,
@@ -95,12 +95,17 @@ class Tickets(MethodView):
         return json_response({"items": [dump_ticket(t) for t in found.items], "next_cursor": found.next_cursor,
                               "order": found.order})
 
-    @idempotent
+    @claimed_at_once
     @blp.arguments(NEW_TICKET)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
-    def post(self, data):
+    def post(self, data, claim):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
-        return ticket_response(services.create_ticket(current_actor(), **data), 201)
+        created = writes.create_ticket(current_actor(), claim, **data)
+        if created.replay is not None:
+            return created.replay
+        response = current_app.response_class(created.body, status=201, mimetype="application/json")
+        response.set_etag(created.etag)
+        return response
 
 
 @blp.route("/tickets/export")
