@@ -74,6 +74,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             guard_checkouts(extensions.db.engine)
     extensions.api.init_app(app)
     openapi.init_app(extensions.api)
+    app.session_interface = extensions.PageSessions()
     extensions.sock.init_app(app)
     extensions.login.init_app(app)
     extensions.csrf.init_app(app)

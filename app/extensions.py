@@ -10,6 +10,7 @@ import threading
 import redis
 from apispec import BasePlugin
 from flask import current_app, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import LoginManager
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -20,9 +21,44 @@ from webargs.flaskparser import FlaskParser, is_json_request
 
 from tenants import db as db  # re-exported: the app binds it like any extension
 
+
+def is_api_path(path: str) -> bool:
+    """Tell whether a path is the API's, which authenticates by key and never by cookie."""
+    return path.startswith("/api/v1/") or path == "/api/v1"
+
+
+def is_api_request() -> bool:
+    return is_api_path(request.path)
+
+
+class PageSessions(SecureCookieSessionInterface):
+    """Cookie sessions for pages only: an API request neither reads nor writes the cookie."""
+
+    def open_session(self, app, request):
+        if is_api_path(request.path):
+            return None  # Flask gives the request a null session, and never saves it
+        return super().open_session(app, request)
+
+
+class PageLogins(LoginManager):
+    """flask-login for pages; API requests have no session to refresh a remember cookie from."""
+
+    def _update_remember_cookie(self, response):
+        return response if is_api_request() else super()._update_remember_cookie(response)
+
+
+class PageCsrf(CSRFProtect):
+    """CSRF checks for pages; API calls carry a key, not a cookie a third site could ride on."""
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        if apply_exemptions and is_api_request():
+            return None
+        return super().protect(apply_exemptions)
+
+
 sock = Sock()
-login = LoginManager()
-csrf = CSRFProtect()
+login = PageLogins()
+csrf = PageCsrf()
 
 
 class CommonErrorsPlugin(BasePlugin):

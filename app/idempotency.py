@@ -12,19 +12,22 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, jsonify, request
+from flask import Response, request
 from flask_smorest import Blueprint
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
+from tenants import TenantStatement
 
 RETENTION = timedelta(hours=24)
 REPLAYED_HEADERS = ("ETag", "Location")
@@ -44,7 +47,7 @@ class IdempotencyRecord(db.Model):
     endpoint: Mapped[str] = mapped_column(sa.String(200))
     request_hash: Mapped[str] = mapped_column(sa.String(64))
     status_code: Mapped[int] = mapped_column(sa.SmallInteger)
-    response_body: Mapped[dict] = mapped_column(JSONB)
+    response: Mapped[bytes] = mapped_column(sa.LargeBinary, default=b"", server_default=sa.text("''::bytea"))
     response_headers: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = created_at()
 
@@ -69,7 +72,7 @@ def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> Idemp
     check_key(key)
     table = IdempotencyRecord.__table__
     values = {"actor_key": owner, "key": key, "endpoint": endpoint, "request_hash": request_hash,
-              "status_code": 0, "response_body": {}, "response_headers": {}}
+              "status_code": 0, "response": b"", "response_headers": {}}
     stmt = insert(IdempotencyRecord).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.actor_key, table.c.key],
@@ -86,6 +89,90 @@ def claim(owner: uuid.UUID, key: str, endpoint: str, request_hash: str) -> Idemp
         raise Invalid.field("Idempotency-Key", "Already used with a different request.",
                             "This Idempotency-Key was already used with a different request.")
     return record
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The Idempotency-Key a request claims: whose, which key, and for which request."""
+
+    owner: uuid.UUID
+    key: str
+    endpoint: str
+    request_hash: str
+
+    def params(self, status: int, headers: dict[str, str]) -> dict[str, Any]:
+        """Return the bind parameters of `claim_in_sql` for a response of `status` with `headers`."""
+        return {"idem_owner": self.owner, "idem_key": self.key, "idem_endpoint": self.endpoint,
+                "idem_hash": self.request_hash, "idem_status": status, "idem_headers": Jsonb(headers)}
+
+
+def claim_in_sql(source: Any, response: sa.ColumnElement[bytes]) -> sa.Insert:
+    """Return the INSERT claiming a key and keeping `response` (an expression over `source`) in one go.
+
+    For a statement that does its whole change at once: the claim, the work and the stored
+    response commit together or not at all. It returns a row only when this request got the key
+    (new, or expired); the work is conditioned on that. A concurrent claim of the same key waits
+    for the first to commit, then finds it (no row: see `earlier_response`) or, if it failed,
+    takes the key itself.
+    """
+    table = IdempotencyRecord.__table__
+    columns = ["actor_key", "key", "endpoint", "request_hash", "status_code", "response", "response_headers"]
+    values = sa.select(
+        sa.bindparam("idem_owner", type_=UUID(as_uuid=True)), sa.bindparam("idem_key", type_=sa.String),
+        sa.bindparam("idem_endpoint", type_=sa.String), sa.bindparam("idem_hash", type_=sa.String),
+        sa.bindparam("idem_status", type_=sa.SmallInteger), response,
+        sa.bindparam("idem_headers", type_=JSONB)).select_from(source)
+    stmt = insert(IdempotencyRecord).from_select(columns, values, include_defaults=False)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.actor_key, table.c.key],
+        set_={**{c: stmt.excluded[c] for c in columns[2:]}, "created_at": sa.func.now()},
+        where=table.c.created_at < sa.func.now() - sa.literal_column(f"interval '{int(RETENTION.total_seconds())} s'"),
+    ).returning(table.c.key)
+
+
+_EARLIER = TenantStatement(sa.select(
+    IdempotencyRecord.endpoint, IdempotencyRecord.request_hash, IdempotencyRecord.status_code,
+    IdempotencyRecord.response, IdempotencyRecord.response_headers,
+).where(IdempotencyRecord.actor_key == sa.bindparam("owner"), IdempotencyRecord.key == sa.bindparam("key")))
+
+
+def earlier_response(conn: Any, claim: Claim) -> Response:
+    """Return the stored first response for a key another request holds, or raise Invalid (another request).
+
+    Raises Conflict in the rare case the key's holder let go of it meanwhile: the client may retry.
+    """
+    row = _EARLIER.execute(conn, {"owner": claim.owner, "key": claim.key}).fetchone()
+    if row is None:
+        raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
+    endpoint, request_hash, status, body, headers = row
+    if endpoint != claim.endpoint or request_hash != claim.request_hash:
+        raise Invalid.field("Idempotency-Key", "Already used with a different request.",
+                            "This Idempotency-Key was already used with a different request.")
+    return replay(status, bytes(body), headers)
+
+
+def claimed_at_once(view: Callable) -> Callable:
+    """Pass a creating view the `claim` of this request's `Idempotency-Key` (None without one).
+
+    For views whose service does the whole change in one statement, claim and stored response
+    included (`claim_in_sql`); documents the header as `idempotent` does.
+    """
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Response:
+        from app.auth.actor import current_actor
+
+        key = request.headers.get("Idempotency-Key")
+        actor = current_actor()
+        owner = actor.api_key_id or actor.user_id
+        claim = None
+        if key is not None and owner is not None:
+            check_key(key)
+            claim = Claim(owner, key, f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}",
+                          fingerprint(request.get_json(silent=True)))
+        return view(*args, claim=claim, **kwargs)
+
+    return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
 
 
 def idempotent(view: Callable) -> Callable:
@@ -163,14 +250,18 @@ def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
 def _store_response(owner: uuid.UUID, key: str, response: Response) -> None:
     db.session.execute(
         sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
-        .values(status_code=response.status_code, response_body=response.get_json(),
+        .values(status_code=response.status_code, response=response.get_data(),
                 response_headers={h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers})
     )
 
 
 def _replay(record: IdempotencyRecord) -> Response:
-    response = jsonify(record.response_body)
-    response.status_code = record.status_code
-    response.headers.update(record.response_headers or {})
+    return replay(record.status_code, record.response, record.response_headers)
+
+
+def replay(status: int, body: bytes, headers: dict[str, str] | None) -> Response:
+    """Return the first response again, byte for byte, marked `Idempotent-Replayed`."""
+    response = Response(body, status=status, mimetype="application/json")
+    response.headers.update(headers or {})
     response.headers["Idempotent-Replayed"] = "true"
     return response

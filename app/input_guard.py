@@ -25,6 +25,7 @@ from flask import Flask, current_app, request
 from webargs.core import is_json, missing
 
 from app.errors import DomainError
+from app.extensions import is_api_request
 
 MAX_DEPTH = 32
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -108,12 +109,13 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 def guard_request() -> None:
     """Decode and check an API request's query and JSON body once, or a page's form fields."""
-    if not (request.path == "/api/v1" or request.path.startswith("/api/v1/")):
+    if not is_api_request():
         if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in FORM_TYPES \
                 and not streams_body(request.endpoint):
             check_form()
         return
-    check_query()
+    if request.query_string:
+        check_query()
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not is_json(request.mimetype):
         return
     limit = current_app.config["JSON_MAX_BYTES"]

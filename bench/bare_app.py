@@ -1,7 +1,8 @@
 """Bare Flask endpoints that set the ceilings the product's figures are divided by.
 
 Same driver (psycopg via SQLAlchemy Core), same pool settings and the same gunicorn settings as
-the product, but no tenancy, auth, ORM or serialisation: one round trip (or one INSERT + COMMIT).
+the product, but no tenancy, auth, ORM or serialisation: one round trip (one row by primary key,
+50 rows by an index, or one INSERT + COMMIT).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def insert():
     with engine.begin() as conn:
         conn.execute(sa.text("insert into bench_bare (title) values ('x')"))
     return jsonify(ok=True), 201
+
+
+@app.get("/select1")
+def select1():
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("select id, title, created_at from bench_bare where id = :id"), {"id": 1}).one()
+    return jsonify(id=row.id, title=row.title, created_at=row.created_at.isoformat())
 
 
 @app.get("/select50")

@@ -109,7 +109,9 @@ class BenchContext:
         """Return the environment for a child process of the product."""
         return {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                 "SECRET_KEY": "bench", "RATE_LIMIT_PER_MINUTE": "100000000",
-                "RATE_LIMIT_PER_TENANT_PER_MINUTE": "100000000", "PYTHONPATH": str(ROOT),
+                "RATE_LIMIT_PER_TENANT_PER_MINUTE": "100000000", "STREAM_MAX_SOCKETS_PER_KEY": "100000",
+                "STREAM_MAX_SOCKETS_PER_USER": "100000", "STREAM_MAX_SOCKETS_PER_TENANT": "100000",
+                "PYTHONPATH": str(ROOT),
                 **extra}
 
     @property

@@ -19,7 +19,7 @@ def _raw_dsn(url: str) -> str:
 
 
 def measure_baselines(ctx: BenchContext) -> list[Row]:
-    """Measure the bare hello / one-INSERT / 50-row SELECT endpoints under the product's gunicorn."""
+    """Measure the bare hello / one-INSERT / 1-row and 50-row SELECT endpoints under the product's gunicorn."""
     with psycopg.connect(_raw_dsn(ctx.database_url), autocommit=True) as conn:
         conn.execute("create table if not exists bench_bare (id bigint generated always as identity primary key,"
                      " title text not null, created_at timestamptz not null default now())")
@@ -28,14 +28,17 @@ def measure_baselines(ctx: BenchContext) -> list[Row]:
     server = ctx.start_web("bench.bare_app:app")
     hello = ctx.wrk(server.base_url + "/hello")
     insert = ctx.wrk(server.base_url + "/insert", method="POST")
+    select1 = ctx.wrk(server.base_url + "/select1")
     select = ctx.wrk(server.base_url + "/select50")
     server.stop()
-    ctx.baselines.update(hello_rps=hello.rps, insert_rps=insert.rps, select50_rps=select.rps,
-                         hello_p99_ms=hello.p99_ms)
+    ctx.baselines.update(hello_rps=hello.rps, insert_rps=insert.rps, select1_rps=select1.rps,
+                         select50_rps=select.rps, hello_p99_ms=hello.p99_ms)
     return [
         Row("bare Flask hello", hello.rps, "req/s", aim="ceiling", note=f"p99 {hello.p99_ms:.1f} ms"),
         Row("bare Flask one INSERT + COMMIT", insert.rps, "req/s", aim="ceiling",
             note=f"p99 {insert.p99_ms:.1f} ms"),
+        Row("bare Flask 1-row SELECT by primary key", select1.rps, "req/s", aim="ceiling",
+            note=f"p99 {select1.p99_ms:.1f} ms"),
         Row("bare Flask 50-row indexed SELECT", select.rps, "req/s", aim="ceiling",
             note=f"p99 {select.p99_ms:.1f} ms"),
     ]

@@ -26,11 +26,12 @@ from tenants.resolution import (
     requested_slug,
     tenant_is_active,
 )
+from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
     "RESERVED_SLUGS", "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession",
-    "active_tenant",
-    "active_tenants", "compile_for_tenant", "create_tenant", "current_tenant", "current_tenant_or_none", "db",
+    "TenantStatement", "active_tenant", "active_tenants", "autocommit_connection", "compile_for_tenant",
+    "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "forget_current_tenant", "guard_checkouts", "init_cli", "is_slug", "new_tenant_ref", "on_registry_change",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",
     "tenant_commands", "tenant_context", "tenant_is_active",

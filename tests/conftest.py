@@ -20,6 +20,7 @@ from rq import SimpleWorker
 from app import create_app
 from app.embedded import start_missing
 from app.extensions import db, redis_client
+from app.outbox.dispatch import relay_once
 from app.worker import use_app
 from tenants import active_tenant, shadow_tenant_tables, tenant_context
 from tenants.migrations import upgrade_public
@@ -102,11 +103,16 @@ def in_tenant(app):
 
 @pytest.fixture
 def run_jobs(app):
-    """Return a function that runs every queued job of `queues` (default: assignment) in this process."""
+    """Return a function that runs every queued job of `queues` (default: assignment) in this process.
+
+    First it hands on what the relay would on a wake: rows and deliveries that one-statement
+    writes (a new ticket or message) left for it.
+    """
 
     def run(*queues: str) -> None:
         use_app(app)
         with app.app_context():
+            relay_once(fresh=True)
             connection = redis_client()
         SimpleWorker(list(queues or ["assignment"]), connection=connection).work(burst=True)
 

@@ -270,6 +270,18 @@ def start_worker(database_url: str, redis_url: str, log_dir: Path, name: str, qu
     )
 
 
+def start_relay(database_url: str, redis_url: str, log_dir: Path, name: str = "relay",
+                **env_overrides: str) -> subprocess.Popen:
+    """Start `flask outbox relay`: it hands on the rows one-statement writes (a new ticket or message) announce."""
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret",
+           **env_overrides}
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "relay", "--interval", "0.5"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
 # --- A webhook receiver ----------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from app.embedded import free_port, stop_process
-from tests.servers import ROOT, start_gunicorn, start_worker, stop_gunicorn
+from tests.servers import ROOT, start_gunicorn, start_relay, start_worker, stop_gunicorn
 
 DOC = ROOT / "docs" / "api.md"
 BLOCK = re.compile(r"^```(\w+)(?: ([\w.-]+))?\n(.*?)^```$", re.S | re.M)
@@ -44,10 +44,12 @@ def script_of(markdown: str) -> str:
 def docs_server(app, services, tmp_path):
     env = {"WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "1"}
     server = start_gunicorn(services, **env)
-    worker = start_worker(services.database_url, services.redis_url, tmp_path, "docs-worker",
-                          "assignment,webhooks", **env)
+    procs = [start_worker(services.database_url, services.redis_url, tmp_path, "docs-worker",
+                          "assignment,webhooks", **env),
+             start_relay(services.database_url, services.redis_url, tmp_path, **env)]
     yield server
-    stop_process(worker, signal.SIGTERM, 10)
+    for proc in procs:
+        stop_process(proc, signal.SIGTERM, 10)
     stop_gunicorn(server)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import redis
 from flask import current_app
+from redis.commands.core import Script
 
 from app.extensions import redis_client
 
@@ -49,10 +50,23 @@ def last_used_key(tenant_id: str, key_id: str) -> str:
     return f"tms:{tenant_id}:key-used:{key_id}"
 
 
+# One call, so one round trip and one reply to parse: count the key's and the tenant's request in
+# this window (each counter expires after two windows), note the key's last use, read KEYS[4].
+HIT_AND_READ = """
+local key_count = redis.call('INCR', KEYS[1])
+if key_count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local tenant_count = redis.call('INCR', KEYS[2])
+if tenant_count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+return {key_count, tenant_count, redis.call('GET', KEYS[4])}
+"""
+_script = Script(None, HIT_AND_READ.encode())  # bytes: no client is needed to hash it
+
+
 def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, bytes | None] | None:
     """Count one request for `key_id` and for its tenant, note the key's last use, and read the string `name`.
 
-    One round trip for all of it. Each key has `RATE_LIMIT_PER_MINUTE`, and all of a tenant's keys
+    One Lua call for all of it. Each key has `RATE_LIMIT_PER_MINUTE`, and all of a tenant's keys
     together `RATE_LIMIT_PER_TENANT_PER_MINUTE`, so one organization's flood cannot take the
     capacity others need. None when Redis cannot be reached.
     """
@@ -60,22 +74,16 @@ def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, byt
     limit = config["RATE_LIMIT_PER_MINUTE"]
     now = int(time.time())
     window = now // WINDOW
-    counter = f"tms:{tenant_id}:rl:{key_id}:{window}"
-    tenant_counter = f"tms:{tenant_id}:rl-tenant:{window}"
+    keys = [f"tms:{tenant_id}:rl:{key_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}",
+            last_used_key(tenant_id, key_id), name]
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, WINDOW * 2)
-        pipe.incr(tenant_counter)
-        pipe.expire(tenant_counter, WINDOW * 2)
-        pipe.set(last_used_key(tenant_id, key_id), now, ex=LAST_USED_DAYS * 86400)
-        pipe.get(name)
-        replies = pipe.execute()
+        count, tenant_count, value = _script(keys=keys, args=[WINDOW * 2, now, LAST_USED_DAYS * 86400],
+                                             client=redis_client())
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
-    return RateLimit(limit=limit, remaining=limit - replies[0], reset=(window + 1) * WINDOW,
-                     tenant_exceeded=replies[2] > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"]), replies[5]
+    return RateLimit(limit=limit, remaining=limit - count, reset=(window + 1) * WINDOW,
+                     tenant_exceeded=tenant_count > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"]), value
 
 
 def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:

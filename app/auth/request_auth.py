@@ -20,7 +20,7 @@ from app.auth.key_cache import generation_key, key_cache
 from app.auth.key_cache import init_app as key_cache_init
 from app.auth.keys import VerifiedKey, key_digest, lookup_id, verify_key
 from app.auth.ratelimit import RateLimit
-from app.extensions import db, login
+from app.extensions import db, is_api_request, login
 from tenants import active_tenant, current_tenant_or_none, forget_current_tenant, requested_slug, set_current_tenant
 
 # Blueprints under /api/v1 that need no key.
@@ -38,10 +38,6 @@ def init_app(app: Flask) -> None:
     login.user_loader(load_user)
     login.login_view = "auth.login"
     login.login_message = None
-
-
-def is_api_request() -> bool:
-    return request.path == "/api/v1" or request.path.startswith("/api/v1/")
 
 
 def authenticate() -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from app import unit_of_work
 from app.extensions import db
@@ -89,6 +90,56 @@ def emit(topic: str, payload: Payload, data: Data = None) -> None:
     the event carries the state the transaction leaves (a ticket's new version, say).
     """
     unit_of_work.at_commit(EVENTS, (topic, payload, data))
+
+
+# The relay LISTENs here; a statement that records events in SQL (`recorded_in_sql`) notifies it
+# with the tenant's slug, delivered by Postgres only if that statement commits.
+WAKE_CHANNEL = "tms_outbox"
+SQL_RECORDERS: list[Callable[[Any, str, sa.ColumnElement[bool] | None], sa.Insert | None]] = []
+
+
+def on_record_in_sql(recorder: Callable[[Any, str, sa.ColumnElement[bool] | None], sa.Insert | None]) -> None:
+    """Make `recorder(event_cte, topic, internal)` add its own INSERT to statements that record events in SQL.
+
+    The SQL twin of `on_record`, for statements that write their events themselves.
+    """
+    if recorder not in SQL_RECORDERS:
+        SQL_RECORDERS.append(recorder)
+
+
+def recorded_in_sql(topic: str, source: Any, payload: sa.ColumnElement, data: sa.ColumnElement,
+                    internal: sa.ColumnElement[bool] | None = None) -> list[Any]:
+    """Return the data-modifying CTEs that record a `topic` event per row of `source` in one statement.
+
+    The event, its handlers' outbox rows and whatever `on_record_in_sql` adds (webhook
+    deliveries), as `emit` writes them at commit, for a statement that does its whole change at
+    once. `internal` says whether the event is about something requesters may not see. The
+    statement should also select `wake()` so the relay hands the rows on once it commits, and be
+    run with `recorded_params(topic)`.
+    """
+    from app.outbox.models import Event, OutboxRow
+
+    event = insert(Event).from_select([Event.type, Event.payload, Event.data], sa.select(
+        sa.literal(topic), payload, data).select_from(source), include_defaults=False).returning(Event.id).cte(
+        "recorded_event")
+    rows = sa.select(event.c.id, sa.func.unnest(sa.bindparam("outbox_handlers", type_=ARRAY(sa.String))))
+    parts = [event, insert(OutboxRow).from_select([OutboxRow.event_id, OutboxRow.handler], rows,
+                                                  include_defaults=False).cte("recorded_outbox")]
+    for i, recorder in enumerate(SQL_RECORDERS):
+        stmt = recorder(event, topic, internal)
+        if stmt is not None:
+            parts.append(stmt.cte(f"recorded_{i}"))
+    return parts
+
+
+def recorded_params(topic: str) -> dict[str, Any]:
+    """Return the parameters `recorded_in_sql` needs at run time: the handlers subscribed to `topic` now."""
+    return {"outbox_handlers": [h.name for h in HANDLERS.get(topic, ())], "wake_slug": current_tenant().slug}
+
+
+def wake() -> sa.ColumnElement:
+    """Return the expression that wakes the relay for the tenant slug in bind parameter `wake_slug`."""
+    return sa.func.pg_notify(WAKE_CHANNEL, sa.bindparam("wake_slug", type_=sa.String))
 
 
 def _record(items: list[tuple[str, Payload, Data]]) -> None:

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
 
 from app import unit_of_work
 from app.extensions import db, redis_client
-from app.outbox import BY_NAME, OUTBOX_ROWS
+from app.outbox import BY_NAME, OUTBOX_ROWS, WAKE_CHANNEL
 from app.outbox.models import Event, OutboxRow
 from app.queues import RETRY, queue, reserve
 from tenants import active_tenants, tenant_context, tenants_having
@@ -107,15 +108,16 @@ def wake(slug: str, handler: str, row_id: int) -> None:
     enqueue_rows(slug, [(row_id, handler)])
 
 
-def relay_tenant(slug: str, batch: int = 500) -> int:
-    """Enqueue the tenant's rows that are overdue; return how many were handed to RQ."""
+def relay_tenant(slug: str, batch: int = 500, fresh: bool = False) -> int:
+    """Enqueue the tenant's rows that are overdue (or, `fresh`, never handed on); return how many went to RQ."""
     redeliver = timedelta(seconds=current_app.config["OUTBOX_REDELIVER_AFTER"])
     now = datetime.now(UTC)
+    due = [OutboxRow.enqueued_at.is_(None)] if fresh else [
+        sa.or_(OutboxRow.enqueued_at.is_(None), OutboxRow.enqueued_at < now - redeliver),
+        OutboxRow.created_at < now - redeliver / 10]
     rows = db.session.execute(
         sa.select(OutboxRow.id, OutboxRow.handler, OutboxRow.last_error)
-        .where(OutboxRow.processed_at.is_(None),
-               sa.or_(OutboxRow.enqueued_at.is_(None), OutboxRow.enqueued_at < now - redeliver),
-               OutboxRow.created_at < now - redeliver / 10)
+        .where(OutboxRow.processed_at.is_(None), *due)
         .order_by(OutboxRow.id).limit(batch).with_for_update(skip_locked=True)
     ).all()
     unknown = {r.handler for r in rows if r.handler not in BY_NAME}
@@ -130,7 +132,7 @@ def relay_tenant(slug: str, batch: int = 500) -> int:
                 continue
             led.add(r.handler)
         jobs.append((r.id, r.handler))
-    sent = enqueue_rows(slug, jobs, coalesce=False) if rows else None
+    sent = enqueue_rows(slug, jobs, coalesce=fresh) if rows else None
     if not sent:
         db.session.rollback()
         return 0
@@ -160,17 +162,21 @@ def add_sweep(sweep: Sweep) -> None:
         SWEEPS.append(sweep)
 
 
-def relay_once() -> int:
+def relay_once(fresh: bool = False, slugs: set[str] | None = None) -> int:
     """Sweep the active tenants that have overdue rows; return how many rows were enqueued.
 
     Which tenants have any is asked of all schemas in a few queries, instead of three round trips
-    per tenant every interval.
+    per tenant every interval. `fresh` hands on the rows no one has enqueued yet instead (what
+    a wake announced), of the tenants named in `slugs` if given.
     """
-    tenants = active_tenants()
+    tenants = [t for t in active_tenants() if slugs is None or t.slug in slugs]
     db.session.rollback()
     age = current_app.config["OUTBOX_REDELIVER_AFTER"]
-    sweeps = [Sweep("outbox", "processed_at is null and created_at < now() - make_interval(secs => :age)",
-                    lambda slug, _age: relay_tenant(slug)), *SWEEPS]
+    outbox = (Sweep("outbox", "processed_at is null and enqueued_at is null",
+                    lambda slug, _age: relay_tenant(slug, fresh=True)) if fresh else
+              Sweep("outbox", "processed_at is null and created_at < now() - make_interval(secs => :age)",
+                    lambda slug, _age: relay_tenant(slug)))
+    sweeps = [outbox, *SWEEPS]
     total = 0
     for sweep in sweeps:
         for ref in tenants_having(tenants, sweep.table, sweep.condition, {"age": age / 10}):
@@ -217,19 +223,49 @@ def purge_once() -> int:
 
 
 def relay_forever(interval: float = 2.0, purge_every: float = 3600.0) -> None:
-    """Run the relay until stopped; purge expired events every `purge_every` seconds."""
-    next_purge = time.monotonic()
+    """Run the relay until stopped: hand on what wakes announce at once, sweep every `interval` seconds.
+
+    Statements that record events in SQL notify `WAKE_CHANNEL` with their tenant's slug, so the
+    relay, not the request, hands their rows to RQ once they commit; the sweep stays the safety
+    net for a wake lost with a dropped connection. Expired events are purged every `purge_every`.
+    """
+    next_purge = next_sweep = time.monotonic()
+    listener: psycopg.Connection | None = None
     while True:
         try:
-            enqueued = relay_once()
-            if enqueued:
-                log.info("relay enqueued %d outbox rows and deliveries", enqueued)
+            if listener is None or listener.closed:
+                listener = _listen()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                enqueued = relay_once()
+                if enqueued:
+                    log.info("relay enqueued %d outbox rows and deliveries", enqueued)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + purge_every
                 purged = purge_once()
                 if purged:
                     log.info("purged %d expired events", purged)
-        except sa.exc.OperationalError as exc:
+            woken = _woken(listener, max(next_sweep - time.monotonic(), 0.0))
+            if woken:
+                relay_once(fresh=True, slugs=woken)
+        except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
             db.session.rollback()
+            if listener is not None:
+                listener.close()
             log.warning("relay waiting for the database: %s", exc)
-        time.sleep(interval)
+            time.sleep(interval)
+
+
+def _listen() -> psycopg.Connection:
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"])
+    conn.execute(f"LISTEN {WAKE_CHANNEL}")
+    return conn
+
+
+def _woken(listener: psycopg.Connection, wait: float) -> set[str]:
+    """Wait up to `wait` seconds for wakes; return the slugs of every wake that arrived, a burst at once."""
+    slugs = {note.payload for note in listener.notifies(timeout=wait, stop_after=1)}
+    if slugs:
+        slugs.update(note.payload for note in listener.notifies(timeout=0.01))
+    return slugs

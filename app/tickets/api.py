@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
@@ -15,8 +15,8 @@ from marshmallow import RAISE
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
 from app.extensions import db
-from app.idempotency import idempotent
-from app.tickets import export, listing, services
+from app.idempotency import claimed_at_once
+from app.tickets import export, listing, reads, services, writes
 from app.tickets.models import Ticket
 from app.tickets.schemas import (
     CloseSchema,
@@ -41,30 +41,23 @@ def register(api: Api) -> None:
     api.register_blueprint(blp)
 
 
-def ticket_response(ticket: Ticket, status: int = 200, body: dict[str, Any] | None = None) -> Response:
+def ticket_response(ticket: Ticket | None, status: int = 200, body: dict[str, Any] | None = None) -> Response:
     """Return a ticket as JSON with its ETag; GETs answer 304 to a matching If-None-Match."""
     body = body if body is not None else dump_ticket(ticket)
     response = json_response(body, status)
     response.set_etag(services.etag_of_version(body["version"]))
-    if request.method == "GET":
-        response.make_conditional(request)
+    if request.method == "GET" and ("If-None-Match" in request.headers or "If-Modified-Since" in request.headers):
+        response.make_conditional(request)  # only then: it would otherwise only add a Date gunicorn sends anyway
     return response
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    """Return `body` as JSON, already serialised (flask-smorest passes a Response through)."""
-    return current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+    """Return `body` as JSON, already serialised (flask-smorest passes a Response through).
 
-
-def read_without_transaction() -> None:
-    """Run this request's reads in autocommit, saving the BEGIN and ROLLBACK round trips.
-
-    For reads only, and only where no statement relies on a transaction (no `SET LOCAL`, no
-    locks): each statement then sees what it would see in a READ COMMITTED transaction. The
-    connection still comes through the tenant's schema map, and the pool restores its isolation
-    level when it is returned, so the next request gets an ordinary transaction.
+    orjson writes UUIDs and times as marshmallow's strings read, so bodies of the read path keep
+    them native.
     """
-    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return current_app.response_class(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def expected_versions() -> set[str] | None:
@@ -94,19 +87,25 @@ class Tickets(MethodView):
         With `q` and no `sort`, results are ranked by relevance unless the terms match very many
         tickets; then they come newest first. The `order` field says which.
         """
-        if not args.get("q"):  # a search sets a statement timeout for its transaction
-            read_without_transaction()
+        if not args.get("q"):
+            found = reads.ticket_page(current_actor(), args)
+            return json_response({"items": found.items, "next_cursor": found.next_cursor, "order": found.order})
         found = listing.list_tickets(db.session, current_actor(), args,
                                      current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
         return json_response({"items": [dump_ticket(t) for t in found.items], "next_cursor": found.next_cursor,
                               "order": found.order})
 
-    @idempotent
+    @claimed_at_once
     @blp.arguments(NEW_TICKET)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
-    def post(self, data):
+    def post(self, data, claim):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
-        return ticket_response(services.create_ticket(current_actor(), **data), 201)
+        created = writes.create_ticket(current_actor(), claim, **data)
+        if created.replay is not None:
+            return created.replay
+        response = current_app.response_class(created.body, status=201, mimetype="application/json")
+        response.set_etag(created.etag)
+        return response
 
 
 @blp.route("/tickets/export")
@@ -136,8 +135,7 @@ class TicketById(MethodView):
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     def get(self, ticket_id: uuid.UUID):
         """Get a ticket, with its version as the `ETag`."""
-        read_without_transaction()
-        return ticket_response(services.ticket_for(current_actor(), ticket_id))
+        return ticket_response(None, body=reads.ticket(current_actor(), ticket_id))
 
     @blp.arguments(TICKET_CHANGES, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
@@ -157,8 +155,7 @@ class TicketByNumber(MethodView):
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     def get(self, number: int):
         """Get a ticket by its number."""
-        read_without_transaction()
-        return ticket_response(services.ticket_by_number(current_actor(), number))
+        return ticket_response(None, body=reads.ticket_by_number(current_actor(), number))
 
 
 @blp.route("/tickets/<uuid:ticket_id>/close")

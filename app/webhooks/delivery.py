@@ -28,13 +28,13 @@ from flask import Flask, current_app
 
 from app import unit_of_work
 from app.extensions import db
-from app.outbox import on_record
+from app.outbox import on_record, on_record_in_sql
 from app.outbox.dispatch import Sweep, add_sweep
 from app.outbox.models import Event
 from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from app.webhooks.services import DELIVERIES, fan_out, signing_secrets
+from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
@@ -48,6 +48,7 @@ DUE = ("state = 'pending' and next_attempt_at <= now() and (leased_until is null
 
 def init_app(app: Flask) -> None:
     on_record(fan_out)
+    on_record_in_sql(deliveries_in_sql)
     unit_of_work.handle(DELIVERIES, _enqueue_committed)
     add_sweep(Sweep("webhook_deliveries", DUE, relay_tenant))
 

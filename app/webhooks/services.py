@@ -208,6 +208,17 @@ def fan_out(events: list[RecordedEvent]) -> None:
         unit_of_work.after_commit(DELIVERIES, (slug, delivery_id, 0.0))
 
 
+def deliveries_in_sql(event: sa.CTE, topic: str, internal: sa.ColumnElement[bool] | None) -> sa.Insert:
+    """Return the INSERT of `fan_out`'s deliveries for an event recorded in SQL (see `recorded_in_sql`)."""
+    s = WebhookSubscription
+    wanted = [s.enabled.is_(True), sa.literal(topic) == sa.any_(s.events)]
+    if internal is not None:
+        wanted.append(sa.or_(s.include_internal.is_(True), sa.not_(internal)))
+    return insert(WebhookDelivery).from_select(
+        [WebhookDelivery.subscription_id, WebhookDelivery.event_id],
+        sa.select(s.id, event.c.id).where(*wanted), include_defaults=False).on_conflict_do_nothing()
+
+
 def _is_internal(event: RecordedEvent) -> bool:
     """Tell whether an event is about something requesters may not see (a note, or a note's file)."""
     data = event.data or {}

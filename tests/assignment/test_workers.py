@@ -19,7 +19,7 @@ from tenants.context import tenant_context
 from tenants.names import schema_for
 from tenants.resolution import active_tenant
 from tests.helpers import ApiClient, Desk, TenantHandle, app_config, wait_until
-from tests.servers import start_worker
+from tests.servers import start_relay, start_worker
 
 
 @pytest.fixture
@@ -36,6 +36,8 @@ def workers(services, tmp_path):
     def start(n: int = 1, redis_url: str | None = None) -> list:
         procs = [start_worker(services.database_url, redis_url or services.redis_url, tmp_path,
                               f"worker-{len(started) + i}") for i in range(n)]
+        if not started:
+            started.append(start_relay(services.database_url, redis_url or services.redis_url, tmp_path))
         started.extend(procs)
         return procs
 

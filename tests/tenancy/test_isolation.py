@@ -102,3 +102,47 @@ def test_tenant_context_restores_the_previous_tenant(app, make_tenant):
         with tenant_context(ref_b):
             assert emails() == {b.admin_email}
         assert emails() == in_a == {a.admin_email}
+
+
+def test_two_tenants_interleaving_on_one_pooled_connection_never_see_each_others_rows(services, make_tenant):
+    """The one-statement create and the prebuilt reads, hammered by two tenants through a single
+    pooled connection (checked for leftover state on every checkout): each sees only its own tickets."""
+    a, b = make_tenant(), make_tenant()
+    app = create_app(app_config(services, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0}))
+    created: dict[str, set[str]] = {a.key: set(), b.key: set()}
+    seen_wrong: list[str] = []
+    errors: list[BaseException] = []
+
+    def hammer(key: str, rounds: int) -> None:
+        try:
+            rounds_of(key, rounds)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    def rounds_of(key: str, rounds: int) -> None:
+        api = ApiClient(app.test_client(), key)
+        for i in range(rounds):
+            resp = api.post("/api/v1/tickets", json={"title": f"t{i}"}, headers={"Idempotency-Key": uuid.uuid4().hex})
+            assert resp.status_code == 201
+            ticket = resp.get_json()
+            created[key].add(ticket["id"])
+            listed = {t["id"] for t in api.get("/api/v1/tickets?limit=200").get_json()["items"]}
+            other = b.key if key == a.key else a.key
+            seen_wrong.extend(listed & created[other])
+            assert api.get(f"/api/v1/tickets/{ticket['id']}").status_code == 200
+            assert api.get(f"/api/v1/tickets/by-number/{ticket['number']}").get_json()["id"] in created[key]
+            for foreign in list(created[other])[:3]:
+                assert api.get(f"/api/v1/tickets/{foreign}").status_code == 404
+
+    threads = [threading.Thread(target=hammer, args=(key, 15)) for key in (a.key, b.key, a.key, b.key)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and seen_wrong == []
+    with app.app_context():
+        for handle in (a, b):
+            ids = {str(i) for i in db.session.execute(sa.text(f'select id from "tenant_{handle.slug}".tickets'))
+                   .scalars()}
+            assert ids == created[handle.key]
+        db.session.rollback()

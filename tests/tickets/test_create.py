@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -11,6 +14,7 @@ import sqlalchemy as sa
 from app.auth.actor import Actor
 from app.idempotency import IdempotencyRecord
 from app.tickets import services
+from tests.servers import start_gunicorn, stop_gunicorn
 
 
 def test_create_returns_the_contract_fields(tenant, new_ticket):
@@ -143,9 +147,27 @@ def test_same_key_and_body_replays_the_first_response(tenant, table_counts):
     counts = table_counts(tenant)
     again = _post(tenant.api, {"tags": ["a", "b"], "title": "once"}, "key-1")
     assert first.status_code == again.status_code == 201
-    assert again.get_json() == first.get_json()
+    assert again.data == first.data  # byte for byte, not the same JSON written again
+    assert again.headers["ETag"] == first.headers["ETag"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert table_counts(tenant) == counts
+
+
+def test_a_replay_of_any_operation_is_byte_identical_and_keeps_one_key_row(tenant, in_tenant):
+    user = {"email": "k@example.com", "name": "Kay", "role": "agent"}
+    first = tenant.api.post("/api/v1/users", json=user, headers={"Idempotency-Key": "u-1"})
+    again = tenant.api.post("/api/v1/users", json=user, headers={"Idempotency-Key": "u-1"})
+    assert first.status_code == again.status_code == 201 and again.data == first.data
+    with in_tenant(tenant) as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(IdempotencyRecord)
+                               .where(IdempotencyRecord.key == "u-1")).scalar_one() == 1
+
+
+def test_keys_belong_to_their_tenant(tenant, other_tenant):
+    mine = _post(tenant.api, {"title": "same"}, "shared-across")
+    theirs = _post(other_tenant.api, {"title": "same"}, "shared-across")
+    assert mine.status_code == theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs.headers and theirs.get_json()["id"] != mine.get_json()["id"]
 
 
 def test_same_key_with_another_body_answers_422(tenant, table_counts):
@@ -191,6 +213,42 @@ def test_concurrent_repeats_of_one_key_create_one_ticket(app, tenant, table_coun
         w.join()
     assert {status for status, _ in bodies} == {201}
     assert len({body["id"] for _, body in bodies}) == 1
+    assert table_counts(tenant)["tickets"] == 1
+
+
+def test_ten_concurrent_requests_with_one_key_on_a_real_server_make_one_ticket(services, tenant, table_counts):
+    """Real threads against gunicorn: one request creates, every other one replays it (or is told 409)."""
+    server = start_gunicorn(services)
+    try:
+        barrier = threading.Barrier(10)
+        answers: list[tuple[int, bytes, str | None]] = []
+        lock = threading.Lock()
+
+        def send() -> None:
+            request = urllib.request.Request(
+                f"{server.url}/api/v1/tickets", data=json.dumps({"title": "racing", "priority": "high"}).encode(),
+                method="POST", headers={"Authorization": f"Bearer {tenant.key}", "Idempotency-Key": "race-10",
+                                        "Content-Type": "application/json"})
+            barrier.wait()
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    answer = (resp.status, resp.read(), resp.headers.get("Idempotent-Replayed"))
+            except urllib.error.HTTPError as exc:
+                answer = (exc.code, exc.read(), None)
+            with lock:
+                answers.append(answer)
+
+        threads = [threading.Thread(target=send) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop_gunicorn(server)
+    assert len(answers) == 10 and {status for status, _, _ in answers} <= {201, 409}
+    created = [body for status, body, replayed in answers if status == 201 and replayed is None]
+    replayed = [body for status, body, replayed in answers if status == 201 and replayed == "true"]
+    assert len(created) == 1 and all(body == created[0] for body in replayed)
     assert table_counts(tenant)["tickets"] == 1
 
 

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import psycopg
 import sqlalchemy as sa
 
 from app import create_app
 from app.extensions import db
+from app.tickets.models import Ticket
+from app.tickets.schemas import TicketSchema
 from tests.helpers import ApiClient, app_config
 
 
-def test_reads_give_back_a_connection_that_opens_transactions_again(services, tenant):
+def test_reads_give_back_a_connection_that_opens_transactions_again(services, tenant, monkeypatch):
     app = create_app(app_config(services, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0}))
     api = ApiClient(app.test_client(), tenant.key)
     created = api.post("/api/v1/tickets", json={"title": "read me"}).get_json()
-    with app.app_context():
-        engine = db.engine
     modes: list[bool] = []
+    execute = psycopg.Connection.execute
 
-    def note_mode(conn, cursor, statement, parameters, context, executemany):
-        if "tickets" in statement:
-            modes.append(conn.connection.dbapi_connection.autocommit)
+    def note_mode(conn, query, *args, **kwargs):
+        if "tickets" in str(query):
+            modes.append(conn.autocommit)
+        return execute(conn, query, *args, **kwargs)
 
-    sa.event.listen(engine, "before_cursor_execute", note_mode)
+    monkeypatch.setattr(psycopg.Connection, "execute", note_mode)
     for path in (f"/api/v1/tickets/{created['id']}", f"/api/v1/tickets/by-number/{created['number']}",
                  "/api/v1/tickets?limit=5"):
         assert api.get(path).status_code == 200
-    sa.event.remove(engine, "before_cursor_execute", note_mode)
+    monkeypatch.undo()
     assert modes == [True, True, True]
     with app.app_context(), db.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
@@ -65,3 +70,36 @@ def test_a_listed_ticket_reads_exactly_as_the_ticket_itself(tenant):
     assert [t["title"] for t in pages] == ["two", "one"]
     for listed in pages:
         assert listed == tenant.api.get(f"/api/v1/tickets/{listed['id']}").get_json()
+
+
+def test_the_read_path_writes_every_field_as_the_declared_schema_does(tenant, in_tenant):
+    """GET one, GET by number and every page of the list: each field equals `TicketSchema().dump` of the row."""
+    agent = tenant.user("agent")
+    team = tenant.api.post("/api/v1/teams", json={"name": "Desk"}).get_json()
+    bare = tenant.api.post("/api/v1/tickets", json={"title": "bare"}).get_json()
+    full = tenant.api.post("/api/v1/tickets", json={"title": "full", "description": "d é", "category": "c",
+                                                    "tags": ["y", "x"], "priority": "urgent"}).get_json()
+    tenant.api.patch(f"/api/v1/tickets/{full['id']}", json={"assignee_id": agent["id"], "team_id": team["id"]})
+    agent_api = tenant.key_for(agent)
+    assert agent_api.post(f"/api/v1/tickets/{full['id']}/messages", json={"body": "on it"}).status_code == 201
+    assert tenant.api.post(f"/api/v1/tickets/{full['id']}/close", json={"resolution": "done"}).status_code == 200
+    with in_tenant(tenant) as session:  # a time with no microseconds, which isoformat writes shorter
+        session.execute(sa.update(Ticket).where(Ticket.id == bare["id"])
+                        .values(created_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)))
+        session.commit()
+    read = {t["id"]: t for t in tenant.api.get("/api/v1/tickets?limit=1").get_json()["items"]}
+    cursor = tenant.api.get("/api/v1/tickets?limit=1").get_json()["next_cursor"]
+    read.update({t["id"]: t for t in tenant.api.get("/api/v1/tickets", query_string={
+        "limit": 1, "cursor": cursor}).get_json()["items"]})
+    declared = TicketSchema()
+    with in_tenant(tenant) as session:
+        tickets = {str(t.id): t for t in session.query(Ticket)}
+        for ticket_id, ticket in tickets.items():
+            expected = json.loads(json.dumps(declared.dump(ticket)))
+            by_number = tenant.api.get(f"/api/v1/tickets/by-number/{ticket.number}").get_json()
+            for body in (read[ticket_id], tenant.api.get(f"/api/v1/tickets/{ticket_id}").get_json(), by_number):
+                assert list(body) == list(declared.dump_fields)
+                for field in declared.dump_fields:
+                    assert body[field] == expected[field], field
+    every_field_filled = {f for t in tickets.values() for f, v in declared.dump(t).items() if v is not None}
+    assert every_field_filled == set(declared.dump_fields)

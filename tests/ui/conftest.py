@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from app.embedded import stop_process
 from tests.helpers import Desk, TenantHandle
-from tests.servers import start_worker
+from tests.servers import start_relay, start_worker
 
 PASSWORD = "password123"  # what TenantHandle.user gives everyone
 # Browser expectations poll until they hold; on a busy 2-core CI machine give them room (a hang
@@ -113,10 +113,13 @@ def browser_sign_in(page, base_url: str, person: Person) -> None:
 
 @pytest.fixture(scope="module")
 def assignment_worker(services, tmp_path_factory) -> Iterator[None]:
-    """Run a real `flask worker` on the assignment queue for this module's tests."""
-    proc = start_worker(services.database_url, services.redis_url, tmp_path_factory.mktemp("ui-worker"), "ui-worker")
+    """Run a real `flask worker` on the assignment queue, and the outbox relay, for this module's tests."""
+    folder = tmp_path_factory.mktemp("ui-worker")
+    procs = [start_worker(services.database_url, services.redis_url, folder, "ui-worker"),
+             start_relay(services.database_url, services.redis_url, folder)]
     yield
-    stop_process(proc, signal.SIGTERM, 10)
+    for proc in procs:
+        stop_process(proc, signal.SIGTERM, 10)
 
 
 @pytest.fixture(scope="session")

@@ -87,13 +87,15 @@ def test_the_feed_is_complete_and_ordered_while_events_are_written(app, tenant, 
             errors.append(exc)
 
     def slow_write() -> None:
-        """Take an event id early, then commit after others have committed later ids."""
+        """Take a transaction id early, then write and commit after others have committed later ids."""
         try:
             with app.app_context():
                 conn = db.engine.connect()
+                conn.execute(sa.text("select pg_current_xact_id()"))  # its transaction id comes first
+                time.sleep(0.5)  # others write events meanwhile, with later transaction ids and event ids
                 conn.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload, data) '
                                      "values ('ticket.updated', '{}', '{\"slow\": true}')"))
-                time.sleep(1.5)
+                time.sleep(1.0)
                 conn.commit()
                 conn.close()
         except BaseException as exc:

@@ -24,7 +24,9 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_the_next(hooks, services, ten
     first = start_worker(services.database_url, services.redis_url, tmp_path, "hooks-1", "webhooks", **WORKER_ENV)
     second = None
     try:
-        new_ticket(tenant.api, "delivered at least once")  # the fast path hands it to the worker at once
+        new_ticket(tenant.api, "delivered at least once")
+        with hooks.app_context():
+            relay_once(fresh=True, slugs={tenant.slug})  # what the relay does on the create's wake
         wait_until(lambda: held, "the worker to start posting", timeout=30)
         stop_process(first, signal.SIGKILL, 5)
         second = start_worker(services.database_url, services.redis_url, tmp_path, "hooks-2", "webhooks",

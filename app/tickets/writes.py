@@ -1,0 +1,133 @@
+"""A new ticket in one round trip: the ticket, its audit entry, its event, outbox rows and webhook
+deliveries, and the Idempotency-Key's claim with the response to replay, in one statement.
+
+Through the ORM a create took a BEGIN, an INSERT per table and a COMMIT, then a Redis call to
+hand the outbox rows on. Here one INSERT ... with data-modifying CTEs does all of it on an
+autocommit connection, so it commits (or fails) whole, and notifies the outbox relay, which
+hands the rows to RQ once it has committed (the relay's sweep still covers a lost wake).
+
+Everything but the number is known before the statement runs (the id and times are chosen
+here, in the connection's time zone, as Postgres would return them), so the response and the
+event are made from `TicketSchema` with a stand-in number that SQL replaces. The response body
+is checked against the row the INSERT returns; should they ever differ (a column whose default
+only the database knows), the stored response is corrected in a second statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from flask import Response
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from app.audit import AuditEntry
+from app.auth.actor import Actor
+from app.errors import Invalid
+from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response
+from app.outbox import recorded_in_sql, recorded_params, wake
+from app.people.services import get_user
+from app.tickets.listing import LISTED_COLUMNS
+from app.tickets.models import Ticket
+from app.tickets.reads import dump_row
+from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version
+from tenants import TenantStatement, autocommit_connection
+
+STAND_IN = -1  # the number in the body made before Postgres draws the real one
+_NUMBER = b'"number":%d' % STAND_IN
+NUMBER_SEQUENCE = sa.Sequence("ticket_number_seq", schema="tenant")
+# Columns a new ticket is given values for: those the request sets, and those with a Python default.
+GIVEN = ("id", "title", "description", "priority", "status", "category", "tags", "requester_id", "created_at",
+         "updated_at")
+DEFAULTED = tuple(c.key for c in Ticket.__table__.c if c.key not in GIVEN and c.computed is None
+                  and c.default is not None and c.default.is_scalar)
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A created ticket's response (body bytes and ETag), or the replay of an earlier one."""
+
+    body: bytes
+    etag: str
+    replay: Response | None = None
+
+
+def create_ticket(actor: Actor, claim: Claim | None, title: str, description: str = "", priority: str = "normal",
+                  category: str | None = None, tags: list[str] | None = None,
+                  requester_id: uuid.UUID | None = None) -> NewTicket:
+    """Open a ticket as `services.create_ticket` does, in one statement; replay an earlier response for `claim`."""
+    if requester_id is None or not actor.is_staff:
+        requester_id = actor.user_id
+    elif get_user(requester_id) is None:
+        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
+    with autocommit_connection() as conn:
+        now = datetime.now(conn.info.timezone)
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(), "title": title, "description": description or "", "priority": priority,
+            "status": "new", "category": category, "tags": sorted(set(tags or [])), "requester_id": requester_id,
+            "created_at": now, "updated_at": now, **{k: Ticket.__table__.c[k].default.arg for k in DEFAULTED}}
+        body = orjson.dumps(dump_row([STAND_IN if c.key == "number" else values.get(c.key) for c in LISTED_COLUMNS]))
+        head, found, tail = body.partition(_NUMBER)
+        assert found and _NUMBER not in tail, "the stand-in number appears once, as the number"
+        etag = etag_of_version(values["version"])
+        params = {
+            **values, **recorded_params("ticket.created"), "body_head": head + b'"number":', "body_tail": tail,
+            "audit_actor": actor.user_id, "audit_key": actor.api_key_id,
+            "audit_after": Jsonb({f: _jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
+            "event_payload": Jsonb({"ticket_id": str(values["id"])}),
+            "event_data": Jsonb({"ticket": orjson.loads(body)}),
+        }
+        statement = _statement(claim is not None)
+        if claim is not None:
+            params.update(claim.params(201, {"ETag": f'"{etag}"'}))
+        row = statement.execute(conn, params).fetchone()
+        if row is None:
+            return NewTicket(b"", "", replay=earlier_response(conn, claim))
+        created = orjson.dumps(dump_row(row[:-1]))
+        if claim is not None and created != head + b'"number":' + str(row[1]).encode() + tail:
+            _CORRECT.execute(conn, {"owner": claim.owner, "key": claim.key, "response": created})
+    return NewTicket(created, etag)
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+@cache
+def _statement(claimed: bool) -> TenantStatement:
+    """Build the statement once, on first use: by then every outbox handler and recorder has registered."""
+    columns = [*GIVEN, *DEFAULTED]
+    given = [sa.bindparam(k, type_=Ticket.__table__.c[k].type) for k in columns]
+    if claimed:
+        number = sa.select(NUMBER_SEQUENCE.next_value().label("number")).cte("drawn")
+        response = (sa.bindparam("body_head", type_=sa.LargeBinary)
+                    .op("||")(sa.func.convert_to(sa.cast(number.c.number, sa.Text), "UTF8"))
+                    .op("||")(sa.bindparam("body_tail", type_=sa.LargeBinary)))
+        claim = claim_in_sql(number, response).cte("claimed")
+        source = sa.select(*given, number.c.number).where(sa.exists(sa.select(claim.c.key)))
+        columns.append("number")
+    else:
+        source = sa.select(*given)
+    ticket = insert(Ticket).from_select(columns, source, include_defaults=False).returning(*LISTED_COLUMNS).cte(
+        "created")
+    audit = insert(AuditEntry).from_select(
+        ["actor_id", "api_key_id", "entity", "entity_id", "action", "after"],
+        sa.select(sa.bindparam("audit_actor", type_=AuditEntry.actor_id.type),
+                  sa.bindparam("audit_key", type_=AuditEntry.api_key_id.type), sa.literal("ticket"), ticket.c.id,
+                  sa.literal("created"), sa.bindparam("audit_after", type_=JSONB)),
+        include_defaults=False).cte("audited")
+    data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{ticket,number}'"),
+                             sa.func.to_jsonb(ticket.c.number))
+    events = recorded_in_sql("ticket.created", ticket, sa.bindparam("event_payload", type_=JSONB), data)
+    return TenantStatement(sa.select(*ticket.c, wake()).add_cte(audit, *events))
+
+_CORRECT = TenantStatement(
+    sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == sa.bindparam("owner"),
+                                       IdempotencyRecord.key == sa.bindparam("key"))
+    .values(response=sa.bindparam("response", type_=sa.LargeBinary)))

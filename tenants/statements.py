@@ -1,0 +1,93 @@
+"""Prebuilt statements of tenant tables, compiled once per tenant schema, run on autocommit connections.
+
+The hot paths (a ticket, a page of tickets, a new ticket or message) skip the ORM and the work
+SQLAlchemy does on every execution: each statement is built once per process, and compiled once
+per tenant with that tenant's schema written in by the same `schema_translate_map` rendering the
+tenant session uses. So this is the session's scoping, cached, not a second mechanism: the text
+names the schema, and nothing is ever set on the connection, so a pooled connection carries no
+tenant to its next user (the checkout guard sees these checkouts too). With no tenant in context
+nothing is compiled: `current_tenant()` raises.
+
+Each statement keeps the texts of its most recently used tenants, so memory stays flat with
+thousands of tenants; a tenant pushed out is compiled again on its next request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import sqlalchemy as sa
+
+from tenants.context import PLACEHOLDER, current_tenant
+from tenants.database import db
+from tenants.names import checked_schema
+
+TENANTS_PER_STATEMENT = 1000
+
+
+class TenantStatement:
+    """A statement of tenant tables whose SQL text is compiled once per tenant schema."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self.statement = statement
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._literals: dict[str, object] = {}  # values the statement carries itself (`sa.literal`)
+
+    def execute(self, conn: psycopg.Connection, params: dict[str, object]) -> psycopg.Cursor:
+        """Run the statement for the tenant in context with `params` (its bind parameters' values)."""
+        text = self.sql()
+        return conn.execute(text, {**self._literals, **params} if self._literals else params)
+
+    def sql(self) -> str:
+        """Return the statement's SQL for the tenant in context (its schema written in)."""
+        schema = current_tenant().schema
+        with self._lock:
+            text = self._texts.get(schema)
+            if text is not None:
+                self._texts.move_to_end(schema)
+                return text
+        compiled = self.statement.compile(
+            dialect=db.engine.dialect, schema_translate_map={PLACEHOLDER: checked_schema(schema)},
+            render_schema_translate=True)
+        text = compiled.string
+        with self._lock:
+            self._literals = {k: v for k, v in compiled.params.items() if v is not None}
+            self._texts[schema] = text
+            if len(self._texts) > TENANTS_PER_STATEMENT:
+                self._texts.popitem(last=False)
+        return text
+
+
+@contextmanager
+def autocommit_connection() -> Iterator[psycopg.Connection]:
+    """Lend a pooled connection in autocommit: each statement is its own transaction.
+
+    No BEGIN or COMMIT round trips; a single statement (CTEs included) is atomic on its own.
+    Driver errors come out as SQLAlchemy's, so the app maps them as it maps the session's
+    (a lost connection is invalidated and answers 503), and the connection goes back to the
+    pool as it came out: not in autocommit, no transaction.
+    """
+    engine = db.engine
+    fairy = engine.raw_connection()
+    raw = fairy.dbapi_connection
+    try:
+        raw.autocommit = True
+        try:
+            yield raw
+        finally:
+            try:
+                raw.autocommit = False
+            except psycopg.Error as exc:
+                fairy.invalidate(exc)  # a connection that cannot leave autocommit never goes back
+    except psycopg.Error as exc:
+        lost = engine.dialect.is_disconnect(exc, raw, None)
+        if lost:
+            fairy.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, connection_invalidated=lost) from exc
+    finally:
+        fairy.close()
