@@ -130,10 +130,13 @@ def claim_in_sql(source: Any, response: sa.ColumnElement[bytes]) -> sa.Insert:
     ).returning(table.c.key)
 
 
+# Kept keys only: a statement that never reached its claim (the work was refused first) may find
+# an expired one, which a claim would have taken over.
 _EARLIER = TenantStatement(sa.select(
     IdempotencyRecord.endpoint, IdempotencyRecord.request_hash, IdempotencyRecord.status_code,
     IdempotencyRecord.response, IdempotencyRecord.response_headers,
-).where(IdempotencyRecord.actor_key == sa.bindparam("owner"), IdempotencyRecord.key == sa.bindparam("key")))
+).where(IdempotencyRecord.actor_key == sa.bindparam("owner"), IdempotencyRecord.key == sa.bindparam("key"),
+        IdempotencyRecord.created_at >= sa.func.now() - RETENTION))
 
 
 def earlier_response(conn: Any, claim: Claim) -> Response:
@@ -141,9 +144,20 @@ def earlier_response(conn: Any, claim: Claim) -> Response:
 
     Raises Conflict in the rare case the key's holder let go of it meanwhile: the client may retry.
     """
+    response = stored_response(conn, claim)
+    if response is None:
+        raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
+    return response
+
+
+def stored_response(conn: Any, claim: Claim) -> Response | None:
+    """Return the stored first response for `claim`'s key, or None if none is kept.
+
+    Raises Invalid if the key was used with another request.
+    """
     row = _EARLIER.execute(conn, {"owner": claim.owner, "key": claim.key}).fetchone()
     if row is None:
-        raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
+        return None
     endpoint, request_hash, status, body, headers = row
     if endpoint != claim.endpoint or request_hash != claim.request_hash:
         raise Invalid.field("Idempotency-Key", "Already used with a different request.",
@@ -151,59 +165,64 @@ def earlier_response(conn: Any, claim: Claim) -> Response:
     return replay(status, bytes(body), headers)
 
 
+def claim_of_request(kwargs: dict[str, Any]) -> Claim | None:
+    """Return the claim of this request's `Idempotency-Key` for a view called with `kwargs`, None without one."""
+    from app.auth.actor import current_actor
+
+    key = request.headers.get("Idempotency-Key")
+    actor = current_actor()
+    owner = actor.api_key_id or actor.user_id
+    if key is None or owner is None:
+        return None
+    check_key(key)
+    return Claim(owner, key, f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}",
+                 fingerprint(request.get_json(silent=True)))
+
+
 def claimed_at_once(view: Callable) -> Callable:
     """Pass a creating view the `claim` of this request's `Idempotency-Key` (None without one).
 
     For views whose service does the whole change in one statement, claim and stored response
-    included (`claim_in_sql`); documents the header as `idempotent` does.
+    included (`claim_in_sql`); documents the header as `idempotent` does. A case such a view
+    still does through the session goes through `once_in_session`.
     """
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
-        from app.auth.actor import current_actor
-
-        key = request.headers.get("Idempotency-Key")
-        actor = current_actor()
-        owner = actor.api_key_id or actor.user_id
-        claim = None
-        if key is not None and owner is not None:
-            check_key(key)
-            claim = Claim(owner, key, f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}",
-                          fingerprint(request.get_json(silent=True)))
-        return view(*args, claim=claim, **kwargs)
+        return view(*args, claim=claim_of_request(kwargs), **kwargs)
 
     return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
 
 
+def once_in_session(claimed: Claim | None, work: Callable[[], Response]) -> Response:
+    """Run `work`, a change through the session that answers `Response`, once per key, and commit it.
+
+    The key is claimed with `INSERT ... ON CONFLICT` in the same transaction as the work: a racing
+    repeat waits for the first to commit, then replays, or to roll back, then does the work itself.
+    """
+    if claimed is not None:
+        earlier = claim(claimed.owner, claimed.key, claimed.endpoint, claimed.request_hash)
+        if earlier is not None:
+            db.session.rollback()
+            return _replay(earlier)
+    response = work()
+    if claimed is not None:
+        _store_response(claimed.owner, claimed.key, response)
+    db.session.commit()
+    return response
+
+
 def idempotent(view: Callable) -> Callable:
-    """Run a creating view once per `Idempotency-Key`, and commit its work.
+    """Run a creating view once per `Idempotency-Key`, and commit its work (`once_in_session`).
 
     A repeat of the key with the same request gets the first response (`Idempotent-Replayed:
     true`) and creates nothing. Place it above `@blp.response`, so it keeps the serialised
-    response; the view itself does not commit. The key is claimed with `INSERT ... ON CONFLICT`
-    in the same transaction as the work: a racing repeat waits for the first to commit, then
-    replays, or to roll back, then does the work itself.
+    response; the view itself does not commit.
     """
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
-        from app.auth.actor import current_actor
-
-        key = request.headers.get("Idempotency-Key")
-        actor = current_actor()
-        owner = actor.api_key_id or actor.user_id
-        claimed = key is not None and owner is not None
-        if claimed:
-            endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
-            earlier = claim(owner, key, endpoint, fingerprint(request.get_json(silent=True)))
-            if earlier is not None:
-                db.session.rollback()
-                return _replay(earlier)
-        response = view(*args, **kwargs)
-        if claimed:
-            _store_response(owner, key, response)
-        db.session.commit()
-        return response
+        return once_in_session(claim_of_request(kwargs), lambda: view(*args, **kwargs))
 
     return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
 

@@ -36,6 +36,11 @@ def publish_after_commit(ticket_id: uuid.UUID | str, payload: dict[str, Any]) ->
     unit_of_work.after_commit(LIVE_EVENTS, (channel(current_tenant().id, ticket_id), payload))
 
 
+def publish_committed(ticket_id: uuid.UUID | str, payload: dict[str, Any]) -> None:
+    """Publish a live event for a change already committed (one done outside the session)."""
+    _publish([(channel(current_tenant().id, ticket_id), payload)])
+
+
 def _publish(events: list[tuple[str, dict[str, Any]]]) -> None:
     try:
         pipe = redis_client().pipeline(transaction=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api
 
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
-from app.conversation import services, tokens
+from app.conversation import services, tokens, writes
 from app.conversation.schemas import (
     MessageEditSchema,
     MessageListArgs,
@@ -17,10 +18,12 @@ from app.conversation.schemas import (
     StreamTokenSchema,
 )
 from app.extensions import db
-from app.idempotency import idempotent
+from app.idempotency import claimed_at_once, once_in_session
 from app.pagination import page_body, page_schema
+from app.tickets.api import json_response
 from tenants import current_tenant
 
+NEW_MESSAGE = MessageSchema()  # an instance: webargs would build one from the class on every request
 blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads, internal notes, live stream.",
                     tag="Conversation")
 
@@ -92,15 +95,22 @@ class TicketMessages(MethodView):
                                                    args["limit"], args.get("cursor"))
         return page_body(rows, next_cursor)
 
-    @idempotent
-    @blp.arguments(MessageSchema)
+    @claimed_at_once
+    @blp.arguments(NEW_MESSAGE)
     @blp.response(201, MessageSchema)
-    def post(self, data, ticket_id: uuid.UUID):
+    def post(self, data, ticket_id: uuid.UUID, claim):
         """Post a message; `parent_id` makes it a reply, `internal` a note only staff can see.
 
         The message is stored, then sent to every open stream of the ticket.
         """
-        return services.post_message(current_actor(), ticket_id, **data)
+        if data["attachment_ids"]:  # each file is locked and checked: the session's path
+            return once_in_session(claim, lambda: json_response(services.message_json(
+                services.post_message(current_actor(), ticket_id, **data)), 201))
+        del data["attachment_ids"]
+        posted = writes.post_message(current_actor(), ticket_id, claim, **data)
+        if posted.replay is not None:
+            return posted.replay
+        return current_app.response_class(posted.body, status=201, mimetype="application/json")
 
 
 @blp.route("/tickets/<uuid:ticket_id>/messages/<uuid:message_id>")

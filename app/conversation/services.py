@@ -36,6 +36,25 @@ def visible_to(actor: Actor, internal: bool) -> bool:
     return actor.is_staff or not internal
 
 
+def check_may_post(actor: Actor, internal: bool) -> None:
+    """Refuse an internal note from anyone but staff."""
+    if internal and not actor.is_staff:
+        raise Forbidden("Only agents and admins may post internal notes.")
+
+
+def no_such_parent() -> Invalid:
+    """Return the refusal of a parent that is not a live message of the ticket the author may see."""
+    return Invalid.field("parent_id", "No such message on this ticket.", "The parent message is not on this ticket.")
+
+
+def first_response_at(author: Any) -> sa.ColumnElement:
+    """Return a ticket's first response time once `author`, staff, replies: stamped unless their own ticket or set."""
+    tickets = Ticket.__table__
+    return sa.case((tickets.c.requester_id.is_distinct_from(author),
+                    sa.func.coalesce(tickets.c.first_response_at, sa.func.now())),
+                   else_=tickets.c.first_response_at)
+
+
 def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
     """Take the next message `seq` of a ticket `actor` can see, or raise NotFound.
 
@@ -46,10 +65,7 @@ def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
     """
     values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1}
     if actor.is_staff and not internal:
-        values["first_response_at"] = sa.case(
-            (Ticket.requester_id.is_distinct_from(actor.user_id),
-             sa.func.coalesce(Ticket.first_response_at, sa.func.now())),
-            else_=Ticket.first_response_at)
+        values["first_response_at"] = first_response_at(actor.user_id)
     seq = db.session.execute(
         sa.update(Ticket).where(Ticket.id == ticket_id, visibility(actor)).values(**values)
         .returning(Ticket.last_message_seq),
@@ -65,16 +81,15 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     """Add a message to a ticket the actor can see; it is broadcast once the caller commits.
 
     `attachment_ids` are the author's own uploads on this ticket that no message carries yet.
+    Posts without attachments have a one-statement twin, `writes.post_message`.
     """
-    if internal and not actor.is_staff:
-        raise Forbidden("Only agents and admins may post internal notes.")
+    check_may_post(actor, internal)
     seq = next_seq(actor, ticket_id, internal)
     if parent_id is not None:
         parent = db.session.get(Message, parent_id)
         if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
                 or not visible_to(actor, parent.internal)):
-            raise Invalid.field("parent_id", "No such message on this ticket.",
-                                "The parent message is not on this ticket.")
+            raise no_such_parent()
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
                       author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC),
                       edited_at=None, deleted_at=None)

@@ -35,7 +35,7 @@ from app.auth.cross_tenant import cross_tenant_attempt
 from app.auth.grants import Grant, live_actor
 from app.auth.key_cache import CHANGED_CHANNEL, current_generation, generation_key
 from app.auth.request_auth import authenticate_api_key
-from app.conversation import services, tokens
+from app.conversation import services, tokens, writes
 from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
 from app.conversation.socket_slots import Slot
@@ -352,10 +352,15 @@ class TicketStream:
             fields = _message_frame.load(data)
         except ValidationError as err:
             abort(422, message="The frame has invalid fields.", errors=err.messages)
-        with short_session():
-            message = services.post_message(self.actor, self.ticket_id, **fields)
-            event = {"type": "message.created", "message": services.message_json(message)}
-            db.session.commit()
+        if fields["attachment_ids"]:  # each file is locked and checked: the session's path
+            with short_session():
+                message = services.post_message(self.actor, self.ticket_id, **fields)
+                event = {"type": "message.created", "message": services.message_json(message)}
+                db.session.commit()
+        else:
+            del fields["attachment_ids"]
+            posted = writes.post_message(self.actor, self.ticket_id, None, **fields)
+            event = {"type": "message.created", "message": posted.message}
         if ref is not None:
             event["ref"] = ref
         self.on_live(event)

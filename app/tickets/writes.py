@@ -27,6 +27,7 @@ from flask import Response
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
+from app.at_once import STAND_IN, Spliced, jsonable
 from app.audit import AuditEntry
 from app.auth.actor import Actor
 from app.errors import Invalid
@@ -39,8 +40,6 @@ from app.tickets.reads import dump_row
 from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version
 from tenants import TenantStatement, autocommit_connection
 
-STAND_IN = -1  # the number in the body made before Postgres draws the real one
-_NUMBER = b'"number":%d' % STAND_IN
 NUMBER_SEQUENCE = sa.Sequence("ticket_number_seq", schema="tenant")
 # Columns a new ticket is given values for: those the request sets, and those with a Python default.
 GIVEN = ("id", "title", "description", "priority", "status", "category", "tags", "requester_id", "created_at",
@@ -73,13 +72,12 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
             "status": "new", "category": category, "tags": sorted(set(tags or [])), "requester_id": requester_id,
             "created_at": now, "updated_at": now, **{k: Ticket.__table__.c[k].default.arg for k in DEFAULTED}}
         body = orjson.dumps(dump_row([STAND_IN if c.key == "number" else values.get(c.key) for c in LISTED_COLUMNS]))
-        head, found, tail = body.partition(_NUMBER)
-        assert found and _NUMBER not in tail, "the stand-in number appears once, as the number"
+        spliced = Spliced.around(body, "number")
         etag = etag_of_version(values["version"])
         params = {
-            **values, **recorded_params("ticket.created"), "body_head": head + b'"number":', "body_tail": tail,
+            **values, **recorded_params("ticket.created"), **spliced.params(),
             "audit_actor": actor.user_id, "audit_key": actor.api_key_id,
-            "audit_after": Jsonb({f: _jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
+            "audit_after": Jsonb({f: jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
             "event_payload": Jsonb({"ticket_id": str(values["id"])}),
             "event_data": Jsonb({"ticket": orjson.loads(body)}),
         }
@@ -90,13 +88,9 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
         created = orjson.dumps(dump_row(row[:-1]))
-        if claim is not None and created != head + b'"number":' + str(row[1]).encode() + tail:
+        if claim is not None and created != spliced.with_number(row[1]):
             _CORRECT.execute(conn, {"owner": claim.owner, "key": claim.key, "response": created})
     return NewTicket(created, etag)
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value) if isinstance(value, uuid.UUID) else value
 
 
 @cache
@@ -106,10 +100,7 @@ def _statement(claimed: bool) -> TenantStatement:
     given = [sa.bindparam(k, type_=Ticket.__table__.c[k].type) for k in columns]
     if claimed:
         number = sa.select(NUMBER_SEQUENCE.next_value().label("number")).cte("drawn")
-        response = (sa.bindparam("body_head", type_=sa.LargeBinary)
-                    .op("||")(sa.func.convert_to(sa.cast(number.c.number, sa.Text), "UTF8"))
-                    .op("||")(sa.bindparam("body_tail", type_=sa.LargeBinary)))
-        claim = claim_in_sql(number, response).cte("claimed")
+        claim = claim_in_sql(number, Spliced.sql(number.c.number)).cte("claimed")
         source = sa.select(*given, number.c.number).where(sa.exists(sa.select(claim.c.key)))
         columns.append("number")
     else:

@@ -1,0 +1,152 @@
+"""A new message in one round trip: its seq, the message, its event, outbox rows and webhook
+deliveries, and the Idempotency-Key's claim with the response to replay, in one statement.
+
+Through the session a post took a BEGIN, the ticket's UPDATE (seq, activity, first response),
+the parent's SELECT, the INSERTs of the message, event and outbox rows, and a COMMIT, then a
+Redis call to hand the rows on. Here one statement with data-modifying CTEs does it on an
+autocommit connection, as `app.tickets.writes` does for a new ticket, and notifies the outbox
+relay. The checks are the same: the ticket must be one the author may see, a parent must be a
+live message of that ticket the author may see, and only staff write internal notes. When the
+statement writes nothing, a second look tells why (a replay, 404 or 422); that is never the
+path of a message that is posted.
+
+The body and the event are made from `MessageSchema` with a stand-in seq that SQL replaces.
+Messages with attachments go through `services.post_message`, which locks and checks each file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from flask import Response
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.at_once import STAND_IN, Spliced
+from app.auth.actor import Actor
+from app.conversation.models import Message
+from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent
+from app.errors import Conflict, NotFound
+from app.idempotency import Claim, claim_in_sql, stored_response
+from app.outbox import recorded_in_sql, recorded_params, wake
+from app.realtime import publish_committed
+from app.tickets.models import Ticket
+from tenants import TenantStatement, autocommit_connection
+
+TOPIC = "message.created"
+TICKETS, MESSAGES = Ticket.__table__, Message.__table__
+# Who posts decides the statement's shape: which tickets they see, and whether a reply is a first response.
+REQUESTER, STAFF_NOTE, STAFF_REPLY = "requester", "staff note", "staff reply"
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A posted message's response body and its contract JSON, or the replay of an earlier response."""
+
+    body: bytes
+    message: dict[str, Any]
+    replay: Response | None = None
+
+
+def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: str,
+                 parent_id: uuid.UUID | None = None, internal: bool = False) -> Posted:
+    """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`."""
+    check_may_post(actor, internal)
+    message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=STAND_IN, parent_id=parent_id,
+                      author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC),
+                      edited_at=None, deleted_at=None)
+    set_committed_value(message, "attachments", [])
+    json_body = message_json(message)
+    spliced = Spliced.around(orjson.dumps(json_body), "seq")
+    kind = STAFF_NOTE if actor.is_staff and internal else STAFF_REPLY if actor.is_staff else REQUESTER
+    params: dict[str, Any] = {
+        **{c: getattr(message, c) for c in _GIVEN}, **recorded_params(TOPIC), **spliced.params(),
+        "event_payload": Jsonb({"ticket_id": str(ticket_id), "message_id": str(message.id)}),
+        "event_data": Jsonb({"message": json_body}),
+    }
+    if claim is not None:
+        params.update(claim.params(201, {}))
+    with autocommit_connection() as conn:
+        row = _statement(kind, parent_id is not None, claim is not None).execute(conn, params).fetchone()
+        if row is None:
+            return Posted(b"", {}, replay=_not_posted(conn, kind, params, claim))
+    json_body["seq"] = row[0]
+    publish_committed(ticket_id, {"type": "message.created", "message": json_body})
+    return Posted(spliced.with_number(row[0]), json_body)
+
+
+def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response:
+    """Say why nothing was written: the key's earlier response, or the refusal the session path gives."""
+    if claim is not None:
+        earlier = stored_response(conn, claim)
+        if earlier is not None:
+            return earlier
+    found = _check(kind, params["parent_id"] is not None).execute(conn, params).fetchone()
+    if found is None:
+        raise NotFound("No such ticket.")
+    if not found[0]:
+        raise no_such_parent()
+    raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
+
+
+_GIVEN = ("id", "ticket_id", "parent_id", "author_id", "internal", "body", "created_at")
+
+
+def _param(column: str) -> sa.BindParameter:
+    return sa.bindparam(column, type_=MESSAGES.c[column].type)
+
+
+def _conditions(kind: str, parent: bool) -> tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool]]:
+    """Return what makes the post valid: a ticket the author sees, and a parent there the author sees."""
+    ticket = [TICKETS.c.id == _param("ticket_id")]
+    if kind == REQUESTER:
+        ticket.append(TICKETS.c.requester_id == _param("author_id"))
+    if not parent:
+        return ticket, sa.true()
+    found = MESSAGES.alias("parent")
+    live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
+    if kind == REQUESTER:
+        live.append(found.c.internal.is_(False))
+    return ticket, sa.exists().where(*live)
+
+
+@cache
+def _check(kind: str, parent: bool) -> TenantStatement:
+    """A row if the author sees the ticket, saying whether the parent is valid there."""
+    ticket, parent_ok = _conditions(kind, parent)
+    return TenantStatement(sa.select(parent_ok).select_from(TICKETS).where(*ticket))
+
+
+@cache
+def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
+    """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
+    ticket, parent_ok = _conditions(kind, parent)
+    where = [*ticket, parent_ok]
+    if claimed:
+        # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
+        target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)
+                  .with_for_update(of=TICKETS).cte("target"))
+        claim = claim_in_sql(target, Spliced.sql(target.c.seq)).cte("claimed")
+        where = [TICKETS.c.id == _param("ticket_id"), sa.exists(sa.select(claim.c.key))]
+    values: dict[str, Any] = {"last_message_seq": TICKETS.c.last_message_seq + 1}
+    if kind == STAFF_REPLY:
+        values["first_response_at"] = first_response_at(_param("author_id"))
+    bumped = (TICKETS.update().where(*where).values(**values)
+              .returning(TICKETS.c.id, TICKETS.c.last_message_seq).cte("bumped"))
+    posted = insert(Message).from_select(
+        ["id", "ticket_id", "seq", "parent_id", "author_id", "internal", "body", "created_at"],
+        sa.select(_param("id"), bumped.c.id, bumped.c.last_message_seq, _param("parent_id"), _param("author_id"),
+                  _param("internal"), _param("body"), _param("created_at")),
+        include_defaults=False).returning(MESSAGES.c.seq).cte("posted")
+    data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{message,seq}'"),
+                             sa.func.to_jsonb(posted.c.seq))
+    events = recorded_in_sql(TOPIC, posted, sa.bindparam("event_payload", type_=JSONB), data,
+                             internal=_param("internal"))
+    return TenantStatement(sa.select(posted.c.seq, wake()).add_cte(*events))
