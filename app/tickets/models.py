@@ -34,7 +34,6 @@ class Ticket(db.Model):
         sa.CheckConstraint("status in ('new', 'open', 'pending', 'resolved', 'closed')", name="status"),
         sa.Index("ix_tickets_created", "created_at", "id"),
         sa.Index("ix_tickets_updated", "updated_at", "id"),
-        sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
         # Open tickets only: each agent's load (assignment, the dashboard) and the backlog by status and
         # priority, read from the index alone.
         sa.Index("ix_tickets_open", "assignee_id", "status", "priority",
