@@ -118,7 +118,7 @@ class Tally:
     first_error: dict[str, str] = field(default_factory=dict)
     per_key: Counter = field(default_factory=Counter)
     per_tenant: Counter = field(default_factory=Counter)
-    created: list[tuple[str, str, str, str]] = field(default_factory=list)  # slug, id, title, priority
+    created: list[tuple[str, str, str]] = field(default_factory=list)  # slug, id, title
     messages: list[tuple[str, str, str, str]] = field(default_factory=list)  # slug, id, ticket, body
     patches: list[tuple[str, str, int, str, str]] = field(default_factory=list)  # slug, id, version, category, prio
     sent_at: dict[str, float] = field(default_factory=dict)  # message marker -> when its POST was sent
@@ -132,14 +132,13 @@ def run(ctx: BenchContext) -> list[Row]:
     load = os.getloadavg()[0]
     try:
         outcome = asyncio.run(_drive(server, tenants))
-        threads = [len(os.listdir(f"/proc/{pid}/task")) for pid in outcome.pop("worker_pids")]
     finally:
         server.stop()
         worker.terminate()
         worker.wait(20)
     found = _verify(ctx, outcome["tally"])
     log = _server_log_errors(ctx.work_dir / f"gunicorn-{urlsplit(server.base_url).port}.log")
-    return _rows(outcome, found, load, threads, log)
+    return _rows(outcome, found, load, log)
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -200,12 +199,15 @@ async def _drive(server: Server, tenants: list[Tenant]) -> dict:
     tally = Tally()
     watchers, socket_errors = await _open_sockets(url.hostname, url.port, tenants)
     readers = [asyncio.create_task(w.read()) for w in watchers]
-    cpu, started = time.process_time(), time.monotonic()
+    pids = server.worker_pids()
+    cpu, web_cpu, machine, started = time.process_time(), _cpu_seconds(pids), _machine_busy(), time.monotonic()
     deadline = started + DURATION
     await asyncio.gather(*(_client(n, tenants[n % TENANTS], url.hostname, url.port, deadline, tally)
                            for n in range(CLIENTS)))
     elapsed = time.monotonic() - started
-    cpu_share = (time.process_time() - cpu) / elapsed
+    cpu_share = {"load generator": (time.process_time() - cpu) / elapsed,
+                 "web workers": (_cpu_seconds(pids) - web_cpu) / elapsed,
+                 "machine": _machine_busy(machine)}
     on_ticket = Counter(w.ticket for w in watchers)
     expected = sum(on_ticket[ticket] for ticket in tally.acked_markers.values())
 
@@ -215,13 +217,13 @@ async def _drive(server: Server, tenants: list[Tenant]) -> dict:
     settle = time.monotonic() + 30
     while delivered() < expected and time.monotonic() < settle:
         await asyncio.sleep(0.1)
-    pids = server.worker_pids()
+    threads = [len(os.listdir(f"/proc/{pid}/task")) for pid in pids]  # with every socket still open
     for w in watchers:
         await w.ws.close()
     for task in readers:
         task.cancel()
     return {"tally": tally, "elapsed": elapsed, "cpu_share": cpu_share, "watchers": watchers,
-            "socket_errors": socket_errors, "expected": expected, "delivered": delivered(), "worker_pids": pids}
+            "socket_errors": socket_errors, "expected": expected, "delivered": delivered(), "threads": threads}
 
 
 async def _open_sockets(host: str, port: int, tenants: list[Tenant]) -> tuple[list[Watcher], Counter]:
@@ -294,7 +296,7 @@ async def _client(n: int, tenant: Tenant, host: str, port: int, deadline: float,
             if (resp := await call(op, "POST", "/api/v1/tickets", body, headers)) is None:
                 continue
             ticket_id = resp.json()["id"]
-            tally.created.append((tenant.slug, ticket_id, title, body["priority"]))
+            tally.created.append((tenant.slug, ticket_id, title))
             tenant.tickets.append(ticket_id)
             if rng.random() >= REPLAY_SHARE:
                 continue
@@ -319,6 +321,24 @@ async def _client(n: int, tenant: Tenant, host: str, port: int, deadline: float,
                 tally.patches.append((tenant.slug, ticket_id, resp.json()["version"], change["category"],
                                       change["priority"]))
     conn.close()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU time (user + system) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy(since: tuple[int, int] | None = None) -> tuple[int, int] | float:
+    """Return the machine's (busy, total) CPU ticks, or the busy share of all cores since `since`."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy, total = sum(values) - values[3] - values[4], sum(values)
+    if since is None:
+        return busy, total
+    return (busy - since[0]) / max(total - since[1], 1)
 
 
 def _kind(exc: BaseException) -> str:
@@ -350,9 +370,9 @@ def _verify(ctx: BenchContext, tally: Tally) -> Counter:
                 return conn.execute(sa.text(sql.replace("SCHEMA", f'"{schema}"')), params).all()
 
             created = mine["created"]
-            stored = dict(rows("SELECT id::text, title || '|' || priority FROM SCHEMA.tickets WHERE id = ANY(:ids)",
+            stored = dict(rows("SELECT id::text, title FROM SCHEMA.tickets WHERE id = ANY(:ids)",
                                [r[1] for r in created]))
-            found["created"] += sum(stored.get(r[1]) == f"{r[2]}|{r[3]}" for r in created)
+            found["created"] += sum(stored.get(r[1]) == r[2] for r in created)
             (titles, distinct, assigned), = rows(
                 "SELECT count(*), count(DISTINCT title), count(assignee_id) FROM SCHEMA.tickets "
                 "WHERE title LIKE 'load c%'")
@@ -391,18 +411,22 @@ def _server_log_errors(path: Path) -> tuple[int, str]:
     return len(bad), bad[0][:160] if bad else ""
 
 
-def _rows(outcome: dict, found: Counter, load: float, threads: list[int], log: tuple[int, str]) -> list[Row]:
+def _rows(outcome: dict, found: Counter, load: float, log: tuple[int, str]) -> list[Row]:
     tally: Tally = outcome["tally"]
     elapsed = outcome["elapsed"]
     watchers: list[Watcher] = outcome["watchers"]
     ops = sum(len(v) for v in tally.latencies.values()) + sum(tally.errors.values())
     errors = sum(tally.errors.values())
     setting = (f"{CLIENTS} clients x {elapsed:.0f} s, {TENANTS} tenants, {TENANTS * (AGENTS + 2)} keys, "
-               f"{len(watchers)} sockets; gunicorn.conf.py as shipped (2 workers, threads now {threads})")
+               f"{len(watchers)} sockets; gunicorn.conf.py as shipped (2 workers; threads at the end "
+               f"{outcome['threads']})")
     per_minute = 60 / elapsed
+    cpu = outcome["cpu_share"]
     rows = [Row("load: API operations per second", ops / elapsed, "ops/s", aim="",
-                note=f"{setting}; load generator CPU {outcome['cpu_share']:.0%} of one core; machine load "
-                     f"average {load:.1f} at start; busiest key {max(tally.per_key.values()) * per_minute:,.0f}/min, "
+                note=f"{setting}; CPU: load generator {cpu['load generator']:.0%} of a core, web workers "
+                     f"{cpu['web workers']:.0%} of a core, the whole machine {cpu['machine']:.0%} busy (load "
+                     f"average {load:.1f} at start, other work included); busiest key "
+                     f"{max(tally.per_key.values()) * per_minute:,.0f}/min, "
                      f"busiest tenant {max(tally.per_tenant.values()) * per_minute:,.0f}/min (limits raised to "
                      f"{RATE_LIMITS['RATE_LIMIT_PER_MINUTE']} / {RATE_LIMITS['RATE_LIMIT_PER_TENANT_PER_MINUTE']})"),
             Row("load: errors (non-2xx answers and client exceptions)", errors, "errors", aim="0",
