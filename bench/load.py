@@ -11,8 +11,10 @@ Messages go to the watched tickets, on which the sockets (agents' keys, `after_s
 before the clients start; every acknowledged message must reach every socket on its ticket.
 
 Afterwards the database is read directly: every acknowledged ticket and message is there with
-its title or body, no retried create made a second ticket, and each PATCHed ticket holds what
-its last acknowledged PATCH (by version) wrote, with no two acknowledgements of one version.
+its title or body, no retried create made a second ticket, every acknowledged PATCH has its audit
+row, and each PATCHed ticket holds what its last acknowledged PATCH (by version) wrote, with no
+two acknowledgements of one version. Delivery latency runs from just before a message's POST is
+sent to its arrival on a socket, so it includes the POST's own wait in the server's queue.
 
 Rate limits are raised for this row (`RATE_LIMIT_PER_MINUTE`, `_PER_TENANT_`): 200 clients with
 no think time are a flood, which the shipped 1,200 a minute per key would rightly answer with
@@ -60,7 +62,7 @@ OPS = {  # name: (label, weight)
     "get": ("GET /tickets/{id}", 25),
     "search": ("GET /tickets?q=", 10),
     "create": ("POST /tickets + Idempotency-Key", 15),
-    "replay": ("POST /tickets, same key again", 0),
+    "replay": ("POST /tickets, same key again", 0),  # never drawn: follows REPLAY_SHARE of creates
     "message": ("POST /tickets/{id}/messages", 20),
     "patch": ("PATCH /tickets/{id}", 10),
 }
@@ -85,7 +87,6 @@ class Watcher:
     """One open socket on a watched ticket and the load messages it received."""
 
     ws: AsyncWebSocket
-    slug: str
     ticket: str
     received: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0
@@ -126,6 +127,7 @@ class Tally:
 
 
 def run(ctx: BenchContext) -> list[Row]:
+    """Set up the tenants, run the load against gunicorn and a worker, then check every write."""
     tenants = [_setup_tenant(ctx, i) for i in range(TENANTS)]
     worker = _start_worker(ctx)
     server = ctx.start_web(**RATE_LIMITS)
@@ -243,7 +245,7 @@ async def _open_sockets(host: str, port: int, tenants: list[Tenant]) -> tuple[li
             except Exception as exc:  # a refused socket is a figure of the row, not the end of it
                 errors[_kind(exc)] += 1
                 return
-        watchers.append(Watcher(ws, tenant.slug, ticket))
+        watchers.append(Watcher(ws, ticket))
 
     await asyncio.gather(*(one(i) for i in range(SOCKETS)))
     return watchers, errors
