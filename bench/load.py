@@ -127,6 +127,20 @@ class Tally:
     acked_markers: dict[str, str] = field(default_factory=dict)  # message marker -> ticket
 
 
+@dataclass
+class Outcome:
+    """What one run measured, before the database is read back."""
+
+    tally: Tally
+    elapsed: float
+    cpu_share: dict[str, float]
+    watchers: list[Watcher]
+    socket_errors: Counter
+    expected: int
+    delivered: int
+    threads: list[int]
+
+
 def run(ctx: BenchContext) -> list[Row]:
     """Set up the tenants, run the load against gunicorn and a worker, then check every write."""
     tenants = [_setup_tenant(ctx, i) for i in range(TENANTS)]
@@ -139,7 +153,7 @@ def run(ctx: BenchContext) -> list[Row]:
         server.stop()
         worker.terminate()
         worker.wait(20)
-    found = _verify(ctx, outcome["tally"])
+    found = _verify(ctx, outcome.tally)
     log = _server_log_errors(ctx.work_dir / f"gunicorn-{urlsplit(server.base_url).port}.log")
     return _rows(outcome, found, load, log)
 
@@ -196,21 +210,22 @@ def _start_worker(ctx: BenchContext) -> subprocess.Popen:
 
 # --- the run ---------------------------------------------------------------------------------
 
-async def _drive(server: Server, tenants: list[Tenant]) -> dict:
+async def _drive(server: Server, tenants: list[Tenant]) -> Outcome:
     """Open the sockets, run the clients for DURATION, then wait for every delivery to land."""
     url = urlsplit(server.base_url)
     tally = Tally()
     watchers, socket_errors = await _open_sockets(url.hostname, url.port, tenants)
     readers = [asyncio.create_task(w.read()) for w in watchers]
     pids = server.worker_pids()
-    cpu, web_cpu, machine, started = time.process_time(), _cpu_seconds(pids), _machine_busy(), time.monotonic()
+    cpu, web_cpu, machine, started = time.process_time(), _cpu_seconds(pids), _machine_ticks(), time.monotonic()
     deadline = started + DURATION
     await asyncio.gather(*(_client(n, tenants[n % TENANTS], url.hostname, url.port, deadline, tally)
                            for n in range(CLIENTS)))
     elapsed = time.monotonic() - started
+    busy, total = _machine_ticks()
     cpu_share = {"load generator": (time.process_time() - cpu) / elapsed,
                  "web workers": (_cpu_seconds(pids) - web_cpu) / elapsed,
-                 "machine": _machine_busy(machine)}
+                 "machine": (busy - machine[0]) / max(total - machine[1], 1)}
     on_ticket = Counter(w.ticket for w in watchers)
     expected = sum(on_ticket[ticket] for ticket in tally.acked_markers.values())
 
@@ -225,8 +240,7 @@ async def _drive(server: Server, tenants: list[Tenant]) -> dict:
         await w.ws.close()
     for task in readers:
         task.cancel()
-    return {"tally": tally, "elapsed": elapsed, "cpu_share": cpu_share, "watchers": watchers,
-            "socket_errors": socket_errors, "expected": expected, "delivered": delivered(), "threads": threads}
+    return Outcome(tally, elapsed, cpu_share, watchers, socket_errors, expected, delivered(), threads)
 
 
 async def _open_sockets(host: str, port: int, tenants: list[Tenant]) -> tuple[list[Watcher], Counter]:
@@ -276,7 +290,7 @@ async def _client(n: int, tenant: Tenant, host: str, port: int, deadline: float,
         if not 200 <= resp.status < 300:
             kind = f"{op}: {resp.status}"
             tally.errors[kind] += 1
-            tally.first_error.setdefault(kind, resp.body[:200].decode(errors="replace"))
+            tally.first_error.setdefault(kind, resp.body[:200].decode(errors="replace").strip())
             return None
         tally.latencies[op].append((time.monotonic() - start) * 1000)
         return resp
@@ -335,13 +349,10 @@ def _cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _machine_busy(since: tuple[int, int] | None = None) -> tuple[int, int] | float:
-    """Return the machine's (busy, total) CPU ticks, or the busy share of all cores since `since`."""
+def _machine_ticks() -> tuple[int, int]:
+    """Return the machine's busy and total CPU ticks so far (all cores; idle and iowait are not busy)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy, total = sum(values) - values[3] - values[4], sum(values)
-    if since is None:
-        return busy, total
-    return (busy - since[0]) / max(total - since[1], 1)
+    return sum(values) - values[3] - values[4], sum(values)
 
 
 def _kind(exc: BaseException) -> str:
@@ -414,24 +425,23 @@ def _server_log_errors(path: Path) -> tuple[int, str]:
     return len(bad), bad[0][:160] if bad else ""
 
 
-def _rows(outcome: dict, found: Counter, load: float, log: tuple[int, str]) -> list[Row]:
-    tally: Tally = outcome["tally"]
-    elapsed = outcome["elapsed"]
-    watchers: list[Watcher] = outcome["watchers"]
+def _rows(outcome: Outcome, found: Counter, load: float, log: tuple[int, str]) -> list[Row]:
+    tally, elapsed, watchers = outcome.tally, outcome.elapsed, outcome.watchers
     ops = sum(len(v) for v in tally.latencies.values()) + sum(tally.errors.values())
     errors = sum(tally.errors.values())
     setting = (f"{CLIENTS} clients x {elapsed:.0f} s, {TENANTS} tenants, {TENANTS * (AGENTS + 2)} keys, "
                f"{len(watchers)} sockets; gunicorn.conf.py as shipped (2 workers; threads at the end "
-               f"{outcome['threads']})")
+               f"{outcome.threads})")
     per_minute = 60 / elapsed
-    cpu = outcome["cpu_share"]
+    cpu = outcome.cpu_share
     rows = [Row("load: API operations per second", ops / elapsed, "ops/s", aim="",
                 note=f"{setting}; CPU: load generator {cpu['load generator']:.0%} of a core, web workers "
                      f"{cpu['web workers']:.0%} of a core, the whole machine {cpu['machine']:.0%} busy (load "
                      f"average {load:.1f} at start, other work included); busiest key "
                      f"{max(tally.per_key.values()) * per_minute:,.0f}/min, "
-                     f"busiest tenant {max(tally.per_tenant.values()) * per_minute:,.0f}/min (limits raised to "
-                     f"{RATE_LIMITS['RATE_LIMIT_PER_MINUTE']} / {RATE_LIMITS['RATE_LIMIT_PER_TENANT_PER_MINUTE']})"),
+                     f"busiest tenant {max(tally.per_tenant.values()) * per_minute:,.0f}/min (limits set to "
+                     f"{RATE_LIMITS['RATE_LIMIT_PER_MINUTE']} / {RATE_LIMITS['RATE_LIMIT_PER_TENANT_PER_MINUTE']}, "
+                     "shipped 1200 / 6000)"),
             Row("load: errors (non-2xx answers and client exceptions)", errors, "errors", aim="0",
                 note="; ".join(f"{k} x{v} ({tally.first_error.get(k, '')})" for k, v in tally.errors.most_common())
                 or "none")]
@@ -445,14 +455,14 @@ def _rows(outcome: dict, found: Counter, load: float, log: tuple[int, str]) -> l
                  if m in tally.acked_markers]
     closed = Counter(w.closed for w in watchers if w.closed)
     socket_note = (f"{len(watchers)} of {SOCKETS} sockets opened"
-                   + "".join(f", refused {k} x{v}" for k, v in outcome["socket_errors"].items())
+                   + "".join(f", refused {k} x{v}" for k, v in outcome.socket_errors.items())
                    + "".join(f", dropped '{k}' x{v}" for k, v in closed.items())
                    + f"; {sum(w.duplicates for w in watchers)} duplicates; {len(tally.acked_markers)} messages, "
                      f"each to every socket on its ticket")
     acked = len(tally.created) + len(tally.messages) + len(tally.patches)
     rows += [
-        Row("load: socket deliveries received", outcome["delivered"], "events", "expected",
-            outcome["expected"], aim="ratio 1.00", note=socket_note),
+        Row("load: socket deliveries received", outcome.delivered, "events", "expected", outcome.expected,
+            aim="ratio 1.00", note=socket_note),
         Row("load: delivery POST sent -> socket received p50", percentile(latencies, 50), "ms"),
         Row("load: delivery POST sent -> socket received p99", percentile(latencies, 99), "ms"),
         Row("load: acknowledged writes found in Postgres", found["created"] + found["messages"] + found["patches"],
