@@ -43,6 +43,8 @@ class Config:
         self.SECRET_KEY = os.environ.get("SECRET_KEY", "")
         self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
+        # Redis connections per process; a thread that finds them all busy waits up to 5 s for one.
+        self.REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 100)
         self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
         self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
         self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
