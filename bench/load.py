@@ -16,9 +16,10 @@ row, and each PATCHed ticket holds what its last acknowledged PATCH (by version)
 two acknowledgements of one version. Delivery latency runs from just before a message's POST is
 sent to its arrival on a socket, so it includes the POST's own wait in the server's queue.
 
-Rate limits are set high for this row (`RATE_LIMIT_PER_MINUTE`, `_PER_TENANT_`): 200 clients
-with no think time are a flood, and once the server is fast enough the shipped 6,000 a minute
-per organization would rightly answer it with 429; the note says how close the run came.
+The sockets stay within the shipped caps per key, user and organization, which this row keeps
+(other rows lift them). Rate limits are set high (`RATE_LIMIT_PER_MINUTE`, `_PER_TENANT_`): 200
+clients with no think time are a flood, and once the server is fast enough the shipped 6,000 a
+minute per organization would rightly answer it with 429; the note says how close the run came.
 Clients and sockets share one event loop (bench/httpclient.py, bench/wsclient.py) in this
 process, on the same 2 cores as everything else, so the note reports its CPU share.
 """
@@ -54,9 +55,11 @@ SOCKETS = int(os.environ.get("BENCH_LOAD_SOCKETS", "500"))
 TENANTS = 3
 WATCHED = 20  # tickets per tenant with sockets open on them; every message goes to one of these
 SEEDED = 200  # tickets per tenant before the run
-# Enough agents that no user holds more than 16 sockets (STREAM_MAX_SOCKETS_PER_USER is 20).
+# Enough agents that no user holds more than 16 sockets, within the shipped caps this row keeps.
 AGENTS = max(4, math.ceil(SOCKETS / TENANTS / 16))
 RATE_LIMITS = {"RATE_LIMIT_PER_MINUTE": "60000", "RATE_LIMIT_PER_TENANT_PER_MINUTE": "300000"}
+SHIPPED_SOCKET_CAPS = {"STREAM_MAX_SOCKETS_PER_KEY": "100", "STREAM_MAX_SOCKETS_PER_USER": "20",
+                       "STREAM_MAX_SOCKETS_PER_TENANT": "1000"}
 REPLAY_SHARE = 0.05  # creates re-sent with the same Idempotency-Key
 OPS = {  # name: (label, weight)
     "list": ("GET /tickets?limit=50", 20),
@@ -145,7 +148,7 @@ def run(ctx: BenchContext) -> list[Row]:
     """Set up the tenants, run the load against gunicorn and a worker, then check every write."""
     tenants = [_setup_tenant(ctx, i) for i in range(TENANTS)]
     worker = _start_worker(ctx)
-    server = ctx.start_web(**RATE_LIMITS)
+    server = ctx.start_web(**RATE_LIMITS, **SHIPPED_SOCKET_CAPS)
     load = os.getloadavg()[0]
     try:
         outcome = asyncio.run(_drive(server, tenants))
