@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from app.pool import FairQueuePool
+
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
@@ -22,6 +24,7 @@ def _flag(name: str, default: bool) -> bool:
 def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return SQLAlchemy's engine options from the settings (after any overrides a test passed)."""
     return {
+        "poolclass": FairQueuePool,  # first come, first served once every connection is busy (app/pool.py)
         "pool_size": config["DB_POOL_SIZE"],
         "max_overflow": config["DB_MAX_OVERFLOW"],
         "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
@@ -40,6 +43,8 @@ class Config:
         self.SECRET_KEY = os.environ.get("SECRET_KEY", "")
         self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
+        # Redis connections per process; a thread that finds them all busy waits up to 5 s for one.
+        self.REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 100)
         self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
         self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
         self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)

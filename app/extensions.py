@@ -131,15 +131,21 @@ _redis_lock = threading.Lock()
 
 
 def redis_client() -> redis.Redis:
-    """Return the app's Redis client (one connection pool per process, made once even under threads)."""
+    """Return the app's Redis client (one connection pool per process, made once even under threads).
+
+    The pool blocks: a thread that finds every connection in use waits for one. redis-py's default
+    pool refuses past 100 connections at once, and a gthread worker runs up to 1,100 threads, so
+    under load requests failed with "Too many connections" and skipped their rate limit.
+    """
     client = current_app.extensions.get("tms_redis")
     if client is None:
         with _redis_lock:
             client = current_app.extensions.get("tms_redis")
             if client is None:
-                client = redis.Redis.from_url(
-                    current_app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=2,
-                    health_check_interval=30,
+                pool = redis.BlockingConnectionPool.from_url(
+                    current_app.config["REDIS_URL"], max_connections=current_app.config["REDIS_MAX_CONNECTIONS"],
+                    timeout=5, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30,
                 )
+                client = redis.Redis(connection_pool=pool)
                 current_app.extensions["tms_redis"] = client
     return client

@@ -9,7 +9,7 @@ import traceback
 
 from bench.common import ROOT, BenchContext, Row, format_table, new_work_dir, start_services, write_results
 
-AREAS = ("foundation", "tickets", "assignment", "chat", "media", "ui", "dashboard")
+AREAS = ("foundation", "tickets", "assignment", "chat", "media", "ui", "dashboard", "load")
 
 
 def main() -> None:
