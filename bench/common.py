@@ -14,13 +14,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.embedded import free_port, start_missing, stop_process
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +82,33 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def timed_with_peak_rss(pids: list[int], work: Callable[[], T]) -> tuple[T, float, float, float]:
+    """Run `work` while sampling the processes' resident memory every 50 ms.
+
+    Return its result, its seconds, and the largest RSS (MiB) of any of them before and during it.
+    """
+    idle = max(rss_mb(p) for p in pids)
+    peak = idle
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, *(rss_mb(p) for p in pids))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = work()
+    finally:
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    return result, seconds, idle, peak
 
 
 def percentile(values: list[float], pct: float) -> float:

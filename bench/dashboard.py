@@ -18,13 +18,12 @@ priority, created in the last year) while a sampler reads the web workers' resid
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from urllib.parse import urlencode
 
 from bench import ticket_data
-from bench.common import BenchContext, Row, percentile, rss_mb
+from bench.common import BenchContext, Row, percentile, timed_with_peak_rss
 from bench.ui import Session
 
 ROUNDS = 60
@@ -102,24 +101,8 @@ def _page_vs_list(base_url: str, slug: str, key: str, size: str, kind: str, roun
 def _export(server, slug: str) -> list[Row]:
     browser = _signed_in(server.base_url, slug)
     path = f"/t/{slug}/admin/export?" + urlencode({**EXPORT_FILTER, "format": "csv"})
-    pids = server.worker_pids()
-    idle = max(rss_mb(p) for p in pids)
-    peak = idle
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, *(rss_mb(p) for p in pids))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    status, body = browser.request("GET", path)
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    (status, body), seconds, idle, peak = timed_with_peak_rss(server.worker_pids(),
+                                                              lambda: browser.request("GET", path))
     if status != 200:
         raise RuntimeError(f"export: {status} {body[:300]!r}")
     rows = body.count(b"\n") - 1

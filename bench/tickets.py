@@ -15,14 +15,13 @@ import http.client
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from bench import ticket_data
-from bench.common import BenchContext, Row, WrkResult, parse_wrk, percentile, rss_mb
+from bench.common import BenchContext, Row, WrkResult, parse_wrk, percentile, timed_with_peak_rss
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
 MESSAGE_TICKETS = 50
@@ -166,24 +165,8 @@ def _latencies(client: _Client, mix: dict[str, dict]) -> tuple[list[float], str]
 
 def _export(server, client: _Client) -> tuple[float, float, float, int]:
     """Stream the CSV export to nowhere; return seconds, peak and idle RSS (MiB) and lines read."""
-    pids = server.worker_pids()
-    idle = max(rss_mb(p) for p in pids)
-    peak = idle
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, *(rss_mb(p) for p in pids))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    lines = client.stream_lines("/api/v1/tickets/export?format=csv")
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    lines, seconds, idle, peak = timed_with_peak_rss(
+        server.worker_pids(), lambda: client.stream_lines("/api/v1/tickets/export?format=csv"))
     return seconds, peak, idle, lines
 
 
