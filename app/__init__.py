@@ -65,13 +65,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.ui import views as ui_views
     from app.webhooks import api as webhooks_api
     from app.webhooks import delivery as webhook_delivery
-    from tenants import TenantPathMiddleware, guard_checkouts, init_cli
+    from tenants import TenantPathMiddleware, init_cli, init_engines
 
     # Infrastructure
     extensions.db.init_app(app)
-    if app.config["POOL_CHECKOUT_GUARD"]:
-        with app.app_context():
-            guard_checkouts(extensions.db.engine)
+    with app.app_context():
+        init_engines(guard=app.config["POOL_CHECKOUT_GUARD"],
+                     max_tenants_per_connection=app.config["DB_CONNECTION_MAX_TENANTS"])
     extensions.api.init_app(app)
     openapi.init_app(extensions.api)
     app.session_interface = extensions.PageSessions()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.pool import FairQueuePool
+from tenants import parse_capacities, parse_shards
 
 
 def _int(name: str, default: int) -> int:
@@ -42,6 +43,11 @@ class Config:
         # Required: create_app refuses to start without it (`make run` and the tests provide one).
         self.SECRET_KEY = os.environ.get("SECRET_KEY", "")
         self.SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
+        # More databases for tenant schemas ("name=url name=url"); the registry stays in DATABASE_URL.
+        self.SQLALCHEMY_BINDS = parse_shards(os.environ.get("DATABASE_SHARDS", ""))
+        # Tenants each shard may hold (a number for all, or name=count pairs); new ones go where most room is left.
+        self.SHARD_MAX_TENANTS = os.environ.get("SHARD_MAX_TENANTS", "10000")
+        parse_capacities(self.SHARD_MAX_TENANTS)  # refuse a malformed value at start, not at a signup
         self.REDIS_URL = os.environ.get("REDIS_URL", "")
         # Redis connections per process; a thread that finds them all busy waits up to 5 s for one.
         self.REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 100)
@@ -53,6 +59,9 @@ class Config:
         self.DB_CONNECT_TIMEOUT = _int("DB_CONNECT_TIMEOUT", 3)
         # No statement of any tenant holds a connection longer (a search sets its own, shorter).
         self.DB_STATEMENT_TIMEOUT_MS = _int("DB_STATEMENT_TIMEOUT_MS", 10000)
+        # A pooled connection is closed when returned once it has served this many tenants (0: never),
+        # since PostgreSQL keeps every relation it touched cached for the connection's life.
+        self.DB_CONNECTION_MAX_TENANTS = _int("DB_CONNECTION_MAX_TENANTS", 100)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # Check each pooled connection on checkout for state left by its last user (tests, staging).
         self.POOL_CHECKOUT_GUARD = _flag("POOL_CHECKOUT_GUARD", False)

@@ -14,9 +14,18 @@ from tenants.context import (
     set_current_tenant,
     tenant_context,
 )
-from tenants.database import TenantSession, compile_for_tenant, db, guard_checkouts, shadow_tenant_tables
+from tenants.database import (
+    TenantSession,
+    UnknownShard,
+    compile_for_tenant,
+    db,
+    engine_for,
+    guard_checkouts,
+    init_engines,
+    shadow_tenant_tables,
+)
 from tenants.models import ApiKey, Tenant
-from tenants.names import RESERVED_SLUGS, is_slug, schema_for, slug_problem
+from tenants.names import PRIMARY_SHARD, RESERVED_SLUGS, is_slug, schema_for, slug_problem
 from tenants.probe import tenants_having
 from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_registry_change
 from tenants.resolution import (
@@ -26,13 +35,16 @@ from tenants.resolution import (
     requested_slug,
     tenant_is_active,
 )
+from tenants.shards import NoRoom, parse_capacities, parse_shards
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
-    "RESERVED_SLUGS", "ApiKey", "SlugTaken", "Tenant", "TenantPathMiddleware", "TenantRef", "TenantSession",
-    "TenantStatement", "active_tenant", "active_tenants", "autocommit_connection", "compile_for_tenant",
+    "PRIMARY_SHARD", "RESERVED_SLUGS", "ApiKey", "NoRoom", "SlugTaken", "Tenant", "TenantPathMiddleware",
+    "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
+    "active_tenant", "active_tenants", "autocommit_connection", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
-    "forget_current_tenant", "guard_checkouts", "init_cli", "is_slug", "new_tenant_ref", "on_registry_change",
+    "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",
+    "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",
     "tenant_commands", "tenant_context", "tenant_is_active",
     "tenants_having",

@@ -1,4 +1,4 @@
-"""`flask tenants list|migrate|suspend|drop` and `flask db-upgrade`.
+"""`flask tenants list|shards|migrate|move|suspend|drop` and `flask db-upgrade`.
 
 `tenants create` is added to this group by the app's signup area, which owns what a new
 organization gets besides its schema (an admin and a first key).
@@ -13,7 +13,9 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from tenants import migrations, provisioning
-from tenants.database import db
+from tenants.database import UnknownShard, db, shard_engine
+from tenants.moves import MoveFailed, move_tenant
+from tenants.shards import shard_loads
 
 tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
 
@@ -32,11 +34,21 @@ def db_upgrade() -> None:
 
 @tenants.command("list")
 def list_() -> None:
-    """List tenants with their status and schema revision."""
+    """List tenants with their status, shard and schema revision."""
     for tenant in provisioning.all_tenants():
-        with db.engine.connect() as conn:
-            revision = migrations.tenant_revision(conn, tenant.schema_name)
-        click.echo(f"{tenant.slug:40} {tenant.status:10} {tenant.schema_name:50} {revision}")
+        try:
+            with shard_engine(tenant.shard).connect() as conn:
+                revision = migrations.tenant_revision(conn, tenant.schema_name)
+        except UnknownShard:
+            revision = "(shard not configured)"
+        click.echo(f"{tenant.slug:40} {tenant.status:10} {tenant.shard:12} {tenant.schema_name:50} {revision}")
+
+
+@tenants.command("shards")
+def shards() -> None:
+    """List the shards with their tenants and room; new tenants go where most room is left."""
+    for load in shard_loads():
+        click.echo(f"{load.name:32} {load.tenants:8} tenants {load.capacity:8} capacity {load.room:8} room")
 
 
 @tenants.command("migrate")
@@ -50,14 +62,42 @@ def migrate(workers: int, progress: bool) -> None:
 
 
 def _migrate_all(workers: int, progress: bool) -> int:
-    schemas = [t.schema_name for t in provisioning.all_tenants()]
+    placed = [(t.shard, t.schema_name) for t in provisioning.all_tenants()]
     db.session.rollback()
-    report = migrations.upgrade_all_tenants(db.engine, schemas, workers=workers, progress=progress)
+    engines, unknown = {}, {}
+    for shard, schema in placed:
+        try:
+            engines[shard] = shard_engine(shard)
+        except UnknownShard as exc:
+            unknown[schema] = str(exc)
+    schemas = [(shard, schema) for shard, schema in placed if schema not in unknown]
+    report = migrations.upgrade_all_tenants(engines, schemas, workers=workers, progress=progress)
+    report.failed.update(unknown)
     click.echo(f"{len(report.upgraded)} upgraded, {len(report.current)} already at head, "
                f"{len(report.failed)} failed")
     for schema, error in sorted(report.failed.items()):
         click.echo(f"FAILED {schema}: {error}", err=True)
     return len(report.failed)
+
+
+@tenants.command("move")
+@click.argument("slug")
+@click.option("--to", "target", required=True, help="The shard to move the tenant to.")
+@click.option("--lock-timeout", default=5.0, show_default=True,
+              help="Seconds the freeze waits for writes in flight before the move gives up.")
+def move(slug: str, target: str, lock_timeout: float) -> None:
+    """Move a tenant's schema to another shard with a short write freeze; on failure it stays whole where it was."""
+    try:
+        done = move_tenant(slug, target, lock_timeout_ms=int(lock_timeout * 1000))
+    except (MoveFailed, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in done.timings.items())
+    rows = sum(n for name, n in done.rows.items() if not name.startswith("sequence "))
+    click.echo(f"moved {slug} from {done.tenant.shard} to {done.target}: {rows} rows in "
+               f"{len(done.tables)} tables; {steps}")
+    if done.leftover:
+        raise click.ClickException(f"the old copy {done.leftover} on {done.tenant.shard} could not be dropped; "
+                                   f"the next move of {slug} drops it")
 
 
 @tenants.command("suspend")

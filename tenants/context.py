@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from tenants.names import checked_schema
+from tenants.names import PRIMARY_SHARD, checked_schema, checked_shard
 
 PLACEHOLDER = "tenant"
 
@@ -26,9 +26,14 @@ class TenantRef:
     id: str
     slug: str
     schema: str
+    shard: str = PRIMARY_SHARD  # the database its schema lives in (see `tenants.shards`)
+    # Added to its database's transaction ids where the tenant records them (the event feed's
+    # order), so they keep rising when a move puts the tenant on a database whose ids are lower.
+    txid_offset: int = 0
 
     def __post_init__(self) -> None:
         checked_schema(self.schema)  # a schema name is checked where it is built, whatever came before
+        checked_shard(self.shard)
 
 
 _current: contextvars.ContextVar[TenantRef | None] = contextvars.ContextVar("tenant", default=None)

@@ -9,20 +9,35 @@ query fails: there is no schema called `tenant`, so we fail closed instead of gu
 
 `db` lives here, not in `app/`, because the session class is what scopes queries to a tenant;
 the app binds it with `db.init_app(app)` like any other extension.
+
+Shards: a tenant's schema lives in one database, its shard (the registry row says which). The
+registry tables (`public`) live in the primary database alone. `engine_for(tenant)` is the one
+place that picks a database; the session asks it for every statement. For a tenant on the primary,
+registry and tenant statements share one connection and one transaction, as before; for a tenant
+on another shard they take a connection each, and the tenant's shard commits first (a signup's
+schema exists before the registry names it; a failed registry commit leaves an unnamed schema,
+which the next signup of that slug replaces). No statement ever reads two databases.
+
+Memory: PostgreSQL keeps every relation a connection has touched in that connection's caches,
+for its lifetime, so one pooled connection serving thousands of tenants grows by hundreds of MB.
+`limit_tenants_per_connection` closes a pooled connection, when it is returned, once it has
+served a number of distinct tenants (`DB_CONNECTION_MAX_TENANTS`); see README, "Running at scale".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from flask import has_app_context
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from psycopg import pq
 
-from tenants.context import PLACEHOLDER, current_tenant, current_tenant_or_none
-from tenants.names import checked_schema
+from tenants.context import PLACEHOLDER, TenantRef, current_tenant, current_tenant_or_none
+from tenants.names import PRIMARY_SHARD, checked_schema
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -40,16 +55,119 @@ def _translated(engine: sa.Engine, schema: str) -> sa.Engine:
     return engine.execution_options(schema_translate_map={PLACEHOLDER: schema})
 
 
+REGISTRY_SCHEMA = "public"
+
+
+class UnknownShard(LookupError):
+    """The registry names a shard this process has no database for (see `DATABASE_SHARDS`)."""
+
+
+def engine_for(tenant: TenantRef | None) -> sa.Engine:
+    """Return the engine of the database that holds `tenant`'s schema (the primary for no tenant)."""
+    return shard_engine(tenant.shard if tenant is not None else PRIMARY_SHARD)
+
+
+def shard_engine(shard: str) -> sa.Engine:
+    """Return the engine of a shard by name; UnknownShard if this process has no database for it."""
+    if shard == PRIMARY_SHARD:
+        return db.engine
+    try:
+        return db.engines[shard]
+    except KeyError:
+        raise UnknownShard(f"no database for shard {shard!r}: DATABASE_SHARDS does not name it") from None
+
+
+def _reads_registry(mapper, clause) -> bool:
+    if mapper is not None:
+        return getattr(sa.inspect(mapper).persist_selectable, "schema", None) == REGISTRY_SCHEMA
+    tables = sa.sql.util.find_tables(clause, include_crud=True) if clause is not None else []
+    return bool(tables) and all(t.schema == REGISTRY_SCHEMA for t in tables)
+
+
 class TenantSession(FlaskSession):
     """A session whose connections render the current tenant's schema into every statement."""
 
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         tenant = current_tenant_or_none()
-        return _translated(engine, tenant.schema if tenant else PLACEHOLDER)
+        if tenant is None:
+            return _translated(engine, PLACEHOLDER)
+        if tenant.shard != PRIMARY_SHARD and bind is None:
+            if _reads_registry(mapper, clause):
+                return engine  # the registry is in the primary database, whatever the tenant's shard
+            engine = engine_for(tenant)
+        return _translated(engine, tenant.schema)
 
 
 db = SQLAlchemy(metadata=sa.MetaData(naming_convention=NAMING), session_options={"class_": TenantSession})
+JOINED = "tms_joined_connections"
+
+
+def _joined(session: sa.orm.Session, _transaction, connection: sa.Connection) -> None:
+    joined = session.info.setdefault(JOINED, [])
+    if all(c is not connection for c in joined):
+        joined.append(connection)
+
+
+def _ended(session: sa.orm.Session, transaction: sa.orm.SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(JOINED, None)
+
+
+def _commit_shards_first(conn: sa.Connection) -> None:
+    """Just before the primary commits a unit of work, commit the tenant shard it also wrote to."""
+    if not has_app_context() or not db.session.registry.has():
+        return
+    joined = db.session().info.get(JOINED) or []
+    if not any(c is conn for c in joined):
+        return  # a connection of the primary outside the session's unit of work
+    for other in joined:
+        if other is not conn and not other.closed and other.engine.pool is not conn.engine.pool:
+            other.connection.dbapi_connection.commit()  # SQLAlchemy's own commit of it then finds nothing to do
+
+
+def init_engines(guard: bool, max_tenants_per_connection: int) -> None:
+    """Set up every engine of the app (primary and shards): checkout guard, memory bound, commit order."""
+    for engine in db.engines.values():
+        if guard:
+            guard_checkouts(engine)
+        limit_tenants_per_connection(engine, max_tenants_per_connection)
+    if len(db.engines) > 1 and not sa.event.contains(db.engine, "commit", _commit_shards_first):
+        sa.event.listen(TenantSession, "after_begin", _joined)
+        sa.event.listen(TenantSession, "after_transaction_end", _ended)
+        sa.event.listen(db.engine, "commit", _commit_shards_first)
+
+
+TOUCHED = "tms_tenants_touched"
+
+
+def limit_tenants_per_connection(engine: sa.Engine, limit: int) -> None:
+    """Close a pooled connection when it is returned once it has served `limit` distinct tenants (0: never).
+
+    Each statement's tenant is read from its `schema_translate_map`; the set lives in the pool's
+    record of the connection, so it starts empty with every new connection.
+    """
+    if limit <= 0 or sa.event.contains(engine, "before_cursor_execute", _note_tenant):
+        return
+
+    def retire(dbapi_connection, record) -> None:
+        if dbapi_connection is not None and len(record.info.get(TOUCHED, ())) >= limit:
+            record.invalidate()  # closed now; the pool opens a fresh one on its next checkout
+
+    sa.event.listen(engine, "before_cursor_execute", _note_tenant)
+    sa.event.listen(engine, "checkin", retire)
+
+
+def note_tenants(connection: Any, schemas: Iterable[str]) -> None:
+    """Count `schemas` as served by a pooled connection (a raw one, used past SQLAlchemy's statements)."""
+    connection.info.setdefault(TOUCHED, set()).update(schemas)
+
+
+def _note_tenant(conn, _cursor, _statement, _parameters, context, _executemany) -> None:
+    options = context.execution_options if context is not None else conn.get_execution_options()
+    schema = (options.get("schema_translate_map") or {}).get(PLACEHOLDER)
+    if schema is not None and schema != PLACEHOLDER:
+        conn.info.setdefault(TOUCHED, set()).add(schema)
 
 
 DEFAULT_SEARCH_PATH = '"$user", public'

@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from tenants.names import checked_schema
+from tenants.probe import SCHEMA_MARK, ask_each
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -87,59 +88,58 @@ class MigrationReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def schemas_at(engine: sa.Engine, schemas: list[str], revision: str, chunk: int = 500) -> set[str]:
-    """Return which of `schemas` are at `revision`, reading their version tables a chunk per query.
+def schemas_at(engine: sa.Engine, schemas: list[str], revision: str) -> set[str]:
+    """Return which of `schemas` are at `revision`, reading their version tables a chunk per round trip.
 
     This is what makes a re-run resume cheaply: schemas already at head never reach a worker.
     """
-    schemas = [checked_schema(s) for s in schemas]  # they are written into the SQL below
-    found: set[str] = set()
+    schemas = [checked_schema(s) for s in schemas]
     with engine.connect() as conn:
         versioned = set(conn.execute(sa.text(
             "select table_schema from information_schema.tables where table_name = 'alembic_version'"
         )).scalars())
-        candidates = [s for s in schemas if s in versioned]
-        for start in range(0, len(candidates), chunk):
-            part = candidates[start:start + chunk]
-            union = " union all ".join(
-                f"select {i} as n, version_num::text as v from \"{s}\".alembic_version" for i, s in enumerate(part))
-            for n, version in conn.execute(sa.text(union)):
-                if version == revision:
-                    found.add(part[n])
         conn.rollback()
-    return found
+    answers, _unreadable = ask_each(engine, [s for s in schemas if s in versioned],
+                                    f"select version_num::text from {SCHEMA_MARK}.alembic_version")
+    return {schema for schema, version in answers.items() if version == revision}
 
 
-_worker_engine: sa.Engine | None = None
+_worker_urls: dict[str, str] = {}
+_worker_engines: dict[str, sa.Engine] = {}
 
 
-def _init_worker(url: str) -> None:
-    global _worker_engine
-    _worker_engine = sa.create_engine(url, pool_size=1, max_overflow=0)  # one connection per process
+def _init_worker(urls: dict[str, str]) -> None:
+    _worker_urls.update(urls)
 
 
-def _upgrade_in_worker(schema: str) -> bool:
-    return upgrade_tenant(_worker_engine, schema)
+def _upgrade_in_worker(shard: str, schema: str) -> bool:
+    engine = _worker_engines.get(shard)
+    if engine is None:  # one connection per process and shard
+        engine = _worker_engines[shard] = sa.create_engine(_worker_urls[shard], pool_size=1, max_overflow=0)
+    return upgrade_tenant(engine, schema)
 
 
-def upgrade_all_tenants(engine: sa.Engine, schemas: list[str], workers: int = 4,
+def upgrade_all_tenants(engines: dict[str, sa.Engine], schemas: list[tuple[str, str]], workers: int = 4,
                         progress: bool = True) -> MigrationReport:
-    """Migrate every schema in parallel processes; a failure is reported and the others carry on.
+    """Migrate every (shard, schema) in parallel processes; a failure is reported and the others carry on.
 
     Processes, not threads: Alembic's `op` and `context` are module-level proxies, one per process.
+    Each schema is migrated on its own shard's database.
     """
     from tqdm import tqdm
 
     report = MigrationReport()
-    at_head = schemas_at(engine, schemas, head("tenant"))
-    report.current = [s for s in schemas if s in at_head]
-    schemas = [s for s in schemas if s not in at_head]
+    at_head: set[str] = set()
+    for shard, engine in engines.items():
+        at_head |= schemas_at(engine, [s for sh, s in schemas if sh == shard], head("tenant"))
+    report.current = [s for _, s in schemas if s in at_head]
+    schemas = [(shard, s) for shard, s in schemas if s not in at_head]
     bar = tqdm(total=len(schemas), unit="schema", disable=not progress)
-    url = engine.url.render_as_string(hide_password=False)
+    urls = {shard: engine.url.render_as_string(hide_password=False) for shard, engine in engines.items()}
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(url,)) as pool:
-        futures = {pool.submit(_upgrade_in_worker, s): s for s in schemas}
+                             initargs=(urls,)) as pool:
+        futures = {pool.submit(_upgrade_in_worker, shard, s): s for shard, s in schemas}
         for future in as_completed(futures):
             schema = futures[future]
             try:

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tenants.context import TenantRef
 from tenants.database import db
-from tenants.names import SCHEMA_RULE, SLUG_RULE
+from tenants.names import PRIMARY_SHARD, SCHEMA_RULE, SHARD_RULE, SLUG_RULE
 
 # The database refuses a malformed slug or schema name too, and a schema that is not the slug's.
 REGISTRY_NAME_CHECKS = (
     sa.CheckConstraint(f"slug ~ '^{SLUG_RULE}$'", name="slug_format"),
     sa.CheckConstraint(f"schema_name ~ '^{SCHEMA_RULE}$'", name="schema_name_format"),
     sa.CheckConstraint("schema_name = 'tenant_' || replace(slug, '-', '_')", name="schema_name_of_slug"),
+    sa.CheckConstraint(f"shard ~ '^{SHARD_RULE}$'", name="shard_format"),
 )
 
 
@@ -31,6 +32,7 @@ class Tenant(db.Model):
     __table_args__ = (
         sa.CheckConstraint("status in ('active', 'suspended')", name="status"),
         *REGISTRY_NAME_CHECKS,
+        sa.Index("ix_tenants_shard", "shard"),
         {"schema": "public"},
     )
 
@@ -40,9 +42,14 @@ class Tenant(db.Model):
     schema_name: Mapped[str] = mapped_column(sa.String(63), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+    # The database (shard) that holds the tenant's schema; the registry itself stays in the primary.
+    shard: Mapped[str] = mapped_column(sa.String(32), default=PRIMARY_SHARD, server_default=PRIMARY_SHARD)
+    # See `TenantRef.txid_offset`; set when the tenant moves (`tenants.moves`).
+    txid_offset: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     def ref(self) -> TenantRef:
-        return TenantRef(id=str(self.id), slug=self.slug, schema=self.schema_name)
+        return TenantRef(id=str(self.id), slug=self.slug, schema=self.schema_name, shard=self.shard,
+                         txid_offset=self.txid_offset)
 
 
 class ApiKey(db.Model):

@@ -1,46 +1,82 @@
-"""Ask one question of many tenant schemas in a few queries, instead of a round trip per tenant.
+"""Ask one question of many tenant schemas in few round trips, one schema per statement.
 
-The relay wants to know which of thousands of tenants have work waiting. One UNION ALL of small
-`EXISTS` probes per chunk of schemas answers that; the schema and table names written into it are
-checked here, so callers never build SQL names themselves.
+The relay wants to know which of thousands of tenants have work waiting, and `migrate` which
+schemas are at head. Each schema gets its own small statement naming that schema alone, so no
+statement ever spans two tenants: a tenant can sit on any shard, and on Citus each schema can sit
+on another node. The statements for one database are sent in psycopg's pipeline mode, a chunk per
+round trip, so asking 10,000 schemas costs a few dozen round trips, not 10,000. The schema and
+table names written into them are checked here, so callers never build SQL names themselves.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from tenants.context import TenantRef
-from tenants.database import db
+from tenants.database import engine_for, note_tenants
 from tenants.names import checked_schema
 
 log = logging.getLogger(__name__)
 _TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+SCHEMA_MARK = "__schema__"
+CHUNK = 500
+
+
+def ask_each(engine: sa.Engine, schemas: Iterable[str], sql: str, params: dict[str, Any] | None = None,
+             chunk: int = CHUNK) -> tuple[dict[str, Any], set[str]]:
+    """Run `sql` (SQLAlchemy text, `__schema__` standing for the schema) once per schema on `engine`.
+
+    Returns the first column of each schema's first row (None for no row), and the schemas whose
+    chunk failed (a damaged or half-migrated schema fails its chunk, whose others are unknown).
+    """
+    schemas = [checked_schema(s) for s in schemas]  # they are written into the SQL below
+    compiled = sa.text(sql).compile(dialect=engine.dialect)
+    template, values = compiled.string, compiled.construct_params(params or {})
+    answers: dict[str, Any] = {}
+    failed: set[str] = set()
+    raw = engine.raw_connection()
+    try:
+        conn: psycopg.Connection = raw.driver_connection
+        note_tenants(raw, schemas)
+        for start in range(0, len(schemas), chunk):
+            part = schemas[start:start + chunk]
+            try:
+                with conn.pipeline():
+                    cursors = [conn.execute(template.replace(SCHEMA_MARK, f'"{s}"'), values, prepare=False)
+                               for s in part]
+                for schema, cursor in zip(part, cursors, strict=True):
+                    row = cursor.fetchone()
+                    answers[schema] = row[0] if row else None
+            except psycopg.Error as exc:
+                log.warning("%d schemas could not be asked (%s): %s", len(part), sql[:60], exc)
+                failed.update(part)
+            conn.rollback()
+    finally:
+        raw.close()
+    return answers, failed
 
 
 def tenants_having(tenants: list[TenantRef], table: str, condition: str, params: dict[str, Any] | None = None,
-                   chunk: int = 200) -> list[TenantRef]:
+                   chunk: int = CHUNK) -> list[TenantRef]:
     """Return the tenants whose `table` has a row where `condition` (SQL with bind parameters) holds.
 
-    A chunk that cannot be read (a damaged or half-migrated schema) is returned whole, so the
-    caller visits those tenants one by one and finds out which is at fault.
+    A tenant whose probe could not be read is returned too, so the caller visits it on its own
+    and finds out what is wrong.
     """
     if _TABLE.fullmatch(table) is None:
         raise ValueError(f"not a table name: {table!r}")
-    found: list[TenantRef] = []
-    for start in range(0, len(tenants), chunk):
-        part = tenants[start:start + chunk]
-        probes = " union all ".join(
-            f'select {i} where exists (select 1 from "{checked_schema(t.schema)}".{table} where {condition})'
-            for i, t in enumerate(part))
-        try:
-            hits = db.session.execute(sa.text(probes), params or {}).scalars().all()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("probe of %s failed, returning %d tenants to visit one by one: %s", table, len(part), exc)
-            hits = range(len(part))
-        db.session.rollback()
-        found += [part[i] for i in hits]
-    return found
+    by_shard: dict[str, list[TenantRef]] = {}
+    for tenant in tenants:
+        by_shard.setdefault(tenant.shard, []).append(tenant)
+    sql = f"select exists (select 1 from {SCHEMA_MARK}.{table} where {condition})"
+    hits: set[str] = set()
+    for group in by_shard.values():
+        answers, failed = ask_each(engine_for(group[0]), [t.schema for t in group], sql, params, chunk)
+        hits |= failed | {schema for schema, found in answers.items() if found}
+    return [t for t in tenants if t.schema in hits]

@@ -4,6 +4,11 @@ A tenant is a registry row in `public` plus its own schema built at the head mig
 happen in the caller's transaction, so a signup that fails half-way leaves nothing behind. The
 schema DDL is Alembic's own head rendering (see `migrations.tenant_head_ddl`), run as a single
 batch under `SET LOCAL search_path`, which keeps provisioning well under a second.
+
+A tenant placed on a shard other than the primary has its schema there and its registry row in
+the primary: two transactions, the shard's committed first (see `tenants.database`). A schema of
+the new slug already on that shard can only be left from a signup whose registry commit failed
+(the registry row this transaction wrote holds the slug), so it is replaced.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from tenants.context import TenantRef, current_tenant
-from tenants.database import db
+from tenants.database import db, engine_for
 from tenants.migrations import tenant_head_ddl
 from tenants.models import Tenant
-from tenants.names import checked_schema, schema_for, slug_problem
+from tenants.names import PRIMARY_SHARD, checked_schema, schema_for, slug_problem
+from tenants.shards import roomiest_shard
 
 
 class SlugTaken(Exception):
@@ -36,32 +42,36 @@ def on_registry_change(listener: Callable[[str], None]) -> None:
         _registry_listeners.append(listener)
 
 
-def _registry_changed(tenant_id: uuid.UUID) -> None:
+def registry_changed(tenant_id: uuid.UUID | str) -> None:
+    """Tell the listeners (`on_registry_change`) that this transaction changes the tenant's registry row."""
     for listener in _registry_listeners:
         listener(str(tenant_id))
 
 
-def new_tenant_ref(slug: str) -> TenantRef:
-    """Return the identity a new tenant will have; enter its context before `create_tenant`.
+def new_tenant_ref(slug: str, shard: str | None = None) -> TenantRef:
+    """Return the identity a new tenant will have, on `shard` or the roomiest; enter it before `create_tenant`.
 
-    Raises ValueError for a slug that is malformed or reserved, whichever caller let it through.
+    Raises ValueError for a slug that is malformed or reserved, whichever caller let it through,
+    and `NoRoom` when every shard is full.
     """
     problem = slug_problem(slug)
     if problem:
         raise ValueError(f"slug {slug!r}: {problem}")
-    return TenantRef(id=str(uuid.uuid4()), slug=slug, schema=schema_for(slug))
+    return TenantRef(id=str(uuid.uuid4()), slug=slug, schema=schema_for(slug), shard=shard or roomiest_shard())
 
 
 def create_tenant(name: str) -> Tenant:
     """Register the tenant in context and build its schema, in the current transaction."""
     ref = current_tenant()
-    tenant = Tenant(id=uuid.UUID(ref.id), slug=ref.slug, name=name, schema_name=ref.schema)
+    tenant = Tenant(id=uuid.UUID(ref.id), slug=ref.slug, name=name, schema_name=ref.schema, shard=ref.shard)
     db.session.add(tenant)
     try:
         with db.session.begin_nested():
             db.session.flush()
-            conn = db.session.connection()
+            conn = db.session.connection()  # the tenant's shard
             schema = checked_schema(ref.schema)
+            if ref.shard != PRIMARY_SHARD:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
             conn.exec_driver_sql(tenant_head_ddl())
@@ -78,18 +88,27 @@ def set_status(slug: str, status: str) -> Tenant | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is not None:
         tenant.status = status
-        _registry_changed(tenant.id)  # its keys' cached status is stale from the commit on
+        registry_changed(tenant.id)  # its keys' cached status is stale from the commit on
     return tenant
 
 
 def drop_tenant(slug: str) -> bool:
-    """Delete a tenant, its keys and its schema with all its data."""
+    """Delete a tenant, its keys and its schema with all its data.
+
+    On a shard other than the primary the schema is dropped (and committed) first, so a failure
+    before the registry row goes leaves a tenant whose drop can simply be run again.
+    """
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return False
-    db.session.execute(sa.text(f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'))
+    drop = f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'
+    if tenant.shard == PRIMARY_SHARD:
+        db.session.execute(sa.text(drop))
+    else:
+        with engine_for(tenant.ref()).begin() as conn:
+            conn.exec_driver_sql(drop)
     db.session.delete(tenant)
-    _registry_changed(tenant.id)
+    registry_changed(tenant.id)
     return True
 
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from app.auth import key_cache
 from app.extensions import db
 from app.people.models import User, lesser_role
-from tenants import ApiKey, Tenant, TenantRef
+from tenants import PRIMARY_SHARD, ApiKey, Tenant, TenantRef, engine_for
 
 KEY_PREFIX = "tms_"
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -89,7 +89,8 @@ class VerifiedKey:
 _USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
 _LOOKUP = (
     sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.expires_at,
-              Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status)
+              Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.shard,
+              Tenant.txid_offset)
     .join(Tenant, Tenant.id == ApiKey.tenant_id)
     .where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None),
            sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now()))
@@ -112,13 +113,22 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
         row = conn.execute(_LOOKUP, {"prefix": prefix}).first()
         if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
             return None
-        tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name)
-        user_role = conn.execute(_USER_ROLE, {"user_id": row.user_id},
-                                 execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
+        tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name, shard=row.shard,
+                           txid_offset=row.txid_offset)
+        if tenant.shard == PRIMARY_SHARD:
+            user_role = _user_role(conn, tenant, row.user_id)
+    if tenant.shard != PRIMARY_SHARD:
+        with engine_for(tenant).execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            user_role = _user_role(conn, tenant, row.user_id)
     if user_role is None:
         return None
     return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
                        tenant_active=row.status == "active", expires_at=row.expires_at)
+
+
+def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> str | None:
+    return conn.execute(_USER_ROLE, {"user_id": user_id},
+                        execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
 
 
 def revoke_key(record: ApiKey) -> None:

@@ -6,7 +6,8 @@ never see it. So the feed is ordered by the id of the writing transaction, then 
 and serves only events of transactions older than every transaction still running
 (`pg_snapshot_xmin`): all of those have finished, so nothing can later appear before a point a
 reader has passed. A new event waits at most as long as the longest transaction running when
-it committed. Reads go through the partial index `ix_events_feed (txid, id)`.
+it committed. Reads go through the partial index `ix_events_feed (txid, id)`. Both sides add the
+tenant's transaction id offset, which a move between databases raises so the order goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.outbox.models import Event
 from app.pagination import SortKey, decode_cursor, encode_cursor
+from tenants import current_tenant
 
 KEYS = [SortKey(Event.txid, kind="int"), SortKey(Event.id, kind="int")]
 PURPOSE = "events"
@@ -29,7 +31,7 @@ def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, A
     """Return a page of public events after `cursor`, oldest first, with the cursors to go on from."""
     position = decode_cursor(cursor, KEYS, PURPOSE) if cursor else [0, 0]
     stmt = (sa.select(Event.uid, Event.type, Event.created_at, Event.data, Event.txid, Event.id)
-            .where(Event.data.is_not(None), Event.txid < HORIZON,
+            .where(Event.data.is_not(None), Event.txid < HORIZON + current_tenant().txid_offset,
                    sa.tuple_(Event.txid, Event.id) > sa.tuple_(sa.literal(position[0]), sa.literal(position[1])))
             .order_by(Event.txid, Event.id).limit(limit + 1))
     if types:

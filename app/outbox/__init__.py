@@ -144,12 +144,13 @@ def wake() -> sa.ColumnElement:
 
 def _record(items: list[tuple[str, Payload, Data]]) -> None:
     """Write the events a transaction emitted, their handlers' outbox rows, and what hangs off them."""
-    from app.outbox.models import Event, OutboxRow
+    from app.outbox.models import Event, OutboxRow, tenant_txid
 
     values = [{"type": topic, "payload": payload, "data": data() if callable(data) else data}
               for topic, payload, data in items]
     written = db.session.execute(
-        insert(Event).returning(Event.id, Event.uid, sort_by_parameter_order=True), values).all()
+        insert(Event).values(txid=tenant_txid()).returning(Event.id, Event.uid, sort_by_parameter_order=True),
+        values).all()
     recorded = [RecordedEvent(row.id, row.uid, v["type"], v["data"]) for row, v in zip(written, values, strict=True)]
     rows = [{"event_id": event.id, "handler": h.name} for event in recorded for h in HANDLERS.get(event.type, ())]
     if rows:

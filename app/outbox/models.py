@@ -16,9 +16,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
+from tenants import current_tenant
 
 # The id of the writing transaction, as a number that never wraps (PostgreSQL's 64-bit xid8).
 CURRENT_TXID = sa.text("(pg_current_xact_id()::text::bigint)")
+
+
+def tenant_txid() -> sa.ColumnElement[int]:
+    """Return the writing transaction's id as the tenant counts it (its offset added after a move)."""
+    return sa.literal_column("pg_current_xact_id()::text::bigint") + current_tenant().txid_offset
 
 
 class Event(db.Model):

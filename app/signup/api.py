@@ -57,6 +57,7 @@ class Signups(MethodView):
     @blp.response(201, SignupResultSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.alt_response(429, response="DEFAULT_ERROR")
+    @blp.alt_response(503, response="DEFAULT_ERROR")
     def post(self, data):
         """Create an organization with its own schema, its admin user and an admin API key.
 

@@ -6,9 +6,10 @@ import uuid
 from dataclasses import dataclass
 
 from app.auth.keys import mint_key
+from app.errors import Unavailable
 from app.extensions import db
 from app.people.services import create_user
-from tenants import Tenant, create_tenant, new_tenant_ref, tenant_context
+from tenants import NoRoom, Tenant, create_tenant, new_tenant_ref, tenant_context
 
 
 @dataclass
@@ -21,7 +22,10 @@ class Signup:
 def sign_up(name: str, slug: str, admin_email: str, admin_password: str,
             admin_name: str | None = None) -> Signup:
     """Provision a tenant with its admin; raises `SlugTaken` if the slug is in use."""
-    ref = new_tenant_ref(slug)
+    try:
+        ref = new_tenant_ref(slug)
+    except NoRoom as exc:
+        raise Unavailable("No room for new organizations right now; try again later.", retry_after=3600) from exc
     with tenant_context(ref):
         try:
             tenant = create_tenant(name)

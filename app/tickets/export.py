@@ -21,12 +21,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.auth.actor import Actor
 from app.errors import Unavailable
-from app.extensions import db
 from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
-from tenants import compile_for_tenant
+from tenants import compile_for_tenant, current_tenant, engine_for
 
 _engine_lock = threading.Lock()
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
@@ -105,16 +104,19 @@ def open_connection():
 
 
 def _export_engine() -> sa.Engine:
-    engine = current_app.extensions.get("tms_export_engine")
+    """Return the exports' engine for the current tenant's shard (one pool per shard and process)."""
+    tenant = current_tenant()
+    engines = current_app.extensions.setdefault("tms_export_engines", {})
+    engine = engines.get(tenant.shard)
     if engine is None:
         with _engine_lock:
-            engine = current_app.extensions.get("tms_export_engine")
+            engine = engines.get(tenant.shard)
             if engine is None:
                 timeout = current_app.config["EXPORT_STATEMENT_TIMEOUT_MS"]
-                engine = sa.create_engine(db.engine.url, pool_size=current_app.config["EXPORT_CONCURRENCY"],
+                engine = sa.create_engine(engine_for(tenant).url, pool_size=current_app.config["EXPORT_CONCURRENCY"],
                                           max_overflow=0, pool_timeout=1, pool_recycle=3600,
                                           connect_args={"options": f"-c statement_timeout={timeout}"})
-                current_app.extensions["tms_export_engine"] = engine
+                engines[tenant.shard] = engine
     return engine
 
 
