@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, InternalError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import (
     BadRequest,
@@ -148,6 +148,25 @@ def init_app(app: Flask) -> None:
         log.warning("database unavailable on %s %s: %s", request.method, request.path,
                     str(exc.orig or exc).splitlines()[0])
         return _respond(http_error(Unavailable("The database is unavailable; try again shortly.", retry_after=2)))
+
+    @app.errorhandler(ProgrammingError)
+    @app.errorhandler(InternalError)
+    def schema_gone(exc: ProgrammingError | InternalError):
+        """A statement missed its tenant's schema: if the tenant is being moved to another shard, ask for a retry.
+
+        Writes that waited out a move's freeze fail here, as do requests that still route to the
+        old shard until every process has dropped what it cached. Anything else is a bug: 500.
+        """
+        from app.extensions import db
+        from tenants import current_tenant_or_none, tenant_moved
+
+        db.session.rollback()
+        tenant = current_tenant_or_none()
+        if tenant is not None and tenant_moved(tenant):
+            log.info("%s %s met %s on the move: %s", request.method, request.path, tenant.slug,
+                     str(exc.orig or exc).splitlines()[0])
+            return _respond(http_error(Unavailable("The organization is being moved; try again shortly.")))
+        return unexpected(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

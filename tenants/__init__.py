@@ -34,6 +34,7 @@ from tenants.resolution import (
     active_tenants,
     requested_slug,
     tenant_is_active,
+    tenant_moved,
 )
 from tenants.shards import NoRoom, parse_capacities, parse_shards
 from tenants.statements import TenantStatement, autocommit_connection
@@ -46,6 +47,6 @@ __all__ = [
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",
     "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",
-    "tenant_commands", "tenant_context", "tenant_is_active",
+    "tenant_commands", "tenant_context", "tenant_is_active", "tenant_moved",
     "tenants_having",
 ]

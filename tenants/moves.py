@@ -18,9 +18,8 @@ Each step is a function of its own, run in this order:
    the event feed's order, see `TenantRef.txid_offset`); every process drops its cached keys.
 7. `drop_source`: the fenced copy is dropped.
 
-A failure up to `verify` rolls both transactions back: the tenant is whole on the source and the
-target has nothing. A failure at `fence` drops the target's copy; at `switch` the source gets its
-name back and the target's copy is dropped: whole on the source again. A failure at
+A failure up to `fence`, or at `switch`, gives the source its name back if the fence took it and
+drops whatever reached the target: the tenant is whole on the source and the target has nothing. A failure at
 `drop_source` leaves the tenant whole on the target and the fenced copy behind (reported, and
 dropped by the next move of that tenant). A move that dies between `fence` and `switch` leaves
 the tenant answering 503 until the move is run again, which renames the source back first.
@@ -31,12 +30,14 @@ from __future__ import annotations
 
 import graphlib
 import logging
+import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+import psycopg.errors
 import sqlalchemy as sa
 from psycopg import sql
 
@@ -102,19 +103,30 @@ def _ident(*names: str) -> sql.Composable:
     return sql.Identifier(*names)
 
 
+ATTEMPT_LOCK_TIMEOUT_MS = 200  # below PostgreSQL's deadlock_timeout (1 s): the freeze yields first
+
+
 def freeze(move: Move) -> None:
-    """Lock the source schema's tables against writes and read what the copy needs."""
+    """Lock the source schema's tables against writes and read what the copy needs.
+
+    The tables are locked one after another, so a writer holding one may wait for another the
+    freeze already holds. Each attempt gives up after a moment, lets the writers finish and
+    tries again, until the move's lock timeout has passed.
+    """
     move.source = conn = _connect(move.tenant.shard)
-    conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', '0', true)",
-                  (f"{move.lock_timeout_ms}ms",))
-    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (move.schema,))  # no migration meanwhile
-    tables = conn.execute("select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-                          "where n.nspname = %s and c.relkind in ('r', 'p')", (move.schema,)).fetchall()
-    if not tables:
-        raise MoveFailed(f"{move.schema} has no tables on shard {move.tenant.shard}")
-    names = [t for (t,) in tables]
-    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-        sql.SQL(", ").join(_ident(move.schema, t) for t in names)))
+    deadline = time.monotonic() + move.lock_timeout_ms / 1000
+    while True:
+        conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', '0', true)",
+                     (f"{ATTEMPT_LOCK_TIMEOUT_MS}ms",))
+        try:
+            names = _lock_tables(move, conn)
+            break
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            conn.rollback()
+            if time.monotonic() > deadline:
+                raise MoveFailed(f"writes to {move.schema} kept its tables locked for "
+                                 f"{move.lock_timeout_ms} ms; try again, or with a longer --lock-timeout") from None
+            time.sleep(random.uniform(0.02, 0.1))
     move.revision = conn.execute(sql.SQL("select version_num from {}").format(
         _ident(move.schema, VERSION_TABLE))).fetchone()[0]
     references = conn.execute(
@@ -129,6 +141,18 @@ def freeze(move: Move) -> None:
         "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where n.nspname = %s and c.relkind = 'S' order by 1", (move.schema,))]
     move.source_txid = int(conn.execute("select pg_current_xact_id()::text::bigint").fetchone()[0])
+
+
+def _lock_tables(move: Move, conn: psycopg.Connection) -> list[str]:
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (move.schema,))  # no migration meanwhile
+    names = [t for (t,) in conn.execute("select c.relname from pg_class c join pg_namespace n "
+                                        "on n.oid = c.relnamespace where n.nspname = %s and c.relkind in ('r', 'p')",
+                                        (move.schema,))]
+    if not names:
+        raise MoveFailed(f"{move.schema} has no tables on shard {move.tenant.shard}")
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+        sql.SQL(", ").join(_ident(move.schema, t) for t in names)))
+    return names
 
 
 def copy_schema(move: Move) -> None:
@@ -245,20 +269,16 @@ def _timed(move: Move, step: Callable[[Move], None]) -> None:
 
 def _run(move: Move) -> None:
     try:
-        for step in (freeze, copy_schema, copy_rows, verify):
+        for step in (freeze, copy_schema, copy_rows, verify, fence):
             _timed(move, step)
     except BaseException:
         for conn in (move.copy, move.source):
             if conn is not None:
-                conn.close()  # rolls back: nothing on the target, the source unlocked
+                conn.close()  # rolls back what is not committed: the source unlocked
+        _undo(move, _unfence, _drop_copy)
         raise
     move.copy.close()
-    try:
-        _timed(move, fence)
-    except BaseException:
-        move.source.close()
-        _undo(move, _drop_copy)
-        raise
+    move.source.close()
     try:
         _timed(move, switch)
     except BaseException:
@@ -289,13 +309,18 @@ def _registry_shard(move: Move) -> str | None:
 
 
 def _drop_copy(move: Move) -> None:
+    """Drop the target's copy, if any (the registry still places the tenant on its source)."""
     with _connect(move.target) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(move.schema)))
 
 
 def _unfence(move: Move) -> None:
+    """Give the source schema its name back, if the fence took it."""
     with _connect(move.tenant.shard) as conn:
-        conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(_ident(move.fenced), _ident(move.schema)))
+        present = {n for (n,) in conn.execute("select nspname from pg_namespace where nspname in (%s, %s)",
+                                              (move.schema, move.fenced))}
+        if present == {move.fenced}:
+            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(_ident(move.fenced), _ident(move.schema)))
 
 
 def _undo(move: Move, *undo: Callable[[Move], None]) -> None:

@@ -19,7 +19,7 @@ import psycopg
 import sqlalchemy as sa
 
 from tenants.context import TenantRef
-from tenants.database import engine_for, note_tenants
+from tenants.database import UnknownShard, engine_for, note_tenants
 from tenants.names import checked_schema
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def tenants_having(tenants: list[TenantRef], table: str, condition: str, params:
     """Return the tenants whose `table` has a row where `condition` (SQL with bind parameters) holds.
 
     A tenant whose probe could not be read is returned too, so the caller visits it on its own
-    and finds out what is wrong.
+    and finds out what is wrong; tenants on a shard this process has no database for are skipped.
     """
     if _TABLE.fullmatch(table) is None:
         raise ValueError(f"not a table name: {table!r}")
@@ -77,6 +77,11 @@ def tenants_having(tenants: list[TenantRef], table: str, condition: str, params:
     sql = f"select exists (select 1 from {SCHEMA_MARK}.{table} where {condition})"
     hits: set[str] = set()
     for group in by_shard.values():
-        answers, failed = ask_each(engine_for(group[0]), [t.schema for t in group], sql, params, chunk)
+        try:
+            engine = engine_for(group[0])
+        except UnknownShard as exc:
+            log.warning("%d tenants skipped: %s", len(group), exc)
+            continue
+        answers, failed = ask_each(engine, [t.schema for t in group], sql, params, chunk)
         hits |= failed | {schema for schema, found in answers.items() if found}
     return [t for t in tenants if t.schema in hits]

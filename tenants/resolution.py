@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from flask import request
 
 from tenants.context import TenantRef
-from tenants.database import db
+from tenants.database import db, engine_for
 from tenants.models import Tenant
-from tenants.names import is_slug
+from tenants.names import is_slug, moved_schema
 
 ENVIRON_SLUG = "tms.tenant_slug"
 _PATH_PREFIX = re.compile(r"/t/([^/]*)(/.*)?", re.DOTALL)
@@ -70,3 +70,18 @@ def active_tenants() -> list[TenantRef]:
     """Return every active tenant, oldest first."""
     rows = db.session.execute(sa.select(Tenant).where(Tenant.status == "active").order_by(Tenant.created_at))
     return [tenant.ref() for tenant in rows.scalars()]
+
+
+def tenant_moved(tenant: TenantRef) -> bool:
+    """Tell whether `tenant` is moving or has moved off the database its ref names (see `tenants.moves`).
+
+    For a request or socket whose tenant's schema vanished under it: the registry places the
+    tenant elsewhere now, or its schema on that database is fenced for a move about to switch.
+    """
+    placed = db.session.execute(
+        sa.select(Tenant.shard, Tenant.txid_offset).where(Tenant.id == tenant.id)).first()
+    if placed is not None and tuple(placed) != (tenant.shard, tenant.txid_offset):
+        return True
+    with engine_for(tenant).connect() as conn:
+        return conn.execute(sa.text("select 1 from pg_namespace where nspname = :name"),
+                            {"name": moved_schema(tenant.id)}).first() is not None

@@ -25,9 +25,20 @@ from app.worker import use_app
 from tenants import active_tenant, shadow_tenant_tables, tenant_context
 from tenants.migrations import upgrade_public
 from tests.helpers import ApiClient, Services, TenantHandle, app_config
+from tests.tenant_statements import crossings_since_last_call, watch_every_engine
 
 # S3, clamd, the app in gunicorn and Chromium, each started only for the tests that ask for it.
 pytest_plugins = ["tests.servers"]
+
+watch_every_engine()  # no statement may name two tenant schemas (tests/tenant_statements.py)
+
+
+@pytest.fixture(autouse=True)
+def no_statement_spans_two_tenants():
+    """Fail the test if any statement it caused named two tenant schemas."""
+    yield
+    found = crossings_since_last_call()
+    assert found == [], "statements spanning tenant schemas:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ Registered as a plugin in tests/conftest.py, so every test can ask for:
 - `s3_endpoint`: URL of moto's S3 server (any bucket name, any credentials);
 - `clamd_socket` / `clamd_address`: clamd's unix socket path and (host, port), knowing EICAR;
 - `live_server`: the app in gunicorn on the test database and Redis;
+- `second_postgres`: the URL of another PostgreSQL server, a second shard;
 - `browser`, `page`, `phone_page`, `screenshot`: Chromium, a fresh 1280- or 390-wide page per
   test, and a helper saving PNGs to SCREENSHOT_DIR (or a temp folder).
 """
@@ -36,7 +37,7 @@ from typing import TypeVar
 
 import pytest
 
-from app.embedded import EmbeddedClamd, free_port, stop_process
+from app.embedded import EmbeddedClamd, EmbeddedPostgres, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,6 +191,16 @@ def clamd_socket(clamd: Clamd) -> str:
 def clamd_address(clamd: Clamd) -> tuple[str, int]:
     """Return clamd's TCP (host, port) on loopback."""
     return clamd.address
+
+
+@pytest.fixture(scope="session")
+def second_postgres() -> Iterator[str]:
+    """Return the URL of a PostgreSQL server of its own (another shard), started on first use."""
+    folder = Path(tempfile.mkdtemp(prefix="tms-shard-"))
+    server = EmbeddedPostgres(folder / "postgres", durable=False).start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

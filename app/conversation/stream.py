@@ -47,7 +47,7 @@ from app.input_guard import decode_json
 from app.realtime import channel
 from app.tickets.schemas import dump_ticket
 from app.tickets.services import ticket_for
-from tenants import current_tenant, requested_slug, set_current_tenant
+from tenants import current_tenant, requested_slug, set_current_tenant, tenant_moved
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,10 @@ class GrantEnded(Exception):
     """The socket's key, user or tenant is gone, or the ticket is no longer visible to it."""
 
 
+class TenantMoved(Exception):
+    """The socket's tenant moved to another database; the client reconnects to reach it there."""
+
+
 class TicketStream:
     """One socket's state: who it is, the last seq it accounted for, and its inbox."""
 
@@ -180,6 +184,8 @@ class TicketStream:
             self.serve(config["STREAM_RESYNC_INTERVAL"])
         except GrantEnded:
             self.ws.close(reason=1008, message="Access to this ticket has ended.")
+        except TenantMoved:
+            self.ws.close(reason=1001, message="The organization moved; reconnect with after_seq.")
         finally:
             hub.leave(self.channel, self.listener)
             db.session.remove()
@@ -218,11 +224,14 @@ class TicketStream:
     def recheck_grant(self) -> None:
         """Turn the grant into an actor afresh from Postgres; raise GrantEnded if nothing is left of it.
 
+        Raise TenantMoved if the tenant now lives on another database (the socket's queries would miss it).
         The role may have changed (a demoted agent stops seeing internal notes at once). If the
         database cannot answer, the socket keeps its actor and checks again at the next chance.
         """
         try:
             with short_session():
+                if tenant_moved(self.grant.tenant):
+                    raise TenantMoved
                 actor = live_actor(self.grant)
                 if actor is None:
                     raise GrantEnded

@@ -1,0 +1,292 @@
+"""Shards on two real PostgreSQL servers: placement, routing, isolation, migrating, and moves.
+
+The registry is a database of its own on the main test server (so no other test's relay or
+`migrate` meets these tenants); shard `b` is a second server. Moves run under traffic, and with
+a failure injected after each of their steps.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from rq import Queue, SimpleWorker
+
+from app import create_app
+from app.extensions import db, redis_client
+from app.outbox.dispatch import relay_once
+from app.worker import use_app
+from tenants import moves, shadow_tenant_tables
+from tenants.migrations import head, tenant_ddl, upgrade_public
+from tenants.names import moved_schema, schema_for
+from tests.helpers import ApiClient, app_config, wait_until
+
+
+@dataclass
+class Shards:
+    primary: str
+    b: str
+
+
+def _raw(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="module")
+def shards(services, second_postgres) -> Iterator[Shards]:
+    name = f"registry_{secrets.token_hex(4)}"
+    with psycopg.connect(_raw(services.database_url), autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    yield Shards(primary=services.database_url.rsplit("/", 1)[0] + f"/{name}", b=second_postgres)
+    with psycopg.connect(_raw(services.database_url), autocommit=True) as conn:
+        conn.execute(f'drop database "{name}" with (force)')
+
+
+def sharded_app(services, shards: Shards, **overrides):
+    app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, SQLALCHEMY_BINDS={"b": shards.b},
+                                **overrides))
+    with app.app_context():
+        upgrade_public(db.engine)
+        for engine in db.engines.values():
+            shadow_tenant_tables(engine)
+    return app
+
+
+@pytest.fixture(scope="module")
+def app(services, shards):
+    return sharded_app(services, shards)
+
+
+def signup(app, slug: str | None = None) -> tuple[str, ApiClient]:
+    slug = slug or f"s{secrets.token_hex(5)}"
+    resp = app.test_client().post("/api/v1/signup", json={"name": slug, "slug": slug, "admin_email": f"a@{slug}.io",
+                                                          "admin_password": "correct horse battery"})
+    assert resp.status_code == 201, resp.get_json()
+    return slug, ApiClient(app.test_client(), resp.get_json()["api_key"])
+
+
+def signup_on(app, shard: str) -> tuple[str, ApiClient]:
+    """Sign up a tenant that lands on `shard` (the other one has no room while it does)."""
+    other = "b" if shard == "primary" else "primary"
+    app.config["SHARD_MAX_TENANTS"] = f"{other}=0 1000000"
+    try:
+        return signup(app)
+    finally:
+        app.config["SHARD_MAX_TENANTS"] = "10000"
+
+
+def schemas_on(url: str, *names: str) -> set[str]:
+    with psycopg.connect(_raw(url)) as conn:
+        return {n for (n,) in conn.execute("select nspname from pg_namespace where nspname = any(%s)", (list(names),))}
+
+
+def registry_shard(app, slug: str) -> str:
+    with app.app_context():
+        return db.session.execute(sa.text("select shard from public.tenants where slug = :s"), {"s": slug}).scalar()
+
+
+def test_new_tenants_go_where_most_room_is_left_and_full_shards_refuse(services, shards):
+    """A registry of its own: rooms primary 2, b 3 place b, primary (a tie goes to the first), b, primary, b."""
+    fresh = Shards(primary=shards.primary.rsplit("/", 1)[0] + f"/placement_{secrets.token_hex(4)}", b=shards.b)
+    with psycopg.connect(_raw(services.database_url), autocommit=True) as conn:
+        conn.execute(f'create database "{fresh.primary.rsplit("/", 1)[1]}"')
+    app = sharded_app(services, fresh, SHARD_MAX_TENANTS="primary=2 b=3")
+    slugs = [signup(app)[0] for _ in range(5)]
+    assert [registry_shard(app, s) for s in slugs] == ["b", "primary", "b", "primary", "b"]
+    full = app.test_client().post("/api/v1/signup", json={"name": "x", "slug": "one-too-many", "admin_email": "a@x.io",
+                                                          "admin_password": "correct horse battery"})
+    assert full.status_code == 503 and full.get_json()["code"] == 503 and "Retry-After" in full.headers
+    listing = app.test_cli_runner().invoke(args=["tenants", "shards"])
+    assert listing.exit_code == 0
+    assert [line.split()[:2] for line in listing.output.splitlines()] == [["primary", "2"], ["b", "3"]]
+    with app.app_context():
+        for slug in slugs:
+            assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+        db.engine.dispose()
+    assert schemas_on(shards.b, *map(schema_for, slugs)) == set()
+
+
+def test_tenants_on_both_shards_in_one_process_stay_apart(app, shards):
+    a_slug, a = signup_on(app, "primary")
+    b_slug, b = signup_on(app, "b")
+    assert schemas_on(shards.primary, schema_for(a_slug), schema_for(b_slug)) == {schema_for(a_slug)}
+    assert schemas_on(shards.b, schema_for(a_slug), schema_for(b_slug)) == {schema_for(b_slug)}
+    tickets = {}
+    for api in (a, b):
+        ticket = api.post("/api/v1/tickets", json={"title": "printer"}).get_json()
+        assert api.post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "hi"}).status_code == 201
+        user = api.post("/api/v1/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.io", "name": "n",
+                                               "role": "agent", "password": "password123"}).get_json()
+        # A key lives in the registry (primary) and its audit entry in the tenant's shard.
+        key = api.post("/api/v1/api-keys", json={"name": "k", "role": "agent", "user_id": user["id"]})
+        assert key.status_code == 201, key.get_json()
+        agent = ApiClient(api.client, key.get_json()["key"])
+        assert agent.get("/api/v1/tickets").status_code == 200
+        assert api.delete(f"/api/v1/api-keys/{key.get_json()['id']}").status_code == 204
+        assert agent.get("/api/v1/tickets").status_code == 401
+        audit = api.get("/api/v1/audit-events?entity_type=api_key").get_json()["items"]
+        assert {e["action"] for e in audit} >= {"created", "revoked"}
+        tickets[api.key] = ticket
+    assert a.get(f"/api/v1/tickets/{tickets[b.key]['id']}").status_code == 404
+    assert b.get(f"/api/v1/tickets/{tickets[a.key]['id']}").status_code == 404
+    assert [t["id"] for t in a.get("/api/v1/tickets").get_json()["items"]] == [tickets[a.key]["id"]]
+    assert [t["id"] for t in b.get("/api/v1/tickets").get_json()["items"]] == [tickets[b.key]["id"]]
+
+    # Jobs and the relay route by tenant too: a worker in this process drains both shards' outboxes.
+    use_app(app)
+    with app.app_context():
+        for url, slug in ((shards.primary, a_slug), (shards.b, b_slug)):
+            with psycopg.connect(_raw(url)) as conn:
+                conn.execute(f'update "{schema_for(slug)}".outbox set created_at = now() - interval \'1 hour\', '
+                             "enqueued_at = null")
+        queue = Queue("assignment", connection=redis_client())
+        queue.empty()
+        assert relay_once() >= 2
+        assert {job.args[0] for job in queue.get_jobs()} >= {a_slug, b_slug}
+        SimpleWorker(["assignment"], connection=redis_client()).work(burst=True)
+    for url, slug in ((shards.primary, a_slug), (shards.b, b_slug)):
+        with psycopg.connect(_raw(url)) as conn:
+            pending = conn.execute(f'select count(*) from "{schema_for(slug)}".outbox where processed_at is null')
+            assert pending.fetchone()[0] == 0
+
+
+def test_migrate_brings_tenants_on_every_shard_to_head(app, shards):
+    old = {shard: f"old{secrets.token_hex(4)}" for shard in ("primary", "b")}
+    for shard, slug in old.items():
+        with psycopg.connect(_raw(getattr(shards, shard))) as conn:
+            conn.execute(f'create schema "{schema_for(slug)}"')
+            conn.execute(f'set local search_path to "{schema_for(slug)}"')
+            conn.execute(tenant_ddl("t0001"))
+        with psycopg.connect(_raw(shards.primary)) as conn:
+            conn.execute("insert into public.tenants (id, slug, name, schema_name, shard) "
+                         "values (gen_random_uuid(), %s, %s, %s, %s)", (slug, slug, schema_for(slug), shard))
+    result = app.test_cli_runner().invoke(args=["tenants", "migrate", "--no-progress", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    for shard, slug in old.items():
+        with psycopg.connect(_raw(getattr(shards, shard))) as conn:
+            version = conn.execute(f'select version_num from "{schema_for(slug)}".alembic_version').fetchone()[0]
+        assert version == head("tenant")
+    listed = app.test_cli_runner().invoke(args=["tenants", "list"]).output
+    assert {tuple(line.split()[:3:2]) for line in listed.splitlines()} >= {(old["primary"], "primary"),
+                                                                         (old["b"], "b")}
+
+
+def _rows(url: str, schema: str) -> dict[str, int]:
+    with psycopg.connect(_raw(url)) as conn:
+        tables = [t for (t,) in conn.execute("select tablename from pg_tables where schemaname = %s", (schema,))]
+        return {t: conn.execute(f'select count(*) from "{schema}"."{t}"').fetchone()[0] for t in tables}
+
+
+def _seed(api: ApiClient) -> None:
+    for i in range(3):
+        ticket = api.post("/api/v1/tickets", json={"title": f"seed {i}"}).get_json()
+        api.post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "seed"})
+
+
+def test_a_move_under_traffic_loses_nothing_that_got_a_2xx(app, shards):
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    feed = api.get("/api/v1/events?limit=100").get_json()
+    thread_ticket = api.post("/api/v1/tickets", json={"title": "conversation"}).get_json()
+    created: list[str] = []
+    messages: list[str] = []
+    refused: list[int] = []
+    stop = threading.Event()
+
+    def write(worker: int) -> None:
+        client = ApiClient(app.test_client(), api.key)
+        n = 0
+        while not stop.is_set():
+            key = f"w{worker}-{n}"
+            while True:  # a 503 during the move is retried with the same key, as clients do
+                resp = client.post("/api/v1/tickets", json={"title": key}, headers={"Idempotency-Key": key})
+                if resp.status_code != 503:
+                    break
+                refused.append(503)
+            assert resp.status_code == 201, resp.get_json()
+            created.append(resp.get_json()["id"])
+            while True:
+                said = client.post(f"/api/v1/tickets/{thread_ticket['id']}/messages", json={"body": key},
+                                   headers={"Idempotency-Key": f"m{key}"})
+                if said.status_code != 503:
+                    break
+            assert said.status_code == 201, said.get_json()
+            messages.append(said.get_json()["id"])
+            n += 1
+
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    for writer in writers:
+        writer.start()
+    wait_until(lambda: len(created) >= 3, "writes before the move")
+    result = app.test_cli_runner().invoke(args=["tenants", "move", slug, "--to", "b"])
+    moved_at = len(created)
+    wait_until(lambda: len(created) >= moved_at + 3 or not all(w.is_alive() for w in writers), "writes after it")
+    stop.set()
+    for writer in writers:
+        writer.join()
+    assert result.exit_code == 0, result.output
+    assert f"moved {slug} from primary to b" in result.output
+
+    assert registry_shard(app, slug) == "b"
+    schema = schema_for(slug)
+    assert schemas_on(shards.primary, schema, moved_schema_of(app, slug)) == set()
+    assert schemas_on(shards.b, schema) == {schema}
+    listed = {t["id"] for t in api.get("/api/v1/tickets?limit=200").get_json()["items"]}
+    assert set(created) <= listed and len(listed) == len(created) + 4  # 3 seeded, 1 conversation
+    said = {m["id"] for m in api.get(f"/api/v1/tickets/{thread_ticket['id']}/messages?limit=200").get_json()["items"]}
+    assert set(messages) <= said and len(said) == len(messages)
+    # The event feed goes on from a cursor taken before the move, and never repeats or skips.
+    after = api.post("/api/v1/tickets", json={"title": "after the move"}).get_json()
+    seen: list[str] = []
+    cursor = feed["poll_cursor"]
+    while True:
+        page = api.get(f"/api/v1/events?limit=100&cursor={cursor}").get_json()
+        seen += [e["data"]["ticket"]["id"] for e in page["items"] if e["type"] == "ticket.created"]
+        if not page["next_cursor"]:
+            break
+        cursor = page["next_cursor"]
+    assert seen[-1] == after["id"] and len(seen) == len(set(seen)) == len(created) + 2
+
+
+def moved_schema_of(app, slug: str) -> str:
+    with app.app_context():
+        tenant_id = db.session.execute(sa.text("select id from public.tenants where slug = :s"), {"s": slug}).scalar()
+    return moved_schema(str(tenant_id))
+
+
+@pytest.mark.parametrize("step", ["freeze", "copy_schema", "copy_rows", "verify", "fence", "switch", "drop_source"])
+def test_a_failure_after_any_step_leaves_the_tenant_whole_in_one_place(app, shards, monkeypatch, step):
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    schema = schema_for(slug)
+    before = _rows(shards.primary, schema)
+    real = getattr(moves, step)
+
+    def fail_after(move: moves.Move) -> None:
+        real(move)
+        raise RuntimeError(f"injected after {step}")
+
+    monkeypatch.setattr(moves, step, fail_after)
+    with app.app_context():
+        if step in ("switch", "drop_source"):
+            done = moves.move_tenant(slug, "b")  # the switch stands, so the move is done
+            assert done.leftover == (moved_schema_of(app, slug) if step == "drop_source" else None)
+        else:
+            with pytest.raises(moves.MoveFailed, match=f"injected after {step}"):
+                moves.move_tenant(slug, "b")
+    home, away = ("b", "primary") if step in ("switch", "drop_source") else ("primary", "b")
+    assert registry_shard(app, slug) == home
+    assert _rows(getattr(shards, home), schema) == before
+    assert schemas_on(getattr(shards, away), schema, moved_schema_of(app, slug)) == set()
+    assert len(api.get("/api/v1/tickets").get_json()["items"]) == 3
+    monkeypatch.undo()
+    with app.app_context():
+        moves.move_tenant(slug, away)  # a later move finds nothing left in its way
+    assert registry_shard(app, slug) == away and _rows(getattr(shards, away), schema) == before
+    assert len(api.get("/api/v1/tickets").get_json()["items"]) == 3
