@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export DATA_DIR ?= $(CURDIR)/.data
 export PORT ?= 5000
 
-.PHONY: run test test-tools runtime-libs bench lint install clean
+.PHONY: run test test-tools runtime-libs bench bench-scale lint install clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: install runtime-libs
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## 10,000 tenants on one node (bench/scale.py): half an hour and ~7 GB of disk, deleted at the end.
+bench-scale: install runtime-libs
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python -m bench --only scale $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

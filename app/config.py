@@ -29,7 +29,7 @@ def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "pool_size": config["DB_POOL_SIZE"],
         "max_overflow": config["DB_MAX_OVERFLOW"],
         "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
-        "pool_recycle": 3600,
+        "pool_recycle": config["DB_POOL_RECYCLE"],
         "pool_timeout": config["DB_POOL_TIMEOUT"],
         "connect_args": {"connect_timeout": config["DB_CONNECT_TIMEOUT"],
                          "options": f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}"},
@@ -55,6 +55,8 @@ class Config:
         self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
         self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
         self.DB_POOL_TIMEOUT = _float("DB_POOL_TIMEOUT", 5)
+        # Seconds after which a pooled connection is replaced at its next checkout, whatever it served.
+        self.DB_POOL_RECYCLE = _int("DB_POOL_RECYCLE", 3600)
         # While the database is down, requests fail within this many seconds instead of hanging.
         self.DB_CONNECT_TIMEOUT = _int("DB_CONNECT_TIMEOUT", 3)
         # No statement of any tenant holds a connection longer (a search sets its own, shorter).
