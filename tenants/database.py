@@ -132,10 +132,12 @@ def init_engines(guard: bool, max_tenants_per_connection: int) -> None:
         if guard:
             guard_checkouts(engine)
         limit_tenants_per_connection(engine, max_tenants_per_connection)
-    if len(db.engines) > 1 and not sa.event.contains(db.engine, "commit", _commit_shards_first):
-        sa.event.listen(TenantSession, "after_begin", _joined)
-        sa.event.listen(TenantSession, "after_transaction_end", _ended)
-        sa.event.listen(db.engine, "commit", _commit_shards_first)
+    if len(db.engines) > 1:
+        if not sa.event.contains(TenantSession, "after_begin", _joined):
+            sa.event.listen(TenantSession, "after_begin", _joined)
+            sa.event.listen(TenantSession, "after_transaction_end", _ended)
+        if not sa.event.contains(db.engine, "commit", _commit_shards_first):
+            sa.event.listen(db.engine, "commit", _commit_shards_first)
 
 
 TOUCHED = "tms_tenants_touched"

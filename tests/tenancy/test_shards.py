@@ -290,3 +290,35 @@ def test_a_failure_after_any_step_leaves_the_tenant_whole_in_one_place(app, shar
         moves.move_tenant(slug, away)  # a later move finds nothing left in its way
     assert registry_shard(app, slug) == away and _rows(getattr(shards, away), schema) == before
     assert len(api.get("/api/v1/tickets").get_json()["items"]) == 3
+
+
+def test_a_signup_whose_registry_commit_fails_leaves_a_schema_the_next_signup_replaces(app, shards):
+    """The tenant's shard commits first: a failed registry commit leaves an unnamed schema, never a name without one."""
+    slug = f"s{secrets.token_hex(5)}"
+    killed = []
+
+    def kill_the_primary_before_it_commits(conn) -> None:
+        if not killed and conn.in_transaction():
+            killed.append(conn.connection.dbapi_connection.info.backend_pid)
+            with psycopg.connect(_raw(shards.primary), autocommit=True) as other:
+                other.execute("select pg_terminate_backend(%s)", (killed[0],))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "commit", kill_the_primary_before_it_commits)  # runs after the shard's commit
+    app.config["SHARD_MAX_TENANTS"] = "primary=0 1000000"
+    try:
+        body = {"name": slug, "slug": slug, "admin_email": f"a@{slug}.io", "admin_password": "correct horse battery"}
+        failed = app.test_client().post("/api/v1/signup", json=body)
+        assert killed and failed.status_code == 503, failed.get_json()
+        assert registry_shard(app, slug) is None
+        assert schemas_on(shards.b, schema_for(slug)) == {schema_for(slug)}  # committed, but named by nothing
+        sa.event.remove(engine, "commit", kill_the_primary_before_it_commits)
+        again = app.test_client().post("/api/v1/signup", json=body)
+        assert again.status_code == 201, again.get_json()
+    finally:
+        app.config["SHARD_MAX_TENANTS"] = "10000"
+        if sa.event.contains(engine, "commit", kill_the_primary_before_it_commits):
+            sa.event.remove(engine, "commit", kill_the_primary_before_it_commits)
+    api = ApiClient(app.test_client(), again.get_json()["api_key"])
+    assert registry_shard(app, slug) == "b" and api.get("/api/v1/tickets").get_json()["items"] == []
