@@ -19,11 +19,12 @@ Each step is a function of its own, run in this order:
 7. `drop_source`: the fenced copy is dropped.
 
 A failure up to `fence`, or at `switch`, gives the source its name back if the fence took it and
-drops whatever reached the target: the tenant is whole on the source and the target has nothing. A failure at
-`drop_source` leaves the tenant whole on the target and the fenced copy behind (reported, and
-dropped by the next move of that tenant). A move that dies between `fence` and `switch` leaves
-the tenant answering 503 until the move is run again, which renames the source back first.
-Moves of one tenant are serialised by an advisory lock in the primary.
+drops whatever reached the target: the tenant is whole on the source, the target has nothing. A
+failure at `drop_source` leaves the tenant whole on the target and the fenced copy behind
+(reported, and dropped by the next move of that tenant). A switch whose commit was acknowledged
+by nobody is read back from the registry before anything is undone. A move that dies between
+`fence` and `switch` leaves the tenant answering 503 until the move is run again, which renames
+the source back first. Moves of one tenant are serialised by an advisory lock in the primary.
 """
 
 from __future__ import annotations

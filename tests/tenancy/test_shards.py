@@ -322,3 +322,35 @@ def test_a_signup_whose_registry_commit_fails_leaves_a_schema_the_next_signup_re
             sa.event.remove(engine, "commit", kill_the_primary_before_it_commits)
     api = ApiClient(app.test_client(), again.get_json()["api_key"])
     assert registry_shard(app, slug) == "b" and api.get("/api/v1/tickets").get_json()["items"] == []
+
+
+def test_an_open_socket_of_a_moved_tenant_closes_with_1001_and_reconnects_to_the_new_shard(app, services, shards):
+    import websocket
+
+    from tests.helpers import message_events, send
+    from tests.servers import start_gunicorn, stop_gunicorn
+
+    slug, api = signup_on(app, "primary")
+    ticket = api.post("/api/v1/tickets", json={"title": "live"}).get_json()
+    server = start_gunicorn(services, DATABASE_URL=shards.primary, DATABASE_SHARDS=f"b={shards.b}")
+    url = f"ws://127.0.0.1:{server.port}/api/v1/tickets/{ticket['id']}/stream"
+    try:
+        ws = websocket.create_connection(url, header=[f"Authorization: Bearer {api.key}"], timeout=5)
+        send(ws, type="message", body="before")
+        assert message_events(ws, 1)[0]["body"] == "before"
+        with app.app_context():
+            moves.move_tenant(slug, "b")
+        ws.settimeout(30)
+        while (frame := ws.recv_data(control_frame=True))[0] != websocket.ABNF.OPCODE_CLOSE:
+            pass  # pings, and anything sent before the close
+        assert int.from_bytes(frame[1][:2], "big") == 1001
+        ws.close()
+        ws = websocket.create_connection(url + "?after_seq=1", header=[f"Authorization: Bearer {api.key}"], timeout=5)
+        send(ws, type="message", body="after")
+        assert message_events(ws, 1)[0]["body"] == "after"
+        ws.close()
+    finally:
+        stop_gunicorn(server)
+    assert registry_shard(app, slug) == "b"
+    said = api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body"] for m in said] == ["before", "after"]
