@@ -61,7 +61,8 @@ def run(ctx: BenchContext) -> list[Row]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(series))
     rows += _probe(ctx)
-    rows += _migrate(ctx)
+    rows += _migrate(ctx, memory, series)
+    out.write_text(json.dumps(series))
     return rows
 
 
@@ -386,7 +387,7 @@ def downgrade() -> None:
 '''
 
 
-def _migrate(ctx: BenchContext) -> list[Row]:
+def _migrate(ctx: BenchContext, memory: PgMemory | None, series: dict[str, list[dict]]) -> list[Row]:
     """Time `flask tenants migrate` over every schema, run from a copy of the code with one more revision."""
     from tenants.migrations import head
 
@@ -400,14 +401,19 @@ def _migrate(ctx: BenchContext) -> list[Row]:
     env = ctx.env(PYTHONPATH=str(copy))
     rows = []
     for what in ("one new column + index", "again (all at head: resume)"):
+        stop = memory.watch(f"migrate, {what}", series) if memory else None
         start = time.perf_counter()
         done = subprocess.run(command, cwd=copy, env=env, stdout=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - start
+        if stop:
+            stop.set()
         if done.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{done.stdout}")
+        samples = series.get(f"migrate, {what}") or [{"backends": {}}]
+        biggest = max((rss for sample in samples for rss, _ in sample["backends"].values()), default=0)
         rows.append(Row(f"flask tenants migrate, {TENANTS:,} tenants, {what}", seconds, "s",
                         note=f"{seconds / TENANTS * 1000:.1f} ms per tenant, 4 processes: "
-                             f"{done.stdout.strip().splitlines()[-1]}"))
+                             f"{done.stdout.strip().splitlines()[-1]}; biggest backend {biggest} MiB"))
     rows[0].baseline_name, rows[0].baseline_value = "same SQL, raw, one connection (extrapolated)", _raw_delta_s(ctx)
     return rows
 

@@ -354,3 +354,14 @@ def test_an_open_socket_of_a_moved_tenant_closes_with_1001_and_reconnects_to_the
     assert registry_shard(app, slug) == "b"
     said = api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in said] == ["before", "after"]
+
+
+@pytest.mark.parametrize("name", ["B", "b\n", "b\u0131", "1b", "b-c", "a" * 33, "primary", ""])
+def test_shard_names_are_matched_whole_and_ascii(app, name):
+    from tenants import parse_shards
+
+    with pytest.raises(ValueError):
+        parse_shards(f"{name}=postgresql+psycopg://postgres@127.0.0.1/x")
+    if name not in ("", "primary"):  # the primary is a shard, just not one DATABASE_SHARDS may name
+        refused = app.test_cli_runner().invoke(args=["tenants", "move", "anyone", "--to", name])
+        assert refused.exit_code != 0 and "shard" in refused.output
