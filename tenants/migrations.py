@@ -106,6 +106,10 @@ def schemas_at(engine: sa.Engine, schemas: list[str], revision: str) -> set[str]
 
 _worker_urls: dict[str, str] = {}
 _worker_engines: dict[str, sa.Engine] = {}
+_worker_served: dict[str, int] = {}
+# Schemas one worker connection migrates before it is replaced: PostgreSQL keeps every relation a
+# connection touched cached until it ends (as `DB_CONNECTION_MAX_TENANTS` does for the app's pools).
+SCHEMAS_PER_CONNECTION = 100
 
 
 def _init_worker(urls: dict[str, str]) -> None:
@@ -116,7 +120,12 @@ def _upgrade_in_worker(shard: str, schema: str) -> bool:
     engine = _worker_engines.get(shard)
     if engine is None:  # one connection per process and shard
         engine = _worker_engines[shard] = sa.create_engine(_worker_urls[shard], pool_size=1, max_overflow=0)
-    return upgrade_tenant(engine, schema)
+    try:
+        return upgrade_tenant(engine, schema)
+    finally:
+        _worker_served[shard] = _worker_served.get(shard, 0) + 1
+        if _worker_served[shard] % SCHEMAS_PER_CONNECTION == 0:
+            engine.dispose()
 
 
 def upgrade_all_tenants(engines: dict[str, sa.Engine], schemas: list[tuple[str, str]], workers: int = 4,
