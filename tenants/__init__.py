@@ -36,7 +36,7 @@ from tenants.resolution import (
     tenant_is_active,
     tenant_moved,
 )
-from tenants.shards import NoRoom, parse_capacities, parse_shards
+from tenants.shards import NoRoom, parse_capacities, parse_shards, shard_engines
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
@@ -46,7 +46,8 @@ __all__ = [
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",
     "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",
-    "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "slug_problem",
+    "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "shard_engines",
+    "slug_problem",
     "tenant_commands", "tenant_context", "tenant_is_active", "tenant_moved",
     "tenants_having",
 ]

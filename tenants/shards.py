@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import current_app
 
-from tenants.database import db
+from tenants.database import db, shard_engine
 from tenants.models import Tenant
 from tenants.names import PRIMARY_SHARD, checked_shard
 
@@ -55,6 +55,11 @@ def parse_capacities(text: str) -> tuple[int, dict[str, int]]:
 def shard_names() -> list[str]:
     """Return every shard this app has a database for, the primary first."""
     return [PRIMARY_SHARD, *(key for key in db.engines if key is not None)]
+
+
+def shard_engines() -> dict[str, sa.Engine]:
+    """Return the engine of every shard by name, the primary first (for work done on each database)."""
+    return {name: shard_engine(name) for name in shard_names()}
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 import psycopg
 import sqlalchemy as sa
 
-from tenants.context import PLACEHOLDER, current_tenant
-from tenants.database import db
+from tenants.context import PLACEHOLDER, current_tenant, current_tenant_or_none
+from tenants.database import db, engine_for, note_tenants
 from tenants.names import checked_schema
 
 TENANTS_PER_STATEMENT = 1000
@@ -65,15 +65,18 @@ class TenantStatement:
 
 @contextmanager
 def autocommit_connection() -> Iterator[psycopg.Connection]:
-    """Lend a pooled connection in autocommit: each statement is its own transaction.
+    """Lend a pooled connection of the current tenant's shard in autocommit: each statement is its own transaction.
 
     No BEGIN or COMMIT round trips; a single statement (CTEs included) is atomic on its own.
     Driver errors come out as SQLAlchemy's, so the app maps them as it maps the session's
     (a lost connection is invalidated and answers 503), and the connection goes back to the
     pool as it came out: not in autocommit, no transaction.
     """
-    engine = db.engine
+    tenant = current_tenant_or_none()
+    engine = engine_for(tenant)
     fairy = engine.raw_connection()
+    if tenant is not None:
+        note_tenants(fairy, (tenant.schema,))  # counted against DB_CONNECTION_MAX_TENANTS, as the session's are
     raw = fairy.dbapi_connection
     try:
         raw.autocommit = True

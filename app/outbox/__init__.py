@@ -117,10 +117,11 @@ def recorded_in_sql(topic: str, source: Any, payload: sa.ColumnElement, data: sa
     statement should also select `wake()` so the relay hands the rows on once it commits, and be
     run with `recorded_params(topic)`.
     """
-    from app.outbox.models import Event, OutboxRow
+    from app.outbox.models import Event, OutboxRow, tenant_txid
 
-    event = insert(Event).from_select([Event.type, Event.payload, Event.data], sa.select(
-        sa.literal(topic), payload, data).select_from(source), include_defaults=False).returning(Event.id).cte(
+    txid = tenant_txid(sa.bindparam("txid_offset", type_=sa.BigInteger))
+    event = insert(Event).from_select([Event.type, Event.payload, Event.data, Event.txid], sa.select(
+        sa.literal(topic), payload, data, txid).select_from(source), include_defaults=False).returning(Event.id).cte(
         "recorded_event")
     rows = sa.select(event.c.id, sa.func.unnest(sa.bindparam("outbox_handlers", type_=ARRAY(sa.String))))
     parts = [event, insert(OutboxRow).from_select([OutboxRow.event_id, OutboxRow.handler], rows,
@@ -133,8 +134,14 @@ def recorded_in_sql(topic: str, source: Any, payload: sa.ColumnElement, data: sa
 
 
 def recorded_params(topic: str) -> dict[str, Any]:
-    """Return the parameters `recorded_in_sql` needs at run time: the handlers subscribed to `topic` now."""
-    return {"outbox_handlers": [h.name for h in HANDLERS.get(topic, ())], "wake_slug": current_tenant().slug}
+    """Return the parameters `recorded_in_sql` needs at run time.
+
+    The handlers subscribed to `topic` now, the tenant's slug the relay is woken with, and the
+    tenant's transaction id offset.
+    """
+    tenant = current_tenant()
+    return {"outbox_handlers": [h.name for h in HANDLERS.get(topic, ())], "wake_slug": tenant.slug,
+            "txid_offset": tenant.txid_offset}
 
 
 def wake() -> sa.ColumnElement:

@@ -15,6 +15,7 @@ each row that failed before (batches skip those, so each retries on its own).
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from app.extensions import db, redis_client
 from app.outbox import BY_NAME, OUTBOX_ROWS, WAKE_CHANNEL
 from app.outbox.models import Event, OutboxRow
 from app.queues import RETRY, queue, reserve
-from tenants import active_tenants, tenant_context, tenants_having
+from tenants import active_tenants, shard_engines, tenant_context, tenants_having
 
 log = logging.getLogger(__name__)
 JOB = "app.worker.run_outbox_row"
@@ -230,11 +231,12 @@ def relay_forever(interval: float = 2.0, purge_every: float = 3600.0) -> None:
     net for a wake lost with a dropped connection. Expired events are purged every `purge_every`.
     """
     next_purge = next_sweep = time.monotonic()
-    listener: psycopg.Connection | None = None
+    listeners: list[psycopg.Connection] = []
     while True:
         try:
-            if listener is None or listener.closed:
-                listener = _listen()
+            if not listeners or any(conn.closed for conn in listeners):
+                _close(listeners)
+                listeners = _listen()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval
                 enqueued = relay_once()
@@ -245,27 +247,41 @@ def relay_forever(interval: float = 2.0, purge_every: float = 3600.0) -> None:
                 purged = purge_once()
                 if purged:
                     log.info("purged %d expired events", purged)
-            woken = _woken(listener, max(next_sweep - time.monotonic(), 0.0))
+            woken = _woken(listeners, max(next_sweep - time.monotonic(), 0.0))
             if woken:
                 relay_once(fresh=True, slugs=woken)
         except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
             db.session.rollback()
-            if listener is not None:
-                listener.close()
+            _close(listeners)
             log.warning("relay waiting for the database: %s", exc)
             time.sleep(interval)
 
 
-def _listen() -> psycopg.Connection:
-    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"])
-    conn.execute(f"LISTEN {WAKE_CHANNEL}")
-    return conn
+def _listen() -> list[psycopg.Connection]:
+    """LISTEN on every shard: a statement notifies the database it runs in, its tenant's shard."""
+    listeners = []
+    try:
+        for engine in shard_engines().values():
+            url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            listeners.append(psycopg.connect(url, autocommit=True,
+                                             connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"]))
+            listeners[-1].execute(f"LISTEN {WAKE_CHANNEL}")
+    except psycopg.Error:
+        _close(listeners)
+        raise
+    return listeners
 
 
-def _woken(listener: psycopg.Connection, wait: float) -> set[str]:
-    """Wait up to `wait` seconds for wakes; return the slugs of every wake that arrived, a burst at once."""
-    slugs = {note.payload for note in listener.notifies(timeout=wait, stop_after=1)}
-    if slugs:
-        slugs.update(note.payload for note in listener.notifies(timeout=0.01))
+def _close(listeners: list[psycopg.Connection]) -> None:
+    for conn in listeners:
+        conn.close()
+    listeners.clear()
+
+
+def _woken(listeners: list[psycopg.Connection], wait: float) -> set[str]:
+    """Wait up to `wait` seconds for wakes on any shard; return the slugs of every wake that arrived."""
+    ready, _, _ = select.select(listeners, [], [], wait)
+    slugs: set[str] = set()
+    for conn in ready:
+        slugs.update(note.payload for note in conn.notifies(timeout=0.01))
     return slugs

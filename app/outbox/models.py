@@ -22,9 +22,14 @@ from tenants import current_tenant
 CURRENT_TXID = sa.text("(pg_current_xact_id()::text::bigint)")
 
 
-def tenant_txid() -> sa.ColumnElement[int]:
-    """Return the writing transaction's id as the tenant counts it (its offset added after a move)."""
-    return sa.literal_column("pg_current_xact_id()::text::bigint") + current_tenant().txid_offset
+def tenant_txid(offset: sa.ColumnElement[int] | None = None) -> sa.ColumnElement[int]:
+    """Return the writing transaction's id as the tenant counts it: its offset (after a move) added.
+
+    The offset is the current tenant's, or `offset` (a bind parameter, for statements compiled
+    once and run for many tenants).
+    """
+    added = current_tenant().txid_offset if offset is None else offset
+    return sa.literal_column("pg_current_xact_id()::text::bigint") + added
 
 
 class Event(db.Model):

@@ -365,3 +365,24 @@ def test_shard_names_are_matched_whole_and_ascii(app, name):
     if name not in ("", "primary"):  # the primary is a shard, just not one DATABASE_SHARDS may name
         refused = app.test_cli_runner().invoke(args=["tenants", "move", "anyone", "--to", name])
         assert refused.exit_code != 0 and "shard" in refused.output
+
+
+def test_the_relay_is_woken_by_writes_on_every_shard(app):
+    from app.outbox.dispatch import _close, _listen, _woken
+
+    on_primary, primary_api = signup_on(app, "primary")
+    on_b, b_api = signup_on(app, "b")
+    with app.app_context():
+        listeners = _listen()
+        try:
+            assert len(listeners) == 2
+            for api in (primary_api, b_api):
+                assert api.post("/api/v1/tickets", json={"title": "wake"}).status_code == 201
+            woken: set[str] = set()
+            for _ in range(50):  # a hang guard: each wait returns as soon as a wake arrives
+                woken |= _woken(listeners, 0.2)
+                if woken >= {on_primary, on_b}:
+                    break
+            assert woken >= {on_primary, on_b}
+        finally:
+            _close(listeners)
