@@ -48,9 +48,14 @@ def shards(services, second_postgres) -> Iterator[Shards]:
         conn.execute(f'drop database "{name}" with (force)')
 
 
+def own_redis(services) -> str:
+    """Return a Redis database of this module's own: its tenants are in no other test's registry."""
+    return services.redis_url.rsplit("/", 1)[0] + "/1"
+
+
 def sharded_app(services, shards: Shards, **overrides):
     app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, SQLALCHEMY_BINDS={"b": shards.b},
-                                **overrides))
+                                REDIS_URL=own_redis(services), **overrides))
     with app.app_context():
         upgrade_public(db.engine)
         for engine in db.engines.values():
@@ -332,7 +337,8 @@ def test_an_open_socket_of_a_moved_tenant_closes_with_1001_and_reconnects_to_the
 
     slug, api = signup_on(app, "primary")
     ticket = api.post("/api/v1/tickets", json={"title": "live"}).get_json()
-    server = start_gunicorn(services, DATABASE_URL=shards.primary, DATABASE_SHARDS=f"b={shards.b}")
+    server = start_gunicorn(services, DATABASE_URL=shards.primary, DATABASE_SHARDS=f"b={shards.b}",
+                            REDIS_URL=own_redis(services))
     url = f"ws://127.0.0.1:{server.port}/api/v1/tickets/{ticket['id']}/stream"
     try:
         ws = websocket.create_connection(url, header=[f"Authorization: Bearer {api.key}"], timeout=5)
