@@ -89,7 +89,7 @@ def move(slug: str, target: str, lock_timeout: float) -> None:
     """Move a tenant's schema to another shard with a short write freeze; on failure it stays whole where it was."""
     try:
         done = move_tenant(slug, target, lock_timeout_ms=int(lock_timeout * 1000))
-    except (MoveFailed, ValueError) as exc:
+    except (MoveFailed, UnknownShard, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in done.timings.items())
     rows = sum(n for name, n in done.rows.items() if not name.startswith("sequence "))
