@@ -4,7 +4,7 @@ Most of the document comes from the marshmallow schemas and views; this module a
 cannot say themselves, for every operation at once, so no view can forget it:
 
 - text fields refuse control characters (`app.input_guard`): each string a client sends gets
-  the same `pattern`;
+  the same `pattern`; an id, the one canonical spelling the server accepts;
 - the rate-limit headers on every authenticated answer, and `Retry-After` on 429;
 - `414` from the HTTP server (gunicorn, which answers it as HTML) when a request line passes
   `MAX_REQUEST_LINE`, on operations with query parameters: `tests/test_openapi.py` checks that
@@ -19,6 +19,8 @@ from typing import Any
 
 from flask_smorest import Api
 from marshmallow import fields, validate
+
+from app.schemas import UUID_PATTERN, Uuid
 
 # app.input_guard refuses these in every string (NUL and C0/C1 controls but tab, LF and CR).
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
@@ -47,7 +49,9 @@ _installed: set[int] = set()
 
 
 def text_pattern(self, field: fields.Field, **_kwargs: Any) -> dict[str, Any]:
-    """Give each string a client may send the pattern the input guard enforces (unless it has its own)."""
+    """Give each string a client may send the pattern the server enforces: an id's, else the input guard's."""
+    if isinstance(field, Uuid) and not field.dump_only:
+        return {"pattern": UUID_PATTERN}
     if not isinstance(field, fields.String) or isinstance(field, fields.UUID | fields.Email) or field.dump_only:
         return {}
     if any(isinstance(v, validate.Regexp | validate.OneOf) for v in _validators(field)):
@@ -78,8 +82,13 @@ def finish(api: Api) -> None:
                 continue
             responses = operation["responses"]
             public = operation.get("security") == []
-            if any(p.get("in") == "query" for p in operation.get("parameters", []) if isinstance(p, dict)):
+            parameters = [p for p in (*operations.get("parameters", []), *operation.get("parameters", []))
+                          if isinstance(p, dict)]
+            if any(p.get("in") == "query" for p in parameters):
                 responses.setdefault("414", URI_TOO_LONG)
+            for parameter in parameters:  # Flask's `<uuid:...>` converter matches only this spelling
+                if parameter.get("in") == "path" and parameter.get("schema", {}).get("format") == "uuid":
+                    parameter["schema"]["pattern"] = UUID_PATTERN
             for code, response in list(responses.items()):
                 if not isinstance(response, dict) or "$ref" in response:
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
@@ -10,6 +11,12 @@ from operator import itemgetter
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
+
+# The one spelling of an id we accept, as Flask's `<uuid:...>` path converter: 8-4-4-4-12 hex digits.
+# Python's uuid.UUID also takes braces, `urn:uuid:` and hyphens anywhere; such lookalikes of an id
+# are refused rather than read as it.
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN[1:-1], re.ASCII)
 
 
 def tag_list(**kwargs: object) -> fields.List:
@@ -97,6 +104,25 @@ def _iso(value: datetime) -> str:
 
 def _list(value: list) -> list:
     return list(value)
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    """The id `text` spells in canonical form; ValueError for anything else."""
+    if not isinstance(text, str) or _UUID.fullmatch(text) is None:
+        raise ValueError("not a canonical UUID")
+    return uuid.UUID(text)
+
+
+class Uuid(fields.UUID):
+    """An id in canonical form only (see UUID_PATTERN); the document states the pattern."""
+
+    def _validated(self, value):
+        if isinstance(value, uuid.UUID):
+            return value
+        try:
+            return parse_uuid(value)
+        except ValueError as exc:
+            raise self.make_error("invalid_uuid") from exc
 
 
 class EmailAddress(fields.Email):

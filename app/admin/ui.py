@@ -39,6 +39,7 @@ from app.media.schemas import MediaSettingsSchema
 from app.people import services as directory
 from app.people.models import ROLES
 from app.people.schemas import TeamPatchSchema, TeamSchema, UserListArgs, UserPatchSchema, UserSchema
+from app.schemas import parse_uuid
 from app.tickets import export
 from app.tickets.listing import list_tickets
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, STATUSES
@@ -334,7 +335,7 @@ def add_member(team_id: uuid.UUID):
         team = directory.team_or_404(team_id)
         raw = request.form.get("user_id", "")
         try:
-            user_id = uuid.UUID(raw)
+            user_id = parse_uuid(raw)
         except ValueError:
             raise Invalid("Choose someone to add.", {"user_id": ["Choose an agent or admin."]}) from None
         user = directory.user_or_404(user_id)
@@ -460,7 +461,7 @@ def order_rules():
     """Save the order of every rule (`rule_ids`, first tried first), as dragged on the page."""
     with refusals() as refused:
         try:
-            ids = [uuid.UUID(v) for v in request.form.getlist("rule_ids")]
+            ids = [parse_uuid(v) for v in request.form.getlist("rule_ids")]
         except ValueError:
             raise Invalid("The order names something that is not a rule.", {"rule_ids": ["Not a rule."]}) from None
         assignment.reorder_rules(ids)
@@ -488,7 +489,7 @@ def test_rule():
         sample = read_fields(SAMPLE, text=("title", "description", "priority", "category"), lists=("tags",))
         raw_rule = request.form.get("rule_id", "")
         try:
-            rule_id = uuid.UUID(raw_rule) if raw_rule else None
+            rule_id = parse_uuid(raw_rule) if raw_rule else None
         except ValueError:
             raise Invalid("Choose a rule to test.", {"rule_id": ["Not a rule."]}) from None
         tried = assignment.dry_run(assignment.SampleTicket(**sample), rule_id)

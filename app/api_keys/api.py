@@ -14,7 +14,7 @@ from app.auth.actor import admin_only, current_actor
 from app.extensions import db
 from app.pagination import PageArgs, page_body, page_schema
 from app.people.models import ROLES
-from app.schemas import WholeNumber
+from app.schemas import Uuid, WholeNumber
 
 MAX_GRACE = 7 * 24 * 3600
 blp = api_blueprint("api_keys", "API keys: each acts with its role as its user, in its tenant only.",
@@ -26,10 +26,10 @@ def register(api: Api) -> None:
 
 
 class ApiKeySchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     role = fields.String(load_default="admin", validate=validate.OneOf(ROLES))
-    user_id = fields.UUID(load_default=None, metadata={"description": "User the key acts as (default: you)."})
+    user_id = Uuid(load_default=None, metadata={"description": "User the key acts as (default: you)."})
     prefix = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     revoked_at = fields.DateTime(dump_only=True, allow_none=True)
@@ -49,7 +49,7 @@ class RotationSchema(Schema):
 
 
 class RotatedKeySchema(NewApiKeySchema):
-    replaced_key_id = fields.UUID(dump_only=True)
+    replaced_key_id = Uuid(dump_only=True)
     replaced_key_expires_at = fields.DateTime(dump_only=True, metadata={"description": "When the old key stops."})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.assignment.models import STRATEGIES
-from app.schemas import Flag, WholeNumber, tag_list
+from app.schemas import Flag, Uuid, WholeNumber, tag_list
 from app.tickets.models import PRIORITIES
 
 
@@ -21,11 +21,11 @@ class ConditionsSchema(Schema):
 
 
 class RuleSchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     position = WholeNumber(load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema, load_default=dict)
-    team_id = fields.UUID(required=True)
+    team_id = Uuid(required=True)
     strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
     required_skills = tag_list(load_default=list)
     enabled = Flag(load_default=True)
@@ -37,14 +37,14 @@ class RulePatchSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     position = WholeNumber(validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema)
-    team_id = fields.UUID()
+    team_id = Uuid()
     strategy = fields.String(validate=validate.OneOf(STRATEGIES))
     required_skills = tag_list()
     enabled = Flag()
 
 
 class CandidateSchema(Schema):
-    user_id = fields.UUID()
+    user_id = Uuid()
     name = fields.String()
     open_tickets = fields.Integer()
     capacity = fields.Integer(allow_none=True)
@@ -55,16 +55,16 @@ class CandidateSchema(Schema):
 
 
 class DecisionSchema(Schema):
-    id = fields.UUID()
+    id = Uuid()
     source = fields.String(metadata={"description": "`auto` or `manual`."})
-    rule_id = fields.UUID(allow_none=True)
+    rule_id = Uuid(allow_none=True)
     rule_name = fields.String(allow_none=True)
     strategy = fields.String(allow_none=True)
-    team_id = fields.UUID(allow_none=True)
+    team_id = Uuid(allow_none=True)
     candidates = fields.List(fields.Nested(CandidateSchema))
-    chosen_user_id = fields.UUID(allow_none=True)
+    chosen_user_id = Uuid(allow_none=True)
     reason = fields.String()
-    actor_id = fields.UUID(allow_none=True)
+    actor_id = Uuid(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -78,12 +78,12 @@ class SampleTicketSchema(Schema):
 
 class DryRunSchema(Schema):
     ticket = fields.Nested(SampleTicketSchema, required=True, metadata={"description": "A ticket to route."})
-    rule_id = fields.UUID(load_default=None, allow_none=True,
+    rule_id = Uuid(load_default=None, allow_none=True,
                           metadata={"description": "Also say whether this rule matches and decides."})
 
 
 class TriedRuleSchema(Schema):
-    id = fields.UUID()
+    id = Uuid()
     name = fields.String()
     position = fields.Integer()
     enabled = fields.Boolean()
@@ -95,9 +95,9 @@ class TestedRuleSchema(TriedRuleSchema):
 
 
 class DryRouteSchema(Schema):
-    rule_id = fields.UUID(allow_none=True)
+    rule_id = Uuid(allow_none=True)
     rule_name = fields.String(allow_none=True)
-    team_id = fields.UUID()
+    team_id = Uuid()
     team_name = fields.String(allow_none=True)
     strategy = fields.String()
     required_skills = fields.List(fields.String())
@@ -108,7 +108,7 @@ class DryRunResultSchema(Schema):
     tested_rule = fields.Nested(TestedRuleSchema)
     route = fields.Nested(DryRouteSchema, allow_none=True)
     candidates = fields.List(fields.Nested(CandidateSchema))
-    chosen_user_id = fields.UUID(allow_none=True, metadata={"description": "Who would get it now."})
+    chosen_user_id = Uuid(allow_none=True, metadata={"description": "Who would get it now."})
     reason = fields.String()
     queued_ahead = fields.Integer(metadata={"description": "Tickets waiting in the team's queue ahead of it."})
 
@@ -116,9 +116,9 @@ class DryRunResultSchema(Schema):
 class TicketAssignmentSchema(Schema):
     """The latest decision first (`decision`), then the history, newest first."""
 
-    ticket_id = fields.UUID()
-    assignee_id = fields.UUID(allow_none=True)
-    team_id = fields.UUID(allow_none=True)
+    ticket_id = Uuid()
+    assignee_id = Uuid(allow_none=True)
+    team_id = Uuid(allow_none=True)
     status = fields.String()
     queued = fields.Boolean(metadata={"description": "Waiting in the unassigned queue."})
     decision = fields.Nested(DecisionSchema, allow_none=True)

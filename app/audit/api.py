@@ -10,7 +10,7 @@ from app.api_common import api_blueprint
 from app.audit import services
 from app.auth.actor import admin_only
 from app.pagination import PageArgs, page_body, page_schema
-from app.schemas import UtcDateTime
+from app.schemas import UtcDateTime, Uuid
 
 blp = api_blueprint("audit", "The audit log: every change, by whom, from what to what.", tag="Audit")
 
@@ -22,8 +22,8 @@ def register(api: Api) -> None:
 class AuditEventArgs(PageArgs):
     entity_type = fields.String(validate=validate.Length(min=1, max=40), metadata={
         "description": "ticket, message, user, team, api_key, assignment_rule, ..."})
-    entity_id = fields.UUID()
-    actor_id = fields.UUID(metadata={"description": "The user who made the change."})
+    entity_id = Uuid()
+    actor_id = Uuid(metadata={"description": "The user who made the change."})
     action = fields.String(validate=validate.Length(min=1, max=40),
                            metadata={"description": "created, updated, deleted, closed, assigned, ..."})
     created_after = UtcDateTime(metadata={"description": "Inclusive."})
@@ -33,10 +33,10 @@ class AuditEventArgs(PageArgs):
 class AuditEventSchema(Schema):
     id = fields.Integer()
     created_at = fields.DateTime()
-    actor_id = fields.UUID(allow_none=True, metadata={"description": "Null for changes made by the system."})
-    api_key_id = fields.UUID(allow_none=True, metadata={"description": "The key used, if the change came by API."})
+    actor_id = Uuid(allow_none=True, metadata={"description": "Null for changes made by the system."})
+    api_key_id = Uuid(allow_none=True, metadata={"description": "The key used, if the change came by API."})
     entity_type = fields.String(attribute="entity")
-    entity_id = fields.UUID()
+    entity_id = Uuid()
     action = fields.String()
     before = fields.Dict(allow_none=True, metadata={"description": "The changed fields before."})
     after = fields.Dict(allow_none=True, metadata={"description": "The changed fields after."})

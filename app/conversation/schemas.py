@@ -8,22 +8,22 @@ from app.markdown import render
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
-from app.schemas import Flag
+from app.schemas import Flag, Uuid
 
 MAX_BODY = 64 * 1024
 
 
 class MessageSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    ticket_id = fields.UUID(dump_only=True)
-    author_id = fields.UUID(dump_only=True, allow_none=True)
+    id = Uuid(dump_only=True)
+    ticket_id = Uuid(dump_only=True)
+    author_id = Uuid(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY), metadata={
         "pattern": NOT_BLANK, "description": "Markdown; not blank."})
     body_html = fields.Function(lambda message: render(message.body), dump_only=True, metadata={
         "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
-    parent_id = fields.UUID(load_default=None, allow_none=True)
+    parent_id = Uuid(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
-    attachment_ids = fields.List(fields.UUID(), load_only=True, load_default=list, validate=validate.Length(max=20),
+    attachment_ids = fields.List(Uuid(), load_only=True, load_default=list, validate=validate.Length(max=20),
                                  metadata={"description": "Files the author uploaded to this ticket and has "
                                                           "not sent yet (POST /tickets/{id}/attachments)."})
     attachments = fields.List(fields.Nested(AttachmentSchema), dump_only=True)

@@ -12,6 +12,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from app.api_common import api_blueprint
 from app.auth.actor import admin_only
 from app.dashboard import services
+from app.schemas import Uuid
 
 blp = api_blueprint("reports", "Reports: the figures of the admin dashboard.", tag="Reports")
 
@@ -55,7 +56,7 @@ class PercentilesSchema(Schema):
 
 
 class AgentLoadSchema(Schema):
-    user_id = fields.UUID()
+    user_id = Uuid()
     name = fields.String()
     role = fields.String()
     capacity = fields.Integer(allow_none=True)
@@ -69,7 +70,7 @@ class UnassignedSchema(Schema):
 
 
 class RuleDecisionsSchema(Schema):
-    rule_id = fields.UUID(allow_none=True)
+    rule_id = Uuid(allow_none=True)
     rule_name = fields.String()
     assigned = fields.Integer()
     waiting = fields.Integer()

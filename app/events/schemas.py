@@ -7,6 +7,7 @@ from webargs.fields import DelimitedList
 
 from app.events import EVENT_TYPES
 from app.pagination import PageArgs
+from app.schemas import Uuid
 
 
 class FeedArgs(PageArgs):
@@ -15,7 +16,7 @@ class FeedArgs(PageArgs):
 
 
 class EventSchema(Schema):
-    id = fields.UUID(metadata={"description": "The event's id; a webhook delivery carries it as `X-Webhook-Id`."})
+    id = Uuid(metadata={"description": "The event's id; a webhook delivery carries it as `X-Webhook-Id`."})
     type = fields.String(validate=validate.OneOf(tuple(EVENT_TYPES)))
     created_at = fields.DateTime()
     data = fields.Dict(metadata={"description": "The resource as the change left it: `ticket`, `message` or "

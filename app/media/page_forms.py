@@ -37,6 +37,7 @@ from app.input_guard import check_fields, check_form
 from app.media import services
 from app.media.services import MAX_PER_MESSAGE, MULTIPART_OVERHEAD, Received
 from app.media.upload import StreamedForm
+from app.schemas import parse_uuid
 
 FIELDS_READ = "tms.page_form_fields"
 DRAIN_LIMIT = 64 * 1024 * 1024  # read at most this much of a refused body, so the browser sees the answer
@@ -75,7 +76,7 @@ class PageForm:
     def ids(self, name: str) -> list[uuid.UUID]:
         """Return the UUIDs a repeated field carries (`attachment_ids`), or raise Invalid."""
         try:
-            return [uuid.UUID(value) for value in self.fields.getlist(name) if value.strip()]
+            return [parse_uuid(value) for value in self.fields.getlist(name) if value.strip()]
         except ValueError:
             raise Invalid.field(name, "Not a valid UUID.") from None
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.media.types import ALL_TYPES
-from app.schemas import WholeNumber
+from app.schemas import Uuid, WholeNumber
 
 API = "/api/v1"
 
 
 class AttachmentSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    ticket_id = fields.UUID(dump_only=True)
-    message_id = fields.UUID(dump_only=True, allow_none=True,
+    id = Uuid(dump_only=True)
+    ticket_id = Uuid(dump_only=True)
+    message_id = Uuid(dump_only=True, allow_none=True,
                              metadata={"description": "The message it was sent with; null until then."})
-    uploader_id = fields.UUID(dump_only=True, allow_none=True)
+    uploader_id = Uuid(dump_only=True, allow_none=True)
     filename = fields.String(dump_only=True, metadata={"description": "The uploaded name, made safe."})
     content_type = fields.String(dump_only=True, metadata={
         "description": "What the file is: claimed while pending, detected from the bytes once scanned."})

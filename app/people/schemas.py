@@ -6,11 +6,11 @@ from marshmallow import Schema, fields, validate
 
 from app.pagination import cursor_field
 from app.people.models import ROLES
-from app.schemas import EmailAddress, Flag, WholeNumber, tag_list
+from app.schemas import EmailAddress, Flag, Uuid, WholeNumber, tag_list
 
 
 class UserSchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     email = EmailAddress(required=True, validate=validate.Length(max=254))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
@@ -39,10 +39,10 @@ class UserListArgs(Schema):
 
 
 class TeamSchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=5000))
-    member_ids = fields.List(fields.UUID(), dump_only=True)
+    member_ids = fields.List(Uuid(), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from app.api_common import api_blueprint
 from app.auth.throttle import signup_wait
 from app.extensions import db
-from app.schemas import EmailAddress
+from app.schemas import EmailAddress, Uuid
 from app.signup.services import sign_up
 from tenants import RESERVED_SLUGS, SlugTaken, slug_problem
 
@@ -37,7 +37,7 @@ class SignupSchema(Schema):
 
 
 class TenantSchema(Schema):
-    id = fields.UUID()
+    id = Uuid()
     slug = fields.String()
     name = fields.String()
     status = fields.String()
@@ -46,7 +46,7 @@ class TenantSchema(Schema):
 
 class SignupResultSchema(Schema):
     tenant = fields.Nested(TenantSchema)
-    admin_id = fields.UUID()
+    admin_id = Uuid()
     api_key = fields.String(metadata={"description": "The admin's first API key; shown only now."})
 
 

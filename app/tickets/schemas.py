@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
 from app.pagination import PageArgs
-from app.schemas import UtcDateTime, fast_dumper, tag_list
+from app.schemas import UtcDateTime, Uuid, fast_dumper, tag_list
 from app.tickets.models import PRIORITIES, STATUSES
 
 MAX_DESCRIPTION = 64 * 1024
@@ -42,7 +42,7 @@ def duration_field(ends_at: str, description: str) -> fields.Function:
 
 
 class TicketSchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     number = fields.Integer(dump_only=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TITLE))
     description = fields.String(load_default="", validate=at_most_64_kib)
@@ -50,10 +50,10 @@ class TicketSchema(Schema):
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
     category = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     tags = tag_list(load_default=list)
-    requester_id = fields.UUID(load_default=None, allow_none=True,
+    requester_id = Uuid(load_default=None, allow_none=True,
                                metadata={"description": "Staff only: open the ticket on someone's behalf."})
-    assignee_id = fields.UUID(dump_only=True, allow_none=True)
-    team_id = fields.UUID(dump_only=True, allow_none=True)
+    assignee_id = Uuid(dump_only=True, allow_none=True)
+    team_id = Uuid(dump_only=True, allow_none=True)
     resolution = fields.String(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
@@ -79,8 +79,8 @@ class TicketUpdateSchema(Schema):
     tags = tag_list()
     status = fields.String(validate=[_patch_status, validate.OneOf(PATCHABLE_STATUSES)],
                            metadata={"description": "new, open, pending or resolved (close with /close)."})
-    assignee_id = fields.UUID(allow_none=True, metadata={"description": "An active agent or admin."})
-    team_id = fields.UUID(allow_none=True)
+    assignee_id = Uuid(allow_none=True, metadata={"description": "An active agent or admin."})
+    team_id = Uuid(allow_none=True)
 
 
 class CloseSchema(Schema):
@@ -92,9 +92,9 @@ class TicketFilterArgs(Schema):
                            metadata={"description": "One or more, comma separated."})
     priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)),
                              metadata={"description": "One or more, comma separated."})
-    assignee_id = fields.UUID()
-    team_id = fields.UUID()
-    requester_id = fields.UUID()
+    assignee_id = Uuid()
+    team_id = Uuid()
+    requester_id = Uuid()
     tag = fields.String(validate=validate.Length(min=1, max=64))
     category = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "Exact category."})
     created_after = UtcDateTime(metadata={"description": "Inclusive."})

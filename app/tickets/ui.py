@@ -22,6 +22,7 @@ from app.extensions import db
 from app.media.page_forms import drain, read_page_form, streams_body, submitted_values
 from app.media.services import record_files, upload_limits
 from app.people.services import staff_users, teams_by_name, users_by_id
+from app.schemas import parse_uuid
 from app.tickets import queues, services
 from app.tickets.listing import list_tickets
 from app.tickets.models import PRIORITIES, STATUSES
@@ -176,7 +177,7 @@ def _reply_to(raw: str | None, messages: list) -> Any:
     if not raw:
         return None
     try:
-        wanted = uuid.UUID(raw)
+        wanted = parse_uuid(raw)
     except ValueError:
         return None
     return next((m for m in messages if m.id == wanted), None)

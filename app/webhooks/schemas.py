@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.events import EVENT_TYPES
 from app.pagination import PageArgs
-from app.schemas import Flag, WholeNumber
+from app.schemas import Flag, Uuid, WholeNumber
 from app.webhooks.targets import MAX_URL
 
 # http(s), a host with no user name or password, no #fragment, no spaces or control characters.
@@ -49,7 +49,7 @@ def secret_field(**kwargs: object) -> fields.String:
 
 
 class WebhookSchema(Schema):
-    id = fields.UUID(dump_only=True)
+    id = Uuid(dump_only=True)
     url = url_field(required=True)
     events = event_types(required=True)
     include_internal = Flag(load_default=False, metadata={
@@ -91,7 +91,7 @@ class RotateSecretSchema(Schema):
 
 
 class AttemptListArgs(PageArgs):
-    event_id = fields.UUID(metadata={"description": "Only the attempts at this event."})
+    event_id = Uuid(metadata={"description": "Only the attempts at this event."})
     status = fields.String(validate=validate.OneOf(ATTEMPT_STATES))
 
 
@@ -108,9 +108,9 @@ class ResponseSchema(Schema):
 
 
 class AttemptSchema(Schema):
-    id = fields.UUID()
-    delivery_id = fields.UUID(metadata={"description": "The event's delivery to this webhook, across attempts."})
-    event_id = fields.UUID(attribute="event_uid")
+    id = Uuid()
+    delivery_id = Uuid(metadata={"description": "The event's delivery to this webhook, across attempts."})
+    event_id = Uuid(attribute="event_uid")
     event_type = fields.String()
     attempt = fields.Integer(metadata={"description": "1 for the first try, counting retries and redeliveries."})
     redelivery = fields.Boolean(attribute="manual")
@@ -134,8 +134,8 @@ class AttemptSchema(Schema):
 
 
 class DeliverySchema(Schema):
-    id = fields.UUID()
-    event_id = fields.UUID()
+    id = Uuid()
+    event_id = Uuid()
     event_type = fields.String()
     state = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
     attempts = fields.Integer()

@@ -343,3 +343,12 @@ def test_script_in_every_field_the_admin_pages_show_stays_inert(help_desk, admin
     dry = admin.post(f"/t/{hd.slug}/admin/rules/test", data={"title": HOSTILE, "description": HOSTILE,
                                                             "priority": "normal"}).get_data(as_text=True)
     assert "<script>alert" not in dry and "&lt;script&gt;" in dry
+
+
+def test_a_lookalike_of_a_persons_id_is_refused_beside_its_field(help_desk, admin):
+    hd = help_desk
+    team = hd.tenant.api.post("/api/v1/teams", json={"name": "Lookalikes"}).get_json()
+    for spelling in (f"{{{hd.agent.id}}}", f"urn:uuid:{hd.agent.id}", hd.agent.id.replace("-", ""), "None"):
+        refused = admin.post(f"/t/{hd.slug}/admin/teams/{team['id']}/members", data={"user_id": spelling})
+        assert refused.status_code == 422 and "Choose an agent or admin." in refused.get_data(as_text=True)
+    assert hd.tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == []
