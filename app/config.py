@@ -63,7 +63,7 @@ class Config:
         self.DB_STATEMENT_TIMEOUT_MS = _int("DB_STATEMENT_TIMEOUT_MS", 10000)
         # A pooled connection is closed when returned once it has served this many tenants (0: never),
         # since PostgreSQL keeps every relation it touched cached for the connection's life.
-        self.DB_CONNECTION_MAX_TENANTS = _int("DB_CONNECTION_MAX_TENANTS", 100)
+        self.DB_CONNECTION_MAX_TENANTS = _int("DB_CONNECTION_MAX_TENANTS", 500)
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False
         # Check each pooled connection on checkout for state left by its last user (tests, staging).
         self.POOL_CHECKOUT_GUARD = _flag("POOL_CHECKOUT_GUARD", False)

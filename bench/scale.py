@@ -47,7 +47,7 @@ HOT, HOT_SHARE = 100, 0.8
 PROVISIONERS = 4
 SAMPLE_EVERY = 2.0
 RAW_SAMPLE = 20
-BOUND = "100"  # the shipped DB_CONNECTION_MAX_TENANTS
+BOUND = "500"  # the shipped DB_CONNECTION_MAX_TENANTS
 
 
 def run(ctx: BenchContext) -> list[Row]:
@@ -314,8 +314,8 @@ OPTIONS = {
     "none": ({"DB_CONNECTION_MAX_TENANTS": "0"}, False),
     "age: DB_POOL_RECYCLE=15": ({"DB_CONNECTION_MAX_TENANTS": "0", "DB_POOL_RECYCLE": "15"}, False),
     "affinity: tenant -> process": ({"DB_CONNECTION_MAX_TENANTS": "0"}, True),
+    "tenants: DB_CONNECTION_MAX_TENANTS=100": ({"DB_CONNECTION_MAX_TENANTS": "100"}, False),
     f"tenants: DB_CONNECTION_MAX_TENANTS={BOUND}": ({"DB_CONNECTION_MAX_TENANTS": BOUND}, False),
-    "tenants: DB_CONNECTION_MAX_TENANTS=500": ({"DB_CONNECTION_MAX_TENANTS": "500"}, False),
 }
 PROCESSES = 4
 
