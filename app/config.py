@@ -52,8 +52,8 @@ class Config:
         # Redis connections per process; a thread that finds them all busy waits up to 5 s for one.
         self.REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 100)
         self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
-        self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
-        self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
+        self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 20)
+        self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 10)
         self.DB_POOL_TIMEOUT = _float("DB_POOL_TIMEOUT", 5)
         # Seconds after which a pooled connection is replaced at its next checkout, whatever it served.
         self.DB_POOL_RECYCLE = _int("DB_POOL_RECYCLE", 3600)

@@ -1,8 +1,9 @@
 """Bare Flask endpoints that set the ceilings the product's figures are divided by.
 
-Same driver (psycopg via SQLAlchemy Core), same pool settings and the same gunicorn settings as
-the product, but no tenancy, auth, ORM or serialisation: one round trip (one row by primary key,
-50 rows by an index, or one INSERT + COMMIT).
+Same driver (psycopg via SQLAlchemy Core), the product's pool with its settings (`app.config`) and
+the same gunicorn settings as the product, but no tenancy, auth, ORM or serialisation: one
+statement (one row by primary key, 50 rows by an index, or one INSERT), in the transaction Core
+opens by default (BEGIN, the statement, then COMMIT or the pool's ROLLBACK).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import os
 import sqlalchemy as sa
 from flask import Flask, jsonify, request
 
+from app.config import Config, engine_options
+
 app = Flask(__name__)
-engine = sa.create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=20)
+engine = sa.create_engine(os.environ["DATABASE_URL"], **engine_options(vars(Config())))
 
 
 @app.get("/hello")
