@@ -12,7 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 
 STAND_IN = -1  # the number written in the body before Postgres draws the real one
 
@@ -51,3 +53,12 @@ class Spliced:
 def jsonable(value: Any) -> Any:
     """Return `value` as a JSONB parameter holds it (UUIDs as strings)."""
     return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def jsonb(value: Any) -> Jsonb:
+    """Return `value` as a JSONB parameter written by orjson; bytes are taken as JSON already written."""
+    return Jsonb(value, dumps=_as_json)
+
+
+def _as_json(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else orjson.dumps(value)

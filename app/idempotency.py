@@ -20,10 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Response, request
 from flask_smorest import Blueprint
-from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.at_once import jsonb
 from app.errors import Conflict, Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
@@ -103,7 +103,7 @@ class Claim:
     def params(self, status: int, headers: dict[str, str]) -> dict[str, Any]:
         """Return the bind parameters of `claim_in_sql` for a response of `status` with `headers`."""
         return {"idem_owner": self.owner, "idem_key": self.key, "idem_endpoint": self.endpoint,
-                "idem_hash": self.request_hash, "idem_status": status, "idem_headers": Jsonb(headers)}
+                "idem_hash": self.request_hash, "idem_status": status, "idem_headers": jsonb(headers)}
 
 
 def claim_in_sql(source: Any, response: sa.ColumnElement[bytes]) -> sa.Insert:

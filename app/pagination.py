@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,9 +52,19 @@ class SortKey:
 
 def _signer(keys: Sequence[SortKey], purpose: str) -> URLSafeSerializer:
     """Return the serializer of cursors for one tenant, one ordering and one purpose."""
-    ordering = ",".join(f"{k.column.table.name if hasattr(k.column, 'table') else ''}.{k.column.key}"
-                        f"{'-' if k.descending else '+'}{k.kind}" for k in keys)
-    return URLSafeSerializer(current_app.secret_key, salt=f"cursor:{current_tenant().id}:{ordering}:{purpose}")
+    return _serializer(current_app.secret_key, current_tenant().id, _ordering(tuple(keys)), purpose)
+
+
+@lru_cache(maxsize=256)
+def _ordering(keys: tuple[SortKey, ...]) -> str:
+    """Name an ordering (its columns, directions and kinds), once per sort: it is read on every page."""
+    return ",".join(f"{k.column.table.name if hasattr(k.column, 'table') else ''}.{k.column.key}"
+                    f"{'-' if k.descending else '+'}{k.kind}" for k in keys)
+
+
+@lru_cache(maxsize=4096)
+def _serializer(secret: str | bytes, tenant_id: str, ordering: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"cursor:{tenant_id}:{ordering}:{purpose}")
 
 
 def encode_cursor(values: Sequence[Any], keys: Sequence[SortKey], purpose: str = "") -> str:

@@ -25,11 +25,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from flask import Response
-from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.at_once import STAND_IN, Spliced
+from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
 from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent
@@ -68,8 +67,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
     kind = STAFF_NOTE if actor.is_staff and internal else STAFF_REPLY if actor.is_staff else REQUESTER
     params: dict[str, Any] = {
         **{c: getattr(message, c) for c in _GIVEN}, **recorded_params(TOPIC), **spliced.params(),
-        "event_payload": Jsonb({"ticket_id": str(ticket_id), "message_id": str(message.id)}),
-        "event_data": Jsonb({"message": json_body}),
+        "event_payload": jsonb({"ticket_id": str(ticket_id), "message_id": str(message.id)}),
+        "event_data": jsonb({"message": json_body}),
     }
     if claim is not None:
         params.update(claim.params(201, {}))

@@ -5,8 +5,8 @@ Postgres. Here each read is one statement, built once per shape of query (which 
 sort, a cursor or not) from the same filter declarations and keyset helpers as every other list,
 compiled once per tenant by `tenants.TenantStatement` and run on an autocommit connection (no
 BEGIN or ROLLBACK round trips). Rows become the dicts `TicketSchema` declares (`row_dumper`),
-UUIDs and times left native for orjson to write. Searches (`q`) keep the planner in
-`app.tickets.listing`.
+ids read as the text Postgres sends and times left native for orjson to write. Searches (`q`)
+keep the planner in `app.tickets.listing`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ dump_row = row_dumper(TicketSchema(), list(_INDEX))
 
 def _one_by(column: sa.ColumnElement, own: bool) -> TenantStatement:
     stmt = sa.select(*LISTED_COLUMNS).where(column == sa.bindparam("key"))
-    return TenantStatement(stmt.where(CONDITIONS["own"]) if own else stmt)
+    return TenantStatement(stmt.where(CONDITIONS["own"]) if own else stmt, uuids_as_text=True)
 
 
 # (by, requester's own only) -> statement
@@ -92,4 +92,5 @@ def _page_statement(names: tuple[str, ...], order: str, cursor: bool) -> TenantS
     stmt = sa.select(*LISTED_COLUMNS).where(*(CONDITIONS[name] for name in names))
     if cursor:
         stmt = stmt.where(after(keys, [sa.bindparam(f"after_{i}", type_=k.column.type) for i, k in enumerate(keys)]))
-    return TenantStatement(stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer)))
+    return TenantStatement(stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer)),
+                           uuids_as_text=True)

@@ -24,10 +24,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from flask import Response
-from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from app.at_once import STAND_IN, Spliced, jsonable
+from app.at_once import STAND_IN, Spliced, jsonable, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
 from app.errors import Invalid
@@ -77,9 +76,9 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
         params = {
             **values, **recorded_params("ticket.created"), **spliced.params(),
             "audit_actor": actor.user_id, "audit_key": actor.api_key_id,
-            "audit_after": Jsonb({f: jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
-            "event_payload": Jsonb({"ticket_id": str(values["id"])}),
-            "event_data": Jsonb({"ticket": orjson.loads(body)}),
+            "audit_after": jsonb({f: jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
+            "event_payload": jsonb({"ticket_id": str(values["id"])}),
+            "event_data": jsonb(b'{"ticket":%s}' % body),
         }
         statement = _statement(claim is not None)
         if claim is not None:

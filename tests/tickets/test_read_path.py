@@ -20,14 +20,14 @@ def test_reads_give_back_a_connection_that_opens_transactions_again(services, te
     api = ApiClient(app.test_client(), tenant.key)
     created = api.post("/api/v1/tickets", json={"title": "read me"}).get_json()
     modes: list[bool] = []
-    execute = psycopg.Connection.execute
+    execute = psycopg.Cursor.execute
 
-    def note_mode(conn, query, *args, **kwargs):
+    def note_mode(cursor, query, *args, **kwargs):
         if "tickets" in str(query):
-            modes.append(conn.autocommit)
-        return execute(conn, query, *args, **kwargs)
+            modes.append(cursor.connection.autocommit)
+        return execute(cursor, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Connection, "execute", note_mode)
+    monkeypatch.setattr(psycopg.Cursor, "execute", note_mode)
     for path in (f"/api/v1/tickets/{created['id']}", f"/api/v1/tickets/by-number/{created['number']}",
                  "/api/v1/tickets?limit=5"):
         assert api.get(path).status_code == 200
