@@ -79,7 +79,7 @@ class SampleTicketSchema(Schema):
 class DryRunSchema(Schema):
     ticket = fields.Nested(SampleTicketSchema, required=True, metadata={"description": "A ticket to route."})
     rule_id = Uuid(load_default=None, allow_none=True,
-                          metadata={"description": "Also say whether this rule matches and decides."})
+                   metadata={"description": "Also say whether this rule matches and decides."})
 
 
 class TriedRuleSchema(Schema):

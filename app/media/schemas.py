@@ -14,7 +14,7 @@ class AttachmentSchema(Schema):
     id = Uuid(dump_only=True)
     ticket_id = Uuid(dump_only=True)
     message_id = Uuid(dump_only=True, allow_none=True,
-                             metadata={"description": "The message it was sent with; null until then."})
+                      metadata={"description": "The message it was sent with; null until then."})
     uploader_id = Uuid(dump_only=True, allow_none=True)
     filename = fields.String(dump_only=True, metadata={"description": "The uploaded name, made safe."})
     content_type = fields.String(dump_only=True, metadata={

@@ -51,7 +51,7 @@ class TicketSchema(Schema):
     category = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     tags = tag_list(load_default=list)
     requester_id = Uuid(load_default=None, allow_none=True,
-                               metadata={"description": "Staff only: open the ticket on someone's behalf."})
+                        metadata={"description": "Staff only: open the ticket on someone's behalf."})
     assignee_id = Uuid(dump_only=True, allow_none=True)
     team_id = Uuid(dump_only=True, allow_none=True)
     resolution = fields.String(dump_only=True, allow_none=True)
