@@ -16,6 +16,14 @@ timeout = 60
 graceful_timeout = 10
 accesslog = os.environ.get("ACCESS_LOG") or None
 wsgi_app = "wsgi:app"
+# Proxy headers are the app's to judge, in one place (TRUSTED_PROXIES, app/__init__.py). By
+# default gunicorn trusts connections from 127.0.0.1, where a proxy passes client headers on:
+# it would take the scheme from X-Forwarded-Proto and the path from SCRIPT_NAME and PATH_INFO
+# headers, so any client could claim https, move the app under a prefix (answered 500) or route
+# another path. The app is never mounted under a prefix.
+forwarded_allow_ips = ""
+forwarder_headers = ""
+limit_request_line = 8190  # the OpenAPI document promises 414 beyond this (app/openapi.py)
 
 
 def post_worker_init(worker):
@@ -23,4 +31,3 @@ def post_worker_init(worker):
     from app.conversation.hub import watch_server
 
     watch_server(lambda: worker.alive)
-limit_request_line = 8190  # the OpenAPI document promises 414 beyond this (app/openapi.py)
