@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,17 +49,16 @@ class SortKey:
     descending: bool = False
     kind: str = "str"  # how to restore the value from a cursor: str, int, datetime, uuid
 
+    @cached_property
+    def name(self) -> str:
+        """Name the key (table, column, direction, kind) for a cursor's signature; read on every page."""
+        table = self.column.table.name if hasattr(self.column, "table") else ""
+        return f"{table}.{self.column.key}{'-' if self.descending else '+'}{self.kind}"
+
 
 def _signer(keys: Sequence[SortKey], purpose: str) -> URLSafeSerializer:
     """Return the serializer of cursors for one tenant, one ordering and one purpose."""
-    return _serializer(current_app.secret_key, current_tenant().id, _ordering(tuple(keys)), purpose)
-
-
-@lru_cache(maxsize=256)
-def _ordering(keys: tuple[SortKey, ...]) -> str:
-    """Name an ordering (its columns, directions and kinds), once per sort: it is read on every page."""
-    return ",".join(f"{k.column.table.name if hasattr(k.column, 'table') else ''}.{k.column.key}"
-                    f"{'-' if k.descending else '+'}{k.kind}" for k in keys)
+    return _serializer(current_app.secret_key, current_tenant().id, ",".join(k.name for k in keys), purpose)
 
 
 @lru_cache(maxsize=4096)

@@ -7,11 +7,12 @@ does after an outage), and we time until the database shows every ticket assigne
 what keeps round robin strict and capacity safe), so a second worker helps across teams and
 tenants, not within one. Baseline: bare RQ in the same run (a worker process running no-op jobs).
 
-Latency: with gunicorn and 2 workers running, a client posts tickets at each rate of
-`BENCH_ASSIGN_RATES` per second (open loop, default 50 and 100) while a subscriber listens on the
-tenant's live channels, as a browser on the ticket's stream would; each ticket's latency is from
-its `201` to its `ticket.updated` event carrying the assignee. Web server, workers, Postgres,
-Redis and the client all share the machine's 2 cores.
+Latency: with gunicorn, the outbox relay and 2 workers running (as `make run` has them), a client
+posts tickets at each rate of `BENCH_ASSIGN_RATES` per second (open loop, default 50 and 100)
+while a subscriber listens on the tenant's live channels, as a browser on the ticket's stream
+would; each ticket's latency is from its `201` to its `ticket.updated` event carrying the
+assignee. Web server, relay, workers, Postgres, Redis and the client all share the machine's 2
+cores.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def run(ctx: BenchContext) -> list[Row]:
     for rate in RATES:
         load = os.getloadavg()[0]
         lat = _latency(ctx, rate)
-        note = (f"{lat['n']} tickets at {rate:.0f}/s, gunicorn + 2 workers; no event for {lat['missing']}; "
+        note = (f"{lat['n']} tickets at {rate:.0f}/s, gunicorn + relay + 2 workers; no event for {lat['missing']}; "
                 f"machine load average {load:.1f} at start")
         for pct, aim in (("p50", ""), ("p95", "< 200 ms"), ("p99", "")):
             rows.append(Row(f"assignment latency 201 -> assigned event at {rate:.0f}/s, {pct}", lat[pct], "ms",
@@ -221,6 +222,10 @@ def _latency(ctx: BenchContext, rate: float) -> dict:
     slug, key, tenant_id = _setup_tenant(ctx, "assignlat")
     server = ctx.start_web()
     procs = _start_workers(ctx, 2)
+    # A new ticket's statement wakes the relay (NOTIFY), which hands its outbox rows to RQ.
+    procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "relay"], cwd=ROOT,
+                                  env=ctx.env(), stdout=subprocess.DEVNULL,
+                                  stderr=open(ctx.work_dir / f"relay-{time.monotonic_ns()}.log", "wb")))  # noqa: SIM115
     assigned_at: dict[str, float] = {}
     created_at: dict[str, float] = {}
     listening = threading.Event()

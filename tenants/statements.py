@@ -21,27 +21,19 @@ from contextlib import contextmanager
 
 import psycopg
 import sqlalchemy as sa
-from psycopg.types.string import TextLoader
 
 from tenants.context import PLACEHOLDER, current_tenant, current_tenant_or_none
 from tenants.database import db, engine_for, note_tenants
 from tenants.names import checked_schema
 
 TENANTS_PER_STATEMENT = 1000
-UUID_OID = psycopg.postgres.types["uuid"].oid
 
 
 class TenantStatement:
-    """A statement of tenant tables whose SQL text is compiled once per tenant schema.
+    """A statement of tenant tables whose SQL text is compiled once per tenant schema."""
 
-    With `uuids_as_text`, UUID columns come back as the text Postgres sends (the canonical form
-    `str(uuid)` gives) instead of `uuid.UUID` objects: for reads that only pass ids on to JSON,
-    where building the objects was most of the row conversion.
-    """
-
-    def __init__(self, statement: sa.Executable, *, uuids_as_text: bool = False) -> None:
+    def __init__(self, statement: sa.Executable) -> None:
         self.statement = statement
-        self.uuids_as_text = uuids_as_text
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self._literals: dict[str, object] = {}  # values the statement carries itself (`sa.literal`)
@@ -49,10 +41,7 @@ class TenantStatement:
     def execute(self, conn: psycopg.Connection, params: dict[str, object]) -> psycopg.Cursor:
         """Run the statement for the tenant in context with `params` (its bind parameters' values)."""
         text = self.sql()
-        cursor = conn.cursor()
-        if self.uuids_as_text:
-            cursor.adapters.register_loader(UUID_OID, TextLoader)
-        return cursor.execute(text, {**self._literals, **params} if self._literals else params)
+        return conn.execute(text, {**self._literals, **params} if self._literals else params)
 
     def sql(self) -> str:
         """Return the statement's SQL for the tenant in context (its schema written in)."""

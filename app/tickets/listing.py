@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,10 +48,11 @@ class TicketPage:
     order: str
 
 
-def sort_keys(sort: str) -> list[SortKey]:
-    """Return the keyset columns of a whitelisted sort such as `-priority`."""
+@cache
+def sort_keys(sort: str) -> tuple[SortKey, ...]:
+    """Return the keyset columns of a whitelisted sort such as `-priority` (the same keys each time)."""
     descending = sort.startswith("-")
-    return [SortKey(column, descending, kind) for column, kind in _KEYS[sort.lstrip("-")]]
+    return tuple(SortKey(column, descending, kind) for column, kind in _KEYS[sort.lstrip("-")])
 
 
 # The contract's filters, each a condition on bind parameters named as the query argument, so the
@@ -144,7 +146,7 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
     return TicketPage(items, _join_cursor(plan, next_inner), order)
 
 
-def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnElement, keys: list[SortKey],
+def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnElement, keys: Sequence[SortKey],
                   limit: int) -> tuple[list[Ticket], str | None] | None:
     """Return the first page if it lies within the first `WALK_WINDOW` tickets in order, else None."""
     window = sa.select(*Ticket.__table__.c).where(*conditions).order_by(*order_by(keys)) \

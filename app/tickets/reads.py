@@ -27,12 +27,14 @@ from app.tickets.services import MAX_NUMBER
 from tenants import TenantStatement, autocommit_connection
 
 _INDEX = {c.key: i for i, c in enumerate(LISTED_COLUMNS)}
+# Ids are read as the text Postgres writes them (what `str(uuid)` gives): they only pass on to JSON.
+_READ = [sa.cast(c, sa.Text).label(c.key) if isinstance(c.type, sa.Uuid) else c for c in LISTED_COLUMNS]
 dump_row = row_dumper(TicketSchema(), list(_INDEX))
 
 
 def _one_by(column: sa.ColumnElement, own: bool) -> TenantStatement:
-    stmt = sa.select(*LISTED_COLUMNS).where(column == sa.bindparam("key"))
-    return TenantStatement(stmt.where(CONDITIONS["own"]) if own else stmt, uuids_as_text=True)
+    stmt = sa.select(*_READ).where(column == sa.bindparam("key"))
+    return TenantStatement(stmt.where(CONDITIONS["own"]) if own else stmt)
 
 
 # (by, requester's own only) -> statement
@@ -89,8 +91,7 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
 
 def _page_statement(names: tuple[str, ...], order: str, cursor: bool) -> TenantStatement:
     keys = sort_keys(order)
-    stmt = sa.select(*LISTED_COLUMNS).where(*(CONDITIONS[name] for name in names))
+    stmt = sa.select(*_READ).where(*(CONDITIONS[name] for name in names))
     if cursor:
         stmt = stmt.where(after(keys, [sa.bindparam(f"after_{i}", type_=k.column.type) for i, k in enumerate(keys)]))
-    return TenantStatement(stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer)),
-                           uuids_as_text=True)
+    return TenantStatement(stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer)))
