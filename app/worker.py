@@ -8,8 +8,9 @@ of that handler, `BATCH_SIZE` at a time (`SKIP LOCKED`, oldest first), runs each
 transaction, and repeats until none are left (for at most `BATCH_SECONDS`, then it hands on to a
 fresh job). The fast path enqueues a job for a batch handler only when no job is waiting or
 running for it (the wake mark, see `dispatch.enqueue_rows`). When a claim comes back empty the
-job clears the mark and claims once more: a row committed before the mark was cleared is claimed
-by this job, and a later one sets the mark again and wakes a new job. So under a steady stream
+job clears the mark and claims once more, waiting for rows the relay may hold meanwhile: a row
+committed before the mark was cleared is claimed by this job, and a later one sets the mark
+again and wakes a new job. So under a steady stream
 one job per tenant and handler keeps claiming what arrives, instead of many jobs queueing on the
 same locks, and a burst turns thousands of jobs and transactions into a few. If a batch fails, its rows run one by
 one instead, so one bad row cannot hold back the others; a row that failed is left to the relay
@@ -114,12 +115,17 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
     return "done"
 
 
-def _claim(handler: Handler, own_id: int, failed: set[int]) -> list[sa.Row]:
-    """Lock up to BATCH_SIZE pending rows of the handler; return (id, payload) of each."""
+def _claim(handler: Handler, own_id: int, failed: set[int], wait: bool = False) -> list[sa.Row]:
+    """Lock up to BATCH_SIZE pending rows of the handler; return (id, payload) of each.
+
+    Rows another transaction holds are skipped, or with `wait` waited for: the claim after the
+    wake mark is cleared waits, since the relay may hold a new row while it finds the mark still
+    set (and so leaves that row to this very job).
+    """
     stmt = (sa.select(OutboxRow.id, Event.payload).join(Event, Event.id == OutboxRow.event_id)
             .where(OutboxRow.handler == handler.name, OutboxRow.processed_at.is_(None),
                    sa.or_(OutboxRow.last_error.is_(None), OutboxRow.id == own_id))
-            .order_by(OutboxRow.id).limit(BATCH_SIZE).with_for_update(of=OutboxRow, skip_locked=True))
+            .order_by(OutboxRow.id).limit(BATCH_SIZE).with_for_update(of=OutboxRow, skip_locked=not wait))
     if failed:
         stmt = stmt.where(OutboxRow.id.not_in(failed))
     return list(db.session.execute(stmt))
@@ -134,7 +140,7 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
     failed: set[int] = set()
     cleared = False
     while True:
-        rows = _claim(handler, own_id, failed)
+        rows = _claim(handler, own_id, failed, wait=cleared)
         if not rows:
             db.session.rollback()
             if cleared:
