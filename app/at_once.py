@@ -8,7 +8,6 @@ stored response (`claim_in_sql`) and the body sent are the same bytes, with no s
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +49,9 @@ class Spliced:
         return self.head + str(number).encode() + self.tail
 
 
-def jsonable(value: Any) -> Any:
-    """Return `value` as a JSONB parameter holds it (UUIDs as strings)."""
-    return str(value) if isinstance(value, uuid.UUID) else value
-
-
 def jsonb(value: Any) -> Jsonb:
-    """Return `value` as a JSONB parameter written by orjson; bytes are taken as JSON already written."""
+    """Return `value` as a JSONB parameter written by orjson (ids and times as their strings); bytes are
+    taken as JSON already written."""
     return Jsonb(value, dumps=_as_json)
 
 

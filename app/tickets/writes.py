@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from flask import Response
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from app.at_once import STAND_IN, Spliced, jsonable, jsonb
+from app.at_once import STAND_IN, Spliced, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
 from app.errors import Invalid
@@ -76,7 +76,7 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
         params = {
             **values, **recorded_params("ticket.created"), **spliced.params(),
             "audit_actor": actor.user_id, "audit_key": actor.api_key_id,
-            "audit_after": jsonb({f: jsonable(values.get(f)) for f in SNAPSHOT_FIELDS}),
+            "audit_after": jsonb({f: values.get(f) for f in SNAPSHOT_FIELDS}),
             "event_payload": jsonb({"ticket_id": str(values["id"])}),
             "event_data": jsonb(b'{"ticket":%s}' % body),
         }
