@@ -20,6 +20,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY is not set: every process must share one, or sessions and signed "
                            "cursors from one are refused by the next. `make run` keeps one in DATA_DIR.")
+    from tenants import check_shards
+
+    check_shards(app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_BINDS") or {},
+                 app.config["SHARD_MAX_TENANTS"])
 
     from app import (
         docs_assets,

@@ -36,13 +36,13 @@ from tenants.resolution import (
     tenant_is_active,
     tenant_moved,
 )
-from tenants.shards import NoRoom, parse_capacities, parse_shards, shard_engines
+from tenants.shards import NoRoom, check_shards, parse_capacities, parse_shards, shard_engines
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
     "PRIMARY_SHARD", "RESERVED_SLUGS", "ApiKey", "NoRoom", "SlugTaken", "Tenant", "TenantPathMiddleware",
     "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
-    "active_tenant", "active_tenants", "autocommit_connection", "compile_for_tenant",
+    "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",
     "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",

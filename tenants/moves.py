@@ -97,6 +97,11 @@ def _connect(shard: str) -> psycopg.Connection:
     return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
+def _database(conn: psycopg.Connection) -> tuple:
+    """Return what tells a database apart whatever it is called: its server's system id and its name."""
+    return conn.execute("select system_identifier, current_database() from pg_control_system()").fetchone()
+
+
 def _ident(*names: str) -> sql.Composable:
     for name in names:
         if _NAME.fullmatch(name) is None:
@@ -334,9 +339,18 @@ def _undo(move: Move, *undo: Callable[[Move], None]) -> None:
 
 
 def _tidy(move: Move) -> None:
-    """Clear what an earlier failed move left: the source's name back, stray copies dropped."""
+    """Clear what an earlier failed move left: the source's name back, stray copies dropped.
+
+    Copies are dropped only from databases other than the source's: a shard that is the source's
+    database under another name (a second host name, a pooler) holds the live schema itself.
+    """
+    with _connect(move.tenant.shard) as conn:
+        source = _database(conn)
     for shard in shard_names():
         with _connect(shard) as conn:
+            if shard != move.tenant.shard and _database(conn) == source:
+                raise MoveFailed(f"shards {move.tenant.shard!r} and {shard!r} are one database; "
+                                 "each shard needs its own")
             present = {n for (n,) in conn.execute("select nspname from pg_namespace where nspname in (%s, %s)",
                                                   (move.schema, move.fenced))}
             if shard == move.tenant.shard:

@@ -52,6 +52,24 @@ def parse_capacities(text: str) -> tuple[int, dict[str, int]]:
     return default, per_shard
 
 
+def check_shards(primary_url: str, shards: dict[str, str], capacities: str) -> None:
+    """Refuse, at start, shards that are one database under two names, and capacities of unknown shards.
+
+    Two names for one database would make it look as if a tenant's schema were on both, and a
+    move cleans a schema off every shard but the one it lives on: it would drop the live one.
+    """
+    seen: dict[tuple, str] = {}
+    for name, url in {PRIMARY_SHARD: primary_url, **shards}.items():
+        parsed = sa.engine.make_url(url)
+        where = (parsed.host or parsed.query.get("host") or "localhost", parsed.port or 5432, parsed.database)
+        if where in seen:
+            raise ValueError(f"shards {seen[where]!r} and {name!r} are the same database; each shard needs its own")
+        seen[where] = name
+    unknown = sorted(set(parse_capacities(capacities)[1]) - {PRIMARY_SHARD, *shards})
+    if unknown:
+        raise ValueError(f"SHARD_MAX_TENANTS names shards that are not configured: {', '.join(unknown)}")
+
+
 def shard_names() -> list[str]:
     """Return every shard this app has a database for, the primary first."""
     return [PRIMARY_SHARD, *(key for key in db.engines if key is not None)]

@@ -392,3 +392,37 @@ def test_the_relay_is_woken_by_writes_on_every_shard(app):
             assert woken >= {on_primary, on_b}
         finally:
             _close(listeners)
+
+
+@pytest.mark.parametrize("same", [
+    lambda url: url,  # the primary again
+    lambda url: url.replace("postgresql+psycopg://", "postgresql://"),  # another driver, same database
+    lambda url: url.replace("postgres@", "other@"),  # another user
+])
+def test_two_names_for_one_database_are_refused_at_start(services, same):
+    """A move drops a tenant's schema from every shard but its own: on an alias it would drop the live one."""
+    from app import create_app
+
+    with pytest.raises(ValueError, match="same database"):
+        create_app(app_config(services, SQLALCHEMY_BINDS={"b": same(services.database_url)}))
+
+
+@pytest.mark.parametrize("capacities", ["primay=0", "b=5 10000", "c=1"])
+def test_capacities_of_shards_that_are_not_configured_are_refused_at_start(services, capacities):
+    from app import create_app
+
+    with pytest.raises(ValueError, match="not configured"):
+        create_app(app_config(services, SHARD_MAX_TENANTS=capacities))
+
+
+def test_a_move_to_the_same_database_under_another_host_name_drops_nothing(services, shards):
+    """`localhost` and `127.0.0.1` pass the start-up check as two databases; the move itself tells them apart."""
+    alias = Shards(primary=shards.primary, b=shards.primary.replace("@127.0.0.1", "@localhost"))
+    assert alias.b != alias.primary
+    app = sharded_app(services, alias)
+    slug, api = signup_on(app, "primary")
+    ticket = api.post("/api/v1/tickets", json={"title": "Still here"}).get_json()
+    result = app.test_cli_runner().invoke(args=["tenants", "move", slug, "--to", "b"])
+    assert result.exit_code != 0 and "one database" in result.output
+    assert registry_shard(app, slug) == "primary"
+    assert api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["title"] == "Still here"
