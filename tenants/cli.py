@@ -6,9 +6,11 @@ organization gets besides its schema (an admin and a first key).
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
+import psycopg
 from flask import Flask
 from flask.cli import AppGroup
 
@@ -80,10 +82,17 @@ def _migrate_all(workers: int, progress: bool) -> int:
     return len(report.failed)
 
 
+def _finite(value: float) -> float:
+    if math.isnan(value):  # FloatRange lets NaN through: it compares false with both ends
+        raise click.BadParameter("not a number")
+    return value
+
+
 @tenants.command("move")
 @click.argument("slug")
 @click.option("--to", "target", required=True, help="The shard to move the tenant to.")
-@click.option("--lock-timeout", default=5.0, show_default=True,
+@click.option("--lock-timeout", default=5.0, show_default=True, type=click.FloatRange(0.001, 600),
+              callback=lambda _ctx, _param, value: _finite(value),
               help="Seconds the freeze waits for writes in flight before the move gives up.")
 def move(slug: str, target: str, lock_timeout: float) -> None:
     """Move a tenant's schema to another shard with a short write freeze; on failure it stays whole where it was."""
@@ -91,6 +100,8 @@ def move(slug: str, target: str, lock_timeout: float) -> None:
         done = move_tenant(slug, target, lock_timeout_ms=int(lock_timeout * 1000))
     except (MoveFailed, UnknownShard, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except psycopg.OperationalError as exc:  # a shard down or unreachable before the move began
+        raise click.ClickException(f"a database could not be reached; the tenant stays where it was: {exc}") from exc
     steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in done.timings.items())
     rows = sum(n for name, n in done.rows.items() if not name.startswith("sequence "))
     click.echo(f"moved {slug} from {done.tenant.shard} to {done.target}: {rows} rows in "

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import psycopg
 import psycopg.errors
 import sqlalchemy as sa
+from flask import current_app
 from psycopg import sql
 
 from tenants.context import TenantRef
@@ -94,7 +95,8 @@ class Move:
 def _connect(shard: str) -> psycopg.Connection:
     """Open a connection of its own to a shard (no pool: the move sets timeouts it must not leave behind)."""
     url = shard_engine(shard).url
-    return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False),
+                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"])
 
 
 def _database(conn: psycopg.Connection) -> tuple:

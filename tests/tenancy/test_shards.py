@@ -426,3 +426,18 @@ def test_a_move_to_the_same_database_under_another_host_name_drops_nothing(servi
     assert result.exit_code != 0 and "one database" in result.output
     assert registry_shard(app, slug) == "primary"
     assert api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["title"] == "Still here"
+
+
+def test_a_move_to_a_shard_that_does_not_answer_is_refused_in_words(services, shards, app):
+    """`app` has set up the registry; this one's shard b is a port where nothing listens."""
+    down = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, REDIS_URL=own_redis(services),
+                                SQLALCHEMY_BINDS={"b": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"},
+                                DB_CONNECT_TIMEOUT=2))
+    slug, api = signup_on(down, "primary")
+    result = down.test_cli_runner().invoke(args=["tenants", "move", slug, "--to", "b"])
+    assert result.exit_code == 1 and "could not be reached" in result.output
+    assert isinstance(result.exception, SystemExit)  # a refusal, not a traceback
+    assert registry_shard(down, slug) == "primary" and api.get("/api/v1/tickets").status_code == 200
+    for bad in ("inf", "nan", "-1", "0", "1e9", "soon"):
+        refused = down.test_cli_runner().invoke(args=["tenants", "move", slug, "--to", "b", "--lock-timeout", bad])
+        assert refused.exit_code == 2 and "--lock-timeout" in refused.output, bad
