@@ -48,8 +48,8 @@ def registry_changed(tenant_id: uuid.UUID | str) -> None:
         listener(str(tenant_id))
 
 
-def new_tenant_ref(slug: str, shard: str | None = None) -> TenantRef:
-    """Return the identity a new tenant will have, on `shard` or the roomiest; enter it before `create_tenant`.
+def new_tenant_ref(slug: str) -> TenantRef:
+    """Return the identity a new tenant will have, on the roomiest shard; enter it before `create_tenant`.
 
     Raises ValueError for a slug that is malformed or reserved, whichever caller let it through,
     and `NoRoom` when every shard is full.
@@ -57,7 +57,7 @@ def new_tenant_ref(slug: str, shard: str | None = None) -> TenantRef:
     problem = slug_problem(slug)
     if problem:
         raise ValueError(f"slug {slug!r}: {problem}")
-    return TenantRef(id=str(uuid.uuid4()), slug=slug, schema=schema_for(slug), shard=shard or roomiest_shard())
+    return TenantRef(id=str(uuid.uuid4()), slug=slug, schema=schema_for(slug), shard=roomiest_shard())
 
 
 def create_tenant(name: str) -> Tenant:
