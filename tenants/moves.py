@@ -32,7 +32,6 @@ from __future__ import annotations
 import graphlib
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,12 +46,11 @@ from tenants.context import TenantRef
 from tenants.database import db, shard_engine
 from tenants.migrations import tenant_ddl
 from tenants.models import Tenant
-from tenants.names import PRIMARY_SHARD, checked_schema, checked_shard, moved_schema
+from tenants.names import IDENTIFIER, PRIMARY_SHARD, checked_schema, checked_shard, moved_schema
 from tenants.provisioning import registry_changed
 from tenants.shards import shard_names
 
 log = logging.getLogger(__name__)
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 VERSION_TABLE = "alembic_version"
 
 
@@ -106,7 +104,7 @@ def _database(conn: psycopg.Connection) -> tuple:
 
 def _ident(*names: str) -> sql.Composable:
     for name in names:
-        if _NAME.fullmatch(name) is None:
+        if IDENTIFIER.fullmatch(name) is None:
             raise MoveFailed(f"not a name this move writes into SQL: {name!r}")
     return sql.Identifier(*names)
 
@@ -151,11 +149,15 @@ def freeze(move: Move) -> None:
     move.source_txid = int(conn.execute("select pg_current_xact_id()::text::bigint").fetchone()[0])
 
 
+def _tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Return the names of a schema's tables (partitioned ones too)."""
+    return [t for (t,) in conn.execute("select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                                       "where n.nspname = %s and c.relkind in ('r', 'p')", (schema,))]
+
+
 def _lock_tables(move: Move, conn: psycopg.Connection) -> list[str]:
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (move.schema,))  # no migration meanwhile
-    names = [t for (t,) in conn.execute("select c.relname from pg_class c join pg_namespace n "
-                                        "on n.oid = c.relnamespace where n.nspname = %s and c.relkind in ('r', 'p')",
-                                        (move.schema,))]
+    names = _tables(conn, move.schema)
     if not names:
         raise MoveFailed(f"{move.schema} has no tables on shard {move.tenant.shard}")
     conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
@@ -171,9 +173,7 @@ def copy_schema(move: Move) -> None:
     conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(_ident(move.schema)))
     conn.execute(tenant_ddl(move.revision))
     conn.execute("SET LOCAL search_path TO DEFAULT")
-    built = {t for (t,) in conn.execute(
-        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-        "where n.nspname = %s and c.relkind in ('r', 'p')", (move.schema,))}
+    built = set(_tables(conn, move.schema))
     if built != {*move.tables, VERSION_TABLE}:
         raise MoveFailed(f"{move.schema} differs from revision {move.revision}'s tables: "
                          f"{sorted(built ^ {*move.tables, VERSION_TABLE})}")

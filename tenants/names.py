@@ -26,6 +26,8 @@ _SLUG = re.compile(SLUG_RULE, re.ASCII)
 _SCHEMA = re.compile(SCHEMA_RULE, re.ASCII)
 _SHARD = re.compile(SHARD_RULE, re.ASCII)
 _MOVED = re.compile(MOVED_RULE, re.ASCII)
+# A table or schema name read from the catalogue that the app writes into SQL text itself.
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 RESERVED_SLUGS = frozenset({
     "www", "api", "admin", "public", "app", "static", "assets", "mail", "smtp", "ftp", "status",
     "help", "support", "docs", "blog", "signup", "login", "logout", "auth", "root", "system",

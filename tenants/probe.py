@@ -11,7 +11,6 @@ table names written into them are checked here, so callers never build SQL names
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,10 +19,9 @@ import sqlalchemy as sa
 
 from tenants.context import TenantRef
 from tenants.database import UnknownShard, engine_for, note_tenants
-from tenants.names import checked_schema
+from tenants.names import IDENTIFIER, checked_schema
 
 log = logging.getLogger(__name__)
-_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 SCHEMA_MARK = "__schema__"
 CHUNK = 500
 
@@ -69,7 +67,7 @@ def tenants_having(tenants: list[TenantRef], table: str, condition: str, params:
     A tenant whose probe could not be read is returned too, so the caller visits it on its own
     and finds out what is wrong; tenants on a shard this process has no database for are skipped.
     """
-    if _TABLE.fullmatch(table) is None:
+    if IDENTIFIER.fullmatch(table) is None:
         raise ValueError(f"not a table name: {table!r}")
     by_shard: dict[str, list[TenantRef]] = {}
     for tenant in tenants:
