@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,38 +224,62 @@ def purge_once() -> int:
     return total
 
 
-def relay_forever(interval: float = 2.0, purge_every: float = 3600.0) -> None:
-    """Run the relay until stopped: hand on what wakes announce at once, sweep every `interval` seconds.
+def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: threading.Event | None = None) -> None:
+    """Run the relay until stopped (or `stop` is set): hand on what wakes announce at once, sweep every `interval` s.
 
     Statements that record events in SQL notify `WAKE_CHANNEL` with their tenant's slug, so the
-    relay, not the request, hands their rows to RQ once they commit; the sweep stays the safety
-    net for a wake lost with a dropped connection. Expired events are purged every `purge_every`.
+    relay, not the request, hands their rows to RQ once they commit. The sweep, the safety net
+    for a wake lost with a dropped connection, and the purge of expired events (every
+    `purge_every`) run on a thread of their own: probing every schema takes seconds once there
+    are thousands of tenants, and wakes waited behind it (1,050 tenants: p95 1.3 s from 201 to
+    assigned). If that thread dies, the relay stops too, for its supervisor to restart it whole.
     """
-    next_purge = next_sweep = time.monotonic()
+    stop = stop or threading.Event()
+    sweeper = threading.Thread(target=_sweep_forever, args=(current_app._get_current_object(), interval,
+                                                             purge_every, stop), name="relay-sweep", daemon=True)
+    sweeper.start()
     listeners: list[psycopg.Connection] = []
-    while True:
-        try:
-            if not listeners or any(conn.closed for conn in listeners):
+    try:
+        while not stop.is_set():
+            if not sweeper.is_alive():
+                raise RuntimeError("the relay's sweep stopped; see the error above")
+            try:
+                if not listeners or any(conn.closed for conn in listeners):
+                    _close(listeners)
+                    listeners = _listen()
+                woken = _woken(listeners, interval)
+                if woken:
+                    relay_once(fresh=True, slugs=woken)
+            except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
+                db.session.rollback()
                 _close(listeners)
-                listeners = _listen()
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + interval
+                log.warning("relay waiting for the database: %s", exc)
+                stop.wait(interval)
+    finally:
+        stop.set()
+        _close(listeners)
+        sweeper.join(timeout=interval)
+
+
+def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: threading.Event) -> None:
+    """Sweep at once and then every `interval` seconds, purging every `purge_every`, until `stop` is set."""
+    next_purge = time.monotonic()
+    with app.app_context():
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
                 enqueued = relay_once()
                 if enqueued:
                     log.info("relay enqueued %d outbox rows and deliveries", enqueued)
-            if time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + purge_every
-                purged = purge_once()
-                if purged:
-                    log.info("purged %d expired events", purged)
-            woken = _woken(listeners, max(next_sweep - time.monotonic(), 0.0))
-            if woken:
-                relay_once(fresh=True, slugs=woken)
-        except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
-            db.session.rollback()
-            _close(listeners)
-            log.warning("relay waiting for the database: %s", exc)
-            time.sleep(interval)
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + purge_every
+                    purged = purge_once()
+                    if purged:
+                        log.info("purged %d expired events", purged)
+            except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
+                db.session.rollback()
+                log.warning("relay sweep waiting for the database: %s", exc)
+            stop.wait(max(interval - (time.monotonic() - started), 0.0))
 
 
 def _listen() -> list[psycopg.Connection]:

@@ -1,12 +1,16 @@
 """The outbox relay hands overdue rows to RQ, visiting only tenants that have some."""
 
+import threading
+
+import pytest
 import sqlalchemy as sa
 from rq import Queue
 
 from app import create_app
 from app.extensions import db, redis_client
 from app.outbox.dispatch import relay_once
-from tests.helpers import ApiClient, app_config
+from tenants import schema_for
+from tests.helpers import ApiClient, app_config, wait_until
 
 
 def _age_outbox(schema: str) -> None:
@@ -44,3 +48,66 @@ def test_relay_enqueues_rows_the_fast_path_missed_and_survives_a_damaged_tenant(
         slugs = {job.args[0] for job in queue.get_jobs()}
         assert healthy.slug not in slugs and idle.slug not in slugs
         queue.empty()
+
+
+def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch, in_tenant):
+    """The sweep probes every schema (seconds, with thousands of tenants); wakes must not wait behind it."""
+    from app.outbox import dispatch
+
+    sweeping, release, listening, stop = (threading.Event() for _ in range(4))
+    real_relay, real_listen = dispatch.relay_once, dispatch._listen
+
+    def slow_sweep(fresh: bool = False, slugs: set[str] | None = None) -> int:
+        if fresh:
+            return real_relay(fresh=True, slugs=slugs)
+        sweeping.set()
+        release.wait(30)
+        return 0
+
+    def noted_listen():
+        listeners = real_listen()
+        listening.set()
+        return listeners
+
+    monkeypatch.setattr(dispatch, "relay_once", slow_sweep)
+    monkeypatch.setattr(dispatch, "_listen", noted_listen)
+
+    def run() -> None:
+        with app.app_context():
+            dispatch.relay_forever(interval=0.2, stop=stop)
+
+    relay = threading.Thread(target=run)
+    relay.start()
+    try:
+        assert sweeping.wait(10) and listening.wait(10)
+        ticket = tenant.api.post("/api/v1/tickets", json={"title": "woken mid-sweep"}).get_json()
+
+        schema = schema_for(tenant.slug)
+
+        def handed_on() -> bool:
+            with in_tenant(tenant) as session:
+                return session.execute(sa.text(
+                    f'select bool_and(o.enqueued_at is not null) from "{schema}".outbox o '
+                    f'join "{schema}".events e on e.id = o.event_id where e.payload ->> \'ticket_id\' = :id'),
+                    {"id": ticket["id"]}).scalar() is True
+
+        wait_until(handed_on, "the woken ticket's outbox rows handed on mid-sweep", timeout=10)
+        assert not release.is_set()  # the sweep was still under way
+    finally:
+        release.set()
+        stop.set()
+        relay.join(10)
+    assert not relay.is_alive()
+
+
+def test_the_relay_stops_when_its_sweep_dies(app, monkeypatch):
+    """A sweep thread that failed leaves no relay that only half works: the relay stops, for a restart."""
+    from app.outbox import dispatch
+
+    def broken(fresh: bool = False, slugs: set[str] | None = None) -> int:
+        raise ValueError("a bug in a sweep")
+
+    monkeypatch.setattr(dispatch, "relay_once", broken)
+    monkeypatch.setattr(threading, "excepthook", lambda _args: None)  # the failure is expected here
+    with app.app_context(), pytest.raises(RuntimeError, match="sweep stopped"):
+        dispatch.relay_forever(interval=0.2)
