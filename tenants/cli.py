@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import sys
+from contextlib import ExitStack
 
 import click
 import psycopg
+import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup
 
@@ -36,14 +38,25 @@ def db_upgrade() -> None:
 
 @tenants.command("list")
 def list_() -> None:
-    """List tenants with their status, shard and schema revision."""
-    for tenant in provisioning.all_tenants():
-        try:
-            with shard_engine(tenant.shard).connect() as conn:
-                revision = migrations.tenant_revision(conn, tenant.schema_name)
-        except UnknownShard:
-            revision = "(shard not configured)"
-        click.echo(f"{tenant.slug:40} {tenant.status:10} {tenant.shard:12} {tenant.schema_name:50} {revision}")
+    """List tenants with their status, shard and schema revision (one connection per shard)."""
+    with ExitStack() as stack:
+        shards: dict[str, sa.Connection | str] = {}
+        for tenant in provisioning.all_tenants():
+            if tenant.shard not in shards:
+                shards[tenant.shard] = _reader(stack, tenant.shard)
+            conn = shards[tenant.shard]
+            revision = conn if isinstance(conn, str) else migrations.tenant_revision(conn, tenant.schema_name)
+            click.echo(f"{tenant.slug:40} {tenant.status:10} {tenant.shard:12} {tenant.schema_name:50} {revision}")
+
+
+def _reader(stack: ExitStack, shard: str) -> sa.Connection | str:
+    """Return a connection to `shard` that `stack` closes, or why there is none (listed in its place)."""
+    try:
+        return stack.enter_context(shard_engine(shard).connect())
+    except UnknownShard:
+        return "(shard not configured)"
+    except sa.exc.OperationalError:
+        return "(shard unreachable)"
 
 
 @tenants.command("shards")

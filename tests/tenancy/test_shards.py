@@ -443,3 +443,17 @@ def test_a_move_to_a_shard_that_does_not_answer_is_refused_in_words(services, sh
     for bad in ("inf", "nan", "-1", "0", "1e9", "soon"):
         refused = down.test_cli_runner().invoke(args=["tenants", "move", slug, "--to", "b", "--lock-timeout", bad])
         assert refused.exit_code == 2 and "--lock-timeout" in refused.output, bad
+
+
+def test_tenants_list_says_which_shard_does_not_answer(services, shards, app):
+    """Tenants on a shard that does not answer are listed with that reason; the others with their revision."""
+    here, _ = signup_on(app, "primary")
+    there, _ = signup_on(app, "b")
+    down = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, REDIS_URL=own_redis(services),
+                                SQLALCHEMY_BINDS={"b": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"},
+                                DB_CONNECT_TIMEOUT=2))
+    result = down.test_cli_runner().invoke(args=["tenants", "list"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert lines[there].endswith("(shard unreachable)")
+    assert lines[here].endswith(head("tenant"))
