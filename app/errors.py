@@ -68,3 +68,8 @@ class Unavailable(DomainError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def being_moved() -> Unavailable:
+    """The refusal of a request that met its organization's schema fenced or gone for a move to another shard."""
+    return Unavailable("The organization is being moved; try again shortly.")

@@ -33,6 +33,7 @@ from app.errors import (
     TooLarge,
     Unavailable,
     UnsupportedType,
+    being_moved,
 )
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,14 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         tenant = current_tenant_or_none()
-        if tenant is not None and tenant_moved(tenant):
+        try:
+            moved = tenant is not None and tenant_moved(tenant)
+        except (OperationalError, InterfaceError) as lost:  # the registry or the shard stopped answering too
+            return database_unavailable(lost)
+        if moved:
             log.info("%s %s met %s on the move: %s", request.method, request.path, tenant.slug,
                      str(exc.orig or exc).splitlines()[0])
-            return _respond(http_error(Unavailable("The organization is being moved; try again shortly.")))
+            return _respond(http_error(being_moved()))
         return unexpected(exc)
 
     @app.errorhandler(Exception)

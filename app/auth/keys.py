@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from app.auth import key_cache
+from app.errors import being_moved
 from app.extensions import db
 from app.people.models import User, lesser_role
-from tenants import PRIMARY_SHARD, ApiKey, Tenant, TenantRef, engine_for
+from tenants import PRIMARY_SHARD, ApiKey, Tenant, TenantRef, engine_for, tenant_moved
 
 KEY_PREFIX = "tms_"
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -127,8 +128,14 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
 
 
 def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> str | None:
-    return conn.execute(_USER_ROLE, {"user_id": user_id},
-                        execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
+    """Read the user's role in the tenant's schema; met mid-move (the schema fenced), the request may retry."""
+    try:
+        return conn.execute(_USER_ROLE, {"user_id": user_id},
+                            execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
+    except sa.exc.ProgrammingError:
+        if tenant_moved(tenant):  # no tenant is set yet, so the app's handler cannot ask this itself
+            raise being_moved() from None
+        raise
 
 
 def revoke_key(record: ApiKey) -> None:

@@ -1,0 +1,82 @@
+"""A request that meets its tenant's schema gone answers in the error shape, never a bare crash.
+
+Fenced for a move to another shard, that is 503 with Retry-After (moves themselves are tested in
+`test_shards.py`), whether the key check or the view met it; when the lookup of a move fails
+because the database stopped answering too, 503 as for any lost database; otherwise a logged 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+import tenants
+from app.auth.key_cache import key_cache
+from app.auth.keys import key_digest
+from app.extensions import db
+from tenants import schema_for
+from tenants.names import moved_schema
+
+
+@pytest.fixture
+def rename_schema(services, tenant) -> Callable[[str], None]:
+    """Return a function that renames the tenant's schema (back again after the test)."""
+    url = services.database_url.replace("postgresql+psycopg://", "postgresql://")
+    names = [schema_for(tenant.slug)]
+
+    def rename(name: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'alter schema "{names[-1]}" rename to "{name}"')
+        names.append(name)
+
+    yield rename
+    if len(names) > 1:
+        rename(names[0])
+
+
+def _cache_key(app, tenant) -> None:
+    """Make requests until this process has the tenant's key cached (the first may only note its generation)."""
+    for _ in range(2):
+        assert tenant.api.get("/api/v1/tickets").status_code == 200
+    with app.app_context():
+        assert key_cache().get(key_digest(tenant.key)) is not None
+
+
+def _tenant_id(app, slug: str) -> str:
+    with app.app_context():
+        found = db.session.execute(sa.text("select id from public.tenants where slug = :s"), {"s": slug}).scalar()
+        db.session.rollback()
+    return str(found)
+
+
+def test_a_schema_gone_for_no_move_is_a_500_in_the_error_shape(tenant, rename_schema):
+    rename_schema(schema_for(tenant.slug) + "_away")
+    answer = tenant.api.get("/api/v1/tickets")
+    assert answer.status_code == 500 and answer.get_json()["code"] == 500
+
+
+@pytest.mark.parametrize("key_cached", [True, False], ids=["in the view", "in the key check"])
+def test_a_schema_fenced_for_a_move_is_a_503_to_retry(app, tenant, rename_schema, key_cached):
+    tenant_id = _tenant_id(app, tenant.slug)
+    _cache_key(app, tenant)
+    if not key_cached:
+        with app.app_context():
+            key_cache().clear({tenant_id})
+    rename_schema(moved_schema(tenant_id))
+    answer = tenant.api.get("/api/v1/tickets")
+    assert answer.status_code == 503 and answer.get_json()["code"] == 503 and "Retry-After" in answer.headers
+    assert "being moved" in answer.get_json()["message"]
+
+
+def test_a_schema_gone_while_the_database_stops_answering_is_a_503(app, tenant, rename_schema, monkeypatch):
+    def lost(_tenant):
+        raise sa.exc.OperationalError("select 1", {}, Exception("server closed the connection unexpectedly"))
+
+    _cache_key(app, tenant)
+    rename_schema(schema_for(tenant.slug) + "_away")
+    monkeypatch.setattr(tenants, "tenant_moved", lost)
+    answer = tenant.api.get("/api/v1/tickets")
+    assert answer.status_code == 503 and answer.get_json()["code"] == 503 and "Retry-After" in answer.headers
