@@ -9,7 +9,7 @@ names the tenant, and a path naming another tenant is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import sqlalchemy as sa
 from flask import request
@@ -66,10 +66,12 @@ def tenant_is_active(tenant_id: str) -> bool:
     ).first() is not None
 
 
-def active_tenants() -> list[TenantRef]:
-    """Return every active tenant, oldest first."""
-    rows = db.session.execute(sa.select(Tenant).where(Tenant.status == "active").order_by(Tenant.created_at))
-    return [tenant.ref() for tenant in rows.scalars()]
+def active_tenants(slugs: Collection[str] | None = None) -> list[TenantRef]:
+    """Return every active tenant (or those of `slugs`), oldest first."""
+    stmt = sa.select(Tenant).where(Tenant.status == "active").order_by(Tenant.created_at)
+    if slugs is not None:
+        stmt = stmt.where(Tenant.slug.in_(list(slugs)))
+    return [tenant.ref() for tenant in db.session.execute(stmt).scalars()]
 
 
 def tenant_moved(tenant: TenantRef) -> bool:

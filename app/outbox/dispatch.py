@@ -171,7 +171,7 @@ def relay_once(fresh: bool = False, slugs: set[str] | None = None) -> int:
     per tenant every interval. `fresh` hands on the rows no one has enqueued yet instead (what
     a wake announced), of the tenants named in `slugs` if given.
     """
-    tenants = [t for t in active_tenants() if slugs is None or t.slug in slugs]
+    tenants = active_tenants(slugs)  # a wake names its tenants; the whole registry, read per wake, grew with it
     db.session.rollback()
     age = current_app.config["OUTBOX_REDELIVER_AFTER"]
     outbox = (Sweep("outbox", "processed_at is null and enqueued_at is null",
@@ -225,7 +225,7 @@ def purge_once() -> int:
 
 
 def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: threading.Event | None = None) -> None:
-    """Run the relay until stopped (or `stop` is set): hand on what wakes announce at once, sweep every `interval` s.
+    """Run the relay until stopped (or `stop` is set): hand on what wakes announce at once, sweep `interval` s apart.
 
     Statements that record events in SQL notify `WAKE_CHANNEL` with their tenant's slug, so the
     relay, not the request, hands their rows to RQ once they commit. The sweep, the safety net
@@ -262,11 +262,14 @@ def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: thre
 
 
 def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: threading.Event) -> None:
-    """Sweep at once and then every `interval` seconds, purging every `purge_every`, until `stop` is set."""
+    """Sweep at once and then `interval` seconds after each sweep ends, purging every `purge_every`, until `stop`.
+
+    The pause follows the end of a sweep, not its start, so a sweep that takes longer than
+    `interval` (thousands of schemas) still leaves the database and the wakes time between sweeps.
+    """
     next_purge = time.monotonic()
     with app.app_context():
         while not stop.is_set():
-            started = time.monotonic()
             try:
                 enqueued = relay_once()
                 if enqueued:
@@ -279,7 +282,7 @@ def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: thread
             except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
                 db.session.rollback()
                 log.warning("relay sweep waiting for the database: %s", exc)
-            stop.wait(max(interval - (time.monotonic() - started), 0.0))
+            stop.wait(interval)
 
 
 def _listen() -> list[psycopg.Connection]:

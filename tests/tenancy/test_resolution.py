@@ -33,3 +33,13 @@ def test_api_path_naming_another_tenant_is_404(app, make_tenant):
     headers = {"Authorization": f"Bearer {a.key}"}
     assert app.test_client().get(f"/t/{a.slug}/api/v1/users", headers=headers).status_code == 200
     assert app.test_client().get(f"/t/{b.slug}/api/v1/users", headers=headers).status_code == 404
+
+
+def test_active_tenants_of_some_slugs_are_only_those_that_are_active(app, make_tenant):
+    from tenants import active_tenants
+
+    one, two, other = make_tenant(), make_tenant(), make_tenant()
+    assert app.test_cli_runner().invoke(args=["tenants", "suspend", two.slug]).exit_code == 0
+    with app.app_context():
+        assert [t.slug for t in active_tenants({one.slug, two.slug, "no-such-tenant"})] == [one.slug]
+        assert {one.slug, other.slug} <= {t.slug for t in active_tenants()}
