@@ -167,6 +167,8 @@ def init_app(app: Flask) -> None:
             moved = tenant is not None and tenant_moved(tenant)
         except (OperationalError, InterfaceError) as lost:  # the registry or the shard stopped answering too
             return database_unavailable(lost)
+        except PoolTimeout as busy:
+            return pool_exhausted(busy)
         if moved:
             log.info("%s %s met %s on the move: %s", request.method, request.path, tenant.slug,
                      str(exc.orig or exc).splitlines()[0])

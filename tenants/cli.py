@@ -50,9 +50,13 @@ def list_() -> None:
 
 
 def _reader(stack: ExitStack, shard: str) -> sa.Connection | str:
-    """Return a connection to `shard` that `stack` closes, or why there is none (listed in its place)."""
+    """Return a connection to `shard` that `stack` closes, or why there is none (listed in its place).
+
+    In autocommit: one transaction across every tenant's version table would hold a lock on each
+    until the listing ends (thousands of tenants: the lock table fills, drops and moves wait).
+    """
     try:
-        return stack.enter_context(shard_engine(shard).connect())
+        return stack.enter_context(shard_engine(shard).execution_options(isolation_level="AUTOCOMMIT").connect())
     except UnknownShard:
         return "(shard not configured)"
     except sa.exc.OperationalError:

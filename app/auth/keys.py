@@ -116,26 +116,29 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
             return None
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name, shard=row.shard,
                            txid_offset=row.txid_offset)
-        if tenant.shard == PRIMARY_SHARD:
-            user_role = _user_role(conn, tenant, row.user_id)
+        user_role = _user_role(conn, tenant, row.user_id) if tenant.shard == PRIMARY_SHARD else None
     if tenant.shard != PRIMARY_SHARD:
         with engine_for(tenant).execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
             user_role = _user_role(conn, tenant, row.user_id)
+    if isinstance(user_role, sa.exc.ProgrammingError):
+        # Met mid-move (the schema fenced), the request may retry. Asked here, with the connection
+        # given back; no tenant is set yet, so the app's handler cannot ask this itself.
+        if tenant_moved(tenant):
+            raise being_moved() from user_role
+        raise user_role
     if user_role is None:
         return None
     return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
                        tenant_active=row.status == "active", expires_at=row.expires_at)
 
 
-def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> str | None:
-    """Read the user's role in the tenant's schema; met mid-move (the schema fenced), the request may retry."""
+def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> str | sa.exc.ProgrammingError | None:
+    """Read the user's role in the tenant's schema (None: no such user), or return the error if the schema is gone."""
     try:
         return conn.execute(_USER_ROLE, {"user_id": user_id},
                             execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
-    except sa.exc.ProgrammingError:
-        if tenant_moved(tenant):  # no tenant is set yet, so the app's handler cannot ask this itself
-            raise being_moved() from None
-        raise
+    except sa.exc.ProgrammingError as exc:
+        return exc
 
 
 def revoke_key(record: ApiKey) -> None:

@@ -54,7 +54,7 @@ def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch
     """The sweep probes every schema (seconds, with thousands of tenants); wakes must not wait behind it."""
     from app.outbox import dispatch
 
-    sweeping, release, listening, stop = (threading.Event() for _ in range(4))
+    sweeping, release, swept, listening, stop = (threading.Event() for _ in range(5))
     real_relay, real_listen = dispatch.relay_once, dispatch._listen
 
     def slow_sweep(fresh: bool = False, slugs: set[str] | None = None) -> int:
@@ -62,6 +62,7 @@ def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch
             return real_relay(fresh=True, slugs=slugs)
         sweeping.set()
         release.wait(30)
+        swept.set()
         return 0
 
     def noted_listen():
@@ -92,7 +93,7 @@ def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch
                     {"id": ticket["id"]}).scalar() is True
 
         wait_until(handed_on, "the woken ticket's outbox rows handed on mid-sweep", timeout=10)
-        assert not release.is_set()  # the sweep was still under way
+        assert not swept.is_set()  # the sweep was still under way
     finally:
         release.set()
         stop.set()

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from app.auth.key_cache import GENERATION
 from app.extensions import db
+from app.schemas import UUID_PATTERN
 from app.worker import run_outbox_row
 from tenants import current_tenant_or_none, schema_for
 from tests.helpers import Desk, new_ticket, post_message
@@ -199,7 +200,9 @@ def test_redis_keys_carry_their_tenant(app, services, tenant_a, other_tenant):
     client = redis.Redis.from_url(services.redis_url)
     # A dropped tenant's key generation outlives it (every process drops its cached keys on the
     # change), and its counters live out their windows: the ids generations name were tenants too.
-    tenant_ids |= {key.decode().removeprefix(GENERATION) for key in client.scan_iter(match=GENERATION + "*")}
+    named = {key.decode().removeprefix(GENERATION) for key in client.scan_iter(match=GENERATION + "*")}
+    assert all(re.fullmatch(UUID_PATTERN, i, re.ASCII) for i in named), named  # a malformed one would pass any key
+    tenant_ids |= named
     unnamed = []
     for key in client.scan_iter(count=1000):
         name = key.decode()

@@ -30,3 +30,23 @@ def test_create_list_suspend_drop(app):
         schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
         assert schema_for(slug) not in set(schemas)
     assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code != 0
+
+
+def test_list_holds_no_lock_from_one_tenant_to_the_next(app, make_tenant, monkeypatch):
+    """One transaction across every tenant's version table would hold a lock on each until the listing ends."""
+    from tenants import migrations
+
+    make_tenant(), make_tenant()
+    held = []
+
+    def noted(conn, schema):
+        revision = real(conn, schema)
+        held.append(conn.exec_driver_sql(
+            "select count(*) from pg_locks l join pg_class c on c.oid = l.relation join pg_namespace n "
+            "on n.oid = c.relnamespace where l.pid = pg_backend_pid() and n.nspname like 'tenant%%'").scalar())
+        return revision
+
+    real = migrations.tenant_revision
+    monkeypatch.setattr(migrations, "tenant_revision", noted)
+    assert app.test_cli_runner().invoke(args=["tenants", "list"]).exit_code == 0
+    assert len(held) >= 2 and set(held) == {0}

@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 import tenants
+from app.auth import keys
 from app.auth.key_cache import key_cache
 from app.auth.keys import key_digest
 from app.extensions import db
-from tenants import schema_for
+from tenants import schema_for, tenant_moved
 from tenants.names import moved_schema
 
 
@@ -59,16 +60,24 @@ def test_a_schema_gone_for_no_move_is_a_500_in_the_error_shape(tenant, rename_sc
 
 
 @pytest.mark.parametrize("key_cached", [True, False], ids=["in the view", "in the key check"])
-def test_a_schema_fenced_for_a_move_is_a_503_to_retry(app, tenant, rename_schema, key_cached):
+def test_a_schema_fenced_for_a_move_is_a_503_to_retry(app, tenant, rename_schema, monkeypatch, key_cached):
     tenant_id = _tenant_id(app, tenant.slug)
     _cache_key(app, tenant)
     if not key_cached:
         with app.app_context():
             key_cache().clear({tenant_id})
     rename_schema(moved_schema(tenant_id))
+    held_while_asking = []
+
+    def noted(ref):  # the key check asks with its own connection given back (a busy pool is not drained)
+        held_while_asking.append(db.engine.pool.checkedout())
+        return tenant_moved(ref)
+
+    monkeypatch.setattr(keys, "tenant_moved", noted)
     answer = tenant.api.get("/api/v1/tickets")
     assert answer.status_code == 503 and answer.get_json()["code"] == 503 and "Retry-After" in answer.headers
     assert "being moved" in answer.get_json()["message"]
+    assert held_while_asking == ([] if key_cached else [0])
 
 
 def test_a_schema_gone_while_the_database_stops_answering_is_a_503(app, tenant, rename_schema, monkeypatch):
@@ -78,5 +87,6 @@ def test_a_schema_gone_while_the_database_stops_answering_is_a_503(app, tenant, 
     _cache_key(app, tenant)
     rename_schema(schema_for(tenant.slug) + "_away")
     monkeypatch.setattr(tenants, "tenant_moved", lost)
+    monkeypatch.setattr(keys, "tenant_moved", lost)  # should the key drop out of the cache meanwhile
     answer = tenant.api.get("/api/v1/tickets")
     assert answer.status_code == 503 and answer.get_json()["code"] == 503 and "Retry-After" in answer.headers
