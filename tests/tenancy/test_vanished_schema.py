@@ -80,9 +80,13 @@ def test_a_schema_fenced_for_a_move_is_a_503_to_retry(app, tenant, rename_schema
     assert held_while_asking == ([] if key_cached else [0])
 
 
-def test_a_schema_gone_while_the_database_stops_answering_is_a_503(app, tenant, rename_schema, monkeypatch):
+@pytest.mark.parametrize("failure", [
+    sa.exc.OperationalError("select 1", {}, Exception("server closed the connection unexpectedly")),
+    sa.exc.TimeoutError("QueuePool limit reached, connection timed out"),
+], ids=["database lost", "pool busy"])
+def test_a_schema_gone_while_the_database_cannot_answer_is_a_503(app, tenant, rename_schema, monkeypatch, failure):
     def lost(_tenant):
-        raise sa.exc.OperationalError("select 1", {}, Exception("server closed the connection unexpectedly"))
+        raise failure
 
     _cache_key(app, tenant)
     rename_schema(schema_for(tenant.slug) + "_away")
