@@ -15,6 +15,7 @@ from tenants.context import (
     tenant_context,
 )
 from tenants.database import (
+    TCP_KEEPALIVES,
     TenantSession,
     UnknownShard,
     compile_for_tenant,
@@ -40,8 +41,8 @@ from tenants.shards import NoRoom, check_shards, parse_capacities, parse_shards,
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
-    "PRIMARY_SHARD", "RESERVED_SLUGS", "ApiKey", "NoRoom", "SlugTaken", "Tenant", "TenantPathMiddleware",
-    "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
+    "PRIMARY_SHARD", "RESERVED_SLUGS", "TCP_KEEPALIVES", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
+    "TenantPathMiddleware", "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",

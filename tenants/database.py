@@ -56,6 +56,10 @@ def _translated(engine: sa.Engine, schema: str) -> sa.Engine:
 
 
 REGISTRY_SCHEMA = "public"
+# libpq's TCP keepalives for every connection to a database: a peer lost without a word (a
+# network partition, a host gone) fails the connection in about a minute instead of leaving a
+# request, the relay or a worker waiting on it for the kernel's two hours. Unix sockets ignore them.
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 class UnknownShard(LookupError):

@@ -21,6 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from tenants.database import TCP_KEEPALIVES
 from tenants.names import checked_schema
 from tenants.probe import SCHEMA_MARK, ask_each
 
@@ -119,7 +120,8 @@ def _init_worker(urls: dict[str, str]) -> None:
 def _upgrade_in_worker(shard: str, schema: str) -> bool:
     engine = _worker_engines.get(shard)
     if engine is None:  # one connection per process and shard
-        engine = _worker_engines[shard] = sa.create_engine(_worker_urls[shard], pool_size=1, max_overflow=0)
+        engine = _worker_engines[shard] = sa.create_engine(_worker_urls[shard], pool_size=1, max_overflow=0,
+                                                           connect_args=TCP_KEEPALIVES)
     try:
         return upgrade_tenant(engine, schema)
     finally:

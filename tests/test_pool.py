@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -56,3 +57,47 @@ def test_a_waiter_that_gives_up_leaves_no_trace():
 def test_the_app_pools_its_connections_fairly(app):
     with app.app_context():
         assert isinstance(db.engine.pool, FairQueuePool)
+
+
+def _keepalive(fd: int) -> tuple[int, int, int, int]:
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a duplicate; closing it leaves fd open
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+
+
+def test_every_way_to_the_database_keeps_its_connection_alive(app, tenant):
+    """A peer lost without a word (a partition, a host gone) fails the connection in about a minute, not two hours."""
+    from app.outbox import dispatch
+    from app.tickets import export
+    from tenants import PRIMARY_SHARD, active_tenant, migrations, schema_for, tenant_context
+    from tenants.moves import _connect
+
+    expected = (1, 30, 10, 3)
+    with app.app_context():
+        with db.engine.connect() as conn:  # the request pools, and the workers' (same options)
+            assert _keepalive(conn.connection.dbapi_connection.pgconn.socket) == expected
+        listeners = dispatch._listen()  # the relay's LISTEN connections
+        try:
+            assert [_keepalive(c.pgconn.socket) for c in listeners] == [expected] * len(listeners)
+        finally:
+            dispatch._close(listeners)
+        with _connect(PRIMARY_SHARD) as mover:  # `flask tenants move`
+            assert _keepalive(mover.pgconn.socket) == expected
+        migrations._init_worker({PRIMARY_SHARD: db.engine.url.render_as_string(hide_password=False)})
+        try:  # `flask tenants migrate`'s worker processes
+            assert migrations._upgrade_in_worker(PRIMARY_SHARD, schema_for(tenant.slug)) is False  # at head
+            raw = migrations._worker_engines[PRIMARY_SHARD].raw_connection()
+            assert _keepalive(raw.dbapi_connection.pgconn.socket) == expected
+            raw.close()
+        finally:
+            migrations._worker_engines.pop(PRIMARY_SHARD).dispose()
+            migrations._worker_urls.pop(PRIMARY_SHARD)
+            migrations._worker_served.pop(PRIMARY_SHARD, None)
+        with tenant_context(active_tenant(tenant.slug).ref()):  # exports, from their own pool
+            raw = export.open_connection()
+            try:
+                assert _keepalive(raw.dbapi_connection.pgconn.socket) == expected
+            finally:
+                raw.close()
