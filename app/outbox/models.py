@@ -18,12 +18,12 @@ from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
 from tenants import current_tenant
 
-# The id of the writing transaction, as a number that never wraps (PostgreSQL's 64-bit xid8).
-CURRENT_TXID = sa.text("(pg_current_xact_id()::text::bigint)")
-
 
 def tenant_txid(offset: sa.ColumnElement[int] | None = None) -> sa.ColumnElement[int]:
     """Return the writing transaction's id as the tenant counts it: its offset (after a move) added.
+
+    The id is PostgreSQL's 64-bit xid8, a number that never wraps. Every writer of `events.txid`
+    states it this way; the column has no default, which would leave the offset out.
 
     The offset is the current tenant's, or `offset` (a bind parameter, for statements compiled
     once and run for many tenants).
@@ -53,7 +53,7 @@ class Event(db.Model):
     type: Mapped[str] = mapped_column(sa.String(40))
     payload: Mapped[dict] = mapped_column(JSONB)
     data: Mapped[dict | None] = mapped_column(JSONB(none_as_null=True))
-    txid: Mapped[int] = mapped_column(sa.BigInteger, server_default=CURRENT_TXID)
+    txid: Mapped[int] = mapped_column(sa.BigInteger)  # see `tenant_txid`
     created_at: Mapped[datetime] = created_at()
 
 

@@ -28,8 +28,8 @@ def test_relay_enqueues_rows_the_fast_path_missed_and_survives_a_damaged_tenant(
         queue = Queue("assignment", connection=redis_client())
         queue.empty()
         # A row for a handler this process does not know must not stop the sweep.
-        db.session.execute(sa.text(f'with e as (insert into "tenant_{healthy.slug}".events (type, payload) '
-                                   "values ('x', '{}') returning id) "
+        db.session.execute(sa.text(f'with e as (insert into "tenant_{healthy.slug}".events (type, payload, txid) '
+                                   "values ('x', '{}', pg_current_xact_id()::text::bigint) returning id) "
                                    f'insert into "tenant_{healthy.slug}".outbox (event_id, handler) '
                                    "select id, 'removed.handler' from e"))
         for handle in (healthy, damaged):
@@ -112,3 +112,10 @@ def test_the_relay_stops_when_its_sweep_dies(app, monkeypatch):
     monkeypatch.setattr(threading, "excepthook", lambda _args: None)  # the failure is expected here
     with app.app_context(), pytest.raises(RuntimeError, match="sweep stopped"):
         dispatch.relay_forever(interval=0.2)
+
+
+def test_an_event_written_without_its_txid_is_refused(tenant, in_tenant):
+    """`txid` carries the tenant's offset after a move; a default would leave it out, so there is none."""
+    with in_tenant(tenant) as session, pytest.raises(sa.exc.IntegrityError, match="txid"):
+        session.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload) '
+                                "values ('ticket.updated', '{}')"))

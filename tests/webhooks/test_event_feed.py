@@ -93,8 +93,9 @@ def test_the_feed_is_complete_and_ordered_while_events_are_written(app, tenant, 
                 conn = db.engine.connect()
                 conn.execute(sa.text("select pg_current_xact_id()"))  # its transaction id comes first
                 time.sleep(0.5)  # others write events meanwhile, with later transaction ids and event ids
-                conn.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload, data) '
-                                     "values ('ticket.updated', '{}', '{\"slow\": true}')"))
+                conn.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload, data, txid) '
+                                     "values ('ticket.updated', '{}', '{\"slow\": true}', "
+                                     "pg_current_xact_id()::text::bigint)"))  # the tenant was never moved: offset 0
                 time.sleep(1.0)
                 conn.commit()
                 conn.close()
