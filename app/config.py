@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.pool import FairQueuePool
-from tenants import TCP_KEEPALIVES, parse_capacities, parse_shards
+from tenants import keepalive_args, parse_capacities, parse_shards
 
 
 def _int(name: str, default: int) -> int:
@@ -31,8 +31,8 @@ def engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "pool_pre_ping": False,  # a lost connection invalidates the pool instead (see http_errors)
         "pool_recycle": config["DB_POOL_RECYCLE"],
         "pool_timeout": config["DB_POOL_TIMEOUT"],
-        "connect_args": {"connect_timeout": config["DB_CONNECT_TIMEOUT"], **TCP_KEEPALIVES,
-                         "options": f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}"},
+        "connect_args": {"connect_timeout": config["DB_CONNECT_TIMEOUT"],
+                         **keepalive_args(f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}")},
     }
 
 

@@ -15,7 +15,6 @@ from tenants.context import (
     tenant_context,
 )
 from tenants.database import (
-    TCP_KEEPALIVES,
     TenantSession,
     UnknownShard,
     compile_for_tenant,
@@ -23,6 +22,7 @@ from tenants.database import (
     engine_for,
     guard_checkouts,
     init_engines,
+    keepalive_args,
     shadow_tenant_tables,
 )
 from tenants.models import ApiKey, Tenant
@@ -41,11 +41,11 @@ from tenants.shards import NoRoom, check_shards, parse_capacities, parse_shards,
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
-    "PRIMARY_SHARD", "RESERVED_SLUGS", "TCP_KEEPALIVES", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
+    "PRIMARY_SHARD", "RESERVED_SLUGS", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
     "TenantPathMiddleware", "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
-    "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug",
+    "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug", "keepalive_args",
     "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "shard_engines",
     "slug_problem",

@@ -56,10 +56,20 @@ def _translated(engine: sa.Engine, schema: str) -> sa.Engine:
 
 
 REGISTRY_SCHEMA = "public"
-# libpq's TCP keepalives for every connection to a database: a peer lost without a word (a
-# network partition, a host gone) fails the connection in about a minute instead of leaving a
-# request, the relay or a worker waiting on it for the kernel's two hours. Unix sockets ignore them.
-TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def keepalive_args(options: str = "") -> dict[str, Any]:
+    """Return the connect arguments every connection to a database takes, with `options` (server settings) added.
+
+    A peer lost without a word (a network partition, a host gone) fails the connection in about
+    a minute on both sides instead of the kernels' two hours: on ours, TCP keepalives and a
+    limit on unacknowledged sends, so no request, relay or worker waits on it; on the server's,
+    its own keepalives, so the backend of a client that vanished mid-transaction (a move's
+    freeze, a migration) ends and lets go of its locks. Unix-socket connections ignore them.
+    """
+    server = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+    return {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "tcp_user_timeout": 60_000, "options": f"{options} {server}".strip()}
 
 
 class UnknownShard(LookupError):

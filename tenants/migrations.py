@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from tenants.database import TCP_KEEPALIVES
+from tenants.database import keepalive_args
 from tenants.names import checked_schema
 from tenants.probe import SCHEMA_MARK, ask_each
 
@@ -121,7 +121,7 @@ def _upgrade_in_worker(shard: str, schema: str) -> bool:
     engine = _worker_engines.get(shard)
     if engine is None:  # one connection per process and shard
         engine = _worker_engines[shard] = sa.create_engine(_worker_urls[shard], pool_size=1, max_overflow=0,
-                                                           connect_args=TCP_KEEPALIVES)
+                                                           connect_args=keepalive_args())
     try:
         return upgrade_tenant(engine, schema)
     finally:

@@ -43,7 +43,7 @@ from flask import current_app
 from psycopg import sql
 
 from tenants.context import TenantRef
-from tenants.database import TCP_KEEPALIVES, db, shard_engine
+from tenants.database import db, keepalive_args, shard_engine
 from tenants.migrations import tenant_ddl
 from tenants.models import Tenant
 from tenants.names import IDENTIFIER, PRIMARY_SHARD, checked_schema, checked_shard, moved_schema
@@ -94,7 +94,7 @@ def _connect(shard: str) -> psycopg.Connection:
     """Open a connection of its own to a shard (no pool: the move sets timeouts it must not leave behind)."""
     url = shard_engine(shard).url
     return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False),
-                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"], **TCP_KEEPALIVES)
+                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"], **keepalive_args())
 
 
 def _database(conn: psycopg.Connection) -> tuple:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -59,37 +60,45 @@ def test_the_app_pools_its_connections_fairly(app):
         assert isinstance(db.engine.pool, FairQueuePool)
 
 
-def _keepalive(fd: int) -> tuple[int, int, int, int]:
-    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a duplicate; closing it leaves fd open
-        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+def _keepalive(conn) -> tuple[int, ...]:
+    """Both sides' keepalive settings of a psycopg connection: the socket's options, then the server's."""
+    with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:  # a duplicate; closing it leaves the original
+        if sock.family == socket.AF_UNIX:
+            pytest.skip("the test database is reached over a Unix socket, where TCP keepalives do not apply")
+        mine = (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
                 sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
                 sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    server = tuple(int(conn.execute(f"show {name}").fetchone()[0])
+                   for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"))
+    return mine + server
 
 
 def test_every_way_to_the_database_keeps_its_connection_alive(app, tenant):
-    """A peer lost without a word (a partition, a host gone) fails the connection in about a minute, not two hours."""
+    """A peer lost without a word (a partition, a host gone) fails the connection in about a minute, on both sides."""
     from app.outbox import dispatch
     from app.tickets import export
     from tenants import PRIMARY_SHARD, active_tenant, migrations, schema_for, tenant_context
     from tenants.moves import _connect
 
-    expected = (1, 30, 10, 3)
+    expected = (1, 30, 10, 3, 60_000, 30, 10, 3)
     with app.app_context():
         with db.engine.connect() as conn:  # the request pools, and the workers' (same options)
-            assert _keepalive(conn.connection.dbapi_connection.pgconn.socket) == expected
+            assert _keepalive(conn.connection.dbapi_connection) == expected
+            conn.rollback()
         listeners = dispatch._listen()  # the relay's LISTEN connections
         try:
-            assert [_keepalive(c.pgconn.socket) for c in listeners] == [expected] * len(listeners)
+            assert [_keepalive(c) for c in listeners] == [expected] * len(listeners)
         finally:
             dispatch._close(listeners)
         with _connect(PRIMARY_SHARD) as mover:  # `flask tenants move`
-            assert _keepalive(mover.pgconn.socket) == expected
+            assert _keepalive(mover) == expected
         migrations._init_worker({PRIMARY_SHARD: db.engine.url.render_as_string(hide_password=False)})
         try:  # `flask tenants migrate`'s worker processes
             assert migrations._upgrade_in_worker(PRIMARY_SHARD, schema_for(tenant.slug)) is False  # at head
             raw = migrations._worker_engines[PRIMARY_SHARD].raw_connection()
-            assert _keepalive(raw.dbapi_connection.pgconn.socket) == expected
+            assert _keepalive(raw.dbapi_connection) == expected
             raw.close()
         finally:
             migrations._worker_engines.pop(PRIMARY_SHARD).dispose()
@@ -98,6 +107,6 @@ def test_every_way_to_the_database_keeps_its_connection_alive(app, tenant):
         with tenant_context(active_tenant(tenant.slug).ref()):  # exports, from their own pool
             raw = export.open_connection()
             try:
-                assert _keepalive(raw.dbapi_connection.pgconn.socket) == expected
+                assert _keepalive(raw.dbapi_connection) == expected
             finally:
                 raw.close()

@@ -32,7 +32,7 @@ from app.extensions import db, redis_client
 from app.outbox import BY_NAME, OUTBOX_ROWS, WAKE_CHANNEL
 from app.outbox.models import Event, OutboxRow
 from app.queues import RETRY, queue, reserve
-from tenants import TCP_KEEPALIVES, active_tenants, shard_engines, tenant_context, tenants_having
+from tenants import active_tenants, keepalive_args, shard_engines, tenant_context, tenants_having
 
 log = logging.getLogger(__name__)
 JOB = "app.worker.run_outbox_row"
@@ -294,7 +294,7 @@ def _listen() -> list[psycopg.Connection]:
     try:
         for engine in shard_engines().values():
             url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listeners.append(psycopg.connect(url, autocommit=True, **TCP_KEEPALIVES,
+            listeners.append(psycopg.connect(url, autocommit=True, **keepalive_args(),
                                              connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"]))
             listeners[-1].execute(f"LISTEN {WAKE_CHANNEL}")
     except psycopg.Error:

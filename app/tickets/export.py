@@ -25,7 +25,7 @@ from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
-from tenants import TCP_KEEPALIVES, compile_for_tenant, current_tenant, engine_for
+from tenants import compile_for_tenant, current_tenant, engine_for, keepalive_args
 
 _engine_lock = threading.Lock()
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
@@ -115,8 +115,8 @@ def _export_engine() -> sa.Engine:
                 timeout = current_app.config["EXPORT_STATEMENT_TIMEOUT_MS"]
                 engine = sa.create_engine(engine_for(tenant).url, pool_size=current_app.config["EXPORT_CONCURRENCY"],
                                           max_overflow=0, pool_timeout=1, pool_recycle=3600,
-                                          connect_args={"options": f"-c statement_timeout={timeout}",
-                                                        **TCP_KEEPALIVES})
+                                          connect_args={"connect_timeout": current_app.config["DB_CONNECT_TIMEOUT"],
+                                                        **keepalive_args(f"-c statement_timeout={timeout}")})
                 engines[tenant.shard] = engine
     return engine
 
