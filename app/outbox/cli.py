@@ -8,6 +8,7 @@ import click
 import redis
 from flask import Flask, current_app
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 
 from app.extensions import redis_client
 from app.queues import QUEUES
@@ -43,17 +44,36 @@ def worker(queues: str, burst: bool) -> None:
     """Run an RQ worker in this process (no fork per job, so the app stays warm).
 
     If Redis cannot be reached (at start, or later when RQ gives up), the worker waits and starts
-    again instead of exiting: the work is safe in the outbox meanwhile.
+    again instead of exiting: the work is safe in the outbox meanwhile. RQ also quits its loop,
+    without raising, on an error it does not handle, such as Redis going away while it finishes a
+    job; only a stop that was asked for (a signal) or the end of a burst ends this command.
     """
     from app.worker import use_app
 
     use_app(current_app._get_current_object())
     delay = 0.5
     while True:
+        rq_worker = _Worker(queues.split(","), connection=redis_client())
         try:
-            SimpleWorker(queues.split(","), connection=redis_client()).work(burst=burst, with_scheduler=True)
-            return
+            rq_worker.work(burst=burst, with_scheduler=True)
+            if burst or rq_worker.asked_to_stop:
+                return
+            why = "RQ stopped on an error (logged above)"
         except redis.ConnectionError as exc:
-            click.echo(f"worker: Redis unavailable ({exc}); trying again in {delay:.0f} s", err=True)
+            why = f"Redis unavailable ({exc})"
+        click.echo(f"worker: {why}; trying again in {delay:.0f} s", err=True)
+        try:
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except StopRequested:  # a signal while waiting, taken by the last run's handler
+            return
+        delay = min(delay * 2, 10.0)
+
+
+class _Worker(SimpleWorker):
+    """RQ's worker, remembering whether a signal asked it to stop (RQ's loop also ends on errors)."""
+
+    asked_to_stop = False
+
+    def request_stop(self, signum, frame) -> None:
+        self.asked_to_stop = True
+        super().request_stop(signum, frame)

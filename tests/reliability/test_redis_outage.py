@@ -4,6 +4,7 @@ and open sockets catch up from Postgres and the outbox once Redis is back."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import tempfile
 import threading
@@ -11,7 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
+import redis
 import sqlalchemy as sa
+from rq import Queue
 
 from app import create_app
 from app.embedded import EmbeddedRedis, stop_process
@@ -74,7 +77,11 @@ def test_writes_during_a_redis_outage_are_kept_and_everything_catches_up(app, se
                     and delivered.count("ticket.created") >= 101 and delivered.count("message.created") >= 100)
 
         progress: list[tuple] = []  # (tickets, assigned, ticket.created delivered, message.created delivered)
-        wait_until(caught_up, "assignment and webhooks to catch up", timeout=180, every=1)
+        try:
+            wait_until(caught_up, "assignment and webhooks to catch up", timeout=180, every=1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; (tickets, assigned, ticket.created and message.created delivered), "
+                                 f"last: {progress[-3:]}; see {folder}") from None
         wait_until(lambda: len(seen.bodies) >= 100, "the open socket to catch up", timeout=60)
         seen.stop()
         assert seen.bodies == [f"m{i}" for i in range(100)]  # caught up by seq, in order, once each
@@ -87,6 +94,7 @@ def test_writes_during_a_redis_outage_are_kept_and_everything_catches_up(app, se
         stop_process(worker, signal.SIGTERM, 10)
         stop_gunicorn(server)
         redis_server.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept when the test fails, for the worker's log
 
 
 class Listening:
@@ -138,3 +146,26 @@ def _worker_listening(redis_url: str) -> bool:
     from rq import Worker
 
     return bool(Worker.all(connection=redis.Redis.from_url(redis_url)))
+
+
+def test_a_worker_that_meets_redis_gone_as_it_finishes_a_job_works_on_once_redis_is_back(services):
+    """RQ quits its loop, without raising, when Redis goes away while it finishes a job; the worker starts again."""
+    folder = Path(tempfile.mkdtemp(prefix="tms-redis-outage-"))
+    redis_server = EmbeddedRedis(folder / "redis").start()
+    worker = start_worker(services.database_url, redis_server.url, folder, "worker")
+    try:
+        Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
+            "tests.reliability.jobs.shut_redis_down")
+        wait_until(lambda: "found an unhandled exception" in (folder / "worker.log").read_text(),
+                   "the worker to meet Redis gone", timeout=60)
+        redis_server.stop()
+        redis_server = EmbeddedRedis(folder / "redis", port=redis_server.port).start()
+        mark = folder / "ran"
+        Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
+            "tests.reliability.jobs.touch", str(mark))
+        wait_until(mark.exists, "a job after Redis came back", timeout=60)
+        assert worker.poll() is None
+    finally:
+        stop_process(worker, signal.SIGTERM, 10)
+        redis_server.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept when the test fails, for the worker's log
