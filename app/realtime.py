@@ -36,9 +36,12 @@ def publish_after_commit(ticket_id: uuid.UUID | str, payload: dict[str, Any]) ->
     unit_of_work.after_commit(LIVE_EVENTS, (channel(current_tenant().id, ticket_id), payload))
 
 
-def publish_committed(ticket_id: uuid.UUID | str, payload: dict[str, Any]) -> None:
-    """Publish a live event for a change already committed (one done outside the session)."""
-    _publish([(channel(current_tenant().id, ticket_id), payload)])
+def publish_committed(ticket_id: uuid.UUID | str, event: bytes) -> None:
+    """Publish a live event, already encoded as JSON, for a change committed outside the session."""
+    try:
+        redis_client().publish(channel(current_tenant().id, ticket_id), event)
+    except redis.RedisError as exc:
+        log.warning("live event not published (clients catch up by seq): %s", exc)
 
 
 def _publish(events: list[tuple[str, dict[str, Any]]]) -> None:

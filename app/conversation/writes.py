@@ -77,8 +77,9 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
         if row is None:
             return Posted(b"", {}, replay=_not_posted(conn, kind, params, claim))
     json_body["seq"] = row[0]
-    publish_committed(ticket_id, {"type": "message.created", "message": json_body})
-    return Posted(spliced.with_number(row[0]), json_body)
+    posted = spliced.with_number(row[0])
+    publish_committed(ticket_id, b'{"type":"message.created","message":%s}' % posted)
+    return Posted(posted, json_body)
 
 
 def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response:
