@@ -8,6 +8,7 @@ the tickets created that day, an agent's bar that agent's open tickets.
 
 from __future__ import annotations
 
+import calendar
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,19 +63,22 @@ def _day_label(day: date, bucket: str) -> str:
     return f"{day.strftime('%b')} {day.day}"
 
 
-def bucket_end(day: date, bucket: str, last: date) -> date:
-    """Return the day after the bucket that starts on `day` (a week, a month, or the day itself)."""
+def bucket_days(day: date, bucket: str, last: date) -> tuple[date, date | None]:
+    """Return the last day of the bucket that starts on `day` (a week, a month, or the day itself), cut at
+    `last`, and the day after it: None when that would be past the last day a date can have.
+    """
     if bucket == "week":
-        end = day - timedelta(days=day.weekday()) + timedelta(days=7)
+        length = 6 - day.weekday()
     elif bucket == "month":
-        end = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        length = calendar.monthrange(day.year, day.month)[1] - day.day
     else:
-        end = day + timedelta(days=1)
-    return min(end, last + timedelta(days=1))
+        length = 0
+    final = day + timedelta(days=min(length, (last - day).days))
+    return final, None if final == date.max else final + timedelta(days=1)
 
 
 def flow_chart(flow: list[dict[str, Any]], bucket: str, last_day: date,
-               link: Callable[[date, date], str]) -> FlowChart:
+               link: Callable[[date, date | None], str]) -> FlowChart:
     """Lay out tickets created against closed per day (or week, month) as two lines over clickable columns."""
     plot = {"x": LEFT, "y": TOP, "w": WIDTH - LEFT - RIGHT, "h": HEIGHT - TOP - BOTTOM}
     n = max(len(flow), 1)
@@ -89,15 +93,15 @@ def flow_chart(flow: list[dict[str, Any]], bucket: str, last_day: date,
     x_labels = []
     for i, row in enumerate(flow):
         day = date.fromisoformat(row["day"])
-        end = bucket_end(day, bucket, last_day)
+        final, after = bucket_days(day, bucket, last_day)
         x = plot["x"] + step * (i + 0.5)
         created.append((x, y_of(row["created"]), row["created"]))
         closed.append((x, y_of(row["closed"]), row["closed"]))
         span = _day_label(day, bucket) if bucket == "day" else f"{_day_label(day, bucket)} to " \
-            f"{_day_label(end - timedelta(days=1), 'day')}"
+            f"{_day_label(final, 'day')}"
         label = f"{span}: {row['created']} created, {row['closed']} closed"
-        columns.append(Column(plot["x"] + step * i, step, link(day, end), label))
-        rows.append({"span": span, "created": row["created"], "closed": row["closed"], "href": link(day, end)})
+        columns.append(Column(plot["x"] + step * i, step, link(day, after), label))
+        rows.append({"span": span, "created": row["created"], "closed": row["closed"], "href": link(day, after)})
         if i % every == 0:
             x_labels.append((x, _day_label(day, bucket)))
     y_ticks = [(y_of(v), v) for v in sorted({0, top // 2, top})]

@@ -158,7 +158,7 @@ def dashboard():
         figures = reports.figures(period)
         bucket = figures.get("bucket", "day")
         flow = charts.flow_chart(figures["flow"], bucket, period.end, lambda start, end: _filters_url(
-            created_after=start.isoformat(), created_before=end.isoformat()) + "#tickets")
+            created_after=start.isoformat(), created_before=end and end.isoformat()) + "#tickets")
         load = charts.load_chart(figures["agents"], lambda user_id: _filters_url(
             assignee_id=user_id, status=list(OPEN_STATUSES)) + "#tickets")
     found = None
