@@ -22,7 +22,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
-from app.auth import throttle
+from app.auth import key_cache, throttle
 from app.extensions import db
 from app.people.services import authenticate
 from tenants import current_tenant_or_none
@@ -121,9 +121,13 @@ def login():
 @bp.route("/logout", methods=["GET", "POST"])
 @login_required
 def logout():
-    """End the session everywhere: bump the user's session version, so old cookies are refused."""
+    """End the session everywhere: bump the user's session version, so old cookies are refused.
+
+    Open ticket sockets re-check their grant, which carries the session version, at once.
+    """
     if request.method == "POST":
         current_user.session_version += 1
+        key_cache.change_on_commit()
         db.session.commit()
         logout_user()
         session.clear()

@@ -144,8 +144,9 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
     if "password" in changes:
         user.password_hash = hash_password(changes["password"])
         user.session_version += 1
-    if before["role"] != user.role:
-        key_cache.change_on_commit()  # the user's keys act with the new role from the next request on
+    if before["role"] != user.role or "password" in changes:
+        # the user's keys act with the new role from the next request on; their open sockets re-check
+        key_cache.change_on_commit()
     _flush_unique("A user with this email already exists.")
     after = _snapshot(user)
     if after != before:
