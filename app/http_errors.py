@@ -11,7 +11,14 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DataError, InterfaceError, InternalError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import (
     BadRequest,
@@ -39,6 +46,7 @@ from app.errors import (
 log = logging.getLogger(__name__)
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503, Gone: 410,
           Malformed: 400, TooLarge: 413, UnsupportedType: 415}
+RACES = {"23505", "23503"}  # unique_violation, foreign_key_violation
 LOCATIONS = ("json", "query", "querystring", "headers", "form", "files", "view_args", "path", "cookies")
 
 
@@ -107,7 +115,7 @@ def html_error_response(error: HTTPException):
 
 
 def init_app(app: Flask) -> None:
-    """Map domain errors once, stray database data errors to 422, and crashes to a logged 500."""
+    """Map domain errors once, stray database data errors to 422, lost write races to 409, crashes to a logged 500."""
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
@@ -123,6 +131,22 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         log.info("rejected by the database: %s", exc.orig)
         return _respond(UnprocessableEntity("A value is out of range or malformed."))
+
+    @app.errorhandler(IntegrityError)
+    def integrity_error(exc: IntegrityError):
+        """A write lost a race with another (a unique row inserted, or a referenced row deleted, in between): 409.
+
+        Services check what they can first and say why; this answers for the moment between the
+        check and the commit. Other constraint failures are bugs: 500.
+        """
+        from app.extensions import db
+
+        db.session.rollback()
+        if getattr(exc.orig, "sqlstate", None) not in RACES:
+            return unexpected(exc)
+        log.info("a concurrent change got there first on %s %s: %s", request.method, request.path,
+                 str(exc.orig).splitlines()[0])
+        return _respond(http_error(Conflict("Another change got there first; send the request again.")))
 
     @app.errorhandler(PoolTimeout)
     def pool_exhausted(exc: PoolTimeout):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from app import audit
@@ -172,11 +173,13 @@ def delete_user(user: User) -> None:
 
 
 def _ensure_another_admin(user: User) -> None:
-    others = db.session.execute(
-        sa.select(sa.func.count()).select_from(User)
-        .where(User.role == "admin", User.deleted_at.is_(None), User.id != user.id)
-    ).scalar_one()
-    if others == 0:
+    """Refuse to remove the last admin. The active admins' rows are locked first (in one order), so two
+    admins demoting or removing each other at once are decided one after the other."""
+    admins = db.session.scalars(
+        sa.select(User.id).where(User.role == "admin", User.deleted_at.is_(None))
+        .order_by(User.id).with_for_update()
+    ).all()
+    if not any(admin != user.id for admin in admins):
         raise Conflict("An organization needs at least one admin.")
 
 
@@ -249,13 +252,14 @@ def delete_team(team: Team) -> None:
 
 
 def add_member(team: Team, user: User) -> bool:
-    """Put a staff user on a team; return False if they were on it already."""
+    """Put a staff user on a team; return False if they were on it already (or were put there meanwhile)."""
     if not user.is_staff:
         raise Invalid.field("user_id", "Only agents and admins can be team members.")
-    exists = db.session.get(TeamMember, (team.id, user.id))
-    if exists is not None:
+    added = db.session.execute(
+        insert(TeamMember).values(team_id=team.id, user_id=user.id).on_conflict_do_nothing()
+        .returning(TeamMember.user_id)).first()
+    if added is None:
         return False
-    db.session.add(TeamMember(team_id=team.id, user_id=user.id))
     audit.record("team", team.id, "member_added", after={"user_id": user.id})
     emit("agent.changed", {"user_id": str(user.id)})
     return True
