@@ -7,12 +7,14 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import converters
 from app.config import Config, engine_options
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, then each subsystem's `init_app`, like a table of contents."""
     app = Flask(__name__, template_folder="../templates")
+    converters.init_app(app)
     app.config.from_object(Config())
     if config:
         app.config.update(config)

@@ -21,6 +21,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, fields, validate
 
 from app.errors import Invalid
+from app.schemas import QueryNumber
 from tenants import current_tenant
 
 MAX_LIMIT = 200
@@ -38,7 +39,7 @@ def cursor_field() -> fields.String:
 
 
 class PageArgs(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT),
+    limit = QueryNumber(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT),
                            metadata={"description": "Items per page."})
     cursor = cursor_field()
 

@@ -147,6 +147,18 @@ class WholeNumber(fields.Integer):
         return super()._validated(value)
 
 
+class QueryNumber(fields.Integer):
+    """A whole number in a query string: ASCII digits only, so fullwidth digits, `5_0`, `+5` and `5\\n` are refused as
+    lookalikes instead of read as 5 or 50 (`int()` reads them all)."""
+
+    DIGITS = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+    def _validated(self, value):
+        if isinstance(value, bool) or (isinstance(value, str) and not self.DIGITS.fullmatch(value)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 class Flag(fields.Boolean):
     """A boolean in a JSON body: only `true` or `false`, not `"yes"`, `1` or `"on"`."""
 

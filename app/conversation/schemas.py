@@ -8,7 +8,7 @@ from app.markdown import render
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
-from app.schemas import Flag, Uuid
+from app.schemas import Flag, QueryNumber, Uuid
 
 MAX_BODY = 64 * 1024
 
@@ -47,7 +47,7 @@ class MessageEditSchema(Schema):
 
 
 class MessageListArgs(PageArgs):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    after_seq = QueryNumber(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
 
 
 class StreamTokenSchema(Schema):
@@ -57,7 +57,7 @@ class StreamTokenSchema(Schema):
 
 
 class StreamArgs(Schema):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    after_seq = QueryNumber(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     with_ticket = fields.Boolean(load_default=False, truthy={"1", "true"}, falsy={"0", "false"}, metadata={
         "description": "Send the ticket as a `ticket.updated` event first, read once the socket listens, so a "
                        "page rendered earlier misses no change."})

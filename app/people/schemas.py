@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from app.pagination import cursor_field
 from app.people.models import ROLES
-from app.schemas import EmailAddress, Flag, Uuid, WholeNumber, tag_list
+from app.schemas import EmailAddress, Flag, QueryNumber, Uuid, WholeNumber, tag_list
 
 
 class UserSchema(Schema):
@@ -34,7 +34,7 @@ class UserPatchSchema(Schema):
 
 class UserListArgs(Schema):
     role = fields.String(validate=validate.OneOf(ROLES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryNumber(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = cursor_field()
 
 
