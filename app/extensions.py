@@ -62,18 +62,21 @@ csrf = PageCsrf()
 
 
 class CommonErrorsPlugin(BasePlugin):
-    """Document on every authenticated operation the errors any of them can answer."""
+    """Document on every operation the errors any of them can answer: on authenticated ones 401, 403
+    and 429, and 404 when the path names an id (unknown, or another tenant's); on those taking a JSON
+    body, 415 for a body sent as anything else."""
 
     PUBLIC_PATHS = ("/api/v1/signup",)
     CODES = ("401", "403", "429")  # bad or revoked key, role may not, over the rate limit
 
     def operation_helper(self, path=None, operations=None, **kwargs):
-        if not path or not path.startswith("/api/v1/") or path in self.PUBLIC_PATHS:
+        if not path or not path.startswith("/api/v1/"):
             return
-        codes = (*self.CODES, "404") if "{" in path else self.CODES  # an unknown or other tenant's id
+        codes = () if path in self.PUBLIC_PATHS else (*self.CODES, "404") if "{" in path else self.CODES
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
-            for code in codes:
+            json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
+            for code in (*codes, "415") if json_body else codes:
                 responses.setdefault(code, "DEFAULT_ERROR")
 
 

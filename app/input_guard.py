@@ -116,7 +116,11 @@ def guard_request() -> None:
         return
     if request.query_string:
         check_query()
-    if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") or not is_json(request.mimetype):
+    if request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return
+    if not is_json(request.mimetype):
+        if has_body() and not streams_body(request.endpoint):  # ignored, it would read as "no changes"
+            raise BadInput(415, "The body must be JSON, sent with Content-Type: application/json.")
         return
     limit = current_app.config["JSON_MAX_BYTES"]
     if request.content_length is not None and request.content_length > limit:
@@ -126,14 +130,21 @@ def guard_request() -> None:
     request._cached_data = raw
 
 
-def streams_body(endpoint: str | None) -> bool:
-    """Tell whether a page view reads its multipart body itself, as it arrives (`app.media.page_forms`).
+def has_body() -> bool:
+    """Tell whether the request carries a body (a length above 0, or chunks)."""
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
-    Such a view checks its fields with `check_fields` and its CSRF token itself: parsing
+
+def streams_body(endpoint: str | None) -> bool:
+    """Tell whether a view reads its body itself, as it arrives: a page's multipart form
+    (`app.media.page_forms`), or an API upload (a view class with `streams_body = True`).
+
+    Such a page view checks its fields with `check_fields` and its CSRF token itself: parsing
     `request.form` here would read (and spool) the whole body, files included, first.
     """
     view = current_app.view_functions.get(endpoint or "")
-    return bool(getattr(view, "streams_body", False))
+    view_class = getattr(view, "view_class", None)
+    return bool(getattr(view, "streams_body", False) or getattr(view_class, "streams_body", False))
 
 
 def check_form() -> None:

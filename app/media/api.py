@@ -51,6 +51,8 @@ def register(api: Api) -> None:
 
 @blp.route("/tickets/<uuid:ticket_id>/attachments")
 class TicketAttachments(MethodView):
+    streams_body = True  # the upload reads its multipart body itself (`app.input_guard.streams_body`)
+
     @idempotent_upload("filename", "content_type", "size", "sha256")
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(202, AttachmentSchema)
