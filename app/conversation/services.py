@@ -61,9 +61,9 @@ def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
     One `UPDATE ... RETURNING` both checks visibility and numbers the message; the row stays
     locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. A
     staff reply that is not an internal note (nor the staff member's own ticket) stamps the
-    first response.
+    first response. The ticket's `updated_at` moves, so its version (the ETag) moves too.
     """
-    values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1}
+    values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1, "version": Ticket.version + 1}
     if actor.is_staff and not internal:
         values["first_response_at"] = first_response_at(actor.user_id)
     seq = db.session.execute(

@@ -135,7 +135,7 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
                   .with_for_update(of=TICKETS).cte("target"))
         claim = claim_in_sql(target, Spliced.sql(target.c.seq)).cte("claimed")
         where = [TICKETS.c.id == _param("ticket_id"), sa.exists(sa.select(claim.c.key))]
-    values: dict[str, Any] = {"last_message_seq": TICKETS.c.last_message_seq + 1}
+    values: dict[str, Any] = {"last_message_seq": TICKETS.c.last_message_seq + 1, "version": TICKETS.c.version + 1}
     if kind == STAFF_REPLY:
         values["first_response_at"] = first_response_at(_param("author_id"))
     bumped = (TICKETS.update().where(*where).values(**values)

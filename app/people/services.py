@@ -247,6 +247,13 @@ def update_team(team: Team, changes: dict[str, Any]) -> Team:
 
 
 def delete_team(team: Team) -> None:
+    """Delete a team; its tickets lose their team here, not by the foreign key's SET NULL, so their
+    version (the ETag) and `updated_at` move with them."""
+    from app.tickets.models import Ticket
+
+    db.session.execute(
+        sa.update(Ticket).where(Ticket.team_id == team.id).values(team_id=None, version=Ticket.version + 1),
+        execution_options={"synchronize_session": False})
     audit.record("team", team.id, "deleted", before={"name": team.name})
     db.session.delete(team)
 

@@ -144,6 +144,8 @@ class TicketById(MethodView):
     def patch(self, changes, ticket_id: uuid.UUID):
         """Change a ticket. Send `If-Match` with its ETag so a concurrent edit is never overwritten.
 
+        Every change to the ticket moves its ETag, a new message included: a `412` means read it again.
+
         Setting `assignee_id` on a `new` ticket makes it `open`. Close with `/close`.
         """
         ticket = services.update_ticket(current_actor(), ticket_id, changes, expected_versions())

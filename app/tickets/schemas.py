@@ -63,7 +63,8 @@ class TicketSchema(Schema):
     first_response_seconds = duration_field("first_response_at",
                                             "Seconds from creation to the first staff reply (SLA).")
     resolution_seconds = duration_field("resolved_at", "Seconds from creation to resolution (SLA).")
-    version = fields.Integer(dump_only=True, metadata={"description": "Bumped by every change; the ETag."})
+    version = fields.Integer(dump_only=True, metadata={
+        "description": "Bumped by every change to the ticket, new messages included; the ETag."})
 
 
 # A page of 50 tickets took ~5 ms through marshmallow, more than the query; this does the same

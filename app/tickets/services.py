@@ -99,8 +99,8 @@ def ticket_by_number(actor: Actor, number: int) -> Ticket:
 
 
 def _one(stmt: sa.Select, lock: bool) -> Ticket:
-    if lock:
-        stmt = stmt.with_for_update()
+    if lock:  # and read the row again: one loaded earlier in the session may be older than the lock
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     ticket = db.session.execute(stmt).scalar_one_or_none()
     if ticket is None:
         raise NotFound("No such ticket.")
@@ -113,13 +113,24 @@ def check_version(ticket: Ticket, expected: Iterable[str] | None) -> None:
         raise Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
 
 
+def check_seen(ticket: Ticket, seen: dict[str, str]) -> None:
+    """Raise Stale unless each field still has the value the editor saw, as a page shows it ("" for none).
+
+    A page's panel sends what it showed for the fields it changes: a change to other fields, or a
+    new message (which moves the version), is no reason to refuse it.
+    """
+    if any(("" if getattr(ticket, f) is None else str(getattr(ticket, f))) != value for f, value in seen.items()):
+        raise Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
+
+
 def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
-                  expected: Iterable[str] | None = None) -> Ticket:
-    """Apply a PATCH: check role, version and transition, then record and announce what changed."""
+                  expected: Iterable[str] | None = None, seen: dict[str, str] | None = None) -> Ticket:
+    """Apply a PATCH: check role, version (or the values seen) and transition, then record what changed."""
     if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
         raise Forbidden(f"Requesters may not change {', '.join(refused)}.")
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
+    check_seen(ticket, seen or {})
     before = snapshot(ticket)
     changes = {k: v for k, v in changes.items() if k in EDITABLE_FIELDS}
     if "tags" in changes:

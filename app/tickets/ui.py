@@ -183,12 +183,6 @@ def _reply_to(raw: str | None, messages: list) -> Any:
     return next((m for m in messages if m.id == wanted), None)
 
 
-def _expected() -> set[str] | None:
-    """Return the version the form was rendered from (its ETag), as If-Match would carry it."""
-    version = request.form.get("version")
-    return {version} if version else None
-
-
 def _announce_and_commit(ticket) -> None:
     services.announce(ticket, dump_ticket(ticket))
     db.session.commit()
@@ -197,14 +191,15 @@ def _announce_and_commit(ticket) -> None:
 @bp.post("/tickets/<int:number>/edit")
 @login_required
 def edit(number: int):
-    """Save the side panel: only the fields the agent changed, and only if nobody changed the ticket since."""
+    """Save the side panel: only the fields the agent changed, and only if nobody changed those fields since."""
     actor = current_actor()
     with refusals() as refused:
         found = services.ticket_by_number(actor, number)
         changed = [f for f in PANEL_FIELDS if f in request.form and request.form[f] != request.form.get(f"was_{f}")]
         if changed:
             changes = read_form(CHANGES, only=changed)
-            _announce_and_commit(services.update_ticket(actor, found.id, changes, _expected()))
+            seen = {f: request.form.get(f"was_{f}", "") for f in changed}
+            _announce_and_commit(services.update_ticket(actor, found.id, changes, seen=seen))
             flash("Saved.", "success")
         return redirect(url_for("tickets_ui.ticket", number=number))
     return ticket_page(number, refused.refusal, "panel")
@@ -218,7 +213,7 @@ def close(number: int):
     with refusals() as refused:
         found = services.ticket_by_number(actor, number)
         resolution = read_form(CLOSING, only=("resolution",)).get("resolution")
-        _announce_and_commit(services.close_ticket(actor, found.id, resolution, _expected()))
+        _announce_and_commit(services.close_ticket(actor, found.id, resolution))
         flash(f"Ticket #{number} is closed.", "success")
         return redirect(url_for("tickets_ui.ticket", number=number))
     return ticket_page(number, refused.refusal, "close")
@@ -231,7 +226,7 @@ def reopen(number: int):
     actor = current_actor()
     with refusals() as refused:
         found = services.ticket_by_number(actor, number)
-        _announce_and_commit(services.reopen_ticket(actor, found.id, _expected()))
+        _announce_and_commit(services.reopen_ticket(actor, found.id))
         flash(f"Ticket #{number} is open again.", "success")
         return redirect(url_for("tickets_ui.ticket", number=number))
     return ticket_page(number, refused.refusal, "close")

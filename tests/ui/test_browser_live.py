@@ -118,7 +118,8 @@ def test_two_agents_editing_one_ticket_the_second_gets_the_conflict_message(live
         expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
 
     second.get_by_label("status").select_option("pending")  # Bo starts editing ...
-    first.get_by_label("priority").select_option("urgent")  # ... while Ada saves
+    second.get_by_label("priority").select_option("low")
+    first.get_by_label("priority").select_option("urgent")  # ... while Ada saves the same field
     first.get_by_role("button", name="Save changes").click()
     expect(first.get_by_text("Saved.")).to_be_visible()
     expect(second.locator("#changed-notice")).to_be_visible(timeout=LIVE)  # Bo is warned live
@@ -131,10 +132,11 @@ def test_two_agents_editing_one_ticket_the_second_gets_the_conflict_message(live
     keep(second, "agent-ticket-conflict-1280")
     state = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
     assert (state["priority"], state["status"]) == ("urgent", "new")
-    second.get_by_label("status").select_option("pending")  # now Bo applies his change knowingly
-    second.get_by_role("button", name="Save changes").click()
+    second.get_by_label("status").select_option("pending")  # now Bo applies his change knowingly,
+    second.get_by_role("button", name="Save changes").click()  # leaving her priority as it is
     expect(second.get_by_text("Saved.")).to_be_visible()
-    assert hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "pending"
+    state = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
+    assert (state["priority"], state["status"]) == ("urgent", "pending")
     expect(first.locator("#ticket-status")).to_contain_text("pending", timeout=LIVE)
     # Ada had not touched her form: it follows along, so her next save is not refused.
     expect(first.get_by_label("status")).to_have_value("pending")

@@ -487,8 +487,7 @@ function applyTicket(ticket) {
   }
   if (!panel) return;
   const version = `v${ticket.version}`;
-  const current = panel.querySelector("input[name=version]");
-  if (current.value === version) return;
+  if (panel.dataset.version === version) return;
   if (panelDirty) {
     document.getElementById("changed-notice").hidden = false;
     return;
@@ -500,7 +499,7 @@ function applyTicket(ticket) {
     const was = panel.querySelector(`input[name=was_${name}]`);
     if (was) was.value = value;
   }
-  current.value = version;
+  panel.dataset.version = version;
   panel.querySelector("fieldset").disabled = ticket.status === "closed";
 }
 
