@@ -7,6 +7,7 @@ form changes nothing.
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 
@@ -173,6 +174,30 @@ def test_the_panel_saves_when_only_other_things_changed_since(help_desk, ticket,
     assert saved.status_code == 302
     after = api_ticket(help_desk, ticket)
     assert (after["priority"], after["team_id"]) == ("high", help_desk.team["id"])
+
+
+def test_the_panel_saves_over_a_ticket_changed_after_the_page_read_it(help_desk, ticket, sign_in, monkeypatch):
+    """The view reads the ticket, then a message lands before the save locks it: the save reads it again."""
+    from app.tickets import ui
+
+    agent = sign_in(help_desk.agent)
+    read = ui.services.ticket_by_number
+
+    def read_then_a_message_lands(actor, number):
+        found = read(actor, number)
+        posted = []  # from another thread, as another request would: this one's tenant context stays its own
+        poster = threading.Thread(target=lambda: posted.append(post_message(help_desk.tenant.api, ticket["id"])))
+        poster.start()
+        poster.join(10)
+        assert posted and posted[0].status_code == 201
+        return found
+
+    monkeypatch.setattr(ui.services, "ticket_by_number", read_then_a_message_lands)
+    form = {"was_status": "new", "was_priority": "normal", "was_assignee_id": "", "was_team_id": ""}
+    saved = agent.post(f"/t/{help_desk.slug}/tickets/{ticket['number']}/edit", data={**form, "priority": "high"})
+    assert saved.status_code == 302
+    after = api_ticket(help_desk, ticket)
+    assert (after["priority"], after["version"]) == ("high", 3)
 
 
 def test_the_panel_refuses_in_plain_words(help_desk, ticket, sign_in):
