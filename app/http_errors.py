@@ -20,6 +20,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -146,6 +147,16 @@ def init_app(app: Flask) -> None:
             return unexpected(exc)
         log.info("a concurrent change got there first on %s %s: %s", request.method, request.path,
                  str(exc.orig).splitlines()[0])
+        return _respond(http_error(Conflict("Another change got there first; send the request again.")))
+
+    @app.errorhandler(StaleDataError)
+    def stale_row(exc: StaleDataError):
+        """A row saved with its version guard was changed meanwhile (services lock what they change; this is
+        the safety net): 409, never a 500 and never an overwrite."""
+        from app.extensions import db
+
+        db.session.rollback()
+        log.warning("a versioned row changed under %s %s: %s", request.method, request.path, exc)
         return _respond(http_error(Conflict("Another change got there first; send the request again.")))
 
     @app.errorhandler(PoolTimeout)

@@ -7,6 +7,8 @@ team clears its tickets' `team_id`: each moves the version, so `If-None-Match` n
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.helpers import new_ticket, post_message, upload_file
@@ -56,3 +58,27 @@ def test_deleting_a_team_moves_its_tickets_versions(tenant):
     assert after.get_json()["updated_at"] > before.get_json()["updated_at"]
     assert _get(tenant.api, ticket, before.headers["ETag"]).status_code == 200
     assert _get(tenant.api, other, untouched.headers["ETag"]).status_code == 304
+
+
+def test_a_save_over_a_row_changed_meanwhile_is_a_conflict_not_a_500(tenant, monkeypatch):
+    """The safety net under the services' locks: were a ticket read without one, the version guard refuses the save."""
+    from app.tickets import services
+
+    ticket = new_ticket(tenant.api, "Printer on fire")
+    read = services.ticket_for
+
+    def read_unlocked_then_a_message_lands(actor, ticket_id, lock=False):
+        found = read(actor, ticket_id)
+        posted = []
+        poster = threading.Thread(target=lambda: posted.append(post_message(tenant.api, ticket["id"])))
+        poster.start()
+        poster.join(10)
+        assert posted and posted[0].status_code == 201
+        return found
+
+    monkeypatch.setattr(services, "ticket_for", read_unlocked_then_a_message_lands)
+    resp = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"priority": "high"})
+    assert resp.status_code == 409, resp.get_json()
+    monkeypatch.undo()
+    after = _get(tenant.api, ticket).get_json()
+    assert (after["priority"], after["version"]) == ("normal", 2)
