@@ -11,9 +11,12 @@ tracking pixel in a reply is not something a requester should load by opening a 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 from markupsafe import Markup
 
 TAGS = frozenset({
@@ -28,11 +31,37 @@ LINK_REL = "noopener noreferrer nofollow ugc"
 CACHED_UP_TO = 4096
 
 
+# Inline parsing costs about 10 µs for each character that may start markup (`[`, `*`, `_`, `<` ...),
+# so 64 KiB of them took 0.6 s, on every render. Past this many in one text, its paragraphs,
+# headings and cells stay as written (escaped, line breaks kept); code blocks and lists still render.
+INLINE_MARKUP_BUDGET = 4096
+
+
 @lru_cache(maxsize=1)
 def _renderer() -> MarkdownIt:
     # "breaks": a new line in a chat message is a new line on screen, as people expect.
-    return (MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
-            .enable(["table", "strikethrough"]).disable("image"))
+    md = (MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
+          .enable(["table", "strikethrough"]).disable("image"))
+    md.core.ruler.at("inline", _inline_within_budget)
+    return md
+
+
+def _inline_within_budget(state: StateCore) -> None:
+    """Parse inline markup as markdown-it does, unless the text holds more markup characters than the
+    budget: then each paragraph, heading or cell is kept as written, its lines broken as typed."""
+    inline = [token for token in state.tokens if token.type == "inline"]
+    markers = state.md.inline.terminator_re
+    as_written = sum(len(markers.findall(token.content)) for token in inline) > INLINE_MARKUP_BUDGET
+    for token in inline:
+        if as_written:
+            token.children = []
+            for i, line in enumerate(token.content.split("\n")):
+                if i:
+                    token.children.append(Token("hardbreak", "br", 0))
+                token.children.append(Token("text", "", 0, content=line))
+        else:
+            token.children = token.children or []
+            state.md.inline.parse(token.content, state.md, state.env, token.children)
 
 
 def render(text: str | None) -> str:
@@ -55,6 +84,16 @@ def _render(text: str) -> str:
                      url_schemes=set(URL_SCHEMES), link_rel=LINK_REL, strip_comments=True).strip()
 
 
+def stored_or_rendered(html: str | None, text: str | None) -> str:
+    """Return the HTML stored when `text` was written, or render it now (for rows written before HTML was kept)."""
+    return render(text) if html is None else html
+
+
 def render_markup(text: str | None) -> Markup:
     """Return `render(text)` marked safe for Jinja (it is sanitised already)."""
     return Markup(render(text))
+
+
+def message_markup(message: Any) -> Markup:
+    """Return a message's HTML (as stored, or rendered now) marked safe for Jinja."""
+    return Markup(stored_or_rendered(message.body_html, message.body))

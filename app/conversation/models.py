@@ -31,6 +31,9 @@ class Message(db.Model):
     author_id: Mapped[uuid.UUID | None] = fk("users.id")
     internal: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     body: Mapped[str] = mapped_column(sa.Text)
+    # `body` rendered and sanitised when written (`app.markdown.render`); NULL for rows written before.
+    # A change to what `render` produces comes with a migration setting it back to NULL.
+    body_html: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = created_at()
     edited_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from app.markdown import render
+from app.markdown import stored_or_rendered
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
@@ -19,7 +19,8 @@ class MessageSchema(Schema):
     author_id = Uuid(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY), metadata={
         "pattern": NOT_BLANK, "description": "Markdown; not blank."})
-    body_html = fields.Function(lambda message: render(message.body), dump_only=True, metadata={
+    body_html = fields.Function(lambda message: stored_or_rendered(message.body_html, message.body), dump_only=True,
+                                metadata={
         "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = Uuid(load_default=None, allow_none=True)
     internal = Flag(load_default=False)

@@ -15,6 +15,7 @@ from app.conversation.models import Message
 from app.conversation.schemas import MessageSchema
 from app.errors import Forbidden, Invalid, NotFound
 from app.extensions import db
+from app.markdown import render
 from app.media.services import hide_attachments_of, link_attachments
 from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
@@ -91,8 +92,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
                 or not visible_to(actor, parent.internal)):
             raise no_such_parent()
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
-                      author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC),
-                      edited_at=None, deleted_at=None)
+                      author_id=actor.user_id, internal=internal, body=body, body_html=render(body),
+                      created_at=datetime.now(UTC), edited_at=None, deleted_at=None)
     # A plain INSERT of the columns the object holds: it is complete already, so the unit of work
     # (and the reload after commit) would only add latency to every chat message.
     db.session.execute(sa.insert(Message).values(
@@ -182,6 +183,7 @@ def edit_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, body
     _may_change(actor, message)
     before = message.body
     message.body = body
+    message.body_html = render(body)
     message.edited_at = datetime.now(UTC)
     audit.record("message", message.id, "edited", before={"body": before}, after={"body": body})
     db.session.flush()
@@ -196,6 +198,7 @@ def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) ->
     audit.record("message", message.id, "deleted", before={"body": message.body, "internal": message.internal})
     message.deleted_at = datetime.now(UTC)
     message.body = ""
+    message.body_html = ""
     hide_attachments_of(message.id)
     publish_after_commit(ticket_id, {"type": "message.deleted",
                                      "message": {"id": str(message.id), "seq": message.seq,

@@ -34,6 +34,7 @@ from app.conversation.models import Message
 from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent
 from app.errors import Conflict, NotFound
 from app.idempotency import Claim, claim_in_sql, stored_response
+from app.markdown import render
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.realtime import publish_committed
 from app.tickets.models import Ticket
@@ -59,8 +60,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
     """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`."""
     check_may_post(actor, internal)
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=STAND_IN, parent_id=parent_id,
-                      author_id=actor.user_id, internal=internal, body=body, created_at=datetime.now(UTC),
-                      edited_at=None, deleted_at=None)
+                      author_id=actor.user_id, internal=internal, body=body, body_html=render(body),
+                      created_at=datetime.now(UTC), edited_at=None, deleted_at=None)
     set_committed_value(message, "attachments", [])
     json_body = message_json(message)
     spliced = Spliced.around(orjson.dumps(json_body), "seq")
@@ -96,7 +97,7 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
     raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
 
 
-_GIVEN = ("id", "ticket_id", "parent_id", "author_id", "internal", "body", "created_at")
+_GIVEN = ("id", "ticket_id", "parent_id", "author_id", "internal", "body", "body_html", "created_at")
 
 
 def _param(column: str) -> sa.BindParameter:
@@ -141,9 +142,9 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     bumped = (TICKETS.update().where(*where).values(**values)
               .returning(TICKETS.c.id, TICKETS.c.last_message_seq).cte("bumped"))
     posted = insert(Message).from_select(
-        ["id", "ticket_id", "seq", "parent_id", "author_id", "internal", "body", "created_at"],
+        ["id", "ticket_id", "seq", "parent_id", "author_id", "internal", "body", "body_html", "created_at"],
         sa.select(_param("id"), bumped.c.id, bumped.c.last_message_seq, _param("parent_id"), _param("author_id"),
-                  _param("internal"), _param("body"), _param("created_at")),
+                  _param("internal"), _param("body"), _param("body_html"), _param("created_at")),
         include_defaults=False).returning(MESSAGES.c.seq).cte("posted")
     data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{message,seq}'"),
                              sa.func.to_jsonb(posted.c.seq))

@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app, g, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
-from app.markdown import render_markup
+from app.markdown import message_markup, render_markup
 from app.people.models import ROLES, STAFF_ROLES
 
 EVERYONE = ROLES
@@ -46,7 +46,8 @@ class Section:
 def init_app(app: Flask) -> None:
     app.extensions.setdefault(SECTIONS, [])
     app.context_processor(_layout_context)
-    app.jinja_env.filters.update(markdown=render_markup, ago=ago, when=when, iso=iso, pairs=pairs, filesize=filesize)
+    app.jinja_env.filters.update(markdown=render_markup, message_html=message_markup, ago=ago, when=when, iso=iso,
+                                 pairs=pairs, filesize=filesize)
     app.jinja_env.globals.update(asset=asset, first_page_url=first_page_url, next_page_url=next_page_url)
     app.after_request(_cache_assets)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 import pytest
+import sqlalchemy as sa
 
+from app import markdown
+from app.conversation.models import Message
 from app.markdown import TAGS, render
-from tests.helpers import new_ticket, post_message
+from tests.helpers import new_ticket, post_message, upload_file
 
 
 @pytest.mark.parametrize(("text", "html"), [
@@ -78,3 +81,55 @@ def test_messages_carry_their_sanitised_html_over_rest(tenant):
 def test_long_texts_render_without_the_cache():
     text = "word " * 2000
     assert render(text) == f"<p>{text.strip()}</p>"
+
+
+def _stored(in_tenant, tenant, message_id):
+    with in_tenant(tenant) as session:
+        return session.execute(sa.select(Message.body, Message.body_html).where(Message.id == message_id)).one()
+
+
+def test_a_message_is_rendered_once_when_written_and_served_as_stored(tenant, in_tenant, monkeypatch):
+    """Reads never render: a page or list of 64 KiB markup-dense messages would render them all, each time."""
+    ticket = new_ticket(tenant.api)
+    dense = "- [x](https://example.com) *y*\n" * 2000
+    posted = post_message(tenant.api, ticket["id"], body=dense).get_json()
+    upload = upload_file(tenant.api, ticket["id"], b"hello", "note.txt", "text/plain").get_json()
+    with_file = post_message(tenant.api, ticket["id"], body="**see** file", attachment_ids=[upload["id"]]).get_json()
+    for message in (posted, with_file):
+        body, html = _stored(in_tenant, tenant, message["id"])
+        assert html == message["body_html"] == render(body)
+
+    monkeypatch.setattr(markdown, "_render", lambda text: pytest.fail("rendered on read"))
+    listed = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body_html"] for m in listed] == [posted["body_html"], with_file["body_html"]]
+    monkeypatch.undo()
+
+    base = f"/api/v1/tickets/{ticket['id']}/messages/{posted['id']}"
+    edited = tenant.api.patch(base, json={"body": "_now_ short"}).get_json()
+    assert edited["body_html"] == "<p><em>now</em> short</p>" == _stored(in_tenant, tenant, posted["id"])[1]
+    assert tenant.api.delete(base).status_code == 204
+    assert _stored(in_tenant, tenant, posted["id"]) == ("", "")
+
+
+def test_a_message_written_before_html_was_kept_is_rendered_when_read(tenant, in_tenant):
+    ticket = new_ticket(tenant.api)
+    posted = post_message(tenant.api, ticket["id"], body="**old** one").get_json()
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(Message).where(Message.id == posted["id"]).values(body_html=None))
+        session.commit()
+    listed = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert listed[0]["body_html"] == "<p><strong>old</strong> one</p>"
+
+
+def test_markup_dense_texts_render_in_bounded_time_as_written():
+    """Past the inline budget, paragraphs stay as written (escaped); blocks and code still render."""
+    dense = "[" * 60000
+    assert render(dense) == f"<p>{dense}</p>"
+    over = "[" * markdown.INLINE_MARKUP_BUDGET + " **kept**\nas typed"
+    assert render(over) == f"<p>{'[' * markdown.INLINE_MARKUP_BUDGET} **kept**<br>\nas typed</p>"
+    under = "[" * 100 + " **bold**"
+    assert render(under) == f"<p>{'[' * 100} <strong>bold</strong></p>"
+    assert render("# Title\n\n" + "<b>" * 2000 + "\n\n```\ncode\n```") == (
+        "<h1>Title</h1>\n<p>" + "&lt;b&gt;" * 2000 + "</p>\n<pre><code>code\n</code></pre>")
+    assert render("**a** [b](https://example.com)") == (
+        '<p><strong>a</strong> <a href="https://example.com" rel="noopener noreferrer nofollow ugc">b</a></p>')
