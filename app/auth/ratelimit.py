@@ -1,4 +1,5 @@
-"""Per-key rate limits: a fixed one-minute window counted in Redis.
+"""Per-key rate limits: a fixed one-minute window counted in Redis; signed-in people's page writes
+and page-socket messages are counted the same way, per person.
 
 Counters are disposable (invariant 3), so when Redis is unreachable requests pass unlimited
 rather than fail: the limit protects the service, it is not a correctness guarantee.
@@ -95,3 +96,35 @@ def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:
     except redis.RedisError:
         return {}
     return {k: int(v) for k, v in zip(key_ids, values, strict=True) if v is not None}
+
+
+# A signed-in person's writes (page forms, page-socket messages): their count and the tenant's.
+HIT_USER = """
+local user_count = redis.call('INCR', KEYS[1])
+if user_count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local tenant_count = redis.call('INCR', KEYS[2])
+if tenant_count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return {user_count, tenant_count}
+"""
+_user_script = Script(None, HIT_USER.encode())
+
+
+def hit_user(tenant_id: str, user_id: str) -> RateLimit | None:
+    """Count one write by a signed-in person against `RATE_LIMIT_PER_MINUTE` and their tenant's limit.
+
+    Pages and page sockets had no limit, so one person could post as fast as the server would take
+    it (each message is rendered once, up to half a second for 64 KiB of dense Markdown). None
+    when Redis cannot be reached.
+    """
+    config = current_app.config
+    limit = config["RATE_LIMIT_PER_MINUTE"]
+    now = int(time.time())
+    window = now // WINDOW
+    keys = [f"tms:{tenant_id}:rl-user:{user_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}"]
+    try:
+        count, tenant_count = _user_script(keys=keys, args=[WINDOW * 2], client=redis_client())
+    except redis.RedisError as exc:
+        log.warning("rate limit skipped, Redis unavailable: %s", exc)
+        return None
+    return RateLimit(limit=limit, remaining=limit - count, reset=(window + 1) * WINDOW,
+                     tenant_exceeded=tenant_count > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"])

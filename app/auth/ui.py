@@ -18,12 +18,13 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_smorest import abort as smorest_abort
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
-from app.auth import key_cache, throttle
-from app.extensions import db
+from app.auth import key_cache, ratelimit, throttle
+from app.extensions import db, is_api_request
 from app.people.services import authenticate
 from tenants import current_tenant_or_none
 
@@ -35,6 +36,18 @@ DEVICE_COOKIE_DAYS = 365
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.before_request(limit_page_writes)
+
+
+def limit_page_writes() -> None:
+    """Count a signed-in person's page write (any POST) against their rate limit; over it, 429."""
+    if request.method != "POST" or is_api_request() or not current_user.is_authenticated:
+        return
+    tenant = current_tenant_or_none()
+    limit = ratelimit.hit_user(tenant.id, str(current_user.id)) if tenant is not None else None
+    if limit is not None and limit.exceeded:
+        smorest_abort(429, message="You are sending too much at once; wait a minute and try again.",
+                      headers=limit.headers())
 
 
 class LoginForm(FlaskForm):

@@ -349,13 +349,16 @@ class TicketStream:
             self.send(error_event(ServiceUnavailable("The message could not be stored; send it again."), ref))
 
     def check_grant(self, counted: bool) -> None:
-        """Re-check the grant if the key generation moved (or cannot be read); count a message frame."""
+        """Re-check the grant if the key generation moved (or cannot be read); count a message frame
+        against its key's rate limit, or its person's for a page's socket."""
         limit = None
         if counted and self.actor.api_key_id is not None:
             read = ratelimit.hit_and_read(self.grant.tenant.id, str(self.actor.api_key_id),
                                           generation_key(self.grant.tenant.id))
             limit, generation = (read[0], read[1] or b"") if read is not None else (None, None)
         else:
+            if counted:
+                limit = ratelimit.hit_user(self.grant.tenant.id, str(self.actor.user_id))
             generation = current_generation(self.grant.tenant.id)
         if generation is None or generation != self.generation:
             self.recheck_grant()
