@@ -266,12 +266,12 @@ def change_person(user_id: uuid.UUID):
 
 @bp.post("/people/<uuid:user_id>/deactivate")
 def deactivate_person(user_id: uuid.UUID):
-    """Deactivate a user: signed out everywhere, their keys revoked, off every team."""
+    """Deactivate a user: signed out everywhere, their keys revoked, off every team and their unsolved tickets."""
     with refusals() as refused:
         user = directory.user_or_404(user_id)
         name = user.name
         directory.delete_user(user)
-        _commit(f"{name} is deactivated: signed out, keys revoked, off every team.")
+        _commit(f"{name} is deactivated: signed out, keys revoked, off every team and their unsolved tickets.")
         return redirect(url_for("admin_ui.people"))
     return person_view(user_id, refused.refusal, "deactivate")
 

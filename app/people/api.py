@@ -62,7 +62,10 @@ class UserById(MethodView):
     @blp.response(204)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def delete(self, user_id: uuid.UUID):
-        """Deactivate a user: their sessions end, their keys are revoked, they leave their teams."""
+        """Deactivate a user: their sessions end, their keys are revoked, they leave their teams.
+
+        An agent's open tickets go back to their team's queue and pending ones lose their assignee.
+        """
         services.delete_user(services.user_or_404(user_id))
         db.session.commit()
 

@@ -138,6 +138,8 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
         raise Conflict("A user with this email already exists.")
     if changes.get("role", user.role) != "admin" and user.role == "admin":
         _ensure_another_admin(user)
+    if user.is_staff and changes.get("role", user.role) not in STAFF_ROLES:
+        _release_tickets(user)
     for field in USER_FIELDS:
         if field in changes:
             value = changes[field]
@@ -157,9 +159,11 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
 
 
 def delete_user(user: User) -> None:
-    """Deactivate a user: sign them out, revoke their keys, take them off every team."""
+    """Deactivate a user: sign them out, revoke their keys, take them off every team and their tickets."""
     if user.role == "admin":
         _ensure_another_admin(user)
+    if user.is_staff:
+        _release_tickets(user)
     user.deleted_at = datetime.now(UTC)
     user.available = False
     user.session_version += 1
@@ -170,6 +174,27 @@ def delete_user(user: User) -> None:
     )
     key_cache.change_on_commit()
     audit.record("user", user.id, "deleted", before=_snapshot(user))
+
+
+def _release_tickets(user: User) -> None:
+    """Take someone who stops being an agent off their unsolved tickets, each as an edit by the actor.
+
+    An `open` one goes back to its team's queue, so assignment hands it to someone else; a
+    `pending` one waits for its requester, unassigned, for whoever picks it up next. Solved
+    tickets keep their assignee, as the record of who solved them.
+    """
+    from app.auth.actor import SYSTEM, current_actor_or_none
+    from app.tickets import services as tickets
+    from app.tickets.models import Ticket
+    from app.tickets.schemas import dump_ticket
+
+    actor = current_actor_or_none() or SYSTEM
+    held = db.session.scalars(sa.select(Ticket.id).where(Ticket.assignee_id == user.id,
+                                                         Ticket.status.in_(("open", "pending")))
+                              .order_by(Ticket.id)).all()
+    for ticket_id in held:
+        ticket = tickets.update_ticket(actor, ticket_id, {"assignee_id": None})
+        tickets.announce(ticket, dump_ticket(ticket))
 
 
 def _ensure_another_admin(user: User) -> None:

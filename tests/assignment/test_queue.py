@@ -2,7 +2,11 @@
 
 import uuid
 
+import pytest
+import sqlalchemy as sa
+
 from app.assignment import services
+from app.audit.models import AuditEntry
 from app.auth.actor import Actor
 from app.tickets.models import Ticket
 
@@ -183,3 +187,46 @@ def test_live_event_carries_the_assigned_ticket(app, desk, run_jobs):
     body = events[0]["ticket"]
     assert (body["id"], body["assignee_id"], body["status"]) == (ticket["id"], agent["id"], "open")
     assert body == desk.get(ticket)
+
+
+def _three_tickets_of(desk, run_jobs, leaving):
+    """An open, a pending and a resolved ticket, each assigned to `leaving`."""
+    tickets = [desk.ticket(title) for title in ("open one", "pending one", "solved one")]
+    run_jobs()
+    assert all(desk.get(t)["assignee_id"] == leaving["id"] for t in tickets)
+    for ticket, status in zip(tickets[1:], ("pending", "resolved"), strict=True):
+        assert desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": status}).status_code == 200
+    return tickets
+
+
+@pytest.mark.parametrize("leaves", ["deactivated", "made a requester"])
+def test_an_agent_who_leaves_hands_their_unsolved_tickets_back(desk, run_jobs, in_tenant, leaves):
+    leaving, staying = desk.t.user("agent", name="leaving"), desk.t.user("agent", name="staying", available=False)
+    desk.rule(desk.team("Desk", [leaving, staying]))
+    open_one, pending_one, solved_one = _three_tickets_of(desk, run_jobs, leaving)
+    assert desk.t.api.patch(f"/api/v1/users/{staying['id']}", json={"available": True}).status_code == 200
+
+    if leaves == "deactivated":
+        assert desk.t.api.delete(f"/api/v1/users/{leaving['id']}").status_code == 204
+    else:
+        assert desk.t.api.patch(f"/api/v1/users/{leaving['id']}", json={"role": "requester"}).status_code == 200
+    pending = desk.get(pending_one)
+    assert (pending["assignee_id"], pending["status"]) == (None, "pending")
+    assert desk.get(solved_one)["assignee_id"] == leaving["id"]  # who solved it stays on record
+    run_jobs()
+    reassigned = desk.get(open_one)
+    assert (reassigned["assignee_id"], reassigned["status"]) == (staying["id"], "open")
+    with in_tenant(desk.t) as session:
+        edits = session.execute(sa.select(AuditEntry.entity_id, AuditEntry.after).where(
+            AuditEntry.entity == "ticket", AuditEntry.action == "updated")).all()
+    assert {(str(i), after.get("assignee_id", "-")) for i, after in edits} >= {
+        (open_one["id"], None), (pending_one["id"], None)}
+
+
+def test_an_agent_made_an_admin_keeps_their_tickets(desk, run_jobs):
+    (agent,) = desk.agents(1)
+    desk.rule(desk.team("Desk", [agent]))
+    ticket = desk.ticket()
+    run_jobs()
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"role": "admin"}).status_code == 200
+    assert desk.get(ticket)["assignee_id"] == agent["id"]
