@@ -19,8 +19,8 @@ from app.errors import Invalid
 from app.input_guard import check_query
 from app.ui.pages import _field_messages
 
-_INTEGER = re.compile(r"^[+-]?\d{1,12}$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")  # ASCII digits only: int() also reads fullwidth ones
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def split_list(text: str) -> list[str]:
@@ -47,7 +47,7 @@ def read_fields(schema: Schema, form: Mapping | None = None, *, text: Iterable[s
     for name in numbers:
         value = form.get(name, "").strip()
         if value:
-            raw[name] = int(value) if _INTEGER.match(value) else value
+            raw[name] = int(value) if _INTEGER.fullmatch(value) else value
         elif name in form and schema.fields[name].allow_none:
             raw[name] = None
     for name in lists:
@@ -78,7 +78,7 @@ def query_values(names: Iterable[str], multi: Iterable[str] = (), days: Iterable
         value = request.args.get(name, "").strip()
         if not value:
             continue
-        raw[name] = f"{value}T00:00:00Z" if name in days and _DAY.match(value) else value
+        raw[name] = f"{value}T00:00:00Z" if name in days and _DAY.fullmatch(value) else value
     return raw
 
 

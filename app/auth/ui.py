@@ -40,8 +40,9 @@ def init_app(app: Flask) -> None:
 
 
 def limit_page_writes() -> None:
-    """Count a signed-in person's page write (any POST) against their rate limit; over it, 429."""
-    if request.method != "POST" or is_api_request() or not current_user.is_authenticated:
+    """Count a signed-in person's page write (any POST but signing out) against their rate limit; over it, 429."""
+    if request.method != "POST" or request.endpoint == "auth.logout" or is_api_request() \
+            or not current_user.is_authenticated:
         return
     tenant = current_tenant_or_none()
     limit = ratelimit.hit_user(tenant.id, str(current_user.id)) if tenant is not None else None

@@ -189,9 +189,13 @@ def _release_tickets(user: User) -> None:
     from app.tickets.schemas import dump_ticket
 
     actor = current_actor_or_none() or SYSTEM
+    # Their row first, as assignment locks it (`FOR NO KEY UPDATE`): an assignment under way finishes
+    # first and its ticket is among those below; one that starts later sees them gone.
+    db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+    # Then the tickets, locked as they are read: one taken over or solved meanwhile is not theirs to release.
     held = db.session.scalars(sa.select(Ticket.id).where(Ticket.assignee_id == user.id,
                                                          Ticket.status.in_(("open", "pending")))
-                              .order_by(Ticket.id)).all()
+                              .order_by(Ticket.id).with_for_update()).all()
     for ticket_id in held:
         ticket = tickets.update_ticket(actor, ticket_id, {"assignee_id": None})
         tickets.announce(ticket, dump_ticket(ticket))
@@ -199,10 +203,11 @@ def _release_tickets(user: User) -> None:
 
 def _ensure_another_admin(user: User) -> None:
     """Refuse to remove the last admin. The active admins' rows are locked first (in one order), so two
-    admins demoting or removing each other at once are decided one after the other."""
+    admins demoting or removing each other at once are decided one after the other. The lock is
+    `FOR NO KEY UPDATE`: rows that merely point at an admin (a message, a ticket) are not held up."""
     admins = db.session.scalars(
         sa.select(User.id).where(User.role == "admin", User.deleted_at.is_(None))
-        .order_by(User.id).with_for_update()
+        .order_by(User.id).with_for_update(key_share=True)
     ).all()
     if not any(admin != user.id for admin in admins):
         raise Conflict("An organization needs at least one admin.")
@@ -276,6 +281,9 @@ def delete_team(team: Team) -> None:
     version (the ETag) and `updated_at` move with them."""
     from app.tickets.models import Ticket
 
+    # The team's row first: a ticket being moved into it waits, then finds it gone (409), instead of
+    # landing between the UPDATE below and the DELETE, which would clear it without a new version.
+    db.session.execute(sa.select(Team.id).where(Team.id == team.id).with_for_update())
     db.session.execute(
         sa.update(Ticket).where(Ticket.team_id == team.id).values(team_id=None, version=Ticket.version + 1),
         execution_options={"synchronize_session": False})

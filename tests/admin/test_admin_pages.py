@@ -147,6 +147,16 @@ def test_people_are_created_changed_and_deactivated(help_desk, admin):
     assert last.status_code == 409 and "at least one admin" in last.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("capacity", ["\uff13", "\u0663", "3_0", "0x3"])
+def test_a_number_in_a_form_has_one_spelling(help_desk, admin, capacity):
+    """As in paths and query strings: fullwidth or Arabic-Indic digits are not read as 3."""
+    bad = admin.post(f"/t/{help_desk.slug}/admin/people", data={
+        "email": "n@example.com", "name": "N", "role": "agent", "password": "password123", "capacity": capacity})
+    assert bad.status_code == 422 and 'id="capacity-error"' in bad.get_data(as_text=True)
+    assert all(u["email"] != "n@example.com"
+               for u in help_desk.tenant.api.get("/api/v1/users?limit=200").get_json()["items"])
+
+
 def test_teams_and_their_members(help_desk, admin):
     hd = help_desk
     base = f"/t/{hd.slug}/admin/teams"

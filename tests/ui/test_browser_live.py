@@ -142,6 +142,25 @@ def test_two_agents_editing_one_ticket_the_second_gets_the_conflict_message(live
     expect(first.get_by_label("status")).to_have_value("pending")
 
 
+def test_an_agent_added_after_the_page_loaded_is_shown_and_kept_by_the_next_save(live_server, browser, help_desk):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Handed over")
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.agent)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    newcomer = hd.tenant.user("agent", name="Newcomer Nell")  # not in the page's assignee list
+    assert hd.tenant.api.patch(f"/api/v1/tickets/{ticket['id']}",
+                               json={"assignee_id": newcomer["id"]}).status_code == 200
+    expect(page.get_by_label("assignee")).to_have_value(newcomer["id"], timeout=LIVE)  # the untouched form follows
+    page.get_by_label("priority").select_option("high")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    state = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
+    assert (state["priority"], state["assignee_id"]) == ("high", newcomer["id"])
+
+
 def test_the_queue_keyboard_and_empty_states(live_server, browser, help_desk, keep):
     hd, base = help_desk, live_server.url
     agent = browser.new_context(**DESKTOP).new_page()

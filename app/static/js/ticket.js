@@ -495,6 +495,11 @@ function applyTicket(ticket) {
   const values = { status: ticket.status, priority: ticket.priority, assignee_id: ticket.assignee_id ?? "", team_id: ticket.team_id ?? "" };
   for (const [name, value] of Object.entries(values)) {
     const select = panel.querySelector(`select[name=${name}]`);
+    const known = select && [...select.options].some((o) => o.value === value);
+    if (select && !known && (name === "assignee_id" || name === "team_id")) {
+      // An agent or team added since the page loaded: show it, or the next save would undo the change.
+      select.add(new Option(name === "assignee_id" ? (data.people[value]?.name ?? "An agent") : "A team added since", value));
+    }
     if (select && [...select.options].some((o) => o.value === value)) select.value = value;
     const was = panel.querySelector(`input[name=was_${name}]`);
     if (was) was.value = value;
