@@ -6,6 +6,9 @@ the tags, attributes and URL schemes listed here. The same function serves pages
 `body_html` of every message event, REST or socket, so a browser never turns user text into
 markup itself. Images are not rendered: the page's CSP would refuse remote ones anyway, and a
 tracking pixel in a reply is not something a requester should load by opening a ticket.
+
+A message is rendered once, when written, and its HTML stored (`Message.body_html`); descriptions
+and messages from before are rendered when shown.
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ TAGS = frozenset({
 ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow ugc"
-# Rendering is pure, and the same message is rendered again for every page view and every
-# socket's catch-up; short texts (most chat) are kept, at most about 1024 x 4 KiB of source.
+# Rendering is pure, and a description is rendered again for every view of its ticket; short texts
+# are kept, at most about 1024 x 4 KiB of source.
 CACHED_UP_TO = 4096
-
 
 # Inline parsing costs about 10 µs for each character that may start markup (`[`, `*`, `_`, `<` ...),
 # so 64 KiB of them took 0.6 s, on every render. Past this many in one text, its paragraphs,
