@@ -71,7 +71,8 @@ def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> Cl
     if expected == "JPEG":
         options = {"quality": 90}
     elif expected == "WEBP":
-        options = {"quality": 90, "method": 4}
+        # Lossless pixels stay lossless: saved lossy they could grow a hundredfold (a checkerboard).
+        options = {"lossless": True} if _lossless_webp(source) else {"quality": 90, "method": 4}
     if len(fresh) > 1 and expected in ("GIF", "WEBP"):
         options |= {"save_all": True, "append_images": [f[0] for f in fresh[1:]], "duration": durations,
                     "loop": loop if isinstance(loop, int) else 0}
@@ -82,6 +83,13 @@ def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> Cl
     thumbnail = out_dir / "thumbnail"
     _thumbnail(first).save(thumbnail, "PNG")
     return CleanImage(clean, thumbnail)
+
+
+def _lossless_webp(source: Path) -> bool:
+    """Tell whether a WebP file's frames are lossless (VP8L) rather than lossy (VP8) bitstreams."""
+    with open(source, "rb") as f:
+        head = f.read(64 * 1024)
+    return b"VP8L" in head and b"VP8 " not in head
 
 
 def _fresh_copy(frame: Image.Image, expected: str) -> tuple[Image.Image, int | bytes | None]:

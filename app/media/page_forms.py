@@ -120,6 +120,7 @@ def read_page_form() -> PageForm:
 
     try:
         fields, _ = reader.read(take, before_files)
+        check_fields(fields)  # again, whole: a field may come after a file part
     except BaseException:
         services.discard_received(received)
         raise

@@ -172,6 +172,20 @@ def _change_usage(delta: int) -> None:
             used_bytes=sa.func.greatest(MediaSettings.used_bytes + delta, 0)))
 
 
+def _take_quota(delta: int) -> bool:
+    """Add `delta` bytes to the organization's use if it stays within the quota (a decrease always fits)."""
+    if delta <= 0:
+        _change_usage(delta)
+        return True
+    quota = current_app.config["MEDIA_TENANT_QUOTA"]
+    return db.session.execute(
+        sa.update(MediaSettings)
+        .where(MediaSettings.id == 1,
+               MediaSettings.used_bytes + delta <= sa.func.coalesce(MediaSettings.quota_bytes, quota))
+        .values(used_bytes=MediaSettings.used_bytes + delta).returning(MediaSettings.used_bytes)
+    ).first() is not None
+
+
 # --- upload ----------------------------------------------------------------------------------
 
 
@@ -504,13 +518,29 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             verdict = inspect(original, attachment.size, claim, checks, antivirus, work)
         except ScannerError as exc:
             return _retry_or_fail(attachment_id, attempt, max_attempts, f"The antivirus gave no verdict: {exc}")
+        sizes = None
+        if verdict.image is not None:
+            sizes = (verdict.image.path.stat().st_size, verdict.image.thumbnail.stat().st_size)
+            verdict = _within_limit(verdict, sizes[0], limits().max_size)
         if verdict.image is not None:
             for variant, path in (("clean", verdict.image.path), ("thumbnail", verdict.image.thumbnail)):
                 with storage().writer(object_key(tenant_id, attachment_id, variant)) as out, open(path, "rb") as f:
                     while chunk := f.read(1024 * 1024):
                         out.write(chunk)
-        clean_size = verdict.image.path.stat().st_size if verdict.image is not None else None
-        return _decide(attachment_id, verdict, clean_size)
+        return _decide(attachment_id, verdict, sizes)
+
+
+def _within_limit(verdict: Verdict, clean_size: int, max_size: int) -> Verdict:
+    """Refuse an image whose cleaned copy outgrew the size limit the upload was held to.
+
+    Re-encoding can grow a file (a few hundred bytes of lossless pixels, saved again, were
+    hundreds of KiB), and the copy is what is stored and served.
+    """
+    if clean_size <= max_size:
+        return verdict
+    return Verdict("rejected", f"Cleaned of its metadata, the image is {clean_size} bytes, over this "
+                               f"organization's limit of {_size_text(max_size)}.", verdict.content_type,
+                   verdict.antivirus)
 
 
 def _retry_or_fail(attachment_id: uuid.UUID, attempt: int, max_attempts: int, reason: str) -> str:
@@ -519,8 +549,12 @@ def _retry_or_fail(attachment_id: uuid.UUID, attempt: int, max_attempts: int, re
     return _decide(attachment_id, Verdict("scan_failed", f"{reason} (after {attempt} tries)"))
 
 
-def _decide(attachment_id: uuid.UUID, verdict: Verdict, clean_size: int | None = None) -> str:
-    """Record a verdict on a still-pending attachment, adjust the quota's use, and announce it."""
+def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] | None = None) -> str:
+    """Record a verdict on a still-pending attachment, adjust the quota's use, and announce it.
+
+    `sizes` are those of a clean image's re-encoded copy and thumbnail, which replace the original:
+    what they add to the organization's use must fit its quota, or the image is refused.
+    """
     attachment = db.session.execute(
         sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -536,20 +570,23 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, clean_size: int | None =
     if verdict.content_type:
         attachment.content_type = verdict.content_type
     discard: list[str] = []
-    stored = before
-    if verdict.status == "clean" and clean_size is not None:
-        attachment.reencoded = attachment.has_thumbnail = True
-        attachment.size = stored = clean_size
-        discard.append(object_key(tenant_id, attachment_id, "original"))  # it still has its metadata
-    elif verdict.status in ("rejected", "infected"):
-        stored = 0  # nothing refused is kept; `size` still tells what was uploaded
+    if verdict.status == "clean" and sizes is not None:
+        if _take_quota(sum(sizes) - before):  # the copy and its thumbnail replace the original
+            attachment.reencoded = attachment.has_thumbnail = True
+            attachment.size = sizes[0]
+            discard.append(object_key(tenant_id, attachment_id, "original"))  # it still has its metadata
+        else:
+            attachment.status = "rejected"
+            attachment.status_reason = ("Cleaned of its metadata, the image needs more room than this "
+                                        "organization's storage quota has left.")
+    if attachment.status in ("rejected", "infected"):  # nothing refused is kept; `size` still tells what was uploaded
         discard += [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
-    _change_usage(stored - before)
+        _change_usage(-before)
     if discard:
         unit_of_work.after_commit(DISCARD, discard)
-    audit.record("attachment", attachment_id, "scanned",
-                 after={"status": verdict.status, "reason": verdict.reason, "antivirus": verdict.antivirus})
+    audit.record("attachment", attachment_id, "scanned", after={
+        "status": attachment.status, "reason": attachment.status_reason, "antivirus": verdict.antivirus})
     _announce(attachment)
     db.session.flush()
-    return verdict.status
+    return attachment.status
 

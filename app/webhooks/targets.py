@@ -31,6 +31,13 @@ SCHEMES = {"http": 80, "https": 443}
 METADATA = {ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200",
                                              "fd00:ec2::254")}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215): the translator's prefix may be any length from /48 to /96, so each
+# RFC 6052 layout that fits is read as a possible IPv4 address (octets; the eighth is never used).
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+NAT64_LAYOUTS = ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12), (12, 13, 14, 15))
+# Ranges that are internal or not for use on the Internet but that Python 3.11 calls global:
+# site-local (RFC 3879), segment routing SIDs (RFC 9602), documentation (RFC 9637).
+NOT_GLOBAL_V6 = tuple(ipaddress.ip_network(n) for n in ("fec0::/10", "5f00::/16", "3fff::/20"))
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 PRIVATE_KINDS = ("a loopback address", "a link-local address", "a private or internal address")
@@ -119,10 +126,18 @@ def unwrap(address: IPAddress) -> IPAddress:
     return address
 
 
+def nat64_local(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """Return the IPv4 addresses a local-use NAT64 address may stand for (none if it is not one)."""
+    if not isinstance(address, ipaddress.IPv6Address) or address not in NAT64_LOCAL:
+        return []
+    packed = address.packed
+    return [ipaddress.IPv4Address(bytes(packed[i] for i in layout)) for layout in NAT64_LAYOUTS]
+
+
 def problem(address: IPAddress, allow_private: bool) -> str | None:
     """Return what `address` is if deliveries may not go there ("a loopback address"), else None."""
     inner = unwrap(address)
-    if address in METADATA or inner in METADATA:
+    if address in METADATA or inner in METADATA or any(a in METADATA for a in nat64_local(address)):
         return "a cloud metadata address"
     if inner.is_unspecified or inner.is_multicast or (
             isinstance(inner, ipaddress.IPv4Address) and (inner.is_reserved or inner == BROADCAST)):
@@ -133,7 +148,8 @@ def problem(address: IPAddress, allow_private: bool) -> str | None:
         return "a loopback address"
     if inner.is_link_local:
         return "a link-local address"
-    if inner.is_private or not inner.is_global:
+    internal_v6 = address in NAT64_LOCAL or any(address in network for network in NOT_GLOBAL_V6)
+    if inner.is_private or not inner.is_global or internal_v6:
         return "a private or internal address"
     return None
 
