@@ -110,6 +110,10 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         target = check(url)
     except RefusedTarget as refused:
         return outcome(error=f"Refused before connecting: {refused.message}")
+    if time.monotonic() - started > config["WEBHOOK_CONNECT_TIMEOUT"]:
+        # The watchdog below bounds the exchange, not the lookup: a POST started this late could end
+        # after the delivery's lease, when another worker may be sending the same attempt.
+        return outcome(error=f"Resolving {target.host} took longer than the connect timeout.")
     address = str(target.addresses[0])
     if target.scheme == "https":
         conn: _PinnedHTTPConnection = _PinnedHTTPSConnection(
