@@ -34,8 +34,9 @@ LINK_REL = "noopener noreferrer nofollow ugc"
 CACHED_UP_TO = 4096
 
 # Inline parsing costs about 10 µs for each character that may start markup (`[`, `*`, `_`, `<` ...),
-# so 64 KiB of them took 0.6 s, on every render. Past this many in one text, its paragraphs,
-# headings and cells stay as written (escaped, line breaks kept); code blocks and lists still render.
+# so 64 KiB of them took 0.6 s. One text's paragraphs, headings and cells are parsed in order while
+# they hold this many in all; the rest stay as written (escaped, line breaks kept). Code blocks and
+# lists still render.
 INLINE_MARKUP_BUDGET = 4096
 
 
@@ -49,19 +50,20 @@ def _renderer() -> MarkdownIt:
 
 
 def _inline_within_budget(state: StateCore) -> None:
-    """Parse inline markup as markdown-it does, unless the text holds more markup characters than the
-    budget: then each paragraph, heading or cell is kept as written, its lines broken as typed."""
-    inline = [token for token in state.tokens if token.type == "inline"]
+    """Parse inline markup as markdown-it does while the budget lasts; a paragraph, heading or cell
+    past it is kept as written, its lines broken as typed."""
     markers = state.md.inline.terminator_re
-    as_written = sum(len(markers.findall(token.content)) for token in inline) > INLINE_MARKUP_BUDGET
-    for token in inline:
-        if as_written:
+    budget = INLINE_MARKUP_BUDGET
+    for token in (token for token in state.tokens if token.type == "inline"):
+        found = len(markers.findall(token.content))
+        if found > budget:
             token.children = []
             for i, line in enumerate(token.content.split("\n")):
                 if i:
                     token.children.append(Token("hardbreak", "br", 0))
                 token.children.append(Token("text", "", 0, content=line))
         else:
+            budget -= found
             token.children = token.children or []
             state.md.inline.parse(token.content, state.md, state.env, token.children)
 

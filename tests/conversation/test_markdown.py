@@ -122,13 +122,17 @@ def test_a_message_written_before_html_was_kept_is_rendered_when_read(tenant, in
 
 
 def test_markup_dense_texts_render_in_bounded_time_as_written():
-    """Past the inline budget, paragraphs stay as written (escaped); blocks and code still render."""
+    """Paragraphs past the inline budget stay as written (escaped); blocks and code still render."""
     dense = "[" * 60000
     assert render(dense) == f"<p>{dense}</p>"
     over = "[" * markdown.INLINE_MARKUP_BUDGET + " **kept**\nas typed"
     assert render(over) == f"<p>{'[' * markdown.INLINE_MARKUP_BUDGET} **kept**<br>\nas typed</p>"
     under = "[" * 100 + " **bold**"
     assert render(under) == f"<p>{'[' * 100} <strong>bold</strong></p>"
+    # paragraphs are parsed in order while the budget lasts; only those past it stay as written
+    assert render(f"Checked the **fuser**:\n\n{over}\n\n*later*") == (
+        f"<p>Checked the <strong>fuser</strong>:</p>\n<p>{'[' * markdown.INLINE_MARKUP_BUDGET} **kept**<br>\n"
+        "as typed</p>\n<p><em>later</em></p>")
     assert render("# Title\n\n" + "<b>" * 2000 + "\n\n```\ncode\n```") == (
         "<h1>Title</h1>\n<p>" + "&lt;b&gt;" * 2000 + "</p>\n<pre><code>code\n</code></pre>")
     assert render("**a** [b](https://example.com)") == (
