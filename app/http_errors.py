@@ -140,23 +140,19 @@ def init_app(app: Flask) -> None:
         Services check what they can first and say why; this answers for the moment between the
         check and the commit. Other constraint failures are bugs: 500.
         """
-        from app.extensions import db
-
-        db.session.rollback()
         if getattr(exc.orig, "sqlstate", None) not in RACES:
             return unexpected(exc)
-        log.info("a concurrent change got there first on %s %s: %s", request.method, request.path,
-                 str(exc.orig).splitlines()[0])
-        return _respond(http_error(Conflict("Another change got there first; send the request again.")))
+        return lost_race(exc)
 
     @app.errorhandler(StaleDataError)
-    def stale_row(exc: StaleDataError):
-        """A row saved with its version guard was changed meanwhile (services lock what they change; this is
-        the safety net): 409, never a 500 and never an overwrite."""
+    def lost_race(exc: IntegrityError | StaleDataError):
+        """Answer a write that lost a race with 409 to send again: the races above, and a row saved with its
+        version guard that was changed meanwhile (services lock what they change; this is the safety net)."""
         from app.extensions import db
 
         db.session.rollback()
-        log.warning("a versioned row changed under %s %s: %s", request.method, request.path, exc)
+        log.info("a concurrent change got there first on %s %s: %s", request.method, request.path,
+                 str(getattr(exc, "orig", None) or exc).splitlines()[0])
         return _respond(http_error(Conflict("Another change got there first; send the request again.")))
 
     @app.errorhandler(PoolTimeout)

@@ -40,7 +40,7 @@ def cursor_field() -> fields.String:
 
 class PageArgs(Schema):
     limit = QueryNumber(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT),
-                           metadata={"description": "Items per page."})
+                        metadata={"description": "Items per page."})
     cursor = cursor_field()
 
 

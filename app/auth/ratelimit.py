@@ -71,8 +71,6 @@ def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, byt
     together `RATE_LIMIT_PER_TENANT_PER_MINUTE`, so one organization's flood cannot take the
     capacity others need. None when Redis cannot be reached.
     """
-    config = current_app.config
-    limit = config["RATE_LIMIT_PER_MINUTE"]
     now = int(time.time())
     window = now // WINDOW
     keys = [f"tms:{tenant_id}:rl:{key_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}",
@@ -83,8 +81,15 @@ def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, byt
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
+    return _counted(window, count, tenant_count), value
+
+
+def _counted(window: int, count: int, tenant_count: int) -> RateLimit:
+    """Return the limit state after a window's counts: the caller's own and its tenant's."""
+    config = current_app.config
+    limit = config["RATE_LIMIT_PER_MINUTE"]
     return RateLimit(limit=limit, remaining=limit - count, reset=(window + 1) * WINDOW,
-                     tenant_exceeded=tenant_count > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"]), value
+                     tenant_exceeded=tenant_count > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"])
 
 
 def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:
@@ -116,15 +121,11 @@ def hit_user(tenant_id: str, user_id: str) -> RateLimit | None:
     it (each message is rendered once, up to half a second for 64 KiB of dense Markdown). None
     when Redis cannot be reached.
     """
-    config = current_app.config
-    limit = config["RATE_LIMIT_PER_MINUTE"]
-    now = int(time.time())
-    window = now // WINDOW
+    window = int(time.time()) // WINDOW
     keys = [f"tms:{tenant_id}:rl-user:{user_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}"]
     try:
         count, tenant_count = _user_script(keys=keys, args=[WINDOW * 2], client=redis_client())
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
-    return RateLimit(limit=limit, remaining=limit - count, reset=(window + 1) * WINDOW,
-                     tenant_exceeded=tenant_count > config["RATE_LIMIT_PER_TENANT_PER_MINUTE"])
+    return _counted(window, count, tenant_count)

@@ -19,9 +19,9 @@ class MessageSchema(Schema):
     author_id = Uuid(dump_only=True, allow_none=True)
     body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_BODY), metadata={
         "pattern": NOT_BLANK, "description": "Markdown; not blank."})
-    body_html = fields.Function(lambda message: stored_or_rendered(message.body_html, message.body), dump_only=True,
-                                metadata={
-        "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
+    body_html = fields.Function(
+        lambda message: stored_or_rendered(message.body_html, message.body), dump_only=True,
+        metadata={"description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = Uuid(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
     attachment_ids = fields.List(Uuid(), load_only=True, load_default=list, validate=validate.Length(max=20),

@@ -210,7 +210,7 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     upload = MultipartFile(body, content_type)
     received = receive_file(upload.part, upload.chunks(), found)
     unit_of_work.after_rollback(DISCARD, [received.key])
-    return record_upload(actor, ticket_id, received, found)
+    return record_upload(actor, ticket_id, received)
 
 
 @dataclass(frozen=True)
@@ -277,10 +277,7 @@ def upload_request_limit() -> int:
 
 def record_files(actor: Actor, ticket_id: uuid.UUID, received: list[Received]) -> list[Attachment]:
     """Record files a page form streamed into storage on a ticket the actor can see; the caller commits."""
-    if not received:
-        return []
-    found = limits()
-    return [record_upload(actor, ticket_id, r, found) for r in received]
+    return [record_upload(actor, ticket_id, r) for r in received]
 
 
 def upload_limits() -> dict[str, Any]:
@@ -316,19 +313,13 @@ def _check_head(head: bytes, found: Limits, filename: str) -> str:
     return sniffed
 
 
-def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received, found: Limits) -> Attachment:
+def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received) -> Attachment:
     """Record a received file on a ticket the actor can see, take its quota and queue its scan."""
     ticket = ticket_for(actor, ticket_id)
     attachment_id, filename, declared, size, sha256 = (received.attachment_id, received.filename,
                                                        received.declared, received.size, received.sha256)
     content_type = received.content_type
-    reserved = db.session.execute(
-        sa.update(MediaSettings)
-        .where(MediaSettings.id == 1,
-               MediaSettings.used_bytes + size <= sa.func.coalesce(MediaSettings.quota_bytes, found.quota))
-        .values(used_bytes=MediaSettings.used_bytes + size).returning(MediaSettings.used_bytes)
-    ).first()
-    if reserved is None:
+    if not _take_quota(size):
         raise _quota_full(limits())
     attachment = Attachment(
         id=attachment_id, ticket_id=ticket_id, uploader_id=actor.user_id, filename=filename,

@@ -110,7 +110,7 @@ def _one(stmt: sa.Select, lock: bool) -> Ticket:
 def check_version(ticket: Ticket, expected: Iterable[str] | None) -> None:
     """Raise Stale unless the ticket is still at one of the versions the client last saw."""
     if expected is not None and etag(ticket) not in set(expected):
-        raise Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
+        raise _changed(ticket)
 
 
 def check_seen(ticket: Ticket, seen: dict[str, str]) -> None:
@@ -120,7 +120,11 @@ def check_seen(ticket: Ticket, seen: dict[str, str]) -> None:
     new message (which moves the version), is no reason to refuse it.
     """
     if any(("" if getattr(ticket, f) is None else str(getattr(ticket, f))) != value for f, value in seen.items()):
-        raise Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
+        raise _changed(ticket)
+
+
+def _changed(ticket: Ticket) -> Stale:
+    return Stale("The ticket has changed since you read it; get it again and reapply your change.", etag(ticket))
 
 
 def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
