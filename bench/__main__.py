@@ -10,7 +10,7 @@ import traceback
 
 from bench.common import ROOT, BenchContext, Row, format_table, new_work_dir, start_services, write_results
 
-AREAS = ("foundation", "tickets", "assignment", "chat", "media", "ui", "dashboard", "load")
+AREAS = ("foundation", "tickets", "assignment", "chat", "markdown", "media", "ui", "dashboard", "load")
 # Run only when named (`make bench-scale`): half an hour and ~7 GB of disk.
 SEPARATE = ("scale",)
 

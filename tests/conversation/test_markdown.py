@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from html.parser import HTMLParser
 
 import pytest
@@ -137,3 +138,37 @@ def test_markup_dense_texts_render_in_bounded_time_as_written():
         "<h1>Title</h1>\n<p>" + "&lt;b&gt;" * 2000 + "</p>\n<pre><code>code\n</code></pre>")
     assert render("**a** [b](https://example.com)") == (
         '<p><strong>a</strong> <a href="https://example.com" rel="noopener noreferrer nofollow ugc">b</a></p>')
+
+
+def test_lines_past_the_markdown_budget_stay_as_written():
+    """Only the first MARKDOWN_LINES lines are parsed: a 64 KiB list once took 0.8 s to render."""
+    items = "- item\n" * markdown.MARKDOWN_LINES
+    html = render(items + "- <b>kept</b> & **as typed**\r\n\r\n  \nnext\rline\n\n\n")
+    assert html.count("<li>item</li>") == markdown.MARKDOWN_LINES
+    assert html.endswith("</ul>\n<p>- &lt;b&gt;kept&lt;/b&gt; &amp; **as typed**</p>\n<p>next<br>\nline</p>")
+    # every spelling of a line ending counts, as markdown-it reads them
+    assert render("a\r" * markdown.MARKDOWN_LINES + "*b*").endswith("<p>*b*</p>")
+    assert render("a\r\n" * (markdown.MARKDOWN_LINES - 1) + "*b*").endswith("<em>b</em></p>")
+
+
+def test_a_code_block_longer_than_the_budget_goes_on_to_its_closing_fence():
+    log = "".join(f"line {i} <ok>\n" for i in range(markdown.MARKDOWN_LINES + 5))
+    code = log.replace("<", "&lt;").replace(">", "&gt;")
+    assert render(f"~~~~ text\n{log}~~~~\n**after**\n\n- [ ] x") == (
+        f"<pre><code>{code}</code></pre>\n<p>**after**</p>\n<p>- [ ] x</p>")
+    assert render(f"```\n{log}") == f"<pre><code>{code}</code></pre>"  # never closed
+    # a shorter fence, or one of the other character, does not close it
+    assert render(f"````\n{log}```\n~~~~\n````").endswith("line 1004 &lt;ok&gt;\n```\n~~~~\n</code></pre>")
+    # a fence opened on the last line parsed, or closed on it, is handled as such
+    before = "a\n" * (markdown.MARKDOWN_LINES - 1)
+    assert render(f"{before}```\nx <y>\n```\n*z*").endswith("<pre><code>x &lt;y&gt;\n</code></pre>\n<p>*z*</p>")
+    assert render(f"{before[2:]}```\n```\n*z*").endswith("a</p>\n<pre><code></code></pre>\n<p>*z*</p>")
+
+
+@pytest.mark.parametrize("unit", ["- a\n", "1. a\n", "> a\n", "# a\n", "|a|\n", "a\n\n", "[a]: b\n", "a\n=\n", "a\n"])
+def test_a_long_text_of_short_blocks_is_markdown_up_to_the_budget_and_as_written_after(unit):
+    lines = (unit * (64 * 1024 // len(unit))).split("\n")
+    head, tail = "\n".join(lines[:markdown.MARKDOWN_LINES]), "\n".join(lines[markdown.MARKDOWN_LINES:])
+    as_written = "\n".join("<p>{}</p>".format("<br>\n".join(escape(p, quote=False).split("\n")))
+                           for p in tail.strip("\n").split("\n\n"))
+    assert render(head + "\n" + tail) == "\n".join(filter(None, [render(head), as_written]))

@@ -1,0 +1,45 @@
+"""Markdown figures: the dearest 64 KiB texts to render beside 64 KiB of plain prose.
+
+A message is rendered when written and a ticket's description on every view of its ticket, in
+the web process, so what one text can cost is what one requester can make a worker spend. Each
+text is the largest a message or description may be, made of one kind of block or markup
+repeated (the shapes that were slowest before rendering was bounded); each is rendered uncached
+`ROUNDS` times and its median kept.
+"""
+
+from __future__ import annotations
+
+import time
+
+from app.markdown import _render
+from bench.common import BenchContext, Row, median
+
+SIZE = 64 * 1024
+ROUNDS = 5
+UNITS = {
+    "list items": "- a\n", "numbered items": "1. a\n", "quoted lines": "> a\n", "headings": "# a\n",
+    "table rows": "|a|b|\n", "paragraphs": "a\n\n", "short lines": "a\n", "link definitions": "[a]: b\n",
+    "underlined headings": "a\n=\n", "brackets": "[", "emphasis": "*a", "links": "[a](b) ",
+}
+PROSE = "The printer on the second floor jams whenever a duplex job is sent from the finance team. "
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    prose = _median_ms(_text(PROSE))
+    timed = {name: _median_ms(_text(unit)) for name, unit in UNITS.items()}
+    slowest = max(timed, key=timed.__getitem__)
+    return [Row("markdown: slowest 64 KiB text to render", timed[slowest], "ms", "64 KiB of plain prose", prose,
+                aim="< 100 ms", note=f"{slowest}; " + ", ".join(f"{k} {v:.0f}" for k, v in timed.items()))]
+
+
+def _text(unit: str) -> str:
+    return (unit * (SIZE // len(unit) + 1))[:SIZE]
+
+
+def _median_ms(text: str) -> float:
+    times = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        _render(text)
+        times.append((time.perf_counter() - started) * 1000)
+    return median(times)
