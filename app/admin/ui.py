@@ -43,7 +43,7 @@ from app.schemas import parse_uuid
 from app.tickets import export
 from app.tickets.listing import list_tickets
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, STATUSES
-from app.tickets.schemas import ExportArgs, TicketListArgs
+from app.tickets.schemas import RELEVANCE, ExportArgs, TicketListArgs
 from app.ui.layout import Section, add_section, ago
 from app.ui.pages import refusals
 from app.webhooks import services as hooks
@@ -165,7 +165,7 @@ def dashboard():
     with refusals() as table_refused:
         args = table_args(LIST_ARGS)
         found = list_tickets(db.session, actor, {"limit": TABLE_PAGE, **args},
-                             current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"])
+                             current_app.config["SEARCH_STATEMENT_TIMEOUT_MS"], search_sort=RELEVANCE)
     items = found.items if found else []
     staff = directory.staff_users()
     teams = directory.teams_by_name()

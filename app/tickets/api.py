@@ -84,8 +84,8 @@ class Tickets(MethodView):
     def get(self, args):
         """List tickets: filter, sort, search with `q`, and page with `cursor`.
 
-        With `q` and no `sort`, results are ranked by relevance unless the terms match very many
-        tickets; then they come newest first. The `order` field says which.
+        Newest first unless `sort` says otherwise; with `q`, `sort=relevance` ranks the matches best
+        first unless they are very many (then they come newest first). The `order` field says which.
         """
         if not args.get("q"):
             found = reads.ticket_page(current_actor(), args)

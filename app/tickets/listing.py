@@ -21,10 +21,10 @@ from app.errors import Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
 from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
+from app.tickets.schemas import RELEVANCE
 from app.tickets.services import visibility
 
 DEFAULT_SORT = "-created_at"
-RELEVANCE = "relevance"
 # A plain (non-search) page is read as rows, not Ticket objects: 50 rows skip the ORM's identity
 # map and attribute instrumentation (about a millisecond), and carry the same names that
 # `dump_ticket` and the cursor read.
@@ -46,6 +46,11 @@ class TicketPage:
     items: list[Any]  # Ticket objects, or rows with the same attribute names
     next_cursor: str | None
     order: str
+
+
+def date_order(sort: str | None) -> str:
+    """Return the order of a listing asked for `sort`: relevance ranks only matches of a search."""
+    return DEFAULT_SORT if sort in (None, RELEVANCE) else sort
 
 
 @cache
@@ -99,17 +104,23 @@ def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
 
 
 def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
-                 scope: Sequence[sa.ColumnElement[bool]] = ()) -> TicketPage:
-    """Return one page of the tickets matching `args` (within `scope`, a queue's conditions), and its order."""
+                 scope: Sequence[sa.ColumnElement[bool]] = (), search_sort: str = DEFAULT_SORT) -> TicketPage:
+    """Return one page of the tickets matching `args` (within `scope`, a queue's conditions), and its order.
+
+    `sort` defaults to `DEFAULT_SORT`, or with `q` to `search_sort` (the pages' search boxes rank
+    by relevance, as people expect of one; the API's default is the contract's).
+    """
     conditions = [*filters(actor, args), *scope]
     sort, limit, cursor = args.get("sort"), args["limit"], args.get("cursor")
     if not args.get("q"):
-        items, next_cursor = page(session, sa.select(*LISTED_COLUMNS).where(*conditions),
-                                  sort_keys(sort or DEFAULT_SORT), limit, cursor)
-        return TicketPage(items, next_cursor, sort or DEFAULT_SORT)
+        order = date_order(sort)
+        items, next_cursor = page(session, sa.select(*LISTED_COLUMNS).where(*conditions), sort_keys(order), limit,
+                                  cursor)
+        return TicketPage(items, next_cursor, order)
+    sort = sort or search_sort
     text = search.to_tsquery_text(args["q"])
     if text is None:
-        return TicketPage([], None, sort or RELEVANCE)
+        return TicketPage([], None, sort)
     session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
     try:
         return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
@@ -120,17 +131,19 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
         raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
 
 
-def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str | None, limit: int,
+def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,
             cursor: str | None) -> TicketPage:
+    """Page through the matches of `query`: by relevance if `sort` asks and they are few, else in `sort`'s order
+    (newest first for relevance)."""
     plan, inner = _split_cursor(cursor)
-    order = sort or DEFAULT_SORT
+    order = date_order(sort)
     if plan is None:
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
         if probed is not None:
             return TicketPage(*probed, order)
         found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1,
                                            None if actor.is_staff else visibility(actor))
-        plan = RANK if found <= search.RANK_UP_TO and not sort else SORT_SET
+        plan = RANK if found <= search.RANK_UP_TO and sort == RELEVANCE else SORT_SET
     if plan == RANK:
         items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)
         return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.people.models import TeamMember
 from app.tickets.listing import TicketPage, list_tickets
 from app.tickets.models import OPEN_STATUSES, Ticket
+from app.tickets.schemas import RELEVANCE
 
 # name -> what the tab says
 QUEUES = {"mine": "Mine", "team": "My teams", "unassigned": "Unassigned", "open": "All open"}
@@ -53,4 +54,4 @@ def list_queue(actor: Actor, name: str, args: dict[str, Any], timeout_ms: int) -
     _staff(actor)
     if name not in QUEUES:
         raise Invalid.field("queue", f"Must be one of: {', '.join(QUEUES)}.", "There is no such queue.")
-    return list_tickets(db.session, actor, args, timeout_ms, scope=queue_scope(actor, name))
+    return list_tickets(db.session, actor, args, timeout_ms, scope=queue_scope(actor, name), search_sort=RELEVANCE)

@@ -20,7 +20,7 @@ from app.auth.actor import Actor
 from app.errors import NotFound
 from app.pagination import after, decode_cursor, encode_cursor, order_by
 from app.schemas import row_dumper
-from app.tickets.listing import CONDITIONS, DEFAULT_SORT, LISTED_COLUMNS, TicketPage, filter_shape, sort_keys
+from app.tickets.listing import CONDITIONS, LISTED_COLUMNS, TicketPage, date_order, filter_shape, sort_keys
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 from app.tickets.services import MAX_NUMBER
@@ -68,7 +68,7 @@ def _read_one(actor: Actor, by: str, key: Any) -> dict[str, Any]:
 def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
     """Return one page of the tickets matching `args` (no `q`) as API bodies, and the next cursor."""
     names, values = filter_shape(actor, args)
-    order = args.get("sort") or DEFAULT_SORT
+    order = date_order(args.get("sort"))
     keys = sort_keys(order)
     cursor, limit = args.get("cursor"), args["limit"]
     if cursor:

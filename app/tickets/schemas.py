@@ -13,6 +13,7 @@ MAX_DESCRIPTION = 64 * 1024
 MAX_TITLE = 200
 SORT_FIELDS = ("created_at", "updated_at", "priority", "number", "status")
 SORTS = tuple(s for f in SORT_FIELDS for s in (f, f"-{f}"))
+RELEVANCE = "relevance"  # a sort for searches: the best matches of `q` first
 PATCHABLE_STATUSES = ("new", "open", "pending", "resolved")
 EXPORT_FORMATS = ("csv", "json", "ndjson")
 
@@ -106,8 +107,10 @@ class TicketFilterArgs(Schema):
 
 
 class TicketListArgs(TicketFilterArgs, PageArgs):
-    sort = fields.String(validate=validate.OneOf(SORTS), metadata={
-        "description": "A field, `-` first for descending. Default `-created_at`, or relevance with `q`."})
+    sort = fields.String(validate=validate.OneOf((*SORTS, RELEVANCE)), metadata={
+        "description": "A field, `-` first for descending (default `-created_at`), or `relevance`: the matches "
+                       "of `q` ranked best first when there are at most 2,000 of them, else newest first (the "
+                       "response's `order` says which)."})
 
 
 class ExportArgs(TicketFilterArgs):

@@ -54,10 +54,24 @@ def test_matches_title_description_and_message_bodies(tenant, new_ticket, add_me
     by_message = new_ticket("Other")
     add_message(tenant, by_message, "Also my printer makes noises")
     new_ticket("Unrelated", description="keyboard")
-    body = _search(tenant.api, "printer")
+    body = _search(tenant.api, "printer", sort="relevance")
     assert set(_ids(body)) == {by_title["id"], by_body["id"], by_message["id"]}
     assert body["order"] == "relevance"
     assert _ids(body)[0] == by_title["id"]  # title words weigh most
+
+
+def test_a_search_without_a_sort_is_newest_first_as_every_list(tenant, new_ticket):
+    """The contract's default sort holds with `q` too; ranking is asked for with `sort=relevance`."""
+    by_title = new_ticket("Printer on fire")
+    by_body = new_ticket("Hardware", description="the printer is smoking " + "and more words " * 50)
+    body = _search(tenant.api, "printer")
+    assert (body["order"], _ids(body)) == ("-created_at", [by_body["id"], by_title["id"]])
+    ranked = _search(tenant.api, "printer", sort="relevance")
+    assert (ranked["order"], _ids(ranked)) == ("relevance", [by_title["id"], by_body["id"]])
+    # relevance without a search has nothing to rank: newest first, on both read paths
+    for path in ("/api/v1/tickets?sort=relevance", "/api/v1/tickets?sort=relevance&status=new"):
+        plain = tenant.api.get(path).get_json()
+        assert (plain["order"], _ids(plain)) == ("-created_at", [by_body["id"], by_title["id"]])
 
 
 def test_search_is_language_aware_with_phrases_and_prefixes(tenant, new_ticket):
@@ -110,12 +124,12 @@ def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
     add_message(tenant, via_message, "the modem again")
     new_ticket("unrelated")
     _plans(monkeypatch, window, rank_up_to)
-    first = _search(tenant.api, "modem", limit=2)
+    first = _search(tenant.api, "modem", limit=2, sort="relevance")
     assert first["order"] == order
     assert first["next_cursor"].startswith(plan + ".")
     items, cursor = list(first["items"]), first["next_cursor"]
     while cursor:
-        page = _search(tenant.api, "modem", limit=2, cursor=cursor)
+        page = _search(tenant.api, "modem", limit=2, cursor=cursor, sort="relevance")
         assert page["order"] == order
         items += page["items"]
         cursor = page["next_cursor"]
@@ -132,10 +146,10 @@ def test_a_common_term_is_walked_newest_first_and_a_sparse_one_ranked(tenant, ne
         new_ticket(f"filler {i}")
     rare = new_ticket("fax machine")
     common = [new_ticket(f"email {i}") for i in range(6)]
-    walked = _search(tenant.api, "email", limit=3)
+    walked = _search(tenant.api, "email", limit=3, sort="relevance")
     assert walked["order"] == "-created_at"
     assert _ids(walked) == [t["id"] for t in reversed(common)][:3]
-    ranked = _search(tenant.api, "fax", limit=3)
+    ranked = _search(tenant.api, "fax", limit=3, sort="relevance")
     assert (ranked["order"], _ids(ranked)) == ("relevance", [rare["id"]])
 
 
@@ -143,11 +157,11 @@ def test_a_cursor_keeps_its_plan_when_the_counts_change(tenant, new_ticket, monk
     for i in range(4):
         new_ticket(f"switch {i}")
     _plans(monkeypatch, 1, 100)
-    first = _search(tenant.api, "switch", limit=2)
+    first = _search(tenant.api, "switch", limit=2, sort="relevance")
     assert first["order"] == "relevance"
     _plans(monkeypatch, 1000, 0)  # a fresh search would now walk the date index
-    assert _search(tenant.api, "switch", limit=2)["order"] == "-created_at"
-    rest = _search(tenant.api, "switch", limit=2, cursor=first["next_cursor"])
+    assert _search(tenant.api, "switch", limit=2, sort="relevance")["order"] == "-created_at"
+    rest = _search(tenant.api, "switch", limit=2, cursor=first["next_cursor"], sort="relevance")
     assert rest["order"] == "relevance"
     assert len({t["id"] for t in first["items"] + rest["items"]}) == 4
 
