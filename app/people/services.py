@@ -118,7 +118,7 @@ def create_user(email: str, name: str, role: str, password: str | None = None,
 
 def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
     """Apply `actor`'s changes to a user: admins change anyone, others their name, password, availability."""
-    user = user_or_404(user_id)
+    user = user_for(actor, user_id)  # a requester learns nothing of other users, not even that they exist
     if "password" in changes and actor.user_id == user_id and ROLES.index(actor.role) > ROLES.index(user.role):
         # A key acting below its user's role would otherwise sign in as the user, with the full role.
         raise Forbidden("A key with a lesser role than its user cannot change the user's password.")

@@ -1,5 +1,7 @@
 """Users: create, read, change, deactivate; validation and conflicts."""
 
+import uuid
+
 import pytest
 
 
@@ -65,6 +67,19 @@ def test_agents_may_change_only_themselves(tenant):
     assert api.patch(f"/api/v1/users/{agent['id']}", json={"available": False}).status_code == 200
     assert api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 99}).status_code == 403
     assert api.patch(f"/api/v1/users/{other['id']}", json={"available": False}).status_code == 403
+
+
+def test_a_requester_cannot_tell_other_users_from_unknown_ids(tenant):
+    """Requesters read only themselves; changing another user answered 403, an unknown id 404."""
+    requester = tenant.user("requester")
+    api = tenant.key_for(requester)
+    for other in (tenant.admin_id, tenant.user("agent")["id"], tenant.user("requester")["id"], str(uuid.uuid4())):
+        for body in ({"name": "x"}, {"role": "admin"}, {}):
+            resp = api.patch(f"/api/v1/users/{other}", json=body)
+            assert (resp.status_code, resp.get_json()["message"]) == (404, "No such user."), (other, body)
+        assert api.get(f"/api/v1/users/{other}").status_code == 404
+    assert api.patch(f"/api/v1/users/{requester['id']}", json={"name": "Me"}).get_json()["name"] == "Me"
+    assert tenant.api.get(f"/api/v1/users/{tenant.admin_id}").get_json()["name"] != "x"
 
 
 def test_bad_list_arguments_are_422(tenant):
