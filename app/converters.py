@@ -1,4 +1,5 @@
-"""URL converters that read one spelling of a value only, as the API's fields do."""
+"""URLs of one spelling: converters that read a value one way only, as the API's fields do, and no
+merging of repeated slashes."""
 
 from __future__ import annotations
 
@@ -14,5 +15,10 @@ class AsciiInteger(IntegerConverter):
 
 
 def init_app(app: Flask) -> None:
-    """Install the converters; call before any route is added (a rule binds its converter when added)."""
+    """Install the converters; call before any route is added (a rule binds its converter when added).
+
+    Werkzeug answers a path with doubled slashes (`/api/v1//tickets`) with a redirect to the
+    merged one, an HTML 308 where the API promises JSON; such a path is simply not found.
+    """
     app.url_map.converters["int"] = AsciiInteger
+    app.url_map.merge_slashes = False

@@ -7,6 +7,8 @@ from flask import Flask, jsonify
 
 from app.extensions import db, redis_client
 
+READY_RETRY_AFTER = 5  # seconds: what a load balancer or client polling readiness should wait
+
 
 def init_app(app: Flask) -> None:
     @app.get("/healthz")
@@ -27,4 +29,6 @@ def init_app(app: Flask) -> None:
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
-        return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+        if ready:
+            return jsonify(status="ok", checks=checks)
+        return jsonify(status="unavailable", checks=checks), 503, {"Retry-After": str(READY_RETRY_AFTER)}

@@ -1,5 +1,6 @@
 """Health checks and the OpenAPI document."""
 
+import pytest
 from openapi_spec_validator import validate
 
 from app import create_app
@@ -16,7 +17,7 @@ def test_healthz_and_readyz(client):
 def test_readyz_is_503_when_redis_is_unreachable(services):
     app = create_app(app_config(services, REDIS_URL="redis://127.0.0.1:1/0"))
     ready = app.test_client().get("/readyz")
-    assert ready.status_code == 503
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
     assert ready.get_json()["checks"]["redis"].startswith("error")
 
 
@@ -38,3 +39,10 @@ def test_unknown_api_path_is_json_404(client):
     resp = client.get("/api/v1/nothing-here")
     assert resp.status_code == 404
     assert resp.get_json()["code"] == 404
+
+
+@pytest.mark.parametrize("path", ["/api/v1//tickets", "/api//v1/users", "/api/v1/tickets//", "/api/v1/docs//"])
+def test_a_path_with_doubled_slashes_is_not_found_in_json(client, path):
+    """Werkzeug redirected these to the merged path with an HTML 308."""
+    resp = client.get(path, headers={"Authorization": "Bearer nothing"})
+    assert resp.status_code == 404 and resp.get_json()["code"] == 404, (path, resp.status_code, resp.data[:80])
