@@ -9,8 +9,9 @@ resolution percentiles from indexes that carry the timestamps they subtract; age
 (created_at) on decisions. The answer is kept in Redis for `DASHBOARD_CACHE_SECONDS` per tenant
 and period, so a dashboard left open costs one read; figures are at most that old.
 
-Any two days make a period: `from` after `to` is an empty one (no days, nothing counted in it),
-and a long one counts its flow per week or month, so the answer stays small whatever is asked.
+Any two days at most a century apart make a period: `from` after `to` is an empty one (no days,
+nothing counted in it), and a long one counts its flow per week or month, so the answer stays
+small whatever is asked (at most 1,201 months; the page draws a column and a row for each).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.assignment.models import AssignmentDecision
+from app.errors import Invalid
 from app.extensions import db, redis_client
 from app.people.models import STAFF_ROLES, User
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
@@ -36,6 +38,8 @@ DEFAULT_DAYS = 30
 WEEKLY_AFTER_DAYS = 92  # a longer period counts its flow per week
 MONTHLY_AFTER_DAYS = 731  # and one longer than two years, per month
 BUCKETS = ("day", "week", "month")
+MAX_YEARS = 100
+MAX_DAYS = 36525  # a century of days, leap days included
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,13 @@ class Period:
 
     @classmethod
     def of(cls, start: date | None, end: date | None, today: date) -> Period:
-        """Return the period asked for (default: the 30 days to today). Any pair of days is a period."""
+        """Return the period asked for (default: the 30 days to today); refuse one longer than a century."""
         end = end or today
         if start is None:
             start = date.min if (end - date.min).days < DEFAULT_DAYS - 1 else end - timedelta(days=DEFAULT_DAYS - 1)
+        if (end - start).days >= MAX_DAYS:
+            raise Invalid.field("from", f"A period spans at most {MAX_YEARS} years.",
+                                f"Choose a period of at most {MAX_YEARS} years.")
         return cls(start, end)
 
     @property
