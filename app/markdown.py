@@ -24,6 +24,8 @@ from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
+from markdown_it.rules_block.table import escapedSplit, getLine, table
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markupsafe import Markup, escape
@@ -49,6 +51,10 @@ INLINE_MARKUP_BUDGET = 4096
 # the dearest kind take about 35 ms. Lines past this are kept as written: paragraphs split at
 # blank lines, line breaks kept.
 MARKDOWN_LINES = 1000
+# A table cell costs about 20 µs, and rows shorter than the header are filled out with empty cells,
+# so 20 KB of a wide header and short rows made 65,000 cells (1 s). One text's tables hold at most
+# this many cells in all; rows past it, or a header wider than what is left, stay as written.
+TABLE_CELLS = 2048
 # What markdown-it takes for a line ending (its `normalize` rule).
 _NEWLINE = re.compile(r"\r\n?|\n")
 _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
@@ -60,7 +66,21 @@ def _renderer() -> MarkdownIt:
     md = (MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
           .enable(["table", "strikethrough"]).disable("image"))
     md.core.ruler.at("inline", _inline_within_budget)
+    md.block.ruler.at("table", _table_within_budget, {"alt": ["paragraph", "reference"]})  # as markdown-it has it
     return md
+
+
+def _table_within_budget(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    """Parse a table as markdown-it does, with only as many rows as the text's cell budget has left."""
+    left = state.env.setdefault("table_cells", TABLE_CELLS)
+    header = escapedSplit(getLine(state, start).strip())
+    columns = len(header) - (header[:1] == [""]) - (len(header) > 1 and header[-1:] == [""])
+    rows = left // max(columns, 1) - 1  # body rows, after the header's
+    if rows < 0 or not table(state, start, min(end, start + 2 + rows), silent):
+        return False
+    if not silent:
+        state.env["table_cells"] = left - columns * (state.line - start - 1)
+    return True
 
 
 def _inline_within_budget(state: StateCore) -> None:

@@ -172,3 +172,19 @@ def test_a_long_text_of_short_blocks_is_markdown_up_to_the_budget_and_as_written
     as_written = "\n".join("<p>{}</p>".format("<br>\n".join(escape(p, quote=False).split("\n")))
                            for p in tail.strip("\n").split("\n\n"))
     assert render(head + "\n" + tail) == "\n".join(filter(None, [render(head), as_written]))
+
+
+def test_tables_hold_at_most_the_cell_budget_and_the_rest_stays_as_written():
+    """A wide header over short rows was filled out to 65,000 empty cells: 1 s for 20 KB of text."""
+    wide = "|a" * 5000 + "|\n" + "|-" * 5000 + "|\n" + "x\n" * 20
+    assert "<table>" not in render(wide) and render(wide).startswith("<p>|a|a|a")
+    budget = markdown.TABLE_CELLS
+    rows = budget // 4 - 1  # body rows of a four-column table that fill the budget with its header
+    head = "|a|b|c|d|\n|-|-|-|-|\n"
+    html = render("text\n" + head + "|1|2|3|4|\n" * (rows + 2))
+    assert html.startswith("<p>text</p>\n<table>")  # a table still interrupts a paragraph
+    assert html.count("<td>1</td>") == rows and html.endswith("</table>\n<p>|1|2|3|4|<br>\n|1|2|3|4|</p>")
+    # the budget is the text's, shared by its tables in order
+    small = head + "|1|2|3|4|\n\n"
+    assert render(small * 3).count("<table>") == 3
+    assert render(head + "|1|2|3|4|\n" * rows + "\n" + small).count("<table>") == 1
