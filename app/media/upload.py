@@ -137,6 +137,8 @@ class StreamedForm(MultipartStream):
         text_bytes = 0
         checked = False
         for event in self._events:
+            if isinstance(event, Field | File) and not event.name:
+                raise Malformed("A part of the form has no name.")
             if isinstance(event, Field):
                 raw = bytearray()
                 for chunk in self.chunks():
@@ -150,7 +152,7 @@ class StreamedForm(MultipartStream):
                     raise Malformed("The form's text is not UTF-8.") from None
             elif isinstance(event, File):
                 if event.name != FIELD:
-                    raise Invalid.field(event.name or FIELD, "Only the file field may carry files.")
+                    raise Invalid.field(event.name, "Only the file field may carry files.")
                 windows = _WINDOWS_PATH.search(event.headers.get("Content-Disposition", ""))
                 filename = windows.group(1).rsplit("\\", 1)[-1] if windows else event.filename
                 if not filename:  # the input was left empty: the browser sends a nameless, empty part
