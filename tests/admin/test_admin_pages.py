@@ -362,3 +362,22 @@ def test_a_lookalike_of_a_persons_id_is_refused_beside_its_field(help_desk, admi
         refused = admin.post(f"/t/{hd.slug}/admin/teams/{team['id']}/members", data={"user_id": spelling})
         assert refused.status_code == 422 and "Choose an agent or admin." in refused.get_data(as_text=True)
     assert hd.tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == []
+
+
+def test_an_input_s_extra_attributes_are_attributes_not_text(help_desk, admin):
+    """They were printed escaped (`autocomplete=&#34;new-password&#34;`), so a password manager
+    could fill the signed-in admin's own password into a new person's password box."""
+    slug = help_desk.slug
+    expected = {
+        "admin/people": {"password": {"autocomplete": "new-password"}, "capacity": {"min": "0"}},
+        f"admin/people/{help_desk.agent.id}": {"capacity": {"min": "0"}},
+        "admin/webhooks": {"secret": {"autocomplete": "new-password"}},
+        "admin/media": {"max_size": {"min": "1"}},
+    }
+    for path, inputs in expected.items():
+        text = page(admin, f"/t/{slug}/{path}")
+        assert "&#34;" not in re.sub(r'value="[^"]*"', "", text), path
+        for name, attributes in inputs.items():
+            tag = re.search(rf'<input [^>]*name="{name}"[^>]*>', text).group(0)
+            for attribute, value in attributes.items():
+                assert f' {attribute}="{value}"' in tag, (path, tag)
