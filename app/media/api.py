@@ -95,7 +95,10 @@ def serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
         log.error("attachment %s is clean but its file %s is missing from storage", attachment_id, found.key)
         raise Gone("The file is no longer in storage.") from None
     response.headers.update(SERVED_HEADERS)
-    response.headers.setdefault("Cache-Control", "private, no-cache")
+    # Never kept by a browser or a shared cache, as pages and S3's presigned answers are not: a
+    # tenant's files must not outlive a sign-out on a shared computer. (send_file's own header
+    # kept the file in the browser's cache.)
+    response.headers["Cache-Control"] = "private, no-store"
     return response
 
 

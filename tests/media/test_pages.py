@@ -62,7 +62,9 @@ def test_a_file_shows_its_scan_state_and_downloads_once_clean(desk, upload, run_
     served = requester.get(f"/t/{desk.slug}/attachments/{image['id']}")
     assert served.status_code == 200 and served.data.startswith(b"\x89PNG")
     assert "sandbox" in served.headers["Content-Security-Policy"]
-    assert requester.get(f"/t/{desk.slug}/attachments/{image['id']}/thumbnail").status_code == 200
+    assert served.headers["Cache-Control"] == "private, no-store"  # gone from the browser at sign-out
+    thumbnail = requester.get(f"/t/{desk.slug}/attachments/{image['id']}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.headers["Cache-Control"] == "private, no-store"
     agent = signed_in(desk.agent)
     assert agent.get(f"/t/{desk.slug}/attachments/{image['id']}").status_code == 200
 

@@ -70,7 +70,7 @@ def test_an_image_is_stored_under_its_tenant_scanned_and_served_by_signed_url(ap
     assert b"Exif" not in kept and samples.JPEG_COMMENT not in kept and not Image.open(io.BytesIO(kept)).getexif()
 
     resp = tenant.api.get(found["download_url"])
-    assert resp.status_code == 302 and resp.headers["Cache-Control"] == "no-store"
+    assert resp.status_code == 302 and resp.headers["Cache-Control"] == "private, no-store"
     location = resp.headers["Location"]
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
     assert location.startswith(f"{s3_endpoint}/{bucket}/{mine}") and query["X-Amz-Expires"] == ["60"]

@@ -77,6 +77,7 @@ def test_documents_are_served_as_attachments(tenant, ticket, upload, run_scans, 
     assert served.headers["Content-Disposition"].startswith("attachment;")
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert served.headers["Cache-Control"] == "private, no-store"
     assert tenant.api.get(f"/api/v1/attachments/{body['id']}/thumbnail").status_code == 404
 
 
