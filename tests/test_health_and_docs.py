@@ -46,3 +46,30 @@ def test_a_path_with_doubled_slashes_is_not_found_in_json(client, path):
     """Werkzeug redirected these to the merged path with an HTML 308."""
     resp = client.get(path, headers={"Authorization": "Bearer nothing"})
     assert resp.status_code == 404 and resp.get_json()["code"] == 404, (path, resp.status_code, resp.data[:80])
+
+
+def test_the_document_lists_the_conditional_and_partial_answers_the_server_gives(client):
+    """412 on close and reopen, 304 on reads, 206 and 416 on downloads were answered but not listed."""
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+
+    def operation(path: str, method: str) -> tuple[set[str], set[str]]:
+        op = paths[f"/api/v1{path}"][method]
+        return set(op["responses"]), {p["name"] for p in op.get("parameters", [])}
+
+    for path in ("/tickets/{ticket_id}", "/tickets/by-number/{number}"):
+        responses, headers = operation(path, "get")
+        assert "304" in responses and "If-None-Match" in headers, path
+    for path, method in (("/tickets/{ticket_id}", "patch"), ("/tickets/{ticket_id}/close", "post"),
+                         ("/tickets/{ticket_id}/reopen", "post")):
+        responses, headers = operation(path, method)
+        assert "412" in responses and "If-Match" in headers, path
+    for path in ("/attachments/{attachment_id}/download", "/attachments/{attachment_id}/thumbnail"):
+        responses, headers = operation(path, "get")
+        assert {"200", "206", "302", "304", "416"} <= responses and "Range" in headers, path
+
+
+def test_every_property_of_the_document_has_a_type(client):
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    untyped = [(name, prop) for name, schema in schemas.items() for prop, value in schema.get("properties", {}).items()
+               if not {"type", "$ref", "allOf", "anyOf", "oneOf"} & set(value)]
+    assert untyped == []

@@ -21,7 +21,8 @@ class MessageSchema(Schema):
         "pattern": NOT_BLANK, "description": "Markdown; not blank."})
     body_html = fields.Function(
         lambda message: stored_or_rendered(message.body_html, message.body), dump_only=True,
-        metadata={"description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
+        metadata={"type": "string",
+                  "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = Uuid(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
     attachment_ids = fields.List(Uuid(), load_only=True, load_default=list, validate=validate.Length(max=20),

@@ -41,8 +41,13 @@ SERVED_HEADERS = {
 FILE_RESPONSES = {
     "200": {"description": "The file's bytes (local storage).",
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    "206": {"description": "The bytes of the `Range` asked for (local storage).",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     "302": {"description": "A redirect to a short-lived signed URL of the file (S3 storage)."},
+    "304": {"description": "Not modified: the file's ETag is one sent in If-None-Match (local storage)."},
 }
+RANGE = {"in": "header", "name": "Range", "required": False, "schema": {"type": "string"},
+         "description": "`bytes=first-last` for part of the file (local storage; S3 honours it at the signed URL)."}
 
 
 def register(api: Api) -> None:
@@ -104,9 +109,10 @@ def serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
 
 @blp.route("/attachments/<uuid:attachment_id>/download")
 class AttachmentDownload(MethodView):
-    @blp.doc(responses=FILE_RESPONSES)
+    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE])
     @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
     @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
+    @blp.alt_response(416, response="DEFAULT_ERROR", description="The `Range` lies outside the file.")
     def get(self, attachment_id: uuid.UUID):
         """Download a clean file: its bytes, or a 302 to a short-lived signed URL.
 
@@ -117,9 +123,10 @@ class AttachmentDownload(MethodView):
 
 @blp.route("/attachments/<uuid:attachment_id>/thumbnail")
 class AttachmentThumbnail(MethodView):
-    @blp.doc(responses=FILE_RESPONSES)
+    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE])
     @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
     @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
+    @blp.alt_response(416, response="DEFAULT_ERROR", description="The `Range` lies outside the file.")
     def get(self, attachment_id: uuid.UUID):
         """Download a clean image's PNG thumbnail (at most 256 x 256); other files have none (404)."""
         return serve(attachment_id, thumbnail=True)

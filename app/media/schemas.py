@@ -31,8 +31,10 @@ class AttachmentSchema(Schema):
                        "when no antivirus gave a verdict."})
     internal = fields.Boolean(dump_only=True, metadata={
         "description": "Hidden from requesters: a file of an internal note, or a staff upload not yet sent."})
-    thumbnail_url = fields.Method("dump_thumbnail_url", dump_only=True, allow_none=True)
-    download_url = fields.Method("dump_download_url", dump_only=True)
+    thumbnail_url = fields.Method("dump_thumbnail_url", dump_only=True, allow_none=True, metadata={
+        "type": "string", "description": "Where a clean image's thumbnail is served; null for other files."})
+    download_url = fields.Method("dump_download_url", dump_only=True, metadata={
+        "type": "string", "description": "Where the file is served once clean."})
     created_at = fields.DateTime(dump_only=True)
     scanned_at = fields.DateTime(dump_only=True, allow_none=True)
 

@@ -35,6 +35,14 @@ blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.
 LIST_ARGS, NEW_TICKET, TICKET_CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
 ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match.",
                         "schema": {"type": "string"}}}
+IF_NONE_MATCH = blp.doc(parameters=[{
+    "in": "header", "name": "If-None-Match", "required": False, "schema": {"type": "string"},
+    "description": "ETags you hold; `304` with no body if the ticket's version is one of them."}])
+IF_MATCH = blp.doc(parameters=[{
+    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"},
+    "description": "The ETag you read; `412` and no change if the ticket has changed since."}])
+NOT_MODIFIED = blp.alt_response(304, description="Not modified: the ticket's version is one you sent in If-None-Match.")
+STALE = blp.alt_response(412, response="DEFAULT_ERROR", description="The ticket changed since the If-Match version.")
 
 
 def register(api: Api) -> None:
@@ -133,14 +141,17 @@ class TicketExport(MethodView):
 @blp.route("/tickets/<uuid:ticket_id>")
 class TicketById(MethodView):
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @NOT_MODIFIED
+    @IF_NONE_MATCH
     def get(self, ticket_id: uuid.UUID):
         """Get a ticket, with its version as the `ETag`."""
         return ticket_response(None, body=reads.ticket(current_actor(), ticket_id))
 
     @blp.arguments(TICKET_CHANGES, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
-    @blp.alt_response(412, response="DEFAULT_ERROR")
+    @STALE
     @blp.alt_response(409, response="DEFAULT_ERROR")
+    @IF_MATCH
     def patch(self, changes, ticket_id: uuid.UUID):
         """Change a ticket. Send `If-Match` with its ETag so a concurrent edit is never overwritten.
 
@@ -155,6 +166,8 @@ class TicketById(MethodView):
 @blp.route("/tickets/by-number/<int:number>")
 class TicketByNumber(MethodView):
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @NOT_MODIFIED
+    @IF_NONE_MATCH
     def get(self, number: int):
         """Get a ticket by its number."""
         return ticket_response(None, body=reads.ticket_by_number(current_actor(), number))
@@ -164,7 +177,9 @@ class TicketByNumber(MethodView):
 class TicketClose(MethodView):
     @blp.arguments(CLOSING, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @STALE
     @blp.alt_response(409, response="DEFAULT_ERROR")
+    @IF_MATCH
     def post(self, data, ticket_id: uuid.UUID):
         """Close a ticket, optionally with a `resolution`."""
         ticket = services.close_ticket(current_actor(), ticket_id, data.get("resolution"), expected_versions())
@@ -174,7 +189,9 @@ class TicketClose(MethodView):
 @blp.route("/tickets/<uuid:ticket_id>/reopen")
 class TicketReopen(MethodView):
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
+    @STALE
     @blp.alt_response(409, response="DEFAULT_ERROR")
+    @IF_MATCH
     def post(self, ticket_id: uuid.UUID):
         """Reopen a closed or resolved ticket."""
         ticket = services.reopen_ticket(current_actor(), ticket_id, expected_versions())

@@ -39,7 +39,8 @@ def duration_field(ends_at: str, description: str) -> fields.Function:
     `ends_at` is kept in the field's metadata, so the export computes the same value in SQL.
     """
     return fields.Function(lambda t: _seconds_between(t.created_at, getattr(t, ends_at)), dump_only=True,
-                           allow_none=True, metadata={"description": description, "ends_at": ends_at})
+                           allow_none=True,
+                           metadata={"type": "integer", "description": description, "ends_at": ends_at})
 
 
 class TicketSchema(Schema):

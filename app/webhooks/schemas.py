@@ -115,8 +115,10 @@ class AttemptSchema(Schema):
     attempt = fields.Integer(metadata={"description": "1 for the first try, counting retries and redeliveries."})
     redelivery = fields.Boolean(attribute="manual")
     status = fields.String(attribute="state", validate=validate.OneOf(ATTEMPT_STATES))
-    request = fields.Method("dump_request")
-    response = fields.Method("dump_response", allow_none=True)
+    request = fields.Method("dump_request", metadata={
+        "type": "object", "description": "What was sent: `url`, `headers` and `body`."})
+    response = fields.Method("dump_response", allow_none=True, metadata={
+        "type": "object", "description": "What came back (`status_code`, `headers`, `body`); null if nothing did."})
     error = fields.String(allow_none=True)
     latency_ms = fields.Integer(allow_none=True)
     next_retry_at = fields.DateTime(allow_none=True)
