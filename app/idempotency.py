@@ -4,12 +4,18 @@ The key is claimed with `INSERT ... ON CONFLICT` in the same transaction as the 
 A concurrent repeat blocks on the uncommitted claim until the first request commits (then it
 replays the stored response) or rolls back (then it does the work itself), so two racing repeats
 can never both create. Failed requests store nothing, so a client may retry them with the key.
+
+A response that carries a secret shown once (a new API key) is kept sealed (`idempotent_sealed`):
+encrypted with a key derived from the Idempotency-Key, which is itself kept only as an HMAC, so
+the database alone cannot give the secret back; only the client that sent the key can replay it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +24,9 @@ from functools import wraps
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, request
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -96,9 +104,10 @@ class Claim:
     """The Idempotency-Key a request claims: whose, which key, and for which request."""
 
     owner: uuid.UUID
-    key: str
+    key: str  # as kept: the Idempotency-Key itself, or its HMAC when the response is sealed
     endpoint: str
     request_hash: str
+    seal: bytes | None = None  # the AES-GCM key of a sealed response, derived from the Idempotency-Key; never kept
 
     def params(self, status: int, headers: dict[str, str]) -> dict[str, Any]:
         """Return the bind parameters of `claim_in_sql` for a response of `status` with `headers`."""
@@ -165,7 +174,7 @@ def stored_response(conn: Any, claim: Claim) -> Response | None:
     return replay(status, bytes(body), headers)
 
 
-def claim_of_request(kwargs: dict[str, Any]) -> Claim | None:
+def claim_of_request(kwargs: dict[str, Any], sealed: bool = False) -> Claim | None:
     """Return the claim of this request's `Idempotency-Key` for a view called with `kwargs`, None without one."""
     from app.auth.actor import current_actor
 
@@ -175,8 +184,14 @@ def claim_of_request(kwargs: dict[str, Any]) -> Claim | None:
     if key is None or owner is None:
         return None
     check_key(key)
-    return Claim(owner, key, f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}",
-                 fingerprint(request.get_json(silent=True)))
+    endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
+    request_hash = fingerprint(request.get_json(silent=True))
+    if not sealed:
+        return Claim(owner, key, endpoint, request_hash)
+    secret = current_app.config["SECRET_KEY"].encode()
+    kept = "sealed:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    seal = hmac.new(key.encode(), b"sealed response\0" + owner.bytes + secret, hashlib.sha256).digest()
+    return Claim(owner, kept, endpoint, request_hash, seal)
 
 
 def claimed_at_once(view: Callable) -> Callable:
@@ -204,10 +219,10 @@ def once_in_session(claimed: Claim | None, work: Callable[[], Response]) -> Resp
         earlier = claim(claimed.owner, claimed.key, claimed.endpoint, claimed.request_hash)
         if earlier is not None:
             db.session.rollback()
-            return _replay(earlier)
+            return _replay(earlier, claimed.seal)
     response = work()
     if claimed is not None:
-        _store_response(claimed.owner, claimed.key, response)
+        _store_response(claimed.owner, claimed.key, response, claimed.seal)
     db.session.commit()
     return response
 
@@ -223,6 +238,17 @@ def idempotent(view: Callable) -> Callable:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         return once_in_session(claim_of_request(kwargs), lambda: view(*args, **kwargs))
+
+    return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
+
+
+def idempotent_sealed(view: Callable) -> Callable:
+    """`idempotent` for a view whose response holds a secret shown once: the kept response is sealed
+    with the Idempotency-Key (see the module's docstring), so only a repeat of the key can read it."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Response:
+        return once_in_session(claim_of_request(kwargs, sealed=True), lambda: view(*args, **kwargs))
 
     return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
 
@@ -266,16 +292,27 @@ def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
     return decorator
 
 
-def _store_response(owner: uuid.UUID, key: str, response: Response) -> None:
+def _store_response(owner: uuid.UUID, key: str, response: Response, seal: bytes | None = None) -> None:
+    body = response.get_data()
+    if seal is not None:
+        nonce = os.urandom(12)
+        body = nonce + AESGCM(seal).encrypt(nonce, body, None)
     db.session.execute(
         sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
-        .values(status_code=response.status_code, response=response.get_data(),
+        .values(status_code=response.status_code, response=body,
                 response_headers={h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers})
     )
 
 
-def _replay(record: IdempotencyRecord) -> Response:
-    return replay(record.status_code, record.response, record.response_headers)
+def _replay(record: IdempotencyRecord, seal: bytes | None = None) -> Response:
+    body = record.response
+    if seal is not None:
+        try:
+            body = AESGCM(seal).decrypt(body[:12], body[12:], None)
+        except InvalidTag:  # sealed under another SECRET_KEY
+            raise Conflict("This Idempotency-Key's first response can no longer be read; send the request "
+                           "again with a new key.") from None
+    return replay(record.status_code, body, record.response_headers)
 
 
 def replay(status: int, body: bytes, headers: dict[str, str] | None) -> Response:

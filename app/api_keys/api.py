@@ -12,6 +12,7 @@ from app.api_common import api_blueprint
 from app.api_keys import services
 from app.auth.actor import admin_only, current_actor
 from app.extensions import db
+from app.idempotency import idempotent_sealed
 from app.pagination import PageArgs, page_body, page_schema
 from app.people.models import ROLES
 from app.schemas import Uuid, WholeNumber
@@ -63,13 +64,13 @@ class ApiKeys(MethodView):
         return page_body(*services.list_keys(args["limit"], args.get("cursor")))
 
     @admin_only
+    @idempotent_sealed
     @blp.arguments(ApiKeySchema)
     @blp.response(201, NewApiKeySchema)
     def post(self, data):
-        """Create a key. Its role may not exceed its user's; the key is in this response only."""
-        created = services.create_key(current_actor(), data["name"], data["role"], data["user_id"])
-        db.session.commit()
-        return created
+        """Create a key. Its role may not exceed its user's; the key is in this response only (and in its
+        replay to the same Idempotency-Key for 24 hours, kept sealed with that key)."""
+        return services.create_key(current_actor(), data["name"], data["role"], data["user_id"])
 
 
 @blp.route("/api-keys/<uuid:key_id>")
@@ -85,13 +86,12 @@ class ApiKeyById(MethodView):
 @blp.route("/api-keys/<uuid:key_id>/rotate")
 class ApiKeyRotation(MethodView):
     @admin_only
+    @idempotent_sealed
     @blp.arguments(RotationSchema, required=False)
     @blp.response(201, RotatedKeySchema)
     def post(self, data, key_id: uuid.UUID):
         """Replace a key with a new one (same name, role and user), the old one working for a grace period.
 
-        The new key is in this response only.
+        The new key is in this response only (and in its replay to the same Idempotency-Key, sealed).
         """
-        rotated = services.rotate(key_id, data["grace_seconds"])
-        db.session.commit()
-        return rotated
+        return services.rotate(key_id, data["grace_seconds"])

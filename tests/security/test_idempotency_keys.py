@@ -28,6 +28,8 @@ def _cases(tenant) -> dict[tuple[str, str], tuple[str, dict, dict, str | None]]:
     rule = {"name": "all", "team_id": team["id"], "strategy": "round_robin"}
     hook = {"url": "https://93.184.216.34/hooks", "events": ["ticket.created"]}
     messages = "/api/v1/tickets/{}/messages"
+    keys = [tenant.api.post("/api/v1/api-keys", json={"name": n, "role": "agent"}).get_json()["id"] for n in "ab"]
+    rotate = "/api/v1/api-keys/{}/rotate"
     return {
         ("post", "/api/v1/users"): ("/api/v1/users", user, {**user, "name": "Bea"}, None),
         ("post", "/api/v1/teams"): ("/api/v1/teams", {"name": "Billing"}, {"name": "Sales"}, None),
@@ -36,6 +38,10 @@ def _cases(tenant) -> dict[tuple[str, str], tuple[str, dict, dict, str | None]]:
             messages.format(ticket["id"]), {"body": "once"}, {"body": "twice"}, messages.format(other["id"])),
         ("post", "/api/v1/assignment-rules"): ("/api/v1/assignment-rules", rule, {**rule, "name": "some"}, None),
         ("post", "/api/v1/webhooks"): ("/api/v1/webhooks", hook, {**hook, "events": ["ticket.closed"]}, None),
+        ("post", "/api/v1/api-keys"): ("/api/v1/api-keys", {"name": "ci", "role": "agent"},
+                                       {"name": "cd", "role": "agent"}, None),
+        ("post", "/api/v1/api-keys/{key_id}/rotate"): (
+            rotate.format(keys[0]), {"grace_seconds": 60}, {"grace_seconds": 120}, rotate.format(keys[1])),
     }
 
 
@@ -53,7 +59,7 @@ def test_every_operation_taking_a_key_has_a_case(client, tenant):
 @pytest.mark.parametrize("operation", [
     ("post", "/api/v1/users"), ("post", "/api/v1/teams"), ("post", "/api/v1/tickets"),
     ("post", "/api/v1/tickets/{ticket_id}/messages"), ("post", "/api/v1/assignment-rules"),
-    ("post", "/api/v1/webhooks")])
+    ("post", "/api/v1/webhooks"), ("post", "/api/v1/api-keys"), ("post", "/api/v1/api-keys/{key_id}/rotate")])
 def test_a_key_reused_with_another_request_is_422_and_creates_nothing(tenant, in_tenant, operation):
     path, body, another, elsewhere = _cases(tenant)[operation]
     headers = {"Idempotency-Key": "reused-key"}
