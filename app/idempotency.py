@@ -292,6 +292,21 @@ def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
     return decorator
 
 
+def purge_expired(batch: int = 5000) -> int:
+    """Delete the current tenant's keys kept longer than `RETENTION` (a repeat of one is a new request
+    by then); return how many. Run by the outbox relay's purge, so kept responses do not pile up."""
+    table = IdempotencyRecord.__table__
+    total = 0
+    while True:
+        doomed = sa.select(table.c.actor_key, table.c.key).where(table.c.created_at < sa.func.now() - RETENTION)
+        deleted = db.session.execute(sa.delete(table).where(
+            sa.tuple_(table.c.actor_key, table.c.key).in_(doomed.limit(batch)))).rowcount
+        db.session.commit()
+        total += deleted
+        if deleted < batch:
+            return total
+
+
 def _store_response(owner: uuid.UUID, key: str, response: Response, seal: bytes | None = None) -> None:
     body = response.get_data()
     if seal is not None:

@@ -27,7 +27,7 @@ import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from app import unit_of_work
+from app import idempotency, unit_of_work
 from app.extensions import db, redis_client
 from app.outbox import BY_NAME, OUTBOX_ROWS, WAKE_CHANNEL
 from app.outbox.models import Event, OutboxRow
@@ -209,18 +209,26 @@ def purge_events(slug: str, batch: int = 5000) -> int:
 
 
 def purge_once() -> int:
-    """Purge old events in every active tenant that has any; return how many were deleted."""
+    """Purge old events, and expired Idempotency-Keys, in every active tenant that has any; return how many
+    rows were deleted."""
     tenants = active_tenants()
     db.session.rollback()
+    expired = "created_at < now() - make_interval(secs => :secs)"
+    purges = [
+        ("events", "created_at < now() - make_interval(days => :days)",
+         {"days": current_app.config["EVENT_RETENTION_DAYS"]}, purge_events),
+        ("idempotency_keys", expired, {"secs": idempotency.RETENTION.total_seconds()},
+         lambda _slug: idempotency.purge_expired()),
+    ]
     total = 0
-    for ref in tenants_having(tenants, "events", "created_at < now() - make_interval(days => :days)",
-                              {"days": current_app.config["EVENT_RETENTION_DAYS"]}):
-        with tenant_context(ref):
-            try:
-                total += purge_events(ref.slug)
-            except sa.exc.SQLAlchemyError as exc:
-                db.session.rollback()
-                log.warning("purge skipped %s: %s", ref.slug, exc)
+    for table, condition, params, purge in purges:
+        for ref in tenants_having(tenants, table, condition, params):
+            with tenant_context(ref):
+                try:
+                    total += purge(ref.slug)
+                except sa.exc.SQLAlchemyError as exc:
+                    db.session.rollback()
+                    log.warning("purge of %s skipped %s: %s", table, ref.slug, exc)
     return total
 
 

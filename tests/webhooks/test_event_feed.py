@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.outbox.dispatch import purge_events
+from app.idempotency import RETENTION, IdempotencyRecord
+from app.outbox.dispatch import purge_events, purge_once
 from app.outbox.models import Event
 from tenants import schema_for
 from tests.helpers import ApiClient, new_ticket, post_message
@@ -151,3 +153,23 @@ def test_events_older_than_the_retention_are_purged_with_what_hangs_off_them(app
         assert titles == ["recent"]
     items, _ = read_feed(tenant.api)
     assert [e["data"]["ticket"]["title"] for e in items] == ["recent"]
+
+
+def test_idempotency_keys_past_their_day_are_purged_with_the_events(app, tenant, in_tenant):
+    """Kept responses were never deleted: every create sent with a key stayed in the table for good."""
+    for title in ("old", "recent"):
+        assert tenant.api.post("/api/v1/tickets", json={"title": title},
+                               headers={"Idempotency-Key": f"key-{title}"}).status_code == 201
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "key-old")
+                        .values(created_at=sa.func.now() - (RETENTION + timedelta(minutes=1))))
+        session.commit()
+    with app.app_context():
+        assert purge_once() >= 1
+    with in_tenant(tenant) as session:
+        assert session.execute(sa.select(IdempotencyRecord.key)).scalars().all() == ["key-recent"]
+    # the purged key is a new request again; the kept one still replays
+    again = tenant.api.post("/api/v1/tickets", json={"title": "old"}, headers={"Idempotency-Key": "key-old"})
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    replayed = tenant.api.post("/api/v1/tickets", json={"title": "recent"}, headers={"Idempotency-Key": "key-recent"})
+    assert replayed.headers["Idempotent-Replayed"] == "true"
