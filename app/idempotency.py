@@ -61,8 +61,13 @@ class IdempotencyRecord(db.Model):
 
 
 def fingerprint(body: Any) -> str:
-    """Return a hash of a JSON body that ignores key order and whitespace."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    """Return a keyed hash (HMAC under SECRET_KEY) of a JSON body that ignores key order and whitespace.
+
+    Keyed, because a body may hold a password (a new user's, a signup's): a plain hash of it, kept
+    beside the other fields, could be tried against a word list far faster than its Argon2 hash.
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hmac.new(current_app.config["SECRET_KEY"].encode(), canonical, hashlib.sha256).hexdigest()
 
 
 def check_key(key: str) -> None:
@@ -107,7 +112,7 @@ class Claim:
     key: str  # as kept: the Idempotency-Key itself, or its HMAC when the response is sealed
     endpoint: str
     request_hash: str
-    seal: bytes | None = None  # the AES-GCM key of a sealed response, derived from the Idempotency-Key; never kept
+    seal: bytes | None = None  # see `sealed_key`
 
     def params(self, status: int, headers: dict[str, str]) -> dict[str, Any]:
         """Return the bind parameters of `claim_in_sql` for a response of `status` with `headers`."""
@@ -188,9 +193,7 @@ def claim_of_request(kwargs: dict[str, Any], sealed: bool = False) -> Claim | No
     request_hash = fingerprint(request.get_json(silent=True))
     if not sealed:
         return Claim(owner, key, endpoint, request_hash)
-    secret = current_app.config["SECRET_KEY"].encode()
-    kept = "sealed:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
-    seal = hmac.new(key.encode(), b"sealed response\0" + owner.bytes + secret, hashlib.sha256).digest()
+    kept, seal = sealed_key(key, owner.bytes)
     return Claim(owner, kept, endpoint, request_hash, seal)
 
 
@@ -307,11 +310,31 @@ def purge_expired(batch: int = 5000) -> int:
             return total
 
 
-def _store_response(owner: uuid.UUID, key: str, response: Response, seal: bytes | None = None) -> None:
-    body = response.get_data()
-    if seal is not None:
-        nonce = os.urandom(12)
-        body = nonce + AESGCM(seal).encrypt(nonce, body, None)
+def sealed_key(key: str, owner: bytes) -> tuple[str, bytes]:
+    """Return how an Idempotency-Key whose response is sealed is kept (its HMAC under SECRET_KEY), and
+    the AES-GCM key that seals the response (derived from the Idempotency-Key and `owner`; never kept)."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    kept = "sealed:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    return kept, hmac.new(key.encode(), b"sealed response\0" + owner + secret, hashlib.sha256).digest()
+
+
+def seal(body: bytes, key: bytes) -> bytes:
+    """Encrypt a response to keep (AES-GCM, a fresh nonce first)."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, body, None)
+
+
+def unseal(kept: bytes, key: bytes) -> bytes:
+    """Decrypt a kept response; Conflict if it cannot be (sealed under another SECRET_KEY)."""
+    try:
+        return AESGCM(key).decrypt(kept[:12], kept[12:], None)
+    except InvalidTag:
+        raise Conflict("This Idempotency-Key's first response can no longer be read; send the request "
+                       "again with a new key.") from None
+
+
+def _store_response(owner: uuid.UUID, key: str, response: Response, sealing: bytes | None = None) -> None:
+    body = response.get_data() if sealing is None else seal(response.get_data(), sealing)
     db.session.execute(
         sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == owner, IdempotencyRecord.key == key)
         .values(status_code=response.status_code, response=body,
@@ -319,14 +342,8 @@ def _store_response(owner: uuid.UUID, key: str, response: Response, seal: bytes 
     )
 
 
-def _replay(record: IdempotencyRecord, seal: bytes | None = None) -> Response:
-    body = record.response
-    if seal is not None:
-        try:
-            body = AESGCM(seal).decrypt(body[:12], body[12:], None)
-        except InvalidTag:  # sealed under another SECRET_KEY
-            raise Conflict("This Idempotency-Key's first response can no longer be read; send the request "
-                           "again with a new key.") from None
+def _replay(record: IdempotencyRecord, sealing: bytes | None = None) -> Response:
+    body = record.response if sealing is None else unseal(record.response, sealing)
     return replay(record.status_code, body, record.response_headers)
 
 

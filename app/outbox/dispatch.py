@@ -209,10 +209,13 @@ def purge_events(slug: str, batch: int = 5000) -> int:
 
 
 def purge_once() -> int:
-    """Purge old events, and expired Idempotency-Keys, in every active tenant that has any; return how many
-    rows were deleted."""
+    """Purge old events, and expired Idempotency-Keys, in every active tenant that has any, and signups'
+    expired keys; return how many rows were deleted."""
     tenants = active_tenants()
     db.session.rollback()
+    from app.signup.models import purge_expired
+
+    purged_signups = purge_expired(idempotency.RETENTION)
     expired = "created_at < now() - make_interval(secs => :secs)"
     purges = [
         ("events", "created_at < now() - make_interval(days => :days)",
@@ -229,7 +232,7 @@ def purge_once() -> int:
                 except sa.exc.SQLAlchemyError as exc:
                     db.session.rollback()
                     log.warning("purge of %s skipped %s: %s", table, ref.slug, exc)
-    return total
+    return total + purged_signups
 
 
 def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: threading.Event | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.auth.keys import mint_key
@@ -20,8 +21,11 @@ class Signup:
 
 
 def sign_up(name: str, slug: str, admin_email: str, admin_password: str,
-            admin_name: str | None = None) -> Signup:
-    """Provision a tenant with its admin; raises `SlugTaken` if the slug is in use."""
+            admin_name: str | None = None, before_commit: Callable[[Signup], None] | None = None) -> Signup:
+    """Provision a tenant with its admin; raises `SlugTaken` if the slug is in use.
+
+    `before_commit` gets the signup in its transaction (to keep its response with it, all or nothing).
+    """
     try:
         ref = new_tenant_ref(slug)
     except NoRoom as exc:
@@ -33,6 +37,8 @@ def sign_up(name: str, slug: str, admin_email: str, admin_password: str,
                                 role="admin", password=admin_password)
             admin_id = admin.id
             _, key = mint_key(tenant.id, admin_id, "Created at signup", "admin")
+            if before_commit is not None:
+                before_commit(Signup(tenant=tenant, admin_id=admin_id, api_key=key))
             db.session.commit()
         except Exception:
             db.session.rollback()

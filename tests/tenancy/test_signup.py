@@ -48,3 +48,77 @@ def test_missing_fields_and_malformed_json(client):
     resp = client.post("/api/v1/signup", data="{not json", content_type="application/json")
     assert resp.status_code == 400
     assert resp.get_json()["code"] == 400
+
+
+def test_a_repeated_signup_with_its_idempotency_key_gets_the_first_answer(client, app):
+    """A signup is a create like any other: its repeat replays the 201, the admin's key included,
+    and creates nothing; the kept answer is sealed and the key kept only as an HMAC."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.signup.models import SignupReplay
+
+    slug = unique("idem")
+    key = {"Idempotency-Key": f"signup-{slug}"}
+    first = client.post("/api/v1/signup", headers=key, json={
+        "name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"})
+    again = client.post("/api/v1/signup", headers=key, json={
+        "name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"})
+    assert first.status_code == again.status_code == 201
+    assert again.data == first.data and again.headers["Idempotent-Replayed"] == "true"
+    api_key = first.get_json()["api_key"]
+    assert client.get("/api/v1/users", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    with app.app_context():
+        kept = db.session.execute(sa.select(SignupReplay.key, SignupReplay.request_hash, SignupReplay.response)).all()
+    mine = [row for row in kept if row.key.startswith("sealed:") and f"signup-{slug}" not in row.key]
+    assert mine and all(api_key.encode() not in bytes(row.response) and b"hunter2" not in bytes(row.response)
+                        for row in kept)
+    # the same key with another signup is refused, naming the header; without the key, the slug is taken
+    other = client.post("/api/v1/signup", headers=key, json={
+        "name": "Acme", "slug": unique("idem"), "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"})
+    assert other.status_code == 422 and list(other.get_json()["errors"]) == ["Idempotency-Key"]
+    assert signup(client, slug=slug).status_code == 409
+    # a day later the key is purged and free again
+    with app.app_context():
+        from datetime import timedelta
+
+        from app.outbox.dispatch import purge_once
+
+        db.session.execute(sa.update(SignupReplay).where(SignupReplay.key.in_([r.key for r in mine]))
+                           .values(created_at=sa.func.now() - timedelta(hours=25)))
+        db.session.commit()
+        assert purge_once() >= 1
+        assert db.session.execute(sa.select(SignupReplay).where(
+            SignupReplay.key.in_([r.key for r in mine]))).first() is None
+
+
+def test_a_replayed_signup_is_not_counted_against_the_address(client, app, monkeypatch):
+    slug = unique("idem-rate")
+    key = {"Idempotency-Key": f"signup-{slug}"}
+    body = {"name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"}
+    assert client.post("/api/v1/signup", headers=key, json=body).status_code == 201
+    monkeypatch.setitem(app.config, "SIGNUP_RATE_LIMIT_PER_HOUR", 0)
+    assert client.post("/api/v1/signup", headers=key, json=body).status_code == 201
+    assert signup(client, slug=unique("idem-rate")).status_code == 429
+
+
+def test_the_same_signup_sent_twice_at_once_makes_one_organization_and_both_get_its_answer(app):
+    import threading
+
+    slug = unique("idem-race")
+    body = {"name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"}
+    answers: list = []
+    start = threading.Barrier(2)
+
+    def send() -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(client.post("/api/v1/signup", headers={"Idempotency-Key": f"race-{slug}"}, json=body))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [201, 201], [a.get_json() for a in answers]
+    assert answers[0].data == answers[1].data
