@@ -299,11 +299,14 @@ def purge_expired(batch: int = 5000) -> int:
     """Delete the current tenant's keys kept longer than `RETENTION` (a repeat of one is a new request
     by then); return how many. Run by the outbox relay's purge, so kept responses do not pile up."""
     table = IdempotencyRecord.__table__
+    expired = table.c.created_at < sa.func.now() - RETENTION
     total = 0
     while True:
-        doomed = sa.select(table.c.actor_key, table.c.key).where(table.c.created_at < sa.func.now() - RETENTION)
+        doomed = sa.select(table.c.actor_key, table.c.key).where(expired).limit(batch)
+        # `expired` again on the DELETE itself: a row a claim took over meanwhile (new created_at) is
+        # re-checked against it once its lock is released, and kept; the subquery's view is not re-read.
         deleted = db.session.execute(sa.delete(table).where(
-            sa.tuple_(table.c.actor_key, table.c.key).in_(doomed.limit(batch)))).rowcount
+            sa.tuple_(table.c.actor_key, table.c.key).in_(doomed), expired)).rowcount
         db.session.commit()
         total += deleted
         if deleted < batch:

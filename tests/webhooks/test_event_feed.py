@@ -10,7 +10,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.idempotency import RETENTION, IdempotencyRecord
+from app.idempotency import RETENTION, IdempotencyRecord, purge_expired
 from app.outbox.dispatch import purge_events, purge_once
 from app.outbox.models import Event
 from tenants import schema_for
@@ -173,3 +173,31 @@ def test_idempotency_keys_past_their_day_are_purged_with_the_events(app, tenant,
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     replayed = tenant.api.post("/api/v1/tickets", json={"title": "recent"}, headers={"Idempotency-Key": "key-recent"})
     assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+def test_the_purge_keeps_a_key_a_claim_took_over_while_it_waited(app, tenant, in_tenant, services):
+    """The DELETE re-checks a row a concurrent claim renewed: its own age condition, not only the subquery's."""
+    import psycopg
+
+    assert tenant.api.post("/api/v1/tickets", json={"title": "t"}, headers={"Idempotency-Key": "renewed"}).status_code \
+        == 201
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(IdempotencyRecord).values(created_at=sa.func.now() - timedelta(hours=25)))
+        session.commit()
+    schema = schema_for(tenant.slug)
+    with psycopg.connect(services.database_url.replace("postgresql+psycopg://", "postgresql://")) as claimer:
+        claimer.execute(f'update "{schema}".idempotency_keys set created_at = now() where key = %s', ("renewed",))
+        purged: list[int] = []
+
+        def purge() -> None:
+            with in_tenant(tenant):
+                purged.append(purge_expired())
+
+        thread = threading.Thread(target=purge)
+        thread.start()
+        time.sleep(0.5)  # the purge now waits for the claimer's row lock
+        claimer.commit()
+        thread.join(10)
+    assert purged == [0]
+    with in_tenant(tenant) as session:
+        assert session.execute(sa.select(IdempotencyRecord.key)).scalars().all() == ["renewed"]
