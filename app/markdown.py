@@ -24,6 +24,7 @@ from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import mdTrim
 from markdown_it.rules_block import StateBlock
 from markdown_it.rules_block.table import escapedSplit, getLine, table
 from markdown_it.rules_core import StateCore
@@ -47,10 +48,16 @@ CACHED_UP_TO = 4096
 # lists still render.
 INLINE_MARKUP_BUDGET = 4096
 
-# Block parsing costs 12 to 50 µs a line, more the more lines a list or table has; 1,000 lines of
-# the dearest kind take about 35 ms. Lines past this are kept as written: paragraphs split at
-# blank lines, line breaks kept.
+# Block parsing costs 12 to 50 µs a line, more the more lines a list or table has, and about 20 µs
+# more for each list or quote the line opens or is nested in (8 deep: 170 µs). A text is parsed up
+# to the line where this budget runs out, each line costing 1 and 1 more for each container it is
+# in, so at most about 35 ms; lines past it are kept as written: paragraphs split at blank lines,
+# line breaks kept.
 MARKDOWN_LINES = 1000
+# The list and quote markers a line starts with (its containers); a line without any continues
+# those of the line before it unless a blank line came between (CommonMark's lazy lines).
+_CONTAINERS = re.compile(r"[ \t]*(?:(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$))[ \t]*)+")
+_MARKER = re.compile(r">|[-+*]|\d{1,9}[.)]")
 # A table cell costs about 20 µs, and rows shorter than the header are filled out with empty cells,
 # so 20 KB of a wide header and short rows made 65,000 cells (1 s). One text's tables hold at most
 # this many cells in all; rows past it, or a header wider than what is left, stay as written.
@@ -73,7 +80,7 @@ def _renderer() -> MarkdownIt:
 def _table_within_budget(state: StateBlock, start: int, end: int, silent: bool) -> bool:
     """Parse a table as markdown-it does, with only as many rows as the text's cell budget has left."""
     left = state.env.setdefault("table_cells", TABLE_CELLS)
-    header = escapedSplit(getLine(state, start).strip())
+    header = escapedSplit(mdTrim(getLine(state, start)))
     columns = len(header) - (header[:1] == [""]) - (len(header) > 1 and header[-1:] == [""])
     rows = left // max(columns, 1) - 1  # body rows, after the header's
     if rows < 0 or not table(state, start, min(end, start + 2 + rows), silent):
@@ -118,15 +125,18 @@ def _cached(text: str) -> str:
 
 def _render(text: str) -> str:
     lines = _NEWLINE.split(text, maxsplit=MARKDOWN_LINES)
+    parsed = _lines_within_budget(lines)
     md = _renderer()
-    tokens = md.parse("\n".join(lines[:MARKDOWN_LINES]))
+    tokens = md.parse("\n".join(lines[:parsed]))
     html = md.renderer.render(tokens, md.options, {})
-    if len(lines) > MARKDOWN_LINES:
-        rest = _NEWLINE.sub("\n", lines[MARKDOWN_LINES])
-        closing = _open_fence(tokens, lines[MARKDOWN_LINES - 1])
-        if closing is not None:  # a long code block goes on as one, to its closing fence
+    if parsed < len(lines):
+        rest = _NEWLINE.sub("\n", "\n".join(lines[parsed:]))
+        fence = _open_fence(tokens, lines[:parsed])
+        if fence is not None:  # a long code block goes on as one, to its closing fence
+            closing, indent = fence
             end = closing.search(rest)
             code, rest = (rest[:end.start()], rest[end.end():]) if end else (rest, "")
+            code = re.sub(rf"(?m)^ {{0,{indent}}}", "", code)  # as markdown-it strips the fence's indent
             glue = "\n" if tokens[-1].content else ""
             html = html.removesuffix("</code></pre>\n") + f"{glue}{escape(code)}</code></pre>\n"
         html += _as_written(rest)
@@ -134,15 +144,36 @@ def _render(text: str) -> str:
                      url_schemes=set(URL_SCHEMES), link_rel=LINK_REL, strip_comments=True).strip()
 
 
-def _open_fence(tokens: list[Token], last_line: str) -> re.Pattern[str] | None:
-    """Return the pattern of the closing line of a code fence the parsed lines end inside, if they do."""
+def _lines_within_budget(lines: list[str]) -> int:
+    """Return how many of `lines` to parse: those the `MARKDOWN_LINES` budget pays for."""
+    spent = depth = 0
+    blank_before = False
+    for parsed, line in enumerate(lines):
+        prefix = _CONTAINERS.match(line)
+        if prefix is not None:
+            depth = len(_MARKER.findall(prefix.group()))
+        elif blank_before and line[:1] not in (" ", "\t"):
+            depth = 0  # a paragraph at the margin after a blank line: out of every list and quote
+        blank_before = not line.strip()
+        spent += 1 + depth
+        if spent > MARKDOWN_LINES:
+            return parsed
+    return len(lines)
+
+
+def _open_fence(tokens: list[Token], parsed: list[str]) -> tuple[re.Pattern[str], int] | None:
+    """Return the closing line's pattern and the indent of a top-level code fence the parsed lines end
+    inside, if they do."""
     if not tokens or tokens[-1].type != "fence" or tokens[-1].level or tokens[-1].map is None:
         return None
     fence = tokens[-1]
+    if fence.map[1] < len(parsed):
+        return None  # closed before the last line parsed
     closing = re.compile(rf"(?m)^ {{0,3}}{re.escape(fence.markup[0])}{{{len(fence.markup)},}}[ \t]*(?:\n|\Z)")
-    if fence.map[0] < fence.map[1] - 1 and closing.fullmatch(last_line):
+    if fence.map[0] < fence.map[1] - 1 and closing.fullmatch(parsed[-1]):
         return None  # closed on the last line parsed
-    return closing
+    opener = parsed[fence.map[0]]
+    return closing, len(opener) - len(opener.lstrip(" "))
 
 
 def _as_written(text: str) -> str:

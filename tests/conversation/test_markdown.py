@@ -142,9 +142,9 @@ def test_markup_dense_texts_render_in_bounded_time_as_written():
 
 def test_lines_past_the_markdown_budget_stay_as_written():
     """Only the first MARKDOWN_LINES lines are parsed: a 64 KiB list once took 0.8 s to render."""
-    items = "- item\n" * markdown.MARKDOWN_LINES
+    items = "- item\n" * (markdown.MARKDOWN_LINES // 2)  # a line in a list costs 2
     html = render(items + "- <b>kept</b> & **as typed**\r\n\r\n  \nnext\rline\n\n\n")
-    assert html.count("<li>item</li>") == markdown.MARKDOWN_LINES
+    assert html.count("<li>item</li>") == markdown.MARKDOWN_LINES // 2
     assert html.endswith("</ul>\n<p>- &lt;b&gt;kept&lt;/b&gt; &amp; **as typed**</p>\n<p>next<br>\nline</p>")
     # every spelling of a line ending counts, as markdown-it reads them
     assert render("a\r" * markdown.MARKDOWN_LINES + "*b*").endswith("<p>*b*</p>")
@@ -163,12 +163,20 @@ def test_a_code_block_longer_than_the_budget_goes_on_to_its_closing_fence():
     before = "a\n" * (markdown.MARKDOWN_LINES - 1)
     assert render(f"{before}```\nx <y>\n```\n*z*").endswith("<pre><code>x &lt;y&gt;\n</code></pre>\n<p>*z*</p>")
     assert render(f"{before[2:]}```\n```\n*z*").endswith("a</p>\n<pre><code></code></pre>\n<p>*z*</p>")
+    # a fence closed earlier, then lines that make no block up to the cut, is not reopened
+    for filler in ("\n", "   \n", "[r]: /u\n"):
+        html = render("```\ncode\n```\n" + filler * (markdown.MARKDOWN_LINES - 3) + "after the cut *prose*")
+        assert html.endswith("<pre><code>code\n</code></pre>\n<p>after the cut *prose*</p>"), filler
+    # an indented fence's lines lose its indent past the cut too, as they do before it
+    indented = render("  ```\n" + "  line\n" * (markdown.MARKDOWN_LINES + 2) + "  ```\n")
+    assert "  line" not in indented and indented.count("line\n") == markdown.MARKDOWN_LINES + 2
 
 
 @pytest.mark.parametrize("unit", ["- a\n", "1. a\n", "> a\n", "# a\n", "|a|\n", "a\n\n", "[a]: b\n", "a\n=\n", "a\n"])
 def test_a_long_text_of_short_blocks_is_markdown_up_to_the_budget_and_as_written_after(unit):
     lines = (unit * (64 * 1024 // len(unit))).split("\n")
-    head, tail = "\n".join(lines[:markdown.MARKDOWN_LINES]), "\n".join(lines[markdown.MARKDOWN_LINES:])
+    parsed = markdown.MARKDOWN_LINES // (2 if unit[0] in "-1>" else 1)  # a line in a list or quote costs 2
+    head, tail = "\n".join(lines[:parsed]), "\n".join(lines[parsed:])
     as_written = "\n".join("<p>{}</p>".format("<br>\n".join(escape(p, quote=False).split("\n")))
                            for p in tail.strip("\n").split("\n\n"))
     assert render(head + "\n" + tail) == "\n".join(filter(None, [render(head), as_written]))
@@ -188,3 +196,18 @@ def test_tables_hold_at_most_the_cell_budget_and_the_rest_stays_as_written():
     small = head + "|1|2|3|4|\n\n"
     assert render(small * 3).count("<table>") == 3
     assert render(head + "|1|2|3|4|\n" * rows + "\n" + small).count("<table>") == 1
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("a\n" * 1200, 1000),
+    ("- a\n" * 1200, 500),
+    ("> - a\n" * 1200, 333),
+    (("- " * 8 + "a\n") * 1200, 111),  # each line opens eight lists: 170 µs where a plain one takes 12
+    ("> " * 9 + "a\n" + "lazy\n" * 1200, 100),  # lines without markers go on in the quotes above
+    ("> " * 9 + "a\n\n" + "out\n" * 1200, 982),  # 10 + 10 (the blank line is still in them), then 1 a line
+    ("> " * 9 + "a\n\n" + "  indented\n" * 1200, 100),  # an indented one may still be in them
+])
+def test_the_line_budget_charges_a_line_for_each_list_and_quote_it_is_in(text, parsed):
+    """Nested lists took 0.2 s for 64 KiB within the first 1,000 lines: their cost grows with depth."""
+    assert markdown._lines_within_budget(text.split("\n")) == parsed
+
