@@ -314,10 +314,10 @@ def purge_expired(batch: int = 5000) -> int:
 
 
 def sealed_key(key: str, owner: bytes) -> tuple[str, bytes]:
-    """Return how an Idempotency-Key whose response is sealed is kept (its HMAC under SECRET_KEY), and
-    the AES-GCM key that seals the response (derived from the Idempotency-Key and `owner`; never kept)."""
+    """Return how an Idempotency-Key of `owner` whose response is sealed is kept (an HMAC under SECRET_KEY),
+    and the AES-GCM key that seals the response (derived from the Idempotency-Key and `owner`; never kept)."""
     secret = current_app.config["SECRET_KEY"].encode()
-    kept = "sealed:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    kept = "sealed:" + hmac.new(secret, owner + b"\0" + key.encode(), hashlib.sha256).hexdigest()
     return kept, hmac.new(key.encode(), b"sealed response\0" + owner + secret, hashlib.sha256).digest()
 
 

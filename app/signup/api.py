@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app import idempotency
 from app.api_common import api_blueprint
-from app.auth.throttle import signup_wait
+from app.auth.throttle import client_address, signup_wait
 from app.errors import Invalid
 from app.extensions import db
 from app.schemas import EmailAddress, Uuid
@@ -77,10 +77,7 @@ class Signups(MethodView):
         claim = _claim()
         if claim is not None and (earlier := _earlier(claim)) is not None:
             return earlier
-        wait = signup_wait()
-        if wait is not None:
-            abort(429, message="Too many organizations were created from your address; try again later.",
-                  headers={"Retry-After": str(wait.retry_after)})
+        _within_the_signup_limit()
         answer: list[bytes] = []
         try:
             sign_up(**data, before_commit=lambda result: answer.append(_answer(result, claim)))
@@ -99,12 +96,13 @@ class _KeyTaken(Exception):
 
 
 def _claim() -> idempotency.Claim | None:
-    """Return the sealed claim of this signup's Idempotency-Key (owned by no one: the key is the client's)."""
+    """Return the sealed claim of this signup's Idempotency-Key, which belongs to the client address
+    that sent it (there is no API key yet): another address's same key is another key."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     idempotency.check_key(key)
-    kept, sealing = idempotency.sealed_key(key, b"signup")
+    kept, sealing = idempotency.sealed_key(key, b"signup from " + client_address().encode())
     return idempotency.Claim(uuid.UUID(int=0), kept, "POST /signup", idempotency.fingerprint(request.get_json()),
                              sealing)
 
@@ -117,6 +115,9 @@ def _earlier(claim: idempotency.Claim) -> Response | None:
     if row is None:
         return None
     if row.request_hash != claim.request_hash:
+        # Counted as a signup: the body holds the admin's password, so refusals must not let anyone
+        # who knows the key try passwords until one replays the answer (and the admin's API key).
+        _within_the_signup_limit()
         raise Invalid.field("Idempotency-Key", "Already used with a different request.",
                             "This Idempotency-Key was already used with a different request.")
     return idempotency.replay(201, idempotency.unseal(row.response, claim.seal), None)
@@ -136,3 +137,12 @@ def _answer(result: Signup, claim: idempotency.Claim | None) -> bytes:
         if kept is None:
             raise _KeyTaken
     return body
+
+
+def _within_the_signup_limit() -> None:
+    """Count a signup from this client address; 429 if it is over the hourly limit."""
+    wait = signup_wait()
+    if wait is not None:
+        abort(429, message="Too many organizations were created from your address; try again later.",
+              headers={"Retry-After": str(wait.retry_after)})
+

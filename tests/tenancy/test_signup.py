@@ -122,3 +122,20 @@ def test_the_same_signup_sent_twice_at_once_makes_one_organization_and_both_get_
         thread.join()
     assert sorted(a.status_code for a in answers) == [201, 201], [a.get_json() for a in answers]
     assert answers[0].data == answers[1].data
+
+
+def test_a_signup_key_cannot_be_used_to_guess_the_admins_password(client, app, monkeypatch):
+    """The kept answer replays to the same body, password included; refusals count as signups, so
+    guesses stop at the hourly limit, and another address's same key is another key altogether."""
+    slug = unique("idem-guess")
+    key = {"Idempotency-Key": f"signup-{slug}"}
+    body = {"name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "the right one"}
+    here = {"REMOTE_ADDR": f"198.51.100.{secrets.randbelow(250) + 1}"}  # an hourly count of its own
+    assert client.post("/api/v1/signup", headers=key, json=body, environ_base=here).status_code == 201
+    monkeypatch.setitem(app.config, "SIGNUP_RATE_LIMIT_PER_HOUR", 3)
+    answers = [client.post("/api/v1/signup", headers=key, json={**body, "admin_password": f"password guess {i}"},
+                           environ_base=here).status_code for i in range(6)]
+    assert 422 in answers and answers[-1] == 429
+    # from another address the key finds nothing of the first: it is a new signup, and the slug is taken
+    elsewhere = client.post("/api/v1/signup", headers=key, json=body, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert elsewhere.status_code == 409 and "api_key" not in elsewhere.get_json()
