@@ -133,17 +133,19 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
 
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,
             cursor: str | None) -> TicketPage:
-    """Page through the matches of `query`: by relevance if `sort` asks and they are few, else in `sort`'s order
-    (newest first for relevance)."""
+    """Page through the matches of `query`: by relevance if `sort` asks and they are at most `RANK_UP_TO`,
+    else in `sort`'s order (newest first for relevance)."""
     plan, inner = _split_cursor(cursor)
     order = date_order(sort)
+    if plan is None and sort == RELEVANCE:
+        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1,
+                                           None if actor.is_staff else visibility(actor))
+        plan = RANK if found <= search.RANK_UP_TO else None
     if plan is None:
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
         if probed is not None:
             return TicketPage(*probed, order)
-        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1,
-                                           None if actor.is_staff else visibility(actor))
-        plan = RANK if found <= search.RANK_UP_TO and sort == RELEVANCE else SORT_SET
+        plan = SORT_SET
     if plan == RANK:
         items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)
         return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)

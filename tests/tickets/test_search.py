@@ -113,9 +113,10 @@ def _plans(monkeypatch, window: int, rank_up_to: int) -> None:
 
 
 @pytest.mark.parametrize(("window", "rank_up_to", "order", "plan"), [
-    (1, 100, "relevance", "r"),
-    (1, 2, "-created_at", "s"),
-    (1000, 100, "-created_at", "w"),
+    (1, 100, "relevance", "r"),  # few matches: ranked
+    (1, 2, "-created_at", "s"),  # more than RANK_UP_TO, not a page among the newest: the set sorted
+    (1000, 2, "-created_at", "w"),  # more than RANK_UP_TO, a page among the newest: walked
+    (1000, 100, "relevance", "r"),  # few matches rank even when a page of them is among the newest
 ])
 def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
         tenant, new_ticket, add_message, monkeypatch, window, rank_up_to, order, plan):
@@ -142,6 +143,7 @@ def test_plan_follows_how_many_match_and_every_plan_pages_the_same_set(
 
 def test_a_common_term_is_walked_newest_first_and_a_sparse_one_ranked(tenant, new_ticket, monkeypatch):
     monkeypatch.setattr(search, "WALK_WINDOW", 6)
+    monkeypatch.setattr(search, "RANK_UP_TO", 5)  # "email" matches more than that
     for i in range(4):
         new_ticket(f"filler {i}")
     rare = new_ticket("fax machine")
@@ -183,7 +185,7 @@ def test_a_search_over_its_time_limit_answers_503(app, tenant, new_ticket, monke
 
     monkeypatch.setattr(search, "count_matches_up_to", slow_count)
     monkeypatch.setitem(app.config, "SEARCH_STATEMENT_TIMEOUT_MS", 50)
-    resp = tenant.api.get("/api/v1/tickets?q=slow")
+    resp = tenant.api.get("/api/v1/tickets?q=slow&sort=relevance")
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "1"
     assert tenant.api.get(f"/api/v1/tickets/{uuid.uuid4()}").status_code == 404  # the app carries on
