@@ -37,7 +37,7 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 
-from app.dashboard.services import MAX_DAYS
+from app.dashboard.services import earliest_start
 from app.media.inspection import SNIFF_BYTES, plainly_not_allowed, sniff
 from app.media.types import ALL_TYPES
 
@@ -208,7 +208,7 @@ def _period_within_a_century(case) -> None:
         end = date.fromisoformat(query["to"]) if isinstance(query.get("to"), str) else date.today()
     except ValueError:
         return
-    if (end - start).days >= MAX_DAYS:
+    if start < earliest_start(end):
         case.query = {**query, "from": end.isoformat()}
 
 

@@ -24,7 +24,7 @@ def register(api: Api) -> None:
 class OverviewArgs(Schema):
     from_ = fields.Date(data_key="from", load_default=None, metadata={
         "description": "First day (UTC). Default: 29 days before `to`. After `to`, the period is empty; "
-                       f"{services.MAX_YEARS} years or more before it, refused with 422."})
+                       f"more than {services.MAX_YEARS} years before it (in calendar years): 422."})
     to = fields.Date(load_default=None, metadata={"description": "Last day (UTC), inclusive. Default: today."})
 
 

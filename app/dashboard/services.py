@@ -39,7 +39,16 @@ WEEKLY_AFTER_DAYS = 92  # a longer period counts its flow per week
 MONTHLY_AFTER_DAYS = 731  # and one longer than two years, per month
 BUCKETS = ("day", "week", "month")
 MAX_YEARS = 100
-MAX_DAYS = 36525  # a century of days, leap days included
+
+
+def earliest_start(end: date) -> date:
+    """The first day a period ending on `end` may start on: the same day `MAX_YEARS` years before."""
+    if end.year <= MAX_YEARS:
+        return date.min
+    try:
+        return end.replace(year=end.year - MAX_YEARS)
+    except ValueError:  # 29 February, in a year that has none
+        return end.replace(year=end.year - MAX_YEARS, day=28)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class Period:
         end = end or today
         if start is None:
             start = date.min if (end - date.min).days < DEFAULT_DAYS - 1 else end - timedelta(days=DEFAULT_DAYS - 1)
-        if (end - start).days >= MAX_DAYS:
+        if start < earliest_start(end):
             raise Invalid.field("from", f"A period spans at most {MAX_YEARS} years.",
                                 f"Choose a period of at most {MAX_YEARS} years.")
         return cls(start, end)

@@ -119,13 +119,17 @@ def test_long_periods_count_flow_per_week_or_month(tenant, in_tenant, days, buck
 def test_any_pair_of_days_at_most_a_century_apart_is_a_period(tenant):
     got = _overview(tenant.api, **{"from": "1927-01-01", "to": "2026-12-31"})
     assert got["bucket"] == "month" and len(got["flow"]) == 100 * 12
+    # a century is counted in years, whatever leap days it holds
+    for start, end in (("1926-12-31", "2026-12-31"), ("1900-01-01", "2000-01-01"), ("1924-02-29", "2024-02-29"),
+                       ("1924-02-28", "2024-02-28"), ("0001-01-01", "0100-12-31")):
+        assert _overview(tenant.api, **{"from": start, "to": end})["period"]["from"] == start
     assert got["flow"][0]["day"] == "1927-01-01" and got["flow"][-1]["day"] == "2026-12-01"
     assert sum(b["created"] for b in got["flow"]) == 0
     new_ticket(tenant.api, "now")
     assert sum(b["created"] for b in _overview(tenant.api, **{"from": "1927-01-01"})["flow"]) == 1
     # a longer one would be a huge answer to cache and draw for nothing: refused, naming the field
-    for query in ({"from": "0001-01-01", "to": "9999-12-31"}, {"from": "0001-01-01"}, {"from": "1926-12-31",
-                                                                                     "to": "2026-12-31"}):
+    for query in ({"from": "0001-01-01", "to": "9999-12-31"}, {"from": "0001-01-01"},
+                  {"from": "1926-12-30", "to": "2026-12-31"}, {"from": "1924-02-28", "to": "2024-02-29"}):
         resp = tenant.api.get("/api/v1/reports/overview", query_string=query)
         assert (resp.status_code, resp.get_json()["errors"]) == (422, {"from": ["A period spans at most 100 years."]})
     assert _overview(tenant.api, **{"to": "0001-01-03"})["period"] == {"from": "0001-01-01", "to": "0001-01-03",
