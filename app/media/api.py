@@ -48,6 +48,8 @@ FILE_RESPONSES = {
 }
 RANGE = {"in": "header", "name": "Range", "required": False, "schema": {"type": "string"},
          "description": "`bytes=first-last` for part of the file (local storage; S3 honours it at the signed URL)."}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False, "schema": {"type": "string"},
+                 "description": "ETags you hold; `304` with no body if the file's is one of them (local storage)."}
 
 
 def register(api: Api) -> None:
@@ -109,7 +111,7 @@ def serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
 
 @blp.route("/attachments/<uuid:attachment_id>/download")
 class AttachmentDownload(MethodView):
-    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE])
+    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE, IF_NONE_MATCH])
     @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
     @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
     @blp.alt_response(416, response="DEFAULT_ERROR", description="The `Range` lies outside the file.")
@@ -123,7 +125,7 @@ class AttachmentDownload(MethodView):
 
 @blp.route("/attachments/<uuid:attachment_id>/thumbnail")
 class AttachmentThumbnail(MethodView):
-    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE])
+    @blp.doc(responses=FILE_RESPONSES, parameters=[RANGE, IF_NONE_MATCH])
     @blp.alt_response(409, response="DEFAULT_ERROR", description="Still being scanned.")
     @blp.alt_response(410, response="DEFAULT_ERROR", description="Rejected, infected, or not scanned.")
     @blp.alt_response(416, response="DEFAULT_ERROR", description="The `Range` lies outside the file.")
