@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,9 @@ from tenants.names import checked_schema
 from tenants.probe import SCHEMA_MARK, ask_each
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Alembic's `op` and `context` are module-wide proxies set for the run in progress: two runs at once in
+# one process (two first signups rendering the tenant DDL on two threads) use each other's and fail.
+_ONE_RUN = threading.Lock()
 
 
 def alembic_config(track: str, **attributes: object) -> Config:
@@ -47,7 +51,8 @@ def tenant_ddl(revisions: str = "head") -> str:
     """Return the tenant-track SQL for `revisions` ("head", "t0001", "t0001:head"), rendered offline."""
     buffer = io.StringIO()
     cfg = alembic_config("tenant", output_buffer=buffer)
-    command.upgrade(cfg, revisions, sql=True)
+    with _ONE_RUN:
+        command.upgrade(cfg, revisions, sql=True)
     return buffer.getvalue()
 
 
@@ -58,7 +63,7 @@ def tenant_head_ddl() -> str:
 
 def upgrade_public(engine: sa.Engine) -> None:
     """Bring the `public` schema to head."""
-    with engine.begin() as conn:
+    with engine.begin() as conn, _ONE_RUN:
         command.upgrade(alembic_config("public", connection=conn), "head")
 
 
@@ -78,7 +83,8 @@ def upgrade_tenant(engine: sa.Engine, schema: str) -> bool:
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
         if tenant_revision(conn, schema) == target:
             return False
-        command.upgrade(alembic_config("tenant", connection=conn, schema=schema), "head")
+        with _ONE_RUN:
+            command.upgrade(alembic_config("tenant", connection=conn, schema=schema), "head")
     return True
 
 

@@ -81,3 +81,30 @@ def test_provisioning_stamps_head_and_starts_numbering_at_one(app):
         assert _revision(ref.slug) == head("tenant")
         sequence = db.session.execute(sa.text(f'select last_value, is_called from "{ref.schema}".ticket_number_seq'))
         assert tuple(sequence.one()) == (1, False)  # the first ticket gets number 1
+
+
+def test_the_tenant_ddl_renders_the_same_on_many_threads_at_once():
+    """Two first signups in one fresh process rendered it at once; Alembic's module-wide proxies
+    crossed and both answered 500 (KeyError 'script', then a schema without its tables)."""
+    import threading
+
+    from tenants.migrations import tenant_ddl
+
+    rendered: list[str] = []
+    failed: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def render() -> None:
+        start.wait()
+        try:
+            rendered.append(tenant_ddl.__wrapped__("head"))
+        except BaseException as exc:  # any failure is the finding
+            failed.append(exc)
+
+    threads = [threading.Thread(target=render) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == [] and len(rendered) == 4 and len(set(rendered)) == 1
+    assert "CREATE TABLE" in rendered[0]
