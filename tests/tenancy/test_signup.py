@@ -104,22 +104,19 @@ def test_a_replayed_signup_is_not_counted_against_the_address(client, app, monke
 
 def test_the_same_signup_sent_twice_at_once_makes_one_organization_and_both_get_its_answer(app):
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     slug = unique("idem-race")
     body = {"name": "Acme", "slug": slug, "admin_email": "a@acme.example", "admin_password": "hunter2hunter2"}
-    answers: list = []
     start = threading.Barrier(2)
 
-    def send() -> None:
+    def send(_: int):
         client = app.test_client()
         start.wait()
-        answers.append(client.post("/api/v1/signup", headers={"Idempotency-Key": f"race-{slug}"}, json=body))
+        return client.post("/api/v1/signup", headers={"Idempotency-Key": f"race-{slug}"}, json=body)
 
-    threads = [threading.Thread(target=send) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, range(2)))
     assert sorted(a.status_code for a in answers) == [201, 201], [a.get_json() for a in answers]
     assert answers[0].data == answers[1].data
 
