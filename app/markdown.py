@@ -18,7 +18,10 @@ within `INLINE_MARKUP_BUDGET`; what is past either stays as written.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -38,9 +41,10 @@ TAGS = frozenset({
 ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow ugc"
-# Rendering is pure, and a description is rendered again for every view of its ticket; short texts
-# are kept, at most about 1024 x 4 KiB of source.
-CACHED_UP_TO = 4096
+# Rendering is pure, and a description is rendered again for every view of its ticket (a hostile
+# 64 KiB one can still cost 0.1 s within the budgets below): each process keeps what it rendered,
+# by text, up to this much HTML, the least recently used going first.
+CACHE_BYTES = 16 * 1024 * 1024
 
 # Inline parsing costs about 10 µs for each character that may start markup (`[`, `*`, `_`, `<` ...),
 # so 64 KiB of them took 0.6 s. One text's paragraphs, headings and cells are parsed in order while
@@ -58,6 +62,11 @@ MARKDOWN_LINES = 1000
 # those of the line before it unless a blank line came between (CommonMark's lazy lines).
 _CONTAINERS = re.compile(r"[ \t]*(?:(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$))[ \t]*)+")
 _MARKER = re.compile(r">|[-+*]|\d{1,9}[.)]")
+# A quote that opens (its line's before is not quoted) makes markdown-it look at every non-blank line
+# after it for a lazy continuation, about 0.5 µs each: 500 quotes reopened over 1,000 lines took 0.4 s.
+# Such a line is charged 1 more for each `RESCAN` lines of its run.
+_QUOTE = re.compile(r" {0,3}>")
+RESCAN = 32
 # A table cell costs about 20 µs, and rows shorter than the header are filled out with empty cells,
 # so 20 KB of a wide header and short rows made 65,000 cells (1 s). One text's tables hold at most
 # this many cells in all; rows past it, or a header wider than what is left, stay as written.
@@ -113,19 +122,47 @@ def render(text: str | None) -> str:
     """Return the sanitised HTML of a Markdown text (empty for an empty or missing text)."""
     if not text:
         return ""
-    if len(text) <= CACHED_UP_TO:
-        return _cached(text)
-    return _render(text)
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    html = _rendered.get(key)
+    if html is None:
+        html = _render(text)
+        _rendered.put(key, html)
+    return html
 
 
-@lru_cache(maxsize=1024)
-def _cached(text: str) -> str:
-    return _render(text)
+class _Rendered:
+    """What this process rendered, by the text's hash, within `CACHE_BYTES` of HTML (least recently used out)."""
+
+    def __init__(self) -> None:
+        self._html: OrderedDict[bytes, str] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> str | None:
+        with self._lock:
+            html = self._html.get(key)
+            if html is not None:
+                self._html.move_to_end(key)
+            return html
+
+    def put(self, key: bytes, html: str) -> None:
+        with self._lock:
+            if key in self._html:
+                return
+            self._html[key] = html
+            self._bytes += len(html)
+            while self._bytes > CACHE_BYTES:
+                self._bytes -= len(self._html.popitem(last=False)[1])
+
+
+_rendered = _Rendered()
 
 
 def _render(text: str) -> str:
     lines = _NEWLINE.split(text, maxsplit=MARKDOWN_LINES)
     parsed = _lines_within_budget(lines)
+    while 0 < parsed < len(lines) and not lines[parsed - 1]:
+        parsed -= 1  # markdown-it does not count an empty last line, so a fence it ends would look closed
     md = _renderer()
     tokens = md.parse("\n".join(lines[:parsed]))
     html = md.renderer.render(tokens, md.options, {})
@@ -146,18 +183,22 @@ def _render(text: str) -> str:
 
 def _lines_within_budget(lines: list[str]) -> int:
     """Return how many of `lines` to parse: those the `MARKDOWN_LINES` budget pays for."""
+    run = [0] * (MARKDOWN_LINES + 1)  # non-blank lines from each line to the next blank one
+    for i in range(min(len(lines), MARKDOWN_LINES) - 1, -1, -1):
+        run[i] = run[i + 1] + 1 if lines[i].strip() else 0
     spent = depth = 0
-    blank_before = False
+    blank_before = quoted_before = False
     for parsed, line in enumerate(lines):
         prefix = _CONTAINERS.match(line)
         if prefix is not None:
             depth = len(_MARKER.findall(prefix.group()))
         elif blank_before and line[:1] not in (" ", "\t"):
             depth = 0  # a paragraph at the margin after a blank line: out of every list and quote
-        blank_before = not line.strip()
-        spent += 1 + depth
+        quoted = _QUOTE.match(line) is not None
+        spent += 1 + depth + (run[parsed] // RESCAN if quoted and not quoted_before else 0)
         if spent > MARKDOWN_LINES:
             return parsed
+        blank_before, quoted_before = not line.strip(), quoted
     return len(lines)
 
 

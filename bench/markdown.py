@@ -20,7 +20,7 @@ UNITS = {
     "list items": "- a\n", "numbered items": "1. a\n", "quoted lines": "> a\n", "headings": "# a\n",
     "table rows": "|a|b|\n", "paragraphs": "a\n\n", "short lines": "a\n", "link definitions": "[a]: b\n",
     "underlined headings": "a\n=\n", "brackets": "[", "emphasis": "*a", "links": "[a](b) ",
-    "lists eight deep": "- " * 8 + "a\n", "quoted lists": "> - " * 5 + "a\n",
+    "lists eight deep": "- " * 8 + "a\n", "quoted lists": "> - " * 5 + "a\n", "quotes reopened": "> ***\na\n",
 }
 WIDE_TABLE = "|a" * 5000 + "|\n" + "|-" * 5000 + "|\n" + "x\n" * 20  # short rows filled out to the header
 PROSE = "The printer on the second floor jams whenever a duplex job is sent from the finance team. "

@@ -6,11 +6,12 @@ first row (and ranking all its matches far more), while walking the date index f
 matches nothing reads the whole table. Planner estimates do not tell the two apart (phrases and
 correlated words are estimated as if independent), so the first page probes instead:
 
-1. walk the newest `WALK_WINDOW` tickets in the requested order (an index scan, stopped early):
+1. with `sort=relevance` (the pages' search boxes), count the matches up to `RANK_UP_TO`: that
+   few are all ranked (relevance order); this pays the posting lists' read for a common term;
+2. walk the newest `WALK_WINDOW` tickets in the requested order (an index scan, stopped early):
    if a whole page matches there, the term is common; that page is the answer, in date (or
    requested) order, and later pages keep walking the index;
-2. otherwise the term is sparse, and its GIN posting lists are short: count the matches up to
-   `RANK_UP_TO`; that few are all ranked (relevance order), more are sorted by date.
+3. otherwise the matches are sorted in the requested order (newest first for relevance).
 
 The response says which order it used. The plan travels in the cursor, so every page of one
 listing uses the same plan, and a statement timeout bounds any surprise.

@@ -79,9 +79,19 @@ def test_messages_carry_their_sanitised_html_over_rest(tenant):
         "properties"]
 
 
-def test_long_texts_render_without_the_cache():
-    text = "word " * 2000
-    assert render(text) == f"<p>{text.strip()}</p>"
+def test_every_text_is_rendered_once_per_process_within_the_cache_s_bytes(monkeypatch):
+    """Descriptions over 4 KiB were rendered on every view of their ticket (a hostile one: 0.1 s each)."""
+    rendered: list[str] = []
+    real = markdown._render
+    monkeypatch.setattr(markdown, "_render", lambda text: rendered.append(text) or real(text))
+    monkeypatch.setattr(markdown, "_rendered", markdown._Rendered())
+    long, other = "word " * 6000 + "*once*", "other " * 6000
+    assert render(long) == render(long) == f"<p>{'word ' * 6000}<em>once</em></p>"
+    assert rendered == [long]
+    monkeypatch.setattr(markdown, "CACHE_BYTES", len(render(long)) + 10)  # room for one of the two
+    render(other)  # the older one goes
+    render(long)
+    assert rendered == [long, other, long]
 
 
 def _stored(in_tenant, tenant, message_id):
@@ -167,6 +177,9 @@ def test_a_code_block_longer_than_the_budget_goes_on_to_its_closing_fence():
     for filler in ("\n", "   \n", "[r]: /u\n"):
         html = render("```\ncode\n```\n" + filler * (markdown.MARKDOWN_LINES - 3) + "after the cut *prose*")
         assert html.endswith("<pre><code>code\n</code></pre>\n<p>after the cut *prose*</p>"), filler
+    # a blank line just before the cut, inside the fence, stays in it
+    code = "\n".join(f"line {i}" if i % 3 else "" for i in range(1, 1200))
+    assert render(f"```\n{code}\n```\nafter") == f"<pre><code>{code}\n</code></pre>\n<p>after</p>"
     # an indented fence's lines lose its indent past the cut too, as they do before it
     indented = render("  ```\n" + "  line\n" * (markdown.MARKDOWN_LINES + 2) + "  ```\n")
     assert "  line" not in indented and indented.count("line\n") == markdown.MARKDOWN_LINES + 2
@@ -175,7 +188,7 @@ def test_a_code_block_longer_than_the_budget_goes_on_to_its_closing_fence():
 @pytest.mark.parametrize("unit", ["- a\n", "1. a\n", "> a\n", "# a\n", "|a|\n", "a\n\n", "[a]: b\n", "a\n=\n", "a\n"])
 def test_a_long_text_of_short_blocks_is_markdown_up_to_the_budget_and_as_written_after(unit):
     lines = (unit * (64 * 1024 // len(unit))).split("\n")
-    parsed = markdown.MARKDOWN_LINES // (2 if unit[0] in "-1>" else 1)  # a line in a list or quote costs 2
+    parsed = markdown._lines_within_budget(lines)  # what it charges: the test below
     head, tail = "\n".join(lines[:parsed]), "\n".join(lines[parsed:])
     as_written = "\n".join("<p>{}</p>".format("<br>\n".join(escape(p, quote=False).split("\n")))
                            for p in tail.strip("\n").split("\n\n"))
@@ -201,11 +214,13 @@ def test_tables_hold_at_most_the_cell_budget_and_the_rest_stays_as_written():
 @pytest.mark.parametrize(("text", "parsed"), [
     ("a\n" * 1200, 1000),
     ("- a\n" * 1200, 500),
-    ("> - a\n" * 1200, 333),
+    ("> - a\n" * 1200, 323),  # 3 a line, and the quote's opening 1000 // 32 more (the lines it rescans)
     (("- " * 8 + "a\n") * 1200, 111),  # each line opens eight lists: 170 µs where a plain one takes 12
-    ("> " * 9 + "a\n" + "lazy\n" * 1200, 100),  # lines without markers go on in the quotes above
+    ("> " * 9 + "a\n" + "lazy\n" * 1200, 96),  # lines without markers go on in the quotes above
     ("> " * 9 + "a\n\n" + "out\n" * 1200, 982),  # 10 + 10 (the blank line is still in them), then 1 a line
     ("> " * 9 + "a\n\n" + "  indented\n" * 1200, 100),  # an indented one may still be in them
+    ("> ***\na\n" * 600, 58),  # each quote reopens and rescans the rest: charged for its run
+    ("> quoted\n" * 1200, 484),  # one long quote opens once: 33, then 2 a line
 ])
 def test_the_line_budget_charges_a_line_for_each_list_and_quote_it_is_in(text, parsed):
     """Nested lists took 0.2 s for 64 KiB within the first 1,000 lines: their cost grows with depth."""
