@@ -43,8 +43,10 @@ URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow ugc"
 # Rendering is pure, and a description is rendered again for every view of its ticket (a hostile
 # 64 KiB one can still cost 0.1 s within the budgets below): each process keeps what it rendered,
-# by text, up to this much HTML, the least recently used going first.
-CACHE_BYTES = 16 * 1024 * 1024
+# by text, within this much memory, the least recently used going first. An entry is counted at
+# the most it can take: 4 bytes a character of HTML, and its key and bookkeeping.
+CACHE_BYTES = 64 * 1024 * 1024
+ENTRY_BYTES = 256
 
 # Inline parsing costs about 10 µs for each character that may start markup (`[`, `*`, `_`, `<` ...),
 # so 64 KiB of them took 0.6 s. One text's paragraphs, headings and cells are parsed in order while
@@ -64,9 +66,11 @@ _CONTAINERS = re.compile(r"[ \t]*(?:(?:>|[-+*](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)
 _MARKER = re.compile(r">|[-+*]|\d{1,9}[.)]")
 # A quote that opens (its line's before is not quoted) makes markdown-it look at every non-blank line
 # after it for a lazy continuation, about 0.5 µs each: 500 quotes reopened over 1,000 lines took 0.4 s.
-# Such a line is charged 1 more for each `RESCAN` lines of its run.
-_QUOTE = re.compile(r" {0,3}>")
+# Such a line (its quotes deeper than the line before's) is charged 1 more for each `RESCAN` lines
+# and each `RESCAN_CHARS` characters of its run (each is read again, some character by character).
+_QUOTE_MARKS = re.compile(r"[ \t]*(?:>[ \t]*)+")
 RESCAN = 32
+RESCAN_CHARS = 256
 # A table cell costs about 20 µs, and rows shorter than the header are filled out with empty cells,
 # so 20 KB of a wide header and short rows made 65,000 cells (1 s). One text's tables hold at most
 # this many cells in all; rows past it, or a header wider than what is left, stay as written.
@@ -131,7 +135,7 @@ def render(text: str | None) -> str:
 
 
 class _Rendered:
-    """What this process rendered, by the text's hash, within `CACHE_BYTES` of HTML (least recently used out)."""
+    """What this process rendered, by the text's hash, within `CACHE_BYTES` (least recently used out)."""
 
     def __init__(self) -> None:
         self._html: OrderedDict[bytes, str] = OrderedDict()
@@ -150,9 +154,13 @@ class _Rendered:
             if key in self._html:
                 return
             self._html[key] = html
-            self._bytes += len(html)
+            self._bytes += _size(html)
             while self._bytes > CACHE_BYTES:
-                self._bytes -= len(self._html.popitem(last=False)[1])
+                self._bytes -= _size(self._html.popitem(last=False)[1])
+
+
+def _size(html: str) -> int:
+    return 4 * len(html) + ENTRY_BYTES
 
 
 _rendered = _Rendered()
@@ -161,8 +169,8 @@ _rendered = _Rendered()
 def _render(text: str) -> str:
     lines = _NEWLINE.split(text, maxsplit=MARKDOWN_LINES)
     parsed = _lines_within_budget(lines)
-    while 0 < parsed < len(lines) and not lines[parsed - 1]:
-        parsed -= 1  # markdown-it does not count an empty last line, so a fence it ends would look closed
+    while 0 < parsed < len(lines) and _is_blank(lines[parsed - 1]):
+        parsed -= 1  # markdown-it does not count a blank last line, so a fence it ends would look closed
     md = _renderer()
     tokens = md.parse("\n".join(lines[:parsed]))
     html = md.renderer.render(tokens, md.options, {})
@@ -183,23 +191,32 @@ def _render(text: str) -> str:
 
 def _lines_within_budget(lines: list[str]) -> int:
     """Return how many of `lines` to parse: those the `MARKDOWN_LINES` budget pays for."""
-    run = [0] * (MARKDOWN_LINES + 1)  # non-blank lines from each line to the next blank one
+    # From each line to the next blank one (blank as markdown-it reads it: spaces and tabs only), the
+    # lines and characters a quote opening there makes it read again.
+    run = [(0, 0)] * (MARKDOWN_LINES + 1)
     for i in range(min(len(lines), MARKDOWN_LINES) - 1, -1, -1):
-        run[i] = run[i + 1] + 1 if lines[i].strip() else 0
-    spent = depth = 0
-    blank_before = quoted_before = False
+        run[i] = (run[i + 1][0] + 1, run[i + 1][1] + len(lines[i])) if not _is_blank(lines[i]) else (0, 0)
+    spent = depth = quotes_before = 0
+    blank_before = False
     for parsed, line in enumerate(lines):
         prefix = _CONTAINERS.match(line)
         if prefix is not None:
             depth = len(_MARKER.findall(prefix.group()))
         elif blank_before and line[:1] not in (" ", "\t"):
             depth = 0  # a paragraph at the margin after a blank line: out of every list and quote
-        quoted = _QUOTE.match(line) is not None
-        spent += 1 + depth + (run[parsed] // RESCAN if quoted and not quoted_before else 0)
+        marks = _QUOTE_MARKS.match(line)
+        quotes = marks.group().count(">") if marks else 0
+        rescan = run[parsed][0] // RESCAN + run[parsed][1] // RESCAN_CHARS if quotes > quotes_before else 0
+        spent += 1 + depth + (rescan if parsed < MARKDOWN_LINES else 0)
         if spent > MARKDOWN_LINES:
             return parsed
-        blank_before, quoted_before = not line.strip(), quoted
+        blank_before, quotes_before = _is_blank(line), quotes
     return len(lines)
+
+
+def _is_blank(line: str) -> bool:
+    """Whether markdown-it takes `line` for a blank one (only spaces and tabs; not other white space)."""
+    return not line.strip(" \t")
 
 
 def _open_fence(tokens: list[Token], parsed: list[str]) -> tuple[re.Pattern[str], int] | None:

@@ -88,7 +88,7 @@ def test_every_text_is_rendered_once_per_process_within_the_cache_s_bytes(monkey
     long, other = "word " * 6000 + "*once*", "other " * 6000
     assert render(long) == render(long) == f"<p>{'word ' * 6000}<em>once</em></p>"
     assert rendered == [long]
-    monkeypatch.setattr(markdown, "CACHE_BYTES", len(render(long)) + 10)  # room for one of the two
+    monkeypatch.setattr(markdown, "CACHE_BYTES", markdown._size(render(long)) + 10)  # room for one of the two
     render(other)  # the older one goes
     render(long)
     assert rendered == [long, other, long]
@@ -178,8 +178,10 @@ def test_a_code_block_longer_than_the_budget_goes_on_to_its_closing_fence():
         html = render("```\ncode\n```\n" + filler * (markdown.MARKDOWN_LINES - 3) + "after the cut *prose*")
         assert html.endswith("<pre><code>code\n</code></pre>\n<p>after the cut *prose*</p>"), filler
     # a blank line just before the cut, inside the fence, stays in it
-    code = "\n".join(f"line {i}" if i % 3 else "" for i in range(1, 1200))
-    assert render(f"```\n{code}\n```\nafter") == f"<pre><code>{code}\n</code></pre>\n<p>after</p>"
+    for blank in ("", "    ", "\t"):
+        code = "\n".join(f"line {i}" if i % 3 else blank for i in range(1, 1200))
+        html = render(f"```\n{code}\n```\nafter")
+        assert html.count("<pre>") == 1 and html.endswith("line 1199\n</code></pre>\n<p>after</p>"), repr(blank)
     # an indented fence's lines lose its indent past the cut too, as they do before it
     indented = render("  ```\n" + "  line\n" * (markdown.MARKDOWN_LINES + 2) + "  ```\n")
     assert "  line" not in indented and indented.count("line\n") == markdown.MARKDOWN_LINES + 2
@@ -214,15 +216,37 @@ def test_tables_hold_at_most_the_cell_budget_and_the_rest_stays_as_written():
 @pytest.mark.parametrize(("text", "parsed"), [
     ("a\n" * 1200, 1000),
     ("- a\n" * 1200, 500),
-    ("> - a\n" * 1200, 323),  # 3 a line, and the quote's opening 1000 // 32 more (the lines it rescans)
+    ("> - a\n" * 1200, 316),  # 3 a line; the quote's opening more for the lines and characters it rescans
     (("- " * 8 + "a\n") * 1200, 111),  # each line opens eight lists: 170 µs where a plain one takes 12
-    ("> " * 9 + "a\n" + "lazy\n" * 1200, 96),  # lines without markers go on in the quotes above
+    ("> " * 9 + "a\n" + "lazy\n" * 1200, 95),  # lines without markers go on in the quotes above
     ("> " * 9 + "a\n\n" + "out\n" * 1200, 982),  # 10 + 10 (the blank line is still in them), then 1 a line
     ("> " * 9 + "a\n\n" + "  indented\n" * 1200, 100),  # an indented one may still be in them
-    ("> ***\na\n" * 600, 58),  # each quote reopens and rescans the rest: charged for its run
-    ("> quoted\n" * 1200, 484),  # one long quote opens once: 33, then 2 a line
+    ("> ***\na\n" * 600, 44),  # each quote reopens and rescans the rest: charged for its run
+    ("> quoted\n" * 1200, 469),  # one long quote opens once, then 2 a line
 ])
 def test_the_line_budget_charges_a_line_for_each_list_and_quote_it_is_in(text, parsed):
     """Nested lists took 0.2 s for 64 KiB within the first 1,000 lines: their cost grows with depth."""
     assert markdown._lines_within_budget(text.split("\n")) == parsed
+
+
+@pytest.mark.parametrize("text", [
+    "> ***\n" + ("_" + " " * 600 + "x\n" + "> ***\n") * 6000,  # long lazy lines: read character by character
+    ("> ***\n\x0c\n" + "_" + " " * 300 + "x\n") * 6000,  # a form feed is no blank line to markdown-it
+    "10. x\n" + "    > ***\n    a\n" * 6000,  # quotes indented in a list item
+    "- x\n" + "\t> ***\n\ta\n" * 6000,
+    "> > ***\n> a\n" * 6000,  # a quote reopened inside one that goes on
+])
+def test_quotes_that_reopen_are_charged_however_they_are_written(text):
+    """Each of these took 0.1 to 0.8 s for 64 KiB while parsing fewer lines than the budget allows."""
+    lines = text[:64 * 1024].split("\n")
+    assert markdown._lines_within_budget(lines) < 200
+
+
+def test_the_render_cache_counts_every_entry_even_an_empty_one(monkeypatch):
+    """Texts rendering to nothing (a link definition) were counted as 0 bytes: their number had no bound."""
+    monkeypatch.setattr(markdown, "_rendered", markdown._Rendered())
+    monkeypatch.setattr(markdown, "CACHE_BYTES", 100 * markdown.ENTRY_BYTES)
+    for i in range(1000):
+        assert render(f"[{i}]: /") == ""
+    assert len(markdown._rendered._html) == 100
 
