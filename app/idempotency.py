@@ -230,17 +230,17 @@ def once_in_session(claimed: Claim | None, work: Callable[[], Response]) -> Resp
     return response
 
 
-def idempotent(view: Callable) -> Callable:
+def idempotent(view: Callable, sealed: bool = False) -> Callable:
     """Run a creating view once per `Idempotency-Key`, and commit its work (`once_in_session`).
 
     A repeat of the key with the same request gets the first response (`Idempotent-Replayed:
     true`) and creates nothing. Place it above `@blp.response`, so it keeps the serialised
-    response; the view itself does not commit.
+    response; the view itself does not commit. `sealed`: see `idempotent_sealed`.
     """
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
-        return once_in_session(claim_of_request(kwargs), lambda: view(*args, **kwargs))
+        return once_in_session(claim_of_request(kwargs, sealed), lambda: view(*args, **kwargs))
 
     return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
 
@@ -248,12 +248,7 @@ def idempotent(view: Callable) -> Callable:
 def idempotent_sealed(view: Callable) -> Callable:
     """`idempotent` for a view whose response holds a secret shown once: the kept response is sealed
     with the Idempotency-Key (see the module's docstring), so only a repeat of the key can read it."""
-
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Response:
-        return once_in_session(claim_of_request(kwargs, sealed=True), lambda: view(*args, **kwargs))
-
-    return Blueprint.doc(parameters=[HEADER_DOC])(wrapped)
+    return idempotent(view, sealed=True)
 
 
 def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
