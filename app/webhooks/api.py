@@ -10,7 +10,7 @@ from flask_smorest import Api
 from app.api_common import api_blueprint
 from app.auth.actor import admin_only
 from app.extensions import db
-from app.idempotency import idempotent
+from app.idempotency import idempotent_sealed
 from app.pagination import PageArgs, page_body, page_schema
 from app.webhooks import services
 from app.webhooks.schemas import (
@@ -46,12 +46,13 @@ class Webhooks(MethodView):
         return page_body(*services.list_subscriptions(args["limit"], args.get("cursor")))
 
     @admin_only
-    @idempotent
+    @idempotent_sealed
     @blp.arguments(WebhookSchema)
     @blp.response(201, NewWebhookSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     def post(self, data):
-        """Subscribe a URL to event types. The response shows the signing secret, this once.
+        """Subscribe a URL to event types. The response shows the signing secret, this once (and in its
+        replay to the same Idempotency-Key, sealed).
 
         The URL must be http(s) on a public address, unless the instance sets
         `WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1`.

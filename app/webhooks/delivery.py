@@ -34,12 +34,13 @@ from app.outbox.models import Event
 from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets
+from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets, wants
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
 JOB = "app.worker.run_webhook_delivery"
 INTERRUPTED = "The worker stopped before this attempt finished; it was tried again."
+UNRECORDED = "The worker stopped before this attempt finished; no attempts are left."
 
 
 DUE = ("state = 'pending' and next_attempt_at <= now() and (leased_until is null or leased_until < now()) "
@@ -110,6 +111,17 @@ def deliver(delivery_id: uuid.UUID) -> str:
         delivery.state = "failed"
         db.session.commit()
         return "subscription disabled"
+    if not wants(subscription, event):
+        # The admin took the event type, or internal notes, off the subscription since it was fanned out.
+        delivery.state = "failed"
+        db.session.commit()
+        return "no longer subscribed to this event"
+    if not delivery.manual and delivery.attempts >= config["WEBHOOK_MAX_ATTEMPTS"]:
+        # Only an attempt whose outcome could not be recorded leaves a delivery here: never send it forever.
+        _end_unfinished(delivery_id, UNRECORDED)
+        delivery.state = "failed"
+        db.session.commit()
+        return f"gave up after {delivery.attempts} attempts"
     # Longer than any send can take (the watchdog ends it), so a live sender never loses its lease.
     lease = timedelta(seconds=config["WEBHOOK_TOTAL_TIMEOUT"] + config["WEBHOOK_CONNECT_TIMEOUT"] + 5)
     claimed = db.session.execute(
@@ -125,10 +137,7 @@ def deliver(delivery_id: uuid.UUID) -> str:
     if claimed is None:
         db.session.rollback()
         return "not due, or another worker has it"
-    db.session.execute(
-        sa.update(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id, WebhookAttempt.state == "sending")
-        .values(state="failed", error=INTERRUPTED, finished_at=sa.func.now())
-    )
+    _end_unfinished(delivery_id, INTERRUPTED)
     now = datetime.now(UTC)
     body = body_of(event)
     headers = sender.signed_headers(signing_secrets(subscription, now), body, str(event.uid), event.type)
@@ -144,6 +153,14 @@ def deliver(delivery_id: uuid.UUID) -> str:
     outcome = sender.send(url, body, headers)
 
     return _record(delivery_id, subscription_id, attempt_id, claimed, manual, started_at, outcome, label)
+
+
+def _end_unfinished(delivery_id: uuid.UUID, error: str) -> None:
+    """Mark the delivery's attempt left `sending` (its worker died, or its outcome was not recorded) as failed."""
+    db.session.execute(
+        sa.update(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id, WebhookAttempt.state == "sending")
+        .values(state="failed", error=error, finished_at=sa.func.now())
+    )
 
 
 def _record(delivery_id: uuid.UUID, subscription_id: uuid.UUID, attempt_id: uuid.UUID, number: int, manual: bool,

@@ -8,7 +8,9 @@
   a receiver trickling a byte at a time cannot hold a worker.
 - Redirects are not followed (a 3xx is a failed attempt): a redirect is how a public URL would
   point us at a private one.
-- At most `RESPONSE_CAP` bytes of the response are read, and less is kept.
+- At most `RESPONSE_CAP` bytes of the response are read, and less is kept. What is kept is text
+  Postgres can store: a NUL anywhere in the answer (body, headers, a status line that is not
+  HTTP) becomes U+FFFD, or recording the attempt would fail and the delivery would be sent again.
 
 Signing: `X-Signature: sha256=<hex HMAC-SHA256 of "<X-Webhook-Timestamp>.<raw body>">`. During a
 secret rotation's grace period the header carries one signature per secret, comma separated,
@@ -97,6 +99,11 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         self.sock = self.context.wrap_socket(self.sock, server_hostname=self.target.host)
 
 
+def _storable(text: str | None) -> str | None:
+    """Return `text` without NULs, which Postgres refuses in text and JSONB."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
 def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     """POST `body` to `url` with `headers`; never raises for anything the receiver or network does."""
     config = current_app.config
@@ -104,7 +111,8 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
 
     def outcome(ok: bool = False, status: int | None = None, response_headers: dict[str, str] | None = None,
                 text: str | None = None, error: str | None = None) -> Outcome:
-        return Outcome(ok, status, response_headers, text, error, int((time.monotonic() - started) * 1000))
+        kept = None if response_headers is None else {_storable(k): _storable(v) for k, v in response_headers.items()}
+        return Outcome(ok, status, kept, _storable(text), _storable(error), int((time.monotonic() - started) * 1000))
 
     try:
         target = check(url)

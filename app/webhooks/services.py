@@ -164,6 +164,8 @@ def redeliver(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> Webho
     now = datetime.now(UTC)
     if delivery.leased_until is not None and delivery.leased_until > now:
         raise Conflict("This event is being delivered right now; look at the log again in a few seconds.")
+    if not wants(subscription, db.session.get(Event, delivery.event_id)):
+        raise Conflict("This webhook no longer receives this event (its type, or internal notes, were taken off).")
     if delivery.state != "pending":
         delivery.manual = True
     delivery.state = "pending"
@@ -195,9 +197,7 @@ def fan_out(events: list[RecordedEvent]) -> None:
         sa.select(WebhookSubscription.id, WebhookSubscription.events, WebhookSubscription.include_internal)
         .where(WebhookSubscription.enabled.is_(True))
     ).all()
-    rows = [{"subscription_id": s.id, "event_id": e.id}
-            for e in public for s in subscriptions
-            if e.type in s.events and (s.include_internal or not _is_internal(e))]
+    rows = [{"subscription_id": s.id, "event_id": e.id} for e in public for s in subscriptions if wants(s, e)]
     if not rows:
         return
     slug = current_tenant().slug
@@ -219,7 +219,16 @@ def deliveries_in_sql(event: sa.CTE, topic: str, internal: sa.ColumnElement[bool
         sa.select(s.id, event.c.id).where(*wanted), include_defaults=False).on_conflict_do_nothing()
 
 
-def _is_internal(event: RecordedEvent) -> bool:
+def wants(subscription: Any, event: Any) -> bool:
+    """Tell whether a subscription receives an event now: its type, and an internal one only if opted in.
+
+    Asked at fan-out and again before every send, so turning `include_internal` off (or taking an
+    event type off) also stops deliveries already waiting for a retry.
+    """
+    return event.type in subscription.events and (subscription.include_internal or not _is_internal(event))
+
+
+def _is_internal(event: RecordedEvent | Event) -> bool:
     """Tell whether an event is about something requesters may not see (a note, or a note's file)."""
     data = event.data or {}
     return any(isinstance(data.get(k), dict) and data[k].get("internal") for k in ("message", "attachment"))

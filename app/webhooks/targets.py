@@ -5,7 +5,7 @@ The check is made on what the connection will use, not on the text of the URL: t
 in its one canonical ASCII form (IDNA, so fullwidth digits spelling 127.0.0.1 are `127.0.0.1`), resolved, and every
 address it resolves to must be public; the sender then connects to one of exactly those
 addresses (`Target.addresses`), never resolving the name again. So numeric tricks (`0x7f.1`,
-`2130706433`), IPv4 inside IPv6 (`::ffff:127.0.0.1`, 6to4, NAT64, Teredo) and a name whose DNS
+`2130706433`), IPv4 inside IPv6 (`::ffff:127.0.0.1`, `::ffff:0:127.0.0.1`, 6to4, NAT64, Teredo) and a name whose DNS
 answer changes between the check and the connection (rebinding) all meet the same test.
 
 `WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1` lets loopback, private and link-local targets through, for
@@ -40,6 +40,9 @@ NAT64_LAYOUTS = ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12), (12, 13, 14, 15
 NOT_GLOBAL_V6 = tuple(ipaddress.ip_network(n) for n in ("fec0::/10", "5f00::/16", "3fff::/20"))
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT's ::ffff:0:a.b.c.d (RFC 2765)
+# IETF protocol assignments (RFC 6890): Python 3.11 calls most of it global (192.0.0.8, say).
+NOT_GLOBAL_V4 = ipaddress.ip_network("192.0.0.0/24")
 PRIVATE_KINDS = ("a loopback address", "a link-local address", "a private or internal address")
 
 
@@ -113,7 +116,8 @@ def canonical_host(host: str) -> str:
 
 
 def unwrap(address: IPAddress) -> IPAddress:
-    """Return the IPv4 address an IPv6 address carries (mapped, compatible, 6to4, NAT64, Teredo), else itself."""
+    """Return the IPv4 address an IPv6 address carries (mapped, translated, compatible, 6to4, NAT64, Teredo),
+    else itself."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
@@ -121,7 +125,7 @@ def unwrap(address: IPAddress) -> IPAddress:
             return address.sixtofour
         if address.teredo is not None:
             return address.teredo[1]
-        if address in NAT64 or address in IPV4_COMPATIBLE:
+        if address in NAT64 or address in IPV4_COMPATIBLE or address in IPV4_TRANSLATED:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
@@ -149,7 +153,7 @@ def problem(address: IPAddress, allow_private: bool) -> str | None:
     if inner.is_link_local:
         return "a link-local address"
     internal_v6 = address in NAT64_LOCAL or any(address in network for network in NOT_GLOBAL_V6)
-    if inner.is_private or not inner.is_global or internal_v6:
+    if inner.is_private or not inner.is_global or internal_v6 or inner in NOT_GLOBAL_V4:
         return "a private or internal address"
     return None
 
@@ -198,9 +202,9 @@ def check(url: str) -> Target:
     for address in addresses:
         what = problem(address, allow_private)
         if what is not None:
-            via = "" if host == str(address) else f" ({host} resolves to it)"
-            raise RefusedTarget(f"Deliveries cannot go to {address}{via}: it is {what}. Set "
-                                "WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1 on a self-hosted instance to allow private "
-                                "targets." if what in PRIVATE_KINDS else
-                                f"Deliveries cannot go to {address}{via}: it is {what}.")
+            # A name's address is not shown: it would map the server's internal DNS for any admin.
+            where = f"{address}: it is" if host == str(address) else f"{host}: it resolves to"
+            raise RefusedTarget(f"Deliveries cannot go to {where} {what}. Set WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1 "
+                                "on a self-hosted instance to allow private targets." if what in PRIVATE_KINDS else
+                                f"Deliveries cannot go to {where} {what}.")
     return Target(scheme, host, port, path, tuple(addresses))

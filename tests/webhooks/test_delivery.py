@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 
 from app.webhooks.models import WebhookDelivery
@@ -121,6 +123,65 @@ def test_internal_notes_reach_only_webhooks_that_opt_in(hooks, tenant, receiver,
         seen.setdefault(r.path, []).append(json.loads(r.body)["data"]["message"]["body"])
     assert seen == {"/hooks?who=public": ["for everyone"], "/hooks?who=staff": ["for everyone", "staff only"]}
     assert len(webhook_attempts(tenant, public)) == 1 and len(webhook_attempts(tenant, staff)) == 2
+
+
+@pytest.mark.parametrize("change", [{"include_internal": False}, {"events": ["ticket.created"]}])
+def test_a_waiting_delivery_is_not_sent_once_the_webhook_no_longer_wants_it(hooks, tenant, receiver, run_deliveries,
+                                                                             app, change):
+    """Taking internal notes (or the event type) off a webhook also stops the retries already waiting."""
+    from app.webhooks.delivery import deliver
+
+    receiver.answer = lambda n: (503, {}, b"later")
+    hook = subscribe_webhook(tenant, receiver.url, ["message.created"], include_internal=True)
+    ticket = new_ticket(tenant.api)
+    assert post_message(tenant.api, ticket["id"], body="SECRET staff note", internal=True).status_code == 201
+    [delivery_id] = _pending(app, tenant)
+    with _in(app, tenant):
+        assert deliver(delivery_id).startswith("failed, retry in")
+    receiver.answer = lambda n: (200, {}, b"ok")
+    resp = tenant.api.patch(f"/api/v1/webhooks/{hook['id']}", json={"url": receiver.url + "?partner=1", **change})
+    assert resp.status_code == 200, resp.get_json()
+    assert run_deliveries(tenant) == ["no longer subscribed to this event"]
+    assert len(receiver.requests) == 1  # the first, failed attempt only
+    [failed] = webhook_attempts(tenant, hook)
+    redeliver = tenant.api.post(f"/api/v1/webhooks/{hook['id']}/deliveries/{failed['id']}/redeliver")
+    assert redeliver.status_code == 409 and "no longer receives" in redeliver.get_json()["message"]
+    run_deliveries(tenant)
+    assert len(receiver.requests) == 1
+
+
+def test_a_repeated_create_replays_the_secret_which_is_kept_only_sealed(hooks, tenant, receiver, in_tenant):
+    from app.idempotency import IdempotencyRecord
+
+    body, headers = {"url": receiver.url, "events": ["ticket.created"]}, {"Idempotency-Key": "hook-1"}
+    first = tenant.api.post("/api/v1/webhooks", json=body, headers=headers)
+    again = tenant.api.post("/api/v1/webhooks", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert len(tenant.api.get("/api/v1/webhooks").get_json()["items"]) == 1
+    with in_tenant(tenant) as session:
+        kept = session.execute(sa.select(IdempotencyRecord.key, IdempotencyRecord.response)).all()
+    assert kept and all(key.startswith("sealed:") for key, _ in kept)
+    assert all(first.get_json()["secret"].encode() not in bytes(response) for _, response in kept)
+
+
+def _pending(app, tenant) -> list:
+    with _in(app, tenant):
+        from app.extensions import db
+
+        return db.session.execute(sa.select(WebhookDelivery.id).where(WebhookDelivery.state == "pending")
+                                  ).scalars().all()
+
+
+@contextmanager
+def _in(app, tenant):
+    from app.extensions import db
+    from tenants import active_tenant, tenant_context
+
+    with app.app_context():
+        db.session.rollback()
+        with tenant_context(active_tenant(tenant.slug).ref()):
+            yield
 
 
 def test_each_type_delivers_its_resource(hooks, tenant, receiver, run_deliveries):
