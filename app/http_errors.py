@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask.globals import request_ctx
 from sqlalchemy.exc import (
     DataError,
     IntegrityError,
@@ -112,6 +113,9 @@ def html_error_response(error: HTTPException):
     data = getattr(error, "data", None) or {}
     headers = dict(data.get("headers") or {})
     message = data.get("message")
+    if request_ctx.url_adapter is None:  # the Host header could not even be read: no page can link anywhere
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        return f"{error.code} {error.name}: {message or error.description}\n", error.code or 500, headers
     return render_template("error.html", error=error, message=message), error.code or 500, headers
 
 

@@ -47,6 +47,8 @@ def slug_problem(value: object) -> str | None:
         return SLUG_HELP
     if value in RESERVED_SLUGS or value.startswith("pg-"):
         return "This name is reserved."
+    if value[2:4] == "--":  # reserved in host names (RFC 5891); browsers show xn-- ones as lookalike Unicode
+        return "A name may not have hyphens in its third and fourth characters."
     return None
 
 

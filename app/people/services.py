@@ -79,8 +79,10 @@ def teams_by_name(limit: int = 500) -> list[Team]:
 
 
 def user_by_email(email: str) -> User | None:
+    """Return the live user with this email, case folded in SQL as the unique index folds it (Python's
+    `lower()` differs for some letters: "İ")."""
     return db.session.execute(
-        sa.select(User).where(sa.func.lower(User.email) == email.lower(), User.deleted_at.is_(None))
+        sa.select(User).where(sa.func.lower(User.email) == sa.func.lower(email), User.deleted_at.is_(None))
     ).scalar_one_or_none()
 
 

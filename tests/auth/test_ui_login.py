@@ -84,3 +84,17 @@ def test_signup_page_creates_an_organization(app):
     bad = client.post("/signup", data={"name": "X", "slug": "www", "admin_email": "p@x.example",
                                        "admin_password": "long enough pw"})
     assert bad.status_code == 422
+
+
+def test_a_person_signs_in_with_the_email_as_it_was_written_whatever_its_letters(app, tenant):
+    """The lookup folds case as the unique index does (in SQL): Python's lower() of "İ" is two characters."""
+    for email in ("İVY@coll.example", "ÅSA@Coll.Example", "\u212aELVIN@coll.example"):
+        made = tenant.api.post("/api/v1/users", json={"email": email, "name": "X", "role": "agent",
+                                                      "password": "correct horse battery"})
+        assert made.status_code == 201, made.get_json()
+        client = app.test_client()
+        resp = client.post(f"/t/{tenant.slug}/login", data={"email": email, "password": "correct horse battery"})
+        assert resp.status_code == 302, (email, resp.status_code)
+        taken = tenant.api.post("/api/v1/users", json={"email": email, "name": "Y", "role": "agent",
+                                                       "password": "correct horse battery"})
+        assert taken.status_code == 409, (email, taken.get_json())

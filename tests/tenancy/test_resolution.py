@@ -43,3 +43,14 @@ def test_active_tenants_of_some_slugs_are_only_those_that_are_active(app, make_t
     with app.app_context():
         assert [t.slug for t in active_tenants({one.slug, two.slug, "no-such-tenant"})] == [one.slug]
         assert {one.slug, other.slug} <= {t.slug for t in active_tenants()}
+
+
+def test_a_host_header_that_is_not_a_host_name_is_400_on_every_kind_of_path(client, tenant):
+    """Werkzeug refuses such a Host before routing; the error page then had no URL adapter to link with: 500."""
+    for host in ("a..b", "x" * 64 + ".example", "."):
+        for path in ("/", "/signup", "/nope", "/healthz", f"/t/{tenant.slug}/login", "/static/css/app.css"):
+            resp = client.get(path, headers={"Host": host})
+            assert resp.status_code == 400 and resp.mimetype == "text/plain", (host, path, resp.status_code)
+            assert resp.get_data(as_text=True).startswith("400 Bad Request")
+        api = client.get("/api/v1/users", headers={"Host": host, "Authorization": f"Bearer {tenant.key}"})
+        assert api.status_code == 400 and api.get_json()["code"] == 400

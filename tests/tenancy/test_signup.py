@@ -32,7 +32,8 @@ def test_taken_slug_is_409(client):
     assert resp.get_json()["code"] == 409
 
 
-@pytest.mark.parametrize("slug", ["A", "a", "1abc", "ab_c", "-abc", "x" * 41, "www", "api", "admin", "public"])
+@pytest.mark.parametrize("slug", ["A", "a", "1abc", "ab_c", "-abc", "x" * 41, "www", "api", "admin", "public",
+                                  "xn--80ak6aa92e", "ab--cd"])
 def test_bad_or_reserved_slug_is_422(client, slug):
     resp = signup(client, slug=slug)
     assert resp.status_code == 422
