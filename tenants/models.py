@@ -57,6 +57,8 @@ class ApiKey(db.Model):
     __table_args__ = (
         sa.CheckConstraint("role in ('admin', 'agent', 'requester')", name="role"),
         sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
+        sa.Index("ix_api_keys_created_by", "tenant_id", "created_by",
+                 postgresql_where=sa.text("created_by is not null and revoked_at is null")),
         {"schema": "public"},
     )
 
@@ -70,6 +72,9 @@ class ApiKey(db.Model):
     role: Mapped[str] = mapped_column(sa.String(16))
     # The tenant user the key acts as (audit "who", and whose tickets a requester key sees).
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # The tenant user who made (or last rotated) it; none for the signup's and the operator's keys. A key
+    # made for someone else ends when its maker is deactivated or stops being an admin.
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Set when the key is rotated with a grace period: it works until then, alongside its successor.

@@ -544,7 +544,7 @@ def rotate_key(key_id: uuid.UUID):
     with refusals() as refused:
         keys.live_key(key_id)
         fields = read_fields(ROTATION, numbers=("grace_seconds",))
-        minted = keys.rotate(key_id, fields["grace_seconds"])
+        minted = keys.rotate(current_actor(), key_id, fields["grace_seconds"])
         db.session.commit()
         return keys_view(minted=minted, status=201)
     return keys_view(refused.refusal, f"key-{key_id}")

@@ -94,4 +94,4 @@ class ApiKeyRotation(MethodView):
 
         The new key is in this response only (and in its replay to the same Idempotency-Key, sealed).
         """
-        return services.rotate(key_id, data["grace_seconds"])
+        return services.rotate(current_actor(), key_id, data["grace_seconds"])

@@ -50,7 +50,7 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
         raise Invalid.field("user_id", "No such user.", "No such user.")
     if ROLES.index(role) < ROLES.index(user.role):
         raise Invalid.field("role", f"The user is a {user.role}.", "A key cannot have a higher role than its user.")
-    record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role)
+    record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role, created_by=actor.user_id)
     db.session.flush()
     db.session.refresh(record, ["created_at"])
     audit.record("api_key", record.id, "created", after={"name": record.name, "role": record.role,
@@ -74,14 +74,15 @@ def revoke(key_id: uuid.UUID) -> None:
     audit.record("api_key", record.id, "revoked")
 
 
-def rotate(key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any]:
+def rotate(actor: Actor, key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any]:
     """Mint a successor with the same name, role and user; the old key works `grace_seconds` more.
 
     With no grace the old key is revoked at once. Rotating a key that is already in its grace
-    period shortens nothing: its successor is minted, and it keeps its end.
+    period shortens nothing: its successor is minted, and it keeps its end. The successor is the
+    actor's making: they hold it now.
     """
     old = live_key(key_id)
-    record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role)
+    record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role, created_by=actor.user_id)
     if grace_seconds == 0:
         revoke_key(old)
     else:

@@ -59,14 +59,18 @@ def lookup_id(plaintext: str) -> str | None:
     return legacy.group(1) if legacy is not None else None
 
 
-def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: str) -> tuple[ApiKey, str]:
-    """Create a key record in the session and return it with the plaintext key (shown once)."""
+def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: str,
+             created_by: uuid.UUID | None = None) -> tuple[ApiKey, str]:
+    """Create a key record in the session and return it with the plaintext key (shown once).
+
+    `created_by`: the person who asked for it (none for the signup's and the operator's keys).
+    """
     body = "".join(secrets.choice(BASE62) for _ in range(LOOKUP_LENGTH + SECRET_LENGTH))
     prefix = body[:LOOKUP_LENGTH]
     plaintext = f"{KEY_PREFIX}{body}{_checksum(body)}"
     record = ApiKey(
         id=uuid.uuid4(), tenant_id=tenant_id, prefix=prefix, key_hash=key_digest(plaintext), name=name,
-        role=role, user_id=user_id,
+        role=role, user_id=user_id, created_by=created_by,
     )
     db.session.add(record)
     return record, plaintext

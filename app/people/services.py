@@ -20,7 +20,7 @@ from app.outbox import emit
 from app.pagination import SortKey, page
 from app.people.models import ROLES, STAFF_ROLES, Team, TeamMember, User
 from app.people.passwords import check_password, hash_password, needs_rehash
-from tenants import ApiKey
+from tenants import ApiKey, current_tenant
 
 USER_FIELDS = ("email", "name", "role", "skills", "capacity", "available")
 SELF_EDITABLE = frozenset({"name", "password", "available"})
@@ -149,6 +149,8 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
     if "password" in changes:
         user.password_hash = hash_password(changes["password"])
         user.session_version += 1
+    if before["role"] == "admin" and user.role != "admin":
+        _revoke_keys(ApiKey.created_by == user.id, ApiKey.user_id != user.id)
     if before["role"] != user.role or "password" in changes:
         # the user's keys act with the new role from the next request on; their open sockets re-check
         key_cache.change_on_commit()
@@ -170,12 +172,19 @@ def delete_user(user: User) -> None:
     user.available = False
     user.session_version += 1
     db.session.execute(sa.delete(TeamMember).where(TeamMember.user_id == user.id))
-    db.session.execute(
-        sa.update(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=sa.func.now())
-    )
+    _revoke_keys(sa.or_(ApiKey.user_id == user.id, ApiKey.created_by == user.id))
     key_cache.change_on_commit()
     audit.record("user", user.id, "deleted", before=_snapshot(user))
+
+
+def _revoke_keys(*which: sa.ColumnElement[bool]) -> None:
+    """Revoke the tenant's live keys that match: a person's own when they leave, and the keys they made for
+    others when they leave or stop being an admin (made with a power they no longer have)."""
+    db.session.execute(
+        sa.update(ApiKey).where(ApiKey.tenant_id == uuid.UUID(current_tenant().id), ApiKey.revoked_at.is_(None),
+                                *which)
+        .values(revoked_at=sa.func.now())
+    )
 
 
 def _release_tickets(user: User) -> None:

@@ -95,3 +95,38 @@ def test_the_key_list_says_when_each_key_was_last_used(tenant):
     ApiClient(tenant.api.client, created["key"]).get("/api/v1/tickets")
     listed = {k["id"]: k for k in tenant.api.get("/api/v1/api-keys").get_json()["items"]}
     assert listed[created["id"]]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize("leaves", ["deactivated", "demoted"])
+def test_keys_an_admin_made_for_others_end_when_the_admin_leaves_or_is_demoted(tenant, leaves):
+    """Else a departing admin keeps admin power through a key made "as" another admin."""
+    maker = tenant.user("admin")
+    maker_api = tenant.key_for(maker)
+    other_admin, agent = tenant.user("admin"), tenant.user("agent")
+    made = [maker_api.post("/api/v1/api-keys", json={"name": "CI", "role": role, "user_id": user["id"]})
+            for role, user in (("admin", other_admin), ("agent", agent))]
+    assert [m.status_code for m in made] == [201, 201]
+    stashed = [ApiClient(tenant.api.client, m.get_json()["key"]) for m in made]
+    rotated = maker_api.post(f"/api/v1/api-keys/{made[0].get_json()['id']}/rotate", json={"grace_seconds": 600})
+    assert rotated.status_code == 201
+    stashed.append(ApiClient(tenant.api.client, rotated.get_json()["key"]))
+    assert all(api.get("/api/v1/tickets").status_code == 200 for api in stashed)
+    # a key the departing admin did not make, for the same people, is untouched
+    kept = tenant.key_for(other_admin)
+    if leaves == "deactivated":
+        assert tenant.api.delete(f"/api/v1/users/{maker['id']}").status_code == 204
+    else:
+        assert tenant.api.patch(f"/api/v1/users/{maker['id']}", json={"role": "agent"}).status_code == 200
+        assert maker_api.get("/api/v1/tickets").status_code == 200  # their own key acts as an agent now
+        assert maker_api.get("/api/v1/api-keys").status_code == 403
+    assert [api.get("/api/v1/tickets").status_code for api in stashed] == [401, 401, 401]
+    assert kept.get("/api/v1/api-keys").status_code == 200
+
+
+def test_an_admin_demoted_after_making_keys_only_for_themselves_keeps_them_as_their_new_role(tenant):
+    maker = tenant.user("admin")
+    maker_api = tenant.key_for(maker)
+    own = maker_api.post("/api/v1/api-keys", json={"name": "mine", "role": "agent"})
+    assert own.status_code == 201
+    assert tenant.api.patch(f"/api/v1/users/{maker['id']}", json={"role": "agent"}).status_code == 200
+    assert ApiClient(tenant.api.client, own.get_json()["key"]).get("/api/v1/tickets").status_code == 200
