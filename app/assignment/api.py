@@ -42,6 +42,7 @@ class Rules(MethodView):
     @idempotent
     @blp.arguments(RuleSchema)
     @blp.response(201, RuleSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="The organization has its 200 rules already.")
     def post(self, data):
         """Add a rule. The first enabled rule whose conditions all match picks the team and strategy."""
         return services.create_rule(**data)

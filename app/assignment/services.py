@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app import audit
-from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, route_for, rule_matches
+from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, haystack, route_for, rule_matches
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
@@ -53,6 +53,9 @@ RULES_CHANGED = "assignment.rules_changed"
 QUEUE_CHANGED = "assignment.queue_changed"
 DRAIN_BATCH = 500
 AHEAD_BATCH = 100
+# Every rule is tried on every waiting ticket (its keywords searched in title and description), by
+# workers all organizations share: a bound on the rules is a bound on that work.
+MAX_RULES = 200
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -116,6 +119,8 @@ def create_rule(name: str, team_id: uuid.UUID, strategy: str, position: int = 0,
               "conditions": _clean_conditions(conditions), "required_skills": sorted(set(required_skills or [])),
               "enabled": enabled}
     _check_rule(values)
+    if db.session.execute(sa.select(sa.func.count()).select_from(AssignmentRule)).scalar_one() >= MAX_RULES:
+        raise Conflict(f"An organization may have at most {MAX_RULES} assignment rules.")
     rule = AssignmentRule(id=uuid.uuid4(), **values)
     db.session.add(rule)
     db.session.flush()
@@ -486,9 +491,10 @@ def dry_run(sample: SampleTicket, rule_id: uuid.UUID | None = None) -> dict[str,
     rules = list(db.session.execute(rules_query()).scalars())
     if rule_id is not None and rule_id not in {r.id for r in rules}:
         raise NotFound("No such assignment rule.")
+    text = haystack(sample)
     tried = [{"id": r.id, "name": r.name, "position": r.position, "enabled": r.enabled,
-              "matches": rule_matches(r.conditions or {}, sample)} for r in rules]
-    route = route_for(sample, [RuleView.of(r) for r in rules if r.enabled])
+              "matches": rule_matches(r.conditions or {}, sample, text)} for r in rules]
+    route = route_for(sample, [RuleView.of(r) for r in rules if r.enabled], text)
     answer: dict[str, Any] = {"rules": tried, "route": None, "chosen_user_id": None, "candidates": [],
                               "reason": "No enabled rule matches; the ticket would wait unassigned.",
                               "queued_ahead": 0}
