@@ -98,8 +98,11 @@ class Config:
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
         self.STREAM_MAX_SOCKETS_PER_TENANT = _int("STREAM_MAX_SOCKETS_PER_TENANT", 1000)
-        # Exports streaming at once per process, each on a connection of its own (503 beyond).
+        # Exports streaming at once per process, each on a connection of its own (503 beyond); one
+        # organization may have half of them.
         self.EXPORT_CONCURRENCY = _int("EXPORT_CONCURRENCY", 4)
+        # Seconds an export waits for its client to take a chunk before it ends the download.
+        self.EXPORT_SEND_TIMEOUT = _float("EXPORT_SEND_TIMEOUT", 60)
         # An export may run longer than a request's statement, but not forever.
         self.EXPORT_STATEMENT_TIMEOUT_MS = _int("EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)

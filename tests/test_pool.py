@@ -106,6 +106,6 @@ def test_every_way_to_the_database_keeps_its_connection_alive(app, tenant):
         with tenant_context(active_tenant(tenant.slug).ref()):  # exports, from their own pool
             raw = export.open_connection()
             try:
-                assert _keepalive(raw.dbapi_connection) == expected
+                assert _keepalive(raw.raw.dbapi_connection) == expected
             finally:
                 raw.close()

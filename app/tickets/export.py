@@ -10,12 +10,14 @@ JSON never contains raw, so each line is one untouched JSON object.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_request_context, request
 from marshmallow import fields
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -89,18 +91,62 @@ def copy_statement(stmt: sa.Select, fmt: str) -> tuple[str, dict[str, Any]]:
     return f"COPY ({rows}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')", params
 
 
-def open_connection():
+class ExportConnection:
+    """One export's database connection and its slot: both given back once, by whichever ends it first."""
+
+    def __init__(self, raw: Any, tenant_id: str, client: socket.socket | None, send_timeout: float) -> None:
+        self.raw, self.tenant_id, self.client, self.send_timeout = raw, tenant_id, client, send_timeout
+        self._closed = False
+
+    def cursor(self) -> Any:
+        return self.raw.cursor()
+
+    def rollback(self) -> None:
+        self.raw.rollback()
+
+    def close(self) -> None:
+        with _slots_lock:
+            if self._closed:
+                return
+            self._closed = True
+            _held[self.tenant_id] -= 1
+            if not _held[self.tenant_id]:
+                del _held[self.tenant_id]
+        self.raw.close()
+
+
+_slots_lock = threading.Lock()
+_held: dict[str, int] = {}  # tenant id -> exports it is streaming in this process
+
+
+def open_connection() -> ExportConnection:
     """Take a connection for one export from the exports' own pool; Unavailable when all are busy.
 
     An export holds its connection for as long as its client takes to read, so exports never
     draw on the pool that requests use: a few stalled downloads would otherwise leave every
     other request of the process, whatever its tenant, waiting for a connection. At most
-    `EXPORT_CONCURRENCY` exports stream at once per process.
+    `EXPORT_CONCURRENCY` exports stream at once per process, and one organization's at most
+    half of them, so its downloads never leave another's none.
     """
+    tenant_id = current_tenant().id
+    share = max(1, current_app.config["EXPORT_CONCURRENCY"] // 2)
+    with _slots_lock:
+        if _held.get(tenant_id, 0) >= share:
+            raise Unavailable(f"Your organization has {share} exports running already; try again when one ends.",
+                              retry_after=5)
+        _held[tenant_id] = _held.get(tenant_id, 0) + 1
     try:
-        return _export_engine().raw_connection()
-    except sa.exc.TimeoutError:
-        raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
+        raw = _export_engine().raw_connection()
+    except BaseException as exc:
+        with _slots_lock:
+            _held[tenant_id] -= 1
+            if not _held[tenant_id]:
+                del _held[tenant_id]
+        if isinstance(exc, sa.exc.TimeoutError):
+            raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
+        raise
+    client = request.environ.get("gunicorn.socket") if has_request_context() else None
+    return ExportConnection(raw, tenant_id, client, current_app.config["EXPORT_SEND_TIMEOUT"])
 
 
 def _export_engine() -> sa.Engine:
@@ -121,14 +167,24 @@ def _export_engine() -> sa.Engine:
     return engine
 
 
-def stream(raw, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
-    """Yield the export in chunks from `raw` (see `open_connection`), which is returned when it ends."""
+def stream(raw: ExportConnection, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
+    """Yield the export in chunks from `raw` (see `open_connection`), which is returned when it ends.
+
+    A client that stops reading ends its download after `EXPORT_SEND_TIMEOUT` seconds without
+    taking a chunk (the server's send times out), so it cannot keep a slot for the statement timeout.
+    """
+    before = raw.client.gettimeout() if raw.client is not None else None
     try:
+        if raw.client is not None:
+            raw.client.settimeout(raw.send_timeout)
         with raw.cursor() as cursor, cursor.copy(sql, params) as copy:
             chunks = (bytes(chunk) for chunk in copy)
             yield from (_json_array(chunks) if fmt == "json" else chunks)
         raw.rollback()
     finally:
+        if raw.client is not None:
+            with contextlib.suppress(OSError):
+                raw.client.settimeout(before)
         raw.close()
 
 
