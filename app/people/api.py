@@ -109,8 +109,10 @@ class TeamById(MethodView):
 
     @admin_only
     @blp.response(204)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="Assignment rules route tickets to the team.")
     def delete(self, team_id: uuid.UUID):
-        """Delete a team; its tickets keep their history and lose the team."""
+        """Delete a team; its tickets keep their history and lose the team. Rules routing to it must be
+        changed or deleted first (409 names them)."""
         services.delete_team(services.team_or_404(team_id))
         db.session.commit()
 

@@ -290,11 +290,19 @@ def update_team(team: Team, changes: dict[str, Any]) -> Team:
 def delete_team(team: Team) -> None:
     """Delete a team; its tickets lose their team here, not by the foreign key's SET NULL, so their
     version (the ETag) and `updated_at` move with them."""
+    from app.assignment.models import AssignmentRule
     from app.tickets.models import Ticket
 
     # The team's row first: a ticket being moved into it waits, then finds it gone (409), instead of
     # landing between the UPDATE below and the DELETE, which would clear it without a new version.
+    # A rule being pointed at it waits too, then finds it gone; rules already routing to it refuse
+    # the deletion (their foreign key would delete them silently, with no audit entry).
     db.session.execute(sa.select(Team.id).where(Team.id == team.id).with_for_update())
+    routing = db.session.execute(sa.select(AssignmentRule.name).where(AssignmentRule.team_id == team.id)
+                                 .order_by(AssignmentRule.position, AssignmentRule.name)).scalars().all()
+    if routing:
+        names = ", ".join(routing[:5]) + (f" and {len(routing) - 5} more" if len(routing) > 5 else "")
+        raise Conflict(f"Assignment rules route tickets to this team ({names}); change or delete them first.")
     db.session.execute(
         sa.update(Ticket).where(Ticket.team_id == team.id).values(team_id=None, version=Ticket.version + 1),
         execution_options={"synchronize_session": False})

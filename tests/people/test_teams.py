@@ -34,3 +34,19 @@ def test_bad_team_input(tenant):
     assert tenant.api.get("/api/v1/teams/not-a-uuid").status_code == 404
     assert tenant.api.put("/api/v1/teams/00000000-0000-0000-0000-000000000000/members/"
                           "00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_a_team_that_rules_route_to_is_not_deleted_until_they_are_changed(tenant):
+    """The rules' foreign key deleted them with the team, silently: no audit entry, no re-routing."""
+    team = tenant.api.post("/api/v1/teams", json={"name": "Billing"}).get_json()
+    other = tenant.api.post("/api/v1/teams", json={"name": "Support"}).get_json()
+    rule = tenant.api.post("/api/v1/assignment-rules", json={"name": "Refunds", "team_id": team["id"],
+                                                            "strategy": "round_robin"}).get_json()
+    refused = tenant.api.delete(f"/api/v1/teams/{team['id']}")
+    assert refused.status_code == 409 and "Refunds" in refused.get_json()["message"]
+    assert tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").status_code == 200
+    assert tenant.api.get(f"/api/v1/teams/{team['id']}").status_code == 200
+    moved = tenant.api.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"team_id": other["id"]})
+    assert moved.status_code == 200
+    assert tenant.api.delete(f"/api/v1/teams/{team['id']}").status_code == 204
+    assert tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["team_id"] == other["id"]
