@@ -129,6 +129,8 @@ class Config:
         self.MEDIA_ZIP_MAX_UNCOMPRESSED = _int("MEDIA_ZIP_MAX_UNCOMPRESSED", 1024**3)
         self.MEDIA_ZIP_MAX_RATIO = _int("MEDIA_ZIP_MAX_RATIO", 100)
         self.MEDIA_SCAN_ATTEMPTS = _int("MEDIA_SCAN_ATTEMPTS", 3)
+        # Seconds a scan is retried through an outage (clamd or the storage unreachable), counting no attempt.
+        self.MEDIA_SCAN_RETRY_BUDGET = _float("MEDIA_SCAN_RETRY_BUDGET", 6 * 3600)
         # "clamd" (the default) needs CLAMD_SOCKET or CLAMD_HOST; "off" is the operator's explicit
         # choice to store files with no antivirus verdict, which each attachment then records.
         self.MEDIA_ANTIVIRUS = os.environ.get("MEDIA_ANTIVIRUS", "clamd")

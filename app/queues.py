@@ -6,6 +6,11 @@ on as places free up, so one tenant's ten thousand deliveries cannot queue ahead
 tenant's one. A place is a member of a sorted set per tenant and queue, scored by when its lease
 ends; the job gives it back when it finishes, and a lost job's place frees itself with its lease.
 Counters are disposable: without Redis there are no queues to share anyway.
+
+A job that meets an outage (its handler raises Unavailable: clamd or the storage unreachable) is
+not failing: it waits for the dependency with its own retries (`retry_later`), whose waits double
+from `LATER_FIRST_WAIT` to `LATER_LONGEST_WAIT` for the queue's budget, instead of spending the
+few quick retries of `RETRY` meant for a job that crashed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 
 import redis
 from flask import current_app
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 
 from app.extensions import redis_client
 
@@ -24,6 +29,11 @@ QUEUES = ("assignment", "media", "webhooks", "default")
 # Backoff between retries of a failing job; after the last, it lands in RQ's failed registry.
 RETRY = Retry(max=5, interval=[1, 5, 15, 60, 300])
 LEASE_SECONDS = 600
+# Retries of a job that asked to be retried later; past its queue's budget it lands in the failed registry.
+LATER_FIRST_WAIT = 5
+LATER_LONGEST_WAIT = 900
+LATER_BUDGET = 3600
+LATER_BUDGET_SETTINGS = {"media": "MEDIA_SCAN_RETRY_BUDGET"}
 
 # KEYS[1]: the tenant's share of a queue. ARGV: now, lease end, cap, members. Returns the members
 # that hold a place: those that held one already (a redelivery), then new ones while places last.
@@ -71,3 +81,23 @@ def release(slug: str, queue_name: str, member: str) -> None:
         redis_client().zrem(share_key(slug, queue_name), member)
     except redis.RedisError as exc:
         log.info("queue place of %s left to its lease: %s", slug, exc)
+
+
+def retry_later(queue_name: str, retry_after: int) -> tuple[Retry, int]:
+    """Return the RQ retry of a job of the queue that asked to be retried later, and its wait in seconds.
+
+    Each wait doubles the one before (RQ counts the job's retries), and is never shorter than the
+    `retry_after` the job asked for; once the waits add up to the queue's budget, RQ moves the job
+    to its failed registry.
+    """
+    setting = LATER_BUDGET_SETTINGS.get(queue_name)
+    budget = current_app.config[setting] if setting else LATER_BUDGET
+    waits: list[int] = []
+    wait = LATER_FIRST_WAIT
+    while not waits or sum(waits) < budget:
+        waits.append(max(wait, retry_after))
+        wait = min(wait * 2, LATER_LONGEST_WAIT)
+    job = get_current_job()
+    retried = (job.number_of_retries or 0) if job is not None else 0
+    wait = waits[min(retried, len(waits) - 1)]
+    return Retry(max=len(waits), interval=wait), wait

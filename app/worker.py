@@ -15,21 +15,29 @@ one job per tenant and handler keeps claiming what arrives, instead of many jobs
 same locks, and a burst turns thousands of jobs and transactions into a few. If a batch fails, its rows run one by
 one instead, so one bad row cannot hold back the others; a row that failed is left to the relay
 and its own retried job, and is never claimed by a batch again.
+
+A handler that raises Unavailable (an outage it cannot act through) asks to be run again later:
+the job returns RQ's `Retry` with a growing wait (`queues.retry_later`), and the row's
+`enqueued_at` moves to when that retry is due, so the relay does not hand the row on meanwhile
+(each of its redeliveries would start one more chain of retries); if the retry is lost, the relay
+still hands the row on, `OUTBOX_REDELIVER_AFTER` after it was due.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Flask
+from rq import Retry
 
+from app.errors import Unavailable
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
 from app.outbox.models import Event, OutboxRow
-from app.queues import release
+from app.queues import release, retry_later
 from tenants import TenantRef, active_tenant, is_slug, tenant_context
 
 log = logging.getLogger(__name__)
@@ -67,7 +75,7 @@ def job_tenant(slug: object) -> TenantRef | None:
     return None if tenant is None else tenant.ref()
 
 
-def run_outbox_row(slug: str, row_id: int) -> str:
+def run_outbox_row(slug: str, row_id: int) -> str | Retry:
     """Run one outbox row's handler for tenant `slug` (and, for a batch handler, every pending row)."""
     with worker_app().app_context():
         tenant = job_tenant(slug)
@@ -88,7 +96,7 @@ def run_outbox_row(slug: str, row_id: int) -> str:
                 release(slug, handler.queue, str(row_id))
 
 
-def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
+def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
     found = db.session.execute(
         sa.select(OutboxRow, Event.payload).join(Event, Event.id == OutboxRow.event_id)
         .where(OutboxRow.id == row_id, OutboxRow.processed_at.is_(None))
@@ -105,9 +113,16 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str:
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
-        db.session.execute(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(
-            attempts=OutboxRow.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]))
+        failed = {"attempts": OutboxRow.attempts + 1, "last_error": f"{type(exc).__name__}: {exc}"[:2000]}
+        later = None
+        if isinstance(exc, Unavailable):
+            later, wait = retry_later(handler.queue, exc.retry_after)
+            failed["enqueued_at"] = datetime.now(UTC) + timedelta(seconds=wait)
+        db.session.execute(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(**failed))
         db.session.commit()
+        if reraise and later is not None:
+            log.info("outbox row %s waits %s s for a retry: %s", row_id, wait, exc)
+            return later
         if reraise:
             raise
         log.warning("outbox row %s failed; left to its own job and the relay", row_id, exc_info=True)

@@ -67,6 +67,8 @@ class TicketAttachments(MethodView):
     @blp.alt_response(413, response="DEFAULT_ERROR", description="Over the size limit, or the storage quota is full.")
     @blp.alt_response(415, response="DEFAULT_ERROR", description="Not an allowed type, or not multipart/form-data.")
     @blp.alt_response(422, response="DEFAULT_ERROR", description="No part named file, or an empty file.")
+    @blp.alt_response(503, response="DEFAULT_ERROR",
+                      description="The storage cannot take the file now; send it again after `Retry-After` seconds.")
     def post(self, ticket_id: uuid.UUID):
         """Upload a file to a ticket (multipart/form-data, part `file`); it is scanned before it is served.
 

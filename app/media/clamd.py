@@ -2,11 +2,12 @@
 
 Only `stream: OK` after every byte was sent is clean, and only `stream: <name> FOUND` is a hit.
 Everything else raises `ScannerError`, so the caller records `scan_failed` (after its retries)
-and never `clean`: clamd down or refusing the connection, a timeout, a reset (clamd drops a
-stream longer than its `StreamMaxLength`), an `... ERROR` answer, or a `Heuristics.Limits.
-Exceeded.*` "hit", which is how clamd with `AlertExceedsMax yes` says it did not read all of a
-file (without that setting it answers OK for a file over `MaxFileSize`; the shipped clamd
-configuration sets it, and the README asks the same of production).
+and never `clean`: a timeout, a reset (clamd drops a stream longer than its `StreamMaxLength`),
+an `... ERROR` answer, or a `Heuristics.Limits.Exceeded.*` "hit", which is how clamd with
+`AlertExceedsMax yes` says it did not read all of a file (without that setting it answers OK for
+a file over `MaxFileSize`; the shipped clamd configuration sets it, and the README asks the same
+of production). clamd down or refusing the connection raises `ScannerUnreachable`, its subclass:
+an outage says nothing about the file, so the caller waits for clamd instead of counting a try.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
 
 class ScannerError(Exception):
     """clamd gave no verdict on the whole file."""
+
+
+class ScannerUnreachable(ScannerError):
+    """clamd could not be reached at all: an outage, which says nothing about the file."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Clamd:
             else:
                 conn = socket.create_connection((self.host, self.port), timeout=min(self.timeout, 10))
         except OSError as exc:
-            raise ScannerError(f"clamd is not reachable: {exc}") from exc
+            raise ScannerUnreachable(f"clamd is not reachable: {exc}") from exc
         conn.settimeout(self.timeout)
         return conn
 

@@ -89,8 +89,10 @@ def upload_limit() -> int:
 def read_page_form() -> PageForm:
     """Read the form posted to a `@streams_body` view: CSRF, the guard's text checks, files streamed to storage.
 
-    Raises CSRFError, BadInput or a domain error (TooLarge, UnsupportedType, Invalid); files stored
-    before a refusal are deleted. Stored files are deleted too if the view's transaction does not commit.
+    Raises CSRFError, BadInput or a domain error (TooLarge, UnsupportedType, Invalid, Unavailable when
+    the storage cannot take a file); files stored before a refusal are deleted (best effort: a failed
+    delete must not turn the refusal into a 500). Stored files are deleted too if the view's
+    transaction does not commit.
     """
     if request.mimetype != "multipart/form-data":
         if current_app.config["WTF_CSRF_ENABLED"]:

@@ -5,23 +5,30 @@ for minutes), checking the size limit, the quota and the first bytes' type as it
 then does one transaction take the quota under the settings row's lock, insert the attachment
 and write the scan's outbox row, so a 202 means the file and its scan are both durable. If that
 transaction does not commit, the stored file is deleted again (`unit_of_work.after_rollback`).
+A storage that cannot take the file answers Unavailable (503 with Retry-After): nothing is
+recorded and the quota is untouched.
 
 The scan job records its attempt in a transaction of its own before it starts, so a file that
 kills its worker (or clamd) still counts, and after `MEDIA_SCAN_ATTEMPTS` tries the attachment
-ends `scan_failed` instead of being retried for ever. Every state change is announced on the
-ticket's stream as `attachment.updated`.
+ends `scan_failed` instead of being retried for ever. An outage is not the file's fault: when
+clamd cannot be reached or the storage cannot be read or written, the attempt is given back
+and the job asks to be retried later (Unavailable), which `app.worker` turns into retries with
+a growing wait for `MEDIA_SCAN_RETRY_BUDGET`; the file stays `pending` however long the outage
+lasts. Every state change is announced on the ticket's stream as `attachment.updated`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -32,7 +39,7 @@ from app.errors import Conflict, Gone, Invalid, NotFound, TooLarge, Unavailable,
 from app.extensions import db
 from app.media import types
 from app.media.archives import ArchiveLimits
-from app.media.clamd import Clamd, ScannerError
+from app.media.clamd import Clamd, ScannerError, ScannerUnreachable
 from app.media.filenames import sanitize_filename
 from app.media.inspection import ANTIVIRUS_OFF, SNIFF_BYTES, Checks, Verdict, inspect, plainly_not_allowed, sniff
 from app.media.models import REFUSED_STATUSES, Attachment, MediaSettings
@@ -45,12 +52,15 @@ from app.tickets.models import Ticket
 from app.tickets.services import ticket_for, visibility
 from tenants import current_tenant
 
+log = logging.getLogger(__name__)
 UPLOADED = "attachment.uploaded"
 UPDATED = "attachment.updated"
 DISCARD = "media_discard"
 MAX_PER_MESSAGE = 20
 # A multipart body carries a little more than the file: boundaries and the part's headers.
 MULTIPART_OVERHEAD = 64 * 1024
+# Seconds a client is asked to wait before sending a file again when the storage cannot take it.
+STORAGE_RETRY_AFTER = 30
 _dump = AttachmentSchema().dump
 
 
@@ -249,7 +259,7 @@ def receive_file(part: FilePart, chunks: Iterable[bytes], found: Limits, used: i
     size = 0
     head: bytearray | None = bytearray()
     sniffed = None
-    with storage().writer(key) as out:
+    with _storing(), storage().writer(key) as out:
         for chunk in chunks:
             size += len(chunk)
             if size > found.max_size:
@@ -290,10 +300,29 @@ def upload_limits() -> dict[str, Any]:
 
 
 def discard_received(received: Iterable[Received]) -> None:
-    """Delete files that were streamed into storage but will not be recorded."""
+    """Delete files that were streamed into storage but will not be recorded; best effort.
+
+    It runs while a refusal (413, 415, 503) is on its way to the client, which a storage that
+    fails the delete too must not turn into a 500; the files are then left behind, and logged.
+    """
     keys = [r.key for r in received]
-    if keys:
+    if not keys:
+        return
+    try:
         storage().delete(keys)
+    except StorageError as exc:
+        log.warning("refused files left in storage, to delete by hand: %s (%s)", keys, exc)
+
+
+@contextlib.contextmanager
+def _storing() -> Iterator[None]:
+    """Turn a storage that cannot take a file into Unavailable (503): the client may send it again later."""
+    try:
+        yield
+    except StorageError as exc:
+        log.warning("an upload could not be stored: %s", exc)
+        raise Unavailable("The file could not be stored right now; send it again in a moment.",
+                          retry_after=STORAGE_RETRY_AFTER) from exc
 
 
 def _unsupported(filename: str, why: str, found: Limits) -> UnsupportedType:
@@ -468,11 +497,31 @@ def _count_attempt(attachment_id: uuid.UUID) -> int | None:
         session.close()
 
 
+def _give_back_attempt(attachment_id: uuid.UUID) -> None:
+    """Take back the attempt an outage cut short, in its own transaction: it says nothing about the file."""
+    session = db.session.session_factory()
+    try:
+        session.execute(
+            sa.update(Attachment)
+            .where(Attachment.id == attachment_id, Attachment.status == "pending", Attachment.scan_attempts > 0)
+            .values(scan_attempts=Attachment.scan_attempts - 1))
+        session.commit()
+    finally:
+        session.close()
+
+
+def _wait_out(attachment_id: uuid.UUID, reason: str) -> NoReturn:
+    """Leave the file pending, its attempt given back, and ask for the scan to be retried later."""
+    _give_back_attempt(attachment_id)
+    raise Unavailable(f"{reason}; the scan will be retried (an outage does not count as a try)")
+
+
 def scan_attachment(attachment_id: uuid.UUID) -> str:
     """Decide a pending attachment's fate (the `media` queue's job); return its status.
 
-    Raises Unavailable while the antivirus gives no verdict and tries are left, so the job is
-    retried with backoff; the last try records `scan_failed` instead.
+    Raises Unavailable, for the job to be retried later, while clamd or the storage cannot be
+    reached (such tries do not count), and while the antivirus gives no verdict on the file and
+    tries are left; the last such try records `scan_failed` instead.
     """
     attempt = _count_attempt(attachment_id)
     if attempt is None:
@@ -501,12 +550,14 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
         except ObjectMissing:
             return _decide(attachment_id, Verdict("scan_failed", "The stored file is missing."))
         except StorageError as exc:
-            return _retry_or_fail(attachment_id, attempt, max_attempts, f"The storage could not be read: {exc}")
+            _wait_out(attachment_id, f"The storage could not be read: {exc}")
         if copied != attachment.size:
             return _decide(attachment_id, Verdict(
                 "scan_failed", f"The stored file has {copied} bytes instead of {attachment.size}."))
         try:
             verdict = inspect(original, attachment.size, claim, checks, antivirus, work)
+        except ScannerUnreachable as exc:
+            _wait_out(attachment_id, f"The antivirus could not be reached: {exc}")
         except ScannerError as exc:
             return _retry_or_fail(attachment_id, attempt, max_attempts, f"The antivirus gave no verdict: {exc}")
         sizes = None
@@ -514,10 +565,14 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             sizes = (verdict.image.path.stat().st_size, verdict.image.thumbnail.stat().st_size)
             verdict = _within_limit(verdict, sizes[0], limits().max_size)
         if verdict.image is not None:
-            for variant, path in (("clean", verdict.image.path), ("thumbnail", verdict.image.thumbnail)):
-                with storage().writer(object_key(tenant_id, attachment_id, variant)) as out, open(path, "rb") as f:
-                    while chunk := f.read(1024 * 1024):
-                        out.write(chunk)
+            try:
+                for variant, path in (("clean", verdict.image.path), ("thumbnail", verdict.image.thumbnail)):
+                    with storage().writer(object_key(tenant_id, attachment_id, variant)) as out, \
+                            open(path, "rb") as f:
+                        while chunk := f.read(1024 * 1024):
+                            out.write(chunk)
+            except StorageError as exc:
+                _wait_out(attachment_id, f"The storage could not be written: {exc}")
         return _decide(attachment_id, verdict, sizes)
 
 
@@ -570,7 +625,7 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
             attachment.status = "rejected"
             attachment.status_reason = ("Cleaned of its metadata, the image needs more room than this "
                                         "organization's storage quota has left.")
-    if attachment.status in ("rejected", "infected"):  # nothing refused is kept; `size` still tells what was uploaded
+    if attachment.status in REFUSED_STATUSES:  # nothing refused is kept; `size` still tells what was uploaded
         discard += [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
         _change_usage(-before)
     if discard:

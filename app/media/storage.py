@@ -8,7 +8,9 @@ key under another tenant's prefix, which the current tenant's requests never bui
 Writers stream: the local backend writes to a temporary file beside the target and renames it
 into place after an fsync, S3 uploads parts of `PART_SIZE` as they fill (one PUT for small
 files), so memory per upload is bounded whatever the file's size. A failed or abandoned write
-leaves nothing behind.
+leaves nothing behind. Whatever the backend, a store that cannot be reached or written (S3 down,
+its bucket missing, a full or broken disk) raises `StorageError`, never the library's own error,
+so callers can tell an outage from a bug.
 """
 
 from __future__ import annotations
@@ -85,17 +87,22 @@ class LocalStorage:
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[Writer]:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
         try:
-            with open(temporary, "xb") as out:
-                yield out
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, target)
-            _fsync_folder(target.parent)
+            with contextlib.ExitStack() as files:
+                with _disk_errors():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    out = files.enter_context(open(temporary, "xb"))
+                yield _LocalWriter(out)
+                with _disk_errors():
+                    out.flush()
+                    os.fsync(out.fileno())
+            with _disk_errors():
+                os.replace(temporary, target)
+                _fsync_folder(target.parent)
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                temporary.unlink(missing_ok=True)
             raise
 
     def copy_to(self, key: str, out: BinaryIO) -> int:
@@ -105,10 +112,13 @@ class LocalStorage:
                 return source.tell()
         except FileNotFoundError as exc:
             raise ObjectMissing(key) from exc
+        except OSError as exc:
+            raise StorageError(f"the media folder could not be read: {exc}") from exc
 
     def delete(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self.path(key).unlink(missing_ok=True)
+        with _disk_errors():
+            for key in keys:
+                self.path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -119,6 +129,25 @@ class LocalStorage:
             raise ObjectMissing(key)
         return send_file(path, mimetype=content_type, as_attachment=as_attachment, download_name=download_name,
                          conditional=True, etag=True, max_age=0)
+
+
+class _LocalWriter:
+    """A file being written whose disk errors (full, read-only, gone) are storage errors."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        with _disk_errors():
+            self.out.write(data)
+
+
+@contextlib.contextmanager
+def _disk_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"the media folder could not be written: {exc}") from exc
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -158,6 +187,8 @@ class S3Storage:
     def copy_to(self, key: str, out: BinaryIO) -> int:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except BotoCoreError as exc:  # no answer at all: the endpoint is down or unreachable
+            raise StorageError(str(exc)) from exc
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise ObjectMissing(key) from exc
@@ -173,9 +204,12 @@ class S3Storage:
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        for start in range(0, len(keys), 1000):
-            self.client.delete_objects(Bucket=self.bucket, Delete={
-                "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+        try:
+            for start in range(0, len(keys), 1000):
+                self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(str(exc)) from exc
 
     def exists(self, key: str) -> bool:
         try:

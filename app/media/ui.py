@@ -2,12 +2,12 @@
 a signed-in user may see.
 
 Uploads stream: the page's script sends one file at a time to `POST /tickets/<number>/attachments`
-with its CSRF token in a header, and gets the attachment's JSON (or the API's refusal, 413 or 415,
-worded for the field); the forms themselves also carry files without the script
-(`app.media.page_forms`). Downloads go through the same service and checks as
-`GET /api/v1/attachments/{id}/download`: the tenant, the ticket's visibility, internal files for
-staff only, and the scan state (pending answers 409, refused 410). Files are served sandboxed,
-never as one of our pages.
+with its CSRF token in a header, and gets the attachment's JSON (or the API's refusal: 413 or 415,
+worded for the field, or 503 with Retry-After when the storage cannot take the file); the forms
+themselves also carry files without the script (`app.media.page_forms`). Downloads go through
+the same service and checks as `GET /api/v1/attachments/{id}/download`: the tenant, the ticket's
+visibility, internal files for staff only, and the scan state (pending answers 409, refused 410).
+Files are served sandboxed, never as one of our pages.
 """
 
 from __future__ import annotations

@@ -43,6 +43,19 @@ def jpeg(width: int = 640, height: int = 480, quality: int = 90, noise: bool = F
     return out.getvalue()
 
 
+def progressive_jpeg_with_repeated_scan(side: int = 4000, repeats: int = 20_000) -> bytes:
+    """A progressive JPEG with one of its small AC scans (31 bytes) appended `repeats` times before EOI.
+
+    Each scan is decoded over the whole image, so the file is small and its decoding slow.
+    """
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 30, 200)).save(out, "JPEG", progressive=True, quality=90)
+    data = out.getvalue()
+    start = data.rindex(b"\xff\xda")  # the last scan: an AC refinement of the first component
+    scan = data[start:-2]
+    return data[:-2] + scan * repeats + b"\xff\xd9"
+
+
 def jpeg_with_gps_and_comment() -> bytes:
     """A JPEG photo carrying EXIF (camera, GPS position, orientation) and a JPEG comment."""
     image = Image.new("RGB", (120, 80), (240, 200, 10))

@@ -16,8 +16,10 @@ from PIL import Image
 from app.audit import AuditEntry
 from app.embedded import EmbeddedClamd
 from app.media.models import Attachment
+from app.outbox.models import OutboxRow
 from tests.helpers import get_attachment, new_ticket
 from tests.media import samples
+from tests.media.conftest import SCAN_HANDLER
 
 
 @pytest.fixture
@@ -85,27 +87,37 @@ def hung_scanner() -> Iterator[tuple[str, int]]:
     server.close()
 
 
-def test_a_stopped_clamd_gives_scan_failed_after_the_retries(app, tenant, ticket, upload, run_scans, monkeypatch,
-                                                               stopped_clamd, stored, in_tenant):
+def test_a_stopped_clamd_delays_the_scan_and_never_decides_it(app, tenant, ticket, upload, run_scans, monkeypatch,
+                                                              stopped_clamd, clamd_socket, in_tenant):
     monkeypatch.setitem(app.config, "CLAMD_SOCKET", stopped_clamd)
-    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
-    assert found["status"] == "scan_failed" and found["antivirus"] is None
-    assert "after 3 tries" in found["status_reason"] and "not reachable" in found["status_reason"]
-    assert tenant.api.get(found["download_url"]).status_code == 410
-    assert stored(tenant, found["id"]) == samples.text()  # kept, to be scanned again by an operator
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")  # six tries, all met the outage
+    assert found["status"] == "pending"
+    assert tenant.api.get(found["download_url"]).status_code == 409
     with in_tenant(tenant) as session:
-        assert session.get(Attachment, found["id"]).scan_attempts == 3
+        assert session.get(Attachment, found["id"]).scan_attempts == 0  # an outage is not the file's fault
+        row = session.execute(sa.select(OutboxRow).where(OutboxRow.handler == SCAN_HANDLER)).scalar_one()
+        assert "not reachable" in row.last_error and row.processed_at is None
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", clamd_socket)  # clamd is back
+    run_scans(tenant)
+    found = get_attachment(tenant.api, found["id"])
+    assert found["status"] == "clean" and found["antivirus"] == "clamav"
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, found["id"]).scan_attempts == 1
 
 
-def test_a_scanner_that_never_answers_gives_scan_failed(app, tenant, ticket, upload, run_scans, monkeypatch,
-                                                         hung_scanner):
+def test_a_scanner_that_never_answers_gives_scan_failed_and_nothing_is_kept(app, tenant, ticket, upload, run_scans,
+                                                                             monkeypatch, hung_scanner, stored):
     monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
     monkeypatch.setitem(app.config, "CLAMD_HOST", hung_scanner[0])
     monkeypatch.setitem(app.config, "CLAMD_PORT", hung_scanner[1])
     monkeypatch.setitem(app.config, "CLAMD_TIMEOUT", 0.3)
     monkeypatch.setitem(app.config, "MEDIA_SCAN_ATTEMPTS", 2)
-    found = scanned(tenant, upload, run_scans, ticket, samples.jpeg(noise=True), "photo.jpg")
+    data = samples.jpeg(noise=True)
+    found = scanned(tenant, upload, run_scans, ticket, data, "photo.jpg")
     assert found["status"] == "scan_failed" and "after 2 tries" in found["status_reason"]
+    assert found["size"] == len(data)  # still says what was uploaded
+    assert stored(tenant, found["id"]) is None  # never served, so not kept
+    assert tenant.api.get("/api/v1/media/types").get_json()["used_bytes"] == 0  # and the quota is given back
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +199,18 @@ def test_exif_gps_and_comments_are_gone_from_the_stored_image(tenant, ticket, up
     assert tenant.api.get(found["download_url"]).data == kept
     thumbnail = stored(tenant, found["id"], "thumbnail")
     assert b"Exif" not in thumbnail and Image.open(io.BytesIO(thumbnail)).format == "PNG"
+
+
+def test_a_progressive_jpeg_with_too_many_scans_is_rejected_before_it_is_decoded(tenant, ticket, upload,
+                                                                                 run_scans, stored):
+    data = samples.progressive_jpeg_with_repeated_scan(repeats=1000)  # each scan decodes the whole 4000 x 4000
+    assert len(data) < 200_000
+    found = scanned(tenant, upload, run_scans, ticket, data, "photo.jpg")
+    assert found["status"] == "rejected" and "more than 100 scans" in found["status_reason"]
+    assert stored(tenant, found["id"]) is None
+    # an ordinary progressive JPEG (ten scans), or one with a few dozen, is still an image like any other
+    fine = scanned(tenant, upload, run_scans, ticket, samples.progressive_jpeg_with_repeated_scan(400, 80), "ok.jpg")
+    assert fine["status"] == "clean" and fine["thumbnail_url"]
 
 
 def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans):

@@ -1,5 +1,5 @@
-"""Scans in real `flask worker` processes on the media queue: the fast path, RQ's retries while clamd
-is down, a worker SIGKILLed mid-scan, and a file that kills every worker that scans it."""
+"""Scans in real `flask worker` processes on the media queue: the fast path, RQ's retries waiting for
+clamd while it is down, a worker SIGKILLed mid-scan, and a file that kills every worker that scans it."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from app.audit import AuditEntry
 from app.embedded import EmbeddedClamd, stop_process
-from app.extensions import db
+from app.extensions import db, redis_client
 from app.media.models import Attachment
 from app.outbox.dispatch import relay_tenant
+from app.outbox.models import OutboxRow
 from tenants import active_tenant, tenant_context
 from tests.helpers import get_attachment, new_ticket, wait_until
 from tests.media import samples
+from tests.media.conftest import SCAN_HANDLER
 from tests.servers import start_worker
 
 
@@ -106,17 +111,42 @@ def test_a_worker_scans_an_upload_as_soon_as_it_is_committed(tenant, fast_path, 
     assert get_attachment(tenant.api, body["id"])["status"] == "clean"
 
 
-def test_while_clamd_is_down_rq_retries_then_records_scan_failed(tenant, fast_path, upload, media_workers,
-                                                                 tmp_path_factory, in_tenant):
-    down = EmbeddedClamd(tmp_path_factory.mktemp("clamd-down")).start()
-    down.stop()
-    media_workers(CLAMD_SOCKET=down.socket_path, MEDIA_SCAN_ATTEMPTS="2")
+def scan_row(in_tenant, tenant) -> OutboxRow:
+    with in_tenant(tenant) as session:
+        row = session.execute(sa.select(OutboxRow).where(OutboxRow.handler == SCAN_HANDLER)).scalar_one()
+        session.expunge(row)
+        return row
+
+
+def retry_scheduled(app, tenant, row_id: int) -> bool:
+    with app.app_context():
+        connection = redis_client()
+        registry = ScheduledJobRegistry("media", connection=connection)
+        jobs = Job.fetch_many(registry.get_job_ids(), connection=connection)
+    return any(job is not None and job.args == (tenant.slug, row_id) for job in jobs)
+
+
+def test_while_clamd_is_down_the_scan_waits_for_it_with_rq_retries_and_counts_no_try(
+        app, tenant, fast_path, upload, media_workers, tmp_path_factory, in_tenant):
+    clamd = EmbeddedClamd(tmp_path_factory.mktemp("clamd-down")).start()
+    clamd.stop()
+    media_workers(CLAMD_SOCKET=clamd.socket_path, MEDIA_SCAN_ATTEMPTS="1")
     ticket = new_ticket(tenant.api)
     body = upload(tenant.api, ticket["id"], samples.text(), "a.txt").get_json()
-    wait_until(lambda: final(tenant, body["id"]), "the retried scan to give up")
-    found = get_attachment(tenant.api, body["id"])
-    assert found["status"] == "scan_failed" and "after 2 tries" in found["status_reason"]
-    assert attempts(in_tenant, tenant, body["id"]) == 2
+    wait_until(lambda: scan_row(in_tenant, tenant).last_error is not None, "the scan to meet the outage")
+    row = scan_row(in_tenant, tenant)
+    assert "not reachable" in row.last_error and row.processed_at is None
+    assert row.enqueued_at > datetime.now(UTC)  # the relay leaves it to RQ's retry, instead of starting another
+    wait_until(lambda: retry_scheduled(app, tenant, row.id), "RQ to schedule the retry")
+    assert get_attachment(tenant.api, body["id"])["status"] == "pending"
+    assert attempts(in_tenant, tenant, body["id"]) == 0  # even with MEDIA_SCAN_ATTEMPTS=1, nothing was decided
+    clamd.start()
+    try:
+        wait_until(lambda: final(tenant, body["id"]), "the retried scan once clamd is back", timeout=60)
+    finally:
+        clamd.stop()
+    assert get_attachment(tenant.api, body["id"])["status"] == "clean"
+    assert attempts(in_tenant, tenant, body["id"]) == 1
 
 
 def test_sigkill_mid_scan_still_ends_in_one_final_state(app, tenant, fast_path, upload, media_workers, hung_scanner,
