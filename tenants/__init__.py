@@ -28,7 +28,7 @@ from tenants.database import (
 from tenants.models import ApiKey, Tenant
 from tenants.names import PRIMARY_SHARD, RESERVED_SLUGS, is_slug, schema_for, slug_problem
 from tenants.probe import tenants_having
-from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_registry_change
+from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_drop, on_registry_change
 from tenants.resolution import (
     TenantPathMiddleware,
     active_tenant,
@@ -46,7 +46,7 @@ __all__ = [
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug", "keepalive_args",
-    "new_tenant_ref", "on_registry_change", "parse_capacities", "parse_shards",
+    "new_tenant_ref", "on_drop", "on_registry_change", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "shard_engines",
     "slug_problem",
     "tenant_commands", "tenant_context", "tenant_is_active", "tenant_moved",

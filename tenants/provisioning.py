@@ -92,15 +92,28 @@ def set_status(slug: str, status: str) -> Tenant | None:
     return tenant
 
 
+# What keeps a tenant's data outside its schema (the app's media storage) deletes it here: `on_drop`.
+_DROPPERS: list[Callable[[str], object]] = []
+
+
+def on_drop(dropper: Callable[[str], object]) -> None:
+    """Make `dropper(tenant_id)` delete a tenant's data kept outside the database when it is dropped."""
+    if dropper not in _DROPPERS:
+        _DROPPERS.append(dropper)
+
+
 def drop_tenant(slug: str) -> bool:
-    """Delete a tenant, its keys and its schema with all its data.
+    """Delete a tenant, its keys and its schema with all its data, that kept elsewhere (`on_drop`) first.
 
     On a shard other than the primary the schema is dropped (and committed) first, so a failure
-    before the registry row goes leaves a tenant whose drop can simply be run again.
+    before the registry row goes leaves a tenant whose drop can simply be run again; so does a
+    failure to delete its files, which comes before anything else.
     """
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return False
+    for dropper in _DROPPERS:
+        dropper(str(tenant.id))
     drop = f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'
     if tenant.shard == PRIMARY_SHARD:
         db.session.execute(sa.text(drop))

@@ -50,7 +50,7 @@ from app.outbox import emit
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
 from app.tickets.services import ticket_for, visibility
-from tenants import current_tenant
+from tenants import current_tenant, on_drop
 
 log = logging.getLogger(__name__)
 UPLOADED = "attachment.uploaded"
@@ -66,6 +66,12 @@ _dump = AttachmentSchema().dump
 
 def init_app(app: Flask) -> None:
     unit_of_work.handle(DISCARD, _discard_objects)
+    on_drop(_drop_files)
+
+
+def _drop_files(tenant_id: str) -> None:
+    """Delete every file of a tenant being dropped (`flask tenants drop`), before its schema goes."""
+    log.info("deleted %d stored files of dropped tenant %s", storage().delete_tenant(tenant_id), tenant_id)
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:

@@ -44,11 +44,16 @@ class ObjectMissing(StorageError):
     """No object under the key."""
 
 
+def tenant_prefix(tenant_id: str | uuid.UUID) -> str:
+    """Return the prefix of every object of a tenant."""
+    return f"tenants/{uuid.UUID(str(tenant_id))}/"
+
+
 def object_key(tenant_id: str | uuid.UUID, attachment_id: str | uuid.UUID, variant: str) -> str:
     """Return the storage key of one variant of an attachment of a tenant."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
-    return f"tenants/{uuid.UUID(str(tenant_id))}/attachments/{uuid.UUID(str(attachment_id))}/{variant}"
+    return f"{tenant_prefix(tenant_id)}attachments/{uuid.UUID(str(attachment_id))}/{variant}"
 
 
 class Writer(Protocol):
@@ -64,6 +69,9 @@ class MediaStorage(Protocol):
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete objects; missing ones are fine."""
+
+    def delete_tenant(self, tenant_id: str | uuid.UUID) -> int:
+        """Delete every object of a tenant (it is being dropped); return how many there were."""
 
     def exists(self, key: str) -> bool:
         """Tell whether an object is stored under the key."""
@@ -119,6 +127,15 @@ class LocalStorage:
         with _disk_errors():
             for key in keys:
                 self.path(key).unlink(missing_ok=True)
+
+    def delete_tenant(self, tenant_id: str | uuid.UUID) -> int:
+        folder = self.path(tenant_prefix(tenant_id).rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        with _disk_errors():
+            count = sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder)
+        return count
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -210,6 +227,19 @@ class S3Storage:
                     "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(str(exc)) from exc
+
+    def delete_tenant(self, tenant_id: str | uuid.UUID) -> int:
+        count = 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=tenant_prefix(tenant_id))
+            for listed in pages:
+                keys = [o["Key"] for o in listed.get("Contents", [])]
+                self.delete(keys)
+                count += len(keys)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(str(exc)) from exc
+        return count
 
     def exists(self, key: str) -> bool:
         try:

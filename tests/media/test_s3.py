@@ -8,6 +8,7 @@ import io
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -117,3 +118,26 @@ def test_an_infected_file_is_deleted_from_the_bucket(tenant, bucket, s3_endpoint
     assert get_attachment(tenant.api, body["id"])["status"] == "infected"
     assert keys(s3_endpoint, bucket) == []
     assert tenant.api.get(body["download_url"]).status_code == 410
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_dropping_a_tenant_deletes_its_files_and_no_one_elses(app, make_tenant, bucket, s3_endpoint, upload,
+                                                               stored, run_scans, monkeypatch, backend):
+    """`flask tenants drop` deletes "all its data": its files were left in storage for good."""
+    if backend == "local":
+        monkeypatch.setitem(app.config, "MEDIA_BACKEND", "local")
+    gone, kept = make_tenant(), make_tenant()
+    uploaded = {}
+    for t in (gone, kept):
+        ticket = new_ticket(t.api)
+        uploaded[t.slug] = [upload(t.api, ticket["id"], samples.png(), f"p{n}.png").get_json()["id"]
+                            for n in range(2)]
+        run_scans(t)
+    assert all(stored(t, a, "thumbnail") for t in (gone, kept) for a in uploaded[t.slug])
+    gone_id = tenant_id(app, gone)
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", gone.slug, "--yes"]).exit_code == 0
+    if backend == "s3":
+        assert [k for k in keys(s3_endpoint, bucket) if gone_id in k] == []
+    else:
+        assert not (Path(app.config["MEDIA_LOCAL_DIR"]) / "tenants" / gone_id).exists()
+    assert all(stored(kept, a, v) for a in uploaded[kept.slug] for v in ("clean", "thumbnail"))
