@@ -137,9 +137,9 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
     else in `sort`'s order (newest first for relevance)."""
     plan, inner = _split_cursor(cursor)
     order = date_order(sort)
+    visible = None if actor.is_staff else visibility(actor)  # in every subquery: a requester reads only theirs
     if plan is None and sort == RELEVANCE:
-        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1,
-                                           None if actor.is_staff else visibility(actor))
+        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1, visible)
         plan = RANK if found <= search.RANK_UP_TO else None
     if plan is None:
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
@@ -147,12 +147,12 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
             return TicketPage(*probed, order)
         plan = SORT_SET
     if plan == RANK:
-        items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner)
+        items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner, visible)
         return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)
     if plan == SORT_SET:
         ids = sa.union(
-            search.ticket_hits(query).with_only_columns(Ticket.id),
-            search.message_hits(query, actor.is_staff).with_only_columns(search.Message.ticket_id),
+            search.ticket_hits(query, visible).with_only_columns(Ticket.id),
+            search.message_hits(query, actor.is_staff, visible).with_only_columns(search.Message.ticket_id),
         )
         conditions = [*conditions, Ticket.id.in_(ids)]
     else:
@@ -179,8 +179,8 @@ def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnEleme
 
 
 def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,
-                 cursor: str | None) -> tuple[list[Ticket], str | None]:
-    found = search.candidates(query, actor.is_staff)
+                 cursor: str | None, visible: sa.ColumnElement[bool] | None) -> tuple[list[Ticket], str | None]:
+    found = search.candidates(query, actor.is_staff, visible)
     keys = [SortKey(found.c.rank, True, "int"), SortKey(Ticket.id, False, "uuid")]
     stmt = sa.select(Ticket, found.c.rank).join(found, found.c.ticket_id == Ticket.id).where(*conditions)
     if cursor:

@@ -82,20 +82,28 @@ def tsquery(text: str) -> sa.ColumnElement:
     return sa.func.to_tsquery(sa.cast("english", REGCONFIG), text)
 
 
-def message_hits(query: sa.ColumnElement, with_internal: bool) -> sa.Select:
-    """Return a select of (ticket_id, rank) for visible messages matching `query`."""
+def message_hits(query: sa.ColumnElement, with_internal: bool,
+                 visible: sa.ColumnElement[bool] | None = None) -> sa.Select:
+    """Return a select of (ticket_id, rank) for visible messages matching `query`.
+
+    `visible`, a condition on tickets (a requester's own), is applied here, so a requester's search
+    reads the matches of their tickets, not of the whole organization's.
+    """
     stmt = sa.select(Message.ticket_id.label("ticket_id"),
                      (sa.func.ts_rank(Message.search_vector, query, 1) * MESSAGE_WEIGHT).label("rank"))
     stmt = stmt.where(Message.search_vector.op("@@")(query), Message.deleted_at.is_(None))
     if not with_internal:
         stmt = stmt.where(Message.internal.is_(False))
+    if visible is not None:
+        stmt = stmt.join(Ticket, Ticket.id == Message.ticket_id).where(visible)
     return stmt
 
 
-def ticket_hits(query: sa.ColumnElement) -> sa.Select:
-    """Return a select of (ticket_id, rank) for tickets whose title or description match."""
-    return sa.select(Ticket.id.label("ticket_id"), sa.func.ts_rank(Ticket.search_vector, query, 1).label("rank")) \
+def ticket_hits(query: sa.ColumnElement, visible: sa.ColumnElement[bool] | None = None) -> sa.Select:
+    """Return a select of (ticket_id, rank) for tickets (`visible` ones) whose title or description match."""
+    stmt = sa.select(Ticket.id.label("ticket_id"), sa.func.ts_rank(Ticket.search_vector, query, 1).label("rank")) \
         .where(Ticket.search_vector.op("@@")(query))
+    return stmt if visible is None else stmt.where(visible)
 
 
 def matches(query: sa.ColumnElement, with_internal: bool, tickets=Ticket) -> sa.ColumnElement[bool]:
@@ -115,18 +123,16 @@ def count_matches_up_to(session, query: sa.ColumnElement, with_internal: bool, l
     the count picks the plan the response names in `order`, so counting others' tickets would
     tell a requester whether they match.
     """
-    tickets = sa.select(Ticket.id).where(Ticket.search_vector.op("@@")(query))
-    messages = message_hits(query, with_internal).with_only_columns(Message.ticket_id)
-    if visible is not None:
-        tickets = tickets.where(visible)
-        messages = messages.join(Ticket, Ticket.id == Message.ticket_id).where(visible)
+    tickets = ticket_hits(query, visible).with_only_columns(Ticket.id)
+    messages = message_hits(query, with_internal, visible).with_only_columns(Message.ticket_id)
     hits = sa.union_all(tickets, messages).limit(limit).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(hits)).scalar_one()
 
 
-def candidates(query: sa.ColumnElement, with_internal: bool) -> sa.Subquery:
-    """Return a subquery of each matching ticket's id with its best rank, scaled to an integer."""
-    hits = sa.union_all(ticket_hits(query), message_hits(query, with_internal)).subquery("hits")
+def candidates(query: sa.ColumnElement, with_internal: bool,
+               visible: sa.ColumnElement[bool] | None = None) -> sa.Subquery:
+    """Return a subquery of each matching (`visible`) ticket's id with its best rank, scaled to an integer."""
+    hits = sa.union_all(ticket_hits(query, visible), message_hits(query, with_internal, visible)).subquery("hits")
     return sa.select(hits.c.ticket_id,
                      sa.cast(sa.func.max(hits.c.rank) * RANK_SCALE, sa.BigInteger).label("rank")) \
         .group_by(hits.c.ticket_id).subquery("candidates")
