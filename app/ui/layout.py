@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from app.markdown import message_markup, render_markup
 from app.people.models import ROLES, STAFF_ROLES
+from app.ui.pages import refusal_headers
 
 EVERYONE = ROLES
 STAFF = STAFF_ROLES
@@ -50,6 +51,7 @@ def init_app(app: Flask) -> None:
                                  pairs=pairs, filesize=filesize)
     app.jinja_env.globals.update(asset=asset, first_page_url=first_page_url, next_page_url=next_page_url)
     app.after_request(_cache_assets)
+    app.after_request(refusal_headers)
 
 
 def first_page_url() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -43,12 +43,25 @@ class Refusal:
 
 
 def refusal_of(error: DomainError) -> Refusal:
-    """Return how a page words a domain error (the one mapping for pages)."""
-    status = http_error(error).code or 500
+    """Return how a page words a domain error (the one mapping for pages).
+
+    The error's headers (Retry-After on a 503) go on the page that answers (`refusal_headers`).
+    """
+    http = http_error(error)
+    status = http.code or 500
+    g.refusal_headers = dict(http.data.get("headers") or {})
     if isinstance(error, Stale):
         return Refusal(status, STALE_MESSAGE, keep_input=False)
     fields = {name.split(".")[0]: list(messages) for name, messages in (error.errors or {}).items()}
     return Refusal(status, error.message, fields)
+
+
+def refusal_headers(response: Response) -> Response:
+    """Give a refused page the headers its error carries (an after-request hook)."""
+    headers = g.pop("refusal_headers", None)
+    if headers and response.status_code >= 400:
+        response.headers.update(headers)
+    return response
 
 
 def wants_json() -> bool:

@@ -124,10 +124,12 @@ def test_every_page_that_takes_files_answers_503_when_the_storage_cannot_take_th
     reply = client.post(f"/t/{desk.slug}/tickets/{number}/messages", content_type="multipart/form-data",
                         data={"body": "see the file", "file": (io.BytesIO(samples.png()), "shot.png")})
     assert reply.status_code == 503 and b"could not be stored" in reply.data
+    assert int(reply.headers["Retry-After"]) > 0  # pages carry the error's headers too
     assert b"see the file" in reply.data  # the page keeps what was typed, to send again
     opened = client.post(f"/t/{desk.slug}/tickets/new", content_type="multipart/form-data", data={
         "title": "Printer on fire", "file": (io.BytesIO(samples.png()), "shot.png")})
     assert opened.status_code == 503 and b"could not be stored" in opened.data
+    assert int(opened.headers["Retry-After"]) > 0
     assert [t["title"] for t in desk.tenant.api.get("/api/v1/tickets").get_json()["items"]] == [ticket["title"]]
     assert desk.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"] == []
     assert attachment_count(in_tenant, desk.tenant) == 0 and used_bytes(desk.tenant) == 0
