@@ -16,6 +16,7 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_sock import Sock
 from flask_wtf import CSRFProtect
+from marshmallow import RAISE, ValidationError
 from webargs.core import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -115,19 +116,43 @@ class Api(SmorestApi):
 api = Api(spec_kwargs={"extra_plugins": [CommonErrorsPlugin()]})
 
 
+REPEATED = "Give this parameter once; where it takes several values, separate them with commas."
+
+
 class GuardedParser(FlaskParser):
-    """Read a JSON body as `app.input_guard` decoded and checked it, instead of parsing it again."""
+    """Read a JSON body as `app.input_guard` decoded and checked it, instead of parsing it again; refuse
+    query parameters that are unknown (a misspelt filter must answer 422, not silently widen the result)
+    or repeated."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE, "querystring": RAISE}
 
     def _raw_load_json(self, req):
         from app.input_guard import json_body
 
         return json_body() if is_json_request(req) else missing
 
+    def load_querystring(self, req, schema):
+        """Read the query string, refusing a single-valued parameter given more than once (422 naming it).
+
+        webargs reads the first of `status=new&status=closed` or `limit=1&limit=500` and drops the
+        rest, so the caller would get another answer than the one they asked for. Lists are
+        spelled with commas (`status=new,open`), as the OpenAPI document says (`explode: false`).
+        """
+        proxy = self._makeproxy(req.args, schema)
+        repeated = {name: [REPEATED] for name, values in req.args.lists()
+                    if len(values) > 1 and name not in proxy.multiple_keys}
+        if repeated:
+            raise ValidationError(repeated)
+        return proxy
+
+
+parser = GuardedParser()
+
 
 class Blueprint(SmorestBlueprint):
     """flask-smorest's Blueprint, reading arguments through the guarded parser."""
 
-    ARGUMENTS_PARSER = GuardedParser()
+    ARGUMENTS_PARSER = parser
 
 
 _redis_lock = threading.Lock()

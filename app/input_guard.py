@@ -3,6 +3,8 @@
 Everything behind it sees well-formed values only. It refuses, in the contract's error shape:
 - a body over `JSON_MAX_BYTES` (413), bytes that are not UTF-8 or text that is not JSON, including
   `NaN`/`Infinity` and numbers too long to read (400);
+- numbers too large for a float (`1e999`, which Python reads as infinity and would echo back as
+  `Infinity`, which is not JSON), wherever they are nested (400, naming the field);
 - strings holding a lone UTF-16 surrogate (`"\\ud800"`), which Python decodes but no encoder or
   PostgreSQL will take (400: it is not Unicode text);
 - nesting deeper than `MAX_DEPTH` (422);
@@ -17,6 +19,7 @@ a body is decoded once, here. Pages' form fields pass the same text checks.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -31,6 +34,7 @@ MAX_DEPTH = 32
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 NUL_MESSAGE = "NUL characters are not allowed."
+NOT_FINITE = "The number is too large to represent."
 CONTROL_MESSAGE = "Control characters are not allowed."
 CACHED = "tms.json_body"
 
@@ -67,7 +71,8 @@ def decode_json(raw: bytes | str, max_bytes: int) -> Any:
 
 
 def check_value(value: Any) -> None:
-    """Raise BadInput if a decoded JSON value is too deep or holds text we refuse (iteratively)."""
+    """Raise BadInput if a decoded JSON value is too deep, holds text we refuse or a number that is
+    not finite (iteratively)."""
     bad: dict[str, list[str]] = {}
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
@@ -76,6 +81,8 @@ def check_value(value: Any) -> None:
             raise BadInput(422, f"The JSON is nested more than {MAX_DEPTH} levels deep.")
         if isinstance(item, str):
             _check_text(item, path or "body", bad)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise BadInput(400, NOT_FINITE, {path or "body": [NOT_FINITE]})
         elif isinstance(item, dict):
             for key, child in item.items():
                 name = f"{path}.{key}" if path else str(key)

@@ -7,6 +7,7 @@ import uuid
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Api
+from marshmallow import RAISE
 
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
@@ -23,7 +24,8 @@ from app.pagination import page_body, page_schema
 from app.tickets.api import json_response
 from tenants import current_tenant
 
-NEW_MESSAGE = MessageSchema()  # an instance: webargs would build one from the class on every request
+# Instances: webargs would build a schema from a class on every request.
+NEW_MESSAGE, LIST_ARGS = MessageSchema(), MessageListArgs()
 blp = api_blueprint("conversation", "Conversation on a ticket: messages, threads, internal notes, live stream.",
                     tag="Conversation")
 
@@ -84,7 +86,8 @@ STREAM_OPERATION = {
 
 @blp.route("/tickets/<uuid:ticket_id>/messages")
 class TicketMessages(MethodView):
-    @blp.arguments(MessageListArgs, location="query")
+    # unknown=RAISE: a misspelt `after_seq` must answer 422, not quietly return every message.
+    @blp.arguments(LIST_ARGS, location="query", unknown=RAISE)
     @blp.response(200, page_schema(MessageSchema))
     def get(self, args, ticket_id: uuid.UUID):
         """List a ticket's messages in `seq` order; `after_seq` returns only those after it.

@@ -41,7 +41,7 @@ from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
 from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
-from app.extensions import db, redis_client, sock
+from app.extensions import db, parser, redis_client, sock
 from app.http_errors import api_error_response, http_error
 from app.input_guard import decode_json
 from app.realtime import channel
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
 CATCH_UP_PAGE = 200
 _message_frame = MessageSchema()
+_stream_args = StreamArgs()
 
 
 def init_app(app: Flask) -> None:
@@ -67,6 +68,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
+def stream_args() -> dict[str, Any]:
+    """Return the stream's query arguments; raise ValidationError for an unknown or repeated one."""
+    return _stream_args.load(parser.load_querystring(request, _stream_args))
+
+
 @bp.before_request
 def authenticate_stream() -> None:
     """Accept an API key header or a single-use `?token=` for this ticket; refuse before the handshake.
@@ -75,7 +81,7 @@ def authenticate_stream() -> None:
     in between is seen by the socket's first frame.
     """
     try:
-        args = StreamArgs().load(request.args.to_dict())
+        args = stream_args()
     except ValidationError as err:
         abort(422, message="The request has invalid fields.", errors=err.messages)
     ticket_id = (request.view_args or {}).get("ticket_id")
@@ -116,7 +122,7 @@ def release_slot(_exc: BaseException | None) -> None:
 @sock.route("/api/v1/tickets/<uuid:ticket_id>/stream", bp=bp)
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
-    args = StreamArgs().load(request.args.to_dict())
+    args = stream_args()
     grant = Grant.of(current_tenant(), current_actor())
     try:
         TicketStream(ws, ticket_id, grant, current_actor(), args["after_seq"], g.stream_generation, g.stream_slot,
@@ -253,7 +259,8 @@ class TicketStream:
         self.slot.renew()
 
     def send(self, event: dict[str, Any]) -> None:
-        self.ws.send(json.dumps(event, default=str))
+        """Send an event as JSON text; a value JSON cannot hold (infinity) raises rather than goes out."""
+        self.ws.send(json.dumps(event, default=str, allow_nan=False))
 
     def send_ticket(self) -> None:
         """Send the ticket as it is now; the socket already listens, so no later change can slip between."""
@@ -399,7 +406,7 @@ class TicketStream:
         self.last_typing = now
         try:
             redis_client().publish(self.channel, json.dumps(
-                {"type": "typing", "user_id": str(self.actor.user_id), "origin": self.id}))
+                {"type": "typing", "user_id": str(self.actor.user_id), "origin": self.id}, allow_nan=False))
         except redis.RedisError as exc:  # typing is a courtesy; never break the socket over it
             log.info("typing not relayed: %s", exc)
 

@@ -69,10 +69,14 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def expected_versions() -> set[str] | None:
-    """Return the entity tags an If-Match header accepts, or None when any version will do."""
+    """Return the entity tags an If-Match header accepts, or None when any version will do.
+
+    Only strong tags: If-Match compares strongly (RFC 9110), so `W/"v2"` matches no version and
+    answers 412.
+    """
     if not request.headers.get("If-Match") or request.if_match.star_tag:
         return None
-    return set(request.if_match.as_set(include_weak=True))
+    return set(request.if_match.as_set())
 
 
 def commit_and_respond(ticket: Ticket) -> Response:
@@ -157,7 +161,8 @@ class TicketById(MethodView):
 
         Every change to the ticket moves its ETag, a new message included: a `412` means read it again.
 
-        Setting `assignee_id` on a `new` ticket makes it `open`. Close with `/close`.
+        Setting `assignee_id` on a `new` ticket makes it `open`; `status: open` needs an assignee, already
+        there or set in the same PATCH (else `409`). Close with `/close`.
         """
         ticket = services.update_ticket(current_actor(), ticket_id, changes, expected_versions())
         return commit_and_respond(ticket)

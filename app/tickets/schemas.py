@@ -81,7 +81,8 @@ class TicketUpdateSchema(Schema):
     category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
     tags = tag_list()
     status = fields.String(validate=[_patch_status, validate.OneOf(PATCHABLE_STATUSES)],
-                           metadata={"description": "new, open, pending or resolved (close with /close)."})
+                           metadata={"description": "new, open (needs an assignee), pending or resolved "
+                                                    "(close with /close)."})
     assignee_id = Uuid(allow_none=True, metadata={"description": "An active agent or admin."})
     team_id = Uuid(allow_none=True)
 

@@ -184,7 +184,9 @@ def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
     """Return the status after `changes`, or raise Conflict saying why the move makes no sense.
 
     The queue of unassigned work is `new` with no assignee, so assigning a `new` ticket opens it
-    and taking the assignee off an `open` one puts it back in the queue.
+    and taking the assignee off an `open` one puts it back in the queue. For the same reason `open`
+    needs an assignee: an open ticket with nobody on it is in no queue, and auto-assignment (which
+    takes only `new` ones) would never pick it up.
     """
     assignee = changes.get("assignee_id", ticket.assignee_id)
     status = changes.get("status")
@@ -202,6 +204,9 @@ def _next_status(ticket: Ticket, changes: dict[str, Any]) -> str:
         return status
     if status not in TRANSITIONS[ticket.status]:
         raise Conflict(f"A ticket cannot move from {ticket.status} to {status}.")
+    if status == "open" and assignee is None:
+        raise Conflict("An open ticket needs an assignee; set assignee_id in the same change, or leave the "
+                       "status for assignment to open it.")
     return status
 
 

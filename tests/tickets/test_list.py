@@ -42,8 +42,10 @@ def test_default_is_newest_first_with_order_named(tenant, new_ticket):
 def test_every_sort_pages_through_every_ticket_in_order(tenant, new_ticket, sort):
     priorities = ["low", "urgent", "normal", "high", "normal", "urgent", "low"]
     made = [new_ticket(f"t{i}", priority=p) for i, p in enumerate(priorities)]
+    agent = tenant.user("agent")
     for ticket, status in zip(made, ["open", "pending", "resolved", "open"], strict=False):
-        tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": status})
+        change = {"status": status, "assignee_id": agent["id"]} if status == "open" else {"status": status}
+        assert tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json=change).status_code == 200
     items = _walk(tenant.api, 2, sort=sort)
     assert sorted(t["id"] for t in items) == sorted(t["id"] for t in made)
     field = sort.lstrip("-")

@@ -51,12 +51,32 @@ def test_stale_if_match_answers_412_and_changes_nothing(tenant, new_ticket, audi
     assert [e.action for e in audit_entries(tenant, ticket["id"])] == ["created", "updated"]
 
 
-def test_if_match_accepts_weak_tags_lists_and_star(tenant, new_ticket):
+def test_if_match_accepts_lists_and_star(tenant, new_ticket):
     ticket = new_ticket()
-    assert _patch(tenant.api, ticket, {"title": "a"}, 'W/"v1"').status_code == 200
-    assert _patch(tenant.api, ticket, {"title": "b"}, '"v9", "v2"').status_code == 200
+    assert _patch(tenant.api, ticket, {"title": "a"}, '"v9", "v1"').status_code == 200
+    assert _patch(tenant.api, ticket, {"title": "b"}, 'W/"v2", "v2"').status_code == 200
     assert _patch(tenant.api, ticket, {"title": "c"}, "*").status_code == 200
     assert _patch(tenant.api, ticket, {"title": "d"}, "garbage").status_code == 412
+
+
+@pytest.mark.parametrize("action", ["patch", "close", "reopen"])
+def test_a_weak_tag_of_the_current_version_never_matches_if_match(tenant, new_ticket, table_counts, action):
+    """If-Match compares strongly (RFC 9110): `W/"v1"` is not the version `"v1"`, so 412 and no change."""
+    ticket = new_ticket()
+    path = f"/api/v1/tickets/{ticket['id']}"
+    if action == "reopen":
+        assert tenant.api.post(f"{path}/close").status_code == 200
+    version = tenant.api.get(path).get_json()["version"]
+    counts = table_counts(tenant)
+    weak = {"If-Match": f'W/"v{version}"'}
+    if action == "patch":
+        resp = tenant.api.patch(path, json={"title": "weak"}, headers=weak)
+    else:
+        resp = tenant.api.post(f"{path}/{action}", headers=weak)
+    assert resp.status_code == 412, resp.get_json()
+    assert resp.headers["ETag"] == f'"v{version}"'
+    assert tenant.api.get(path).get_json()["version"] == version
+    assert table_counts(tenant) == counts
 
 
 def test_stale_if_match_on_close_answers_412(tenant, new_ticket):
@@ -172,7 +192,8 @@ def test_team_can_be_set_and_cleared(tenant, new_ticket):
 
 def test_status_moves_through_the_lifecycle(tenant, new_ticket):
     ticket = new_ticket()
-    assert _patch(tenant.api, ticket, {"status": "open"}).get_json()["status"] == "open"
+    agent = tenant.user("agent")
+    assert _patch(tenant.api, ticket, {"status": "open", "assignee_id": agent["id"]}).get_json()["status"] == "open"
     assert _patch(tenant.api, ticket, {"status": "pending"}).get_json()["status"] == "pending"
     resolved = _patch(tenant.api, ticket, {"status": "resolved"}).get_json()
     assert resolved["status"] == "resolved" and resolved["resolved_at"] is not None
@@ -200,10 +221,48 @@ def test_taking_the_assignee_off_an_open_ticket_puts_it_back_in_the_queue(tenant
     assert _patch(tenant.api, pending, {"assignee_id": None}).get_json()["status"] == "pending"
 
 
-def test_an_unassigned_open_ticket_may_go_back_to_new(tenant, new_ticket):
+def test_an_unassigned_open_ticket_may_go_back_to_new(tenant, new_ticket, in_tenant):
+    """One left open with nobody on it (before `open` needed an assignee) goes back to the queue."""
     ticket = new_ticket()
-    _patch(tenant.api, ticket, {"status": "open"})
+    with in_tenant(tenant) as session:
+        session.get(Ticket, uuid.UUID(ticket["id"])).status = "open"
+        session.commit()
     assert _patch(tenant.api, ticket, {"status": "new"}).get_json()["status"] == "new"
+
+
+@pytest.mark.parametrize("status", ["new", "pending", "resolved"])
+def test_open_without_an_assignee_is_refused_and_changes_nothing(tenant, new_ticket, table_counts, status):
+    """A ticket is open when someone is assigned: an open one with nobody on it is in no queue, and
+    auto-assignment, which takes only new tickets, would never pick it up."""
+    ticket = new_ticket()
+    if status != "new":
+        assert _patch(tenant.api, ticket, {"status": status}).status_code == 200
+    before = tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()
+    counts = table_counts(tenant)
+    resp = _patch(tenant.api, ticket, {"status": "open", "title": "still waiting"})
+    assert resp.status_code == 409, resp.get_json()
+    assert "assignee" in resp.get_json()["message"]
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json() == before
+    assert table_counts(tenant) == counts
+
+
+def test_taking_the_assignee_off_while_saying_open_is_refused(tenant, new_ticket):
+    agent = tenant.user("agent")
+    ticket = new_ticket()
+    assert _patch(tenant.api, ticket, {"assignee_id": agent["id"]}).get_json()["status"] == "open"
+    resp = _patch(tenant.api, ticket, {"assignee_id": None, "status": "open"})
+    assert resp.status_code == 409, resp.get_json()
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["assignee_id"] == agent["id"]
+
+
+@pytest.mark.parametrize("status", ["new", "pending", "resolved"])
+def test_open_with_an_assignee_in_the_same_patch_is_accepted(tenant, new_ticket, status):
+    agent = tenant.user("agent")
+    ticket = new_ticket()
+    if status != "new":
+        assert _patch(tenant.api, ticket, {"status": status}).status_code == 200
+    body = _patch(tenant.api, ticket, {"status": "open", "assignee_id": agent["id"]}).get_json()
+    assert (body["status"], body["assignee_id"]) == ("open", agent["id"])
 
 
 def test_new_with_an_assignee_is_refused(tenant, new_ticket):
