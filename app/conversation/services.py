@@ -48,6 +48,12 @@ def no_such_parent() -> Invalid:
     return Invalid.field("parent_id", "No such message on this ticket.", "The parent message is not on this ticket.")
 
 
+def note_parent() -> Invalid:
+    """Return the refusal of a public reply to an internal note: a requester would see the note's id as its parent."""
+    return Invalid.field("parent_id", "A reply to an internal note must be an internal note too.",
+                         "A public message cannot reply to an internal note; post the reply as an internal note.")
+
+
 def first_response_at(author: Any) -> sa.ColumnElement:
     """Return a ticket's first response time once `author`, staff, replies: stamped unless their own ticket or set."""
     tickets = Ticket.__table__
@@ -81,8 +87,9 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
                  internal: bool = False, attachment_ids: list[uuid.UUID] | None = None) -> Message:
     """Add a message to a ticket the actor can see; it is broadcast once the caller commits.
 
-    `attachment_ids` are the author's own uploads on this ticket that no message carries yet.
-    Posts without attachments have a one-statement twin, `writes.post_message`.
+    `attachment_ids` are the author's own uploads on this ticket that no message carries yet. A
+    reply to an internal note must be one too. Posts without attachments have a one-statement
+    twin, `writes.post_message`.
     """
     check_may_post(actor, internal)
     seq = next_seq(actor, ticket_id, internal)
@@ -91,6 +98,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
         if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
                 or not visible_to(actor, parent.internal)):
             raise no_such_parent()
+        if parent.internal and not internal:
+            raise note_parent()
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
                       author_id=actor.user_id, internal=internal, body=body, body_html=render(body),
                       created_at=datetime.now(UTC), edited_at=None, deleted_at=None)

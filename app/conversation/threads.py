@@ -2,8 +2,9 @@
 
 A reply to a reply belongs to the same thread (shown under its root, in seq order), as in Help
 Scout or Slack; deeper nesting makes a narrow screen unreadable. A reply whose parent the viewer
-cannot see (a public answer to an internal note, seen by a requester) or that is older than the
-page shows is a thread of its own. The page's script places live messages by the same rules.
+cannot see (deleted) or that is older than the page shows is a thread of its own. A reply to an
+internal note is a note too, so a requester never sees a note's id as a parent. The page's
+script places live messages by the same rules.
 """
 
 from __future__ import annotations

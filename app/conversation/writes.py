@@ -6,9 +6,9 @@ the parent's SELECT, the INSERTs of the message, event and outbox rows, and a CO
 Redis call to hand the rows on. Here one statement with data-modifying CTEs does it on an
 autocommit connection, as `app.tickets.writes` does for a new ticket, and notifies the outbox
 relay. The checks are the same: the ticket must be one the author may see, a parent must be a
-live message of that ticket the author may see, and only staff write internal notes. When the
-statement writes nothing, a second look tells why (a replay, 404 or 422); that is never the
-path of a message that is posted.
+live message of that ticket the author may see (and public, unless the post is an internal note
+too), and only staff write internal notes. When the statement writes nothing, a second look
+tells why (a replay, 404 or 422); that is never the path of a message that is posted.
 
 The body and the event are made from `MessageSchema` with a stand-in seq that SQL replaces.
 Messages with attachments go through `services.post_message`, which locks and checks each file.
@@ -31,7 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
-from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent
+from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent, note_parent
 from app.errors import Conflict, NotFound
 from app.idempotency import Claim, claim_in_sql, stored_response
 from app.markdown import render
@@ -94,6 +94,8 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
         raise NotFound("No such ticket.")
     if not found[0]:
         raise no_such_parent()
+    if not found[1]:
+        raise note_parent()
     raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
 
 
@@ -104,32 +106,41 @@ def _param(column: str) -> sa.BindParameter:
     return sa.bindparam(column, type_=MESSAGES.c[column].type)
 
 
-def _conditions(kind: str, parent: bool) -> tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool]]:
-    """Return what makes the post valid: a ticket the author sees, and a parent there the author sees."""
+Conditions = tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool], sa.ColumnElement[bool]]
+
+
+def _conditions(kind: str, parent: bool) -> Conditions:
+    """Return what makes the post valid: a ticket the author sees, a parent there the author sees, and
+    that parent as the post may answer it (which implies the one before).
+
+    A public reply may not answer an internal note: the requester would see the note's id as its
+    `parent_id`. (A requester sees no note, so for them the parent they see is public already.)
+    """
     ticket = [TICKETS.c.id == _param("ticket_id")]
     if kind == REQUESTER:
         ticket.append(TICKETS.c.requester_id == _param("author_id"))
     if not parent:
-        return ticket, sa.true()
+        return ticket, sa.true(), sa.true()
     found = MESSAGES.alias("parent")
     live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
     if kind == REQUESTER:
         live.append(found.c.internal.is_(False))
-    return ticket, sa.exists().where(*live)
+    seen = sa.exists().where(*live)
+    return ticket, seen, sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
 
 
 @cache
 def _check(kind: str, parent: bool) -> TenantStatement:
-    """A row if the author sees the ticket, saying whether the parent is valid there."""
-    ticket, parent_ok = _conditions(kind, parent)
-    return TenantStatement(sa.select(parent_ok).select_from(TICKETS).where(*ticket))
+    """A row if the author sees the ticket, saying whether the parent is there, and whether the post may answer it."""
+    ticket, seen, answerable = _conditions(kind, parent)
+    return TenantStatement(sa.select(seen, answerable).select_from(TICKETS).where(*ticket))
 
 
 @cache
 def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
-    ticket, parent_ok = _conditions(kind, parent)
-    where = [*ticket, parent_ok]
+    ticket, _seen, answerable = _conditions(kind, parent)
+    where = [*ticket, answerable]
     if claimed:
         # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
         target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)

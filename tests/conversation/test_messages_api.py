@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
 from tenants.names import schema_for
-from tests.helpers import ApiClient, new_ticket, post_message
+from tests.helpers import ApiClient, new_ticket, post_message, upload_file
 
 
 def test_post_returns_the_contract_shape_and_seq_counts_up(tenant):
@@ -193,3 +195,39 @@ def test_openapi_documents_the_conversation(client):
     assert "post" in paths["/api/v1/tickets/{ticket_id}/stream-token"]
     stream = spec["x-websockets"]["/api/v1/tickets/{ticket_id}/stream"]["get"]  # a WebSocket, not a path
     assert "101" in stream["responses"] and "/api/v1/tickets/{ticket_id}/stream" not in paths
+
+
+def test_an_unknown_list_parameter_answers_422_naming_it(tenant):
+    """A misspelt `after_seq` must not quietly return every message, as the other lists refuse it too."""
+    ticket = new_ticket(tenant.api)
+    for i in range(3):
+        post_message(tenant.api, ticket["id"], body=f"m{i}")
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    for query, name in (("afterseq=2", "afterseq"), ("bogus=1", "bogus"), ("after_seq=1&Limit=1", "Limit")):
+        resp = tenant.api.get(f"{path}?{query}")
+        assert resp.status_code == 422, (query, resp.get_json())
+        assert name in resp.get_json()["errors"]
+    assert [m["seq"] for m in tenant.api.get(f"{path}?after_seq=2").get_json()["items"]] == [3]
+
+
+@pytest.mark.parametrize("with_file", [False, True])
+def test_a_public_reply_to_an_internal_note_is_refused_so_requesters_never_learn_its_id(tenant, with_file):
+    """A public reply carries its parent's id to the requester; under a note it must be a note too."""
+    requester = tenant.key_for(tenant.user("requester"))
+    agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester)
+    note = post_message(agent, ticket["id"], body="secret note", internal=True).get_json()
+    extra = {}
+    if with_file:  # the session's path, which locks and checks each file
+        extra["attachment_ids"] = [upload_file(agent, ticket["id"], b"hello", "a.txt", "text/plain").get_json()["id"]]
+    refused = post_message(agent, ticket["id"], body="public answer", parent_id=note["id"], **extra)
+    assert refused.status_code == 422, refused.get_json()
+    assert "parent_id" in refused.get_json()["errors"]
+    as_note = post_message(agent, ticket["id"], body="noted", parent_id=note["id"], internal=True, **extra)
+    assert as_note.status_code == 201 and as_note.get_json()["parent_id"] == note["id"]
+    public = post_message(agent, ticket["id"], body="public answer")
+    assert public.status_code == 201
+    seen = requester.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body"] for m in seen] == ["public answer"]
+    assert note["id"] not in json.dumps(seen)
+    assert [m["seq"] for m in agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]] == [1, 2, 3]

@@ -300,3 +300,20 @@ def test_a_message_whose_event_was_never_published_arrives_by_periodic_catch_up(
         db.session.info[unit_of_work.PENDING].pop(LIVE_EVENTS)  # stored, but its live event is never sent
         db.session.commit()
     assert helpers.next_event(ws, "message.created")["message"]["body"] == "lost in Redis"
+
+
+def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reaches_the_requester(tenant, server_a):
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = helpers.new_ticket(requester)
+    note = helpers.post_message(tenant.api, ticket["id"], body="secret note", internal=True).get_json()
+    agent_ws = server_a.connect(ticket["id"], key=tenant.key_for(tenant.user("agent")).key)
+    requester_ws = server_a.connect(ticket["id"], key=requester.key)
+    assert helpers.next_event(agent_ws, "message.created")["message"]["id"] == note["id"]
+    helpers.send(agent_ws, type="message", body="public answer", parent_id=note["id"], ref="r1")
+    error = helpers.next_event(agent_ws, "error")
+    assert (error["code"], error["ref"]) == (422, "r1") and "parent_id" in error["errors"]
+    helpers.send(agent_ws, type="message", body="noted", parent_id=note["id"], internal=True)
+    helpers.send(agent_ws, type="message", body="public answer")
+    assert [m["body"] for m in helpers.message_events(agent_ws, 2)] == ["noted", "public answer"]
+    seen = helpers.next_event(requester_ws, "message.created")["message"]
+    assert (seen["body"], seen["parent_id"]) == ("public answer", None)

@@ -135,12 +135,14 @@ def test_internal_notes_never_reach_a_requesters_page(help_desk, ticket, sign_in
     assert post_message(agent_key, ticket["id"], body="Customer is on the enterprise plan.",
                         internal=True).status_code == 201
     public = post_message(agent_key, ticket["id"], body="We are on it.").get_json()
-    # A public reply to the internal note is shown to the requester as a thread of its own.
-    assert post_message(agent_key, ticket["id"], body="Answering the note", parent_id=messages_of(
-        help_desk, ticket)[0]["id"]).status_code == 201
+    # A public reply to the internal note would name it as its parent: only a note may answer a note.
+    note_id = messages_of(help_desk, ticket)[0]["id"]
+    assert post_message(agent_key, ticket["id"], body="Answering the note", parent_id=note_id).status_code == 422
+    assert post_message(agent_key, ticket["id"], body="Answering the note", parent_id=note_id,
+                        internal=True).status_code == 201
     requester = sign_in(help_desk.requester)
     page = requester.get(f"/t/{help_desk.slug}/tickets/{ticket['number']}").data.decode()
-    assert "We are on it." in page and "Answering the note" in page
+    assert "We are on it." in page and "Answering the note" not in page and note_id not in page
     assert "enterprise plan" not in page and "Internal note" not in page
     people = requester.get(f"/t/{help_desk.slug}/tickets/{ticket['number']}/participants").get_json()
     assert set(people) == {help_desk.requester.id, help_desk.agent.id}

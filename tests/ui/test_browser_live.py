@@ -236,3 +236,36 @@ def test_the_small_pages_at_both_widths(live_server, browser, help_desk, keep):
         keep(page, f"not-found-{name}")
         assert page.evaluate("document.documentElement.scrollWidth") <= size["viewport"]["width"]
         page.context.close()
+
+
+def test_a_reply_in_the_thread_of_an_internal_note_is_a_note(live_server, browser, help_desk):
+    """The thread composer under a note offers only a note: a public reply would show the requester the note's id."""
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Noisy fan")
+    agent_key = hd.tenant.key_for(hd.agent.user)
+    note = post_message(agent_key, ticket["id"], body="Check the warranty", internal=True).get_json()
+    public = post_message(agent_key, ticket["id"], body="Looking into it").get_json()
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.agent)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    page.locator(f"#m-{note['id']} [data-reply-to]").click()
+    form = page.locator(f'li.thread[data-root="{note["id"]}"] form.thread-composer')
+    expect(form.get_by_label("internal")).to_be_checked()
+    expect(form.get_by_label("internal")).to_be_disabled()
+    expect(form).to_have_class(re.compile("is-internal"))
+    form.locator("textarea").fill("Warranty ends in May")
+    form.get_by_role("button", name="Add internal note").click()
+    reply = page.locator(f'li.thread[data-root="{note["id"]}"] .replies article', has_text="Warranty ends")
+    expect(reply).to_have_attribute("data-delivered", "true")
+    expect(reply).to_have_class(re.compile("msg--internal"))
+
+    page.locator(f"#m-{public['id']} [data-reply-to]").click()
+    other = page.locator(f'li.thread[data-root="{public["id"]}"] form.thread-composer')
+    expect(other.get_by_label("internal")).not_to_be_checked()
+    expect(other.get_by_label("internal")).to_be_enabled()
+    expect(other.get_by_role("button", name="Send reply")).to_be_visible()
+    page.context.close()
+    last = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"][-1]
+    assert (last["body"], last["parent_id"], last["internal"]) == ("Warranty ends in May", note["id"], True)

@@ -122,6 +122,33 @@ def test_reply_to_without_script_puts_the_composer_in_the_thread(help_desk, tick
             f"/t/{help_desk.slug}/tickets/{ticket['number']}?reply_to={junk}").data.decode()
 
 
+def test_reply_to_an_internal_note_without_script_is_a_note(help_desk, ticket, sign_in):
+    """A public reply would show the requester the note's id as its parent, so the page offers only a note."""
+    hd = help_desk
+    note = post_message(hd.tenant.key_for(hd.agent.user), ticket["id"], body="VIP", internal=True).get_json()
+    client = sign_in(hd.agent)
+    page = client.get(f"/t/{hd.slug}/tickets/{ticket['number']}?reply_to={note['id']}").data.decode()
+    composer = page[page.index('<form id="composer"'):]
+    composer = composer[:composer.index("</form>")]
+    assert re.search(r'<input type="checkbox" id="internal" name="internal"[^>]* checked disabled>', composer)
+    assert '<input type="hidden" name="internal" value="on">' in composer
+    assert "is-internal" in composer and ">Add internal note</button>" in composer
+    # What the form sends: the hidden field, as a disabled checkbox is not sent.
+    posted = client.post(f"/t/{hd.slug}/tickets/{ticket['number']}/messages",
+                         data={"body": "Agreed", "parent_id": note["id"], "internal": "on"})
+    assert posted.status_code == 302
+    reply = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"][-1]
+    assert (reply["body"], reply["parent_id"], reply["internal"]) == ("Agreed", note["id"], True)
+    public = client.post(f"/t/{hd.slug}/tickets/{ticket['number']}/messages",
+                         data={"body": "Public words", "parent_id": note["id"]})
+    assert public.status_code == 422
+    assert "A public message cannot reply to an internal note" in public.data.decode()
+    answer = post_message(hd.tenant.key_for(hd.agent.user), ticket["id"], body="Public").get_json()
+    plain = client.get(f"/t/{hd.slug}/tickets/{ticket['number']}?reply_to={answer['id']}").data.decode()
+    plain = plain[plain.index('<form id="composer"'):]
+    assert 'name="internal" value="on"' not in plain[:plain.index("</form>")]
+
+
 # --- the side panel ---------------------------------------------------------------------------
 
 

@@ -313,7 +313,7 @@ function send(form) {
   }
   clearFieldError(form);
   const parent = form.querySelector("input[name=parent_id]")?.value || null;
-  const internal = Boolean(form.querySelector("input[name=internal]")?.checked);
+  const internal = Boolean(form.querySelector("input[type=checkbox][name=internal]")?.checked);
   const ref = `r${Date.now().toString(36)}-${nextRef++}`;
   // Sent before the page lays itself out again: the echo cannot be handled before this task ends.
   const frame = { type: "message", body, internal, ref };
@@ -423,8 +423,24 @@ function openThreadComposer(messageId) {
     thread.append(form);
   }
   form.querySelector("input[name=parent_id]").value = messageId;
+  lockInternal(form, message.classList.contains("msg--internal"));
   form.querySelector("textarea").setAttribute("aria-label", `body, replying to ${personName(message.dataset.author)}`);
   form.querySelector("textarea").focus();
+}
+
+// A reply to an internal note is a note too: a public one would show the requester the note's id.
+// The hidden field carries it when the form posts itself (a disabled checkbox is not sent).
+function lockInternal(form, locked) {
+  const box = form.querySelector("input[type=checkbox][name=internal]");
+  if (!box) return; // a requester's composer: they see no notes to reply to
+  if (box.disabled && !locked) box.checked = false;
+  if (locked) box.checked = true;
+  box.disabled = locked;
+  form.querySelector("input[type=hidden][name=internal]").disabled = !locked;
+  form.querySelector("[data-hint-open]").hidden = locked;
+  form.querySelector("[data-hint-note]").hidden = !locked;
+  form.classList.toggle("is-internal", box.checked);
+  form.querySelector("button[type=submit]").textContent = box.checked ? "Add internal note" : "Send reply";
 }
 
 // --- typing -------------------------------------------------------------------------------
@@ -433,7 +449,7 @@ let lastTypingSent = 0;
 document.addEventListener("input", (event) => {
   if (event.target.name !== "body" || !isOpen()) return;
   // Typing is seen by everyone on the ticket: writing an internal note must not tell the requester.
-  if (event.target.form?.querySelector("input[name=internal]")?.checked) return;
+  if (event.target.form?.querySelector("input[type=checkbox][name=internal]")?.checked) return;
   const now = Date.now();
   if (now - lastTypingSent < TYPING_EVERY_MS) return;
   lastTypingSent = now;
