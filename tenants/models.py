@@ -59,6 +59,8 @@ class ApiKey(db.Model):
         sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
         sa.Index("ix_api_keys_created_by", "tenant_id", "created_by",
                  postgresql_where=sa.text("created_by is not null and revoked_at is null")),
+        sa.Index("ix_api_keys_made_with", "made_with",
+                 postgresql_where=sa.text("made_with is not null and revoked_at is null")),
         {"schema": "public"},
     )
 
@@ -72,9 +74,11 @@ class ApiKey(db.Model):
     role: Mapped[str] = mapped_column(sa.String(16))
     # The tenant user the key acts as (audit "who", and whose tickets a requester key sees).
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    # The tenant user who made (or last rotated) it; none for the signup's and the operator's keys. A key
-    # made for someone else ends when its maker is deactivated or stops being an admin.
+    # The tenant user who made (or rotated) it, and the key they used, if any; none for the signup's and the
+    # operator's keys. A key made for someone else ends when its maker is deactivated or stops being an
+    # admin, and a revoked key takes the keys made with it along.
     created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    made_with: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Set when the key is rotated with a grace period: it works until then, alongside its successor.

@@ -50,7 +50,8 @@ def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) ->
         raise Invalid.field("user_id", "No such user.", "No such user.")
     if ROLES.index(role) < ROLES.index(user.role):
         raise Invalid.field("role", f"The user is a {user.role}.", "A key cannot have a higher role than its user.")
-    record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role, created_by=actor.user_id)
+    record, plaintext = mint_key(uuid.UUID(current_tenant().id), user.id, name, role, created_by=actor.user_id,
+                                 made_with=actor.api_key_id)
     db.session.flush()
     db.session.refresh(record, ["created_at"])
     audit.record("api_key", record.id, "created", after={"name": record.name, "role": record.role,
@@ -79,10 +80,12 @@ def rotate(actor: Actor, key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any
 
     With no grace the old key is revoked at once. Rotating a key that is already in its grace
     period shortens nothing: its successor is minted, and it keeps its end. The successor is the
-    actor's making: they hold it now.
+    actor's making (they hold it now), unless the key rotates itself: then it is the old key renewed,
+    with its maker and the key it was made with.
     """
     old = live_key(key_id)
-    record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role, created_by=actor.user_id)
+    maker = (old.created_by, old.made_with) if actor.api_key_id == old.id else (actor.user_id, actor.api_key_id)
+    record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role, *maker)
     if grace_seconds == 0:
         revoke_key(old)
     else:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from app.auth import key_cache
 from app.errors import being_moved
@@ -60,17 +61,18 @@ def lookup_id(plaintext: str) -> str | None:
 
 
 def mint_key(tenant_id: uuid.UUID | str, user_id: uuid.UUID, name: str, role: str,
-             created_by: uuid.UUID | None = None) -> tuple[ApiKey, str]:
+             created_by: uuid.UUID | None = None, made_with: uuid.UUID | None = None) -> tuple[ApiKey, str]:
     """Create a key record in the session and return it with the plaintext key (shown once).
 
-    `created_by`: the person who asked for it (none for the signup's and the operator's keys).
+    `created_by`: the person who asked for it, and `made_with` the key they asked with (none for the
+    signup's and the operator's keys).
     """
     body = "".join(secrets.choice(BASE62) for _ in range(LOOKUP_LENGTH + SECRET_LENGTH))
     prefix = body[:LOOKUP_LENGTH]
     plaintext = f"{KEY_PREFIX}{body}{_checksum(body)}"
     record = ApiKey(
         id=uuid.uuid4(), tenant_id=tenant_id, prefix=prefix, key_hash=key_digest(plaintext), name=name,
-        role=role, user_id=user_id, created_by=created_by,
+        role=role, user_id=user_id, created_by=created_by, made_with=made_with,
     )
     db.session.add(record)
     return record, plaintext
@@ -146,6 +148,22 @@ def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> st
 
 
 def revoke_key(record: ApiKey) -> None:
-    """Revoke a key; once committed, the very next request with it is refused."""
-    record.revoked_at = datetime.now(UTC)
-    key_cache.change_on_commit(str(record.tenant_id))
+    """Revoke a key and the keys made with it; once committed, the very next request with any is refused."""
+    revoke_keys(record.tenant_id, ApiKey.id == record.id)
+
+
+def revoke_keys(tenant_id: uuid.UUID | str, *which: sa.ColumnElement[bool]) -> None:
+    """Revoke a tenant's live keys that match `which`, and, all the way down, the live keys made with them.
+
+    A key minted with a key holds no more trust than it: else whoever held a key could outlive its
+    revocation by minting another first.
+    """
+    tenant = uuid.UUID(str(tenant_id))
+    doomed = sa.select(ApiKey.id).where(ApiKey.tenant_id == tenant, ApiKey.revoked_at.is_(None), *which) \
+        .cte("doomed", recursive=True)
+    child = aliased(ApiKey)
+    doomed = doomed.union(sa.select(child.id).join(doomed, child.made_with == doomed.c.id)
+                          .where(child.tenant_id == tenant, child.revoked_at.is_(None)))
+    db.session.execute(sa.update(ApiKey).where(ApiKey.id.in_(sa.select(doomed.c.id)))
+                       .values(revoked_at=sa.func.now()).execution_options(synchronize_session="fetch"))
+    key_cache.change_on_commit(str(tenant))

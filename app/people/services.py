@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from app import audit
 from app.auth import key_cache
 from app.auth.actor import Actor
+from app.auth.keys import revoke_keys
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
 from app.outbox import emit
@@ -150,7 +151,8 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
         user.password_hash = hash_password(changes["password"])
         user.session_version += 1
     if before["role"] == "admin" and user.role != "admin":
-        _revoke_keys(ApiKey.created_by == user.id, ApiKey.user_id != user.id)
+        # keys they made for others were made with a power they no longer have
+        revoke_keys(current_tenant().id, ApiKey.created_by == user.id, ApiKey.user_id != user.id)
     if before["role"] != user.role or "password" in changes:
         # the user's keys act with the new role from the next request on; their open sockets re-check
         key_cache.change_on_commit()
@@ -172,19 +174,8 @@ def delete_user(user: User) -> None:
     user.available = False
     user.session_version += 1
     db.session.execute(sa.delete(TeamMember).where(TeamMember.user_id == user.id))
-    _revoke_keys(sa.or_(ApiKey.user_id == user.id, ApiKey.created_by == user.id))
-    key_cache.change_on_commit()
+    revoke_keys(current_tenant().id, sa.or_(ApiKey.user_id == user.id, ApiKey.created_by == user.id))
     audit.record("user", user.id, "deleted", before=_snapshot(user))
-
-
-def _revoke_keys(*which: sa.ColumnElement[bool]) -> None:
-    """Revoke the tenant's live keys that match: a person's own when they leave, and the keys they made for
-    others when they leave or stop being an admin (made with a power they no longer have)."""
-    db.session.execute(
-        sa.update(ApiKey).where(ApiKey.tenant_id == uuid.UUID(current_tenant().id), ApiKey.revoked_at.is_(None),
-                                *which)
-        .values(revoked_at=sa.func.now())
-    )
 
 
 def _release_tickets(user: User) -> None:

@@ -110,6 +110,15 @@ def test_keys_an_admin_made_for_others_end_when_the_admin_leaves_or_is_demoted(t
     rotated = maker_api.post(f"/api/v1/api-keys/{made[0].get_json()['id']}/rotate", json={"grace_seconds": 600})
     assert rotated.status_code == 201
     stashed.append(ApiClient(tenant.api.client, rotated.get_json()["key"]))
+    # a key made "as" the colleague that rotates itself, then mints another: still the departing admin's making
+    own = stashed[0].get("/api/v1/api-keys").get_json()["items"]
+    made_id = next(k["id"] for k in own if k["id"] == made[0].get_json()["id"])
+    itself = stashed[0].post(f"/api/v1/api-keys/{made_id}/rotate", json={"grace_seconds": 0})
+    assert itself.status_code == 201
+    successor = ApiClient(tenant.api.client, itself.get_json()["key"])
+    minted = successor.post("/api/v1/api-keys", json={"name": "more", "role": "admin", "user_id": other_admin["id"]})
+    assert minted.status_code == 201
+    stashed = [stashed[1], stashed[2], successor, ApiClient(tenant.api.client, minted.get_json()["key"])]
     assert all(api.get("/api/v1/tickets").status_code == 200 for api in stashed)
     # a key the departing admin did not make, for the same people, is untouched
     kept = tenant.key_for(other_admin)
@@ -119,7 +128,7 @@ def test_keys_an_admin_made_for_others_end_when_the_admin_leaves_or_is_demoted(t
         assert tenant.api.patch(f"/api/v1/users/{maker['id']}", json={"role": "agent"}).status_code == 200
         assert maker_api.get("/api/v1/tickets").status_code == 200  # their own key acts as an agent now
         assert maker_api.get("/api/v1/api-keys").status_code == 403
-    assert [api.get("/api/v1/tickets").status_code for api in stashed] == [401, 401, 401]
+    assert [api.get("/api/v1/tickets").status_code for api in stashed] == [401, 401, 401, 401]
     assert kept.get("/api/v1/api-keys").status_code == 200
 
 
@@ -130,3 +139,26 @@ def test_an_admin_demoted_after_making_keys_only_for_themselves_keeps_them_as_th
     assert own.status_code == 201
     assert tenant.api.patch(f"/api/v1/users/{maker['id']}", json={"role": "agent"}).status_code == 200
     assert ApiClient(tenant.api.client, own.get_json()["key"]).get("/api/v1/tickets").status_code == 200
+
+
+def test_revoking_a_key_revokes_the_keys_made_with_it_all_the_way_down(tenant):
+    """Else whoever held a key could outlive its revocation by minting another first."""
+    admin = tenant.user("admin")
+    first = tenant.key_for(admin)
+    second = first.post("/api/v1/api-keys", json={"name": "second", "role": "admin"})
+    third = ApiClient(tenant.api.client, second.get_json()["key"]).post(
+        "/api/v1/api-keys", json={"name": "third", "role": "agent", "user_id": tenant.user("agent")["id"]})
+    assert second.status_code == third.status_code == 201
+    made = [ApiClient(tenant.api.client, r.get_json()["key"]) for r in (second, third)]
+    sibling = tenant.key_for(admin)  # made with the signup's key, not with `first`
+    first_id = next(k["id"] for k in tenant.api.get("/api/v1/api-keys?limit=200").get_json()["items"]
+                    if k["user_id"] == admin["id"] and k["name"] == "test")
+    assert tenant.api.delete(f"/api/v1/api-keys/{first_id}").status_code == 204
+    assert [api.get("/api/v1/tickets").status_code for api in (first, *made)] == [401, 401, 401]
+    assert sibling.get("/api/v1/tickets").status_code == 200
+    # a key rotated with a grace period keeps what it made until it is revoked
+    keep = sibling.post("/api/v1/api-keys", json={"name": "kept", "role": "agent"})
+    sibling_id = next(k["id"] for k in tenant.api.get("/api/v1/api-keys?limit=200").get_json()["items"]
+                      if k["user_id"] == admin["id"] and k["name"] == "test" and k["revoked_at"] is None)
+    assert tenant.api.post(f"/api/v1/api-keys/{sibling_id}/rotate", json={"grace_seconds": 600}).status_code == 201
+    assert ApiClient(tenant.api.client, keep.get_json()["key"]).get("/api/v1/tickets").status_code == 200
