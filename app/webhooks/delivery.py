@@ -11,6 +11,11 @@ One attempt, in three steps, none of which holds a transaction across the networ
    `WEBHOOK_MAX_ATTEMPTS` attempts (about a day with the defaults) all failed, with no success
    to the subscription since it began, disables the subscription, and the reason is recorded.
 
+Before it claims, a delivery nobody is sending is checked again: one the subscription no longer
+wants (its event type, or internal notes, taken off since the fan-out) ends unsent, and one whose
+attempts are all spent (only an attempt whose outcome could not be recorded leaves it pending)
+ends failed instead of being sent for ever.
+
 Receivers get each event at least once and should ignore an `X-Webhook-Id` they have seen.
 """
 
@@ -111,6 +116,9 @@ def deliver(delivery_id: uuid.UUID) -> str:
         delivery.state = "failed"
         db.session.commit()
         return "subscription disabled"
+    if delivery.leased_until is not None and delivery.leased_until >= datetime.now(UTC):
+        db.session.rollback()
+        return "not due, or another worker has it"
     if not wants(subscription, event):
         # The admin took the event type, or internal notes, off the subscription since it was fanned out.
         delivery.state = "failed"

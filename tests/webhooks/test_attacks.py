@@ -245,3 +245,21 @@ def test_a_delivery_whose_attempts_could_not_be_recorded_is_not_sent_for_ever(ho
     assert receiver.requests == []
     [attempt] = webhook_attempts(tenant, hook)
     assert attempt["status"] == "failed" and attempt["error"] == UNRECORDED
+
+
+def test_a_delivery_being_sent_is_left_to_its_sender(hooks, tenant, receiver, in_tenant, run_deliveries):
+    """The give-up and still-wanted checks come after the lease: a second job must not end an attempt in flight."""
+    from app.webhooks.models import WebhookDelivery
+
+    subscribe_webhook(tenant, receiver.url)
+    new_ticket(tenant.api)
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(WebhookDelivery).values(
+            attempts=3, leased_until=sa.func.now() + sa.text("interval '1 minute'")))
+        session.commit()
+    with in_tenant(tenant) as session:
+        from app.webhooks.delivery import deliver
+
+        [delivery_id] = session.execute(sa.select(WebhookDelivery.id)).scalars().all()
+        assert deliver(delivery_id) == "not due, or another worker has it"
+        assert session.execute(sa.select(WebhookDelivery.state)).scalar_one() == "pending"
