@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app import audit
-from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, haystack, route_for, rule_matches
+from app.assignment.matching import FALLBACK_STRATEGY, Route, RuleView, keywords_found, route_for, rule_matches
 from app.assignment.models import AssignmentDecision, AssignmentRule
 from app.assignment.strategies import Agent, Pick, choose
 from app.auth.actor import Actor
@@ -46,6 +46,7 @@ from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
 from app.tickets.services import event_data
+from tenants import current_tenant
 
 PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "required_skills", "enabled")
@@ -119,6 +120,9 @@ def create_rule(name: str, team_id: uuid.UUID, strategy: str, position: int = 0,
               "conditions": _clean_conditions(conditions), "required_skills": sorted(set(required_skills or [])),
               "enabled": enabled}
     _check_rule(values)
+    # Creates that counted at once would each see room for one more: count one at a time per organization.
+    db.session.execute(sa.text("select pg_advisory_xact_lock(hashtext('assignment_rules'), hashtext(:schema))"),
+                       {"schema": current_tenant().schema})
     if db.session.execute(sa.select(sa.func.count()).select_from(AssignmentRule)).scalar_one() >= MAX_RULES:
         raise Conflict(f"An organization may have at most {MAX_RULES} assignment rules.")
     rule = AssignmentRule(id=uuid.uuid4(), **values)
@@ -491,10 +495,10 @@ def dry_run(sample: SampleTicket, rule_id: uuid.UUID | None = None) -> dict[str,
     rules = list(db.session.execute(rules_query()).scalars())
     if rule_id is not None and rule_id not in {r.id for r in rules}:
         raise NotFound("No such assignment rule.")
-    text = haystack(sample)
+    found = keywords_found(sample, [r.conditions or {} for r in rules])
     tried = [{"id": r.id, "name": r.name, "position": r.position, "enabled": r.enabled,
-              "matches": rule_matches(r.conditions or {}, sample, text)} for r in rules]
-    route = route_for(sample, [RuleView.of(r) for r in rules if r.enabled], text)
+              "matches": rule_matches(r.conditions or {}, sample, found)} for r in rules]
+    route = route_for(sample, [RuleView.of(r) for r in rules if r.enabled], found)
     answer: dict[str, Any] = {"rules": tried, "route": None, "chosen_user_id": None, "candidates": [],
                               "reason": "No enabled rule matches; the ticket would wait unassigned.",
                               "queued_ahead": 0}
