@@ -7,10 +7,12 @@ tenant's one. A place is a member of a sorted set per tenant and queue, scored b
 ends; the job gives it back when it finishes, and a lost job's place frees itself with its lease.
 Counters are disposable: without Redis there are no queues to share anyway.
 
-A job that meets an outage (its handler raises Unavailable: clamd or the storage unreachable) is
-not failing: it waits for the dependency with its own retries (`retry_later`), whose waits double
-from `LATER_FIRST_WAIT` to `LATER_LONGEST_WAIT` for the queue's budget, instead of spending the
-few quick retries of `RETRY` meant for a job that crashed.
+A job that meets an outage (its handler raises Unavailable: clamd or the storage unreachable, no
+antivirus configured, the worker's temporary folder full) is not failing: it waits for the
+dependency with its own retries (`retry_later`), whose waits double from `LATER_FIRST_WAIT` to
+`LATER_LONGEST_WAIT` for the queue's budget, instead of spending the few quick retries of `RETRY`
+meant for a job that crashed. Unavailable means an outage only: a scan on which clamd gives no
+verdict fails its job like a crash and gets `RETRY`, so a file that hangs clamd is not retried for hours.
 """
 
 from __future__ import annotations

@@ -143,10 +143,20 @@ def suspend(slug: str, undo: bool) -> None:
 @click.argument("slug")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop(slug: str, yes: bool) -> None:
-    """Delete a tenant and all of its data."""
+    """Delete a tenant and all of its data.
+
+    Its data kept outside the database (stored files) is deleted again once the drop has committed:
+    a scan that held the schema until then may have stored files after the first deletion.
+    """
     if not yes:
         click.confirm(f"Drop {slug} and all of its data?", abort=True)
-    if not provisioning.drop_tenant(slug):
+    tenant_id = provisioning.drop_tenant(slug)
+    if tenant_id is None:
         raise click.ClickException(f"no tenant {slug!r}")
     db.session.commit()
+    try:
+        provisioning.drop_outside_data(tenant_id)
+    except Exception as exc:  # whatever the dropper's store raises; the tenant is gone, its leftovers are not
+        raise click.ClickException(f"dropped {slug}, but what it kept outside the database (tenant id "
+                                   f"{tenant_id}) could not be deleted again: {exc}") from exc
     click.echo(f"dropped {slug}")

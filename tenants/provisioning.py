@@ -97,13 +97,22 @@ _DROPPERS: list[Callable[[str], object]] = []
 
 
 def on_drop(dropper: Callable[[str], object]) -> None:
-    """Make `dropper(tenant_id)` delete a tenant's data kept outside the database when it is dropped."""
+    """Make `dropper(tenant_id)` delete a tenant's data kept outside the database when it is dropped.
+
+    It runs twice, before the drop and once the drop has committed (see `drop_tenant`), so it must
+    be idempotent.
+    """
     if dropper not in _DROPPERS:
         _DROPPERS.append(dropper)
 
 
-def drop_tenant(slug: str) -> bool:
+def drop_tenant(slug: str) -> str | None:
     """Delete a tenant, its keys and its schema with all its data, that kept elsewhere (`on_drop`) first.
+
+    Returns the dropped tenant's id (None if there is no such tenant): once the caller has
+    committed, it must call `drop_outside_data` with it again. DROP SCHEMA waits for the
+    transactions that use the schema, so a job running meanwhile (a scan) can still store files
+    after the first deletion and before the drop commits.
 
     On a shard other than the primary the schema is dropped (and committed) first, so a failure
     before the registry row goes leaves a tenant whose drop can simply be run again; so does a
@@ -111,9 +120,8 @@ def drop_tenant(slug: str) -> bool:
     """
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
-        return False
-    for dropper in _DROPPERS:
-        dropper(str(tenant.id))
+        return None
+    drop_outside_data(str(tenant.id))
     drop = f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'
     if tenant.shard == PRIMARY_SHARD:
         db.session.execute(sa.text(drop))
@@ -122,7 +130,13 @@ def drop_tenant(slug: str) -> bool:
             conn.exec_driver_sql(drop)
     db.session.delete(tenant)
     registry_changed(tenant.id)
-    return True
+    return str(tenant.id)
+
+
+def drop_outside_data(tenant_id: str) -> None:
+    """Run every `on_drop` dropper for the tenant: before its drop, and again once the drop has committed."""
+    for dropper in _DROPPERS:
+        dropper(tenant_id)
 
 
 def all_tenants() -> list[Tenant]:

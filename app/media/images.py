@@ -12,12 +12,20 @@ read from the header and checked before any pixel is decoded. So is a JPEG with 
 small file can repeat a tiny scan thousands of times and hold a worker's CPU for minutes (a
 4000 x 4000 image with one 31-byte scan repeated 20,000 times took 22.6 s). The scans are
 counted from the file's markers before anything is decoded, as libjpeg-turbo's `-maxscans` does.
+
+Only the first picture of a JPEG is decoded. Pillow opens a multi-picture JPEG (MPO: a stereo
+pair, a depth map) as frames, but a JPEG's copy holds one picture, so the others would be dropped
+anyway; decoding them went unchecked too (an 8 x 8 first picture let a 4000 x 4000 second one with
+2,000 scans hold a worker for 20 s). So the size and scan checks are of the first picture, the only
+one decoded: counting the later pictures instead would walk bytes after the first EOI, where
+cameras also append data that is no JPEG at all (a motion photo's video).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from PIL import Image, ImageOps, ImageSequence
@@ -45,7 +53,11 @@ class CleanImage:
 
 
 def reencode(source: Path, content_type: str, out_dir: Path, max_pixels: int) -> CleanImage:
-    """Write a metadata-free copy of an image and its PNG thumbnail into `out_dir`."""
+    """Write a metadata-free copy of an image and its PNG thumbnail into `out_dir`.
+
+    Raises ImageRefused for an image that cannot be decoded safely, and OSError (with an errno) when
+    the worker's own disk fails: that is not the image's fault.
+    """
     expected = FORMATS[content_type]
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -60,14 +72,17 @@ def reencode(source: Path, content_type: str, out_dir: Path, max_pixels: int) ->
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRefused(f"The image has too many pixels to decode safely: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the worker's disk (full, gone), not the image
+            raise
         raise ImageRefused(f"The image cannot be decoded: {exc}") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
 
 def _jpeg_scans(source: Path, stop: int) -> int:
-    """Count a JPEG's scans (SOS markers) by walking its segments, up to `stop`; decode nothing.
+    """Count the scans (SOS markers) of a JPEG's first picture by walking its segments, up to `stop`.
 
+    Decodes nothing, and stops at the first EOI: what follows is never decoded (see `_reencode`).
     Segments are skipped by their length, so an SOS inside metadata (an EXIF thumbnail) is not
     counted; inside a scan's data a 0xFF byte is followed by 0x00 (stuffed) or a restart marker.
     """
@@ -92,12 +107,13 @@ def _jpeg_scans(source: Path, stop: int) -> int:
 def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> CleanImage:
     with Image.open(source, formats=[expected]) as image:
         width, height = image.size
-        frames = getattr(image, "n_frames", 1)
+        # A JPEG's copy holds its first picture alone, so an MPO's others are neither checked nor decoded.
+        frames = 1 if expected == "JPEG" else getattr(image, "n_frames", 1)
         if width <= 0 or height <= 0 or width * height > max_pixels:
             raise ImageRefused(f"The image is {width} x {height} pixels, more than the {max_pixels} allowed.")
         if frames > MAX_FRAMES or width * height * frames > max_pixels:
             raise ImageRefused(f"The image has {frames} frames of {width} x {height} pixels, too many to decode.")
-        fresh = [_fresh_copy(frame, expected) for frame in ImageSequence.Iterator(image)]
+        fresh = [_fresh_copy(frame, expected) for frame in islice(ImageSequence.Iterator(image), frames)]
         durations = _durations(image, frames)
         loop = image.info.get("loop", 0)
     clean = out_dir / "clean"

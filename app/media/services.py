@@ -10,11 +10,14 @@ recorded and the quota is untouched.
 
 The scan job records its attempt in a transaction of its own before it starts, so a file that
 kills its worker (or clamd) still counts, and after `MEDIA_SCAN_ATTEMPTS` tries the attachment
-ends `scan_failed` instead of being retried for ever. An outage is not the file's fault: when
-clamd cannot be reached or the storage cannot be read or written, the attempt is given back
-and the job asks to be retried later (Unavailable), which `app.worker` turns into retries with
-a growing wait for `MEDIA_SCAN_RETRY_BUDGET`; the file stays `pending` however long the outage
-lasts. Every state change is announced on the ticket's stream as `attachment.updated`.
+ends `scan_failed` instead of being retried for ever; a try on which clamd gives no verdict
+fails the job, which RQ retries on the queue's short `RETRY` schedule (a file that crashes the
+scanner is not retried for hours). An outage is not the file's fault: when clamd cannot be
+reached, no antivirus is configured (an operator's slip must not lose accepted uploads), the
+storage cannot be read or written, or the worker cannot write its working copy (a full temporary
+folder), the attempt is given back and the job asks to be retried later (Unavailable), which
+`app.worker` turns into retries with a growing wait for `MEDIA_SCAN_RETRY_BUDGET`; the file stays
+`pending` however long the outage lasts. Every state change is announced on the ticket's stream as `attachment.updated`.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ def init_app(app: Flask) -> None:
 
 
 def _drop_files(tenant_id: str) -> None:
-    """Delete every file of a tenant being dropped (`flask tenants drop`), before its schema goes."""
+    """Delete every file of a tenant being dropped (`flask tenants drop`), before its schema goes and again
+    once the drop has committed (a scan the drop waited for may have stored files in between)."""
     log.info("deleted %d stored files of dropped tenant %s", storage().delete_tenant(tenant_id), tenant_id)
 
 
@@ -525,9 +529,10 @@ def _wait_out(attachment_id: uuid.UUID, reason: str) -> NoReturn:
 def scan_attachment(attachment_id: uuid.UUID) -> str:
     """Decide a pending attachment's fate (the `media` queue's job); return its status.
 
-    Raises Unavailable, for the job to be retried later, while clamd or the storage cannot be
-    reached (such tries do not count), and while the antivirus gives no verdict on the file and
-    tries are left; the last such try records `scan_failed` instead.
+    Raises Unavailable, for the job to be retried later, during an outage (clamd or the storage
+    unreachable, no antivirus configured, the worker's temporary folder full): such tries do not
+    count. Raises ScannerError while the antivirus gives no verdict on the file and tries are left,
+    so RQ retries the job as it does one that crashed; the last such try records `scan_failed`.
     """
     attempt = _count_attempt(attachment_id)
     if attempt is None:
@@ -541,9 +546,8 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             "scan_failed", f"The scan did not finish after {max_attempts} tries; the file may crash the scanner."))
     antivirus = _antivirus()
     if antivirus is None:
-        return _decide(attachment_id, Verdict(
-            "scan_failed", "No antivirus is configured (CLAMD_SOCKET or CLAMD_HOST), and the operator has not "
-                           "turned antivirus off."))
+        _wait_out(attachment_id, "No antivirus is configured (CLAMD_SOCKET or CLAMD_HOST), and the operator "
+                                 "has not turned antivirus off")
     claim = types.claimed_type(attachment.filename, attachment.declared_type)
     checks = _checks(limits().allowed_set)
     tenant_id = current_tenant().id
@@ -557,6 +561,8 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             return _decide(attachment_id, Verdict("scan_failed", "The stored file is missing."))
         except StorageError as exc:
             _wait_out(attachment_id, f"The storage could not be read: {exc}")
+        except OSError as exc:  # the worker's own disk, not the file: full, read-only
+            _wait_out(attachment_id, f"The worker could not write its working copy: {exc}")
         if copied != attachment.size:
             return _decide(attachment_id, Verdict(
                 "scan_failed", f"The stored file has {copied} bytes instead of {attachment.size}."))
@@ -566,6 +572,8 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             _wait_out(attachment_id, f"The antivirus could not be reached: {exc}")
         except ScannerError as exc:
             return _retry_or_fail(attachment_id, attempt, max_attempts, f"The antivirus gave no verdict: {exc}")
+        except OSError as exc:  # the worker's disk, writing an image's clean copy (see images.reencode)
+            _wait_out(attachment_id, f"The worker could not write the clean copy: {exc}")
         sizes = None
         if verdict.image is not None:
             sizes = (verdict.image.path.stat().st_size, verdict.image.thumbnail.stat().st_size)
@@ -596,8 +604,12 @@ def _within_limit(verdict: Verdict, clean_size: int, max_size: int) -> Verdict:
 
 
 def _retry_or_fail(attachment_id: uuid.UUID, attempt: int, max_attempts: int, reason: str) -> str:
+    """Fail this try (RQ retries it on the short `RETRY` schedule) or, on the last, record `scan_failed`.
+
+    Not Unavailable: that would wait for `MEDIA_SCAN_RETRY_BUDGET`, hours for a file that crashes clamd.
+    """
     if attempt < max_attempts:
-        raise Unavailable(f"{reason} (try {attempt} of {max_attempts})", retry_after=attempt * 5)
+        raise ScannerError(f"{reason} (try {attempt} of {max_attempts})")
     return _decide(attachment_id, Verdict("scan_failed", f"{reason} (after {attempt} tries)"))
 
 

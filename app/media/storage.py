@@ -34,6 +34,7 @@ from werkzeug.http import quote_header_value
 VARIANTS = ("original", "clean", "thumbnail")
 PART_SIZE = 8 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
+PART_SUFFIX = ".part"
 
 
 class StorageError(Exception):
@@ -65,10 +66,14 @@ class MediaStorage(Protocol):
         """Return a context manager that stores what is written once the block ends without error."""
 
     def copy_to(self, key: str, out: BinaryIO) -> int:
-        """Copy an object's bytes into a local file; return how many (ObjectMissing if there is none)."""
+        """Copy an object's bytes into a local file; return how many (ObjectMissing if there is none).
+
+        An error writing `out` (the caller's disk, full or read-only) is raised as the OSError it is,
+        not as a StorageError: the caller's disk failed, not the storage.
+        """
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete objects; missing ones are fine."""
+        """Delete objects; missing ones are fine, any the store refuses raise StorageError."""
 
     def delete_tenant(self, tenant_id: str | uuid.UUID) -> int:
         """Delete every object of a tenant (it is being dropped); return how many there were."""
@@ -95,7 +100,7 @@ class LocalStorage:
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[Writer]:
         target = self.path(key)
-        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}{PART_SUFFIX}")
         try:
             with contextlib.ExitStack() as files:
                 with _disk_errors():
@@ -114,10 +119,18 @@ class LocalStorage:
             raise
 
     def copy_to(self, key: str, out: BinaryIO) -> int:
+        copied = 0
+        for chunk in self._chunks(key):
+            out.write(chunk)
+            copied += len(chunk)
+        return copied
+
+    def _chunks(self, key: str) -> Iterator[bytes]:
+        """Yield an object's bytes; only errors reading them (not the consumer's) become StorageErrors."""
         try:
             with open(self.path(key), "rb") as source:
-                shutil.copyfileobj(source, out, COPY_CHUNK)
-                return source.tell()
+                while chunk := source.read(COPY_CHUNK):
+                    yield chunk
         except FileNotFoundError as exc:
             raise ObjectMissing(key) from exc
         except OSError as exc:
@@ -133,7 +146,8 @@ class LocalStorage:
         if not folder.is_dir():
             return 0
         with _disk_errors():
-            count = sum(1 for p in folder.rglob("*") if p.is_file())
+            # a `.part` file is an upload still being written, not a stored object
+            count = sum(1 for p in folder.rglob("*") if p.is_file() and p.suffix != PART_SUFFIX)
             shutil.rmtree(folder)
         return count
 
@@ -220,13 +234,24 @@ class S3Storage:
         return copied
 
     def delete(self, keys: Iterable[str]) -> None:
+        """Delete objects, 1000 a request; raise StorageError if S3 refused any (after trying them all).
+
+        S3 answers 200 even when it deleted nothing: what it refused (access denied, an object lock)
+        is listed in the answer's `Errors`, even in quiet mode.
+        """
         keys = list(keys)
+        refused: list[dict] = []
         try:
             for start in range(0, len(keys), 1000):
-                self.client.delete_objects(Bucket=self.bucket, Delete={
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
                     "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+                refused += answer.get("Errors", [])
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(str(exc)) from exc
+        if refused:
+            first = refused[0]
+            raise StorageError(f"S3 refused to delete {len(refused)} of {len(keys)} objects, first "
+                               f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
 
     def delete_tenant(self, tenant_id: str | uuid.UUID) -> int:
         count = 0

@@ -56,6 +56,17 @@ def progressive_jpeg_with_repeated_scan(side: int = 4000, repeats: int = 20_000)
     return data[:-2] + scan * repeats + b"\xff\xd9"
 
 
+def mpo_with_repeated_scan(side: int = 4000, repeats: int = 2000) -> bytes:
+    """A multi-picture JPEG (MPO): an 8 x 8 first picture, then a progressive side x side one whose
+    last scan is repeated `repeats` times (libmagic calls it image/jpeg; Pillow opens two frames)."""
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 160, 90)).save(out, "MPO", save_all=True, progressive=True,
+                                                 append_images=[Image.new("RGB", (side, side), (120, 30, 200))])
+    data = out.getvalue()
+    start = data.rindex(b"\xff\xda")  # the second picture's last scan; it ends the file, so no offset moves
+    return data[:-2] + data[start:-2] * repeats + b"\xff\xd9"
+
+
 def jpeg_with_gps_and_comment() -> bytes:
     """A JPEG photo carrying EXIF (camera, GPS position, orientation) and a JPEG comment."""
     image = Image.new("RGB", (120, 80), (240, 200, 10))

@@ -4,16 +4,20 @@ scan that cannot read or write the storage waits for it, counting no try, and ne
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
+import tempfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
 from botocore.config import Config
 
 from app.extensions import db
+from app.media import services as media_services
 from app.media.models import Attachment
 from app.media.storage import LocalStorage, StorageError, object_key, storage
 from tenants import active_tenant
@@ -182,3 +186,42 @@ def test_a_scan_whose_clean_copy_cannot_be_stored_waits_and_counts_no_try(app, t
     run_scans(tenant)
     found = get_attachment(tenant.api, body["id"])
     assert found["status"] == "clean" and found["thumbnail_url"]
+
+
+def test_a_scan_whose_working_copy_cannot_be_written_waits_and_counts_no_try(app, tenant, bucket, upload, run_scans,
+                                                                            monkeypatch, in_tenant, tmp_path):
+    """A full temporary folder is the worker's outage: its raw OSError counted tries, and after
+    `MEDIA_SCAN_ATTEMPTS` the file ended `scan_failed`, deleted."""
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.text(), "notes.txt").get_json()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "original").symlink_to("/dev/full")  # every write there: ENOSPC, No space left on device
+    monkeypatch.setattr(media_services, "tempfile", SimpleNamespace(
+        TemporaryDirectory=lambda prefix: contextlib.nullcontext(str(full))))
+    assert run_scans(tenant) == 6
+    assert get_attachment(tenant.api, body["id"])["status"] == "pending"
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, body["id"]).scan_attempts == 0
+    monkeypatch.setattr(media_services, "tempfile", tempfile)  # room again
+    run_scans(tenant)
+    assert get_attachment(tenant.api, body["id"])["status"] == "clean"
+
+
+def test_an_image_whose_clean_copy_cannot_be_written_waits_and_counts_no_try(app, tenant, media, upload, run_scans,
+                                                                             monkeypatch, in_tenant, tmp_path):
+    """The save's ENOSPC was read as "the image cannot be decoded": an accepted image ended rejected, deleted."""
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.png(), "shot.png").get_json()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "clean").symlink_to("/dev/full")  # the clean copy's every write: ENOSPC
+    monkeypatch.setattr(media_services, "tempfile", SimpleNamespace(
+        TemporaryDirectory=lambda prefix: contextlib.nullcontext(str(full))))
+    run_scans(tenant)
+    assert get_attachment(tenant.api, body["id"])["status"] == "pending"
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, body["id"]).scan_attempts == 0
+    monkeypatch.setattr(media_services, "tempfile", tempfile)  # room again
+    run_scans(tenant)
+    assert get_attachment(tenant.api, body["id"])["status"] == "clean"

@@ -15,8 +15,10 @@ from PIL import Image
 
 from app.audit import AuditEntry
 from app.embedded import EmbeddedClamd
+from app.media.clamd import ScannerError
 from app.media.models import Attachment
 from app.outbox.models import OutboxRow
+from app.worker import run_outbox_row, use_app
 from tests.helpers import get_attachment, new_ticket
 from tests.media import samples
 from tests.media.conftest import SCAN_HANDLER
@@ -142,12 +144,41 @@ def test_a_file_over_clamds_limits_is_scan_failed_never_clean(app, tenant, ticke
             else "size limit" in found["status_reason"] or "stopped reading" in found["status_reason"])
 
 
-def test_with_no_scanner_configured_nothing_is_clean(app, tenant, ticket, upload, run_scans, monkeypatch):
+def test_with_no_scanner_configured_nothing_is_clean_and_uploads_wait_for_one(app, tenant, ticket, upload, run_scans,
+                                                                               monkeypatch, clamd_socket, stored,
+                                                                               in_tenant):
+    """An operator's slip is an outage: ending such scans `scan_failed` deleted every accepted upload."""
     monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
     monkeypatch.setitem(app.config, "CLAMD_HOST", "")
     assert tenant.api.get("/api/v1/media/types").get_json()["antivirus"] == "not_configured"
-    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")
-    assert found["status"] == "scan_failed" and "No antivirus is configured" in found["status_reason"]
+    found = scanned(tenant, upload, run_scans, ticket, samples.text(), "notes.txt")  # six tries
+    assert found["status"] == "pending" and stored(tenant, found["id"]) == samples.text()
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, found["id"]).scan_attempts == 0
+        row = session.execute(sa.select(OutboxRow).where(OutboxRow.handler == SCAN_HANDLER)).scalar_one()
+        assert "No antivirus is configured" in row.last_error and row.processed_at is None
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", clamd_socket)  # the operator names clamd
+    run_scans(tenant)
+    assert get_attachment(tenant.api, found["id"])["status"] == "clean"
+
+
+def test_a_try_without_a_verdict_fails_its_job_for_the_quick_retries(app, tenant, ticket, upload, monkeypatch,
+                                                                      hung_scanner, in_tenant):
+    """Raised as an outage, it was retried for MEDIA_SCAN_RETRY_BUDGET (hours) instead of RQ's `RETRY`."""
+    monkeypatch.setitem(app.config, "CLAMD_SOCKET", "")
+    monkeypatch.setitem(app.config, "CLAMD_HOST", hung_scanner[0])
+    monkeypatch.setitem(app.config, "CLAMD_PORT", hung_scanner[1])
+    monkeypatch.setitem(app.config, "CLAMD_TIMEOUT", 0.3)
+    body = upload(tenant.api, ticket["id"], samples.text(), "notes.txt").get_json()
+    with in_tenant(tenant) as session:
+        row_id = session.execute(sa.select(OutboxRow.id).where(OutboxRow.handler == SCAN_HANDLER)).scalar_one()
+    use_app(app)
+    with pytest.raises(ScannerError, match="try 1 of 3"):  # a failed job: RQ retries it on `RETRY`
+        run_outbox_row(tenant.slug, row_id)
+    with in_tenant(tenant) as session:
+        assert session.get(Attachment, body["id"]).scan_attempts == 1
+        row = session.get(OutboxRow, row_id)
+        assert "gave no verdict" in row.last_error and row.processed_at is None
 
 
 def test_antivirus_turned_off_is_recorded_on_the_attachment(app, tenant, ticket, upload, run_scans, monkeypatch):
@@ -211,6 +242,25 @@ def test_a_progressive_jpeg_with_too_many_scans_is_rejected_before_it_is_decoded
     # an ordinary progressive JPEG (ten scans), or one with a few dozen, is still an image like any other
     fine = scanned(tenant, upload, run_scans, ticket, samples.progressive_jpeg_with_repeated_scan(400, 80), "ok.jpg")
     assert fine["status"] == "clean" and fine["thumbnail_url"]
+
+
+def test_only_the_first_picture_of_a_multi_picture_jpeg_is_decoded(tenant, ticket, upload, run_scans, stored,
+                                                                   monkeypatch):
+    """Pillow opens an MPO as frames and every frame was decoded, though the checks looked at the first
+    alone: an 8 x 8 first picture let a 4000 x 4000 one with 2,000 scans hold the worker for 20 s."""
+    from PIL import MpoImagePlugin
+
+    data = samples.mpo_with_repeated_scan()
+    assert len(data) < 205_000 and Image.open(io.BytesIO(data)).n_frames == 2
+    frames = []
+    real_seek = MpoImagePlugin.MpoImageFile.seek
+    monkeypatch.setattr(MpoImagePlugin.MpoImageFile, "seek",
+                        lambda self, frame: frames.append(frame) or real_seek(self, frame))
+    found = scanned(tenant, upload, run_scans, ticket, data, "stereo.jpg")
+    assert [f for f in frames if f > 0] == []  # the second picture was never reached
+    assert found["status"] == "clean" and found["content_type"] == "image/jpeg"
+    kept = Image.open(io.BytesIO(stored(tenant, found["id"], "clean")))
+    assert kept.format == "JPEG" and kept.size == (8, 8) and getattr(kept, "n_frames", 1) == 1
 
 
 def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans):
