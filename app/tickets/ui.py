@@ -157,11 +157,12 @@ def ticket_page(number: int, refused: Refusal | None = None, form: str | None = 
     staff = staff_users() if actor.is_staff else []
     people = users_by_id([ticket.requester_id, ticket.assignee_id, *(m.author_id for m in messages)])
     people.update({u.id: u for u in staff})
-    reply_to = _reply_to(request.args.get("reply_to"), messages)
+    values = (request.form if values is None else values) if refused and refused.keep_input else {}
+    # A refused reply keeps its thread, and a note's thread keeps the composer a note.
+    reply_to = _reply_to(request.args.get("reply_to") or values.get("parent_id"), messages)
     context: dict[str, Any] = {
         "ticket": ticket, "etag": services.etag(ticket), "threads": threads_of(messages), "older": older,
-        "people": people, "me": actor, "refused": refused, "refused_form": form,
-        "values": (request.form if values is None else values) if refused and refused.keep_input else {},
+        "people": people, "me": actor, "refused": refused, "refused_form": form, "values": values,
         "reply_to": reply_to,
         "last_seq": max((m.seq for m in messages), default=0), "shown_limit": MESSAGES_SHOWN,
         "script_people": {str(i): {"name": u.name, "role": u.role} for i, u in people.items()},

@@ -149,6 +149,25 @@ def test_reply_to_an_internal_note_without_script_is_a_note(help_desk, ticket, s
     assert 'name="internal" value="on"' not in plain[:plain.index("</form>")]
 
 
+def test_a_refused_reply_to_an_internal_note_stays_a_note_in_its_thread(help_desk, ticket, sign_in):
+    """Without the lock the page would offer a public reply to the note, which is refused."""
+    hd = help_desk
+    note = post_message(hd.tenant.key_for(hd.agent.user), ticket["id"], body="VIP", internal=True).get_json()
+    client = sign_in(hd.agent)
+    refused = client.post(f"/t/{hd.slug}/tickets/{ticket['number']}/messages",
+                          data={"body": "x" * (64 * 1024 + 1), "parent_id": note["id"], "internal": "on"})
+    assert refused.status_code == 422
+    page = refused.data.decode()
+    assert '<p class="field-error" id="body-error">Length must be between 1 and 65536.</p>' in page
+    composer = page[page.index('<form id="composer"'):]
+    composer = composer[:composer.index("</form>")]
+    assert "Replying in thread to" in composer and f'name="parent_id" value="{note["id"]}"' in composer
+    assert re.search(r'<input type="checkbox" id="internal" name="internal"[^>]* checked disabled>', composer)
+    assert '<input type="hidden" name="internal" value="on">' in composer
+    assert "A reply to an internal note is an internal note too" in composer
+    assert hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"][-1]["id"] == note["id"]
+
+
 # --- the side panel ---------------------------------------------------------------------------
 
 
