@@ -42,7 +42,8 @@ class Rules(MethodView):
     @idempotent
     @blp.arguments(RuleSchema)
     @blp.response(201, RuleSchema)
-    @blp.alt_response(409, response="DEFAULT_ERROR", description="The organization has its 200 rules already.")
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="The organization has its 200 rules, or 20,000 characters of keywords, already.")
     def post(self, data):
         """Add a rule. The first enabled rule whose conditions all match picks the team and strategy."""
         return services.create_rule(**data)
@@ -72,6 +73,8 @@ class RuleById(MethodView):
     @admin_only
     @blp.arguments(RulePatchSchema, required=False)
     @blp.response(200, RuleSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="The organization's rules would hold more than 20,000 characters of keywords.")
     def patch(self, changes, rule_id: uuid.UUID):
         """Change a rule; tickets waiting in the unassigned queue are re-evaluated."""
         rule = services.update_rule(services.rule_or_404(rule_id), changes)

@@ -57,6 +57,9 @@ AHEAD_BATCH = 100
 # Every rule is tried on every waiting ticket (its keywords searched in title and description), by
 # workers all organizations share: a bound on the rules is a bound on that work.
 MAX_RULES = 200
+# All rules' keywords make one automaton per worker process (`matching.Keywords`): their total length bounds
+# its build (about 0.1 s) and its memory (a few MB).
+MAX_KEYWORD_CHARACTERS = 20_000
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -108,6 +111,22 @@ def _check_rule(values: dict[str, Any]) -> None:
         raise Invalid("; ".join(m for ms in errors.values() for m in ms), errors)
 
 
+def _one_rule_change_at_a_time() -> None:
+    """Take the organization's rule lock: changes that counted at once would each see room for one more."""
+    db.session.execute(sa.text("select pg_advisory_xact_lock(hashtext('assignment_rules'), hashtext(:schema))"),
+                       {"schema": current_tenant().schema})
+
+
+def _check_keywords(rule_id: uuid.UUID | None, conditions: dict[str, Any]) -> None:
+    """Refuse keywords past the organization's total (409): every worker builds them into one automaton."""
+    others = db.session.execute(sa.select(AssignmentRule.conditions).where(AssignmentRule.id != rule_id)
+                                if rule_id else sa.select(AssignmentRule.conditions)).scalars()
+    total = sum(len(k) for c in [*others, conditions] for k in (c or {}).get("keywords_any") or ())
+    if total > MAX_KEYWORD_CHARACTERS:
+        raise Conflict(f"An organization's rules may hold at most {MAX_KEYWORD_CHARACTERS:,} characters of "
+                       "keywords in all; shorten or merge some.")
+
+
 def _clean_conditions(conditions: dict[str, Any] | None) -> dict[str, Any]:
     return {k: sorted(set(v), key=str) for k, v in (conditions or {}).items() if v}
 
@@ -120,11 +139,10 @@ def create_rule(name: str, team_id: uuid.UUID, strategy: str, position: int = 0,
               "conditions": _clean_conditions(conditions), "required_skills": sorted(set(required_skills or [])),
               "enabled": enabled}
     _check_rule(values)
-    # Creates that counted at once would each see room for one more: count one at a time per organization.
-    db.session.execute(sa.text("select pg_advisory_xact_lock(hashtext('assignment_rules'), hashtext(:schema))"),
-                       {"schema": current_tenant().schema})
+    _one_rule_change_at_a_time()
     if db.session.execute(sa.select(sa.func.count()).select_from(AssignmentRule)).scalar_one() >= MAX_RULES:
         raise Conflict(f"An organization may have at most {MAX_RULES} assignment rules.")
+    _check_keywords(None, values["conditions"])
     rule = AssignmentRule(id=uuid.uuid4(), **values)
     db.session.add(rule)
     db.session.flush()
@@ -142,6 +160,9 @@ def update_rule(rule: AssignmentRule, changes: dict[str, Any]) -> AssignmentRule
     if "required_skills" in changes:
         values["required_skills"] = sorted(set(changes["required_skills"] or []))
     _check_rule(values)
+    if "conditions" in changes:
+        _one_rule_change_at_a_time()
+        _check_keywords(rule.id, values["conditions"])
     for f in RULE_FIELDS:
         setattr(rule, f, values[f])
     db.session.flush()

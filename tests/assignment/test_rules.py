@@ -1,6 +1,10 @@
-"""Assignment rules: the contract's CRUD, validation, roles, order and conditions."""
+"""Assignment rules: the contract's CRUD, validation, roles, order, conditions and their cap."""
+
+import contextlib
+import threading
 
 import pytest
+import sqlalchemy as sa
 
 
 def test_rule_crud(desk):
@@ -189,3 +193,46 @@ def test_a_dry_run_changes_nothing_and_answers_unmatched(desk):
                            json={"ticket": {"title": "x"}, "rule_id": str(desk.t.admin_id)}).status_code == 404
     requester = desk.t.key_for(desk.t.user("requester"))
     assert requester.post("/api/v1/assignment-rules/dry-run", json={"ticket": {"title": "x"}}).status_code == 403
+
+
+def test_concurrent_creates_stop_at_the_cap(app, desk, in_tenant, monkeypatch):
+    """Each create counts, then inserts: held together after the insert, all of them saw room for one more.
+
+    The barrier has a timeout, so creates that wait on each other's lock go on one by one after it.
+    """
+    from app.assignment import services
+    from app.assignment.models import AssignmentRule
+
+    team = desk.team("Support", desk.agents(1))
+    template = desk.rule(team, name="first")
+    with in_tenant(desk.t) as session:
+        session.add_all(AssignmentRule(name=f"r{n}", team_id=template["team_id"], strategy=template["strategy"],
+                                       position=n, conditions={}, required_skills=[], enabled=True)
+                        for n in range(services.MAX_RULES - 3))
+        session.commit()
+    creates = 8
+    barrier = threading.Barrier(creates)
+    emit = services.emit
+
+    def held_emit(*args, **kwargs):
+        emit(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(2.0)
+
+    monkeypatch.setattr(services, "emit", held_emit)
+    statuses: list[int] = []
+
+    def create(n: int) -> None:
+        resp = app.test_client().post("/api/v1/assignment-rules", headers={"Authorization": f"Bearer {desk.t.key}"},
+                                      json={"name": f"late {n}", "team_id": team["id"], "strategy": "round_robin"})
+        statuses.append(resp.status_code)
+
+    workers = [threading.Thread(target=create, args=(n,)) for n in range(creates)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    with in_tenant(desk.t) as session:
+        rules = session.execute(sa.select(sa.func.count()).select_from(AssignmentRule)).scalar_one()
+    assert sorted(statuses) == [201] * 2 + [409] * (creates - 2), statuses
+    assert rules == services.MAX_RULES
