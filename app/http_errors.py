@@ -109,7 +109,10 @@ def api_error_response(error: HTTPException):
 
 
 def html_error_response(error: HTTPException):
-    """Render an HTML error page for UI paths, with the error's headers (Retry-After, ETag)."""
+    """Answer an error on a UI path with the error's headers (Retry-After, ETag).
+
+    An HTML page, or plain text when the Host header could not be read: the page's links need it.
+    """
     data = getattr(error, "data", None) or {}
     headers = dict(data.get("headers") or {})
     message = data.get("message")

@@ -26,7 +26,7 @@ from tenants.database import (
     shadow_tenant_tables,
 )
 from tenants.models import ApiKey, Tenant
-from tenants.names import PRIMARY_SHARD, RESERVED_SLUGS, is_slug, schema_for, slug_problem
+from tenants.names import PRIMARY_SHARD, RESERVED_SLUGS, SLUG_RULE, is_slug, schema_for, slug_problem
 from tenants.probe import tenants_having
 from tenants.provisioning import SlugTaken, create_tenant, new_tenant_ref, on_drop, on_registry_change
 from tenants.resolution import (
@@ -41,7 +41,7 @@ from tenants.shards import NoRoom, check_shards, parse_capacities, parse_shards,
 from tenants.statements import TenantStatement, autocommit_connection
 
 __all__ = [
-    "PRIMARY_SHARD", "RESERVED_SLUGS", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
+    "PRIMARY_SHARD", "RESERVED_SLUGS", "SLUG_RULE", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
     "TenantPathMiddleware", "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db",

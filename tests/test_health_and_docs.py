@@ -1,9 +1,12 @@
 """Health checks and the OpenAPI document."""
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
 from app import create_app
+from tenants.names import slug_problem
 from tests.helpers import app_config
 
 
@@ -73,3 +76,12 @@ def test_every_property_of_the_document_has_a_type(client):
     untyped = [(name, prop) for name, schema in schemas.items() for prop, value in schema.get("properties", {}).items()
                if not {"type", "$ref", "allOf", "anyOf", "oneOf"} & set(value)]
     assert untyped == []
+
+
+@pytest.mark.parametrize("slug", ["acme", "ab", "ab-cd", "abc--d", "a1-2", "ab--cd", "xn--80ak6aa92e", "pg-x",
+                                  "www", "a", "1ab", "Acme", "ab_cd", "a" * 40, "a" * 41])
+def test_the_document_refuses_the_slugs_signup_refuses(client, slug):
+    """An integrator checking a slug against the document must not be told yes where signup says no."""
+    rule = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Signup"]["properties"]["slug"]
+    allowed = re.fullmatch(rule["pattern"], slug) is not None and slug not in rule["not"]["enum"]
+    assert allowed == (slug_problem(slug) is None), (slug, rule["pattern"])

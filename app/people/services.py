@@ -136,9 +136,10 @@ def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> Us
 def update_user(user: User, changes: dict[str, Any]) -> User:
     """Apply changes to a user; freeing capacity lets the unassigned queue drain."""
     before = _snapshot(user)
-    new_email = changes.get("email", user.email)
-    if new_email.lower() != user.email.lower() and user_by_email(new_email) is not None:
-        raise Conflict("A user with this email already exists.")
+    if changes.get("email", user.email) != user.email:
+        holder = user_by_email(changes["email"])  # the user's own row when only the case changes
+        if holder is not None and holder.id != user.id:
+            raise Conflict("A user with this email already exists.")
     if changes.get("role", user.role) != "admin" and user.role == "admin":
         _ensure_another_admin(user)
     if user.is_staff and changes.get("role", user.role) not in STAFF_ROLES:

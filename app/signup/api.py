@@ -20,7 +20,7 @@ from app.extensions import db
 from app.schemas import EmailAddress, Uuid
 from app.signup.models import SignupReplay
 from app.signup.services import Signup, sign_up
-from tenants import RESERVED_SLUGS, SlugTaken, slug_problem
+from tenants import RESERVED_SLUGS, SLUG_RULE, SlugTaken, slug_problem
 
 blp = api_blueprint("signup", "Create an organization. Public: no API key needed.", tag="Signup")
 
@@ -32,8 +32,10 @@ def register(api: Api) -> None:
 class SignupSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     slug = fields.String(required=True, metadata={
-        "pattern": "^(?!pg-)[a-z][a-z0-9-]{1,39}$", "not": {"enum": sorted(RESERVED_SLUGS)},
-        "description": "Lowercase letters, digits and hyphens, starting with a letter; not a reserved name."})
+        # `slug_problem`'s rules: hyphens in the third and fourth characters are reserved in host names.
+        "pattern": f"^(?!pg-)(?!..--){SLUG_RULE}$", "not": {"enum": sorted(RESERVED_SLUGS)},
+        "description": "2-40 lowercase letters, digits and hyphens, starting with a letter; no hyphens as the "
+                       "third and fourth characters (as in `xn--`); not starting with `pg-`; not a reserved name."})
     admin_email = EmailAddress(required=True, validate=validate.Length(max=254))
     admin_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
     admin_name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))

@@ -39,6 +39,19 @@ def test_duplicate_email_is_409(tenant):
     assert resp.status_code == 409
 
 
+
+def test_a_user_may_change_the_case_of_their_own_email_but_not_take_another(tenant):
+    """Python's lower() of "İ" is two characters, so it took the folded match in SQL for another user."""
+    ivy = tenant.api.post("/api/v1/users", json={"email": "İVY@coll.example", "name": "Ivy", "role": "agent"})
+    assert ivy.status_code == 201, ivy.get_json()
+    for email in ("ivy@coll.example", "IVY@coll.example"):
+        changed = tenant.api.patch(f"/api/v1/users/{ivy.get_json()['id']}", json={"email": email})
+        assert changed.status_code == 200, (email, changed.get_json())
+        assert changed.get_json()["email"] == email
+    other = tenant.user("agent")
+    taken = tenant.api.patch(f"/api/v1/users/{other['id']}", json={"email": "İvy@coll.example"})
+    assert taken.status_code == 409 and "already exists" in taken.get_json()["message"]
+
 @pytest.mark.parametrize("body,field", [
     ({"email": "not-an-email", "name": "x", "role": "agent"}, "email"),
     ({"email": "a@example.com", "name": "", "role": "agent"}, "name"),
