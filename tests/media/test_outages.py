@@ -192,36 +192,33 @@ def test_a_scan_whose_working_copy_cannot_be_written_waits_and_counts_no_try(app
                                                                             monkeypatch, in_tenant, tmp_path):
     """A full temporary folder is the worker's outage: its raw OSError counted tries, and after
     `MEDIA_SCAN_ATTEMPTS` the file ended `scan_failed`, deleted."""
-    ticket = new_ticket(tenant.api)
-    body = upload(tenant.api, ticket["id"], samples.text(), "notes.txt").get_json()
-    full = tmp_path / "full"
-    full.mkdir()
-    (full / "original").symlink_to("/dev/full")  # every write there: ENOSPC, No space left on device
-    monkeypatch.setattr(media_services, "tempfile", SimpleNamespace(
-        TemporaryDirectory=lambda prefix: contextlib.nullcontext(str(full))))
-    assert run_scans(tenant) == 6
-    assert get_attachment(tenant.api, body["id"])["status"] == "pending"
-    with in_tenant(tenant) as session:
-        assert session.get(Attachment, body["id"]).scan_attempts == 0
-    monkeypatch.setattr(media_services, "tempfile", tempfile)  # room again
-    run_scans(tenant)
-    assert get_attachment(tenant.api, body["id"])["status"] == "clean"
+    assert _scanned_through_a_full_disk(tenant, upload, run_scans, monkeypatch, in_tenant, tmp_path,
+                                        samples.text(), "notes.txt", "original") == 6
 
 
 def test_an_image_whose_clean_copy_cannot_be_written_waits_and_counts_no_try(app, tenant, media, upload, run_scans,
                                                                              monkeypatch, in_tenant, tmp_path):
     """The save's ENOSPC was read as "the image cannot be decoded": an accepted image ended rejected, deleted."""
+    _scanned_through_a_full_disk(tenant, upload, run_scans, monkeypatch, in_tenant, tmp_path,
+                                 samples.png(), "shot.png", "clean")
+
+
+def _scanned_through_a_full_disk(tenant, upload, run_scans, monkeypatch, in_tenant, tmp_path, data: bytes,
+                                 filename: str, blocked: str) -> int:
+    """Scan an upload whose working file `blocked` cannot be written (ENOSPC), then with room again;
+    check it waited, pending with no try counted, and ended clean. Return how many jobs ran meanwhile."""
     ticket = new_ticket(tenant.api)
-    body = upload(tenant.api, ticket["id"], samples.png(), "shot.png").get_json()
+    body = upload(tenant.api, ticket["id"], data, filename).get_json()
     full = tmp_path / "full"
     full.mkdir()
-    (full / "clean").symlink_to("/dev/full")  # the clean copy's every write: ENOSPC
+    (full / blocked).symlink_to("/dev/full")  # every write there: ENOSPC, No space left on device
     monkeypatch.setattr(media_services, "tempfile", SimpleNamespace(
         TemporaryDirectory=lambda prefix: contextlib.nullcontext(str(full))))
-    run_scans(tenant)
+    ran = run_scans(tenant)
     assert get_attachment(tenant.api, body["id"])["status"] == "pending"
     with in_tenant(tenant) as session:
         assert session.get(Attachment, body["id"]).scan_attempts == 0
     monkeypatch.setattr(media_services, "tempfile", tempfile)  # room again
     run_scans(tenant)
     assert get_attachment(tenant.api, body["id"])["status"] == "clean"
+    return ran
