@@ -66,12 +66,20 @@ class RuleView:
 # against crafted keywords).
 _TOKENS = re.compile(r"(\w+)|(\s+)|([^\w\s])")
 _SPACE, _UNKNOWN = -1, -2  # symbols of a run of whitespace, and of a word or mark no keyword has
-# Letters re.IGNORECASE also took for others: dotted and dotless I, long s; and final sigma, after lower().
-_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+# Letters re.IGNORECASE takes for one another beyond lower case (its `re._casefix` table: dotless i,
+# long s, micro sign and mu, final sigma, Greek symbol forms, old Cyrillic forms), each class folded
+# to its first member; and dotted capital I, whose lower() is two characters, to i.
+_ALIKE = ("\u0069\u0131", "\u0073\u017f", "\u00b5\u03bc", "\u0345\u03b9\u1fbe", "\u0390\u1fd3",
+          "\u03b0\u1fe3", "\u03b2\u03d0", "\u03b5\u03f5", "\u03b8\u03d1", "\u03ba\u03f0", "\u03c0\u03d6",
+          "\u03c1\u03f1", "\u03c2\u03c3", "\u03c6\u03d5", "\u0432\u1c80", "\u0434\u1c81", "\u043e\u1c82",
+          "\u0441\u1c83", "\u0442\u1c84\u1c85", "\u044a\u1c86", "\u0463\u1c87", "\u1c88\ua64b",
+          "\u1e61\u1e9b", "\ufb05\ufb06")
+_DOTTED_I = str.maketrans({"\u0130": "i"})
+_FOLD = str.maketrans({other: alike[0] for alike in _ALIKE for other in alike[1:]})
 
 
 def _fold(text: str) -> str:
-    return text.translate(_FOLD).lower().replace("\u03c2", "\u03c3")
+    return text.translate(_DOTTED_I).lower().translate(_FOLD)
 
 
 class Keywords:

@@ -28,7 +28,8 @@ MATCHES = [  # (keyword, text, found)
     ("iade", "İADE talebi", True), ("istanbul", "İstanbul ofisi", True), ("ptal", "İPTAL istiyorum", False),
     ("ade", "İade", False), ("fix", "f\u0131x it", True), ("ß", "ss", False), ("strasse", "STRAßE", False),
     ("οδος", "ΟΔΟΣ", True), ("οδος", "η οδός", False), ("ǰ", "J̌", False), ("x", "x\u0345", True),
-    ("k", "\u212a", True), ("\u03c3", "\u03c2", True),
+    ("k", "\u212a", True), ("\u03c3", "\u03c2", True), ("\u00b5g", "\u03bcg", True), ("\u03c6", "\u03d5", True),
+    ("\u0432", "\u1c80", True), ("\u1e9b", "\u1e60", True),
 ]
 
 
