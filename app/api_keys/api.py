@@ -67,6 +67,7 @@ class ApiKeys(MethodView):
     @idempotent_sealed
     @blp.arguments(ApiKeySchema)
     @blp.response(201, NewApiKeySchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="The calling key is being replaced.")
     def post(self, data):
         """Create a key. Its role may not exceed its user's; the key is in this response only (and in its
         replay to the same Idempotency-Key for 24 hours, kept sealed with that key)."""
@@ -89,6 +90,8 @@ class ApiKeyRotation(MethodView):
     @idempotent_sealed
     @blp.arguments(RotationSchema, required=False)
     @blp.response(201, RotatedKeySchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="The calling key is being replaced, or was made with the key to rotate.")
     def post(self, data, key_id: uuid.UUID):
         """Replace a key with a new one (same name, role and user), the old one working for a grace period.
 

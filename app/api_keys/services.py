@@ -13,7 +13,7 @@ from app.auth import key_cache
 from app.auth.actor import Actor
 from app.auth.keys import mint_key, revoke_key
 from app.auth.ratelimit import last_used
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.extensions import db
 from app.pagination import SortKey, page
 from app.people.models import ROLES
@@ -43,8 +43,27 @@ def _when(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+def _check_acting_key(actor: Actor, rotating: ApiKey | None = None) -> None:
+    """Refuse (409) a key being replaced making keys (they would outlive it), and a key rotating a key it
+    was made with (revoking the old key would take the rotating key, then the successor, along)."""
+    if actor.api_key_id is None:
+        return
+    acting = db.session.get(ApiKey, actor.api_key_id)
+    if acting is None:
+        return
+    if acting.expires_at is not None:
+        raise Conflict("This key is being replaced; make and rotate keys with its successor.")
+    ancestor, seen = acting, set()
+    while rotating is not None and ancestor is not None and ancestor.made_with not in (None, *seen):
+        if ancestor.made_with == rotating.id:
+            raise Conflict("A key cannot rotate a key it was made with; rotate it with another key.")
+        seen.add(ancestor.made_with)
+        ancestor = db.session.get(ApiKey, ancestor.made_with)
+
+
 def create_key(actor: Actor, name: str, role: str, user_id: uuid.UUID | None) -> dict[str, Any]:
     """Mint a key acting as `user_id` (default: the actor) with `role`, which may not exceed the user's."""
+    _check_acting_key(actor)
     user = get_user(user_id or actor.user_id)
     if user is None:
         raise Invalid.field("user_id", "No such user.", "No such user.")
@@ -81,11 +100,17 @@ def rotate(actor: Actor, key_id: uuid.UUID, grace_seconds: int) -> dict[str, Any
     With no grace the old key is revoked at once. Rotating a key that is already in its grace
     period shortens nothing: its successor is minted, and it keeps its end. The successor is the
     actor's making (they hold it now), unless the key rotates itself: then it is the old key renewed,
-    with its maker and the key it was made with.
+    with its maker and the key it was made with. The keys made with the old key move to the successor.
     """
     old = live_key(key_id)
+    _check_acting_key(actor, rotating=old)
     maker = (old.created_by, old.made_with) if actor.api_key_id == old.id else (actor.user_id, actor.api_key_id)
     record, plaintext = mint_key(old.tenant_id, old.user_id, old.name, old.role, *maker)
+    db.session.flush()
+    # The keys made with the old key hang from its successor now: revoking the old one (now, or when its
+    # grace ends) leaves them be, and revoking the successor takes them along.
+    db.session.execute(sa.update(ApiKey).where(ApiKey.made_with == old.id, ApiKey.revoked_at.is_(None),
+                                               ApiKey.id != record.id).values(made_with=record.id))
     if grace_seconds == 0:
         revoke_key(old)
     else:

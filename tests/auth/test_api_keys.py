@@ -107,7 +107,7 @@ def test_keys_an_admin_made_for_others_end_when_the_admin_leaves_or_is_demoted(t
             for role, user in (("admin", other_admin), ("agent", agent))]
     assert [m.status_code for m in made] == [201, 201]
     stashed = [ApiClient(tenant.api.client, m.get_json()["key"]) for m in made]
-    rotated = maker_api.post(f"/api/v1/api-keys/{made[0].get_json()['id']}/rotate", json={"grace_seconds": 600})
+    rotated = maker_api.post(f"/api/v1/api-keys/{made[1].get_json()['id']}/rotate", json={"grace_seconds": 600})
     assert rotated.status_code == 201
     stashed.append(ApiClient(tenant.api.client, rotated.get_json()["key"]))
     # a key made "as" the colleague that rotates itself, then mints another: still the departing admin's making
@@ -162,3 +162,40 @@ def test_revoking_a_key_revokes_the_keys_made_with_it_all_the_way_down(tenant):
                       if k["user_id"] == admin["id"] and k["name"] == "test" and k["revoked_at"] is None)
     assert tenant.api.post(f"/api/v1/api-keys/{sibling_id}/rotate", json={"grace_seconds": 600}).status_code == 201
     assert ApiClient(tenant.api.client, keep.get_json()["key"]).get("/api/v1/tickets").status_code == 200
+
+
+def test_rotating_a_key_moves_the_keys_made_with_it_to_its_successor(tenant):
+    """A rotation with no grace revoked every key the old key had made (an integration's key of another
+    user among them); with a grace period they escaped any later revocation."""
+    admin = tenant.user("admin")
+    key = tenant.key_for(admin)
+    key_id = next(k["id"] for k in tenant.api.get("/api/v1/api-keys?limit=200").get_json()["items"]
+                  if k["user_id"] == admin["id"])
+    made = key.post("/api/v1/api-keys", json={"name": "integration", "role": "agent",
+                                              "user_id": tenant.user("agent")["id"]})
+    integration = ApiClient(tenant.api.client, made.get_json()["key"])
+    rotated = tenant.api.post(f"/api/v1/api-keys/{key_id}/rotate", json={"grace_seconds": 0})
+    assert rotated.status_code == 201
+    assert key.get("/api/v1/tickets").status_code == 401
+    assert integration.get("/api/v1/tickets").status_code == 200  # it hangs from the successor now
+    assert tenant.api.delete(f"/api/v1/api-keys/{rotated.get_json()['id']}").status_code == 204
+    assert integration.get("/api/v1/tickets").status_code == 401
+
+
+def test_a_key_cannot_rotate_its_maker_nor_make_keys_while_it_is_being_replaced(tenant):
+    """Rotating the key it was made with answered 201 with a successor already revoked (the old key's
+    revocation took the rotating key, then the successor, along)."""
+    admin = tenant.user("admin")
+    parent = tenant.key_for(admin)
+    parent_id = next(k["id"] for k in tenant.api.get("/api/v1/api-keys?limit=200").get_json()["items"]
+                     if k["user_id"] == admin["id"])
+    child = ApiClient(tenant.api.client, parent.post("/api/v1/api-keys", json={"name": "c", "role": "admin"})
+                      .get_json()["key"])
+    refused = child.post(f"/api/v1/api-keys/{parent_id}/rotate", json={"grace_seconds": 0})
+    assert refused.status_code == 409 and "made with" in refused.get_json()["message"]
+    assert parent.get("/api/v1/tickets").status_code == child.get("/api/v1/tickets").status_code == 200
+    assert tenant.api.post(f"/api/v1/api-keys/{parent_id}/rotate", json={"grace_seconds": 600}).status_code == 201
+    for resp in (parent.post("/api/v1/api-keys", json={"name": "late", "role": "agent"}),
+                 parent.post(f"/api/v1/api-keys/{parent_id}/rotate", json={"grace_seconds": 0})):
+        assert resp.status_code == 409 and "being replaced" in resp.get_json()["message"]
+    assert parent.get("/api/v1/tickets").status_code == 200  # it still works for its grace period
