@@ -104,6 +104,7 @@ def deliver(delivery_id: uuid.UUID) -> str:
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
         .join(Event, Event.id == WebhookDelivery.event_id)
         .where(WebhookDelivery.id == delivery_id)
+        .with_for_update(of=WebhookDelivery)  # the checks below and the claim see one state of the delivery
     ).first()
     if found is None:
         db.session.rollback()
@@ -112,13 +113,13 @@ def deliver(delivery_id: uuid.UUID) -> str:
     if delivery.state != "pending":
         db.session.rollback()
         return f"already {delivery.state}"
+    if delivery.leased_until is not None and delivery.leased_until >= datetime.now(UTC):
+        db.session.rollback()
+        return "not due, or another worker has it"
     if not subscription.enabled and not delivery.manual:
         delivery.state = "failed"
         db.session.commit()
         return "subscription disabled"
-    if delivery.leased_until is not None and delivery.leased_until >= datetime.now(UTC):
-        db.session.rollback()
-        return "not due, or another worker has it"
     if not wants(subscription, event):
         # The admin took the event type, or internal notes, off the subscription since it was fanned out.
         delivery.state = "failed"
