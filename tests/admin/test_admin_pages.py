@@ -175,6 +175,9 @@ def test_teams_and_their_members(help_desk, admin):
     assert duplicate.status_code == 409 and "already exists" in duplicate.get_data(as_text=True)
     assert admin.post(f"{base}/{team['id']}/delete").status_code == 302
     assert hd.tenant.api.get(f"/api/v1/teams/{team['id']}").status_code == 404
+    routed = admin.post(f"{base}/{hd.team['id']}/delete")  # the help desk's rule routes everything to it
+    assert routed.status_code == 409 and "change or delete them first" in routed.get_data(as_text=True)
+    assert hd.tenant.api.get(f"/api/v1/teams/{hd.team['id']}").status_code == 200
 
 
 # --- assignment rules --------------------------------------------------------------------------
