@@ -280,10 +280,10 @@ def update_team(team: Team, changes: dict[str, Any]) -> Team:
 
 
 def delete_team(team: Team) -> None:
-    """Delete a team; its tickets lose their team here, not by the foreign key's SET NULL, so their
-    version (the ETag) and `updated_at` move with them."""
+    """Delete a team; its tickets lose their team here, not by the foreign key's SET NULL, so each
+    moves its version (the ETag) and `updated_at`, and is audited and announced as a change."""
     from app.assignment.models import AssignmentRule
-    from app.tickets.models import Ticket
+    from app.tickets import services as tickets
 
     # The team's row first: a ticket being moved into it waits, then finds it gone (409), instead of
     # landing between the UPDATE below and the DELETE, which would clear it without a new version.
@@ -295,9 +295,7 @@ def delete_team(team: Team) -> None:
     if routing:
         names = ", ".join(routing[:5]) + (f" and {len(routing) - 5} more" if len(routing) > 5 else "")
         raise Conflict(f"Assignment rules route tickets to this team ({names}); change or delete them first.")
-    db.session.execute(
-        sa.update(Ticket).where(Ticket.team_id == team.id).values(team_id=None, version=Ticket.version + 1),
-        execution_options={"synchronize_session": False})
+    tickets.clear_team(team.id)
     audit.record("team", team.id, "deleted", before={"name": team.name})
     db.session.delete(team)
 

@@ -258,6 +258,22 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
     return ticket
 
 
+def clear_team(team_id: uuid.UUID) -> int:
+    """Take a team being deleted off its tickets, each a change of its own: a new version (the ETag),
+    an audit entry, a `ticket.updated` event (webhooks, the event feed) and a live update; return how many."""
+    from app.tickets.schemas import dump_ticket
+
+    cleared = db.session.scalars(
+        sa.update(Ticket).where(Ticket.team_id == team_id).values(team_id=None, version=Ticket.version + 1)
+        .returning(Ticket), execution_options={"synchronize_session": False, "populate_existing": True}).all()
+    for ticket in cleared:
+        audit.record("ticket", ticket.id, "updated", before={"team_id": team_id}, after={"team_id": None})
+        emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["team_id"]},
+             event_data(ticket, changes=["team_id"]))
+        announce(ticket, dump_ticket(ticket))
+    return len(cleared)
+
+
 def announce(ticket: Ticket, body: dict[str, Any]) -> None:
     """Queue the live `ticket.updated` event for everyone watching the ticket (sent after commit)."""
     publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": body})

@@ -50,3 +50,26 @@ def test_a_team_that_rules_route_to_is_not_deleted_until_they_are_changed(tenant
     assert moved.status_code == 200
     assert tenant.api.delete(f"/api/v1/teams/{team['id']}").status_code == 204
     assert tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()["team_id"] == other["id"]
+
+
+def test_the_tickets_a_deleted_team_leaves_are_each_updated_audited_and_announced(tenant):
+    """They lost their team silently: no `ticket.updated` (webhooks, the event feed, live pages), no audit entry."""
+    from tests.helpers import new_ticket
+
+    team = tenant.api.post("/api/v1/teams", json={"name": "Billing"}).get_json()
+    held = [new_ticket(tenant.api, title) for title in ("open one", "closed one")]
+    for ticket in held:
+        assert tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"team_id": team["id"]}).status_code == 200
+    assert tenant.api.post(f"/api/v1/tickets/{held[1]['id']}/close", json={}).status_code == 200
+    bystander = new_ticket(tenant.api, "elsewhere")
+    assert tenant.api.delete(f"/api/v1/teams/{team['id']}").status_code == 204
+    events = tenant.api.get("/api/v1/events", query_string={"types": "ticket.updated", "limit": 100}).get_json()
+    cleared = {e["data"]["ticket"]["id"]: e["data"] for e in events["items"] if e["data"]["changes"] == ["team_id"]}
+    assert set(cleared) == {t["id"] for t in held}
+    assert all(data["ticket"]["team_id"] is None for data in cleared.values())
+    for ticket in held:
+        audit = tenant.api.get("/api/v1/audit-events", query_string={"entity_type": "ticket",
+                                                                     "entity_id": ticket["id"]}).get_json()
+        assert ("updated", {"team_id": team["id"]}, {"team_id": None}) in [
+            (a["action"], a["before"], a["after"]) for a in audit["items"]]
+    assert bystander["id"] not in cleared
