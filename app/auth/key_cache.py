@@ -26,7 +26,7 @@ from flask import Flask, current_app
 
 from app import unit_of_work
 from app.extensions import redis_client
-from tenants import current_tenant, on_registry_change
+from tenants import current_tenant, on_drop, on_registry_change
 
 if TYPE_CHECKING:
     from app.auth.keys import VerifiedKey
@@ -93,6 +93,16 @@ def init_app(app: Flask) -> None:
     app.extensions["tms_key_cache"] = KeyCache()
     unit_of_work.handle(KEYS_CHANGED, keys_changed)
     on_registry_change(change_on_commit)  # a suspended or dropped tenant's keys stop at once
+    on_drop(_forget_generation)
+
+
+def _forget_generation(tenant_id: str) -> None:
+    """Delete a dropped tenant's key generation from Redis (it would stay for good); a process that
+    finds it missing checks its keys in Postgres, where the tenant is gone."""
+    try:
+        redis_client().delete(generation_key(tenant_id))
+    except redis.RedisError as exc:
+        log.warning("key generation of dropped tenant %s left in Redis: %s", tenant_id, exc)
 
 
 def key_cache() -> KeyCache:

@@ -24,8 +24,16 @@ def test_create_list_suspend_drop(app):
     assert slug in listing and schema_for(slug) in listing and "active" in listing
     assert runner.invoke(args=["tenants", "suspend", slug]).exit_code == 0
     assert "suspended" in runner.invoke(args=["tenants", "list"]).output
+    with app.app_context():
+        tenant_id = db.session.execute(sa.text("select id from public.tenants where slug = :s"), {"s": slug}).scalar()
+        db.session.rollback()
     assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    with app.app_context():  # nothing of it is left in Redis either (its key generation stayed for good)
+        from app.auth.key_cache import generation_key
+        from app.extensions import redis_client
+
+        assert redis_client().exists(generation_key(str(tenant_id))) == 0
     with app.app_context():
         schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
         assert schema_for(slug) not in set(schemas)
