@@ -9,9 +9,11 @@ import hashlib
 import hmac
 import io
 import json
+import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -240,3 +242,31 @@ def webhook_attempts(tenant, webhook: dict, **query) -> list[dict]:
     resp = tenant.api.get(f"/api/v1/webhooks/{webhook['id']}/deliveries", query_string={"limit": 200, **query})
     assert resp.status_code == 200, resp.get_json()
     return list(reversed(resp.get_json()["items"]))  # oldest first
+
+
+@contextmanager
+def tenant_schema_at(app, revision: str) -> Iterator[tuple[object, str]]:
+    """Yield (engine, schema) of a fresh tenant schema built up to `revision`, for a migration's test; then drop it."""
+    from app.extensions import db
+    from tenants.migrations import tenant_ddl
+
+    schema = f"tenant_mig{secrets.token_hex(4)}"
+    with app.app_context():
+        engine = db.engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            with in_schema(engine, schema) as conn:
+                conn.exec_driver_sql(tenant_ddl(revision))
+            yield engine, schema
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def in_schema(engine, schema: str) -> Iterator[object]:
+    """Yield a connection in a transaction whose unqualified names are `schema`'s."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
+        yield conn

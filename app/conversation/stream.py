@@ -68,11 +68,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def stream_args() -> dict[str, Any]:
-    """Return the stream's query arguments; raise ValidationError for an unknown or repeated one."""
-    return _stream_args.load(parser.load_querystring(request, _stream_args))
-
-
 @bp.before_request
 def authenticate_stream() -> None:
     """Accept an API key header or a single-use `?token=` for this ticket; refuse before the handshake.
@@ -80,8 +75,8 @@ def authenticate_stream() -> None:
     The tenant's key generation is read before the grant is checked, so a revocation that lands
     in between is seen by the socket's first frame.
     """
-    try:
-        args = stream_args()
+    try:  # read once, here, for the socket too; an unknown or repeated parameter is a ValidationError
+        args = g.stream_args = _stream_args.load(parser.load_querystring(request, _stream_args))
     except ValidationError as err:
         abort(422, message="The request has invalid fields.", errors=err.messages)
     ticket_id = (request.view_args or {}).get("ticket_id")
@@ -122,7 +117,7 @@ def release_slot(_exc: BaseException | None) -> None:
 @sock.route("/api/v1/tickets/<uuid:ticket_id>/stream", bp=bp)
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
-    args = stream_args()
+    args = g.stream_args
     grant = Grant.of(current_tenant(), current_actor())
     try:
         TicketStream(ws, ticket_id, grant, current_actor(), args["after_seq"], g.stream_generation, g.stream_slot,

@@ -109,14 +109,19 @@ class ExportConnection:
             if self._closed:
                 return
             self._closed = True
-            _held[self.tenant_id] -= 1
-            if not _held[self.tenant_id]:
-                del _held[self.tenant_id]
+        _release(self.tenant_id)
         self.raw.close()
 
 
 _slots_lock = threading.Lock()
 _held: dict[str, int] = {}  # tenant id -> exports it is streaming in this process
+
+
+def _release(tenant_id: str) -> None:
+    with _slots_lock:
+        _held[tenant_id] -= 1
+        if not _held[tenant_id]:
+            del _held[tenant_id]
 
 
 def open_connection() -> ExportConnection:
@@ -138,10 +143,7 @@ def open_connection() -> ExportConnection:
     try:
         raw = _export_engine().raw_connection()
     except BaseException as exc:
-        with _slots_lock:
-            _held[tenant_id] -= 1
-            if not _held[tenant_id]:
-                del _held[tenant_id]
+        _release(tenant_id)
         if isinstance(exc, sa.exc.TimeoutError):
             raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
         raise

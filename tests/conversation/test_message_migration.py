@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
-
 import sqlalchemy as sa
 
-from app.extensions import db
-from tenants.migrations import tenant_ddl, upgrade_tenant
+from tenants.migrations import upgrade_tenant
+from tests.helpers import in_schema, tenant_schema_at
 
 
 def test_upgrade_cuts_public_replies_loose_from_internal_notes(app):
     """A requester was shown the note's id as the reply's parent; every other thread stays as it was."""
-    schema = f"tenant_mig{secrets.token_hex(4)}"
-    with app.app_context():
-        engine = db.engine
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-            conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
-            conn.exec_driver_sql(tenant_ddl("t0011"))
+    with tenant_schema_at(app, "t0011") as (engine, schema):
+        with in_schema(engine, schema) as conn:
             ticket = conn.execute(sa.text("INSERT INTO tickets (title) VALUES ('t') RETURNING id")).scalar_one()
             ids = {}
             for seq, (name, parent, internal) in enumerate([
@@ -31,14 +24,9 @@ def test_upgrade_cuts_public_replies_loose_from_internal_notes(app):
                     "VALUES (:t, :seq, :parent, :internal, :name) RETURNING id"),
                     {"t": ticket, "seq": seq, "parent": ids.get(parent), "internal": internal, "name": name},
                 ).scalar_one()
-        try:
-            assert upgrade_tenant(engine, schema) is True
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
-                parents = dict(conn.execute(sa.text("SELECT body, parent_id FROM messages")).all())
-        finally:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        assert upgrade_tenant(engine, schema) is True
+        with in_schema(engine, schema) as conn:
+            parents = dict(conn.execute(sa.text("SELECT body, parent_id FROM messages")).all())
     assert parents == {
         "note": None, "public_under_note": None, "note_under_note": ids["note"],
         "public": None, "public_under_public": ids["public"],
