@@ -105,4 +105,4 @@ def test_no_table_holds_a_key(app, tenant):
             dump = db.session.execute(sa.text(f'select coalesce(string_agg(t::text, \'|\'), \'\') '
                                               f'from "{schema}"."{table}" t')).scalar_one()
             assert secret not in dump and tenant.key[16:] not in dump, (schema, table)
-        db.session.rollback()
+            db.session.rollback()  # one table's lock at a time: the suite's tenants hold thousands of tables
