@@ -19,6 +19,7 @@ from flask.cli import AppGroup
 from tenants import migrations, provisioning
 from tenants.database import UnknownShard, db, shard_engine
 from tenants.moves import MoveFailed, move_tenant
+from tenants.names import is_slug
 from tenants.shards import shard_loads
 
 tenants = AppGroup("tenants", help="Manage tenants (one Postgres schema each).")
@@ -99,6 +100,14 @@ def _migrate_all(workers: int, progress: bool) -> int:
     return len(report.failed)
 
 
+def _well_formed(slug: str) -> str:
+    """Refuse an argument that cannot be a slug before it reaches a query (NUL would fail in the driver)."""
+    if not is_slug(slug):
+        raise click.BadParameter(f"{slug!r} is not a slug: 2-40 lowercase letters, digits and hyphens, "
+                                 f"starting with a letter")
+    return slug
+
+
 def _finite(value: float) -> float:
     if math.isnan(value):  # FloatRange lets NaN through: it compares false with both ends
         raise click.BadParameter("not a number")
@@ -106,7 +115,7 @@ def _finite(value: float) -> float:
 
 
 @tenants.command("move")
-@click.argument("slug")
+@click.argument("slug", callback=lambda _ctx, _param, value: _well_formed(value))
 @click.option("--to", "target", required=True, help="The shard to move the tenant to.")
 @click.option("--lock-timeout", default=5.0, show_default=True, type=click.FloatRange(0.001, 600),
               callback=lambda _ctx, _param, value: _finite(value),
@@ -129,7 +138,7 @@ def move(slug: str, target: str, lock_timeout: float) -> None:
 
 
 @tenants.command("suspend")
-@click.argument("slug")
+@click.argument("slug", callback=lambda _ctx, _param, value: _well_formed(value))
 @click.option("--undo", is_flag=True, help="Reactivate instead.")
 def suspend(slug: str, undo: bool) -> None:
     """Suspend a tenant: its UI and API answer 404 until reactivated."""
@@ -140,7 +149,7 @@ def suspend(slug: str, undo: bool) -> None:
 
 
 @tenants.command("drop")
-@click.argument("slug")
+@click.argument("slug", callback=lambda _ctx, _param, value: _well_formed(value))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop(slug: str, yes: bool) -> None:
     """Delete a tenant and all of its data.

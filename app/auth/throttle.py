@@ -23,10 +23,11 @@ import time
 from dataclasses import dataclass
 
 import redis
+import sqlalchemy as sa
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from app.extensions import redis_client
+from app.extensions import db, redis_client
 from tenants import TenantRef
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,13 @@ def client_address() -> str:
 
 
 def _account(tenant: TenantRef, email: str) -> str:
-    return hashlib.sha256(f"{tenant.id}:{email.strip().lower()}".encode()).hexdigest()[:32]
+    """Name an account's counters after its email as the database folds it, as the sign-in's lookup does.
+
+    Python's `lower()` differs from SQL's for a few letters ("İ", a final "Σ"), so each spelling of
+    an address would otherwise get counters of its own while signing in to the same account.
+    """
+    folded = db.session.execute(sa.select(sa.func.lower(email.strip().replace("\x00", "")))).scalar_one()
+    return hashlib.sha256(f"{tenant.id}:{folded}".encode()).hexdigest()[:32]
 
 
 def _keys(tenant: TenantRef, email: str) -> dict[str, tuple[str, int, int]]:

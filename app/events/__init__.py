@@ -15,4 +15,6 @@ EVENT_TYPES = {
     "message.created": "A message was posted. `data.message`; `data.message.internal` marks a note "
                        "for staff, sent only to webhooks with `include_internal`.",
     "attachment.updated": "An attachment was uploaded or its scan finished. `data.attachment`.",
+    "attachment.deleted": "An attachment was deleted by its uploader or an admin; its file is gone. "
+                          "`data.attachment` as it was.",
 }

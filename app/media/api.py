@@ -93,6 +93,17 @@ class AttachmentById(MethodView):
         """Get an attachment's name, type, size and scan state."""
         return services.attachment_for(current_actor(), attachment_id)
 
+    @blp.response(204)
+    @blp.alt_response(403, response="DEFAULT_ERROR", description="Neither its uploader nor an admin.")
+    def delete(self, attachment_id: uuid.UUID):
+        """Delete a file: its uploader (sent or not yet), or an admin; its bytes leave the storage quota.
+
+        It leaves its message at once (`attachment.deleted` on the ticket's stream and to webhooks)
+        and its stored file soon after; the audit log keeps its name, size and SHA-256.
+        """
+        services.delete_attachment(current_actor(), attachment_id)
+        db.session.commit()
+
 
 def serve(attachment_id: uuid.UUID, thumbnail: bool) -> Response:
     """Serve a clean file (or its thumbnail) to the current actor, sandboxed; the API and the pages both use it."""

@@ -2,7 +2,8 @@
 
 Fed from the outbox, so an upload's scan survives a dead worker or a Redis outage: the relay
 hands the row to RQ again until a job has decided the file. The job is idempotent (it acts only
-on a `pending` attachment) and counts its attempts, see `services.scan_attachment`.
+on a `pending` attachment) and counts its attempts, see `services.scan_attachment`. A deleted
+attachment's stored objects are deleted the same way, so a storage outage only delays it.
 """
 
 from __future__ import annotations
@@ -26,3 +27,9 @@ def init_app(app: Flask) -> None:
 def scan_uploaded_attachment(payload: dict[str, Any]) -> None:
     """Detect the type, check the structure, run the antivirus and re-encode images of one upload."""
     services.scan_attachment(uuid.UUID(payload["attachment_id"]))
+
+
+@subscribe(services.DELETED, queue=QUEUE)
+def delete_attachment_objects(payload: dict[str, Any]) -> None:
+    """Delete the stored objects of an attachment someone deleted (deleting what is gone already is fine)."""
+    services.delete_objects(uuid.UUID(payload["attachment_id"]))

@@ -30,6 +30,7 @@ class Attachment(db.Model):
     __table_args__ = (
         sa.CheckConstraint("status in ('pending', 'clean', 'rejected', 'infected', 'scan_failed')", name="status"),
         sa.CheckConstraint("size >= 0", name="size"),
+        sa.CheckConstraint("stored_bytes >= 0", name="stored_bytes"),
         sa.Index("ix_attachments_ticket", "ticket_id", "created_at"),
         sa.Index("ix_attachments_message", "message_id"),
         TENANT_SCHEMA,
@@ -45,6 +46,9 @@ class Attachment(db.Model):
     declared_type: Mapped[str | None] = mapped_column(sa.String(255))
     content_type: Mapped[str] = mapped_column(sa.String(255))
     size: Mapped[int] = mapped_column(sa.BigInteger)
+    # What the file's objects take of the organization's quota: the upload while pending, a clean
+    # image's copy and thumbnail, nothing once refused (its objects are deleted).
+    stored_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     sha256: Mapped[str] = mapped_column(sa.String(64))
     # Hidden from requesters: a file of an internal note (or of a deleted message), or one staff
     # uploaded and have not sent in a public message yet.

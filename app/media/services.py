@@ -38,7 +38,7 @@ from flask import Flask, current_app
 
 from app import audit, unit_of_work
 from app.auth.actor import Actor
-from app.errors import Conflict, Gone, Invalid, NotFound, TooLarge, Unavailable, UnsupportedType
+from app.errors import Conflict, Forbidden, Gone, Invalid, NotFound, TooLarge, Unavailable, UnsupportedType
 from app.extensions import db
 from app.media import types
 from app.media.archives import ArchiveLimits
@@ -58,6 +58,7 @@ from tenants import current_tenant, on_drop
 log = logging.getLogger(__name__)
 UPLOADED = "attachment.uploaded"
 UPDATED = "attachment.updated"
+DELETED = "attachment.deleted"
 DISCARD = "media_discard"
 MAX_PER_MESSAGE = 20
 # A multipart body carries a little more than the file: boundaries and the part's headers.
@@ -363,7 +364,7 @@ def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received) -> Att
     attachment = Attachment(
         id=attachment_id, ticket_id=ticket_id, uploader_id=actor.user_id, filename=filename,
         declared_type=declared, content_type=types.canonical(content_type or "application/octet-stream"),
-        size=size, sha256=sha256, status="pending", internal=ticket.requester_id != actor.user_id,
+        size=size, stored_bytes=size, sha256=sha256, status="pending", internal=ticket.requester_id != actor.user_id,
         reencoded=False, has_thumbnail=False, scan_attempts=0, created_at=datetime.now(UTC))
     db.session.add(attachment)
     audit.record("attachment", attachment_id, "uploaded",
@@ -383,6 +384,24 @@ def _announce(attachment: Attachment) -> None:
 
 def _discard_objects(batches: list[list[str]]) -> None:
     storage().delete([key for keys in batches for key in keys])
+
+
+def _object_keys(tenant_id: str, attachment_id: uuid.UUID) -> list[str]:
+    """Return the keys of every object an attachment may have stored: the upload, a clean copy, a thumbnail."""
+    return [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
+
+
+def delete_objects(attachment_id: uuid.UUID) -> None:
+    """Delete every stored object of a deleted attachment (its outbox job); a storage error fails the job."""
+    storage().delete(_object_keys(current_tenant().id, attachment_id))
+
+
+def _discard_now(keys: list[str]) -> None:
+    """Delete objects nothing refers to any more; best effort (a failure is logged, for the operator)."""
+    try:
+        storage().delete(keys)
+    except StorageError as exc:
+        log.warning("files of a deleted attachment left in storage, to delete by hand: %s (%s)", keys, exc)
 
 
 # --- reading and downloading -----------------------------------------------------------------
@@ -471,6 +490,39 @@ def link_attachments(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, 
 def hide_attachments_of(message_id: uuid.UUID) -> None:
     """Hide a deleted message's attachments from requesters (staff still see them)."""
     db.session.execute(sa.update(Attachment).where(Attachment.message_id == message_id).values(internal=True))
+
+
+def delete_attachment(actor: Actor, attachment_id: uuid.UUID, ticket_id: uuid.UUID | None = None) -> Attachment:
+    """Delete a file its viewer may delete; the caller commits. Its quota comes back and its objects go.
+
+    Its uploader may delete it (an upload not sent yet, or a file of their own message, as they
+    may delete the message), an admin any file (a password sent by mistake); anyone else who can
+    see it is refused (Forbidden). The row goes with the transaction, the stored objects once it
+    has committed, by a `media` job from the outbox (retried until the storage has deleted them);
+    a scan still running finds the row gone and deletes what it stored itself.
+    The audit log keeps its name, size and SHA-256. `ticket_id`, when given, must be its ticket.
+    """
+    attachment = attachment_for(actor, attachment_id)
+    if ticket_id is not None and attachment.ticket_id != ticket_id:
+        raise NotFound("No such attachment.")
+    if attachment.uploader_id != actor.user_id and actor.role != "admin":
+        raise Forbidden("Only the person who uploaded a file, or an admin, may delete it.")
+    locked = db.session.execute(
+        sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
+        .execution_options(populate_existing=True)).scalar_one_or_none()
+    if locked is None:  # deleted by someone else meanwhile
+        raise NotFound("No such attachment.")
+    body = attachment_json(locked)
+    _change_usage(-locked.stored_bytes)
+    audit.record("attachment", attachment_id, "deleted", before={
+        "ticket_id": locked.ticket_id, "message_id": locked.message_id, "filename": locked.filename,
+        "size": locked.size, "sha256": locked.sha256, "status": locked.status})
+    db.session.delete(locked)
+    publish_after_commit(locked.ticket_id, {"type": DELETED, "attachment": body})
+    emit(DELETED, {"attachment_id": str(attachment_id), "ticket_id": str(locked.ticket_id)},
+         {"attachment": body})
+    db.session.flush()
+    return locked
 
 
 # --- scanning --------------------------------------------------------------------------------
@@ -623,10 +675,13 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
         sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if attachment is None or attachment.status != "pending":
+    if attachment is None:  # deleted while it was scanned: what the scan stored goes too
+        _discard_now(_object_keys(current_tenant().id, attachment_id))
+        return "gone"
+    if attachment.status != "pending":
         return "decided already"
     tenant_id = current_tenant().id
-    before = attachment.size
+    before = attachment.stored_bytes
     attachment.status = verdict.status
     attachment.status_reason = verdict.reason
     attachment.antivirus = verdict.antivirus
@@ -638,14 +693,16 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
         if _take_quota(sum(sizes) - before):  # the copy and its thumbnail replace the original
             attachment.reencoded = attachment.has_thumbnail = True
             attachment.size = sizes[0]
+            attachment.stored_bytes = sum(sizes)
             discard.append(object_key(tenant_id, attachment_id, "original"))  # it still has its metadata
         else:
             attachment.status = "rejected"
             attachment.status_reason = ("Cleaned of its metadata, the image needs more room than this "
                                         "organization's storage quota has left.")
     if attachment.status in REFUSED_STATUSES:  # nothing refused is kept; `size` still tells what was uploaded
-        discard += [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
-        _change_usage(-before)
+        discard += _object_keys(tenant_id, attachment_id)
+        _change_usage(-attachment.stored_bytes)
+        attachment.stored_bytes = 0
     if discard:
         unit_of_work.after_commit(DISCARD, discard)
     audit.record("attachment", attachment_id, "scanned", after={

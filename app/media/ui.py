@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, flash, jsonify, redirect, request, url_for
 from flask_login import login_required
 from flask_wtf.csrf import CSRFError
 
@@ -26,6 +26,8 @@ from app.media import services
 from app.media.api import serve
 from app.media.page_forms import check_csrf, drain, streams_body
 from app.tickets.services import ticket_by_number
+from app.tickets.ui import ticket_page
+from app.ui.pages import refusal_json, refusals, wants_json
 
 bp = Blueprint("media_ui", __name__)
 
@@ -63,6 +65,28 @@ def upload(number: int):
         drain()
         return api_error_response(exc)
     return jsonify(body), 202
+
+
+@bp.post("/tickets/<int:number>/attachments/<uuid:attachment_id>/delete")
+@login_required
+def delete(number: int, attachment_id: uuid.UUID):
+    """Delete a file of the ticket (its uploader, or an admin): the composer's Remove and a file's Delete button.
+
+    The page's script asks for JSON (204, or the refusal as the API words it); the form without
+    the script comes back to the ticket page.
+    """
+    actor = current_actor()
+    with refusals() as refused:
+        ticket_id = ticket_by_number(actor, number).id
+        attachment = services.delete_attachment(actor, attachment_id, ticket_id)
+        db.session.commit()
+        if wants_json():
+            return "", 204
+        flash(f"{attachment.filename} is deleted.", "success")
+        return redirect(url_for("tickets_ui.ticket", number=number))
+    if wants_json():
+        return refusal_json(refused.refusal)
+    return ticket_page(number, refused.refusal, "files")
 
 
 @bp.get("/attachments/<uuid:attachment_id>")

@@ -24,6 +24,7 @@ from tenants import active_tenant, tenant_context
 from tests.helpers import upload_file
 
 SCAN_HANDLER = f"{handlers.scan_uploaded_attachment.__module__}.{handlers.scan_uploaded_attachment.__qualname__}"
+DELETE_HANDLER = f"{handlers.delete_attachment_objects.__module__}.{handlers.delete_attachment_objects.__qualname__}"
 
 
 @pytest.fixture
@@ -45,9 +46,10 @@ def upload(media) -> Callable:
 
 @pytest.fixture
 def run_scans(app) -> Callable[..., int]:
-    """Return `run(tenant)`: run every pending scan of the tenant now, retrying failed ones a few times.
+    """Return `run(tenant)`: run every pending media job of the tenant now (scans, and deletions of a
+    deleted file's objects), retrying failed ones a few times.
 
-    Returns how many scan jobs ran.
+    Returns how many jobs ran.
     """
 
     def run(tenant, rounds: int = 6) -> int:
@@ -59,7 +61,8 @@ def run_scans(app) -> Callable[..., int]:
                 db.session.rollback()
                 with tenant_context(ref):
                     rows = db.session.execute(sa.select(OutboxRow.id).where(
-                        OutboxRow.handler == SCAN_HANDLER, OutboxRow.processed_at.is_(None))).scalars().all()
+                        OutboxRow.handler.in_([SCAN_HANDLER, DELETE_HANDLER]),
+                        OutboxRow.processed_at.is_(None)).order_by(OutboxRow.id)).scalars().all()
                     db.session.rollback()
             if not rows:
                 break

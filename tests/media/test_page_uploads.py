@@ -193,3 +193,62 @@ def test_csrf_on_uploads_comes_from_a_header_or_the_query_and_the_streamed_forms
                        data={"csrf_token": token, "body": "real", "file": (io.BytesIO(samples.png()), "d.png")})
     assert sent.status_code == 302
     assert [a["filename"] for a in attachments_of(desk, ticket)] == ["d.png"]
+
+
+def delete_on_page(client, desk, number, attachment_id: str, script: bool = True):
+    return client.post(f"/t/{desk.slug}/tickets/{number}/attachments/{attachment_id}/delete",
+                       headers={"Accept": "application/json"} if script else {})
+
+
+def test_a_file_is_deleted_from_the_page_by_its_uploader_or_an_admin_only(desk, signed_in):
+    ticket = desk.ticket_for(desk.requester)
+    requester, agent, admin = signed_in(desk.requester), signed_in(desk.agent), signed_in(desk.admin)
+    # The composer's Remove: an upload not sent yet is deleted (by script, which asks for JSON).
+    draft = page_upload(agent, desk, ticket["number"], samples.pdf(), "draft.pdf").get_json()
+    assert delete_on_page(agent, desk, ticket["number"], draft["id"]).status_code == 204
+    assert desk.tenant.api.get(f"/api/v1/attachments/{draft['id']}").status_code == 404
+
+    mine = page_upload(requester, desk, ticket["number"], samples.pdf(), "mine.pdf").get_json()
+    assert requester.post(f"/t/{desk.slug}/tickets/{ticket['number']}/messages",
+                          data={"body": "see", "attachment_ids": mine["id"]}).status_code == 302
+    page = f"/t/{desk.slug}/tickets/{ticket['number']}"
+    button = 'aria-label="Delete mine.pdf"'
+    assert button in requester.get(page).data.decode() and button in admin.get(page).data.decode()
+    assert button not in agent.get(page).data.decode()
+
+    refused = delete_on_page(agent, desk, ticket["number"], mine["id"])
+    assert refused.status_code == 403 and refused.get_json()["message"].startswith("Only the person who uploaded")
+    refused = delete_on_page(agent, desk, ticket["number"], mine["id"], script=False)
+    assert refused.status_code == 403 and b"Only the person who uploaded a file" in refused.data
+    other = desk.ticket_for(desk.requester, "Another")
+    assert delete_on_page(requester, desk, other["number"], mine["id"]).status_code == 404  # not that ticket's
+    assert [a["id"] for a in attachments_of(desk, ticket)] == [mine["id"]]
+
+    # Without script: the form comes back to the ticket, which says so.
+    done = delete_on_page(requester, desk, ticket["number"], mine["id"], script=False)
+    assert done.status_code == 302 and done.headers["Location"].endswith(page)
+    shown = requester.get(page).data.decode()
+    assert "mine.pdf is deleted." in shown and button not in shown
+    assert attachments_of(desk, ticket) == []
+    assert delete_on_page(admin, desk, ticket["number"], mine["id"]).status_code == 404
+
+
+def test_a_files_delete_needs_the_csrf_token(services, desk):
+    strict_app = create_app(app_config(services, WTF_CSRF_ENABLED=True, MEDIA_BACKEND="local",
+                                       CLAMD_SOCKET="", MEDIA_ANTIVIRUS="off", OUTBOX_FAST_PATH=False))
+    client = strict_app.test_client()
+    login = client.get(f"/t/{desk.slug}/login").data.decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login).group(1)
+    assert client.post(f"/t/{desk.slug}/login", data={"email": desk.requester.email, "password": "password123",
+                                                      "csrf_token": token}).status_code == 302
+    ticket = desk.ticket_for(desk.requester)
+    page = client.get(f"/t/{desk.slug}/tickets/{ticket['number']}").data.decode()
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    draft = page_upload(client, desk, ticket["number"], samples.pdf(), "draft.pdf",
+                        headers={"X-CSRFToken": token}).get_json()
+    forged = delete_on_page(client, desk, ticket["number"], draft["id"])
+    assert forged.status_code == 400
+    assert desk.tenant.api.get(f"/api/v1/attachments/{draft['id']}").status_code == 200
+    sent = client.post(f"/t/{desk.slug}/tickets/{ticket['number']}/attachments/{draft['id']}/delete",
+                       headers={"X-CSRFToken": token, "Accept": "application/json"})
+    assert sent.status_code == 204

@@ -57,6 +57,22 @@ def test_a_distributed_attack_holds_back_new_browsers_but_not_a_known_device(str
     assert _login(known, tenant, tenant.admin_password, address="192.0.2.2").status_code == 302
 
 
+def test_every_spelling_of_an_email_shares_its_accounts_counters(strict_app, tenant):
+    """"İ" and a final "Σ" fold one way in Python and another in SQL, where the sign-in looks the account up."""
+    local, domain = tenant.admin_email.split("@")
+    assert "i" in local
+    dotted = local.replace("i", "İ", 1) + "@" + domain  # signs in to the same account
+    client = strict_app.test_client()
+    for _ in range(3):
+        assert _login(client, tenant, "wrong password", address="10.9.9.9").status_code == 401
+    assert _login(client, tenant, tenant.admin_password, address="10.9.9.9").status_code == 429
+    for email in (dotted, tenant.admin_email.upper()):
+        assert _login(client, tenant, "wrong password", address="10.9.9.9", email=email).status_code == 429
+        assert _login(client, tenant, tenant.admin_password, address="10.9.9.9", email=email).status_code == 429
+    assert _login(strict_app.test_client(), tenant, tenant.admin_password, address="10.1.1.1",
+                  email=dotted).status_code == 302  # the spelling works, from an address not held back
+
+
 def test_one_address_spraying_many_accounts_waits(strict_app, make_tenant):
     sprayer = strict_app.test_client()
     targets = [make_tenant() for _ in range(3)]

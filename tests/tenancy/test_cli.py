@@ -58,3 +58,28 @@ def test_list_holds_no_lock_from_one_tenant_to_the_next(app, make_tenant, monkey
     monkeypatch.setattr(migrations, "tenant_revision", noted)
     assert app.test_cli_runner().invoke(args=["tenants", "list"]).exit_code == 0
     assert len(held) >= 2 and set(held) == {0}
+
+def test_create_holds_its_arguments_to_signups_rules_and_the_others_to_a_slugs(app):
+    runner = app.test_cli_runner()
+    good = {"--name": "CLI Org", "--admin-email": "a@cli.example", "--admin-password": "long password"}
+    cases = [({"--admin-password": "x"}, "--admin-password: Length must be between 8 and 256."),
+             ({"--admin-password": ""}, "--admin-password"),
+             ({"--admin-email": "not-an-email"}, "--admin-email"),
+             ({"--name": "\x1b[2J\x1b[31mOrg"}, "--name: Control characters are not allowed."),
+             ({"--name": "Org\x00"}, "--name: NUL characters are not allowed."),
+             ({"--name": "x" * 201}, "--name: Length must be between 1 and 200."),
+             ({"--name": ""}, "--name")]
+    for change, said in cases:
+        slug = f"cli-{secrets.token_hex(4)}"
+        args = [a for pair in {**good, **change}.items() for a in pair]
+        result = runner.invoke(args=["tenants", "create", slug, *args])
+        assert result.exit_code == 2 and said in result.output, (change, result.output)
+        with app.app_context():
+            assert db.session.execute(sa.text("select count(*) from public.tenants where slug = :s"),
+                                      {"s": slug}).scalar() == 0
+            db.session.rollback()
+    for command in (["suspend"], ["suspend", "--undo"], ["drop", "--yes"], ["move", "--to", "primary"]):
+        for slug in ("x\x00", "UPPER", "a" * 300, "acme\n"):
+            result = runner.invoke(args=["tenants", command[0], slug, *command[1:]])
+            assert result.exit_code == 2 and "is not a slug" in result.output, (command, slug, result.output)
+            assert result.exception is None or isinstance(result.exception, SystemExit)

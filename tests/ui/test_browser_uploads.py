@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.embedded import stop_process
+from tests.helpers import wait_until
 from tests.media import samples
 from tests.servers import DESKTOP, PHONE, start_worker
 from tests.ui.conftest import browser_sign_in
@@ -128,3 +129,49 @@ def test_a_refused_type_and_an_oversize_file_say_so_beside_the_field(live_server
     page.wait_for_url(re.compile(r"/tickets/\d+$"))
     expect(page.locator(".attachment")).to_have_count(0)
     page.context.close()
+
+
+def test_a_removed_upload_is_deleted_and_an_admin_deletes_a_sent_file_live(live_server, browser, help_desk, keep,
+                                                                           tmp_path):
+    base, hd = live_server.url, help_desk
+    ticket = hd.ticket_for(hd.requester, "Wrong file sent")
+    used = hd.tenant.api.get("/api/v1/media/types").get_json()["used_bytes"]
+    agent = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(agent, base, hd.agent)
+    agent.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(agent.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    agent.get_by_label("file", exact=True).set_input_files(files(tmp_path, draft__pdf=samples.pdf()))
+    item = agent.locator(".upload-item", has_text="draft.pdf")
+    expect(item.locator(".badge")).not_to_have_text("uploading", timeout=LIVE)
+    uploaded = item.get_attribute("data-upload-id")
+    agent.get_by_role("button", name="Remove draft.pdf").click()  # taken off the message: deleted
+    expect(agent.locator(".upload-item")).to_have_count(0)
+    wait_until(lambda: hd.tenant.api.get(f"/api/v1/attachments/{uploaded}").status_code == 404,
+               "the removed upload to be deleted", timeout=30)
+    assert hd.tenant.api.get("/api/v1/media/types").get_json()["used_bytes"] == used
+
+    requester = browser.new_context(**PHONE).new_page()
+    browser_sign_in(requester, base, hd.requester)
+    requester.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(requester.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    requester.get_by_label("file", exact=True).set_input_files(files(tmp_path, passwords__txt=samples.text()))
+    expect(requester.locator(".upload-item .badge")).to_have_text("clean", timeout=LIVE)
+    requester.get_by_label("body").fill("Here is the file.")
+    requester.get_by_role("button", name="Send reply").click()
+    sent = requester.locator(".attachment", has_text="passwords.txt")
+    expect(sent).to_be_visible()
+
+    admin = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(admin, base, hd.admin)
+    admin.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    shown = admin.locator(".attachment", has_text="passwords.txt")
+    expect(shown.get_by_role("button", name="Delete passwords.txt")).to_be_visible()
+    keep(admin, "admin-file-delete-button-1280")
+    admin.once("dialog", lambda dialog: dialog.accept())
+    shown.get_by_role("button", name="Delete passwords.txt").click()
+    expect(shown).to_have_count(0)
+    expect(sent).to_have_count(0, timeout=LIVE)  # gone from the requester's open page too, live
+    expect(requester.locator("article.msg", has_text="Here is the file.")).to_be_visible()
+    keep(requester, "requester-file-deleted-live-390")
+    for page in (agent, requester, admin):
+        page.context.close()

@@ -131,6 +131,10 @@ function handle(event) {
       // the composer's list of files not sent yet (uploads.js) follows their scans too
       document.dispatchEvent(new CustomEvent("tms:attachment-updated", { detail: event.attachment }));
       break;
+    case "attachment.deleted":
+      removeAttachment(event.attachment.id);
+      document.dispatchEvent(new CustomEvent("tms:attachment-deleted", { detail: event.attachment }));
+      break;
     case "error":
       refused(event);
       break;
@@ -271,7 +275,47 @@ function attachmentItem(file) {
   if (file.status_reason && !clean) {
     item.append(" ", Object.assign(document.createElement("span"), { className: "muted small", textContent: file.status_reason }));
   }
+  if (file.uploader_id === data.me.id || data.me.role === "admin") item.append(" ", deleteForm(file));
   return item;
+}
+
+function deleteForm(file) {
+  const form = Object.assign(document.createElement("form"), {
+    className: "file-delete", method: "post", action: `${data.ticket_url}/attachments/${file.id}/delete` });
+  form.dataset.confirm = `Delete ${file.filename}? Nobody will be able to download it again.`;
+  form.append(Object.assign(document.createElement("input"), { type: "hidden", name: "csrf_token", value: csrf }));
+  const button = Object.assign(document.createElement("button"), { type: "submit", className: "link small", textContent: "Delete" });
+  button.setAttribute("aria-label", `Delete ${file.filename}`);
+  form.append(button);
+  return form;
+}
+
+function removeAttachment(id) {
+  const item = document.getElementById(`a-${id}`);
+  const box = item?.closest(".msg-attachments");
+  item?.remove();
+  if (box && !box.querySelector("li.attachment")) box.hidden = true;
+}
+
+// A file's Delete: asked once, then sent by script (the page stays live); without the script the form reloads.
+async function deleteAttachment(form) {
+  if (!window.confirm(form.dataset.confirm)) return;
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    const response = await fetch(form.action, {
+      method: "POST", credentials: "same-origin", body: new FormData(form),
+      headers: { "X-CSRFToken": csrf, Accept: "application/json" } });
+    if (response.ok) {
+      removeAttachment(form.closest("li.attachment").dataset.attachment);
+      return;
+    }
+    const answer = await response.json().catch(() => null);
+    window.alert(answer?.message ?? `The file could not be deleted (${response.status}).`);
+  } catch {
+    window.alert("The file could not be deleted: the connection failed.");
+  }
+  button.disabled = false;
 }
 
 function showAttachments(el, files) {
@@ -381,6 +425,11 @@ function clearFieldError(form) {
 
 document.addEventListener("submit", (event) => {
   const form = event.target;
+  if (form.classList.contains("file-delete")) {
+    event.preventDefault();
+    deleteAttachment(form);
+    return;
+  }
   if (!(form.id === "composer" || form.classList.contains("thread-composer"))) return;
   if (send(form)) event.preventDefault();
 });

@@ -1,5 +1,5 @@
 // Files from the new-ticket form and the reply composer: pick or drop them, see each one's progress
-// and scan state, remove one before sending.
+// and scan state, remove one before sending (an uploaded one is deleted).
 //
 // Without this file the field is a plain file input posted with its form (the server streams it).
 // With it:
@@ -113,9 +113,8 @@ function setUp(field) {
     const item = { file, el, badge, progress, message, state: "ready", problem: "", id: null, xhr: null };
     remove.addEventListener("click", () => {
       item.xhr?.abort();
-      items.splice(items.indexOf(item), 1);
-      el.remove();
-      refresh();
+      if (item.id) discard(item.id);
+      forget(item);
       input.focus();
     });
     items.push(item);
@@ -125,6 +124,20 @@ function setUp(field) {
     if (problem) refuse(item, problem);
     else if (uploadUrl) upload(item);
     refresh();
+  }
+
+  function forget(item) {
+    if (!items.includes(item)) return;
+    items.splice(items.indexOf(item), 1);
+    item.el.remove();
+    refresh();
+  }
+
+  // An uploaded file taken off the message is deleted, so it stops counting against the quota.
+  function discard(id) {
+    fetch(`${uploadUrl}/${id}/delete`, {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf, Accept: "application/json" } })
+      .catch(() => {}); // best effort: a failure leaves the upload unsent, as closing the page does
   }
 
   function check(file) {
@@ -185,6 +198,11 @@ function setUp(field) {
   document.addEventListener("tms:attachment-updated", (event) => {
     const item = items.find((candidate) => candidate.id === event.detail.id);
     if (item) scanned(item, event.detail);
+  });
+
+  document.addEventListener("tms:attachment-deleted", (event) => { // deleted in another tab
+    const item = items.find((candidate) => candidate.id === event.detail.id);
+    if (item) forget(item);
   });
 
   form.addEventListener("uploads:sent", () => {

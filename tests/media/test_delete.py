@@ -1,0 +1,206 @@
+"""Deleting a file (`DELETE /api/v1/attachments/{id}`): its uploader or an admin only, its quota given
+back, its stored objects deleted by an outbox job (also when a scan was still running), the audit
+log keeping what it was, and the event feed saying so."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit import AuditEntry
+from app.media import services
+from app.media.storage import LocalStorage, StorageError
+from app.outbox.models import OutboxRow
+from app.worker import run_outbox_row, use_app
+from tests.helpers import ApiClient, get_attachment, new_ticket, post_message
+from tests.media import samples
+from tests.media.conftest import DELETE_HANDLER, SCAN_HANDLER
+
+VARIANTS = ("original", "clean", "thumbnail")
+
+
+def used(api) -> int:
+    return api.get("/api/v1/media/types").get_json()["used_bytes"]
+
+
+def objects(stored, tenant, attachment_id: str) -> dict[str, bool]:
+    return {v: stored(tenant, attachment_id, v) is not None for v in VARIANTS}
+
+
+@pytest.fixture
+def people(tenant):
+    """A requester with a ticket, two agents and the tenant's admin key, each as an API client."""
+    requester = tenant.key_for(tenant.user("requester"))
+    return {"requester": requester, "agent": tenant.key_for(tenant.user("agent")),
+            "other_agent": tenant.key_for(tenant.user("agent")), "admin": tenant.api,
+            "ticket": new_ticket(requester, "Printer")}
+
+
+def test_an_unsent_upload_is_deleted_by_its_uploader_with_its_quota_and_file(tenant, people, upload, run_scans,
+                                                                             stored):
+    agent, ticket = people["agent"], people["ticket"]
+    before = used(agent)
+    draft = upload(agent, ticket["id"], samples.text(300), "draft.txt").get_json()
+    assert used(agent) == before + draft["size"]
+
+    resp = agent.delete(f"/api/v1/attachments/{draft['id']}")
+    assert resp.status_code == 204 and resp.data == b""
+    assert agent.get(f"/api/v1/attachments/{draft['id']}").status_code == 404
+    assert used(agent) == before
+    run_scans(tenant)  # the scan finds nothing to scan; the deletion job deletes the upload
+    assert objects(stored, tenant, draft["id"]) == dict.fromkeys(VARIANTS, False)
+    assert agent.delete(f"/api/v1/attachments/{draft['id']}").status_code == 404  # once
+    assert post_message(agent, ticket["id"], body="x", attachment_ids=[draft["id"]]).status_code == 422
+
+
+def test_a_clean_image_gives_back_its_copy_and_thumbnail(tenant, people, upload, run_scans, stored):
+    agent, ticket = people["agent"], people["ticket"]
+    before = used(agent)
+    image = upload(agent, ticket["id"], samples.png(640, 480), "shot.png").get_json()
+    run_scans(tenant)
+    clean = get_attachment(agent, image["id"])
+    assert clean["status"] == "clean" and clean["thumbnail_url"]
+    assert objects(stored, tenant, image["id"]) == {"original": False, "clean": True, "thumbnail": True}
+    assert used(agent) > before + clean["size"]  # the thumbnail counts too
+
+    assert agent.delete(f"/api/v1/attachments/{image['id']}").status_code == 204
+    assert used(agent) == before
+    assert agent.get(f"/api/v1/attachments/{image['id']}/download").status_code == 404
+    run_scans(tenant)
+    assert objects(stored, tenant, image["id"]) == dict.fromkeys(VARIANTS, False)
+
+
+def test_a_refused_file_gives_back_nothing_twice(tenant, people, upload, run_scans):
+    agent, ticket = people["agent"], people["ticket"]
+    before = used(agent)
+    infected = upload(agent, ticket["id"], samples.eicar(), "eicar.txt").get_json()
+    run_scans(tenant)
+    assert get_attachment(agent, infected["id"])["status"] == "infected" and used(agent) == before
+    assert agent.delete(f"/api/v1/attachments/{infected['id']}").status_code == 204
+    assert used(agent) == before
+
+
+def test_only_its_uploader_or_an_admin_may_delete_a_file(tenant, people, upload):
+    requester, agent, other, admin, ticket = (people["requester"], people["agent"], people["other_agent"],
+                                              people["admin"], people["ticket"])
+    public = upload(agent, ticket["id"], samples.text(), "answer.txt").get_json()
+    note = upload(agent, ticket["id"], samples.text(), "note.txt").get_json()
+    assert post_message(agent, ticket["id"], body="here", attachment_ids=[public["id"]]).status_code == 201
+    assert post_message(agent, ticket["id"], body="psst", internal=True,
+                        attachment_ids=[note["id"]]).status_code == 201
+    mine = upload(requester, ticket["id"], samples.text(), "mine.txt").get_json()
+    assert post_message(requester, ticket["id"], body="mine", attachment_ids=[mine["id"]]).status_code == 201
+    quota = used(admin)
+
+    for api, attachment in ((other, public), (requester, public), (other, mine), (agent, mine)):
+        resp = api.delete(f"/api/v1/attachments/{attachment['id']}")
+        assert resp.status_code == 403 and resp.get_json()["code"] == 403, resp.get_json()
+    resp = requester.delete(f"/api/v1/attachments/{note['id']}")  # an internal note's file: not there for them
+    assert resp.status_code == 404 and resp.get_json()["message"] == "No such attachment."
+    assert used(admin) == quota and all(get_attachment(admin, a["id"]) for a in (public, note, mine))
+
+    assert requester.delete(f"/api/v1/attachments/{mine['id']}").status_code == 204  # sent, but theirs
+    assert admin.delete(f"/api/v1/attachments/{note['id']}").status_code == 204  # an admin: anyone's
+    assert agent.delete(f"/api/v1/attachments/{public['id']}").status_code == 204
+    assert used(admin) == quota - mine["size"] - note["size"] - public["size"]
+
+
+def test_another_tenants_file_is_404_and_stays(tenant, other_tenant, upload):
+    theirs_ticket = new_ticket(other_tenant.api)
+    theirs = upload(other_tenant.api, theirs_ticket["id"], samples.text(), "theirs.txt").get_json()
+    resp = tenant.api.delete(f"/api/v1/attachments/{theirs['id']}")
+    assert resp.status_code == 404 and resp.get_json()["code"] == 404
+    assert get_attachment(other_tenant.api, theirs["id"])["filename"] == "theirs.txt"
+
+
+def test_a_revoked_key_deletes_nothing(tenant, people, upload):
+    made = tenant.api.post("/api/v1/api-keys", json={"name": "laptop", "role": "agent",
+                                                     "user_id": tenant.user("agent")["id"]}).get_json()
+    agent, ticket = ApiClient(tenant.api.client, made["key"]), people["ticket"]
+    draft = upload(agent, ticket["id"], samples.text(), "draft.txt").get_json()
+    assert tenant.api.delete(f"/api/v1/api-keys/{made['id']}").status_code == 204
+    assert agent.delete(f"/api/v1/attachments/{draft['id']}").status_code == 401
+    assert get_attachment(tenant.api, draft["id"])["filename"] == "draft.txt"
+
+
+@pytest.mark.parametrize("raw", ["not-a-uuid", "00000000-0000-0000-0000-00000000000%0A", "%00", "1" * 300])
+def test_a_malformed_id_is_404(tenant, raw):
+    resp = tenant.api.delete(f"/api/v1/attachments/{raw}")
+    assert resp.status_code == 404 and resp.get_json()["code"] == 404
+
+
+def test_a_sent_file_leaves_its_message_and_the_audit_log_keeps_what_it_was(tenant, people, upload, in_tenant):
+    agent, ticket = people["agent"], people["ticket"]
+    sent = upload(agent, ticket["id"], samples.text(), "log.txt").get_json()
+    kept = upload(agent, ticket["id"], samples.text(), "kept.txt").get_json()
+    message = post_message(agent, ticket["id"], body="logs", attachment_ids=[sent["id"], kept["id"]]).get_json()
+    assert agent.delete(f"/api/v1/attachments/{sent['id']}").status_code == 204
+
+    listed = agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    shown = next(m for m in listed if m["id"] == message["id"])
+    assert [a["id"] for a in shown["attachments"]] == [kept["id"]]
+    with in_tenant(tenant) as session:
+        before = session.execute(sa.select(AuditEntry.before).where(
+            AuditEntry.entity == "attachment", AuditEntry.entity_id == sent["id"],
+            AuditEntry.action == "deleted")).scalar_one()
+    assert before["filename"] == "log.txt" and before["sha256"] == sent["sha256"]
+    assert before["message_id"] == message["id"]
+
+
+def test_the_event_feed_says_a_file_was_deleted(tenant, people, upload):
+    agent, ticket = people["agent"], people["ticket"]
+    public = upload(agent, ticket["id"], samples.text(), "answer.txt").get_json()
+    assert post_message(agent, ticket["id"], body="here", attachment_ids=[public["id"]]).status_code == 201
+    assert agent.delete(f"/api/v1/attachments/{public['id']}").status_code == 204
+    feed = tenant.api.get("/api/v1/events", query_string={"types": "attachment.deleted"}).get_json()["items"]
+    assert [e["data"]["attachment"]["id"] for e in feed] == [public["id"]]
+    assert feed[0]["data"]["attachment"]["filename"] == "answer.txt"
+
+
+def test_a_file_deleted_while_its_scan_runs_leaves_nothing_in_storage(app, tenant, people, upload, stored,
+                                                                     monkeypatch, in_tenant):
+    agent, ticket = people["agent"], people["ticket"]
+    image = upload(agent, ticket["id"], samples.png(640, 480), "shot.png").get_json()
+    inspect, ran = services.inspect, {}
+
+    def delete_and_clean_up() -> None:  # another request and another worker, on their own thread
+        ran["delete"] = agent.delete(f"/api/v1/attachments/{image['id']}").status_code
+        with in_tenant(tenant) as session:
+            jobs = list(session.execute(sa.select(OutboxRow.id).where(OutboxRow.handler == DELETE_HANDLER)).scalars())
+        ran["jobs"] = [run_outbox_row(tenant.slug, job) for job in jobs]
+
+    def deleted_meanwhile(*args, **kwargs):
+        verdict = inspect(*args, **kwargs)  # the clean copy and thumbnail are stored after this
+        other = threading.Thread(target=delete_and_clean_up)
+        other.start()
+        other.join()
+        return verdict
+
+    monkeypatch.setattr(services, "inspect", deleted_meanwhile)
+    use_app(app)
+    with in_tenant(tenant) as session:
+        scans = list(session.execute(sa.select(OutboxRow.id).where(OutboxRow.handler == SCAN_HANDLER)).scalars())
+    assert [run_outbox_row(tenant.slug, job) for job in scans] == ["done"]
+    assert ran == {"delete": 204, "jobs": ["done"]}
+    assert objects(stored, tenant, image["id"]) == dict.fromkeys(VARIANTS, False)
+    assert agent.get(f"/api/v1/attachments/{image['id']}").status_code == 404
+
+
+def test_a_storage_outage_delays_the_deletion_of_the_file_but_does_not_lose_it(tenant, people, upload, run_scans,
+                                                                              stored, monkeypatch):
+    agent, ticket = people["agent"], people["ticket"]
+    draft = upload(agent, ticket["id"], samples.text(), "draft.txt").get_json()
+    run_scans(tenant)
+    assert agent.delete(f"/api/v1/attachments/{draft['id']}").status_code == 204
+
+    def down(self, keys):
+        raise StorageError("the storage is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalStorage, "delete", down)
+        run_scans(tenant, rounds=1)
+    assert stored(tenant, draft["id"]) is not None  # not yet: the job failed, its outbox row waits
+    run_scans(tenant)
+    assert stored(tenant, draft["id"]) is None
