@@ -27,9 +27,13 @@ import redis
 
 log = logging.getLogger(__name__)
 
-# A socket whose queue grows past this is not keeping up: its queue is dropped and it catches up
-# from Postgres instead, so memory stays bounded.
+# A socket whose queue grows past this is not keeping up: its new messages are dropped (it catches
+# up on them from Postgres by seq); if the other events alone fill it, the socket is closed, and
+# its client reconnects and reloads what it shows. Memory stays bounded either way.
 MAX_QUEUED = 1000
+MESSAGE_CREATED = "message.created"
+# How often the hub's thread looks for sockets stuck in a send (see `Listener.send_deadline`).
+WATCH_EVERY = 1.0
 
 
 class Listener:
@@ -39,17 +43,29 @@ class Listener:
         self.wake = wake
         self.tenant_id = tenant_id
         self.events: deque[tuple[dict[str, Any], str]] = deque()
+        self._lock = threading.Lock()
         self.resync = False
         self.recheck = False
         self.closing = False
+        self.overflowed = False
+        # While the socket's thread is in a send: when the hub's watchdog cuts it (`cut`) if still there.
+        self.send_deadline: float | None = None
+        self.cut: Callable[[], None] | None = None
 
     def offer(self, event: dict[str, Any], raw: str) -> None:
         """Queue an event with its JSON text (forwarded as is when the socket need not change it)."""
-        if len(self.events) >= MAX_QUEUED:
-            self.events.clear()
-            self.resync = True
-        else:
-            self.events.append((event, raw))
+        with self._lock:
+            if len(self.events) >= MAX_QUEUED:
+                # New messages are found again by seq; edits, deletions and ticket changes are not.
+                kept = [item for item in self.events if item[0].get("type") != MESSAGE_CREATED]
+                self.events.clear()
+                self.resync = True
+                if len(kept) >= MAX_QUEUED // 2:
+                    self.overflowed = True
+                else:
+                    self.events.extend(kept)
+            if not self.overflowed and not (self.resync and event.get("type") == MESSAGE_CREATED):
+                self.events.append((event, raw))
         self.wake.set()
 
     def request_close(self) -> None:
@@ -66,10 +82,14 @@ class Listener:
 
     def drain(self) -> list[tuple[dict[str, Any], str]]:
         """Take every queued event (called only by the socket's own thread)."""
-        taken = []
-        while self.events:
-            taken.append(self.events.popleft())
+        with self._lock:
+            taken = list(self.events)
+            self.events.clear()
         return taken
+
+    def stuck(self, now: float) -> bool:
+        deadline = self.send_deadline
+        return deadline is not None and now > deadline
 
 
 class Hub:
@@ -123,9 +143,13 @@ class Hub:
 
     def _run(self) -> None:
         backoff = 0.1
+        next_watch = time.monotonic() + WATCH_EVERY
         while True:
             if _serving is not None and not _serving():
                 self._close_all()
+            if time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + WATCH_EVERY
+                self._cut_stuck()
             try:
                 if self._broken.is_set():
                     self._reconnect()
@@ -180,6 +204,17 @@ class Hub:
                          if tenant_id is None or listener.tenant_id in (tenant_id, None)]
         for listener in listeners:
             action(listener)
+
+    def _cut_stuck(self) -> None:
+        """Cut off every socket stuck in one send past its deadline: its client stopped reading."""
+        now = time.monotonic()
+        with self._lock:
+            stuck = [listener for group in self._listeners.values() for listener in group if listener.stuck(now)]
+        for listener in stuck:
+            log.info("a socket's client took nothing for too long; cut off")
+            listener.send_deadline = None
+            if listener.cut is not None:
+                listener.cut()
 
     def _close_all(self) -> None:
         """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""

@@ -51,7 +51,9 @@ class Slot:
         if actor.api_key_id is not None:
             self.caps.insert(0, (f"tms:{tenant.id}:sockets:key:{actor.api_key_id}",
                                  config["STREAM_MAX_SOCKETS_PER_KEY"], "API key"))
-        self.lease = max(3 * config["STREAM_RESYNC_INTERVAL"], 60)
+        # Outlasts a socket's longest wait between renewals: a resync interval, then a send that may
+        # block until the hub's watchdog cuts it (`STREAM_SEND_TIMEOUT`).
+        self.lease = max(3 * config["STREAM_RESYNC_INTERVAL"], 3 * config["STREAM_SEND_TIMEOUT"], 60)
 
     def claim(self) -> str | None:
         """Take the slot; return which cap is full ("API key" or "user") if it cannot be taken."""

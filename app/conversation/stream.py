@@ -16,10 +16,12 @@ import json
 import logging
 import math
 import random
+import re
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,7 +54,13 @@ from tenants import current_tenant, requested_slug, set_current_tenant, tenant_m
 log = logging.getLogger(__name__)
 
 bp = Blueprint("stream", __name__)
-CATCH_UP_PAGE = 200
+# Messages read per catch-up page: each may hold 64 KiB of text and its HTML, held until sent.
+CATCH_UP_PAGE = 50
+HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
+# Frames a client may have waiting while its socket's thread is busy (sending, or in the database);
+# past either bound the connection is cut, so a client cannot grow a process's memory at will.
+MAX_WAITING_FRAMES = 100
+MAX_WAITING_SIZE = 4 * 1024 * 1024  # characters of text frames, bytes of binary ones
 _message_frame = MessageSchema()
 _stream_args = StreamArgs()
 
@@ -75,6 +83,7 @@ def authenticate_stream() -> None:
     The tenant's key generation is read before the grant is checked, so a revocation that lands
     in between is seen by the socket's first frame.
     """
+    check_handshake()
     try:  # read once, here, for the socket too; an unknown or repeated parameter is a ValidationError
         args = g.stream_args = _stream_args.load(parser.load_querystring(request, _stream_args))
     except ValidationError as err:
@@ -97,14 +106,26 @@ def authenticate_stream() -> None:
     else:
         authenticate_api_key(request.headers.get("Authorization", ""))
         g.stream_generation = g.get("key_generation")  # None when unknown: the first frame re-checks
-    ticket_for(current_actor(), ticket_id)
+    last = ticket_for(current_actor(), ticket_id).last_message_seq
     db.session.remove()
+    if args["after_seq"] > last:  # the socket would wait for seqs that come later, dropping what comes first
+        abort(422, message="The request has invalid fields.",
+              errors={"after_seq": [f"Past the ticket's last message, whose seq is {last}."]})
     slot = Slot(current_tenant(), current_actor())
     full = slot.claim()
     if full is not None:
         abort(429, message=f"This {full} has {slot.cap_of(full)} streams open already, the most allowed; "
                            "close one before opening another.")
     g.stream_slot = slot
+
+
+def check_handshake() -> None:
+    """Refuse a WebSocket handshake wsproto would fail on (400, not its exception): RFC 6455's version and key."""
+    version = request.headers.get("Sec-WebSocket-Version", "")
+    if version != "13":
+        abort(400, message="Not a WebSocket handshake this server speaks: Sec-WebSocket-Version must be 13.")
+    if HANDSHAKE_KEY.fullmatch(request.headers.get("Sec-WebSocket-Key", "")) is None:
+        abort(400, message="Not a WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64.")
 
 
 @bp.teardown_request
@@ -179,14 +200,16 @@ class TicketStream:
         # peer's delayed ACK (~40 ms).
         with contextlib.suppress(OSError, AttributeError):
             self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ws.input_buffer = WaitingFrames(self.cut, self.ws.input_buffer)
+        self.listener.cut = self.cut
         hub = process_hub(config["REDIS_URL"], CHANGED_CHANNEL)
         hub.join(self.channel, self.listener)
         try:
             self.serve(config["STREAM_RESYNC_INTERVAL"])
         except GrantEnded:
-            self.ws.close(reason=1008, message="Access to this ticket has ended.")
+            self.close(1008, "Access to this ticket has ended.")
         except TenantMoved:
-            self.ws.close(reason=1001, message="The organization moved; reconnect with after_seq.")
+            self.close(1001, "The organization moved; reconnect with after_seq.")
         finally:
             hub.leave(self.channel, self.listener)
             db.session.remove()
@@ -208,7 +231,10 @@ class TicketStream:
                 self.recheck_if_asked()
                 self.on_live(event, raw)
             if self.listener.closing:
-                self.ws.close(reason=1001, message="Server restarting; reconnect with after_seq.")
+                self.close(1001, "Server restarting; reconnect with after_seq.")
+                return
+            if self.listener.overflowed:
+                self.close(1008, "Too far behind the ticket's events; reconnect with after_seq.")
                 return
             if time.monotonic() >= next_resync:
                 next_resync = time.monotonic() + resync_every
@@ -255,7 +281,33 @@ class TicketStream:
 
     def send(self, event: dict[str, Any]) -> None:
         """Send an event as JSON text; a value JSON cannot hold (infinity) raises rather than goes out."""
-        self.ws.send(json.dumps(event, default=str, allow_nan=False))
+        self.send_text(json.dumps(event, default=str, allow_nan=False, ensure_ascii=False))
+
+    def send_text(self, text: str) -> None:
+        """Send one frame, watched: a peer that takes none of it for `STREAM_SEND_TIMEOUT` is cut off.
+
+        A send blocks while the peer's window is full; the process hub's watchdog shuts down a
+        socket stuck that long (`Listener.send_deadline`), which fails the send, so a client that
+        stops reading cannot hold a thread, its slot or the memory of its pending events.
+        """
+        self.listener.send_deadline = time.monotonic() + current_app.config["STREAM_SEND_TIMEOUT"]
+        try:
+            self.ws.send(text)
+        finally:
+            self.listener.send_deadline = None
+
+    def close(self, code: int, message: str) -> None:
+        """Close the socket with a reason, watched as a send is (the close frame may not get out either)."""
+        self.listener.send_deadline = time.monotonic() + current_app.config["STREAM_SEND_TIMEOUT"]
+        try:
+            self.ws.close(reason=code, message=message)
+        finally:
+            self.listener.send_deadline = None
+
+    def cut(self) -> None:
+        """Drop the connection at once (any thread): a blocked send fails and the socket's thread ends."""
+        with contextlib.suppress(OSError, AttributeError):
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
 
     def send_ticket(self) -> None:
         """Send the ticket as it is now; the socket already listens, so no later change can slip between."""
@@ -269,12 +321,15 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def catch_up(self) -> None:
-        """Send every message after `last_seq` from Postgres, page by page.
+    def catch_up(self, before: int | None = None) -> None:
+        """Send every message after `last_seq` (and before seq `before`, if given) from Postgres, page by page.
 
-        If the database cannot answer, the socket stays open and tries again at the next resync.
+        The grant is re-checked before each message when a change was announced, so a catch-up
+        that a revocation or demotion interrupts sends nothing it no longer may. If the database
+        cannot answer, the socket stays open and tries again at the next resync.
         """
         while True:
+            self.recheck_if_asked()
             try:
                 with short_session():
                     rows = services.messages_after(self.ticket_id, self.last_seq, CATCH_UP_PAGE)
@@ -284,6 +339,9 @@ class TicketStream:
                 log.warning("catch-up failed; retrying at the next resync", exc_info=True)
                 return
             for seq, internal, deleted, message in events:
+                if before is not None and seq >= before:
+                    return
+                self.recheck_if_asked()
                 self.last_seq = seq
                 if not deleted and services.visible_to(self.actor, internal):
                     self.send({"type": "message.created", "message": message})
@@ -313,7 +371,7 @@ class TicketStream:
         if raw is None:
             self.send(event)
         else:
-            self.ws.send(raw)
+            self.send_text(raw)
 
     def on_frame(self, frame: str | bytes) -> None:
         """Handle one client frame; a bad one gets an error event and changes nothing.
@@ -389,6 +447,9 @@ class TicketStream:
             event = {"type": "message.created", "message": posted.message}
         if ref is not None:
             event["ref"] = ref
+            if event["message"]["seq"] > self.last_seq + 1:
+                # Messages stored meanwhile by others go first, so the gap check does not swallow the echo.
+                self.catch_up(before=event["message"]["seq"])
         self.on_live(event)
 
     def typing(self, data: dict[str, Any]) -> None:
@@ -414,3 +475,32 @@ def error_event(error: HTTPException | DomainError, ref: Any = None) -> dict[str
     if ref is not None:
         event["ref"] = ref
     return event
+
+
+class WaitingFrames(list):
+    """The socket's frames received but not handled yet, bounded: past the bounds the connection is cut.
+
+    simple-websocket's reader thread appends every frame a client sends, whatever the socket's
+    own thread is doing; a client sending while its socket is blocked would grow it without end.
+    """
+
+    def __init__(self, cut: Callable[[], None], waiting: list) -> None:
+        super().__init__(waiting)
+        self.cut = cut
+        self.size = sum(len(frame) for frame in waiting)
+        self.lock = threading.Lock()  # the reader thread appends, the socket's thread pops
+
+    def append(self, frame: str | bytes) -> None:
+        with self.lock:
+            if len(self) >= MAX_WAITING_FRAMES or self.size + len(frame) > MAX_WAITING_SIZE:
+                log.info("a socket's client sent %d frames it has not waited for; cut off", len(self) + 1)
+                self.cut()
+                return
+            self.size += len(frame)
+            super().append(frame)
+
+    def pop(self, index: int = -1) -> str | bytes:
+        with self.lock:
+            frame = super().pop(index)
+            self.size -= len(frame)
+            return frame

@@ -269,3 +269,25 @@ def test_a_reply_in_the_thread_of_an_internal_note_is_a_note(live_server, browse
     page.context.close()
     last = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"][-1]
     assert (last["body"], last["parent_id"], last["internal"]) == ("Warranty ends in May", note["id"], True)
+
+
+def test_deleting_a_threads_first_message_live_keeps_its_replies(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Printer jams")
+    agent_key = hd.tenant.key_for(hd.agent.user)
+    root = post_message(agent_key, ticket["id"], body="Which tray?").get_json()
+    alone = post_message(agent_key, ticket["id"], body="Wrong ticket, sorry").get_json()
+    reply = post_message(agent_key, ticket["id"], body="The lower one, it seems", parent_id=root["id"]).get_json()
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    for message in (root, alone):
+        assert agent_key.delete(f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}").status_code == 204
+    expect(page.locator(f"#m-{alone['id']}")).to_have_count(0, timeout=LIVE)  # a thread of one goes whole
+    thread = page.locator(f'li.thread[data-root="{root["id"]}"]')
+    expect(thread.locator(f"#m-{root['id']}")).to_have_text("This message was deleted.")
+    expect(thread.locator(f"#m-{reply['id']}")).to_contain_text("The lower one, it seems")
+    keep(page, "thread-first-message-deleted-live-1280")
+    page.context.close()

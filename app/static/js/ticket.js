@@ -118,7 +118,7 @@ function handle(event) {
       updated(event.message);
       break;
     case "message.deleted":
-      document.getElementById(`m-${event.message.id}`)?.closest("li")?.remove();
+      removeMessage(event.message.id);
       break;
     case "ticket.updated":
       applyTicket(event.ticket);
@@ -164,6 +164,21 @@ function received(message, ref) {
 function updated(message) {
   const el = document.getElementById(`m-${message.id}`);
   if (el) el.querySelector(".msg-body").innerHTML = message.body_html; // sanitised on the server
+}
+
+// A deleted reply goes; a deleted thread's first message leaves a line in its place while the
+// thread has replies, so they stay where they were.
+function removeMessage(id) {
+  const el = document.getElementById(`m-${id}`);
+  const item = el?.closest("li");
+  if (!item) return;
+  if (!item.matches("li.thread[data-root]") || !item.querySelector(":scope > ol.replies > li")) {
+    item.remove();
+    return;
+  }
+  const gone = Object.assign(document.createElement("p"), { className: "msg-deleted muted small", id: el.id,
+    textContent: "This message was deleted." });
+  el.replaceWith(gone);
 }
 
 function refused(event) {

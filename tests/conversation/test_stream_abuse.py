@@ -1,0 +1,234 @@
+"""A client cannot turn its socket against the server: one that stops reading is cut off and frees
+its slot, one that floods frames is cut off, a revocation stops a catch-up in flight, a malformed
+handshake or an `after_seq` past the ticket is refused before it, the sender's echo keeps its
+`ref` when others' messages came first, and a socket that falls far behind keeps the events a
+catch-up cannot replay (or is closed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import websocket
+
+from app import unit_of_work
+from app.auth.actor import Actor
+from app.conversation import services
+from app.conversation.hub import MAX_QUEUED, Listener
+from app.conversation.stream import CATCH_UP_PAGE, MAX_WAITING_FRAMES, MAX_WAITING_SIZE, WaitingFrames
+from app.extensions import db
+from app.realtime import LIVE_EVENTS
+from tenants import active_tenant
+from tenants.context import tenant_context
+from tests import helpers
+from tests.conversation.conftest import OPEN_SOCKETS, StreamServer, start_gunicorn
+from tests.servers import stop_gunicorn
+
+BIG = "😀" * 60_000  # about 480 KB of event once rendered: a few fill any socket buffer
+
+
+@pytest.fixture(scope="module")
+def cutting_server(app, services) -> Iterator[StreamServer]:
+    """A server that cuts a socket off when one frame has not gone out in a second; 2 streams a key."""
+    server = start_gunicorn(services, STREAM_SEND_TIMEOUT="1", STREAM_MAX_SOCKETS_PER_KEY="2")
+    yield server
+    stop_gunicorn(server)
+
+
+@pytest.fixture(scope="module")
+def patient_server(app, services) -> Iterator[StreamServer]:
+    """A server that waits ten minutes for a slow reader (so a test controls when it reads)."""
+    server = start_gunicorn(services, STREAM_SEND_TIMEOUT="600")
+    yield server
+    stop_gunicorn(server)
+
+
+def stalled(server: StreamServer, ticket_id: str, key: str) -> websocket.WebSocket:
+    """Open a socket that reads nothing (a tiny receive window, and no recv), as a stalled client does."""
+    ws = websocket.create_connection(f"{server.ws_base}/api/v1/tickets/{ticket_id}/stream",
+                                     header=[f"Authorization: Bearer {key}"], timeout=10,
+                                     sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    OPEN_SOCKETS.append(ws)
+    return ws
+
+
+def agent_key(tenant) -> dict:
+    agent = tenant.user("agent")
+    return tenant.api.post("/api/v1/api-keys", json={"name": "agent", "role": "agent",
+                                                     "user_id": agent["id"]}).get_json()
+
+
+def read_to_the_end(ws: websocket.WebSocket) -> tuple[list[dict], int | None]:
+    """Read every event until the connection ends; return them and the close code (None if it was cut)."""
+    events: list[dict] = []
+    ws.settimeout(30)
+    while True:
+        try:
+            opcode, data = ws.recv_data(control_frame=True)
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            return events, None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return events, int.from_bytes(data[:2], "big")
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            events.append(json.loads(data))
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_frees_its_slot(tenant, cutting_server):
+    ticket = helpers.new_ticket(tenant.api)
+    for _ in range(24):
+        assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
+    key = agent_key(tenant)["key"]
+    sockets = [stalled(cutting_server, ticket["id"], key) for _ in range(2)]
+    assert helpers.refused_status(cutting_server, ticket["id"], key=key) == 429  # the key's 2 streams
+
+    # Each stalled socket is cut within a second or two of its send blocking, and gives its slot
+    # back then: long before its lease (90 s) would have run out.
+    def opens() -> bool:
+        try:
+            OPEN_SOCKETS.append(cutting_server.connect(ticket["id"], key=key))
+        except websocket.WebSocketBadStatusException:
+            return False
+        return True
+
+    helpers.wait_until(opens, "a stalled socket's slot to be given back", timeout=30)
+    for ws in sockets:
+        events, code = read_to_the_end(ws)
+        assert code is None and len(events) < 24  # cut off mid-catch-up, not closed in order
+
+
+def test_a_client_flooding_frames_it_does_not_wait_for_is_cut_off(tenant, patient_server):
+    ticket = helpers.new_ticket(tenant.api)
+    for _ in range(24):
+        assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
+    ws = stalled(patient_server, ticket["id"], tenant.key)  # its socket's thread is stuck sending
+    frame = json.dumps({"type": "typing"})
+
+    def flood() -> bool:
+        try:
+            for _ in range(10):
+                ws.send(frame)
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            return True
+        return False
+
+    helpers.wait_until(flood, "the flooding client to be cut off", timeout=30, every=0)
+    assert helpers.post_message(tenant.api, ticket["id"], body="the ticket is fine").status_code == 201
+
+
+def test_the_waiting_frames_are_bounded_by_count_and_by_size():
+    cuts = []
+    frames = WaitingFrames(lambda: cuts.append(1), ["early"])
+    for _ in range(MAX_WAITING_FRAMES - 1):
+        frames.append("x")
+    assert len(frames) == MAX_WAITING_FRAMES and not cuts
+    frames.append("one too many")
+    assert len(frames) == MAX_WAITING_FRAMES and cuts == [1]
+    assert frames.pop(0) == "early" and frames.size == MAX_WAITING_FRAMES - 1
+
+    big = WaitingFrames(lambda: cuts.append(2), [])
+    big.append("a" * (MAX_WAITING_SIZE - 1))
+    big.append(b"bc")
+    assert cuts == [1, 2] and len(big) == 1
+
+
+def test_a_revocation_stops_a_catch_up_in_flight(tenant, patient_server):
+    ticket = helpers.new_ticket(tenant.api)
+    agent = tenant.user("agent")
+    created = tenant.api.post("/api/v1/api-keys", json={"name": "laptop", "role": "agent",
+                                                        "user_id": agent["id"]}).get_json()
+    for n in range(2 * CATCH_UP_PAGE + 10):  # the first page is enough to stall on; two more follow
+        body = BIG if n < 20 else f"note {n}"
+        assert helpers.post_message(tenant.api, ticket["id"], body=body, internal=True).status_code == 201
+    ws = stalled(patient_server, ticket["id"], created["key"])
+    first = ws.recv_data(control_frame=True)  # the catch-up has begun: the first page is on its way
+    assert first[0] == websocket.ABNF.OPCODE_TEXT
+    assert tenant.api.delete(f"/api/v1/api-keys/{created['id']}").status_code == 204
+    helpers.wait_until(lambda: helpers.refused_status(patient_server, ticket["id"], key=created["key"]) == 401,
+                       "the revocation to be in force", timeout=10)
+
+    events, code = read_to_the_end(ws)
+    seqs = [e["message"]["seq"] for e in events if e["type"] == "message.created"]
+    assert code == 1008
+    assert seqs and max(seqs) <= CATCH_UP_PAGE  # nothing read from the database after the revocation
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+    {"Sec-WebSocket-Version": "13"},
+    {"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+    {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"},
+    {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==\n"},
+    {"Sec-WebSocket-Version": "13\x00", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+])
+def test_a_malformed_handshake_is_400_not_500(tenant, server_a, headers):
+    ticket = helpers.new_ticket(tenant.api)
+    lines = [f"GET /api/v1/tickets/{ticket['id']}/stream HTTP/1.1", f"Host: 127.0.0.1:{server_a.port}",
+             "Upgrade: websocket", "Connection: Upgrade", f"Authorization: Bearer {tenant.key}",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    with socket.create_connection(("127.0.0.1", server_a.port), timeout=10) as raw:
+        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := raw.recv(4096)):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status == 400, answer[:300]
+
+
+def test_after_seq_past_the_tickets_last_message_is_refused(tenant, server_a):
+    ticket = helpers.new_ticket(tenant.api)
+    helpers.post_message(tenant.api, ticket["id"], body="one")
+    assert helpers.refused_status(server_a, ticket["id"], key=tenant.key, after_seq=2) == 422
+    assert helpers.refused_status(server_a, ticket["id"], key=tenant.key, after_seq=2**31 - 1) == 422
+    ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=1)
+    helpers.send(ws, type="message", body="mine", ref="r1")
+    echo = helpers.next_event(ws, "message.created")
+    assert echo["message"]["seq"] == 2 and echo["ref"] == "r1"
+
+
+def test_the_senders_echo_keeps_its_ref_when_another_message_came_first(app, tenant, server_a):
+    ticket = helpers.new_ticket(tenant.api)
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    helpers.post_message(tenant.api, ticket["id"], body="seen")
+    assert helpers.next_event(ws, "message.created")["message"]["seq"] == 1
+    with app.app_context(), tenant_context(active_tenant(tenant.slug).ref()):
+        services.post_message(Actor(user_id=uuid.UUID(tenant.admin_id), role="admin"),
+                              uuid.UUID(ticket["id"]), body="not heard live")
+        db.session.info[unit_of_work.PENDING].pop(LIVE_EVENTS)  # stored as seq 2; this socket never hears of it
+        db.session.commit()
+    helpers.send(ws, type="message", body="mine", ref="r1")
+    missed, echo = helpers.next_event(ws, "message.created"), helpers.next_event(ws, "message.created")
+    assert (missed["message"]["seq"], missed["message"]["body"], "ref" in missed) == (2, "not heard live", False)
+    assert (echo["message"]["seq"], echo["message"]["body"], echo.get("ref")) == (3, "mine", "r1")
+
+
+def created(seq: int) -> tuple[dict, str]:
+    event = {"type": "message.created", "message": {"seq": seq}}
+    return event, json.dumps(event)
+
+
+def other(kind: str, n: int) -> tuple[dict, str]:
+    event = {"type": kind, "message": {"id": str(n)}}
+    return event, json.dumps(event)
+
+
+def test_a_socket_far_behind_keeps_the_events_a_catch_up_cannot_replay():
+    listener = Listener(threading.Event())
+    listener.offer(*other("message.deleted", 0))
+    for seq in range(1, MAX_QUEUED):
+        listener.offer(*created(seq))
+    listener.offer(*other("message.updated", 1))  # the queue is full: new messages are dropped
+    listener.offer(*created(MAX_QUEUED))
+    kept = [event["type"] for event, _ in listener.drain()]
+    assert kept == ["message.deleted", "message.updated"]
+    assert listener.resync and not listener.overflowed  # the messages come back by seq
+
+
+def test_a_socket_whose_other_events_alone_fill_its_queue_is_closed():
+    listener = Listener(threading.Event())
+    for n in range(MAX_QUEUED + 1):
+        listener.offer(*other("message.updated", n))
+    assert listener.overflowed and listener.drain() == []
