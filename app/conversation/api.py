@@ -50,7 +50,7 @@ STREAM_OPERATION = {
         "Upgrade to a WebSocket. Authenticate with the Authorization header or `?token=` from "
         "`POST /tickets/{id}/stream-token`. The server first sends every message after `after_seq` as "
         "`{\"type\": \"message.created\", \"message\": {...}}`, then live events: `message.created`, "
-        "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, "
+        "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, `attachment.deleted`, "
         "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
         "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; the "
         "sender's own `message.created` echo carries its `ref`, and a "
@@ -78,7 +78,7 @@ STREAM_OPERATION = {
         "400": _error("Not a WebSocket handshake, or an unknown query parameter."),
         "401": _error("No valid key or token."),
         "404": _error("No such ticket for this caller."),
-        "422": _error("Invalid query parameters."),
+        "422": _error("Invalid query parameters, or `after_seq` past the ticket's last message."),
     },
 }
 
