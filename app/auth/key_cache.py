@@ -93,16 +93,26 @@ def init_app(app: Flask) -> None:
     app.extensions["tms_key_cache"] = KeyCache()
     unit_of_work.handle(KEYS_CHANGED, keys_changed)
     on_registry_change(change_on_commit)  # a suspended or dropped tenant's keys stop at once
-    on_drop(_forget_generation)
+    on_drop(_forget_tenant)
 
 
-def _forget_generation(tenant_id: str) -> None:
-    """Delete a dropped tenant's key generation from Redis (it would stay for good); a process that
-    finds it missing checks its keys in Postgres, where the tenant is gone."""
+def _forget_tenant(tenant_id: str) -> None:
+    """Delete everything of a dropped tenant from Redis: its key generation (it would stay for good; a
+    process that finds it missing checks its keys in Postgres, where the tenant is gone) and every
+    `tms:<tenant id>:` key (counters, caps, caches), which would otherwise live out their windows."""
+    client = redis_client()
     try:
-        redis_client().delete(generation_key(tenant_id))
+        client.delete(generation_key(tenant_id))
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"tms:{tenant_id}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
     except redis.RedisError as exc:
-        log.warning("key generation of dropped tenant %s left in Redis: %s", tenant_id, exc)
+        log.warning("Redis keys of dropped tenant %s left to expire: %s", tenant_id, exc)
 
 
 def key_cache() -> KeyCache:

@@ -198,8 +198,7 @@ def test_redis_keys_carry_their_tenant(app, services, tenant_a, other_tenant):
         "tms:signup:",  # before there is a tenant
     )
     client = redis.Redis.from_url(services.redis_url)
-    # A dropped tenant's key generation outlives it (every process drops its cached keys on the
-    # change), and its counters live out their windows: the ids generations name were tenants too.
+    # `tenants drop` deletes a tenant's keys; a generation names a tenant all the same.
     named = {key.decode().removeprefix(GENERATION) for key in client.scan_iter(match=GENERATION + "*")}
     assert all(re.fullmatch(UUID_PATTERN, i, re.ASCII) for i in named), named  # a malformed one would pass any key
     tenant_ids |= named

@@ -29,11 +29,13 @@ def test_create_list_suspend_drop(app):
         db.session.rollback()
     assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 401
-    with app.app_context():  # nothing of it is left in Redis either (its key generation stayed for good)
+    with app.app_context():  # nothing of it is left in Redis either (its key generation stayed for good,
+        # its counters for their windows)
         from app.auth.key_cache import generation_key
         from app.extensions import redis_client
 
         assert redis_client().exists(generation_key(str(tenant_id))) == 0
+        assert list(redis_client().scan_iter(match=f"tms:{tenant_id}:*")) == []  # its key's counters too
     with app.app_context():
         schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
         assert schema_for(slug) not in set(schemas)
