@@ -25,6 +25,9 @@ from typing import Any
 
 import redis
 
+from app.conversation.socket_guard import Sending
+from app.conversation.socket_slots import Slot
+
 log = logging.getLogger(__name__)
 
 # A socket whose queue grows past this is not keeping up: its new messages are dropped (it catches
@@ -32,25 +35,27 @@ log = logging.getLogger(__name__)
 # its client reconnects and reloads what it shows. Memory stays bounded either way.
 MAX_QUEUED = 1000
 MESSAGE_CREATED = "message.created"
-# How often the hub's thread looks for sockets stuck in a send (see `Listener.send_deadline`).
+# How often the hub's thread looks for sockets stuck in a send (`socket_guard.Sending`), and renews
+# the slots of the sockets it holds (their leases last at least a minute, `socket_slots.Slot`).
 WATCH_EVERY = 1.0
+RENEW_EVERY = 15.0
 
 
 class Listener:
     """A socket's inbox of live events; `wake` is set whenever something arrives."""
 
-    def __init__(self, wake: threading.Event, tenant_id: str | None = None) -> None:
+    def __init__(self, wake: threading.Event, tenant_id: str | None = None, slot: Slot | None = None,
+                 sending: Sending | None = None) -> None:
         self.wake = wake
         self.tenant_id = tenant_id
+        self.slot = slot
+        self.sending = sending or Sending(None)
         self.events: deque[tuple[dict[str, Any], str]] = deque()
         self._lock = threading.Lock()
         self.resync = False
         self.recheck = False
         self.closing = False
         self.overflowed = False
-        # While the socket's thread is in a send: when the hub's watchdog cuts it (`cut`) if still there.
-        self.send_deadline: float | None = None
-        self.cut: Callable[[], None] | None = None
 
     def offer(self, event: dict[str, Any], raw: str) -> None:
         """Queue an event with its JSON text (forwarded as is when the socket need not change it)."""
@@ -86,10 +91,6 @@ class Listener:
             taken = list(self.events)
             self.events.clear()
         return taken
-
-    def stuck(self, now: float) -> bool:
-        deadline = self.send_deadline
-        return deadline is not None and now > deadline
 
 
 class Hub:
@@ -144,12 +145,16 @@ class Hub:
     def _run(self) -> None:
         backoff = 0.1
         next_watch = time.monotonic() + WATCH_EVERY
+        next_renewal = time.monotonic() + RENEW_EVERY
         while True:
             if _serving is not None and not _serving():
                 self._close_all()
             if time.monotonic() >= next_watch:
                 next_watch = time.monotonic() + WATCH_EVERY
                 self._cut_stuck()
+            if time.monotonic() >= next_renewal:
+                next_renewal = time.monotonic() + RENEW_EVERY
+                self._renew_slots()
             try:
                 if self._broken.is_set():
                     self._reconnect()
@@ -205,16 +210,34 @@ class Hub:
         for listener in listeners:
             action(listener)
 
-    def _cut_stuck(self) -> None:
-        """Cut off every socket stuck in one send past its deadline: its client stopped reading."""
-        now = time.monotonic()
+    def _listening(self) -> list[Listener]:
         with self._lock:
-            stuck = [listener for group in self._listeners.values() for listener in group if listener.stuck(now)]
-        for listener in stuck:
-            log.info("a socket's client took nothing for too long; cut off")
-            listener.send_deadline = None
-            if listener.cut is not None:
-                listener.cut()
+            return [listener for group in self._listeners.values() for listener in group]
+
+    def _cut_stuck(self) -> None:
+        """Cut off every socket whose client took nothing of a blocked send for its timeout: it stopped reading."""
+        now = time.monotonic()
+        for listener in self._listening():
+            if listener.sending.stuck(now):
+                log.info("a socket's client took nothing for %.0f s; cut off", listener.sending.timeout)
+                listener.sending.cut()
+
+    def _renew_slots(self) -> None:
+        """Extend the lease of every socket's slot this process holds, in one round trip.
+
+        The hub renews them, not the sockets' threads, so a socket whose thread is busy for long
+        (sending to a slow client) still counts against its caps for as long as it holds a thread.
+        """
+        slots = [listener.slot for listener in self._listening() if listener.slot is not None]
+        if not slots:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for slot in slots:
+                slot.renew_in(pipe)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.info("socket slots not renewed: %s", exc)
 
     def _close_all(self) -> None:
         """Ask every socket to close (the worker is shutting down; clients reconnect with after_seq)."""

@@ -3,15 +3,16 @@
 The tenant's cap keeps one busy organization from taking every socket thread a process has.
 
 Each open socket holds a slot: a member of a Redis sorted set per key and per user, scored by
-when its lease ends. A socket renews its lease at every resync, so the slots of a process that
-died free themselves when their leases run out. Claiming is one Lua script, so two processes
-cannot both take the last slot. Counters are disposable (invariant 3): without Redis, sockets
-open uncapped rather than not at all.
+when its lease ends. The process hub renews the leases of every socket its process holds
+(every 15 s, `hub.Hub`), so the slots of a process that died free themselves when their leases
+run out. Claiming is one Lua script, so two processes cannot both take the last slot. Counters
+are disposable (invariant 3): without Redis, sockets open uncapped rather than not at all.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 
@@ -23,6 +24,7 @@ from app.extensions import redis_client
 from tenants import TenantRef
 
 log = logging.getLogger(__name__)
+LEASE = 60  # seconds: four of the hub's renewals
 
 # KEYS: one sorted set per cap. ARGV: now, lease end, member, then one cap per KEY.
 # Returns 0 when the slot was taken in every set, else the 1-based index of the full set.
@@ -51,9 +53,7 @@ class Slot:
         if actor.api_key_id is not None:
             self.caps.insert(0, (f"tms:{tenant.id}:sockets:key:{actor.api_key_id}",
                                  config["STREAM_MAX_SOCKETS_PER_KEY"], "API key"))
-        # Outlasts a socket's longest wait between renewals: a resync interval, then a send that may
-        # block until the hub's watchdog cuts it (`STREAM_SEND_TIMEOUT`).
-        self.lease = max(3 * config["STREAM_RESYNC_INTERVAL"], 3 * config["STREAM_SEND_TIMEOUT"], 60)
+        self.lease = LEASE
 
     def claim(self) -> str | None:
         """Take the slot; return which cap is full ("API key" or "user") if it cannot be taken."""
@@ -69,9 +69,13 @@ class Slot:
     def cap_of(self, which: str) -> int:
         return next(cap for _, cap, what in self.caps if what == which)
 
-    def renew(self) -> None:
-        """Extend the lease (at each resync); a slot that was lost is taken back."""
-        self._each(lambda pipe, name: pipe.zadd(name, {self.member: time.time() + self.lease}))
+    def renew_in(self, pipe: redis.client.Pipeline) -> None:
+        """Add the commands that extend the lease to a pipeline (the process hub's, for all its sockets at once);
+        a slot that was lost is taken back."""
+        until = time.time() + self.lease
+        for name, _, _ in self.caps:
+            pipe.zadd(name, {self.member: until})
+            pipe.expireat(name, math.ceil(until))
 
     def release(self) -> None:
         self._each(lambda pipe, name: pipe.zrem(name, self.member))

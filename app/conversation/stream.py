@@ -18,10 +18,9 @@ import math
 import random
 import re
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +40,7 @@ from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens, writes
 from app.conversation.hub import Listener, process_hub
 from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
+from app.conversation.socket_guard import ReaderThread, Sending
 from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
@@ -57,10 +57,6 @@ bp = Blueprint("stream", __name__)
 # Messages read per catch-up page: each may hold 64 KiB of text and its HTML, held until sent.
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
-# Frames a client may have waiting while its socket's thread is busy (sending, or in the database);
-# past either bound the connection is cut, so a client cannot grow a process's memory at will.
-MAX_WAITING_FRAMES = 100
-MAX_WAITING_SIZE = 4 * 1024 * 1024  # characters of text frames, bytes of binary ones
 _message_frame = MessageSchema()
 _stream_args = StreamArgs()
 
@@ -72,6 +68,7 @@ def init_app(app: Flask) -> None:
         # A 64 KiB body may take up to 12 bytes per character once JSON-escaped; beyond this the
         # frame is not a valid message anyway and the connection is closed with 1009.
         "max_message_size": 12 * MAX_BODY + 4096,
+        "thread_class": ReaderThread,  # bounds the frames a client may have waiting (socket_guard)
     })
     app.register_blueprint(bp)
 
@@ -185,13 +182,12 @@ class TicketStream:
         self.grant = grant
         self.actor = actor
         self.generation = generation
-        self.slot = slot
         self.last_seq = after_seq
         self.with_ticket = with_ticket
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
-        self.listener = Listener(ws.event, grant.tenant.id)
+        self.listener = Listener(ws.event, grant.tenant.id, slot, Sending(getattr(ws, "sock", None)))
         self.last_typing = -math.inf
 
     def run(self) -> None:
@@ -200,8 +196,6 @@ class TicketStream:
         # peer's delayed ACK (~40 ms).
         with contextlib.suppress(OSError, AttributeError):
             self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ws.input_buffer = WaitingFrames(self.cut, self.ws.input_buffer)
-        self.listener.cut = self.cut
         hub = process_hub(config["REDIS_URL"], CHANGED_CHANNEL)
         hub.join(self.channel, self.listener)
         try:
@@ -274,40 +268,34 @@ class TicketStream:
             self.listener.resync = True  # catches up on what the pub/sub may have dropped
 
     def resync(self) -> None:
-        """Every resync interval: re-check the grant, renew the socket's slot, catch up if behind."""
+        """Every resync interval: re-check the grant, and catch up if behind (the hub renews the slot)."""
         self.generation = current_generation(self.grant.tenant.id)
         self.recheck_grant()
-        self.slot.renew()
 
     def send(self, event: dict[str, Any]) -> None:
         """Send an event as JSON text; a value JSON cannot hold (infinity) raises rather than goes out."""
         self.send_text(json.dumps(event, default=str, allow_nan=False, ensure_ascii=False))
 
     def send_text(self, text: str) -> None:
-        """Send one frame, watched: a peer that takes none of it for `STREAM_SEND_TIMEOUT` is cut off.
+        """Send one frame, watched: a client that takes nothing for `STREAM_SEND_TIMEOUT` is cut off.
 
-        A send blocks while the peer's window is full; the process hub's watchdog shuts down a
-        socket stuck that long (`Listener.send_deadline`), which fails the send, so a client that
-        stops reading cannot hold a thread, its slot or the memory of its pending events.
+        A send blocks while the client's window is shut; the process hub's watchdog shuts down a
+        socket stuck that long (`socket_guard.Sending`), which fails the send, so a client that
+        stops reading cannot hold a thread or the memory of its pending events.
         """
-        self.listener.send_deadline = time.monotonic() + current_app.config["STREAM_SEND_TIMEOUT"]
+        self.listener.sending.begin(current_app.config["STREAM_SEND_TIMEOUT"])
         try:
             self.ws.send(text)
         finally:
-            self.listener.send_deadline = None
+            self.listener.sending.end()
 
     def close(self, code: int, message: str) -> None:
         """Close the socket with a reason, watched as a send is (the close frame may not get out either)."""
-        self.listener.send_deadline = time.monotonic() + current_app.config["STREAM_SEND_TIMEOUT"]
+        self.listener.sending.begin(current_app.config["STREAM_SEND_TIMEOUT"])
         try:
             self.ws.close(reason=code, message=message)
         finally:
-            self.listener.send_deadline = None
-
-    def cut(self) -> None:
-        """Drop the connection at once (any thread): a blocked send fails and the socket's thread ends."""
-        with contextlib.suppress(OSError, AttributeError):
-            self.ws.sock.shutdown(socket.SHUT_RDWR)
+            self.listener.sending.end()
 
     def send_ticket(self) -> None:
         """Send the ticket as it is now; the socket already listens, so no later change can slip between."""
@@ -476,31 +464,3 @@ def error_event(error: HTTPException | DomainError, ref: Any = None) -> dict[str
         event["ref"] = ref
     return event
 
-
-class WaitingFrames(list):
-    """The socket's frames received but not handled yet, bounded: past the bounds the connection is cut.
-
-    simple-websocket's reader thread appends every frame a client sends, whatever the socket's
-    own thread is doing; a client sending while its socket is blocked would grow it without end.
-    """
-
-    def __init__(self, cut: Callable[[], None], waiting: list) -> None:
-        super().__init__(waiting)
-        self.cut = cut
-        self.size = sum(len(frame) for frame in waiting)
-        self.lock = threading.Lock()  # the reader thread appends, the socket's thread pops
-
-    def append(self, frame: str | bytes) -> None:
-        with self.lock:
-            if len(self) >= MAX_WAITING_FRAMES or self.size + len(frame) > MAX_WAITING_SIZE:
-                log.info("a socket's client sent %d frames it has not waited for; cut off", len(self) + 1)
-                self.cut()
-                return
-            self.size += len(frame)
-            super().append(frame)
-
-    def pop(self, index: int = -1) -> str | bytes:
-        with self.lock:
-            frame = super().pop(index)
-            self.size -= len(frame)
-            return frame

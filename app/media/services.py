@@ -396,14 +396,6 @@ def delete_objects(attachment_id: uuid.UUID) -> None:
     storage().delete(_object_keys(current_tenant().id, attachment_id))
 
 
-def _discard_now(keys: list[str]) -> None:
-    """Delete objects nothing refers to any more; best effort (a failure is logged, for the operator)."""
-    try:
-        storage().delete(keys)
-    except StorageError as exc:
-        log.warning("files of a deleted attachment left in storage, to delete by hand: %s (%s)", keys, exc)
-
-
 # --- reading and downloading -----------------------------------------------------------------
 
 
@@ -587,11 +579,12 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
     so RQ retries the job as it does one that crashed; the last such try records `scan_failed`.
     """
     attempt = _count_attempt(attachment_id)
+    attachment = db.session.get(Attachment, attachment_id)
+    if attachment is None:  # deleted: an earlier try may have stored copies after its objects were deleted
+        delete_objects(attachment_id)
+        return "gone"
     if attempt is None:
         return "not pending"
-    attachment = db.session.get(Attachment, attachment_id)
-    if attachment is None:
-        return "gone"
     max_attempts = current_app.config["MEDIA_SCAN_ATTEMPTS"]
     if attempt > max_attempts:
         return _decide(attachment_id, Verdict(
@@ -675,8 +668,8 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
         sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
-    if attachment is None:  # deleted while it was scanned: what the scan stored goes too
-        _discard_now(_object_keys(current_tenant().id, attachment_id))
+    if attachment is None:  # deleted while it was scanned: what the scan stored goes too (or the job fails, to retry)
+        delete_objects(attachment_id)
         return "gone"
     if attachment.status != "pending":
         return "decided already"

@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 import websocket
 
 from app import unit_of_work
 from app.auth.actor import Actor
 from app.conversation import services
 from app.conversation.hub import MAX_QUEUED, Listener
-from app.conversation.stream import CATCH_UP_PAGE, MAX_WAITING_FRAMES, MAX_WAITING_SIZE, WaitingFrames
+from app.conversation.socket_guard import MAX_WAITING_FRAMES, MAX_WAITING_SIZE, WaitingFrames
+from app.conversation.stream import CATCH_UP_PAGE
 from app.extensions import db
 from app.realtime import LIVE_EVENTS
 from tenants import active_tenant
@@ -98,6 +101,81 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_its_slot(tenant, cutti
     for ws in sockets:
         events, code = read_to_the_end(ws)
         assert code is None and len(events) < 24  # cut off mid-catch-up, not closed in order
+
+
+def slow_reader(server: StreamServer, ticket_id: str, key: str, frames: int, slow_for: float) -> list[int]:
+    """Read a stream through a small window, for `slow_for` seconds at about 250 KB/s (a slow mobile link),
+    then at full speed, until `frames` text frames came; return their sizes. Fails if the server ends the
+    connection first."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", server.port))
+    raw.sendall((f"GET /api/v1/tickets/{ticket_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {key}\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += raw.recv(4096)
+    head, data = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    sizes: list[int] = []
+    slow_until = time.monotonic() + slow_for
+    try:
+        while len(sizes) < frames:
+            while True:  # whole frames in `data`: the server's are unmasked
+                if len(data) < 2:
+                    break
+                length, start = data[1] & 0x7F, 2
+                if length == 126:
+                    length, start = int.from_bytes(data[2:4], "big"), 4
+                elif length == 127:
+                    length, start = int.from_bytes(data[2:10], "big"), 10
+                if len(data) < start + length:
+                    break
+                opcode, payload = data[0] & 0x0F, data[start:start + length]
+                assert opcode != 0x8, f"the server closed the stream: {payload!r}"
+                if opcode == 0x1:
+                    sizes.append(length)
+                elif opcode == 0x9:  # a ping: pong with its payload (masked, as a client must; a zero mask)
+                    raw.sendall(bytes([0x8A, 0x80 | len(payload)]) + bytes(4) + payload)
+                data = data[start + length:]
+            chunk = raw.recv(4096)
+            assert chunk, "the server cut the stream off"
+            data += chunk
+            if time.monotonic() < slow_until:
+                time.sleep(0.016)
+    finally:
+        raw.close()
+    return sizes
+
+
+def test_a_slow_client_that_keeps_reading_is_never_cut_off_mid_frame(tenant, cutting_server):
+    ticket = helpers.new_ticket(tenant.api)
+    for _ in range(12):
+        assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
+    # Past the first 4 MB (the kernel's buffers), each frame takes this client about two seconds to
+    # take, twice the server's send timeout; it takes bytes all along, so it is never cut off.
+    sizes = slow_reader(cutting_server, ticket["id"], tenant.key, 12, slow_for=6)
+    assert len(sizes) == 12 and min(sizes) > 400_000
+
+
+def test_the_slot_of_a_socket_whose_thread_is_stuck_in_a_send_is_kept(app, services, tenant, patient_server):
+    ticket = helpers.new_ticket(tenant.api)
+    for _ in range(24):
+        assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
+    made = agent_key(tenant)
+    stalled(patient_server, ticket["id"], made["key"])  # its thread blocks in the catch-up for ten minutes
+    with app.app_context():
+        tenant_id = active_tenant(tenant.slug).id
+    client = redis.Redis.from_url(services.redis_url)
+    name = f"tms:{tenant_id}:sockets:key:{made['id']}"
+    helpers.wait_until(lambda: client.zcard(name) == 1, "the socket's slot", timeout=10)
+    first = client.zrange(name, 0, -1, withscores=True)[0][1]
+    # The process hub renews it (every 15 s) though the socket's own thread cannot.
+    helpers.wait_until(lambda: client.zrange(name, 0, -1, withscores=True)[0][1] > first,
+                       "the stuck socket's lease to be renewed", timeout=40)
+    assert client.ttl(name) > 30
 
 
 def test_a_client_flooding_frames_it_does_not_wait_for_is_cut_off(tenant, patient_server):

@@ -204,3 +204,39 @@ def test_a_storage_outage_delays_the_deletion_of_the_file_but_does_not_lose_it(t
     assert stored(tenant, draft["id"]) is not None  # not yet: the job failed, its outbox row waits
     run_scans(tenant)
     assert stored(tenant, draft["id"]) is None
+
+
+def test_a_copy_stored_by_a_scan_try_that_failed_after_its_file_was_deleted_is_deleted_by_the_retry(
+        app, tenant, people, upload, stored, monkeypatch, in_tenant):
+    agent, ticket = people["agent"], people["ticket"]
+    image = upload(agent, ticket["id"], samples.png(640, 480), "shot.png").get_json()
+    inspect, writer = services.inspect, LocalStorage.writer
+
+    def delete_and_clean_up() -> None:  # another request and another worker, on their own thread
+        assert agent.delete(f"/api/v1/attachments/{image['id']}").status_code == 204
+        with in_tenant(tenant) as session:
+            jobs = list(session.execute(sa.select(OutboxRow.id).where(OutboxRow.handler == DELETE_HANDLER)).scalars())
+        assert [run_outbox_row(tenant.slug, job) for job in jobs] == ["done"]
+
+    def deleted_meanwhile(*args, **kwargs):
+        verdict = inspect(*args, **kwargs)
+        other = threading.Thread(target=delete_and_clean_up)
+        other.start()
+        other.join()
+        return verdict
+
+    def thumbnails_fail(self, key):  # the clean copy is stored, then the storage fails
+        if key.endswith("/thumbnail"):
+            raise StorageError("the storage is down")
+        return writer(self, key)
+
+    monkeypatch.setattr(services, "inspect", deleted_meanwhile)
+    monkeypatch.setattr(LocalStorage, "writer", thumbnails_fail)
+    use_app(app)
+    with in_tenant(tenant) as session:
+        scans = list(session.execute(sa.select(OutboxRow.id).where(OutboxRow.handler == SCAN_HANDLER)).scalars())
+    run_outbox_row(tenant.slug, scans[0])  # the outage: the try asks to be retried later
+    assert stored(tenant, image["id"], "clean") is not None
+    monkeypatch.setattr(LocalStorage, "writer", writer)
+    assert run_outbox_row(tenant.slug, scans[0]) == "done"  # the retry finds the file deleted
+    assert objects(stored, tenant, image["id"]) == dict.fromkeys(VARIANTS, False)
