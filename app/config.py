@@ -95,7 +95,7 @@ class Config:
         self.STREAM_PING_INTERVAL = _float("STREAM_PING_INTERVAL", 25)
         self.STREAM_RESYNC_INTERVAL = _float("STREAM_RESYNC_INTERVAL", 30)
         self.STREAM_TYPING_INTERVAL = _float("STREAM_TYPING_INTERVAL", 1)
-        # A socket whose client has not taken one whole frame within this long is cut off (it stopped reading).
+        # A socket whose client takes no byte of a waiting send for this long is cut off (it stopped reading).
         self.STREAM_SEND_TIMEOUT = _float("STREAM_SEND_TIMEOUT", 20)
         self.STREAM_MAX_SOCKETS_PER_KEY = _int("STREAM_MAX_SOCKETS_PER_KEY", 100)
         self.STREAM_MAX_SOCKETS_PER_USER = _int("STREAM_MAX_SOCKETS_PER_USER", 20)
