@@ -108,6 +108,9 @@ class Config:
         # An export may run longer than a request's statement, but not forever.
         self.EXPORT_STATEMENT_TIMEOUT_MS = _int("EXPORT_STATEMENT_TIMEOUT_MS", 600_000)
         self.SEARCH_STATEMENT_TIMEOUT_MS = _int("SEARCH_STATEMENT_TIMEOUT_MS", 3000)
+        # `q` searches one organization may run at once in a process (each may hold a connection
+        # for the timeout above); beyond, 503 with Retry-After.
+        self.SEARCH_CONCURRENCY_PER_TENANT = _int("SEARCH_CONCURRENCY_PER_TENANT", 4)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).

@@ -27,6 +27,7 @@ from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
+from app.tickets.services import visibility
 from tenants import compile_for_tenant, current_tenant, engine_for, keepalive_args
 
 _engine_lock = threading.Lock()
@@ -77,7 +78,11 @@ def export_select(actor: Actor, args: dict[str, Any], fmt: str) -> sa.Select:
     conditions = filters(actor, args)
     if args.get("q"):
         text = search.to_tsquery_text(args["q"])
-        conditions.append(search.matches(search.tsquery(text), actor.is_staff) if text else sa.false())
+        # From the text indexes, not a check of every ticket's messages (which read them all); a
+        # requester's matches only among their own tickets.
+        visible = None if actor.is_staff else visibility(actor)
+        conditions.append(Ticket.id.in_(search.matching_ids(search.tsquery(text), actor.is_staff, visible)) if text
+                          else sa.false())
     return sa.select(*columns).where(*conditions).order_by(Ticket.number)
 
 

@@ -7,12 +7,15 @@ repeats or skips a ticket that existed when the walk began.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import aliased
 
@@ -23,6 +26,7 @@ from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
 from app.tickets.schemas import RELEVANCE
 from app.tickets.services import visibility
+from tenants import current_tenant
 
 DEFAULT_SORT = "-created_at"
 # A plain (non-search) page is read as rows, not Ticket objects: 50 rows skip the ORM's identity
@@ -121,14 +125,41 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     text = search.to_tsquery_text(args["q"])
     if text is None:
         return TicketPage([], None, sort)
-    session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+    with searching(current_tenant().id):
+        session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+        try:
+            return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "57014":
+                raise
+            session.rollback()
+            raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
+
+
+_searches: dict[str, int] = {}
+_searches_lock = threading.Lock()
+
+
+@contextmanager
+def searching(tenant_id: str) -> Iterator[None]:
+    """Hold one of the organization's `SEARCH_CONCURRENCY_PER_TENANT` searches of this process, or refuse.
+
+    A search may hold a database connection for its whole statement timeout; without a share per
+    organization, one organization's searches (a broad prefix and its negation, in parallel) took
+    every connection of the process, and every other organization's requests waited for one.
+    """
+    limit = current_app.config["SEARCH_CONCURRENCY_PER_TENANT"]
+    with _searches_lock:
+        if _searches.get(tenant_id, 0) >= limit:
+            raise Unavailable(f"This organization has {limit} searches running already; try again in a moment.")
+        _searches[tenant_id] = _searches.get(tenant_id, 0) + 1
     try:
-        return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
-    except sa.exc.OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "57014":
-            raise
-        session.rollback()
-        raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
+        yield
+    finally:
+        with _searches_lock:
+            left = _searches.pop(tenant_id) - 1
+            if left:
+                _searches[tenant_id] = left
 
 
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,
@@ -150,11 +181,7 @@ def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, so
         items, next_inner = _ranked_page(session, actor, conditions, query, limit, inner, visible)
         return TicketPage(items, _join_cursor(plan, next_inner), RELEVANCE)
     if plan == SORT_SET:
-        ids = sa.union(
-            search.ticket_hits(query, visible).with_only_columns(Ticket.id),
-            search.message_hits(query, actor.is_staff, visible).with_only_columns(search.Message.ticket_id),
-        )
-        conditions = [*conditions, Ticket.id.in_(ids)]
+        conditions = [*conditions, Ticket.id.in_(search.matching_ids(query, actor.is_staff, visible))]
     else:
         conditions = [*conditions, search.matches(query, actor.is_staff)]
     items, next_inner = page(session, sa.select(Ticket).where(*conditions), sort_keys(order), limit, inner, plan)

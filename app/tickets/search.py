@@ -74,7 +74,9 @@ def to_tsquery_text(q: str) -> str | None:
             terms.append(term)
         pending_or = False
     positive = [t for t in terms if not t.startswith("!")]
-    return " & ".join(terms) if positive else None
+    if not positive or any(f"!{t}" in terms for t in positive):
+        return None  # nothing to find, or a term and its own negation: nothing can match (`c* -c*`)
+    return " & ".join(terms)
 
 
 def tsquery(text: str) -> sa.ColumnElement:
@@ -104,6 +106,17 @@ def ticket_hits(query: sa.ColumnElement, visible: sa.ColumnElement[bool] | None 
     stmt = sa.select(Ticket.id.label("ticket_id"), sa.func.ts_rank(Ticket.search_vector, query, 1).label("rank")) \
         .where(Ticket.search_vector.op("@@")(query))
     return stmt if visible is None else stmt.where(visible)
+
+
+def matching_ids(query: sa.ColumnElement, with_internal: bool,
+                 visible: sa.ColumnElement[bool] | None = None) -> sa.CompoundSelect:
+    """Return the ids of the (`visible`) tickets that match or have a visible message that matches.
+
+    Read from both text indexes at once: the condition for a query that must find every match
+    (`matches` checks one row at a time, for walking a few rows in order).
+    """
+    return sa.union(ticket_hits(query, visible).with_only_columns(Ticket.id),
+                    message_hits(query, with_internal, visible).with_only_columns(Message.ticket_id))
 
 
 def matches(query: sa.ColumnElement, with_internal: bool, tickets=Ticket) -> sa.ColumnElement[bool]:

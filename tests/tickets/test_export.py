@@ -93,6 +93,29 @@ def test_requesters_export_only_their_own(tenant, new_ticket):
     assert [t["id"] for t in json.loads(_export(requester, format="json").data)] == [mine["id"]]
 
 
+def test_a_search_export_finds_messages_from_the_text_indexes(app, tenant, new_ticket):
+    """`q` matches a ticket or one of its messages, read from both text indexes at once: checking each
+    ticket's messages one by one (an EXISTS per ticket) read every ticket and message of a large tenant."""
+    from app.auth.actor import Actor
+    from app.tickets.export import export_select
+
+    requester = tenant.key_for(tenant.user("requester"))
+    by_message, by_title = new_ticket("quiet one", api=requester), new_ticket("router broken", api=requester)
+    new_ticket("router of someone else")
+    note = tenant.api.post(f"/api/v1/tickets/{by_message['id']}/messages", json={"body": "the router again"})
+    assert note.status_code == 201
+    internal = new_ticket("nothing here", api=requester)
+    tenant.api.post(f"/api/v1/tickets/{internal['id']}/messages", json={"body": "router", "internal": True})
+    staff = {r["id"] for r in json.loads(_export(tenant.api, format="json", q="router").data)}
+    assert by_message["id"] in staff and by_title["id"] in staff and internal["id"] in staff
+    mine = [r["id"] for r in json.loads(_export(requester, format="json", q="router").data)]
+    assert mine == [by_message["id"], by_title["id"]]  # their own, never by an internal note
+    assert json.loads(_export(tenant.api, format="json", q="router -router").data) == []
+    with app.test_request_context():
+        sql = str(export_select(Actor(user_id=None, role="admin"), {"q": "router"}, "json"))
+    assert "EXISTS" not in sql.upper() and "UNION" in sql.upper()
+
+
 @pytest.mark.parametrize("params", [{"format": "xml"}, {"sort": "number"}, {"status": "bogus"},
                                     {"limit": "10"}, {"created_before": "soon"}])
 def test_bad_export_parameters_answer_422(tenant, params):

@@ -34,6 +34,10 @@ def _ids(body: dict) -> list[str]:
     ("e-mail", "(e <-> mail)"),
     ("it's & | ! :* ( )", "(it <-> s)"),
     ("-only -negative", None),
+    ("c* -c*", None),  # a term and its own negation: nothing can match, and it read whole tables
+    ('"paper jam" -"paper jam"', None),
+    ("printer -printer toner", None),
+    ("c* -ca*", "c:* & !ca:*"),
     ("!!! ::: ***", None),
     ("", None),
 ])
@@ -224,3 +228,44 @@ def test_a_requesters_search_reads_only_the_matches_of_their_own_tickets(tenant,
     limits.clear()
     assert len(_ids(_search(tenant.api, "modem", sort="relevance"))) == 4  # staff read every match
     assert limits and all(limit is None for limit in limits)
+
+
+def test_one_organizations_searches_never_take_the_process_and_others_search_on(
+        app, tenant, other_tenant, new_ticket, monkeypatch):
+    """Each organization runs at most SEARCH_CONCURRENCY_PER_TENANT searches at once in a process."""
+    import threading
+
+    from app.tickets import listing
+    from tenants import active_tenant, current_tenant
+
+    new_ticket("printer")
+    other_tenant.api.post("/api/v1/tickets", json={"title": "printer"})
+    monkeypatch.setitem(app.config, "SEARCH_CONCURRENCY_PER_TENANT", 2)
+    started, release = threading.Semaphore(0), threading.Event()
+    search_page = listing._search
+
+    def held(session, actor, *args, **kwargs):
+        if current_tenant().id == tenant_id:  # this organization's searches hold their connection
+            started.release()
+            release.wait(30)
+        return search_page(session, actor, *args, **kwargs)
+
+    with app.app_context():
+        tenant_id = str(active_tenant(tenant.slug).id)
+    monkeypatch.setattr(listing, "_search", held)
+    answers = []
+    running = [threading.Thread(target=lambda: answers.append(_search(tenant.api, "printer"))) for _ in range(2)]
+    for thread in running:
+        thread.start()
+    for _ in running:
+        assert started.acquire(timeout=30)
+    refused = tenant.api.get("/api/v1/tickets?q=printer")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "2 searches running" in refused.get_json()["message"]
+    assert tenant.api.get("/api/v1/tickets").status_code == 200  # lists without q are not searches
+    assert len(_ids(_search(other_tenant.api, "printer"))) == 1  # another organization searches on
+    release.set()
+    for thread in running:
+        thread.join(30)
+    assert [len(_ids(a)) for a in answers] == [1, 1]
+    assert len(_ids(_search(tenant.api, "printer"))) == 1  # the slots came back
