@@ -34,9 +34,9 @@ class Ticket(db.Model):
         sa.CheckConstraint("status in ('new', 'open', 'pending', 'resolved', 'closed')", name="status"),
         sa.Index("ix_tickets_created", "created_at", "id"),
         sa.Index("ix_tickets_updated", "updated_at", "id"),
-        # Open tickets only: each agent's load (assignment, the dashboard) and the backlog by status and
-        # priority, read from the index alone.
-        sa.Index("ix_tickets_open", "assignee_id", "status", "priority",
+        # Open tickets only: each agent's load (assignment, the dashboard), the backlog by status and
+        # priority, and the queues' counts (team included), read from the index alone.
+        sa.Index("ix_tickets_open", "assignee_id", "status", "priority", postgresql_include=["team_id"],
                  postgresql_where=sa.text("status in ('new', 'open', 'pending')")),
         # The dashboard's closed per day, and its first-response and resolution percentiles.
         sa.Index("ix_tickets_closed_at", "closed_at", postgresql_where=sa.text("closed_at is not null")),

@@ -1,0 +1,31 @@
+"""The queues' counts, shown on every agent's page, are read from the open tickets' index alone."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+
+from app.auth.actor import Actor
+from app.tickets.queues import QUEUES, counts_select, queue_counts
+from tenants import compile_for_tenant
+from tests.helpers import Desk
+
+
+def test_the_counts_are_right_and_read_from_the_open_tickets_index_alone(tenant, in_tenant):
+    agent = tenant.user("agent")
+    team = Desk(tenant).team("Desk", [agent])
+    tickets = [tenant.api.post("/api/v1/tickets", json={"title": f"t{n}"}).get_json() for n in range(4)]
+    tenant.api.patch(f"/api/v1/tickets/{tickets[0]['id']}", json={"assignee_id": agent["id"], "status": "open"})
+    tenant.api.patch(f"/api/v1/tickets/{tickets[1]['id']}", json={"team_id": team["id"]})
+    tenant.api.post(f"/api/v1/tickets/{tickets[3]['id']}/close")
+    actor = Actor(user_id=uuid.UUID(agent["id"]), role="agent")
+    with in_tenant(tenant) as session:
+        counts = queue_counts(actor)
+        sql, params = compile_for_tenant(counts_select(actor))
+        for planner_setting in ("enable_seqscan", "enable_bitmapscan"):  # tiny tables: ask for the index's plan
+            session.execute(sa.text(f"SET LOCAL {planner_setting} = off"))
+        plan = "\n".join(session.connection().exec_driver_sql(f"EXPLAIN {sql}", params).scalars())
+    assert set(counts) == set(QUEUES)
+    assert (counts["mine"], counts["team"], counts["unassigned"], counts["open"]) == (1, 1, 2, 3)
+    assert "Index Only Scan using ix_tickets_open" in plan, plan
