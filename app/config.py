@@ -111,6 +111,8 @@ class Config:
         # `q` searches one organization may run at once in a process (each may hold a connection
         # for the timeout above); beyond, 503 with Retry-After.
         self.SEARCH_CONCURRENCY_PER_TENANT = _int("SEARCH_CONCURRENCY_PER_TENANT", 4)
+        # Uncached dashboard figures one organization may compute at once in a process (503 beyond).
+        self.DASHBOARD_CONCURRENCY_PER_TENANT = _int("DASHBOARD_CONCURRENCY_PER_TENANT", 2)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).

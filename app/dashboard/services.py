@@ -30,6 +30,7 @@ from app.assignment.models import AssignmentDecision
 from app.errors import Invalid
 from app.extensions import db, redis_client
 from app.people.models import STAFF_ROLES, User
+from app.tenant_shares import TenantShare
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
 from tenants import current_tenant
 
@@ -116,6 +117,11 @@ class Period:
         return [self.start + timedelta(days=i) for i in range(self.length)]
 
 
+# Figures over years of tickets take seconds (their percentiles sort every ticket of the period),
+# and each new period misses the cache.
+COMPUTATIONS = TenantShare("dashboard computations", "DASHBOARD_CONCURRENCY_PER_TENANT")
+
+
 def figures(period: Period) -> dict[str, Any]:
     """Return the dashboard's figures for the current tenant and `period` (cached briefly)."""
     return json.loads(figures_json(period))
@@ -132,12 +138,13 @@ def figures_json(period: Period) -> str:
                 return cached.decode() if isinstance(cached, bytes) else cached
         except redis.RedisError as exc:
             log.info("dashboard cache unavailable: %s", exc)
-    result = json.dumps({
-        "period": {"from": period.start.isoformat(), "to": period.end.isoformat(), "days": period.length},
-        "computed_at": _now().isoformat(), "backlog": backlog(), "bucket": period.bucket, "flow": flow(period),
-        "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
-        "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
-        "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}, default=str)
+    with COMPUTATIONS.hold(current_tenant().id):
+        result = json.dumps({
+            "period": {"from": period.start.isoformat(), "to": period.end.isoformat(), "days": period.length},
+            "computed_at": _now().isoformat(), "backlog": backlog(), "bucket": period.bucket, "flow": flow(period),
+            "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
+            "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
+            "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}, default=str)
     if ttl > 0:
         try:
             redis_client().set(key, result, ex=ttl)

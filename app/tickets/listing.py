@@ -7,21 +7,19 @@ repeats or skips a ticket that existed when the walk began.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import aliased
 
 from app.auth.actor import Actor
 from app.errors import Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
+from app.tenant_shares import TenantShare
 from app.tickets import search
 from app.tickets.models import STATUSES, Ticket
 from app.tickets.schemas import RELEVANCE
@@ -125,7 +123,7 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     text = search.to_tsquery_text(args["q"])
     if text is None:
         return TicketPage([], None, sort)
-    with searching(current_tenant().id):
+    with SEARCHES.hold(current_tenant().id):
         session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
         try:
             return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
@@ -136,30 +134,8 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
             raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
 
 
-_searches: dict[str, int] = {}
-_searches_lock = threading.Lock()
-
-
-@contextmanager
-def searching(tenant_id: str) -> Iterator[None]:
-    """Hold one of the organization's `SEARCH_CONCURRENCY_PER_TENANT` searches of this process, or refuse.
-
-    A search may hold a database connection for its whole statement timeout; without a share per
-    organization, one organization's searches (a broad prefix and its negation, in parallel) took
-    every connection of the process, and every other organization's requests waited for one.
-    """
-    limit = current_app.config["SEARCH_CONCURRENCY_PER_TENANT"]
-    with _searches_lock:
-        if _searches.get(tenant_id, 0) >= limit:
-            raise Unavailable(f"This organization has {limit} searches running already; try again in a moment.")
-        _searches[tenant_id] = _searches.get(tenant_id, 0) + 1
-    try:
-        yield
-    finally:
-        with _searches_lock:
-            left = _searches.pop(tenant_id) - 1
-            if left:
-                _searches[tenant_id] = left
+# A search may hold a connection for its whole statement timeout (`SEARCH_STATEMENT_TIMEOUT_MS`).
+SEARCHES = TenantShare("searches", "SEARCH_CONCURRENCY_PER_TENANT")
 
 
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,

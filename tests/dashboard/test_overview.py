@@ -145,3 +145,38 @@ def test_figures_are_kept_for_a_few_seconds(services, tenant):
     new_ticket(tenant.api, "after the first look")
     assert _overview(cached) == first
     assert _overview(tenant.api)["backlog"]["total"] == first["backlog"]["total"] + 1
+
+
+def test_one_organizations_dashboard_computations_are_shared_out_and_others_compute_on(
+        app, tenant, other_tenant, monkeypatch):
+    """At most DASHBOARD_CONCURRENCY_PER_TENANT uncached computations per organization at once, per process."""
+    import threading
+
+    from app.dashboard import services as reports
+    from tenants import active_tenant, current_tenant
+
+    monkeypatch.setitem(app.config, "DASHBOARD_CONCURRENCY_PER_TENANT", 1)
+    with app.app_context():
+        held_tenant = str(active_tenant(tenant.slug).id)
+    started, release = threading.Event(), threading.Event()
+    load = reports.agent_load
+
+    def slow_load():
+        if current_tenant().id == held_tenant:  # a period of years, sorting every ticket
+            started.set()
+            release.wait(30)
+        return load()
+
+    monkeypatch.setattr(reports, "agent_load", slow_load)
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(tenant.api.get("/api/v1/reports/overview")))
+    first.start()
+    assert started.wait(30)
+    refused = tenant.api.get("/api/v1/reports/overview")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "1 dashboard computations running" in refused.get_json()["message"]
+    assert other_tenant.api.get("/api/v1/reports/overview").status_code == 200
+    release.set()
+    first.join(30)
+    assert [a.status_code for a in answers] == [200]
+    assert tenant.api.get("/api/v1/reports/overview").status_code == 200
