@@ -156,18 +156,24 @@ def test_without_script_a_reply_carries_its_files_and_an_agent_note_keeps_them_i
     assert requester_view.get_json()["items"] == []
 
 
-def test_csrf_on_uploads_comes_from_a_header_or_the_query_and_the_streamed_forms_field(services, desk):
+def signed_in_with_csrf(services, desk):
+    """Return a client of an app that checks CSRF tokens, signed in as the requester, with a ticket of
+    theirs and the token its page carries."""
     strict_app = create_app(app_config(services, WTF_CSRF_ENABLED=True, MEDIA_BACKEND="local",
                                        CLAMD_SOCKET="", MEDIA_ANTIVIRUS="off", OUTBOX_FAST_PATH=False))
     client = strict_app.test_client()
-    slug = desk.slug
-    login = client.get(f"/t/{slug}/login").data.decode()
+    login = client.get(f"/t/{desk.slug}/login").data.decode()
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login).group(1)
-    assert client.post(f"/t/{slug}/login", data={"email": desk.requester.email, "password": "password123",
-                                                  "csrf_token": token}).status_code == 302
+    assert client.post(f"/t/{desk.slug}/login", data={"email": desk.requester.email, "password": "password123",
+                                                      "csrf_token": token}).status_code == 302
     ticket = desk.ticket_for(desk.requester)
-    page = client.get(f"/t/{slug}/tickets/{ticket['number']}").data.decode()
-    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    page = client.get(f"/t/{desk.slug}/tickets/{ticket['number']}").data.decode()
+    return client, ticket, re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def test_csrf_on_uploads_comes_from_a_header_or_the_query_and_the_streamed_forms_field(services, desk):
+    client, ticket, token = signed_in_with_csrf(services, desk)
+    slug = desk.slug
 
     forged = page_upload(client, desk, ticket["number"], samples.png(), "a.png")
     assert forged.status_code == 400 and forged.get_json()["message"] == "The CSRF token is missing."
@@ -234,16 +240,7 @@ def test_a_file_is_deleted_from_the_page_by_its_uploader_or_an_admin_only(desk, 
 
 
 def test_a_files_delete_needs_the_csrf_token(services, desk):
-    strict_app = create_app(app_config(services, WTF_CSRF_ENABLED=True, MEDIA_BACKEND="local",
-                                       CLAMD_SOCKET="", MEDIA_ANTIVIRUS="off", OUTBOX_FAST_PATH=False))
-    client = strict_app.test_client()
-    login = client.get(f"/t/{desk.slug}/login").data.decode()
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login).group(1)
-    assert client.post(f"/t/{desk.slug}/login", data={"email": desk.requester.email, "password": "password123",
-                                                      "csrf_token": token}).status_code == 302
-    ticket = desk.ticket_for(desk.requester)
-    page = client.get(f"/t/{desk.slug}/tickets/{ticket['number']}").data.decode()
-    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    client, ticket, token = signed_in_with_csrf(services, desk)
     draft = page_upload(client, desk, ticket["number"], samples.pdf(), "draft.pdf",
                         headers={"X-CSRFToken": token}).get_json()
     forged = delete_on_page(client, desk, ticket["number"], draft["id"])

@@ -43,6 +43,15 @@ def files(tmp_path, **named: bytes) -> list[str]:
     return paths
 
 
+def open_ticket(browser, base: str, person, ticket: dict, viewport: dict = DESKTOP):
+    """Sign `person` in, in a new browser context, and open the ticket's page once it is live."""
+    page = browser.new_context(**viewport).new_page()
+    browser_sign_in(page, base, person)
+    page.goto(f"{base}/t/{person.tenant.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    return page
+
+
 def test_a_requester_attaches_an_image_to_a_new_ticket(live_server, browser, help_desk, keep, tmp_path):
     base, hd = live_server.url, help_desk
     page = browser.new_context(**DESKTOP).new_page()
@@ -75,10 +84,7 @@ def test_a_requester_attaches_an_image_to_a_new_ticket(live_server, browser, hel
 def test_an_agent_attaches_a_pdf_to_a_reply(live_server, browser, help_desk, keep, tmp_path):
     base, hd = live_server.url, help_desk
     ticket = hd.ticket_for(hd.requester, "Invoice missing")
-    agent = browser.new_context(**DESKTOP).new_page()
-    browser_sign_in(agent, base, hd.agent)
-    agent.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
-    expect(agent.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    agent = open_ticket(browser, base, hd.agent, ticket)
     agent.get_by_label("file", exact=True).set_input_files(files(tmp_path, invoice__pdf=samples.pdf()))
     item = agent.locator(".upload-item", has_text="invoice.pdf")
     expect(item.locator(".badge")).to_have_text("clean", timeout=LIVE)  # uploaded at once, scanned, live
@@ -136,10 +142,7 @@ def test_a_removed_upload_is_deleted_and_an_admin_deletes_a_sent_file_live(live_
     base, hd = live_server.url, help_desk
     ticket = hd.ticket_for(hd.requester, "Wrong file sent")
     used = hd.tenant.api.get("/api/v1/media/types").get_json()["used_bytes"]
-    agent = browser.new_context(**DESKTOP).new_page()
-    browser_sign_in(agent, base, hd.agent)
-    agent.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
-    expect(agent.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    agent = open_ticket(browser, base, hd.agent, ticket)
     agent.get_by_label("file", exact=True).set_input_files(files(tmp_path, draft__pdf=samples.pdf()))
     item = agent.locator(".upload-item", has_text="draft.pdf")
     expect(item.locator(".badge")).not_to_have_text("uploading", timeout=LIVE)
@@ -150,10 +153,7 @@ def test_a_removed_upload_is_deleted_and_an_admin_deletes_a_sent_file_live(live_
                "the removed upload to be deleted", timeout=30)
     assert hd.tenant.api.get("/api/v1/media/types").get_json()["used_bytes"] == used
 
-    requester = browser.new_context(**PHONE).new_page()
-    browser_sign_in(requester, base, hd.requester)
-    requester.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
-    expect(requester.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    requester = open_ticket(browser, base, hd.requester, ticket, PHONE)
     requester.get_by_label("file", exact=True).set_input_files(files(tmp_path, passwords__txt=samples.text()))
     expect(requester.locator(".upload-item .badge")).to_have_text("clean", timeout=LIVE)
     requester.get_by_label("body").fill("Here is the file.")
@@ -161,9 +161,7 @@ def test_a_removed_upload_is_deleted_and_an_admin_deletes_a_sent_file_live(live_
     sent = requester.locator(".attachment", has_text="passwords.txt")
     expect(sent).to_be_visible()
 
-    admin = browser.new_context(**DESKTOP).new_page()
-    browser_sign_in(admin, base, hd.admin)
-    admin.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    admin = open_ticket(browser, base, hd.admin, ticket)
     shown = admin.locator(".attachment", has_text="passwords.txt")
     expect(shown.get_by_role("button", name="Delete passwords.txt")).to_be_visible()
     keep(admin, "admin-file-delete-button-1280")
