@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.auth.actor import Actor
 from app.errors import Unavailable
+from app.extensions import db
 from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
@@ -78,6 +79,7 @@ def export_select(actor: Actor, args: dict[str, Any], fmt: str) -> sa.Select:
     conditions = filters(actor, args)
     if args.get("q"):
         text = search.to_tsquery_text(args["q"])
+        text = None if text is None or search.contradicts(db.session, text) else text
         # From the text indexes, not a check of every ticket's messages (which read them all); a
         # requester's matches only among their own tickets.
         visible = None if actor.is_staff else visibility(actor)

@@ -121,7 +121,7 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
     text = search.to_tsquery_text(args["q"])
-    if text is None:
+    if text is None or search.contradicts(session, text):
         return TicketPage([], None, sort)
     with SEARCHES.hold(current_tenant().id):
         session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))

@@ -74,9 +74,26 @@ def to_tsquery_text(q: str) -> str | None:
             terms.append(term)
         pending_or = False
     positive = [t for t in terms if not t.startswith("!")]
-    if not positive or any(f"!{t}" in terms for t in positive):
-        return None  # nothing to find, or a term and its own negation: nothing can match (`c* -c*`)
-    return " & ".join(terms)
+    return " & ".join(terms) if positive else None
+
+
+def contradicts(session, text: str) -> bool:
+    """Tell whether translated query text holds a term and its own negation, as Postgres reads them.
+
+    Such a query matches nothing, yet `c* -c*` made Postgres read and recheck every row of both
+    tables. Terms are compared once stemmed (`cat* -cats*` is `'cat':*` twice); a stop word
+    (`the -the printer`) is no term at all. One round trip, only for a query with a negation.
+    """
+    terms = text.split(" & ")  # the top level only: groups join their parts with `|` and `<->`
+    negated = [t[1:] for t in terms if t.startswith("!")]
+    if not negated:
+        return False
+    positive = [t for t in terms if not t.startswith("!")]
+    forms = session.execute(
+        sa.text("SELECT to_tsquery('english', term)::text FROM unnest(CAST(:terms AS text[])) "
+                "WITH ORDINALITY AS t(term, n) ORDER BY n"), {"terms": positive + negated}).scalars().all()
+    kept = {form for form in forms[:len(positive)] if form}
+    return any(form in kept for form in forms[len(positive):] if form)
 
 
 def tsquery(text: str) -> sa.ColumnElement:

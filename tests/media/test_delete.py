@@ -240,3 +240,22 @@ def test_a_copy_stored_by_a_scan_try_that_failed_after_its_file_was_deleted_is_d
     monkeypatch.setattr(LocalStorage, "writer", writer)
     assert run_outbox_row(tenant.slug, scans[0]) == "done"  # the retry finds the file deleted
     assert objects(stored, tenant, image["id"]) == dict.fromkeys(VARIANTS, False)
+
+
+def test_migration_t0013_counts_what_each_file_kept_in_storage(app):
+    """Files from before t0013 count their size, a refused one nothing (its objects were deleted)."""
+    from tenants.migrations import upgrade_tenant
+    from tests.helpers import in_schema, tenant_schema_at
+
+    with tenant_schema_at(app, "t0012") as (engine, schema):
+        with in_schema(engine, schema) as conn:
+            ticket = conn.execute(sa.text("INSERT INTO tickets (title) VALUES ('t') RETURNING id")).scalar_one()
+            for name, status in (("a", "pending"), ("b", "clean"), ("c", "rejected"), ("d", "infected"),
+                                 ("e", "scan_failed")):
+                conn.execute(sa.text("INSERT INTO attachments (ticket_id, filename, content_type, size, sha256, "
+                                     "status) VALUES (:t, :name, 'text/plain', 100, 'x', :status)"),
+                             {"t": ticket, "name": name, "status": status})
+        assert upgrade_tenant(engine, schema) is True
+        with in_schema(engine, schema) as conn:
+            stored = dict(conn.execute(sa.text("SELECT filename, stored_bytes FROM attachments")).all())
+    assert stored == {"a": 100, "b": 100, "c": 0, "d": 0, "e": 0}

@@ -17,15 +17,27 @@ branch_labels = None
 depends_on = None
 
 OPEN = "status in ('new', 'open', 'pending')"
+LOCK_TIMEOUT = "10s"
+
+
+def _replace(include: list[str]) -> None:
+    """Build the new index beside the old one, then swap them.
+
+    Building takes a lock that holds writes back but lets reads go on; only the drop and the
+    rename need the table to themselves, for an instant, and they wait at most `LOCK_TIMEOUT`
+    for it (behind a long export, say) rather than hold every reader back meanwhile: the
+    migration of that tenant then fails, to be run again.
+    """
+    op.create_index("ix_tickets_open_next", "tickets", ["assignee_id", "status", "priority"], unique=False,
+                    postgresql_include=include, postgresql_where=OPEN)
+    op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+    op.drop_index("ix_tickets_open", table_name="tickets")
+    op.execute("ALTER INDEX ix_tickets_open_next RENAME TO ix_tickets_open")
 
 
 def upgrade() -> None:
-    op.drop_index("ix_tickets_open", table_name="tickets")
-    op.create_index("ix_tickets_open", "tickets", ["assignee_id", "status", "priority"], unique=False,
-                    postgresql_include=["team_id"], postgresql_where=OPEN)
+    _replace(["team_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_tickets_open", table_name="tickets")
-    op.create_index("ix_tickets_open", "tickets", ["assignee_id", "status", "priority"], unique=False,
-                    postgresql_where=OPEN)
+    _replace([])
