@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -46,6 +47,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
 from app.http_errors import api_error_response, http_error
 from app.input_guard import decode_json
+from app.media import services as media
 from app.realtime import channel
 from app.tickets.schemas import dump_ticket
 from app.tickets.services import ticket_for
@@ -57,6 +59,7 @@ bp = Blueprint("stream", __name__)
 # Messages read per catch-up page: each may hold 64 KiB of text and its HTML, held until sent.
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
+RECENT_SCANS = timedelta(minutes=15)  # scans a new socket is told of (`send_recent_scans`)
 _message_frame = MessageSchema()
 _stream_args = StreamArgs()
 
@@ -212,6 +215,7 @@ class TicketStream:
         if self.with_ticket:
             self.send_ticket()
         self.catch_up()
+        self.send_recent_scans()
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
             self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
@@ -308,6 +312,24 @@ class TicketStream:
             log.warning("could not read the ticket for a new stream", exc_info=True)
             return
         self.send({"type": "ticket.updated", "ticket": body})
+
+    def send_recent_scans(self) -> None:
+        """Send the files of the ticket scanned in the last `RECENT_SCANS` as `attachment.updated`.
+
+        The page that opened this socket was made a moment earlier (or the socket reconnects after
+        a drop): a scan that ended in between was announced before the socket listened, and the
+        page showed the file "scanning" until reloaded. Clients replace a file by its id, so a
+        state they have already is harmless.
+        """
+        try:
+            with short_session():
+                files = media.recently_scanned(self.ticket_id, RECENT_SCANS)
+        except SQLAlchemyError:
+            log.warning("could not read a new stream's recent scans", exc_info=True)
+            return
+        for body in files:
+            if services.visible_to(self.actor, bool(body.get("internal"))):
+                self.send({"type": "attachment.updated", "attachment": body})
 
     def catch_up(self, before: int | None = None) -> None:
         """Send every message after `last_seq` (and before seq `before`, if given) from Postgres, page by page.

@@ -29,7 +29,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -444,6 +444,19 @@ def download(actor: Actor, attachment_id: uuid.UUID, thumbnail: bool = False) ->
     is_image = media_type is not None and media_type.is_image
     return Download(object_key(tenant_id, attachment.id, variant), attachment.content_type, name,
                     as_attachment=not is_image)
+
+
+def recently_scanned(ticket_id: uuid.UUID, within: timedelta, limit: int = 100) -> list[dict[str, Any]]:
+    """Return the JSON of the ticket's files whose scan ended within `within`, newest last (for a new socket).
+
+    A page shows a file's state as it was when the page was made; a scan that ended before the
+    page's socket was listening was announced to nobody there (`attachment.updated`).
+    """
+    rows = db.session.execute(
+        sa.select(Attachment).where(Attachment.ticket_id == ticket_id,
+                                    Attachment.scanned_at >= sa.func.now() - within)
+        .order_by(Attachment.scanned_at.desc()).limit(limit)).scalars().all()
+    return [attachment_json(a) for a in reversed(rows)]
 
 
 # --- attachments on messages -----------------------------------------------------------------

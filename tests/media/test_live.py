@@ -88,3 +88,25 @@ def test_socket_frames_send_attachments_as_the_rest_call_does(tenant, upload, ru
     assert updated["status"] == "clean" and updated["thumbnail_url"] and updated["message_id"] == message["id"]
     listed = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert json.dumps([m["attachments"][0]["id"] for m in listed]) == json.dumps([body["id"]])
+
+
+def test_a_new_socket_hears_of_the_scans_that_ended_before_it_listened(tenant, upload, run_scans, sockets):
+    """A page is made, its file's scan ends, then its socket opens: the socket says how the scan ended
+    (the page showed the file "scanning" until reloaded). A requester hears only of their own files."""
+    requester_api = tenant.key_for(tenant.user("requester"))
+    agent_api = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester_api)
+    mine = upload(requester_api, ticket["id"], samples.text(), "mine.txt").get_json()
+    draft = upload(agent_api, ticket["id"], samples.text(), "draft.txt").get_json()  # staff only, unsent
+    assert post_message(requester_api, ticket["id"], body="here", attachment_ids=[mine["id"]]).status_code == 201
+    run_scans(tenant)
+
+    staff = sockets(ticket["id"], agent_api.key)
+    assert next_event(staff, "message.created")["message"]["body"] == "here"  # the catch-up comes first
+    assert {(a["id"], a["status"]) for a in attachment_events(staff, 2)} == {
+        (mine["id"], "clean"), (draft["id"], "clean")}
+    requester = sockets(ticket["id"], requester_api.key)
+    assert next_event(requester, "message.created")["message"]["body"] == "here"
+    assert [(a["id"], a["status"]) for a in attachment_events(requester, 1)] == [(mine["id"], "clean")]
+    post_message(agent_api, ticket["id"], body="ping")
+    assert next_event(requester)["type"] == "message.created"  # and nothing of the draft before it
