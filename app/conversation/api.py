@@ -49,7 +49,8 @@ STREAM_OPERATION = {
     "description": (
         "Upgrade to a WebSocket. Authenticate with the Authorization header or `?token=` from "
         "`POST /tickets/{id}/stream-token`. The server first sends every message after `after_seq` as "
-        "`{\"type\": \"message.created\", \"message\": {...}}`, then live events: `message.created`, "
+        "`{\"type\": \"message.created\", \"message\": {...}}`, then the ticket's files scanned in the last "
+        "15 minutes as `attachment.updated`, then live events: `message.created`, "
         "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, `attachment.deleted`, "
         "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
         "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; the "
