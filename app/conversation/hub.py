@@ -4,7 +4,8 @@ A process subscribes to a ticket's channel when its first socket on that ticket 
 unsubscribes when the last one closes, so Redis only sends a process the tickets someone is
 looking at there. One reader thread parses each event once and hands it to the sockets' own
 queues; sockets send from their own threads, so a slow peer never delays the others. After a
-pub/sub failure the hub resubscribes and tells every socket to catch up from Postgres by seq.
+pub/sub failure the hub resubscribes and tells every socket to catch up from Postgres by seq,
+and to send the ticket and its recent scans again (changes published meanwhile were lost).
 
 The hub also listens, always, on the channel where a revocation, demotion, deletion or
 suspension is announced with its tenant's id (`key_cache.CHANGED_CHANNEL`), and tells that
@@ -56,6 +57,7 @@ class Listener:
         self.recheck = False
         self.closing = False
         self.overflowed = False
+        self.replay = False
 
     def offer(self, event: dict[str, Any], raw: str) -> None:
         """Queue an event with its JSON text (forwarded as is when the socket need not change it)."""
@@ -79,6 +81,11 @@ class Listener:
 
     def request_resync(self) -> None:
         self.resync = True
+        self.wake.set()
+
+    def request_replay(self) -> None:
+        """Ask for the ticket and its recent scans again: events other than new messages may have been lost."""
+        self.replay = True
         self.wake.set()
 
     def request_recheck(self) -> None:
@@ -257,6 +264,7 @@ class Hub:
             listeners = [listener for group in self._listeners.values() for listener in group]
         for listener in listeners:
             listener.request_resync()
+            listener.request_replay()  # ticket changes and scans published meanwhile are lost too
             listener.request_recheck()  # an announcement may have been missed while disconnected
 
 

@@ -240,6 +240,10 @@ class TicketStream:
             if self.listener.resync:
                 self.listener.resync = False
                 self.catch_up()
+            if self.listener.replay:  # after a pub/sub outage: what no catch-up by seq brings back
+                self.listener.replay = False
+                self.send_ticket()
+                self.send_recent_scans()
 
     def recheck_if_asked(self) -> None:
         if self.listener.recheck:

@@ -7,10 +7,12 @@ import time
 import uuid
 
 import redis
+import sqlalchemy as sa
 
 from app import unit_of_work
 from app.extensions import db
 from app.realtime import LIVE_EVENTS, channel
+from tenants.context import current_tenant
 from tenants.resolution import active_tenant
 from tests import helpers
 
@@ -317,3 +319,18 @@ def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reache
     assert [m["body"] for m in helpers.message_events(agent_ws, 2)] == ["noted", "public answer"]
     seen = helpers.next_event(requester_ws, "message.created")["message"]
     assert (seen["body"], seen["parent_id"]) == ("public answer", None)
+
+
+def test_after_a_pubsub_outage_a_socket_sends_the_ticket_again(app, services, tenant, in_tenant, server_a):
+    """A ticket change published while the process's pub/sub was down is lost; catch-up by seq brings back
+    messages only, so after resubscribing every socket sends the ticket as it is now."""
+    ticket = helpers.new_ticket(tenant.api)
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    helpers.post_message(tenant.api, ticket["id"], body="before")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "before"
+    with in_tenant(tenant) as session:  # changed with no live event: as if it was published into the outage
+        session.execute(sa.text(f'UPDATE "{current_tenant().schema}".tickets SET priority = \'urgent\' '
+                                "WHERE id = :id"), {"id": ticket["id"]})
+        session.commit()
+    assert redis.Redis.from_url(services.redis_url).client_kill_filter(_type="pubsub") >= 1
+    assert helpers.next_event(ws, "ticket.updated", timeout=10)["ticket"]["priority"] == "urgent"
