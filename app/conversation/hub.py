@@ -211,13 +211,12 @@ class Hub:
 
     def _all_listeners(self, action: Callable[[Listener], None], tenant_id: str | None = None) -> None:
         """Apply `action` to every socket (of one tenant, if given)."""
-        with self._lock:
-            listeners = [listener for group in self._listeners.values() for listener in group
-                         if tenant_id is None or listener.tenant_id in (tenant_id, None)]
-        for listener in listeners:
-            action(listener)
+        for listener in self._listening():
+            if tenant_id is None or listener.tenant_id in (tenant_id, None):
+                action(listener)
 
     def _listening(self) -> list[Listener]:
+        """Return every socket this process holds (a copy: actions on them run outside the lock)."""
         with self._lock:
             return [listener for group in self._listeners.values() for listener in group]
 

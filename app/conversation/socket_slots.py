@@ -78,13 +78,11 @@ class Slot:
             pipe.expireat(name, math.ceil(until))
 
     def release(self) -> None:
-        self._each(lambda pipe, name: pipe.zrem(name, self.member))
-
-    def _each(self, command) -> None:
+        """Give the slot back (best effort: a slot also frees itself when its lease runs out)."""
         try:
             pipe = redis_client().pipeline(transaction=False)
             for name, _, _ in self.caps:
-                command(pipe, name)
+                pipe.zrem(name, self.member)
             pipe.execute()
         except redis.RedisError as exc:
-            log.info("socket slot not updated: %s", exc)
+            log.info("socket slot not given back: %s", exc)

@@ -404,12 +404,14 @@ def _visible(actor: Actor) -> sa.ColumnElement[bool]:
     return sa.true() if actor.is_staff else Attachment.internal.is_(False)
 
 
-def attachment_for(actor: Actor, attachment_id: uuid.UUID) -> Attachment:
-    """Return an attachment on a ticket the actor can see, or raise NotFound (never Forbidden)."""
-    found = db.session.execute(
-        sa.select(Attachment).join(Ticket, Ticket.id == Attachment.ticket_id)
+def attachment_for(actor: Actor, attachment_id: uuid.UUID, lock: bool = False) -> Attachment:
+    """Return an attachment on a ticket the actor can see (its row locked if asked), or raise NotFound
+    (never Forbidden)."""
+    stmt = sa.select(Attachment).join(Ticket, Ticket.id == Attachment.ticket_id) \
         .where(Attachment.id == attachment_id, visibility(actor), _visible(actor))
-    ).scalar_one_or_none()
+    if lock:
+        stmt = stmt.with_for_update(of=Attachment).execution_options(populate_existing=True)
+    found = db.session.execute(stmt).scalar_one_or_none()
     if found is None:
         raise NotFound("No such attachment.")
     return found
@@ -507,16 +509,11 @@ def delete_attachment(actor: Actor, attachment_id: uuid.UUID, ticket_id: uuid.UU
     a scan still running finds the row gone and deletes what it stored itself.
     The audit log keeps its name, size and SHA-256. `ticket_id`, when given, must be its ticket.
     """
-    attachment = attachment_for(actor, attachment_id)
-    if ticket_id is not None and attachment.ticket_id != ticket_id:
+    locked = attachment_for(actor, attachment_id, lock=True)  # one delete of two at once finds it gone: 404
+    if ticket_id is not None and locked.ticket_id != ticket_id:
         raise NotFound("No such attachment.")
-    if attachment.uploader_id != actor.user_id and actor.role != "admin":
+    if locked.uploader_id != actor.user_id and actor.role != "admin":
         raise Forbidden("Only the person who uploaded a file, or an admin, may delete it.")
-    locked = db.session.execute(
-        sa.select(Attachment).where(Attachment.id == attachment_id).with_for_update()
-        .execution_options(populate_existing=True)).scalar_one_or_none()
-    if locked is None:  # deleted by someone else meanwhile
-        raise NotFound("No such attachment.")
     body = attachment_json(locked)
     _change_usage(-locked.stored_bytes)
     audit.record("attachment", attachment_id, "deleted", before={

@@ -78,8 +78,7 @@ def export_select(actor: Actor, args: dict[str, Any], fmt: str) -> sa.Select:
     columns = export_columns(fmt)
     conditions = filters(actor, args)
     if args.get("q"):
-        text = search.to_tsquery_text(args["q"])
-        text = None if text is None or search.contradicts(db.session, text) else text
+        text = search.searchable(db.session, args["q"])
         # From the text indexes, not a check of every ticket's messages (which read them all); a
         # requester's matches only among their own tickets.
         visible = None if actor.is_staff else visibility(actor)

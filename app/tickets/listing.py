@@ -27,6 +27,8 @@ from app.tickets.services import visibility
 from tenants import current_tenant
 
 DEFAULT_SORT = "-created_at"
+# A search may hold a connection for its whole statement timeout (`SEARCH_STATEMENT_TIMEOUT_MS`).
+SEARCHES = TenantShare("searches", "SEARCH_CONCURRENCY_PER_TENANT")
 # A plain (non-search) page is read as rows, not Ticket objects: 50 rows skip the ORM's identity
 # map and attribute instrumentation (about a millisecond), and carry the same names that
 # `dump_ticket` and the cursor read.
@@ -120,8 +122,8 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
                                   cursor)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
-    text = search.to_tsquery_text(args["q"])
-    if text is None or search.contradicts(session, text):
+    text = search.searchable(session, args["q"])
+    if text is None:
         return TicketPage([], None, sort)
     with SEARCHES.hold(current_tenant().id):
         session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
@@ -133,9 +135,6 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
             session.rollback()
             raise Unavailable("The search took too long; add words or filters to narrow it.") from exc
 
-
-# A search may hold a connection for its whole statement timeout (`SEARCH_STATEMENT_TIMEOUT_MS`).
-SEARCHES = TenantShare("searches", "SEARCH_CONCURRENCY_PER_TENANT")
 
 
 def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,

@@ -77,6 +77,12 @@ def to_tsquery_text(q: str) -> str | None:
     return " & ".join(terms) if positive else None
 
 
+def searchable(session, q: str) -> str | None:
+    """Return the query text to search for `q`, or None when nothing can match (no word, or a contradiction)."""
+    text = to_tsquery_text(q)
+    return None if text is None or contradicts(session, text) else text
+
+
 def contradicts(session, text: str) -> bool:
     """Tell whether translated query text holds a term and its own negation, as Postgres reads them.
 
