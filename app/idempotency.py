@@ -179,6 +179,14 @@ def stored_response(conn: Any, claim: Claim) -> Response | None:
     return replay(status, bytes(body), headers)
 
 
+def endpoint_of(method: str, rule: str, kwargs: dict[str, Any]) -> str:
+    """Return what a kept key records as its request's endpoint: the method, the route and its arguments.
+
+    A socket's message frame names the REST route it stands for, so one key is one message on both.
+    """
+    return f"{method} {rule}:{sorted(kwargs.items())}"
+
+
 def claim_of_request(kwargs: dict[str, Any], sealed: bool = False) -> Claim | None:
     """Return the claim of this request's `Idempotency-Key` for a view called with `kwargs`, None without one."""
     from app.auth.actor import current_actor
@@ -189,7 +197,7 @@ def claim_of_request(kwargs: dict[str, Any], sealed: bool = False) -> Claim | No
     if key is None or owner is None:
         return None
     check_key(key)
-    endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
+    endpoint = endpoint_of(request.method, request.url_rule.rule, kwargs)
     request_hash = fingerprint(request.get_json(silent=True))
     if not sealed:
         return Claim(owner, key, endpoint, request_hash)
@@ -276,7 +284,7 @@ def idempotent_upload(*fields: str) -> Callable[[Callable], Callable]:
             response = view(*args, **kwargs)
             if claimed:
                 body = response.get_json()
-                endpoint = f"{request.method} {request.url_rule.rule}:{sorted(kwargs.items())}"
+                endpoint = endpoint_of(request.method, request.url_rule.rule, kwargs)
                 earlier = claim(owner, key, endpoint, fingerprint({f: body.get(f) for f in fields}))
                 if earlier is not None:
                     db.session.rollback()

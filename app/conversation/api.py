@@ -53,8 +53,10 @@ STREAM_OPERATION = {
         "15 minutes as `attachment.updated`, then live events: `message.created`, "
         "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, `attachment.deleted`, "
         "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
-        "\"parent_id\"?, \"internal\"?, \"ref\"?}` (validated as the REST call) or `{\"type\": \"typing\"}`; the "
-        "sender's own `message.created` echo carries its `ref`, and a "
+        "\"parent_id\"?, \"internal\"?, \"attachment_ids\"?, \"ref\"?, \"idempotency_key\"?}` (validated as the "
+        "REST call; `idempotency_key` is its Idempotency-Key, shared with it: a frame sent again with the key "
+        "stores nothing and is answered with the first message, marked `\"replayed\": true`) or "
+        "`{\"type\": \"typing\"}`; the sender's own `message.created` echo carries its `ref`, and a "
         "bad frame gets `{\"type\": \"error\", \"code\", \"message\", \"errors\"?, \"ref\"?}`. Requesters "
         "never receive internal notes. Refusals happen before the handshake, as plain HTTP errors."
     ),

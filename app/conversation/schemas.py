@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from app.idempotency import MAX_KEY
 from app.markdown import stored_or_rendered
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
@@ -39,6 +40,12 @@ class MessageSchema(Schema):
             raise ValidationError("The body must not be blank.")
         if "\x00" in value:
             raise ValidationError("The body must not contain NUL characters.")
+
+
+class MessageFrameSchema(MessageSchema):
+    """A socket's message frame: the REST body, and the Idempotency-Key a header would carry."""
+
+    idempotency_key = fields.String(load_default=None, validate=validate.Length(min=1, max=MAX_KEY))
 
 
 class MessageEditSchema(Schema):

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import redis
 from flask import Blueprint, Flask, current_app, g, request
 from flask_smorest import abort
@@ -40,15 +41,17 @@ from app.auth.key_cache import CHANGED_CHANNEL, current_generation, generation_k
 from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens, writes
 from app.conversation.hub import Listener, process_hub
-from app.conversation.schemas import MAX_BODY, MessageSchema, StreamArgs
+from app.conversation.schemas import MAX_BODY, MessageFrameSchema, StreamArgs
 from app.conversation.socket_guard import ReaderThread, Sending
 from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
 from app.http_errors import api_error_response, http_error
+from app.idempotency import Claim, endpoint_of, fingerprint, once_in_session
 from app.input_guard import decode_json
 from app.media import services as media
 from app.realtime import channel
+from app.tickets.api import json_response
 from app.tickets.schemas import dump_ticket
 from app.tickets.services import ticket_for
 from tenants import current_tenant, requested_slug, set_current_tenant, tenant_moved
@@ -60,7 +63,8 @@ bp = Blueprint("stream", __name__)
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
 RECENT_SCANS = timedelta(minutes=15)  # scans a new socket is told of (`send_recent_scans`)
-_message_frame = MessageSchema()
+_message_frame = MessageFrameSchema()
+MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
 _stream_args = StreamArgs()
 
 
@@ -444,27 +448,46 @@ class TicketStream:
         """Store a message exactly as the REST call would, then deliver it to this socket at once.
 
         The sender's own copy carries the frame's `ref`, so a client can mark its optimistic
-        message as delivered; every other socket gets the event without it.
+        message as delivered; every other socket gets the event without it. A frame's
+        `idempotency_key` is the REST call's Idempotency-Key (one key is one message, by either
+        way): a frame sent again with it, say after a reconnect, stores nothing and is answered
+        with the message it stored first, marked `replayed`.
         """
         try:
             fields = _message_frame.load(data)
         except ValidationError as err:
             abort(422, message="The frame has invalid fields.", errors=err.messages)
+        key = fields.pop("idempotency_key")
+        claim = None if key is None else self.claim(key, data)
         if fields["attachment_ids"]:  # each file is locked and checked: the session's path
             with short_session():
-                message = services.post_message(self.actor, self.ticket_id, **fields)
-                event = {"type": "message.created", "message": services.message_json(message)}
-                db.session.commit()
+                answer = once_in_session(claim, lambda: json_response(services.message_json(
+                    services.post_message(self.actor, self.ticket_id, **fields)), 201))
+            message, replayed = orjson.loads(answer.get_data()), "Idempotent-Replayed" in answer.headers
         else:
             del fields["attachment_ids"]
-            posted = writes.post_message(self.actor, self.ticket_id, None, **fields)
-            event = {"type": "message.created", "message": posted.message}
+            posted = writes.post_message(self.actor, self.ticket_id, claim, **fields)
+            replayed = posted.replay is not None
+            message = orjson.loads(posted.replay.get_data()) if replayed else posted.message
+        event: dict[str, Any] = {"type": "message.created", "message": message}
         if ref is not None:
             event["ref"] = ref
-            if event["message"]["seq"] > self.last_seq + 1:
-                # Messages stored meanwhile by others go first, so the gap check does not swallow the echo.
-                self.catch_up(before=event["message"]["seq"])
-        self.on_live(event)
+        if message["seq"] > self.last_seq + 1 and (ref is not None or replayed):
+            # Messages stored meanwhile by others go first, so the gap check does not swallow the echo.
+            self.catch_up(before=message["seq"])
+        if not replayed:
+            self.on_live(event)
+            return
+        event["replayed"] = True
+        if message["seq"] == self.last_seq + 1:
+            self.last_seq = message["seq"]
+        self.send(event)  # the answer to this frame, though the message may have gone by already
+
+    def claim(self, key: str, data: dict[str, Any]) -> Claim:
+        """Return the claim of a frame's key, as the REST call to post `data` would make it."""
+        owner = self.actor.api_key_id or self.actor.user_id
+        body = {k: v for k, v in data.items() if k != "idempotency_key"}
+        return Claim(owner, key, endpoint_of("POST", MESSAGES_RULE, {"ticket_id": self.ticket_id}), fingerprint(body))
 
     def typing(self, data: dict[str, Any]) -> None:
         """Relay that this user is typing to the ticket's other sockets, at most once per interval."""

@@ -291,3 +291,94 @@ def test_deleting_a_threads_first_message_live_keeps_its_replies(live_server, br
     expect(thread.locator(f"#m-{reply['id']}")).to_contain_text("The lower one, it seems")
     keep(page, "thread-first-message-deleted-live-1280")
     page.context.close()
+
+
+# The socket is lost with a message frame: before it went out, or after (stored, echo never read).
+LOSE_WITH_NEXT_MESSAGE = """
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (window.__lose && String(data).includes('"type":"message"')) {
+    const when = window.__lose;
+    window.__lose = null;
+    if (when === "after") send.call(this, data);
+    this.close();
+    return;
+  }
+  return send.call(this, data);
+};
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_message_lost_with_its_socket_is_sent_again_on_reconnect_and_stored_once(
+        live_server, browser, help_desk, keep, when):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Patchy wifi")
+    page = browser.new_context(**DESKTOP).new_page()
+    page.add_init_script(LOSE_WITH_NEXT_MESSAGE)
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    page.evaluate(f"window.__lose = {when!r}")
+    page.locator("#composer textarea[name=body]").fill("Sent as the train went into a tunnel")
+    page.locator("#composer button[type=submit]").click()
+    sent = page.locator("article.msg", has_text="Sent as the train")
+    expect(sent).to_have_attribute("data-delivered", "true", timeout=LIVE)
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.locator("#composer textarea[name=body]").fill("And this one after it")
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("article.msg", has_text="And this one")).to_have_attribute("data-delivered", "true",
+                                                                                  timeout=LIVE)
+    expect(sent).to_have_count(1)
+    keep(page, f"requester-message-resent-{when}-1280")
+    page.context.close()
+    stored = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body"] for m in stored] == ["Sent as the train went into a tunnel", "And this one after it"]
+
+
+def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, browser, help_desk, keep):
+    """An error the server says may pass (503, 409, 429) leaves a Send again button; a refusal does not."""
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Busy server")
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    # The server's answers as the socket delivers them (in a later task), for a message the server never got.
+    page.evaluate("""() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        const frame = JSON.parse(data);
+        if (frame.type !== "message" || window.__answered) return send.call(this, data);
+        window.__answered = true;
+        setTimeout(() => this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify({ type: "error",
+          code: 503, message: "The message could not be stored; send it again.", ref: frame.ref }) })));
+      };
+    }""")
+    page.locator("#composer textarea[name=body]").fill("Second time lucky")
+    page.locator("#composer button[type=submit]").click()
+    sent = page.locator("article.msg", has_text="Second time lucky")
+    expect(sent.locator("[data-state]")).to_have_text("The message could not be stored; send it again.")
+    keep(page, "requester-message-send-again-1280")
+    sent.get_by_role("button", name="Send again").click()
+    expect(sent).to_have_attribute("data-delivered", "true", timeout=LIVE)
+    expect(sent.get_by_role("button", name="Send again")).to_have_count(0)
+
+    page.evaluate("""() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        const frame = JSON.parse(data);
+        if (frame.type !== "message") return send.call(this, data);
+        setTimeout(() => this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify({ type: "error",
+          code: 422, message: "The frame has invalid fields.", ref: frame.ref }) })));
+      };
+    }""")
+    page.locator("#composer textarea[name=body]").fill("Never good")
+    page.locator("#composer button[type=submit]").click()
+    refused = page.locator("article.msg", has_text="Never good")
+    expect(refused.locator("[data-state]")).to_have_text("The frame has invalid fields.")
+    expect(refused.get_by_role("button", name="Send again")).to_have_count(0)
+    page.context.close()
+    stored = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
+    assert [m["body"] for m in stored] == ["Second time lucky"]

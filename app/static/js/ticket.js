@@ -4,7 +4,9 @@
 // - the socket opens with a single-use token minted for the signed-in session, and after a drop
 //   it reconnects with a fresh token and `after_seq` = the highest seq this page holds, so the
 //   server sends exactly what was missed; a message already on the page is never added twice;
-// - a sent message shows at once, marked delivered when the server echoes it with its seq;
+// - a sent message shows at once, marked delivered when the server echoes it with its seq; one
+//   not echoed is sent again when the socket reconnects (or by its Send again button), with the
+//   same `idempotency_key`, so the server stores it once however often it is sent;
 // - message bodies arrive as `body_html`, rendered and sanitised by the server; text typed here is
 //   only ever shown as text.
 
@@ -25,7 +27,7 @@ let socket = null;
 let attempts = 0;
 let stopped = false;
 let nextRef = 1;
-const pending = new Map(); // ref -> {el, body, parent, internal, timer}
+const pending = new Map(); // ref -> {el, body, parent, internal, frame, timer, refused}
 const typists = new Map(); // user id -> timer
 
 // --- connection ---------------------------------------------------------------------------
@@ -80,6 +82,7 @@ async function connect() {
   ws.addEventListener("open", () => {
     attempts = 0;
     showLive("live", "Live");
+    for (const item of pending.values()) if (!item.refused) resend(item); // the server stores each once
   });
   ws.addEventListener("message", (event) => {
     try {
@@ -147,7 +150,10 @@ function received(message, ref) {
   lastSeq = Math.max(lastSeq, message.seq);
   stopTyping(message.author_id);
   const mine = ref !== undefined && pending.get(ref);
-  if (document.getElementById(`m-${message.id}`)) return; // already on the page: never twice
+  if (document.getElementById(`m-${message.id}`)) { // already on the page: never twice
+    if (mine) forget(mine); // sent again after it had arrived (a replayed answer)
+    return;
+  }
   const match = mine || [...pending.values()].find((p) => message.author_id === data.me.id && p.body === message.body
     && (p.parent || null) === (message.parent_id || null) && p.internal === message.internal);
   if (match) {
@@ -184,7 +190,11 @@ function removeMessage(id) {
 function refused(event) {
   const item = event.ref !== undefined ? pending.get(event.ref) : undefined;
   if (!item) return;
-  failed(item, event.message || "The message was refused.");
+  // Busy, rate limited or not stored: sending again may work. Anything else would be refused again.
+  const retryable = event.code === 409 || event.code === 429 || event.code >= 500;
+  item.refused = !retryable;
+  clearTimeout(item.timer);
+  failed(item, event.message || "The message was refused.", retryable);
 }
 
 // --- messages -----------------------------------------------------------------------------
@@ -375,7 +385,7 @@ function send(form) {
   const internal = Boolean(form.querySelector("input[type=checkbox][name=internal]")?.checked);
   const ref = `r${Date.now().toString(36)}-${nextRef++}`;
   // Sent before the page lays itself out again: the echo cannot be handled before this task ends.
-  const frame = { type: "message", body, internal, ref };
+  const frame = { type: "message", body, internal, ref, idempotency_key: newKey() };
   if (parent) frame.parent_id = parent;
   const files = [...form.querySelectorAll("input[name=attachment_ids]")].map((input) => input.value);
   if (files.length) frame.attachment_ids = files; // uploaded already (uploads.js): sent with the message
@@ -395,12 +405,39 @@ function send(form) {
   el.dataset.pending = ref;
   place(el, parent);
   el.scrollIntoView({ block: "nearest" });
-  const item = { el, body, parent, internal, ref };
-  item.timer = setTimeout(() => failed(item, "Not confirmed yet. If it does not appear, send it again."), SEND_TIMEOUT_MS);
+  const item = { el, body, parent, internal, ref, frame, refused: false };
+  item.timer = setTimeout(() => failed(item, "Not confirmed yet.", true), SEND_TIMEOUT_MS);
   pending.set(ref, item);
   textarea.value = "";
   if (form.classList.contains("thread-composer")) form.remove();
   return true;
+}
+
+// 128 random bits: unique to this message among everything its sender ever sends.
+function newKey() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function resend(item) {
+  if (!isOpen()) {
+    failed(item, "Not sent yet: it goes as soon as the connection is back.", false);
+    return;
+  }
+  socket.send(JSON.stringify(item.frame));
+  item.refused = false;
+  item.el.classList.remove("msg--failed");
+  item.el.querySelector("[data-resend]")?.remove();
+  item.el.querySelector("[data-state]").textContent = "Sending…";
+  clearTimeout(item.timer);
+  item.timer = setTimeout(() => failed(item, "Not confirmed yet.", true), SEND_TIMEOUT_MS);
+}
+
+function forget(item) {
+  clearTimeout(item.timer);
+  pending.delete(item.ref);
+  const holder = item.el.parentElement; // the thread or reply item `place` made for it
+  if (holder?.matches("li")) holder.remove();
+  else item.el.remove();
 }
 
 function delivered(item, message) {
@@ -409,6 +446,7 @@ function delivered(item, message) {
   const el = item.el;
   fill(el, message);
   el.classList.remove("msg--pending", "msg--failed");
+  el.querySelector("[data-resend]")?.remove();
   el.querySelector(".msg-actions").hidden = false;
   el.dataset.delivered = "true";
   delete el.dataset.pending;
@@ -417,9 +455,15 @@ function delivered(item, message) {
   el.querySelector("[data-state]").textContent = "Delivered";
 }
 
-function failed(item, text) {
+function failed(item, text, retryable) {
   item.el.classList.add("msg--failed");
   item.el.querySelector("[data-state]").textContent = text;
+  if (!retryable || item.el.querySelector("[data-resend]")) return;
+  const button = Object.assign(document.createElement("button"), { type: "button", className: "link small",
+    textContent: "Send again" });
+  button.dataset.resend = "";
+  button.addEventListener("click", () => resend(item));
+  item.el.querySelector("[data-state]").after(" ", button);
 }
 
 function fieldError(form, textarea, text) {
