@@ -49,8 +49,9 @@ STREAM_OPERATION = {
     "description": (
         "Upgrade to a WebSocket. Authenticate with the Authorization header or `?token=` from "
         "`POST /tickets/{id}/stream-token`. The server first sends every message after `after_seq` as "
-        "`{\"type\": \"message.created\", \"message\": {...}}`, then the ticket's files scanned in the last "
-        "15 minutes as `attachment.updated`, then live events: `message.created`, "
+        "`{\"type\": \"message.created\", \"message\": {...}}`, then what changed in the last 15 minutes: "
+        "edits and deletions of the messages up to `after_seq` as `message.updated` and `message.deleted`, and "
+        "the ticket's files scanned as `attachment.updated`; then live events: `message.created`, "
         "`message.updated`, `message.deleted`, `ticket.updated`, `attachment.updated`, `attachment.deleted`, "
         "`{\"type\": \"typing\", \"user_id\"}`. Clients send `{\"type\": \"message\", \"body\", "
         "\"parent_id\"?, \"internal\"?, \"attachment_ids\"?, \"ref\"?, \"idempotency_key\"?}` (validated as the "

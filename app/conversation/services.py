@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -116,6 +116,29 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     return message
 
 
+def recently_changed(ticket_id: uuid.UUID, up_to_seq: int, within: timedelta,
+                     limit: int = 100) -> list[tuple[bool, dict[str, Any]]]:
+    """Return the live events of the ticket's messages up to `up_to_seq` edited or deleted within `within`,
+    oldest change first, each with whether it is an internal note's (for a socket that was away).
+
+    A catch-up by seq brings back new messages only: an edit or a deletion of one the client
+    already holds, made while it had no socket (or while its process had no pub/sub), was
+    announced to nobody there.
+    """
+    changed = sa.func.coalesce(Message.deleted_at, Message.edited_at)
+    rows = db.session.execute(
+        sa.select(Message).where(Message.ticket_id == ticket_id, Message.seq <= up_to_seq,
+                                 changed >= sa.func.now() - within)
+        .order_by(changed.desc(), Message.seq.desc()).limit(limit)).scalars().all()
+    return [(m.internal, {"type": "message.deleted", "message": deleted_json(m)} if m.deleted_at is not None
+             else {"type": "message.updated", "message": message_json(m)}) for m in reversed(rows)]
+
+
+def deleted_json(message: Message) -> dict[str, Any]:
+    """Return what a `message.deleted` event says of the message."""
+    return {"id": str(message.id), "seq": message.seq, "internal": message.internal}
+
+
 def messages_after(ticket_id: uuid.UUID, after_seq: int, limit: int,
                    actor: Actor | None = None) -> list[Message]:
     """Return up to `limit` messages after `after_seq` in seq order: those `actor` may see, or all.
@@ -209,6 +232,4 @@ def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) ->
     message.body = ""
     message.body_html = ""
     hide_attachments_of(message.id)
-    publish_after_commit(ticket_id, {"type": "message.deleted",
-                                     "message": {"id": str(message.id), "seq": message.seq,
-                                                 "internal": message.internal}})
+    publish_after_commit(ticket_id, {"type": "message.deleted", "message": deleted_json(message)})

@@ -62,7 +62,7 @@ bp = Blueprint("stream", __name__)
 # Messages read per catch-up page: each may hold 64 KiB of text and its HTML, held until sent.
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
-RECENT_SCANS = timedelta(minutes=15)  # scans a new socket is told of (`send_recent_scans`)
+RECENT_CHANGES = timedelta(minutes=15)  # what a new socket is told of again (`send_recent_changes`)
 _message_frame = MessageFrameSchema()
 MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
 _stream_args = StreamArgs()
@@ -218,8 +218,9 @@ class TicketStream:
     def serve(self, resync_every: float) -> None:
         if self.with_ticket:
             self.send_ticket()
+        held = self.last_seq
         self.catch_up()
-        self.send_recent_scans()
+        self.send_recent_changes(held)
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
             self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
@@ -247,7 +248,7 @@ class TicketStream:
             if self.listener.replay:  # after a pub/sub outage: what no catch-up by seq brings back
                 self.listener.replay = False
                 self.send_ticket()
-                self.send_recent_scans()
+                self.send_recent_changes(self.last_seq)
 
     def recheck_if_asked(self) -> None:
         if self.listener.recheck:
@@ -321,20 +322,25 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def send_recent_scans(self) -> None:
-        """Send the files of the ticket scanned in the last `RECENT_SCANS` as `attachment.updated`.
+    def send_recent_changes(self, up_to_seq: int) -> None:
+        """Send what changed lately of what the client holds: edits and deletions of its messages (up to
+        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`.
 
-        The page that opened this socket was made a moment earlier (or the socket reconnects after
-        a drop): a scan that ended in between was announced before the socket listened, and the
-        page showed the file "scanning" until reloaded. Clients replace a file by its id, so a
-        state they have already is harmless.
+        Each was announced live once, maybe while this client had no socket (it reconnects after a
+        drop, or its page was made a moment before the socket listened) or while this process had
+        no pub/sub; a catch-up by seq brings back new messages only. Clients replace a message or
+        a file by its id, so a state they have already is harmless.
         """
         try:
             with short_session():
-                files = media.recently_scanned(self.ticket_id, RECENT_SCANS)
+                messages = services.recently_changed(self.ticket_id, up_to_seq, RECENT_CHANGES) if up_to_seq else []
+                files = media.recently_scanned(self.ticket_id, RECENT_CHANGES)
         except SQLAlchemyError:
-            log.warning("could not read a new stream's recent scans", exc_info=True)
+            log.warning("could not read a stream's recent changes", exc_info=True)
             return
+        for internal, event in messages:
+            if services.visible_to(self.actor, internal):
+                self.send(event)
         for body in files:
             if services.visible_to(self.actor, bool(body.get("internal"))):
                 self.send({"type": "attachment.updated", "attachment": body})

@@ -326,11 +326,58 @@ def test_after_a_pubsub_outage_a_socket_sends_the_ticket_again(app, services, te
     messages only, so after resubscribing every socket sends the ticket as it is now."""
     ticket = helpers.new_ticket(tenant.api)
     ws = server_a.connect(ticket["id"], key=tenant.key)
-    helpers.post_message(tenant.api, ticket["id"], body="before")
-    assert helpers.next_event(ws, "message.created")["message"]["body"] == "before"
+    edited = helpers.post_message(tenant.api, ticket["id"], body="before").get_json()
+    gone = helpers.post_message(tenant.api, ticket["id"], body="doomed").get_json()
+    assert [m["body"] for m in helpers.message_events(ws, 2)] == ["before", "doomed"]
     with in_tenant(tenant) as session:  # changed with no live event: as if it was published into the outage
-        session.execute(sa.text(f'UPDATE "{current_tenant().schema}".tickets SET priority = \'urgent\' '
-                                "WHERE id = :id"), {"id": ticket["id"]})
+        schema = current_tenant().schema
+        session.execute(sa.text(f'UPDATE "{schema}".tickets SET priority = \'urgent\' WHERE id = :id'),
+                        {"id": ticket["id"]})
+        session.execute(sa.text(f'UPDATE "{schema}".messages SET body = \'after\', body_html = \'<p>after</p>\','
+                                " edited_at = now() WHERE id = :id"), {"id": edited["id"]})
+        session.execute(sa.text(f'UPDATE "{schema}".messages SET body = \'\', body_html = \'\', deleted_at = now()'
+                                " WHERE id = :id"), {"id": gone["id"]})
         session.commit()
     assert redis.Redis.from_url(services.redis_url).client_kill_filter(_type="pubsub") >= 1
     assert helpers.next_event(ws, "ticket.updated", timeout=10)["ticket"]["priority"] == "urgent"
+    changes = [helpers.next_event(ws) for _ in range(2)]  # changed in one transaction: in seq order
+    assert [(e["type"], e["message"]["seq"]) for e in changes] == [("message.updated", 1), ("message.deleted", 2)]
+    assert changes[0]["message"]["body"] == "after"
+    assert changes[1]["message"] == {"id": gone["id"], "seq": 2, "internal": False}
+
+
+def test_a_socket_back_after_a_drop_hears_of_edits_and_deletions_it_missed(app, tenant, in_tenant, server_a):
+    """A catch-up by seq brings new messages only; what changed of those the client held comes after it."""
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = helpers.new_ticket(requester)
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    _kept, edited, gone = (helpers.post_message(tenant.api, ticket["id"], body=b).get_json()
+                          for b in ("kept", "typo", "wrong ticket"))
+    note = helpers.post_message(tenant.api, ticket["id"], body="note", internal=True).get_json()
+    old = helpers.post_message(tenant.api, ticket["id"], body="old edit").get_json()
+    assert tenant.api.patch(f"{path}/{old['id']}", json={"body": "long ago"}).status_code == 200
+    with in_tenant(tenant) as session:  # edited before the socket's window of recent changes
+        session.execute(sa.text(f'UPDATE "{current_tenant().schema}".messages SET edited_at = now() - '
+                                "interval '20 minutes' WHERE id = :id"), {"id": old["id"]})
+        session.commit()
+    # While both clients are away: an edit, two deletions (one of a note), a new message.
+    assert tenant.api.patch(f"{path}/{edited['id']}", json={"body": "fixed"}).status_code == 200
+    for message in (gone, note):
+        assert tenant.api.delete(f"{path}/{message['id']}").status_code == 204
+    helpers.post_message(tenant.api, ticket["id"], body="new")
+
+    def events(ws, count):
+        return [(e["type"], e["message"].get("body", e["message"]["id"])) for e in
+                (helpers.next_event(ws) for _ in range(count))]
+
+    agent_ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=5)
+    assert events(agent_ws, 4) == [("message.created", "new"), ("message.updated", "fixed"),
+                                   ("message.deleted", gone["id"]), ("message.deleted", note["id"])]
+    requester_ws = server_a.connect(ticket["id"], key=requester.key, after_seq=5)
+    assert events(requester_ws, 3) == [("message.created", "new"), ("message.updated", "fixed"),
+                                       ("message.deleted", gone["id"])]
+    # A socket that holds nothing is told of no change: its catch-up has every message as it is.
+    fresh = server_a.connect(ticket["id"], key=requester.key)
+    assert [m["body"] for m in helpers.message_events(fresh, 4)] == ["kept", "fixed", "long ago", "new"]
+    helpers.post_message(tenant.api, ticket["id"], body="live")
+    assert helpers.next_event(fresh)["message"]["body"] == "live"
