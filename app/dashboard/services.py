@@ -16,8 +16,10 @@ small whatever is asked (at most 1,201 months; the page draws a column and a row
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -128,29 +130,67 @@ def figures(period: Period) -> dict[str, Any]:
 
 
 def figures_json(period: Period) -> str:
-    """Return the dashboard's figures as JSON, as they are cached (a long period's flow is long)."""
-    key = f"tms:{current_tenant().id}:dashboard:{period.start}:{period.end}"
+    """Return the dashboard's figures as JSON, as they are cached (a long period's flow is long).
+
+    With the cache on, a period is computed once at a time per organization across processes:
+    whoever asks while it is being computed waits for the result (two admins opening the same
+    long period no longer each sort every ticket of it, nor does the second take the share).
+    """
     ttl = current_app.config["DASHBOARD_CACHE_SECONDS"]
-    if ttl > 0:
+    if ttl <= 0:
+        return _compute(period)
+    key = f"tms:{current_tenant().id}:dashboard:{period.start}:{period.end}"
+    try:
+        client = redis_client()
+        cached = client.get(key)
+        if cached is not None:
+            return cached.decode() if isinstance(cached, bytes) else cached
+        computing = client.lock(f"{key}:computing", timeout=COMPUTING_LEASE, blocking=False)
+        if not computing.acquire():
+            waited = _wait_for(client, key, computing.name)
+            if waited is not None:
+                return waited
+            computing = None  # its computer failed or is slow: compute here, under the share
+    except redis.RedisError as exc:
+        log.info("dashboard cache unavailable: %s", exc)
+        return _compute(period)
+    try:
+        result = _compute(period)
         try:
-            cached = redis_client().get(key)
-            if cached is not None:
-                return cached.decode() if isinstance(cached, bytes) else cached
+            client.set(key, result, ex=ttl)
         except redis.RedisError as exc:
-            log.info("dashboard cache unavailable: %s", exc)
+            log.info("dashboard figures not cached: %s", exc)
+        return result
+    finally:
+        if computing is not None:
+            with contextlib.suppress(redis.RedisError):  # not ours any more after its lease: harmless
+                computing.release()
+
+
+COMPUTING_LEASE = 60  # seconds: longer than a computation, whose statements time out after DB_STATEMENT_TIMEOUT_MS
+
+
+def _wait_for(client: redis.Redis, key: str, lock_name: str) -> str | None:
+    """Wait for another request's figures under `key`; None once nobody computes them and none came."""
+    deadline = time.monotonic() + COMPUTING_LEASE
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        cached = client.get(key)
+        if cached is not None:
+            return cached.decode() if isinstance(cached, bytes) else cached
+        if not client.exists(lock_name):
+            return None
+    return None
+
+
+def _compute(period: Period) -> str:
     with COMPUTATIONS.hold(current_tenant().id):
-        result = json.dumps({
+        return json.dumps({
             "period": {"from": period.start.isoformat(), "to": period.end.isoformat(), "days": period.length},
             "computed_at": _now().isoformat(), "backlog": backlog(), "bucket": period.bucket, "flow": flow(period),
             "first_response": percentiles(Ticket.first_response_at, Ticket.created_at, period),
             "resolution": percentiles(Ticket.resolved_at, Ticket.resolved_at, period),
             "agents": agent_load(), "unassigned": unassigned(), "rules": decisions_by_rule(period)}, default=str)
-    if ttl > 0:
-        try:
-            redis_client().set(key, result, ex=ttl)
-        except redis.RedisError as exc:
-            log.info("dashboard figures not cached: %s", exc)
-    return result
 
 
 def _now() -> datetime:

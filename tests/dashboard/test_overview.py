@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.tickets.models import Ticket
-from tests.helpers import ApiClient, Desk, app_config, new_ticket, post_message
+from tests.helpers import ApiClient, Desk, app_config, new_ticket, post_message, wait_until
 
 
 def _overview(api, **query):
@@ -180,3 +180,93 @@ def test_one_organizations_dashboard_computations_are_shared_out_and_others_comp
     first.join(30)
     assert [a.status_code for a in answers] == [200]
     assert tenant.api.get("/api/v1/reports/overview").status_code == 200
+
+
+class Calls(list):
+    """Computations started; `waiting`: requests that found the period being computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[int] = []
+
+
+def _slowed(monkeypatch, tenant_slug: str, app, fail: bool = False):
+    """Make the tenant's computations wait for `release` (and then fail, if asked); count them."""
+    import threading
+
+    from app.dashboard import services as reports
+    from app.errors import Unavailable
+    from tenants import active_tenant, current_tenant
+
+    with app.app_context():
+        held_tenant = str(active_tenant(tenant_slug).id)
+    started, release, calls = threading.Event(), threading.Event(), Calls()
+    load, wait_for = reports.agent_load, reports._wait_for
+    waiting = calls.waiting
+
+    def counted_wait(*args):
+        waiting.append(1)
+        return wait_for(*args)
+
+    def slow_load():
+        if current_tenant().id == held_tenant:
+            calls.append(1)
+            started.set()
+            release.wait(30)
+            if fail and len(calls) == 1:
+                raise Unavailable("The database is busy.")
+        return load()
+
+    monkeypatch.setattr(reports, "agent_load", slow_load)
+    monkeypatch.setattr(reports, "_wait_for", counted_wait)
+    return started, release, calls
+
+
+def test_a_period_being_computed_is_waited_for_not_computed_again(services, tenant, monkeypatch):
+    """Admins asking for a period while it is being computed get its figures when they are ready:
+    one computation, and no 503 from the organization's share."""
+    import threading
+
+    cached_app = create_app(app_config(services, DASHBOARD_CACHE_SECONDS=60, DASHBOARD_CONCURRENCY_PER_TENANT=1))
+    started, release, calls = _slowed(monkeypatch, tenant.slug, cached_app)
+    answers = []
+
+    def ask():
+        answers.append(ApiClient(cached_app.test_client(), tenant.key).get("/api/v1/reports/overview",
+                                                                           query_string={"from": "2020-01-01"}))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    threads[0].start()
+    assert started.wait(30)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(calls.waiting) == 2, "both later requests to find the period being computed")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.get_json() for a in answers]
+    assert len({a.get_data() for a in answers}) == 1
+    assert len(calls) == 1
+
+
+def test_when_the_computation_waited_for_fails_a_waiter_computes_itself(services, tenant, monkeypatch):
+    import threading
+
+    cached_app = create_app(app_config(services, DASHBOARD_CACHE_SECONDS=60))
+    started, release, calls = _slowed(monkeypatch, tenant.slug, cached_app, fail=True)
+    answers = {}
+
+    def ask(name):
+        answers[name] = ApiClient(cached_app.test_client(), tenant.key).get("/api/v1/reports/overview",
+                                                                            query_string={"from": "2021-01-01"})
+
+    first, second = threading.Thread(target=ask, args=("first",)), threading.Thread(target=ask, args=("second",))
+    first.start()
+    assert started.wait(30)
+    second.start()
+    wait_until(lambda: calls.waiting, "the second request to find the period being computed")
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert answers["first"].status_code == 503
+    assert answers["second"].status_code == 200 and len(calls) == 2
