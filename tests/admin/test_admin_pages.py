@@ -134,6 +134,10 @@ def test_people_are_created_changed_and_deactivated(help_desk, admin):
     assert bad.status_code == 422
     text = bad.get_data(as_text=True)
     assert 'id="role-error"' in text and 'id="capacity-error"' in text and 'value="x@example.com"' in text
+    assert re.search(r'<input type="checkbox" id="available" name="available"(?! checked)', text), \
+        "an unticked available stays unticked"
+    ticked = admin.post(base, data={"email": "x@example.com", "name": "X", "role": "boss", "available": "on"})
+    assert re.search(r'<input type="checkbox" id="available" name="available" checked', ticked.get_data(as_text=True))
     changed = admin.post(f"{base}/{user['id']}", data={"name": "Nia", "email": "new@example.com", "role": "admin",
                                                        "skills": "", "capacity": ""})
     assert changed.status_code == 302

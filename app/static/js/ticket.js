@@ -322,9 +322,8 @@ function removeAttachment(id) {
   if (box && !box.querySelector("li.attachment")) box.hidden = true;
 }
 
-// A file's Delete: asked once, then sent by script (the page stays live); without the script the form reloads.
+// A file's Delete: asked once (app.js), then sent by script (the page stays live); without the script the form reloads.
 async function deleteAttachment(form) {
-  if (!window.confirm(form.dataset.confirm)) return;
   const button = form.querySelector("button");
   button.disabled = true;
   try {

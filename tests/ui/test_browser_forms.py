@@ -1,0 +1,46 @@
+"""Forms in the browser: one posted by the browser goes once however fast it is sent again, and a
+destructive one asks first and does nothing when the answer is no."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.servers import DESKTOP
+from tests.ui.conftest import browser_sign_in
+
+
+def test_a_new_ticket_sent_twice_at_once_opens_one_ticket(live_server, browser, help_desk):
+    hd, base = help_desk, live_server.url
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/new")
+    page.get_by_label("title").fill("Sent twice")
+    # Two submissions in one task: the second comes while the first is on its way.
+    page.evaluate("""() => { const form = document.querySelector("form[action$='/tickets/new']");
+                             form.requestSubmit(); form.requestSubmit(); }""")
+    expect(page.get_by_role("heading", name="Sent twice")).to_be_visible()
+    mine = hd.tenant.key_for(hd.requester.user).get("/api/v1/tickets").get_json()["items"]
+    assert [t["title"] for t in mine] == ["Sent twice"]
+    page.go_back()  # back on the form: it may be sent again
+    page.get_by_label("title").fill("Sent again later")
+    page.get_by_role("button", name="Open ticket").click()
+    expect(page.get_by_role("heading", name="Sent again later")).to_be_visible()
+    page.context.close()
+
+
+def test_a_destructive_action_asks_first(live_server, browser, help_desk):
+    hd, base = help_desk, live_server.url
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.admin)
+    page.goto(f"{base}/t/{hd.slug}/admin/people/{hd.agent.id}")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Deactivate Ada Agent").click()
+    expect(page.get_by_role("button", name="Deactivate Ada Agent")).to_be_visible()
+    assert asked and asked[0].startswith("Deactivate Ada Agent?")
+    assert hd.tenant.api.get(f"/api/v1/users/{hd.agent.id}").status_code == 200, "no means nothing happens"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Deactivate Ada Agent").click()
+    expect(page.locator(".alert-success")).to_be_visible()
+    assert hd.tenant.api.get(f"/api/v1/users/{hd.agent.id}").status_code == 404
+    page.context.close()
