@@ -173,6 +173,7 @@ def test_a_key_created_and_revoked_in_the_ui(live_server, browser, help_desk, ke
     page.goto(f"{live_server.url}/t/{hd.slug}/admin/api-keys")
     expect(page.locator("#new-key")).to_have_count(0)  # shown once
     expect(page.locator("#keys-table")).to_contain_text("Zapier")
+    page.once("dialog", lambda dialog: dialog.accept())  # asked first
     page.get_by_role("button", name="Revoke Zapier").click()
     expect(page.locator(".flashes")).to_contain_text("revoked")
     expect(page.locator("#keys-table tr", has_text="Zapier")).to_contain_text("revoked")

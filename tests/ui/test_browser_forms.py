@@ -15,9 +15,16 @@ def test_a_new_ticket_sent_twice_at_once_opens_one_ticket(live_server, browser, 
     browser_sign_in(page, base, hd.requester)
     page.goto(f"{base}/t/{hd.slug}/tickets/new")
     page.get_by_label("title").fill("Sent twice")
-    # Two submissions in one task: the second comes while the first is on its way.
-    page.evaluate("""() => { const form = document.querySelector("form[action$='/tickets/new']");
-                             form.requestSubmit(); form.requestSubmit(); }""")
+    # Two submissions in one task: the second comes while the first is on its way, and goes nowhere.
+    sent = page.evaluate("""() => {
+      const form = document.querySelector("form[action$='/tickets/new']");
+      const sent = [];
+      window.addEventListener("submit", (event) => sent.push(!event.defaultPrevented)); // after app.js's
+      form.requestSubmit();
+      form.requestSubmit();
+      return sent;
+    }""")
+    assert sent == [True, False]
     expect(page.get_by_role("heading", name="Sent twice")).to_be_visible()
     mine = hd.tenant.key_for(hd.requester.user).get("/api/v1/tickets").get_json()["items"]
     assert [t["title"] for t in mine] == ["Sent twice"]
