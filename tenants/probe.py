@@ -65,7 +65,8 @@ def tenants_having(tenants: list[TenantRef], table: str, condition: str, params:
     """Return the tenants whose `table` has a row where `condition` (SQL with bind parameters) holds.
 
     A tenant whose probe could not be read is returned too, so the caller visits it on its own
-    and finds out what is wrong; tenants on a shard this process has no database for are skipped.
+    and finds out what is wrong; tenants on a shard this process has no database for, or whose
+    database does not answer, are skipped (one shard down must not stop the work of the others).
     """
     if IDENTIFIER.fullmatch(table) is None:
         raise ValueError(f"not a table name: {table!r}")
@@ -80,6 +81,11 @@ def tenants_having(tenants: list[TenantRef], table: str, condition: str, params:
         except UnknownShard as exc:
             log.warning("%d tenants skipped: %s", len(group), exc)
             continue
-        answers, failed = ask_each(engine, [t.schema for t in group], sql, params, chunk)
+        try:
+            answers, failed = ask_each(engine, [t.schema for t in group], sql, params, chunk)
+        except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
+            log.warning("%d tenants of shard %s skipped: its database does not answer: %s",
+                        len(group), group[0].shard, exc)
+            continue
         hits |= failed | {schema for schema, found in answers.items() if found}
     return [t for t in tenants if t.schema in hits]

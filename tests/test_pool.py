@@ -86,11 +86,11 @@ def test_every_way_to_the_database_keeps_its_connection_alive(app, tenant):
         with db.engine.connect() as conn:  # the request pools, and the workers' (same options)
             assert _keepalive(conn.connection.dbapi_connection) == expected
             conn.rollback()
-        listeners = dispatch._listen()  # the relay's LISTEN connections
+        listener = dispatch._listen_on(db.engine)  # the relay's LISTEN connection of a shard
         try:
-            assert [_keepalive(c) for c in listeners] == [expected] * len(listeners)
+            assert _keepalive(listener) == expected
         finally:
-            dispatch._close(listeners)
+            listener.close()
         with _connect(PRIMARY_SHARD) as mover:  # `flask tenants move`
             assert _keepalive(mover) == expected
         migrations._init_worker({PRIMARY_SHARD: db.engine.url.render_as_string(hide_password=False)})

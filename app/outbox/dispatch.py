@@ -257,26 +257,23 @@ def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: thre
     sweeper = threading.Thread(target=_sweep_forever, args=(current_app._get_current_object(), interval,
                                                              purge_every, stop), name="relay-sweep", daemon=True)
     sweeper.start()
-    listeners: list[psycopg.Connection] = []
+    listeners = ShardListeners(retry_after=interval)
     try:
         while not stop.is_set():
             if not sweeper.is_alive():
                 raise RuntimeError("the relay's sweep stopped; see the error above")
             try:
-                if not listeners or any(conn.closed for conn in listeners):
-                    _close(listeners)
-                    listeners = _listen()
-                woken = _woken(listeners, interval)
+                listeners.refresh()
+                woken = listeners.woken(interval)
                 if woken:
                     relay_once(fresh=True, slugs=woken)
             except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
                 db.session.rollback()
-                _close(listeners)
                 log.warning("relay waiting for the database: %s", exc)
                 stop.wait(interval)
     finally:
         stop.set()
-        _close(listeners)
+        listeners.close()
         sweeper.join(timeout=interval)
 
 
@@ -304,31 +301,63 @@ def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: thread
             stop.wait(interval)
 
 
-def _listen() -> list[psycopg.Connection]:
-    """LISTEN on every shard: a statement notifies the database it runs in, its tenant's shard."""
-    listeners = []
+class ShardListeners:
+    """The relay's LISTEN connection on each shard (a statement notifies the database it runs in, its
+    tenant's shard), each connected and reconnected on its own.
+
+    A shard that is down delays the wakes of its own tenants only: the others' go on at once, and
+    its rows wait for the sweep once it answers again.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        self._conns: dict[str, psycopg.Connection] = {}
+        self._next_try: dict[str, float] = {}
+
+    def refresh(self) -> None:
+        """Connect to each shard that has no live listener, at most once per `retry_after` per shard."""
+        for name, engine in shard_engines().items():
+            conn = self._conns.get(name)
+            if conn is not None and not conn.closed:
+                continue
+            if time.monotonic() < self._next_try.get(name, 0.0):
+                continue
+            try:
+                self._conns[name] = _listen_on(engine)
+            except psycopg.Error as exc:
+                self._conns.pop(name, None)
+                self._next_try[name] = time.monotonic() + self.retry_after
+                log.warning("relay cannot listen on shard %s, its tenants wait for the sweep: %s", name, exc)
+
+    def woken(self, wait: float) -> set[str]:
+        """Wait up to `wait` seconds for wakes on any shard; return the slugs of every wake that arrived."""
+        live = [conn for conn in self._conns.values() if not conn.closed]
+        if not live:
+            time.sleep(wait)
+            return set()
+        ready, _, _ = select.select(live, [], [], wait)
+        slugs: set[str] = set()
+        for conn in ready:
+            try:
+                slugs.update(note.payload for note in conn.notifies(timeout=0.01))
+            except psycopg.Error as exc:  # that shard went away: it is listened to again once it answers
+                log.warning("relay lost a shard's wakes: %s", exc)
+                conn.close()
+        return slugs
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+
+def _listen_on(engine: sa.Engine) -> psycopg.Connection:
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg.connect(url, autocommit=True, **keepalive_args(),
+                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"])
     try:
-        for engine in shard_engines().values():
-            url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listeners.append(psycopg.connect(url, autocommit=True, **keepalive_args(),
-                                             connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"]))
-            listeners[-1].execute(f"LISTEN {WAKE_CHANNEL}")
+        conn.execute(f"LISTEN {WAKE_CHANNEL}")
     except psycopg.Error:
-        _close(listeners)
-        raise
-    return listeners
-
-
-def _close(listeners: list[psycopg.Connection]) -> None:
-    for conn in listeners:
         conn.close()
-    listeners.clear()
-
-
-def _woken(listeners: list[psycopg.Connection], wait: float) -> set[str]:
-    """Wait up to `wait` seconds for wakes on any shard; return the slugs of every wake that arrived."""
-    ready, _, _ = select.select(listeners, [], [], wait)
-    slugs: set[str] = set()
-    for conn in ready:
-        slugs.update(note.payload for note in conn.notifies(timeout=0.01))
-    return slugs
+        raise
+    return conn

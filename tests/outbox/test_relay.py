@@ -55,7 +55,7 @@ def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch
     from app.outbox import dispatch
 
     sweeping, release, swept, listening, stop = (threading.Event() for _ in range(5))
-    real_relay, real_listen = dispatch.relay_once, dispatch._listen
+    real_relay, real_listen = dispatch.relay_once, dispatch._listen_on
 
     def slow_sweep(fresh: bool = False, slugs: set[str] | None = None) -> int:
         if fresh:
@@ -65,13 +65,13 @@ def test_a_wake_is_handed_on_while_a_sweep_is_under_way(app, tenant, monkeypatch
         swept.set()
         return 0
 
-    def noted_listen():
-        listeners = real_listen()
+    def noted_listen(engine):
+        listener = real_listen(engine)
         listening.set()
-        return listeners
+        return listener
 
     monkeypatch.setattr(dispatch, "relay_once", slow_sweep)
-    monkeypatch.setattr(dispatch, "_listen", noted_listen)
+    monkeypatch.setattr(dispatch, "_listen_on", noted_listen)
 
     def run() -> None:
         with app.app_context():

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from app import create_app
+from app.embedded import EmbeddedPostgres
 from app.extensions import db, redis_client
-from app.outbox.dispatch import relay_once
+from app.outbox.dispatch import ShardListeners, relay_once
 from app.worker import use_app
 from tenants import moves, shadow_tenant_tables
 from tenants.migrations import head, tenant_ddl, upgrade_public
@@ -375,25 +376,59 @@ def test_shard_names_are_matched_whole_and_ascii(app, name):
         assert refused.exit_code != 0 and "shard" in refused.output
 
 
-def test_the_relay_is_woken_by_writes_on_every_shard(app):
-    from app.outbox.dispatch import _close, _listen, _woken
+def woken_within(listeners, slugs: set[str]) -> set[str]:
+    woken: set[str] = set()
+    for _ in range(50):  # a hang guard: each wait returns as soon as a wake arrives
+        woken |= listeners.woken(0.2)
+        if woken >= slugs:
+            break
+    return woken
 
+
+def test_the_relay_is_woken_by_writes_on_every_shard(app):
     on_primary, primary_api = signup_on(app, "primary")
     on_b, b_api = signup_on(app, "b")
     with app.app_context():
-        listeners = _listen()
+        listeners = ShardListeners(retry_after=1)
         try:
-            assert len(listeners) == 2
+            listeners.refresh()
             for api in (primary_api, b_api):
                 assert api.post("/api/v1/tickets", json={"title": "wake"}).status_code == 201
-            woken: set[str] = set()
-            for _ in range(50):  # a hang guard: each wait returns as soon as a wake arrives
-                woken |= _woken(listeners, 0.2)
-                if woken >= {on_primary, on_b}:
-                    break
-            assert woken >= {on_primary, on_b}
+            assert woken_within(listeners, {on_primary, on_b}) >= {on_primary, on_b}
         finally:
-            _close(listeners)
+            listeners.close()
+
+
+def test_a_shard_that_is_down_stops_no_other_shards_work(services, shards, tmp_path):
+    """Its own tenants wait; the others' wakes and sweeps go on (one shard down once stalled them all)."""
+    down = EmbeddedPostgres(tmp_path / "c", durable=False).start()
+    try:
+        app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary,
+                                    SQLALCHEMY_BINDS={"b": shards.b, "c": down.url}, REDIS_URL=own_redis(services)))
+        with app.app_context():
+            upgrade_public(db.engine)
+            for engine in db.engines.values():
+                shadow_tenant_tables(engine)
+        app.config["SHARD_MAX_TENANTS"] = "primary=0 b=0 1000000"
+        on_c, c_api = signup(app)
+        app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000"
+        on_primary, primary_api = signup(app)
+        assert c_api.post("/api/v1/tickets", json={"title": "on the shard that goes down"}).status_code == 201
+        down.stop()
+        with app.app_context():
+            listeners = ShardListeners(retry_after=60)
+            try:
+                listeners.refresh()  # shard c refuses: the others listen
+                assert primary_api.post("/api/v1/tickets", json={"title": "wake"}).status_code == 201
+                assert on_primary in woken_within(listeners, {on_primary})
+            finally:
+                listeners.close()
+            assert relay_once(fresh=True) >= 1  # the primary tenant's rows; shard c's are skipped, not fatal
+            queued = Queue("assignment", connection=redis_client()).jobs
+            assert any(on_primary in job.args for job in queued)
+            assert not any(on_c in job.args for job in queued)
+    finally:
+        down.stop()
 
 
 @pytest.mark.parametrize("same", [
