@@ -3,7 +3,8 @@
 Fed from the outbox, so an upload's scan survives a dead worker or a Redis outage: the relay
 hands the row to RQ again until a job has decided the file. The job is idempotent (it acts only
 on a `pending` attachment) and counts its attempts, see `services.scan_attachment`. A deleted
-attachment's stored objects are deleted the same way, so a storage outage only delays it.
+attachment's stored objects, and those a verdict did away with, are deleted the same way, so a
+storage outage only delays it.
 """
 
 from __future__ import annotations
@@ -33,3 +34,9 @@ def scan_uploaded_attachment(payload: dict[str, Any]) -> None:
 def delete_attachment_objects(payload: dict[str, Any]) -> None:
     """Delete the stored objects of an attachment someone deleted (deleting what is gone already is fine)."""
     services.delete_objects(uuid.UUID(payload["attachment_id"]))
+
+
+@subscribe(services.DISCARDED, queue=QUEUE)
+def discard_scanned_objects(payload: dict[str, Any]) -> None:
+    """Delete what a scan's verdict did away with: a refused file's objects, a cleaned image's original."""
+    services.delete_objects(uuid.UUID(payload["attachment_id"]), payload["variants"])

@@ -59,7 +59,8 @@ log = logging.getLogger(__name__)
 UPLOADED = "attachment.uploaded"
 UPDATED = "attachment.updated"
 DELETED = "attachment.deleted"
-DISCARD = "media_discard"
+DISCARD = "media_discard"  # what a failed upload stored, deleted after its rollback
+DISCARDED = "attachment.discarded"  # internal: a verdict's objects to delete, by an outbox job
 MAX_PER_MESSAGE = 20
 # A multipart body carries a little more than the file: boundaries and the part's headers.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -386,14 +387,15 @@ def _discard_objects(batches: list[list[str]]) -> None:
     storage().delete([key for keys in batches for key in keys])
 
 
-def _object_keys(tenant_id: str, attachment_id: uuid.UUID) -> list[str]:
-    """Return the keys of every object an attachment may have stored: the upload, a clean copy, a thumbnail."""
-    return [object_key(tenant_id, attachment_id, v) for v in ("original", "clean", "thumbnail")]
+# Every object an attachment may store: the upload, a clean copy, a thumbnail.
+VARIANTS = ("original", "clean", "thumbnail")
 
 
-def delete_objects(attachment_id: uuid.UUID) -> None:
-    """Delete every stored object of a deleted attachment (its outbox job); a storage error fails the job."""
-    storage().delete(_object_keys(current_tenant().id, attachment_id))
+def delete_objects(attachment_id: uuid.UUID, variants: Iterable[str] = VARIANTS) -> None:
+    """Delete stored objects of an attachment (every one, unless `variants` names some); a storage
+    error fails the job, which the outbox runs again."""
+    tenant_id = current_tenant().id
+    storage().delete([object_key(tenant_id, attachment_id, v) for v in variants if v in VARIANTS])
 
 
 # --- reading and downloading -----------------------------------------------------------------
@@ -683,7 +685,6 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
         return "gone"
     if attachment.status != "pending":
         return "decided already"
-    tenant_id = current_tenant().id
     before = attachment.stored_bytes
     attachment.status = verdict.status
     attachment.status_reason = verdict.reason
@@ -697,17 +698,17 @@ def _decide(attachment_id: uuid.UUID, verdict: Verdict, sizes: tuple[int, int] |
             attachment.reencoded = attachment.has_thumbnail = True
             attachment.size = sizes[0]
             attachment.stored_bytes = sum(sizes)
-            discard.append(object_key(tenant_id, attachment_id, "original"))  # it still has its metadata
+            discard.append("original")  # it still has its metadata
         else:
             attachment.status = "rejected"
             attachment.status_reason = ("Cleaned of its metadata, the image needs more room than this "
                                         "organization's storage quota has left.")
     if attachment.status in REFUSED_STATUSES:  # nothing refused is kept; `size` still tells what was uploaded
-        discard += _object_keys(tenant_id, attachment_id)
+        discard = list(VARIANTS)
         _change_usage(-attachment.stored_bytes)
         attachment.stored_bytes = 0
-    if discard:
-        unit_of_work.after_commit(DISCARD, discard)
+    if discard:  # by the outbox, so a storage outage or a dead worker only delays it
+        emit(DISCARDED, {"attachment_id": str(attachment_id), "variants": discard})
     audit.record("attachment", attachment_id, "scanned", after={
         "status": attachment.status, "reason": attachment.status_reason, "antivirus": verdict.antivirus})
     _announce(attachment)

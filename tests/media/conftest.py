@@ -25,6 +25,7 @@ from tests.helpers import upload_file
 
 SCAN_HANDLER = f"{handlers.scan_uploaded_attachment.__module__}.{handlers.scan_uploaded_attachment.__qualname__}"
 DELETE_HANDLER = f"{handlers.delete_attachment_objects.__module__}.{handlers.delete_attachment_objects.__qualname__}"
+DISCARD_HANDLER = f"{handlers.discard_scanned_objects.__module__}.{handlers.discard_scanned_objects.__qualname__}"
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def upload(media) -> Callable:
 @pytest.fixture
 def run_scans(app) -> Callable[..., int]:
     """Return `run(tenant)`: run every pending media job of the tenant now (scans, and deletions of a
-    deleted file's objects), retrying failed ones a few times.
+    deleted file's objects and of those a verdict did away with), retrying failed ones a few times.
 
     Returns how many jobs ran.
     """
@@ -61,7 +62,7 @@ def run_scans(app) -> Callable[..., int]:
                 db.session.rollback()
                 with tenant_context(ref):
                     rows = db.session.execute(sa.select(OutboxRow.id).where(
-                        OutboxRow.handler.in_([SCAN_HANDLER, DELETE_HANDLER]),
+                        OutboxRow.handler.in_([SCAN_HANDLER, DELETE_HANDLER, DISCARD_HANDLER]),
                         OutboxRow.processed_at.is_(None)).order_by(OutboxRow.id)).scalars().all()
                     db.session.rollback()
             if not rows:

@@ -259,3 +259,26 @@ def test_migration_t0013_counts_what_each_file_kept_in_storage(app):
         with in_schema(engine, schema) as conn:
             stored = dict(conn.execute(sa.text("SELECT filename, stored_bytes FROM attachments")).all())
     assert stored == {"a": 100, "b": 100, "c": 0, "d": 0, "e": 0}
+
+
+def test_what_a_verdict_does_away_with_is_deleted_after_a_storage_outage(tenant, people, upload, run_scans, stored,
+                                                                          monkeypatch):
+    """A refused file's bytes and a cleaned image's original (its GPS position) go by the outbox: a
+    storage outage, or a worker killed after the verdict, only delays it (it was done once, after commit)."""
+    agent, ticket = people["agent"], people["ticket"]
+    photo = upload(agent, ticket["id"], samples.jpeg_with_gps_and_comment(), "home.jpg").get_json()
+    virus = upload(agent, ticket["id"], samples.eicar(), "eicar.txt").get_json()
+
+    def down(self, keys):
+        raise StorageError("the storage is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalStorage, "delete", down)
+        run_scans(tenant, rounds=2)
+    assert [get_attachment(agent, a["id"])["status"] for a in (photo, virus)] == ["clean", "infected"]
+    assert stored(tenant, photo["id"]) is not None and stored(tenant, virus["id"]) is not None  # not yet
+    run_scans(tenant)
+    assert stored(tenant, photo["id"]) is None and stored(tenant, virus["id"]) is None
+    assert stored(tenant, photo["id"], "clean") is not None  # what is served stays
+    feed = agent.get("/api/v1/events?limit=200").get_json()["items"]
+    assert "attachment.discarded" not in {e["type"] for e in feed}  # an internal signal, not an event
