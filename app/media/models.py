@@ -58,6 +58,7 @@ class Attachment(db.Model):
     antivirus: Mapped[str | None] = mapped_column(sa.String(20))
     reencoded: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     has_thumbnail: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # Scan tries held against the file: those that crashed or got no verdict (one reaching a verdict is given back).
     scan_attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = created_at()
     scanned_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

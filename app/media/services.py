@@ -631,6 +631,9 @@ def scan_attachment(attachment_id: uuid.UUID) -> str:
             return _retry_or_fail(attachment_id, attempt, max_attempts, f"The antivirus gave no verdict: {exc}")
         except OSError as exc:  # the worker's disk, writing an image's clean copy (see images.reencode)
             _wait_out(attachment_id, f"The worker could not write the clean copy: {exc}")
+        # The file was read to a verdict without crashing anything, which is all tries are counted
+        # against: whatever fails from here on (the storage, the database restarting) is no fault of it.
+        _give_back_attempt(attachment_id)
         sizes = None
         if verdict.image is not None:
             sizes = (verdict.image.path.stat().st_size, verdict.image.thumbnail.stat().st_size)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+import sqlalchemy as sa
 from botocore.config import Config
 
 from app.extensions import db
@@ -222,3 +223,24 @@ def _scanned_through_a_full_disk(tenant, upload, run_scans, monkeypatch, in_tena
     run_scans(tenant)
     assert get_attachment(tenant.api, body["id"])["status"] == "clean"
     return ran
+
+
+def test_a_database_lost_after_the_verdict_counts_no_try(app, tenant, media, upload, run_scans, monkeypatch,
+                                                         in_tenant):
+    """A scan's transaction lost to a database restart (`OperationalError` recording the verdict) used a
+    try each time: three restarts in a scan's life ended a clean file `scan_failed`, deleted."""
+    monkeypatch.setitem(app.config, "MEDIA_SCAN_ATTEMPTS", 2)
+    ticket = new_ticket(tenant.api)
+    body = upload(tenant.api, ticket["id"], samples.pdf(), "contract.pdf").get_json()
+    decide, lost = media_services._decide, []
+
+    def restarted(*args, **kwargs):
+        if len(lost) < 4:
+            lost.append(1)
+            raise sa.exc.OperationalError("UPDATE attachments", {}, Exception("terminating connection"))
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(media_services, "_decide", restarted)
+    run_scans(tenant, rounds=10)
+    assert len(lost) == 4
+    assert get_attachment(tenant.api, body["id"])["status"] == "clean"
