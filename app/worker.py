@@ -30,8 +30,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Flask
-from rq import Retry
+from flask import Flask, current_app
+from rq import Retry, get_current_job
 
 from app.errors import Unavailable
 from app.extensions import db
@@ -106,20 +106,30 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
         db.session.rollback()
         return "already processed or in progress"
     row, payload = found
+    attempts = row.attempts + 1
     try:
         handler.func(payload)
         row.processed_at = datetime.now(UTC)
-        row.attempts += 1
+        row.attempts = attempts
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
-        failed = {"attempts": OutboxRow.attempts + 1, "last_error": f"{type(exc).__name__}: {exc}"[:2000]}
-        later = None
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        failed: dict[str, object] = {"attempts": OutboxRow.attempts + 1, "last_error": error}
+        later, wait = None, _next_retry_wait(row_id)
         if isinstance(exc, Unavailable):
             later, wait = retry_later(handler.queue, exc.retry_after)
+            failed["attempts"] = OutboxRow.attempts  # an outage says nothing of the row
+        elif attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+            failed["given_up_at"] = datetime.now(UTC)
+        if wait is not None:  # the relay hands it on again only once RQ's own retry is overdue
             failed["enqueued_at"] = datetime.now(UTC) + timedelta(seconds=wait)
         db.session.execute(sa.update(OutboxRow).where(OutboxRow.id == row_id).values(**failed))
         db.session.commit()
+        if "given_up_at" in failed:
+            log.error("outbox row %s (%s) given up after %d failed runs; `flask outbox retry` runs it again: %s",
+                      row_id, handler.name, attempts, error)
+            return "given up"
         if reraise and later is not None:
             log.info("outbox row %s waits %s s for a retry: %s", row_id, wait, exc)
             return later
@@ -128,6 +138,15 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
         log.warning("outbox row %s failed; left to its own job and the relay", row_id, exc_info=True)
         return "failed"
     return "done"
+
+
+def _next_retry_wait(row_id: int) -> int | None:
+    """Return the seconds until RQ runs the row again after its job fails now, None if it will not (no
+    retries left, or the row is not the job's own: a batch's other rows are left to the relay)."""
+    job = get_current_job()
+    if job is None or not job.retries_left or not job.retry_intervals or job.args[-1:] != (row_id,):
+        return None
+    return job.get_retry_interval()
 
 
 def _claim(handler: Handler, own_id: int, failed: set[int], wait: bool = False) -> list[sa.Row]:
@@ -139,7 +158,7 @@ def _claim(handler: Handler, own_id: int, failed: set[int], wait: bool = False) 
     """
     stmt = (sa.select(OutboxRow.id, Event.payload).join(Event, Event.id == OutboxRow.event_id)
             .where(OutboxRow.handler == handler.name, OutboxRow.processed_at.is_(None),
-                   sa.or_(OutboxRow.last_error.is_(None), OutboxRow.id == own_id))
+                   OutboxRow.given_up_at.is_(None), sa.or_(OutboxRow.last_error.is_(None), OutboxRow.id == own_id))
             .order_by(OutboxRow.id).limit(BATCH_SIZE).with_for_update(of=OutboxRow, skip_locked=not wait))
     if failed:
         stmt = stmt.where(OutboxRow.id.not_in(failed))

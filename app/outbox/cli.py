@@ -7,6 +7,7 @@ import time
 import click
 import redis
 from flask import Flask, current_app
+from flask.cli import AppGroup
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
 
@@ -19,9 +20,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(worker)
 
 
-@click.group()
-def outbox() -> None:
-    """The transactional outbox."""
+outbox = AppGroup("outbox", help="The transactional outbox.")
 
 
 @outbox.command("relay")
@@ -35,6 +34,34 @@ def relay(interval: float, once: bool) -> None:
         click.echo(f"enqueued {relay_once()} rows")
     else:
         relay_forever(interval)
+
+
+@outbox.command("given-up")
+def given_up() -> None:
+    """List the outbox rows given up after OUTBOX_MAX_ATTEMPTS failed runs, with their last error."""
+    from app.outbox.dispatch import given_up_rows
+
+    rows = given_up_rows()
+    for slug, row in rows:
+        click.echo(f"{slug}\t{row.id}\t{row.handler}\t{row.attempts} runs\t{row.given_up_at:%Y-%m-%d %H:%M}\t"
+                   f"{(row.last_error or '').splitlines()[0] if row.last_error else ''}")
+    click.echo(f"{len(rows)} rows given up", err=True)
+
+
+@outbox.command("retry")
+@click.argument("slug")
+@click.option("--row", "row_id", type=int, help="Only this row (default: every row of the tenant given up).")
+def retry(slug: str, row_id: int | None) -> None:
+    """Run given-up outbox rows of tenant SLUG again (once what made them fail is fixed): the relay hands them on."""
+    from app.outbox.dispatch import retry_given_up
+    from tenants import is_slug
+
+    if not is_slug(slug):
+        raise click.BadParameter("not a tenant slug", param_hint="SLUG")
+    count = retry_given_up(slug, row_id)
+    if count is None:
+        raise click.ClickException(f"no active tenant {slug}")
+    click.echo(f"{count} rows of {slug} will run again")
 
 
 @click.command("worker")

@@ -119,7 +119,7 @@ def relay_tenant(slug: str, batch: int = 500, fresh: bool = False) -> int:
         OutboxRow.created_at < now - redeliver / 10]
     rows = db.session.execute(
         sa.select(OutboxRow.id, OutboxRow.handler, OutboxRow.last_error)
-        .where(OutboxRow.processed_at.is_(None), *due)
+        .where(OutboxRow.processed_at.is_(None), OutboxRow.given_up_at.is_(None), *due)
         .order_by(OutboxRow.id).limit(batch).with_for_update(skip_locked=True)
     ).all()
     unknown = {r.handler for r in rows if r.handler not in BY_NAME}
@@ -144,6 +144,40 @@ def relay_tenant(slug: str, batch: int = 500, fresh: bool = False) -> int:
     db.session.execute(sa.update(OutboxRow).where(OutboxRow.id.in_(handed)).values(enqueued_at=now))
     db.session.commit()
     return len(handed)
+
+
+def given_up_rows() -> list[tuple[str, sa.Row]]:
+    """Return (tenant slug, row) of every active tenant's outbox rows given up after OUTBOX_MAX_ATTEMPTS runs:
+    each row's id, handler, attempts, given_up_at and last_error."""
+    tenants = active_tenants()
+    db.session.rollback()
+    found = []
+    for ref in tenants_having(tenants, "outbox", "given_up_at is not null"):
+        with tenant_context(ref):
+            try:
+                found += [(ref.slug, row) for row in db.session.execute(
+                    sa.select(OutboxRow.id, OutboxRow.handler, OutboxRow.attempts, OutboxRow.given_up_at,
+                              OutboxRow.last_error).where(OutboxRow.given_up_at.is_not(None)).order_by(OutboxRow.id))]
+            except sa.exc.SQLAlchemyError as exc:  # a damaged schema: said, and the others listed
+                log.warning("the outbox of %s could not be read: %s", ref.slug, exc)
+            db.session.rollback()
+    return found
+
+
+def retry_given_up(slug: str, row_id: int | None = None) -> int | None:
+    """Give the tenant's given-up rows (or one) a fresh count of runs, for the relay to hand on; return how
+    many, or None if there is no such active tenant."""
+    tenants = active_tenants({slug})
+    db.session.rollback()
+    if not tenants:
+        return None
+    with tenant_context(tenants[0]):
+        stmt = sa.update(OutboxRow).where(OutboxRow.given_up_at.is_not(None))
+        if row_id is not None:
+            stmt = stmt.where(OutboxRow.id == row_id)
+        count = db.session.execute(stmt.values(given_up_at=None, attempts=0, enqueued_at=None)).rowcount
+        db.session.commit()
+    return count
 
 
 @dataclass(frozen=True)
@@ -176,7 +210,8 @@ def relay_once(fresh: bool = False, slugs: set[str] | None = None) -> int:
     age = current_app.config["OUTBOX_REDELIVER_AFTER"]
     outbox = (Sweep("outbox", "processed_at is null and enqueued_at is null",
                     lambda slug, _age: relay_tenant(slug, fresh=True)) if fresh else
-              Sweep("outbox", "processed_at is null and created_at < now() - make_interval(secs => :age)",
+              Sweep("outbox", "processed_at is null and given_up_at is null "
+                              "and created_at < now() - make_interval(secs => :age)",
                     lambda slug, _age: relay_tenant(slug)))
     sweeps = [outbox, *SWEEPS]
     total = 0

@@ -73,5 +73,7 @@ class OutboxRow(db.Model):
     created_at: Mapped[datetime] = created_at()
     enqueued_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")  # runs done or failed, not outages
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Set when OUTBOX_MAX_ATTEMPTS runs failed: the relay leaves it until `flask outbox retry` clears it.
+    given_up_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
