@@ -226,16 +226,28 @@ def relay_once(fresh: bool = False, slugs: set[str] | None = None) -> int:
     return total
 
 
-def purge_events(slug: str, batch: int = 5000) -> int:
-    """Delete the tenant's events older than EVENT_RETENTION_DAYS whose handlers are done; return how many.
+# Conditions (on `Event`) under which an old event is kept: work of another area still pending on it.
+PURGE_HOLDS: list[Callable[[], sa.ColumnElement[bool]]] = []
 
-    Their outbox rows, webhook deliveries and delivery log go with them.
+
+def hold_purge_while(pending: Callable[[], sa.ColumnElement[bool]]) -> None:
+    """Keep old events for which `pending()` holds (webhook deliveries not yet sent use this)."""
+    if pending not in PURGE_HOLDS:
+        PURGE_HOLDS.append(pending)
+
+
+def purge_events(slug: str, batch: int = 5000) -> int:
+    """Delete the tenant's events older than EVENT_RETENTION_DAYS whose work is done; return how many.
+
+    Their outbox rows, webhook deliveries and delivery log go with them. An event with an outbox
+    row or other work (`hold_purge_while`) still pending is kept, whatever its age.
     """
     cutoff = datetime.now(UTC) - timedelta(days=current_app.config["EVENT_RETENTION_DAYS"])
     pending = sa.select(OutboxRow.id).where(OutboxRow.event_id == Event.id, OutboxRow.processed_at.is_(None))
+    holds = [~pending.exists(), *(~hold() for hold in PURGE_HOLDS)]
     total = 0
     while True:
-        doomed = sa.select(Event.id).where(Event.created_at < cutoff, ~pending.exists()).limit(batch)
+        doomed = sa.select(Event.id).where(Event.created_at < cutoff, *holds).limit(batch)
         deleted = db.session.execute(sa.delete(Event).where(Event.id.in_(doomed.scalar_subquery()))).rowcount
         db.session.commit()
         total += deleted

@@ -34,7 +34,7 @@ from flask import Flask, current_app
 from app import unit_of_work
 from app.extensions import db
 from app.outbox import on_record, on_record_in_sql
-from app.outbox.dispatch import Sweep, add_sweep
+from app.outbox.dispatch import Sweep, add_sweep, hold_purge_while
 from app.outbox.models import Event
 from app.queues import queue, reserve
 from app.webhooks import sender
@@ -57,6 +57,13 @@ def init_app(app: Flask) -> None:
     on_record_in_sql(deliveries_in_sql)
     unit_of_work.handle(DELIVERIES, _enqueue_committed)
     add_sweep(Sweep("webhook_deliveries", DUE, relay_tenant))
+    hold_purge_while(_delivery_pending)
+
+
+def _delivery_pending() -> sa.ColumnElement[bool]:
+    """An old event whose delivery is still pending is kept: the purge would delete it unsent (a worker
+    down, or a tenant suspended, for longer than EVENT_RETENTION_DAYS)."""
+    return sa.exists().where(WebhookDelivery.event_id == Event.id, WebhookDelivery.state == "pending")
 
 
 def _enqueue_committed(items: list[tuple[str, uuid.UUID, float]]) -> None:

@@ -13,8 +13,9 @@ from app.extensions import db
 from app.idempotency import RETENTION, IdempotencyRecord, purge_expired
 from app.outbox.dispatch import purge_events, purge_once
 from app.outbox.models import Event
+from app.webhooks.models import WebhookDelivery
 from tenants import schema_for
-from tests.helpers import ApiClient, new_ticket, post_message
+from tests.helpers import ApiClient, new_ticket, post_message, subscribe_webhook
 
 
 def read_feed(api: ApiClient, cursor: str | None = None, **query) -> tuple[list[dict], str]:
@@ -153,6 +154,24 @@ def test_events_older_than_the_retention_are_purged_with_what_hangs_off_them(app
         assert titles == ["recent"]
     items, _ = read_feed(tenant.api)
     assert [e["data"]["ticket"]["title"] for e in items] == ["recent"]
+
+
+def test_an_old_event_whose_delivery_is_still_pending_is_kept(app, tenant, in_tenant):
+    """The purge deleted a pending delivery with its event (a worker down, or the tenant suspended,
+    for longer than the retention): never sent, never marked failed, gone from the delivery log."""
+    subscribe_webhook(tenant, "https://hooks.example.com/crm")
+    new_ticket(tenant.api, "old")
+    with in_tenant(tenant) as session:
+        schema = schema_for(tenant.slug)
+        session.execute(sa.text(f'update "{schema}".events set created_at = now() - interval \'31 days\''))
+        session.execute(sa.text(f'update "{schema}".outbox set processed_at = now()'))
+        session.commit()
+        assert purge_events(tenant.slug) == 0
+        assert session.execute(sa.select(WebhookDelivery.state)).scalars().all() == ["pending"]
+        session.execute(sa.update(WebhookDelivery).values(state="failed"))
+        session.commit()
+        assert purge_events(tenant.slug) == 1  # once it has ended, it goes with its event
+        assert session.execute(sa.select(WebhookDelivery.state)).scalars().all() == []
 
 
 def test_idempotency_keys_past_their_day_are_purged_with_the_events(app, tenant, in_tenant):
