@@ -119,8 +119,15 @@ def check_seen(ticket: Ticket, seen: dict[str, str]) -> None:
     A page's panel sends what it showed for the fields it changes: a change to other fields, or a
     new message (which moves the version), is no reason to refuse it.
     """
-    if any(("" if getattr(ticket, f) is None else str(getattr(ticket, f))) != value for f, value in seen.items()):
+    if any(_shown(getattr(ticket, f)) != value for f, value in seen.items()):
         raise _changed(ticket)
+
+
+def _shown(value: Any) -> str:
+    """Return a field's value as a page shows it: "" for none, a list (sorted tags) joined by commas."""
+    if value is None:
+        return ""
+    return ", ".join(sorted(value)) if isinstance(value, list) else str(value)
 
 
 def _changed(ticket: Ticket) -> Stale:

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
 
+from app.admin.forms import read_fields, split_list
 from app.assignment.services import explain
 from app.auth.actor import Actor, current_actor
 from app.conversation.services import latest_messages, post_message
@@ -40,7 +41,7 @@ from app.ui.pages import Refusal, read_form, read_query, refusal_json, refusals,
 bp = Blueprint("tickets_ui", __name__)
 LIST_ARGS, NEW_TICKET, CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
 NEW_TICKET_FIELDS = ("title", "description", "priority", "category")
-PANEL_FIELDS = ("status", "priority", "assignee_id", "team_id")
+PANEL_FIELDS = ("status", "priority", "assignee_id", "team_id", "category", "tags")
 QUEUE_PAGE, MY_PAGE = 50, 20
 MESSAGES_SHOWN = 500
 # The requester's status filter: the API's values, with every not-yet-resolved status as "open".
@@ -184,6 +185,11 @@ def _reply_to(raw: str | None, messages: list) -> Any:
     return next((m for m in messages if m.id == wanted), None)
 
 
+def _shown(field: str, text: str) -> str:
+    """Return a panel field's text as `services.check_seen` compares it: tags as their sorted list."""
+    return ", ".join(sorted(set(split_list(text)))) if field == "tags" else text
+
+
 def _announce_and_commit(ticket) -> None:
     services.announce(ticket, dump_ticket(ticket))
     db.session.commit()
@@ -196,10 +202,12 @@ def edit(number: int):
     actor = current_actor()
     with refusals() as refused:
         found = services.ticket_by_number(actor, number)
-        changed = [f for f in PANEL_FIELDS if f in request.form and request.form[f] != request.form.get(f"was_{f}")]
+        changed = [f for f in PANEL_FIELDS if f in request.form
+                   and _shown(f, request.form[f]) != _shown(f, request.form.get(f"was_{f}", ""))]
         if changed:
-            changes = read_form(CHANGES, only=changed)
-            seen = {f: request.form.get(f"was_{f}", "") for f in changed}
+            changes = read_fields(CHANGES, text=[f for f in changed if f != "tags"],
+                                  lists=[f for f in changed if f == "tags"], partial=True)
+            seen = {f: _shown(f, request.form.get(f"was_{f}", "")) for f in changed}
             _announce_and_commit(services.update_ticket(actor, found.id, changes, seen=seen))
             flash("Saved.", "success")
         return redirect(url_for("tickets_ui.ticket", number=number))

@@ -114,13 +114,26 @@ def test_a_requester_and_an_agent_talk_live_on_a_ticket(live_server, browser, he
     source = requester.request.get(requester.url).text()
     assert "sending a technician" in source and "enterprise plan" not in source
 
-    # The agent closes the ticket; the requester sees it closed without reloading.
+    # The agent raises the priority; the requester's details follow without reloading.
+    agent.locator("#panel-form").get_by_label("priority").select_option("urgent")
+    agent.get_by_role("button", name="Save changes").click()
+    expect(requester.locator("#facts-priority")).to_contain_text("urgent", timeout=LIVE)
+
+    # The agent closes the ticket; the requester sees it closed, when and how, without reloading.
+    expect(agent.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(agent.get_by_label("resolution")).to_be_visible()  # live updates never hide the box
+    for page in (agent, requester):
+        ids = page.locator("[id]").evaluate_all("els => els.map(e => e.id)")
+        assert len(ids) == len(set(ids)), "no id twice on a page"
     agent.get_by_label("resolution").fill("Replaced the fuser.")
     agent.get_by_role("button", name="Close ticket").click()
     expect(agent.locator("#ticket-status")).to_have_text(re.compile("closed"))
+    expect(agent.locator("#resolution-text")).to_have_text("Replaced the fuser.")
     expect(requester.locator("#ticket-status")).to_have_text(re.compile("closed"), timeout=LIVE)
     expect(requester.get_by_text("This ticket is closed.")).to_be_visible()
     expect(requester.locator("#composer")).to_be_hidden()
+    expect(requester.locator("#resolution-text")).to_have_text("Replaced the fuser.")
+    expect(requester.locator("#facts-closed")).not_to_be_empty()
     keep(requester, "requester-ticket-closed-1280")
     assert hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "closed"
 

@@ -154,6 +154,7 @@ def test_an_agent_added_after_the_page_loaded_is_shown_and_kept_by_the_next_save
     assert hd.tenant.api.patch(f"/api/v1/tickets/{ticket['id']}",
                                json={"assignee_id": newcomer["id"]}).status_code == 200
     expect(page.get_by_label("assignee")).to_have_value(newcomer["id"], timeout=LIVE)  # the untouched form follows
+    expect(page.locator(".why .why-stale")).to_have_text(re.compile("assignee changed"))  # its reasons are old
     page.get_by_label("priority").select_option("high")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_text("Saved.")).to_be_visible()

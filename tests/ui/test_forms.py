@@ -189,6 +189,34 @@ def test_the_panel_saves_only_what_changed(help_desk, ticket, sign_in):
     assert "Assigned by hand" in why
 
 
+def test_the_panel_shows_who_asked_and_changes_category_and_tags(help_desk, sign_in):
+    hd = help_desk
+    ticket = hd.ticket_for(hd.requester, title="Invoice twice", category="billing", tags=["vip", "invoices"])
+    client = sign_in(hd.agent)
+    page = page_of(client, hd, ticket)
+    assert hd.requester.user["email"] in page and hd.requester.user["name"] in page
+    assert 'name="was_tags" value="invoices, vip"' in page and 'name="was_category" value="billing"' in page
+    url = f"/t/{hd.slug}/tickets/{ticket['number']}/edit"
+    form = {"was_category": "billing", "was_tags": "invoices, vip", "category": "billing",
+            "tags": " vip ,invoices"}  # the same tags, written another way: nothing changed
+    assert client.post(url, data=form).status_code == 302
+    assert api_ticket(hd, ticket)["version"] == ticket["version"]
+    saved = client.post(url, data={**form, "category": "refunds", "tags": "vip, invoices, urgent"})
+    assert saved.status_code == 302
+    after = api_ticket(hd, ticket)
+    assert (after["category"], after["tags"]) == ("refunds", ["invoices", "urgent", "vip"])
+    # Another agent changed the tags since this form was read: told, nothing overwritten.
+    late = client.post(url, data={**form, "tags": "vip"})
+    assert late.status_code == 412 and api_ticket(hd, ticket)["tags"] == ["invoices", "urgent", "vip"]
+    refused = client.post(url, data={"was_tags": "invoices, urgent, vip", "tags": "x" * 65,
+                                     "was_category": "refunds", "category": ""})
+    assert refused.status_code == 422 and 'id="tags-error"' in refused.data.decode()
+    cleared = client.post(url, data={"was_category": "refunds", "category": "", "was_tags": "invoices, urgent, vip",
+                                     "tags": ""})
+    assert cleared.status_code == 302
+    assert (api_ticket(hd, ticket)["category"], api_ticket(hd, ticket)["tags"]) == (None, [])
+
+
 def test_two_agents_editing_one_ticket_the_second_is_told_and_nothing_is_overwritten(help_desk, ticket, sign_in):
     first, second = sign_in(help_desk.agent), sign_in(help_desk.agent2)
     seen = etag_in(page_of(second, help_desk, ticket))

@@ -602,11 +602,21 @@ function applyTicket(ticket) {
   badge(document.getElementById("ticket-status"), "status", ticket.status);
   badge(document.getElementById("ticket-priority"), "priority", ticket.priority, "priority");
   badge(document.getElementById("facts-status"), "status", ticket.status);
+  badge(document.getElementById("facts-priority"), "priority", ticket.priority);
   const assignee = document.getElementById("facts-assignee");
   if (assignee) {
     assignee.dataset.person = ticket.assignee_id ?? "";
     assignee.textContent = ticket.assignee_id ? (data.people[ticket.assignee_id]?.name ?? "An agent") : "Not assigned yet";
     learn(ticket.assignee_id);
+  }
+  showClosing(ticket);
+  if ((ticket.assignee_id ?? "") !== data.assigned_to) {
+    // The card explains the assignment the page was made with: say it is out of date, not why.
+    const why = document.querySelector(".card.why");
+    if (why && !why.querySelector(".why-stale")) {
+      why.append(Object.assign(document.createElement("p"), { className: "why-stale alert alert-info small",
+        textContent: "The assignee changed since this page was loaded; reload to see why." }));
+    }
   }
   if (!panel) return;
   const version = `v${ticket.version}`;
@@ -616,6 +626,13 @@ function applyTicket(ticket) {
     return;
   }
   const values = { status: ticket.status, priority: ticket.priority, assignee_id: ticket.assignee_id ?? "", team_id: ticket.team_id ?? "" };
+  const texts = { category: ticket.category ?? "", tags: [...(ticket.tags ?? [])].sort().join(", ") };
+  for (const [name, value] of Object.entries(texts)) {
+    const input = panel.querySelector(`input[name=${name}]`);
+    if (input) input.value = value;
+    const was = panel.querySelector(`input[name=was_${name}]`);
+    if (was) was.value = value;
+  }
   for (const [name, value] of Object.entries(values)) {
     const select = panel.querySelector(`select[name=${name}]`);
     const known = select && [...select.options].some((o) => o.value === value);
@@ -629,6 +646,20 @@ function applyTicket(ticket) {
   }
   panel.dataset.version = version;
   panel.querySelector("fieldset").disabled = ticket.status === "closed";
+}
+
+// When it was closed, and how it was solved: shown once it is closed, live as on a reload.
+function showClosing(ticket) {
+  const when = ticket.closed_at ? timeFormat.format(new Date(ticket.closed_at)) : "";
+  const closedAt = document.getElementById("closed-at");
+  if (closedAt) closedAt.textContent = when ? `Closed ${when}.` : "Closed.";
+  const facts = document.getElementById("facts-closed");
+  if (facts) facts.textContent = when;
+  const resolution = document.getElementById("resolution-shown"); // "resolution" is the close form's box
+  if (resolution) {
+    resolution.hidden = !ticket.resolution;
+    document.getElementById("resolution-text").textContent = ticket.resolution ?? "";
+  }
 }
 
 connect();
