@@ -106,6 +106,9 @@ class TicketMessages(MethodView):
     def post(self, data, ticket_id: uuid.UUID, claim):
         """Post a message; `parent_id` makes it a reply, `internal` a note only staff can see.
 
+        A requester's message reopens their ticket if it was `pending` or `resolved` (open again,
+        or `new` if nobody is assigned), as `ticket.updated`; a closed ticket stays closed.
+
         The message is stored, then sent to every open stream of the ticket.
         """
         if data["attachment_ids"]:  # each file is locked and checked: the session's path

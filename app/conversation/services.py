@@ -21,7 +21,7 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import ticket_for, visibility
+from app.tickets.services import announce, reopen_for_reply, ticket_for, visibility
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
@@ -93,6 +93,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     """
     check_may_post(actor, internal)
     seq = next_seq(actor, ticket_id, internal)
+    if not actor.is_staff:
+        reopen_answered(actor, ticket_id)
     if parent_id is not None:
         parent = db.session.get(Message, parent_id)
         if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
@@ -114,6 +116,16 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     publish_after_commit(ticket_id, {"type": "message.created", "message": body_json})
     emit("message.created", {"ticket_id": str(ticket_id), "message_id": str(message.id)}, {"message": body_json})
     return message
+
+
+def reopen_answered(actor: Actor, ticket_id: uuid.UUID) -> None:
+    """Reopen the ticket its requester has just answered if it was pending or resolved (in the caller's
+    transaction), and announce it once that commits."""
+    from app.tickets.schemas import dump_ticket
+
+    ticket = reopen_for_reply(actor, ticket_id)
+    if ticket is not None:
+        announce(ticket, dump_ticket(ticket))
 
 
 def recently_changed(ticket_id: uuid.UUID, up_to_seq: int, within: timedelta,

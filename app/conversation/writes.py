@@ -16,6 +16,7 @@ Messages with attachments go through `services.post_message`, which locks and ch
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,20 +27,31 @@ import orjson
 import sqlalchemy as sa
 from flask import Response
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
-from app.conversation.services import check_may_post, first_response_at, message_json, no_such_parent, note_parent
+from app.conversation.services import (
+    check_may_post,
+    first_response_at,
+    message_json,
+    no_such_parent,
+    note_parent,
+    reopen_answered,
+)
 from app.errors import Conflict, NotFound
+from app.extensions import db
 from app.idempotency import Claim, claim_in_sql, stored_response
 from app.markdown import render
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.realtime import publish_committed
 from app.tickets.models import Ticket
+from app.tickets.services import REOPENED_BY_REPLY
 from tenants import TenantStatement, autocommit_connection
 
+log = logging.getLogger(__name__)
 TOPIC = "message.created"
 TICKETS, MESSAGES = Ticket.__table__, Message.__table__
 # Who posts decides the statement's shape: which tickets they see, and whether a reply is a first response.
@@ -80,7 +92,21 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
     json_body["seq"] = row[0]
     posted = spliced.with_number(row[0])
     publish_committed(ticket_id, b'{"type":"message.created","message":%s}' % posted)
+    if kind == REQUESTER and row[1] in REOPENED_BY_REPLY:
+        _reopen_answered(actor, ticket_id)
     return Posted(posted, json_body)
+
+
+def _reopen_answered(actor: Actor, ticket_id: uuid.UUID) -> None:
+    """Reopen the pending or resolved ticket the requester answered, in a transaction of its own right
+    after the message's (rare, so the one-statement post stays one statement); if that fails the
+    message stands and the ticket keeps its status."""
+    try:
+        reopen_answered(actor, ticket_id)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("a requester's reply did not reopen ticket %s", ticket_id, exc_info=True)
 
 
 def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response:
@@ -151,7 +177,7 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     if kind == STAFF_REPLY:
         values["first_response_at"] = first_response_at(_param("author_id"))
     bumped = (TICKETS.update().where(*where).values(**values)
-              .returning(TICKETS.c.id, TICKETS.c.last_message_seq).cte("bumped"))
+              .returning(TICKETS.c.id, TICKETS.c.last_message_seq, TICKETS.c.status).cte("bumped"))
     posted = insert(Message).from_select(
         ["id", "ticket_id", "seq", "parent_id", "author_id", "internal", "body", "body_html", "created_at"],
         sa.select(_param("id"), bumped.c.id, bumped.c.last_message_seq, _param("parent_id"), _param("author_id"),
@@ -161,4 +187,4 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
                              sa.func.to_jsonb(posted.c.seq))
     events = recorded_in_sql(TOPIC, posted, sa.bindparam("event_payload", type_=JSONB), data,
                              internal=_param("internal"))
-    return TenantStatement(sa.select(posted.c.seq, wake()).add_cte(*events))
+    return TenantStatement(sa.select(posted.c.seq, bumped.c.status, wake()).add_cte(*events))

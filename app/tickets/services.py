@@ -254,6 +254,23 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
     check_version(ticket, expected)
     if ticket.status not in ("closed", "resolved"):
         raise Conflict(f"Only a closed or resolved ticket can be reopened; this one is {ticket.status}.")
+    return _reopen(ticket)
+
+
+# A requester's reply means the ticket needs the team again: waiting on them (`pending`), or solved.
+REOPENED_BY_REPLY = ("pending", "resolved")
+
+
+def reopen_for_reply(actor: Actor, ticket_id: uuid.UUID) -> Ticket | None:
+    """Reopen a pending or resolved ticket its requester has just answered, as help desks do; the caller
+    commits and announces it. Return it if it changed, else None (a closed ticket stays closed)."""
+    ticket = ticket_for(actor, ticket_id, lock=True)
+    if ticket.status not in REOPENED_BY_REPLY:
+        return None
+    return _reopen(ticket)
+
+
+def _reopen(ticket: Ticket) -> Ticket:
     before = snapshot(ticket)
     ticket.status = "open" if ticket.assignee_id else "new"
     ticket.closed_at = None

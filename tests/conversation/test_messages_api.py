@@ -231,3 +231,36 @@ def test_a_public_reply_to_an_internal_note_is_refused_so_requesters_never_learn
     assert [m["body"] for m in seen] == ["public answer"]
     assert note["id"] not in json.dumps(seen)
     assert [m["seq"] for m in agent.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("status", ["pending", "resolved"])
+@pytest.mark.parametrize("with_file", [False, True])
+def test_a_requesters_reply_reopens_a_ticket_waiting_on_them_or_solved(tenant, status, with_file):
+    """As in every help desk: the customer answering means the team has work again."""
+    requester = tenant.key_for(tenant.user("requester"))
+    agent_user = tenant.user("agent")
+    agent = tenant.key_for(agent_user)
+    ticket = new_ticket(requester)
+    path = f"/api/v1/tickets/{ticket['id']}"
+    assert tenant.api.patch(path, json={"assignee_id": agent_user["id"]}).status_code == 200
+    assert tenant.api.patch(path, json={"status": status}).status_code == 200
+    assert post_message(agent, ticket["id"], body="Any news?").status_code == 201  # staff: no change
+    assert tenant.api.get(path).get_json()["status"] == status
+    extra = {}
+    if with_file:  # the session's path, which locks and checks each file
+        extra["attachment_ids"] = [upload_file(requester, ticket["id"], b"log", "a.txt", "text/plain").get_json()["id"]]
+    assert post_message(requester, ticket["id"], body="Still broken.", **extra).status_code == 201
+    after = tenant.api.get(path).get_json()
+    assert (after["status"], after["resolved_at"]) == ("open", None)
+    changes = tenant.api.get(f"/api/v1/audit-events?entity_type=ticket&entity_id={ticket['id']}").get_json()["items"]
+    assert any(e["action"] == "reopened" for e in changes)
+    events = tenant.api.get("/api/v1/events?types=ticket.updated").get_json()["items"]
+    assert any(e["data"]["ticket"]["id"] == ticket["id"] and e["data"]["ticket"]["status"] == "open" for e in events)
+
+
+def test_a_requesters_reply_leaves_a_closed_ticket_closed(tenant):
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    assert post_message(requester, ticket["id"], body="Thanks!").status_code == 201
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "closed"
