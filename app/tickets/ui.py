@@ -46,7 +46,7 @@ QUEUE_PAGE, MY_PAGE = 50, 20
 MESSAGES_SHOWN = 500
 # The requester's status filter: the API's values, with every not-yet-resolved status as "open".
 MY_FILTERS = {"": "Any status", "new,open,pending": "Open", "resolved": "Resolved", "closed": "Closed"}
-SORTABLE = {"number": "#", "priority": "priority", "status": "status", "created_at": "age"}
+SORTABLE = {"number": "#", "priority": "priority", "status": "status", "created_at": "age", "updated_at": "updated"}
 
 
 def init_app(app: Flask) -> None:

@@ -71,9 +71,9 @@ def test_an_admin_reads_the_dashboard_filters_sorts_searches_pages_and_exports(l
 
     # Sort by a column: "#" once is newest first, twice oldest first.
     page.locator("#ticket-table thead").get_by_role("link", name="#").click()
-    expect(page.locator("#ticket-table thead a[aria-sort]")).to_have_attribute("aria-sort", "descending")
+    expect(page.locator("#ticket-table thead th[aria-sort]")).to_have_attribute("aria-sort", "descending")
     page.locator("#ticket-table thead").get_by_role("link", name=re.compile("^#")).click()
-    expect(page.locator("#ticket-table thead a[aria-sort]")).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator("#ticket-table thead th[aria-sort]")).to_have_attribute("aria-sort", "ascending")
     assert "sort=number" in page.url
     # Page forward, to the end: every wanted ticket once, in order.
     seen = table_numbers(page)

@@ -192,6 +192,15 @@ def test_the_queue_keyboard_and_empty_states(live_server, browser, help_desk, ke
     phone.goto(f"{base}/t/{hd.slug}/?queue=open")
     keep(phone, "agent-queue-all-open-390")
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390, "nothing scrolls sideways on a phone"
+    # On a phone the column headers are not shown, nor reachable by keyboard: the toolbar sorts instead.
+    expect(phone.locator("#ticket-list thead a").first).to_be_hidden()
+    phone.get_by_label("sort").select_option("priority")
+    phone.get_by_role("button", name="Search").click()
+    expect(phone.locator("#ticket-list tbody tr").first).to_contain_text("Waiting 0")  # low first
+    expect(phone.get_by_label("sort")).to_have_value("priority")
+    expect(agent.get_by_label("sort")).to_be_hidden()  # a wide screen sorts by its column headers
+    agent.get_by_role("link", name="updated").click()
+    expect(agent.locator("#ticket-list thead th[aria-sort]")).to_have_attribute("aria-sort", "descending")
 
 
 def test_dark_mode_follows_the_system_setting(live_server, browser, help_desk, keep):

@@ -10,7 +10,7 @@ from tests.helpers import post_message
 
 FIELD_NAMES = {
     "title", "description", "priority", "category", "tags", "body", "internal", "status", "assignee_id", "team_id",
-    "resolution", "q", "email", "password", "name", "slug", "admin_email", "admin_password",
+    "resolution", "q", "sort", "email", "password", "name", "slug", "admin_email", "admin_password",
     "file",  # the multipart part of POST /tickets/{id}/attachments
 }
 
