@@ -28,7 +28,8 @@ def _distinct(values: list) -> None:
 
 def event_types(**kwargs: object) -> fields.List:
     return fields.List(fields.String(validate=validate.OneOf(tuple(EVENT_TYPES))),
-                       validate=[validate.Length(min=1, max=len(EVENT_TYPES)), _distinct],
+                       validate=[validate.Length(min=1, max=len(EVENT_TYPES),
+                                                 error="Choose at least one event type (at most {max})."), _distinct],
                        metadata={"description": "Event types to receive: " + ", ".join(EVENT_TYPES) + ".",
                                  "uniqueItems": True}, **kwargs)
 

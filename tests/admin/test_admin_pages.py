@@ -388,3 +388,38 @@ def test_an_input_s_extra_attributes_are_attributes_not_text(help_desk, admin):
             tag = re.search(rf'<input [^>]*name="{name}"[^>]*>', text).group(0)
             for attribute, value in attributes.items():
                 assert f' {attribute}="{value}"' in tag, (path, tag)
+
+
+def test_the_settings_menu_marks_the_page_it_is_on(help_desk, admin):
+    """A person's page, a webhook's, and any page a refused form re-renders lost their place in the menu."""
+    hd = help_desk
+    hook = hd.tenant.api.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/t",
+                                                         "events": ["ticket.created"]}).get_json()
+    rule = hd.tenant.api.get("/api/v1/assignment-rules").get_json()["items"][0]
+    base = f"/t/{hd.slug}/admin"
+    shown = {
+        "People": [admin.get(f"{base}/people"), admin.get(f"{base}/people/{hd.agent.id}"),
+                   admin.post(f"{base}/people", data={"email": "x", "name": "X", "role": "agent"})],
+        "Teams": [admin.get(f"{base}/teams"), admin.post(f"{base}/teams", data={"name": ""})],
+        "Assignment rules": [admin.get(f"{base}/rules"), admin.get(f"{base}/rules/{rule['id']}")],
+        "API keys": [admin.get(f"{base}/api-keys")],
+        "Webhooks": [admin.get(f"{base}/webhooks"), admin.get(f"{base}/webhooks/{hook['id']}"),
+                     admin.post(f"{base}/webhooks", data={"url": "not a url"})],
+        "Media": [admin.get(f"{base}/media")],
+        "Audit log": [admin.get(f"{base}/audit")],
+    }
+    for label, responses in shown.items():
+        for response in responses:
+            menu = response.get_data(as_text=True).split('class="settings-menu"', 1)[1].split("</nav>", 1)[0]
+            current = re.findall(r'<a href="[^"]*" aria-current="page">([^<]+)</a>', menu)
+            assert current == [label], (label, response.status_code, current)
+
+
+def test_refusals_and_empty_periods_say_what_to_do(help_desk, admin):
+    hd = help_desk
+    no_events = admin.post(f"/t/{hd.slug}/admin/webhooks", data={"url": "https://hooks.example.com/x"})
+    assert no_events.status_code == 422
+    assert "Choose at least one event type (at most" in no_events.get_data(as_text=True)
+    backwards = admin.get(f"/t/{hd.slug}/admin?from=2026-12-01&to=2026-01-01").get_data(as_text=True)
+    assert "“from” is after “to”, so the period is empty" in backwards
+    assert "period is empty" not in admin.get(f"/t/{hd.slug}/admin").get_data(as_text=True)

@@ -68,6 +68,14 @@ def test_a_requester_attaches_an_image_to_a_new_ticket(live_server, browser, hel
     keep(page, "new-ticket-with-files-1280")
     page.get_by_role("button", name="Remove extra.pdf").click()  # removed before sending
     expect(items).to_have_count(1)
+    page.get_by_label("title").fill("   ")  # refused by the server (blank), with the files kept
+    page.get_by_role("button", name="Open ticket").click()
+    title = page.get_by_label("title")
+    expect(title).to_be_focused()  # where the person can act on it, and told why when it is read
+    expect(title).to_have_attribute("aria-describedby", re.compile(r"\btitle-error\b"))
+    expect(page.locator("#title-error")).to_have_text("This is required.")
+    expect(items).to_have_count(1)
+    title.fill("Screen flickers")
     page.get_by_role("button", name="Open ticket").click()
     page.wait_for_url(re.compile(r"/tickets/\d+$"))
     item = page.locator(".attachment", has_text="screen.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -74,3 +75,12 @@ def test_every_input_is_labelled_with_its_api_field_name(pages):
             label = form.labels.get(input_id)
             assert label is not None, f"{name}: #{input_id} has no label"
             assert label == field and label in FIELD_NAMES, f"{name}: #{input_id} labelled {label!r}, named {field!r}"
+
+
+def test_reply_links_say_what_they_answer_and_written_text_keeps_its_direction(help_desk, sign_in):
+    hd = help_desk
+    ticket = hd.ticket_for(hd.requester, title="الطابعة لا تعمل", description="مرحبا")
+    hd.tenant.key_for(hd.agent.user).post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "On it"})
+    page = sign_in(hd.requester).get(f"/t/{hd.slug}/tickets/{ticket['number']}").get_data(as_text=True)
+    assert re.search(r'data-reply-to="[^"]+" aria-label="Reply to Ada Agent, [^"]+">Reply</a>', page)
+    assert '<span id="ticket-title" dir="auto">' in page and page.count('class="msg-body" dir="auto"') >= 3

@@ -260,6 +260,7 @@ function fill(el, message) {
   const reply = el.querySelector("[data-reply-to]");
   reply.dataset.replyTo = message.id;
   reply.href = `${data.ticket_url}?reply_to=${message.id}#composer`;
+  reply.setAttribute("aria-label", `Reply to ${personName(message.author_id)}, ${time.title}`);
 }
 
 // --- files on messages (the server's template, templates/media/message_attachments.html, in script) --

@@ -281,6 +281,16 @@ function setUp(field) {
       error.id = `${name}-error`;
       control.closest(".field")?.append(error);
       control.setAttribute("aria-invalid", "true");
+      // Read with the field, as the server-rendered refusal does (its hint, then its error).
+      const described = (control.getAttribute("aria-describedby") ?? "").split(" ").filter((id) => id && id !== error.id);
+      control.setAttribute("aria-describedby", [...described, error.id].join(" "));
+    }
+    // Where a keyboard or screen reader user can act on it: the first refused field, else the alert.
+    const first = form.querySelector("[aria-invalid=true]");
+    if (first) first.focus();
+    else {
+      alert.tabIndex = -1;
+      alert.focus();
     }
   }
 
