@@ -264,6 +264,20 @@ def change_person(user_id: uuid.UUID):
     return person_view(user_id, refused.refusal, "change")
 
 
+@bp.post("/people/<uuid:user_id>/password")
+def set_password(user_id: uuid.UUID):
+    """Give a user a new `password` (one who forgot theirs): it signs them out everywhere, as the API's does."""
+    with refusals() as refused:
+        directory.user_or_404(user_id)
+        if not request.form.get("password", "").strip():
+            raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
+        fields = read_fields(USER_CHANGE, text=("password",), partial=True)
+        user = directory.change_user(current_actor(), user_id, fields)
+        _commit(f"{user.name} has a new password and was signed out everywhere.")
+        return redirect(url_for("admin_ui.person", user_id=user_id))
+    return person_view(user_id, refused.refusal, "password")
+
+
 @bp.post("/people/<uuid:user_id>/deactivate")
 def deactivate_person(user_id: uuid.UUID):
     """Deactivate a user: signed out everywhere, their keys revoked, off every team and their unsolved tickets."""

@@ -423,3 +423,23 @@ def test_refusals_and_empty_periods_say_what_to_do(help_desk, admin):
     backwards = admin.get(f"/t/{hd.slug}/admin?from=2026-12-01&to=2026-01-01").get_data(as_text=True)
     assert "“from” is after “to”, so the period is empty" in backwards
     assert "period is empty" not in admin.get(f"/t/{hd.slug}/admin").get_data(as_text=True)
+
+
+def test_an_admin_gives_someone_a_new_password_which_signs_them_out(help_desk, admin, sign_in, app):
+    hd = help_desk
+    agent = sign_in(hd.agent)
+    url = f"/t/{hd.slug}/admin/people/{hd.agent.id}/password"
+    for typed, message in (("", "This is required."), ("   ", "This is required."), ("short", "Length must be")):
+        refused = admin.post(url, data={"password": typed})
+        assert refused.status_code == 422 and message in refused.get_data(as_text=True), typed
+        assert 'id="password-error"' in refused.get_data(as_text=True)
+    assert agent.get(f"/t/{hd.slug}/").status_code == 200  # nothing changed yet
+    assert admin.post(url, data={"password": "a brand new password"}).status_code == 302
+    assert agent.get(f"/t/{hd.slug}/").status_code == 302  # signed out everywhere
+    fresh = app.test_client()
+    assert fresh.post(f"/t/{hd.slug}/login", data={"email": hd.agent.email, "password": hd.agent.password}
+                      ).status_code != 302  # the old password no longer works
+    assert fresh.post(f"/t/{hd.slug}/login", data={"email": hd.agent.email, "password": "a brand new password"}
+                      ).status_code == 302
+    requester = sign_in(hd.requester)  # only admins may
+    assert requester.post(url, data={"password": "a brand new password 2"}).status_code in (403, 404)
