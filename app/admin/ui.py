@@ -19,6 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from app.admin import charts
+from app.admin.audit_view import rows_of
 from app.admin.forms import load_query, query_values, read_fields
 from app.api_keys import services as keys
 from app.api_keys.api import ApiKeySchema, RotationSchema
@@ -692,7 +693,7 @@ def audit():
     everyone, _ = directory.list_users(None, 200, None)
     named = directory.users_by_id([e.actor_id for e in entries])
     refused = refused.refusal
-    return render_template("admin/audit.html", entries=entries, next_cursor=next_cursor, people=named,
+    return render_template("admin/audit.html", rows=rows_of(entries), next_cursor=next_cursor, people=named,
                            everyone=everyone, entity_types=ENTITY_TYPES, refused=refused,
                            filters={k: request.args.get(k, "") for k in ("entity_type", "entity_id", "actor_id",
                                                                           "action", "created_after",

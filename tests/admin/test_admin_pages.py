@@ -443,3 +443,20 @@ def test_an_admin_gives_someone_a_new_password_which_signs_them_out(help_desk, a
                       ).status_code == 302
     requester = sign_in(hd.requester)  # only admins may
     assert requester.post(url, data={"password": "a brand new password 2"}).status_code in (403, 404)
+
+
+def test_the_audit_log_names_what_it_can_and_shows_only_what_changed(help_desk, admin):
+    hd = help_desk
+    ticket = hd.ticket_for(hd.requester, title="Toner everywhere")
+    hd.tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"assignee_id": hd.agent.id,
+                                                                 "team_id": hd.team["id"]})
+    hd.tenant.api.patch(f"/api/v1/users/{hd.agent2.id}", json={"name": "Bo B. Agent"})
+    base = f"/t/{hd.slug}/admin/audit"
+    tickets = page(admin, f"{base}?entity_type=ticket&action=updated")
+    assert f'/tickets/{ticket["number"]}" dir="auto">ticket #{ticket["number"]} Toner everywhere</a>' in tickets
+    assert "<dt>assignee_id</dt><dd><del>none</del> → <ins>Ada Agent</ins></dd>" in tickets
+    assert f"<ins>{hd.team['name']}</ins>" in tickets and hd.agent.id not in tickets.split("<tbody>")[1]
+    users = page(admin, f"{base}?entity_type=user&action=updated")
+    row = users.split("<tbody>")[1].split("</tr>")[0]
+    assert "user Bo B. Agent" in row and "<dt>name</dt><dd><del>Bo Agent</del> → <ins>Bo B. Agent</ins></dd>" in row
+    assert re.findall(r"<dt>([^<]+)</dt>", row) == ["name"]  # unchanged fields are not listed
