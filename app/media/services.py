@@ -392,10 +392,17 @@ VARIANTS = ("original", "clean", "thumbnail")
 
 
 def delete_objects(attachment_id: uuid.UUID, variants: Iterable[str] = VARIANTS) -> None:
-    """Delete stored objects of an attachment (every one, unless `variants` names some); a storage
-    error fails the job, which the outbox runs again."""
+    """Delete stored objects of an attachment (every one, unless `variants` names some).
+
+    A storage that cannot delete them is an outage (Unavailable): the job is retried later, for as
+    long as it lasts, and never given up as a row that keeps failing would be.
+    """
     tenant_id = current_tenant().id
-    storage().delete([object_key(tenant_id, attachment_id, v) for v in variants if v in VARIANTS])
+    try:
+        storage().delete([object_key(tenant_id, attachment_id, v) for v in variants if v in VARIANTS])
+    except StorageError as exc:
+        raise Unavailable(f"The storage could not delete the file's objects: {exc}",
+                          retry_after=STORAGE_RETRY_AFTER) from exc
 
 
 # --- reading and downloading -----------------------------------------------------------------
