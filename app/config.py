@@ -113,6 +113,7 @@ class Config:
         self.SEARCH_CONCURRENCY_PER_TENANT = _int("SEARCH_CONCURRENCY_PER_TENANT", 4)
         # Uncached dashboard figures one organization may compute at once in a process (503 beyond).
         self.DASHBOARD_CONCURRENCY_PER_TENANT = _int("DASHBOARD_CONCURRENCY_PER_TENANT", 2)
+        self.DASHBOARD_WAITERS_PER_TENANT = _int("DASHBOARD_WAITERS_PER_TENANT", 8)
         # How long the dashboard's figures are kept per tenant and period before they are counted again.
         self.DASHBOARD_CACHE_SECONDS = _int("DASHBOARD_CACHE_SECONDS", 15)
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).

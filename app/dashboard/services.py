@@ -122,6 +122,8 @@ class Period:
 # Figures over years of tickets take seconds (their percentiles sort every ticket of the period),
 # and each new period misses the cache.
 COMPUTATIONS = TenantShare("dashboard computations", "DASHBOARD_CONCURRENCY_PER_TENANT")
+# Requests waiting for a computation another request runs: each holds a thread (not a connection).
+WAITERS = TenantShare("dashboard requests waiting for figures", "DASHBOARD_WAITERS_PER_TENANT")
 
 
 def figures(period: Period) -> dict[str, Any]:
@@ -147,7 +149,9 @@ def figures_json(period: Period) -> str:
             return cached.decode() if isinstance(cached, bytes) else cached
         computing = client.lock(f"{key}:computing", timeout=COMPUTING_LEASE, blocking=False)
         if not computing.acquire():
-            waited = _wait_for(client, key, computing.name)
+            db.session.rollback()  # no database connection is held while waiting: others need the pool
+            with WAITERS.hold(current_tenant().id):
+                waited = _wait_for(client, key, computing.name)
             if waited is not None:
                 return waited
             computing = None  # its computer failed or is slow: compute here, under the share

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from app import create_app
+from app.extensions import db
 from app.tickets.models import Ticket
 from tests.helpers import ApiClient, Desk, app_config, new_ticket, post_message, wait_until
 
@@ -205,7 +207,9 @@ def _slowed(monkeypatch, tenant_slug: str, app, fail: bool = False):
     waiting = calls.waiting
 
     def counted_wait(*args):
-        waiting.append(1)
+        from app.extensions import db
+
+        waiting.append(db.session().in_transaction())  # a waiter holds no database connection
         return wait_for(*args)
 
     def slow_load():
@@ -246,7 +250,45 @@ def test_a_period_being_computed_is_waited_for_not_computed_again(services, tena
         thread.join(30)
     assert [a.status_code for a in answers] == [200, 200, 200], [a.get_json() for a in answers]
     assert len({a.get_data() for a in answers}) == 1
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls.waiting == [False, False]
+
+
+def test_the_requests_waiting_for_a_period_are_few_per_organization(services, tenant, monkeypatch):
+    import threading
+
+    cached_app = create_app(app_config(services, DASHBOARD_CACHE_SECONDS=60, DASHBOARD_WAITERS_PER_TENANT=1))
+    started, release, calls = _slowed(monkeypatch, tenant.slug, cached_app)
+    answers = []
+
+    def ask():
+        answers.append(ApiClient(cached_app.test_client(), tenant.key).get("/api/v1/reports/overview",
+                                                                           query_string={"from": "2019-01-01"}))
+
+    def ask_as_a_page():  # a page has read its signed-in user through the session before it asks
+        from app.dashboard import services as reports
+        from tenants import active_tenant, tenant_context
+
+        with cached_app.app_context():
+            with tenant_context(active_tenant(tenant.slug).ref()):
+                db.session.execute(sa.text("select 1"))
+                period = reports.Period.of(date(2019, 1, 1), None, datetime.now(UTC).date())
+                answers.append(json.loads(reports.figures_json(period)))
+            db.session.remove()
+
+    first, second = threading.Thread(target=ask), threading.Thread(target=ask_as_a_page)
+    first.start()
+    assert started.wait(30)
+    second.start()
+    wait_until(lambda: calls.waiting, "the second request to wait")
+    assert calls.waiting == [False], "a waiting page gave its database connection back"
+    ask()  # a third, while one waits already: refused at once
+    assert answers[-1].status_code == 503 and "waiting for figures" in answers[-1].get_json()["message"]
+    release.set()
+    first.join(30)
+    second.join(30)
+    responses = [a.status_code for a in answers if not isinstance(a, dict)]
+    assert sorted(responses) == [200, 503]
+    assert [a["period"]["from"] for a in answers if isinstance(a, dict)] == ["2019-01-01"]
 
 
 def test_when_the_computation_waited_for_fails_a_waiter_computes_itself(services, tenant, monkeypatch):
