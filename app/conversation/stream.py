@@ -41,6 +41,7 @@ from app.auth.key_cache import CHANGED_CHANNEL, current_generation, generation_k
 from app.auth.request_auth import authenticate_api_key
 from app.conversation import services, tokens, writes
 from app.conversation.hub import Listener, process_hub
+from app.conversation.models import Message
 from app.conversation.schemas import MAX_BODY, MessageFrameSchema, StreamArgs
 from app.conversation.socket_guard import ReaderThread, Sending
 from app.conversation.socket_slots import Slot
@@ -457,7 +458,7 @@ class TicketStream:
         message as delivered; every other socket gets the event without it. A frame's
         `idempotency_key` is the REST call's Idempotency-Key (one key is one message, by either
         way): a frame sent again with it, say after a reconnect, stores nothing and is answered
-        with the message it stored first, marked `replayed`.
+        with the message it stored first as it is now (`message.deleted` if it is gone), marked `replayed`.
         """
         try:
             fields = _message_frame.load(data)
@@ -484,10 +485,23 @@ class TicketStream:
         if not replayed:
             self.on_live(event)
             return
-        event["replayed"] = True
+        event = {**self.as_it_is_now(message), "replayed": True}
+        if ref is not None:
+            event["ref"] = ref
         if message["seq"] == self.last_seq + 1:
             self.last_seq = message["seq"]
         self.send(event)  # the answer to this frame, though the message may have gone by already
+
+    def as_it_is_now(self, first: dict[str, Any]) -> dict[str, Any]:
+        """Return the event of a message stored by an earlier frame as it is now: edited since, or deleted
+        (the stored first answer would bring a deleted message back to the sender's page)."""
+        with short_session():
+            message = db.session.get(Message, uuid.UUID(first["id"]))
+            if message is None or message.deleted_at is not None or not services.visible_to(
+                    self.actor, message.internal):
+                return {"type": "message.deleted", "message": {"id": first["id"], "seq": first["seq"],
+                                                              "internal": first["internal"]}}
+            return {"type": "message.created", "message": services.message_json(message)}
 
     def claim(self, key: str, data: dict[str, Any]) -> Claim:
         """Return the claim of a frame's key, as the REST call to post `data` would make it."""

@@ -119,15 +119,21 @@ def check_seen(ticket: Ticket, seen: dict[str, str]) -> None:
     A page's panel sends what it showed for the fields it changes: a change to other fields, or a
     new message (which moves the version), is no reason to refuse it.
     """
-    if any(_shown(getattr(ticket, f)) != value for f, value in seen.items()):
+    if any(shown(getattr(ticket, f)) != value for f, value in seen.items()):
         raise _changed(ticket)
 
 
-def _shown(value: Any) -> str:
-    """Return a field's value as a page shows it: "" for none, a list (sorted tags) joined by commas."""
+def shown(value: Any) -> str:
+    """Return a field's value as a page's form holds it, the form comparing what it sends the same way.
+
+    "" for none; a list of tags as one comma-separated line (a tag with a comma in it reads as two
+    there, and edge spaces go); text on one line (a browser drops a text box's line breaks).
+    """
     if value is None:
         return ""
-    return ", ".join(sorted(value)) if isinstance(value, list) else str(value)
+    if isinstance(value, list):
+        return ", ".join(sorted({tag.strip() for item in value for tag in item.split(",") if tag.strip()}))
+    return str(value).replace("\r", "").replace("\n", "")
 
 
 def _changed(ticket: Ticket) -> Stale:

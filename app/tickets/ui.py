@@ -186,8 +186,8 @@ def _reply_to(raw: str | None, messages: list) -> Any:
 
 
 def _shown(field: str, text: str) -> str:
-    """Return a panel field's text as `services.check_seen` compares it: tags as their sorted list."""
-    return ", ".join(sorted(set(split_list(text)))) if field == "tags" else text
+    """Return a panel field's text as `services.check_seen` compares it (`services.shown`)."""
+    return services.shown(split_list(text) if field == "tags" else text)
 
 
 def _announce_and_commit(ticket) -> None:

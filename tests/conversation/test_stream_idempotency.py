@@ -86,3 +86,24 @@ def test_a_bad_or_reused_key_is_refused_and_stores_nothing(tenant, server_a, fra
     error = helpers.next_event(ws, "error")
     assert error["ref"] == "two" and error["code"] == 422 and field in error["errors"], error
     assert [m["body"] for m in stored(tenant, ticket)] == ["first"]
+
+
+def test_a_frame_sent_again_after_its_message_was_edited_or_deleted_gets_it_as_it_is_now(tenant, server_a):
+    """The stored first answer brought a deleted message (a password sent by mistake) back to the page."""
+    ticket = helpers.new_ticket(tenant.api)
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    helpers.send(ws, type="message", ref="a", idempotency_key="edited", body="teh typo")
+    edited = helpers.next_event(ws, "message.created")["message"]
+    helpers.send(ws, type="message", ref="b", idempotency_key="deleted", body="my password is hunter2")
+    deleted = helpers.next_event(ws, "message.created")["message"]
+    assert tenant.api.patch(f"{path}/{edited['id']}", json={"body": "the typo"}).status_code == 200
+    assert tenant.api.delete(f"{path}/{deleted['id']}").status_code == 204
+    again = server_a.connect(ticket["id"], key=tenant.key, after_seq=2)
+    helpers.send(again, type="message", ref="a2", idempotency_key="edited", body="teh typo")
+    echo = helpers.next_event(again, "message.created")
+    assert (echo["ref"], echo["replayed"], echo["message"]["body"]) == ("a2", True, "the typo")
+    helpers.send(again, type="message", ref="b2", idempotency_key="deleted", body="my password is hunter2")
+    gone = helpers.next_event(again, "message.deleted")
+    assert (gone["ref"], gone["replayed"], gone["message"]["id"]) == ("b2", True, deleted["id"])
+    assert "hunter2" not in str(gone)

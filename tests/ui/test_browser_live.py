@@ -392,3 +392,20 @@ def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, bro
     page.context.close()
     stored = hd.tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]
     assert [m["body"] for m in stored] == ["Second time lucky"]
+
+
+def test_tags_being_typed_are_not_overwritten_by_a_live_change(live_server, browser, help_desk):
+    hd, base = help_desk, live_server.url
+    ticket = hd.ticket_for(hd.requester, title="Typing tags", tags=["vip"])
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.agent)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    tags = page.locator("#panel-form").get_by_label("tags")
+    tags.click()
+    tags.press("End")
+    tags.press_sequentially(", billing")  # still in the box: no "change" event yet
+    assert hd.tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"priority": "high"}).status_code == 200
+    expect(page.locator("#changed-notice")).to_be_visible(timeout=LIVE)
+    expect(tags).to_have_value("vip, billing")
+    expect(tags).to_be_focused()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from html import unescape
 
 import pytest
 
@@ -215,6 +216,25 @@ def test_the_panel_shows_who_asked_and_changes_category_and_tags(help_desk, sign
                                      "tags": ""})
     assert cleared.status_code == 302
     assert (api_ticket(hd, ticket)["category"], api_ticket(hd, ticket)["tags"]) == (None, [])
+
+
+def test_the_panel_saves_over_category_and_tags_a_text_box_cannot_hold_as_they_are(help_desk, sign_in):
+    """A category with a line break (a text box drops it) or a tag with a comma (the box's separator)
+    made every save of the panel refused as "changed by someone else", whatever the agent changed."""
+    hd = help_desk
+    ticket = hd.ticket_for(hd.requester, title="Odd labels", category="billing\nrefunds", tags=["a,b", " x"])
+    client = sign_in(hd.agent)
+    page = page_of(client, hd, ticket)
+    was = {name: unescape(re.search(rf'name="was_{name}" value="([^"]*)"', page).group(1))
+           for name in ("status", "priority", "assignee_id", "team_id", "category", "tags")}
+    shown = {name: unescape(re.search(rf'id="{name}" name="{name}" value="([^"]*)"', page).group(1))
+             for name in ("category", "tags")}
+    form = {**{f"was_{k}": v for k, v in was.items()}, **{k: v for k, v in was.items() if k not in shown},
+            "category": shown["category"].replace("\n", ""), "tags": shown["tags"]}  # as a browser sends them
+    saved = client.post(f"/t/{hd.slug}/tickets/{ticket['number']}/edit", data={**form, "priority": "urgent"})
+    assert saved.status_code == 302, saved.data.decode()[:300]
+    after = api_ticket(hd, ticket)
+    assert (after["priority"], after["category"], after["tags"]) == ("urgent", "billing\nrefunds", [" x", "a,b"])
 
 
 def test_two_agents_editing_one_ticket_the_second_is_told_and_nothing_is_overwritten(help_desk, ticket, sign_in):

@@ -121,6 +121,7 @@ function handle(event) {
       updated(event.message);
       break;
     case "message.deleted":
+      if (event.ref !== undefined && pending.has(event.ref)) forget(pending.get(event.ref)); // sent again, deleted since
       removeMessage(event.message.id);
       break;
     case "ticket.updated":
@@ -588,7 +589,8 @@ function renderTyping() {
 
 const panel = document.getElementById("panel-form");
 let panelDirty = false;
-panel?.addEventListener("change", () => { panelDirty = true; });
+// Typing counts too: a text box fires "change" only when it loses focus, and a live update would overwrite it.
+for (const kind of ["change", "input"]) panel?.addEventListener(kind, () => { panelDirty = true; });
 
 function badge(el, kind, value, suffix) {
   if (!el) return;
