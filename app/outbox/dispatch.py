@@ -353,13 +353,17 @@ class ShardListeners:
     tenant's shard), each connected and reconnected on its own.
 
     A shard that is down delays the wakes of its own tenants only: the others' go on at once, and
-    its rows wait for the sweep once it answers again.
+    its rows wait for the sweep once it answers again. Each try to reach it may block for the
+    connect timeout (a host that drops packets), so the tries back off, doubling up to a minute.
     """
+
+    LONGEST_WAIT = 60.0
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = retry_after
         self._conns: dict[str, psycopg.Connection] = {}
         self._next_try: dict[str, float] = {}
+        self._waits: dict[str, float] = {}
 
     def refresh(self) -> None:
         """Connect to each shard that has no live listener, at most once per `retry_after` per shard."""
@@ -371,10 +375,14 @@ class ShardListeners:
                 continue
             try:
                 self._conns[name] = _listen_on(engine)
+                self._waits.pop(name, None)
             except psycopg.Error as exc:
                 self._conns.pop(name, None)
-                self._next_try[name] = time.monotonic() + self.retry_after
-                log.warning("relay cannot listen on shard %s, its tenants wait for the sweep: %s", name, exc)
+                wait = min(self._waits.get(name, self.retry_after / 2) * 2, self.LONGEST_WAIT)
+                self._waits[name] = wait
+                self._next_try[name] = time.monotonic() + wait
+                log.warning("relay cannot listen on shard %s (tried again in %.0f s), its tenants wait for the "
+                            "sweep: %s", name, wait, exc)
 
     def woken(self, wait: float) -> set[str]:
         """Wait up to `wait` seconds for wakes on any shard; return the slugs of every wake that arrived."""

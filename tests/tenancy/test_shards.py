@@ -427,6 +427,24 @@ def test_a_shard_that_is_down_stops_no_other_shards_work(services, shards, tmp_p
             queued = Queue("assignment", connection=redis_client()).jobs
             assert any(on_primary in job.args for job in queued)
             assert not any(on_c in job.args for job in queued)
+
+            # Tries to reach it back off (each may block for the connect timeout), then it is heard again.
+            listeners = ShardListeners(retry_after=2)
+            try:
+                waits = []
+                for _ in range(3):
+                    listeners._next_try["c"] = 0.0  # due now
+                    listeners.refresh()
+                    waits.append(listeners._waits["c"])
+                assert waits == [2, 4, 8]
+                down.start()
+                listeners._next_try["c"] = 0.0
+                listeners.refresh()
+                assert "c" not in listeners._waits
+                assert c_api.post("/api/v1/tickets", json={"title": "back"}).status_code == 201
+                assert on_c in woken_within(listeners, {on_c})
+            finally:
+                listeners.close()
     finally:
         down.stop()
 
