@@ -184,6 +184,16 @@ def test_one_organizations_dashboard_computations_are_shared_out_and_others_comp
     assert tenant.api.get("/api/v1/reports/overview").status_code == 200
 
 
+def asker(app, tenant, day: str, answers: list):
+    """Return a function asking `app` for the figures from `day` as `tenant`'s admin key, answers kept."""
+
+    def ask() -> None:
+        answers.append(ApiClient(app.test_client(), tenant.key).get("/api/v1/reports/overview",
+                                                                    query_string={"from": day}))
+
+    return ask
+
+
 class Calls(list):
     """Computations started; `waiting`: requests that found the period being computed."""
 
@@ -233,11 +243,8 @@ def test_a_period_being_computed_is_waited_for_not_computed_again(services, tena
 
     cached_app = create_app(app_config(services, DASHBOARD_CACHE_SECONDS=60, DASHBOARD_CONCURRENCY_PER_TENANT=1))
     started, release, calls = _slowed(monkeypatch, tenant.slug, cached_app)
-    answers = []
-
-    def ask():
-        answers.append(ApiClient(cached_app.test_client(), tenant.key).get("/api/v1/reports/overview",
-                                                                           query_string={"from": "2020-01-01"}))
+    answers: list = []
+    ask = asker(cached_app, tenant, "2020-01-01", answers)
 
     threads = [threading.Thread(target=ask) for _ in range(3)]
     threads[0].start()
@@ -258,11 +265,8 @@ def test_the_requests_waiting_for_a_period_are_few_per_organization(services, te
 
     cached_app = create_app(app_config(services, DASHBOARD_CACHE_SECONDS=60, DASHBOARD_WAITERS_PER_TENANT=1))
     started, release, calls = _slowed(monkeypatch, tenant.slug, cached_app)
-    answers = []
-
-    def ask():
-        answers.append(ApiClient(cached_app.test_client(), tenant.key).get("/api/v1/reports/overview",
-                                                                           query_string={"from": "2019-01-01"}))
+    answers: list = []
+    ask = asker(cached_app, tenant, "2019-01-01", answers)
 
     def ask_as_a_page():  # a page has read its signed-in user through the session before it asks
         from app.dashboard import services as reports

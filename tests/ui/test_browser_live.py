@@ -347,6 +347,22 @@ def test_a_message_lost_with_its_socket_is_sent_again_on_reconnect_and_stored_on
     assert [m["body"] for m in stored] == ["Sent as the train went into a tunnel", "And this one after it"]
 
 
+def answer_message_frames(page, code: int, message: str, once: bool = False) -> None:
+    """Have the page's socket answer its message frames with this error itself (in a later task, as the
+    server's answers arrive), sending nothing; with `once`, only the first."""
+    page.evaluate("""([code, message, once]) => {
+      const send = WebSocket.prototype.send;
+      let answered = false;
+      WebSocket.prototype.send = function (data) {
+        const frame = JSON.parse(data);
+        if (frame.type !== "message" || (once && answered)) return send.call(this, data);
+        answered = true;
+        setTimeout(() => this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify(
+          { type: "error", code, message, ref: frame.ref }) })));
+      };
+    }""", [code, message, once])
+
+
 def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, browser, help_desk, keep):
     """An error the server says may pass (503, 409, 429) leaves a Send again button; a refusal does not."""
     hd, base = help_desk, live_server.url
@@ -355,17 +371,7 @@ def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, bro
     browser_sign_in(page, base, hd.requester)
     page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
     expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
-    # The server's answers as the socket delivers them (in a later task), for a message the server never got.
-    page.evaluate("""() => {
-      const send = WebSocket.prototype.send;
-      WebSocket.prototype.send = function (data) {
-        const frame = JSON.parse(data);
-        if (frame.type !== "message" || window.__answered) return send.call(this, data);
-        window.__answered = true;
-        setTimeout(() => this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify({ type: "error",
-          code: 503, message: "The message could not be stored; send it again.", ref: frame.ref }) })));
-      };
-    }""")
+    answer_message_frames(page, 503, "The message could not be stored; send it again.", once=True)
     page.locator("#composer textarea[name=body]").fill("Second time lucky")
     page.locator("#composer button[type=submit]").click()
     sent = page.locator("article.msg", has_text="Second time lucky")
@@ -375,15 +381,7 @@ def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, bro
     expect(sent).to_have_attribute("data-delivered", "true", timeout=LIVE)
     expect(sent.get_by_role("button", name="Send again")).to_have_count(0)
 
-    page.evaluate("""() => {
-      const send = WebSocket.prototype.send;
-      WebSocket.prototype.send = function (data) {
-        const frame = JSON.parse(data);
-        if (frame.type !== "message") return send.call(this, data);
-        setTimeout(() => this.dispatchEvent(new MessageEvent("message", { data: JSON.stringify({ type: "error",
-          code: 422, message: "The frame has invalid fields.", ref: frame.ref }) })));
-      };
-    }""")
+    answer_message_frames(page, 422, "The frame has invalid fields.")
     page.locator("#composer textarea[name=body]").fill("Never good")
     page.locator("#composer button[type=submit]").click()
     refused = page.locator("article.msg", has_text="Never good")
