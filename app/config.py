@@ -119,6 +119,7 @@ class Config:
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
         self.OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", 50)
+        self.MEDIA_SWEEP_HOURS = _float("MEDIA_SWEEP_HOURS", 24)
         # Jobs one tenant may have waiting or running per queue; the rest wait in the database.
         self.TENANT_QUEUED_JOBS = _int("TENANT_QUEUED_JOBS", 100)
         # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).

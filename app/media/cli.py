@@ -17,6 +17,24 @@ def init_app(app: Flask) -> None:
 media = AppGroup("media", help="Media storage.")
 
 
+@media.command("sweep")
+@click.option("--older-than-hours", default=1.0, show_default=True, help="Leave anything younger alone.")
+def sweep(older_than_hours: float) -> None:
+    """Delete what storage holds for no attachment (a killed upload's) in every active tenant; the relay
+    does it every MEDIA_SWEEP_HOURS too."""
+    from datetime import timedelta
+
+    from app.media import services
+    from app.outbox.dispatch import Chore, run_chore
+
+    if older_than_hours < 1:
+        raise click.BadParameter("at least 1: an upload in progress must not be swept away",
+                                 param_hint="--older-than-hours")
+    swept = run_chore(Chore("media sweep", lambda: 0.0,
+                            lambda: services.sweep_leftovers(timedelta(hours=older_than_hours))))
+    click.echo(f"{swept} leftovers deleted")
+
+
 @media.command("quota")
 @click.argument("slug")
 @click.argument("size", required=False)

@@ -47,9 +47,10 @@ from app.media.filenames import sanitize_filename
 from app.media.inspection import ANTIVIRUS_OFF, SNIFF_BYTES, Checks, Verdict, inspect, plainly_not_allowed, sniff
 from app.media.models import REFUSED_STATUSES, Attachment, MediaSettings
 from app.media.schemas import AttachmentSchema
-from app.media.storage import ObjectMissing, StorageError, object_key, storage
+from app.media.storage import VARIANTS, ObjectMissing, StorageError, object_key, storage, tenant_prefix
 from app.media.upload import FilePart, MultipartFile
 from app.outbox import emit
+from app.outbox.dispatch import Chore, add_chore
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
 from app.tickets.services import ticket_for, visibility
@@ -72,12 +73,63 @@ _dump = AttachmentSchema().dump
 def init_app(app: Flask) -> None:
     unit_of_work.handle(DISCARD, _discard_objects)
     on_drop(_drop_files)
+    add_chore(Chore("media leftovers swept", lambda: current_app.config["MEDIA_SWEEP_HOURS"] * 3600.0,
+                    sweep_leftovers))
 
 
 def _drop_files(tenant_id: str) -> None:
     """Delete every file of a tenant being dropped (`flask tenants drop`), before its schema goes and again
     once the drop has committed (a scan the drop waited for may have stored files in between)."""
     log.info("deleted %d stored files of dropped tenant %s", storage().delete_tenant(tenant_id), tenant_id)
+
+
+def sweep_leftovers(older_than: timedelta = timedelta(hours=1)) -> int:
+    """Delete what the current tenant's storage holds for no attachment, older than `older_than`; return
+    how many things went.
+
+    A web worker killed while it streamed an upload leaves a write that never finished (a `.part`
+    file, an S3 multipart upload); one killed between storing a file and committing its row leaves
+    an object whose attachment never existed. No upload takes an hour between its first byte and
+    its commit, so anything older with no row is a leftover. Objects of a row that is there are
+    never touched (a verdict's discard or a deletion has its own outbox job).
+    """
+    tenant_id = current_tenant().id
+    gone = 0
+    keys_of: dict[uuid.UUID, list[str]] = {}
+    for item in storage().stored(tenant_id):
+        if item.age < older_than.total_seconds():
+            continue
+        if item.partial:
+            storage().discard_partial(item)
+            gone += 1
+            continue
+        attachment_id = _attachment_of(item.key, tenant_id)
+        if attachment_id is not None:
+            keys_of.setdefault(attachment_id, []).append(item.key)
+    ids = list(keys_of)
+    kept: set[uuid.UUID] = set()
+    for start in range(0, len(ids), 1000):
+        kept.update(db.session.execute(sa.select(Attachment.id).where(
+            Attachment.id.in_(ids[start:start + 1000]))).scalars())
+    leftovers = [key for attachment_id, keys in keys_of.items() if attachment_id not in kept for key in keys]
+    if leftovers:
+        storage().delete(leftovers)
+        log.warning("deleted %d stored objects of %s that no attachment has (a killed upload's)",
+                    len(leftovers), tenant_id)
+    return gone + len(leftovers)
+
+
+def _attachment_of(key: str, tenant_id: str) -> uuid.UUID | None:
+    """Return the attachment id in an object's key of the tenant, None for a key of any other shape."""
+    prefix = f"{tenant_prefix(tenant_id)}attachments/"
+    parts = key[len(prefix):].split("/") if key.startswith(prefix) else []
+    if len(parts) != 2 or parts[1] not in VARIANTS:
+        return None
+    try:
+        attachment_id = uuid.UUID(parts[0])
+    except ValueError:
+        return None
+    return attachment_id if object_key(tenant_id, attachment_id, parts[1]) == key else None
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:
@@ -385,10 +437,6 @@ def _announce(attachment: Attachment) -> None:
 
 def _discard_objects(batches: list[list[str]]) -> None:
     storage().delete([key for keys in batches for key in keys])
-
-
-# Every object an attachment may store: the upload, a clean copy, a thumbnail.
-VARIANTS = ("original", "clean", "thumbnail")
 
 
 def delete_objects(attachment_id: uuid.UUID, variants: Iterable[str] = VARIANTS) -> None:

@@ -20,8 +20,11 @@ import os
 import secrets
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -61,6 +64,16 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None: ...
 
 
+@dataclass(frozen=True)
+class Stored:
+    """Something under a tenant's prefix, as a sweep of leftovers sees it."""
+
+    key: str  # the object's key, or the key a write in progress is for
+    age: float  # seconds since it was written (or the write began)
+    partial: bool = False  # a write that never finished: a `.part` file, an S3 multipart upload
+    handle: str = ""  # the partial write's own name: its file, or its upload id
+
+
 class MediaStorage(Protocol):
     def writer(self, key: str) -> contextlib.AbstractContextManager[Writer]:
         """Return a context manager that stores what is written once the block ends without error."""
@@ -80,6 +93,12 @@ class MediaStorage(Protocol):
 
     def exists(self, key: str) -> bool:
         """Tell whether an object is stored under the key."""
+
+    def stored(self, tenant_id: str | uuid.UUID) -> Iterator[Stored]:
+        """Yield what is stored under a tenant's prefix, writes that never finished included."""
+
+    def discard_partial(self, item: Stored) -> None:
+        """Throw away a write that never finished (a killed upload's)."""
 
     def send(self, key: str, content_type: str, download_name: str, as_attachment: bool) -> Response:
         """Return the response that serves an object: its bytes, or a redirect to a signed URL."""
@@ -153,6 +172,27 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def stored(self, tenant_id: str | uuid.UUID) -> Iterator[Stored]:
+        folder = self.path(tenant_prefix(tenant_id).rstrip("/"))
+        if not folder.is_dir():
+            return
+        now = time.time()
+        with _disk_errors():
+            for path in folder.rglob("*"):
+                try:
+                    if not path.is_file():
+                        continue
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                key = path.relative_to(self.root).as_posix()
+                partial = path.name.startswith(".") and path.name.endswith(PART_SUFFIX)
+                yield Stored(key, now - modified, partial, key if partial else "")
+
+    def discard_partial(self, item: Stored) -> None:
+        with _disk_errors():
+            self.path(item.handle).unlink(missing_ok=True)
 
     def send(self, key: str, content_type: str, download_name: str, as_attachment: bool) -> Response:
         path = self.path(key)
@@ -265,6 +305,30 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(str(exc)) from exc
         return count
+
+    def stored(self, tenant_id: str | uuid.UUID) -> Iterator[Stored]:
+        now = datetime.now(UTC)
+        prefix = tenant_prefix(tenant_id)
+        try:
+            for listed in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for found in listed.get("Contents", []):
+                    yield Stored(found["Key"], (now - found["LastModified"]).total_seconds())
+            for listed in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                       Prefix=prefix):
+                for upload in listed.get("Uploads", []):
+                    yield Stored(upload["Key"], (now - upload["Initiated"]).total_seconds(), True,
+                                 upload["UploadId"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(str(exc)) from exc
+
+    def discard_partial(self, item: Stored) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=item.key, UploadId=item.handle)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise StorageError(str(exc)) from exc
+        except BotoCoreError as exc:
+            raise StorageError(str(exc)) from exc
 
     def exists(self, key: str) -> bool:
         try:

@@ -287,6 +287,40 @@ def purge_once() -> int:
     return total + purged_signups
 
 
+@dataclass(frozen=True)
+class Chore:
+    """Work the relay does in every active tenant now and then, `every()` seconds apart (0: never)."""
+
+    name: str
+    every: Callable[[], float]
+    run: Callable[[], int]  # in the tenant's context; returns how many things it did
+
+
+CHORES: list[Chore] = []
+
+
+def add_chore(chore: Chore) -> None:
+    """Make the relay run `chore` in every active tenant every `chore.every()` seconds (media uses this)."""
+    if all(c.name != chore.name for c in CHORES):
+        CHORES.append(chore)
+
+
+def run_chore(chore: Chore) -> int:
+    """Run a chore in every active tenant; one tenant's failure is logged and the others go on."""
+    tenants = active_tenants()
+    db.session.rollback()
+    total = 0
+    for ref in tenants:
+        with tenant_context(ref):
+            try:
+                total += chore.run()
+            except Exception:  # a chore must never stop the relay's sweep
+                log.warning("%s skipped %s", chore.name, ref.slug, exc_info=True)
+            finally:
+                db.session.rollback()
+    return total
+
+
 def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: threading.Event | None = None) -> None:
     """Run the relay until stopped (or `stop` is set): hand on what wakes announce at once, sweep `interval` s apart.
 
@@ -332,6 +366,8 @@ def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: thread
     """
     next_purge = time.monotonic()
     with app.app_context():
+        # A chore first runs a twenty-fourth of its interval after the relay starts, then every interval.
+        next_chore = {c.name: time.monotonic() + c.every() / 24 for c in CHORES}
         while not stop.is_set():
             try:
                 enqueued = relay_once()
@@ -342,6 +378,10 @@ def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: thread
                     purged = purge_once()
                     if purged:
                         log.info("purged %d expired events", purged)
+                for chore in CHORES:
+                    if chore.every() > 0 and time.monotonic() >= next_chore[chore.name]:
+                        next_chore[chore.name] = time.monotonic() + chore.every()
+                        log.info("%s: %d", chore.name, run_chore(chore))
             except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
                 db.session.rollback()
                 log.warning("relay sweep waiting for the database: %s", exc)

@@ -119,3 +119,21 @@ def test_an_event_written_without_its_txid_is_refused(tenant, in_tenant):
     with in_tenant(tenant) as session, pytest.raises(sa.exc.IntegrityError, match="txid"):
         session.execute(sa.text(f'insert into "{schema_for(tenant.slug)}".events (type, payload) '
                                 "values ('ticket.updated', '{}')"))
+
+
+def test_a_chore_runs_in_every_tenant_and_one_tenants_failure_stops_no_other(app, make_tenant):
+    from app.outbox.dispatch import Chore, run_chore
+    from tenants import current_tenant
+
+    broken, *fine = make_tenant(), make_tenant(), make_tenant()
+    seen: list[str] = []
+
+    def chore() -> int:
+        if current_tenant().slug == broken.slug:
+            raise RuntimeError("its storage is down")
+        seen.append(current_tenant().slug)
+        return 1
+
+    with app.app_context():
+        assert run_chore(Chore("test chore", lambda: 1.0, chore)) >= 2
+    assert {t.slug for t in fine} <= set(seen) and broken.slug not in seen
