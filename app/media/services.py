@@ -83,21 +83,25 @@ def _drop_files(tenant_id: str) -> None:
     log.info("deleted %d stored files of dropped tenant %s", storage().delete_tenant(tenant_id), tenant_id)
 
 
+UNFINISHED_WRITE = timedelta(days=1)  # how long a write that never finished is left before a sweep takes it
+
+
 def sweep_leftovers(older_than: timedelta = timedelta(hours=1)) -> int:
     """Delete what the current tenant's storage holds for no attachment, older than `older_than`; return
     how many things went.
 
     A web worker killed while it streamed an upload leaves a write that never finished (a `.part`
     file, an S3 multipart upload); one killed between storing a file and committing its row leaves
-    an object whose attachment never existed. No upload takes an hour between its first byte and
-    its commit, so anything older with no row is a leftover. Objects of a row that is there are
-    never touched (a verdict's discard or a deletion has its own outbox job).
+    an object whose attachment never existed. No upload takes an hour between storing its file and
+    committing its row, so an older object with no row is a leftover. A write that never finished
+    is left a day (an S3 upload is dated by its start, and a slow client may take long). Objects of
+    a row that is there are never touched (a verdict's discard or a deletion has its own outbox job).
     """
     tenant_id = current_tenant().id
     gone = 0
     keys_of: dict[uuid.UUID, list[str]] = {}
     for item in storage().stored(tenant_id):
-        if item.age < older_than.total_seconds():
+        if item.age < (max(older_than, UNFINISHED_WRITE) if item.partial else older_than).total_seconds():
             continue
         if item.partial:
             storage().discard_partial(item)
