@@ -144,7 +144,7 @@ def _next_retry_wait(row_id: int) -> int | None:
     """Return the seconds until RQ runs the row again after its job fails now, None if it will not (no
     retries left, or the row is not the job's own: a batch's other rows are left to the relay)."""
     job = get_current_job()
-    if job is None or not job.retries_left or not job.retry_intervals or job.args[-1:] != (row_id,):
+    if job is None or not job.retries_left or not job.retry_intervals or list(job.args[-1:]) != [row_id]:
         return None
     return job.get_retry_interval()
 

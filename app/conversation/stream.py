@@ -496,11 +496,9 @@ class TicketStream:
         """Return the event of a message stored by an earlier frame as it is now: edited since, or deleted
         (the stored first answer would bring a deleted message back to the sender's page)."""
         with short_session():
-            message = db.session.get(Message, uuid.UUID(first["id"]))
-            if message is None or message.deleted_at is not None or not services.visible_to(
-                    self.actor, message.internal):
-                return {"type": "message.deleted", "message": {"id": first["id"], "seq": first["seq"],
-                                                              "internal": first["internal"]}}
+            message = db.session.get(Message, uuid.UUID(first["id"]))  # a ticket's messages are never removed
+            if message.deleted_at is not None or not services.visible_to(self.actor, message.internal):
+                return {"type": "message.deleted", "message": services.deleted_json(message)}
             return {"type": "message.created", "message": services.message_json(message)}
 
     def claim(self, key: str, data: dict[str, Any]) -> Claim:

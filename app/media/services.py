@@ -47,7 +47,7 @@ from app.media.filenames import sanitize_filename
 from app.media.inspection import ANTIVIRUS_OFF, SNIFF_BYTES, Checks, Verdict, inspect, plainly_not_allowed, sniff
 from app.media.models import REFUSED_STATUSES, Attachment, MediaSettings
 from app.media.schemas import AttachmentSchema
-from app.media.storage import VARIANTS, ObjectMissing, StorageError, object_key, storage, tenant_prefix
+from app.media.storage import VARIANTS, ObjectMissing, StorageError, attachment_in_key, object_key, storage
 from app.media.upload import FilePart, MultipartFile
 from app.outbox import emit
 from app.outbox.dispatch import Chore, add_chore
@@ -107,7 +107,7 @@ def sweep_leftovers(older_than: timedelta = timedelta(hours=1)) -> int:
             storage().discard_partial(item)
             gone += 1
             continue
-        attachment_id = _attachment_of(item.key, tenant_id)
+        attachment_id = attachment_in_key(item.key, tenant_id)
         if attachment_id is not None:
             keys_of.setdefault(attachment_id, []).append(item.key)
     ids = list(keys_of)
@@ -121,19 +121,6 @@ def sweep_leftovers(older_than: timedelta = timedelta(hours=1)) -> int:
         log.warning("deleted %d stored objects of %s that no attachment has (a killed upload's)",
                     len(leftovers), tenant_id)
     return gone + len(leftovers)
-
-
-def _attachment_of(key: str, tenant_id: str) -> uuid.UUID | None:
-    """Return the attachment id in an object's key of the tenant, None for a key of any other shape."""
-    prefix = f"{tenant_prefix(tenant_id)}attachments/"
-    parts = key[len(prefix):].split("/") if key.startswith(prefix) else []
-    if len(parts) != 2 or parts[1] not in VARIANTS:
-        return None
-    try:
-        attachment_id = uuid.UUID(parts[0])
-    except ValueError:
-        return None
-    return attachment_id if object_key(tenant_id, attachment_id, parts[1]) == key else None
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:

@@ -60,6 +60,19 @@ def object_key(tenant_id: str | uuid.UUID, attachment_id: str | uuid.UUID, varia
     return f"{tenant_prefix(tenant_id)}attachments/{uuid.UUID(str(attachment_id))}/{variant}"
 
 
+def attachment_in_key(key: str, tenant_id: str | uuid.UUID) -> uuid.UUID | None:
+    """Return the attachment id of an object key of the tenant (`object_key`'s inverse), None for any other key."""
+    prefix = f"{tenant_prefix(tenant_id)}attachments/"
+    parts = key[len(prefix):].split("/") if key.startswith(prefix) else []
+    if len(parts) != 2 or parts[1] not in VARIANTS:
+        return None
+    try:
+        attachment_id = uuid.UUID(parts[0])
+    except ValueError:
+        return None
+    return attachment_id if object_key(tenant_id, attachment_id, parts[1]) == key else None
+
+
 class Writer(Protocol):
     def write(self, data: bytes) -> None: ...
 
