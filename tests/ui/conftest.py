@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from app.embedded import stop_process
 from tests.helpers import Desk, TenantHandle
-from tests.servers import start_relay, start_worker
+from tests.servers import DESKTOP, start_relay, start_worker
 
 PASSWORD = "password123"  # what TenantHandle.user gives everyone
 # Browser expectations poll until they hold; on a busy 2-core CI machine give them room (a hang
@@ -109,6 +109,15 @@ def browser_sign_in(page, base_url: str, person: Person) -> None:
     page.get_by_label("password").fill(person.password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/t/{person.tenant.slug}/")
+
+
+def open_ticket(browser, base: str, person: Person, ticket: dict, viewport: dict = DESKTOP, live_ms: int = 30_000):
+    """Sign `person` in, in a new browser context, and open the ticket's page once it is live."""
+    page = browser.new_context(**viewport).new_page()
+    browser_sign_in(page, base, person)
+    page.goto(f"{base}/t/{person.tenant.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=live_ms)
+    return page
 
 
 @pytest.fixture(scope="module")

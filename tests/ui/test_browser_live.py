@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.helpers import post_message, wait_until
 from tests.servers import DESKTOP, PHONE, start_gunicorn, stop_gunicorn
-from tests.ui.conftest import browser_sign_in
+from tests.ui.conftest import browser_sign_in, open_ticket
 
 LIVE = 15_000
 PAYLOADS = (
@@ -367,10 +367,7 @@ def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, bro
     """An error the server says may pass (503, 409, 429) leaves a Send again button; a refusal does not."""
     hd, base = help_desk, live_server.url
     ticket = hd.ticket_for(hd.requester, title="Busy server")
-    page = browser.new_context(**DESKTOP).new_page()
-    browser_sign_in(page, base, hd.requester)
-    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
-    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    page = open_ticket(browser, base, hd.requester, ticket)
     answer_message_frames(page, 503, "The message could not be stored; send it again.", once=True)
     page.locator("#composer textarea[name=body]").fill("Second time lucky")
     page.locator("#composer button[type=submit]").click()
@@ -395,10 +392,7 @@ def test_a_message_the_server_could_not_store_can_be_sent_again(live_server, bro
 def test_tags_being_typed_are_not_overwritten_by_a_live_change(live_server, browser, help_desk):
     hd, base = help_desk, live_server.url
     ticket = hd.ticket_for(hd.requester, title="Typing tags", tags=["vip"])
-    page = browser.new_context(**DESKTOP).new_page()
-    browser_sign_in(page, base, hd.agent)
-    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
-    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    page = open_ticket(browser, base, hd.agent, ticket)
     tags = page.locator("#panel-form").get_by_label("tags")
     tags.click()
     tags.press("End")

@@ -16,7 +16,7 @@ from app.embedded import stop_process
 from tests.helpers import wait_until
 from tests.media import samples
 from tests.servers import DESKTOP, PHONE, start_worker
-from tests.ui.conftest import browser_sign_in
+from tests.ui.conftest import browser_sign_in, open_ticket
 
 LIVE = 30_000  # ms: the worker scans with clamd; a generous hang guard on a busy machine
 
@@ -41,15 +41,6 @@ def files(tmp_path, **named: bytes) -> list[str]:
         path.write_bytes(data)
         paths.append(str(path))
     return paths
-
-
-def open_ticket(browser, base: str, person, ticket: dict, viewport: dict = DESKTOP):
-    """Sign `person` in, in a new browser context, and open the ticket's page once it is live."""
-    page = browser.new_context(**viewport).new_page()
-    browser_sign_in(page, base, person)
-    page.goto(f"{base}/t/{person.tenant.slug}/tickets/{ticket['number']}")
-    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
-    return page
 
 
 def test_a_requester_attaches_an_image_to_a_new_ticket(live_server, browser, help_desk, keep, tmp_path):
