@@ -55,7 +55,9 @@ def test_a_killed_uploads_leftovers_go_and_attachments_stay(app, tenant, media, 
             partial.write_bytes(b"half a file")
             day_ago = time.time() - 86_401
             os.utime(partial, (day_ago, day_ago))  # a write left unfinished a day ago
-            (target.parent / ".clean.fedcba.part").write_bytes(b"still coming")  # one being written now
+            going_on = target.parent / ".clean.fedcba.part"  # one being written now
+            going_on.write_bytes(b"still coming")
+            request.addfinalizer(lambda: going_on.unlink(missing_ok=True))  # the media folder is shared
         db.session.remove()
     before = listed(app, tenant)
     assert orphan in before
