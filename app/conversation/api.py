@@ -104,11 +104,14 @@ class TicketMessages(MethodView):
     @claimed_at_once
     @blp.arguments(NEW_MESSAGE)
     @blp.response(201, MessageSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="A requester's message on their closed ticket: reopen it to write again.")
     def post(self, data, ticket_id: uuid.UUID, claim):
         """Post a message; `parent_id` makes it a reply, `internal` a note only staff can see.
 
         A requester's message reopens their ticket if it was `pending` or `resolved` (open again,
-        or `new` if nobody is assigned), as `ticket.updated`; a closed ticket stays closed.
+        or `new` if nobody is assigned), as `ticket.updated`. On their closed ticket it is refused
+        (409) until they reopen it; staff may still write there.
 
         The message is stored, then sent to every open stream of the ticket.
         """

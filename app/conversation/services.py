@@ -21,7 +21,7 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import announce, reopen_for_reply, ticket_for, visibility
+from app.tickets.services import announce, check_open_for, reopen_for_reply, ticket_for, visibility
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
@@ -63,7 +63,7 @@ def first_response_at(author: Any) -> sa.ColumnElement:
 
 
 def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
-    """Take the next message `seq` of a ticket `actor` can see, or raise NotFound.
+    """Take the next message `seq` of a ticket `actor` can see and may write to, or raise NotFound or Conflict.
 
     One `UPDATE ... RETURNING` both checks visibility and numbers the message; the row stays
     locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. A
@@ -73,14 +73,15 @@ def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
     values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1, "version": Ticket.version + 1}
     if actor.is_staff and not internal:
         values["first_response_at"] = first_response_at(actor.user_id)
-    seq = db.session.execute(
+    bumped = db.session.execute(
         sa.update(Ticket).where(Ticket.id == ticket_id, visibility(actor)).values(**values)
-        .returning(Ticket.last_message_seq),
+        .returning(Ticket.last_message_seq, Ticket.status),
         execution_options={"synchronize_session": False},
-    ).scalar_one_or_none()
-    if seq is None:
+    ).one_or_none()
+    if bumped is None:
         raise NotFound("No such ticket.")
-    return seq
+    check_open_for(actor, bumped.status)  # the caller's rollback undoes the bump
+    return bumped.last_message_seq
 
 
 def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.UUID | None = None,

@@ -5,9 +5,9 @@ Through the session a post took a BEGIN, the ticket's UPDATE (seq, activity, fir
 the parent's SELECT, the INSERTs of the message, event and outbox rows, and a COMMIT, then a
 Redis call to hand the rows on. Here one statement with data-modifying CTEs does it on an
 autocommit connection, as `app.tickets.writes` does for a new ticket, and notifies the outbox
-relay. The checks are the same: the ticket must be one the author may see, a parent must be a
-live message of that ticket the author may see (and public, unless the post is an internal note
-too), and only staff write internal notes. When the statement writes nothing, a second look
+relay. The checks are the same: the ticket must be one the author may see (and, for its requester,
+not closed), a parent must be a live message of that ticket the author may see (and public, unless
+the post is an internal note too), and only staff write internal notes. When the statement writes nothing, a second look
 tells why (a replay, 404 or 422); that is never the path of a message that is posted.
 
 The body and the event are made from `MessageSchema` with a stand-in seq that SQL replaces.
@@ -48,7 +48,7 @@ from app.markdown import render
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.realtime import publish_committed
 from app.tickets.models import Ticket
-from app.tickets.services import REOPENED_BY_REPLY
+from app.tickets.services import CLOSED_TO_REQUESTER, REOPENED_BY_REPLY
 from tenants import TenantStatement, autocommit_connection
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,8 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
     found = _check(kind, params["parent_id"] is not None).execute(conn, params).fetchone()
     if found is None:
         raise NotFound("No such ticket.")
+    if not found[2]:
+        raise Conflict(CLOSED_TO_REQUESTER)
     if not found[0]:
         raise no_such_parent()
     if not found[1]:
@@ -132,41 +134,47 @@ def _param(column: str) -> sa.BindParameter:
     return sa.bindparam(column, type_=MESSAGES.c[column].type)
 
 
-Conditions = tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool], sa.ColumnElement[bool]]
+Conditions = tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool], sa.ColumnElement[bool],
+                   sa.ColumnElement[bool]]
 
 
 def _conditions(kind: str, parent: bool) -> Conditions:
-    """Return what makes the post valid: a ticket the author sees, a parent there the author sees, and
-    that parent as the post may answer it (which implies the one before).
+    """Return what makes the post valid: a ticket the author sees, a parent there the author sees,
+    that parent as the post may answer it (which implies the one before), and a ticket the author
+    may still write to (a requester's must not be closed: `CLOSED_TO_REQUESTER`).
 
     A public reply may not answer an internal note: the requester would see the note's id as its
     `parent_id`. (A requester sees no note, so for them the parent they see is public already.)
     """
     ticket = [TICKETS.c.id == _param("ticket_id")]
+    writable = sa.true()
     if kind == REQUESTER:
         ticket.append(TICKETS.c.requester_id == _param("author_id"))
+        writable = TICKETS.c.status != "closed"
     if not parent:
-        return ticket, sa.true(), sa.true()
+        return ticket, sa.true(), sa.true(), writable
     found = MESSAGES.alias("parent")
     live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
     if kind == REQUESTER:
         live.append(found.c.internal.is_(False))
     seen = sa.exists().where(*live)
-    return ticket, seen, sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
+    answerable = sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
+    return ticket, seen, answerable, writable
 
 
 @cache
 def _check(kind: str, parent: bool) -> TenantStatement:
-    """A row if the author sees the ticket, saying whether the parent is there, and whether the post may answer it."""
-    ticket, seen, answerable = _conditions(kind, parent)
-    return TenantStatement(sa.select(seen, answerable).select_from(TICKETS).where(*ticket))
+    """A row if the author sees the ticket, saying whether the parent is there, whether the post may answer
+    it, and whether the author may still write to the ticket."""
+    ticket, seen, answerable, writable = _conditions(kind, parent)
+    return TenantStatement(sa.select(seen, answerable, writable).select_from(TICKETS).where(*ticket))
 
 
 @cache
 def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
-    ticket, _seen, answerable = _conditions(kind, parent)
-    where = [*ticket, answerable]
+    ticket, _seen, answerable, writable = _conditions(kind, parent)
+    where = [*ticket, answerable, writable]
     if claimed:
         # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
         target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)

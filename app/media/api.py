@@ -64,6 +64,7 @@ class TicketAttachments(MethodView):
     @blp.doc(requestBody=UPLOAD_BODY)
     @blp.response(202, AttachmentSchema)
     @blp.alt_response(400, response="DEFAULT_ERROR", description="The multipart body is malformed or truncated.")
+    @blp.alt_response(409, response="DEFAULT_ERROR", description="A requester's file on their closed ticket.")
     @blp.alt_response(413, response="DEFAULT_ERROR", description="Over the size limit, or the storage quota is full.")
     @blp.alt_response(415, response="DEFAULT_ERROR", description="Not an allowed type, or not multipart/form-data.")
     @blp.alt_response(422, response="DEFAULT_ERROR", description="No part named file, or an empty file.")

@@ -53,7 +53,7 @@ from app.outbox import emit
 from app.outbox.dispatch import Chore, add_chore
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import ticket_for, visibility
+from app.tickets.services import check_open_for, ticket_for, visibility
 from tenants import current_tenant, on_drop
 
 log = logging.getLogger(__name__)
@@ -265,9 +265,10 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     """Store a file uploaded to a ticket the actor can see and queue its scan; the caller commits.
 
     Refuses with TooLarge (size limit, quota) and UnsupportedType (a type plainly not allowed)
-    as soon as the bytes read so far show it, without reading the rest of the body.
+    as soon as the bytes read so far show it, without reading the rest of the body, and a
+    requester's file on their closed ticket (Conflict) before reading any.
     """
-    ticket_for(actor, ticket_id)
+    check_open_for(actor, ticket_for(actor, ticket_id).status)
     found = limits()
     db.session.rollback()  # hold no connection while the body streams in
     if content_length is not None and content_length > found.max_size + MULTIPART_OVERHEAD:
@@ -400,6 +401,7 @@ def _check_head(head: bytes, found: Limits, filename: str) -> str:
 def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received) -> Attachment:
     """Record a received file on a ticket the actor can see, take its quota and queue its scan."""
     ticket = ticket_for(actor, ticket_id)
+    check_open_for(actor, ticket.status)  # closed while the file streamed in
     attachment_id, filename, declared, size, sha256 = (received.attachment_id, received.filename,
                                                        received.declared, received.size, received.sha256)
     content_type = received.content_type

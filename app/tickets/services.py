@@ -91,6 +91,17 @@ def ticket_for(actor: Actor, ticket_id: uuid.UUID, lock: bool = False) -> Ticket
     return _one(visible_tickets(actor).where(Ticket.id == ticket_id), lock)
 
 
+# A requester's message on a closed ticket would reach nobody: no queue shows a closed ticket. Their
+# page offers to reopen it instead, and so does this refusal; staff may still add to it.
+CLOSED_TO_REQUESTER = "This ticket is closed; reopen it to write again."
+
+
+def check_open_for(actor: Actor, status: str) -> None:
+    """Refuse a requester's message or file on a closed ticket (Conflict); staff may still add to it."""
+    if status == "closed" and not actor.is_staff:
+        raise Conflict(CLOSED_TO_REQUESTER)
+
+
 def ticket_by_number(actor: Actor, number: int) -> Ticket:
     """Return the ticket with this number if `actor` may see it, or raise NotFound."""
     if not 0 < number <= MAX_NUMBER:
@@ -269,7 +280,7 @@ REOPENED_BY_REPLY = ("pending", "resolved")
 
 def reopen_for_reply(actor: Actor, ticket_id: uuid.UUID) -> Ticket | None:
     """Reopen a pending or resolved ticket its requester has just answered, as help desks do; the caller
-    commits and announces it. Return it if it changed, else None (a closed ticket stays closed)."""
+    commits and announces it. Return it if it changed, else None (a requester cannot write to a closed ticket)."""
     ticket = ticket_for(actor, ticket_id, lock=True)
     if ticket.status not in REOPENED_BY_REPLY:
         return None

@@ -258,9 +258,28 @@ def test_a_requesters_reply_reopens_a_ticket_waiting_on_them_or_solved(tenant, s
     assert any(e["data"]["ticket"]["id"] == ticket["id"] and e["data"]["ticket"]["status"] == "open" for e in events)
 
 
-def test_a_requesters_reply_leaves_a_closed_ticket_closed(tenant):
+@pytest.mark.parametrize("with_file", [False, True])
+def test_a_requester_cannot_write_to_their_closed_ticket_but_may_reopen_it(tenant, with_file):
+    """A closed ticket is in no queue, so a requester's message there would reach nobody: it is
+    refused (409, nothing stored, the ticket unchanged), as their page offers to reopen instead.
+    Staff may still add to it."""
     requester = tenant.key_for(tenant.user("requester"))
+    agent = tenant.key_for(tenant.user("agent"))
     ticket = new_ticket(requester)
-    assert requester.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
-    assert post_message(requester, ticket["id"], body="Thanks!").status_code == 201
-    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["status"] == "closed"
+    path = f"/api/v1/tickets/{ticket['id']}"
+    extra = {}
+    if with_file:  # the session's path, which locks and checks each file
+        extra["attachment_ids"] = [upload_file(requester, ticket["id"], b"log", "a.txt", "text/plain").get_json()["id"]]
+    closed = requester.post(f"{path}/close", json={}).get_json()
+    refused = post_message(requester, ticket["id"], body="Thanks!", **extra)
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["message"] == "This ticket is closed; reopen it to write again."
+    assert tenant.api.get(path).get_json() == closed
+    assert agent.get(f"{path}/messages").get_json()["items"] == []
+    # Staff may still write, a note or a reply, without reopening it.
+    assert post_message(agent, ticket["id"], body="noted", internal=True).status_code == 201
+    assert post_message(agent, ticket["id"], body="For the record: fixed in 2.1.").status_code == 201
+    assert tenant.api.get(path).get_json()["status"] == "closed"
+    # Reopened, the requester writes again.
+    assert requester.post(f"{path}/reopen").status_code == 200
+    assert post_message(requester, ticket["id"], body="It is back.", **extra).status_code == 201

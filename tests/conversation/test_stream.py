@@ -321,6 +321,21 @@ def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reache
     assert (seen["body"], seen["parent_id"]) == ("public answer", None)
 
 
+def test_a_requesters_frame_on_their_closed_ticket_is_refused_until_they_reopen_it(tenant, server_a):
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = helpers.new_ticket(requester)
+    ws = server_a.connect(ticket["id"], key=requester.key)
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    helpers.send(ws, type="message", body="Thanks!", ref="late", idempotency_key="late-1")
+    error = helpers.next_event(ws, "error")
+    assert (error["code"], error["ref"]) == (409, "late"), error
+    assert error["message"] == "This ticket is closed; reopen it to write again."
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"] == []
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+    helpers.send(ws, type="message", body="Thanks!", ref="again", idempotency_key="late-1")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "Thanks!"
+
+
 def test_after_a_pubsub_outage_a_socket_sends_the_ticket_again(app, services, tenant, in_tenant, server_a):
     """A ticket change published while the process's pub/sub was down is lost; catch-up by seq brings back
     messages only, so after resubscribing every socket sends the ticket as it is now."""

@@ -118,6 +118,22 @@ def test_over_the_size_limit_is_413_and_stores_nothing(tenant, ticket, upload, i
     assert upload(tenant.api, ticket["id"], samples.text(100), "small.txt").status_code == 202
 
 
+def test_a_requesters_file_on_their_closed_ticket_is_409_and_stores_nothing(tenant, upload, in_tenant, services):
+    """It could go on no message (they reopen the ticket to write again); staff may still add files."""
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    before = stored_files(services)
+    resp = upload(requester, ticket["id"], samples.text(100), "late.txt")
+    assert resp.status_code == 409, resp.get_json()
+    assert resp.get_json()["message"] == "This ticket is closed; reopen it to write again."
+    assert usage(in_tenant, tenant) == (0, 0)
+    assert stored_files(services) == before
+    assert upload(tenant.api, ticket["id"], samples.text(100), "fix.txt").status_code == 202
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+    assert upload(requester, ticket["id"], samples.text(100), "late.txt").status_code == 202
+
+
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(tenant, ticket, media):
     class Unreadable(io.RawIOBase):
         def readable(self) -> bool:

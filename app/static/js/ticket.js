@@ -191,8 +191,10 @@ function removeMessage(id) {
 function refused(event) {
   const item = event.ref !== undefined ? pending.get(event.ref) : undefined;
   if (!item) return;
-  // Busy, rate limited or not stored: sending again may work. Anything else would be refused again.
-  const retryable = event.code === 409 || event.code === 429 || event.code >= 500;
+  // Busy, rate limited or not stored: sending again may work. Anything else would be refused again,
+  // as would a requester's message on a ticket closed meanwhile (409 too; the page offers Reopen).
+  const busy = event.code === 409 && page.dataset.status !== "closed";
+  const retryable = busy || event.code === 429 || event.code >= 500;
   item.refused = !retryable;
   clearTimeout(item.timer);
   failed(item, event.message || "The message was refused.", retryable);
