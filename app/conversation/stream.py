@@ -5,8 +5,9 @@ client gets a plain HTTP 401/404 and no data. The socket's thread owns every sen
 the socket's wake event, which both incoming frames and the process hub's live events set. No
 database session is held while waiting: each frame, catch-up page or resync opens a short one.
 Every `STREAM_RESYNC_INTERVAL` seconds the socket re-checks its tenant, key and ticket (losing
-any ends it) and catches up by seq if the ticket has moved on, which also covers a live event
-lost in Redis.
+any ends it), catches up by seq if the ticket has moved on, and sends the edits, deletions and
+scan results of the last `RECENT_CHANGES` it has not told, which covers a live event lost in
+Redis or with a process that died between its commit and its publish.
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ class TicketStream:
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
         self.listener = Listener(ws.event, grant.tenant.id, slot, Sending(getattr(ws, "sock", None)))
         self.last_typing = -math.inf
+        # Message or file id -> the state of it this socket last sent (`told_state`), so a resync
+        # sends only the changes whose live event never came.
+        self.told: dict[str, str] = {}
 
     def run(self) -> None:
         config = current_app.config
@@ -282,9 +286,11 @@ class TicketStream:
             self.listener.resync = True  # catches up on what the pub/sub may have dropped
 
     def resync(self) -> None:
-        """Every resync interval: re-check the grant, and catch up if behind (the hub renews the slot)."""
+        """Every resync interval: re-check the grant, catch up if behind, and send the recent changes
+        not told live (the hub renews the slot)."""
         self.generation = current_generation(self.grant.tenant.id)
         self.recheck_grant()
+        self.send_recent_changes(self.last_seq, untold_only=True)
 
     def send(self, event: dict[str, Any]) -> None:
         """Send an event as JSON text; a value JSON cannot hold (infinity) raises rather than goes out."""
@@ -323,14 +329,16 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def send_recent_changes(self, up_to_seq: int) -> None:
+    def send_recent_changes(self, up_to_seq: int, untold_only: bool = False) -> None:
         """Send what changed lately of what the client holds: edits and deletions of its messages (up to
-        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`.
+        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`; with `untold_only`, only
+        those this socket has not sent as they are now.
 
         Each was announced live once, maybe while this client had no socket (it reconnects after a
-        drop, or its page was made a moment before the socket listened) or while this process had
-        no pub/sub; a catch-up by seq brings back new messages only. Clients replace a message or
-        a file by its id, so a state they have already is harmless.
+        drop, or its page was made a moment before the socket listened), while this process had no
+        pub/sub, or not at all (its process died between commit and publish); a catch-up by seq
+        brings back new messages only. Clients replace a message or a file by its id, so a state
+        they have already is harmless.
         """
         try:
             with short_session():
@@ -339,12 +347,15 @@ class TicketStream:
         except SQLAlchemyError:
             log.warning("could not read a stream's recent changes", exc_info=True)
             return
-        for internal, event in messages:
-            if services.visible_to(self.actor, internal):
+        told, self.told = self.told, {}  # what is no longer recent is forgotten
+        scans = [(bool(body.get("internal")), {"type": "attachment.updated", "attachment": body}) for body in files]
+        for internal, event in [*messages, *scans]:
+            if not services.visible_to(self.actor, internal):
+                continue
+            item_id, state = told_state(event)
+            if not untold_only or told.get(item_id) != state:
                 self.send(event)
-        for body in files:
-            if services.visible_to(self.actor, bool(body.get("internal"))):
-                self.send({"type": "attachment.updated", "attachment": body})
+            self.told[item_id] = state
 
     def catch_up(self, before: int | None = None) -> None:
         """Send every message after `last_seq` (and before seq `before`, if given) from Postgres, page by page.
@@ -393,6 +404,9 @@ class TicketStream:
             if isinstance(event.get(item), dict) and not services.visible_to(
                     self.actor, bool(event[item].get("internal"))):
                 return
+        if kind in CHANGES:
+            item_id, state = told_state(event)
+            self.told[item_id] = state
         if raw is None:
             self.send(event)
         else:
@@ -520,6 +534,18 @@ class TicketStream:
                 {"type": "typing", "user_id": str(self.actor.user_id), "origin": self.id}, allow_nan=False))
         except redis.RedisError as exc:  # typing is a courtesy; never break the socket over it
             log.info("typing not relayed: %s", exc)
+
+
+# The events that change a message or file a client holds, and what each says of its state.
+CHANGES = {"message.updated": ("message", "edited_at"), "message.deleted": ("message", None),
+           "attachment.updated": ("attachment", "status")}
+
+
+def told_state(event: dict[str, Any]) -> tuple[str, str]:
+    """Return the id of the message or file a change event is about, and the state it tells."""
+    item, field = CHANGES[event["type"]]
+    body = event.get(item) or {}
+    return str(body.get("id")), f"{event['type']}:{body.get(field) if field else ''}"
 
 
 def error_event(error: HTTPException | DomainError, ref: Any = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import uuid
 
 import redis
 import sqlalchemy as sa
+import websocket
 
 from app import unit_of_work
 from app.extensions import db
@@ -302,6 +303,47 @@ def test_a_message_whose_event_was_never_published_arrives_by_periodic_catch_up(
         db.session.info[unit_of_work.PENDING].pop(LIVE_EVENTS)  # stored, but its live event is never sent
         db.session.commit()
     assert helpers.next_event(ws, "message.created")["message"]["body"] == "lost in Redis"
+
+
+def test_edits_deletions_and_scans_whose_events_were_never_published_arrive_by_periodic_resync_once(
+        app, tenant, in_tenant, impatient_server):
+    """A process that dies between its commit and its publish leaves an open page stale until the
+    next resync (every half second here), not until a reload; what was told live is not sent again."""
+    from app.auth.actor import Actor
+    from app.conversation import services
+    from app.media.models import Attachment
+    from tenants.context import tenant_context
+
+    ticket = helpers.new_ticket(tenant.api)
+    kept, gone, told = (helpers.post_message(tenant.api, ticket["id"], body=b).get_json() for b in ("a", "b", "c"))
+    upload = helpers.upload_file(tenant.api, ticket["id"], b"hello", "a.txt", "text/plain").get_json()
+    ws = impatient_server.connect(ticket["id"], key=tenant.key, after_seq=3)
+    helpers.post_message(tenant.api, ticket["id"], body="d")  # once it arrives, the socket has said its hello
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "d"
+    assert tenant.api.patch(f"/api/v1/tickets/{ticket['id']}/messages/{told['id']}",
+                            json={"body": "told live"}).status_code == 200
+    assert helpers.next_event(ws, "message.updated")["message"]["body"] == "told live"
+    admin = Actor(user_id=uuid.UUID(tenant.admin_id), role="admin")
+    with app.app_context(), tenant_context(active_tenant(tenant.slug).ref()):
+        services.edit_message(admin, uuid.UUID(ticket["id"]), uuid.UUID(kept["id"]), "edited, never published")
+        services.delete_message(admin, uuid.UUID(ticket["id"]), uuid.UUID(gone["id"]))
+        db.session.info[unit_of_work.PENDING].pop(LIVE_EVENTS)  # stored, but their live events are never sent
+        db.session.commit()
+    with in_tenant(tenant) as session:  # a scan's verdict committed by a worker that died before publishing
+        session.execute(sa.update(Attachment).where(Attachment.id == uuid.UUID(upload["id"]))
+                        .values(status="clean", scanned_at=sa.func.now()))
+        session.commit()
+    seen = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # three seconds: about six resyncs
+        try:
+            event = helpers.next_event(ws, timeout=max(deadline - time.monotonic(), 0.01))
+        except (TimeoutError, websocket.WebSocketTimeoutException):
+            break
+        if event["type"] != "ticket.updated":
+            seen.append((event["type"], event.get("message", event.get("attachment"))["id"]))
+    assert sorted(seen) == sorted([("message.updated", kept["id"]), ("message.deleted", gone["id"]),
+                                   ("attachment.updated", upload["id"])])
 
 
 def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reaches_the_requester(tenant, server_a):
