@@ -62,17 +62,37 @@ def first_response_at(author: Any) -> sa.ColumnElement:
                    else_=tickets.c.first_response_at)
 
 
+# Who posts decides what a message changes on its ticket, and (`writes`) which tickets they see.
+REQUESTER, STAFF_NOTE, STAFF_REPLY = "requester", "staff note", "staff reply"
+
+
+def bumped_by(kind: str, author: Any) -> dict[str, Any]:
+    """Return what a message of `kind` by `author` sets on its ticket's row.
+
+    Each takes the next seq. A message the requester sees is a change to their ticket: a new
+    version (the ETag) and `updated_at`, and a staff reply may be the first response. An internal
+    note changes neither, or a requester's cached ticket, conditional update and updated order
+    would move for activity they may not see.
+    """
+    tickets = Ticket.__table__
+    values: dict[str, Any] = {"last_message_seq": tickets.c.last_message_seq + 1}
+    if kind == STAFF_NOTE:
+        values["updated_at"] = tickets.c.updated_at  # kept, not the column's onupdate
+        return values
+    values["version"] = tickets.c.version + 1
+    if kind == STAFF_REPLY:
+        values["first_response_at"] = first_response_at(author)
+    return values
+
+
 def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
     """Take the next message `seq` of a ticket `actor` can see and may write to, or raise NotFound or Conflict.
 
     One `UPDATE ... RETURNING` both checks visibility and numbers the message; the row stays
-    locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. A
-    staff reply that is not an internal note (nor the staff member's own ticket) stamps the
-    first response. The ticket's `updated_at` moves, so its version (the ETag) moves too.
+    locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. The
+    rest of what it sets is `bumped_by`'s.
     """
-    values: dict[str, Any] = {"last_message_seq": Ticket.last_message_seq + 1, "version": Ticket.version + 1}
-    if actor.is_staff and not internal:
-        values["first_response_at"] = first_response_at(actor.user_id)
+    values = bumped_by(STAFF_NOTE if internal else STAFF_REPLY if actor.is_staff else REQUESTER, actor.user_id)
     bumped = db.session.execute(
         sa.update(Ticket).where(Ticket.id == ticket_id, visibility(actor)).values(**values)
         .returning(Ticket.last_message_seq, Ticket.status),

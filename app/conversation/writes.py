@@ -34,8 +34,11 @@ from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
 from app.conversation.services import (
+    REQUESTER,
+    STAFF_NOTE,
+    STAFF_REPLY,
+    bumped_by,
     check_may_post,
-    first_response_at,
     message_json,
     no_such_parent,
     note_parent,
@@ -54,8 +57,6 @@ from tenants import TenantStatement, autocommit_connection
 log = logging.getLogger(__name__)
 TOPIC = "message.created"
 TICKETS, MESSAGES = Ticket.__table__, Message.__table__
-# Who posts decides the statement's shape: which tickets they see, and whether a reply is a first response.
-REQUESTER, STAFF_NOTE, STAFF_REPLY = "requester", "staff note", "staff reply"
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,7 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
                   .with_for_update(of=TICKETS).cte("target"))
         claim = claim_in_sql(target, Spliced.sql(target.c.seq)).cte("claimed")
         where = [TICKETS.c.id == _param("ticket_id"), sa.exists(sa.select(claim.c.key))]
-    values: dict[str, Any] = {"last_message_seq": TICKETS.c.last_message_seq + 1, "version": TICKETS.c.version + 1}
-    if kind == STAFF_REPLY:
-        values["first_response_at"] = first_response_at(_param("author_id"))
-    bumped = (TICKETS.update().where(*where).values(**values)
+    bumped = (TICKETS.update().where(*where).values(**bumped_by(kind, _param("author_id")))
               .returning(TICKETS.c.id, TICKETS.c.last_message_seq, TICKETS.c.status).cte("bumped"))
     posted = insert(Message).from_select(
         ["id", "ticket_id", "seq", "parent_id", "author_id", "internal", "body", "body_html", "created_at"],

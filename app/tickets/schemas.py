@@ -66,7 +66,8 @@ class TicketSchema(Schema):
                                             "Seconds from creation to the first staff reply (SLA).")
     resolution_seconds = duration_field("resolved_at", "Seconds from creation to resolution (SLA).")
     version = fields.Integer(dump_only=True, metadata={
-        "description": "Bumped by every change to the ticket, new messages included; the ETag."})
+        "description": "Bumped by every change to the ticket, new public messages included (an internal note "
+        "changes neither this nor `updated_at`); the ETag."})
 
 
 # A page of 50 tickets took ~5 ms through marshmallow, more than the query; this does the same

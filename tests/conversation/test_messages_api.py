@@ -119,6 +119,35 @@ def test_first_agent_reply_sets_first_response_time(tenant):
     assert reply["seq"] == 3
 
 
+@pytest.mark.parametrize("with_file", [False, True])
+def test_an_internal_note_changes_nothing_a_requester_sees_of_their_ticket(tenant, with_file):
+    """Its version (the ETag) and `updated_at` stay, so their cache, If-Match and updated order do
+    too; a public message moves both."""
+    requester = tenant.key_for(tenant.user("requester"))
+    agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester)
+    path = f"/api/v1/tickets/{ticket['id']}"
+    newer = new_ticket(requester, "Newer")
+    before = requester.get(path)
+    order = [t["id"] for t in requester.get("/api/v1/tickets?sort=-updated_at").get_json()["items"]]
+    extra = {}
+    if with_file:  # the session's path, which locks and checks each file
+        extra["attachment_ids"] = [upload_file(agent, ticket["id"], b"x", "n.txt", "text/plain").get_json()["id"]]
+    assert post_message(agent, ticket["id"], body="between us", internal=True, **extra).status_code == 201
+    assert requester.get(path).get_json() == before.get_json()
+    assert requester.get(path, headers={"If-None-Match": before.headers["ETag"]}).status_code == 304
+    assert [t["id"] for t in requester.get("/api/v1/tickets?sort=-updated_at").get_json()["items"]] == order
+    assert requester.patch(path, json={"title": "Still mine"},
+                           headers={"If-Match": before.headers["ETag"]}).status_code == 200
+    after_patch = requester.get(path)
+    assert post_message(agent, ticket["id"], body="for you").status_code == 201
+    moved = requester.get(path).get_json()
+    assert moved["version"] == after_patch.get_json()["version"] + 1
+    assert moved["updated_at"] > after_patch.get_json()["updated_at"]
+    assert [t["id"] for t in requester.get("/api/v1/tickets?sort=-updated_at").get_json()["items"]][:2] == [
+        ticket["id"], newer["id"]]
+
+
 def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
     ticket = new_ticket(tenant.api)
     for i in range(7):

@@ -18,8 +18,9 @@ def _get(api, ticket, tag=None):
     return api.get(f"/api/v1/tickets/{ticket['id']}", headers={"If-None-Match": tag} if tag else None)
 
 
-@pytest.mark.parametrize("how", ["staff reply", "requester message", "internal note", "with an attachment"])
-def test_a_message_moves_the_ticket_s_version(tenant, how):
+# An internal note moves nothing a requester sees: tests/conversation/test_messages_api.py.
+@pytest.mark.parametrize("how", ["staff reply", "requester message", "with an attachment"])
+def test_a_public_message_moves_the_ticket_s_version(tenant, how):
     requester = tenant.key_for(tenant.user("requester"))
     ticket = new_ticket(requester, "Printer on fire")
     first = _get(tenant.api, ticket)
