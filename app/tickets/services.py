@@ -52,14 +52,22 @@ def etag_of_version(version: int) -> str:
     return f"v{version}"
 
 
+def requester_for(actor: Actor, requester_id: uuid.UUID | None) -> uuid.UUID:
+    """Return whom a new ticket is for: the actor, or a user staff name; a requester naming another is Forbidden."""
+    if requester_id is None or requester_id == actor.user_id:
+        return actor.user_id
+    if not actor.is_staff:
+        raise Forbidden("Requesters may open tickets for themselves only.")
+    if get_user(requester_id) is None:
+        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
+    return requester_id
+
+
 def create_ticket(actor: Actor, title: str, description: str = "", priority: str = "normal",
                   category: str | None = None, tags: list[str] | None = None,
                   requester_id: uuid.UUID | None = None) -> Ticket:
     """Open a ticket for `requester_id` (default: the actor); assignment follows in the background."""
-    if requester_id is None or not actor.is_staff:
-        requester_id = actor.user_id
-    elif get_user(requester_id) is None:
-        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
+    requester_id = requester_for(actor, requester_id)
     ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
                     category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
     db.session.add(ticket)

@@ -29,14 +29,12 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
-from app.errors import Invalid
 from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response
 from app.outbox import recorded_in_sql, recorded_params, wake
-from app.people.services import get_user
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
 from app.tickets.reads import dump_row
-from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version
+from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, requester_for
 from tenants import TenantStatement, autocommit_connection
 
 NUMBER_SEQUENCE = sa.Sequence("ticket_number_seq", schema="tenant")
@@ -60,10 +58,7 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
                   category: str | None = None, tags: list[str] | None = None,
                   requester_id: uuid.UUID | None = None) -> NewTicket:
     """Open a ticket as `services.create_ticket` does, in one statement; replay an earlier response for `claim`."""
-    if requester_id is None or not actor.is_staff:
-        requester_id = actor.user_id
-    elif get_user(requester_id) is None:
-        raise Invalid("No such requester.", {"requester_id": ["No such user."]})
+    requester_id = requester_for(actor, requester_id)
     with autocommit_connection() as conn:
         now = datetime.now(conn.info.timezone)
         values: dict[str, Any] = {

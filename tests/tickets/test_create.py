@@ -81,11 +81,19 @@ def test_create_writes_audit_and_the_created_event(tenant, new_ticket, recorded_
         ("created", "Audited", tenant.admin_id)]
 
 
-def test_requester_creates_for_themselves_only(tenant, new_ticket):
+def test_requester_creates_for_themselves_only(tenant, new_ticket, table_counts):
+    """Naming someone else is a request the role may not make (403, nothing stored), not a quiet change."""
     requester = tenant.user("requester")
     other = tenant.user("requester")
-    ticket = new_ticket("mine", api=tenant.key_for(requester), requester_id=other["id"])
-    assert ticket["requester_id"] == requester["id"]
+    api = tenant.key_for(requester)
+    counts = table_counts(tenant)
+    for someone in (other["id"], tenant.admin_id, str(uuid.uuid4())):
+        refused = api.post("/api/v1/tickets", json={"title": "mine", "requester_id": someone})
+        assert refused.status_code == 403, refused.get_json()
+        assert refused.get_json()["message"] == "Requesters may open tickets for themselves only."
+    assert table_counts(tenant) == counts
+    assert new_ticket("mine", api=api, requester_id=requester["id"])["requester_id"] == requester["id"]
+    assert new_ticket("mine too", api=api)["requester_id"] == requester["id"]
 
 
 def test_staff_create_on_behalf_of_a_requester(tenant, new_ticket):
