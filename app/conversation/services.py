@@ -215,13 +215,14 @@ def list_messages(actor: Actor, ticket_id: uuid.UUID, after_seq: int, limit: int
                   cursor: str | None) -> tuple[list[Message], str | None]:
     """Return one page of the messages the actor may see, in seq order, and the next cursor."""
     ticket_for(actor, ticket_id)
+    purpose = f"messages:{ticket_id}"  # a cursor of another ticket's messages is refused, not read as a seq
     if cursor:
-        after_seq = max(after_seq, decode_cursor(cursor, SEQ_KEY)[0])
+        after_seq = max(after_seq, decode_cursor(cursor, SEQ_KEY, purpose)[0])
     rows = messages_after(ticket_id, after_seq, limit + 1, actor=actor)
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode_cursor([rows[-1].seq], SEQ_KEY)
+    return rows, encode_cursor([rows[-1].seq], SEQ_KEY, purpose)
 
 
 def message_for(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, lock: bool = False) -> Message:

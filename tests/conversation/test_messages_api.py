@@ -169,6 +169,17 @@ def test_list_after_seq_and_cursor_pages_in_seq_order(tenant):
     assert tenant.api.get(path + "?limit=1000").status_code == 422
 
 
+def test_a_cursor_of_another_tickets_messages_is_refused(tenant):
+    first, second = new_ticket(tenant.api, "A"), new_ticket(tenant.api, "B")
+    for ticket in (first, second):
+        for body in ("1", "2", "3"):
+            post_message(tenant.api, ticket["id"], body=body)
+    cursor = tenant.api.get(f"/api/v1/tickets/{first['id']}/messages?limit=2").get_json()["next_cursor"]
+    assert tenant.api.get(f"/api/v1/tickets/{first['id']}/messages?cursor={cursor}").get_json()["items"][0]["seq"] == 3
+    refused = tenant.api.get(f"/api/v1/tickets/{second['id']}/messages?cursor={cursor}")
+    assert refused.status_code == 422 and "cursor" in refused.get_json()["errors"]
+
+
 def test_edit_and_delete_keep_history_in_the_audit_log(app, tenant):
     author = tenant.key_for(tenant.user("agent"))
     other_agent = tenant.key_for(tenant.user("agent"))
