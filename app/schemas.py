@@ -19,20 +19,25 @@ UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 _UUID = re.compile(UUID_PATTERN[1:-1], re.ASCII)
 
 
-# The pages edit labels as one comma-separated text box, trimmed: a label holding a comma, a line
-# break or an edge space could not be shown there and saved back as itself.
-_LABEL = re.compile(r"[^,\x00-\x1f\x7f]+")
+# The pages edit labels as one comma-separated text box, trimmed: a label holding a comma, a control
+# character or an edge space could not be shown there and saved back as itself. Spelt out rather
+# than with \s, so Python and the document's (ECMAScript) readers agree on every character.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_SPACE = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+LABEL_PATTERN = f"^[^,{_CONTROL}{_SPACE}]([^,{_CONTROL}]*[^,{_CONTROL}{_SPACE}])?$"
+_LABEL = re.compile(LABEL_PATTERN[1:-1])
 
 
 def _plain_label(value: str) -> None:
-    if value and (_LABEL.fullmatch(value) is None or value != value.strip()):  # "" is Length's to refuse
+    if value and _LABEL.fullmatch(value) is None:  # "" is Length's to refuse
         raise ValidationError("A tag or skill cannot hold a comma or a control character, nor begin or end with "
                               "a space.")
 
 
 def tag_list(**kwargs: object) -> fields.List:
     """A list of short labels (tags, skills), at most 50, each as a comma-separated text box can hold it."""
-    return fields.List(fields.String(validate=[validate.Length(min=1, max=64), _plain_label]),
+    return fields.List(fields.String(validate=[validate.Length(min=1, max=64), _plain_label],
+                                     metadata={"pattern": LABEL_PATTERN}),
                        validate=validate.Length(max=50), **kwargs)
 
 

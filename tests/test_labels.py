@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import new_ticket
 
-BAD = ["a,b", " leading", "trailing ", "line\nbreak", "tab\there", "\u00a0no-break space", "nul\u0000"]
+BAD = ["a,b", " leading", "trailing ", "line\nbreak", "tab\there", "\u00a0no-break space", "nul\u0000",
+       "next line\u0085", "\u2028separator", "\ufeffbom"]
 
 
 def _cases(tenant) -> list[tuple[str, str, dict, str]]:
