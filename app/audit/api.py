@@ -20,8 +20,8 @@ def register(api: Api) -> None:
 
 
 class AuditEventArgs(PageArgs):
-    entity_type = fields.String(validate=validate.Length(min=1, max=40), metadata={
-        "description": "ticket, message, user, team, api_key, assignment_rule, ..."})
+    entity_type = fields.String(validate=validate.OneOf(services.ENTITY_TYPES), metadata={
+        "description": ", ".join(services.ENTITY_TYPES) + "."})
     entity_id = Uuid()
     actor_id = Uuid(metadata={"description": "The user who made the change."})
     action = fields.String(validate=validate.Length(min=1, max=40),

@@ -13,12 +13,18 @@ from app.extensions import db
 from app.pagination import SortKey, page
 
 NEWEST_FIRST = [SortKey(AuditEntry.id, descending=True, kind="int")]
+# What the log records changes of; the API's `entity_type` filter accepts these only.
+ENTITY_TYPES = ("api_key", "assignment_rule", "attachment", "media_settings", "message", "team", "ticket", "user",
+                "webhook")
 
 
 def record(entity: str, entity_id: uuid.UUID, action: str, before: dict | None = None,
            after: dict | None = None) -> None:
     """Add an audit entry to the current transaction, attributed to the current actor."""
     from app.auth.actor import current_actor_or_none
+
+    if entity not in ENTITY_TYPES:
+        raise ValueError(f"{entity!r} is not in ENTITY_TYPES")  # the filter would refuse to find it
 
     actor = current_actor_or_none()
     db.session.add(AuditEntry(

@@ -10,7 +10,7 @@ import orjson
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
-from marshmallow import RAISE
+from marshmallow import RAISE, Schema
 
 from app.api_common import api_blueprint
 from app.auth.actor import current_actor
@@ -33,6 +33,7 @@ blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.
 # Instances, not classes: webargs builds a schema from a class on every request (deep-copying
 # its fields); a schema keeps no state between loads, so one instance serves every thread.
 LIST_ARGS, NEW_TICKET, TICKET_CHANGES, CLOSING = TicketListArgs(), TicketSchema(), TicketUpdateSchema(), CloseSchema()
+REOPENING = Schema()  # no fields: anything sent is refused (422), as on every other endpoint
 ETAG_HEADER = {"ETag": {"description": "The ticket's version; send it back in If-Match.",
                         "schema": {"type": "string"}}}
 IF_NONE_MATCH = blp.doc(parameters=[{
@@ -50,11 +51,12 @@ def register(api: Api) -> None:
 
 
 def ticket_response(ticket: Ticket | None, status: int = 200, body: dict[str, Any] | None = None) -> Response:
-    """Return a ticket as JSON with its ETag; GETs answer 304 to a matching If-None-Match."""
+    """Return a ticket as JSON with its ETag; GET and HEAD answer 304 to a matching If-None-Match."""
     body = body if body is not None else dump_ticket(ticket)
     response = json_response(body, status)
     response.set_etag(services.etag_of_version(body["version"]))
-    if request.method == "GET" and ("If-None-Match" in request.headers or "If-Modified-Since" in request.headers):
+    conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
+    if conditional and request.method in ("GET", "HEAD"):
         response.make_conditional(request)  # only then: it would otherwise only add a Date gunicorn sends anyway
     return response
 
@@ -193,11 +195,12 @@ class TicketClose(MethodView):
 
 @blp.route("/tickets/<uuid:ticket_id>/reopen")
 class TicketReopen(MethodView):
+    @blp.arguments(REOPENING, required=False)
     @blp.response(200, TicketSchema, headers=ETAG_HEADER)
     @STALE
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @IF_MATCH
-    def post(self, ticket_id: uuid.UUID):
-        """Reopen a closed or resolved ticket."""
+    def post(self, _nothing, ticket_id: uuid.UUID):
+        """Reopen a closed or resolved ticket; its resolution is cleared (the audit log keeps it)."""
         ticket = services.reopen_ticket(current_actor(), ticket_id, expected_versions())
         return commit_and_respond(ticket)

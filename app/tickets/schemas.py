@@ -43,10 +43,15 @@ def duration_field(ends_at: str, description: str) -> fields.Function:
                            metadata={"type": "integer", "description": description, "ends_at": ends_at})
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("The title must not be blank.")
+
+
 class TicketSchema(Schema):
     id = Uuid(dump_only=True)
     number = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TITLE))
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank])
     description = fields.String(load_default="", validate=at_most_64_kib)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
@@ -76,7 +81,7 @@ dump_ticket = fast_dumper(TicketSchema())
 
 
 class TicketUpdateSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=MAX_TITLE))
+    title = fields.String(validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank])
     description = fields.String(validate=at_most_64_kib)
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
@@ -92,10 +97,14 @@ class CloseSchema(Schema):
     resolution = fields.String(load_default=None, allow_none=True, validate=at_most_64_kib)
 
 
+# `?status=` names no status: refused like an empty `?tag=`, not read as no filter at all.
+_one_or_more = validate.Length(min=1, error="Name at least one.")
+
+
 class TicketFilterArgs(Schema):
-    status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)),
+    status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)), validate=_one_or_more,
                            metadata={"description": "One or more, comma separated."})
-    priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)),
+    priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)), validate=_one_or_more,
                              metadata={"description": "One or more, comma separated."})
     assignee_id = Uuid()
     team_id = Uuid()

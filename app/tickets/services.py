@@ -300,6 +300,7 @@ def _reopen(ticket: Ticket) -> Ticket:
     ticket.status = "open" if ticket.assignee_id else "new"
     ticket.closed_at = None
     ticket.resolved_at = None
+    ticket.resolution = None  # the answer did not solve it; the audit entry keeps what it said
     audit.record("ticket", ticket.id, "reopened", before=before, after=snapshot(ticket))
     emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["status"], "reopened": True},
          event_data(ticket, changes=["status"]))

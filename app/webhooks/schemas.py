@@ -10,7 +10,7 @@ from app.schemas import Flag, Uuid, WholeNumber
 from app.webhooks.targets import MAX_URL
 
 # http(s), a host with no user name or password, no #fragment, no spaces or control characters.
-PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"  # 1 to 65535
 LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 TOP_LABEL = "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # not all digits: that would read as an address
 URL_PATTERN = (f"^[Hh][Tt][Tt][Pp][Ss]?://(({LABEL}\\.)*{TOP_LABEL}|([0-9]{{1,3}}\\.){{3}}[0-9]{{1,3}}"

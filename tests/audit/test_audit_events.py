@@ -36,6 +36,14 @@ def test_filters_and_cursor_paging(tenant):
     assert all(e["created_at"] < stamp for e in _events(tenant.api, created_before=stamp)["items"])
 
 
+def test_an_entity_type_the_log_does_not_record_is_refused(tenant):
+    """A misspelt type answered an empty log, as if nothing of it had changed."""
+    resp = tenant.api.get("/api/v1/audit-events?entity_type=tickets")
+    assert resp.status_code == 422 and "entity_type" in resp.get_json()["errors"]
+    tenant.api.post("/api/v1/teams", json={"name": "Desk"})
+    assert _events(tenant.api, entity_type="team")["items"]
+
+
 def test_only_admins_read_it_and_never_another_tenants(tenant, other_tenant):
     new_ticket(other_tenant.api, "theirs")
     for role in ("agent", "requester"):

@@ -99,6 +99,7 @@ def world(app, tenant, other_tenant, monkeypatch, in_tenant):
                                               "status": "pending", "assignee_id": agent["id"],
                                               "team_id": team["id"]},
         "POST /api/v1/tickets/{ticket_id}/close": {"resolution": "done"},
+        "POST /api/v1/tickets/{ticket_id}/reopen": {},
         "POST /api/v1/tickets/{ticket_id}/messages": {"body": "hello", "parent_id": message["id"],
                                                       "internal": True},
         "PATCH /api/v1/tickets/{ticket_id}/messages/{message_id}": {"body": "edited"},

@@ -104,6 +104,8 @@ def test_staff_create_on_behalf_of_a_requester(tenant, new_ticket):
 @pytest.mark.parametrize(("body", "field"), [
     ({"title": "x" * 201}, "title"),
     ({"title": ""}, "title"),
+    ({"title": "   "}, "title"),
+    ({"title": "\n\t"}, "title"),
     ({}, "title"),
     ({"title": "x", "description": "d" * (64 * 1024 + 1)}, "description"),
     ({"title": "x", "description": "é" * (32 * 1024 + 1)}, "description"),

@@ -14,6 +14,16 @@ import pytest
 from tests.helpers import new_ticket, post_message, upload_file
 
 
+def test_head_answers_304_to_a_matching_if_none_match_as_get_does(tenant):
+    ticket = new_ticket(tenant.api, "Printer on fire")
+    etag = _get(tenant.api, ticket).headers["ETag"]
+    for path in (f"/api/v1/tickets/{ticket['id']}", f"/api/v1/tickets/by-number/{ticket['number']}"):
+        assert tenant.api.client.head(path, headers={"Authorization": f"Bearer {tenant.key}",
+                                                     "If-None-Match": etag}).status_code == 304
+        assert tenant.api.client.head(path, headers={"Authorization": f"Bearer {tenant.key}",
+                                                     "If-None-Match": '"v0"'}).status_code == 200
+
+
 def _get(api, ticket, tag=None):
     return api.get(f"/api/v1/tickets/{ticket['id']}", headers={"If-None-Match": tag} if tag else None)
 

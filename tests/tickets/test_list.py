@@ -87,6 +87,10 @@ def test_filters(tenant, new_ticket):
     {"status": "open' or '1'='1"},
     {"status": "open,archived"},
     {"priority": "critical"},
+    {"status": ""},  # names no status: refused like an empty tag, not read as no filter
+    {"priority": ""},
+    {"tag": ""},
+    {"assignee_id": ""},
     {"assignee_id": "1 or 1=1"},
     {"created_after": "yesterday"},
     {"limit": "0"},

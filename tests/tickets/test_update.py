@@ -123,6 +123,7 @@ def test_an_empty_or_unchanged_patch_changes_nothing(tenant, new_ticket, audit_e
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"title": "x" * 201}, "title"),
+    ({"title": " \t "}, "title"),
     ({"description": "d" * (64 * 1024 + 1)}, "description"),
     ({"priority": "asap"}, "priority"),
     ({"status": "closed"}, "status"),
@@ -329,6 +330,19 @@ def test_reopen_returns_to_open_or_the_queue(tenant, new_ticket, recorded_events
     assert recorded_events(tenant)[-1][0] == "ticket.updated"
     reopened = [e for e in audit_entries(tenant, unassigned["id"]) if e.action == "reopened"]
     assert [(e.before["status"], e.after["status"]) for e in reopened] == [("closed", "new")]
+
+
+def test_reopen_clears_the_resolution_the_audit_log_keeps_and_takes_no_fields(tenant, new_ticket, audit_entries):
+    ticket = new_ticket()
+    path = f"/api/v1/tickets/{ticket['id']}"
+    assert tenant.api.post(f"{path}/close", json={"resolution": "Refunded."}).get_json()["resolution"] == "Refunded."
+    refused = tenant.api.post(f"{path}/reopen", json={"resolution": "keep"})
+    assert refused.status_code == 422 and "resolution" in refused.get_json()["errors"]
+    assert tenant.api.get(path).get_json()["status"] == "closed"
+    reopened = tenant.api.post(f"{path}/reopen", json={})
+    assert reopened.status_code == 200 and reopened.get_json()["resolution"] is None
+    entry = next(e for e in audit_entries(tenant, ticket["id"]) if e.action == "reopened")
+    assert (entry.before["resolution"], entry.after["resolution"]) == ("Refunded.", None)
 
 
 def test_reopen_of_an_open_ticket_answers_409(tenant, new_ticket):

@@ -24,7 +24,8 @@ PRIVATE_TARGETS = [
 ]
 NOT_HTTP = ["ftp://example.com/", "file:///etc/passwd", "gopher://127.0.0.1:25/", "javascript:alert(1)",
             "//example.com/", "example.com/hook", "http:///nohost", "http://user:pw@example.com/",
-            "http://example.com/#frag", "http://exa mple.com/", "http://example.com:99999/", "dict://127.0.0.1:11211/"]
+            "http://example.com/#frag", "http://exa mple.com/", "http://example.com:99999/",
+            "http://example.com:0/", "http://example.com:00/", "dict://127.0.0.1:11211/"]
 ALWAYS_REFUSED = ["http://169.254.169.254/", "http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://0.0.0.0/",
                   "http://[::]/", "http://224.0.0.1/", "http://[::ffff:169.254.169.254]/",
                   "http://[::ffff:0:a9fe:a9fe]/"]
