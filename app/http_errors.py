@@ -89,7 +89,7 @@ def api_error_response(error: HTTPException):
     headers = dict(data.get("headers") or {})
     payload = {"code": error.code, "status": error.name}
     errors = data.get("messages") or data.get("errors")
-    if errors:
+    if errors and error.code == 422:  # the contract: `errors` for validation failures only
         payload["errors"] = _flatten(errors)
     message = data.get("message")
     if message is None:

@@ -29,7 +29,8 @@ def test_taken_slug_is_409(client):
     assert signup(client, slug=slug).status_code == 201
     resp = signup(client, slug=slug)
     assert resp.status_code == 409
-    assert resp.get_json()["code"] == 409
+    # The contract's shape: `errors` is for validation failures (422) only.
+    assert resp.get_json() == {"code": 409, "status": "Conflict", "message": "This slug is taken."}
 
 
 @pytest.mark.parametrize("slug", ["A", "a", "1abc", "ab_c", "-abc", "x" * 41, "www", "api", "admin", "public",
