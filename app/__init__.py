@@ -22,6 +22,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY is not set: every process must share one, or sessions and signed "
                            "cursors from one are refused by the next. `make run` keeps one in DATA_DIR.")
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        raise RuntimeError("DATABASE_URL is not set. `make run` writes the URLs of its servers to DATA_DIR/env "
+                           "for commands run beside it (README, Tenants CLI).")
     from tenants import check_shards
 
     check_shards(app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_BINDS") or {},
