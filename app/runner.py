@@ -8,18 +8,25 @@ the run says loudly that antivirus is off and turns it off for its children, so 
 and each attachment records that no antivirus looked at it. Then gunicorn, an RQ worker and the
 outbox relay run in the foreground as child processes; Ctrl-C (or SIGTERM) stops every one of
 them, servers last. Everything is supervised: an embedded server that exits is started again on
-its port and data folder, and so is the web server, worker or relay, with backoff. Every child
-is tied to this process, so a SIGKILLed run leaves no orphan holding the data folder or port.
+its port and data folder, and so is the web server, worker or relay, with backoff (a process
+that exits within `QUICK_EXIT` seconds of its start counts as a failed start). Every child is
+tied to this process, so a SIGKILLed run leaves no orphan holding the data folder or port.
+
+The demo's passwords are public, so it listens on 127.0.0.1 unless HOST says otherwise; and it
+writes DATA_DIR/env (the servers' URLs and the secret) for commands run beside it. A start-up
+step that fails, or a web server that never answers, ends the run with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +34,8 @@ from app.embedded import EmbeddedClamd, clamd_program, start_missing, stop_proce
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BACKOFF = 30.0
+QUICK_EXIT = 10.0  # seconds: a child that exits sooner did not start (a bad setting, a port in use)
+SERVING_TIMEOUT = 60.0
 FRESHCLAM_DATABASE = Path("/var/lib/clamav")
 MAX_SOCKET_PATH = 100  # a unix socket's path must fit in about 108 bytes
 
@@ -67,6 +76,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    started_at: float = 0.0
 
     @property
     def port(self) -> str:
@@ -74,6 +84,7 @@ class Child:
 
     def start(self) -> Child:
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, preexec_fn=tied_to_parent(signal.SIGTERM))
+        self.started_at = time.monotonic()
         return self
 
     def stop(self) -> None:
@@ -97,18 +108,26 @@ class Supervisor:
         for server in self.servers:
             key = id(server)
             if server.proc is None or server.proc.poll() is None:
-                self.backoff.pop(key, None)
+                if now - getattr(server, "started_at", 0.0) >= QUICK_EXIT:
+                    self.backoff.pop(key, None)  # it has run a while: its next exit starts afresh
                 continue
             if now < self.next_try.get(key, 0):
                 continue
             name = type(server).__name__
+            delay = min(self.backoff.get(key, 0.5) * 2, MAX_BACKOFF)
+            if now - getattr(server, "started_at", 0.0) < QUICK_EXIT and key not in self.next_try:
+                # Exited right after its start: wait before the next, longer each time.
+                print(f"{name} ({server.port}) exited with code {server.proc.returncode} right after it started; "
+                      f"trying again in {delay:.0f} s", file=sys.stderr, flush=True)
+                self.backoff[key] = delay
+                self.next_try[key] = now + delay
+                continue
+            self.next_try.pop(key, None)
             print(f"{name} ({server.port}) exited with code {server.proc.returncode}; starting it again",
                   file=sys.stderr, flush=True)
-            delay = min(self.backoff.get(key, 0.5) * 2, MAX_BACKOFF)
             try:
                 server.start()
                 print(f"{name} ({server.port}) is back", file=sys.stderr, flush=True)
-                self.backoff.pop(key, None)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 print(f"{name} did not start ({exc}); trying again in {delay:.0f} s", file=sys.stderr, flush=True)
                 self.backoff[key] = delay
@@ -124,10 +143,37 @@ def _secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _write_env(data_dir: Path, env: dict[str, str]) -> Path:
+    """Write what a command beside this run needs (`set -a; . DATA_DIR/env; set +a`); only its owner reads it."""
+    path = data_dir / "env"
+    names = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATA_DIR", "MEDIA_ANTIVIRUS", "CLAMD_HOST", "CLAMD_PORT")
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in names if env.get(name)))
+    return path
+
+
+def _wait_until_serving(web: Child, port: str) -> bool:
+    """Wait until the web server answers /healthz; False if it exits first or never answers."""
+    deadline = time.monotonic() + SERVING_TIMEOUT
+    while time.monotonic() < deadline:
+        if web.proc is None or web.proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
 def main() -> None:
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / ".data")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    env["DATA_DIR"] = str(data_dir)
+    # The demo's passwords are public: reachable from this machine only, unless HOST says otherwise.
+    env.setdefault("HOST", "127.0.0.1")
     env["DATABASE_URL"], env["REDIS_URL"], servers = start_missing(
         data_dir, env.get("DATABASE_URL"), env.get("REDIS_URL"), tied=True)
     for server in servers:
@@ -138,7 +184,7 @@ def main() -> None:
         servers.append(clamd)
     children: list[Child] = []
 
-    def stop(*_args: object) -> None:
+    def stop(*_args: object, code: int = 0) -> None:
         for child in children:
             if child.proc is not None and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -146,7 +192,7 @@ def main() -> None:
             child.stop()
         for server in reversed(servers):
             server.stop()
-        sys.exit(0)
+        sys.exit(code)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -154,18 +200,23 @@ def main() -> None:
         flask = [sys.executable, "-m", "flask", "--app", "wsgi:app"]
         subprocess.run([*flask, "db-upgrade"], cwd=ROOT, env=env, check=True)
         subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True)
+        print(f"Settings for commands beside this run: set -a; . {_write_env(data_dir, env)}; set +a")
         port = env.get("PORT", "5000")
-        children += [Child("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env).start(),
-                     Child("worker", [*flask, "worker"], env).start(),
+        web = Child("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env).start()
+        children += [web, Child("worker", [*flask, "worker"], env).start(),
                      Child("relay", [*flask, "outbox", "relay"], env).start()]
-        print(f"Serving on http://localhost:{port}/ (Ctrl-C stops everything)", flush=True)
+        if not _wait_until_serving(web, port):
+            print(f"The web server did not start on {env['HOST']}:{port} (see its messages above).", file=sys.stderr)
+            stop(code=1)
+        where = "localhost" if env["HOST"] in ("127.0.0.1", "localhost", "0.0.0.0", "::") else env["HOST"]
+        print(f"Serving on http://{where}:{port}/ (Ctrl-C stops everything)", flush=True)
         supervisor = Supervisor([*servers, *children])
         while True:
             supervisor.check()
             time.sleep(0.5)
     except subprocess.CalledProcessError as exc:
         print(f"start-up step failed: {exc}", file=sys.stderr)
-    stop()
+        stop(code=1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,19 +79,25 @@ def _restart(pg: EmbeddedPostgres) -> bool:
         return False  # the dead postmaster's backends may still hold its shared memory for a moment
 
 
-@pytest.fixture
-def make_run():
-    """`python -m app.runner` (what `make run` runs) in a folder of its own; stopped or killed by the test."""
+def _start_make_run(port: int, **settings: str) -> tuple[subprocess.Popen, Path, Path]:
+    """Start `python -m app.runner` (what `make run` runs) in a folder of its own, with HOST left to its default."""
     data_dir = Path(tempfile.mkdtemp(prefix="tms-run-"))
-    port = free_port()
-    env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
-           "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "8", "MEDIA_ANTIVIRUS": "off", "PYTHONUNBUFFERED": "1"}
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+    env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "WEB_CONCURRENCY": "1",
+           "GUNICORN_THREADS": "8", "MEDIA_ANTIVIRUS": "off", "PYTHONUNBUFFERED": "1", **settings}
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "HOST"):
         env.pop(name, None)
     log = data_dir / "run.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "app.runner"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, data_dir, log
+
+
+@pytest.fixture
+def make_run():
+    """`make run`'s runner, stopped or killed by the test."""
+    port = free_port()
+    proc, data_dir, log = _start_make_run(port)
     yield proc, f"http://127.0.0.1:{port}", data_dir, log
     stop_process(proc, signal.SIGTERM, 30)
 
@@ -106,6 +113,16 @@ def _ready(base: str) -> bool:
 def test_make_run_restarts_its_servers_and_leaves_no_orphans_when_killed(make_run):
     proc, base, data_dir, log = make_run
     wait_until(lambda: _ready(base), f"make run to serve ({log})", timeout=240, every=1)
+    # The demo's passwords are public: it listens on loopback only.
+    assert _listening_addresses(int(base.rsplit(":", 1)[1])) == {"0100007F"}
+    # What it wrote for commands beside it, for its owner only, runs the CLI against its servers.
+    settings = data_dir / "env"
+    assert settings.stat().st_mode & 0o777 == 0o600
+    listed = subprocess.run(["bash", "-c", f"set -a; . {settings}; set +a; exec {sys.executable} -m flask "
+                             "--app wsgi:app tenants list"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items()
+                                 if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
+    assert listed.returncode == 0 and "demo" in listed.stdout, listed.stderr
 
     pg_pid = _postmaster_pid(data_dir / "postgres")
     os.kill(pg_pid, signal.SIGKILL)
@@ -131,6 +148,38 @@ def test_make_run_restarts_its_servers_and_leaves_no_orphans_when_killed(make_ru
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up
     wait_until(lambda: not any(_alive(pid) for pid in survivors if pid), "every child to die with make run",
                timeout=30)
+
+
+@pytest.mark.parametrize("trouble", ["a bad setting", "its port in use"])
+def test_make_run_that_cannot_serve_stops_everything_with_a_non_zero_exit(trouble):
+    """It exited 0 after a failed start-up step, and restarted a web server that could not bind in a loop."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] if trouble == "its port in use" else free_port()
+        settings = {"RATE_LIMIT_PER_MINUTE": "abc"} if trouble == "a bad setting" else {}
+        proc, data_dir, log = _start_make_run(port, **settings)
+        try:
+            assert proc.wait(timeout=240) == 1, log.read_text()
+        finally:
+            stop_process(proc, signal.SIGTERM, 30)
+    said = log.read_text()
+    assert ("RATE_LIMIT_PER_MINUTE must be a whole number" in said if trouble == "a bad setting"
+            else "The web server did not start" in said), said
+    assert "Serving on" not in said
+    assert not [p for p in (data_dir / "postgres").glob("postmaster.pid")], "the embedded servers were stopped"
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Return the local addresses (hex, as /proc/net/tcp writes them) listening on a TCP port."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, hex_port = fields[1].rpartition(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
 
 
 def _children(pid: int) -> list[int]:
