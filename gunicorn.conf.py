@@ -23,6 +23,9 @@ wsgi_app = "wsgi:app"
 # another path. The app is never mounted under a prefix.
 forwarded_allow_ips = ""
 forwarder_headers = ""
+# gunicorn's control socket is one path per user (~/.gunicorn/gunicorn.ctl), shared by every
+# instance (a second one stopping removed the first's); nothing here uses it.
+control_socket_disable = True
 limit_request_line = 8190  # the OpenAPI document promises 414 beyond this (app/openapi.py)
 
 

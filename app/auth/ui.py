@@ -111,7 +111,7 @@ def login():
         wait = throttle.login_attempt(tenant, form.email.data)
         if wait is not None:
             error = (f"Too many failed sign-ins. Try again in {wait.minutes} minute"
-                     f"{'s' if wait.minutes > 1 else ''}, or reset your password.")
+                     f"{'s' if wait.minutes > 1 else ''}, or ask an admin of your organization to set a new password.")
             status, retry_after = 429, wait.retry_after
         elif (user := authenticate(form.email.data, form.password.data)) is not None:
             db.session.commit()  # a password hash may have been brought up to date
