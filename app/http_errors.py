@@ -89,7 +89,9 @@ def api_error_response(error: HTTPException):
     headers = dict(data.get("headers") or {})
     payload = {"code": error.code, "status": error.name}
     errors = data.get("messages") or data.get("errors")
-    if errors and error.code == 422:  # the contract: `errors` for validation failures only
+    # The contract keeps `errors` for validation failures (a field refused: 400, 413, 415, 422); a
+    # conflict (409: a taken slug) is about the state of things, told by its message.
+    if errors and error.code != 409:
         payload["errors"] = _flatten(errors)
     message = data.get("message")
     if message is None:
