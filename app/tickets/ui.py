@@ -19,10 +19,11 @@ from app.assignment.services import explain
 from app.auth.actor import Actor, current_actor
 from app.conversation.services import latest_messages, post_message
 from app.conversation.threads import threads_of
+from app.errors import Invalid
 from app.extensions import db
 from app.media.page_forms import drain, read_page_form, streams_body, submitted_values
 from app.media.services import record_files, upload_limits
-from app.people.services import staff_users, teams_by_name, users_by_id
+from app.people.services import staff_users, teams_by_name, user_by_email, users_by_id
 from app.schemas import parse_uuid
 from app.tickets import queues, services
 from app.tickets.listing import list_tickets
@@ -114,6 +115,7 @@ def new_ticket():
             form = read_page_form()
             fields = read_form(NEW_TICKET, only=NEW_TICKET_FIELDS, form=form.fields)
             actor = current_actor()
+            fields["requester_id"] = requester_named(actor, form.fields)
             ticket = services.create_ticket(actor, **fields)
             number = ticket.number
             send_files(actor, ticket.id, form.files)
@@ -129,6 +131,21 @@ def new_ticket():
             return refusal_json(refused)
     return render_template("tickets/new.html", priorities=PRIORITIES, refused=refused, uploads=upload_limits(),
                            values=submitted_values() if refused else {}), refused.status if refused else 200
+
+
+def requester_named(actor: Actor, form: Any) -> uuid.UUID | None:
+    """Return whom staff open a ticket for (a call, an email), by the email the form names; None: themselves.
+
+    Requesters have no such box; anything sent in its name is theirs anyway.
+    """
+    email = (form.get("requester") or "").strip()
+    if not email or not actor.is_staff:
+        return None
+    user = user_by_email(email)
+    if user is None:
+        raise Invalid.field("requester", "No one in this organization has this email. An admin adds people "
+                                         "under Settings, People.", "Check the requester's email.")
+    return user.id
 
 
 def send_files(actor: Actor, ticket_id: uuid.UUID, files: list) -> None:

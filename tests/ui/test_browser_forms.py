@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.servers import DESKTOP
+from tests.servers import DESKTOP, PHONE
 from tests.ui.conftest import browser_sign_in
 
 
@@ -51,3 +51,25 @@ def test_a_destructive_action_asks_first(live_server, browser, help_desk):
     expect(page.locator(".alert-success")).to_be_visible()
     assert hd.tenant.api.get(f"/api/v1/users/{hd.agent.id}").status_code == 404
     page.context.close()
+
+
+def test_an_agent_opens_a_ticket_for_a_customer_by_email_in_the_browser(live_server, browser, help_desk, keep):
+    """Through the page's script (it posts the form and reads a refusal as JSON) at both widths."""
+    hd, base = help_desk, live_server.url
+    for name, size in (("1280", DESKTOP), ("390", PHONE)):
+        page = browser.new_context(**size).new_page()
+        browser_sign_in(page, base, hd.agent)
+        page.goto(f"{base}/t/{hd.slug}/tickets/new")
+        page.get_by_label("requester").fill("nobody@example.com")
+        page.get_by_label("title").fill(f"Phoned in ({name})")
+        page.get_by_role("button", name="Open ticket").click()
+        expect(page.locator("#requester-error")).to_contain_text("No one in this organization has this email")
+        expect(page.get_by_label("requester")).to_have_attribute("aria-invalid", "true")
+        keep(page, f"agent-new-ticket-unknown-requester-{name}")
+        page.get_by_label("requester").fill(hd.requester.email)
+        page.get_by_role("button", name="Open ticket").click()
+        expect(page.get_by_role("heading", name=f"Phoned in ({name})")).to_be_visible()
+        keep(page, f"agent-ticket-opened-for-requester-{name}")
+        page.context.close()
+    theirs = hd.tenant.key_for(hd.requester.user).get("/api/v1/tickets").get_json()["items"]
+    assert sorted(t["title"] for t in theirs) == ["Phoned in (1280)", "Phoned in (390)"]

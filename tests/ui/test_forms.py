@@ -75,6 +75,38 @@ def test_a_refused_new_ticket_says_why_beside_the_field(help_desk, sign_in, fiel
     assert help_desk.tenant.api.get("/api/v1/tickets").get_json()["items"] == []
 
 
+def test_an_agent_opens_a_ticket_for_a_requester_named_by_email(help_desk, sign_in):
+    """A call or an email taken by an agent: the ticket is the customer's, as in any help desk."""
+    hd = help_desk
+    agent = sign_in(hd.agent)
+    form = agent.get(f"/t/{hd.slug}/tickets/new").data.decode()
+    assert 'id="requester" name="requester"' in form
+    unknown = agent.post(f"/t/{hd.slug}/tickets/new", data={"title": "Phoned in", "requester": "nobody@example.com"})
+    assert unknown.status_code == 422
+    page = unknown.data.decode()
+    assert re.search(r'id="requester"[^>]*aria-invalid="true"', page) and "No one in this organization" in page
+    assert 'value="nobody@example.com"' in page and 'value="Phoned in"' in page  # what was typed is kept
+    assert hd.tenant.api.get("/api/v1/tickets").get_json()["items"] == []
+    opened = agent.post(f"/t/{hd.slug}/tickets/new", data={"title": "Phoned in",
+                                                           "requester": f"  {hd.requester.email.upper()} "})
+    assert opened.status_code == 302, opened.data.decode()[:500]
+    number = int(opened.headers["Location"].rsplit("/", 1)[1])
+    found = hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()
+    assert found["requester_id"] == hd.requester.id
+    mine = agent.post(f"/t/{hd.slug}/tickets/new", data={"title": "My own", "requester": ""})
+    number = int(mine.headers["Location"].rsplit("/", 1)[1])
+    assert hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()["requester_id"] == hd.agent.id
+
+
+def test_a_requester_has_no_requester_box_and_cannot_open_a_ticket_for_someone_else(help_desk, sign_in):
+    hd = help_desk
+    client = sign_in(hd.requester)
+    assert 'name="requester"' not in client.get(f"/t/{hd.slug}/tickets/new").data.decode()
+    sent = client.post(f"/t/{hd.slug}/tickets/new", data={"title": "Mine", "requester": hd.other_requester.email})
+    number = int(sent.headers["Location"].rsplit("/", 1)[1])
+    assert hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()["requester_id"] == hd.requester.id
+
+
 # --- replies ----------------------------------------------------------------------------------
 
 
