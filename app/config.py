@@ -101,7 +101,9 @@ class Config:
         self.REDIS_URL = _redis_url("REDIS_URL")
         # Redis connections per process; a thread that finds them all busy waits up to 5 s for one.
         self.REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 100)
-        self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN", "")
+        # Tenants are served at <slug>.<this> too; SERVER_NAME is the contract's name for it (not Flask's
+        # setting of that name, which would refuse every other host).
+        self.SERVER_NAME_FOR_TENANTS = os.environ.get("TENANT_DOMAIN") or os.environ.get("SERVER_NAME", "")
         self.DB_POOL_SIZE = _int("DB_POOL_SIZE", 20)
         self.DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 10, minimum=0)
         self.DB_POOL_TIMEOUT = _float("DB_POOL_TIMEOUT", 5)

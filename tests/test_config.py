@@ -48,3 +48,11 @@ def test_https_makes_cookies_secure_unless_told_otherwise(monkeypatch):
     assert Config().SESSION_COOKIE_SECURE is True
     monkeypatch.setenv("SESSION_COOKIE_SECURE", "0")
     assert Config().SESSION_COOKIE_SECURE is False
+
+
+def test_the_tenants_domain_is_tenant_domain_or_the_contracts_server_name(monkeypatch):
+    monkeypatch.delenv("TENANT_DOMAIN", raising=False)
+    monkeypatch.setenv("SERVER_NAME", "desk.example")
+    assert Config().SERVER_NAME_FOR_TENANTS == "desk.example"
+    monkeypatch.setenv("TENANT_DOMAIN", "help.example")
+    assert Config().SERVER_NAME_FOR_TENANTS == "help.example"
