@@ -144,6 +144,14 @@ def claim_in_sql(source: Any, response: sa.ColumnElement[bytes]) -> sa.Insert:
     ).returning(table.c.key)
 
 
+def kept_in_sql() -> sa.Exists:
+    """Return the condition that the key `claim_in_sql` would claim is kept already (a replay), for work
+    that must not even start then (a ticket number drawn for a replay would be a gap in the numbers)."""
+    return sa.exists().where(IdempotencyRecord.actor_key == sa.bindparam("idem_owner", type_=UUID(as_uuid=True)),
+                             IdempotencyRecord.key == sa.bindparam("idem_key", type_=sa.String),
+                             IdempotencyRecord.created_at >= sa.func.now() - RETENTION)
+
+
 # Kept keys only: a statement that never reached its claim (the work was refused first) may find
 # an expired one, which a claim would have taken over.
 _EARLIER = TenantStatement(sa.select(

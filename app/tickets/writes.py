@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
-from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response
+from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response, kept_in_sql
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
@@ -93,7 +93,9 @@ def _statement(claimed: bool) -> TenantStatement:
     columns = [*GIVEN, *DEFAULTED]
     given = [sa.bindparam(k, type_=Ticket.__table__.c[k].type) for k in columns]
     if claimed:
-        number = sa.select(NUMBER_SEQUENCE.next_value().label("number")).cte("drawn")
+        # No number is drawn for a replay: the next new ticket gets the next number. (Two requests
+        # with one key at once may still each draw one: the one that waits for the claim wastes it.)
+        number = sa.select(NUMBER_SEQUENCE.next_value().label("number")).where(~kept_in_sql()).cte("drawn")
         claim = claim_in_sql(number, Spliced.sql(number.c.number)).cte("claimed")
         source = sa.select(*given, number.c.number).where(sa.exists(sa.select(claim.c.key)))
         columns.append("number")

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from app.auth.actor import Actor
 from app.idempotency import IdempotencyRecord
 from app.tickets import services
+from tests.helpers import new_ticket as open_ticket
 from tests.servers import start_gunicorn, stop_gunicorn
 
 
@@ -187,6 +188,14 @@ def test_same_key_with_another_body_answers_422(tenant, table_counts):
     assert resp.status_code == 422  # the IETF Idempotency-Key draft: the key was used for another request
     assert "Idempotency-Key" in resp.get_json()["errors"]
     assert table_counts(tenant) == counts
+
+
+def test_a_replay_takes_no_ticket_number(tenant):
+    """Numbers are unique and increasing with no reuse; a replay drawing one left a gap after each retry."""
+    first = _post(tenant.api, {"title": "once"}, "numbered").get_json()["number"]
+    assert _post(tenant.api, {"title": "once"}, "numbered").headers["Idempotent-Replayed"] == "true"
+    assert _post(tenant.api, {"title": "other"}, "numbered").status_code == 422
+    assert open_ticket(tenant.api, "next")["number"] == first + 1
 
 
 def test_keys_belong_to_the_api_key_that_used_them(tenant):
