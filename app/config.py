@@ -30,8 +30,9 @@ def _int(name: str, default: int, minimum: int = 1, maximum: int | None = None) 
     return value
 
 
-def _float(name: str, default: float) -> float:
-    """Read a number of seconds (or hours) above zero; refuse anything else by name."""
+def _float(name: str, default: float, zero: bool = False) -> float:
+    """Read a number of seconds (or hours) above zero (or 0, where `zero` says it means never); refuse
+    anything else by name."""
     raw = os.environ.get(name, "")
     if not raw.strip():
         return default
@@ -39,8 +40,8 @@ def _float(name: str, default: float) -> float:
         value = float(raw.strip())
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise ConfigError(f"{name} must be a number above 0, not {raw!r}")
+    if not (value >= 0 if zero else value > 0) or value == math.inf:
+        raise ConfigError(f"{name} must be a number {'of 0 or more' if zero else 'above 0'}, not {raw!r}")
     return value
 
 
@@ -138,7 +139,7 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
-        self.PREFERRED_URL_SCHEME = os.environ.get("PREFERRED_URL_SCHEME", "http")
+        self.PREFERRED_URL_SCHEME = os.environ.get("PREFERRED_URL_SCHEME") or "http"
         if self.PREFERRED_URL_SCHEME not in ("http", "https"):
             raise ConfigError(f"PREFERRED_URL_SCHEME must be http or https, not {self.PREFERRED_URL_SCHEME!r}")
         # Served over https (PREFERRED_URL_SCHEME=https), cookies are Secure unless told otherwise.
@@ -173,13 +174,13 @@ class Config:
         # Seconds after which the relay hands an unprocessed outbox row to RQ again (a lost job).
         self.OUTBOX_REDELIVER_AFTER = _float("OUTBOX_REDELIVER_AFTER", 30)
         self.OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", 50)
-        self.MEDIA_SWEEP_HOURS = _float("MEDIA_SWEEP_HOURS", 24)
+        self.MEDIA_SWEEP_HOURS = _float("MEDIA_SWEEP_HOURS", 24, zero=True)  # 0: never
         # Jobs one tenant may have waiting or running per queue; the rest wait in the database.
         self.TENANT_QUEUED_JOBS = _int("TENANT_QUEUED_JOBS", 100)
         # Enqueue outbox rows right after their commit; off, only the relay does (for benchmarks).
         self.OUTBOX_FAST_PATH = _flag("OUTBOX_FAST_PATH", True)
         # Media (README, "Media"): where files live, how big they may be, how they are scanned.
-        self.MEDIA_BACKEND = os.environ.get("MEDIA_BACKEND", "local")
+        self.MEDIA_BACKEND = os.environ.get("MEDIA_BACKEND") or "local"
         self.MEDIA_LOCAL_DIR = os.environ.get("MEDIA_LOCAL_DIR") or os.path.join(
             os.environ.get("DATA_DIR", ".data"), "media")
         self.MEDIA_S3_BUCKET = os.environ.get("MEDIA_S3_BUCKET", "")
@@ -197,7 +198,7 @@ class Config:
         self.MEDIA_SCAN_RETRY_BUDGET = _float("MEDIA_SCAN_RETRY_BUDGET", 6 * 3600)
         # "clamd" (the default) needs CLAMD_SOCKET or CLAMD_HOST; "off" is the operator's explicit
         # choice to store files with no antivirus verdict, which each attachment then records.
-        self.MEDIA_ANTIVIRUS = os.environ.get("MEDIA_ANTIVIRUS", "clamd")
+        self.MEDIA_ANTIVIRUS = os.environ.get("MEDIA_ANTIVIRUS") or "clamd"
         self.CLAMD_SOCKET = os.environ.get("CLAMD_SOCKET", "")
         self.CLAMD_HOST = os.environ.get("CLAMD_HOST", "")
         self.CLAMD_PORT = _int("CLAMD_PORT", 3310, maximum=65535)

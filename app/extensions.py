@@ -77,10 +77,9 @@ class CommonErrorsPlugin(BasePlugin):
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
             json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
-            query = any(p.get("in") == "query" for p in operation.get("parameters", []) if isinstance(p, dict))
-            # A body that is not JSON, or a query string that is not UTF-8: 400 (app.input_guard);
-            # a body over MAX_CONTENT_LENGTH: 413; not sent as JSON: 415.
-            extra = ("400", "413", "415") if json_body else ("400",) if query else ()
+            # Any request's query string that is not UTF-8, or a body that is not JSON: 400
+            # (app.input_guard); a body over MAX_CONTENT_LENGTH: 413; not sent as JSON: 415.
+            extra = ("400", "413", "415") if json_body else ("400",)
             for code in (*codes, *extra):
                 responses.setdefault(code, "DEFAULT_ERROR")
 

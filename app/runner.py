@@ -23,6 +23,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,22 +147,40 @@ def _secret_key(data_dir: Path) -> str:
 def _write_env(data_dir: Path, env: dict[str, str]) -> Path:
     """Write what a command beside this run needs (`set -a; . DATA_DIR/env; set +a`); only its owner reads it."""
     path = data_dir / "env"
-    names = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATA_DIR", "MEDIA_ANTIVIRUS", "CLAMD_HOST", "CLAMD_PORT")
+    names = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATA_DIR", "MEDIA_ANTIVIRUS", "CLAMD_SOCKET", "CLAMD_HOST",
+             "CLAMD_PORT")
     path.touch(mode=0o600)
     path.chmod(0o600)
     path.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in names if env.get(name)))
     return path
 
 
-def _wait_until_serving(web: Child, port: str) -> bool:
+def _reachable(host: str) -> str:
+    """Return the address this machine reaches a server bound to `host` at (any address: loopback)."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def _port_taken(host: str, port: str) -> bool:
+    """Tell whether something listens on the port already (gunicorn would fail to bind, while that other
+    server answered our health check)."""
+    try:
+        with socket.create_connection((_reachable(host), int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until_serving(web: Child, host: str, port: str) -> bool:
     """Wait until the web server answers /healthz; False if it exits first or never answers."""
+    address = _reachable(host)
+    url = f"http://{f'[{address}]' if ':' in address else address}:{port}/healthz"
     deadline = time.monotonic() + SERVING_TIMEOUT
     while time.monotonic() < deadline:
         if web.proc is None or web.proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return True
+            with urllib.request.urlopen(url, timeout=2):
+                return web.proc.poll() is None
         except OSError:
             time.sleep(0.3)
     return False
@@ -202,10 +221,13 @@ def main() -> None:
         subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True)
         print(f"Settings for commands beside this run: set -a; . {_write_env(data_dir, env)}; set +a")
         port = env.get("PORT", "5000")
+        if _port_taken(env["HOST"], port):
+            print(f"Port {port} is in use on {env['HOST']}: another server answers there. Set PORT.", file=sys.stderr)
+            stop(code=1)
         web = Child("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env).start()
         children += [web, Child("worker", [*flask, "worker"], env).start(),
                      Child("relay", [*flask, "outbox", "relay"], env).start()]
-        if not _wait_until_serving(web, port):
+        if not _wait_until_serving(web, env["HOST"], port):
             print(f"The web server did not start on {env['HOST']}:{port} (see its messages above).", file=sys.stderr)
             stop(code=1)
         where = "localhost" if env["HOST"] in ("127.0.0.1", "localhost", "0.0.0.0", "::") else env["HOST"]

@@ -14,6 +14,7 @@ from app.config import Config, ConfigError
     ("MEDIA_MAX_SIZE", "-1"), ("DB_POOL_SIZE", "-1"), ("REDIS_MAX_CONNECTIONS", "0"), ("TRUSTED_PROXIES", "yes"),
     ("TRUSTED_PROXIES", "-1"), ("CLAMD_PORT", "abc"), ("CLAMD_PORT", "70000"), ("DB_POOL_TIMEOUT", "abc"),
     ("STREAM_PING_INTERVAL", "0"), ("STREAM_PING_INTERVAL", "nan"), ("STREAM_PING_INTERVAL", "inf"),
+    ("MEDIA_SWEEP_HOURS", "-1"), ("MEDIA_SWEEP_HOURS", "nan"),
     ("DB_CONNECTION_MAX_TENANTS", "-1"), ("POOL_CHECKOUT_GUARD", "maybe"), ("SESSION_COOKIE_SECURE", "sure"),
     ("REDIS_URL", "notaurl"), ("REDIS_URL", "http://127.0.0.1:6379"), ("PREFERRED_URL_SCHEME", "ftp"),
 ])
@@ -30,6 +31,10 @@ def test_a_value_the_product_cannot_run_with_is_refused_by_name(monkeypatch, nam
     ("DB_POOL_RECYCLE", "-1", "DB_POOL_RECYCLE", -1),  # SQLAlchemy's never
     ("DASHBOARD_CACHE_SECONDS", "0", "DASHBOARD_CACHE_SECONDS", 0),
     ("STREAM_RESYNC_INTERVAL", "0.5", "STREAM_RESYNC_INTERVAL", 0.5),
+    ("MEDIA_SWEEP_HOURS", "0", "MEDIA_SWEEP_HOURS", 0),  # 0: never
+    ("PREFERRED_URL_SCHEME", "", "PREFERRED_URL_SCHEME", "http"),
+    ("MEDIA_BACKEND", "", "MEDIA_BACKEND", "local"),
+    ("MEDIA_ANTIVIRUS", "", "MEDIA_ANTIVIRUS", "clamd"),
     ("SESSION_COOKIE_SECURE", "yes", "SESSION_COOKIE_SECURE", True),
     ("SESSION_COOKIE_SECURE", "ON", "SESSION_COOKIE_SECURE", True),
     ("SESSION_COOKIE_SECURE", "off", "SESSION_COOKIE_SECURE", False),

@@ -63,7 +63,8 @@ def first_response_at(author: Any) -> sa.ColumnElement:
 
 
 # Who posts decides what a message changes on its ticket, and (`writes`) which tickets they see.
-REQUESTER, STAFF_NOTE, STAFF_REPLY = "requester", "staff note", "staff reply"
+# OPENING is the first message of a ticket staff open for someone, with its files: not an answer.
+REQUESTER, STAFF_NOTE, STAFF_REPLY, OPENING = "requester", "staff note", "staff reply", "opening"
 
 
 def bumped_by(kind: str, author: Any) -> dict[str, Any]:
@@ -85,14 +86,15 @@ def bumped_by(kind: str, author: Any) -> dict[str, Any]:
     return values
 
 
-def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
+def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool, kind: str | None = None) -> int:
     """Take the next message `seq` of a ticket `actor` can see and may write to, or raise NotFound or Conflict.
 
     One `UPDATE ... RETURNING` both checks visibility and numbers the message; the row stays
     locked until commit, so concurrent posts on a ticket serialize and seqs have no gaps. The
     rest of what it sets is `bumped_by`'s.
     """
-    values = bumped_by(STAFF_NOTE if internal else STAFF_REPLY if actor.is_staff else REQUESTER, actor.user_id)
+    kind = kind or (STAFF_NOTE if internal else STAFF_REPLY if actor.is_staff else REQUESTER)
+    values = bumped_by(kind, actor.user_id)
     bumped = db.session.execute(
         sa.update(Ticket).where(Ticket.id == ticket_id, visibility(actor)).values(**values)
         .returning(Ticket.last_message_seq, Ticket.status),
@@ -105,15 +107,17 @@ def next_seq(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> int:
 
 
 def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.UUID | None = None,
-                 internal: bool = False, attachment_ids: list[uuid.UUID] | None = None) -> Message:
+                 internal: bool = False, attachment_ids: list[uuid.UUID] | None = None,
+                 opening: bool = False) -> Message:
     """Add a message to a ticket the actor can see; it is broadcast once the caller commits.
 
     `attachment_ids` are the author's own uploads on this ticket that no message carries yet. A
-    reply to an internal note must be one too. Posts without attachments have a one-statement
-    twin, `writes.post_message`.
+    reply to an internal note must be one too. An `opening` message carries the files of a ticket
+    as it is opened (by staff for someone: not their first response). Posts without attachments
+    have a one-statement twin, `writes.post_message`.
     """
     check_may_post(actor, internal)
-    seq = next_seq(actor, ticket_id, internal)
+    seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
     if not actor.is_staff:
         reopen_answered(actor, ticket_id)
     if parent_id is not None:
@@ -244,9 +248,12 @@ def _may_change(actor: Actor, message: Message) -> None:
 
 
 def edit_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, body: str) -> Message:
-    """Change a message's body; the previous body is kept in the audit log."""
+    """Change a message's body; the previous body is kept in the audit log. On their closed ticket a
+    requester may not, as they may not write there (Conflict)."""
     message = message_for(actor, ticket_id, message_id, lock=True)
     _may_change(actor, message)
+    if not actor.is_staff:
+        check_open_for(actor, ticket_for(actor, ticket_id).status)
     before = message.body
     message.body = body
     message.body_html = render(body)

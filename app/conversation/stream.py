@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -198,9 +198,9 @@ class TicketStream:
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
         self.listener = Listener(ws.event, grant.tenant.id, slot, Sending(getattr(ws, "sock", None)))
         self.last_typing = -math.inf
-        # Message or file id -> the state of it this socket last sent (`told_state`), so a resync
-        # sends only the changes whose live event never came.
-        self.told: dict[str, str] = {}
+        # Message or file id -> the state of it this socket last sent (`told_state`) and when, so a
+        # resync sends only the changes whose live event never came.
+        self.told: dict[str, tuple[str, float]] = {}
 
     def run(self) -> None:
         config = current_app.config
@@ -224,7 +224,7 @@ class TicketStream:
         if self.with_ticket:
             self.send_ticket()
         held = self.last_seq
-        self.catch_up()
+        self.catch_up()  # first: a file's scan is told after the message that carries it
         self.send_recent_changes(held)
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
@@ -347,15 +347,21 @@ class TicketStream:
         except SQLAlchemyError:
             log.warning("could not read a stream's recent changes", exc_info=True)
             return
-        told, self.told = self.told, {}  # what is no longer recent is forgotten
         scans = [(bool(body.get("internal")), {"type": "attachment.updated", "attachment": body}) for body in files]
         for internal, event in [*messages, *scans]:
             if not services.visible_to(self.actor, internal):
                 continue
             item_id, state = told_state(event)
-            if not untold_only or told.get(item_id) != state:
+            if not untold_only or self.told.get(item_id, ("",))[0] != state:
                 self.send(event)
-            self.told[item_id] = state
+            self.note_told(event)
+        horizon = time.monotonic() - 2 * RECENT_CHANGES.total_seconds()  # no longer asked about: forgotten
+        self.told = {item: told for item, told in self.told.items() if told[1] > horizon}
+
+    def note_told(self, event: dict[str, Any]) -> None:
+        """Note that this socket has told the client a message or file as `event` says it is now."""
+        item_id, state = told_state(event)
+        self.told[item_id] = (state, time.monotonic())
 
     def catch_up(self, before: int | None = None) -> None:
         """Send every message after `last_seq` (and before seq `before`, if given) from Postgres, page by page.
@@ -381,6 +387,9 @@ class TicketStream:
                 self.last_seq = seq
                 if not deleted and services.visible_to(self.actor, internal):
                     self.send({"type": "message.created", "message": message})
+                # As it is now: a resync need not tell its edit again, nor the deletion of what never went out.
+                if deleted or message.get("edited_at"):
+                    self.note_told({"type": "message.deleted" if deleted else "message.updated", "message": message})
             if len(rows) < CATCH_UP_PAGE:
                 return
 
@@ -405,8 +414,7 @@ class TicketStream:
                     self.actor, bool(event[item].get("internal"))):
                 return
         if kind in CHANGES:
-            item_id, state = told_state(event)
-            self.told[item_id] = state
+            self.note_told(event)
         if raw is None:
             self.send(event)
         else:
@@ -542,10 +550,15 @@ CHANGES = {"message.updated": ("message", "edited_at"), "message.deleted": ("mes
 
 
 def told_state(event: dict[str, Any]) -> tuple[str, str]:
-    """Return the id of the message or file a change event is about, and the state it tells."""
+    """Return the id of the message or file a change event is about, and the state it tells (an edit's
+    time as an instant: processes whose sessions keep other time zones write it differently)."""
     item, field = CHANGES[event["type"]]
     body = event.get(item) or {}
-    return str(body.get("id")), f"{event['type']}:{body.get(field) if field else ''}"
+    value = body.get(field) if field else ""
+    if field == "edited_at" and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = datetime.fromisoformat(value).timestamp()
+    return str(body.get("id")), f"{event['type']}:{value}"
 
 
 def error_event(error: HTTPException | DomainError, ref: Any = None) -> dict[str, Any]:

@@ -301,9 +301,11 @@ def _reopen(ticket: Ticket) -> Ticket:
     ticket.closed_at = None
     ticket.resolved_at = None
     ticket.resolution = None  # the answer did not solve it; the audit entry keeps what it said
-    audit.record("ticket", ticket.id, "reopened", before=before, after=snapshot(ticket))
-    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["status"], "reopened": True},
-         event_data(ticket, changes=["status"]))
+    after = snapshot(ticket)
+    audit.record("ticket", ticket.id, "reopened", before=before, after=after)
+    changed = [name for name in ("status", "resolution") if before[name] != after[name]]
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": changed, "reopened": True},
+         event_data(ticket, changes=changed))
     db.session.flush()
     return ticket
 

@@ -154,7 +154,7 @@ def send_files(actor: Actor, ticket_id: uuid.UUID, files: list) -> None:
     if attachments:
         names = ", ".join(a.filename for a in attachments)
         post_message(actor, ticket_id, f"Attached when the ticket was opened: {names}",
-                     attachment_ids=[a.id for a in attachments])
+                     attachment_ids=[a.id for a in attachments], opening=True)
 
 
 # --- the ticket page ---------------------------------------------------------------------------

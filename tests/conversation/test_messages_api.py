@@ -316,10 +316,17 @@ def test_a_requester_cannot_write_to_their_closed_ticket_but_may_reopen_it(tenan
     assert refused.get_json()["message"] == "This ticket is closed; reopen it to write again."
     assert tenant.api.get(path).get_json() == closed
     assert agent.get(f"{path}/messages").get_json()["items"] == []
+    mine = post_message(agent, ticket["id"], body="placeholder").get_json()  # staff may edit theirs
+    assert agent.patch(f"{path}/messages/{mine['id']}", json={"body": "For the record"}).status_code == 200
+    assert tenant.api.delete(f"{path}/messages/{mine['id']}").status_code == 204
     # Staff may still write, a note or a reply, without reopening it.
     assert post_message(agent, ticket["id"], body="noted", internal=True).status_code == 201
     assert post_message(agent, ticket["id"], body="For the record: fixed in 2.1.").status_code == 201
     assert tenant.api.get(path).get_json()["status"] == "closed"
     # Reopened, the requester writes again.
     assert requester.post(f"{path}/reopen").status_code == 200
-    assert post_message(requester, ticket["id"], body="It is back.", **extra).status_code == 201
+    written = post_message(requester, ticket["id"], body="It is back.", **extra).get_json()
+    assert requester.post(f"{path}/close", json={}).status_code == 200
+    edited = requester.patch(f"{path}/messages/{written['id']}", json={"body": "changed after the close"})
+    assert edited.status_code == 409, edited.get_json()  # nor may they edit there
+    assert agent.get(f"{path}/messages").get_json()["items"][-1]["body"] == "It is back."

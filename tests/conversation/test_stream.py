@@ -346,6 +346,24 @@ def test_edits_deletions_and_scans_whose_events_were_never_published_arrive_by_p
                                    ("attachment.updated", upload["id"])])
 
 
+def test_what_a_catch_up_sent_as_it_is_now_is_not_told_again_at_a_resync(tenant, impatient_server):
+    ticket = helpers.new_ticket(tenant.api)
+    edited, gone = (helpers.post_message(tenant.api, ticket["id"], body=b).get_json() for b in ("a", "b"))
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    assert tenant.api.patch(f"{path}/{edited['id']}", json={"body": "a, edited"}).status_code == 200
+    assert tenant.api.delete(f"{path}/{gone['id']}").status_code == 204
+    ws = impatient_server.connect(ticket["id"], key=tenant.key)  # after_seq 0: all by catch-up
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "a, edited"
+    seen = []
+    deadline = time.monotonic() + 2  # about four resyncs
+    while time.monotonic() < deadline:
+        try:
+            seen.append(helpers.next_event(ws, timeout=max(deadline - time.monotonic(), 0.01))["type"])
+        except (TimeoutError, websocket.WebSocketTimeoutException):
+            break
+    assert [kind for kind in seen if kind != "ticket.updated"] == []
+
+
 def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reaches_the_requester(tenant, server_a):
     requester = tenant.key_for(tenant.user("requester"))
     ticket = helpers.new_ticket(requester)

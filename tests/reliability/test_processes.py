@@ -165,7 +165,7 @@ def test_make_run_that_cannot_serve_stops_everything_with_a_non_zero_exit(troubl
             stop_process(proc, signal.SIGTERM, 30)
     said = log.read_text()
     assert ("RATE_LIMIT_PER_MINUTE must be a whole number" in said if trouble == "a bad setting"
-            else "The web server did not start" in said), said
+            else f"Port {port} is in use" in said), said
     assert "Serving on" not in said
     assert not [p for p in (data_dir / "postgres").glob("postmaster.pid")], "the embedded servers were stopped"
 

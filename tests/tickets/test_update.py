@@ -343,6 +343,8 @@ def test_reopen_clears_the_resolution_the_audit_log_keeps_and_takes_no_fields(te
     assert reopened.status_code == 200 and reopened.get_json()["resolution"] is None
     entry = next(e for e in audit_entries(tenant, ticket["id"]) if e.action == "reopened")
     assert (entry.before["resolution"], entry.after["resolution"]) == ("Refunded.", None)
+    told = tenant.api.get("/api/v1/events?types=ticket.updated").get_json()["items"][-1]["data"]
+    assert sorted(told["changes"]) == ["resolution", "status"] and told["ticket"]["resolution"] is None
 
 
 def test_reopen_of_an_open_ticket_answers_409(tenant, new_ticket):

@@ -6,6 +6,7 @@ form changes nothing.
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from html import unescape
@@ -93,6 +94,17 @@ def test_an_agent_opens_a_ticket_for_a_requester_named_by_email(help_desk, sign_
     number = int(opened.headers["Location"].rsplit("/", 1)[1])
     found = hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()
     assert found["requester_id"] == hd.requester.id
+    # With a file: the message carrying it is the ticket's opening, not the agent's first response.
+    with_file = agent.post(f"/t/{hd.slug}/tickets/new", content_type="multipart/form-data", data={
+        "title": "Phoned in, log attached", "requester": hd.requester.email,
+        "file": (io.BytesIO(b"error log"), "log.txt")})
+    assert with_file.status_code == 302, with_file.data.decode()[:500]
+    number = int(with_file.headers["Location"].rsplit("/", 1)[1])
+    found = hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()
+    assert (found["requester_id"], found["first_response_at"], found["first_response_seconds"]) == (
+        hd.requester.id, None, None)
+    messages = hd.tenant.api.get(f"/api/v1/tickets/{found['id']}/messages").get_json()["items"]
+    assert [(m["author_id"], m["internal"], len(m["attachments"])) for m in messages] == [(hd.agent.id, False, 1)]
     mine = agent.post(f"/t/{hd.slug}/tickets/new", data={"title": "My own", "requester": ""})
     number = int(mine.headers["Location"].rsplit("/", 1)[1])
     assert hd.tenant.api.get(f"/api/v1/tickets/by-number/{number}").get_json()["requester_id"] == hd.agent.id

@@ -193,7 +193,7 @@ function refused(event) {
   if (!item) return;
   // Busy, rate limited or not stored: sending again may work. Anything else would be refused again,
   // as would a requester's message on a ticket closed meanwhile (409 too; the page offers Reopen).
-  const busy = event.code === 409 && page.dataset.status !== "closed";
+  const busy = event.code === 409 && (data.staff || page.dataset.status !== "closed");
   const retryable = busy || event.code === 429 || event.code >= 500;
   item.refused = !retryable;
   clearTimeout(item.timer);
