@@ -32,3 +32,17 @@ def test_page_forms_refuse_control_characters_like_the_api(app, make_tenant):
     resp = client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "password": "pass\x00word"},
                        environ_base={"REMOTE_ADDR": "10.9.8.6"})
     assert resp.status_code == 422
+
+
+def test_a_body_of_whitespace_json_does_not_know_is_not_json(tenant):
+    """A vertical tab or a form feed alone read as no body (bytes.strip drops them): a PATCH answered 200."""
+    hook = tenant.api.post("/api/v1/webhooks", json={"url": "https://example.com/hooks", "events": ["ticket.closed"]})
+    path = f"/api/v1/webhooks/{hook.get_json()['id']}"
+    for raw in (b"\x0b", b"\x0c", b" \x0b\n", b"\x1c"):
+        resp = tenant.api.client.patch(path, data=raw, headers={"Authorization": f"Bearer {tenant.key}",
+                                                                "Content-Type": "application/json"})
+        assert resp.status_code == 400 and resp.get_json()["message"] == "The body is not valid JSON.", raw
+    for raw in (b"", b" \t\r\n"):  # JSON's own whitespace only: no body, no change
+        resp = tenant.api.client.patch(path, data=raw, headers={"Authorization": f"Bearer {tenant.key}",
+                                                                "Content-Type": "application/json"})
+        assert resp.status_code == 200, raw

@@ -80,8 +80,9 @@ def worker(queues: str, burst: bool) -> None:
     use_app(current_app._get_current_object())
     delay = 0.5
     while True:
-        rq_worker = _Worker(queues.split(","), connection=redis_client())
         try:
+            # Made inside: RQ names its connection to Redis as it makes a worker, which fails while Redis is away.
+            rq_worker = _Worker(queues.split(","), connection=redis_client())
             rq_worker.work(burst=burst, with_scheduler=True)
             if burst or rq_worker.asked_to_stop:
                 return

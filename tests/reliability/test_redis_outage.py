@@ -169,3 +169,26 @@ def test_a_worker_that_meets_redis_gone_as_it_finishes_a_job_works_on_once_redis
         stop_process(worker, signal.SIGTERM, 10)
         redis_server.stop()
     shutil.rmtree(folder, ignore_errors=True)  # kept when the test fails, for the worker's log
+
+
+def test_a_worker_started_while_redis_is_away_waits_for_it(services):
+    """RQ names its Redis connection as it makes a worker: with Redis away that raised outside the
+    command's retry, and the worker process exited for good (its restart after an outage too)."""
+    folder = Path(tempfile.mkdtemp(prefix="tms-redis-outage-"))
+    redis_server = EmbeddedRedis(folder / "redis").start()
+    redis_server.stop()
+    worker = start_worker(services.database_url, redis_server.url, folder, "worker")
+    try:
+        wait_until(lambda: (folder / "worker.log").read_text().count("Redis unavailable") >= 2,
+                   "the worker to try twice", timeout=60)
+        assert worker.poll() is None
+        redis_server = EmbeddedRedis(folder / "redis", port=redis_server.port).start()
+        mark = folder / "ran"
+        Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
+            "tests.reliability.jobs.touch", str(mark))
+        wait_until(mark.exists, "a job once Redis is there", timeout=60)
+        assert worker.poll() is None
+    finally:
+        stop_process(worker, signal.SIGTERM, 10)
+        redis_server.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept when the test fails, for the worker's log
