@@ -260,13 +260,16 @@ class TicketStream:
             self.listener.recheck = False
             self.recheck_grant()
 
-    def recheck_grant(self) -> None:
+    def recheck_grant(self, read_changes: bool = False) -> list[tuple[bool, dict[str, Any]]] | None:
         """Turn the grant into an actor afresh from Postgres; raise GrantEnded if nothing is left of it.
 
         Raise TenantMoved if the tenant now lives on another database (the socket's queries would miss it).
         The role may have changed (a demoted agent stops seeing internal notes at once). If the
         database cannot answer, the socket keeps its actor and checks again at the next chance.
+        With `read_changes`, also return the recent changes (`read_recent_changes`), read on the same
+        pooled connection: a resync of every socket takes one checkout, not two.
         """
+        changes = None
         try:
             with short_session():
                 if tenant_moved(self.grant.tenant):
@@ -278,19 +281,23 @@ class TicketStream:
                     last = ticket_for(actor, self.ticket_id).last_message_seq
                 except NotFound:
                     raise GrantEnded from None
+                if read_changes:
+                    changes = self.read_recent_changes(self.last_seq)
         except SQLAlchemyError:
             log.warning("could not re-check a stream's access", exc_info=True)
-            return
+            return None
         self.actor = actor
         if last > self.last_seq:
             self.listener.resync = True  # catches up on what the pub/sub may have dropped
+        return changes
 
     def resync(self) -> None:
         """Every resync interval: re-check the grant, catch up if behind, and send the recent changes
         not told live (the hub renews the slot)."""
         self.generation = current_generation(self.grant.tenant.id)
-        self.recheck_grant()
-        self.send_recent_changes(self.last_seq, untold_only=True)
+        changes = self.recheck_grant(read_changes=True)
+        if changes is not None:
+            self.tell_changes(changes, untold_only=True)
 
     def send(self, event: dict[str, Any]) -> None:
         """Send an event as JSON text; a value JSON cannot hold (infinity) raises rather than goes out."""
@@ -329,10 +336,19 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def send_recent_changes(self, up_to_seq: int, untold_only: bool = False) -> None:
-        """Send what changed lately of what the client holds: edits and deletions of its messages (up to
-        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`; with `untold_only`, only
-        those this socket has not sent as they are now.
+    def send_recent_changes(self, up_to_seq: int) -> None:
+        """Send what changed lately of what the client holds (`read_recent_changes`), told or not."""
+        try:
+            with short_session():
+                changes = self.read_recent_changes(up_to_seq)
+        except SQLAlchemyError:
+            log.warning("could not read a stream's recent changes", exc_info=True)
+            return
+        self.tell_changes(changes)
+
+    def read_recent_changes(self, up_to_seq: int) -> list[tuple[bool, dict[str, Any]]]:
+        """Read what changed lately of what the client holds: edits and deletions of its messages (up to
+        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`, as (internal, event).
 
         Each was announced live once, maybe while this client had no socket (it reconnects after a
         drop, or its page was made a moment before the socket listened), while this process had no
@@ -340,15 +356,14 @@ class TicketStream:
         brings back new messages only. Clients replace a message or a file by its id, so a state
         they have already is harmless.
         """
-        try:
-            with short_session():
-                messages = services.recently_changed(self.ticket_id, up_to_seq, RECENT_CHANGES) if up_to_seq else []
-                files = media.recently_scanned(self.ticket_id, RECENT_CHANGES)
-        except SQLAlchemyError:
-            log.warning("could not read a stream's recent changes", exc_info=True)
-            return
-        scans = [(bool(body.get("internal")), {"type": "attachment.updated", "attachment": body}) for body in files]
-        for internal, event in [*messages, *scans]:
+        messages = services.recently_changed(self.ticket_id, up_to_seq, RECENT_CHANGES) if up_to_seq else []
+        files = media.recently_scanned(self.ticket_id, RECENT_CHANGES)
+        return [*messages, *((bool(body.get("internal")), {"type": "attachment.updated", "attachment": body})
+                             for body in files)]
+
+    def tell_changes(self, changes: list[tuple[bool, dict[str, Any]]], untold_only: bool = False) -> None:
+        """Send the changes the actor may see; with `untold_only`, only those not sent as they are now."""
+        for internal, event in changes:
             if not services.visible_to(self.actor, internal):
                 continue
             item_id, state = told_state(event)
