@@ -19,6 +19,9 @@ class Message(db.Model):
         sa.UniqueConstraint("ticket_id", "seq", name="uq_messages_ticket_seq"),
         sa.Index("ix_messages_search", "search_vector", postgresql_using="gin"),
         sa.Index("ix_messages_parent", "parent_id"),
+        # Edited or deleted messages by the time of that change: a socket's resync reads a ticket's recent ones.
+        sa.Index("ix_messages_changed", "ticket_id", sa.text("coalesce(deleted_at, edited_at)"),
+                 postgresql_where=sa.text("coalesce(deleted_at, edited_at) IS NOT NULL")),
         TENANT_SCHEMA,
     )
 
