@@ -160,11 +160,7 @@ def test_a_worker_that_meets_redis_gone_as_it_finishes_a_job_works_on_once_redis
                    "the worker to meet Redis gone", timeout=60)
         redis_server.stop()
         redis_server = EmbeddedRedis(folder / "redis", port=redis_server.port).start()
-        mark = folder / "ran"
-        Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
-            "tests.reliability.jobs.touch", str(mark))
-        wait_until(mark.exists, "a job after Redis came back", timeout=60)
-        assert worker.poll() is None
+        _runs_a_job(redis_server, worker, folder)
     finally:
         stop_process(worker, signal.SIGTERM, 10)
         redis_server.stop()
@@ -183,12 +179,17 @@ def test_a_worker_started_while_redis_is_away_waits_for_it(services):
                    "the worker to try twice", timeout=60)
         assert worker.poll() is None
         redis_server = EmbeddedRedis(folder / "redis", port=redis_server.port).start()
-        mark = folder / "ran"
-        Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
-            "tests.reliability.jobs.touch", str(mark))
-        wait_until(mark.exists, "a job once Redis is there", timeout=60)
-        assert worker.poll() is None
+        _runs_a_job(redis_server, worker, folder)
     finally:
         stop_process(worker, signal.SIGTERM, 10)
         redis_server.stop()
     shutil.rmtree(folder, ignore_errors=True)  # kept when the test fails, for the worker's log
+
+
+def _runs_a_job(redis_server: EmbeddedRedis, worker, folder: Path) -> None:
+    """See the worker run a job from this Redis (back after an outage) and stay up."""
+    mark = folder / "ran"
+    Queue("assignment", connection=redis.Redis.from_url(redis_server.url)).enqueue(
+        "tests.reliability.jobs.touch", str(mark))
+    wait_until(mark.exists, "a job once Redis is back", timeout=60)
+    assert worker.poll() is None
