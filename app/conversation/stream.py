@@ -369,7 +369,7 @@ class TicketStream:
             item_id, state = told_state(event)
             if not untold_only or self.told.get(item_id, ("",))[0] != state:
                 self.send(event)
-            self.note_told(event)
+            self.told[item_id] = (state, time.monotonic())
         horizon = time.monotonic() - 2 * RECENT_CHANGES.total_seconds()  # no longer asked about: forgotten
         self.told = {item: told for item, told in self.told.items() if told[1] > horizon}
 

@@ -7,8 +7,9 @@ Redis call to hand the rows on. Here one statement with data-modifying CTEs does
 autocommit connection, as `app.tickets.writes` does for a new ticket, and notifies the outbox
 relay. The checks are the same: the ticket must be one the author may see (and, for its requester,
 not closed), a parent must be a live message of that ticket the author may see (and public, unless
-the post is an internal note too), and only staff write internal notes. When the statement writes nothing, a second look
-tells why (a replay, 404 or 422); that is never the path of a message that is posted.
+the post is an internal note too), and only staff write internal notes. When the statement writes
+nothing, a second look tells why (a replay, 404, 409 or 422); that is never the path of a message
+that is posted.
 
 The body and the event are made from `MessageSchema` with a stand-in seq that SQL replaces.
 Messages with attachments go through `services.post_message`, which locks and checks each file.
@@ -21,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -119,11 +120,12 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
     found = _check(kind, params["parent_id"] is not None).execute(conn, params).fetchone()
     if found is None:
         raise NotFound("No such ticket.")
-    if not found[2]:
+    seen, answerable, writable = found
+    if not writable:
         raise Conflict(CLOSED_TO_REQUESTER)
-    if not found[0]:
+    if not seen:
         raise no_such_parent()
-    if not found[1]:
+    if not answerable:
         raise note_parent()
     raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
 
@@ -135,8 +137,11 @@ def _param(column: str) -> sa.BindParameter:
     return sa.bindparam(column, type_=MESSAGES.c[column].type)
 
 
-Conditions = tuple[list[sa.ColumnElement[bool]], sa.ColumnElement[bool], sa.ColumnElement[bool],
-                   sa.ColumnElement[bool]]
+class Conditions(NamedTuple):
+    ticket: list[sa.ColumnElement[bool]]
+    seen: sa.ColumnElement[bool]
+    answerable: sa.ColumnElement[bool]
+    writable: sa.ColumnElement[bool]
 
 
 def _conditions(kind: str, parent: bool) -> Conditions:
@@ -153,29 +158,30 @@ def _conditions(kind: str, parent: bool) -> Conditions:
         ticket.append(TICKETS.c.requester_id == _param("author_id"))
         writable = TICKETS.c.status != "closed"
     if not parent:
-        return ticket, sa.true(), sa.true(), writable
+        return Conditions(ticket, sa.true(), sa.true(), writable)
     found = MESSAGES.alias("parent")
     live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
     if kind == REQUESTER:
         live.append(found.c.internal.is_(False))
     seen = sa.exists().where(*live)
     answerable = sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
-    return ticket, seen, answerable, writable
+    return Conditions(ticket, seen, answerable, writable)
 
 
 @cache
 def _check(kind: str, parent: bool) -> TenantStatement:
     """A row if the author sees the ticket, saying whether the parent is there, whether the post may answer
     it, and whether the author may still write to the ticket."""
-    ticket, seen, answerable, writable = _conditions(kind, parent)
-    return TenantStatement(sa.select(seen, answerable, writable).select_from(TICKETS).where(*ticket))
+    found = _conditions(kind, parent)
+    return TenantStatement(sa.select(found.seen, found.answerable, found.writable).select_from(TICKETS)
+                           .where(*found.ticket))
 
 
 @cache
 def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
-    ticket, _seen, answerable, writable = _conditions(kind, parent)
-    where = [*ticket, answerable, writable]
+    found = _conditions(kind, parent)
+    where = [*found.ticket, found.answerable, found.writable]
     if claimed:
         # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
         target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)
