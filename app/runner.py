@@ -192,7 +192,7 @@ def main() -> None:
     env = dict(os.environ)
     env["DATA_DIR"] = str(data_dir)
     # The demo's passwords are public: reachable from this machine only, unless HOST says otherwise.
-    env.setdefault("HOST", "127.0.0.1")
+    env["HOST"] = env.get("HOST") or "127.0.0.1"  # set to nothing reads as unset, as every setting does
     env["DATABASE_URL"], env["REDIS_URL"], servers = start_missing(
         data_dir, env.get("DATABASE_URL"), env.get("REDIS_URL"), tied=True)
     for server in servers:
