@@ -77,13 +77,16 @@ def active_tenants(slugs: Collection[str] | None = None) -> list[TenantRef]:
 def tenant_moved(tenant: TenantRef) -> bool:
     """Tell whether `tenant` is moving or has moved off the database its ref names (see `tenants.moves`).
 
-    For a request or socket whose tenant's schema vanished under it: the registry places the
-    tenant elsewhere now, or its schema on that database is fenced for a move about to switch.
+    For a request or socket whose tenant's schema vanished under it: its schema on that database
+    is fenced for a move about to switch, or the registry places the tenant elsewhere now. The
+    fence is looked for first: a move fences, switches, then drops the fence, so a fence gone by
+    the first read means the registry already names the new place at the second. (The other way
+    round, a move could switch and drop between the reads, and a request it met answered 500.)
     """
+    with engine_for(tenant).connect() as conn:
+        if conn.execute(sa.text("select 1 from pg_namespace where nspname = :name"),
+                        {"name": moved_schema(tenant.id)}).first() is not None:
+            return True
     placed = db.session.execute(
         sa.select(Tenant.shard, Tenant.txid_offset).where(Tenant.id == tenant.id)).first()
-    if placed is not None and tuple(placed) != (tenant.shard, tenant.txid_offset):
-        return True
-    with engine_for(tenant).connect() as conn:
-        return conn.execute(sa.text("select 1 from pg_namespace where nspname = :name"),
-                            {"name": moved_schema(tenant.id)}).first() is not None
+    return placed is not None and tuple(placed) != (tenant.shard, tenant.txid_offset)

@@ -23,7 +23,7 @@ from app.embedded import EmbeddedPostgres
 from app.extensions import db, redis_client
 from app.outbox.dispatch import ShardListeners, relay_once
 from app.worker import use_app
-from tenants import moves, shadow_tenant_tables
+from tenants import Tenant, moves, resolution, shadow_tenant_tables, tenant_moved
 from tenants.migrations import head, tenant_ddl, upgrade_public
 from tenants.names import moved_schema, schema_for
 from tests.helpers import ApiClient, app_config, wait_until
@@ -203,9 +203,16 @@ def test_a_move_under_traffic_loses_nothing_that_got_a_2xx(app, shards):
     created: list[str] = []
     messages: list[str] = []
     refused: list[int] = []
+    failures: list[BaseException] = []
     stop = threading.Event()
 
     def write(worker: int) -> None:
+        try:
+            _write(worker)
+        except BaseException as exc:  # a writer's failed assertion fails the test, not only its thread
+            failures.append(exc)
+
+    def _write(worker: int) -> None:
         client = ApiClient(app.test_client(), api.key)
         n = 0
         while not stop.is_set():
@@ -236,6 +243,7 @@ def test_a_move_under_traffic_loses_nothing_that_got_a_2xx(app, shards):
     stop.set()
     for writer in writers:
         writer.join()
+    assert failures == []
     assert result.exit_code == 0, result.output
     assert f"moved {slug} from primary to b" in result.output
 
@@ -258,6 +266,32 @@ def test_a_move_under_traffic_loses_nothing_that_got_a_2xx(app, shards):
             break
         cursor = page["next_cursor"]
     assert seen[-1] == after["id"] and len(seen) == len(set(seen)) == len(created) + 2
+
+
+def test_a_request_that_met_the_fence_is_told_of_the_move_however_far_it_went_before_it_asked(app, shards,
+                                                                                              monkeypatch):
+    """A request's schema vanishes at the fence; by the time it asks why, the move may have switched and
+    dropped the fence too. Both happen here just as it asks: the answer is still "moved" (503, retry)."""
+    slug, _api = signup_on(app, "primary")
+    with app.app_context():
+        ref = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one().ref()
+        move = moves.Move(tenant=ref, target="b", lock_timeout_ms=5000)
+        for step in (moves.freeze, moves.copy_schema, moves.copy_rows, moves.verify, moves.fence):
+            step(move)
+        move.copy.close()
+        move.source.close()
+        db.session.rollback()
+        real = resolution.engine_for
+
+        def move_on_first(tenant):
+            if registry_shard(app, slug) == "primary":
+                moves.switch(move)
+                moves.drop_source(move)
+            return real(tenant)
+
+        monkeypatch.setattr(resolution, "engine_for", move_on_first)
+        assert tenant_moved(ref)
+    assert registry_shard(app, slug) == "b" and schemas_on(shards.primary, moved_schema_of(app, slug)) == set()
 
 
 def moved_schema_of(app, slug: str) -> str:
