@@ -134,6 +134,8 @@ class TicketMessageById(MethodView):
 
     @blp.arguments(MessageEditSchema)
     @blp.response(200, MessageSchema)
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="A requester's message on their closed ticket: reopen it to change it.")
     def patch(self, data, ticket_id: uuid.UUID, message_id: uuid.UUID):
         """Edit a message's body (author or admin); the previous body stays in the audit log."""
         message = services.edit_message(current_actor(), ticket_id, message_id, data["body"])
@@ -141,8 +143,14 @@ class TicketMessageById(MethodView):
         return message
 
     @blp.response(204)
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="A requester's message on their closed ticket: reopen it to change it.")
     def delete(self, ticket_id: uuid.UUID, message_id: uuid.UUID):
-        """Delete a message (author or admin); its body stays in the audit log, its seq stays taken."""
+        """Delete a message (author or admin); its body stays in the audit log, its seq stays taken.
+
+        On their closed ticket a requester may neither edit nor delete their messages (409) until
+        they reopen it.
+        """
         services.delete_message(current_actor(), ticket_id, message_id)
         db.session.commit()
 

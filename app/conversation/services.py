@@ -265,9 +265,12 @@ def edit_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, body
 
 
 def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) -> None:
-    """Delete a message (its seq stays taken); the body is kept in the audit log."""
+    """Delete a message (its seq stays taken); the body is kept in the audit log. On their closed
+    ticket a requester may not, as they may not edit there (Conflict)."""
     message = message_for(actor, ticket_id, message_id, lock=True)
     _may_change(actor, message)
+    if not actor.is_staff:
+        check_open_for(actor, ticket_for(actor, ticket_id).status)
     audit.record("message", message.id, "deleted", before={"body": message.body, "internal": message.internal})
     message.deleted_at = datetime.now(UTC)
     message.body = ""

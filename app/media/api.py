@@ -96,8 +96,12 @@ class AttachmentById(MethodView):
 
     @blp.response(204)
     @blp.alt_response(403, response="DEFAULT_ERROR", description="Neither its uploader nor an admin.")
+    @blp.alt_response(409, response="DEFAULT_ERROR",
+                      description="A requester's file sent on their closed ticket: reopen it to change it.")
     def delete(self, attachment_id: uuid.UUID):
         """Delete a file: its uploader (sent or not yet), or an admin; its bytes leave the storage quota.
+
+        A requester's file sent on their closed ticket stays until they reopen it (409).
 
         It leaves its message at once (`attachment.deleted` on the ticket's stream and to webhooks)
         and its stored file soon after; the audit log keeps its name, size and SHA-256.

@@ -554,7 +554,8 @@ def delete_attachment(actor: Actor, attachment_id: uuid.UUID, ticket_id: uuid.UU
 
     Its uploader may delete it (an upload not sent yet, or a file of their own message, as they
     may delete the message), an admin any file (a password sent by mistake); anyone else who can
-    see it is refused (Forbidden). The row goes with the transaction, the stored objects once it
+    see it is refused (Forbidden). A requester's file sent on their closed ticket stays until they
+    reopen it (Conflict), as their message does. The row goes with the transaction, the stored objects once it
     has committed, by a `media` job from the outbox (retried until the storage has deleted them);
     a scan still running finds the row gone and deletes what it stored itself.
     The audit log keeps its name, size and SHA-256. `ticket_id`, when given, must be its ticket.
@@ -564,6 +565,8 @@ def delete_attachment(actor: Actor, attachment_id: uuid.UUID, ticket_id: uuid.UU
         raise NotFound("No such attachment.")
     if locked.uploader_id != actor.user_id and actor.role != "admin":
         raise Forbidden("Only the person who uploaded a file, or an admin, may delete it.")
+    if not actor.is_staff and locked.message_id is not None:
+        check_open_for(actor, ticket_for(actor, locked.ticket_id).status)
     body = attachment_json(locked)
     _change_usage(-locked.stored_bytes)
     audit.record("attachment", attachment_id, "deleted", before={

@@ -329,4 +329,11 @@ def test_a_requester_cannot_write_to_their_closed_ticket_but_may_reopen_it(tenan
     assert requester.post(f"{path}/close", json={}).status_code == 200
     edited = requester.patch(f"{path}/messages/{written['id']}", json={"body": "changed after the close"})
     assert edited.status_code == 409, edited.get_json()  # nor may they edit there
+    deleted = requester.delete(f"{path}/messages/{written['id']}")
+    assert deleted.status_code == 409, deleted.get_json()  # nor delete
+    assert deleted.get_json()["message"] == "This ticket is closed; reopen it to write again."
     assert agent.get(f"{path}/messages").get_json()["items"][-1]["body"] == "It is back."
+    if with_file:  # nor delete a file they sent there
+        sent = extra["attachment_ids"][0]
+        assert requester.delete(f"/api/v1/attachments/{sent}").status_code == 409
+        assert agent.get(f"/api/v1/attachments/{sent}").status_code == 200

@@ -107,6 +107,25 @@ def test_only_its_uploader_or_an_admin_may_delete_a_file(tenant, people, upload)
     assert used(admin) == quota - mine["size"] - note["size"] - public["size"]
 
 
+def test_a_requesters_file_sent_on_their_closed_ticket_stays_until_they_reopen_it(tenant, people, upload):
+    """As their message does: a closed ticket's conversation is a record the requester changes only
+    after reopening it. An upload never sent is not part of it, and may still go."""
+    requester, admin, ticket = people["requester"], people["admin"], people["ticket"]
+    sent = upload(requester, ticket["id"], samples.text(), "sent.txt").get_json()
+    unsent = upload(requester, ticket["id"], samples.text(), "unsent.txt").get_json()
+    assert post_message(requester, ticket["id"], body="log", attachment_ids=[sent["id"]]).status_code == 201
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    quota = used(admin)
+
+    refused = requester.delete(f"/api/v1/attachments/{sent['id']}")
+    assert refused.status_code == 409 and refused.get_json()["code"] == 409, refused.get_json()
+    assert get_attachment(admin, sent["id"]) and used(admin) == quota
+    assert requester.delete(f"/api/v1/attachments/{unsent['id']}").status_code == 204
+    assert requester.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+    assert requester.delete(f"/api/v1/attachments/{sent['id']}").status_code == 204
+    assert used(admin) == quota - unsent["size"] - sent["size"]
+
+
 def test_another_tenants_file_is_404_and_stays(tenant, other_tenant, upload):
     theirs_ticket = new_ticket(other_tenant.api)
     theirs = upload(other_tenant.api, theirs_ticket["id"], samples.text(), "theirs.txt").get_json()

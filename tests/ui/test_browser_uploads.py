@@ -159,6 +159,14 @@ def test_a_removed_upload_is_deleted_and_an_admin_deletes_a_sent_file_live(live_
     requester.get_by_role("button", name="Send reply").click()
     sent = requester.locator(".attachment", has_text="passwords.txt")
     expect(sent).to_be_visible()
+    own = sent.get_by_role("button", name="Delete passwords.txt")
+    expect(own).to_be_visible()  # theirs to delete, while the ticket is not closed
+    assert hd.tenant.api.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    expect(own).to_be_hidden(timeout=LIVE)  # closed: it stays until they reopen (the server says 409)
+    expect(requester.get_by_role("link", name=re.compile("^Reply to"))).to_have_count(0)  # nor may they write
+    keep(requester, "requester-closed-sent-file-kept-390")
+    assert hd.tenant.api.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+    expect(own).to_be_visible(timeout=LIVE)
 
     admin = open_ticket(browser, base, hd.admin, ticket)
     shown = admin.locator(".attachment", has_text="passwords.txt")

@@ -308,9 +308,11 @@ function attachmentItem(file) {
   return item;
 }
 
+// A requester's file sent in a message stays while the ticket is closed (the server says 409): no Delete then.
 function deleteForm(file) {
+  const frozen = !data.staff && file.message_id ? " when-open" : "";
   const form = Object.assign(document.createElement("form"), {
-    className: "file-delete", method: "post", action: `${data.ticket_url}/attachments/${file.id}/delete` });
+    className: `file-delete${frozen}`, method: "post", action: `${data.ticket_url}/attachments/${file.id}/delete` });
   form.dataset.confirm = `Delete ${file.filename}? Nobody will be able to download it again.`;
   form.append(Object.assign(document.createElement("input"), { type: "hidden", name: "csrf_token", value: csrf }));
   const button = Object.assign(document.createElement("button"), { type: "submit", className: "link small", textContent: "Delete" });
