@@ -56,7 +56,8 @@ def set_current_tenant(tenant: TenantRef | None) -> contextvars.Token:
     """Make `tenant` current; prefer `tenant_context`, which restores the previous one."""
     from tenants.database import db
 
-    _guard_switch(db.session(), tenant)
+    if db.session.registry.has():  # else no session, so no transaction: none is made just to ask
+        _guard_switch(db.session(), tenant)
     return _current.set(tenant)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 
 import pytest
+from itsdangerous import Serializer, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 
+from app import pagination
 from tests.helpers import new_ticket, post_message
 
 LISTS = ["/api/v1/users", "/api/v1/teams", "/api/v1/assignment-rules", "/api/v1/api-keys", "/api/v1/tickets",
@@ -92,3 +96,24 @@ def test_a_cursor_from_another_tenant_is_422(filled, make_tenant):
         stranger.user("agent")
     cursor = _next_cursor(stranger.api, "/api/v1/users")
     assert _refused(_page(tenant.api, "/api/v1/users", cursor))
+
+
+class _Compressed(URLSafeSerializer):
+    """Cursors as they were signed when zlib made them shorter (itsdangerous marks those with a dot)."""
+
+    def dump_payload(self, obj) -> bytes:
+        return b"." + base64_encode(zlib.compress(Serializer.dump_payload(self, obj)))
+
+
+def test_a_cursor_given_out_compressed_still_pages(filled, monkeypatch):
+    """Cursors were once compressed whenever that made them shorter; one given out then still reads."""
+    tenant, _ = filled
+    monkeypatch.setattr(pagination, "_CursorSerializer", _Compressed)
+    pagination._serializer.cache_clear()
+    before = _next_cursor(tenant.api, "/api/v1/tickets")
+    monkeypatch.undo()
+    pagination._serializer.cache_clear()
+    now = _next_cursor(tenant.api, "/api/v1/tickets")
+    assert before.startswith(".") and not now.startswith(".")  # compressed, then not
+    pages = [_page(tenant.api, "/api/v1/tickets", cursor).get_json() for cursor in (before, now)]
+    assert pages[0] == pages[1] and pages[0]["items"]

@@ -41,6 +41,23 @@ def test_reads_give_back_a_connection_that_opens_transactions_again(services, te
     assert api.post("/api/v1/tickets", json={"title": "after reads"}).status_code == 201
 
 
+def test_reads_and_writes_of_the_one_statement_paths_make_no_orm_session(services, tenant, monkeypatch):
+    """They never use one, so none is made (and closed) on each request just to be asked about."""
+    app = create_app(app_config(services))
+    api = ApiClient(app.test_client(), tenant.key)
+    created = api.post("/api/v1/tickets", json={"title": "read me"}).get_json()
+    made: list[object] = []
+    with app.app_context():
+        registry = db.session.registry
+    make = registry.createfunc
+    monkeypatch.setattr(registry, "createfunc", lambda **kw: made.append(1) or make(**kw))
+    for path in (f"/api/v1/tickets/{created['id']}", "/api/v1/tickets?limit=5"):
+        assert api.get(path).status_code == 200
+    assert api.post("/api/v1/tickets", json={"title": "again"}).status_code == 201
+    assert api.post(f"/api/v1/tickets/{created['id']}/messages", json={"body": "hi"}).status_code == 201
+    assert made == []
+
+
 def test_a_read_sees_a_change_committed_just_before(tenant):
     created = tenant.api.post("/api/v1/tickets", json={"title": "before"}).get_json()
     assert tenant.api.get(f"/api/v1/tickets/{created['id']}").get_json()["title"] == "before"
