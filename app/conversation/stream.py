@@ -199,7 +199,8 @@ class TicketStream:
         self.listener = Listener(ws.event, grant.tenant.id, slot, Sending(getattr(ws, "sock", None)))
         self.last_typing = -math.inf
         # Message or file id -> the state of it this socket last sent (`told_state`) and when, so a
-        # resync sends only the changes whose live event never came.
+        # resync sends only the changes whose live event never came, and a live event late after
+        # a resync told its change is not sent again.
         self.told: dict[str, tuple[str, float]] = {}
 
     def run(self) -> None:
@@ -429,7 +430,10 @@ class TicketStream:
                     self.actor, bool(event[item].get("internal"))):
                 return
         if kind in CHANGES:
-            self.note_told(event)
+            item_id, state = told_state(event)
+            if self.told.get(item_id, ("",))[0] == state:
+                return  # a resync read it between its commit and this event, and told it already
+            self.told[item_id] = (state, time.monotonic())
         if raw is None:
             self.send(event)
         else:
