@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.globals import request_ctx
 from sqlalchemy.exc import (
     DataError,
@@ -121,6 +121,10 @@ def html_error_response(error: HTTPException):
     if request_ctx.url_adapter is None:  # the Host header could not even be read: no page can link anywhere
         headers["Content-Type"] = "text/plain; charset=utf-8"
         return f"{error.code} {error.name}: {message or error.description}\n", error.code or 500, headers
+    if (error.code or 500) >= 500:
+        # The database may be what failed (down, or the tenant's schema mid-move): the page must not
+        # ask it who is signed in, so it shows no one (the session itself is kept).
+        current_app.login_manager._update_request_context_with_user()
     return render_template("error.html", error=error, message=message), error.code or 500, headers
 
 

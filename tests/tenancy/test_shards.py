@@ -268,11 +268,8 @@ def test_a_move_under_traffic_loses_nothing_that_got_a_2xx(app, shards):
     assert seen[-1] == after["id"] and len(seen) == len(set(seen)) == len(created) + 2
 
 
-def test_a_request_that_met_the_fence_is_told_of_the_move_however_far_it_went_before_it_asked(app, shards,
-                                                                                              monkeypatch):
-    """A request's schema vanishes at the fence; by the time it asks why, the move may have switched and
-    dropped the fence too. Both happen here just as it asks: the answer is still "moved" (503, retry)."""
-    slug, _api = signup_on(app, "primary")
+def _fenced(app, slug: str) -> moves.Move:
+    """Run a move of `slug` to shard b up to its fence: the tenant answers 503 until `_finish`."""
     with app.app_context():
         ref = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one().ref()
         move = moves.Move(tenant=ref, target="b", lock_timeout_ms=5000)
@@ -281,17 +278,48 @@ def test_a_request_that_met_the_fence_is_told_of_the_move_however_far_it_went_be
         move.copy.close()
         move.source.close()
         db.session.rollback()
-        real = resolution.engine_for
+    return move
 
-        def move_on_first(tenant):
-            if registry_shard(app, slug) == "primary":
-                moves.switch(move)
-                moves.drop_source(move)
-            return real(tenant)
 
-        monkeypatch.setattr(resolution, "engine_for", move_on_first)
-        assert tenant_moved(ref)
+def _finish(app, move: moves.Move) -> None:
+    with app.app_context():
+        moves.switch(move)
+        moves.drop_source(move)
+
+
+def test_a_request_that_met_the_fence_is_told_of_the_move_however_far_it_went_before_it_asked(app, shards,
+                                                                                              monkeypatch):
+    """A request's schema vanishes at the fence; by the time it asks why, the move may have switched and
+    dropped the fence too. Both happen here just as it asks: the answer is still "moved" (503, retry)."""
+    slug, _api = signup_on(app, "primary")
+    move = _fenced(app, slug)
+    real = resolution.engine_for
+
+    def move_on_first(tenant):
+        if registry_shard(app, slug) == "primary":
+            _finish(app, move)
+        return real(tenant)
+
+    monkeypatch.setattr(resolution, "engine_for", move_on_first)
+    with app.app_context():
+        assert tenant_moved(move.tenant)
     assert registry_shard(app, slug) == "b" and schemas_on(shards.primary, moved_schema_of(app, slug)) == set()
+
+
+def test_a_signed_in_page_that_meets_a_move_answers_503_with_retry_after(app, shards):
+    """The error page asked the database who was signed in, met the fenced schema again and answered 500."""
+    slug, _api = signup_on(app, "primary")
+    page = app.test_client()
+    signed_in = page.post(f"/t/{slug}/login", data={"email": f"a@{slug}.io", "password": "correct horse battery"})
+    assert signed_in.status_code == 302
+    move = _fenced(app, slug)
+    try:
+        for resp in (page.get(f"/t/{slug}/"), page.post(f"/t/{slug}/tickets/new", data={"title": "in the move"})):
+            assert resp.status_code == 503 and resp.headers["Retry-After"], resp.data[:500]
+            assert b"The organization is being moved; try again shortly." in resp.data
+    finally:
+        _finish(app, move)
+    assert page.get(f"/t/{slug}/").status_code == 200  # still signed in, now on shard b
 
 
 def moved_schema_of(app, slug: str) -> str:
