@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from flask import current_app, has_request_context, request
 from marshmallow import fields
@@ -176,16 +177,34 @@ def _export_engine() -> sa.Engine:
 
 
 def stream(raw: ExportConnection, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
-    """Yield the export in chunks from `raw` (see `open_connection`), which is returned when it ends.
+    """Return the export's chunks from `raw` (see `open_connection`), which is given back when they end.
 
-    A client that stops reading ends its download after `EXPORT_SEND_TIMEOUT` seconds without
-    taking a chunk (the server's send times out), so it cannot keep a slot for the statement timeout.
+    The COPY starts here, in the request: an error at its start (the tenant's schema mid-move, a
+    lost database) is then the request's, which the app answers as any other (503, retry), instead
+    of a 200 cut short. A client that stops reading ends its download after `EXPORT_SEND_TIMEOUT`
+    seconds without taking a chunk (the server's send times out), so it cannot keep a slot for the
+    statement timeout.
     """
+    chunks = _chunks(raw, sql, params, fmt)
+    next(chunks)  # to the COPY's start; on an error `_chunks` has given `raw` back already
+    return chunks  # a started generator: closing it (a download cut short) cancels the COPY
+
+
+@contextlib.contextmanager
+def _driver_errors_as_sqlalchemys() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+
+
+def _chunks(raw: ExportConnection, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
     before = raw.client.gettimeout() if raw.client is not None else None
     try:
         if raw.client is not None:
             raw.client.settimeout(raw.send_timeout)
-        with raw.cursor() as cursor, cursor.copy(sql, params) as copy:
+        with raw.cursor() as cursor, _driver_errors_as_sqlalchemys(), cursor.copy(sql, params) as copy:
+            yield b""  # started (see `stream`)
             chunks = (bytes(chunk) for chunk in copy)
             yield from (_json_array(chunks) if fmt == "json" else chunks)
         raw.rollback()

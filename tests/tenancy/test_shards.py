@@ -322,6 +322,22 @@ def test_a_signed_in_page_that_meets_a_move_answers_503_with_retry_after(app, sh
     assert page.get(f"/t/{slug}/").status_code == 200  # still signed in, now on shard b
 
 
+def test_an_export_that_meets_a_move_answers_503_with_retry_after(app, shards):
+    """Its COPY ran only once the response had begun, past the error handlers: a 500 cut short."""
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    move = _fenced(app, slug)
+    try:
+        for fmt in ("csv", "json", "ndjson"):
+            resp = api.get(f"/api/v1/tickets/export?format={fmt}")
+            assert resp.status_code == 503 and resp.headers["Retry-After"], resp.data[:500]
+            assert resp.get_json()["message"] == "The organization is being moved; try again shortly."
+    finally:
+        _finish(app, move)
+    exported = api.get("/api/v1/tickets/export?format=ndjson")
+    assert exported.status_code == 200 and len(exported.data.splitlines()) == 3
+
+
 def moved_schema_of(app, slug: str) -> str:
     with app.app_context():
         tenant_id = db.session.execute(sa.text("select id from public.tenants where slug = :s"), {"s": slug}).scalar()
