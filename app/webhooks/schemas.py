@@ -119,7 +119,8 @@ class AttemptSchema(Schema):
     request = fields.Method("dump_request", metadata={
         "type": "object", "description": "What was sent: `url`, `headers` and `body`."})
     response = fields.Method("dump_response", allow_none=True, metadata={
-        "type": "object", "description": "What came back (`status_code`, `headers`, `body`); null if nothing did."})
+        "type": "object", "description": "What came back (`status_code`, its first `headers` up to 4 KiB in all, "
+                                       "`body` up to 4 KiB); null if nothing did."})
     error = fields.String(allow_none=True)
     latency_ms = fields.Integer(allow_none=True)
     next_retry_at = fields.DateTime(allow_none=True)

@@ -38,6 +38,7 @@ USER_AGENT = "TicketManagementSystem-Webhooks/1"
 RESPONSE_CAP = 64 * 1024
 KEPT_BODY = 4096
 KEPT_HEADERS = 30
+KEPT_HEADER_TEXT = 4096  # characters of the kept headers' names and values, in all
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,20 @@ def _storable(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
+def _kept_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Return the receiver's first headers as the log keeps them: at most `KEPT_HEADERS`, and
+    `KEPT_HEADER_TEXT` characters in all, the last value cut short. A header line may be 64 KiB,
+    so a receiver could otherwise make every attempt it answers store megabytes."""
+    kept: dict[str, str] = {}
+    room = KEPT_HEADER_TEXT
+    for name, value in headers[:KEPT_HEADERS]:
+        if len(name) >= room:
+            break
+        kept[name] = value[:room - len(name)]
+        room -= len(name) + len(kept[name])
+    return kept
+
+
 def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     """POST `body` to `url` with `headers`; never raises for anything the receiver or network does."""
     config = current_app.config
@@ -152,7 +167,7 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         response = conn.getresponse()
         data = response.read(RESPONSE_CAP)
         status = response.status
-        kept_headers = dict(list(response.getheaders())[:KEPT_HEADERS])
+        kept_headers = _kept_headers(response.getheaders())
         text = data[:KEPT_BODY].decode("utf-8", "replace")
         if timed_out.is_set():
             return outcome(error=f"Timed out after {config['WEBHOOK_TOTAL_TIMEOUT']:g} s.")

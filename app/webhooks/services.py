@@ -166,8 +166,8 @@ def redeliver(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> Webho
         raise Conflict("This event is being delivered right now; look at the log again in a few seconds.")
     if not wants(subscription, db.session.get(Event, delivery.event_id)):
         raise Conflict("This webhook no longer receives this event (its type, or internal notes, were taken off).")
-    if delivery.state != "pending":
-        delivery.manual = True
+    if delivery.state != "pending" or not subscription.enabled:
+        delivery.manual = True  # one send, asked for: a disabled webhook's too (its retries had stopped)
     delivery.state = "pending"
     delivery.next_attempt_at = now
     delivery.enqueued_at = now

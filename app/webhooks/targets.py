@@ -27,9 +27,12 @@ from app.errors import Invalid
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL = 2048
 SCHEMES = {"http": 80, "https": 443}
-# Cloud instance metadata services: never a webhook target, even on a self-hosted install.
-METADATA = {ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200",
-                                             "fd00:ec2::254")}
+# Cloud instance metadata and credential services: never a webhook target, even on a self-hosted
+# install (AWS instance metadata, ECS task and EKS pod credentials, Amazon DNS, Alibaba, Oracle's
+# legacy metadata, Azure's WireServer, which is a public address).
+METADATA = {ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "fd00:ec2::254", "169.254.170.2", "169.254.170.23", "fd00:ec2::23", "169.254.169.253",
+    "100.100.100.200", "192.0.0.192", "168.63.129.16")}
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # Local-use NAT64 (RFC 8215): the translator's prefix may be any length from /48 to /96, so each
 # RFC 6052 layout that fits is read as a possible IPv4 address (octets; the eighth is never used).

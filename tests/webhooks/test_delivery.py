@@ -99,6 +99,28 @@ def test_disabled_after_repeated_failures_then_enabled_and_redelivered(hooks, te
     assert verify(hook["secret"], receiver.requests[-1].headers, receiver.requests[-1].body)
 
 
+def test_a_redelivery_asked_of_a_disabled_webhook_while_its_delivery_waited_to_retry_is_sent(
+        app, hooks, tenant, receiver, run_deliveries, monkeypatch):
+    """It answered 202 "pending", then the delivery was failed unsent, while one that had already
+    failed was sent: a redelivery is one send asked for by hand, whatever state it came from."""
+    monkeypatch.setitem(app.config, "WEBHOOK_RETRY_BASE_SECONDS", 3600)
+    monkeypatch.setitem(app.config, "WEBHOOK_RETRY_MAX_SECONDS", 7200)
+    receiver.answer = lambda n: (500, {}, b"down")
+    hook = subscribe_webhook(tenant, receiver.url)
+    new_ticket(tenant.api)
+    with pytest.raises(AssertionError, match="still pending"):  # one attempt, then a retry due in an hour
+        run_deliveries(tenant, timeout=1)
+    [waiting] = webhook_attempts(tenant, hook)
+    assert waiting["status"] == "failed" and waiting["next_retry_at"] is not None
+    assert tenant.api.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": False}).status_code == 200
+    receiver.answer = lambda n: (200, {}, b"ok")
+    resp = tenant.api.post(f"/api/v1/webhooks/{hook['id']}/deliveries/{waiting['id']}/redeliver")
+    assert resp.status_code == 202 and resp.get_json()["state"] == "pending", resp.get_json()
+    run_deliveries(tenant)
+    assert [a["status"] for a in webhook_attempts(tenant, hook)] == ["failed", "succeeded"]
+    assert len(receiver.requests) == 2
+
+
 def test_a_redelivery_that_fails_is_not_retried_and_does_not_disable(hooks, tenant, receiver, run_deliveries):
     hook = subscribe_webhook(tenant, receiver.url)
     new_ticket(tenant.api)
