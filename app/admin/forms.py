@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError
 
 from app.errors import Invalid
 from app.input_guard import check_query
-from app.ui.pages import _field_messages
+from app.ui.pages import field_messages
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")  # ASCII digits only: int() also reads fullwidth ones
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -60,7 +60,7 @@ def read_fields(schema: Schema, form: Mapping | None = None, *, text: Iterable[s
     try:
         return schema.load(raw, partial=partial)
     except ValidationError as err:
-        raise Invalid("Please fix the fields marked below.", _field_messages(err.messages)) from None
+        raise Invalid("Please fix the fields marked below.", field_messages(err.messages)) from None
 
 
 def query_values(names: Iterable[str], multi: Iterable[str] = (), days: Iterable[str] = ()) -> dict[str, str]:
@@ -87,4 +87,4 @@ def load_query(schema: Schema, raw: dict[str, str]) -> dict[str, Any]:
     try:
         return schema.load(raw)
     except ValidationError as err:
-        raise Invalid("Please fix the filters marked below.", _field_messages(err.messages)) from None
+        raise Invalid("Please fix the filters marked below.", field_messages(err.messages)) from None

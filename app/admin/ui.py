@@ -46,7 +46,7 @@ from app.tickets.listing import list_tickets
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, STATUSES
 from app.tickets.schemas import RELEVANCE, ExportArgs, TicketListArgs
 from app.ui.layout import Section, add_section, ago
-from app.ui.pages import refusals
+from app.ui.pages import field_messages, refusals
 from app.webhooks import services as hooks
 from app.webhooks.schemas import AttemptListArgs, WebhookPatchSchema, WebhookSchema
 from tenants import current_tenant
@@ -387,8 +387,7 @@ def _rule_fields(schema, partial: bool) -> dict[str, Any]:
         fields["conditions"] = schema.fields["conditions"].deserialize(conditions)
     except Exception as exc:  # marshmallow's ValidationError, with messages per condition
         messages = getattr(exc, "messages", {"conditions": [str(exc)]})
-        raise Invalid("Please fix the fields marked below.",
-                      {name: (m if isinstance(m, list) else [str(m)]) for name, m in messages.items()}) from None
+        raise Invalid("Please fix the fields marked below.", field_messages(messages)) from None
     return fields
 
 

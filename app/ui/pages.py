@@ -139,7 +139,7 @@ def read_form(schema: Schema, *, checkboxes: Iterable[str] = (), only: Iterable[
     try:
         loaded = schema.load(raw)
     except ValidationError as err:
-        raise Invalid("Please fix the fields marked below.", {**_field_messages(err.messages), **blank}) from None
+        raise Invalid("Please fix the fields marked below.", {**field_messages(err.messages), **blank}) from None
     if blank:
         raise Invalid("Please fix the fields marked below.", blank)
     return loaded
@@ -152,10 +152,11 @@ def read_query(schema: Schema, names: Iterable[str]) -> dict[str, Any]:
     try:
         return schema.load(raw)
     except ValidationError as err:
-        raise Invalid("Please fix the filters marked below.", _field_messages(err.messages)) from None
+        raise Invalid("Please fix the filters marked below.", field_messages(err.messages)) from None
 
 
-def _field_messages(messages: dict) -> dict[str, list[str]]:
+def field_messages(messages: dict) -> dict[str, list[str]]:
+    """Return marshmallow's messages by form field, in plain words (a list field's, all of its items')."""
     out: dict[str, list[str]] = {}
     for name, value in messages.items():
         if isinstance(value, dict):  # a list field's messages by index

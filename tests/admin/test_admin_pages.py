@@ -234,6 +234,11 @@ def test_rules_are_created_tested_edited_reordered_switched_and_deleted(help_des
     assert missing.status_code == 422
     assert 'id="name-error"' in missing.get_data(as_text=True) and 'id="team_id-error"' in missing.get_data(
         as_text=True)
+    too_long = admin.post(base, data={"name": "Long", "team_id": hd.team["id"], "strategy": "round_robin",
+                                      "category": "c" * 300, "keywords_any": "ok, " + "k" * 300})
+    text = too_long.get_data(as_text=True)  # each condition's refusal in words, not a Python dict of items
+    assert too_long.status_code == 422 and "{0:" not in text and "{1:" not in text
+    assert 'id="category-error"' in text and 'id="keywords_any-error"' in text
     assert admin.post(f"{base}/{rule['id']}/delete").status_code == 302
     assert hd.tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").status_code == 404
 
