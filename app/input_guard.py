@@ -38,6 +38,7 @@ NOT_FINITE = "The number is too large to represent."
 CONTROL_MESSAGE = "Control characters are not allowed."
 CACHED = "tms.json_body"
 JSON_WHITESPACE = b" \t\n\r"
+NOT_UTF8_FORM = "The form is not UTF-8 text."
 
 
 class BadInput(DomainError):
@@ -157,7 +158,20 @@ def streams_body(endpoint: str | None) -> bool:
 
 
 def check_form() -> None:
-    """Raise BadInput if a page's form field holds text we refuse (what the API refuses in JSON)."""
+    """Raise BadInput if a page's form is not UTF-8, or a field holds text we refuse (as the API would).
+
+    Werkzeug would re-quote escapes that are not UTF-8 in a URL-encoded form (`%FF` stays those
+    three characters) and put U+FFFD for such bytes in a multipart field, then carry on. The first
+    are found in the raw body (Werkzeug reads all of it anyway, and parses the form from the copy);
+    in a multipart form, which no page sends but a file's, U+FFFD is taken to be such a byte.
+    """
+    if request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            unquote_to_bytes(request.get_data(cache=True).replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(400, NOT_UTF8_FORM) from None
+    elif any("\ufffd" in name or "\ufffd" in value for name, value in request.form.items(multi=True)):
+        raise BadInput(400, NOT_UTF8_FORM)
     check_fields(request.form)
 
 

@@ -34,6 +34,24 @@ def test_page_forms_refuse_control_characters_like_the_api(app, make_tenant):
     assert resp.status_code == 422
 
 
+def test_page_forms_that_are_not_utf8_are_400_like_the_api(app, make_tenant):
+    """Werkzeug kept `%FF` as those three characters and made raw bytes U+FFFD: a team was named so."""
+    tenant = make_tenant()
+    client = app.test_client()
+    assert client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email,
+                                                         "password": tenant.admin_password}).status_code == 302
+    teams = f"/t/{tenant.slug}/admin/teams"
+    for body in (b"name=Bad%FF%FEteam", b"name=Raw\xff\xfe", b"name%FF=x"):
+        resp = client.post(teams, data=body, content_type="application/x-www-form-urlencoded")
+        assert resp.status_code == 400 and b"The form is not UTF-8 text." in resp.data, body
+    multipart = b'--X\r\nContent-Disposition: form-data; name="name"\r\n\r\nRaw\xff\xfe\r\n--X--\r\n'
+    resp = client.post(teams, data=multipart, content_type="multipart/form-data; boundary=X")
+    assert resp.status_code == 400 and b"The form is not UTF-8 text." in resp.data
+    assert client.post(teams, data="name=" + "T%C3%A9am", content_type="application/x-www-form-urlencoded"
+                       ).status_code == 302  # UTF-8 escapes are fine
+    assert [t["name"] for t in tenant.api.get("/api/v1/teams").get_json()["items"]] == ["Téam"]
+
+
 def test_a_body_of_whitespace_json_does_not_know_is_not_json(tenant):
     """A vertical tab or a form feed alone read as no body (bytes.strip drops them): a PATCH answered 200."""
     hook = tenant.api.post("/api/v1/webhooks", json={"url": "https://example.com/hooks", "events": ["ticket.closed"]})
