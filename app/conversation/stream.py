@@ -114,6 +114,8 @@ def authenticate_stream() -> None:
         g.stream_generation = g.get("key_generation")  # None when unknown: the first frame re-checks
     last = ticket_for(current_actor(), ticket_id).last_message_seq
     db.session.remove()
+    if args["token"] and not tokens.take_token(args["token"]):  # checked: now it is used, by one request only
+        abort(401, message="The stream token is not valid, was used already or has expired.")
     if args["after_seq"] > last:  # the socket would wait for seqs that come later, dropping what comes first
         abort(422, message="The request has invalid fields.",
               errors={"after_seq": [f"Past the ticket's last message, whose seq is {last}."]})

@@ -1,9 +1,11 @@
 """Short-lived, single-use stream tokens, for browsers that cannot set headers on a WebSocket.
 
 A token is bound to one tenant, user (and key, or browser session, that minted it) and ticket, kept in Redis
-only as a hash with a TTL, and taken with GETDEL, so it opens at most one socket. Redeeming it
-checks the grant again in Postgres: a token minted before a revocation, deletion, demotion or
-suspension opens nothing, or opens with the role the user has now.
+only as a hash with a TTL. Redeeming it checks the grant again in Postgres: a token minted before
+a revocation, deletion, demotion or suspension opens nothing, or opens with the role the user has
+now. It is taken (DEL, which one request alone can win) only once the request is checked, so it
+opens at most one socket, and a request refused for a passing reason (a tenant move's 503) may be
+sent again with it.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def issue_token(tenant: TenantRef, actor: Actor, ticket_id: uuid.UUID) -> Stream
 
 
 def redeem_token(token: str) -> Redeemed | None:
-    """Take a token (it works once); None if unknown, expired, used, or its tenant is not active."""
+    """Read a token's grant; None if unknown, expired, used, or its tenant is not active. Take it with
+    `take_token` once the request is checked."""
     try:
-        raw = redis_client().getdel(_key(token))
+        raw = redis_client().get(_key(token))
     except redis.RedisError:
         return None
     if raw is None:
@@ -73,3 +76,11 @@ def redeem_token(token: str) -> Redeemed | None:
                   api_key_id=uuid.UUID(stored["api_key_id"]) if stored["api_key_id"] else None,
                   session_version=stored.get("session_version"))
     return Redeemed(grant=grant, ticket_id=uuid.UUID(stored["ticket_id"]))
+
+
+def take_token(token: str) -> bool:
+    """Take a redeemed token for good; False if another request took it first (it works once)."""
+    try:
+        return redis_client().delete(_key(token)) == 1
+    except redis.RedisError:
+        return False

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from rq import Queue, SimpleWorker
 
 from app import create_app
+from app.conversation import tokens
 from app.embedded import EmbeddedPostgres
 from app.extensions import db, redis_client
 from app.outbox.dispatch import ShardListeners, relay_once
@@ -336,6 +337,24 @@ def test_an_export_that_meets_a_move_answers_503_with_retry_after(app, shards):
         _finish(app, move)
     exported = api.get("/api/v1/tickets/export?format=ndjson")
     assert exported.status_code == 200 and len(exported.data.splitlines()) == 3
+
+
+def test_a_stream_token_refused_by_a_move_may_be_sent_again(app, shards):
+    """The 503 said to retry, but the token had been taken before the schema was met: the retry got 401."""
+    slug, api = signup_on(app, "primary")
+    ticket = api.post("/api/v1/tickets", json={"title": "live"}).get_json()
+    token = api.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
+    handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    move = _fenced(app, slug)
+    try:
+        refused = app.test_client().get(f"/api/v1/tickets/{ticket['id']}/stream?token={token}", headers=handshake)
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.get_json()
+    finally:
+        _finish(app, move)
+    with app.app_context():
+        assert tokens.redeem_token(token) is not None  # still there for the retry, and still one use
+        assert tokens.take_token(token) and not tokens.take_token(token)
 
 
 def moved_schema_of(app, slug: str) -> str:
