@@ -24,7 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -40,6 +42,7 @@ from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets, wants
+from tenants import active_tenant, current_tenant, set_current_tenant, tenant_moved
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
@@ -168,7 +171,33 @@ def deliver(delivery_id: uuid.UUID) -> str:
 
     outcome = sender.send(url, body, headers)
 
-    return _record(delivery_id, subscription_id, attempt_id, claimed, manual, started_at, outcome, label)
+    return _recorded_where_the_tenant_is(
+        lambda: _record(delivery_id, subscription_id, attempt_id, claimed, manual, started_at, outcome, label))
+
+
+RECORD_TRIES = 5  # over about 3 s: a move's fence lasts until its switch, a moment later
+
+
+def _recorded_where_the_tenant_is(record: Callable[[], str]) -> str:
+    """Run `record`; if the tenant moved to another shard while the receiver answered, run it there.
+
+    Recorded nowhere, the attempt the receiver got would be logged as interrupted and sent again.
+    """
+    tried = 1
+    while True:
+        try:
+            return record()
+        except (sa.exc.ProgrammingError, sa.exc.InternalError):
+            db.session.rollback()
+            moving = current_tenant()
+            if tried == RECORD_TRIES or not tenant_moved(moving):
+                raise
+        time.sleep(0.2 * 2 ** (tried - 1))
+        tried += 1
+        placed = active_tenant(moving.slug)
+        if placed is None:
+            raise LookupError(f"{moving.slug} is gone or suspended since the attempt")
+        set_current_tenant(placed.ref())
 
 
 def _end_unfinished(delivery_id: uuid.UUID, error: str) -> None:
@@ -243,8 +272,6 @@ def _disable(subscription: WebhookSubscription, delivery_id: uuid.UUID, now: dat
 
 
 def _slug() -> str:
-    from tenants import current_tenant
-
     return current_tenant().slug
 
 

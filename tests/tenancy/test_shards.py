@@ -24,7 +24,7 @@ from app.embedded import EmbeddedPostgres
 from app.extensions import db, redis_client
 from app.outbox.dispatch import ShardListeners, relay_once
 from app.worker import use_app
-from tenants import Tenant, moves, resolution, shadow_tenant_tables, tenant_moved
+from tenants import Tenant, moves, resolution, shadow_tenant_tables, tenant_context, tenant_moved
 from tenants.migrations import head, tenant_ddl, upgrade_public
 from tenants.names import moved_schema, schema_for
 from tests.helpers import ApiClient, app_config, wait_until
@@ -355,6 +355,43 @@ def test_a_stream_token_refused_by_a_move_may_be_sent_again(app, shards):
     with app.app_context():
         assert tokens.redeem_token(token) is not None  # still there for the retry, and still one use
         assert tokens.take_token(token) and not tokens.take_token(token)
+
+
+def test_a_webhook_sent_while_its_tenant_moved_is_recorded_where_the_tenant_went(app, shards, receiver,
+                                                                               monkeypatch):
+    """Its outcome met the fenced schema: the attempt the receiver got was logged as interrupted, then sent again."""
+    from app.webhooks import delivery, sender
+    from app.webhooks.models import WebhookDelivery
+
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", True)
+    slug, api = signup_on(app, "primary")
+    hook = api.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["ticket.created"]}).get_json()
+    assert api.post("/api/v1/tickets", json={"title": "sent across"}).status_code == 201
+    real_send = sender.send
+
+    def send_then_move(*args, **kwargs):
+        sent = real_send(*args, **kwargs)
+
+        def move() -> None:
+            with app.app_context():
+                moves.move_tenant(slug, "b")
+
+        mover = threading.Thread(target=move)
+        mover.start()
+        mover.join()
+        return sent
+
+    monkeypatch.setattr(sender, "send", send_then_move)
+    with app.app_context():
+        ref = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one().ref()
+        db.session.rollback()
+        with tenant_context(ref):
+            [delivery_id] = db.session.execute(sa.select(WebhookDelivery.id)).scalars().all()
+            db.session.rollback()
+            assert delivery.deliver(delivery_id) == "succeeded"
+    assert registry_shard(app, slug) == "b" and len(receiver.requests) == 1
+    attempts = api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").get_json()["items"]
+    assert [(a["status"], a["error"]) for a in attempts] == [("succeeded", None)]
 
 
 def moved_schema_of(app, slug: str) -> str:
