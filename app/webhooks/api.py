@@ -94,7 +94,9 @@ class WebhookSecret(MethodView):
     def post(self, data, webhook_id: uuid.UUID):
         """Replace the signing secret. The old one keeps signing too for `grace_period_seconds`.
 
-        During the grace period `X-Signature` carries two signatures, comma separated.
+        During a grace period `X-Signature` carries one signature per secret, comma separated; a
+        second rotation leaves the first one's grace as it was, and `0` ends every earlier secret
+        at once. With ten earlier secrets still signing, a rotation with a grace period is 409.
         """
         subscription, secret = services.rotate_secret(services.subscription_or_404(webhook_id, lock=True),
                                                       data["secret"], data["grace_period_seconds"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -18,8 +18,8 @@ DELIVERY_STATES = ("pending", "delivered", "failed")
 class WebhookSubscription(db.Model):
     """A receiver URL and the event types it wants; `secret` signs each delivery.
 
-    During a rotation's grace period `previous_secret` signs too, until `previous_secret_expires_at`.
-    The secrets are kept as they are, not hashed: signing needs them.
+    Each earlier secret still in its rotation's grace period signs too (`previous_secrets`, newest
+    first: `{"secret", "expires_at"}`). The secrets are kept as they are, not hashed: signing needs them.
     """
 
     __tablename__ = "webhook_subscriptions"
@@ -34,13 +34,23 @@ class WebhookSubscription(db.Model):
     disabled_reason: Mapped[str | None] = mapped_column(sa.Text)
     disabled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     secret: Mapped[str] = mapped_column(sa.String(256))
-    previous_secret: Mapped[str | None] = mapped_column(sa.String(256))
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    previous_secrets: Mapped[list[dict[str, str]]] = mapped_column(JSONB, default=list,
+                                                                   server_default=sa.text("'[]'::jsonb"))
     consecutive_failures: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     failing_since: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_success_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
+
+    def secrets_in_grace(self, now: datetime) -> list[dict[str, str]]:
+        """Return the earlier secrets that still sign at `now`, newest first."""
+        return [p for p in self.previous_secrets or [] if datetime.fromisoformat(p["expires_at"]) > now]
+
+    @property
+    def previous_secret_expires_at(self) -> datetime | None:
+        """When the last earlier secret stops signing; None when none does."""
+        ends = [datetime.fromisoformat(p["expires_at"]) for p in self.secrets_in_grace(datetime.now(UTC))]
+        return max(ends, default=None)
 
 
 class WebhookDelivery(db.Model):

@@ -62,7 +62,8 @@ class WebhookSchema(Schema):
                                     metadata={"description": "Why deliveries stopped, if they did."})
     disabled_at = fields.DateTime(dump_only=True, allow_none=True)
     previous_secret_expires_at = fields.DateTime(dump_only=True, allow_none=True, metadata={
-        "description": "Until then, the previous secret signs deliveries too."})
+        "description": "Until then, an earlier secret signs deliveries too (each rotation's for its own "
+                       "grace period; this is when the last of them ends)."})
     consecutive_failures = fields.Integer(dump_only=True)
     last_success_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)

@@ -28,6 +28,7 @@ from tenants import current_tenant
 DELIVERIES = "webhook_deliveries"
 MAX_SUBSCRIPTIONS = 50
 DEFAULT_GRACE = 24 * 3600
+MAX_PREVIOUS_SECRETS = 10  # each signs every delivery: X-Signature grows by one signature apiece
 LIST_KEYS = [SortKey(WebhookSubscription.created_at, kind="datetime"), SortKey(WebhookSubscription.id, kind="uuid")]
 LOG_KEYS = [SortKey(WebhookAttempt.created_at, descending=True, kind="datetime"),
             SortKey(WebhookAttempt.id, descending=True, kind="uuid")]
@@ -108,16 +109,24 @@ def delete_subscription(subscription: WebhookSubscription) -> None:
 
 def rotate_secret(subscription: WebhookSubscription, secret: str | None,
                   grace_seconds: int = DEFAULT_GRACE) -> tuple[WebhookSubscription, str]:
-    """Give a subscription a new secret; the old one keeps signing too for `grace_seconds`."""
+    """Give a subscription a new secret; the old one keeps signing too for `grace_seconds`.
+
+    An earlier rotation's secret keeps its own grace period; a grace of 0 ends every earlier
+    secret at once (a leak). At most `MAX_PREVIOUS_SECRETS` sign beside the current one.
+    """
     secret = secret or new_secret()
     if secret == subscription.secret:
         raise Conflict("The new secret is the current one.")
+    now = datetime.now(UTC)
+    earlier: list[dict[str, str]] = []
     if grace_seconds > 0:
-        subscription.previous_secret = subscription.secret
-        subscription.previous_secret_expires_at = datetime.now(UTC) + timedelta(seconds=grace_seconds)
-    else:
-        subscription.previous_secret = None
-        subscription.previous_secret_expires_at = None
+        earlier = [p for p in subscription.secrets_in_grace(now) if p["secret"] != secret]
+        if len(earlier) >= MAX_PREVIOUS_SECRETS:
+            raise Conflict(f"{MAX_PREVIOUS_SECRETS} earlier secrets still sign deliveries; rotate with no "
+                           "grace period, or once one of them has expired.")
+        expires = now + timedelta(seconds=grace_seconds)
+        earlier.insert(0, {"secret": subscription.secret, "expires_at": expires.isoformat()})
+    subscription.previous_secrets = earlier
     subscription.secret = secret
     audit.record("webhook", subscription.id, "secret_rotated", after={"grace_seconds": grace_seconds})
     db.session.flush()
@@ -125,12 +134,8 @@ def rotate_secret(subscription: WebhookSubscription, secret: str | None,
 
 
 def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
-    """Return the secrets that sign a delivery now: the current one, then the previous during its grace."""
-    found = [subscription.secret]
-    expires = subscription.previous_secret_expires_at
-    if subscription.previous_secret and expires is not None and expires > now:
-        found.append(subscription.previous_secret)
-    return found
+    """Return the secrets that sign a delivery now: the current one, then the earlier ones in their grace."""
+    return [subscription.secret, *(p["secret"] for p in subscription.secrets_in_grace(now))]
 
 
 def list_attempts(subscription: WebhookSubscription, limit: int, cursor: str | None,

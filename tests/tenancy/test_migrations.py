@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from app.extensions import db
-from tenants.migrations import head, tenant_ddl
+from tenants.migrations import head, tenant_ddl, upgrade_tenant
 from tenants.names import schema_for
 
 
@@ -100,3 +100,26 @@ def test_the_tenant_ddl_renders_the_same_on_many_threads_at_once():
     with ThreadPoolExecutor(4) as pool:
         rendered = list(pool.map(render, range(4)))  # a thread's exception is raised here
     assert len(set(rendered)) == 1 and "CREATE TABLE" in rendered[0]
+
+
+def test_t0017_keeps_a_previous_webhook_secret_still_in_its_grace(app):
+    """Only a secret whose grace runs on is carried into `previous_secrets`; an ended one is dropped."""
+    schema = schema_for(f"hooks{int(time.time() * 1000) % 10**8}")
+    with app.app_context():
+        conn = db.session.connection()
+        conn.exec_driver_sql(f'create schema "{schema}"')
+        conn.exec_driver_sql(f'set local search_path to "{schema}"')
+        conn.exec_driver_sql(tenant_ddl("t0016"))
+        conn.exec_driver_sql(
+            "insert into webhook_subscriptions (id, url, events, secret, previous_secret, previous_secret_expires_at)"
+            " values (gen_random_uuid(), 'https://a.example/h', '{ticket.created}', 'now', 'before',"
+            " now() + interval '1 hour'), (gen_random_uuid(), 'https://b.example/h', '{ticket.created}', 'now',"
+            " 'ended', now() - interval '1 hour')")
+        conn.exec_driver_sql("set local search_path to default")
+        db.session.commit()
+        assert upgrade_tenant(db.engine, schema)
+        kept = dict(db.session.execute(sa.text(
+            f'select url, previous_secrets from "{schema}".webhook_subscriptions')).all())
+        db.session.execute(sa.text(f'drop schema "{schema}" cascade'))
+        db.session.commit()
+    assert [p["secret"] for p in kept["https://a.example/h"]] == ["before"] and kept["https://b.example/h"] == []

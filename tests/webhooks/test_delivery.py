@@ -238,6 +238,21 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period(hooks, tenant,
     assert len(got.headers["X-Signature"].split(",")) == 2
     assert verify(new, got.headers, got.body) and verify("an-old-secret-of-ours", got.headers, got.body)
 
+    # Rotated again within the first grace: the first secret keeps its period, the second gets its own.
+    again = tenant.api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret", json={"grace_period_seconds": 60})
+    assert again.status_code == 200 and again.get_json()["previous_secret_expires_at"] == rotated[
+        "previous_secret_expires_at"]  # the first's end is the last
+    new_ticket(tenant.api)
+    run_deliveries(tenant)
+    got = receiver.requests[-1]
+    assert len(got.headers["X-Signature"].split(",")) == 3
+    assert all(verify(s, got.headers, got.body) for s in (again.get_json()["secret"], new, "an-old-secret-of-ours"))
+    rotate = f"/api/v1/webhooks/{hook['id']}/rotate-secret"
+    for _ in range(8):  # ten earlier secrets sign now, the most kept
+        assert tenant.api.post(rotate, json={"grace_period_seconds": 60}).status_code == 200
+    refused = tenant.api.post(rotate, json={"grace_period_seconds": 60})
+    assert refused.status_code == 409 and "10 earlier secrets" in refused.get_json()["message"]
+
     resp = tenant.api.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret",
                            json={"secret": "the-newest-secret-here", "grace_period_seconds": 0})
     assert resp.status_code == 200 and resp.get_json()["previous_secret_expires_at"] is None
