@@ -27,6 +27,32 @@ _SPACE = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 LABEL_PATTERN = f"^[^,{_CONTROL}{_SPACE}]([^,{_CONTROL}]*[^,{_CONTROL}{_SPACE}])?$"
 _LABEL = re.compile(LABEL_PATTERN[1:-1])
 
+# A name is an identity on every page that shows it: one character at least must be visible (not
+# a space, a zero-width or other format character), and bidirectional embedding, override and
+# isolate controls, which reorder the text around them ("Trojan Source"), are refused.
+_INVISIBLE = r"\u00ad\u180e\u200b-\u200f\u2060-\u2064"
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}][^{_CONTROL}{_BIDI}]*$"
+_NAME = re.compile(NAME_PATTERN[1:-1])
+_BIDI_CONTROL = re.compile(f"[{_BIDI}]")
+_CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
+
+
+def _visible_name(value: str) -> None:
+    if value and _NAME.fullmatch(value) is None:  # "" is Length's to refuse
+        if _BIDI_CONTROL.search(value):
+            raise ValidationError("Bidirectional control characters are not allowed in a name.")
+        if _CONTROL_CHARACTER.search(value):
+            raise ValidationError("Control characters are not allowed in a name.")
+        raise ValidationError("The name must not be blank.")
+
+
+def display_name(**kwargs: object) -> fields.String:
+    """A name people read on pages (a person's, team's, rule's, key's, organization's): 1 to 200
+    characters, one at least visible, and no bidirectional controls."""
+    return fields.String(validate=[validate.Length(min=1, max=200), _visible_name],
+                         metadata={"pattern": NAME_PATTERN}, **kwargs)
+
 
 def _plain_label(value: str) -> None:
     if value and _LABEL.fullmatch(value) is None:  # "" is Length's to refuse

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.idempotency import idempotent_sealed
 from app.pagination import PageArgs, page_body, page_schema
 from app.people.models import ROLES
-from app.schemas import Uuid, WholeNumber
+from app.schemas import Uuid, WholeNumber, display_name
 
 MAX_GRACE = 7 * 24 * 3600
 blp = api_blueprint("api_keys", "API keys: each acts with its role as its user, in its tenant only.",
@@ -28,7 +28,7 @@ def register(api: Api) -> None:
 
 class ApiKeySchema(Schema):
     id = Uuid(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = display_name(required=True)
     role = fields.String(load_default="admin", validate=validate.OneOf(ROLES))
     user_id = Uuid(load_default=None, metadata={"description": "User the key acts as (default: you)."})
     prefix = fields.String(dump_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.assignment.models import STRATEGIES
-from app.schemas import Flag, Uuid, WholeNumber, tag_list
+from app.schemas import Flag, Uuid, WholeNumber, display_name, tag_list
 from app.tickets.models import PRIORITIES
 
 
@@ -22,7 +22,7 @@ class ConditionsSchema(Schema):
 
 class RuleSchema(Schema):
     id = Uuid(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = display_name(required=True)
     position = WholeNumber(load_default=0, validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema, load_default=dict)
     team_id = Uuid(required=True)
@@ -34,7 +34,7 @@ class RuleSchema(Schema):
 
 
 class RulePatchSchema(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = display_name()
     position = WholeNumber(validate=validate.Range(min=-1_000_000, max=1_000_000))
     conditions = fields.Nested(ConditionsSchema)
     team_id = Uuid()

@@ -6,13 +6,13 @@ from marshmallow import Schema, fields, validate
 
 from app.pagination import cursor_field
 from app.people.models import ROLES
-from app.schemas import EmailAddress, Flag, QueryNumber, Uuid, WholeNumber, tag_list
+from app.schemas import EmailAddress, Flag, QueryNumber, Uuid, WholeNumber, display_name, tag_list
 
 
 class UserSchema(Schema):
     id = Uuid(dump_only=True)
     email = EmailAddress(required=True, validate=validate.Length(max=254))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = display_name(required=True)
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
     skills = tag_list(load_default=list)
@@ -24,7 +24,7 @@ class UserSchema(Schema):
 
 class UserPatchSchema(Schema):
     email = EmailAddress(validate=validate.Length(max=254))
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = display_name()
     role = fields.String(validate=validate.OneOf(ROLES))
     password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
     skills = tag_list()
@@ -40,7 +40,7 @@ class UserListArgs(Schema):
 
 class TeamSchema(Schema):
     id = Uuid(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = display_name(required=True)
     description = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=5000))
     member_ids = fields.List(Uuid(), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
@@ -48,5 +48,5 @@ class TeamSchema(Schema):
 
 
 class TeamPatchSchema(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = display_name()
     description = fields.String(allow_none=True, validate=validate.Length(max=5000))

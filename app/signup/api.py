@@ -17,7 +17,7 @@ from app.api_common import api_blueprint
 from app.auth.throttle import client_address, signup_wait
 from app.errors import Invalid
 from app.extensions import db
-from app.schemas import EmailAddress, Uuid
+from app.schemas import EmailAddress, Uuid, display_name
 from app.signup.models import SignupReplay
 from app.signup.services import Signup, sign_up
 from tenants import RESERVED_SLUGS, SLUG_RULE, SlugTaken, slug_problem
@@ -30,7 +30,7 @@ def register(api: Api) -> None:
 
 
 class SignupSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = display_name(required=True)
     slug = fields.String(required=True, metadata={
         # `slug_problem`'s rules: hyphens in the third and fourth characters are reserved in host names.
         "pattern": f"^(?!pg-)(?!..--){SLUG_RULE}$", "not": {"enum": sorted(RESERVED_SLUGS)},

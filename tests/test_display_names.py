@@ -1,0 +1,75 @@
+"""Names people read on pages (a person's, team's, rule's, key's, organization's) show something:
+one visible character at least, and no bidirectional controls, which would reorder the text around
+them on every page ("Trojan Source"). Agents set their own names, so this is between users."""
+
+from __future__ import annotations
+
+import secrets
+
+from app.schemas import NAME_PATTERN
+from tests.helpers import ApiClient
+
+BLANK = ["   ", "\u200b", "\u2028\u2029\ufeff\u200b", "\u00a0\u3000", "\u2060\u00ad", "\t\n"]
+BIDI = ["Ada\u202eevil", "\u2066Ada\u2069", "Bo\u202d"]
+FINE = ["Ada Lovelace", " padded ", "Zoë 李", "نور", "a\u200db"]  # ZWJ between letters is how emoji join
+
+
+def _cases(tenant) -> list[tuple[str, str, dict]]:
+    """(method, path, body with a marker where the name goes)."""
+    agent = tenant.user("agent")
+    team = tenant.api.post("/api/v1/teams", json={"name": "Desk"}).get_json()
+    rule = tenant.api.post("/api/v1/assignment-rules", json={"name": "r", "team_id": team["id"],
+                                                             "strategy": "round_robin"}).get_json()
+    return [
+        ("post", "/api/v1/users", {"email": "EMAIL", "name": "MARK", "role": "agent"}),
+        ("patch", f"/api/v1/users/{agent['id']}", {"name": "MARK"}),
+        ("post", "/api/v1/teams", {"name": "MARK"}),
+        ("patch", f"/api/v1/teams/{team['id']}", {"name": "MARK"}),
+        ("post", "/api/v1/assignment-rules", {"name": "MARK", "team_id": team["id"], "strategy": "round_robin"}),
+        ("patch", f"/api/v1/assignment-rules/{rule['id']}", {"name": "MARK"}),
+        ("post", "/api/v1/api-keys", {"name": "MARK"}),
+    ]
+
+
+def _body(body: dict, name: str) -> dict:
+    return {k: name if v == "MARK" else f"{secrets.token_hex(4)}@example.com" if v == "EMAIL" else v
+            for k, v in body.items()}
+
+
+def test_a_blank_or_reordering_name_is_422_everywhere_and_changes_nothing(tenant):
+    cases = _cases(tenant)
+    before = {path: tenant.api.get(path.rsplit("/", 1)[0] if method == "patch" else path).get_json()
+              for method, path, _ in cases}
+    for method, path, body in cases:
+        for name in BLANK + BIDI:
+            resp = getattr(tenant.api, method)(path, json=_body(body, name))
+            assert resp.status_code == 422, (path, name, resp.get_json())
+            expected = "Bidirectional control" if name in BIDI else "Control" if "\t" in name else "must not be blank"
+            assert expected in resp.get_json()["errors"]["name"][0], (path, name)
+    after = {path: tenant.api.get(path.rsplit("/", 1)[0] if method == "patch" else path).get_json()
+             for method, path, _ in cases}
+    assert after == before
+
+
+def test_names_in_any_script_are_kept_as_given(tenant):
+    for n, (method, path, body) in enumerate(_cases(tenant)):
+        for name in FINE:
+            name = f"{name}{n}"  # teams' names are unique
+            resp = getattr(tenant.api, method)(path, json=_body(body, name))
+            assert resp.status_code in (200, 201), (path, name, resp.get_json())
+            assert resp.get_json()["name"] == name
+
+
+def test_an_organization_name_is_one_too(app):
+    client = ApiClient(app.test_client(), "")
+    for name in ("\u200b", "Acme\u202e"):
+        slug = f"n{secrets.token_hex(5)}"
+        resp = client.client.post("/api/v1/signup", json={"name": name, "slug": slug, "admin_email": "a@b.example",
+                                                          "admin_password": "a long password"})
+        assert resp.status_code == 422 and "name" in resp.get_json()["errors"], resp.get_json()
+
+
+def test_the_document_states_the_rule(tenant):
+    schemas = tenant.api.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    named = [n for n, s in schemas.items() if s.get("properties", {}).get("name", {}).get("pattern") == NAME_PATTERN]
+    assert len(named) >= 7, named  # users, teams and rules (new and patch), keys, signup
