@@ -86,6 +86,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.session_interface = extensions.PageSessions()
     extensions.sock.init_app(app)
     extensions.login.init_app(app)
+    input_guard.keep_form_bodies(app)  # before CSRF's check, which reads (and uses up) a form's body
     extensions.csrf.init_app(app)
     unit_of_work.init_app(app)
     http_errors.init_app(app)

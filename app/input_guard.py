@@ -53,6 +53,17 @@ def init_app(app: Flask) -> None:
     app.before_request(guard_request)
 
 
+def keep_form_bodies(app: Flask) -> None:
+    """Keep a page's URL-encoded form body as it came, for `check_form`; call it before anything that
+    reads the form (CSRF's check does), as Werkzeug parses it from that copy then, not the stream."""
+
+    @app.before_request
+    def keep_form_body() -> None:
+        if (request.mimetype == "application/x-www-form-urlencoded" and not is_api_request()
+                and request.method not in ("GET", "HEAD", "OPTIONS")):
+            request.get_data(cache=True)
+
+
 def decode_json(raw: bytes | str, max_bytes: int) -> Any:
     """Return the JSON value in `raw`, or raise BadInput saying what is wrong with it."""
     if len(raw) > max_bytes:
@@ -162,8 +173,8 @@ def check_form() -> None:
 
     Werkzeug would re-quote escapes that are not UTF-8 in a URL-encoded form (`%FF` stays those
     three characters) and put U+FFFD for such bytes in a multipart field, then carry on. The first
-    are found in the raw body (Werkzeug reads all of it anyway, and parses the form from the copy);
-    in a multipart form, which no page sends but a file's, U+FFFD is taken to be such a byte.
+    are found in the raw body (`keep_form_bodies`; Werkzeug reads all of it anyway); in a multipart
+    form, which no page sends but a file's, U+FFFD is taken to be such a byte.
     """
     if request.mimetype == "application/x-www-form-urlencoded":
         try:
