@@ -30,7 +30,8 @@ _LABEL = re.compile(LABEL_PATTERN[1:-1])
 # A name is an identity on every page that shows it: one character at least must be visible (not
 # a space, a zero-width or other format character), and bidirectional embedding, override and
 # isolate controls, which reorder the text around them ("Trojan Source"), are refused.
-_INVISIBLE = r"\u00ad\u180e\u200b-\u200f\u2060-\u2064"
+_INVISIBLE = (r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
+              r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\uffa0\ufff9-\ufffb")
 _BIDI = r"\u202a-\u202e\u2066-\u2069"
 NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}][^{_CONTROL}{_BIDI}]*$"
 _NAME = re.compile(NAME_PATTERN[1:-1])
@@ -38,13 +39,21 @@ _BIDI_CONTROL = re.compile(f"[{_BIDI}]")
 _CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
 
 
+def name_problem(value: str) -> str | None:
+    """Say what is wrong with a name as `display_name` refuses it (None: nothing; "" is Length's)."""
+    if not value or _NAME.fullmatch(value) is not None:
+        return None
+    if _BIDI_CONTROL.search(value):
+        return "Bidirectional control characters are not allowed in a name."
+    if _CONTROL_CHARACTER.search(value):
+        return "Control characters are not allowed in a name."
+    return "The name must not be blank."
+
+
 def _visible_name(value: str) -> None:
-    if value and _NAME.fullmatch(value) is None:  # "" is Length's to refuse
-        if _BIDI_CONTROL.search(value):
-            raise ValidationError("Bidirectional control characters are not allowed in a name.")
-        if _CONTROL_CHARACTER.search(value):
-            raise ValidationError("Control characters are not allowed in a name.")
-        raise ValidationError("The name must not be blank.")
+    problem = name_problem(value)
+    if problem:
+        raise ValidationError(problem)
 
 
 def display_name(**kwargs: object) -> fields.String:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import secrets
 
 from app.schemas import NAME_PATTERN
-from tests.helpers import ApiClient
 
-BLANK = ["   ", "\u200b", "\u2028\u2029\ufeff\u200b", "\u00a0\u3000", "\u2060\u00ad", "\t\n"]
+BLANK = ["   ", "\u200b", "\u2028\u2029\ufeff\u200b", "\u00a0\u3000", "\u2060\u00ad", "\t\n", "\u3164",
+         "\u2800", "\ufe0f\u034f", "\uffa0\u115f", "\u061c"]
 BIDI = ["Ada\u202eevil", "\u2066Ada\u2069", "Bo\u202d"]
 FINE = ["Ada Lovelace", " padded ", "Zoë 李", "نور", "a\u200db"]  # ZWJ between letters is how emoji join
 
@@ -60,13 +60,18 @@ def test_names_in_any_script_are_kept_as_given(tenant):
             assert resp.get_json()["name"] == name
 
 
-def test_an_organization_name_is_one_too(app):
-    client = ApiClient(app.test_client(), "")
+def test_an_organization_and_its_first_admin_are_named_so_too(app):
+    client = app.test_client()
     for name in ("\u200b", "Acme\u202e"):
-        slug = f"n{secrets.token_hex(5)}"
-        resp = client.client.post("/api/v1/signup", json={"name": name, "slug": slug, "admin_email": "a@b.example",
-                                                          "admin_password": "a long password"})
+        body = {"name": name, "slug": f"n{secrets.token_hex(5)}", "admin_email": "a@b.example",
+                "admin_password": "a long password"}
+        resp = client.post("/api/v1/signup", json=body)
         assert resp.status_code == 422 and "name" in resp.get_json()["errors"], resp.get_json()
+        resp = client.post("/api/v1/signup", json={**body, "name": "Acme", "admin_name": name})
+        assert resp.status_code == 422 and "admin_name" in resp.get_json()["errors"], resp.get_json()
+        page = client.post("/signup", data=body, environ_base={"REMOTE_ADDR": "10.9.8.5"})  # the page says so too
+        said = "must not be blank" if name == "\u200b" else "Bidirectional control characters are not allowed"
+        assert page.status_code == 422 and said in page.get_data(as_text=True), page.status_code
 
 
 def test_the_document_states_the_rule(tenant):

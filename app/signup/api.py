@@ -38,7 +38,7 @@ class SignupSchema(Schema):
                        "third and fourth characters (as in `xn--`); not starting with `pg-`; not a reserved name."})
     admin_email = EmailAddress(required=True, validate=validate.Length(max=254))
     admin_password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
-    admin_name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    admin_name = display_name(load_default=None)
 
     @validates("slug")
     def check_slug(self, value: str, **_kwargs: object) -> None:

@@ -8,6 +8,7 @@ from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, ValidationError
 
 from app.auth.throttle import signup_wait
+from app.schemas import name_problem
 from app.signup.services import sign_up
 from tenants import SlugTaken, slug_problem
 
@@ -24,8 +25,14 @@ def _valid_slug(_form: FlaskForm, field: StringField) -> None:
         raise ValidationError(problem)
 
 
+def _visible_name(_form: FlaskForm, field: StringField) -> None:
+    problem = name_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
+
+
 class SignupForm(FlaskForm):
-    name = StringField("name", validators=[DataRequired(), Length(max=200)])
+    name = StringField("name", validators=[DataRequired(), Length(max=200), _visible_name])
     slug = StringField("slug", validators=[DataRequired(), _valid_slug])
     admin_email = EmailField("admin_email", validators=[DataRequired(), Email(), Length(max=254)])
     admin_password = PasswordField("admin_password", validators=[DataRequired(), Length(min=8, max=256)])

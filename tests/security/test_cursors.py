@@ -117,3 +117,19 @@ def test_a_cursor_given_out_compressed_still_pages(filled, monkeypatch):
     assert before.startswith(".") and not now.startswith(".")  # compressed, then not
     pages = [_page(tenant.api, "/api/v1/tickets", cursor).get_json() for cursor in (before, now)]
     assert pages[0] == pages[1] and pages[0]["items"]
+
+
+def test_a_list_sorted_by_the_longest_names_still_pages(tenant):
+    """Team names sort their list, so a cursor holds one: 200 four-byte characters passed the old cap."""
+    for end in "abc":
+        assert tenant.api.post("/api/v1/teams", json={"name": "\U0001f3a7" * 199 + end}).status_code == 201
+    names, cursor = [], None
+    while True:
+        page = _page(tenant.api, "/api/v1/teams", cursor)
+        assert page.status_code == 200, page.get_json()
+        names += [t["name"][-1] for t in page.get_json()["items"]]
+        cursor = page.get_json()["next_cursor"]
+        if not cursor:
+            break
+        assert len(cursor) > 1000
+    assert names == ["a", "b", "c"]
