@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import request
 
 from tenants.context import TenantRef
-from tenants.database import db, engine_for
+from tenants.database import UnknownShard, db, engine_for
 from tenants.models import Tenant
 from tenants.names import is_slug, moved_schema
 
@@ -82,11 +82,16 @@ def tenant_moved(tenant: TenantRef) -> bool:
     fence is looked for first: a move fences, switches, then drops the fence, so a fence gone by
     the first read means the registry already names the new place at the second. (The other way
     round, a move could switch and drop between the reads, and a request it met answered 500.)
+    A database the ref names that no longer answers, or is no longer configured, leaves the
+    registry to tell.
     """
-    with engine_for(tenant).connect() as conn:
-        if conn.execute(sa.text("select 1 from pg_namespace where nspname = :name"),
-                        {"name": moved_schema(tenant.id)}).first() is not None:
-            return True
+    try:
+        with engine_for(tenant).connect() as conn:
+            if conn.execute(sa.text("select 1 from pg_namespace where nspname = :name"),
+                            {"name": moved_schema(tenant.id)}).first() is not None:
+                return True
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, UnknownShard):
+        pass
     placed = db.session.execute(
         sa.select(Tenant.shard, Tenant.txid_offset).where(Tenant.id == tenant.id)).first()
     return placed is not None and tuple(placed) != (tenant.shard, tenant.txid_offset)

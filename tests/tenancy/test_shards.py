@@ -7,6 +7,7 @@ a failure injected after each of their steps.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import uuid
@@ -305,6 +306,9 @@ def test_a_request_that_met_the_fence_is_told_of_the_move_however_far_it_went_be
     with app.app_context():
         assert tenant_moved(move.tenant)
     assert registry_shard(app, slug) == "b" and schemas_on(shards.primary, moved_schema_of(app, slug)) == set()
+    monkeypatch.undo()
+    with app.app_context():  # a ref naming a database no longer configured: the registry tells
+        assert tenant_moved(dataclasses.replace(move.tenant, shard="retired"))
 
 
 def test_a_signed_in_page_that_meets_a_move_answers_503_with_retry_after(app, shards):
