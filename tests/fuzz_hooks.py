@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from app.dashboard.services import earliest_start
 from app.media.inspection import SNIFF_BYTES, plainly_not_allowed, sniff
 from app.media.types import ALL_TYPES
+from app.pagination import MAX_CURSOR
 
 schemathesis.openapi.format("cursor", st.just(""))
 schemathesis.openapi.format("webhook-url", st.builds(
@@ -48,7 +49,7 @@ schemathesis.openapi.format("webhook-url", st.builds(
     st.from_regex(r"[a-z0-9/_-]{0,30}", fullmatch=True)))
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
-CURSOR = re.compile(r"^[A-Za-z0-9_.-]{1,1000}$")  # app.pagination.CURSOR_PATTERN, non-empty
+CURSOR = re.compile(rf"^[A-Za-z0-9_.-]{{1,{MAX_CURSOR}}}$")  # app.pagination.CURSOR_PATTERN, non-empty
 ROLES = ("admin", "agent", "requester")  # most powerful first, as app.people.models.ROLES
 FALLBACK_SKILLS = ["fuzzing"]
 
