@@ -576,6 +576,8 @@ def told_state(event: dict[str, Any]) -> tuple[str, str]:
     item, field = CHANGES[event["type"]]
     body = event.get(item) or {}
     value = body.get(field) if field else ""
+    if item == "attachment":  # a scan tried again may end as before, with another reason
+        value = f"{value}:{body.get('status_reason')}"
     if field == "edited_at" and isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = datetime.fromisoformat(value).timestamp()

@@ -460,3 +460,12 @@ def test_a_socket_back_after_a_drop_hears_of_edits_and_deletions_it_missed(app, 
     assert [m["body"] for m in helpers.message_events(fresh, 4)] == ["kept", "fixed", "long ago", "new"]
     helpers.post_message(tenant.api, ticket["id"], body="live")
     assert helpers.next_event(fresh)["message"]["body"] == "live"
+
+
+def test_a_files_state_as_a_socket_tells_it_counts_its_reason():
+    """A scan tried again may end as before with another reason: that is news the socket must send."""
+    from app.conversation.stream import told_state
+
+    first = {"type": "attachment.updated", "attachment": {"id": "a", "status": "scan_failed", "status_reason": "x"}}
+    again = {"type": "attachment.updated", "attachment": {"id": "a", "status": "scan_failed", "status_reason": "y"}}
+    assert told_state(first)[0] == told_state(again)[0] == "a" and told_state(first) != told_state(again)
