@@ -71,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.tickets import api as tickets_api
     from app.tickets import ui as tickets_ui
     from app.ui import layout as ui_layout
+    from app.ui import once as ui_once
     from app.ui import views as ui_views
     from app.webhooks import api as webhooks_api
     from app.webhooks import delivery as webhook_delivery
@@ -120,6 +121,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     openapi.finish(extensions.api)
     # Pages: the shared layout, then each area's pages
     ui_layout.init_app(app)
+    ui_once.init_app(app)
     auth_ui.init_app(app)
     signup_ui.init_app(app)
     ui_views.init_app(app)

@@ -46,6 +46,7 @@ from app.tickets.listing import list_tickets
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, STATUSES
 from app.tickets.schemas import RELEVANCE, ExportArgs, TicketListArgs
 from app.ui.layout import Section, add_section, ago
+from app.ui.once import sent_once
 from app.ui.pages import field_messages, refusals
 from app.webhooks import services as hooks
 from app.webhooks.schemas import AttemptListArgs, WebhookPatchSchema, WebhookSchema
@@ -536,6 +537,7 @@ def create_key():
     """Create a key (`name`, `role`, `user_id`): shown once, on the page that answers."""
     with refusals() as refused:
         fields = read_fields(KEY, text=("name", "role", "user_id"))
+        sent_once()
         minted = keys.create_key(current_actor(), fields["name"], fields["role"], fields["user_id"])
         db.session.commit()
         return keys_view(minted=minted, status=201)
@@ -558,6 +560,7 @@ def rotate_key(key_id: uuid.UUID):
     with refusals() as refused:
         keys.live_key(key_id)
         fields = read_fields(ROTATION, numbers=("grace_seconds",))
+        sent_once()
         minted = keys.rotate(current_actor(), key_id, fields["grace_seconds"])
         db.session.commit()
         return keys_view(minted=minted, status=201)
@@ -587,6 +590,7 @@ def create_webhook():
     """Subscribe a URL (`url`, `events`, `include_internal`, `description`, `secret`); the secret is shown once."""
     with refusals() as refused:
         fields = read_fields(HOOK, text=HOOK_TEXT, checkboxes=("include_internal",), choices=("events",))
+        sent_once()
         _subscription, secret = hooks.create_subscription(**fields)
         db.session.commit()
         return webhooks_view(secret=secret, status=201)

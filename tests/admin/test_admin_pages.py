@@ -272,6 +272,40 @@ def test_a_key_is_shown_once_and_a_revoked_key_gets_401(help_desk, admin, client
     assert again.status_code == 404
 
 
+def test_a_reloaded_form_that_made_a_secret_makes_nothing_more(help_desk, admin):
+    """Those pages answer with the secret (201), so a reload posted the form again: each made another
+    live key or webhook, the earlier one kept by no one. Each form now carries a token used once."""
+    hd = help_desk
+    keys, hooks = f"/t/{hd.slug}/admin/api-keys", f"/t/{hd.slug}/admin/webhooks"
+
+    def once(path: str, action: str) -> str:
+        form = re.search(rf'action="{re.escape(action)}"[^>]*>.*?name="once" value="([^"]+)"', page(admin, path), re.S)
+        return form.group(1)
+
+    def live_keys() -> list[str]:
+        return [k["id"] for k in hd.tenant.api.get("/api/v1/api-keys").get_json()["items"] if not k["revoked_at"]]
+
+    key_form = {"name": "Reloaded", "role": "agent", "user_id": hd.agent.id, "once": once(keys, keys)}
+    before = live_keys()
+    assert admin.post(keys, data=key_form).status_code == 201
+    made = [k for k in live_keys() if k not in before]
+    again = admin.post(keys, data=key_form)
+    assert again.status_code == 409 and "sent already" in again.get_data(as_text=True)
+    assert len(live_keys()) == len(before) + 1
+    rotate = f"{keys}/{made[0]}/rotate"
+    rotation = {"grace_seconds": "3600", "once": once(keys, rotate)}
+    assert admin.post(rotate, data=rotation).status_code == 201
+    assert admin.post(rotate, data=rotation).status_code == 409
+    assert len(live_keys()) == len(before) + 2  # the key and one successor
+    hook_form = {"url": "https://hooks.example.com/once", "events": ["ticket.created"], "once": once(hooks, hooks)}
+    assert admin.post(hooks, data=hook_form).status_code == 201
+    assert admin.post(hooks, data=hook_form).status_code == 409
+    assert admin.post(hooks, data={**hook_form, "once": once(hooks, hooks)}).status_code == 201  # a new form
+    assert [h["url"] for h in hd.tenant.api.get("/api/v1/webhooks").get_json()["items"]].count(hook_form["url"]) == 2
+    forged = admin.post(hooks, data={**hook_form, "once": "not a token"})
+    assert forged.status_code == 422
+
+
 def test_webhooks_their_log_and_redelivery(help_desk, admin, run_jobs):
     hd = help_desk
     base = f"/t/{hd.slug}/admin/webhooks"
