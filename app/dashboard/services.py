@@ -180,10 +180,12 @@ def _wait_for(client: redis.Redis, key: str, lock_name: str) -> str | None:
     while time.monotonic() < deadline:
         time.sleep(0.05)
         cached = client.get(key)
+        if cached is None and not client.exists(lock_name):
+            cached = client.get(key)  # stored, then the lock let go, between the two reads above
+            if cached is None:
+                return None
         if cached is not None:
             return cached.decode() if isinstance(cached, bytes) else cached
-        if not client.exists(lock_name):
-            return None
     return None
 
 

@@ -260,6 +260,33 @@ def test_a_period_being_computed_is_waited_for_not_computed_again(services, tena
     assert len(calls) == 1 and calls.waiting == [False, False]
 
 
+def test_figures_stored_just_before_their_lock_went_are_taken_not_computed_again(app):
+    """A waiter read no figures; the computer stored them and let go of its lock; the waiter then saw
+    no lock and computed them again, answering another `computed_at` than the first admin's."""
+    import uuid
+
+    from app.dashboard import services as reports
+    from app.extensions import redis_client
+
+    with app.app_context():
+        client = redis_client()
+        key = f"tms:test:{uuid.uuid4()}:dashboard"
+        lock = f"{key}:computing"
+        client.set(lock, b"held", ex=60)
+
+        class FinishingMeanwhile:  # the real Redis, with the computer finishing between the reads
+            def get(self, name):
+                return client.get(name)
+
+            def exists(self, name):
+                client.set(key, b"figures", ex=60)
+                client.delete(lock)
+                return client.exists(name)
+
+        assert reports._wait_for(FinishingMeanwhile(), key, lock) == "figures"
+        client.delete(key)
+
+
 def test_the_requests_waiting_for_a_period_are_few_per_organization(services, tenant, monkeypatch):
     import threading
 
