@@ -38,13 +38,13 @@ from tenants.resolution import (
     tenant_moved,
 )
 from tenants.shards import NoRoom, check_shards, parse_capacities, parse_shards, shard_engines
-from tenants.statements import TenantStatement, autocommit_connection
+from tenants.statements import TenantStatement, autocommit_connection, driver_errors_as_sqlalchemys
 
 __all__ = [
     "PRIMARY_SHARD", "RESERVED_SLUGS", "SLUG_RULE", "ApiKey", "NoRoom", "SlugTaken", "Tenant",
     "TenantPathMiddleware", "TenantRef", "TenantSession", "TenantStatement", "UnknownShard",
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
-    "create_tenant", "current_tenant", "current_tenant_or_none", "db",
+    "create_tenant", "current_tenant", "current_tenant_or_none", "db", "driver_errors_as_sqlalchemys",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug", "keepalive_args",
     "new_tenant_ref", "on_drop", "on_registry_change", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "shard_engines",

@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -79,18 +80,27 @@ def autocommit_connection() -> Iterator[psycopg.Connection]:
         note_tenants(fairy, (tenant.schema,))  # counted against DB_CONNECTION_MAX_TENANTS, as the session's are
     raw = fairy.dbapi_connection
     try:
-        raw.autocommit = True
-        try:
-            yield raw
-        finally:
+        with driver_errors_as_sqlalchemys(engine, fairy):
+            raw.autocommit = True
             try:
-                raw.autocommit = False
-            except psycopg.Error as exc:
-                fairy.invalidate(exc)  # a connection that cannot leave autocommit never goes back
+                yield raw
+            finally:
+                try:
+                    raw.autocommit = False
+                except psycopg.Error as exc:
+                    fairy.invalidate(exc)  # a connection that cannot leave autocommit never goes back
+    finally:
+        fairy.close()
+
+
+@contextmanager
+def driver_errors_as_sqlalchemys(engine: sa.Engine, fairy: Any) -> Iterator[None]:
+    """Raise psycopg's errors on a raw pooled connection (`fairy`) as SQLAlchemy's, so the app maps
+    them as it maps the session's; a lost connection is invalidated, never lent again."""
+    try:
+        yield
     except psycopg.Error as exc:
-        lost = engine.dialect.is_disconnect(exc, raw, None)
+        lost = engine.dialect.is_disconnect(exc, fairy.dbapi_connection, None)
         if lost:
             fairy.invalidate(exc)
         raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, connection_invalidated=lost) from exc
-    finally:
-        fairy.close()

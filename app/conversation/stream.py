@@ -64,6 +64,7 @@ bp = Blueprint("stream", __name__)
 # Messages read per catch-up page: each may hold 64 KiB of text and its HTML, held until sent.
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
+TOKEN_REFUSED = "The stream token is not valid, was used already or has expired."
 RECENT_CHANGES = timedelta(minutes=15)  # what a new socket is told of again (`send_recent_changes`)
 _message_frame = MessageFrameSchema()
 MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
@@ -107,7 +108,7 @@ def authenticate_stream() -> None:
             g.stream_generation = current_generation(redeemed.grant.tenant.id)
             actor = live_actor(redeemed.grant)
         if actor is None:
-            abort(401, message="The stream token is not valid, was used already or has expired.")
+            abort(401, message=TOKEN_REFUSED)
         set_actor(actor)
     else:
         authenticate_api_key(request.headers.get("Authorization", ""))
@@ -115,7 +116,7 @@ def authenticate_stream() -> None:
     last = ticket_for(current_actor(), ticket_id).last_message_seq
     db.session.remove()
     if args["token"] and not tokens.take_token(args["token"]):  # checked: now it is used, by one request only
-        abort(401, message="The stream token is not valid, was used already or has expired.")
+        abort(401, message=TOKEN_REFUSED)
     if args["after_seq"] > last:  # the socket would wait for seqs that come later, dropping what comes first
         abort(422, message="The request has invalid fields.",
               errors={"after_seq": [f"Past the ticket's last message, whose seq is {last}."]})
@@ -369,17 +370,18 @@ class TicketStream:
         for internal, event in changes:
             if not services.visible_to(self.actor, internal):
                 continue
-            item_id, state = told_state(event)
-            if not untold_only or self.told.get(item_id, ("",))[0] != state:
+            if self.note_told(event) or not untold_only:
                 self.send(event)
-            self.told[item_id] = (state, time.monotonic())
         horizon = time.monotonic() - 2 * RECENT_CHANGES.total_seconds()  # no longer asked about: forgotten
         self.told = {item: told for item, told in self.told.items() if told[1] > horizon}
 
-    def note_told(self, event: dict[str, Any]) -> None:
-        """Note that this socket has told the client a message or file as `event` says it is now."""
+    def note_told(self, event: dict[str, Any]) -> bool:
+        """Note that this socket tells the client a message or file as `event` says it is now; False
+        if it had told it so already."""
         item_id, state = told_state(event)
+        news = self.told.get(item_id, ("",))[0] != state
         self.told[item_id] = (state, time.monotonic())
+        return news
 
     def catch_up(self, before: int | None = None) -> None:
         """Send every message after `last_seq` (and before seq `before`, if given) from Postgres, page by page.
@@ -431,11 +433,8 @@ class TicketStream:
             if isinstance(event.get(item), dict) and not services.visible_to(
                     self.actor, bool(event[item].get("internal"))):
                 return
-        if kind in CHANGES:
-            item_id, state = told_state(event)
-            if self.told.get(item_id, ("",))[0] == state:
-                return  # a resync read it between its commit and this event, and told it already
-            self.told[item_id] = (state, time.monotonic())
+        if kind in CHANGES and not self.note_told(event):
+            return  # a resync read it between its commit and this event, and told it already
         if raw is None:
             self.send(event)
         else:

@@ -179,13 +179,13 @@ def _wait_for(client: redis.Redis, key: str, lock_name: str) -> str | None:
     deadline = time.monotonic() + COMPUTING_LEASE
     while time.monotonic() < deadline:
         time.sleep(0.05)
+        # The lock first: figures are stored before it goes, so once it is gone they are there or never come.
+        computing = client.exists(lock_name)
         cached = client.get(key)
-        if cached is None and not client.exists(lock_name):
-            cached = client.get(key)  # stored, then the lock let go, between the two reads above
-            if cached is None:
-                return None
         if cached is not None:
             return cached.decode() if isinstance(cached, bytes) else cached
+        if not computing:
+            return None
     return None
 
 

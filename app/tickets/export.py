@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from flask import current_app, has_request_context, request
 from marshmallow import fields
@@ -30,7 +29,7 @@ from app.tickets.listing import filters
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 from app.tickets.services import visibility
-from tenants import compile_for_tenant, current_tenant, engine_for, keepalive_args
+from tenants import compile_for_tenant, current_tenant, driver_errors_as_sqlalchemys, engine_for, keepalive_args
 
 _engine_lock = threading.Lock()
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
@@ -101,8 +100,10 @@ def copy_statement(stmt: sa.Select, fmt: str) -> tuple[str, dict[str, Any]]:
 class ExportConnection:
     """One export's database connection and its slot: both given back once, by whichever ends it first."""
 
-    def __init__(self, raw: Any, tenant_id: str, client: socket.socket | None, send_timeout: float) -> None:
-        self.raw, self.tenant_id, self.client, self.send_timeout = raw, tenant_id, client, send_timeout
+    def __init__(self, engine: sa.Engine, raw: Any, tenant_id: str, client: socket.socket | None,
+                 send_timeout: float) -> None:
+        self.engine, self.raw, self.tenant_id = engine, raw, tenant_id
+        self.client, self.send_timeout = client, send_timeout
         self._closed = False
 
     def cursor(self) -> Any:
@@ -148,14 +149,15 @@ def open_connection() -> ExportConnection:
                               retry_after=5)
         _held[tenant_id] = _held.get(tenant_id, 0) + 1
     try:
-        raw = _export_engine().raw_connection()
+        engine = _export_engine()
+        raw = engine.raw_connection()
     except BaseException as exc:
         _release(tenant_id)
         if isinstance(exc, sa.exc.TimeoutError):
             raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
         raise
     client = request.environ.get("gunicorn.socket") if has_request_context() else None
-    return ExportConnection(raw, tenant_id, client, current_app.config["EXPORT_SEND_TIMEOUT"])
+    return ExportConnection(engine, raw, tenant_id, client, current_app.config["EXPORT_SEND_TIMEOUT"])
 
 
 def _export_engine() -> sa.Engine:
@@ -190,20 +192,13 @@ def stream(raw: ExportConnection, sql: str, params: dict[str, Any], fmt: str) ->
     return chunks  # a started generator: closing it (a download cut short) cancels the COPY
 
 
-@contextlib.contextmanager
-def _driver_errors_as_sqlalchemys() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
-
-
 def _chunks(raw: ExportConnection, sql: str, params: dict[str, Any], fmt: str) -> Iterator[bytes]:
     before = raw.client.gettimeout() if raw.client is not None else None
     try:
         if raw.client is not None:
             raw.client.settimeout(raw.send_timeout)
-        with raw.cursor() as cursor, _driver_errors_as_sqlalchemys(), cursor.copy(sql, params) as copy:
+        with raw.cursor() as cursor, driver_errors_as_sqlalchemys(raw.engine, raw.raw), \
+                cursor.copy(sql, params) as copy:
             yield b""  # started (see `stream`)
             chunks = (bytes(chunk) for chunk in copy)
             yield from (_json_array(chunks) if fmt == "json" else chunks)

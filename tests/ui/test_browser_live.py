@@ -230,6 +230,13 @@ def test_the_small_pages_at_both_widths(live_server, browser, help_desk, keep):
         page = browser.new_context(**size).new_page()
         page.goto(f"{base}/signup")
         keep(page, f"signup-{name}")
+        page.get_by_label("name", exact=True).fill("Acme\u202eevil")  # reorders the text around it
+        page.get_by_label("slug").fill(f"rtl{name}x")
+        page.get_by_label("admin_email").fill("a@rtl.example")
+        page.get_by_label("admin_password").fill("a long password")
+        page.get_by_role("button", name=re.compile("Create|Sign up", re.I)).click()
+        expect(page.locator("#name-error")).to_have_text("Bidirectional control characters are not allowed in a name.")
+        keep(page, f"signup-refused-name-{name}")
         page.goto(f"{base}/t/{hd.slug}/login")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         keep(page, f"sign-in-{name}")
