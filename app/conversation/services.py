@@ -21,7 +21,7 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import announce, check_open_for, reopen_for_reply, ticket_for, visibility
+from app.tickets.services import announce, check_open_for, hold_open_for, reopen_for_reply, ticket_for, visibility
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
@@ -252,8 +252,7 @@ def edit_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, body
     requester may not, as they may not write there (Conflict)."""
     message = message_for(actor, ticket_id, message_id, lock=True)
     _may_change(actor, message)
-    if not actor.is_staff:
-        check_open_for(actor, ticket_for(actor, ticket_id).status)
+    hold_open_for(actor, ticket_id)
     before = message.body
     message.body = body
     message.body_html = render(body)
@@ -269,8 +268,7 @@ def delete_message(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID) ->
     ticket a requester may not, as they may not edit there (Conflict)."""
     message = message_for(actor, ticket_id, message_id, lock=True)
     _may_change(actor, message)
-    if not actor.is_staff:
-        check_open_for(actor, ticket_for(actor, ticket_id).status)
+    hold_open_for(actor, ticket_id)
     audit.record("message", message.id, "deleted", before={"body": message.body, "internal": message.internal})
     message.deleted_at = datetime.now(UTC)
     message.body = ""

@@ -53,7 +53,7 @@ from app.outbox import emit
 from app.outbox.dispatch import Chore, add_chore
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import check_open_for, ticket_for, visibility
+from app.tickets.services import check_open_for, hold_open_for, ticket_for, visibility
 from tenants import current_tenant, on_drop
 
 log = logging.getLogger(__name__)
@@ -401,7 +401,7 @@ def _check_head(head: bytes, found: Limits, filename: str) -> str:
 def record_upload(actor: Actor, ticket_id: uuid.UUID, received: Received) -> Attachment:
     """Record a received file on a ticket the actor can see, take its quota and queue its scan."""
     ticket = ticket_for(actor, ticket_id)
-    check_open_for(actor, ticket.status)  # closed while the file streamed in
+    hold_open_for(actor, ticket_id)  # closed while the file streamed in, or being closed now
     attachment_id, filename, declared, size, sha256 = (received.attachment_id, received.filename,
                                                        received.declared, received.size, received.sha256)
     content_type = received.content_type
@@ -566,7 +566,7 @@ def delete_attachment(actor: Actor, attachment_id: uuid.UUID, ticket_id: uuid.UU
     if locked.uploader_id != actor.user_id and actor.role != "admin":
         raise Forbidden("Only the person who uploaded a file, or an admin, may delete it.")
     if not actor.is_staff and locked.message_id is not None:
-        check_open_for(actor, ticket_for(actor, locked.ticket_id).status)
+        hold_open_for(actor, locked.ticket_id)
     body = attachment_json(locked)
     _change_usage(-locked.stored_bytes)
     audit.record("attachment", attachment_id, "deleted", before={

@@ -110,6 +110,23 @@ def check_open_for(actor: Actor, status: str) -> None:
         raise Conflict(CLOSED_TO_REQUESTER)
 
 
+def hold_open_for(actor: Actor, ticket_id: uuid.UUID) -> None:
+    """Refuse a requester's change on their closed ticket (Conflict), and keep it open until the caller commits.
+
+    The status is read `FOR SHARE`: a close being committed is waited for and seen, and a close that
+    comes later waits for this change, so a requester's edit, deletion or file never lands on a
+    ticket closed under it. Staff may change a closed ticket's conversation, so nothing is locked
+    for them. The caller has already found the ticket visible to `actor`.
+    """
+    if actor.is_staff:
+        return
+    status = db.session.execute(
+        sa.select(Ticket.status).where(Ticket.id == ticket_id).with_for_update(read=True)).scalar_one_or_none()
+    if status is None:
+        raise NotFound("No such ticket.")
+    check_open_for(actor, status)
+
+
 def ticket_by_number(actor: Actor, number: int) -> Ticket:
     """Return the ticket with this number if `actor` may see it, or raise NotFound."""
     if not 0 < number <= MAX_NUMBER:
