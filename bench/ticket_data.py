@@ -49,6 +49,8 @@ MESSAGE_WORDS = _MESSAGE_TEXT.split()
 STATUSES = ["new"] * 10 + ["open"] * 15 + ["pending"] * 5 + ["resolved"] * 10 + ["closed"] * 60
 PRIORITIES = ["low"] * 20 + ["normal"] * 50 + ["high"] * 20 + ["urgent"] * 10
 TAGS = ["vip", "billing", "hardware", "network", "mobile", "onsite"]
+# Most tickets have none; "legal" is rare (1 in 200), so a page of it is found far back in time.
+CATEGORIES = [None] * 80 + ["Billing"] * 50 + ["Hardware"] * 35 + ["Access"] * 34 + ["Legal"]
 POOL = 4000
 AGENTS = 50
 REQUESTERS = 2000
@@ -148,7 +150,7 @@ def _copy_tickets(conn, rng: random.Random, tickets: int, titles: list[str], des
     now = datetime.now(UTC)
     origin = now - timedelta(days=730)
     step = timedelta(days=730) / tickets
-    columns = ("id, number, title, description, priority, status, tags, requester_id, assignee_id, "
+    columns = ("id, number, title, description, priority, status, category, tags, requester_id, assignee_id, "
                "created_at, updated_at, first_response_at, resolved_at, closed_at, last_message_seq")
     with conn.cursor().copy(f"copy tickets ({columns}) from stdin") as copy:
         for number in range(1, tickets + 1):
@@ -168,7 +170,7 @@ def _copy_tickets(conn, rng: random.Random, tickets: int, titles: list[str], des
             updated = max(t for t in (created + timedelta(hours=rng.randint(0, 72)), replied, resolved, closed) if t)
             copy.write_row((
                 ticket_id(number), number, titles[rng.randrange(POOL)] + rare, descriptions[rng.randrange(POOL)],
-                priority, status, tags, requesters[number % REQUESTERS], assignee,
+                priority, status, rng.choice(CATEGORIES), tags, requesters[number % REQUESTERS], assignee,
                 created, min(updated, now), replied, resolved, closed, per_ticket,
             ))
 

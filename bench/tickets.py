@@ -109,6 +109,8 @@ def _find_and_export(ctx: BenchContext, server) -> list[Row]:
         "last 30 days, oldest first": {"created_after": month_ago, "sort": "created_at"},
         "high, by number desc": {"priority": "high", "sort": "-number"},
         "pending+open, by status": {"status": "pending,open", "sort": "status"},
+        "category (1 in 200), newest": {"category": "Legal", "sort": "-created_at"},
+        "category nobody has": {"category": "Warranty", "sort": "-created_at"},
     }
     searches = {
         "rare code": {"q": "ref01234"},
