@@ -226,8 +226,14 @@ class ErrorSchema(Schema):
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
 
 
+# RFC 3339's date-time, or a date alone (midnight UTC), as the whole value: Python's own parser
+# also takes ISO 8601's basic forms, so 300 digits read as 1111-11-11T11:11:11.111111.
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,32})?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?",
+                       re.ASCII)
+
+
 class UtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 timestamp (UTC when no zone is given), normalised to UTC.
+    """An RFC 3339 timestamp, or a date (UTC when no zone is given), normalised to UTC.
 
     Python accepts offsets up to ±23:59 but PostgreSQL only up to ±15:59, so values are converted
     before they reach a query rather than failing there.
@@ -237,7 +243,9 @@ class UtcDateTime(fields.AwareDateTime):
         super().__init__(default_timezone=UTC, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str) or TIMESTAMP.fullmatch(value) is None:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        parsed = super()._deserialize(value.upper(), attr, data, **kwargs)  # RFC 3339 allows "t" and "z"
         try:
             return parsed.astimezone(UTC)
         except OverflowError as exc:

@@ -9,7 +9,7 @@ from app.markdown import stored_or_rendered
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
-from app.schemas import Flag, QueryNumber, Uuid
+from app.schemas import Flag, QueryNumber, UtcDateTime, Uuid
 
 MAX_BODY = 64 * 1024
 
@@ -71,3 +71,9 @@ class StreamArgs(Schema):
         "description": "Send the ticket as a `ticket.updated` event first, read once the socket listens, so a "
                        "page rendered earlier misses no change."})
     token = fields.String(load_default=None, validate=validate.Length(max=200))
+    changed_since = UtcDateTime(load_default=None, metadata={
+        "description": "When this client's last socket on the ticket opened, by the server's clock (the `Date` "
+                       "of the answer that gave its token will do). Edits, deletions and scan results since "
+                       "then, of the messages and files it holds, are sent after the catch-up: up to 7 days "
+                       "back, the newest 100 messages' and files'. Without it, those of the last 15 minutes. "
+                       "A client away longer should read the conversation again over REST."})

@@ -7,7 +7,9 @@ database session is held while waiting: each frame, catch-up page or resync open
 Every `STREAM_RESYNC_INTERVAL` seconds the socket re-checks its tenant, key and ticket (losing
 any ends it), catches up by seq if the ticket has moved on, and sends the edits, deletions and
 scan results of the last `RECENT_CHANGES` it has not told, which covers a live event lost in
-Redis or with a process that died between its commit and its publish.
+Redis or with a process that died between its commit and its publish. A new socket is told those
+since its client's last socket opened (`changed_since`, up to `CHANGES_SINCE_AT_MOST`), so a page
+back from a long sleep does not keep showing a message deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -65,7 +67,8 @@ bp = Blueprint("stream", __name__)
 CATCH_UP_PAGE = 50
 HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
 TOKEN_REFUSED = "The stream token is not valid, was used already or has expired."
-RECENT_CHANGES = timedelta(minutes=15)  # what a new socket is told of again (`send_recent_changes`)
+RECENT_CHANGES = timedelta(minutes=15)  # what a socket is told of again (`send_recent_changes`)
+CHANGES_SINCE_AT_MOST = timedelta(days=7)  # how far back a new socket's `changed_since` is heard
 _message_frame = MessageFrameSchema()
 MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
 _stream_args = StreamArgs()
@@ -151,9 +154,20 @@ def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     grant = Grant.of(current_tenant(), current_actor())
     try:
         TicketStream(ws, ticket_id, grant, current_actor(), args["after_seq"], g.stream_generation, g.stream_slot,
-                     with_ticket=args["with_ticket"]).run()
+                     with_ticket=args["with_ticket"], away=away_for(args["changed_since"])).run()
     except OSError as exc:  # the peer vanished mid-send; the socket is finished either way
         log.info("stream closed: %s", exc)
+
+
+def away_for(changed_since: datetime | None) -> timedelta:
+    """Return how far back a new socket is told what changed: since its client's last socket, within bounds.
+
+    Never less than `RECENT_CHANGES` (what every resync covers, and all a client that does not say
+    is told), never more than `CHANGES_SINCE_AT_MOST`.
+    """
+    if changed_since is None:
+        return RECENT_CHANGES
+    return min(max(datetime.now(UTC) - changed_since, RECENT_CHANGES), CHANGES_SINCE_AT_MOST)
 
 
 @contextmanager
@@ -188,7 +202,8 @@ class TicketStream:
     """One socket's state: who it is, the last seq it accounted for, and its inbox."""
 
     def __init__(self, ws, ticket_id: uuid.UUID, grant: Grant, actor: Actor, after_seq: int,
-                 generation: bytes | None, slot: Slot, with_ticket: bool = False) -> None:
+                 generation: bytes | None, slot: Slot, with_ticket: bool = False,
+                 away: timedelta = RECENT_CHANGES) -> None:
         self.ws = ws
         self.ticket_id = ticket_id
         self.grant = grant
@@ -196,6 +211,7 @@ class TicketStream:
         self.generation = generation
         self.last_seq = after_seq
         self.with_ticket = with_ticket
+        self.away = away
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
@@ -229,7 +245,7 @@ class TicketStream:
             self.send_ticket()
         held = self.last_seq
         self.catch_up()  # first: a file's scan is told after the message that carries it
-        self.send_recent_changes(held)
+        self.send_recent_changes(held, self.away)
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
             self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
@@ -340,19 +356,20 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def send_recent_changes(self, up_to_seq: int) -> None:
-        """Send what changed lately of what the client holds (`read_recent_changes`), told or not."""
+    def send_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES) -> None:
+        """Send what changed `within` the last while of what the client holds (`read_recent_changes`), told or not."""
         try:
             with short_session():
-                changes = self.read_recent_changes(up_to_seq)
+                changes = self.read_recent_changes(up_to_seq, within)
         except SQLAlchemyError:
             log.warning("could not read a stream's recent changes", exc_info=True)
             return
         self.tell_changes(changes)
 
-    def read_recent_changes(self, up_to_seq: int) -> list[tuple[bool, dict[str, Any]]]:
+    def read_recent_changes(self, up_to_seq: int,
+                            within: timedelta = RECENT_CHANGES) -> list[tuple[bool, dict[str, Any]]]:
         """Read what changed lately of what the client holds: edits and deletions of its messages (up to
-        `up_to_seq`) and the ticket's scans, of the last `RECENT_CHANGES`, as (internal, event).
+        `up_to_seq`) and the ticket's scans, of the last `within`, as (internal, event).
 
         Each was announced live once, maybe while this client had no socket (it reconnects after a
         drop, or its page was made a moment before the socket listened), while this process had no
@@ -360,8 +377,8 @@ class TicketStream:
         brings back new messages only. Clients replace a message or a file by its id, so a state
         they have already is harmless.
         """
-        messages = services.recently_changed(self.ticket_id, up_to_seq, RECENT_CHANGES) if up_to_seq else []
-        files = media.recently_scanned(self.ticket_id, RECENT_CHANGES)
+        messages = services.recently_changed(self.ticket_id, up_to_seq, within) if up_to_seq else []
+        files = media.recently_scanned(self.ticket_id, within)
         return [*messages, *((bool(body.get("internal")), {"type": "attachment.updated", "attachment": body})
                              for body in files)]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 import websocket
@@ -35,8 +36,8 @@ class StreamServer(LiveServer):
         return f"ws://127.0.0.1:{self.port}"
 
     def connect(self, ticket_id: str, key: str | None = None, token: str | None = None,
-                after_seq: int | None = None) -> websocket.WebSocket:
-        query = []
+                after_seq: int | None = None, **params: str) -> websocket.WebSocket:
+        query = [urlencode(params)] if params else []
         if token is not None:
             query.append(f"token={token}")
         if after_seq is not None:

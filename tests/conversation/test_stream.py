@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import redis
 import sqlalchemy as sa
@@ -460,6 +461,49 @@ def test_a_socket_back_after_a_drop_hears_of_edits_and_deletions_it_missed(app, 
     assert [m["body"] for m in helpers.message_events(fresh, 4)] == ["kept", "fixed", "long ago", "new"]
     helpers.post_message(tenant.api, ticket["id"], body="live")
     assert helpers.next_event(fresh)["message"]["body"] == "live"
+
+
+def test_a_socket_back_after_a_long_absence_hears_of_changes_since_its_last_socket(tenant, in_tenant, server_a):
+    """`changed_since` reaches back past the last 15 minutes, up to 7 days: a page back from a long
+    sleep must not keep showing a message deleted meanwhile. Without it, 15 minutes as before."""
+    ticket = helpers.new_ticket(tenant.api)
+    typo, wrong, ancient = (helpers.post_message(tenant.api, ticket["id"], body=b).get_json()
+                            for b in ("typo", "wrong ticket", "ancient"))
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    assert tenant.api.patch(f"{path}/{typo['id']}", json={"body": "fixed"}).status_code == 200
+    assert tenant.api.delete(f"{path}/{wrong['id']}").status_code == 204
+    assert tenant.api.patch(f"{path}/{ancient['id']}", json={"body": "older than a week"}).status_code == 200
+    with in_tenant(tenant) as session:  # as if changed long ago, while the client was away
+        schema = current_tenant().schema
+        for message, column, ago in ((typo, "edited_at", "20 minutes"), (wrong, "deleted_at", "40 minutes"),
+                                     (ancient, "edited_at", "8 days")):
+            session.execute(sa.text(f'UPDATE "{schema}".messages SET {column} = now() - interval \'{ago}\' '
+                                    "WHERE id = :id"), {"id": message["id"]})
+        session.commit()
+
+    markers = []
+
+    def told(**params: str) -> list[tuple[str, str]]:
+        ws = server_a.connect(ticket["id"], key=tenant.key, after_seq=3 + len(markers), **params)
+        markers.append(ws)  # a frame is read once the socket has told what changed: its echo comes after
+        helpers.send(ws, type="message", body="marker")
+        events = []
+        while (event := helpers.next_event(ws))["type"] != "message.created":
+            events.append((event["type"], event["message"]["id"]))
+        assert event["message"]["body"] == "marker"
+        return events
+
+    def since(**ago: float) -> str:
+        return (datetime.now(UTC) - timedelta(**ago)).isoformat()
+
+    oldest_change_first = [("message.deleted", wrong["id"]), ("message.updated", typo["id"])]
+    assert told(changed_since=since(hours=1)) == oldest_change_first
+    assert told(changed_since=since(days=30)) == oldest_change_first  # 7 days at most
+    assert told(changed_since=since(minutes=30)) == [("message.updated", typo["id"])]
+    assert told(changed_since=since(seconds=5)) == []  # never less than the last 15 minutes...
+    assert told() == []  # ...which is all a client that does not say is told
+    for bad in ("yesterday", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "1" * 300):
+        assert helpers.refused_status(server_a, ticket["id"], key=tenant.key, changed_since=bad) == 422
 
 
 def test_a_files_state_as_a_socket_tells_it_counts_its_reason():

@@ -93,6 +93,12 @@ def test_filters(tenant, new_ticket):
     {"assignee_id": ""},
     {"assignee_id": "1 or 1=1"},
     {"created_after": "yesterday"},
+    # Only RFC 3339 (or a date), as the whole value: Python's parser also reads ISO 8601's basic forms.
+    {"created_after": "1" * 300},
+    {"created_after": "20261130T010203"},
+    {"created_before": "2026-11-30T01:02:03Z\n"},
+    {"created_before": "\uff12\uff10\uff12\uff16-11-30"},
+    {"created_after": "2026-11-30T01:02:03+0530"},
     {"limit": "0"},
     {"limit": "201"},
     {"limit": "ten"},

@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import subprocess
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -45,7 +47,10 @@ def test_a_dropped_socket_reconnects_and_catches_up_without_loss_or_doubles(own_
     ticket = hd.ticket_for(hd.requester, title="Flaky network")
     agent_key = hd.tenant.key_for(hd.agent.user)
     page = browser.new_context(**DESKTOP).new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     browser_sign_in(page, base, hd.requester)
+    first_token_at = datetime.now(UTC)
     page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
     expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
     post_message(agent_key, ticket["id"], body="before the drop")
@@ -67,6 +72,12 @@ def test_a_dropped_socket_reconnects_and_catches_up_without_loss_or_doubles(own_
     seqs = [int(s) for s in page.locator("article.msg[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
     assert seqs == list(range(1, 8)), "every message once, in order"
     keep(page, "requester-ticket-after-reconnect-1280")
+    # The first socket asks for no changes; the next for those since the first opened (a second's
+    # margin for the Date header's whole seconds), so a page back from a long sleep is told them.
+    first, *later = [parse_qs(urlsplit(url).query) for url in sockets]
+    assert "changed_since" not in first and later
+    since = datetime.fromisoformat(later[-1]["changed_since"][0])
+    assert first_token_at - timedelta(seconds=3) <= since <= datetime.now(UTC), (since, first_token_at)
 
 
 def test_script_in_a_title_description_and_message_stays_inert(live_server, browser, help_desk, keep):

@@ -3,7 +3,8 @@
 // The page works without this file (every action is a form). With it:
 // - the socket opens with a single-use token minted for the signed-in session, and after a drop
 //   it reconnects with a fresh token and `after_seq` = the highest seq this page holds, so the
-//   server sends exactly what was missed; a message already on the page is never added twice;
+//   server sends exactly what was missed; a message already on the page is never added twice; and
+//   with `changed_since`, so edits and deletions made while it was away (asleep for hours) come too;
 // - a sent message shows at once, marked delivered when the server echoes it with its seq; one
 //   not echoed is sent again when the socket reconnects (or by its Send again button), with the
 //   same `idempotency_key`, so the server stores it once however often it is sent;
@@ -21,8 +22,13 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "nu
 const SEND_TIMEOUT_MS = 10000;
 const TYPING_EVERY_MS = 1500;
 const TYPING_SHOWN_MS = 4000;
+const RESYNC_COVERS_MS = 15 * 60 * 1000;
 
 let lastSeq = data.last_seq;
+// Server time (ms) before which this page has heard every change: sent as `changed_since`, so a
+// socket back from a long sleep is told the edits and deletions of the time it was away.
+let heardUntil = null;
+let tokenTime = null; // {server, local}: the `Date` of the last token's answer, and performance.now() then
 let socket = null;
 let attempts = 0;
 let stopped = false;
@@ -61,6 +67,8 @@ async function connect() {
     }
     if (!response.ok) throw new Error(`stream token: ${response.status}`);
     path = (await response.json()).url;
+    const date = Date.parse(response.headers.get("Date") ?? "");
+    tokenTime = Number.isNaN(date) ? null : { server: date, local: performance.now() };
   } catch {
     retry();
     return;
@@ -71,6 +79,7 @@ async function connect() {
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("after_seq", String(lastSeq));
   url.searchParams.set("with_ticket", "1"); // the ticket as it is once the socket listens: no change missed
+  if (heardUntil !== null) url.searchParams.set("changed_since", new Date(heardUntil).toISOString());
   let ws;
   try {
     ws = new WebSocket(url);
@@ -79,8 +88,10 @@ async function connect() {
     return;
   }
   socket = ws;
+  const opened = tokenTime;
   ws.addEventListener("open", () => {
     attempts = 0;
+    if (opened !== null) heardUntil = opened.server - 1000; // the Date header counts whole seconds
     showLive("live", "Live");
     for (const item of pending.values()) if (!item.refused) resend(item); // the server stores each once
   });
@@ -93,6 +104,11 @@ async function connect() {
   });
   ws.addEventListener("close", (event) => {
     if (socket === ws) socket = null;
+    // Live events came until now, less what a resync had yet to catch (it covers 15 minutes). The
+    // page's clock may stand still while the machine sleeps: that only reaches further back.
+    if (opened !== null && heardUntil !== null) {
+      heardUntil = Math.max(heardUntil, opened.server - 1000 + performance.now() - opened.local - RESYNC_COVERS_MS);
+    }
     if (event.code === 1008) stop("You can no longer see this ticket.");
     else retry();
   });
