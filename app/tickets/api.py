@@ -133,13 +133,14 @@ class TicketExport(MethodView):
         tenant = current_tenant()
         sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
         db.session.rollback()  # the export reads on its own connection; give this one back now
-        raw = export.open_connection()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        response = Response(
-            export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
-            headers={"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
-                     "X-Accel-Buffering": "no"},
-        )
+        headers = {"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
+                   "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
+            return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
+        raw = export.open_connection()
+        response = Response(export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
+                            headers=headers)
         response.call_on_close(raw.close)  # also when the download ends before its first chunk
         return response
 

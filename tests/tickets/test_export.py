@@ -134,3 +134,26 @@ def test_json_export_has_exactly_the_api_fields(tenant, new_ticket):
     assert list(exported) == list(TicketSchema().dump_fields) == list(api)
     for name in ("resolution_seconds", "first_response_seconds", "version", "tags", "resolution"):
         assert exported[name] == api[name], name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
+def test_head_answers_the_headers_without_starting_an_export(tenant, new_ticket, monkeypatch, fmt):
+    """A HEAD (a link checker, a download manager) takes no export slot and begins no COPY."""
+    from app.tickets import export
+
+    new_ticket("one")
+    get = _export(tenant.api, format=fmt)
+    get.close()  # its COPY's generator ends here, as a server ends it (left to the GC it upset CPython 3.11's parser)
+
+    def no_export():
+        raise AssertionError("HEAD opened an export connection")
+
+    monkeypatch.setattr(export, "open_connection", no_export)
+    head = tenant.api.client.head("/api/v1/tickets/export?format=" + fmt,
+                                  headers={"Authorization": f"Bearer {tenant.key}"})
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert head.headers["Content-Disposition"].endswith(f'.{fmt}"')
+    assert "Content-Length" not in head.headers
+    bad = tenant.api.client.head("/api/v1/tickets/export?format=xml", headers={"Authorization": f"Bearer {tenant.key}"})
+    assert bad.status_code == 422
