@@ -523,11 +523,18 @@ def link_attachments(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, 
         raise Invalid.field("attachment_ids", f"At most {MAX_PER_MESSAGE} attachments per message.")
     if len(set(attachment_ids)) != len(attachment_ids):
         raise Invalid.field("attachment_ids", "An attachment is listed twice.")
+    # Only the actor's own unsent uploads here are locked: a sent file is locked by a requester deleting
+    # it before its ticket (`delete_attachment`), and this post holds the ticket already (deadlock).
     rows = {a.id: a for a in db.session.execute(
-        sa.select(Attachment).where(Attachment.id.in_(attachment_ids)).with_for_update()).scalars()}
+        sa.select(Attachment).where(Attachment.id.in_(attachment_ids), Attachment.ticket_id == ticket_id,
+                                    Attachment.uploader_id == actor.user_id, Attachment.message_id.is_(None))
+        .with_for_update()).scalars()}
+    missing = [i for i in attachment_ids if i not in rows]  # read unlocked, to say why each is refused
+    refused = {a.id: a for a in db.session.execute(
+        sa.select(Attachment).where(Attachment.id.in_(missing))).scalars()} if missing else {}
     problems = []
     for attachment_id in attachment_ids:
-        attachment = rows.get(attachment_id)
+        attachment = rows.get(attachment_id) or refused.get(attachment_id)
         if attachment is None or attachment.ticket_id != ticket_id:
             problems.append(f"{attachment_id} is not an upload on this ticket.")
         elif attachment.uploader_id != actor.user_id:

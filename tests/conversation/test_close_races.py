@@ -78,3 +78,37 @@ def test_a_requesters_change_waits_for_a_close_in_flight_and_is_refused(app, ten
         files = conn.execute(sa.text(f'select id::text from "{schema}".attachments where ticket_id = :id'),
                              {"id": ticket["id"]}).scalars().all()
     assert files == [sent]
+
+
+def test_a_post_naming_a_sent_file_does_not_wait_on_it(app, tenant):
+    """A requester deleting a file they sent locks it, then their ticket (to see it open). A post
+    holds the ticket from its first statement; had it then locked the files it names, a sent one
+    included, the two would deadlock (one answered 503). A post locks only unsent uploads."""
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    sent = upload_file(requester, ticket["id"], b"log", "a.txt", "text/plain").get_json()["id"]
+    assert post_message(requester, ticket["id"], body="here", attachment_ids=[sent]).status_code == 201
+    with app.app_context():
+        engine = db.engine
+    schema = schema_for(tenant.slug)
+    deleting = engine.connect()  # where a deletion of the sent file stands: it holds the file
+    deleting.execute(sa.text(f'select id from "{schema}".attachments where id = :id for update'), {"id": sent})
+    own = ApiClient(app.test_client(), requester.key)
+    answered, done = {}, threading.Event()
+
+    def run() -> None:
+        answered["response"] = post_message(own, ticket["id"], body="again", attachment_ids=[sent])
+        done.set()
+
+    request = threading.Thread(target=run)
+    request.start()
+    try:
+        waited = _waiting_on_a_lock(engine, done, timeout=5)
+    finally:
+        deleting.rollback()
+        deleting.close()
+        request.join(30)
+    assert not waited, "the post waited on the sent file's lock"
+    response = answered["response"]
+    assert response.status_code == 422, response.get_json()
+    assert "is already on a message" in str(response.get_json()["errors"])
