@@ -9,6 +9,7 @@ have answered. Changes go out live exactly as the API's do (`services.announce` 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -183,6 +184,7 @@ def ticket_page(number: int, refused: Refusal | None = None, form: str | None = 
         "people": people, "me": actor, "refused": refused, "refused_form": form, "values": values,
         "reply_to": reply_to,
         "last_seq": max((m.seq for m in messages), default=0), "shown_limit": MESSAGES_SHOWN,
+        "rendered_at": datetime.now(UTC).isoformat(),  # the page's changes are asked for since (ticket.js)
         "script_people": {str(i): {"name": u.name, "role": u.role} for i, u in people.items()},
     }
     context["uploads"] = upload_limits()

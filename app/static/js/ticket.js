@@ -23,11 +23,14 @@ const SEND_TIMEOUT_MS = 10000;
 const TYPING_EVERY_MS = 1500;
 const TYPING_SHOWN_MS = 4000;
 const RESYNC_COVERS_MS = 15 * 60 * 1000;
+const SETTLED_MS = 30000;
 
 let lastSeq = data.last_seq;
 // Server time (ms) before which this page has heard every change: sent as `changed_since`, so a
-// socket back from a long sleep is told the edits and deletions of the time it was away.
-let heardUntil = null;
+// socket back from a long sleep is told the edits and deletions of the time it was away. From the
+// page's own making (a minute's margin) until a socket has been live long enough to say more.
+const renderedAt = Date.parse(data.rendered_at ?? "");
+let heardUntil = Number.isNaN(renderedAt) ? null : renderedAt - 60000;
 let tokenTime = null; // {server, local}: the `Date` of the last token's answer, and performance.now() then
 let socket = null;
 let attempts = 0;
@@ -89,9 +92,10 @@ async function connect() {
   }
   socket = ws;
   const opened = tokenTime;
+  let openedLocal = null;
   ws.addEventListener("open", () => {
     attempts = 0;
-    if (opened !== null) heardUntil = opened.server - 1000; // the Date header counts whole seconds
+    openedLocal = performance.now();
     showLive("live", "Live");
     for (const item of pending.values()) if (!item.refused) resend(item); // the server stores each once
   });
@@ -104,10 +108,13 @@ async function connect() {
   });
   ws.addEventListener("close", (event) => {
     if (socket === ws) socket = null;
-    // Live events came until now, less what a resync had yet to catch (it covers 15 minutes). The
-    // page's clock may stand still while the machine sleeps: that only reaches further back.
-    if (opened !== null && heardUntil !== null) {
-      heardUntil = Math.max(heardUntil, opened.server - 1000 + performance.now() - opened.local - RESYNC_COVERS_MS);
+    // A socket live long enough to have sent what changed while the page was away (that comes just
+    // after it opens) heard everything until now, less what a resync had yet to catch (15 minutes).
+    // The page's clock may stand still while the machine sleeps: that only reaches further back.
+    // The Date header counts whole seconds.
+    if (opened !== null && openedLocal !== null && performance.now() - openedLocal >= SETTLED_MS) {
+      const heard = opened.server - 1000 + performance.now() - opened.local - RESYNC_COVERS_MS;
+      heardUntil = heardUntil === null ? heard : Math.max(heardUntil, heard);
     }
     if (event.code === 1008) stop("You can no longer see this ticket.");
     else retry();
