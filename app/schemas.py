@@ -228,7 +228,7 @@ class ErrorSchema(Schema):
 
 # RFC 3339's date-time, or a date alone (midnight UTC), as the whole value: Python's own parser
 # also takes ISO 8601's basic forms, so 300 digits read as 1111-11-11T11:11:11.111111.
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,32})?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?",
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?",
                        re.ASCII)
 
 

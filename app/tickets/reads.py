@@ -51,11 +51,12 @@ RARE_TAG = 2000
 _TAGGED_UP_TO = TenantStatement(sa.select(sa.func.count()).select_from(
     sa.select(sa.literal(1)).where(CONDITIONS["tag"]).limit(sa.bindparam("cap", type_=sa.Integer)).subquery()))
 # Counting a common tag's tickets up to the cap still builds its whole bitmap (30 ms for a tag on
-# a sixth of a million tickets), so each process keeps the answer a minute: tags change slowly,
-# and a stale answer costs time, never a wrong page.
-RARITY_SECONDS = 60.0
-_rarity: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
-_rarity_lock = threading.Lock()
+# a sixth of a million tickets), so each process keeps that answer a minute: tags change slowly,
+# and a stale one costs time, never a wrong page. A rare tag's count is cheap and is not kept, so
+# made-up tags cannot push the common ones out, and a tag made common is seen at once.
+COMMON_SECONDS = 60.0
+_common: OrderedDict[tuple[str, str], float] = OrderedDict()  # (schema, tag) -> until
+_common_lock = threading.Lock()
 
 
 def ticket(actor: Actor, ticket_id: uuid.UUID) -> dict[str, Any]:
@@ -104,19 +105,19 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
 
 
 def _rare(conn: Any, tag: str) -> bool:
-    """Tell whether fewer than `RARE_TAG` of the tenant's tickets carry `tag`, as counted within `RARITY_SECONDS`."""
+    """Tell whether fewer than `RARE_TAG` of the tenant's tickets carry `tag` (common: as counted within a minute)."""
     item, now = (current_tenant().schema, tag), time.monotonic()
-    with _rarity_lock:
-        known = _rarity.get(item)
-    if known is not None and known[1] > now:
-        return known[0]
-    rare = _TAGGED_UP_TO.execute(conn, {"tag": tag, "cap": RARE_TAG}).fetchone()[0] < RARE_TAG
-    with _rarity_lock:
-        _rarity[item] = (rare, now + RARITY_SECONDS)
-        _rarity.move_to_end(item)
-        while len(_rarity) > MAX_SHAPES * 8:
-            _rarity.popitem(last=False)
-    return rare
+    with _common_lock:
+        if _common.get(item, 0.0) > now:
+            return False
+    if _TAGGED_UP_TO.execute(conn, {"tag": tag, "cap": RARE_TAG}).fetchone()[0] < RARE_TAG:
+        return True
+    with _common_lock:
+        _common[item] = now + COMMON_SECONDS
+        _common.move_to_end(item)
+        while len(_common) > MAX_SHAPES * 8:
+            _common.popitem(last=False)
+    return False
 
 
 def _page_statement(names: tuple[str, ...], order: str, cursor: bool, rare_tag: bool = False) -> TenantStatement:
