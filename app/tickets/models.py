@@ -53,6 +53,9 @@ class Ticket(db.Model):
                  postgresql_where=sa.text("category is not null")),
         sa.Index("ix_tickets_assignee_created", "assignee_id", "created_at", "id"),
         sa.Index("ix_tickets_assignee_updated", "assignee_id", "updated_at", "id"),  # an agent's queue by activity
+        # An agent's tickets by status; unassigned (new) tickets are not in it.
+        sa.Index("ix_tickets_assignee_status", "assignee_id", "status_rank", "created_at", "id",
+                 postgresql_where=sa.text("assignee_id is not null")),
         sa.Index("ix_tickets_tags", "tags", postgresql_using="gin"),
         sa.Index("ix_tickets_search", "search_vector", postgresql_using="gin"),
         TENANT_SCHEMA,

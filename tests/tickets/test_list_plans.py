@@ -96,3 +96,19 @@ def test_a_rare_tag_is_read_from_its_index_and_a_common_one_walks_the_sort(tenan
             assert titles == [t for t in whole if t in {m["title"] for m in tagged.get(tag, [])}]
         mine = walk(requester, tag=tag)
         assert mine == [m["title"] for m in reversed(tagged.get(tag, [])) if m["title"] in ("t0", "t4")]
+
+
+@pytest.mark.parametrize("sort", ["status", "-status"])
+def test_an_assignees_tickets_by_status_read_their_own_index(tenant, in_tenant, monkeypatch, tickets, sort):
+    """Unassigned `new` tickets come first in the status index; an agent's list walked past them all."""
+    agent = tenant.user("agent")
+    for ticket, status in zip(tickets[:4], ["open", "pending", "resolved", "open"], strict=True):
+        changed = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}",
+                                   json={"assignee_id": agent["id"], "status": status})
+        assert changed.status_code == 200, changed.get_json()
+    query = urlencode({"assignee_id": agent["id"], "sort": sort})
+    page = tenant.api.get(f"/api/v1/tickets?{query}").get_json()["items"]
+    order = ["open", "open", "pending", "resolved"]
+    assert [t["status"] for t in page] == (order[::-1] if sort.startswith("-") else order)
+    plan = list_plan(tenant, in_tenant, monkeypatch, f"/api/v1/tickets?{query}")
+    assert "ix_tickets_assignee_status" in plan, plan
