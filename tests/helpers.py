@@ -273,11 +273,8 @@ def in_schema(engine, schema: str) -> Iterator[object]:
         yield conn
 
 
-def list_plan(tenant, in_tenant, monkeypatch, path: str) -> str:
-    """Return Postgres's plan of the statement the API's `GET path` (a plain ticket page) ran.
-
-    Tiny test tables would be read whole, so the planner is asked for its index plan.
-    """
+def record_statements(monkeypatch) -> list[tuple[str, dict]]:
+    """Return the list each prebuilt tenant statement run from now on is added to, as (SQL, parameters)."""
     from tenants import TenantStatement
 
     ran: list[tuple[str, dict]] = []
@@ -287,11 +284,22 @@ def list_plan(tenant, in_tenant, monkeypatch, path: str) -> str:
         ran.append((self.sql(), {**self._literals, **params}))
         return real(self, conn, params)
 
+    monkeypatch.setattr(TenantStatement, "execute", seen)
+    return ran
+
+
+def index_plan(session, sql: str, params: dict) -> str:
+    """Return Postgres's plan of `sql` in `session`'s transaction, asking for its index plan: tiny test
+    tables would be read whole."""
+    for planner_setting in ("enable_seqscan", "enable_bitmapscan"):
+        session.execute(sa.text(f"SET LOCAL {planner_setting} = off"))
+    return "\n".join(session.connection().exec_driver_sql(f"EXPLAIN {sql}", params).scalars())
+
+
+def list_plan(tenant, in_tenant, monkeypatch, path: str) -> str:
+    """Return Postgres's index plan of the statement the API's `GET path` (a plain ticket page) ran."""
     with monkeypatch.context() as patched:
-        patched.setattr(TenantStatement, "execute", seen)
+        ran = record_statements(patched)
         assert tenant.api.get(path).status_code == 200
-    sql, params = ran[-1]
     with in_tenant(tenant) as session:
-        for planner_setting in ("enable_seqscan", "enable_bitmapscan"):
-            session.execute(sa.text(f"SET LOCAL {planner_setting} = off"))
-        return "\n".join(session.connection().exec_driver_sql(f"EXPLAIN {sql}", params).scalars())
+        return index_plan(session, *ran[-1])

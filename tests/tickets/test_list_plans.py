@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.helpers import list_plan
+from tests.helpers import list_plan, record_statements
 
 
 @pytest.fixture
@@ -57,7 +57,6 @@ def test_a_rare_tag_is_read_from_its_index_and_a_common_one_walks_the_sort(tenan
     index dropping every ticket without it (0.4 to 1.3 s for a tag on 40 tickets of a million).
     A tag on fewer than `RARE_TAG` tickets is fetched first and sorted; pages come out the same."""
     from app.tickets import reads
-    from tenants import TenantStatement
 
     monkeypatch.setattr(reads, "RARE_TAG", 4)
     requester = tenant.key_for(tenant.user("requester"))
@@ -68,10 +67,7 @@ def test_a_rare_tag_is_read_from_its_index_and_a_common_one_walks_the_sort(tenan
         made = api.post("/api/v1/tickets", json={"title": f"t{n}", "tags": tags, "priority": "high"}).get_json()
         for tag in tags:
             tagged[tag].append(made)
-    ran: list[str] = []
-    real = TenantStatement.execute
-    monkeypatch.setattr(TenantStatement, "execute", lambda self, conn, params: ran.append(self.sql()) or real(
-        self, conn, params))
+    ran = record_statements(monkeypatch)
 
     def walk(api, **query) -> list[str]:
         seen, cursor = [], None
@@ -87,9 +83,9 @@ def test_a_rare_tag_is_read_from_its_index_and_a_common_one_walks_the_sort(tenan
         for sort in ("-created_at", "priority", "-updated_at"):
             ran.clear()
             titles = walk(tenant.api, tag=tag, sort=sort, priority="high")
-            pages = [sql for sql in ran if "ORDER BY" in sql]
+            pages = [sql for sql, _ in ran if "ORDER BY" in sql]
             assert pages and all(("MATERIALIZED" in sql) is rare for sql in pages), (tag, pages)
-            counted = [sql for sql in ran if "count(" in sql]  # a rare tag's each time, a common one's once a minute
+            counted = [sql for sql, _ in ran if "count(" in sql]  # a rare tag's each time, a common one's once a minute
             assert len(counted) == (len(pages) if rare else 1 if sort == "-created_at" else 0), counted
             everything = tenant.api.get("/api/v1/tickets?" + urlencode({"sort": sort})).get_json()["items"]
             whole = [t["title"] for t in everything]
