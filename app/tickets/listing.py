@@ -13,14 +13,15 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import util as sql_util
 
 from app.auth.actor import Actor
 from app.errors import Unavailable
 from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
 from app.tenant_shares import TenantShare
-from app.tickets import search
+from app.tickets import rare_tags, search
 from app.tickets.models import PRIORITIES, STATUSES, Ticket
 from app.tickets.schemas import RELEVANCE
 from app.tickets.services import visibility
@@ -79,7 +80,7 @@ FILTERS: dict[str, sa.ColumnElement[bool]] = {
     "assignee_id": Ticket.assignee_id == sa.bindparam("assignee_id"),
     "team_id": Ticket.team_id == sa.bindparam("team_id"),
     "requester_id": Ticket.requester_id == sa.bindparam("requester_id"),
-    "tag": Ticket.tags.contains(array([sa.bindparam("tag", type_=sa.String(64))])),
+    "tag": rare_tags.TAGGED,
     "category": Ticket.category == sa.bindparam("category"),
     "created_after": Ticket.created_at >= sa.bindparam("created_after"),
     "created_before": Ticket.created_at < sa.bindparam("created_before"),
@@ -122,10 +123,15 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     """
     conditions = [*filters(actor, args), *scope]
     sort, limit, cursor = args.get("sort"), args["limit"], args.get("cursor")
+    tag = args.get("tag")
+    rare_tag = tag if tag and rare_tags.is_rare(tag, lambda params: session.execute(
+        rare_tags.TAGGED_UP_TO, params).scalar_one()) else None
     if not args.get("q"):
         order = date_order(sort)
+        within = sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS, rare_tag)).traverse if rare_tag \
+            else None
         items, next_cursor = page(session, sa.select(*LISTED_COLUMNS).where(*conditions), sort_keys(order), limit,
-                                  cursor)
+                                  cursor, within=within)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
     text = search.searchable(session, args["q"])
@@ -134,7 +140,7 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     with SEARCHES.hold(current_tenant().id):
         session.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
         try:
-            return _search(session, actor, conditions, search.tsquery(text), sort, limit, cursor)
+            return _search(session, actor, conditions, text, sort, limit, cursor, rare_tag)
         except sa.exc.OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) != "57014":
                 raise
@@ -143,16 +149,22 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
 
 
 
-def _search(session, actor: Actor, conditions: list, query: sa.ColumnElement, sort: str, limit: int,
-            cursor: str | None) -> TicketPage:
-    """Page through the matches of `query`: by relevance if `sort` asks and they are at most `RANK_UP_TO`,
-    else in `sort`'s order (newest first for relevance)."""
+def _search(session, actor: Actor, conditions: list, text: str, sort: str, limit: int, cursor: str | None,
+            rare_tag: str | None) -> TicketPage:
+    """Page through the matches of query `text`: by relevance if `sort` asks and they are at most `RANK_UP_TO`,
+    else in `sort`'s order (newest first for relevance); within a `rare_tag`, from its few tickets."""
+    query = search.tsquery(text)
     plan, inner = _split_cursor(cursor)
     order = date_order(sort)
     visible = None if actor.is_staff else visibility(actor)  # in every subquery: a requester reads only theirs
-    if plan is None and sort == RELEVANCE:
-        found = search.count_matches_up_to(session, query, actor.is_staff, search.RANK_UP_TO + 1, visible)
-        plan = RANK if found <= search.RANK_UP_TO else None
+    counted = sort == RELEVANCE or (actor.is_staff and rare_tag is None)  # see `search`'s plans
+    if plan is None and counted and search.few_matches(session, text, query, actor.is_staff, visible):
+        plan = RANK if sort == RELEVANCE else SORT_SET
+    if rare_tag is not None and plan != RANK:
+        plan = plan or SORT_SET  # the same pages as either date plan gives: a cursor of one serves the other
+        items, next_inner = _page_within_tag(session, actor, conditions, query, rare_tag, sort_keys(order), limit,
+                                             inner, plan)
+        return TicketPage(items, _join_cursor(plan, next_inner), order)
     if plan is None:
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
         if probed is not None:
@@ -184,6 +196,23 @@ def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnEleme
         return None
     rows = rows[:limit]
     return rows, _join_cursor(WALK, encode_cursor([getattr(rows[-1], k.column.key) for k in keys], keys, WALK))
+
+
+def _page_within_tag(session, actor: Actor, conditions: list, query: sa.ColumnElement, tag: str,
+                     keys: Sequence[SortKey], limit: int, cursor: str | None,
+                     plan: str) -> tuple[list[Ticket], str | None]:
+    """Return a page of the matches among the few tickets carrying `tag`, read from its index and sorted."""
+    tagged = rare_tags.tagged_tickets(Ticket.__table__.c, tag)
+    within, adapt = aliased(Ticket, tagged), sql_util.ClauseAdapter(tagged).traverse
+    tagged_keys = [SortKey(tagged.c[k.column.key], k.descending, k.kind) for k in keys]
+    stmt = sa.select(within).where(*(adapt(c) for c in conditions), search.matches(query, actor.is_staff, within))
+    if cursor:
+        stmt = stmt.where(after(tagged_keys, decode_cursor(cursor, keys, plan)))
+    rows = list(session.execute(stmt.order_by(*order_by(tagged_keys)).limit(limit + 1)).scalars())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor([getattr(rows[-1], k.column.key) for k in keys], keys, plan)
 
 
 def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,

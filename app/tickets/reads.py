@@ -11,10 +11,7 @@ keep the planner in `app.tickets.listing`.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,11 +21,12 @@ from app.auth.actor import Actor
 from app.errors import NotFound
 from app.pagination import after, decode_cursor, encode_cursor, order_by
 from app.schemas import row_dumper
+from app.tickets import rare_tags
 from app.tickets.listing import CONDITIONS, LISTED_COLUMNS, TicketPage, date_order, filter_shape, sort_keys
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 from app.tickets.services import MAX_NUMBER
-from tenants import TenantStatement, autocommit_connection, current_tenant
+from tenants import TenantStatement, autocommit_connection
 
 _INDEX = {c.key: i for i, c in enumerate(LISTED_COLUMNS)}
 # Ids are read as the text Postgres writes them (what `str(uuid)` gives): they only pass on to JSON.
@@ -46,17 +44,7 @@ _ONE = {(by, own): _one_by(column, own) for by, column in (("id", Ticket.id), ("
         for own in (False, True)}
 _PAGES: dict[tuple[tuple[str, ...], str, bool, bool], TenantStatement] = {}
 MAX_SHAPES = 512  # shapes are few in practice; the bound keeps a crawler of every combination from growing it
-# A tag on fewer tickets than this is read from its GIN index and sorted (`_page_statement`).
-RARE_TAG = 2000
-_TAGGED_UP_TO = TenantStatement(sa.select(sa.func.count()).select_from(
-    sa.select(sa.literal(1)).where(CONDITIONS["tag"]).limit(sa.bindparam("cap", type_=sa.Integer)).subquery()))
-# Counting a common tag's tickets up to the cap still builds its whole bitmap (30 ms for a tag on
-# a sixth of a million tickets), so each process keeps that answer a minute: tags change slowly,
-# and a stale one costs time, never a wrong page. A rare tag's count is cheap and is not kept, so
-# made-up tags cannot push the common ones out, and a tag made common is seen at once.
-COMMON_SECONDS = 60.0
-_common: OrderedDict[tuple[str, str], float] = OrderedDict()  # (schema, tag) -> until
-_common_lock = threading.Lock()
+_TAGGED_UP_TO = TenantStatement(rare_tags.TAGGED_UP_TO)
 
 
 def ticket(actor: Actor, ticket_id: uuid.UUID) -> dict[str, Any]:
@@ -90,7 +78,8 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
         values.update((f"after_{i}", v) for i, v in enumerate(decode_cursor(cursor, keys)))
     values["limit"] = limit + 1
     with autocommit_connection() as conn:
-        shape = (names, order, bool(cursor), "tag" in names and _rare(conn, values["tag"]))
+        shape = (names, order, bool(cursor), "tag" in names and rare_tags.is_rare(
+            values["tag"], lambda params: _TAGGED_UP_TO.execute(conn, params).fetchone()[0]))
         stmt = _PAGES.get(shape)
         if stmt is None:
             if len(_PAGES) >= MAX_SHAPES:
@@ -104,35 +93,13 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
     return TicketPage([dump_row(row) for row in rows], next_cursor, order)
 
 
-def _rare(conn: Any, tag: str) -> bool:
-    """Tell whether fewer than `RARE_TAG` of the tenant's tickets carry `tag` (common: as counted within a minute)."""
-    item, now = (current_tenant().schema, tag), time.monotonic()
-    with _common_lock:
-        if _common.get(item, 0.0) > now:
-            return False
-    if _TAGGED_UP_TO.execute(conn, {"tag": tag, "cap": RARE_TAG}).fetchone()[0] < RARE_TAG:
-        return True
-    with _common_lock:
-        _common[item] = now + COMMON_SECONDS
-        _common.move_to_end(item)
-        while len(_common) > MAX_SHAPES * 8:
-            _common.popitem(last=False)
-    return False
-
-
 def _page_statement(names: tuple[str, ...], order: str, cursor: bool, rare_tag: bool = False) -> TenantStatement:
-    """Build a page's statement; with `rare_tag`, over the tickets of the tag, read first from its index.
-
-    Postgres estimates a tag missing from its statistics at a share of the tickets, so it walks the
-    sort's index and drops every ticket without the tag: a tag on 40 tickets of a million took
-    0.4 to 1.3 s. Fewer than `RARE_TAG` (a probe counts, up to that) are fetched and sorted instead.
-    """
+    """Build a page's statement; with `rare_tag`, over the tickets of the tag, read first from its index."""
     keys = sort_keys(order)
     stmt = sa.select(*_READ).where(*(CONDITIONS[name] for name in names))
     if cursor:
         stmt = stmt.where(after(keys, [sa.bindparam(f"after_{i}", type_=k.column.type) for i, k in enumerate(keys)]))
     stmt = stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer))
     if rare_tag:
-        tagged = sa.select(*LISTED_COLUMNS).where(CONDITIONS["tag"]).cte("tagged").prefix_with("MATERIALIZED")
-        stmt = sql_util.ClauseAdapter(tagged).traverse(stmt)
+        stmt = sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS)).traverse(stmt)
     return TenantStatement(stmt)

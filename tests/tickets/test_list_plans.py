@@ -56,9 +56,9 @@ def test_a_rare_tag_is_read_from_its_index_and_a_common_one_walks_the_sort(tenan
     """Postgres guesses a tag it has no statistics for at a share of all tickets, and walked the sort's
     index dropping every ticket without it (0.4 to 1.3 s for a tag on 40 tickets of a million).
     A tag on fewer than `RARE_TAG` tickets is fetched first and sorted; pages come out the same."""
-    from app.tickets import reads
+    from app.tickets import rare_tags
 
-    monkeypatch.setattr(reads, "RARE_TAG", 4)
+    monkeypatch.setattr(rare_tags, "RARE_TAG", 4)
     requester = tenant.key_for(tenant.user("requester"))
     tagged = {"legal": [], "vip": []}
     for n in range(9):
