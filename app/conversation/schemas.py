@@ -76,4 +76,6 @@ class StreamArgs(Schema):
                        "of the answer that gave its token will do). Edits, deletions and scan results since "
                        "then, of the messages and files it holds, are sent after the catch-up: up to 7 days "
                        "back, the newest 100 messages' and files'. Without it, those of the last 15 minutes. "
-                       "A client away longer should read the conversation again over REST."})
+                       "If a change left out was made after `changed_since` (or, without it, at all), a "
+                       "`{\"type\": \"changes.truncated\"}` event follows them: read the conversation again "
+                       "over REST. A client away longer than 7 days should do so too."})

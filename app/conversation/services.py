@@ -153,22 +153,27 @@ def reopen_answered(actor: Actor, ticket_id: uuid.UUID) -> None:
         announce(ticket, dump_ticket(ticket))
 
 
-def recently_changed(ticket_id: uuid.UUID, up_to_seq: int, within: timedelta,
-                     limit: int = 100) -> list[tuple[bool, dict[str, Any]]]:
+def recently_changed(ticket_id: uuid.UUID, up_to_seq: int, within: timedelta, with_internal: bool,
+                     limit: int) -> tuple[list[tuple[bool, dict[str, Any]]], datetime | None]:
     """Return the live events of the ticket's messages up to `up_to_seq` edited or deleted within `within`,
-    oldest change first, each with whether it is an internal note's (for a socket that was away).
+    the newest `limit`, oldest change first, each with whether it is an internal note's (for a
+    socket that was away), and when the newest change left out was made (None if none was).
+    Internal notes' only `with_internal`.
 
     A catch-up by seq brings back new messages only: an edit or a deletion of one the client
     already holds, made while it had no socket (or while its process had no pub/sub), was
     announced to nobody there.
     """
     changed = sa.func.coalesce(Message.deleted_at, Message.edited_at)
-    rows = db.session.execute(
-        sa.select(Message).where(Message.ticket_id == ticket_id, Message.seq <= up_to_seq,
-                                 changed >= sa.func.now() - within)
-        .order_by(changed.desc(), Message.seq.desc()).limit(limit)).scalars().all()
-    return [(m.internal, {"type": "message.deleted", "message": deleted_json(m)} if m.deleted_at is not None
-             else {"type": "message.updated", "message": message_json(m)}) for m in reversed(rows)]
+    stmt = sa.select(Message).where(Message.ticket_id == ticket_id, Message.seq <= up_to_seq,
+                                    changed >= sa.func.now() - within)
+    if not with_internal:
+        stmt = stmt.where(Message.internal.is_(False))
+    rows = db.session.execute(stmt.order_by(changed.desc(), Message.seq.desc()).limit(limit + 1)).scalars().all()
+    events = [(m.internal, {"type": "message.deleted", "message": deleted_json(m)} if m.deleted_at is not None
+               else {"type": "message.updated", "message": message_json(m)}) for m in reversed(rows[:limit])]
+    untold = rows[limit].deleted_at or rows[limit].edited_at if len(rows) > limit else None
+    return events, untold
 
 
 def deleted_json(message: Message) -> dict[str, Any]:

@@ -69,6 +69,8 @@ HANDSHAKE_KEY = re.compile(r"[A-Za-z0-9+/]{21}[AQgw]==", re.ASCII)
 TOKEN_REFUSED = "The stream token is not valid, was used already or has expired."
 RECENT_CHANGES = timedelta(minutes=15)  # what a socket is told of again (`send_recent_changes`)
 CHANGES_SINCE_AT_MOST = timedelta(days=7)  # how far back a new socket's `changed_since` is heard
+CHANGES_TOLD = 100  # the most changes of messages, and of files, a socket is told at once
+TRUNCATED = {"type": "changes.truncated"}  # more changed than a socket tells: read the conversation again
 _message_frame = MessageFrameSchema()
 MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
 _stream_args = StreamArgs()
@@ -154,7 +156,7 @@ def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     grant = Grant.of(current_tenant(), current_actor())
     try:
         TicketStream(ws, ticket_id, grant, current_actor(), args["after_seq"], g.stream_generation, g.stream_slot,
-                     with_ticket=args["with_ticket"], away=away_for(args["changed_since"])).run()
+                     with_ticket=args["with_ticket"], changed_since=args["changed_since"]).run()
     except OSError as exc:  # the peer vanished mid-send; the socket is finished either way
         log.info("stream closed: %s", exc)
 
@@ -203,7 +205,7 @@ class TicketStream:
 
     def __init__(self, ws, ticket_id: uuid.UUID, grant: Grant, actor: Actor, after_seq: int,
                  generation: bytes | None, slot: Slot, with_ticket: bool = False,
-                 away: timedelta = RECENT_CHANGES) -> None:
+                 changed_since: datetime | None = None) -> None:
         self.ws = ws
         self.ticket_id = ticket_id
         self.grant = grant
@@ -211,7 +213,7 @@ class TicketStream:
         self.generation = generation
         self.last_seq = after_seq
         self.with_ticket = with_ticket
-        self.away = away
+        self.changed_since = changed_since  # the client has heard every change before this (if it says)
         self.id = uuid.uuid4().hex
         self.channel = channel(current_tenant().id, ticket_id)
         # simple-websocket sets `ws.event` when a frame arrives; the hub sets it for live events.
@@ -245,7 +247,7 @@ class TicketStream:
             self.send_ticket()
         held = self.last_seq
         self.catch_up()  # first: a file's scan is told after the message that carries it
-        self.send_recent_changes(held, self.away)
+        self.send_recent_changes(held, away_for(self.changed_since), self.changed_since)
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
             self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
@@ -302,7 +304,7 @@ class TicketStream:
                 except NotFound:
                     raise GrantEnded from None
                 if read_changes:
-                    changes = self.read_recent_changes(self.last_seq)
+                    changes = self.read_recent_changes(self.last_seq, actor=actor)[0]  # live all along: told the rest
         except SQLAlchemyError:
             log.warning("could not re-check a stream's access", exc_info=True)
             return None
@@ -356,20 +358,27 @@ class TicketStream:
             return
         self.send({"type": "ticket.updated", "ticket": body})
 
-    def send_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES) -> None:
-        """Send what changed `within` the last while of what the client holds (`read_recent_changes`), told or not."""
+    def send_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES,
+                            heard_until: datetime | None = None) -> None:
+        """Send what changed `within` the last while of what the client holds (`read_recent_changes`), told or
+        not, then `changes.truncated` if a change it did not tell was made after `heard_until` (the client
+        said it had heard every change before then): the client should read the conversation again."""
         try:
             with short_session():
-                changes = self.read_recent_changes(up_to_seq, within)
+                changes, untold = self.read_recent_changes(up_to_seq, within)
         except SQLAlchemyError:
             log.warning("could not read a stream's recent changes", exc_info=True)
             return
         self.tell_changes(changes)
+        if untold is not None and (heard_until is None or untold >= heard_until):
+            self.send(TRUNCATED)
 
-    def read_recent_changes(self, up_to_seq: int,
-                            within: timedelta = RECENT_CHANGES) -> list[tuple[bool, dict[str, Any]]]:
-        """Read what changed lately of what the client holds: edits and deletions of its messages (up to
-        `up_to_seq`) and the ticket's scans, of the last `within`, as (internal, event).
+    def read_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES, actor: Actor | None = None
+                            ) -> tuple[list[tuple[bool, dict[str, Any]]], datetime | None]:
+        """Read what changed lately of what the client holds and may see (as `actor`, or the socket's own
+        actor): edits and deletions of its messages (up to `up_to_seq`) and the ticket's scans, of the
+        last `within`, as (internal, event), the newest `CHANGES_TOLD` of each; and when the newest change
+        left out was made (None if none was).
 
         Each was announced live once, maybe while this client had no socket (it reconnects after a
         drop, or its page was made a moment before the socket listened), while this process had no
@@ -377,10 +386,13 @@ class TicketStream:
         brings back new messages only. Clients replace a message or a file by its id, so a state
         they have already is harmless.
         """
-        messages = services.recently_changed(self.ticket_id, up_to_seq, within) if up_to_seq else []
-        files = media.recently_scanned(self.ticket_id, within)
-        return [*messages, *((bool(body.get("internal")), {"type": "attachment.updated", "attachment": body})
-                             for body in files)]
+        staff = (actor or self.actor).is_staff
+        messages, untold_message = services.recently_changed(self.ticket_id, up_to_seq, within, staff, CHANGES_TOLD) \
+            if up_to_seq else ([], None)
+        files, untold_file = media.recently_scanned(self.ticket_id, within, staff, CHANGES_TOLD)
+        changes = [*messages, *((bool(body.get("internal")), {"type": "attachment.updated", "attachment": body})
+                                for body in files)]
+        return changes, max((t for t in (untold_message, untold_file) if t is not None), default=None)
 
     def tell_changes(self, changes: list[tuple[bool, dict[str, Any]]], untold_only: bool = False) -> None:
         """Send the changes the actor may see; with `untold_only`, only those not sent as they are now."""

@@ -498,17 +498,21 @@ def download(actor: Actor, attachment_id: uuid.UUID, thumbnail: bool = False) ->
                     as_attachment=not is_image)
 
 
-def recently_scanned(ticket_id: uuid.UUID, within: timedelta, limit: int = 100) -> list[dict[str, Any]]:
-    """Return the JSON of the ticket's files whose scan ended within `within`, newest last (for a new socket).
+def recently_scanned(ticket_id: uuid.UUID, within: timedelta, with_internal: bool,
+                     limit: int) -> tuple[list[dict[str, Any]], datetime | None]:
+    """Return the JSON of the ticket's files whose scan ended within `within`, the newest `limit` last
+    (for a new socket), and when the newest scan left out ended (None if none was). Internal files'
+    only `with_internal`.
 
     A page shows a file's state as it was when the page was made; a scan that ended before the
     page's socket was listening was announced to nobody there (`attachment.updated`).
     """
-    rows = db.session.execute(
-        sa.select(Attachment).where(Attachment.ticket_id == ticket_id,
-                                    Attachment.scanned_at >= sa.func.now() - within)
-        .order_by(Attachment.scanned_at.desc()).limit(limit)).scalars().all()
-    return [attachment_json(a) for a in reversed(rows)]
+    stmt = sa.select(Attachment).where(Attachment.ticket_id == ticket_id,
+                                       Attachment.scanned_at >= sa.func.now() - within)
+    if not with_internal:
+        stmt = stmt.where(Attachment.internal.is_(False))
+    rows = db.session.execute(stmt.order_by(Attachment.scanned_at.desc()).limit(limit + 1)).scalars().all()
+    return [attachment_json(a) for a in reversed(rows[:limit])], rows[limit].scanned_at if len(rows) > limit else None
 
 
 # --- attachments on messages -----------------------------------------------------------------

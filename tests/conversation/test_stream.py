@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import websocket
 
 from app import realtime, unit_of_work
+from app.conversation import stream
 from app.extensions import db
 from app.realtime import LIVE_EVENTS, channel
 from tenants.context import current_tenant
@@ -504,6 +505,45 @@ def test_a_socket_back_after_a_long_absence_hears_of_changes_since_its_last_sock
     assert told() == []  # ...which is all a client that does not say is told
     for bad in ("yesterday", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "1" * 300):
         assert helpers.refused_status(server_a, ticket["id"], key=tenant.key, changed_since=bad) == 422
+
+
+def test_a_socket_told_only_the_newest_changes_says_more_changed(tenant, in_tenant, server_a):
+    """Back after a long absence, a socket tells the newest `CHANGES_TOLD` changes, then `changes.truncated`
+    when more changed since the client last heard: it must read the conversation again. A requester's count leaves out
+    internal notes, which are neither told nor make them think they missed something."""
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = helpers.new_ticket(requester)
+    for n in range(stream.CHANGES_TOLD):
+        helpers.post_message(tenant.api, ticket["id"], body=f"reply {n}")
+    for n in range(3):
+        helpers.post_message(tenant.api, ticket["id"], body=f"note {n}", internal=True)
+    with in_tenant(tenant) as session:  # every message edited while the clients were away, the notes last
+        session.execute(sa.text(f'UPDATE "{current_tenant().schema}".messages SET body = body || \' (edited)\', '
+                                "edited_at = now() - CASE WHEN seq <= 3 THEN interval '50 minutes' "
+                                "ELSE interval '20 minutes' - seq * interval '1 second' END"))
+        session.commit()
+
+    markers = []
+
+    def told(key: str, away: timedelta = timedelta(hours=1)) -> list[dict]:
+        ws = server_a.connect(ticket["id"], key=key, after_seq=stream.CHANGES_TOLD + 3 + len(markers),
+                              changed_since=(datetime.now(UTC) - away).isoformat())
+        markers.append(ws)
+        helpers.send(ws, type="message", body="marker")  # read once the socket has told what changed
+        events = []
+        while (event := helpers.next_event(ws))["type"] != "message.created":
+            events.append(event)
+        return events
+
+    staff = told(tenant.key)
+    assert [e["type"] for e in staff] == ["message.updated"] * stream.CHANGES_TOLD + ["changes.truncated"]
+    assert [e["message"]["seq"] for e in staff[:-1]] == list(range(4, stream.CHANGES_TOLD + 4))  # the newest
+    # Changes left out that were made before `changed_since` are ones the client says it has heard.
+    heard = told(tenant.key, away=timedelta(minutes=30))
+    assert [e["type"] for e in heard] == ["message.updated"] * stream.CHANGES_TOLD
+    mine = told(requester.key)
+    assert [e["type"] for e in mine] == ["message.updated"] * stream.CHANGES_TOLD
+    assert [e["message"]["body"] for e in mine] == [f"reply {n} (edited)" for n in range(stream.CHANGES_TOLD)]
 
 
 def test_a_files_state_as_a_socket_tells_it_counts_its_reason():

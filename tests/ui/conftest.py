@@ -140,11 +140,12 @@ def artifacts() -> Path:
 
 @pytest.fixture
 def keep(artifacts: Path):
-    """Return `keep(page, name)`: save a full-page screenshot as tests/artifacts/<name>.png."""
+    """Return `keep(page, name)`: save a full-page screenshot (or the window's, `full_page=False`) as
+    tests/artifacts/<name>.png."""
 
-    def shoot(page, name: str) -> Path:
+    def shoot(page, name: str, full_page: bool = True) -> Path:
         path = artifacts / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return shoot

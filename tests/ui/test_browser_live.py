@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from app.conversation.stream import CHANGES_TOLD
 from tests.helpers import post_message, wait_until
 from tests.servers import DESKTOP, PHONE, start_gunicorn, stop_gunicorn
 from tests.ui.conftest import browser_sign_in, open_ticket
@@ -78,6 +79,40 @@ def test_a_dropped_socket_reconnects_and_catches_up_without_loss_or_doubles(own_
     asked = [datetime.fromisoformat(parse_qs(urlsplit(url).query)["changed_since"][0]) for url in sockets]
     assert len(asked) >= 2 and len(set(asked)) == 1, asked
     assert rendered - timedelta(seconds=62) <= asked[0] <= rendered - timedelta(seconds=58), (asked, rendered)
+
+
+def test_a_page_back_after_more_changes_than_a_socket_retells_offers_a_reload(own_server, browser, help_desk, keep):
+    """A socket tells at most `CHANGES_TOLD` edits and deletions made while the page was away; past that it
+    says so (`changes.truncated`), and the page offers a reload instead of showing stale messages as current."""
+    hd, base = help_desk, own_server.url
+    ticket = hd.ticket_for(hd.requester, title="Busy thread")
+    agent_key = hd.tenant.key_for(hd.agent.user)
+    posted = [post_message(agent_key, ticket["id"], body=f"step {i}").get_json() for i in range(CHANGES_TOLD + 1)]
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(page.locator("#stale-notice")).to_be_hidden()
+
+    old = worker_pid(own_server)
+    os.kill(old, signal.SIGKILL)
+    expect(page.locator("#live-status")).not_to_have_text("Live", timeout=LIVE)
+    for message in posted:  # every one edited while the page has no socket
+        edited = agent_key.patch(f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}",
+                                 json={"body": message["body"] + " (revised)"})
+        assert edited.status_code == 200, edited.get_json()
+    wait_until(lambda: worker_pid(own_server) not in (None, old), "gunicorn to start a new worker", timeout=30)
+
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(page.locator("#stale-notice")).to_be_visible(timeout=LIVE)
+    expect(page.locator("article.msg", has_text=f"step {CHANGES_TOLD} (revised)")).to_have_count(1)  # the newest told
+    page.locator("article.msg", has_text=f"step {CHANGES_TOLD} (revised)").scroll_into_view_if_needed()
+    expect(page.locator("#stale-notice")).to_be_in_viewport()  # kept in sight, wherever the reader is
+    keep(page, "requester-ticket-stale-notice-1280", full_page=False)
+    page.locator("#stale-notice a").click()
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(page.locator("#stale-notice")).to_be_hidden()
+    expect(page.locator("article.msg", has_text="step 1 (revised)")).to_have_count(1)
 
 
 def test_script_in_a_title_description_and_message_stays_inert(live_server, browser, help_desk, keep):

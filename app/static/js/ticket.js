@@ -32,6 +32,11 @@ let lastSeq = data.last_seq;
 const renderedAt = Date.parse(data.rendered_at ?? "");
 let heardUntil = Number.isNaN(renderedAt) ? null : renderedAt - 60000;
 let tokenTime = null; // {server, local}: the `Date` of the last token's answer, and performance.now() then
+// Whether a `changes.truncated` from the open socket means this page may show stale messages: not on
+// a first socket opened within the minute the page was made, since the page already shows every
+// change up to its making and `changed_since` reaches a minute before it.
+let mayBeStale = true;
+let opens = 0;
 let socket = null;
 let attempts = 0;
 let stopped = false;
@@ -95,6 +100,8 @@ async function connect() {
   let openedLocal = null;
   ws.addEventListener("open", () => {
     attempts = 0;
+    opens += 1;
+    mayBeStale = !(opens === 1 && opened !== null && !Number.isNaN(renderedAt) && opened.server - renderedAt < 60000);
     openedLocal = performance.now();
     showLive("live", "Live");
     for (const item of pending.values()) if (!item.refused) resend(item); // the server stores each once
@@ -161,6 +168,9 @@ function handle(event) {
     case "attachment.deleted":
       removeAttachment(event.attachment.id);
       document.dispatchEvent(new CustomEvent("tms:attachment-deleted", { detail: event.attachment }));
+      break;
+    case "changes.truncated": // more edits and deletions than a socket retells: this page may show some stale
+      if (mayBeStale) document.getElementById("stale-notice").hidden = false;
       break;
     case "error":
       refused(event);
