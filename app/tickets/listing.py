@@ -124,7 +124,8 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     conditions = [*filters(actor, args), *scope]
     sort, limit, cursor = args.get("sort"), args["limit"], args.get("cursor")
     tag = args.get("tag")
-    rare_tag = tag if tag and rare_tags.is_rare(tag, lambda params: session.execute(
+    # Staff only: the count covers the whole tenant, and a requester's plan must depend on their own tickets alone.
+    rare_tag = tag if tag and actor.is_staff and rare_tags.is_rare(tag, lambda params: session.execute(
         rare_tags.TAGGED_UP_TO, params).scalar_one()) else None
     if not args.get("q"):
         order = date_order(sort)

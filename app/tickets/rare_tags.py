@@ -4,7 +4,9 @@ Postgres estimates a tag missing from its statistics at a share of all tickets, 
 the sort's index and drops every ticket without the tag: a tag on 40 tickets of a million took
 0.4 to 1.3 s, and a search (`q`) within it about a second. A probe counts the tag's tickets up to
 `RARE_TAG`; fewer than that are fetched first from the tag's GIN index (a MATERIALIZED CTE, which
-the planner cannot see through) and sorted, whatever the other filters and the sort.
+the planner cannot see through) and sorted, whatever the other filters and the sort. Staff only:
+the count covers the whole tenant, so a requester's plan (it travels in a search's cursor) would
+tell them how many tickets they cannot see carry a tag; their own tickets bound their pages anyway.
 
 Counting a common tag's tickets up to the cap builds its whole bitmap, so each process keeps
 that answer a minute (`CommonValues`).

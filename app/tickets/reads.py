@@ -78,7 +78,7 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
         values.update((f"after_{i}", v) for i, v in enumerate(decode_cursor(cursor, keys)))
     values["limit"] = limit + 1
     with autocommit_connection() as conn:
-        shape = (names, order, bool(cursor), "tag" in names and rare_tags.is_rare(
+        shape = (names, order, bool(cursor), "tag" in names and actor.is_staff and rare_tags.is_rare(
             values["tag"], lambda params: _TAGGED_UP_TO.execute(conn, params).fetchone()[0]))
         stmt = _PAGES.get(shape)
         if stmt is None:

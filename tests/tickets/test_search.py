@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.conversation.models import Message
 from app.tickets import search
 from app.tickets.search import to_tsquery_text
+from tests import helpers
 
 
 def _search(api, q: str, **params) -> dict:
@@ -177,6 +178,27 @@ def test_a_common_term_is_counted_once_a_minute_for_staff_and_each_time_for_a_re
     monkeypatch.setattr(search.COMMON_TERMS, "known", lambda value: False)  # a minute later
     _search(tenant.api, "cable")
     assert len(counts) == 4
+
+
+def test_a_slug_signed_up_again_inherits_nothing_remembered_of_the_tenant_dropped(app, make_tenant, monkeypatch):
+    """What a process remembers of common terms is keyed by the tenant's id: a new tenant on a dropped
+    tenant's slug must not be answered (nor learn) from the old one's tickets."""
+    from app.extensions import db
+    from tenants.provisioning import drop_outside_data, drop_tenant
+
+    monkeypatch.setattr(search, "RANK_UP_TO", 2)
+    slug = f"t{uuid.uuid4().hex[:10]}"
+    old = make_tenant(slug)
+    for n in range(3):
+        helpers.new_ticket(old.api, f"layoffs {n}")
+    assert _search(old.api, "layoffs", sort="relevance")["order"] == "-created_at"  # remembered as common
+    with app.app_context():
+        dropped = drop_tenant(slug)
+        db.session.commit()
+        drop_outside_data(dropped)
+    new = make_tenant(slug)
+    helpers.new_ticket(new.api, "layoffs plan")
+    assert _search(new.api, "layoffs", sort="relevance")["order"] == "relevance"
 
 
 def test_a_common_term_is_walked_newest_first_and_a_sparse_one_ranked(tenant, new_ticket, monkeypatch):
