@@ -77,5 +77,6 @@ class StreamArgs(Schema):
                        "then, of the messages and files it holds, are sent after the catch-up: up to 7 days "
                        "back, the newest 100 messages' and files'. Without it, those of the last 15 minutes. "
                        "If a change left out was made after `changed_since` (or, without it, at all), a "
-                       "`{\"type\": \"changes.truncated\"}` event follows them: read the conversation again "
-                       "over REST. A client away longer than 7 days should do so too."})
+                       "`{\"type\": \"changes.truncated\", \"changed_at\"}` event follows them, with the time "
+                       "of the newest change left out: a client whose copy is older should read the conversation "
+                       "again over REST. A client away longer than 7 days should do so too."})

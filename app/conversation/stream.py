@@ -70,7 +70,6 @@ TOKEN_REFUSED = "The stream token is not valid, was used already or has expired.
 RECENT_CHANGES = timedelta(minutes=15)  # what a socket is told of again (`send_recent_changes`)
 CHANGES_SINCE_AT_MOST = timedelta(days=7)  # how far back a new socket's `changed_since` is heard
 CHANGES_TOLD = 100  # the most changes of messages, and of files, a socket is told at once
-TRUNCATED = {"type": "changes.truncated"}  # more changed than a socket tells: read the conversation again
 _message_frame = MessageFrameSchema()
 MESSAGES_RULE = "/api/v1/tickets/<uuid:ticket_id>/messages"  # the REST route a message frame stands for
 _stream_args = StreamArgs()
@@ -361,8 +360,9 @@ class TicketStream:
     def send_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES,
                             heard_until: datetime | None = None) -> None:
         """Send what changed `within` the last while of what the client holds (`read_recent_changes`), told or
-        not, then `changes.truncated` if a change it did not tell was made after `heard_until` (the client
-        said it had heard every change before then): the client should read the conversation again."""
+        not, then `changes.truncated` with the time of the newest change it did not tell, if that was after
+        `heard_until` (the client said it had heard every change before then): a client that does not
+        show that change yet should read the conversation again."""
         try:
             with short_session():
                 changes, untold = self.read_recent_changes(up_to_seq, within)
@@ -371,7 +371,7 @@ class TicketStream:
             return
         self.tell_changes(changes)
         if untold is not None and (heard_until is None or untold >= heard_until):
-            self.send(TRUNCATED)
+            self.send({"type": "changes.truncated", "changed_at": untold.isoformat()})
 
     def read_recent_changes(self, up_to_seq: int, within: timedelta = RECENT_CHANGES, actor: Actor | None = None
                             ) -> tuple[list[tuple[bool, dict[str, Any]]], datetime | None]:

@@ -538,6 +538,8 @@ def test_a_socket_told_only_the_newest_changes_says_more_changed(tenant, in_tena
     staff = told(tenant.key)
     assert [e["type"] for e in staff] == ["message.updated"] * stream.CHANGES_TOLD + ["changes.truncated"]
     assert [e["message"]["seq"] for e in staff[:-1]] == list(range(4, stream.CHANGES_TOLD + 4))  # the newest
+    left_out = datetime.fromisoformat(staff[-1]["changed_at"])  # seq 3's edit, the newest not told
+    assert timedelta(minutes=49) < datetime.now(UTC) - left_out < timedelta(minutes=51)
     # Changes left out that were made before `changed_since` are ones the client says it has heard.
     heard = told(tenant.key, away=timedelta(minutes=30))
     assert [e["type"] for e in heard] == ["message.updated"] * stream.CHANGES_TOLD

@@ -8,13 +8,16 @@ import os
 import re
 import signal
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from app.conversation.stream import CHANGES_TOLD
+from tenants.context import current_tenant
 from tests.helpers import post_message, wait_until
 from tests.servers import DESKTOP, PHONE, start_gunicorn, stop_gunicorn
 from tests.ui.conftest import browser_sign_in, open_ticket
@@ -81,13 +84,26 @@ def test_a_dropped_socket_reconnects_and_catches_up_without_loss_or_doubles(own_
     assert rendered - timedelta(seconds=62) <= asked[0] <= rendered - timedelta(seconds=58), (asked, rendered)
 
 
+def busy_thread(hd) -> tuple[dict, object, list[dict]]:
+    """A requester's ticket with `CHANGES_TOLD` + 1 messages of an agent's: the ticket, agent's key, messages."""
+    ticket = hd.ticket_for(hd.requester, title="Busy thread")
+    agent_key = hd.tenant.key_for(hd.agent.user)
+    posted = [post_message(agent_key, ticket["id"], body=f"step {i}").get_json() for i in range(CHANGES_TOLD + 1)]
+    return ticket, agent_key, posted
+
+
+def revise_all(agent_key, ticket: dict, posted: list[dict]) -> None:
+    for message in posted:
+        edited = agent_key.patch(f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}",
+                                 json={"body": message["body"] + " (revised)"})
+        assert edited.status_code == 200, edited.get_json()
+
+
 def test_a_page_back_after_more_changes_than_a_socket_retells_offers_a_reload(own_server, browser, help_desk, keep):
     """A socket tells at most `CHANGES_TOLD` edits and deletions made while the page was away; past that it
     says so (`changes.truncated`), and the page offers a reload instead of showing stale messages as current."""
     hd, base = help_desk, own_server.url
-    ticket = hd.ticket_for(hd.requester, title="Busy thread")
-    agent_key = hd.tenant.key_for(hd.agent.user)
-    posted = [post_message(agent_key, ticket["id"], body=f"step {i}").get_json() for i in range(CHANGES_TOLD + 1)]
+    ticket, agent_key, posted = busy_thread(hd)
     page = browser.new_context(**DESKTOP).new_page()
     browser_sign_in(page, base, hd.requester)
     page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
@@ -97,10 +113,8 @@ def test_a_page_back_after_more_changes_than_a_socket_retells_offers_a_reload(ow
     old = worker_pid(own_server)
     os.kill(old, signal.SIGKILL)
     expect(page.locator("#live-status")).not_to_have_text("Live", timeout=LIVE)
-    for message in posted:  # every one edited while the page has no socket
-        edited = agent_key.patch(f"/api/v1/tickets/{ticket['id']}/messages/{message['id']}",
-                                 json={"body": message["body"] + " (revised)"})
-        assert edited.status_code == 200, edited.get_json()
+    revised = time.monotonic()
+    revise_all(agent_key, ticket, posted)  # every one edited while the page has no socket
     wait_until(lambda: worker_pid(own_server) not in (None, old), "gunicorn to start a new worker", timeout=30)
 
     expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
@@ -109,10 +123,63 @@ def test_a_page_back_after_more_changes_than_a_socket_retells_offers_a_reload(ow
     page.locator("article.msg", has_text=f"step {CHANGES_TOLD} (revised)").scroll_into_view_if_needed()
     expect(page.locator("#stale-notice")).to_be_in_viewport()  # kept in sight, wherever the reader is
     keep(page, "requester-ticket-stale-notice-1280", full_page=False)
+    time.sleep(max(0.0, revised + 6 - time.monotonic()))  # a page made seconds after a change may still miss it
     page.locator("#stale-notice a").click()
     expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(page.locator("article.msg", has_text="step 0 (revised)")).to_have_count(1)
+    expect(page.locator("#stale-notice")).to_be_hidden()  # the new page shows those changes
+
+
+def test_changes_made_before_the_first_socket_that_it_cannot_retell_offer_a_reload(live_server, browser, help_desk):
+    """The page was made, then more changed than a socket retells before its first socket opened."""
+    hd, base = help_desk, live_server.url
+    ticket, agent_key, posted = busy_thread(hd)
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+
+    def edits_first(route) -> None:
+        revise_all(agent_key, ticket, posted)
+        route.continue_()
+
+    page.route("**/stream-token", edits_first)
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    expect(page.locator("#stale-notice")).to_be_visible(timeout=LIVE)
+    expect(page.locator("article.msg", has_text="step 0 (revised)")).to_have_count(0)  # left out: the page is stale
+
+
+def test_a_page_made_after_the_changes_a_socket_leaves_out_offers_no_reload(own_server, browser, help_desk, in_tenant):
+    """Changes made before the page, even within the minute its sockets ask about, are on it already:
+    neither its first socket nor one after a drop makes it offer a reload."""
+    hd, base = help_desk, own_server.url
+    ticket, agent_key, posted = busy_thread(hd)
+    revise_all(agent_key, ticket, posted)
+    with in_tenant(hd.tenant) as session:  # made half a minute ago
+        session.execute(sa.text(f'UPDATE "{current_tenant().schema}".messages SET edited_at = edited_at - '
+                                "interval '30 seconds' WHERE ticket_id = :id"), {"id": ticket["id"]})
+        session.commit()
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
+    page.goto(f"{base}/t/{hd.slug}/tickets/{ticket['number']}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+
+    def told(sockets: int) -> None:  # Playwright hands over frames only while the page is waited on
+        deadline = time.monotonic() + 20
+        while sum("changes.truncated" in f for f in frames) < sockets:
+            assert time.monotonic() < deadline, f"socket {sockets} did not say what it left out"
+            page.wait_for_timeout(100)
+
+    told(1)
     expect(page.locator("#stale-notice")).to_be_hidden()
-    expect(page.locator("article.msg", has_text="step 1 (revised)")).to_have_count(1)
+    old = worker_pid(own_server)
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: worker_pid(own_server) not in (None, old), "gunicorn to start a new worker", timeout=30)
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
+    told(2)
+    expect(page.locator("#stale-notice")).to_be_hidden()
+    expect(page.locator("article.msg", has_text="step 0 (revised)")).to_have_count(1)
 
 
 def test_script_in_a_title_description_and_message_stays_inert(live_server, browser, help_desk, keep):

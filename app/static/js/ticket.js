@@ -24,6 +24,7 @@ const TYPING_EVERY_MS = 1500;
 const TYPING_SHOWN_MS = 4000;
 const RESYNC_COVERS_MS = 15 * 60 * 1000;
 const SETTLED_MS = 30000;
+const RENDER_MARGIN_MS = 5000;
 
 let lastSeq = data.last_seq;
 // Server time (ms) before which this page has heard every change: sent as `changed_since`, so a
@@ -32,11 +33,6 @@ let lastSeq = data.last_seq;
 const renderedAt = Date.parse(data.rendered_at ?? "");
 let heardUntil = Number.isNaN(renderedAt) ? null : renderedAt - 60000;
 let tokenTime = null; // {server, local}: the `Date` of the last token's answer, and performance.now() then
-// Whether a `changes.truncated` from the open socket means this page may show stale messages: not on
-// a first socket opened within the minute the page was made, since the page already shows every
-// change up to its making and `changed_since` reaches a minute before it.
-let mayBeStale = true;
-let opens = 0;
 let socket = null;
 let attempts = 0;
 let stopped = false;
@@ -100,8 +96,6 @@ async function connect() {
   let openedLocal = null;
   ws.addEventListener("open", () => {
     attempts = 0;
-    opens += 1;
-    mayBeStale = !(opens === 1 && opened !== null && !Number.isNaN(renderedAt) && opened.server - renderedAt < 60000);
     openedLocal = performance.now();
     showLive("live", "Live");
     for (const item of pending.values()) if (!item.refused) resend(item); // the server stores each once
@@ -169,8 +163,8 @@ function handle(event) {
       removeAttachment(event.attachment.id);
       document.dispatchEvent(new CustomEvent("tms:attachment-deleted", { detail: event.attachment }));
       break;
-    case "changes.truncated": // more edits and deletions than a socket retells: this page may show some stale
-      if (mayBeStale) document.getElementById("stale-notice").hidden = false;
+    case "changes.truncated": // a socket told only the newest edits and deletions: is this page older?
+      if (mayMiss(Date.parse(event.changed_at))) document.getElementById("stale-notice").hidden = false;
       break;
     case "error":
       refused(event);
@@ -178,6 +172,15 @@ function handle(event) {
     default:
       break; // kinds this page does not show
   }
+}
+
+// Whether a change made at `changedAt` (server time) may be missing from this page. The page shows
+// every change made before it was rendered (less a few seconds for one still committing then), and
+// every change before `heardUntil` once a socket has vouched for that.
+function mayMiss(changedAt) {
+  if (Number.isNaN(changedAt)) return true;
+  const shown = Number.isNaN(renderedAt) ? -Infinity : renderedAt - RENDER_MARGIN_MS;
+  return changedAt >= Math.max(shown, heardUntil ?? -Infinity);
 }
 
 function received(message, ref) {
