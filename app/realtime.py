@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from flask import Flask
 
-from app import unit_of_work
+from app import quick_redis, unit_of_work
 from app.extensions import redis_client
 from tenants import current_tenant
 
@@ -39,7 +39,7 @@ def publish_after_commit(ticket_id: uuid.UUID | str, payload: dict[str, Any]) ->
 def publish_committed(ticket_id: uuid.UUID | str, event: bytes) -> None:
     """Publish a live event, already encoded as JSON, for a change committed outside the session."""
     try:
-        redis_client().publish(channel(current_tenant().id, ticket_id), event)
+        quick_redis.command("PUBLISH", channel(current_tenant().id, ticket_id), event)
     except redis.RedisError as exc:
         log.warning("live event not published (clients catch up by seq): %s", exc)
 

@@ -15,6 +15,7 @@ import redis
 from flask import current_app
 from redis.commands.core import Script
 
+from app import quick_redis
 from app.extensions import redis_client
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, byt
     keys = [f"tms:{tenant_id}:rl:{key_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}",
             last_used_key(tenant_id, key_id), name]
     try:
-        count, tenant_count, value = _script(keys=keys, args=[WINDOW * 2, now, LAST_USED_DAYS * 86400],
-                                             client=redis_client())
+        count, tenant_count, value = quick_redis.run_script(_script, keys, [WINDOW * 2, now, LAST_USED_DAYS * 86400])
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
