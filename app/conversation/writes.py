@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import orjson
@@ -29,18 +30,17 @@ import sqlalchemy as sa
 from flask import Response
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm.attributes import set_committed_value
 
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
+from app.conversation.schemas import MessageSchema
 from app.conversation.services import (
     REQUESTER,
     STAFF_NOTE,
     STAFF_REPLY,
     bumped_by,
     check_may_post,
-    message_json,
     no_such_parent,
     note_parent,
     reopen_answered,
@@ -51,6 +51,7 @@ from app.idempotency import Claim, claim_in_sql, stored_response
 from app.markdown import render
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.realtime import publish_committed
+from app.schemas import fast_dumper
 from app.tickets.models import Ticket
 from app.tickets.services import CLOSED_TO_REQUESTER, REOPENED_BY_REPLY
 from tenants import TenantStatement, autocommit_connection
@@ -58,6 +59,9 @@ from tenants import TenantStatement, autocommit_connection
 log = logging.getLogger(__name__)
 TOPIC = "message.created"
 TICKETS, MESSAGES = Ticket.__table__, Message.__table__
+# A message posted here has no files (those go through `services.post_message`), so its JSON needs
+# no nested schema: `MessageSchema`'s own fields, dumped from plain values without an ORM object.
+_new_message_json = fast_dumper(MessageSchema())
 
 
 @dataclass(frozen=True)
@@ -73,16 +77,15 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
                  parent_id: uuid.UUID | None = None, internal: bool = False) -> Posted:
     """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`."""
     check_may_post(actor, internal)
-    message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=STAND_IN, parent_id=parent_id,
-                      author_id=actor.user_id, internal=internal, body=body, body_html=render(body),
-                      created_at=datetime.now(UTC), edited_at=None, deleted_at=None)
-    set_committed_value(message, "attachments", [])
-    json_body = message_json(message)
+    message = {"id": uuid.uuid4(), "ticket_id": ticket_id, "seq": STAND_IN, "parent_id": parent_id,
+               "author_id": actor.user_id, "internal": internal, "body": body, "body_html": render(body),
+               "created_at": datetime.now(UTC), "edited_at": None, "attachments": []}
+    json_body = _new_message_json(SimpleNamespace(**message))
     spliced = Spliced.around(orjson.dumps(json_body), "seq")
     kind = STAFF_NOTE if actor.is_staff and internal else STAFF_REPLY if actor.is_staff else REQUESTER
     params: dict[str, Any] = {
-        **{c: getattr(message, c) for c in _GIVEN}, **recorded_params(TOPIC), **spliced.params(),
-        "event_payload": jsonb({"ticket_id": str(ticket_id), "message_id": str(message.id)}),
+        **{c: message[c] for c in _GIVEN}, **recorded_params(TOPIC), **spliced.params(),
+        "event_payload": jsonb({"ticket_id": str(ticket_id), "message_id": str(message["id"])}),
         "event_data": jsonb({"message": json_body}),
     }
     if claim is not None:
