@@ -9,7 +9,7 @@ checked against the types the ordering expects, so nothing a client sends reache
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -142,16 +142,16 @@ def order_by(keys: Sequence[SortKey]) -> list[sa.ColumnElement]:
 
 
 def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: str | None,
-         purpose: str = "", within: Callable[[sa.Select], sa.Select] | None = None) -> tuple[list[Any], str | None]:
+         purpose: str = "", read_keys: Sequence[SortKey] | None = None) -> tuple[list[Any], str | None]:
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None).
 
-    `within` rewrites the page's whole statement (its cursor condition and order included) to read
-    from other rows of the same columns, such as a CTE of the table's.
+    `read_keys` are `keys` as `stmt` reads them when it selects from elsewhere than their table (a
+    CTE of its rows): the page compares and orders by those, and its cursor is signed as `keys`'.
     """
+    read = read_keys or keys
     if cursor:
-        stmt = stmt.where(after(keys, decode_cursor(cursor, keys, purpose)))
-    stmt = stmt.order_by(*order_by(keys)).limit(limit + 1)
-    result = session.execute(within(stmt) if within else stmt)
+        stmt = stmt.where(after(read, decode_cursor(cursor, keys, purpose)))
+    result = session.execute(stmt.order_by(*order_by(read)).limit(limit + 1))
     # One entity: its objects; several columns: plain rows (cheaper, for read-only pages).
     rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)
     if len(rows) <= limit:

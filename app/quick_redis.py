@@ -37,15 +37,19 @@ class QuickConnections:
     def __init__(self, pool: redis.ConnectionPool, size: int = SIZE) -> None:
         self.pool = pool
         self.size = size
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        """Begin with no connection, in this process."""
         self._idle: deque[redis.connection.AbstractConnection] = deque()
         self._made = 0
-        self._lock = threading.Lock()
         self._pid = os.getpid()
 
     def execute(self, client: redis.Redis, *args: Any) -> Any:
         """Send one command and return its reply as the connection parses it (no response callbacks)."""
         if self._pid != os.getpid():  # a forked child must not share its parent's sockets
-            self.__init__(self.pool, self.size)
+            self._start()
         try:
             conn = self._idle.pop()
         except IndexError:
@@ -70,18 +74,11 @@ class QuickConnections:
         return self.pool.connection_class(**self.pool.connection_kwargs)
 
 
-_quick_lock = threading.Lock()
-
-
 def _quick(client: redis.Redis) -> QuickConnections:
-    """Return this process's quick connections to the app's Redis (made once, even under threads)."""
-    quick = current_app.extensions.get("tms_redis_quick")
-    if quick is None:
-        with _quick_lock:
-            quick = current_app.extensions.get("tms_redis_quick")
-            if quick is None:
-                quick = current_app.extensions["tms_redis_quick"] = QuickConnections(client.connection_pool)
-    return quick
+    """Return this process's quick connections to the app's Redis; threads racing to make them keep
+    one (a spare one holds no connection yet)."""
+    return current_app.extensions.get("tms_redis_quick") or current_app.extensions.setdefault(
+        "tms_redis_quick", QuickConnections(client.connection_pool))
 
 
 def command(*args: Any) -> Any:

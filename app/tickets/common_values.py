@@ -41,7 +41,3 @@ class CommonValues:
             self._until.move_to_end(item)
             while len(self._until) > self.size:
                 self._until.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._until.clear()

@@ -129,10 +129,11 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
         rare_tags.TAGGED_UP_TO, params).scalar_one()) else None
     if not args.get("q"):
         order = date_order(sort)
-        within = sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS, rare_tag)).traverse if rare_tag \
-            else None
-        items, next_cursor = page(session, sa.select(*LISTED_COLUMNS).where(*conditions), sort_keys(order), limit,
-                                  cursor, within=within)
+        keys, stmt, read_keys = sort_keys(order), sa.select(*LISTED_COLUMNS).where(*conditions), None
+        if rare_tag:
+            tagged, within, read_keys = _within_tag(rare_tag, LISTED_COLUMNS, conditions, keys)
+            stmt = sa.select(*tagged.c).where(*within)
+        items, next_cursor = page(session, stmt, keys, limit, cursor, read_keys=read_keys)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
     text = search.searchable(session, args["q"])
@@ -163,8 +164,11 @@ def _search(session, actor: Actor, conditions: list, text: str, sort: str, limit
         plan = RANK if sort == RELEVANCE else SORT_SET
     if rare_tag is not None and plan != RANK:
         plan = plan or SORT_SET  # the same pages as either date plan gives: a cursor of one serves the other
-        items, next_inner = _page_within_tag(session, actor, conditions, query, rare_tag, sort_keys(order), limit,
-                                             inner, plan)
+        keys = sort_keys(order)
+        tagged, within, read_keys = _within_tag(rare_tag, Ticket.__table__.c, conditions, keys)
+        tickets = aliased(Ticket, tagged)
+        stmt = sa.select(tickets).where(*within, search.matches(query, actor.is_staff, tickets))
+        items, next_inner = page(session, stmt, keys, limit, inner, plan, read_keys=read_keys)
         return TicketPage(items, _join_cursor(plan, next_inner), order)
     if plan is None:
         probed = _probe_recent(session, actor, conditions, query, sort_keys(order), limit)
@@ -199,21 +203,13 @@ def _probe_recent(session, actor: Actor, conditions: list, query: sa.ColumnEleme
     return rows, _join_cursor(WALK, encode_cursor([getattr(rows[-1], k.column.key) for k in keys], keys, WALK))
 
 
-def _page_within_tag(session, actor: Actor, conditions: list, query: sa.ColumnElement, tag: str,
-                     keys: Sequence[SortKey], limit: int, cursor: str | None,
-                     plan: str) -> tuple[list[Ticket], str | None]:
-    """Return a page of the matches among the few tickets carrying `tag`, read from its index and sorted."""
-    tagged = rare_tags.tagged_tickets(Ticket.__table__.c, tag)
-    within, adapt = aliased(Ticket, tagged), sql_util.ClauseAdapter(tagged).traverse
-    tagged_keys = [SortKey(tagged.c[k.column.key], k.descending, k.kind) for k in keys]
-    stmt = sa.select(within).where(*(adapt(c) for c in conditions), search.matches(query, actor.is_staff, within))
-    if cursor:
-        stmt = stmt.where(after(tagged_keys, decode_cursor(cursor, keys, plan)))
-    rows = list(session.execute(stmt.order_by(*order_by(tagged_keys)).limit(limit + 1)).scalars())
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor([getattr(rows[-1], k.column.key) for k in keys], keys, plan)
+def _within_tag(tag: str, columns: Sequence[sa.ColumnElement], conditions: list,
+                keys: Sequence[SortKey]) -> tuple[sa.CTE, list[sa.ColumnElement[bool]], list[SortKey]]:
+    """Return the tickets carrying a rare `tag` (`columns` of them, read from its index as a CTE), and
+    `conditions` and sort `keys` as they read that CTE."""
+    tagged = rare_tags.tagged_tickets(columns, tag)
+    adapt = sql_util.ClauseAdapter(tagged).traverse
+    return tagged, [adapt(c) for c in conditions], [SortKey(tagged.c[k.column.key], k.descending, k.kind) for k in keys]
 
 
 def _ranked_page(session, actor: Actor, conditions: list, query: sa.ColumnElement, limit: int,
