@@ -280,9 +280,9 @@ def record_statements(monkeypatch) -> list[tuple[str, dict]]:
     ran: list[tuple[str, dict]] = []
     real = TenantStatement.execute
 
-    def seen(self, conn, params):
+    def seen(self, conn, params, **options):
         ran.append((self.sql(), {**self._literals, **params}))
-        return real(self, conn, params)
+        return real(self, conn, params, **options)
 
     monkeypatch.setattr(TenantStatement, "execute", seen)
     return ran

@@ -62,7 +62,7 @@ def ticket_by_number(actor: Actor, number: int) -> dict[str, Any]:
 def _read_one(actor: Actor, by: str, key: Any) -> dict[str, Any]:
     own = not actor.is_staff
     with autocommit_connection() as conn:
-        row = _ONE[by, own].execute(conn, {"key": key, "actor_id": actor.user_id}).fetchone()
+        row = _ONE[by, own].execute(conn, {"key": key, "actor_id": actor.user_id}, binary=True).fetchone()
     if row is None:
         raise NotFound("No such ticket.")
     return dump_row(row)
@@ -85,7 +85,7 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
             if len(_PAGES) >= MAX_SHAPES:
                 _PAGES.clear()
             stmt = _PAGES.setdefault(shape, _page_statement(*shape))
-        rows = stmt.execute(conn, values).fetchall()
+        rows = stmt.execute(conn, values, binary=True).fetchall()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from app import create_app
@@ -120,3 +121,22 @@ def test_the_read_path_writes_every_field_as_the_declared_schema_does(tenant, in
                     assert body[field] == expected[field], field
     every_field_filled = {f for t in tickets.values() for f, v in declared.dump(t).items() if v is not None}
     assert every_field_filled == set(declared.dump_fields)
+
+
+def test_a_failed_statement_leaves_the_connections_kept_cursor_serving_the_next(services, tenant, in_tenant):
+    """The one-statement paths run on a cursor kept with each pooled connection: an error on it
+    (here a division by zero) must not spoil the next request's statement on that connection."""
+    from tenants import TenantStatement, autocommit_connection
+
+    failing = TenantStatement(sa.select(sa.func.count(Ticket.id) / sa.bindparam("zero", type_=sa.Integer)))
+    counting = TenantStatement(sa.select(sa.func.count(Ticket.id)))
+    tenant.api.post("/api/v1/tickets", json={"title": "counted"})
+    with in_tenant(tenant):
+        with autocommit_connection() as conn:
+            first = counting.execute(conn, {})
+            assert first.fetchone() == (1,)
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                failing.execute(conn, {"zero": 0})
+            again = counting.execute(conn, {}, binary=True)
+            assert again is first  # the same cursor, and it still serves
+            assert again.fetchone() == (1,)
