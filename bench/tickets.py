@@ -1,8 +1,8 @@
 """Ticket figures: create/list/get and message post throughput beside the bare ceilings, find latency
 and export at scale.
 
-Throughput rows load the product under gunicorn with wrk, like the bare endpoints they are divided
-by. Latency rows send a query mix one request at a time (keep-alive, so each figure is one
+Throughput rows load the product under gunicorn with wrk in rounds, each beside a round of the bare
+endpoint it is divided by. Latency rows send a query mix one request at a time (keep-alive, so each figure is one
 request's full path: key check, tenant, query, JSON) against one tenant loaded by COPY with
 `BENCH_TICKETS` tickets (default 1,000,000) and three messages each, and report nearest-rank
 p50/p95 over every request of the mix. The export row streams every ticket of that tenant as CSV
@@ -17,13 +17,17 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import mean
 from urllib.parse import urlencode, urlsplit
 
 from bench import ticket_data
-from bench.common import BenchContext, Row, WrkResult, parse_wrk, percentile, timed_with_peak_rss
+from bench.common import BenchContext, Row, WrkResult, median, parse_wrk, percentile, timed_with_peak_rss
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # bare and product in turn, per throughput row
 MESSAGE_TICKETS = 50
 MESSAGE_BODY = {"body": "Tried that: the tray is empty and it still smokes. **Photo** attached soon."}
 CREATE_BODY = {"title": "Printer on fire", "description": "Smoke from the paper tray after a jam. " * 8,
@@ -43,34 +47,68 @@ def run(ctx: BenchContext) -> list[Row]:
 def _throughput(ctx: BenchContext, server) -> list[Row]:
     key = ctx.signup(f"tickets-{uuid.uuid4().hex[:6]}")
     auth = {"Authorization": f"Bearer {key}"}
-    create = _wrk(ctx, server.base_url + "/api/v1/tickets", method="POST",
-                  headers={**auth, "Content-Type": "application/json"}, body=json.dumps(CREATE_BODY))
-    client = _Client(server.base_url, key)
-    status, body = client.get(f"/api/v1/tickets?limit={MESSAGE_TICKETS}")
-    assert status == 200, body
-    ids = [t["id"] for t in json.loads(body)["items"]]
-    listing = _wrk(ctx, server.base_url + "/api/v1/tickets?limit=50", headers=auth)
-    get = _wrk(ctx, server.base_url + f"/api/v1/tickets/{ids[0]}", headers=auth)
-    post = _wrk(ctx, server.base_url, method="POST", headers={**auth, "Content-Type": "application/json"},
-                body=json.dumps(MESSAGE_BODY), paths=[f"/api/v1/tickets/{i}/messages" for i in ids])
-    base = ctx.baselines
+    json_auth = {**auth, "Content-Type": "application/json"}
+    bare = ctx.start_web("bench.bare_app:app")
+    try:
+        create = _paired(ctx, bare.base_url + "/insert", "POST", lambda seconds: _wrk(
+            ctx, server.base_url + "/api/v1/tickets", seconds, method="POST", headers=json_auth,
+            body=json.dumps(CREATE_BODY)))
+        client = _Client(server.base_url, key)
+        status, body = client.get(f"/api/v1/tickets?limit={MESSAGE_TICKETS}")
+        assert status == 200, body
+        ids = [t["id"] for t in json.loads(body)["items"]]
+        listing = _paired(ctx, bare.base_url + "/select50", "GET", lambda seconds: _wrk(
+            ctx, server.base_url + "/api/v1/tickets?limit=50", seconds, headers=auth))
+        get = _paired(ctx, bare.base_url + "/select1", "GET", lambda seconds: _wrk(
+            ctx, server.base_url + f"/api/v1/tickets/{ids[0]}", seconds, headers=auth))
+        post = _paired(ctx, bare.base_url + "/insert", "POST", lambda seconds: _wrk(
+            ctx, server.base_url, seconds, method="POST", headers=json_auth, body=json.dumps(MESSAGE_BODY),
+            paths=[f"/api/v1/tickets/{i}/messages" for i in ids]))
+    finally:
+        bare.stop()
     return [
-        Row("ticket create: POST /tickets (key+ticket+audit+outbox)", create.rps, "req/s",
-            "bare one INSERT + COMMIT", base.get("insert_rps"), aim=">= 0.70 of baseline",
-            note=f"p50 {create.p50_ms:.1f} ms, p99 {create.p99_ms:.1f} ms, non-2xx/socket errors {create.errors}"),
-        Row("ticket list: GET /tickets?limit=50", listing.rps, "req/s", "bare 50-row indexed SELECT",
-            base.get("select50_rps"), aim=">= 0.90 of baseline",
-            note=f"p50 {listing.p50_ms:.1f} ms, p99 {listing.p99_ms:.1f} ms, errors {listing.errors}"),
-        Row("ticket get: GET /tickets/{id}", get.rps, "req/s", "bare 1-row SELECT by primary key",
-            base.get("select1_rps"), aim=">= 0.80 of baseline",
-            note=f"p50 {get.p50_ms:.1f} ms, p99 {get.p99_ms:.1f} ms, errors {get.errors}"),
-        Row("message post: POST /tickets/{id}/messages", post.rps, "req/s", "bare one INSERT + COMMIT",
-            base.get("insert_rps"), aim=">= 0.70 of baseline",
-            note=f"{len(ids)} tickets; p50 {post.p50_ms:.1f} ms, p99 {post.p99_ms:.1f} ms, errors {post.errors}"),
+        create.row("ticket create: POST /tickets (key+ticket+audit+outbox)", "bare one INSERT + COMMIT",
+                   ">= 0.70 of baseline"),
+        listing.row("ticket list: GET /tickets?limit=50", "bare 50-row indexed SELECT", ">= 0.90 of baseline"),
+        get.row("ticket get: GET /tickets/{id}", "bare 1-row SELECT by primary key", ">= 0.80 of baseline"),
+        post.row("message post: POST /tickets/{id}/messages", "bare one INSERT + COMMIT", ">= 0.70 of baseline",
+                 f"{len(ids)} tickets; "),
     ]
 
 
-def _wrk(ctx: BenchContext, url: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+@dataclass
+class _Paired:
+    """Rounds of a bare endpoint and the product's, run in turn."""
+
+    bare: list[WrkResult]
+    product: list[WrkResult]
+
+    def row(self, name: str, baseline_name: str, aim: str, note: str = "") -> Row:
+        """The product's mean req/s beside the bare's over the same rounds, each round's ratio in the note."""
+        ratios = ", ".join(f"{p.rps / b.rps:.2f}" for b, p in zip(self.bare, self.product, strict=True))
+        return Row(name, mean(p.rps for p in self.product), "req/s", baseline_name,
+                   mean(b.rps for b in self.bare), aim=aim,
+                   note=f"{note}rounds {ratios}; p50 {median([p.p50_ms for p in self.product]):.1f} ms, "
+                        f"p99 {median([p.p99_ms for p in self.product]):.1f} ms, "
+                        f"non-2xx/socket errors {sum(p.errors for p in self.product)}")
+
+
+def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callable[[int], WrkResult]) -> _Paired:
+    """Run the bare endpoint and the product in turn, `ROUNDS` times, half the run's duration each.
+
+    The host's load drifts over minutes: a ceiling measured once at the start of the run and the
+    product minutes later differed by a quarter from drift alone. Side by side, the drift falls
+    on both.
+    """
+    seconds = max(2, ctx.duration // 2)
+    bare, measured = [], []
+    for _ in range(ROUNDS):
+        bare.append(ctx.wrk(bare_url, method=bare_method, duration=seconds))
+        measured.append(product(seconds))
+    return _Paired(bare, measured)
+
+
+def _wrk(ctx: BenchContext, url: str, seconds: int, *, method: str = "GET", headers: dict[str, str] | None = None,
          body: str | None = None, paths: list[str] | None = None) -> WrkResult:
     """Run wrk exactly as `ctx.wrk` does, tolerating the trailing blank wrk prints after a latency in seconds.
 
@@ -85,7 +123,7 @@ def _wrk(ctx: BenchContext, url: str, *, method: str = "GET", headers: dict[str,
                   "  return wrk.format(nil, paths[counter % #paths + 1])", "end"]
     script = ctx.work_dir / f"wrk-tickets-{time.monotonic_ns()}.lua"
     script.write_text("\n".join(lines))
-    out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{ctx.duration}s", "--latency", "-s", str(script), url],
+    out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     return parse_wrk("\n".join(line.rstrip() for line in out.splitlines()))
 
