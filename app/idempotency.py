@@ -177,7 +177,7 @@ def stored_response(conn: Any, claim: Claim) -> Response | None:
 
     Raises Invalid if the key was used with another request.
     """
-    row = _EARLIER.execute(conn, {"owner": claim.owner, "key": claim.key}).fetchone()
+    row = _EARLIER.one(conn, {"owner": claim.owner, "key": claim.key})
     if row is None:
         return None
     endpoint, request_hash, status, body, headers = row

@@ -91,7 +91,7 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
     if claim is not None:
         params.update(claim.params(201, {}))
     with autocommit_connection() as conn:
-        row = _statement(kind, parent_id is not None, claim is not None).execute(conn, params).fetchone()
+        row = _statement(kind, parent_id is not None, claim is not None).one(conn, params)
         if row is None:
             return Posted(b"", {}, replay=_not_posted(conn, kind, params, claim))
     json_body["seq"] = row[0]
@@ -120,7 +120,7 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
         earlier = stored_response(conn, claim)
         if earlier is not None:
             return earlier
-    found = _check(kind, params["parent_id"] is not None).execute(conn, params).fetchone()
+    found = _check(kind, params["parent_id"] is not None).one(conn, params)
     if found is None:
         raise NotFound("No such ticket.")
     seen, answerable, writable = found

@@ -62,7 +62,7 @@ def ticket_by_number(actor: Actor, number: int) -> dict[str, Any]:
 def _read_one(actor: Actor, by: str, key: Any) -> dict[str, Any]:
     own = not actor.is_staff
     with autocommit_connection() as conn:
-        row = _ONE[by, own].execute(conn, {"key": key, "actor_id": actor.user_id}, binary=True).fetchone()
+        row = _ONE[by, own].one(conn, {"key": key, "actor_id": actor.user_id}, binary=True)
     if row is None:
         raise NotFound("No such ticket.")
     return dump_row(row)
@@ -79,13 +79,13 @@ def ticket_page(actor: Actor, args: dict[str, Any]) -> TicketPage:
     values["limit"] = limit + 1
     with autocommit_connection() as conn:
         shape = (names, order, bool(cursor), "tag" in names and actor.is_staff and rare_tags.is_rare(
-            values["tag"], lambda params: _TAGGED_UP_TO.execute(conn, params).fetchone()[0]))
+            values["tag"], lambda params: _TAGGED_UP_TO.one(conn, params)[0]))
         stmt = _PAGES.get(shape)
         if stmt is None:
             if len(_PAGES) >= MAX_SHAPES:
                 _PAGES.clear()
             stmt = _PAGES.setdefault(shape, _page_statement(*shape))
-        rows = stmt.execute(conn, values, binary=True).fetchall()
+        rows = stmt.all(conn, values, binary=True)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -78,12 +78,12 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
         statement = _statement(claim is not None)
         if claim is not None:
             params.update(claim.params(201, {"ETag": f'"{etag}"'}))
-        row = statement.execute(conn, params).fetchone()
+        row = statement.one(conn, params)
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
         created = orjson.dumps(dump_row(row[:-1]))
         if claim is not None and created != spliced.with_number(row[1]):
-            _CORRECT.execute(conn, {"owner": claim.owner, "key": claim.key, "response": created})
+            _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created})
     return NewTicket(created, etag)
 
 

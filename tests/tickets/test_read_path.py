@@ -124,19 +124,32 @@ def test_the_read_path_writes_every_field_as_the_declared_schema_does(tenant, in
 
 
 def test_a_failed_statement_leaves_the_connections_kept_cursor_serving_the_next(services, tenant, in_tenant):
-    """The one-statement paths run on a cursor kept with each pooled connection: an error on it
+    """Single-row statements run on a cursor kept with each pooled connection: an error on it
     (here a division by zero) must not spoil the next request's statement on that connection."""
     from tenants import TenantStatement, autocommit_connection
 
     failing = TenantStatement(sa.select(sa.func.count(Ticket.id) / sa.bindparam("zero", type_=sa.Integer)))
     counting = TenantStatement(sa.select(sa.func.count(Ticket.id)))
     tenant.api.post("/api/v1/tickets", json={"title": "counted"})
-    with in_tenant(tenant):
-        with autocommit_connection() as conn:
-            first = counting.execute(conn, {})
-            assert first.fetchone() == (1,)
-            with pytest.raises(psycopg.errors.DivisionByZero):
-                failing.execute(conn, {"zero": 0})
-            again = counting.execute(conn, {}, binary=True)
-            assert again is first  # the same cursor, and it still serves
-            assert again.fetchone() == (1,)
+    with in_tenant(tenant), autocommit_connection() as conn:
+        assert counting.one(conn, {}) == (1,)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            failing.one(conn, {"zero": 0})
+        assert counting.one(conn, {}, binary=True) == (1,)
+
+
+def test_a_page_of_rows_is_not_kept_with_the_pooled_connection(services, tenant):
+    """A page may be megabytes (200 tickets of 64 KiB descriptions): its rows are freed when the
+    request has read them, not kept with the connection for whichever tenant uses it next."""
+    app = create_app(app_config(services, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0}))
+    api = ApiClient(app.test_client(), tenant.key)
+    for n in range(3):
+        api.post("/api/v1/tickets", json={"title": f"page {n}", "description": "x" * 1000})
+    first = api.get("/api/v1/tickets?limit=1").get_json()["items"][0]
+    assert api.get(f"/api/v1/tickets/{first['id']}").status_code == 200  # the kept cursor now holds one row
+    assert len(api.get("/api/v1/tickets?limit=3").get_json()["items"]) == 3
+    with app.app_context():
+        raw = db.engine.pool._pool.queue[0].dbapi_connection
+    kept = [value for value in vars(raw).values() if isinstance(value, psycopg.Cursor)]
+    assert kept, "the connection's single-row cursor is where the test looks"
+    assert all(cursor.pgresult is None or cursor.pgresult.ntuples <= 1 for cursor in kept)
