@@ -125,6 +125,9 @@ api = Api(spec_kwargs={"extra_plugins": [CommonErrorsPlugin()]})
 REPEATED = "Give this parameter once; where it takes several values, separate them with commas."
 QUERY_LOCATIONS = ("query", "querystring")
 MAX_QUERIES = 1024  # query strings remembered per process; a crawler of every combination only clears it
+# Longer ones are parsed each time: an 8 KiB `status=new,new,...` loads to thousands of strings,
+# and a thousand of those would hold over 100 MiB. Everyday filters are well under this.
+MAX_QUERY_REMEMBERED = 256
 # What a query schema loads to: values nothing downstream can change (lists are copied on the way out).
 _IMMUTABLE = (str, int, float, bool, uuid.UUID, datetime, date, type(None))
 
@@ -152,6 +155,8 @@ class GuardedParser(FlaskParser):
         if location not in QUERY_LOCATIONS or kwargs.get("validate") is not None or not isinstance(argmap, Schema):
             return super().parse(argmap, req, **kwargs)
         req = req if req is not None else self.get_default_request()
+        if len(req.query_string) > MAX_QUERY_REMEMBERED:
+            return super().parse(argmap, req, **kwargs)
         memo = (argmap, location, kwargs.get("unknown"), req.query_string)
         loaded = self._parsed.get(memo)
         if loaded is None:

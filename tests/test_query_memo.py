@@ -8,7 +8,7 @@ import pytest
 from marshmallow import RAISE
 from webargs.flaskparser import abort
 
-from app.extensions import MAX_QUERIES, parser
+from app.extensions import MAX_QUERIES, MAX_QUERY_REMEMBERED, parser
 from app.tickets.api import LIST_ARGS
 
 
@@ -45,3 +45,13 @@ def test_memory_is_bounded(app):
         parsed(app, f"limit={n % 100 + 1}&category=c{n}")
     assert len(parser._parsed) <= MAX_QUERIES
     assert parsed(app, "limit=7&category=c3") == {"limit": 7, "category": "c3"}
+
+
+def test_a_long_query_string_is_parsed_each_time_not_kept(app):
+    """An 8 KiB `status=new,new,...` loads to thousands of strings; a thousand such kept would be
+    over 100 MiB a process."""
+    parser._parsed.clear()
+    statuses = ",".join(["new"] * 1500)
+    assert len(f"status={statuses}") > MAX_QUERY_REMEMBERED
+    assert parsed(app, f"status={statuses}")["status"] == ["new"] * 1500
+    assert parser._parsed == {}
