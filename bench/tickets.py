@@ -27,7 +27,7 @@ from bench import ticket_data
 from bench.common import BenchContext, Row, WrkResult, median, parse_wrk, percentile, timed_with_peak_rss
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # bare and product in turn, per throughput row
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))  # bare and product in turn, per throughput row
 MESSAGE_TICKETS = 50
 MESSAGE_BODY = {"body": "Tried that: the tray is empty and it still smokes. **Photo** attached soon."}
 CREATE_BODY = {"title": "Printer on fire", "description": "Smoke from the paper tray after a jam. " * 8,
@@ -88,9 +88,10 @@ class _Paired:
         ratios = ", ".join(f"{p.rps / b.rps:.2f}" for b, p in zip(self.bare, self.product, strict=True))
         return Row(name, mean(p.rps for p in self.product), "req/s", baseline_name,
                    mean(b.rps for b in self.bare), aim=aim,
-                   note=f"{note}rounds {ratios}; p50 {median([p.p50_ms for p in self.product]):.1f} ms, "
-                        f"p99 {median([p.p99_ms for p in self.product]):.1f} ms, "
-                        f"non-2xx/socket errors {sum(p.errors for p in self.product)}")
+                   note=f"{note}rounds {ratios}; median of the rounds' p50 "
+                        f"{median([p.p50_ms for p in self.product]):.1f} ms and p99 "
+                        f"{median([p.p99_ms for p in self.product]):.1f} ms; non-2xx/socket errors "
+                        f"{sum(p.errors for p in self.product)} (bare {sum(b.errors for b in self.bare)})")
 
 
 def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callable[[int], WrkResult]) -> _Paired:
@@ -98,13 +99,16 @@ def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callabl
 
     The host's load drifts over minutes: a ceiling measured once at the start of the run and the
     product minutes later differed by a quarter from drift alone. Side by side, the drift falls
-    on both.
+    on both; which goes first alternates, so neither always follows the other's writes.
     """
     seconds = max(2, ctx.duration // 2)
     bare, measured = [], []
-    for _ in range(ROUNDS):
+    for round_ in range(ROUNDS):
+        if round_ % 2:
+            measured.append(product(seconds))
         bare.append(ctx.wrk(bare_url, method=bare_method, duration=seconds))
-        measured.append(product(seconds))
+        if not round_ % 2:
+            measured.append(product(seconds))
     return _Paired(bare, measured)
 
 
