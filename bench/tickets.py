@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import mean
 from urllib.parse import urlencode, urlsplit
 
-from bench import ticket_data
+from bench import app_cpu, ticket_data
 from bench.common import BenchContext, Row, WrkResult, median, parse_wrk, percentile, timed_with_peak_rss
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
@@ -66,6 +66,13 @@ def _throughput(ctx: BenchContext, server) -> list[Row]:
             paths=[f"/api/v1/tickets/{i}/messages" for i in ids]))
     finally:
         bare.stop()
+    in_process = app_cpu.rows(ctx, [
+        ("create", ("POST", "/api/v1/tickets", json.dumps(CREATE_BODY)), ("POST", "/insert", "-")),
+        ("list", ("GET", "/api/v1/tickets?limit=50", "-"), ("GET", "/select50", "-")),
+        ("get", ("GET", f"/api/v1/tickets/{ids[0]}", "-"), ("GET", "/select1", "-")),
+        ("message post", ("POST", f"/api/v1/tickets/{ids[1]}/messages", json.dumps(MESSAGE_BODY)),
+         ("POST", "/insert", "-")),
+    ], key)
     return [
         create.row("ticket create: POST /tickets (key+ticket+audit+outbox)", "bare one INSERT + COMMIT",
                    ">= 0.70 of baseline"),
@@ -73,6 +80,7 @@ def _throughput(ctx: BenchContext, server) -> list[Row]:
         get.row("ticket get: GET /tickets/{id}", "bare 1-row SELECT by primary key", ">= 0.80 of baseline"),
         post.row("message post: POST /tickets/{id}/messages", "bare one INSERT + COMMIT", ">= 0.70 of baseline",
                  f"{len(ids)} tickets; "),
+        *in_process,
     ]
 
 
