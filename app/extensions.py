@@ -143,7 +143,7 @@ class GuardedParser(FlaskParser):
         super().__init__(*args, **kwargs)
         self._parsed: dict[tuple, dict[str, Any]] = {}
 
-    def parse(self, argmap, req=None, **kwargs):
+    def parse(self, argmap: Any, req: Any = None, **kwargs: Any) -> Any:
         """Parse as webargs does; a query string this schema loaded before is answered from memory.
 
         Loading a query schema is a function of the query string alone (no schema here reads the
