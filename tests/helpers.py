@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 import websocket
@@ -273,26 +274,29 @@ def in_schema(engine, schema: str) -> Iterator[object]:
         yield conn
 
 
-def record_statements(monkeypatch) -> list[tuple[str, dict]]:
-    """Return the list each prebuilt tenant statement run from now on is added to, as (SQL, parameters)."""
+def record_statements(monkeypatch) -> list[tuple[str, list]]:
+    """Return the list each prebuilt tenant statement run from now on is added to, as (SQL, `$n` values)."""
     from tenants import TenantStatement
 
-    ran: list[tuple[str, dict]] = []
+    ran: list[tuple[str, list]] = []
     real = TenantStatement.execute
 
-    def seen(self, conn, params, **options):
-        ran.append((self.sql(), {**self._literals, **params}))
-        return real(self, conn, params, **options)
+    def seen(self, cursor, params, **options):
+        ran.append((self.sql(), self.positional(params)))
+        return real(self, cursor, params, **options)
 
     monkeypatch.setattr(TenantStatement, "execute", seen)
     return ran
 
 
-def index_plan(session, sql: str, params: dict) -> str:
+def index_plan(session, sql: str, params: dict | list) -> str:
     """Return Postgres's plan of `sql` in `session`'s transaction, asking for its index plan: tiny test
-    tables would be read whole."""
+    tables would be read whole. `params` is a dict for `%(name)s` text, a list for a prebuilt statement's `$n`."""
     for planner_setting in ("enable_seqscan", "enable_bitmapscan"):
         session.execute(sa.text(f"SET LOCAL {planner_setting} = off"))
+    if isinstance(params, list):
+        with psycopg.RawCursor(session.connection().connection.dbapi_connection) as cursor:
+            return "\n".join(row[0] for row in cursor.execute(f"EXPLAIN {sql}", params))
     return "\n".join(session.connection().exec_driver_sql(f"EXPLAIN {sql}", params).scalars())
 
 

@@ -153,3 +153,35 @@ def test_a_page_of_rows_is_not_kept_with_the_pooled_connection(services, tenant)
     kept = [value for value in vars(raw).values() if isinstance(value, psycopg.Cursor)]
     assert kept, "the connection's single-row cursor is where the test looks"
     assert all(cursor.pgresult is None or cursor.pgresult.ntuples <= 1 for cursor in kept)
+
+
+def test_prebuilt_statements_number_their_parameters_as_the_drivers_own_style_names_them(tenant, in_tenant):
+    """Prebuilt statements go to Postgres as `$1`, `$2`, ... text (psycopg sends it as it is). The same
+    statement compiled in the engine's own `%(name)s` style must read the same, parameter for parameter."""
+    import re
+
+    from app.conversation import writes as message_writes
+    from app.conversation.services import REQUESTER, STAFF_NOTE, STAFF_REPLY
+    from app.idempotency import _EARLIER
+    from app.tickets import reads
+    from app.tickets import writes as ticket_writes
+    from tenants.context import PLACEHOLDER
+
+    statements = [ticket_writes._statement(False), ticket_writes._statement(True), ticket_writes._CORRECT,
+                  _EARLIER, reads._TAGGED_UP_TO, *reads._ONE.values(),
+                  reads._page_statement(("status", "tag"), "-updated_at", True),
+                  reads._page_statement(("tag",), "priority", True, True)]
+    statements += [message_writes._statement(kind, parent, claimed) for kind in (REQUESTER, STAFF_REPLY, STAFF_NOTE)
+                   for parent in (False, True) for claimed in (False, True)]
+    with in_tenant(tenant):
+        from tenants import current_tenant
+
+        schema = current_tenant().schema
+        for statement in statements:
+            numbered = statement.sql()
+            named = statement.statement.compile(dialect=db.engine.dialect, render_schema_translate=True,
+                                                schema_translate_map={PLACEHOLDER: schema}).string
+            order = statement._order
+            renamed = re.sub(r"\$(\d+)", lambda m, order=order: f"%({order[int(m[1]) - 1]})s", numbered)
+            assert renamed == named.replace("%%", "%"), numbered[:200]
+            assert {int(n) for n in re.findall(r"\$(\d+)", numbered)} == set(range(1, len(order) + 1))
