@@ -72,7 +72,10 @@ class TenantStatement:
     def positional(self, params: dict[str, object]) -> list[object]:
         """Return the values of the statement's `$1`, `$2`, ... from `params` and the values it carries itself."""
         given = {**self._literals, **params} if self._literals else params
-        return [given[name] for name in self._order]
+        try:
+            return [given[name] for name in self._order]
+        except KeyError as missing:  # as psycopg says it, so it is mapped as every driver error is
+            raise psycopg.ProgrammingError(f"query parameter missing: {missing.args[0]}") from None
 
     def sql(self) -> str:
         """Return the statement's SQL for the tenant in context (its schema written in), with `$n` parameters.
@@ -101,14 +104,27 @@ class TenantStatement:
 
 
 _NUMBERED: list[sa.Dialect] = []
+# What a dialect makes from its paramstyle, or for itself; everything else (what `initialize()`
+# learnt from the server: its version, backslash escapes, JSONB subscripting ...) is the engine's.
+OWN_ATTRIBUTES = frozenset({"paramstyle", "positional", "identifier_preparer", "type_compiler_instance",
+                            "_type_memos"})
 
 
 def _numbered_dialect() -> sa.Dialect:
-    """The engine's dialect writing `$1`-style parameters, made once (it only compiles, never connects)."""
+    """The engine's dialect writing `$1`-style parameters, made once (it only compiles, never connects).
+
+    It copies what the server told the engine on its first connection (shards run the same
+    PostgreSQL as the primary).
+    """
     if not _NUMBERED:
         engine_dialect = db.engine.dialect
+        if engine_dialect.server_version_info is None:  # not connected yet: let the server speak first
+            with db.engine.connect():
+                pass
         dialect = type(engine_dialect)(paramstyle="numeric_dollar")
-        dialect.server_version_info = engine_dialect.server_version_info
+        for name, value in vars(engine_dialect).items():
+            if name not in OWN_ATTRIBUTES:
+                setattr(dialect, name, value)
         _NUMBERED.append(dialect)
     return _NUMBERED[0]
 

@@ -156,8 +156,9 @@ def test_a_page_of_rows_is_not_kept_with_the_pooled_connection(services, tenant)
 
 
 def test_prebuilt_statements_number_their_parameters_as_the_drivers_own_style_names_them(tenant, in_tenant):
-    """Prebuilt statements go to Postgres as `$1`, `$2`, ... text (psycopg sends it as it is). The same
-    statement compiled in the engine's own `%(name)s` style must read the same, parameter for parameter."""
+    """Prebuilt statements go to Postgres as `$1`, `$2`, ... text (psycopg sends it as it is). Every one,
+    and every shape of page, compiled in the engine's own `%(name)s` style must read the same,
+    parameter for parameter."""
     import re
 
     from app.conversation import writes as message_writes
@@ -165,17 +166,21 @@ def test_prebuilt_statements_number_their_parameters_as_the_drivers_own_style_na
     from app.idempotency import _EARLIER
     from app.tickets import reads
     from app.tickets import writes as ticket_writes
+    from app.tickets.listing import CONDITIONS
+    from app.tickets.schemas import SORTS
+    from tenants import current_tenant
     from tenants.context import PLACEHOLDER
 
+    kinds = (REQUESTER, STAFF_REPLY, STAFF_NOTE)
     statements = [ticket_writes._statement(False), ticket_writes._statement(True), ticket_writes._CORRECT,
-                  _EARLIER, reads._TAGGED_UP_TO, *reads._ONE.values(),
-                  reads._page_statement(("status", "tag"), "-updated_at", True),
-                  reads._page_statement(("tag",), "priority", True, True)]
-    statements += [message_writes._statement(kind, parent, claimed) for kind in (REQUESTER, STAFF_REPLY, STAFF_NOTE)
+                  _EARLIER, reads._TAGGED_UP_TO, *reads._ONE.values()]
+    statements += [message_writes._statement(kind, parent, claimed) for kind in kinds
                    for parent in (False, True) for claimed in (False, True)]
+    statements += [message_writes._check(kind, parent) for kind in kinds for parent in (False, True)]
+    filters = [(name,) for name in CONDITIONS] + [tuple(CONDITIONS)]
+    statements += [reads._page_statement(names, sort, cursor, rare) for names in filters for sort in SORTS
+                   for cursor in (False, True) for rare in (False, True) if not rare or "tag" in names]
     with in_tenant(tenant):
-        from tenants import current_tenant
-
         schema = current_tenant().schema
         for statement in statements:
             numbered = statement.sql()
@@ -185,3 +190,34 @@ def test_prebuilt_statements_number_their_parameters_as_the_drivers_own_style_na
             renamed = re.sub(r"\$(\d+)", lambda m, order=order: f"%({order[int(m[1]) - 1]})s", numbered)
             assert renamed == named.replace("%%", "%"), numbered[:200]
             assert {int(n) for n in re.findall(r"\$(\d+)", numbered)} == set(range(1, len(order) + 1))
+
+
+def test_the_numbering_dialect_knows_what_the_server_told_the_engine(tenant, in_tenant):
+    """Compiling depends on what the engine's dialect learnt when it first connected (backslash
+    escapes, JSONB subscripting, the server's version): the `$1` dialect must carry all of it."""
+    from tenants.statements import OWN_ATTRIBUTES, TenantStatement, _numbered_dialect
+
+    with in_tenant(tenant):
+        TenantStatement(sa.select(Ticket.id)).sql()
+        numbered, engines = vars(_numbered_dialect()), vars(db.engine.dialect)
+    assert numbered["paramstyle"] == "numeric_dollar"
+
+    def settings(found: dict) -> dict:  # flags and versions; the objects each dialect makes for itself aside
+        return {name: value for name, value in found.items()
+                if name not in OWN_ATTRIBUTES and isinstance(value, bool | int | str | tuple | type(None))}
+
+    learnt = {"server_version_info", "_backslash_escapes", "_supports_jsonb_subscripting", "supports_identity_columns",
+              "default_schema_name"}
+    assert learnt <= set(settings(numbered))
+    both = set(settings(numbered)) & set(settings(engines))  # the engine may memoise more as it runs
+    assert {name: numbered[name] for name in both} == {name: engines[name] for name in both}
+
+
+def test_a_missing_parameter_is_a_driver_error(tenant, in_tenant):
+    """As psycopg reported it before the values were numbered, so the app maps it as every driver error."""
+    from tenants import TenantStatement, autocommit_connection
+
+    by_title = TenantStatement(sa.select(Ticket.id).where(Ticket.title == sa.bindparam("title")))
+    missing = pytest.raises(sa.exc.ProgrammingError, match="query parameter missing: title")
+    with in_tenant(tenant), missing, autocommit_connection() as conn:
+        by_title.one(conn, {})
