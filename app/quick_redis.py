@@ -10,8 +10,10 @@ limit's EVALSHA on a Unix socket made 7,000 calls/s through the client and 15,00
 The connections are redis-py's own (its parser, health checks and reconnects); only the keeping is
 this module's. Idle ones wait in a deque, whose append and pop are atomic. At most `SIZE` are
 made per process; past that a command goes through the client and its pool as before. redis-py
-disconnects a connection that fails mid-command, so none goes back holding half a reply; one the
-server closed while it was idle is reconnected and the command sent once more.
+disconnects a connection that fails mid-command, so none goes back holding half a reply. A command
+that fails on a lost connection (most often one the server closed while it was idle) is sent once
+more on a new one; should the server have run it before the connection broke, it runs twice: a
+rate-limit hit counted twice, or a live event the page drops as already shown (by message id).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class QuickConnections:
             try:
                 conn.send_command(*args)
                 return conn.read_response()
-            except redis.ConnectionError:  # closed while idle (a restart, a timeout): disconnected, send again
+            except redis.ConnectionError:  # lost (closed while idle, a restart): disconnected, send again
                 conn.send_command(*args)
                 return conn.read_response()
         finally:

@@ -40,7 +40,9 @@ def rows(ctx: BenchContext, shapes: list[tuple[str, Request, Request]], key: str
 
 def _child(ctx: BenchContext, app: str, request: Request, key: str) -> float:
     out = subprocess.run([sys.executable, "-m", "bench.app_cpu", app, *request, key], cwd=ROOT, env=ctx.env(),
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{app} {request[0]} {request[1]}: {out.stderr.strip()[-1000:]}")
     return float(out.stdout.split()[-1])
 
 

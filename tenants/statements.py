@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -103,30 +104,28 @@ class TenantStatement:
         return text
 
 
-_NUMBERED: list[sa.Dialect] = []
 # What a dialect makes from its paramstyle, or for itself; everything else (what `initialize()`
 # learnt from the server: its version, backslash escapes, JSONB subscripting ...) is the engine's.
 OWN_ATTRIBUTES = frozenset({"paramstyle", "positional", "identifier_preparer", "type_compiler_instance",
-                            "_type_memos"})
+                            "type_compiler", "_type_memos"})
 
 
+@cache
 def _numbered_dialect() -> sa.Dialect:
     """The engine's dialect writing `$1`-style parameters, made once (it only compiles, never connects).
 
     It copies what the server told the engine on its first connection (shards run the same
     PostgreSQL as the primary).
     """
-    if not _NUMBERED:
-        engine_dialect = db.engine.dialect
-        if engine_dialect.server_version_info is None:  # not connected yet: let the server speak first
-            with db.engine.connect():
-                pass
-        dialect = type(engine_dialect)(paramstyle="numeric_dollar")
-        for name, value in vars(engine_dialect).items():
-            if name not in OWN_ATTRIBUTES:
-                setattr(dialect, name, value)
-        _NUMBERED.append(dialect)
-    return _NUMBERED[0]
+    engine_dialect = db.engine.dialect
+    if engine_dialect.server_version_info is None:  # not connected yet: let the server speak first
+        with db.engine.connect():
+            pass
+    dialect = type(engine_dialect)(paramstyle="numeric_dollar")
+    for name, value in vars(engine_dialect).items():
+        if name not in OWN_ATTRIBUTES:
+            setattr(dialect, name, value)
+    return dialect
 
 
 def _cursor_of(conn: psycopg.Connection) -> psycopg.RawCursor:
