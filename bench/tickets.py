@@ -14,17 +14,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pickle
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from statistics import mean
+from unittest import mock
 from urllib.parse import urlencode, urlsplit
 
 from bench import app_cpu, ticket_data
 from bench.common import BenchContext, Row, WrkResult, median, parse_wrk, percentile, timed_with_peak_rss
+from tenants import TenantStatement
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))  # bare and product in turn, per throughput row
@@ -48,22 +52,23 @@ def _throughput(ctx: BenchContext, server) -> list[Row]:
     key = ctx.signup(f"tickets-{uuid.uuid4().hex[:6]}")
     auth = {"Authorization": f"Bearer {key}"}
     json_auth = {**auth, "Content-Type": "application/json"}
-    bare = ctx.start_web("bench.bare_app:app")
+    bare = ctx.start_web("bench.bare_app:app", BENCH_STATEMENTS=str(_record_statements(ctx, key)))
     try:
         create = _paired(ctx, bare.base_url + "/insert", "POST", lambda seconds: _wrk(
             ctx, server.base_url + "/api/v1/tickets", seconds, method="POST", headers=json_auth,
-            body=json.dumps(CREATE_BODY)))
+            body=json.dumps(CREATE_BODY)), ceiling=bare.base_url + "/statement/create")
         client = _Client(server.base_url, key)
         status, body = client.get(f"/api/v1/tickets?limit={MESSAGE_TICKETS}")
         assert status == 200, body
         ids = [t["id"] for t in json.loads(body)["items"]]
         listing = _paired(ctx, bare.base_url + "/select50", "GET", lambda seconds: _wrk(
-            ctx, server.base_url + "/api/v1/tickets?limit=50", seconds, headers=auth))
+            ctx, server.base_url + "/api/v1/tickets?limit=50", seconds, headers=auth),
+            ceiling=bare.base_url + "/statement/list")
         get = _paired(ctx, bare.base_url + "/select1", "GET", lambda seconds: _wrk(
             ctx, server.base_url + f"/api/v1/tickets/{ids[0]}", seconds, headers=auth))
         post = _paired(ctx, bare.base_url + "/insert", "POST", lambda seconds: _wrk(
             ctx, server.base_url, seconds, method="POST", headers=json_auth, body=json.dumps(MESSAGE_BODY),
-            paths=[f"/api/v1/tickets/{i}/messages" for i in ids]))
+            paths=[f"/api/v1/tickets/{i}/messages" for i in ids]), ceiling=bare.base_url + "/statement/post")
     finally:
         bare.stop()
     in_process = app_cpu.rows(ctx, [
@@ -76,20 +81,24 @@ def _throughput(ctx: BenchContext, server) -> list[Row]:
     return [
         create.row("ticket create: POST /tickets (key+ticket+audit+outbox)", "bare one INSERT + COMMIT",
                    ">= 0.70 of baseline"),
+        create.ceiling_row("create's own statement alone, bare app", "bare one INSERT + COMMIT"),
         listing.row("ticket list: GET /tickets?limit=50", "bare 50-row indexed SELECT", ">= 0.90 of baseline"),
+        listing.ceiling_row("list's own statement alone, bare app (rows as JSON)", "bare 50-row indexed SELECT"),
         get.row("ticket get: GET /tickets/{id}", "bare 1-row SELECT by primary key", ">= 0.80 of baseline"),
         post.row("message post: POST /tickets/{id}/messages", "bare one INSERT + COMMIT", ">= 0.70 of baseline",
                  f"{len(ids)} tickets; "),
+        post.ceiling_row("message post's own statement alone, bare app", "bare one INSERT + COMMIT"),
         *in_process,
     ]
 
 
 @dataclass
 class _Paired:
-    """Rounds of a bare endpoint and the product's, run in turn."""
+    """Rounds of a bare endpoint and the product's (and the product's own statement alone), run in turn."""
 
     bare: list[WrkResult]
     product: list[WrkResult]
+    ceiling: list[WrkResult]
 
     def row(self, name: str, baseline_name: str, aim: str, note: str = "") -> Row:
         """The product's mean req/s beside the bare's over the same rounds, each round's ratio in the note."""
@@ -101,23 +110,75 @@ class _Paired:
                         f"{median([p.p99_ms for p in self.product]):.1f} ms; non-2xx/socket errors "
                         f"{sum(p.errors for p in self.product)} (bare {sum(b.errors for b in self.bare)})")
 
+    def ceiling_row(self, name: str, baseline_name: str) -> Row:
+        """The product's statement run by the bare app, beside the bare endpoint: the most the product could reach."""
+        ratios = ", ".join(f"{c.rps / b.rps:.2f}" for b, c in zip(self.bare, self.ceiling, strict=True))
+        reached = mean(p.rps for p in self.product) / mean(c.rps for c in self.ceiling)
+        return Row(name, mean(c.rps for c in self.ceiling), "req/s", baseline_name, mean(b.rps for b in self.bare),
+                   aim="reported (the row above's ceiling)",
+                   note=f"rounds {ratios}; the product reached {reached:.2f} of this; non-2xx/socket errors "
+                        f"{sum(c.errors for c in self.ceiling)}")
 
-def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callable[[int], WrkResult]) -> _Paired:
+
+def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callable[[int], WrkResult], *,
+            ceiling: str | None = None) -> _Paired:
     """Run the bare endpoint and the product in turn, `ROUNDS` times, half the run's duration each.
 
     The host's load drifts over minutes: a ceiling measured once at the start of the run and the
     product minutes later differed by a quarter from drift alone. Side by side, the drift falls
-    on both; which goes first alternates, so neither always follows the other's writes.
+    on both; which goes first alternates, so neither always follows the other's writes. With
+    `ceiling` (the bare app's URL running the product's own statement), that runs in each round too.
     """
     seconds = max(2, ctx.duration // 2)
-    bare, measured = [], []
+    runs: dict[str, list[WrkResult]] = {"bare": [], "product": [], "ceiling": []}
+    sides: list[tuple[str, Callable[[], WrkResult]]] = [
+        ("bare", lambda: ctx.wrk(bare_url, method=bare_method, duration=seconds)),
+        ("product", lambda: product(seconds))]
+    if ceiling:
+        sides.append(("ceiling", lambda: ctx.wrk(ceiling, method=bare_method, duration=seconds)))
     for round_ in range(ROUNDS):
-        if round_ % 2:
-            measured.append(product(seconds))
-        bare.append(ctx.wrk(bare_url, method=bare_method, duration=seconds))
-        if not round_ % 2:
-            measured.append(product(seconds))
-    return _Paired(bare, measured)
+        for side, measure in sides[::-1] if round_ % 2 else sides:
+            runs[side].append(measure())
+    return _Paired(**runs)
+
+
+def _record_statements(ctx: BenchContext, key: str) -> Path:
+    """Record the statements of a create, a message post and a page as the product runs them, for the bare app.
+
+    Opens `MESSAGE_TICKETS` tickets, posts one message and reads a page in process, keeping the SQL
+    and values of the last create, the post and the page, and which values the bare app draws anew
+    (the new row's id) or picks among these tickets (the ticket a message goes to, so row locks
+    spread as the product's do).
+    """
+    seen: list[tuple[str, list]] = []
+    run = TenantStatement.execute
+
+    def spy(statement: TenantStatement, cursor, params: dict, **options):
+        seen.append((statement.sql(), statement.positional(params)))
+        return run(statement, cursor, params, **options)
+
+    client = ctx.app.test_client()
+    auth = {"Authorization": f"Bearer {key}"}
+    with mock.patch.object(TenantStatement, "execute", spy):
+        tickets = [uuid.UUID(client.post("/api/v1/tickets", json=CREATE_BODY, headers=auth).get_json()["id"])
+                   for _ in range(MESSAGE_TICKETS)]
+        create = _made(seen, tickets[-1])
+        seen.clear()
+        message = client.post(f"/api/v1/tickets/{tickets[0]}/messages", json=MESSAGE_BODY, headers=auth).get_json()
+        post = _made(seen, uuid.UUID(message["id"]))
+        seen.clear()
+        client.get("/api/v1/tickets?limit=50", headers=auth)
+        page = {"sql": seen[-1][0], "values": seen[-1][1], "fresh": [], "rotate": {}}
+    post["rotate"] = {post["values"].index(tickets[0]): tickets}
+    path = ctx.work_dir / "statements.pickle"
+    path.write_bytes(pickle.dumps({"create": create, "post": post, "list": page}))
+    return path
+
+
+def _made(seen: list[tuple[str, list]], made: uuid.UUID) -> dict:
+    """The recorded statement that wrote row `made`, with that id marked to be drawn anew on each run."""
+    sql, values = next((sql, values) for sql, values in reversed(seen) if made in values)
+    return {"sql": sql, "values": values, "fresh": [values.index(made)], "rotate": {}}
 
 
 def _wrk(ctx: BenchContext, url: str, seconds: int, *, method: str = "GET", headers: dict[str, str] | None = None,
