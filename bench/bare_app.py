@@ -18,8 +18,10 @@ import os
 import pickle
 import random
 import uuid
+from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import Any, TypedDict
 
 import orjson
 import psycopg
@@ -59,12 +61,22 @@ def select50():
     return jsonify(items=[{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat()} for r in rows])
 
 
-@app.route("/statement/<name>", methods=["GET", "POST"])
-def statement(name: str):
-    """Run the product's recorded statement `name`, with a new id and one of its recorded tickets.
+class Recorded(TypedDict):
+    """A statement the bench recorded from one of the product's requests (`bench.tickets`)."""
 
-    GET answers the rows (a page), POST only that it was written.
-    """
+    sql: str
+    values: list[Any]
+    binary: bool  # rows in binary, as the product asked for them
+    fresh: list[int]  # values drawn anew for every run: the new row's id
+    now: list[int]  # values set to the time of the run: a new row's times, as the product sets them
+    rotate: dict[int, list[uuid.UUID]]  # values picked among these: the ticket a message goes to
+    fields: list[str]  # a page's: the columns its JSON items carry (none: a write, answered 201)
+    keep: int  # a page's: the rows it answers (it reads one more, to know whether another page follows)
+
+
+@app.route("/statement/<name>", methods=["GET", "POST"])
+def statement(name: str) -> Response | tuple[Response, int]:
+    """Run the product's recorded statement `name` as the product runs it; a page answers its rows as JSON."""
     recorded = _recorded()[name]
     values = list(recorded["values"])
     for i in recorded["fresh"]:
@@ -74,27 +86,38 @@ def statement(name: str):
     fairy = engine.raw_connection()
     try:
         raw = fairy.dbapi_connection
-        cursor = getattr(raw, "bench_cursor", None)  # kept with the connection, as the product keeps one
-        if cursor is None:
-            cursor = raw.bench_cursor = psycopg.RawCursor(raw)
+        now = datetime.now(raw.info.timezone)
+        for i in recorded["now"]:
+            values[i] = now
         raw.autocommit = True
         try:
-            rows = cursor.execute(recorded["sql"], values, binary=True).fetchall()
-            names = [column.name for column in cursor.description]
+            if recorded["fields"]:  # a page: on a cursor of its own, freed with its rows, as the product reads one
+                with psycopg.RawCursor(raw) as cursor:
+                    rows = cursor.execute(recorded["sql"], values, binary=recorded["binary"]).fetchall()
+                    names = [column.name for column in cursor.description]
+            else:  # one row: on a cursor kept with the connection, as the product keeps one
+                _kept_cursor(raw).execute(recorded["sql"], values, binary=recorded["binary"]).fetchone()
         finally:
             raw.autocommit = False
     finally:
         fairy.close()
-    if request.method == "GET":
-        return Response(orjson.dumps({"items": [dict(zip(names, row, strict=True)) for row in rows]}),
-                        mimetype="application/json")
-    return jsonify(ok=True), 201
+    if not recorded["fields"]:
+        return jsonify(ok=True), 201
+    at = [(field, names.index(field)) for field in recorded["fields"] if field in names]
+    items = [{field: row[i] for field, i in at} for row in rows[:recorded["keep"]]]
+    return Response(orjson.dumps({"items": items}), mimetype="application/json")
+
+
+def _kept_cursor(raw: psycopg.Connection) -> psycopg.RawCursor:
+    cursor = getattr(raw, "bench_cursor", None)
+    if cursor is None:
+        cursor = raw.bench_cursor = psycopg.RawCursor(raw)
+    return cursor
 
 
 @cache
-def _recorded() -> dict[str, dict]:
-    """The statements the bench recorded, by name: their SQL, their values, which values to draw anew
-    (`fresh`, ids) and which to pick among recorded ones (`rotate`), pickled by `bench.tickets`."""
+def _recorded() -> dict[str, Recorded]:
+    """The statements the bench recorded, by name (pickled by `bench.tickets`, this run's own file)."""
     return pickle.loads(Path(os.environ["BENCH_STATEMENTS"]).read_bytes())
 
 

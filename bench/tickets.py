@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import mean
+from typing import Any
 from unittest import mock
 from urllib.parse import urlencode, urlsplit
 
@@ -114,10 +115,11 @@ class _Paired:
         """The product's statement run by the bare app, beside the bare endpoint: the most the product could reach."""
         ratios = ", ".join(f"{c.rps / b.rps:.2f}" for b, c in zip(self.bare, self.ceiling, strict=True))
         reached = mean(p.rps for p in self.product) / mean(c.rps for c in self.ceiling)
+        rounds = ", ".join(f"{p.rps / c.rps:.2f}" for c, p in zip(self.ceiling, self.product, strict=True))
         return Row(name, mean(c.rps for c in self.ceiling), "req/s", baseline_name, mean(b.rps for b in self.bare),
-                   aim="reported (the row above's ceiling)",
-                   note=f"rounds {ratios}; the product reached {reached:.2f} of this; non-2xx/socket errors "
-                        f"{sum(c.errors for c in self.ceiling)}")
+                   aim="reported (about the most the row above could reach)",
+                   note=f"rounds {ratios}; the product reached {reached:.2f} of this (rounds {rounds}); "
+                        f"non-2xx/socket errors {sum(c.errors for c in self.ceiling)}")
 
 
 def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callable[[int], WrkResult], *,
@@ -126,8 +128,9 @@ def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callabl
 
     The host's load drifts over minutes: a ceiling measured once at the start of the run and the
     product minutes later differed by a quarter from drift alone. Side by side, the drift falls
-    on both; which goes first alternates, so neither always follows the other's writes. With
-    `ceiling` (the bare app's URL running the product's own statement), that runs in each round too.
+    on both. With `ceiling` (the bare app's URL running the product's own statement), that runs
+    in each round too. The order rotates by round, so each side goes first (and follows each
+    other's writes) in turn.
     """
     seconds = max(2, ctx.duration // 2)
     runs: dict[str, list[WrkResult]] = {"bare": [], "product": [], "ceiling": []}
@@ -137,7 +140,8 @@ def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callabl
     if ceiling:
         sides.append(("ceiling", lambda: ctx.wrk(ceiling, method=bare_method, duration=seconds)))
     for round_ in range(ROUNDS):
-        for side, measure in sides[::-1] if round_ % 2 else sides:
+        first = round_ % len(sides)
+        for side, measure in sides[first:] + sides[:first]:
             runs[side].append(measure())
     return _Paired(**runs)
 
@@ -145,40 +149,60 @@ def _paired(ctx: BenchContext, bare_url: str, bare_method: str, product: Callabl
 def _record_statements(ctx: BenchContext, key: str) -> Path:
     """Record the statements of a create, a message post and a page as the product runs them, for the bare app.
 
-    Opens `MESSAGE_TICKETS` tickets, posts one message and reads a page in process, keeping the SQL
-    and values of the last create, the post and the page, and which values the bare app draws anew
-    (the new row's id) or picks among these tickets (the ticket a message goes to, so row locks
-    spread as the product's do).
+    Opens `MESSAGE_TICKETS` tickets, posts one message and reads a page in process; each of these
+    requests runs exactly one prebuilt statement, which is kept (`bench.bare_app.Recorded`) with
+    what the bare app changes on every run: a new row's id and times, and the ticket a message
+    goes to, picked among these tickets so row locks spread as the product's do.
     """
-    seen: list[tuple[str, list]] = []
+    seen: list[tuple[str, list[Any], bool]] = []
     run = TenantStatement.execute
 
-    def spy(statement: TenantStatement, cursor, params: dict, **options):
-        seen.append((statement.sql(), statement.positional(params)))
+    def spy(statement: TenantStatement, cursor: Any, params: dict[str, Any], **options: Any) -> Any:
+        seen.append((statement.sql(), statement.positional(params), options.get("binary", False)))
         return run(statement, cursor, params, **options)
 
     client = ctx.app.test_client()
     auth = {"Authorization": f"Bearer {key}"}
+
+    def request(method: str, path: str, body: dict | None, status: int) -> tuple[dict, tuple[str, list[Any], bool]]:
+        seen.clear()
+        response = client.open(path, method=method, json=body, headers=auth)
+        if response.status_code != status or len(seen) != 1:
+            raise RuntimeError(f"recording {method} {path}: answered {response.status_code} (not {status}) "
+                               f"after {len(seen)} prebuilt statements (not 1)")
+        return response.get_json(), seen[0]
+
     with mock.patch.object(TenantStatement, "execute", spy):
-        tickets = [uuid.UUID(client.post("/api/v1/tickets", json=CREATE_BODY, headers=auth).get_json()["id"])
-                   for _ in range(MESSAGE_TICKETS)]
-        create = _made(seen, tickets[-1])
-        seen.clear()
-        message = client.post(f"/api/v1/tickets/{tickets[0]}/messages", json=MESSAGE_BODY, headers=auth).get_json()
-        post = _made(seen, uuid.UUID(message["id"]))
-        seen.clear()
-        client.get("/api/v1/tickets?limit=50", headers=auth)
-        page = {"sql": seen[-1][0], "values": seen[-1][1], "fresh": [], "rotate": {}}
-    post["rotate"] = {post["values"].index(tickets[0]): tickets}
+        tickets = []
+        for _ in range(MESSAGE_TICKETS):
+            made, create = request("POST", "/api/v1/tickets", CREATE_BODY, 201)
+            tickets.append(uuid.UUID(made["id"]))
+        message, post = request("POST", f"/api/v1/tickets/{tickets[0]}/messages", MESSAGE_BODY, 201)
+        page, listing = request("GET", "/api/v1/tickets?limit=50", None, 200)
+    recorded = {
+        "create": _recorded(create, made=tickets[-1]),
+        "post": _recorded(post, made=uuid.UUID(message["id"]), rotate=(tickets[0], tickets)),
+        "list": _recorded(listing, fields=list(page["items"][0]), keep=len(page["items"])),
+    }
     path = ctx.work_dir / "statements.pickle"
-    path.write_bytes(pickle.dumps({"create": create, "post": post, "list": page}))
+    path.write_bytes(pickle.dumps(recorded))
     return path
 
 
-def _made(seen: list[tuple[str, list]], made: uuid.UUID) -> dict:
-    """The recorded statement that wrote row `made`, with that id marked to be drawn anew on each run."""
-    sql, values = next((sql, values) for sql, values in reversed(seen) if made in values)
-    return {"sql": sql, "values": values, "fresh": [values.index(made)], "rotate": {}}
+def _recorded(statement: tuple[str, list[Any], bool], *, made: uuid.UUID | None = None,
+              rotate: tuple[uuid.UUID, list[uuid.UUID]] | None = None, fields: list[str] | None = None,
+              keep: int = 0) -> dict[str, Any]:
+    """Mark what the bare app changes in a recorded statement: the `made` row's id, every time, the
+    ticket `rotate[0]` (picked among `rotate[1]`)."""
+    sql, values, binary = statement
+    for value in (made, rotate and rotate[0]):
+        if value is not None and value not in values:
+            raise RuntimeError(f"recording: {value} is not among the values of {sql[:80]!r}")
+    return {"sql": sql, "values": values, "binary": binary,
+            "fresh": [values.index(made)] if made else [],
+            "now": [i for i, value in enumerate(values) if isinstance(value, datetime)],
+            "rotate": {values.index(rotate[0]): rotate[1]} if rotate else {},
+            "fields": fields or [], "keep": keep}
 
 
 def _wrk(ctx: BenchContext, url: str, seconds: int, *, method: str = "GET", headers: dict[str, str] | None = None,
