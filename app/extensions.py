@@ -91,11 +91,11 @@ class Api(SmorestApi):
     """flask-smorest's Api, with errors in the contract's shape for API paths and HTML elsewhere."""
 
     def handle_http_exception(self, error):
-        from app.http_errors import api_error_response, html_error_response
+        from app.http_errors import api_error_response, respond
 
-        if request.path.startswith("/api/") or request.blueprint in self._api_blueprints():
+        if request.blueprint in self._api_blueprints():
             return api_error_response(error)
-        return html_error_response(error)
+        return respond(error)
 
     def register_blueprint(self, blp, *, parameters=None, **options):
         """Register an API blueprint, documented under its human tag (`Tickets`, not `api_tickets`).

@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from app.extensions import db, redis_client
 
 READY_RETRY_AFTER = 5  # seconds: what a load balancer or client polling readiness should wait
+PROBES = frozenset({"/healthz", "/readyz"})  # JSON endpoints: their errors are answered in the API's shape
 
 
 def init_app(app: Flask) -> None:

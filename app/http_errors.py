@@ -44,6 +44,7 @@ from app.errors import (
     UnsupportedType,
     being_moved,
 )
+from app.health import PROBES
 
 log = logging.getLogger(__name__)
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503, Gone: 410,
@@ -136,7 +137,7 @@ def init_app(app: Flask) -> None:
         from app.extensions import db
 
         db.session.rollback()  # nothing the refused request queued may commit or be announced
-        return _respond(http_error(exc))
+        return respond(http_error(exc))
 
     @app.errorhandler(DataError)
     def data_error(exc: DataError):
@@ -144,7 +145,7 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         log.info("rejected by the database: %s", exc.orig)
-        return _respond(UnprocessableEntity("A value is out of range or malformed."))
+        return respond(UnprocessableEntity("A value is out of range or malformed."))
 
     @app.errorhandler(IntegrityError)
     def integrity_error(exc: IntegrityError):
@@ -166,7 +167,7 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         log.info("a concurrent change got there first on %s %s: %s", request.method, request.path,
                  str(getattr(exc, "orig", None) or exc).splitlines()[0])
-        return _respond(http_error(Conflict("Another change got there first; send the request again.")))
+        return respond(http_error(Conflict("Another change got there first; send the request again.")))
 
     @app.errorhandler(PoolTimeout)
     def pool_exhausted(exc: PoolTimeout):
@@ -174,7 +175,7 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         log.warning("no database connection free for %s %s: %s", request.method, request.path, exc)
-        return _respond(http_error(Unavailable("The service is busy; try again shortly.")))
+        return respond(http_error(Unavailable("The service is busy; try again shortly.")))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -192,7 +193,7 @@ def init_app(app: Flask) -> None:
             db.session.close()
         log.warning("database unavailable on %s %s: %s", request.method, request.path,
                     str(exc.orig or exc).splitlines()[0])
-        return _respond(http_error(Unavailable("The database is unavailable; try again shortly.", retry_after=2)))
+        return respond(http_error(Unavailable("The database is unavailable; try again shortly.", retry_after=2)))
 
     @app.errorhandler(ProgrammingError)
     @app.errorhandler(InternalError)
@@ -216,7 +217,7 @@ def init_app(app: Flask) -> None:
         if moved:
             log.info("%s %s met %s on the move: %s", request.method, request.path, tenant.slug,
                      str(exc.orig or exc).splitlines()[0])
-            return _respond(http_error(being_moved()))
+            return respond(http_error(being_moved()))
         return unexpected(exc)
 
     @app.errorhandler(Exception)
@@ -224,10 +225,11 @@ def init_app(app: Flask) -> None:
         if isinstance(exc, HTTPException):
             raise exc
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _respond(InternalServerError())
+        return respond(InternalServerError())
 
 
-def _respond(error: HTTPException):
-    if request.path.startswith("/api/"):
+def respond(error: HTTPException):
+    """Answer an error in the contract's JSON on API paths and the health probes, else as a page."""
+    if request.path.startswith("/api/") or request.path in PROBES:
         return api_error_response(error)
     return html_error_response(error)

@@ -46,11 +46,25 @@ def test_active_tenants_of_some_slugs_are_only_those_that_are_active(app, make_t
 
 
 def test_a_host_header_that_is_not_a_host_name_is_400_on_every_kind_of_path(client, tenant):
-    """Werkzeug refuses such a Host before routing; the error page then had no URL adapter to link with: 500."""
-    for host in ("a..b", "x" * 64 + ".example", "."):
-        for path in ("/", "/signup", "/nope", "/healthz", f"/t/{tenant.slug}/login", "/static/css/app.css"):
+    """Werkzeug refuses such a Host before routing; the error page then had no URL adapter to link with: 500.
+
+    Pages answer plain text; the API and the health probes, JSON endpoints, answer the contract's shape.
+    """
+    for host in ("a..b", "x" * 64 + ".example", ".", ".."):
+        for path in ("/", "/signup", "/nope", f"/t/{tenant.slug}/login", "/static/css/app.css"):
             resp = client.get(path, headers={"Host": host})
             assert resp.status_code == 400 and resp.mimetype == "text/plain", (host, path, resp.status_code)
             assert resp.get_data(as_text=True).startswith("400 Bad Request")
-        api = client.get("/api/v1/users", headers={"Host": host, "Authorization": f"Bearer {tenant.key}"})
-        assert api.status_code == 400 and api.get_json()["code"] == 400
+        for path in ("/healthz", "/readyz", "/api/v1/users"):
+            resp = client.get(path, headers={"Host": host, "Authorization": f"Bearer {tenant.key}"})
+            assert resp.status_code == 400 and resp.mimetype == "application/json", (host, path)
+            assert resp.get_json()["code"] == 400 and resp.get_json()["status"] == "Bad Request"
+
+
+def test_health_probes_answer_their_errors_as_json(client):
+    for method, status in (("post", 405), ("put", 405), ("delete", 405)):
+        for path in ("/healthz", "/readyz"):
+            resp = getattr(client, method)(path)
+            assert resp.status_code == status and resp.mimetype == "application/json", (method, path)
+            assert resp.get_json()["code"] == status and resp.headers["Allow"]
+    assert client.get("/healthz/").status_code == 404  # not a probe: a page path, answered as pages are
