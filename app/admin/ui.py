@@ -195,11 +195,15 @@ def export_tickets():
     fmt = args.pop("format")
     sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
     db.session.rollback()  # the export reads on its own connection; give this one back now
-    raw_connection = export.open_connection()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {"Content-Disposition": f'attachment; filename="tickets-{current_tenant().slug}-{stamp}.{fmt}"',
+               "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # as the API's: the headers alone, no slot taken, refused as a GET would be
+        export.check_free()
+        return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
+    raw_connection = export.open_connection()
     response = Response(export.stream(raw_connection, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
-                        headers={"Content-Disposition": f'attachment; filename="tickets-{current_tenant().slug}-'
-                                                        f'{stamp}.{fmt}"', "X-Accel-Buffering": "no"})
+                        headers=headers)
     response.call_on_close(raw_connection.close)
     return response
 

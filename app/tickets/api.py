@@ -137,6 +137,7 @@ class TicketExport(MethodView):
         headers = {"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
                    "X-Accel-Buffering": "no"}
         if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
+            export.check_free()  # but refused as the GET would be, when the slots are full
             return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
         raw = export.open_connection()
         response = Response(export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],

@@ -142,11 +142,8 @@ def open_connection() -> ExportConnection:
     half of them, so its downloads never leave another's none.
     """
     tenant_id = current_tenant().id
-    share = max(1, current_app.config["EXPORT_CONCURRENCY"] // 2)
     with _slots_lock:
-        if _held.get(tenant_id, 0) >= share:
-            raise Unavailable(f"Your organization has {share} exports running already; try again when one ends.",
-                              retry_after=5)
+        _check_share(tenant_id)
         _held[tenant_id] = _held.get(tenant_id, 0) + 1
     try:
         engine = _export_engine()
@@ -154,10 +151,33 @@ def open_connection() -> ExportConnection:
     except BaseException as exc:
         _release(tenant_id)
         if isinstance(exc, sa.exc.TimeoutError):
-            raise Unavailable("Too many exports are running right now; try again shortly.", retry_after=5) from None
+            raise _all_busy() from None
         raise
     client = request.environ.get("gunicorn.socket") if has_request_context() else None
     return ExportConnection(engine, raw, tenant_id, client, current_app.config["EXPORT_SEND_TIMEOUT"])
+
+
+def check_free() -> None:
+    """Raise the Unavailable an export would meet now, taking nothing: a HEAD answers as its GET would.
+
+    A look, not a promise: a slot free now may be taken before the GET comes.
+    """
+    with _slots_lock:
+        _check_share(current_tenant().id)
+    if _export_engine().pool.checkedout() >= current_app.config["EXPORT_CONCURRENCY"]:
+        raise _all_busy()
+
+
+def _check_share(tenant_id: str) -> None:
+    """Refuse an organization that streams its share already (half the slots); call holding `_slots_lock`."""
+    share = max(1, current_app.config["EXPORT_CONCURRENCY"] // 2)
+    if _held.get(tenant_id, 0) >= share:
+        raise Unavailable(f"Your organization has {share} exports running already; try again when one ends.",
+                          retry_after=5)
+
+
+def _all_busy() -> Unavailable:
+    return Unavailable("Too many exports are running right now; try again shortly.", retry_after=5)
 
 
 def _export_engine() -> sa.Engine:

@@ -106,6 +106,22 @@ def test_exports_hold_exactly_the_filtered_rows(help_desk, admin):
     assert '/admin/export?priority=urgent&amp;status=new&amp;q=export&amp;format=csv' in text
 
 
+def test_a_head_of_the_export_takes_no_slot_and_starts_no_export(help_desk, admin, monkeypatch):
+    from app.tickets import export
+
+    new_ticket(help_desk.tenant.api, "one")
+
+    def no_export():
+        raise AssertionError("HEAD opened an export connection")
+
+    monkeypatch.setattr(export, "open_connection", no_export)
+    head = admin.head(f"/t/{help_desk.slug}/admin/export?format=csv&priority=urgent")
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["Content-Type"].startswith("text/csv")
+    assert head.headers["Content-Disposition"].startswith("attachment;")
+    assert admin.head(f"/t/{help_desk.slug}/admin/export?format=xml").status_code == 422
+
+
 def test_a_period_is_chosen_and_a_bad_one_is_said_beside_its_field(help_desk, admin):
     text = page(admin, f"/t/{help_desk.slug}/admin?from=2026-01-01&to=2026-01-31")
     assert "Figures for 2026-01-01 to 2026-01-31" in text

@@ -26,6 +26,11 @@ def _open_export(api: ApiClient):
     return resp
 
 
+def _head(api: ApiClient):
+    """HEAD the export: the headers a GET would answer with now, taking no slot."""
+    return api.client.head("/api/v1/tickets/export?format=csv", headers={"Authorization": f"Bearer {api.key}"})
+
+
 def test_stalled_exports_leave_the_request_pool_to_other_tenants(small_pool_app, make_tenant):
     slow, other = make_tenant(), make_tenant()
     slow_api = ApiClient(small_pool_app.test_client(), slow.key)
@@ -50,10 +55,13 @@ def test_one_export_too_many_is_503_with_retry_after_not_500(small_pool_app, mak
         refused = apis[2].get("/api/v1/tickets/export?format=csv")
         assert refused.status_code == 503, refused.status_code
         assert int(refused.headers["Retry-After"]) > 0 and refused.get_json()["code"] == 503
+        head = _head(apis[2])
+        assert head.status_code == 503 and head.headers["Retry-After"] == refused.headers["Retry-After"]
     finally:
         for resp in stalled:
             resp.close()
     assert apis[2].get("/api/v1/tickets/export?format=csv").status_code == 200  # the slots came back
+    assert _head(apis[2]).status_code == 200
 
 
 def test_one_organizations_exports_take_at_most_half_the_slots(small_pool_app, make_tenant):
@@ -67,11 +75,13 @@ def test_one_organizations_exports_take_at_most_half_the_slots(small_pool_app, m
         refused = greedy_api.get("/api/v1/tickets/export?format=csv")
         assert refused.status_code == 503 and "2 exports running" in refused.get_json()["message"]
         assert int(refused.headers["Retry-After"]) > 0
+        assert _head(greedy_api).status_code == 503 and _head(other_api).status_code == 200
         assert other_api.get("/api/v1/tickets/export?format=csv").status_code == 200
         page = small_pool_app.test_client()
         assert page.post(f"/t/{greedy.slug}/login", data={"email": greedy.admin_email,
                                                           "password": greedy.admin_password}).status_code == 302
         assert page.get(f"/t/{greedy.slug}/admin/export?format=csv").status_code == 503  # the page shares them
+        assert page.head(f"/t/{greedy.slug}/admin/export?format=csv").status_code == 503
     finally:
         for resp in stalled:
             resp.close()
