@@ -193,13 +193,14 @@ def export_tickets():
                        days=("created_after", "created_before"))
     args = load_query(EXPORT_ARGS, raw)
     fmt = args.pop("format")
+    if request.method == "HEAD":
+        export.check_free()  # as the API's: refused as the GET would be when the slots are full, before any query
     sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
     db.session.rollback()  # the export reads on its own connection; give this one back now
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="tickets-{current_tenant().slug}-{stamp}.{fmt}"',
                "X-Accel-Buffering": "no"}
-    if request.method == "HEAD":  # as the API's: the headers alone, no slot taken, refused as a GET would be
-        export.check_free()
+    if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
         return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
     raw_connection = export.open_connection()
     response = Response(export.stream(raw_connection, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],

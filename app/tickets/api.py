@@ -130,6 +130,8 @@ class TicketExport(MethodView):
     def get(self, args):
         """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""
         fmt = args.pop("format")
+        if request.method == "HEAD":
+            export.check_free()  # refused as the GET would be when the slots are full, before any query
         tenant = current_tenant()
         sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
         db.session.rollback()  # the export reads on its own connection; give this one back now
@@ -137,7 +139,6 @@ class TicketExport(MethodView):
         headers = {"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
                    "X-Accel-Buffering": "no"}
         if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
-            export.check_free()  # but refused as the GET would be, when the slots are full
             return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
         raw = export.open_connection()
         response = Response(export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
