@@ -230,6 +230,6 @@ def init_app(app: Flask) -> None:
 
 def respond(error: HTTPException):
     """Answer an error in the contract's JSON on API paths and the health probes, else as a page."""
-    if request.path.startswith("/api/") or request.path in PROBES:
+    if request.path == "/api" or request.path.startswith("/api/") or request.path in PROBES:
         return api_error_response(error)
     return html_error_response(error)

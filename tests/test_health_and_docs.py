@@ -17,6 +17,13 @@ def test_healthz_and_readyz(client):
     assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
+def test_paths_under_api_answer_errors_as_json_even_outside_v1(client):
+    for path in ("/api", "/api/", "/api/v2/tickets", "/api/v1"):
+        resp = client.get(path)
+        assert resp.status_code == 404 and resp.mimetype == "application/json", path
+        assert resp.get_json()["code"] == 404
+
+
 def test_readyz_is_503_when_redis_is_unreachable(services):
     app = create_app(app_config(services, REDIS_URL="redis://127.0.0.1:1/0"))
     ready = app.test_client().get("/readyz")
