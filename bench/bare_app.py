@@ -8,8 +8,8 @@ opens by default (BEGIN, the statement, then COMMIT or the pool's ROLLBACK).
 `/statement/<name>` is the other kind of ceiling: the product's own statement for a create, a
 message post or a page of tickets (recorded by the bench from a real request, in
 `BENCH_STATEMENTS`), run as the product runs it (one statement on a pooled connection in
-autocommit) with no app around it; a page's rows go out as JSON objects, encoded as the product
-encodes them. What the product reaches of a bare endpoint can be no more than this.
+autocommit) with no app around it; a page's rows go out as JSON objects, encoded with orjson as
+the product's are. It is about the most the product could reach of a bare endpoint in that run.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from bench.common import BenchContext, Row, WrkResult, median, parse_wrk, percen
 from tenants import TenantStatement
 
 REPEAT = int(os.environ.get("BENCH_FIND_REPEAT", "12"))
-ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))  # bare and product in turn, per throughput row
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))  # bare, product (and its statement) in turn, per row
 MESSAGE_TICKETS = 50
 MESSAGE_BODY = {"body": "Tried that: the tray is empty and it still smokes. **Photo** attached soon."}
 CREATE_BODY = {"title": "Printer on fire", "description": "Smoke from the paper tray after a jam. " * 8,
@@ -180,16 +180,16 @@ def _record_statements(ctx: BenchContext, key: str) -> Path:
         message, post = request("POST", f"/api/v1/tickets/{tickets[0]}/messages", MESSAGE_BODY, 201)
         page, listing = request("GET", "/api/v1/tickets?limit=50", None, 200)
     recorded = {
-        "create": _recorded(create, made=tickets[-1]),
-        "post": _recorded(post, made=uuid.UUID(message["id"]), rotate=(tickets[0], tickets)),
-        "list": _recorded(listing, fields=list(page["items"][0]), keep=len(page["items"])),
+        "create": _marked(create, made=tickets[-1]),
+        "post": _marked(post, made=uuid.UUID(message["id"]), rotate=(tickets[0], tickets)),
+        "list": _marked(listing, fields=list(page["items"][0]), keep=len(page["items"])),
     }
     path = ctx.work_dir / "statements.pickle"
     path.write_bytes(pickle.dumps(recorded))
     return path
 
 
-def _recorded(statement: tuple[str, list[Any], bool], *, made: uuid.UUID | None = None,
+def _marked(statement: tuple[str, list[Any], bool], *, made: uuid.UUID | None = None,
               rotate: tuple[uuid.UUID, list[uuid.UUID]] | None = None, fields: list[str] | None = None,
               keep: int = 0) -> dict[str, Any]:
     """Mark what the bare app changes in a recorded statement: the `made` row's id, every time, the
