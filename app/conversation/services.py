@@ -37,9 +37,11 @@ def visible_to(actor: Actor, internal: bool) -> bool:
     return actor.is_staff or not internal
 
 
-def check_may_post(actor: Actor, internal: bool) -> None:
-    """Refuse an internal note from anyone but staff."""
+def check_may_post(actor: Actor, ticket_id: uuid.UUID, internal: bool) -> None:
+    """Refuse an internal note from anyone but staff: 404 first for a ticket they may not see, as any
+    request about it answers, whatever its body asks."""
     if internal and not actor.is_staff:
+        ticket_for(actor, ticket_id)
         raise Forbidden("Only agents and admins may post internal notes.")
 
 
@@ -116,7 +118,7 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     as it is opened (by staff for someone: not their first response). Posts without attachments
     have a one-statement twin, `writes.post_message`.
     """
-    check_may_post(actor, internal)
+    check_may_post(actor, ticket_id, internal)
     seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
     if not actor.is_staff:
         reopen_answered(actor, ticket_id)

@@ -76,7 +76,7 @@ class Posted:
 def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: str,
                  parent_id: uuid.UUID | None = None, internal: bool = False) -> Posted:
     """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`."""
-    check_may_post(actor, internal)
+    check_may_post(actor, ticket_id, internal)
     message = {"id": uuid.uuid4(), "ticket_id": ticket_id, "seq": STAND_IN, "parent_id": parent_id,
                "author_id": actor.user_id, "internal": internal, "body": body, "body_html": render(body),
                "created_at": datetime.now(UTC), "edited_at": None, "attachments": []}

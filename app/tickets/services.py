@@ -178,10 +178,13 @@ def _changed(ticket: Ticket) -> Stale:
 
 def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
                   expected: Iterable[str] | None = None, seen: dict[str, str] | None = None) -> Ticket:
-    """Apply a PATCH: check role, version (or the values seen) and transition, then record what changed."""
+    """Apply a PATCH: check role, version (or the values seen) and transition, then record what changed.
+
+    A ticket the actor may not see is 404 before any of that, whatever the body asks.
+    """
+    ticket = ticket_for(actor, ticket_id, lock=True)
     if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
         raise Forbidden(f"Requesters may not change {', '.join(refused)}.")
-    ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     check_seen(ticket, seen or {})
     before = snapshot(ticket)

@@ -83,3 +83,29 @@ def test_patch_of_a_malformed_id_is_404_and_writes_nothing(tenant, new_ticket, t
     assert tenant.api.patch("/api/v1/tickets/1;drop", json={"title": "x"}).status_code == 404
     assert tenant.api.post("/api/v1/tickets/xyz/close", json={}).status_code == 404
     assert table_counts(tenant) == counts
+
+
+# Bodies a requester may not send at all: a ticket they cannot see must still answer 404, as any
+# request about it does, never the 403 of the body (which would treat every id alike, but is not the contract).
+REQUESTER_REFUSED = [
+    ApiCall("patch", "/api/v1/tickets/{id}", {"status": "open"}),
+    ApiCall("patch", "/api/v1/tickets/{id}", {"priority": "urgent", "title": "x"}),
+    ApiCall("post", "/api/v1/tickets/{id}/messages", {"body": "psst", "internal": True}),
+]
+
+
+@pytest.mark.parametrize("call", REQUESTER_REFUSED, ids=lambda c: f"{c.method} {c.path} {sorted(c.body)}")
+def test_what_a_requester_may_not_send_is_404_on_a_ticket_they_cannot_see(tenant, other_tenant, new_ticket, call):
+    import uuid
+
+    alice = tenant.key_for(tenant.user("requester"))
+    bob = tenant.key_for(tenant.user("requester"))
+    alices = new_ticket("alice's", api=alice)
+    theirs = other_tenant.api.post("/api/v1/tickets", json={"title": "theirs"}).get_json()
+    nobodys = {"id": str(uuid.uuid4()), "number": 0}
+    for ticket in (alices, theirs, nobodys):
+        refused = call.send(bob, ticket)
+        assert refused.status_code == 404 and refused.get_json()["code"] == 404, (ticket["id"], refused.get_json())
+    assert call.send(alice, alices).status_code == 403  # her own: the body is what is refused
+    assert tenant.api.get(f"/api/v1/tickets/{alices['id']}").get_json()["version"] == 1
+    assert tenant.api.get(f"/api/v1/tickets/{alices['id']}/messages").get_json()["items"] == []
