@@ -20,15 +20,14 @@ from typing import Any
 from flask_smorest import Api
 from marshmallow import fields, validate
 
-from app.schemas import UUID_PATTERN, Uuid
+from app.schemas import UUID_PATTERN, VISIBLE_CHARACTER, Uuid
 
 # app.input_guard refuses these in every string (NUL and C0/C1 controls but tab, LF and CR).
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
-# ...and a text that must not be blank holds at least one character that is neither such a control
-# character nor white space as Python's str.strip() sees it (spelt out: `\s` differs between dialects).
+# ...and a text that must not be blank holds at least one character a reader sees: neither a control
+# character, white space, nor a zero-width or format character (`schemas.shows_something`).
 _CONTROLS = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f"
-_SPACES = "\\t\\n\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
-NOT_BLANK = f"^[^{_CONTROLS}]*[^{_CONTROLS}{_SPACES}][^{_CONTROLS}]*$"
+NOT_BLANK = f"^[^{_CONTROLS}]*{VISIBLE_CHARACTER}[^{_CONTROLS}]*$"
 MAX_REQUEST_LINE = 8190  # gunicorn's limit_request_line (gunicorn.conf.py)
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": {"description": "Requests this key may make per minute.", "schema": {"type": "integer"}},

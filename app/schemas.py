@@ -36,6 +36,10 @@ _BIDI = r"\u202a-\u202e\u2066-\u2069"
 NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}][^{_CONTROL}{_BIDI}]*$"
 _NAME = re.compile(NAME_PATTERN[1:-1])
 _BIDI_CONTROL = re.compile(f"[{_BIDI}]")
+# Text that must not be blank (a ticket's title, a message's body) shows one character at least, as
+# a name does; a body of zero-width spaces would be an empty message on every page.
+VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]"
+_VISIBLE = re.compile(VISIBLE_CHARACTER)
 _CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
 
 
@@ -48,6 +52,12 @@ def name_problem(value: str) -> str | None:
     if _CONTROL_CHARACTER.search(value):
         return "Control characters are not allowed in a name."
     return "The name must not be blank."
+
+
+def shows_something(text: str) -> bool:
+    """Tell whether `text` holds a character a reader sees (not white space, a control, a zero-width or
+    format character)."""
+    return _VISIBLE.search(text) is not None
 
 
 def _visible_name(value: str) -> None:

@@ -9,7 +9,7 @@ from app.markdown import stored_or_rendered
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
-from app.schemas import Flag, QueryNumber, UtcDateTime, Uuid
+from app.schemas import Flag, QueryNumber, UtcDateTime, Uuid, shows_something
 
 MAX_BODY = 64 * 1024
 
@@ -36,7 +36,7 @@ class MessageSchema(Schema):
 
     @validates("body")
     def validate_body(self, value: str, **_kwargs) -> None:
-        if not value.strip():
+        if not shows_something(value):
             raise ValidationError("The body must not be blank.")
         if "\x00" in value:
             raise ValidationError("The body must not contain NUL characters.")

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
 from app.pagination import PageArgs
-from app.schemas import UtcDateTime, Uuid, fast_dumper, tag_list
+from app.schemas import UtcDateTime, Uuid, fast_dumper, shows_something, tag_list
 from app.tickets.models import PRIORITIES, STATUSES
 
 MAX_DESCRIPTION = 64 * 1024
@@ -44,7 +44,7 @@ def duration_field(ends_at: str, description: str) -> fields.Function:
 
 
 def _not_blank(value: str) -> None:
-    if not value.strip():
+    if not shows_something(value):
         raise ValidationError("The title must not be blank.")
 
 

@@ -70,6 +70,9 @@ def test_bad_input_is_refused_and_changes_nothing(tenant):
     cases = [
         {"body": "x" * (64 * 1024 + 1)},
         {"body": "   "},
+        {"body": "\u200b"},  # only invisible characters: an empty message on every page
+        {"body": "\n\u2060\ufeff\u00ad\t\u3164"},
+        {"body": "\u202e"},
         {"body": "nul \x00 inside"},
         {},
         {"body": "ok", "parent_id": "not-a-uuid"},
@@ -85,6 +88,24 @@ def test_bad_input_is_refused_and_changes_nothing(tenant):
     malformed = tenant.api.post(path, data="{not json", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400
     assert tenant.api.get(path).get_json()["items"] == []
+
+
+def test_a_body_or_title_of_invisible_characters_is_blank_and_one_visible_character_is_enough(tenant):
+    ticket = new_ticket(tenant.api)
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    message = tenant.api.post(path, json={"body": "first"}).get_json()
+    for blank in ("\u200b", "\u200b\u200c\u200d", "\ufeff\n", "\u2800", "\u3164\u115f"):
+        for method, url, body in (("post", path, {"body": blank}),
+                                  ("patch", f"{path}/{message['id']}", {"body": blank}),
+                                  ("post", "/api/v1/tickets", {"title": blank}),
+                                  ("patch", f"/api/v1/tickets/{ticket['id']}", {"title": blank})):
+            resp = getattr(tenant.api, method)(url, json=body)
+            assert resp.status_code == 422 and "must not be blank" in json.dumps(resp.get_json()), (url, repr(blank))
+    fine = ["a\u200bb", "\u200b.", "  \n:)\n"]
+    for text in fine:
+        assert tenant.api.post(path, json={"body": text}).get_json()["body"] == text
+        assert tenant.api.post("/api/v1/tickets", json={"title": text}).get_json()["title"] == text
+    assert [m["body"] for m in tenant.api.get(path).get_json()["items"]] == ["first", *fine]  # no blank one stored
 
 
 def test_internal_notes_are_for_staff_only(tenant):

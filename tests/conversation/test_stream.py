@@ -140,6 +140,7 @@ def test_bad_frames_get_an_error_event_and_change_nothing(tenant, server_a):
         (json.dumps({"type": "message"}), 422),
         (json.dumps({"type": "message", "body": "x" * (64 * 1024 + 1)}), 422),
         (json.dumps({"type": "message", "body": "  "}), 422),
+        (json.dumps({"type": "message", "body": "\u200b"}), 422),
         (json.dumps({"type": "message", "body": "ok", "parent_id": "nope"}), 422),
         (json.dumps({"type": "message", "body": "ok", "parent_id": foreign_parent["id"]}), 422),
         (json.dumps({"type": "message", "body": "ok", "extra": 1}), 422),
