@@ -33,13 +33,13 @@ _LABEL = re.compile(LABEL_PATTERN[1:-1])
 _INVISIBLE = (r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
               r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\uffa0\ufff9-\ufffb")
 _BIDI = r"\u202a-\u202e\u2066-\u2069"
-NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}][^{_CONTROL}{_BIDI}]*$"
-_NAME = re.compile(NAME_PATTERN[1:-1])
-_BIDI_CONTROL = re.compile(f"[{_BIDI}]")
-# Text that must not be blank (a ticket's title, a message's body) shows one character at least, as
-# a name does; a body of zero-width spaces would be an empty message on every page.
+# Text that must not be blank (a name, a ticket's title, a message's body) shows one such character
+# at least; a body of zero-width spaces would be an empty message on every page.
 VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]"
 _VISIBLE = re.compile(VISIBLE_CHARACTER)
+NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROL}{_BIDI}]*$"
+_NAME = re.compile(NAME_PATTERN[1:-1])
+_BIDI_CONTROL = re.compile(f"[{_BIDI}]")
 _CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.admin import charts
@@ -50,7 +50,6 @@ from app.ui.once import sent_once
 from app.ui.pages import field_messages, refusals
 from app.webhooks import services as hooks
 from app.webhooks.schemas import AttemptListArgs, WebhookPatchSchema, WebhookSchema
-from tenants import current_tenant
 
 bp = Blueprint("admin_ui", __name__, url_prefix="/admin")
 ADMIN = ("admin",)
@@ -193,20 +192,7 @@ def export_tickets():
                        days=("created_after", "created_before"))
     args = load_query(EXPORT_ARGS, raw)
     fmt = args.pop("format")
-    if request.method == "HEAD":
-        export.check_free()  # as the API's: refused as the GET would be when the slots are full, before any query
-    sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
-    db.session.rollback()  # the export reads on its own connection; give this one back now
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    headers = {"Content-Disposition": f'attachment; filename="tickets-{current_tenant().slug}-{stamp}.{fmt}"',
-               "X-Accel-Buffering": "no"}
-    if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
-        return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
-    raw_connection = export.open_connection()
-    response = Response(export.stream(raw_connection, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
-                        headers=headers)
-    response.call_on_close(raw_connection.close)
-    return response
+    return export.download(current_actor(), args, fmt)
 
 
 # --- people ------------------------------------------------------------------------------------

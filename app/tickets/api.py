@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -27,7 +26,6 @@ from app.tickets.schemas import (
     TicketUpdateSchema,
     dump_ticket,
 )
-from tenants import current_tenant
 
 blp = api_blueprint("tickets", "Tickets: create, find, change, close and export.", tag="Tickets")
 # Instances, not classes: webargs builds a schema from a class on every request (deep-copying
@@ -130,21 +128,7 @@ class TicketExport(MethodView):
     def get(self, args):
         """Download every matching ticket as CSV, a JSON array or NDJSON (no page limit)."""
         fmt = args.pop("format")
-        if request.method == "HEAD":
-            export.check_free()  # refused as the GET would be when the slots are full, before any query
-        tenant = current_tenant()
-        sql, params = export.copy_statement(export.export_select(current_actor(), args, fmt), fmt)
-        db.session.rollback()  # the export reads on its own connection; give this one back now
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        headers = {"Content-Disposition": f'attachment; filename="tickets-{tenant.slug}-{stamp}.{fmt}"',
-                   "X-Accel-Buffering": "no"}
-        if request.method == "HEAD":  # the headers alone: no export slot taken, no COPY begun and cancelled
-            return Response(iter(()), content_type=export.CONTENT_TYPES[fmt], headers=headers)
-        raw = export.open_connection()
-        response = Response(export.stream(raw, sql, params, fmt), content_type=export.CONTENT_TYPES[fmt],
-                            headers=headers)
-        response.call_on_close(raw.close)  # also when the download ends before its first chunk
-        return response
+        return export.download(current_actor(), args, fmt)
 
 
 @blp.route("/tickets/<uuid:ticket_id>")

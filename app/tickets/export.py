@@ -14,10 +14,11 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, request
+from flask import Response, current_app, has_request_context, request
 from marshmallow import fields
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -155,6 +156,27 @@ def open_connection() -> ExportConnection:
         raise
     client = request.environ.get("gunicorn.socket") if has_request_context() else None
     return ExportConnection(engine, raw, tenant_id, client, current_app.config["EXPORT_SEND_TIMEOUT"])
+
+
+def download(actor: Actor, args: dict[str, Any], fmt: str) -> Response:
+    """Answer an export (the API's and the dashboard's alike): every ticket `args` match, streamed as `fmt`.
+
+    A HEAD answers the headers alone, taking no slot and beginning no COPY, but is refused as its
+    GET would be when the slots are full, before any query is made.
+    """
+    if request.method == "HEAD":
+        check_free()
+    sql, params = copy_statement(export_select(actor, args, fmt), fmt)
+    db.session.rollback()  # the export reads on its own connection; give this one back now
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {"Content-Disposition": f'attachment; filename="tickets-{current_tenant().slug}-{stamp}.{fmt}"',
+               "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":
+        return Response(iter(()), content_type=CONTENT_TYPES[fmt], headers=headers)
+    raw = open_connection()
+    response = Response(stream(raw, sql, params, fmt), content_type=CONTENT_TYPES[fmt], headers=headers)
+    response.call_on_close(raw.close)  # also when the download ends before its first chunk
+    return response
 
 
 def check_free() -> None:
