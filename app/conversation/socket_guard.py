@@ -122,7 +122,13 @@ class Sending:
         self.acked: int | None = None
 
     def begin(self, timeout: float) -> None:
-        self.timeout, self.acked = timeout, None
+        """Mark a send as begun, with the bytes acknowledged so far as its baseline (the socket's thread).
+
+        Without the baseline, the watchdog's first look would only record the count, and a send it
+        first looked at later than the timeout would be cut though the client had taken bytes all along.
+        """
+        self.timeout = timeout
+        self.acked = bytes_acked(self.sock) if self.sock is not None else None
         self.moved = self.since = time.monotonic()
 
     def end(self) -> None:
@@ -134,9 +140,7 @@ class Sending:
             return False
         acked = bytes_acked(self.sock) if self.sock is not None else None
         if acked is not None and acked != self.acked:
-            if self.acked is not None:
-                self.moved = now
-            self.acked = acked
+            self.moved, self.acked = now, acked
         return self.since is not None and now - self.moved > self.timeout
 
     def cut(self) -> None:

@@ -21,7 +21,7 @@ from app import unit_of_work
 from app.auth.actor import Actor
 from app.conversation import services
 from app.conversation.hub import MAX_QUEUED, Listener
-from app.conversation.socket_guard import MAX_WAITING_FRAMES, MAX_WAITING_SIZE, WaitingFrames
+from app.conversation.socket_guard import MAX_WAITING_FRAMES, MAX_WAITING_SIZE, Sending, WaitingFrames, bytes_acked
 from app.conversation.stream import CATCH_UP_PAGE
 from app.extensions import db
 from app.realtime import LIVE_EVENTS
@@ -211,6 +211,33 @@ def test_the_waiting_frames_are_bounded_by_count_and_by_size():
     big.append("a" * (MAX_WAITING_SIZE - 1))
     big.append(b"bc")
     assert cuts == [1, 2] and len(big) == 1
+
+
+def test_a_send_first_looked_at_after_its_timeout_counts_the_bytes_taken_since_it_began():
+    """The watchdog looks every second or two; a send it first sees late is judged from its beginning."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        client = socket.create_connection(listening.getsockname())
+        server, _ = listening.accept()
+        with client, server:
+            def sent_and_taken(size: int) -> None:
+                before = bytes_acked(server)
+                server.sendall(b"x" * size)
+                assert len(client.recv(size, socket.MSG_WAITALL)) == size
+                helpers.wait_until(lambda: bytes_acked(server) == before + size, "the bytes to be acknowledged")
+
+            sent_and_taken(1000)
+            sending = Sending(server)
+            sending.begin(1.0)
+            sent_and_taken(1000)  # taken during the send, before the watchdog's first look
+            now = time.monotonic()
+            assert not sending.stuck(now + 5)
+            assert sending.stuck(now + 10)  # nothing taken since that look
+            sending.end()
+            assert not sending.stuck(now + 20)
+
+            sending.begin(1.0)  # a send whose client takes nothing is cut once its timeout is past
+            now = time.monotonic()
+            assert not sending.stuck(now) and sending.stuck(now + 5)
 
 
 def test_a_revocation_stops_a_catch_up_in_flight(tenant, patient_server):
