@@ -5,7 +5,10 @@
   client that keeps sending while its socket's thread is busy is cut off past the bounds. It also
   gives the socket one lock for writing (`OneWriter`): simple-websocket's reader thread sends pings
   while the socket's thread may be in the middle of a frame, and with a slow client the two
-  interleaved, a ping landing inside a frame.
+  interleaved, a ping landing inside a frame. A ping that would wait behind a backlog the client
+  is still taking is not sent and counts as answered: simple-websocket closes a socket whose pong
+  has not come by the next ping, and a ping queued behind megabytes that a slow link takes half
+  a minute to carry would close a client that is reading all along.
 - `Sending` is a socket's send under watch: the process hub's thread (`hub.Hub`) cuts off a
   socket whose client has taken no byte for `STREAM_SEND_TIMEOUT` while a send is blocked on it
   (its window stayed shut). Progress is read from the kernel (`TCP_INFO`'s bytes acknowledged),
@@ -16,9 +19,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import math
 import socket
+import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +39,21 @@ MAX_WAITING_SIZE = 4 * 1024 * 1024  # characters of text frames, bytes of binary
 # `struct tcp_info` (linux/tcp.h): `tcpi_bytes_acked`, a u64 at byte 120 (Linux 4.1 and later).
 BYTES_ACKED = slice(120, 128)
 TCP_INFO_SIZE = 256
+PING = b"\x89"  # the first byte of a server's ping frame: FIN and opcode 9 (RFC 6455, 5.2), never masked
 
 
 def shut(sock: socket.socket) -> None:
     """Drop a connection at once, from any thread: a send blocked on it fails, and its reader stops."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def bytes_unacknowledged(sock: socket.socket) -> int:
+    """Return how many bytes written to this connection the peer has not acknowledged yet (0 if unknown)."""
+    try:  # SIOCOUTQ, which Linux numbers as TIOCOUTQ: bytes in the send queue, sent or not
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)))[0]
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 def bytes_acked(sock: socket.socket) -> int | None:
@@ -81,16 +97,41 @@ class WaitingFrames(list):
 
 
 class OneWriter:
-    """A connection whose writes go out whole and one at a time (`sendall` under a lock); the rest is the socket's."""
+    """A connection whose writes go out whole and one at a time (`sendall` under a lock); the rest is the socket's.
 
-    def __init__(self, sock: socket.socket) -> None:
+    A ping that would wait behind a backlog the client is taking is skipped (`_draining`).
+    """
+
+    def __init__(self, sock: socket.socket, ws: Any) -> None:
         self._sock = sock
+        self._ws = ws
         self._lock = threading.Lock()
+        self._acked = bytes_acked(sock)  # as of the last ping
+        self._took_at = -math.inf  # when a ping last found that the client had taken bytes
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            if data[:1] != PING or not self._draining():
+                self._sock.sendall(data)
         return len(data)
+
+    def _draining(self) -> bool:
+        """Tell whether the client has taken bytes within the last ping interval and has more waiting.
+
+        If so it is alive (a dead client's window stays shut), and the ping counts as answered
+        instead of being sent. Progress is looked at only here, so a ping that had to wait for a
+        frame and comes right after another is judged by what the one before it saw.
+        """
+        now, acked = time.monotonic(), bytes_acked(self._sock)
+        if acked is None:
+            return False
+        if self._acked is not None and acked > self._acked:
+            self._took_at = now
+        self._acked = acked
+        if now - self._took_at >= self._ws.ping_interval or not bytes_unacknowledged(self._sock):
+            return False
+        self._ws.pong_received = True  # simple-websocket set it false just before sending the ping
+        return True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -106,7 +147,7 @@ class ReaderThread(threading.Thread):
 
     def __init__(self, target: Callable[[], Any], **kwargs: Any) -> None:
         ws = target.__self__  # type: ignore[attr-defined]
-        ws.sock = OneWriter(ws.sock)
+        ws.sock = OneWriter(ws.sock, ws)
         ws.input_buffer = WaitingFrames(lambda: shut(ws.sock), ws.input_buffer)
         super().__init__(target=target, **kwargs)
 

@@ -21,7 +21,15 @@ from app import unit_of_work
 from app.auth.actor import Actor
 from app.conversation import services
 from app.conversation.hub import MAX_QUEUED, Listener
-from app.conversation.socket_guard import MAX_WAITING_FRAMES, MAX_WAITING_SIZE, Sending, WaitingFrames, bytes_acked
+from app.conversation.socket_guard import (
+    MAX_WAITING_FRAMES,
+    MAX_WAITING_SIZE,
+    OneWriter,
+    Sending,
+    WaitingFrames,
+    bytes_acked,
+    bytes_unacknowledged,
+)
 from app.conversation.stream import CATCH_UP_PAGE
 from app.extensions import db
 from app.realtime import LIVE_EVENTS
@@ -211,6 +219,61 @@ def test_the_waiting_frames_are_bounded_by_count_and_by_size():
     big.append("a" * (MAX_WAITING_SIZE - 1))
     big.append(b"bc")
     assert cuts == [1, 2] and len(big) == 1
+
+
+def test_a_slow_client_is_not_taken_for_dead_while_a_ping_would_wait_behind_its_backlog(tenant, impatient_server):
+    ticket = helpers.new_ticket(tenant.api)
+    for _ in range(12):
+        assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
+    # This server pings every half second, and closes a socket whose pong has not come by the next
+    # ping; a ping sent behind the megabytes this client is still taking would wait seconds.
+    sizes = slow_reader(impatient_server, ticket["id"], tenant.key, 12, slow_for=6)
+    assert len(sizes) == 12 and min(sizes) > 400_000
+
+
+def test_a_ping_is_skipped_only_while_the_client_has_lately_taken_bytes_and_has_more_waiting():
+    class Socket:  # what OneWriter reads of simple-websocket's connection
+        ping_interval = 0.3
+        pong_received = False
+
+    ping = b"\x89\x00"
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(listening.getsockname())
+        server, _ = listening.accept()
+        with client, server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            ws = Socket()
+            writer = OneWriter(server, ws)
+            writer.send(b"x" * 200_000)  # more than the client's window: most of it waits
+            time.sleep(0.2)  # the client's kernel fills its window
+            waiting = bytes_unacknowledged(server)
+            assert waiting > 100_000
+
+            writer.send(ping)  # the client's kernel took a window's worth since the writer began
+            assert ws.pong_received and bytes_unacknowledged(server) == waiting
+            ws.pong_received = False
+            writer.send(ping)  # right after: judged by what the last ping saw
+            assert ws.pong_received and bytes_unacknowledged(server) == waiting
+
+            time.sleep(0.4)  # a ping interval with nothing taken: the ping goes out behind the backlog
+            ws.pong_received = False
+            writer.send(ping)
+            assert not ws.pong_received and bytes_unacknowledged(server) == waiting + len(ping)
+
+            taken = client.recv(65536)  # the client reads again
+            helpers.wait_until(lambda: bytes_unacknowledged(server) < waiting, "the client's reading to be seen")
+            writer.send(ping)
+            assert ws.pong_received
+
+            client.settimeout(10)
+            while len(taken) < 200_000 + len(ping):  # all of it, then an idle line: pings go out
+                taken += client.recv(65536)
+            helpers.wait_until(lambda: bytes_unacknowledged(server) == 0, "everything to be acknowledged")
+            ws.pong_received = False
+            writer.send(ping)
+            assert not ws.pong_received and client.recv(16) == ping
 
 
 def test_a_send_first_looked_at_after_its_timeout_counts_the_bytes_taken_since_it_began():
