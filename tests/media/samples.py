@@ -103,6 +103,17 @@ def png_bomb(side: int = 20000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
+def growing_gif(frames: int, side: int) -> bytes:
+    """A GIF whose screen is 1 x 1 and whose frames after the first are each one pixel at (side - 1, side - 1):
+    Pillow grows the canvas to `side` x `side` for each of them, though the header counts one pixel a frame."""
+    # LZW with minimum code size 2, one sub-block of 2 bytes (clear, colour 0, end), then the blocks' end
+    pixel = b"\x02" + b"\x02\x44\x01" + b"\x00"
+    def frame(at: int) -> bytes:
+        return b"\x2c" + struct.pack("<HHHH", at, at, 1, 1) + b"\x00" + pixel
+    body = frame(0) + b"".join(frame(side - 1) for _ in range(frames - 1))
+    return b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff" + body + b"\x3b"
+
+
 def gif_php_polyglot() -> bytes:
     """A GIF header a 10 x 10 screen, followed by PHP where image data should be."""
     return b"GIF89a\x0a\x00\x0a\x00\x00\x00\x00" + b"<?php system($_GET['cmd']); ?>\n" * 20

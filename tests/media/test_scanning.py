@@ -270,6 +270,17 @@ def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans)
     assert found["status"] == "rejected" and "pixels" in found["status_reason"]
 
 
+def test_a_gif_whose_frames_grow_its_canvas_past_the_pixel_budget_is_rejected(tenant, ticket, upload, run_scans):
+    """Its header counts one pixel a frame; Pillow grows the canvas to 3000 x 3000 for each of the
+    later ones, so eight frames would decode 72 million pixels against a budget of 60 million."""
+    data = samples.growing_gif(frames=8, side=3000)
+    assert len(data) < 200
+    found = scanned(tenant, upload, run_scans, ticket, data, "tiny.gif")
+    assert found["status"] == "rejected" and "grow to more than the 60000000 pixels" in found["status_reason"]
+    fine = scanned(tenant, upload, run_scans, ticket, samples.growing_gif(frames=2, side=3000), "fine.gif")
+    assert fine["status"] == "clean"
+
+
 def test_a_gif_php_polyglot_is_rejected(tenant, ticket, upload, run_scans):
     found = scanned(tenant, upload, run_scans, ticket, samples.gif_php_polyglot(), "avatar.gif")
     assert found["status"] == "rejected" and "cannot be decoded" in found["status_reason"]
