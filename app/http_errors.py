@@ -26,6 +26,7 @@ from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
     InternalServerError,
+    RequestedRangeNotSatisfiable,
     UnprocessableEntity,
     default_exceptions,
 )
@@ -108,6 +109,8 @@ def api_error_response(error: HTTPException):
     response.headers.update(headers)
     if error.code == 405 and getattr(error, "valid_methods", None):
         response.headers["Allow"] = ", ".join(error.valid_methods)
+    if isinstance(error, RequestedRangeNotSatisfiable) and error.length is not None:
+        response.headers["Content-Range"] = f"{error.units} */{error.length}"  # the file's size (RFC 9110)
     return response
 
 

@@ -31,8 +31,8 @@ from typing import BinaryIO, Protocol
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from flask import Flask, Response, current_app, redirect, send_file
-from werkzeug.http import quote_header_value
+from flask import Flask, Response, current_app, redirect, request, send_file
+from werkzeug.http import parse_range_header, quote_header_value
 
 VARIANTS = ("original", "clean", "thumbnail")
 PART_SIZE = 8 * 1024 * 1024
@@ -211,8 +211,22 @@ class LocalStorage:
         path = self.path(key)
         if not path.is_file():
             raise ObjectMissing(key)
+        _ignore_unservable_range()
         return send_file(path, mimetype=content_type, as_attachment=as_attachment, download_name=download_name,
                          conditional=True, etag=True, max_age=0)
+
+
+def _ignore_unservable_range() -> None:
+    """Drop a `Range` that is not one range of bytes (another unit, bad syntax, several ranges).
+
+    RFC 9110 has a server ignore such a header and send the whole file; Werkzeug answers 416. A
+    single range past the end still gets 416, with `Content-Range: bytes */<size>`.
+    """
+    header = request.environ.get("HTTP_RANGE")
+    if header is not None:
+        parsed = parse_range_header(header)
+        if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+            del request.environ["HTTP_RANGE"]
 
 
 class _LocalWriter:

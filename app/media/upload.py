@@ -44,7 +44,7 @@ class MultipartStream:
     def __init__(self, stream: BinaryIO, content_type: str | None, max_parts: int = MAX_PARTS) -> None:
         mimetype, options = parse_options_header(content_type or "")
         boundary = options.get("boundary", "")
-        if mimetype != "multipart/form-data":
+        if mimetype.lower() != "multipart/form-data":  # media types are case-insensitive
             raise UnsupportedType("Send the file as multipart/form-data, in a part named file.")
         if not boundary or len(boundary) > 200 or not boundary.isascii():
             raise Malformed("The multipart body has no usable boundary.")

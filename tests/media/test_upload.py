@@ -303,6 +303,38 @@ def test_downloads_of_a_clean_file_name_it_safely(tenant, ticket, upload, run_sc
     assert "filename*=UTF-8''quote%202026%20%E2%80%93%20%C3%A9.pdf" in disposition
 
 
+def test_a_download_serves_one_range_of_bytes_and_ignores_a_range_it_cannot_serve(tenant, ticket, upload,
+                                                                                  run_scans):
+    data = samples.text()
+    body = upload(tenant.api, ticket["id"], data, "notes.txt").get_json()
+    run_scans(tenant)
+    url, size = body["download_url"], len(data)
+
+    part = tenant.api.get(url, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.data == data[:10]
+    assert part.headers["Content-Range"] == f"bytes 0-9/{size}"
+    tail = tenant.api.get(url, headers={"Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.data == data[-5:]
+
+    past = tenant.api.get(url, headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["Content-Range"] == f"bytes */{size}"
+    assert past.get_json()["code"] == 416 and past.get_json()["message"]
+
+    # Another unit, bad syntax or several ranges: the header is ignored and the whole file sent (RFC 9110).
+    for header in ("items=0-1", "bytes=abc", "bytes=5-2", "bytes=0-1,3-4", "bytes=0-1;x"):
+        whole = tenant.api.get(url, headers={"Range": header})
+        assert whole.status_code == 200 and whole.data == data, header
+
+    stale = tenant.api.get(url, headers={"Range": "bytes=0-9", "If-Range": '"not-its-etag"'})
+    assert stale.status_code == 200 and stale.data == data
+
+
+def test_the_multipart_type_is_read_whatever_its_case(tenant, ticket, media):
+    resp = post_raw(tenant, ticket, multipart([("file", "a.txt", samples.text())]),
+                    "MULTIPART/Form-Data; boundary=b0undary")
+    assert resp.status_code == 202, resp.get_json()
+
+
 def test_a_clean_file_lost_from_storage_answers_410(tenant, ticket, upload, run_scans, services):
     body = upload(tenant.api, ticket["id"], samples.text(), "a.txt").get_json()
     run_scans(tenant)
