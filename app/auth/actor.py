@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -19,6 +20,8 @@ class Actor:
     api_key_id: uuid.UUID | None = None
     # A signed-in browser's session version: a stream token or socket it opened ends with the session.
     session_version: int | None = None
+    # When the key stops working (a rotated key's grace ends): a socket opened with it closes then.
+    key_expires_at: datetime | None = None
 
     @property
     def is_staff(self) -> bool:

@@ -4,14 +4,16 @@ A grant is who a socket acts as: a tenant, a user and, for API keys, the key. It
 an actor afresh from Postgres (`live_actor`) when a stream token is redeemed and whenever the
 key generation has moved since the socket last looked (see `key_cache`): the key must be live,
 the user not deleted and the tenant active, and the role is the lesser of the key's and the
-user's current one. Reading the generation is one small Redis read, so a socket can afford it
-before every frame it acts on.
+user's current one. A key past its end (a rotated key's grace) is gone like a revoked one, and the
+actor carries that end, so a socket closes when it comes though nothing announces it. Reading the
+generation is one small Redis read, so a socket can afford it before every frame it acts on.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -48,13 +50,14 @@ def live_actor(grant: Grant) -> Actor | None:
     ).first()
     if user is None or (grant.session_version is not None and user.session_version != grant.session_version):
         return None
-    role = user.role
+    role, expires_at = user.role, None
     if grant.api_key_id is not None:
-        key_role = db.session.execute(
-            sa.select(ApiKey.role).where(ApiKey.id == grant.api_key_id, ApiKey.revoked_at.is_(None),
-                                         ApiKey.tenant_id == uuid.UUID(grant.tenant.id))).scalar()
-        if key_role is None:
+        key = db.session.execute(sa.select(ApiKey.role, ApiKey.expires_at).where(
+            ApiKey.id == grant.api_key_id, ApiKey.revoked_at.is_(None), ApiKey.tenant_id == uuid.UUID(grant.tenant.id),
+            # By this process's clock, as the socket's wait for the key's end is (`TicketStream.key_seconds_left`).
+            sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > datetime.now(UTC)))).first()
+        if key is None:
             return None
-        role = lesser_role(key_role, role)
+        role, expires_at = lesser_role(key.role, role), key.expires_at
     return Actor(user_id=grant.user_id, role=role, api_key_id=grant.api_key_id,
-                 session_version=grant.session_version)
+                 session_version=grant.session_version, key_expires_at=expires_at)

@@ -83,7 +83,7 @@ def authenticate_api_key(header: str) -> None:
     if not found.tenant_active:
         abort(404, message="No such organization.")
     set_current_tenant(found.tenant)
-    set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id))
+    set_actor(Actor(user_id=found.user_id, role=found.role, api_key_id=found.id, key_expires_at=found.expires_at))
     g.rate_limit = limit
     if limit is not None and limit.exceeded:
         whose = "your organization's" if limit.tenant_exceeded else "this key's"

@@ -249,7 +249,8 @@ class TicketStream:
         self.send_recent_changes(held, away_for(self.changed_since), self.changed_since)
         next_resync = time.monotonic() + first_resync_after(resync_every)
         while True:
-            self.ws.event.wait(timeout=max(next_resync - time.monotonic(), 0.01))
+            wait = min(next_resync - time.monotonic(), self.key_seconds_left())  # a key's end is an action too
+            self.ws.event.wait(timeout=max(wait, 0.01))
             self.ws.event.clear()
             self.recheck_if_asked()
             while (frame := self.ws.receive(timeout=0)) is not None:
@@ -277,9 +278,15 @@ class TicketStream:
                 self.send_recent_changes(self.last_seq)
 
     def recheck_if_asked(self) -> None:
-        if self.listener.recheck:
+        """Re-check the grant if the hub asked (the key generation moved), or the key's end has come."""
+        if self.listener.recheck or self.key_seconds_left() <= 0:
             self.listener.recheck = False
             self.recheck_grant()
+
+    def key_seconds_left(self) -> float:
+        """Return how long the socket's key still works (a rotated key's grace), or infinity."""
+        ends = self.actor.key_expires_at
+        return math.inf if ends is None else (ends - datetime.now(UTC)).total_seconds()
 
     def recheck_grant(self, read_changes: bool = False) -> list[tuple[bool, dict[str, Any]]] | None:
         """Turn the grant into an actor afresh from Postgres; raise GrantEnded if nothing is left of it.
@@ -516,7 +523,7 @@ class TicketStream:
             if counted:
                 limit = ratelimit.hit_user(self.grant.tenant.id, str(self.actor.user_id))
             generation = current_generation(self.grant.tenant.id)
-        if generation is None or generation != self.generation:
+        if generation is None or generation != self.generation or self.key_seconds_left() <= 0:
             self.recheck_grant()
             self.generation = generation
         if limit is not None and limit.exceeded:

@@ -1,9 +1,9 @@
 """An open socket or a stream token never outlives the access it was opened with.
 
-Once a socket's key is revoked, its user deleted or demoted, or its tenant suspended, the socket
-acts on no further frame and closes with 1008 at once (not at the next periodic resync, which
-these servers leave at 30 s; revocation itself is in test_stream.py); a token minted before such
-a change opens nothing.
+Once a socket's key is revoked (or its grace after a rotation ends), its user deleted or demoted,
+or its tenant suspended, the socket acts on no further frame and closes with 1008 at once (not at
+the next periodic resync, which these servers leave at 30 s; revocation itself is in
+test_stream.py); a token minted before such a change opens nothing.
 """
 
 from __future__ import annotations
@@ -115,6 +115,23 @@ def test_tokens_minted_before_a_revocation_deletion_or_suspension_open_nothing(a
         set_status(doomed.slug, "suspended")
         db.session.commit()
     assert helpers.refused_status(server_a, doomed_ticket["id"], token=token) == 401
+
+
+def test_a_rotated_keys_socket_closes_when_its_grace_ends_and_its_tokens_open_nothing(tenant, server_a):
+    """Nothing announces the end of a grace: the socket waits for it, as it waits for its next resync."""
+    ticket = helpers.new_ticket(tenant.api)
+    _, created, ws = _agent_socket(tenant, server_a, ticket)
+    key = helpers.ApiClient(tenant.api.client, created["key"])
+    token = key.post(f"/api/v1/tickets/{ticket['id']}/stream-token").get_json()["token"]
+    rotated = tenant.api.post(f"/api/v1/api-keys/{created['id']}/rotate", json={"grace_seconds": 2})
+    assert rotated.status_code == 201
+    helpers.post_message(tenant.api, ticket["id"], body="during the grace")
+    assert helpers.next_event(ws, "message.created")["message"]["body"] == "during the grace"
+    assert helpers.close_code(ws, timeout=10) == 1008  # well before this server's 30 s resync
+    assert key.get("/api/v1/tickets").status_code == 401
+    assert helpers.refused_status(server_a, ticket["id"], token=token) == 401
+    fresh = helpers.ApiClient(tenant.api.client, rotated.get_json()["key"])
+    assert fresh.get("/api/v1/tickets").status_code == 200
 
 
 def test_a_token_opens_no_socket_under_another_tenants_path(tenant, other_tenant, server_a):
