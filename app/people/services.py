@@ -144,6 +144,7 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
         _ensure_another_admin(user)
     if user.is_staff and changes.get("role", user.role) not in STAFF_ROLES:
         _release_tickets(user)
+        _leave_teams(user)
     for field in USER_FIELDS:
         if field in changes:
             value = changes[field]
@@ -177,6 +178,15 @@ def delete_user(user: User) -> None:
     db.session.execute(sa.delete(TeamMember).where(TeamMember.user_id == user.id))
     revoke_keys(current_tenant().id, sa.or_(ApiKey.user_id == user.id, ApiKey.created_by == user.id))
     audit.record("user", user.id, "deleted", before=_snapshot(user))
+
+
+def _leave_teams(user: User) -> None:
+    """Take someone who stops being an agent off their teams, each as a removal by the actor: only
+    agents and admins may be members, and promoted again they join no team they were not added to."""
+    left = db.session.execute(
+        sa.delete(TeamMember).where(TeamMember.user_id == user.id).returning(TeamMember.team_id)).scalars()
+    for team_id in sorted(left):
+        audit.record("team", team_id, "member_removed", before={"user_id": user.id})
 
 
 def _release_tickets(user: User) -> None:

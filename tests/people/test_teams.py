@@ -73,3 +73,18 @@ def test_the_tickets_a_deleted_team_leaves_are_each_updated_audited_and_announce
         assert ("updated", {"team_id": team["id"]}, {"team_id": None}) in [
             (a["action"], a["before"], a["after"]) for a in audit["items"]]
     assert bystander["id"] not in cleared
+
+
+def test_an_agent_demoted_to_requester_leaves_their_teams_and_rejoins_none_when_promoted(tenant):
+    agent = tenant.user("agent")
+    teams = [tenant.api.post("/api/v1/teams", json={"name": name}).get_json() for name in ("Support", "Sales")]
+    for team in teams:
+        assert tenant.api.put(f"/api/v1/teams/{team['id']}/members/{agent['id']}").status_code == 200
+    assert tenant.api.patch(f"/api/v1/users/{agent['id']}", json={"role": "requester"}).status_code == 200
+    for team in teams:
+        assert tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == []
+        audit = tenant.api.get("/api/v1/audit-events", query_string={"entity_type": "team",
+                                                                     "entity_id": team["id"]}).get_json()["items"]
+        assert audit[0]["action"] == "member_removed" and audit[0]["before"] == {"user_id": agent["id"]}
+    assert tenant.api.patch(f"/api/v1/users/{agent['id']}", json={"role": "agent"}).status_code == 200
+    assert all(tenant.api.get(f"/api/v1/teams/{t['id']}").get_json()["member_ids"] == [] for t in teams)
