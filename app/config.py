@@ -127,6 +127,7 @@ class Config:
         self.LOGIN_MAX_FAILURES_PER_ADDRESS = _int("LOGIN_MAX_FAILURES_PER_ADDRESS", 50)
         self.LOGIN_MAX_FAILURES_PER_ACCOUNT = _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 100)
         self.SIGNUP_RATE_LIMIT_PER_HOUR = _int("SIGNUP_RATE_LIMIT_PER_HOUR", 20)
+        self.KEY_FAILURES_PER_ADDRESS_PER_MINUTE = _int("KEY_FAILURES_PER_ADDRESS_PER_MINUTE", 120)
         # X-Forwarded-For hops to trust for the client address (0: use the peer address).
         self.TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0, minimum=0)
         # Argon2id hashes held in memory at once per process (each takes about 19 MiB).

@@ -40,6 +40,7 @@ def app_config(services: Services, **overrides: object) -> dict:
         "RATE_LIMIT_PER_MINUTE": 100000,
         "RATE_LIMIT_PER_TENANT_PER_MINUTE": 1000000,
         "SIGNUP_RATE_LIMIT_PER_HOUR": 100000,
+        "KEY_FAILURES_PER_ADDRESS_PER_MINUTE": 100000,
         "DASHBOARD_CACHE_SECONDS": 0,
         "POOL_CHECKOUT_GUARD": True,
         **({"MEDIA_LOCAL_DIR": services.media_dir} if services.media_dir else {}),

@@ -131,6 +131,7 @@ def start_gunicorn(services, server_type: type[S] = LiveServer, **env_overrides:
            "GUNICORN_THREADS": "64", "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
            "SECRET_KEY": "test-secret", "RATE_LIMIT_PER_MINUTE": "100000",
            "RATE_LIMIT_PER_TENANT_PER_MINUTE": "1000000", "SIGNUP_RATE_LIMIT_PER_HOUR": "100000",
+           "KEY_FAILURES_PER_ADDRESS_PER_MINUTE": "100000",
            "STREAM_PING_INTERVAL": "5", "POOL_CHECKOUT_GUARD": "1",
            **({"MEDIA_LOCAL_DIR": services.media_dir} if services.media_dir else {}), **env_overrides}
     log = Path(tempfile.mkdtemp(prefix="tms-gunicorn-")) / f"gunicorn-{port}.log"

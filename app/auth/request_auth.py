@@ -13,7 +13,7 @@ from flask import Flask, g, request, session
 from flask_login import current_user
 from flask_smorest import abort
 
-from app.auth import ratelimit
+from app.auth import ratelimit, throttle
 from app.auth.actor import Actor, set_actor
 from app.auth.cross_tenant import cross_tenant_attempt
 from app.auth.key_cache import generation_key, key_cache
@@ -74,6 +74,8 @@ def authenticate_api_key(header: str) -> None:
               headers={"WWW-Authenticate": "Bearer"})
     found, limit = verified_and_counted(key.strip())
     if found is None:
+        if lookup_id(key.strip()) is not None:  # well formed, so looked up in the database
+            _refuse_unknown_keys_over_the_limit(throttle.key_not_found())
         abort(401, message="The API key is not valid or has been revoked.",
               headers={"WWW-Authenticate": "Bearer"})
     slug = requested_slug()
@@ -88,6 +90,12 @@ def authenticate_api_key(header: str) -> None:
     if limit is not None and limit.exceeded:
         whose = "your organization's" if limit.tenant_exceeded else "this key's"
         abort(429, message=f"Over {whose} rate limit; retry after the window resets.", headers=limit.headers())
+
+
+def _refuse_unknown_keys_over_the_limit(wait: throttle.Wait | None) -> None:
+    if wait is not None:
+        abort(429, message="Too many unknown API keys from this address; retry after the wait.",
+              headers={"Retry-After": str(wait.retry_after)})
 
 
 def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None]:
@@ -113,6 +121,7 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
             cache.put(digest, found, counted[1])  # the generation was read before Postgres was
             g.key_generation = counted[1] or b""
         return found, None if counted is None else counted[0]
+    _refuse_unknown_keys_over_the_limit(throttle.key_wait())  # keys this process knows still work
     prefix = lookup_id(key)
     seen = cache.generation_seen(prefix)  # read from Redis by an earlier request, so before Postgres now
     found = verify_key(key)

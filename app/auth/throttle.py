@@ -9,8 +9,10 @@ Sign-in failures are counted three ways (OWASP's authentication cheat sheet):
   attacker's failures never lock the real user out.
 Each attempt is counted before its password is checked (and taken back if it succeeds or is
 refused), in one atomic step, so guesses sent at once cannot all slip past the limits.
-Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`). The client
-address is `request.remote_addr`, which honours only `TRUSTED_PROXIES` hops of X-Forwarded-For.
+Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`), and so are API
+keys not found, per minute (`KEY_FAILURES_PER_ADDRESS_PER_MINUTE`): each costs a database lookup,
+and no key's own limit counts them. The client address is `request.remote_addr`, which honours
+only `TRUSTED_PROXIES` hops of X-Forwarded-For.
 Counters are disposable: without Redis nothing is throttled rather than nothing allowed.
 """
 
@@ -168,3 +170,38 @@ def signup_wait() -> Wait | None:
         log.warning("signup not rate limited, Redis unavailable: %s", exc)
         return None
     return Wait((window + 1) * 3600 - int(time.time())) if count > limit else None
+
+
+# Client addresses over the limit of keys not found, as this process learnt it: address -> the
+# monotonic time their wait ends. Asked before any lookup, so a refused address costs no round trip.
+_keys_refused: dict[str, float] = {}
+_KEYS_REFUSED_HELD = 10_000
+
+
+def key_wait() -> Wait | None:
+    """Return how long this client address must wait before its API keys are looked up again, if it must."""
+    until = _keys_refused.get(client_address())
+    left = None if until is None else until - time.monotonic()
+    return Wait(max(int(left) + 1, 1)) if left is not None and left > 0 else None
+
+
+def key_not_found() -> Wait | None:
+    """Count an API key not found from this client address; return its wait once over the limit a minute."""
+    window = int(time.time()) // 60
+    address = client_address()
+    key = f"tms:keys-not-found:{address}:{window}"
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 60)
+        count = pipe.execute()[0]
+    except redis.RedisError as exc:
+        log.warning("unknown API keys not rate limited, Redis unavailable: %s", exc)
+        return None
+    if count <= current_app.config["KEY_FAILURES_PER_ADDRESS_PER_MINUTE"]:
+        return None
+    left = (window + 1) * 60 - time.time()
+    if len(_keys_refused) >= _KEYS_REFUSED_HELD:
+        _keys_refused.clear()  # many addresses at once: forgetting them costs each one lookup more
+    _keys_refused[address] = time.monotonic() + left
+    return Wait(max(int(left) + 1, 1))
