@@ -141,17 +141,55 @@ def order_by(keys: Sequence[SortKey]) -> list[sa.ColumnElement]:
     return [k.column.desc() if k.descending else k.column.asc() for k in keys]
 
 
+# The most rows `in_order` reads by the narrowing conditions' own index and sorts.
+SMALL_SET = 50_000
+
+
+def in_order(stmt: sa.Select, keys: Sequence[SortKey], limit: Any,
+             narrowing: Sequence[sa.ColumnElement[bool]] = ()) -> sa.Select:
+    """Return `stmt`'s first `limit` rows in the order of `keys`.
+
+    Postgres walks the index of `keys` and drops the rows the conditions refuse, expecting those it
+    keeps to come early. When the order follows another column that `narrowing` (conditions of
+    `stmt`) bounds, they come late: tickets created in the last month lie at the far end of a walk
+    by number (460 ms at a million tickets). So Postgres first counts the rows `narrowing` selects,
+    up to `SMALL_SET`, on their own index (a few milliseconds); if there are no more, it reads
+    `stmt`'s rows and sorts them (17 ms), else it walks as before. Both plans are in the statement,
+    and only the one the count picks runs. Each key's column must be one of `stmt`'s, by name.
+    """
+    walked = stmt.order_by(*order_by(keys)).limit(limit)
+    if not narrowing:
+        return walked
+    # Constants written in the SQL, not bound, so a prepared statement's generic plan knows them.
+    counted = sa.select(sa.func.count().label("rows")).select_from(
+        sa.select(sa.literal_column("1")).where(*narrowing).limit(sa.literal_column(str(SMALL_SET + 1)))
+        .subquery("narrowed")).cte("counted")
+    small = sa.select(counted.c.rows).scalar_subquery() <= sa.literal_column(str(SMALL_SET))
+    # An OFFSET keeps Postgres from walking the order's index for these rows.
+    rows = stmt.offset(sa.literal_column("0")).subquery("rows")
+    sorted_ = sa.select(*rows.c).where(small).order_by(*order_by(_on(rows, keys))).limit(limit)
+    both = sa.union_all(sorted_, walked.where(~small)).subquery("page")
+    return sa.select(*both.c).order_by(*order_by(_on(both, keys))).limit(limit)
+
+
+def _on(selectable: sa.Subquery, keys: Sequence[SortKey]) -> list[SortKey]:
+    """Return `keys` on the columns of the same names in `selectable`."""
+    return [SortKey(selectable.c[k.column.key], k.descending, k.kind) for k in keys]
+
+
 def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: str | None,
-         purpose: str = "", read_keys: Sequence[SortKey] | None = None) -> tuple[list[Any], str | None]:
+         purpose: str = "", read_keys: Sequence[SortKey] | None = None,
+         narrowing: Sequence[sa.ColumnElement[bool]] = ()) -> tuple[list[Any], str | None]:
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None).
 
     `read_keys` are `keys` as `stmt` reads them when it selects from elsewhere than their table (a
     CTE of its rows): the page compares and orders by those, and its cursor is signed as `keys`'.
+    `narrowing`: see `in_order`.
     """
     read = read_keys or keys
     if cursor:
         stmt = stmt.where(after(read, decode_cursor(cursor, keys, purpose)))
-    result = session.execute(stmt.order_by(*order_by(read)).limit(limit + 1))
+    result = session.execute(in_order(stmt, read, limit + 1, narrowing))
     # One entity: its objects; several columns: plain rows (cheaper, for read-only pages).
     rows = list(result.scalars() if len(stmt.column_descriptions) == 1 else result)
     if len(rows) <= limit:

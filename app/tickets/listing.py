@@ -85,6 +85,10 @@ FILTERS: dict[str, sa.ColumnElement[bool]] = {
     "created_after": Ticket.created_at >= sa.bindparam("created_after"),
     "created_before": Ticket.created_at < sa.bindparam("created_before"),
 }
+# Orders that follow creation: a walk by number or activity meets `created_after`'s tickets last
+# going up, and `created_before`'s going down (see `pagination.in_order`).
+_FOLLOW_CREATION = {"number", "updated_at"}
+CREATION_RANGE = ("created_after", "created_before")
 CONDITIONS: dict[str, sa.ColumnElement[bool]] = {
     "own": Ticket.requester_id == sa.bindparam("actor_id"),  # what a requester may see
     **FILTERS,
@@ -106,6 +110,15 @@ def filter_shape(actor: Actor, args: dict[str, Any]) -> tuple[tuple[str, ...], d
     if "priority" in values:
         values["priority"] = sorted({PRIORITY_RANKS[p] for p in values["priority"]})
     return tuple(names), values
+
+
+def narrowing(order: str, names: Sequence[str]) -> tuple[str, ...]:
+    """Return the creation-range filters among `names` to count first for a page in `order`: all of
+    them when a walk in that order would meet the range last, else none (`pagination.in_order`)."""
+    if order.lstrip("-") not in _FOLLOW_CREATION:
+        return ()
+    met_last = "created_before" if order.startswith("-") else "created_after"
+    return tuple(name for name in CREATION_RANGE if name in names) if met_last in names else ()
 
 
 def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
@@ -130,10 +143,12 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     if not args.get("q"):
         order = date_order(sort)
         keys, stmt, read_keys = sort_keys(order), sa.select(*LISTED_COLUMNS).where(*conditions), None
-        if rare_tag:
+        given = tuple(name for name in CREATION_RANGE if args.get(name))
+        counted = [FILTERS[name].params({name: args[name]}) for name in narrowing(order, given)]
+        if rare_tag:  # the tag's index already bounds the rows read
             tagged, within, read_keys = _within_tag(rare_tag, LISTED_COLUMNS, conditions, keys)
-            stmt = sa.select(*tagged.c).where(*within)
-        items, next_cursor = page(session, stmt, keys, limit, cursor, read_keys=read_keys)
+            stmt, counted = sa.select(*tagged.c).where(*within), []
+        items, next_cursor = page(session, stmt, keys, limit, cursor, read_keys=read_keys, narrowing=counted)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
     text = search.searchable(session, args["q"])

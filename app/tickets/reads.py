@@ -19,10 +19,10 @@ from sqlalchemy.sql import util as sql_util
 
 from app.auth.actor import Actor
 from app.errors import NotFound
-from app.pagination import after, decode_cursor, encode_cursor, order_by
+from app.pagination import after, decode_cursor, encode_cursor, in_order, order_by
 from app.schemas import row_dumper
 from app.tickets import rare_tags
-from app.tickets.listing import CONDITIONS, LISTED_COLUMNS, TicketPage, date_order, filter_shape, sort_keys
+from app.tickets.listing import CONDITIONS, LISTED_COLUMNS, TicketPage, date_order, filter_shape, narrowing, sort_keys
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 from app.tickets.services import MAX_NUMBER
@@ -99,7 +99,8 @@ def _page_statement(names: tuple[str, ...], order: str, cursor: bool, rare_tag: 
     stmt = sa.select(*_READ).where(*(CONDITIONS[name] for name in names))
     if cursor:
         stmt = stmt.where(after(keys, [sa.bindparam(f"after_{i}", type_=k.column.type) for i, k in enumerate(keys)]))
-    stmt = stmt.order_by(*order_by(keys)).limit(sa.bindparam("limit", type_=sa.Integer))
-    if rare_tag:
-        stmt = sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS)).traverse(stmt)
-    return TenantStatement(stmt)
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    if rare_tag:  # the tag's index already bounds the rows read
+        stmt = stmt.order_by(*order_by(keys)).limit(limit)
+        return TenantStatement(sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS)).traverse(stmt))
+    return TenantStatement(in_order(stmt, keys, limit, [CONDITIONS[name] for name in narrowing(order, names)]))
