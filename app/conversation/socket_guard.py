@@ -39,6 +39,8 @@ MAX_WAITING_SIZE = 4 * 1024 * 1024  # characters of text frames, bytes of binary
 # `struct tcp_info` (linux/tcp.h): `tcpi_bytes_acked`, a u64 at byte 120 (Linux 4.1 and later).
 BYTES_ACKED = slice(120, 128)
 TCP_INFO_SIZE = 256
+LINGER_SECONDS = 2.0  # how long a closing connection reads what its client still sends (`OneWriter.close`)
+LINGER_BYTES = 16 * 1024 * 1024
 PING = b"\x89"  # the first byte of a server's ping frame: FIN and opcode 9 (RFC 6455, 5.2), never masked
 
 
@@ -99,7 +101,8 @@ class WaitingFrames(list):
 class OneWriter:
     """A connection whose writes go out whole and one at a time (`sendall` under a lock); the rest is the socket's.
 
-    A ping that would wait behind a backlog the client is taking is skipped (`_draining`).
+    A ping that would wait behind a backlog the client is taking is skipped (`_draining`), and the
+    connection is closed lingering (`close`).
     """
 
     def __init__(self, sock: socket.socket, ws: Any) -> None:
@@ -132,6 +135,23 @@ class OneWriter:
             return False
         self._ws.pong_received = True  # simple-websocket set it false just before sending the ping
         return True
+
+    def close(self) -> None:
+        """Close once the client has had our last frame: send FIN, then read and drop what it still
+        sends, for at most `LINGER_SECONDS` and `LINGER_BYTES` (simple-websocket's reader thread calls
+        this as it ends). Closed with bytes unread, the connection is reset, and a reset can discard
+        the close frame before the client reads it: one sending a frame over the size limit got a
+        reset, not 1009."""
+        with contextlib.suppress(OSError, ValueError):
+            self._sock.shutdown(socket.SHUT_WR)
+            deadline, dropped = time.monotonic() + LINGER_SECONDS, 0
+            while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    break
+                dropped += len(chunk)
+        self._sock.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -187,3 +207,15 @@ class Sending:
     def cut(self) -> None:
         if self.sock is not None:
             shut(self.sock)
+
+
+def finish(ws: Any) -> None:
+    """End a socket's connection and wait, at most a little longer than a linger, for its reader thread.
+
+    Call it as the socket's handler returns: the server closes the connection then, and should do
+    so only once the close frame has gone out and the client's last bytes were read (`OneWriter.close`).
+    """
+    if ws.connected:
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            ws.close()
+    ws.thread.join(LINGER_SECONDS + 1)

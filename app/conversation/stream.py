@@ -46,7 +46,7 @@ from app.conversation import services, tokens, writes
 from app.conversation.hub import Listener, process_hub
 from app.conversation.models import Message
 from app.conversation.schemas import MAX_BODY, MessageFrameSchema, StreamArgs
-from app.conversation.socket_guard import ReaderThread, Sending
+from app.conversation.socket_guard import ReaderThread, Sending, finish
 from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
@@ -158,6 +158,8 @@ def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
                      with_ticket=args["with_ticket"], changed_since=args["changed_since"]).run()
     except OSError as exc:  # the peer vanished mid-send; the socket is finished either way
         log.info("stream closed: %s", exc)
+    finally:
+        finish(ws)
 
 
 def away_for(changed_since: datetime | None) -> timedelta:

@@ -205,6 +205,16 @@ def test_a_client_flooding_frames_it_does_not_wait_for_is_cut_off(tenant, patien
     assert helpers.post_message(tenant.api, ticket["id"], body="the ticket is fine").status_code == 201
 
 
+def test_a_frame_over_the_size_limit_is_answered_1009_not_a_reset(tenant, server_a):
+    """The server stops reading at the limit; closed with the rest of the frame unread, the connection
+    was reset, and the client got that instead of the close frame."""
+    ticket = helpers.new_ticket(tenant.api)
+    ws = server_a.connect(ticket["id"], key=tenant.key)
+    ws.send(json.dumps({"type": "message", "body": "x" * 900_000}))
+    assert helpers.close_code(ws, timeout=10) == 1009
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"] == []
+
+
 def test_the_waiting_frames_are_bounded_by_count_and_by_size():
     cuts = []
     frames = WaitingFrames(lambda: cuts.append(1), ["early"])
