@@ -116,14 +116,15 @@ def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> Cl
         # Pillow grows a GIF's canvas for a frame that lies outside it, and checks each frame against
         # MAX_IMAGE_PIXELS alone: every frame of a 1 x 1 screen could grow to the whole budget (25
         # frames of 614 bytes held a worker for 48 s and 2.5 GiB). So the frames' sizes, known once
-        # each is sought, are added up and checked before each one is decoded.
-        fresh, decoded = [], 0
+        # each is sought, are added up and checked before each one is decoded. Each frame is sought
+        # once: seeking back would decode every frame again on the grown canvas.
+        fresh, durations, decoded = [], [], 0
         for frame in islice(ImageSequence.Iterator(image), frames):
             decoded += frame.size[0] * frame.size[1]
             if decoded > max_pixels:
                 raise ImageRefused(f"The image's frames grow to more than the {max_pixels} pixels allowed.")
             fresh.append(_fresh_copy(frame, expected))
-        durations = _durations(image, frames)
+            durations.append(_duration(frame))
         loop = image.info.get("loop", 0)
     clean = out_dir / "clean"
     options: dict = {}
@@ -172,14 +173,10 @@ def _fresh_copy(frame: Image.Image, expected: str) -> tuple[Image.Image, int | b
     return fresh, transparency
 
 
-def _durations(image: Image.Image, frames: int) -> list[int]:
-    durations = []
-    for index in range(frames):
-        image.seek(index)
-        duration = image.info.get("duration", 100)
-        durations.append(int(duration) if isinstance(duration, int | float) and duration > 0 else 100)
-    image.seek(0)
-    return durations
+def _duration(frame: Image.Image) -> int:
+    """Return how long a frame shows, in milliseconds, read once it is decoded (WebP tells it then)."""
+    duration = frame.info.get("duration", 100)
+    return int(duration) if isinstance(duration, int | float) and duration > 0 else 100
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:

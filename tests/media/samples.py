@@ -103,14 +103,16 @@ def png_bomb(side: int = 20000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
-def growing_gif(frames: int, side: int) -> bytes:
-    """A GIF whose screen is 1 x 1 and whose frames after the first are each one pixel at (side - 1, side - 1):
-    Pillow grows the canvas to `side` x `side` for each of them, though the header counts one pixel a frame."""
+def growing_gif(frames: int, side: int, grown: int | None = None) -> bytes:
+    """A GIF whose screen is 1 x 1 and whose frames are each one pixel: the first `frames - grown` at (0, 0),
+    the others (all but the first, by default) at (side - 1, side - 1). Pillow grows the canvas to `side` x
+    `side` for those, though the header counts one pixel a frame."""
     # LZW with minimum code size 2, one sub-block of 2 bytes (clear, colour 0, end), then the blocks' end
     pixel = b"\x02" + b"\x02\x44\x01" + b"\x00"
     def frame(at: int) -> bytes:
         return b"\x2c" + struct.pack("<HHHH", at, at, 1, 1) + b"\x00" + pixel
-    body = frame(0) + b"".join(frame(side - 1) for _ in range(frames - 1))
+    grown = frames - 1 if grown is None else grown
+    body = b"".join(frame(0) for _ in range(frames - grown)) + b"".join(frame(side - 1) for _ in range(grown))
     return b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff" + body + b"\x3b"
 
 

@@ -281,6 +281,38 @@ def test_a_gif_whose_frames_grow_its_canvas_past_the_pixel_budget_is_rejected(te
     assert fine["status"] == "clean"
 
 
+def test_each_frame_is_decoded_once_on_the_canvas_it_was_checked_at(tmp_path, monkeypatch):
+    """Reading the frames' durations sought back and decoded every frame again on the canvas the last one
+    grew: 999 one-pixel frames and a last at (7699, 7699) passed the check and held a worker for 163 s."""
+    from PIL import GifImagePlugin
+
+    from app.media.images import reencode
+
+    prepared = []
+    real = GifImagePlugin.GifImageFile.load_prepare
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "load_prepare",
+                        lambda self: prepared.append(self.size[0] * self.size[1]) or real(self))
+    source = tmp_path / "late.gif"
+    source.write_bytes(samples.growing_gif(frames=200, side=2000, grown=1))
+    reencode(source, "image/gif", tmp_path, 4_100_000)
+    assert sum(prepared) <= 4_100_000, f"{sum(prepared)} pixels decoded against a budget of 4,100,000"
+
+
+def test_an_animated_webp_keeps_its_frames_durations(tenant, ticket, upload, run_scans, stored):
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=[50, 400, 1000], lossless=True)
+    found = scanned(tenant, upload, run_scans, ticket, out.getvalue(), "spin.webp")
+    assert found["status"] == "clean"
+    kept = Image.open(io.BytesIO(stored(tenant, found["id"], "clean")))
+    durations = []
+    for index in range(kept.n_frames):
+        kept.seek(index)
+        kept.load()
+        durations.append(kept.info["duration"])
+    assert durations == [50, 400, 1000]
+
+
 def test_a_gif_php_polyglot_is_rejected(tenant, ticket, upload, run_scans):
     found = scanned(tenant, upload, run_scans, ticket, samples.gif_php_polyglot(), "avatar.gif")
     assert found["status"] == "rejected" and "cannot be decoded" in found["status_reason"]
