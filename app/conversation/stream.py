@@ -299,6 +299,8 @@ class TicketStream:
         With `read_changes`, also return the recent changes (`read_recent_changes`), read on the same
         pooled connection: a resync of every socket takes one checkout, not two.
         """
+        if self.key_seconds_left() <= 0:  # an end is never moved later: the key is gone, whatever the database says
+            raise GrantEnded
         changes = None
         try:
             with short_session():

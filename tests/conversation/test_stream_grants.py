@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 import sqlalchemy as sa
 import websocket
@@ -132,6 +133,22 @@ def test_a_rotated_keys_socket_closes_when_its_grace_ends_and_its_tokens_open_no
     assert helpers.refused_status(server_a, ticket["id"], token=token) == 401
     fresh = helpers.ApiClient(tenant.api.client, rotated.get_json()["key"])
     assert fresh.get("/api/v1/tickets").status_code == 200
+
+
+def test_a_key_past_its_end_ends_the_socket_without_asking_the_database(monkeypatch):
+    """An end is only ever moved earlier, so none is needed; with the database down, a socket asking it
+    kept its actor and asked again every 10 ms, forwarding events all the while."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth.actor import Actor
+    from app.conversation import stream
+
+    monkeypatch.setattr(stream, "live_actor", lambda grant: pytest.fail("the database was asked"))
+    ended = stream.TicketStream.__new__(stream.TicketStream)
+    ended.actor = Actor(user_id=uuid.uuid4(), role="agent", api_key_id=uuid.uuid4(),
+                        key_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    with pytest.raises(stream.GrantEnded):
+        ended.recheck_grant()
 
 
 def test_a_token_opens_no_socket_under_another_tenants_path(tenant, other_tenant, server_a):
