@@ -56,6 +56,14 @@ class KeyCache:
         self.entries: dict[str, Entry] = {}
         self.generations: dict[str, bytes | None] = {}  # tenant id -> generation last read
         self.tenant_of_prefix: dict[str, str] = {}  # key prefix -> tenant id, learnt from verified keys
+        # Hashes of keys found revoked or expired: refused from then on without a lookup (`DeadKey`).
+        self.dead: set[str] = set()
+
+    def bury(self, digest: str) -> None:
+        if len(self.dead) >= MAX_ENTRIES:
+            self.dead.clear()
+        self.dead.add(digest)
+        self.entries.pop(digest, None)
 
     def generation_seen(self, prefix: str | None) -> object:
         """Return the generation last read for the tenant of a key prefix (or a marker: none yet)."""

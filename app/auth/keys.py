@@ -96,16 +96,28 @@ class VerifiedKey:
 _USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
 _LOOKUP = (
     sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.expires_at,
+              sa.and_(ApiKey.revoked_at.is_(None),
+                      sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now())).label("live"),
               Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.shard,
               Tenant.txid_offset)
     .join(Tenant, Tenant.id == ApiKey.tenant_id)
-    .where(ApiKey.prefix == sa.bindparam("prefix"), ApiKey.revoked_at.is_(None),
-           sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now()))
+    .where(ApiKey.prefix == sa.bindparam("prefix"))
 )
 
 
+class UnknownKey(Exception):
+    """A well-formed key that no organization has (made up, or its secret wrong); it cost a lookup."""
+
+
+class DeadKey(Exception):
+    """A key revoked or past its end: neither is ever undone, so it never works again."""
+
+
 def verify_key(plaintext: str) -> VerifiedKey | None:
-    """Return the live key, or None for a malformed, unknown or revoked key, or one whose user is gone.
+    """Return the live key, or None for a malformed key or one whose user is gone.
+
+    Raise UnknownKey for a well-formed key no organization has, and DeadKey for a revoked or
+    expired one: callers remember the dead ones, and count the unknown ones against their sender.
 
     The key acts with the lesser of its own role and its user's current role, so a key never
     keeps power its user has lost. Autocommit round trips on a pooled connection, outside the
@@ -119,7 +131,9 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
     with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         row = conn.execute(_LOOKUP, {"prefix": prefix}).first()
         if row is None or not hmac.compare_digest(row.key_hash, key_digest(plaintext)):
-            return None
+            raise UnknownKey
+        if not row.live:
+            raise DeadKey
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name, shard=row.shard,
                            txid_offset=row.txid_offset)
         user_role = _user_role(conn, tenant, row.user_id) if tenant.shard == PRIMARY_SHARD else None

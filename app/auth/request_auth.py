@@ -18,7 +18,7 @@ from app.auth.actor import Actor, set_actor
 from app.auth.cross_tenant import cross_tenant_attempt
 from app.auth.key_cache import generation_key, key_cache
 from app.auth.key_cache import init_app as key_cache_init
-from app.auth.keys import VerifiedKey, key_digest, lookup_id, verify_key
+from app.auth.keys import DeadKey, UnknownKey, VerifiedKey, key_digest, lookup_id, verify_key
 from app.auth.ratelimit import RateLimit
 from app.extensions import db, is_api_request, login
 from tenants import active_tenant, current_tenant_or_none, forget_current_tenant, requested_slug, set_current_tenant
@@ -72,10 +72,12 @@ def authenticate_api_key(header: str) -> None:
     if scheme.lower() != "bearer" or not key.strip():
         abort(401, message="Send an API key as 'Authorization: Bearer <key>'.",
               headers={"WWW-Authenticate": "Bearer"})
-    found, limit = verified_and_counted(key.strip())
+    try:
+        found, limit = verified_and_counted(key.strip())
+    except UnknownKey:  # made up: counted against its sender, whose lookups are limited
+        _refuse_unknown_keys_over_the_limit(throttle.key_not_found())
+        found = None
     if found is None:
-        if lookup_id(key.strip()) is not None:  # well formed, so looked up in the database
-            _refuse_unknown_keys_over_the_limit(throttle.key_not_found())
         abort(401, message="The API key is not valid or has been revoked.",
               headers={"WWW-Authenticate": "Bearer"})
     slug = requested_slug()
@@ -110,21 +112,24 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     digest = key_digest(key)
     entry = cache.get(digest)
     g.key_generation = None
+    if digest in cache.dead:
+        return None, None
     if entry is not None:
         counted = ratelimit.hit_and_read(entry.key.tenant.id, str(entry.key.id), generation_key(entry.key.tenant.id))
         if counted is not None and counted[1] == entry.generation:
             g.key_generation = entry.generation or b""  # as `current_generation` spells "none yet"
             return entry.key, counted[0]
         cache.entries.pop(digest, None)
-        found = verify_key(key)
+        found = _verified(key, digest)
         if found is not None and counted is not None:
             cache.put(digest, found, counted[1])  # the generation was read before Postgres was
             g.key_generation = counted[1] or b""
         return found, None if counted is None else counted[0]
-    _refuse_unknown_keys_over_the_limit(throttle.key_wait())  # keys this process knows still work
     prefix = lookup_id(key)
+    if prefix not in cache.tenant_of_prefix:  # keys this process has verified before are not held back
+        _refuse_unknown_keys_over_the_limit(throttle.key_wait())
     seen = cache.generation_seen(prefix)  # read from Redis by an earlier request, so before Postgres now
-    found = verify_key(key)
+    found = _verified(key, digest)
     if found is None:
         return None, None
     counted = ratelimit.hit_and_read(found.tenant.id, str(found.id), generation_key(found.tenant.id))
@@ -135,6 +140,15 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
         g.key_generation = counted[1] or b""
     cache.saw(prefix, found.tenant.id, counted[1])
     return found, counted[0]
+
+
+def _verified(key: str, digest: str) -> VerifiedKey | None:
+    """Verify a key in Postgres; remember a dead one, so its retries cost no lookup (UnknownKey passes on)."""
+    try:
+        return verify_key(key)
+    except DeadKey:
+        key_cache().bury(digest)
+        return None
 
 
 def add_rate_limit_headers(response):

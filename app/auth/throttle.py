@@ -9,10 +9,11 @@ Sign-in failures are counted three ways (OWASP's authentication cheat sheet):
   attacker's failures never lock the real user out.
 Each attempt is counted before its password is checked (and taken back if it succeeds or is
 refused), in one atomic step, so guesses sent at once cannot all slip past the limits.
-Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`), and so are API
-keys not found, per minute (`KEY_FAILURES_PER_ADDRESS_PER_MINUTE`): each costs a database lookup,
-and no key's own limit counts them. The client address is `request.remote_addr`, which honours
-only `TRUSTED_PROXIES` hops of X-Forwarded-For.
+Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`), and so are
+made-up API keys, per minute (`KEY_FAILURES_PER_ADDRESS_PER_MINUTE`): each costs a database lookup,
+and no key's own limit counts them (a revoked key is looked up once per process, then remembered).
+The client address is `request.remote_addr`, which honours only `TRUSTED_PROXIES` hops of
+X-Forwarded-For.
 Counters are disposable: without Redis nothing is throttled rather than nothing allowed.
 """
 
@@ -186,7 +187,7 @@ def key_wait() -> Wait | None:
 
 
 def key_not_found() -> Wait | None:
-    """Count an API key not found from this client address; return its wait once over the limit a minute."""
+    """Count a made-up API key from this client address; return its wait once over the limit a minute."""
     window = int(time.time()) // 60
     address = client_address()
     key = f"tms:keys-not-found:{address}:{window}"
