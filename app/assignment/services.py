@@ -53,6 +53,7 @@ RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "require
 RULES_CHANGED = "assignment.rules_changed"
 QUEUE_CHANGED = "assignment.queue_changed"
 DRAIN_BATCH = 500
+DRAIN_BATCHES = 20  # the deepest a drain reads past tickets nobody free can take: 10,000
 AHEAD_BATCH = 100
 # Every rule is tried on every waiting ticket (its keywords searched in title and description), by
 # workers all organizations share: a bound on the rules is a bound on that work.
@@ -384,40 +385,54 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     return decided
 
 
-def drain(limit: int = DRAIN_BATCH) -> int:
-    """Hand out queued tickets, highest priority then oldest first; return how many were assigned."""
-    queued = db.session.execute(
-        sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
-        .order_by(*_queue_order()).limit(limit)
-    ).scalars().all()
-    if not queued:
-        return 0
+def drain() -> int:
+    """Hand out queued tickets, highest priority then oldest first; return how many were assigned.
+
+    The queue is read `DRAIN_BATCH` tickets at a time, and read on while someone has room, up to
+    `DRAIN_BATCHES` reads: tickets nobody free can take (no rule matches them, or their team is
+    busy) do not hide those behind them. The first read also moves waiting tickets to the team
+    their rule now names. Only the tickets that are handed out or moved are locked.
+    """
     rules = enabled_rules()
-    routes = routes_for(queued, rules)
-    run = _Run(lock_pool({r.team_id for r in routes.values() if r is not None}))
-    moving = [t.id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id]
-    if not run.pool.has_room() and not moving:
-        return 0
-    locked = db.session.execute(
-        sa.select(Ticket).where(Ticket.id.in_([t.id for t in queued]), Ticket.status == "new",
-                                Ticket.assignee_id.is_(None))
-        .order_by(*_queue_order()).with_for_update(skip_locked=True, key_share=True)
-        .execution_options(populate_existing=True)
-    ).scalars().all()
-    assigned = 0
-    routes = routes_for(locked, rules)
-    for ticket in locked:
-        route = routes[ticket.id]
-        if route is None or route.team_id not in run.pool.teams:
-            continue
-        pick = pick_for(route, run.pool) if run.pool.has_room() else None
-        if pick is not None and pick.agent is not None:
-            _assign(run, ticket, route, pick, from_queue=True)
-            assigned += 1
-        elif ticket.team_id != route.team_id:
-            _route_to_team(run, ticket, route.team_id)
+    run = _Run(lock_pool(_teams_with_room()))
+    assigned, after, limit = 0, None, DRAIN_BATCH
+    for read in range(DRAIN_BATCHES):
+        stmt = sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id) > after)
+        queued = db.session.execute(stmt.order_by(*_queue_order()).limit(limit)).scalars().all()
+        routes = routes_for(queued, rules)
+        wanted = [t.id for t in queued if routes[t.id] is not None and (
+            (read == 0 and t.team_id != routes[t.id].team_id)
+            or (routes[t.id].team_id in run.pool.teams and run.pool.has_room()))]
+        locked = db.session.execute(
+            sa.select(Ticket).where(Ticket.id.in_(wanted), Ticket.status == "new", Ticket.assignee_id.is_(None))
+            .order_by(*_queue_order()).with_for_update(skip_locked=True, key_share=True)
+            .execution_options(populate_existing=True)
+        ).scalars().all() if wanted else []
+        routes = routes_for(locked, rules)  # as they are now, under lock
+        for ticket in locked:
+            route = routes[ticket.id]
+            if route is None:
+                continue
+            pick = pick_for(route, run.pool) if route.team_id in run.pool.teams and run.pool.has_room() else None
+            if pick is not None and pick.agent is not None:
+                _assign(run, ticket, route, pick, from_queue=True)
+                assigned += 1
+            elif ticket.team_id != route.team_id:
+                _route_to_team(run, ticket, route.team_id)
+        if len(queued) < limit or not run.pool.has_room():
+            break
+        last = queued[-1]
+        after = (-last.priority_rank, last.created_at, last.id)
     run.publish()
     return assigned
+
+
+def _teams_with_room() -> set[uuid.UUID]:
+    """Return the teams with a member free to take a ticket now, read without a lock (`drain` locks them)."""
+    snapshot = lock_pool(db.session.execute(sa.select(Team.id)).scalars(), lock=False)
+    return {team_id for team_id, members in snapshot.members.items() if any(a.has_room() for a in members)}
 
 
 def _route_to_team(run: _Run, ticket: Ticket, team_id: uuid.UUID) -> None:

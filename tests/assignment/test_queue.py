@@ -230,3 +230,40 @@ def test_an_agent_made_an_admin_keeps_their_tickets(desk, run_jobs):
     run_jobs()
     assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"role": "admin"}).status_code == 200
     assert desk.get(ticket)["assignee_id"] == agent["id"]
+
+
+def test_tickets_nobody_free_can_take_do_not_hide_those_behind_them(desk, run_jobs, monkeypatch):
+    """The drain read only the first `DRAIN_BATCH` queued tickets: when none of them could be handed out
+    (no rule matched them, or their team was busy), the tickets behind them waited for good."""
+    monkeypatch.setattr(services, "DRAIN_BATCH", 3)
+    billing_agent = desk.t.user("agent", name="billing", available=False, capacity=5)
+    sales_agent = desk.t.user("agent", name="sales", available=False, capacity=5)
+    desk.rule(desk.team("Billing", [billing_agent]), conditions={"category": ["billing"]})
+    desk.rule(desk.team("Sales", [sales_agent]), conditions={"category": ["sales"]})
+    unmatched = [desk.ticket(f"no rule {n}") for n in range(4)]
+    busy = [desk.ticket(f"sales {n}", category="sales", priority="high") for n in range(4)]
+    billing = desk.ticket("billing", category="billing", priority="low")
+    run_jobs()
+    assert desk.t.api.patch(f"/api/v1/users/{billing_agent['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert desk.get(billing)["assignee_id"] == billing_agent["id"]
+    assert all(desk.get(t)["assignee_id"] is None for t in unmatched + busy)
+    assert desk.assignment(billing)["decision"]["reason"].startswith("From the unassigned queue.")
+
+
+def test_a_drain_reads_no_deeper_than_its_bound(desk, run_jobs, monkeypatch):
+    monkeypatch.setattr(services, "DRAIN_BATCH", 2)
+    monkeypatch.setattr(services, "DRAIN_BATCHES", 2)
+    agent = desk.t.user("agent", name="away", available=False, capacity=5)
+    desk.rule(desk.team("Billing", [agent]), conditions={"category": ["billing"]})
+    for n in range(4):
+        desk.ticket(f"no rule {n}", priority="high")
+    billing = desk.ticket("billing", category="billing")
+    run_jobs()
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert desk.get(billing)["assignee_id"] is None  # four tickets ahead, two reads of two
+    monkeypatch.setattr(services, "DRAIN_BATCHES", 3)
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 6}).status_code == 200
+    run_jobs()
+    assert desk.get(billing)["assignee_id"] == agent["id"]
