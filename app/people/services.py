@@ -312,7 +312,11 @@ def delete_team(team: Team) -> None:
 
 def add_member(team: Team, user: User) -> bool:
     """Put a staff user on a team; return False if they were on it already (or were put there meanwhile)."""
-    if not user.is_staff:
+    # Their role as it stands once a demotion under way has committed (it locks the row before it takes
+    # them off their teams): one that starts later waits for this insert, then takes them off again.
+    role = db.session.execute(sa.select(User.role).where(User.id == user.id, User.deleted_at.is_(None))
+                              .with_for_update(read=True)).scalar()
+    if role not in STAFF_ROLES:
         raise Invalid.field("user_id", "Only agents and admins can be team members.")
     added = db.session.execute(
         insert(TeamMember).values(team_id=team.id, user_id=user.id).on_conflict_do_nothing()

@@ -131,3 +131,37 @@ def test_a_write_losing_a_race_at_the_database_asks_to_send_again(tenant, monkey
     assert resp.status_code == status
     assert set(resp.get_json()) >= {"code", "status", "message"}
     assert tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == []
+
+
+def test_a_member_added_while_they_are_demoted_is_taken_off_again(app, tenant, monkeypatch):
+    """The addition checked the role, then inserted; a demotion between the two left a requester on the team."""
+    agent = tenant.user("agent")
+    team = tenant.api.post("/api/v1/teams", json={"name": "Billing"}).get_json()
+    checked, go_on = threading.Event(), threading.Event()
+    real_insert = people.insert
+
+    def held_insert(*args, **kwargs):
+        checked.set()
+        go_on.wait(10)
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(people, "insert", held_insert)
+
+    def call(method: str, path: str, **body) -> int:
+        return getattr(app.test_client(), method)(path, json=body or None,
+                                                  headers={"Authorization": f"Bearer {tenant.key}"}).status_code
+
+    answers: dict[str, int] = {}
+    adding = threading.Thread(target=lambda: answers.update(
+        add=call("put", f"/api/v1/teams/{team['id']}/members/{agent['id']}")))
+    demoting = threading.Thread(target=lambda: answers.update(
+        demote=call("patch", f"/api/v1/users/{agent['id']}", role="requester")))
+    adding.start()
+    assert checked.wait(10)
+    demoting.start()
+    demoting.join(1)  # it waits for the addition to end, or (before) went through meanwhile
+    go_on.set()
+    for worker in (adding, demoting):
+        worker.join(30)
+    assert answers == {"add": 200, "demote": 200}
+    assert tenant.api.get(f"/api/v1/teams/{team['id']}").get_json()["member_ids"] == []
