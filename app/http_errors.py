@@ -85,10 +85,21 @@ def http_error(error: DomainError) -> HTTPException:
     return http
 
 
+def _headers(error: HTTPException) -> dict[str, str]:
+    """Return the headers an error answers with, JSON or page: its own (Retry-After, ETag), `Allow` on
+    405, and on 416 `Content-Range` with the file's size (RFC 9110)."""
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    if error.code == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)
+    if isinstance(error, RequestedRangeNotSatisfiable) and error.length is not None:
+        headers["Content-Range"] = f"{error.units} */{error.length}"
+    return headers
+
+
 def api_error_response(error: HTTPException):
     """Return the JSON error body for an HTTP error."""
     data = getattr(error, "data", None) or {}
-    headers = dict(data.get("headers") or {})
     payload = {"code": error.code, "status": error.name}
     errors = data.get("messages") or data.get("errors")
     # The contract keeps `errors` for validation failures (a field refused: 400, 413, 415, 422); a
@@ -106,11 +117,7 @@ def api_error_response(error: HTTPException):
     payload["message"] = message
     response = jsonify(payload)
     response.status_code = error.code or 500
-    response.headers.update(headers)
-    if error.code == 405 and getattr(error, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(error.valid_methods)
-    if isinstance(error, RequestedRangeNotSatisfiable) and error.length is not None:
-        response.headers["Content-Range"] = f"{error.units} */{error.length}"  # the file's size (RFC 9110)
+    response.headers.update(_headers(error))
     return response
 
 
@@ -120,7 +127,7 @@ def html_error_response(error: HTTPException):
     An HTML page, or plain text when the Host header could not be read: the page's links need it.
     """
     data = getattr(error, "data", None) or {}
-    headers = dict(data.get("headers") or {})
+    headers = _headers(error)
     message = data.get("message")
     if request_ctx.url_adapter is None:  # the Host header could not even be read: no page can link anywhere
         headers["Content-Type"] = "text/plain; charset=utf-8"

@@ -67,6 +67,13 @@ def test_a_file_shows_its_scan_state_and_downloads_once_clean(desk, upload, run_
     assert thumbnail.status_code == 200 and thumbnail.headers["Cache-Control"] == "private, no-store"
     agent = signed_in(desk.agent)
     assert agent.get(f"/t/{desk.slug}/attachments/{image['id']}").status_code == 200
+    size = len(served.data)
+    part = agent.get(f"/t/{desk.slug}/attachments/{image['id']}", headers={"Range": "bytes=0-7"})
+    assert part.status_code == 206 and part.data == served.data[:8]
+    past = agent.get(f"/t/{desk.slug}/attachments/{image['id']}", headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["Content-Range"] == f"bytes */{size}"
+    wrong = agent.put(f"/t/{desk.slug}/attachments/{image['id']}")
+    assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
 
 
 def test_nobody_else_downloads_a_file_and_signed_out_users_sign_in(desk, upload, run_scans, signed_in, app,
