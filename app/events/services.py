@@ -28,19 +28,37 @@ HORIZON = sa.cast(sa.cast(sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()
 
 
 def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, Any]:
-    """Return a page of public events after `cursor`, oldest first, with the cursors to go on from."""
+    """Return a page of public events after `cursor`, oldest first, with the cursors to go on from.
+
+    With `types`, a page that holds every match left also moves the poll cursor past the events of
+    other types it read: a poll for a rare type read every event since its last match, each time.
+    The newest event is found in the same statement, so nothing newer can be passed unread.
+    """
     position = decode_cursor(cursor, KEYS, PURPOSE) if cursor else [0, 0]
-    stmt = (sa.select(Event.uid, Event.type, Event.created_at, Event.data, Event.txid, Event.id)
-            .where(Event.data.is_not(None), Event.txid < HORIZON + current_tenant().txid_offset,
-                   sa.tuple_(Event.txid, Event.id) > sa.tuple_(sa.literal(position[0]), sa.literal(position[1])))
-            .order_by(Event.txid, Event.id).limit(limit + 1))
-    if types:
-        stmt = stmt.where(Event.type.in_(types))
-    rows = db.session.execute(stmt).all()
+    readable = [Event.data.is_not(None), Event.txid < HORIZON + current_tenant().txid_offset,
+                sa.tuple_(Event.txid, Event.id) > sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))]
+    columns = (Event.uid, Event.type, Event.created_at, Event.data, Event.txid, Event.id)
+    if not types:
+        rows = db.session.execute(sa.select(*columns).where(*readable)
+                                  .order_by(Event.txid, Event.id).limit(limit + 1)).all()
+        newest = None
+    else:
+        last = (sa.select(Event.txid, Event.id).where(*readable)
+                .order_by(Event.txid.desc(), Event.id.desc()).limit(1).subquery("newest"))
+        matches = (sa.select(*columns).where(*readable, Event.type.in_(types),
+                                             sa.tuple_(Event.txid, Event.id) <= sa.tuple_(last.c.txid, last.c.id))
+                   .order_by(Event.txid, Event.id).limit(limit + 1).lateral("matches"))
+        found = db.session.execute(
+            sa.select(last.c.txid.label("newest_txid"), last.c.id.label("newest_id"), *matches.c)
+            .select_from(last.outerjoin(matches, sa.true())).order_by(matches.c.txid, matches.c.id)).all()
+        rows = [row for row in found if row.uid is not None]
+        newest = [found[0].newest_txid, found[0].newest_id] if found else None
     more = len(rows) > limit
     rows = rows[:limit]
     if rows:
         position = [rows[-1].txid, rows[-1].id]
+    if newest is not None and not more:  # every match up to the newest event was read
+        position = newest
     reached = encode_cursor(position, KEYS, PURPOSE)
     return {"items": [{"id": r.uid, "type": r.type, "created_at": r.created_at, "data": r.data} for r in rows],
             "next_cursor": reached if more else None, "poll_cursor": reached}

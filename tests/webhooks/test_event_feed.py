@@ -51,6 +51,24 @@ def test_the_feed_pages_every_public_event_in_order_and_filters_by_type(tenant):
     assert [(e["type"], e["data"]["ticket"]["title"]) for e in later] == [("ticket.created", "two")]
 
 
+def test_a_poll_for_a_rare_type_moves_past_the_events_of_other_types_it_read(tenant):
+    """Its poll cursor stayed at its last match, so every poll read again every event since."""
+    for n in range(9):
+        new_ticket(tenant.api, f"t{n}")
+    _, everything = read_feed(tenant.api)
+    items, rare = read_feed(tenant.api, types="ticket.closed")
+    assert items == [] and rare == everything  # past the nine tickets, as a poll of every type
+    ticket = new_ticket(tenant.api, "ten")
+    tenant.api.post(f"/api/v1/tickets/{ticket['id']}/close")
+    new_ticket(tenant.api, "eleven")
+    later, after = read_feed(tenant.api, rare, types="ticket.closed")
+    assert [(e["type"], e["data"]["ticket"]["title"]) for e in later] == [("ticket.closed", "ten")]
+    assert after == read_feed(tenant.api, everything)[1]
+    # A page that does not hold every match keeps its place at its last match.
+    page = tenant.api.get("/api/v1/events", query_string={"types": "ticket.created", "limit": 2}).get_json()
+    assert page["next_cursor"] is not None and page["poll_cursor"] == page["next_cursor"]
+
+
 def test_requesters_may_not_read_the_feed_and_bad_queries_are_refused(tenant):
     requester = tenant.key_for(tenant.user("requester"))
     assert requester.get("/api/v1/events").status_code == 403
