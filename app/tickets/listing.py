@@ -1,8 +1,9 @@
 """Ticket lists: the contract's filters, whitelisted sorts and keyset cursors, with or without `q`.
 
-Every sort ends in a unique column and each sort key is immutable once a ticket exists (except
-`updated_at`, which moves by definition), so walking pages while tickets are being created never
-repeats or skips a ticket that existed when the walk began.
+Every sort ends in a unique column, so walking pages while tickets are being created never repeats
+or skips a ticket that existed when the walk began. A ticket whose sort key changes during a walk
+(its `updated_at`, priority or status; never its number or `created_at`) moves in the order, and
+may be met twice or not at all, as with any keyset paging.
 """
 
 from __future__ import annotations
