@@ -107,8 +107,9 @@ def _jpeg_scans(source: Path, stop: int) -> int:
 def _reencode(source: Path, expected: str, out_dir: Path, max_pixels: int) -> CleanImage:
     with Image.open(source, formats=[expected]) as image:
         width, height = image.size
-        # A JPEG's copy holds its first picture alone, so an MPO's others are neither checked nor decoded.
-        frames = 1 if expected == "JPEG" else getattr(image, "n_frames", 1)
+        # A JPEG's or PNG's copy holds its first picture alone, so an MPO's other pictures and an
+        # animated PNG's other frames are neither checked nor decoded.
+        frames = 1 if expected in ("JPEG", "PNG") else getattr(image, "n_frames", 1)
         if width <= 0 or height <= 0 or width * height > max_pixels:
             raise ImageRefused(f"The image is {width} x {height} pixels, more than the {max_pixels} allowed.")
         if frames > MAX_FRAMES or width * height * frames > max_pixels:

@@ -263,6 +263,24 @@ def test_only_the_first_picture_of_a_multi_picture_jpeg_is_decoded(tenant, ticke
     assert kept.format == "JPEG" and kept.size == (8, 8) and getattr(kept, "n_frames", 1) == 1
 
 
+def test_only_the_first_frame_of_an_animated_png_is_decoded(tenant, ticket, upload, run_scans, stored, monkeypatch):
+    """Its copy is a still PNG of the first frame; every frame was decoded, and frames past the budget
+    together (twenty of 2000 x 2000) refused an image whose copy needs four million pixels."""
+    from PIL import PngImagePlugin
+
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (2000, 2000), (n, 0, 0)) for n in range(20)]
+    frames[0].save(out, "PNG", save_all=True, append_images=frames[1:], duration=50)
+    sought = []
+    real_seek = PngImagePlugin.PngImageFile.seek
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "seek",
+                        lambda self, frame: sought.append(frame) or real_seek(self, frame))
+    found = scanned(tenant, upload, run_scans, ticket, out.getvalue(), "spin.png")
+    assert found["status"] == "clean" and [f for f in sought if f > 0] == []
+    kept = Image.open(io.BytesIO(stored(tenant, found["id"], "clean")))
+    assert kept.size == (2000, 2000) and getattr(kept, "n_frames", 1) == 1
+
+
 def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans):
     bomb = samples.png_bomb()
     assert len(bomb) < 1024 * 1024  # 400 million pixels in well under a megabyte
