@@ -157,23 +157,31 @@ def _known_device(tenant: TenantRef, email: str) -> bool:
     return device == {"t": tenant.id, "a": _account(tenant, email)}
 
 
-def signup_wait() -> Wait | None:
-    """Count a signup from this client address; return how long it must wait if over the hourly limit."""
-    limit = current_app.config["SIGNUP_RATE_LIMIT_PER_HOUR"]
-    window = int(time.time()) // 3600
-    key = f"tms:signup:{client_address()}:{window}"
+def _counted(name: str, seconds: int) -> tuple[int, float] | None:
+    """Count one `name` from this client address in the current window of `seconds`; return the count and
+    the seconds left in the window, or None when Redis cannot count (then nothing is held back)."""
+    window = int(time.time()) // seconds
+    key = f"tms:{name}:{client_address()}:{window}"
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.incr(key)
-        pipe.expire(key, 3600)
+        pipe.expire(key, seconds)
         count = pipe.execute()[0]
     except redis.RedisError as exc:
-        log.warning("signup not rate limited, Redis unavailable: %s", exc)
+        log.warning("%s not rate limited, Redis unavailable: %s", name, exc)
         return None
-    return Wait((window + 1) * 3600 - int(time.time())) if count > limit else None
+    return count, (window + 1) * seconds - time.time()
 
 
-# Client addresses over the limit of keys not found, as this process learnt it: address -> the
+def signup_wait() -> Wait | None:
+    """Count a signup from this client address; return how long it must wait if over the hourly limit."""
+    counted = _counted("signup", 3600)
+    if counted is None or counted[0] <= current_app.config["SIGNUP_RATE_LIMIT_PER_HOUR"]:
+        return None
+    return Wait(max(int(counted[1]), 1))
+
+
+# Client addresses over the limit of made-up keys, as this process learnt it: address -> the
 # monotonic time their wait ends. Asked before any lookup, so a refused address costs no round trip.
 _keys_refused: dict[str, float] = {}
 _KEYS_REFUSED_HELD = 10_000
@@ -188,21 +196,11 @@ def key_wait() -> Wait | None:
 
 def key_not_found() -> Wait | None:
     """Count a made-up API key from this client address; return its wait once over the limit a minute."""
-    window = int(time.time()) // 60
-    address = client_address()
-    key = f"tms:keys-not-found:{address}:{window}"
-    try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 60)
-        count = pipe.execute()[0]
-    except redis.RedisError as exc:
-        log.warning("unknown API keys not rate limited, Redis unavailable: %s", exc)
+    counted = _counted("made-up-keys", 60)
+    if counted is None or counted[0] <= current_app.config["KEY_FAILURES_PER_ADDRESS_PER_MINUTE"]:
         return None
-    if count <= current_app.config["KEY_FAILURES_PER_ADDRESS_PER_MINUTE"]:
-        return None
-    left = (window + 1) * 60 - time.time()
+    left = counted[1]
     if len(_keys_refused) >= _KEYS_REFUSED_HELD:
         _keys_refused.clear()  # many addresses at once: forgetting them costs each one lookup more
-    _keys_refused[address] = time.monotonic() + left
+    _keys_refused[client_address()] = time.monotonic() + left
     return Wait(max(int(left) + 1, 1))
