@@ -394,17 +394,17 @@ def drain() -> int:
     their rule now names. Only the tickets that are handed out or moved are locked.
     """
     rules = enabled_rules()
-    run = _Run(lock_pool(_teams_with_room()))
-    assigned, after, limit = 0, None, DRAIN_BATCH
+    queued = _queued(None)
+    routes = routes_for(queued, rules)
+    # The teams the first read moves tickets to are locked too, as those it hands tickets out in.
+    moving = {routes[t.id].team_id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id}
+    run = _Run(lock_pool(_teams_with_room() | moving))
+    assigned = 0
     for read in range(DRAIN_BATCHES):
-        stmt = sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
-        if after is not None:
-            stmt = stmt.where(sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id) > after)
-        queued = db.session.execute(stmt.order_by(*_queue_order()).limit(limit)).scalars().all()
-        routes = routes_for(queued, rules)
-        wanted = [t.id for t in queued if routes[t.id] is not None and (
-            (read == 0 and t.team_id != routes[t.id].team_id)
-            or (routes[t.id].team_id in run.pool.teams and run.pool.has_room()))]
+        # The read's place in the queue, as read: locking below refreshes these objects.
+        place = (-queued[-1].priority_rank, queued[-1].created_at, queued[-1].id) if queued else None
+        wanted = [t.id for t in queued if routes[t.id] is not None and routes[t.id].team_id in run.pool.teams and (
+            (read == 0 and t.team_id != routes[t.id].team_id) or run.pool.has_room())]
         locked = db.session.execute(
             sa.select(Ticket).where(Ticket.id.in_(wanted), Ticket.status == "new", Ticket.assignee_id.is_(None))
             .order_by(*_queue_order()).with_for_update(skip_locked=True, key_share=True)
@@ -413,20 +413,28 @@ def drain() -> int:
         routes = routes_for(locked, rules)  # as they are now, under lock
         for ticket in locked:
             route = routes[ticket.id]
-            if route is None:
+            if route is None or route.team_id not in run.pool.teams:
                 continue
-            pick = pick_for(route, run.pool) if route.team_id in run.pool.teams and run.pool.has_room() else None
+            pick = pick_for(route, run.pool) if run.pool.has_room() else None
             if pick is not None and pick.agent is not None:
                 _assign(run, ticket, route, pick, from_queue=True)
                 assigned += 1
             elif ticket.team_id != route.team_id:
                 _route_to_team(run, ticket, route.team_id)
-        if len(queued) < limit or not run.pool.has_room():
+        if len(queued) < DRAIN_BATCH or not run.pool.has_room() or read + 1 == DRAIN_BATCHES:
             break
-        last = queued[-1]
-        after = (-last.priority_rank, last.created_at, last.id)
+        queued = _queued(place)
+        routes = routes_for(queued, rules)
     run.publish()
     return assigned
+
+
+def _queued(after: tuple | None) -> list[Ticket]:
+    """Read the next `DRAIN_BATCH` waiting tickets in the queue's order, after the place `after` (unlocked)."""
+    stmt = sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id) > after)
+    return list(db.session.execute(stmt.order_by(*_queue_order()).limit(DRAIN_BATCH)).scalars())
 
 
 def _teams_with_room() -> set[uuid.UUID]:

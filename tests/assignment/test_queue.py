@@ -267,3 +267,41 @@ def test_a_drain_reads_no_deeper_than_its_bound(desk, run_jobs, monkeypatch):
     assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 6}).status_code == 200
     run_jobs()
     assert desk.get(billing)["assignee_id"] == agent["id"]
+
+
+def test_a_ticket_edited_while_the_drain_reads_does_not_move_its_place_in_the_queue(app, desk, run_jobs,
+                                                                                       monkeypatch):
+    """The next read started after the last ticket as the lock refreshed it: a priority lowered meanwhile
+    jumped the read past the tickets between, and a lower priority one took the free place."""
+    import psycopg
+
+    from tenants import active_tenant
+
+    monkeypatch.setattr(services, "DRAIN_BATCH", 2)
+    agent = desk.t.user("agent", name="both", available=False, capacity=1)
+    skills, billing = desk.team("Skills", [agent]), desk.team("Billing", [agent])
+    desk.rule(skills, "skills", conditions={"category": ["k"]}, required_skills=["klingon"], position=0)
+    desk.rule(billing, conditions={"category": ["billing"]}, position=1)
+    desk.ticket("x1", category="k", priority="urgent")
+    x2 = desk.ticket("x2", category="k", priority="urgent")
+    high = desk.ticket("high", category="billing", priority="high")
+    low = desk.ticket("low", category="billing", priority="low")
+    run_jobs()
+    with app.app_context():
+        schema = active_tenant(desk.t.slug).ref().schema
+    real_routes_for, edited = services.routes_for, []
+
+    def routes_for(tickets, rules):
+        if not edited:  # another writer lowers x2 between the drain's read and its lock
+            edited.append(True)
+            url = app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")
+            with psycopg.connect(url, autocommit=True) as conn:
+                updated = conn.execute(f"UPDATE {schema}.tickets SET priority = 'low'"
+                                       " WHERE id = %s", (x2["id"],)).rowcount
+                assert updated == 1
+        return real_routes_for(tickets, rules)
+
+    monkeypatch.setattr(services, "routes_for", routes_for)
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert edited and desk.get(high)["assignee_id"] == agent["id"] and desk.get(low)["assignee_id"] is None
