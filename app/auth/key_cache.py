@@ -58,12 +58,21 @@ class KeyCache:
         self.tenant_of_prefix: dict[str, str] = {}  # key prefix -> tenant id, learnt from verified keys
         # Hashes of keys found revoked or expired: refused from then on without a lookup (`DeadKey`).
         self.dead: set[str] = set()
+        # Hashes of keys found live, for longer than their entries: an address held back for sending
+        # made-up keys still gets these looked up (a prefix alone is no proof: prefixes are listed).
+        self.vouched: set[str] = set()
 
     def bury(self, digest: str) -> None:
         if len(self.dead) >= MAX_ENTRIES:
             self.dead.clear()
         self.dead.add(digest)
+        self.vouched.discard(digest)
         self.entries.pop(digest, None)
+
+    def vouch(self, digest: str) -> None:
+        if len(self.vouched) >= MAX_ENTRIES:
+            self.vouched.clear()
+        self.vouched.add(digest)
 
     def generation_seen(self, prefix: str | None) -> object:
         """Return the generation last read for the tenant of a key prefix (or a marker: none yet)."""

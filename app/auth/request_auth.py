@@ -126,7 +126,7 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
             g.key_generation = counted[1] or b""
         return found, None if counted is None else counted[0]
     prefix = lookup_id(key)
-    if prefix not in cache.tenant_of_prefix:  # keys this process has verified before are not held back
+    if digest not in cache.vouched:  # keys this process has found live before are not held back
         _refuse_unknown_keys_over_the_limit(throttle.key_wait())
     seen = cache.generation_seen(prefix)  # read from Redis by an earlier request, so before Postgres now
     found = _verified(key, digest)
@@ -143,12 +143,16 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
 
 
 def _verified(key: str, digest: str) -> VerifiedKey | None:
-    """Verify a key in Postgres; remember a dead one, so its retries cost no lookup (UnknownKey passes on)."""
+    """Verify a key in Postgres; remember a dead one, so its retries cost no lookup, and a live one, so a hold
+    on its address spares it (UnknownKey passes on)."""
     try:
-        return verify_key(key)
+        found = verify_key(key)
     except DeadKey:
         key_cache().bury(digest)
         return None
+    if found is not None:
+        key_cache().vouch(digest)
+    return found
 
 
 def add_rate_limit_headers(response):

@@ -22,13 +22,14 @@ def test_over_the_limit_is_429_with_headers(services, make_tenant):
     assert ApiClient(limited.test_client(), fresh.key).get("/api/v1/users").status_code == 200
 
 
-def made_up_key() -> str:
-    """A key of the right shape and checksum that no organization has: it is looked up, and not found."""
+def made_up_key(prefix: str = "") -> str:
+    """A key of the right shape and checksum that no organization has: it is looked up, and not found.
+    With `prefix`, it borrows a real key's lookup id (admins see those listed)."""
     import secrets
 
     from app.auth.keys import BASE62, KEY_PREFIX, LOOKUP_LENGTH, SECRET_LENGTH, _checksum
 
-    body = "".join(secrets.choice(BASE62) for _ in range(LOOKUP_LENGTH + SECRET_LENGTH))
+    body = prefix + "".join(secrets.choice(BASE62) for _ in range(LOOKUP_LENGTH + SECRET_LENGTH - len(prefix)))
     return f"{KEY_PREFIX}{body}{_checksum(body)}"
 
 
@@ -37,6 +38,7 @@ def test_an_address_sending_made_up_keys_is_held_back_except_for_keys_its_proces
     import uuid
 
     from app.auth import request_auth
+    from app.auth.keys import lookup_id
 
     tenant, neighbour = make_tenant(), make_tenant()
     limited = create_app(app_config(services, KEY_FAILURES_PER_ADDRESS_PER_MINUTE=3))
@@ -62,6 +64,9 @@ def test_an_address_sending_made_up_keys_is_held_back_except_for_keys_its_proces
         limited.extensions["tms_key_cache"].entries.clear()  # past the cache's few seconds
     assert get(tenant.key).status_code == 200  # its prefix was verified here before
     assert get(made_up_key(), remote="198.51.100.251").status_code == 401  # another address is not held back
+    # A made-up key that borrows the live key's lookup id is held back all the same, before any lookup.
+    monkeypatch.setattr(request_auth, "verify_key", lambda key: looked_up.append(key))
+    assert get(made_up_key(prefix=lookup_id(tenant.key))).status_code == 429 and looked_up == []
 
 
 def test_a_revoked_key_retried_in_a_loop_is_looked_up_once_and_holds_nobody_back(services, make_tenant,
