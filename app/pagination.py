@@ -141,35 +141,51 @@ def order_by(keys: Sequence[SortKey]) -> list[sa.ColumnElement]:
     return [k.column.desc() if k.descending else k.column.asc() for k in keys]
 
 
-# The most rows `in_order` reads by the narrowing conditions' own index and sorts.
+# How many rows `in_order` counts on each side: a walk passing no more is left as it is, and a
+# range of no more is read and sorted.
 SMALL_SET = 50_000
 
 
-def in_order(stmt: sa.Select, keys: Sequence[SortKey], limit: Any,
-             narrowing: Sequence[sa.ColumnElement[bool]] = ()) -> sa.Select:
+@dataclass(frozen=True)
+class Narrowing:
+    """Conditions of a page's statement on a column its order follows (see `in_order`)."""
+
+    within: Sequence[sa.ColumnElement[bool]]  # the range the conditions keep
+    passed: sa.ColumnElement[bool]  # the rows a walk in the page's order goes through before the range
+
+
+def in_order(stmt: sa.Select, keys: Sequence[SortKey], limit: Any, narrowing: Narrowing | None = None) -> sa.Select:
     """Return `stmt`'s first `limit` rows in the order of `keys`.
 
     Postgres walks the index of `keys` and drops the rows the conditions refuse, expecting those it
-    keeps to come early. When the order follows another column that `narrowing` (conditions of
-    `stmt`) bounds, they come late: tickets created in the last month lie at the far end of a walk
-    by number (460 ms at a million tickets). So Postgres first counts the rows `narrowing` selects,
-    up to `SMALL_SET`, on their own index (a few milliseconds); if there are no more, it reads
-    `stmt`'s rows and sorts them (17 ms), else it walks as before. Both plans are in the statement,
-    and only the one the count picks runs. Each key's column must be one of `stmt`'s, by name.
+    keeps to come early. When the order follows another column the conditions bound (`narrowing`),
+    the rows kept may all come late: tickets created in the last month lie at the far end of a walk
+    by number (460 ms at a million tickets). So Postgres first counts, on that column's own index,
+    the rows the walk would pass before the range, up to `SMALL_SET` (a fraction of a millisecond
+    when they are few, and then the walk stays); past that, it counts the range, and if it holds
+    no more than `SMALL_SET`, reads it and sorts it (50 ms where the walk took 460). Both plans are
+    in the statement, and only the one the counts pick runs; the second count only when the first
+    calls for it. Each key's column must be one of `stmt`'s, by name.
     """
     walked = stmt.order_by(*order_by(keys)).limit(limit)
-    if not narrowing:
+    if narrowing is None:
         return walked
-    # Constants written in the SQL, not bound, so a prepared statement's generic plan knows them.
-    counted = sa.select(sa.func.count().label("rows")).select_from(
-        sa.select(sa.literal_column("1")).where(*narrowing).limit(sa.literal_column(str(SMALL_SET + 1)))
-        .subquery("narrowed")).cte("counted")
-    small = sa.select(counted.c.rows).scalar_subquery() <= sa.literal_column(str(SMALL_SET))
+    small = sa.and_(_counted("passed", [narrowing.passed]) > sa.literal_column(str(SMALL_SET)),
+                    _counted("within", narrowing.within) <= sa.literal_column(str(SMALL_SET)))
     # An OFFSET keeps Postgres from walking the order's index for these rows.
     rows = stmt.offset(sa.literal_column("0")).subquery("rows")
     sorted_ = sa.select(*rows.c).where(small).order_by(*order_by(_on(rows, keys))).limit(limit)
     both = sa.union_all(sorted_, walked.where(~small)).subquery("page")
     return sa.select(*both.c).order_by(*order_by(_on(both, keys))).limit(limit)
+
+
+def _counted(name: str, conditions: Sequence[sa.ColumnElement[bool]]) -> sa.ScalarSelect:
+    """Return how many rows `conditions` keep, counted up to one more than `SMALL_SET`, as a value
+    Postgres works out once, when first needed. Constants are written in the SQL, not bound, so a
+    prepared statement's generic plan knows them."""
+    rows = sa.select(sa.literal_column("1")).where(*conditions).limit(sa.literal_column(str(SMALL_SET + 1)))
+    counted = sa.select(sa.func.count().label("rows")).select_from(rows.subquery(name)).cte(f"counted_{name}")
+    return sa.select(counted.c.rows).scalar_subquery()
 
 
 def _on(selectable: sa.Subquery, keys: Sequence[SortKey]) -> list[SortKey]:
@@ -179,7 +195,7 @@ def _on(selectable: sa.Subquery, keys: Sequence[SortKey]) -> list[SortKey]:
 
 def page(session, stmt: sa.Select, keys: Sequence[SortKey], limit: int, cursor: str | None,
          purpose: str = "", read_keys: Sequence[SortKey] | None = None,
-         narrowing: Sequence[sa.ColumnElement[bool]] = ()) -> tuple[list[Any], str | None]:
+         narrowing: Narrowing | None = None) -> tuple[list[Any], str | None]:
     """Run `stmt` for one page; return its rows and the cursor of the next page (or None).
 
     `read_keys` are `keys` as `stmt` reads them when it selects from elsewhere than their table (a

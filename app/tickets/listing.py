@@ -8,7 +8,7 @@ may be met twice or not at all, as with any keyset paging.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.sql import util as sql_util
 
 from app.auth.actor import Actor
 from app.errors import Unavailable
-from app.pagination import SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
+from app.pagination import Narrowing, SortKey, after, decode_cursor, encode_cursor, invalid_cursor, order_by, page
 from app.tenant_shares import TenantShare
 from app.tickets import rare_tags, search
 from app.tickets.models import PRIORITIES, STATUSES, Ticket
@@ -113,13 +113,17 @@ def filter_shape(actor: Actor, args: dict[str, Any]) -> tuple[tuple[str, ...], d
     return tuple(names), values
 
 
-def narrowing(order: str, names: Sequence[str]) -> tuple[str, ...]:
-    """Return the creation-range filters among `names` to count first for a page in `order`: all of
-    them when a walk in that order would meet the range last, else none (`pagination.in_order`)."""
+def narrowing(order: str, names: Sequence[str],
+              condition: Callable[[str], sa.ColumnElement[bool]]) -> Narrowing | None:
+    """Return the creation range among the filters `names` for a page in `order` to count first
+    (`pagination.in_order`), when a walk in that order would meet it last; `condition` gives a
+    filter's condition by name."""
     if order.lstrip("-") not in _FOLLOW_CREATION:
-        return ()
+        return None
     met_last = "created_before" if order.startswith("-") else "created_after"
-    return tuple(name for name in CREATION_RANGE if name in names) if met_last in names else ()
+    if met_last not in names:
+        return None
+    return Narrowing([condition(name) for name in CREATION_RANGE if name in names], ~condition(met_last))
 
 
 def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
@@ -144,11 +148,11 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     if not args.get("q"):
         order = date_order(sort)
         keys, stmt, read_keys = sort_keys(order), sa.select(*LISTED_COLUMNS).where(*conditions), None
-        given = tuple(name for name in CREATION_RANGE if args.get(name))
-        counted = [FILTERS[name].params({name: args[name]}) for name in narrowing(order, given)]
+        counted = narrowing(order, [name for name in CREATION_RANGE if args.get(name)],
+                            lambda name: FILTERS[name].params({name: args[name]}))
         if rare_tag:  # the tag's index already bounds the rows read
             tagged, within, read_keys = _within_tag(rare_tag, LISTED_COLUMNS, conditions, keys)
-            stmt, counted = sa.select(*tagged.c).where(*within), []
+            stmt, counted = sa.select(*tagged.c).where(*within), None
         items, next_cursor = page(session, stmt, keys, limit, cursor, read_keys=read_keys, narrowing=counted)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort

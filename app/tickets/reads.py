@@ -103,4 +103,4 @@ def _page_statement(names: tuple[str, ...], order: str, cursor: bool, rare_tag: 
     if rare_tag:  # the tag's index already bounds the rows read
         stmt = stmt.order_by(*order_by(keys)).limit(limit)
         return TenantStatement(sql_util.ClauseAdapter(rare_tags.tagged_tickets(LISTED_COLUMNS)).traverse(stmt))
-    return TenantStatement(in_order(stmt, keys, limit, [CONDITIONS[name] for name in narrowing(order, names)]))
+    return TenantStatement(in_order(stmt, keys, limit, narrowing(order, names, CONDITIONS.__getitem__)))

@@ -169,11 +169,12 @@ def _listed(tenant, in_tenant, query: dict) -> list[str]:
                 return seen
 
 
-@pytest.mark.parametrize("small_set", [pagination.SMALL_SET, 0], ids=["read and sorted", "walked"])
+@pytest.mark.parametrize("small_set", [pagination.SMALL_SET, 5, 0], ids=["walked", "read and sorted", "counted"])
 @pytest.mark.parametrize("sort", ["number", "-number", "updated_at", "-updated_at"])
-@pytest.mark.parametrize("within", [(4, None), (None, 8), (3, 9)], ids=["after", "before", "between"])
+@pytest.mark.parametrize("within", [(8, None), (None, 4), (7, 10)], ids=["after", "before", "between"])
 def test_a_creation_range_gives_the_same_pages_read_by_creation_or_walked_by_the_order(
         tenant, in_tenant, monkeypatch, dated, small_set, sort, within):
+    """With five, a walk up by number past eight tickets to the last four reads them by creation instead."""
     monkeypatch.setattr(pagination, "SMALL_SET", small_set)
     monkeypatch.setattr(reads, "_PAGES", {})  # statements built with this bound
     after, before = (None if d is None else START + d * DAY for d in within)
@@ -183,35 +184,42 @@ def test_a_creation_range_gives_the_same_pages_read_by_creation_or_walked_by_the
     expected = [t["id"] for t in sorted(dated, key=lambda t: (t[key], t["id"]), reverse=sort.startswith("-"))
                 if (after is None or datetime.fromisoformat(t["created_at"]) >= after)
                 and (before is None or datetime.fromisoformat(t["created_at"]) < before)]
-    assert len(expected) in (8, 6)
+    assert len(expected) in (4, 3)
     assert _walk(tenant, query) == expected
     assert _listed(tenant, in_tenant, {**query, "created_after": after, "created_before": before}) == expected
 
 
-def _branches(plan: str, bound: int) -> tuple[str, str]:
-    """Return the first line under each branch's gate: (the range read and sorted, the order's walk)."""
-    def under(gate: str) -> str:
-        found = re.search(rf"One-Time Filter: \(\$\d+ {gate} {bound}\)\n\s*->  (.*)", plan)
-        assert found, plan
-        return found.group(1)
-    return under("<="), under(">")
+def _ran(plan: str, gate: str) -> str:
+    """Return the first line under the branch whose gate `gate` begins (`($n > 5) AND` reads and sorts)."""
+    found = re.search(rf"One-Time Filter: \(\(\$\d+ {re.escape(gate)}.*\n\s*->  (.*)", plan)
+    assert found, plan
+    return found.group(1)
 
 
-def test_a_range_of_recent_tickets_is_read_by_creation_unless_it_holds_too_many(tenant, in_tenant, monkeypatch,
-                                                                               dated):
+def test_a_range_of_recent_tickets_is_read_by_creation_when_a_walk_would_pass_many_first(tenant, in_tenant,
+                                                                                        monkeypatch, dated):
     """At a million tickets, a month's range by number walked 960,000 tickets to drop them (460 ms);
-    read by creation and sorted, 50 ms. Past `SMALL_SET` tickets in the range the walk stays."""
-    path = "/api/v1/tickets?" + urlencode({"sort": "number", "created_after": (START + 4 * DAY).isoformat()})
-    read, walked = _branches(_analyzed(tenant, in_tenant, monkeypatch, path), pagination.SMALL_SET)
-    assert read.startswith("Index Scan using ix_tickets_created") and "(actual rows=8" in read
-    assert walked.endswith("(never executed)")
+    read by creation and sorted, 50 ms. A walk that passes few tickets first stays, and the range is
+    then not counted; one past `SMALL_SET` tickets in the range stays too."""
+    path = "/api/v1/tickets?" + urlencode({"sort": "number", "created_after": (START + 8 * DAY).isoformat()})
 
-    monkeypatch.setattr(pagination, "SMALL_SET", 5)
-    monkeypatch.setattr(reads, "_PAGES", {})
-    read, walked = _branches(_analyzed(tenant, in_tenant, monkeypatch, path), 5)
-    assert read.endswith("(never executed)") and "(actual rows=8" in walked
+    def plan(small_set: int) -> str:
+        monkeypatch.setattr(pagination, "SMALL_SET", small_set)
+        monkeypatch.setattr(reads, "_PAGES", {})
+        return _analyzed(tenant, in_tenant, monkeypatch, path)
 
-    # A walk that meets the range first is left as it was: no count.
+    read = plan(5)  # eight passed first, four within
+    assert _ran(read, "> 5) AND").startswith("Index Scan using ix_tickets_created") and "rows=4" in _ran(read, "> 5")
+    assert _ran(read, "<= 5) OR").endswith("(never executed)")
+
+    few = plan(10)  # eight passed first: the walk stays, and the range is not counted
+    assert _ran(few, "> 10) AND").endswith("(never executed)") and "rows=4" in _ran(few, "<= 10) OR")
+    assert re.search(r"CTE counted_within\n\s*->  Aggregate \(never executed\)", few), few
+
+    wide = plan(3)  # four within: more than three, so the walk stays
+    assert _ran(wide, "> 3) AND").endswith("(never executed)") and "rows=4" in _ran(wide, "<= 3) OR")
+
+    # A walk that meets the range first is left as it was: nothing counted.
     near = _analyzed(tenant, in_tenant, monkeypatch, "/api/v1/tickets?" + urlencode(
         {"sort": "-number", "created_after": (START + 4 * DAY).isoformat()}))
     assert "counted" not in near and "One-Time Filter" not in near, near
