@@ -151,7 +151,9 @@ class Narrowing:
     """Conditions of a page's statement on a column its order follows (see `in_order`)."""
 
     within: Sequence[sa.ColumnElement[bool]]  # the range the conditions keep
-    passed: sa.ColumnElement[bool]  # the rows a walk in the page's order goes through before the range
+    # The rows a walk in the page's order goes through before the range, if that is all it passes: none
+    # for a range bounded on both sides, as a walk that runs out of the range goes on to the end.
+    passed: sa.ColumnElement[bool] | None
 
 
 def in_order(stmt: sa.Select, keys: Sequence[SortKey], limit: Any, narrowing: Narrowing | None = None) -> sa.Select:
@@ -163,15 +165,18 @@ def in_order(stmt: sa.Select, keys: Sequence[SortKey], limit: Any, narrowing: Na
     by number (460 ms at a million tickets). So Postgres first counts, on that column's own index,
     the rows the walk would pass before the range, up to `SMALL_SET` (a fraction of a millisecond
     when they are few, and then the walk stays); past that, it counts the range, and if it holds
-    no more than `SMALL_SET`, reads it and sorts it (50 ms where the walk took 460). Both plans are
-    in the statement, and only the one the counts pick runs; the second count only when the first
-    calls for it. Each key's column must be one of `stmt`'s, by name.
+    no more than `SMALL_SET`, reads it and sorts it (50 ms where the walk took 460). A range bounded
+    on both sides is counted at once: a walk that runs out of it (a last page, or other filters
+    keeping few) reads on to the end of the index. Both plans are in the statement, and only the
+    one the counts pick runs; the second count only when the first calls for it. Each key's column
+    must be one of `stmt`'s, by name.
     """
     walked = stmt.order_by(*order_by(keys)).limit(limit)
     if narrowing is None:
         return walked
-    small = sa.and_(_counted("passed", [narrowing.passed]) > sa.literal_column(str(SMALL_SET)),
-                    _counted("within", narrowing.within) <= sa.literal_column(str(SMALL_SET)))
+    small = _counted("within", narrowing.within) <= sa.literal_column(str(SMALL_SET))
+    if narrowing.passed is not None:
+        small = sa.and_(_counted("passed", [narrowing.passed]) > sa.literal_column(str(SMALL_SET)), small)
     # An OFFSET keeps Postgres from walking the order's index for these rows.
     rows = stmt.offset(sa.literal_column("0")).subquery("rows")
     sorted_ = sa.select(*rows.c).where(small).order_by(*order_by(_on(rows, keys))).limit(limit)

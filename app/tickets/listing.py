@@ -123,7 +123,8 @@ def narrowing(order: str, names: Sequence[str],
     met_last = "created_before" if order.startswith("-") else "created_after"
     if met_last not in names:
         return None
-    return Narrowing([condition(name) for name in CREATION_RANGE if name in names], ~condition(met_last))
+    within = [condition(name) for name in CREATION_RANGE if name in names]
+    return Narrowing(within, ~condition(met_last) if len(within) == 1 else None)
 
 
 def filters(actor: Actor, args: dict[str, Any]) -> list[sa.ColumnElement[bool]]:

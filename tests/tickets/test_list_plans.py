@@ -219,6 +219,15 @@ def test_a_range_of_recent_tickets_is_read_by_creation_when_a_walk_would_pass_ma
     wide = plan(3)  # four within: more than three, so the walk stays
     assert _ran(wide, "> 3) AND").endswith("(never executed)") and "rows=4" in _ran(wide, "<= 3) OR")
 
+    # Bounded on both sides, the range is counted at once: a walk that ran out of it would read on
+    # through every later ticket, though it passes only two first.
+    path = "/api/v1/tickets?" + urlencode({"sort": "number", "created_after": (START + 2 * DAY).isoformat(),
+                                           "created_before": (START + 6 * DAY).isoformat()})
+    window = plan(5)
+    assert "counted_passed" not in window, window
+    read = re.search(r"One-Time Filter: \(\$\d+ <= 5\)\n\s*->  (.*)", window)
+    assert read and "Index Scan using ix_tickets_created" in read.group(1) and "rows=4" in read.group(1), window
+
     # A walk that meets the range first is left as it was: nothing counted.
     near = _analyzed(tenant, in_tenant, monkeypatch, "/api/v1/tickets?" + urlencode(
         {"sort": "-number", "created_after": (START + 4 * DAY).isoformat()}))
