@@ -393,8 +393,10 @@ def drain() -> int:
     busy) do not hide those behind them. The first read also moves waiting tickets to the team
     their rule now names. Only the tickets that are handed out or moved are locked.
     """
-    rules = enabled_rules()
     queued = _queued(None)
+    if not queued:  # the common case, on every edit: nothing waits, so no lock is taken
+        return 0
+    rules = enabled_rules()
     routes = routes_for(queued, rules)
     # The teams the first read moves tickets to are locked too, as those it hands tickets out in.
     moving = {routes[t.id].team_id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id}
