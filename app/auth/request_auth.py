@@ -16,7 +16,7 @@ from flask_smorest import abort
 from app.auth import ratelimit, throttle
 from app.auth.actor import Actor, set_actor
 from app.auth.cross_tenant import cross_tenant_attempt
-from app.auth.key_cache import generation_key, key_cache
+from app.auth.key_cache import KeyCache, generation_key, key_cache
 from app.auth.key_cache import init_app as key_cache_init
 from app.auth.keys import DeadKey, UnknownKey, VerifiedKey, key_digest, lookup_id, verify_key
 from app.auth.ratelimit import RateLimit
@@ -75,7 +75,7 @@ def authenticate_api_key(header: str) -> None:
     try:
         found, limit = verified_and_counted(key.strip())
     except UnknownKey:  # made up: counted against its sender, whose lookups are limited
-        _refuse_unknown_keys_over_the_limit(throttle.key_not_found())
+        _refuse_unknown_keys_over_the_limit(throttle.made_up_key())
         found = None
     if found is None:
         abort(401, message="The API key is not valid or has been revoked.",
@@ -110,17 +110,17 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     """
     cache = key_cache()
     digest = key_digest(key)
-    entry = cache.get(digest)
     g.key_generation = None
     if digest in cache.dead:
         return None, None
+    entry = cache.get(digest)
     if entry is not None:
         counted = ratelimit.hit_and_read(entry.key.tenant.id, str(entry.key.id), generation_key(entry.key.tenant.id))
         if counted is not None and counted[1] == entry.generation:
             g.key_generation = entry.generation or b""  # as `current_generation` spells "none yet"
             return entry.key, counted[0]
         cache.entries.pop(digest, None)
-        found = _verified(key, digest)
+        found = _verified(cache, key, digest)
         if found is not None and counted is not None:
             cache.put(digest, found, counted[1])  # the generation was read before Postgres was
             g.key_generation = counted[1] or b""
@@ -129,7 +129,7 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     if digest not in cache.vouched:  # keys this process has found live before are not held back
         _refuse_unknown_keys_over_the_limit(throttle.key_wait())
     seen = cache.generation_seen(prefix)  # read from Redis by an earlier request, so before Postgres now
-    found = _verified(key, digest)
+    found = _verified(cache, key, digest)
     if found is None:
         return None, None
     counted = ratelimit.hit_and_read(found.tenant.id, str(found.id), generation_key(found.tenant.id))
@@ -142,16 +142,16 @@ def verified_and_counted(key: str) -> tuple[VerifiedKey | None, RateLimit | None
     return found, counted[0]
 
 
-def _verified(key: str, digest: str) -> VerifiedKey | None:
+def _verified(cache: KeyCache, key: str, digest: str) -> VerifiedKey | None:
     """Verify a key in Postgres; remember a dead one, so its retries cost no lookup, and a live one, so a hold
     on its address spares it (UnknownKey passes on)."""
     try:
         found = verify_key(key)
     except DeadKey:
-        key_cache().bury(digest)
+        cache.bury(digest)
         return None
     if found is not None:
-        key_cache().vouch(digest)
+        cache.vouch(digest)
     return found
 
 

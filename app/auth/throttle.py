@@ -194,7 +194,7 @@ def key_wait() -> Wait | None:
     return Wait(max(int(left) + 1, 1)) if left is not None and left > 0 else None
 
 
-def key_not_found() -> Wait | None:
+def made_up_key() -> Wait | None:
     """Count a made-up API key from this client address; return its wait once over the limit a minute."""
     counted = _counted("made-up-keys", 60)
     if counted is None or counted[0] <= current_app.config["KEY_FAILURES_PER_ADDRESS_PER_MINUTE"]:

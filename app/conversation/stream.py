@@ -281,7 +281,7 @@ class TicketStream:
 
     def recheck_if_asked(self) -> None:
         """Re-check the grant if the hub asked (the key generation moved), or the key's end has come."""
-        if self.listener.recheck or self.key_seconds_left() <= 0:
+        if self.listener.recheck or self.key_ended():
             self.listener.recheck = False
             self.recheck_grant()
 
@@ -289,6 +289,11 @@ class TicketStream:
         """Return how long the socket's key still works (a rotated key's grace), or infinity."""
         ends = self.actor.key_expires_at
         return math.inf if ends is None else (ends - datetime.now(UTC)).total_seconds()
+
+    def key_ended(self) -> bool:
+        """Tell whether the socket's key is past its end: gone whatever the database says, as an end only
+        moves earlier."""
+        return self.key_seconds_left() <= 0
 
     def recheck_grant(self, read_changes: bool = False) -> list[tuple[bool, dict[str, Any]]] | None:
         """Turn the grant into an actor afresh from Postgres; raise GrantEnded if nothing is left of it.
@@ -299,7 +304,7 @@ class TicketStream:
         With `read_changes`, also return the recent changes (`read_recent_changes`), read on the same
         pooled connection: a resync of every socket takes one checkout, not two.
         """
-        if self.key_seconds_left() <= 0:  # an end is never moved later: the key is gone, whatever the database says
+        if self.key_ended():
             raise GrantEnded
         changes = None
         try:
@@ -527,7 +532,7 @@ class TicketStream:
             if counted:
                 limit = ratelimit.hit_user(self.grant.tenant.id, str(self.actor.user_id))
             generation = current_generation(self.grant.tenant.id)
-        if generation is None or generation != self.generation or self.key_seconds_left() <= 0:
+        if generation is None or generation != self.generation or self.key_ended():
             self.recheck_grant()
             self.generation = generation
         if limit is not None and limit.exceeded:

@@ -149,11 +149,12 @@ def list_tickets(session, actor: Actor, args: dict[str, Any], timeout_ms: int,
     if not args.get("q"):
         order = date_order(sort)
         keys, stmt, read_keys = sort_keys(order), sa.select(*LISTED_COLUMNS).where(*conditions), None
-        counted = narrowing(order, [name for name in CREATION_RANGE if args.get(name)],
-                            lambda name: FILTERS[name].params({name: args[name]}))
         if rare_tag:  # the tag's index already bounds the rows read
             tagged, within, read_keys = _within_tag(rare_tag, LISTED_COLUMNS, conditions, keys)
             stmt, counted = sa.select(*tagged.c).where(*within), None
+        else:
+            counted = narrowing(order, [name for name in CREATION_RANGE if args.get(name)],
+                                lambda name: FILTERS[name].params({name: args[name]}))
         items, next_cursor = page(session, stmt, keys, limit, cursor, read_keys=read_keys, narrowing=counted)
         return TicketPage(items, next_cursor, order)
     sort = sort or search_sort
