@@ -159,7 +159,10 @@ def drop(slug: str, yes: bool) -> None:
     """
     if not yes:
         click.confirm(f"Drop {slug} and all of its data?", abort=True)
-    tenant_id = provisioning.drop_tenant(slug)
+    try:
+        tenant_id = provisioning.drop_tenant(slug)
+    except provisioning.TenantBusy as exc:
+        raise click.ClickException(str(exc)) from exc
     if tenant_id is None:
         raise click.ClickException(f"no tenant {slug!r}")
     db.session.commit()

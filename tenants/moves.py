@@ -24,7 +24,8 @@ failure at `drop_source` leaves the tenant whole on the target and the fenced co
 (reported, and dropped by the next move of that tenant). A switch whose commit was acknowledged
 by nobody is read back from the registry before anything is undone. A move that dies between
 `fence` and `switch` leaves the tenant answering 503 until the move is run again, which renames
-the source back first. Moves of one tenant are serialised by an advisory lock in the primary.
+the source back first. Moves and drops of one tenant are serialised by an advisory lock in the
+primary (`provisioning.change_lock`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from tenants.database import db, keepalive_args, shard_engine
 from tenants.migrations import tenant_ddl
 from tenants.models import Tenant
 from tenants.names import IDENTIFIER, PRIMARY_SHARD, checked_schema, checked_shard, moved_schema
-from tenants.provisioning import registry_changed
+from tenants.provisioning import TenantBusy, change_lock, registry_changed
 from tenants.shards import shard_names
 
 log = logging.getLogger(__name__)
@@ -247,17 +248,17 @@ def move_tenant(slug: str, target: str, lock_timeout_ms: int = 5000) -> Move:
     target = checked_shard(target)
     if target not in shard_names():
         raise MoveFailed(f"no shard {target!r} (see DATABASE_SHARDS)")
-    found = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
-    if found is None:
-        raise MoveFailed(f"no tenant {slug!r}")
-    move = Move(tenant=found.ref(), target=target, lock_timeout_ms=lock_timeout_ms)
-    db.session.rollback()
-    if move.tenant.shard == target:
-        raise MoveFailed(f"{slug} is on shard {target} already")
     with _connect(PRIMARY_SHARD) as guard:  # the lock goes with this connection, however the move ends
         guard.autocommit = True
-        if not guard.execute("select pg_try_advisory_lock(hashtext(%s))", (f"move {slug}",)).fetchone()[0]:
-            raise MoveFailed(f"another move of {slug} is under way")
+        if not guard.execute("select pg_try_advisory_lock(hashtext(%s))", (change_lock(slug),)).fetchone()[0]:
+            raise MoveFailed(str(TenantBusy(slug)))
+        found = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+        if found is None:
+            raise MoveFailed(f"no tenant {slug!r}")
+        move = Move(tenant=found.ref(), target=target, lock_timeout_ms=lock_timeout_ms)
+        db.session.rollback()
+        if move.tenant.shard == target:
+            raise MoveFailed(f"{slug} is on shard {target} already")
         _tidy(move)
         _run(move)
     return move

@@ -31,6 +31,21 @@ class SlugTaken(Exception):
     """The slug (or its schema) already belongs to a tenant."""
 
 
+class TenantBusy(Exception):
+    """Another command is moving or dropping the tenant."""
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"{slug} is being moved or dropped by another command; try again when it ends")
+
+
+def change_lock(slug: str) -> str:
+    """Name the advisory lock (`hashtext` of it, in the primary) that lets one command at a time move or drop
+    the tenant: a move holds it in its session, a drop in its transaction. A drop that met a move half done
+    deleted the registry row while the move carried the schema across or put it back: the data outlived
+    its tenant."""
+    return f"tenant change {slug}"
+
+
 # Called inside every transaction that suspends, reactivates or drops a tenant, so the app can
 # drop what it caches about tenants and their keys once that transaction commits.
 _registry_listeners: list[Callable[[str], None]] = []
@@ -109,8 +124,9 @@ def on_drop(dropper: Callable[[str], object]) -> None:
 def drop_tenant(slug: str) -> str | None:
     """Delete a tenant, its keys and its schema with all its data, that kept elsewhere (`on_drop`) first.
 
-    Returns the dropped tenant's id (None if there is no such tenant): once the caller has
-    committed, it must call `drop_outside_data` with it again. DROP SCHEMA waits for the
+    Raises TenantBusy while a move of the tenant is under way. Returns the dropped tenant's id (None
+    if there is no such tenant): once the caller has committed, it must call `drop_outside_data`
+    with it again. DROP SCHEMA waits for the
     transactions that use the schema, so a job running meanwhile (a scan) can still store files
     after the first deletion and before the drop commits.
 
@@ -118,6 +134,9 @@ def drop_tenant(slug: str) -> str | None:
     before the registry row goes leaves a tenant whose drop can simply be run again; so does a
     failure to delete its files, which comes before anything else.
     """
+    locked = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug)))
+    if not db.session.execute(sa.select(locked)).scalar():
+        raise TenantBusy(slug)
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return None

@@ -648,3 +648,53 @@ def test_tenants_list_says_which_shard_does_not_answer(services, shards, app):
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert lines[there].endswith("(shard unreachable)")
     assert lines[here].endswith(head("tenant"))
+
+
+@pytest.mark.parametrize("during", ["fence", "switch"])
+def test_a_drop_while_the_tenant_moves_is_refused_and_leaves_no_copy_behind(app, shards, monkeypatch, during):
+    """A drop that met a move half done deleted the registry row while the move put the schema back or
+    carried it across: the dropped tenant's data stayed on a shard, with nothing pointing at it."""
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    schema, fenced = schema_for(slug), moved_schema_of(app, slug)
+    runner = app.test_cli_runner()
+    real = getattr(moves, during)
+    tried = []
+
+    def drop_first(move: moves.Move) -> None:
+        dropper = threading.Thread(target=lambda: tried.append(runner.invoke(args=["tenants", "drop", slug, "--yes"])))
+        dropper.start()
+        dropper.join(timeout=60)
+        real(move)
+
+    monkeypatch.setattr(moves, during, drop_first)
+    with app.app_context():
+        moves.move_tenant(slug, "b")
+    [refused] = tried
+    assert refused.exit_code != 0 and f"{slug} is being moved or dropped" in refused.output
+    assert registry_shard(app, slug) == "b" and len(api.get("/api/v1/tickets").get_json()["items"]) == 3
+    monkeypatch.undo()
+    assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    for url in (shards.primary, shards.b):
+        assert schemas_on(url, schema, fenced) == set()
+
+
+def test_a_move_while_the_tenant_is_dropped_is_refused(app, shards, monkeypatch):
+    from tenants import provisioning
+
+    slug, _api = signup_on(app, "primary")
+    schema = schema_for(slug)
+    refused = []
+
+    def move_meanwhile(tenant_id: str) -> None:
+        with pytest.raises(moves.MoveFailed) as exc:  # on a connection of its own, as another command's
+            moves.move_tenant(slug, "b")
+        refused.append(str(exc.value))
+
+    monkeypatch.setattr(provisioning, "_DROPPERS", [move_meanwhile])
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    assert f"{slug} is being moved or dropped" in refused[0]  # the droppers run again after the drop committed
+    assert registry_shard(app, slug) is None
+    for url in (shards.primary, shards.b):
+        assert schemas_on(url, schema) == set()
