@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from tenants.context import TenantRef, current_tenant
-from tenants.database import db, engine_for
+from tenants.database import db, shard_engine
 from tenants.migrations import tenant_head_ddl
 from tenants.models import Tenant
-from tenants.names import PRIMARY_SHARD, checked_schema, schema_for, slug_problem
-from tenants.shards import roomiest_shard
+from tenants.names import PRIMARY_SHARD, checked_schema, moved_schema, schema_for, slug_problem
+from tenants.shards import roomiest_shard, shard_names
 
 
 class SlugTaken(Exception):
@@ -126,13 +126,13 @@ def drop_tenant(slug: str) -> str | None:
 
     Raises TenantBusy while a move of the tenant is under way. Returns the dropped tenant's id (None
     if there is no such tenant): once the caller has committed, it must call `drop_outside_data`
-    with it again. DROP SCHEMA waits for the
-    transactions that use the schema, so a job running meanwhile (a scan) can still store files
-    after the first deletion and before the drop commits.
+    with it again. DROP SCHEMA waits for the transactions that use the schema, so a job running
+    meanwhile (a scan) can still store files after the first deletion and before the drop commits.
 
-    On a shard other than the primary the schema is dropped (and committed) first, so a failure
+    On shards other than the primary the schemas are dropped (and committed) first, so a failure
     before the registry row goes leaves a tenant whose drop can simply be run again; so does a
-    failure to delete its files, which comes before anything else.
+    failure to delete its files, which comes before its own schema is dropped, or a shard that
+    does not answer, which comes before anything of the tenant's is deleted.
     """
     locked = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug)))
     if not db.session.execute(sa.select(locked)).scalar():
@@ -140,13 +140,19 @@ def drop_tenant(slug: str) -> str | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return None
-    drop_outside_data(str(tenant.id))
-    drop = f'DROP SCHEMA IF EXISTS "{checked_schema(tenant.schema_name)}" CASCADE'
-    if tenant.shard == PRIMARY_SHARD:
-        db.session.execute(sa.text(drop))
-    else:
-        with engine_for(tenant.ref()).begin() as conn:
-            conn.exec_driver_sql(drop)
+    # From every shard: a move that failed late leaves the fenced copy behind, one whose undo failed a
+    # copy on its target (each for the next move of the tenant to drop), and there will be none. The
+    # other shards first: one that does not answer stops the drop before anything is deleted.
+    schemas = (checked_schema(tenant.schema_name), moved_schema(str(tenant.id)))
+    drop = "DROP SCHEMA IF EXISTS " + ", ".join(f'"{name}"' for name in schemas) + " CASCADE"
+    for shard in sorted(shard_names(), key=lambda name: name == tenant.shard):
+        if shard == tenant.shard:
+            drop_outside_data(str(tenant.id))
+        if shard == PRIMARY_SHARD:
+            db.session.execute(sa.text(drop))
+        else:
+            with shard_engine(shard).begin() as conn:
+                conn.exec_driver_sql(drop)
     db.session.delete(tenant)
     registry_changed(tenant.id)
     return str(tenant.id)

@@ -698,3 +698,54 @@ def test_a_move_while_the_tenant_is_dropped_is_refused(app, shards, monkeypatch)
     assert registry_shard(app, slug) is None
     for url in (shards.primary, shards.b):
         assert schemas_on(url, schema) == set()
+
+
+def test_a_drop_deletes_what_a_failed_move_left_on_other_shards(app, shards, monkeypatch):
+    """A move whose last step failed leaves the fenced copy on the old shard (for the next move to drop);
+    one whose undo failed can leave a copy on the target. The drop deletes both with the tenant."""
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    schema, fenced = schema_for(slug), moved_schema_of(app, slug)
+
+    def fail(move: moves.Move) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(moves, "drop_source", fail)
+    with app.app_context():
+        assert moves.move_tenant(slug, "b").leftover == fenced
+    assert schemas_on(shards.primary, fenced) == {fenced}
+    with psycopg.connect(_raw(shards.primary), autocommit=True) as conn:  # as a copy whose undo failed would be
+        conn.execute(f'create schema "{schema}"')
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    for url in (shards.primary, shards.b):
+        assert schemas_on(url, schema, fenced) == set()
+
+
+def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, shards, tmp_path, monkeypatch):
+    """The drop looks on every shard for what a failed move left there; one that does not answer stops it
+    before the tenant's files or schema are touched, and the drop can be run again."""
+    from tenants import provisioning
+
+    down = EmbeddedPostgres(tmp_path / "c", durable=False).start()
+    try:
+        app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary,
+                                    SQLALCHEMY_BINDS={"b": shards.b, "c": down.url}, REDIS_URL=own_redis(services)))
+        with app.app_context():
+            upgrade_public(db.engine)
+        app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000"
+        slug, api = signup(app)
+        assert api.post("/api/v1/tickets", json={"title": "kept"}).status_code == 201
+        dropped_files = []
+        monkeypatch.setattr(provisioning, "_DROPPERS", [dropped_files.append])
+        down.stop()
+        runner = app.test_cli_runner()
+        refused = runner.invoke(args=["tenants", "drop", slug, "--yes"])
+        assert refused.exit_code != 0 and f"a database could not be reached; {slug} is not dropped" in refused.output
+        assert dropped_files == [] and registry_shard(app, slug) == "primary"
+        assert [t["title"] for t in api.get("/api/v1/tickets").get_json()["items"]] == ["kept"]
+        down.start()
+        assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+        assert registry_shard(app, slug) is None and schemas_on(shards.primary, schema_for(slug)) == set()
+        assert len(dropped_files) == 2
+    finally:
+        down.stop()
