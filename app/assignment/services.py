@@ -53,7 +53,7 @@ RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "require
 RULES_CHANGED = "assignment.rules_changed"
 QUEUE_CHANGED = "assignment.queue_changed"
 DRAIN_BATCH = 500
-DRAIN_BATCHES = 20  # the deepest a drain reads past tickets nobody free can take: 10,000
+DRAIN_BATCHES = 20  # reads of the whole queue past tickets nobody free can take (10,000), then as many of free teams
 AHEAD_BATCH = 100
 # Every rule is tried on every waiting ticket (its keywords searched in title and description), by
 # workers all organizations share: a bound on the rules is a bound on that work.
@@ -390,8 +390,10 @@ def drain() -> int:
 
     The queue is read `DRAIN_BATCH` tickets at a time, and read on while someone has room, up to
     `DRAIN_BATCHES` reads: tickets nobody free can take (no rule matches them, or their team is
-    busy) do not hide those behind them. The first read also moves waiting tickets to the team
-    their rule now names. Only the tickets that are handed out or moved are locked.
+    busy) do not hide those behind them. Past that, reads keep to the tickets already waiting in a
+    team with room, `DRAIN_BATCHES` more: a backlog of a busy team, however long, hides no free
+    team's ticket. The first read also moves waiting tickets to the team their rule now names.
+    Only the tickets that are handed out or moved are locked.
     """
     queued = _queued(None)
     if not queued:  # the common case, on every edit: nothing waits, so no lock is taken
@@ -402,7 +404,7 @@ def drain() -> int:
     moving = {routes[t.id].team_id for t in queued if routes[t.id] is not None and t.team_id != routes[t.id].team_id}
     run = _Run(lock_pool(_teams_with_room() | moving))
     assigned = 0
-    for read in range(DRAIN_BATCHES):
+    for read in range(2 * DRAIN_BATCHES):
         # The read's place in the queue, as read: locking below refreshes these objects.
         place = (-queued[-1].priority_rank, queued[-1].created_at, queued[-1].id) if queued else None
         wanted = [t.id for t in queued if routes[t.id] is not None and routes[t.id].team_id in run.pool.teams and (
@@ -423,20 +425,28 @@ def drain() -> int:
                 assigned += 1
             elif ticket.team_id != route.team_id:
                 _route_to_team(run, ticket, route.team_id)
-        if len(queued) < DRAIN_BATCH or not run.pool.has_room() or read + 1 == DRAIN_BATCHES:
+        if len(queued) < DRAIN_BATCH or not run.pool.has_room() or read + 1 == 2 * DRAIN_BATCHES:
             break
-        queued = _queued(place)
+        queued = _queued(place, _free_teams(run.pool) if read + 1 >= DRAIN_BATCHES else None)
         routes = routes_for(queued, rules)
     run.publish()
     return assigned
 
 
-def _queued(after: tuple | None) -> list[Ticket]:
-    """Read the next `DRAIN_BATCH` waiting tickets in the queue's order, after the place `after` (unlocked)."""
+def _queued(after: tuple | None, teams: list[uuid.UUID] | None = None) -> list[Ticket]:
+    """Read the next `DRAIN_BATCH` waiting tickets in the queue's order, after the place `after` (unlocked);
+    with `teams`, only those waiting in one of them."""
     stmt = sa.select(Ticket).where(Ticket.status == "new", Ticket.assignee_id.is_(None))
+    if teams is not None:
+        stmt = stmt.where(Ticket.team_id.in_(teams))
     if after is not None:
         stmt = stmt.where(sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id) > after)
     return list(db.session.execute(stmt.order_by(*_queue_order()).limit(DRAIN_BATCH)).scalars())
+
+
+def _free_teams(pool: Pool) -> list[uuid.UUID]:
+    """Return the locked teams with a member free to take a ticket."""
+    return [team_id for team_id, members in pool.members.items() if any(a.has_room() for a in members)]
 
 
 def _teams_with_room() -> set[uuid.UUID]:

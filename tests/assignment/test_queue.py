@@ -251,18 +251,41 @@ def test_tickets_nobody_free_can_take_do_not_hide_those_behind_them(desk, run_jo
     assert desk.assignment(billing)["decision"]["reason"].startswith("From the unassigned queue.")
 
 
-def test_a_drain_reads_no_deeper_than_its_bound(desk, run_jobs, monkeypatch):
+def test_a_long_backlog_of_a_busy_team_hides_no_free_teams_ticket(desk, run_jobs, monkeypatch):
+    """Past its reads of the whole queue, the drain stopped: a free team's ticket behind more tickets nobody
+    free could take than that waited until the backlog ahead shrank."""
+    monkeypatch.setattr(services, "DRAIN_BATCH", 2)
+    monkeypatch.setattr(services, "DRAIN_BATCHES", 2)
+    busy = desk.t.user("agent", name="busy", available=False)
+    agent = desk.t.user("agent", name="away", available=False, capacity=5)
+    desk.rule(desk.team("Sales", [busy]), conditions={"category": ["sales"]})
+    desk.rule(desk.team("Billing", [agent]), conditions={"category": ["billing"]})
+    ahead = [desk.ticket(f"no rule {n}", priority="high") for n in range(3)]
+    ahead += [desk.ticket(f"sales {n}", category="sales", priority="high") for n in range(3)]
+    billing = desk.ticket("billing", category="billing")  # waits in Billing: the rule matched, the agent away
+    run_jobs()
+    assert desk.get(billing)["team_id"] is not None and desk.get(billing)["assignee_id"] is None
+    assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert desk.get(billing)["assignee_id"] == agent["id"]
+    assert all(desk.get(t)["assignee_id"] is None for t in ahead)
+
+
+def test_a_drain_reads_the_whole_queue_no_deeper_than_its_bound(desk, run_jobs, monkeypatch):
+    """Past the bound, only tickets already waiting in a free team are read: one no rule matched when it
+    came, which a rule added since would send there, waits for a read of the whole queue that reaches it."""
     monkeypatch.setattr(services, "DRAIN_BATCH", 2)
     monkeypatch.setattr(services, "DRAIN_BATCHES", 2)
     agent = desk.t.user("agent", name="away", available=False, capacity=5)
-    desk.rule(desk.team("Billing", [agent]), conditions={"category": ["billing"]})
     for n in range(4):
         desk.ticket(f"no rule {n}", priority="high")
     billing = desk.ticket("billing", category="billing")
     run_jobs()
+    desk.rule(desk.team("Billing", [agent]), conditions={"category": ["billing"]})
+    run_jobs()
     assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"available": True}).status_code == 200
     run_jobs()
-    assert desk.get(billing)["assignee_id"] is None  # four tickets ahead, two reads of two
+    assert desk.get(billing)["assignee_id"] is None  # four tickets ahead, two reads of two, and no team
     monkeypatch.setattr(services, "DRAIN_BATCHES", 3)
     assert desk.t.api.patch(f"/api/v1/users/{agent['id']}", json={"capacity": 6}).status_code == 200
     run_jobs()
