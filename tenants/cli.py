@@ -161,7 +161,7 @@ def drop(slug: str, yes: bool) -> None:
         click.confirm(f"Drop {slug} and all of its data?", abort=True)
     try:
         tenant_id = provisioning.drop_tenant(slug)
-    except provisioning.TenantBusy as exc:
+    except (provisioning.TenantBusy, UnknownShard) as exc:
         raise click.ClickException(str(exc)) from exc
     except sa.exc.OperationalError as exc:  # a shard down or unreachable
         raise click.ClickException(f"a database could not be reached; {slug} is not dropped: {exc.orig}") from exc

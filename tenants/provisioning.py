@@ -145,7 +145,8 @@ def drop_tenant(slug: str) -> str | None:
     # other shards first: one that does not answer stops the drop before anything is deleted.
     schemas = (checked_schema(tenant.schema_name), moved_schema(str(tenant.id)))
     drop = "DROP SCHEMA IF EXISTS " + ", ".join(f'"{name}"' for name in schemas) + " CASCADE"
-    for shard in sorted(shard_names(), key=lambda name: name == tenant.shard):
+    shard_engine(tenant.shard)  # UnknownShard, before anything is dropped, if this process has no database for it
+    for shard in [*(name for name in shard_names() if name != tenant.shard), tenant.shard]:
         if shard == tenant.shard:
             drop_outside_data(str(tenant.id))
         if shard == PRIMARY_SHARD:

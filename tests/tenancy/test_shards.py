@@ -749,3 +749,12 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
         assert len(dropped_files) == 2
     finally:
         down.stop()
+
+
+def test_a_drop_by_a_process_without_the_tenants_shard_deletes_nothing(app, services, shards):
+    slug, api = signup_on(app, "b")
+    unsharded = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, REDIS_URL=own_redis(services)))
+    refused = unsharded.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
+    assert refused.exit_code != 0 and "no database for shard 'b'" in refused.output
+    assert registry_shard(app, slug) == "b" and schemas_on(shards.b, schema_for(slug)) == {schema_for(slug)}
+    assert api.get("/api/v1/tickets").status_code == 200
