@@ -18,9 +18,8 @@ from app.conversation.schemas import (
     StreamTokenSchema,
 )
 from app.extensions import db
-from app.idempotency import claimed_at_once, once_in_session
+from app.idempotency import claimed_at_once
 from app.pagination import page_body, page_schema
-from app.tickets.api import json_response
 from tenants import current_tenant
 
 # Instances: webargs would build a schema from a class on every request.
@@ -118,14 +117,13 @@ class TicketMessages(MethodView):
 
         The message is stored, then sent to every open stream of the ticket.
         """
-        if data["attachment_ids"]:  # each file is locked and checked: the session's path
-            return once_in_session(claim, lambda: json_response(services.message_json(
-                services.post_message(current_actor(), ticket_id, **data)), 201))
-        del data["attachment_ids"]
-        posted = writes.post_message(current_actor(), ticket_id, claim, **data)
-        if posted.replay is not None:
-            return posted.replay
-        return current_app.response_class(posted.body, status=201, mimetype="application/json")
+        if not data["attachment_ids"]:  # files are locked and checked on the session's path
+            del data["attachment_ids"]
+            posted = writes.post_message(current_actor(), ticket_id, claim, **data)
+            if posted is not None:
+                return posted.replay or current_app.response_class(posted.body, status=201,
+                                                                   mimetype="application/json")
+        return writes.post_in_session(current_actor(), ticket_id, claim, data)
 
 
 @blp.route("/tickets/<uuid:ticket_id>/messages/<uuid:message_id>")

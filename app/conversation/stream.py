@@ -51,11 +51,10 @@ from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
 from app.http_errors import api_error_response, http_error
-from app.idempotency import Claim, endpoint_of, fingerprint, once_in_session
+from app.idempotency import Claim, endpoint_of, fingerprint
 from app.input_guard import decode_json
 from app.media import services as media
 from app.realtime import channel
-from app.tickets.api import json_response
 from app.tickets.schemas import dump_ticket
 from app.tickets.services import ticket_for
 from tenants import current_tenant, requested_slug, set_current_tenant, tenant_moved
@@ -553,14 +552,15 @@ class TicketStream:
             abort(422, message="The frame has invalid fields.", errors=err.messages)
         key = fields.pop("idempotency_key")
         claim = None if key is None else self.claim(key, data)
-        if fields["attachment_ids"]:  # each file is locked and checked: the session's path
-            with short_session():
-                answer = once_in_session(claim, lambda: json_response(services.message_json(
-                    services.post_message(self.actor, self.ticket_id, **fields)), 201))
-            message, replayed = orjson.loads(answer.get_data()), "Idempotent-Replayed" in answer.headers
-        else:
+        posted = None
+        if not fields["attachment_ids"]:  # files are locked and checked on the session's path
             del fields["attachment_ids"]
             posted = writes.post_message(self.actor, self.ticket_id, claim, **fields)
+        if posted is None:
+            with short_session():
+                answer = writes.post_in_session(self.actor, self.ticket_id, claim, fields)
+            message, replayed = orjson.loads(answer.get_data()), "Idempotent-Replayed" in answer.headers
+        else:
             replayed = posted.replay is not None
             message = orjson.loads(posted.replay.get_data()) if replayed else posted.message
         event: dict[str, Any] = {"type": "message.created", "message": message}

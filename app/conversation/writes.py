@@ -17,7 +17,6 @@ Messages with attachments go through `services.post_message`, which locks and ch
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +28,8 @@ import orjson
 import sqlalchemy as sa
 from flask import Response
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.exc import SQLAlchemyError
 
+from app.api_common import json_response
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.auth.actor import Actor
 from app.conversation.models import Message
@@ -41,13 +40,14 @@ from app.conversation.services import (
     STAFF_REPLY,
     bumped_by,
     check_may_post,
+    message_json,
     no_such_parent,
     note_parent,
-    reopen_answered,
 )
+from app.conversation.services import post_message as post
 from app.errors import Conflict, NotFound
 from app.extensions import db
-from app.idempotency import Claim, claim_in_sql, stored_response
+from app.idempotency import Claim, claim_in_sql, once_in_session, stored_response
 from app.markdown import render
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.realtime import publish_committed
@@ -56,7 +56,6 @@ from app.tickets.models import Ticket
 from app.tickets.services import CLOSED_TO_REQUESTER, REOPENED_BY_REPLY
 from tenants import TenantStatement, autocommit_connection
 
-log = logging.getLogger(__name__)
 TOPIC = "message.created"
 TICKETS, MESSAGES = Ticket.__table__, Message.__table__
 # A message posted here has no files (those go through `services.post_message`), so its JSON needs
@@ -74,8 +73,13 @@ class Posted:
 
 
 def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: str,
-                 parent_id: uuid.UUID | None = None, internal: bool = False) -> Posted:
-    """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`."""
+                 parent_id: uuid.UUID | None = None, internal: bool = False) -> Posted | None:
+    """Add a message as `services.post_message` does, in one statement, and publish it; replay for `claim`.
+
+    None, having written nothing, for a requester's reply that reopens their ticket: `post_in_session`
+    stores both at once (a reopen of its own, after the message's commit, could fail and leave the
+    answered ticket resolved, where no queue shows it).
+    """
     check_may_post(actor, ticket_id, internal)
     message = {"id": uuid.uuid4(), "ticket_id": ticket_id, "seq": STAND_IN, "parent_id": parent_id,
                "author_id": actor.user_id, "internal": internal, "body": body, "body_html": render(body),
@@ -93,29 +97,27 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
     with autocommit_connection() as conn:
         row = _statement(kind, parent_id is not None, claim is not None).one(conn, params)
         if row is None:
-            return Posted(b"", {}, replay=_not_posted(conn, kind, params, claim))
+            replay = _not_posted(conn, kind, params, claim)
+            return None if replay is None else Posted(b"", {}, replay=replay)
     json_body["seq"] = row[0]
     posted = spliced.with_number(row[0])
     publish_committed(ticket_id, b'{"type":"message.created","message":%s}' % posted)
-    if kind == REQUESTER and row[1] in REOPENED_BY_REPLY:
-        _reopen_answered(actor, ticket_id)
     return Posted(posted, json_body)
 
 
-def _reopen_answered(actor: Actor, ticket_id: uuid.UUID) -> None:
-    """Reopen the pending or resolved ticket the requester answered, in a transaction of its own right
-    after the message's (rare, so the one-statement post stays one statement); if that fails the
-    message stands and the ticket keeps its status."""
-    try:
-        reopen_answered(actor, ticket_id)
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.warning("a requester's reply did not reopen ticket %s", ticket_id, exc_info=True)
+def post_in_session(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, fields: dict[str, Any]) -> Response:
+    """Post through the session (`services.post_message`: files, a reopen), once per `claim`; answer 201.
+
+    The ticket is locked before the key is claimed, the order the one-statement path takes them in:
+    two posts with one key, one down each path, deadlocked (a 503 after a second's wait).
+    """
+    db.session.execute(sa.select(Ticket.id).where(Ticket.id == ticket_id).with_for_update(key_share=True))
+    return once_in_session(claim, lambda: json_response(message_json(post(actor, ticket_id, **fields)), 201))
 
 
-def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response:
-    """Say why nothing was written: the key's earlier response, or the refusal the session path gives."""
+def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response | None:
+    """Say why nothing was written: the key's earlier response, the refusal the session path gives, or
+    None for a reply that reopens its ticket (the session path's to store)."""
     if claim is not None:
         earlier = stored_response(conn, claim)
         if earlier is not None:
@@ -123,13 +125,15 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
     found = _check(kind, params["parent_id"] is not None).one(conn, params)
     if found is None:
         raise NotFound("No such ticket.")
-    seen, answerable, writable = found
+    seen, answerable, writable, settled = found
     if not writable:
         raise Conflict(CLOSED_TO_REQUESTER)
     if not seen:
         raise no_such_parent()
     if not answerable:
         raise note_parent()
+    if not settled:
+        return None
     raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
 
 
@@ -145,46 +149,49 @@ class Conditions(NamedTuple):
     seen: sa.ColumnElement[bool]
     answerable: sa.ColumnElement[bool]
     writable: sa.ColumnElement[bool]
+    settled: sa.ColumnElement[bool]
 
 
 def _conditions(kind: str, parent: bool) -> Conditions:
     """Return what makes the post valid: a ticket the author sees, a parent there the author sees,
     that parent as the post may answer it (which implies the one before), and a ticket the author
-    may still write to (a requester's must not be closed: `CLOSED_TO_REQUESTER`).
+    may still write to (a requester's must not be closed: `CLOSED_TO_REQUESTER`); and what keeps it
+    on this path: a ticket the post does not reopen (a requester's reply to one pending or resolved).
 
     A public reply may not answer an internal note: the requester would see the note's id as its
     `parent_id`. (A requester sees no note, so for them the parent they see is public already.)
     """
     ticket = [TICKETS.c.id == _param("ticket_id")]
-    writable = sa.true()
+    writable = settled = sa.true()
     if kind == REQUESTER:
         ticket.append(TICKETS.c.requester_id == _param("author_id"))
         writable = TICKETS.c.status != "closed"
+        settled = TICKETS.c.status.not_in([sa.literal_column(f"'{status}'") for status in REOPENED_BY_REPLY])
     if not parent:
-        return Conditions(ticket, sa.true(), sa.true(), writable)
+        return Conditions(ticket, sa.true(), sa.true(), writable, settled)
     found = MESSAGES.alias("parent")
     live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
     if kind == REQUESTER:
         live.append(found.c.internal.is_(False))
     seen = sa.exists().where(*live)
     answerable = sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
-    return Conditions(ticket, seen, answerable, writable)
+    return Conditions(ticket, seen, answerable, writable, settled)
 
 
 @cache
 def _check(kind: str, parent: bool) -> TenantStatement:
     """A row if the author sees the ticket, saying whether the parent is there, whether the post may answer
-    it, and whether the author may still write to the ticket."""
+    it, whether the author may still write to the ticket, and whether the post leaves its status as it is."""
     found = _conditions(kind, parent)
-    return TenantStatement(sa.select(found.seen, found.answerable, found.writable).select_from(TICKETS)
-                           .where(*found.ticket))
+    return TenantStatement(sa.select(found.seen, found.answerable, found.writable, found.settled)
+                           .select_from(TICKETS).where(*found.ticket))
 
 
 @cache
 def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
     found = _conditions(kind, parent)
-    where = [*found.ticket, found.answerable, found.writable]
+    where = [*found.ticket, found.answerable, found.writable, found.settled]
     if claimed:
         # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
         target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)

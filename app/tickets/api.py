@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Api
 from marshmallow import RAISE, Schema
 
-from app.api_common import api_blueprint
+from app.api_common import api_blueprint, json_response
 from app.auth.actor import current_actor
 from app.extensions import db
 from app.idempotency import claimed_at_once
@@ -57,15 +56,6 @@ def ticket_response(ticket: Ticket | None, status: int = 200, body: dict[str, An
     if conditional and request.method in ("GET", "HEAD"):
         response.make_conditional(request)  # only then: it would otherwise only add a Date gunicorn sends anyway
     return response
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    """Return `body` as JSON, already serialised (flask-smorest passes a Response through).
-
-    orjson writes UUIDs and times as marshmallow's strings read, so bodies of the read path keep
-    them native.
-    """
-    return current_app.response_class(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def expected_versions() -> set[str] | None:

@@ -319,6 +319,63 @@ def test_a_requesters_reply_reopens_a_ticket_waiting_on_them_or_solved(tenant, s
     assert any(e["data"]["ticket"]["id"] == ticket["id"] and e["data"]["ticket"]["status"] == "open" for e in events)
 
 
+@pytest.mark.parametrize("with_idempotency_key", [False, True])
+def test_a_requesters_reply_and_the_reopen_it_makes_are_stored_together(tenant, monkeypatch, with_idempotency_key):
+    """The reply was stored in one transaction and the reopen in a second, whose failure was logged and
+    let go: the reply answered 201 on a ticket left resolved, where no queue shows it."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.conversation import services
+
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    path = f"/api/v1/tickets/{ticket['id']}"
+    assert tenant.api.patch(path, json={"status": "resolved"}).status_code == 200
+
+    def fails(*_args, **_kwargs):
+        raise OperationalError("UPDATE tickets", {}, Exception("lock timeout"))
+
+    monkeypatch.setattr(services, "reopen_answered", fails)
+    headers = {"Idempotency-Key": "reply-1"} if with_idempotency_key else {}
+    refused = requester.post(f"{path}/messages", json={"body": "Still broken."}, headers=headers)
+    assert refused.status_code == 503 and tenant.api.get(f"{path}/messages").get_json()["items"] == []
+    assert tenant.api.get(path).get_json()["status"] == "resolved"
+    monkeypatch.undo()
+    stored = requester.post(f"{path}/messages", json={"body": "Still broken."}, headers=headers)
+    assert stored.status_code == 201 and tenant.api.get(path).get_json()["status"] == "new"
+    assert [m["seq"] for m in tenant.api.get(f"{path}/messages").get_json()["items"]] == [1]
+
+
+def test_one_key_down_the_file_path_and_the_plain_path_at_once_is_one_message(app, tenant):
+    """The path with files claimed the key, then locked the ticket; the one-statement path locks the ticket,
+    then claims the key. Sent at once with one key, the two deadlocked, and one answered 503."""
+    import threading
+    import time
+
+    ticket = new_ticket(tenant.api)
+    file_id = upload_file(tenant.api, ticket["id"], b"log", "a.txt", "text/plain").get_json()["id"]
+    with app.app_context():
+        holder = db.engine.connect()  # holds the ticket's row, so both requests line up behind it
+    holder.execute(sa.text(f'select 1 from "{schema_for(tenant.slug)}".tickets where id = :id for update'),
+                   {"id": ticket["id"]})
+    answers, headers = {}, {"Authorization": f"Bearer {tenant.key}", "Idempotency-Key": "one-key"}
+
+    def post(name: str, body: dict) -> threading.Thread:
+        sender = threading.Thread(target=lambda: answers.__setitem__(name, app.test_client().post(
+            f"/api/v1/tickets/{ticket['id']}/messages", json=body, headers=headers)))
+        sender.start()
+        time.sleep(0.5)  # until it waits for the ticket's row
+        return sender
+
+    senders = [post("plain", {"body": "hi"}), post("file", {"body": "hi", "attachment_ids": [file_id]})]
+    holder.commit()
+    holder.close()
+    for sender in senders:
+        sender.join(30)
+    assert sorted(a.status_code for a in answers.values()) == [201, 422]  # one key, two requests
+    assert len(tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]) == 1
+
+
 @pytest.mark.parametrize("with_file", [False, True])
 def test_a_requester_cannot_write_to_their_closed_ticket_but_may_reopen_it(tenant, with_file):
     """A closed ticket is in no queue, so a requester's message there would reach nobody: it is
