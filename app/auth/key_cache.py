@@ -37,6 +37,7 @@ GENERATION = "auth:keys:generation:"  # + tenant id
 # sockets re-check their grant at once.
 CHANGED_CHANNEL = "auth:keys:changed"
 TTL = 5.0
+DROPPED_GENERATION_SECONDS = 86_400  # how long a dropped tenant's last generation stays (`_forget_tenant`)
 MAX_ENTRIES = 10_000
 KEYS_CHANGED = "keys_changed"
 _UNSEEN = object()
@@ -114,12 +115,19 @@ def init_app(app: Flask) -> None:
 
 
 def _forget_tenant(tenant_id: str) -> None:
-    """Delete everything of a dropped tenant from Redis: its key generation (it would stay for good; a
-    process that finds it missing checks its keys in Postgres, where the tenant is gone) and every
-    `tms:<tenant id>:` key (counters, caps, caches), which would otherwise live out their windows."""
+    """Delete everything of a dropped tenant from Redis: every `tms:<tenant id>:` key (counters, caps,
+    caches), which would otherwise live out their windows; and replace its key generation with a new
+    one that expires long after every cached key would have.
+
+    Deleted, the generation read as the one a tenant whose keys never changed has (none), so other
+    processes kept the keys they had cached with none for their seconds: and a tenant signing up
+    the freed slug next gets the same schema, where those keys then read and wrote as the old
+    tenant's admin. A new generation (at the drop and again once it commits, so no key cached in
+    between is taken for good) sends every process to Postgres, where the tenant is gone.
+    """
     client = redis_client()
     try:
-        client.delete(generation_key(tenant_id))
+        client.set(generation_key(tenant_id), uuid.uuid4().hex, ex=DROPPED_GENERATION_SECONDS)
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"tms:{tenant_id}:*", count=1000):
             batch.append(key)

@@ -29,12 +29,11 @@ def test_create_list_suspend_drop(app):
         db.session.rollback()
     assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert app.test_client().get("/api/v1/users", headers={"Authorization": f"Bearer {key}"}).status_code == 401
-    with app.app_context():  # nothing of it is left in Redis either (its key generation stayed for good,
-        # its counters for their windows)
+    with app.app_context():  # nothing of it is left in Redis either (its counters lived out their windows)
         from app.auth.key_cache import generation_key
         from app.extensions import redis_client
 
-        assert redis_client().exists(generation_key(str(tenant_id))) == 0
+        assert 0 < redis_client().ttl(generation_key(str(tenant_id))) <= 86_400  # a last one, that expires
         assert list(redis_client().scan_iter(match=f"tms:{tenant_id}:*")) == []  # its key's counters too
     with app.app_context():
         schemas = db.session.execute(sa.text("select schema_name from information_schema.schemata")).scalars()
@@ -85,3 +84,26 @@ def test_create_holds_its_arguments_to_signups_rules_and_the_others_to_a_slugs(a
             result = runner.invoke(args=["tenants", command[0], slug, *command[1:]])
             assert result.exit_code == 2 and "is not a slug" in result.output, (command, slug, result.output)
             assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_dropped_tenants_key_cached_by_another_process_does_not_reach_the_next_tenant_of_its_slug(
+        app, services, make_tenant):
+    """Its key generation was deleted at the drop: a tenant whose keys never changed has none either, so
+    another process kept its cached key; with the slug signed up again it read and wrote in the new
+    tenant's schema, which has the same name, and could make itself an admin there."""
+    from app import create_app
+    from tests.helpers import ApiClient, app_config
+
+    slug = f"t{secrets.token_hex(5)}"
+    old = make_tenant(slug)
+    other_process = ApiClient(create_app(app_config(services)).test_client(), old.key)
+    for _ in range(2):  # the first learns the tenant's generation, the second caches the key with it (none)
+        assert other_process.get("/api/v1/tickets").status_code == 200
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    new = make_tenant(slug)
+    assert new.api.post("/api/v1/tickets", json={"title": "the new organization's"}).status_code == 201
+    assert other_process.get("/api/v1/tickets").status_code == 401
+    joined = other_process.post("/api/v1/users", json={"email": "mallory@evil.example", "name": "Mallory",
+                                                       "role": "admin", "password": "correct horse battery"})
+    assert joined.status_code == 401
+    assert "mallory@evil.example" not in str(new.api.get("/api/v1/users").get_json())
