@@ -163,8 +163,9 @@ def drop(slug: str, yes: bool) -> None:
         tenant_id = provisioning.drop_tenant(slug)
     except (provisioning.TenantBusy, UnknownShard) as exc:
         raise click.ClickException(str(exc)) from exc
-    except sa.exc.OperationalError as exc:  # a shard down or unreachable
-        raise click.ClickException(f"a database could not be reached; {slug} is not dropped: {exc.orig}") from exc
+    except sa.exc.OperationalError as exc:  # a shard down, a lock waited for past the statement timeout
+        raise click.ClickException(f"{slug} is not dropped, and nothing of it is deleted (run it again): "
+                                   f"{exc.orig}") from exc
     if tenant_id is None:
         raise click.ClickException(f"no tenant {slug!r}")
     db.session.commit()

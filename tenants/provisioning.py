@@ -122,17 +122,19 @@ def on_drop(dropper: Callable[[str], object]) -> None:
 
 
 def drop_tenant(slug: str) -> str | None:
-    """Delete a tenant, its keys and its schema with all its data, that kept elsewhere (`on_drop`) first.
+    """Delete a tenant, its keys, its schema with all its data, and what it keeps elsewhere (`on_drop`).
 
-    Raises TenantBusy while a move of the tenant is under way. Returns the dropped tenant's id (None
-    if there is no such tenant): once the caller has committed, it must call `drop_outside_data`
-    with it again. DROP SCHEMA waits for the transactions that use the schema, so a job running
-    meanwhile (a scan) can still store files after the first deletion and before the drop commits.
+    Raises TenantBusy while a move of the tenant is under way, and UnknownShard when this process
+    has no database for a shard the registry names. Returns the dropped tenant's id (None if there
+    is no such tenant): once the caller has committed, it must call `drop_outside_data` with it
+    again. The schema's DROP waits for the transactions that use it, so a job running meanwhile (a
+    scan) may have stored a file before it got its lock.
 
-    On shards other than the primary the schemas are dropped (and committed) first, so a failure
-    before the registry row goes leaves a tenant whose drop can simply be run again; so does a
-    failure to delete its files, which comes before its own schema is dropped, or a shard that
-    does not answer, which comes before anything of the tenant's is deleted.
+    The order makes every failure one the drop can simply be run again after, with nothing of a
+    live tenant gone: copies a failed move left on other shards first (each committed), then the
+    schema on its own shard, whose DROP takes its locks before the files are deleted (a DROP that
+    timed out behind a long job, or a shard down, once left a live tenant without its files), then
+    the registry row. On a shard other than the primary the schema's drop commits before the row's.
     """
     locked = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug)))
     if not db.session.execute(sa.select(locked)).scalar():
@@ -140,20 +142,28 @@ def drop_tenant(slug: str) -> str | None:
     tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         return None
+    placed = db.session.execute(sa.select(Tenant.shard).distinct()).scalars()
+    for shard in sorted({tenant.shard, *placed} - set(shard_names())):
+        shard_engine(shard)  # raises UnknownShard: a failed move may have left a copy there
     # From every shard: a move that failed late leaves the fenced copy behind, one whose undo failed a
-    # copy on its target (each for the next move of the tenant to drop), and there will be none. The
-    # other shards first: one that does not answer stops the drop before anything is deleted.
+    # copy on its target (each for the next move of the tenant to drop), and there will be none.
     schemas = (checked_schema(tenant.schema_name), moved_schema(str(tenant.id)))
     drop = "DROP SCHEMA IF EXISTS " + ", ".join(f'"{name}"' for name in schemas) + " CASCADE"
-    shard_engine(tenant.shard)  # UnknownShard, before anything is dropped, if this process has no database for it
-    for shard in [*(name for name in shard_names() if name != tenant.shard), tenant.shard]:
+    for shard in shard_names():
         if shard == tenant.shard:
-            drop_outside_data(str(tenant.id))
+            continue
         if shard == PRIMARY_SHARD:
             db.session.execute(sa.text(drop))
         else:
             with shard_engine(shard).begin() as conn:
                 conn.exec_driver_sql(drop)
+    if tenant.shard == PRIMARY_SHARD:
+        db.session.execute(sa.text(drop))
+        drop_outside_data(str(tenant.id))
+    else:
+        with shard_engine(tenant.shard).begin() as conn:
+            conn.exec_driver_sql(drop)
+            drop_outside_data(str(tenant.id))
     db.session.delete(tenant)
     registry_changed(tenant.id)
     return str(tenant.id)

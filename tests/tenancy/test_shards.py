@@ -583,6 +583,8 @@ def test_a_shard_that_is_down_stops_no_other_shards_work(services, shards, tmp_p
                 assert on_c in woken_within(listeners, {on_c})
             finally:
                 listeners.close()
+        # Gone with its shard, as a drop by any process with no database for it would be refused.
+        assert app.test_cli_runner().invoke(args=["tenants", "drop", on_c, "--yes"]).exit_code == 0
     finally:
         down.stop()
 
@@ -721,9 +723,11 @@ def test_a_drop_deletes_what_a_failed_move_left_on_other_shards(app, shards, mon
         assert schemas_on(url, schema, fenced) == set()
 
 
-def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, shards, tmp_path, monkeypatch):
-    """The drop looks on every shard for what a failed move left there; one that does not answer stops it
-    before the tenant's files or schema are touched, and the drop can be run again."""
+@pytest.mark.parametrize("home", ["primary", "c"])
+def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, shards, tmp_path, monkeypatch, home):
+    """The drop looks on every shard for what a failed move left there, and drops the tenant's schema on its
+    own; a shard that does not answer stops it before the tenant's files or schema are touched (its own
+    shard down once left it without its files), and the drop can be run again."""
     from tenants import provisioning
 
     down = EmbeddedPostgres(tmp_path / "c", durable=False).start()
@@ -732,7 +736,8 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
                                     SQLALCHEMY_BINDS={"b": shards.b, "c": down.url}, REDIS_URL=own_redis(services)))
         with app.app_context():
             upgrade_public(db.engine)
-        app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000"
+            shadow_tenant_tables(db.engines["c"])
+        app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000" if home == "primary" else "primary=0 b=0 1000000"
         slug, api = signup(app)
         assert api.post("/api/v1/tickets", json={"title": "kept"}).status_code == 201
         dropped_files = []
@@ -740,15 +745,34 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
         down.stop()
         runner = app.test_cli_runner()
         refused = runner.invoke(args=["tenants", "drop", slug, "--yes"])
-        assert refused.exit_code != 0 and f"a database could not be reached; {slug} is not dropped" in refused.output
-        assert dropped_files == [] and registry_shard(app, slug) == "primary"
-        assert [t["title"] for t in api.get("/api/v1/tickets").get_json()["items"]] == ["kept"]
+        assert refused.exit_code != 0 and f"{slug} is not dropped, and nothing of it is deleted" in refused.output
+        assert dropped_files == [] and registry_shard(app, slug) == home
         down.start()
+        assert [t["title"] for t in api.get("/api/v1/tickets").get_json()["items"]] == ["kept"]
         assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
-        assert registry_shard(app, slug) is None and schemas_on(shards.primary, schema_for(slug)) == set()
-        assert len(dropped_files) == 2
+        assert registry_shard(app, slug) is None and len(dropped_files) == 2
+        for url in (shards.primary, down.url):
+            assert schemas_on(url, schema_for(slug)) == set()
     finally:
         down.stop()
+
+
+def test_a_drop_that_waits_past_the_statement_timeout_deletes_nothing(services, shards, monkeypatch):
+    """The files went first, then the schema's DROP waited behind a long job and timed out: a live tenant
+    was left without its files, and the command said it was not dropped."""
+    from tenants import provisioning
+
+    app = sharded_app(services, shards, DB_STATEMENT_TIMEOUT_MS=1500)
+    slug, api = signup_on(app, "primary")
+    _seed(api)
+    dropped_files = []
+    monkeypatch.setattr(provisioning, "_DROPPERS", [dropped_files.append])
+    with psycopg.connect(_raw(shards.primary)) as holder:  # a long job's transaction on the tenant's tickets
+        holder.execute(f'select count(*) from "{schema_for(slug)}".tickets')
+        refused = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
+    assert refused.exit_code != 0 and "statement timeout" in refused.output
+    assert dropped_files == [] and registry_shard(app, slug) == "primary"
+    assert len(api.get("/api/v1/tickets").get_json()["items"]) == 3
 
 
 def test_a_drop_by_a_process_without_the_tenants_shard_deletes_nothing(app, services, shards):
@@ -758,3 +782,14 @@ def test_a_drop_by_a_process_without_the_tenants_shard_deletes_nothing(app, serv
     assert refused.exit_code != 0 and "no database for shard 'b'" in refused.output
     assert registry_shard(app, slug) == "b" and schemas_on(shards.b, schema_for(slug)) == {schema_for(slug)}
     assert api.get("/api/v1/tickets").status_code == 200
+
+
+
+def test_a_drop_by_a_process_without_a_shard_the_registry_names_deletes_nothing(app, services, shards):
+    """A failed move may have left a copy of the tenant there, which nothing would point at again."""
+    signup_on(app, "b")
+    slug, api = signup_on(app, "primary")
+    unsharded = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, REDIS_URL=own_redis(services)))
+    refused = unsharded.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
+    assert refused.exit_code != 0 and "no database for shard 'b'" in refused.output
+    assert registry_shard(app, slug) == "primary" and api.get("/api/v1/tickets").status_code == 200
