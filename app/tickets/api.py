@@ -62,9 +62,10 @@ def expected_versions() -> set[str] | None:
     """Return the entity tags an If-Match header accepts, or None when any version will do.
 
     Only strong tags: If-Match compares strongly (RFC 9110), so `W/"v2"` matches no version and
-    answers 412.
+    answers 412. So does an empty If-Match (a list of no tags): a client whose tag went missing
+    must not overwrite what it never saw.
     """
-    if not request.headers.get("If-Match") or request.if_match.star_tag:
+    if "If-Match" not in request.headers or request.if_match.star_tag:
         return None
     return set(request.if_match.as_set())
 

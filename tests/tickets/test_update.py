@@ -57,6 +57,10 @@ def test_if_match_accepts_lists_and_star(tenant, new_ticket):
     assert _patch(tenant.api, ticket, {"title": "b"}, 'W/"v2", "v2"').status_code == 200
     assert _patch(tenant.api, ticket, {"title": "c"}, "*").status_code == 200
     assert _patch(tenant.api, ticket, {"title": "d"}, "garbage").status_code == 412
+    for empty in ("", " ", ","):  # a list of no tags matches no version (it answered as if none were asked)
+        refused = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"title": "e"}, headers={"If-Match": empty})
+        assert refused.status_code == 412
+    assert tenant.api.get(f"/api/v1/tickets/{ticket['id']}").get_json()["title"] == "c"
 
 
 @pytest.mark.parametrize("action", ["patch", "close", "reopen"])
