@@ -80,6 +80,9 @@ def run_outbox_row(slug: str, row_id: int) -> str | Retry:
     with worker_app().app_context():
         tenant = job_tenant(slug)
         if tenant is None:
+            job = get_current_job()
+            if job is not None:  # its place, which a reactivated tenant would otherwise wait out the lease of
+                release(slug, job.origin, str(row_id))
             return "tenant gone or suspended"
         with tenant_context(tenant):
             name = db.session.execute(
@@ -216,6 +219,7 @@ def run_webhook_delivery(slug: str, delivery_id: str) -> str:
     with worker_app().app_context():
         tenant = job_tenant(slug)
         if tenant is None:
+            release(slug, "webhooks", delivery_id)
             return "tenant gone or suspended"
         try:
             with tenant_context(tenant):

@@ -83,3 +83,25 @@ def test_one_tenants_burst_cannot_queue_ahead_of_another_tenants_work(services, 
             break
     assert quiet_ticket in done and set(burst) <= set(done)  # nothing is lost, the burst is only spread out
     assert done.index(quiet_ticket) < 4  # among the first jobs, not behind the whole burst
+
+
+def test_a_job_of_a_suspended_tenant_gives_its_place_back(app, tenant, run_jobs):
+    """It returned at once, keeping its place for the lease (ten minutes): reactivated, the tenant's work
+    waited that long behind places nobody held."""
+    from app.extensions import redis_client
+    from app.outbox.dispatch import relay_once
+    from app.queues import share_key
+    from tests.helpers import new_ticket
+
+    hook = tenant.api.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/tms",
+                                                      "events": ["ticket.created"]})
+    assert hook.status_code == 201, hook.get_json()
+    new_ticket(tenant.api)
+    with app.app_context():
+        relay_once(fresh=True)
+        shares = [share_key(tenant.slug, queue) for queue in ("assignment", "webhooks")]
+        assert [redis_client().zcard(share) for share in shares] == [1, 1]
+    assert app.test_cli_runner().invoke(args=["tenants", "suspend", tenant.slug]).exit_code == 0
+    run_jobs("assignment", "webhooks")
+    with app.app_context():
+        assert [redis_client().zcard(share) for share in shares] == [0, 0]
