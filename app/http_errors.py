@@ -208,18 +208,20 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ProgrammingError)
     @app.errorhandler(InternalError)
     def schema_gone(exc: ProgrammingError | InternalError):
-        """A statement missed its tenant's schema: if the tenant is being moved to another shard, ask for a retry.
+        """A statement missed its tenant's schema: if the tenant is being moved to another shard, ask for a retry;
+        if it was dropped meanwhile, answer as for any request of a tenant that is no more (404).
 
         Writes that waited out a move's freeze fail here, as do requests that still route to the
         old shard until every process has dropped what it cached. Anything else is a bug: 500.
         """
         from app.extensions import db
-        from tenants import current_tenant_or_none, tenant_moved
+        from tenants import current_tenant_or_none, tenant_is_active, tenant_moved
 
         db.session.rollback()
         tenant = current_tenant_or_none()
         try:
             moved = tenant is not None and tenant_moved(tenant)
+            gone = tenant is not None and not moved and not tenant_is_active(tenant.id)
         except (OperationalError, InterfaceError) as lost:  # the registry or the shard stopped answering too
             return database_unavailable(lost)
         except PoolTimeout as busy:
@@ -228,6 +230,9 @@ def init_app(app: Flask) -> None:
             log.info("%s %s met %s on the move: %s", request.method, request.path, tenant.slug,
                      str(exc.orig or exc).splitlines()[0])
             return respond(http_error(being_moved()))
+        if gone:
+            log.info("%s %s met %s dropped", request.method, request.path, tenant.slug)
+            return respond(http_error(NotFound("No such organization.")))
         return unexpected(exc)
 
     @app.errorhandler(Exception)

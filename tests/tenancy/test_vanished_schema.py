@@ -94,3 +94,25 @@ def test_a_schema_gone_while_the_database_cannot_answer_is_a_503(app, tenant, re
     monkeypatch.setattr(keys, "tenant_moved", lost)  # should the key drop out of the cache meanwhile
     answer = tenant.api.get("/api/v1/tickets")
     assert answer.status_code == 503 and answer.get_json()["code"] == 503 and "Retry-After" in answer.headers
+
+
+def test_a_request_that_meets_its_tenants_drop_answers_404(app, tenant, monkeypatch):
+    """Its statements missed the dropped schema, which read as a bug: a 500."""
+    import threading
+
+    from app.tickets import writes
+
+    real = writes.requester_for
+
+    def dropped_meanwhile(*args, **kwargs):
+        found = real(*args, **kwargs)
+        dropper = threading.Thread(target=lambda: app.test_cli_runner().invoke(
+            args=["tenants", "drop", tenant.slug, "--yes"]))
+        dropper.start()
+        dropper.join(30)
+        return found
+
+    monkeypatch.setattr(writes, "requester_for", dropped_meanwhile)
+    answer = tenant.api.post("/api/v1/tickets", json={"title": "too late"})
+    assert answer.status_code == 404 and answer.get_json() == {"code": 404, "status": "Not Found",
+                                                               "message": "No such organization."}
