@@ -2,7 +2,8 @@
 
 Fenced for a move to another shard, that is 503 with Retry-After (moves themselves are tested in
 `test_shards.py`), whether the key check or the view met it; when the lookup of a move fails
-because the database stopped answering too, 503 as for any lost database; otherwise a logged 500.
+because the database stopped answering too, 503 as for any lost database; dropped, 404 as for any
+request of a tenant that is no more; otherwise a logged 500.
 """
 
 from __future__ import annotations
