@@ -116,8 +116,10 @@ def post_in_session(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, fie
 
 
 def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | None) -> Response | None:
-    """Say why nothing was written: the key's earlier response, the refusal the session path gives, or
-    None for a reply that reopens its ticket (the session path's to store)."""
+    """Say why nothing was written: the key's earlier response, or the refusal the session path gives; else
+    None, for the session path to post it: a reply that reopens its ticket, or one whose ticket changed
+    between the two statements (reopened by another reply meanwhile, say), or whose key's first request
+    let go of it meanwhile (the session path waits for a claim in progress, or takes it over)."""
     if claim is not None:
         earlier = stored_response(conn, claim)
         if earlier is not None:
@@ -125,16 +127,14 @@ def _not_posted(conn: Any, kind: str, params: dict[str, Any], claim: Claim | Non
     found = _check(kind, params["parent_id"] is not None).one(conn, params)
     if found is None:
         raise NotFound("No such ticket.")
-    seen, answerable, writable, settled = found
+    seen, answerable, writable = found
     if not writable:
         raise Conflict(CLOSED_TO_REQUESTER)
     if not seen:
         raise no_such_parent()
     if not answerable:
         raise note_parent()
-    if not settled:
-        return None
-    raise Conflict("A request with this Idempotency-Key was in progress; send it again.")
+    return None
 
 
 _GIVEN = ("id", "ticket_id", "parent_id", "author_id", "internal", "body", "body_html", "created_at")
@@ -181,10 +181,10 @@ def _conditions(kind: str, parent: bool) -> Conditions:
 @cache
 def _check(kind: str, parent: bool) -> TenantStatement:
     """A row if the author sees the ticket, saying whether the parent is there, whether the post may answer
-    it, whether the author may still write to the ticket, and whether the post leaves its status as it is."""
+    it, and whether the author may still write to the ticket."""
     found = _conditions(kind, parent)
-    return TenantStatement(sa.select(found.seen, found.answerable, found.writable, found.settled)
-                           .select_from(TICKETS).where(*found.ticket))
+    return TenantStatement(sa.select(found.seen, found.answerable, found.writable).select_from(TICKETS)
+                           .where(*found.ticket))
 
 
 @cache

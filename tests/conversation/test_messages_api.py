@@ -415,3 +415,39 @@ def test_a_requester_cannot_write_to_their_closed_ticket_but_may_reopen_it(tenan
         sent = extra["attachment_ids"][0]
         assert requester.delete(f"/api/v1/attachments/{sent}").status_code == 409
         assert agent.get(f"/api/v1/attachments/{sent}").status_code == 200
+
+
+def test_two_requester_replies_at_once_on_a_resolved_ticket_are_both_stored(app, tenant, monkeypatch):
+    """Both missed the one-statement path (the ticket resolved); the first, on the session's path, reopened
+    it before the second looked again, which then found nothing wrong and answered 409 as a key in progress."""
+    import threading
+
+    from app.conversation import writes
+
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    path = f"/api/v1/tickets/{ticket['id']}"
+    assert tenant.api.patch(path, json={"status": "resolved"}).status_code == 200
+    both_missed, first_stored, real = threading.Barrier(2, timeout=30), threading.Event(), writes._not_posted
+
+    def one_after_the_other(conn, kind, params, claim):
+        both_missed.wait()
+        if params["body"] == "second":
+            assert first_stored.wait(30)
+        return real(conn, kind, params, claim)
+
+    monkeypatch.setattr(writes, "_not_posted", one_after_the_other)
+    answers = {}
+
+    def send(body: str) -> None:
+        answers[body] = ApiClient(app.test_client(), requester.key).post(f"{path}/messages", json={"body": body})
+        if body == "first":
+            first_stored.set()
+
+    senders = [threading.Thread(target=send, args=(body,)) for body in ("first", "second")]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+    assert [answers[b].status_code for b in ("first", "second")] == [201, 201]
+    assert [m["body"] for m in tenant.api.get(f"{path}/messages").get_json()["items"]] == ["first", "second"]
