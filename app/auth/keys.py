@@ -95,7 +95,7 @@ class VerifiedKey:
 
 _USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
 _LOOKUP = (
-    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.expires_at,
+    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.created_by, ApiKey.expires_at,
               sa.and_(ApiKey.revoked_at.is_(None),
                       sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now())).label("live"),
               Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.shard,
@@ -136,27 +136,40 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
             raise DeadKey
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name, shard=row.shard,
                            txid_offset=row.txid_offset)
-        user_role = _user_role(conn, tenant, row.user_id) if tenant.shard == PRIMARY_SHARD else None
+        # A key made for someone else holds only while its maker is an admin (`_roles`).
+        maker = row.created_by if row.created_by not in (None, row.user_id) else None
+        roles = _roles(conn, tenant, row.user_id, maker) if tenant.shard == PRIMARY_SHARD else None
     if tenant.shard != PRIMARY_SHARD:
         with engine_for(tenant).execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            user_role = _user_role(conn, tenant, row.user_id)
-    if isinstance(user_role, sa.exc.ProgrammingError):
+            roles = _roles(conn, tenant, row.user_id, maker)
+    if isinstance(roles, sa.exc.ProgrammingError):
         # Met mid-move (the schema fenced), the request may retry. Asked here, with the connection
         # given back; no tenant is set yet, so the app's handler cannot ask this itself.
         if tenant_moved(tenant):
-            raise being_moved() from user_role
-        raise user_role
-    if user_role is None:
+            raise being_moved() from roles
+        raise roles
+    user_role, maker_role = roles
+    if user_role is None or (maker is not None and maker_role != "admin"):
         return None
     return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
                        tenant_active=row.status == "active", expires_at=row.expires_at)
 
 
-def _user_role(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID) -> str | sa.exc.ProgrammingError | None:
-    """Read the user's role in the tenant's schema (None: no such user), or return the error if the schema is gone."""
+def _roles(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID, maker_id: uuid.UUID | None
+           ) -> tuple[str | None, str | None] | sa.exc.ProgrammingError:
+    """Read the roles of a key's user and of its maker, if asked (None: no such user, or deleted), in the
+    tenant's schema; or return the error if the schema is gone.
+
+    A key an admin made for someone else is revoked when that admin is demoted or removed; one they
+    made as that happened (a request let in before it) was committed after the revocation ran, and
+    outlived it. Read here, the maker's role stops such a key too.
+    """
+    options = {"schema_translate_map": {"tenant": tenant.schema}}
     try:
-        return conn.execute(_USER_ROLE, {"user_id": user_id},
-                            execution_options={"schema_translate_map": {"tenant": tenant.schema}}).scalar()
+        user_role = conn.execute(_USER_ROLE, {"user_id": user_id}, execution_options=options).scalar()
+        if maker_id is None or user_role is None:
+            return user_role, None
+        return user_role, conn.execute(_USER_ROLE, {"user_id": maker_id}, execution_options=options).scalar()
     except sa.exc.ProgrammingError as exc:
         return exc
 
