@@ -152,7 +152,7 @@ def suspend(slug: str, undo: bool) -> None:
 @click.argument("slug", callback=lambda _ctx, _param, value: _well_formed(value))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop(slug: str, yes: bool) -> None:
-    """Delete a tenant and all of its data.
+    """Delete a tenant and all of its data: suspend it, then drop it.
 
     Its data kept outside the database (stored files) is deleted again once the drop has committed:
     a scan that held the schema until then may have stored files after the first deletion.
@@ -160,15 +160,23 @@ def drop(slug: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Drop {slug} and all of its data?", abort=True)
     try:
-        tenant_id = provisioning.drop_tenant(slug)
+        retired = provisioning.retire_tenant(slug)
+        db.session.commit()
     except (provisioning.TenantBusy, UnknownShard) as exc:
         raise click.ClickException(str(exc)) from exc
-    except sa.exc.OperationalError as exc:  # a shard down, a lock waited for past the statement timeout
-        raise click.ClickException(f"{slug} is not dropped, and nothing of it is deleted (run it again): "
+    except sa.exc.OperationalError as exc:  # a shard down
+        raise click.ClickException(f"{slug} is not dropped, and nothing of it is changed (run it again): "
                                    f"{exc.orig}") from exc
-    if tenant_id is None:
+    if retired is None:
         raise click.ClickException(f"no tenant {slug!r}")
-    db.session.commit()
+    try:
+        tenant_id = provisioning.drop_tenant(slug)
+        db.session.commit()
+    except Exception as exc:  # a shard down, a timeout, a store refusing to delete: rolled back, files or not
+        db.session.rollback()
+        raise click.ClickException(
+            f"{slug} is suspended but not dropped (run it again to drop it, or `tenants suspend --undo {slug}` "
+            f"to keep it): {getattr(exc, 'orig', None) or exc}") from exc
     try:
         provisioning.drop_outside_data(tenant_id)
     except Exception as exc:  # whatever the dropper's store raises; the tenant is gone, its leftovers are not

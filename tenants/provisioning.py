@@ -121,52 +121,73 @@ def on_drop(dropper: Callable[[str], object]) -> None:
         _DROPPERS.append(dropper)
 
 
-def drop_tenant(slug: str) -> str | None:
-    """Delete a tenant, its keys, its schema with all its data, and what it keeps elsewhere (`on_drop`).
+def retire_tenant(slug: str) -> Tenant | None:
+    """Ready a tenant for `drop_tenant`, in the caller's transaction: suspend it, once what a failed move
+    left on other shards is dropped (each shard committed). None if there is no such tenant.
 
-    Raises TenantBusy while a move of the tenant is under way, and UnknownShard when this process
-    has no database for a shard the registry names. Returns the dropped tenant's id (None if there
-    is no such tenant): once the caller has committed, it must call `drop_outside_data` with it
-    again. The schema's DROP waits for the transactions that use it, so a job running meanwhile (a
-    scan) may have stored a file before it got its lock.
-
-    The order makes every failure one the drop can simply be run again after, with nothing of a
-    live tenant gone: copies a failed move left on other shards first (each committed), then the
-    schema on its own shard, whose DROP takes its locks before the files are deleted (a DROP that
-    timed out behind a long job, or a shard down, once left a live tenant without its files), then
-    the registry row. On a shard other than the primary the schema's drop commits before the row's.
+    Suspended, it answers no request and the relay passes it by, so the drop that follows may hold
+    its schema's locks while it deletes the tenant's files: held on an active tenant, they stalled
+    the relay's sweep of every tenant on the shard. A failure here changes nothing of the tenant's
+    (what is dropped were copies nothing reads). Raises TenantBusy while a move of the tenant is
+    under way, and UnknownShard when this process has no database for a shard the registry names.
     """
-    locked = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug)))
-    if not db.session.execute(sa.select(locked)).scalar():
-        raise TenantBusy(slug)
-    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+    tenant = _locked(slug)
     if tenant is None:
         return None
     placed = db.session.execute(sa.select(Tenant.shard).distinct()).scalars()
     for shard in sorted({tenant.shard, *placed} - set(shard_names())):
         shard_engine(shard)  # raises UnknownShard: a failed move may have left a copy there
-    # From every shard: a move that failed late leaves the fenced copy behind, one whose undo failed a
-    # copy on its target (each for the next move of the tenant to drop), and there will be none.
-    schemas = (checked_schema(tenant.schema_name), moved_schema(str(tenant.id)))
-    drop = "DROP SCHEMA IF EXISTS " + ", ".join(f'"{name}"' for name in schemas) + " CASCADE"
+    # A move that failed late leaves the fenced copy behind, one whose undo failed a copy on its target
+    # (each for the next move of the tenant to drop), and there will be none.
     for shard in shard_names():
-        if shard == tenant.shard:
-            continue
-        if shard == PRIMARY_SHARD:
-            db.session.execute(sa.text(drop))
-        else:
+        if shard == PRIMARY_SHARD and shard != tenant.shard:
+            db.session.execute(sa.text(_drop_schemas(tenant)))
+        elif shard != tenant.shard:
             with shard_engine(shard).begin() as conn:
-                conn.exec_driver_sql(drop)
+                conn.exec_driver_sql(_drop_schemas(tenant))
+    tenant.status = "suspended"
+    registry_changed(tenant.id)
+    return tenant
+
+
+def drop_tenant(slug: str) -> str | None:
+    """Delete a tenant (`retire_tenant` it first, and commit): its keys, its schema with all its data, and
+    what it keeps elsewhere (`on_drop`). Returns its id, or None if there is no such tenant.
+
+    Its schema's DROP takes the schema's locks, waiting for the transactions that use it, before
+    the files are deleted: a DROP that failed after them (timed out behind a long job, its shard
+    down) once left the tenant without its files, and a failure now leaves it whole. Once the
+    caller has committed, it must call `drop_outside_data` again: a job the DROP waited for (a
+    scan) may have stored a file before it. On a shard other than the primary the schema's drop
+    commits before the registry row's (the drop can simply be run again).
+    """
+    tenant = _locked(slug)
+    if tenant is None:
+        return None
     if tenant.shard == PRIMARY_SHARD:
-        db.session.execute(sa.text(drop))
+        db.session.execute(sa.text(_drop_schemas(tenant)))
         drop_outside_data(str(tenant.id))
     else:
         with shard_engine(tenant.shard).begin() as conn:
-            conn.exec_driver_sql(drop)
+            conn.exec_driver_sql(_drop_schemas(tenant))
             drop_outside_data(str(tenant.id))
     db.session.delete(tenant)
     registry_changed(tenant.id)
     return str(tenant.id)
+
+
+def _locked(slug: str) -> Tenant | None:
+    """Take the tenant's change lock for this transaction (or raise TenantBusy), then read it."""
+    if not db.session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug))))
+                              ).scalar():
+        raise TenantBusy(slug)
+    return db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+
+
+def _drop_schemas(tenant: Tenant) -> str:
+    """The DROP of a tenant's schema and of its fenced copy (a move's), wherever either is."""
+    schemas = (checked_schema(tenant.schema_name), moved_schema(str(tenant.id)))
+    return "DROP SCHEMA IF EXISTS " + ", ".join(f'"{name}"' for name in schemas) + " CASCADE"
 
 
 def drop_outside_data(tenant_id: str) -> None:

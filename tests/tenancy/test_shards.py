@@ -745,10 +745,18 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
         down.stop()
         runner = app.test_cli_runner()
         refused = runner.invoke(args=["tenants", "drop", slug, "--yes"])
-        assert refused.exit_code != 0 and f"{slug} is not dropped, and nothing of it is deleted" in refused.output
+        if home == "primary":  # another shard: nothing of the tenant's changes
+            assert refused.exit_code != 0 and f"{slug} is not dropped, and nothing of it is changed" in refused.output
+        else:  # its own: suspended, with all its data
+            assert refused.exit_code != 0 and f"{slug} is suspended but not dropped" in refused.output
         assert dropped_files == [] and registry_shard(app, slug) == home
         down.start()
-        assert [t["title"] for t in api.get("/api/v1/tickets").get_json()["items"]] == ["kept"]
+        if home == "primary":
+            assert [t["title"] for t in api.get("/api/v1/tickets").get_json()["items"]] == ["kept"]
+        else:
+            assert api.get("/api/v1/tickets").status_code == 404
+            with psycopg.connect(_raw(down.url)) as conn:
+                assert conn.execute(f'select title from "{schema_for(slug)}".tickets').fetchall() == [("kept",)]
         assert runner.invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
         assert registry_shard(app, slug) is None and len(dropped_files) == 2
         for url in (shards.primary, down.url):
@@ -770,9 +778,50 @@ def test_a_drop_that_waits_past_the_statement_timeout_deletes_nothing(services, 
     with psycopg.connect(_raw(shards.primary)) as holder:  # a long job's transaction on the tenant's tickets
         holder.execute(f'select count(*) from "{schema_for(slug)}".tickets')
         refused = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
-    assert refused.exit_code != 0 and "statement timeout" in refused.output
+    assert refused.exit_code != 0 and "suspended but not dropped" in refused.output
+    assert "statement timeout" in refused.output
     assert dropped_files == [] and registry_shard(app, slug) == "primary"
-    assert len(api.get("/api/v1/tickets").get_json()["items"]) == 3
+    assert _rows(shards.primary, schema_for(slug))["tickets"] == 3
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    assert len(dropped_files) == 2 and registry_shard(app, slug) is None
+
+
+def test_a_drop_deleting_files_holds_up_no_other_tenants_work(services, shards, monkeypatch):
+    """The schema's locks are held while the files are deleted: held on an active tenant, the relay's
+    sweep of every tenant on the shard waited for them (minutes, for many files)."""
+    from tenants import provisioning
+
+    app = sharded_app(services, shards)
+    doomed, _ = signup_on(app, "primary")
+    _other, other_api = signup_on(app, "primary")
+    deleting, done = threading.Event(), threading.Event()
+
+    def slow_store(tenant_id: str) -> None:  # a store deleting many files
+        if not deleting.is_set():
+            deleting.set()
+            assert done.wait(30)
+
+    monkeypatch.setattr(provisioning, "_DROPPERS", [slow_store])
+    dropped = []
+    dropper = threading.Thread(target=lambda: dropped.append(app.test_cli_runner().invoke(
+        args=["tenants", "drop", doomed, "--yes"])))
+    dropper.start()
+    assert deleting.wait(30)
+    assert other_api.post("/api/v1/tickets", json={"title": "needs the relay"}).status_code == 201
+    relayed = threading.Thread(target=lambda: _relay(app))
+    relayed.start()
+    relayed.join(5)
+    swept = not relayed.is_alive()
+    done.set()
+    dropper.join(30)
+    relayed.join(30)
+    assert swept and dropped[0].exit_code == 0
+
+
+def _relay(app) -> None:
+    with app.app_context():
+        relay_once(fresh=True)
+        db.session.rollback()
 
 
 def test_a_drop_by_a_process_without_the_tenants_shard_deletes_nothing(app, services, shards):
@@ -793,3 +842,29 @@ def test_a_drop_by_a_process_without_a_shard_the_registry_names_deletes_nothing(
     refused = unsharded.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
     assert refused.exit_code != 0 and "no database for shard 'b'" in refused.output
     assert registry_shard(app, slug) == "primary" and api.get("/api/v1/tickets").status_code == 200
+
+
+def test_a_drop_whose_commit_is_lost_leaves_no_live_tenant_without_its_files(app, shards, monkeypatch):
+    """The files are deleted before the drop commits; a commit that never lands left a live tenant without them."""
+    from tenants import provisioning
+
+    slug, api = signup_on(app, "primary")
+    dropped_files, commits = [], []
+    monkeypatch.setattr(provisioning, "_DROPPERS", [dropped_files.append])
+    real_commit = db.session.commit
+
+    def lost_once() -> None:
+        commits.append(1)
+        if len(commits) == 2:  # the drop's own, after the suspension's
+            db.session.rollback()
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        real_commit()
+
+    with app.app_context():
+        monkeypatch.setattr(db.session, "commit", lost_once, raising=False)
+        refused = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
+        monkeypatch.undo()
+    assert refused.exit_code != 0 and f"{slug} is suspended but not dropped" in refused.output
+    assert dropped_files and api.get("/api/v1/tickets").status_code == 404  # no longer anyone's to use
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+    assert registry_shard(app, slug) is None and schemas_on(shards.primary, schema_for(slug)) == set()
