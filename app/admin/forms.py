@@ -33,7 +33,7 @@ def read_fields(schema: Schema, form: Mapping | None = None, *, text: Iterable[s
                 choices: Iterable[str] = (), partial: bool = False) -> dict[str, Any]:
     """Load the submitted form's fields through `schema`; raise Invalid with messages beside each field.
 
-    `partial`: fields left out are not required (a change of some fields of a thing).
+    `partial`: fields left out are not required (a change of some fields of a thing), and left as they are.
     """
     form = request.form if form is None else form
     raw: dict[str, Any] = {}
@@ -53,8 +53,12 @@ def read_fields(schema: Schema, form: Mapping | None = None, *, text: Iterable[s
     for name in lists:
         if name in form:
             raw[name] = split_list(form[name])
+    shown = set(form.getlist("shown")) if hasattr(form, "getlist") else set()
     for name in checkboxes:
-        raw[name] = name in form
+        # A browser leaves an unticked box out: in a change of some fields, only a box the form says it
+        # shows (`checkbox` in the pages' macros) reads as unticked; one a script left out stays as it is.
+        if name in form or not partial or name in shown:
+            raw[name] = name in form
     for name in choices:
         raw[name] = [v for v in form.getlist(name) if v]
     try:

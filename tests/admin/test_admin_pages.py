@@ -155,7 +155,7 @@ def test_people_are_created_changed_and_deactivated(help_desk, admin):
     ticked = admin.post(base, data={"email": "x@example.com", "name": "X", "role": "boss", "available": "on"})
     assert re.search(r'<input type="checkbox" id="available" name="available" checked', ticked.get_data(as_text=True))
     changed = admin.post(f"{base}/{user['id']}", data={"name": "Nia", "email": "new@example.com", "role": "admin",
-                                                       "skills": "", "capacity": ""})
+                                                       "skills": "", "capacity": "", "shown": "available"})
     assert changed.status_code == 302
     after = hd.tenant.api.get(f"/api/v1/users/{user['id']}").get_json()
     assert (after["name"], after["role"], after["skills"], after["capacity"], after["available"]) == (
@@ -240,7 +240,8 @@ def test_rules_are_created_tested_edited_reordered_switched_and_deleted(help_des
     assert edited.status_code == 422 and "needs at least one required skill" in edited.get_data(as_text=True)
     assert admin.post(f"{base}/{rule['id']}", data={"name": "Urgent money", "team_id": hd.team["id"],
                                                     "strategy": "skills", "required_skills": "billing",
-                                                    "position": "1", "priority": "urgent"}).status_code == 302
+                                                    "position": "1", "priority": "urgent",
+                                                    "shown": "enabled"}).status_code == 302
     after = hd.tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()
     assert (after["name"], after["strategy"], after["required_skills"], after["enabled"], after["conditions"]) == (
         "Urgent money", "skills", ["billing"], False, {"priority": ["urgent"]})
@@ -346,7 +347,8 @@ def test_webhooks_their_log_and_redelivery(help_desk, admin, run_jobs):
     attempts = hd.tenant.api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").get_json()["items"]
     assert len(attempts) == 2  # the retry it was waiting for, brought forward to now
     assert admin.post(f"{base}/{hook['id']}", data={"url": "https://hooks.example.com/v2",
-                                                    "events": ["ticket.created", "ticket.closed"]}).status_code == 302
+                                                    "events": ["ticket.created", "ticket.closed"],
+                                                    "shown": ["include_internal", "enabled"]}).status_code == 302
     after = hd.tenant.api.get(f"/api/v1/webhooks/{hook['id']}").get_json()
     assert (after["url"], after["events"], after["enabled"]) == (
         "https://hooks.example.com/v2", ["ticket.closed", "ticket.created"], False)
@@ -515,3 +517,18 @@ def test_the_audit_log_names_what_it_can_and_shows_only_what_changed(help_desk, 
     row = users.split("<tbody>")[1].split("</tr>")[0]
     assert "user Bo B. Agent" in row and "<dt>name</dt><dd><del>Bo Agent</del> → <ins>Bo B. Agent</ins></dd>" in row
     assert re.findall(r"<dt>([^<]+)</dt>", row) == ["name"]  # unchanged fields are not listed
+
+
+def test_a_form_that_changes_some_fields_leaves_a_box_it_does_not_show_as_it_is(help_desk, admin, app):
+    """A browser leaves an unticked box out, so every box left out read as unticked: a script posting only
+    the capacity to a person's form marked them away too. The pages' boxes now say they were shown."""
+    hd = help_desk
+    url = f"/t/{hd.slug}/admin/people/{hd.agent.id}"
+    shown = page(admin, url)
+    assert '<input type="hidden" name="shown" value="available">' in shown
+    assert admin.post(url, data={"capacity": "3"}).status_code == 302
+    api = hd.tenant.api
+    after = api.get(f"/api/v1/users/{hd.agent.id}").get_json()
+    assert (after["capacity"], after["available"]) == (3, True)
+    assert admin.post(url, data={"capacity": "3", "shown": "available"}).status_code == 302  # the box, unticked
+    assert api.get(f"/api/v1/users/{hd.agent.id}").get_json()["available"] is False
