@@ -99,3 +99,24 @@ def test_bad_list_arguments_are_422(tenant):
     for query in ("limit=0", "limit=201", "limit=x", "role=owner", "cursor=%%%"):
         resp = tenant.api.get(f"/api/v1/users?{query}")
         assert resp.status_code == 422, query
+
+
+@pytest.mark.parametrize("email", ["ops@localhost", "ops@[127.0.0.1]"])
+def test_anyone_the_api_gives_an_address_can_sign_in_with_it(app, tenant, email):
+    """The sign-in form checked the address's format its own way, stricter than the API's: a person the API
+    made with `ops@localhost` could never sign in."""
+    made = tenant.api.post("/api/v1/users", json={"email": email, "name": "Ops", "role": "agent",
+                                                  "password": "correct horse battery"})
+    assert made.status_code == 201
+    signed_in = app.test_client().post(f"/t/{tenant.slug}/login",
+                                       data={"email": email, "password": "correct horse battery"})
+    assert signed_in.status_code == 302
+
+
+@pytest.mark.parametrize("lookalike", ["\uff41", "\u1d43", "\u24d0", "\u212a"])  # fullwidth, superscript, circled
+def test_a_lookalike_of_an_address_in_compatibility_letters_is_refused(tenant, lookalike):  # a; the Kelvin sign K
+    """Only the case is folded for uniqueness: a fullwidth `a` made a second person beside `admin@...`, whom
+    every page showed with the same address."""
+    made = tenant.api.post("/api/v1/users", json={"email": lookalike + tenant.admin_email[1:], "name": "Org admin",
+                                                  "role": "agent", "password": "correct horse battery"})
+    assert made.status_code == 422 and "email" in made.get_json()["errors"]
