@@ -1,16 +1,21 @@
-"""People pages: an agent's own availability, switched from the navigation bar."""
+"""People's own pages: an agent's availability, switched from the navigation bar, and anyone's password."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, redirect, request, url_for
-from flask_login import login_required
+from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user
+from flask_wtf import FlaskForm
 
+from app.auth import throttle
 from app.auth.actor import current_actor
 from app.auth.ui import safe_next
+from app.errors import Invalid
 from app.extensions import db
+from app.people.passwords import check_password
 from app.people.schemas import UserPatchSchema
 from app.people.services import change_user
-from app.ui.pages import read_form, refusals
+from app.ui.pages import Refusal, read_form, refusals
+from tenants import current_tenant
 
 bp = Blueprint("people_ui", __name__)
 CHANGES = UserPatchSchema()
@@ -35,3 +40,38 @@ def availability():
     if refused:
         flash(refused.refusal.message, "error")
     return redirect(safe_next(request.form.get("next", "")) or url_for("ui.index"))
+
+
+@bp.route("/me/password", methods=["GET", "POST"])
+@login_required
+def password():
+    """Change my own password, given the one I have: it signs me out everywhere but here.
+
+    A person an admin gave a password to (agents and requesters sign in with one, and hold no API
+    key unless given one) had no way to make it their own. Wrong guesses count as failed sign-ins.
+    """
+    form, refusal, headers = FlaskForm(), None, {}
+    if request.method == "POST" and form.validate_on_submit():
+        actor, tenant = current_actor(), current_tenant()
+        wait = throttle.login_attempt(tenant, current_user.email)
+        if wait is not None:
+            refusal = Refusal(429, f"Too many wrong passwords. Try again in {wait.minutes} minute"
+                                   f"{'s' if wait.minutes > 1 else ''}.")
+            headers["Retry-After"] = str(wait.retry_after)
+        else:
+            with refusals() as refused:
+                fields = read_form(CHANGES, only=("password",))
+                if "password" not in fields:
+                    raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
+                if not check_password(current_user.password_hash, request.form.get("current_password", "")):
+                    raise Invalid("Please fix the fields marked below.",
+                                  {"current_password": ["This is not your password."]})
+                throttle.login_succeeded(tenant, current_user.email)
+                user = change_user(actor, actor.user_id, fields)
+                db.session.commit()
+                login_user(user)  # this browser's session, at the new session version
+                flash("Your password is changed. Everywhere else, you are signed out.", "success")
+                return redirect(url_for("ui.index"))
+            refusal = refused.refusal
+    page = render_template("people/password.html", form=form, refused=refusal)
+    return make_response(page, refusal.status if refusal else 200, headers)

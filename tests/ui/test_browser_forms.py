@@ -73,3 +73,26 @@ def test_an_agent_opens_a_ticket_for_a_customer_by_email_in_the_browser(live_ser
         page.context.close()
     theirs = hd.tenant.key_for(hd.requester.user).get("/api/v1/tickets").get_json()["items"]
     assert sorted(t["title"] for t in theirs) == ["Phoned in (1280)", "Phoned in (390)"]
+
+
+def test_a_requester_changes_their_password_from_their_name_in_the_bar(live_server, browser, help_desk, keep):
+    hd, base = help_desk, live_server.url
+    for viewport, name in ((DESKTOP, "1280"), (PHONE, "390")):
+        page = browser.new_context(**viewport).new_page()
+        browser_sign_in(page, base, hd.requester)
+        page.get_by_role("link", name=hd.requester.user["name"]).click()
+        expect(page.get_by_role("heading", name="Your password")).to_be_visible()
+        page.get_by_label("current_password").fill("not my password")
+        page.get_by_label("password", exact=True).fill("a brand new password")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("This is not your password.")).to_be_visible()
+        keep(page, f"password-refused-{name}")
+        page.context.close()
+    page = browser.new_context(**DESKTOP).new_page()
+    browser_sign_in(page, base, hd.requester)
+    page.goto(f"{base}/t/{hd.slug}/me/password")
+    page.get_by_label("current_password").fill(hd.requester.password)
+    page.get_by_label("password", exact=True).fill("a brand new password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Your password is changed.")).to_be_visible()
+    page.context.close()
