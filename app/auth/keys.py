@@ -19,6 +19,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -94,8 +95,11 @@ class VerifiedKey:
 
 
 _USER_ROLE = sa.select(User.role).where(User.id == sa.bindparam("user_id"), User.deleted_at.is_(None))
+_ADMINS = sa.select(sa.func.count()).where(User.id.in_(sa.bindparam("ids", expanding=True)), User.role == "admin",
+                                           User.deleted_at.is_(None))
 _LOOKUP = (
-    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.created_by, ApiKey.expires_at,
+    sa.select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.user_id, ApiKey.created_by, ApiKey.made_with,
+              ApiKey.expires_at,
               sa.and_(ApiKey.revoked_at.is_(None),
                       sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > sa.func.now())).label("live"),
               Tenant.id.label("tenant_id"), Tenant.slug, Tenant.schema_name, Tenant.status, Tenant.shard,
@@ -136,40 +140,61 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
             raise DeadKey
         tenant = TenantRef(id=str(row.tenant_id), slug=row.slug, schema=row.schema_name, shard=row.shard,
                            txid_offset=row.txid_offset)
-        # A key made for someone else holds only while its maker is an admin (`_roles`).
-        maker = row.created_by if row.created_by not in (None, row.user_id) else None
-        roles = _roles(conn, tenant, row.user_id, maker) if tenant.shard == PRIMARY_SHARD else None
+        # A key made for someone else holds only while its maker is an admin, and so does every key it
+        # was made with, all the way up (`_roles`).
+        makers = _makers(conn, row)
+        roles = _roles(conn, tenant, row.user_id, makers) if tenant.shard == PRIMARY_SHARD else None
     if tenant.shard != PRIMARY_SHARD:
         with engine_for(tenant).execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            roles = _roles(conn, tenant, row.user_id, maker)
+            roles = _roles(conn, tenant, row.user_id, makers)
     if isinstance(roles, sa.exc.ProgrammingError):
         # Met mid-move (the schema fenced), the request may retry. Asked here, with the connection
         # given back; no tenant is set yet, so the app's handler cannot ask this itself.
         if tenant_moved(tenant):
             raise being_moved() from roles
         raise roles
-    user_role, maker_role = roles
-    if user_role is None or (maker is not None and maker_role != "admin"):
+    user_role, makers_admins = roles
+    if user_role is None or not makers_admins:
         return None
     return VerifiedKey(id=row.id, role=lesser_role(row.role, user_role), user_id=row.user_id, tenant=tenant,
                        tenant_active=row.status == "active", expires_at=row.expires_at)
 
 
-def _roles(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID, maker_id: uuid.UUID | None
-           ) -> tuple[str | None, str | None] | sa.exc.ProgrammingError:
-    """Read the roles of a key's user and of its maker, if asked (None: no such user, or deleted), in the
-    tenant's schema; or return the error if the schema is gone.
+# The keys a key was made with, all the way up (a chain longer than this is not followed further).
+_MADE_WITH = sa.text("""
+with recursive up(id, user_id, created_by, made_with, depth) as (
+  select id, user_id, created_by, made_with, 1 from public.api_keys where id = :made_with
+  union all
+  select k.id, k.user_id, k.created_by, k.made_with, up.depth + 1
+  from public.api_keys k join up on k.id = up.made_with where up.depth < 32
+)
+select user_id, created_by from up""")
+
+
+def _makers(conn: sa.Connection, row: Any) -> set[uuid.UUID]:
+    """Return who made, for someone else, this key or any key it was made with (read in the registry)."""
+    made = [(row.user_id, row.created_by)]
+    if row.made_with is not None:
+        made += conn.execute(_MADE_WITH, {"made_with": row.made_with}).all()
+    return {maker for user_id, maker in made if maker is not None and maker != user_id}
+
+
+def _roles(conn: sa.Connection, tenant: TenantRef, user_id: uuid.UUID, makers: set[uuid.UUID]
+           ) -> tuple[str | None, bool] | sa.exc.ProgrammingError:
+    """Read the role of a key's user (None: no such user, or deleted) and whether each of `makers` is an
+    admin still, in the tenant's schema; or return the error if the schema is gone.
 
     A key an admin made for someone else is revoked when that admin is demoted or removed; one they
     made as that happened (a request let in before it) was committed after the revocation ran, and
-    outlived it. Read here, the maker's role stops such a key too.
+    outlived it, as did any key made with it. Read here, the makers' roles stop such keys too.
     """
     options = {"schema_translate_map": {"tenant": tenant.schema}}
     try:
         user_role = conn.execute(_USER_ROLE, {"user_id": user_id}, execution_options=options).scalar()
-        if maker_id is None or user_role is None:
-            return user_role, None
-        return user_role, conn.execute(_USER_ROLE, {"user_id": maker_id}, execution_options=options).scalar()
+        if not makers or user_role is None:
+            return user_role, True
+        admins = conn.execute(_ADMINS, {"ids": sorted(makers)}, execution_options=options).scalar()
+        return user_role, admins == len(makers)
     except sa.exc.ProgrammingError as exc:
         return exc
 
