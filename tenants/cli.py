@@ -142,7 +142,11 @@ def move(slug: str, target: str, lock_timeout: float) -> None:
 @click.option("--undo", is_flag=True, help="Reactivate instead.")
 def suspend(slug: str, undo: bool) -> None:
     """Suspend a tenant: its UI and API answer 404 until reactivated."""
-    if provisioning.set_status(slug, "active" if undo else "suspended") is None:
+    try:
+        found = provisioning.set_status(slug, "active" if undo else "suspended")
+    except provisioning.BeingDropped as exc:
+        raise click.ClickException(str(exc)) from exc
+    if found is None:
         raise click.ClickException(f"no tenant {slug!r}")
     db.session.commit()
     click.echo(f"{slug} {'reactivated' if undo else 'suspended'}")
@@ -152,7 +156,7 @@ def suspend(slug: str, undo: bool) -> None:
 @click.argument("slug", callback=lambda _ctx, _param, value: _well_formed(value))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop(slug: str, yes: bool) -> None:
-    """Delete a tenant and all of its data: suspend it, then drop it.
+    """Delete a tenant and all of its data: mark it dropping (it answers nothing from then on), then drop it.
 
     Its data kept outside the database (stored files) is deleted again once the drop has committed:
     a scan that held the schema until then may have stored files after the first deletion.
@@ -174,9 +178,8 @@ def drop(slug: str, yes: bool) -> None:
         db.session.commit()
     except Exception as exc:  # a shard down, a timeout, a store refusing to delete: rolled back, files or not
         db.session.rollback()
-        raise click.ClickException(
-            f"{slug} is suspended but not dropped (run it again to drop it, or `tenants suspend --undo {slug}` "
-            f"to keep it): {getattr(exc, 'orig', None) or exc}") from exc
+        raise click.ClickException(f"{slug} answers nothing now but is not dropped yet; run the drop again to "
+                                   f"finish it: {getattr(exc, 'orig', None) or exc}") from exc
     try:
         provisioning.drop_outside_data(tenant_id)
     except Exception as exc:  # whatever the dropper's store raises; the tenant is gone, its leftovers are not

@@ -30,7 +30,7 @@ REGISTRY_NAME_CHECKS = (
 class Tenant(db.Model):
     __tablename__ = "tenants"
     __table_args__ = (
-        sa.CheckConstraint("status in ('active', 'suspended')", name="status"),
+        sa.CheckConstraint("status in ('active', 'suspended', 'dropping')", name="status"),
         *REGISTRY_NAME_CHECKS,
         sa.Index("ix_tenants_shard", "shard"),
         {"schema": "public"},

@@ -98,10 +98,21 @@ def create_tenant(name: str) -> Tenant:
     return tenant
 
 
+class BeingDropped(Exception):
+    """The tenant's drop has begun (its files may be deleted already): it can only be dropped."""
+
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"{slug}'s drop has begun and its files may be deleted already; run the drop again "
+                         "to finish it")
+
+
 def set_status(slug: str, status: str) -> Tenant | None:
-    """Suspend or reactivate a tenant; returns None if there is no such tenant."""
-    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+    """Suspend or reactivate a tenant; returns None if there is no such tenant, raises BeingDropped for one
+    whose drop has begun."""
+    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug).with_for_update()).scalar_one_or_none()
     if tenant is not None:
+        if tenant.status == "dropping":
+            raise BeingDropped(slug)
         tenant.status = status
         registry_changed(tenant.id)  # its keys' cached status is stale from the commit on
     return tenant
@@ -122,14 +133,16 @@ def on_drop(dropper: Callable[[str], object]) -> None:
 
 
 def retire_tenant(slug: str) -> Tenant | None:
-    """Ready a tenant for `drop_tenant`, in the caller's transaction: suspend it, once what a failed move
-    left on other shards is dropped (each shard committed). None if there is no such tenant.
+    """Ready a tenant for `drop_tenant`, in the caller's transaction: mark it `dropping`, once what a failed
+    move left on other shards is dropped (each shard committed). None if there is no such tenant.
 
-    Suspended, it answers no request and the relay passes it by, so the drop that follows may hold
-    its schema's locks while it deletes the tenant's files: held on an active tenant, they stalled
-    the relay's sweep of every tenant on the shard. A failure here changes nothing of the tenant's
-    (what is dropped were copies nothing reads). Raises TenantBusy while a move of the tenant is
-    under way, and UnknownShard when this process has no database for a shard the registry names.
+    Dropping, it answers no request and the relay passes it by (as if suspended), so the drop that
+    follows may hold its schema's locks while it deletes the tenant's files: held on an active
+    tenant, they stalled the relay's sweep of every tenant on the shard. Unlike a suspended tenant
+    it cannot be reactivated (`set_status`): its files may be gone, so the only way on is the drop.
+    A failure here changes nothing of the tenant's (what is dropped were copies nothing reads).
+    Raises TenantBusy while a move of the tenant is under way, and UnknownShard when this process
+    has no database for a shard the registry names.
     """
     tenant = _locked(slug)
     if tenant is None:
@@ -145,7 +158,7 @@ def retire_tenant(slug: str) -> Tenant | None:
         elif shard != tenant.shard:
             with shard_engine(shard).begin() as conn:
                 conn.exec_driver_sql(_drop_schemas(tenant))
-    tenant.status = "suspended"
+    tenant.status = "dropping"
     registry_changed(tenant.id)
     return tenant
 

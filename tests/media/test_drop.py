@@ -114,7 +114,7 @@ def test_a_drop_whose_files_s3_refuses_to_delete_fails_and_can_be_run_again(app,
         refused = drop(app, gone.slug)
     finally:
         events.unregister("before-send.s3.DeleteObjects", refuse_deletes)
-    assert refused.exit_code != 0 and f"{gone.slug} is suspended but not dropped" in refused.output
+    assert refused.exit_code != 0 and f"{gone.slug} answers nothing now but is not dropped yet" in refused.output
     assert "refused to delete 2 of 2 objects" in refused.output
     with app.app_context():  # suspended with its schema, so the drop can be run again
         assert active_tenant(gone.slug) is None

@@ -748,7 +748,7 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
         if home == "primary":  # another shard: nothing of the tenant's changes
             assert refused.exit_code != 0 and f"{slug} is not dropped, and nothing of it is changed" in refused.output
         else:  # its own: suspended, with all its data
-            assert refused.exit_code != 0 and f"{slug} is suspended but not dropped" in refused.output
+            assert refused.exit_code != 0 and f"{slug} answers nothing now but is not dropped yet" in refused.output
         assert dropped_files == [] and registry_shard(app, slug) == home
         down.start()
         if home == "primary":
@@ -778,7 +778,7 @@ def test_a_drop_that_waits_past_the_statement_timeout_deletes_nothing(services, 
     with psycopg.connect(_raw(shards.primary)) as holder:  # a long job's transaction on the tenant's tickets
         holder.execute(f'select count(*) from "{schema_for(slug)}".tickets')
         refused = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
-    assert refused.exit_code != 0 and "suspended but not dropped" in refused.output
+    assert refused.exit_code != 0 and "answers nothing now but is not dropped yet" in refused.output
     assert "statement timeout" in refused.output
     assert dropped_files == [] and registry_shard(app, slug) == "primary"
     assert _rows(shards.primary, schema_for(slug))["tickets"] == 3
@@ -864,7 +864,10 @@ def test_a_drop_whose_commit_is_lost_leaves_no_live_tenant_without_its_files(app
         monkeypatch.setattr(db.session, "commit", lost_once, raising=False)
         refused = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
         monkeypatch.undo()
-    assert refused.exit_code != 0 and f"{slug} is suspended but not dropped" in refused.output
+    assert refused.exit_code != 0 and f"{slug} answers nothing now but is not dropped yet" in refused.output
     assert dropped_files and api.get("/api/v1/tickets").status_code == 404  # no longer anyone's to use
+    undone = app.test_cli_runner().invoke(args=["tenants", "suspend", "--undo", slug])  # its files may be gone
+    assert undone.exit_code != 0 and "drop has begun" in undone.output
+    assert api.get("/api/v1/tickets").status_code == 404
     assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert registry_shard(app, slug) is None and schemas_on(shards.primary, schema_for(slug)) == set()
