@@ -52,17 +52,13 @@ def password():
     """
     form, refusal, headers = FlaskForm(), None, {}
     if request.method == "POST" and form.validate_on_submit():
-        actor, tenant = current_actor(), current_tenant()
-        wait = throttle.login_attempt(tenant, current_user.email)
-        if wait is not None:
-            refusal = Refusal(429, f"Too many wrong passwords. Try again in {wait.minutes} minute"
-                                   f"{'s' if wait.minutes > 1 else ''}.")
-            headers["Retry-After"] = str(wait.retry_after)
-        else:
-            with refusals() as refused:
-                fields = read_form(CHANGES, only=("password",))
-                if "password" not in fields:
-                    raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
+        actor, tenant, wait = current_actor(), current_tenant(), None
+        with refusals() as refused:
+            fields = read_form(CHANGES, only=("password",))  # a mistyped new one is no guess at the current
+            if "password" not in fields:
+                raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
+            wait = throttle.login_attempt(tenant, current_user.email)
+            if wait is None:
                 if not check_password(current_user.password_hash, request.form.get("current_password", "")):
                     raise Invalid("Please fix the fields marked below.",
                                   {"current_password": ["This is not your password."]})
@@ -72,6 +68,10 @@ def password():
                 login_user(user)  # this browser's session, at the new session version
                 flash("Your password is changed. Everywhere else, you are signed out.", "success")
                 return redirect(url_for("ui.index"))
-            refusal = refused.refusal
+        refusal = refused.refusal
+        if refusal is None and wait is not None:
+            refusal = Refusal(429, f"Too many wrong passwords. Try again in {wait.minutes} minute"
+                                   f"{'s' if wait.minutes > 1 else ''}.")
+            headers["Retry-After"] = str(wait.retry_after)
     page = render_template("people/password.html", form=form, refused=refusal)
     return make_response(page, refusal.status if refusal else 200, headers)

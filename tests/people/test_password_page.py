@@ -53,3 +53,16 @@ def test_guesses_at_the_current_password_are_held_back_as_sign_ins_are(app, tena
 
 def test_the_password_page_is_for_people_signed_in(app, tenant):
     assert app.test_client().get(f"/t/{tenant.slug}/me/password").status_code == 302
+
+
+def test_a_mistyped_new_password_is_no_wrong_guess(app, tenant):
+    """The attempt was counted before the new password was read: a person retyping a too short one, with
+    their right current password, was held back from the page and then from signing in at all."""
+    client = _signed_in(app, tenant, tenant.admin_email, tenant.admin_password)
+    url = f"/t/{tenant.slug}/me/password"
+    for _ in range(15):
+        assert client.post(url, data={"current_password": tenant.admin_password, "password": "short"}
+                           ).status_code == 422
+    assert client.post(url, data={"current_password": tenant.admin_password, "password": NEW}).status_code == 302
+    assert app.test_client().post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "password": NEW}
+                                  ).status_code == 302
