@@ -59,8 +59,9 @@ def read_fields(schema: Schema, form: Mapping | None = None, *, text: Iterable[s
         # shows (`checkbox` in the pages' macros) reads as unticked; one a script left out stays as it is.
         if name in form or not partial or name in shown:
             raw[name] = name in form
-    for name in choices:
-        raw[name] = [v for v in form.getlist(name) if v]
+    for name in choices:  # boxes too: read as checkboxes are
+        if name in form or not partial or name in shown:
+            raw[name] = [v for v in form.getlist(name) if v]
     try:
         return schema.load(raw, partial=partial)
     except ValidationError as err:

@@ -369,9 +369,15 @@ CONDITIONS = ("category", "tags_any", "keywords_any")
 
 
 def _rule_fields(schema, partial: bool) -> dict[str, Any]:
-    """Read a rule form: its own fields, and its `conditions` (priority boxes, comma-separated lists)."""
+    """Read a rule form: its own fields, and its `conditions` (priority boxes, comma-separated lists).
+
+    In a change, the conditions are read only from a form that shows them (`shown`): rebuilt from a
+    post that left them out, they went empty, and the rule matched every ticket.
+    """
     fields = read_fields(schema, text=RULE_TEXT, numbers=("position",), lists=("required_skills",),
                          checkboxes=("enabled",), partial=partial)
+    if partial and "conditions" not in request.form.getlist("shown"):
+        return fields
     conditions: dict[str, Any] = {"priority": [p for p in request.form.getlist("priority") if p]}
     conditions.update({name: [v.strip() for v in request.form.get(name, "").split(",") if v.strip()]
                        for name in CONDITIONS})

@@ -241,7 +241,7 @@ def test_rules_are_created_tested_edited_reordered_switched_and_deleted(help_des
     assert admin.post(f"{base}/{rule['id']}", data={"name": "Urgent money", "team_id": hd.team["id"],
                                                     "strategy": "skills", "required_skills": "billing",
                                                     "position": "1", "priority": "urgent",
-                                                    "shown": "enabled"}).status_code == 302
+                                                    "shown": ["enabled", "conditions"]}).status_code == 302
     after = hd.tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()
     assert (after["name"], after["strategy"], after["required_skills"], after["enabled"], after["conditions"]) == (
         "Urgent money", "skills", ["billing"], False, {"priority": ["urgent"]})
@@ -532,3 +532,25 @@ def test_a_form_that_changes_some_fields_leaves_a_box_it_does_not_show_as_it_is(
     assert (after["capacity"], after["available"]) == (3, True)
     assert admin.post(url, data={"capacity": "3", "shown": "available"}).status_code == 302  # the box, unticked
     assert api.get(f"/api/v1/users/{hd.agent.id}").get_json()["available"] is False
+
+
+
+def test_a_rule_or_webhook_form_posting_some_fields_leaves_the_others_as_they_are(help_desk, admin):
+    """The rule form rebuilt the conditions from whatever was posted: a script sending only a name emptied
+    them, and the rule matched every ticket. The webhook form read a post without events as none chosen."""
+    hd = help_desk
+    rule = hd.tenant.api.post("/api/v1/assignment-rules", json={
+        "name": "Urgent money", "team_id": hd.team["id"], "strategy": "round_robin",
+        "conditions": {"priority": ["urgent"], "category": ["billing"]}}).get_json()
+    url = f"/t/{hd.slug}/admin/rules/{rule['id']}"
+    assert admin.post(url, data={"name": "Urgent billing"}).status_code == 302
+    after = hd.tenant.api.get(f"/api/v1/assignment-rules/{rule['id']}").get_json()
+    assert (after["name"], after["conditions"]) == ("Urgent billing", {"priority": ["urgent"], "category": ["billing"]})
+    assert '<input type="hidden" name="shown" value="conditions">' in page(admin, url)
+    hook = hd.tenant.api.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/tms",
+                                                        "events": ["ticket.created"]}).get_json()
+    url = f"/t/{hd.slug}/admin/webhooks/{hook['id']}"
+    assert admin.post(url, data={"description": "Our CRM"}).status_code == 302
+    after = hd.tenant.api.get(f"/api/v1/webhooks/{hook['id']}").get_json()
+    assert (after["description"], after["events"]) == ("Our CRM", ["ticket.created"])
+    assert admin.post(url, data={"description": "Our CRM", "shown": "events"}).status_code == 422  # none ticked

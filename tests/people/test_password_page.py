@@ -66,3 +66,32 @@ def test_a_mistyped_new_password_is_no_wrong_guess(app, tenant):
     assert client.post(url, data={"current_password": tenant.admin_password, "password": NEW}).status_code == 302
     assert app.test_client().post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "password": NEW}
                                   ).status_code == 302
+
+
+def test_the_password_page_needs_a_csrf_token_and_its_own_tenants_session(services, tenant, make_tenant):
+    import re
+
+    from app import create_app
+    from tests.helpers import app_config
+
+    strict = create_app(app_config(services, WTF_CSRF_ENABLED=True))
+    client = strict.test_client()
+    form = client.get(f"/t/{tenant.slug}/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    assert client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "csrf_token": token,
+                                                        "password": tenant.admin_password}).status_code == 302
+    no_token = client.post(f"/t/{tenant.slug}/me/password",
+                           data={"current_password": tenant.admin_password, "password": NEW})
+    assert no_token.status_code == 400
+    other = make_tenant()  # this session is no session there
+    elsewhere = client.get(f"/t/{other.slug}/me/password")
+    assert elsewhere.status_code == 302 and "/login" in elsewhere.headers["Location"]
+
+
+def test_hostile_bytes_on_the_password_page_are_refused_in_words(app, tenant):
+    client = _signed_in(app, tenant, tenant.admin_email, tenant.admin_password)
+    url = f"/t/{tenant.slug}/me/password"
+    for current, new in (("a\u0000b", NEW), (tenant.admin_password, "new\u0000password"), ("x" * 500_000, NEW),
+                         (tenant.admin_password, "x" * 300)):
+        assert 400 <= client.post(url, data={"current_password": current, "password": new}).status_code < 500
+    assert 400 <= client.post(url, json={"current_password": tenant.admin_password, "password": NEW}).status_code < 500
