@@ -187,15 +187,13 @@ class Uuid(fields.UUID):
 
 
 class EmailAddress(fields.Email):
-    """An email address without invisible or line-separating characters, nor compatibility forms of
-    letters (fullwidth ones, ligatures, superscripts): no lookalike of an address another person has."""
+    """An email address without invisible or line-separating characters (no lookalike addresses; a new
+    address in compatibility letters is refused where addresses are given: `people.services`)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         address = super()._deserialize(value, attr, data, **kwargs)
         if any(unicodedata.category(c) in ("Cf", "Zl", "Zp", "Zs", "Cc") for c in address):
             raise ValidationError("Not a valid email address.")
-        if unicodedata.normalize("NFKC", address) != address:
-            raise ValidationError("Not a valid email address: write its letters plainly (not fullwidth, say).")
         return address
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -108,6 +109,7 @@ def create_user(email: str, name: str, role: str, password: str | None = None,
                 skills: list[str] | None = None, capacity: int | None = None,
                 available: bool = True) -> User:
     """Add a user; a taken email raises Conflict."""
+    check_plain(email)
     if user_by_email(email) is not None:
         raise Conflict("A user with this email already exists.")
     user = User(id=uuid.uuid4(), email=email, name=name, role=role, skills=sorted(set(skills or [])),
@@ -117,6 +119,16 @@ def create_user(email: str, name: str, role: str, password: str | None = None,
     _flush_unique("A user with this email already exists.")
     audit.record("user", user.id, "created", after=_snapshot(user))
     return user
+
+
+def check_plain(email: str, field: str = "email") -> None:
+    """Refuse a new address written in compatibility letters (fullwidth ones, ligatures, the Kelvin sign):
+    uniqueness folds only case, so a fullwidth `a` made a second person beside `admin@...`, shown
+    everywhere with the same address. Stored ones stay as they are: a form sending one back unchanged
+    is no new address."""
+    if unicodedata.normalize("NFKC", email) != email:  # decomposed letters too: stored, they would not match
+        raise Invalid.field(field, "Write the address in plain letters (not fullwidth, say).",
+                            "The request has invalid fields.")
 
 
 def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
@@ -137,6 +149,7 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
     """Apply changes to a user; freeing capacity lets the unassigned queue drain."""
     before = _snapshot(user)
     if changes.get("email", user.email) != user.email:
+        check_plain(changes["email"])
         holder = user_by_email(changes["email"])  # the user's own row when only the case changes
         if holder is not None and holder.id != user.id:
             raise Conflict("A user with this email already exists.")

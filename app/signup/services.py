@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.auth.keys import mint_key
 from app.errors import Unavailable
 from app.extensions import db
-from app.people.services import create_user
+from app.people.services import check_plain, create_user
 from tenants import NoRoom, Tenant, create_tenant, new_tenant_ref, tenant_context
 
 
@@ -26,6 +26,7 @@ def sign_up(name: str, slug: str, admin_email: str, admin_password: str,
 
     `before_commit` gets the signup in its transaction (to keep its response with it, all or nothing).
     """
+    check_plain(admin_email, "admin_email")
     try:
         ref = new_tenant_ref(slug)
     except NoRoom as exc:

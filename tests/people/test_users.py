@@ -120,3 +120,30 @@ def test_a_lookalike_of_an_address_in_compatibility_letters_is_refused(tenant, l
     made = tenant.api.post("/api/v1/users", json={"email": lookalike + tenant.admin_email[1:], "name": "Org admin",
                                                   "role": "agent", "password": "correct horse battery"})
     assert made.status_code == 422 and "email" in made.get_json()["errors"]
+
+
+def test_an_address_stored_in_compatibility_letters_stays_editable(app, tenant, in_tenant):
+    """Refused in the schema, such an address already stored (before the rule) could not be sent back
+    unchanged: a person's page, which posts every field, refused to save their capacity."""
+    import uuid as _uuid
+
+    import sqlalchemy as sa
+
+    from app.people.models import User
+
+    agent = tenant.user("agent")
+    kelvin = "\u212aelvin@example.com"
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(User).where(User.id == _uuid.UUID(agent["id"])).values(email=kelvin))
+        session.commit()
+    patched = tenant.api.patch(f"/api/v1/users/{agent['id']}", json={"email": kelvin, "capacity": 6})
+    assert patched.status_code == 200 and patched.get_json()["capacity"] == 6
+    changed = tenant.api.patch(f"/api/v1/users/{agent['id']}", json={"email": "\uff4belvin@example.com"})
+    assert changed.status_code == 422 and "email" in changed.get_json()["errors"]
+
+
+def test_a_signup_with_an_address_in_compatibility_letters_names_the_field(client):
+    signed_up = client.post("/api/v1/signup", json={"name": "Org", "slug": "compat-letters",
+                                                    "admin_email": "\uff41dmin@example.com",
+                                                    "admin_password": "correct horse battery"})
+    assert signed_up.status_code == 422 and list(signed_up.get_json()["errors"]) == ["admin_email"]
