@@ -51,11 +51,17 @@ def limit_page_writes() -> None:
                       headers=limit.headers())
 
 
+def _text(value: object) -> str | None:
+    """Keep a field's value only if it is text: Flask-WTF also reads a JSON body, whose 12345 or list broke
+    the length check with a 500."""
+    return value if isinstance(value, str) else None
+
+
 class LoginForm(FlaskForm):
     # Any address the API may have given someone (no format check of the form's own: one refused
     # `ops@localhost`, which the API takes, so its person could never sign in); unknown ones just fail.
-    email = EmailField("email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("password", validators=[DataRequired(), Length(max=256)])
+    email = EmailField("email", validators=[DataRequired(), Length(max=254)], filters=[_text])
+    password = PasswordField("password", validators=[DataRequired(), Length(max=256)], filters=[_text])
 
 
 def safe_next(target: str) -> str | None:
