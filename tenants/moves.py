@@ -255,6 +255,8 @@ def move_tenant(slug: str, target: str, lock_timeout_ms: int = 5000) -> Move:
         found = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
         if found is None:
             raise MoveFailed(f"no tenant {slug!r}")
+        if found.status == "dropping":
+            raise MoveFailed(f"{slug} is being dropped; run the drop again to finish it")
         move = Move(tenant=found.ref(), target=target, lock_timeout_ms=lock_timeout_ms)
         db.session.rollback()
         if move.tenant.shard == target:

@@ -153,9 +153,11 @@ def retire_tenant(slug: str) -> Tenant | None:
     # A move that failed late leaves the fenced copy behind, one whose undo failed a copy on its target
     # (each for the next move of the tenant to drop), and there will be none.
     for shard in shard_names():
-        if shard == PRIMARY_SHARD and shard != tenant.shard:
+        if shard == tenant.shard:
+            continue
+        if shard == PRIMARY_SHARD:
             db.session.execute(sa.text(_drop_schemas(tenant)))
-        elif shard != tenant.shard:
+        else:
             with shard_engine(shard).begin() as conn:
                 conn.exec_driver_sql(_drop_schemas(tenant))
     tenant.status = "dropping"
@@ -169,10 +171,10 @@ def drop_tenant(slug: str) -> str | None:
 
     Its schema's DROP takes the schema's locks, waiting for the transactions that use it, before
     the files are deleted: a DROP that failed after them (timed out behind a long job, its shard
-    down) once left the tenant without its files, and a failure now leaves it whole. Once the
-    caller has committed, it must call `drop_outside_data` again: a job the DROP waited for (a
-    scan) may have stored a file before it. On a shard other than the primary the schema's drop
-    commits before the registry row's (the drop can simply be run again).
+    down) once left a live tenant without its files. A failure now leaves it `dropping`, to drop
+    again. Once the caller has committed, it must call `drop_outside_data` again: a job the DROP
+    waited for (a scan) may have stored a file before it. On a shard other than the primary the
+    schema's drop commits before the registry row's (the drop can simply be run again).
     """
     tenant = _locked(slug)
     if tenant is None:
@@ -191,8 +193,8 @@ def drop_tenant(slug: str) -> str | None:
 
 def _locked(slug: str) -> Tenant | None:
     """Take the tenant's change lock for this transaction (or raise TenantBusy), then read it."""
-    if not db.session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug))))
-                              ).scalar():
+    locked = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(change_lock(slug)))
+    if not db.session.execute(sa.select(locked)).scalar():
         raise TenantBusy(slug)
     return db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
 
