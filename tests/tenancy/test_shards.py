@@ -57,8 +57,10 @@ def own_redis(services) -> str:
 
 
 def sharded_app(services, shards: Shards, **overrides):
-    app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, SQLALCHEMY_BINDS={"b": shards.b},
-                                REDIS_URL=own_redis(services), **overrides))
+    """Return an app on the module's registry with shard b (and whatever `overrides` set, more shards say)."""
+    settings = {"SQLALCHEMY_BINDS": {"b": shards.b}, **overrides}
+    app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary, REDIS_URL=own_redis(services),
+                                **settings))
     with app.app_context():
         upgrade_public(db.engine)
         for engine in db.engines.values():
@@ -541,12 +543,7 @@ def test_a_shard_that_is_down_stops_no_other_shards_work(services, shards, tmp_p
     """Its own tenants wait; the others' wakes and sweeps go on (one shard down once stalled them all)."""
     down = EmbeddedPostgres(tmp_path / "c", durable=False).start()
     try:
-        app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary,
-                                    SQLALCHEMY_BINDS={"b": shards.b, "c": down.url}, REDIS_URL=own_redis(services)))
-        with app.app_context():
-            upgrade_public(db.engine)
-            for engine in db.engines.values():
-                shadow_tenant_tables(engine)
+        app = sharded_app(services, shards, SQLALCHEMY_BINDS={"b": shards.b, "c": down.url})
         app.config["SHARD_MAX_TENANTS"] = "primary=0 b=0 1000000"
         on_c, c_api = signup(app)
         app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000"
@@ -732,11 +729,7 @@ def test_a_drop_with_a_shard_down_deletes_nothing_until_it_answers(services, sha
 
     down = EmbeddedPostgres(tmp_path / "c", durable=False).start()
     try:
-        app = create_app(app_config(services, SQLALCHEMY_DATABASE_URI=shards.primary,
-                                    SQLALCHEMY_BINDS={"b": shards.b, "c": down.url}, REDIS_URL=own_redis(services)))
-        with app.app_context():
-            upgrade_public(db.engine)
-            shadow_tenant_tables(db.engines["c"])
+        app = sharded_app(services, shards, SQLALCHEMY_BINDS={"b": shards.b, "c": down.url})
         app.config["SHARD_MAX_TENANTS"] = "c=0 b=0 1000000" if home == "primary" else "primary=0 b=0 1000000"
         slug, api = signup(app)
         assert api.post("/api/v1/tickets", json={"title": "kept"}).status_code == 201
