@@ -16,10 +16,12 @@ depends_on = None
 
 def upgrade() -> None:
     op.drop_constraint("ck_tenants_status", "tenants", schema="public", type_="check")
-    op.create_check_constraint("status", "tenants", "status in ('active', 'suspended', 'dropping')", schema="public")
+    op.create_check_constraint(op.f("ck_tenants_status"), "tenants", "status in ('active', 'suspended', 'dropping')",
+                                schema="public")
 
 
 def downgrade() -> None:
     op.execute("UPDATE public.tenants SET status = 'suspended' WHERE status = 'dropping'")
     op.drop_constraint("ck_tenants_status", "tenants", schema="public", type_="check")
-    op.create_check_constraint("status", "tenants", "status in ('active', 'suspended')", schema="public")
+    op.create_check_constraint(op.f("ck_tenants_status"), "tenants", "status in ('active', 'suspended')",
+                                schema="public")
