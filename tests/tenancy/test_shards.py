@@ -864,3 +864,17 @@ def test_a_drop_whose_commit_is_lost_leaves_no_live_tenant_without_its_files(app
     assert api.get("/api/v1/tickets").status_code == 404
     assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
     assert registry_shard(app, slug) is None and schemas_on(shards.primary, schema_for(slug)) == set()
+
+
+def test_a_tenant_being_dropped_is_not_moved(app, shards):
+    """Its drop is the only way on: a move would carry a tenant whose files may be gone to another shard."""
+    from tenants import provisioning
+
+    slug, _api = signup_on(app, "primary")
+    with app.app_context():
+        provisioning.retire_tenant(slug)
+        db.session.commit()
+        with pytest.raises(moves.MoveFailed, match="is being dropped"):
+            moves.move_tenant(slug, "b")
+    assert registry_shard(app, slug) == "primary"
+    assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
