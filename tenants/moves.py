@@ -91,11 +91,17 @@ class Move:
         return max(self.tenant.txid_offset, self.source_txid + self.tenant.txid_offset - self.target_txid + 1)
 
 
+# A move's connections wait idle by design (the guard holding the tenant's change lock, the freeze while
+# rows copy): a server's idle timeouts would end them mid-move, and with the guard its lock.
+_NO_IDLE_TIMEOUTS = "-c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0"
+
+
 def _connect(shard: str) -> psycopg.Connection:
     """Open a connection of its own to a shard (no pool: the move sets timeouts it must not leave behind)."""
     url = shard_engine(shard).url
     return psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False),
-                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"], **keepalive_args())
+                           connect_timeout=current_app.config["DB_CONNECT_TIMEOUT"],
+                           **keepalive_args(_NO_IDLE_TIMEOUTS))
 
 
 def _database(conn: psycopg.Connection) -> tuple:

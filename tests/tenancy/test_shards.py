@@ -878,3 +878,21 @@ def test_a_tenant_being_dropped_is_not_moved(app, shards):
             moves.move_tenant(slug, "b")
     assert registry_shard(app, slug) == "primary"
     assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
+
+
+def test_a_moves_connections_outlast_a_servers_idle_timeouts(app, shards):
+    """The guard holds the tenant's change lock idle for the whole move: a server's idle_session_timeout
+    would end it, and a drop could then run beside the move."""
+    name = shards.primary.rsplit("/", 1)[1]
+    with psycopg.connect(_raw(shards.primary), autocommit=True) as admin:
+        admin.execute(f'alter database "{name}" set idle_session_timeout = \'1s\'')
+        admin.execute(f'alter database "{name}" set idle_in_transaction_session_timeout = \'1s\'')
+    try:
+        with app.app_context(), moves._connect("primary") as conn:
+            shown = [conn.execute(f"show {setting}").fetchone()[0]
+                     for setting in ("idle_session_timeout", "idle_in_transaction_session_timeout")]
+        assert shown == ["0", "0"]
+    finally:
+        with psycopg.connect(_raw(shards.primary), autocommit=True) as admin:
+            admin.execute(f'alter database "{name}" reset idle_session_timeout')
+            admin.execute(f'alter database "{name}" reset idle_in_transaction_session_timeout')
