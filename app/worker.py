@@ -29,6 +29,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg.errors
 import sqlalchemy as sa
 from flask import Flask, current_app
 from rq import Retry, get_current_job
@@ -41,6 +42,7 @@ from app.queues import release, retry_later
 from tenants import TenantRef, active_tenant, is_slug, tenant_context
 
 log = logging.getLogger(__name__)
+ROW_LOCK_WAIT = "2s"  # how long a job waits for its outbox row's lock (`_locked_row`)
 _app: Flask | None = None
 BATCH_SIZE = 100
 BATCH_SECONDS = 5.0
@@ -100,11 +102,7 @@ def run_outbox_row(slug: str, row_id: int) -> str | Retry:
 
 
 def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
-    found = db.session.execute(
-        sa.select(OutboxRow, Event.payload).join(Event, Event.id == OutboxRow.event_id)
-        .where(OutboxRow.id == row_id, OutboxRow.processed_at.is_(None))
-        .with_for_update(of=OutboxRow, skip_locked=True)
-    ).first()
+    found = _locked_row(row_id)
     if found is None:
         db.session.rollback()
         return "already processed or in progress"
@@ -166,6 +164,27 @@ def _claim(handler: Handler, own_id: int, failed: set[int], wait: bool = False) 
     if failed:
         stmt = stmt.where(OutboxRow.id.not_in(failed))
     return list(db.session.execute(stmt))
+
+
+def _locked_row(row_id: int) -> sa.Row | None:
+    """Lock an unprocessed row and read its event's payload; None if it is processed, or held by a job.
+
+    The relay holds the rows it hands on until it commits, a moment after their jobs are queued: a
+    job that skipped a locked row left it undone until the relay's next redelivery (30 s), so the
+    lock is waited for, briefly (`ROW_LOCK_WAIT`); a job of the same row running meanwhile keeps it.
+    """
+    db.session.execute(sa.text(f"SET LOCAL lock_timeout = '{ROW_LOCK_WAIT}'"))
+    try:
+        found = db.session.execute(
+            sa.select(OutboxRow, Event.payload).join(Event, Event.id == OutboxRow.event_id)
+            .where(OutboxRow.id == row_id, OutboxRow.processed_at.is_(None)).with_for_update(of=OutboxRow)
+        ).first()
+    except sa.exc.OperationalError as exc:
+        if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            raise
+        return None
+    db.session.execute(sa.text("SET LOCAL lock_timeout TO DEFAULT"))  # the handler's own waits are its own
+    return found
 
 
 def _run_batches(slug: str, own_id: int, handler: Handler) -> str:

@@ -137,3 +137,56 @@ def test_a_chore_runs_in_every_tenant_and_one_tenants_failure_stops_no_other(app
     with app.app_context():
         assert run_chore(Chore("test chore", lambda: 1.0, chore)) >= 2
     assert {t.slug for t in fine} <= set(seen) and broken.slug not in seen
+
+
+def test_a_job_that_starts_while_the_relay_still_holds_its_row_runs_it(app, tenant, monkeypatch):
+    """A job dequeued before the relay committed its hand-over skipped the locked row: the row stayed
+    undone, with no job anywhere, until the relay's next redelivery (30 s)."""
+    import threading
+    import time
+    import uuid
+
+    import psycopg
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.outbox import dispatch, emit
+    from app.outbox.models import OutboxRow
+    from app.worker import run_outbox_row, use_app
+    from tenants import active_tenant, tenant_context
+
+    monkeypatch.setitem(app.config, "OUTBOX_FAST_PATH", False)
+    use_app(app)
+    with app.app_context():
+        ref = active_tenant(tenant.slug).ref()
+        db.session.rollback()
+        with tenant_context(ref):
+            emit("attachment.deleted", {"attachment_id": str(uuid.uuid4())})  # a handler of one row at a time
+            db.session.commit()
+            row_id = db.session.execute(sa.select(sa.func.max(OutboxRow.id))).scalar_one()
+            db.session.execute(sa.update(OutboxRow).where(OutboxRow.id == row_id)
+                               .values(created_at=sa.func.now() - sa.text("interval '1 minute'")))
+            db.session.commit()
+    results, workers, real = [], [], dispatch.enqueue_rows
+
+    def enqueued_and_taken_at_once(slug, rows, coalesce=True):
+        sent = real(slug, rows, coalesce)
+        worker = threading.Thread(target=lambda: results.append(run_outbox_row(slug, rows[0][0])))
+        worker.start()  # an idle worker takes the job before the relay commits
+        workers.append(worker)
+        with psycopg.connect(app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")) as watcher:
+            deadline = time.monotonic() + 10
+            while worker.is_alive() and time.monotonic() < deadline and not watcher.execute(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock'").fetchone()[0]:
+                time.sleep(0.01)  # until it has met the relay's lock on the row (or given up on it)
+        return sent
+
+    monkeypatch.setattr(dispatch, "enqueue_rows", enqueued_and_taken_at_once)
+    with app.app_context(), tenant_context(ref):
+        assert dispatch.relay_tenant(tenant.slug) == 1
+        db.session.rollback()
+    workers[0].join(30)
+    assert results and results[0] != "already processed or in progress"
+    with app.app_context(), tenant_context(ref):
+        assert db.session.get(OutboxRow, row_id).processed_at is not None
+        db.session.rollback()
