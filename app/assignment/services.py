@@ -221,6 +221,10 @@ class Pool:
     def has_room(self) -> bool:
         return any(a.has_room() for agents in self.members.values() for a in agents)
 
+    def teams_with_room(self) -> list[uuid.UUID]:
+        """Return the teams with a member free to take a ticket."""
+        return [team_id for team_id, agents in self.members.items() if any(a.has_room() for a in agents)]
+
 
 def lock_pool(team_ids: Iterable[uuid.UUID], lock: bool = True) -> Pool:
     """Lock the teams, then their members (both by id), and count each member's open tickets.
@@ -427,7 +431,7 @@ def drain() -> int:
                 _route_to_team(run, ticket, route.team_id)
         if len(queued) < DRAIN_BATCH or not run.pool.has_room() or read + 1 == 2 * DRAIN_BATCHES:
             break
-        queued = _queued(place, _free_teams(run.pool) if read + 1 >= DRAIN_BATCHES else None)
+        queued = _queued(place, run.pool.teams_with_room() if read + 1 >= DRAIN_BATCHES else None)
         routes = routes_for(queued, rules)
     run.publish()
     return assigned
@@ -444,15 +448,9 @@ def _queued(after: tuple | None, teams: list[uuid.UUID] | None = None) -> list[T
     return list(db.session.execute(stmt.order_by(*_queue_order()).limit(DRAIN_BATCH)).scalars())
 
 
-def _free_teams(pool: Pool) -> list[uuid.UUID]:
-    """Return the locked teams with a member free to take a ticket."""
-    return [team_id for team_id, members in pool.members.items() if any(a.has_room() for a in members)]
-
-
 def _teams_with_room() -> set[uuid.UUID]:
     """Return the teams with a member free to take a ticket now, read without a lock (`drain` locks them)."""
-    snapshot = lock_pool(db.session.execute(sa.select(Team.id)).scalars(), lock=False)
-    return {team_id for team_id, members in snapshot.members.items() if any(a.has_room() for a in members)}
+    return set(lock_pool(db.session.execute(sa.select(Team.id)).scalars(), lock=False).teams_with_room())
 
 
 def _route_to_team(run: _Run, ticket: Ticket, team_id: uuid.UUID) -> None:

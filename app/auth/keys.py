@@ -160,15 +160,17 @@ def verify_key(plaintext: str) -> VerifiedKey | None:
                        tenant_active=row.status == "active", expires_at=row.expires_at)
 
 
-# The keys a key was made with, all the way up (a chain longer than this is not followed further).
-_MADE_WITH = sa.text("""
-with recursive up(id, user_id, created_by, made_with, depth) as (
-  select id, user_id, created_by, made_with, 1 from public.api_keys where id = :made_with
-  union all
-  select k.id, k.user_id, k.created_by, k.made_with, up.depth + 1
-  from public.api_keys k join up on k.id = up.made_with where up.depth < 32
-)
-select user_id, created_by from up""")
+def _keys_made_with() -> sa.Select:
+    """The keys a key (`:made_with`) was made with, all the way up: their users and makers."""
+    up = sa.select(ApiKey.id, ApiKey.user_id, ApiKey.created_by, ApiKey.made_with) \
+        .where(ApiKey.id == sa.bindparam("made_with")).cte("up", recursive=True)
+    parent = aliased(ApiKey)
+    up = up.union(sa.select(parent.id, parent.user_id, parent.created_by, parent.made_with)
+                  .join(up, parent.id == up.c.made_with))
+    return sa.select(up.c.user_id, up.c.created_by)
+
+
+_MADE_WITH = _keys_made_with()
 
 
 def _makers(conn: sa.Connection, row: Any) -> set[uuid.UUID]:

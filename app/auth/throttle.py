@@ -46,8 +46,10 @@ class Wait:
     retry_after: int
 
     @property
-    def minutes(self) -> int:
-        return max(1, -(-self.retry_after // 60))
+    def in_words(self) -> str:
+        """The wait as a page says it, in whole minutes rounded up: "1 minute", "5 minutes"."""
+        minutes = max(1, -(-self.retry_after // 60))
+        return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def client_address() -> str:

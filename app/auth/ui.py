@@ -118,8 +118,8 @@ def login():
     if form.validate_on_submit():
         wait = throttle.login_attempt(tenant, form.email.data)
         if wait is not None:
-            error = (f"Too many failed sign-ins. Try again in {wait.minutes} minute"
-                     f"{'s' if wait.minutes > 1 else ''}, or ask an admin of your organization to set a new password.")
+            error = (f"Too many failed sign-ins. Try again in {wait.in_words}, or ask an admin of your "
+                     "organization to set a new password.")
             status, retry_after = 429, wait.retry_after
         elif (user := authenticate(form.email.data, form.password.data)) is not None:
             db.session.commit()  # a password hash may have been brought up to date

@@ -70,8 +70,7 @@ def password():
                 return redirect(url_for("ui.index"))
         refusal = refused.refusal
         if refusal is None and wait is not None:
-            refusal = Refusal(429, f"Too many wrong passwords. Try again in {wait.minutes} minute"
-                                   f"{'s' if wait.minutes > 1 else ''}.")
+            refusal = Refusal(429, f"Too many wrong passwords. Try again in {wait.in_words}.")
             headers["Retry-After"] = str(wait.retry_after)
     page = render_template("people/password.html", form=form, refused=refusal)
     return make_response(page, refusal.status if refusal else 200, headers)
