@@ -7,7 +7,6 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -133,24 +132,20 @@ def fast_dumper(schema: Schema) -> Callable[[Any], dict[str, Any]]:
     return dump
 
 
-def row_dumper(schema: Schema, columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    """Return a function that turns a database row (a tuple of `columns`) into what `schema.dump` says.
+def row_dumper(schema: Schema) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Return a function that turns a database row into what `schema.dump` says.
 
-    For the read paths that never build objects: the values stay as the driver made them (UUID,
-    datetime, list), which orjson writes exactly as marshmallow's strings read, so one JSON
-    encoding step does what marshmallow and `json.dumps` did. Derived from the schema's fields
-    like `fast_dumper`; a `Function` field reads the row's columns as attributes.
+    For the read paths that never build objects. The row holds one value per dumped field, in the
+    schema's order, computed by the statement (a `Function` field's too: see `tickets.reads`);
+    columns after those are the statement's own and left out. The values stay as the driver made
+    them (UUID, datetime, list), which orjson writes exactly as marshmallow's strings read, so
+    one JSON encoding step does what marshmallow and `json.dumps` did.
     """
-    index = {name: i for i, name in enumerate(columns)}
-    plans = [(name, index[attribute] if attribute else -1, field.serialize_func if not attribute else None)
-             for name, attribute, field in _plans(schema)]
-    # The row as a `Function` field reads it: each column an attribute, read by C code (no
-    # `__getattr__` fallback, which Python reaches only after a failed lookup).
-    row_view = type("Row", (tuple,), {"__slots__": (), **{name: property(itemgetter(i)) for name, i in index.items()}})
+    _plans(schema)
+    names = tuple(schema.dump_fields)
 
     def dump(row: Sequence[Any]) -> dict[str, Any]:
-        view = row_view(row)
-        return {name: view[i] if compute is None else compute(view) for name, i, compute in plans}
+        return dict(zip(names, row))  # noqa: B905 (the row may go on past the fields)
 
     return dump
 

@@ -28,7 +28,7 @@ from app.extensions import db
 from app.tickets import search
 from app.tickets.listing import filters
 from app.tickets.models import Ticket
-from app.tickets.schemas import TicketSchema
+from app.tickets.schemas import TicketSchema, duration_sql
 from app.tickets.services import visibility
 from tenants import compile_for_tenant, current_tenant, driver_errors_as_sqlalchemys, engine_for, keepalive_args
 
@@ -59,8 +59,7 @@ def export_columns(fmt: str) -> list[sa.ColumnElement]:
     columns = []
     for name, field in TicketSchema().dump_fields.items():
         if isinstance(field, fields.Function):
-            ends_at = getattr(Ticket, field.metadata["ends_at"])
-            column = sa.cast(sa.func.floor(sa.extract("epoch", ends_at - Ticket.created_at)), sa.BigInteger)
+            column = duration_sql(field)
         elif name == "tags":
             column = sa.func.array_to_string(Ticket.tags, ";") if fmt == "csv" else sa.cast(Ticket.tags,
                                                                                            ARRAY(sa.Text))

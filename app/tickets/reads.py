@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from marshmallow import fields
 from sqlalchemy.sql import util as sql_util
 
 from app.auth.actor import Actor
@@ -24,14 +25,42 @@ from app.schemas import row_dumper
 from app.tickets import rare_tags
 from app.tickets.listing import CONDITIONS, LISTED_COLUMNS, TicketPage, date_order, filter_shape, narrowing, sort_keys
 from app.tickets.models import Ticket
-from app.tickets.schemas import TicketSchema
+from app.tickets.schemas import TicketSchema, duration_sql
 from app.tickets.services import MAX_NUMBER
 from tenants import TenantStatement, autocommit_connection
 
-_INDEX = {c.key: i for i, c in enumerate(LISTED_COLUMNS)}
-# Ids are read as the text Postgres writes them (what `str(uuid)` gives): they only pass on to JSON.
-_READ = [sa.cast(c, sa.Text).label(c.key) if isinstance(c.type, sa.Uuid) else c for c in LISTED_COLUMNS]
-dump_row = row_dumper(TicketSchema(), list(_INDEX))
+
+def _read_columns() -> list[tuple[str | None, sa.ColumnElement]]:
+    """Return what a read selects, each with the key of the ticket's column it reads (None: computed).
+
+    A column per field of `TicketSchema`, in its order (what `dump_row` reads), a duration computed
+    by Postgres; then the columns no field shows (the sort keys' ranks, which cursors carry).
+    """
+    read: list[tuple[str | None, sa.ColumnElement]] = []
+    for name, field in _SCHEMA.dump_fields.items():
+        if isinstance(field, fields.Function):
+            read.append((None, duration_sql(field).label(name)))
+            continue
+        column = Ticket.__table__.c[field.attribute or name]
+        # Ids are read as the text Postgres writes them (what `str(uuid)` gives): they only pass on to JSON.
+        read.append((column.key, (sa.cast(column, sa.Text) if isinstance(column.type, sa.Uuid) else column)
+                     .label(name)))
+    shown = {key for key, _ in read}
+    return read + [(c.key, c) for c in LISTED_COLUMNS if c.key not in shown]
+
+
+_SCHEMA = TicketSchema()
+_KEYED = _read_columns()
+_READ = [column for _, column in _KEYED]
+_INDEX = {key: i for i, (key, _) in enumerate(_KEYED) if key}
+NUMBER = _INDEX["number"]
+dump_row = row_dumper(_SCHEMA)
+
+
+def read_columns(source: sa.FromClause) -> list[sa.ColumnElement]:
+    """Return what a read selects (`dump_row`'s row), over `source`: a subquery or CTE of the ticket's columns."""
+    adapt = sql_util.ClauseAdapter(source)
+    return [adapt.traverse(column) for column in _READ]
 
 
 def _one_by(column: sa.ColumnElement, own: bool) -> TenantStatement:

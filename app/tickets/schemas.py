@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
 from app.pagination import PageArgs
 from app.schemas import UtcDateTime, Uuid, fast_dumper, shows_something, tag_list
-from app.tickets.models import PRIORITIES, STATUSES
+from app.tickets.models import PRIORITIES, STATUSES, Ticket
 
 MAX_DESCRIPTION = 64 * 1024
 MAX_TITLE = 200
@@ -41,6 +42,13 @@ def duration_field(ends_at: str, description: str) -> fields.Function:
     return fields.Function(lambda t: _seconds_between(t.created_at, getattr(t, ends_at)), dump_only=True,
                            allow_none=True,
                            metadata={"type": "integer", "description": description, "ends_at": ends_at})
+
+
+def duration_sql(field: fields.Function) -> sa.ColumnElement:
+    """Return what a `duration_field` dumps, computed by Postgres: whole seconds, cut toward zero as
+    `int()` cuts them (so a clock a little behind gives 0, not -1), or NULL until `ends_at` is set."""
+    ends_at = Ticket.__table__.c[field.metadata["ends_at"]]
+    return sa.cast(sa.func.trunc(sa.extract("epoch", ends_at - Ticket.__table__.c.created_at)), sa.BigInteger)
 
 
 def _not_blank(value: str) -> None:

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -33,7 +34,8 @@ from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_resp
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
-from app.tickets.reads import dump_row
+from app.tickets.reads import NUMBER, dump_row, read_columns
+from app.tickets.schemas import dump_ticket
 from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, requester_for
 from tenants import TenantStatement, autocommit_connection
 
@@ -43,6 +45,7 @@ GIVEN = ("id", "title", "description", "priority", "status", "category", "tags",
          "updated_at")
 DEFAULTED = tuple(c.key for c in Ticket.__table__.c if c.key not in GIVEN and c.computed is None
                   and c.default is not None and c.default.is_scalar)
+_UNSET = {c.key: None for c in LISTED_COLUMNS if c.key not in (*GIVEN, *DEFAULTED, "number")}
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
             "id": uuid.uuid4(), "title": title, "description": description or "", "priority": priority,
             "status": "new", "category": category, "tags": sorted(set(tags or [])), "requester_id": requester_id,
             "created_at": now, "updated_at": now, **{k: Ticket.__table__.c[k].default.arg for k in DEFAULTED}}
-        body = orjson.dumps(dump_row([STAND_IN if c.key == "number" else values.get(c.key) for c in LISTED_COLUMNS]))
+        body = orjson.dumps(dump_ticket(SimpleNamespace(**_UNSET, **values, number=STAND_IN)))
         spliced = Spliced.around(body, "number")
         etag = etag_of_version(values["version"])
         params = {
@@ -81,8 +84,8 @@ def create_ticket(actor: Actor, claim: Claim | None, title: str, description: st
         row = statement.one(conn, params)
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
-        created = orjson.dumps(dump_row(row[:-1]))
-        if claim is not None and created != spliced.with_number(row[1]):
+        created = orjson.dumps(dump_row(row))
+        if claim is not None and created != spliced.with_number(row[NUMBER]):
             _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created})
     return NewTicket(created, etag)
 
@@ -112,7 +115,7 @@ def _statement(claimed: bool) -> TenantStatement:
     data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{ticket,number}'"),
                              sa.func.to_jsonb(ticket.c.number))
     events = recorded_in_sql("ticket.created", ticket, sa.bindparam("event_payload", type_=JSONB), data)
-    return TenantStatement(sa.select(*ticket.c, wake()).add_cte(audit, *events))
+    return TenantStatement(sa.select(*read_columns(ticket), wake()).add_cte(audit, *events))
 
 _CORRECT = TenantStatement(
     sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == sa.bindparam("owner"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -221,3 +222,21 @@ def test_a_missing_parameter_is_a_driver_error(tenant, in_tenant):
     missing = pytest.raises(sa.exc.ProgrammingError, match="query parameter missing: title")
     with in_tenant(tenant), missing, autocommit_connection() as conn:
         by_title.one(conn, {})
+
+
+def test_durations_are_whole_seconds_cut_toward_zero_on_every_path(tenant, in_tenant):
+    """Postgres computes a page's durations (`duration_sql`), Python an ORM ticket's: both cut 2.999999 s
+    to 2, and a first reply stamped a little before creation (a clock behind) to 0, as does the export."""
+    made = tenant.api.post("/api/v1/tickets", json={"title": "timed"}).get_json()
+    created = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(Ticket).where(Ticket.id == made["id"]).values(
+            created_at=created, first_response_at=created - timedelta(milliseconds=400),
+            resolved_at=created + timedelta(seconds=2, microseconds=999_999)))
+        session.commit()
+        declared = TicketSchema().dump(session.get(Ticket, uuid.UUID(made["id"])))
+    assert (declared["first_response_seconds"], declared["resolution_seconds"]) == (0, 2)
+    listed = tenant.api.get("/api/v1/tickets").get_json()["items"][0]
+    exported = json.loads(tenant.api.get("/api/v1/tickets/export?format=json").data)[0]
+    for body in (listed, tenant.api.get(f"/api/v1/tickets/{made['id']}").get_json(), exported):
+        assert (body["first_response_seconds"], body["resolution_seconds"]) == (0, 2)
