@@ -2,12 +2,15 @@
 
 One attempt, in three steps, none of which holds a transaction across the network:
 1. claim: one `UPDATE` takes a lease on the delivery if it is pending, due and not leased (so a
-   job from the fast path, the scheduler and the relay never send the same attempt twice), and
+   job from the fast path and the relay never send the same attempt twice), and
    the attempt is logged as `sending` (a worker killed from here on leaves that row, which the
    next attempt marks as interrupted);
 2. send, with no transaction open (`app.webhooks.sender`);
 3. record the outcome: the log row, the delivery (delivered, failed, or due again after an
-   exponential backoff with jitter), and the subscription's failure streak. A delivery whose
+   exponential backoff with jitter), and the subscription's failure streak. A retry waits in
+   the database, not in the queue: the relay's sweep hands it on once due (within its interval,
+   2 s), so a receiver that keeps failing holds none of its tenant's queue places between tries
+   and cannot keep the tenant's other webhooks waiting behind its retries. A delivery whose
    `WEBHOOK_MAX_ATTEMPTS` attempts (about a day with the defaults) all failed, with no success
    to the subscription since it began, disables the subscription, and the reason is recorded.
 
@@ -69,24 +72,19 @@ def _delivery_pending() -> sa.ColumnElement[bool]:
     return sa.exists().where(WebhookDelivery.event_id == Event.id, WebhookDelivery.state == "pending")
 
 
-def _enqueue_committed(items: list[tuple[str, uuid.UUID, float]]) -> None:
+def _enqueue_committed(items: list[tuple[str, uuid.UUID]]) -> None:
     if not current_app.config["OUTBOX_FAST_PATH"]:
         return
-    for slug, delivery_id, delay in items:
-        enqueue(slug, delivery_id, delay)
+    for slug, delivery_id in items:
+        enqueue(slug, delivery_id)
 
 
-def enqueue(slug: str, delivery_id: uuid.UUID, delay: float = 0.0) -> bool:
-    """Hand a delivery to the `webhooks` queue (after `delay` seconds); False if Redis failed."""
+def enqueue(slug: str, delivery_id: uuid.UUID) -> bool:
+    """Hand a delivery to the `webhooks` queue; False if its tenant's share is full or Redis failed."""
     try:
         if not reserve(slug, QUEUE, [str(delivery_id)]):
             return False  # the tenant's share of the queue is full: the sweep hands it on later
-        q = queue(QUEUE)
-        options = {"result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
-        if delay > 0:
-            q.enqueue_in(timedelta(seconds=delay), JOB, slug, str(delivery_id), **options)
-        else:
-            q.enqueue(JOB, slug, str(delivery_id), **options)
+        queue(QUEUE).enqueue(JOB, slug, str(delivery_id), result_ttl=60, failure_ttl=7 * 24 * 3600)
         return True
     except redis.RedisError as exc:
         log.warning("webhook delivery %s of %s left for the relay: %s", delivery_id, slug, exc)
@@ -240,15 +238,13 @@ def _record(delivery_id: uuid.UUID, subscription_id: uuid.UUID, attempt_id: uuid
         if not manual and number < config["WEBHOOK_MAX_ATTEMPTS"]:
             retry_in = backoff(number)
             delivery.next_attempt_at = now + timedelta(seconds=retry_in)
-            delivery.enqueued_at = now
+            delivery.enqueued_at = None  # the relay's sweep hands it on once due
             attempt.next_retry_at = delivery.next_attempt_at
         else:
             delivery.state = "failed"
             never_since = subscription.last_success_at is None or subscription.last_success_at < started_at
             if not manual and subscription.enabled and never_since:
                 _disable(subscription, delivery_id, now, started_at, number, event_label, outcome.error)
-    if retry_in is not None:
-        unit_of_work.after_commit(DELIVERIES, (_slug(), delivery_id, retry_in))
     db.session.commit()
     return attempt.state if retry_in is None else f"failed, retry in {retry_in:.0f} s"
 
@@ -269,10 +265,6 @@ def _disable(subscription: WebhookSubscription, delivery_id: uuid.UUID, now: dat
         .values(state="failed", updated_at=sa.func.now())
     )
     log.warning("webhook %s disabled: %s", subscription.id, subscription.disabled_reason)
-
-
-def _slug() -> str:
-    return current_tenant().slug
 
 
 def relay_tenant(slug: str, redeliver_after: float, batch: int = 500) -> int:

@@ -177,7 +177,7 @@ def redeliver(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> Webho
     delivery.next_attempt_at = now
     delivery.enqueued_at = now
     audit.record("webhook", subscription.id, "redelivered", after={"event_id": str(attempt.event_uid)})
-    unit_of_work.after_commit(DELIVERIES, (current_tenant().slug, delivery.id, 0.0))
+    unit_of_work.after_commit(DELIVERIES, (current_tenant().slug, delivery.id))
     db.session.flush()
     return delivery
 
@@ -210,7 +210,7 @@ def fan_out(events: list[RecordedEvent]) -> None:
         insert(WebhookDelivery).values(rows).on_conflict_do_nothing().returning(WebhookDelivery.id)
     ).scalars().all()
     for delivery_id in created:
-        unit_of_work.after_commit(DELIVERIES, (slug, delivery_id, 0.0))
+        unit_of_work.after_commit(DELIVERIES, (slug, delivery_id))
 
 
 def deliveries_in_sql(event: sa.CTE, topic: str, internal: sa.ColumnElement[bool] | None) -> sa.Insert:
