@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import redis
 from flask import current_app
@@ -53,8 +54,20 @@ for i = 4, #ARGV do
     table.insert(placed, ARGV[i])
   end
 end
-redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[2])))
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) - tonumber(ARGV[1]) then
+  redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[2])))
+end
 return placed
+"""
+# KEYS[1]: the tenant's share of a queue. ARGV: its lease end, seconds from now, the member. The
+# member's place is kept until then, if it still holds one; the share lives at least as long.
+_HOLD = """
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+  if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])))
+  end
+end
 """
 
 
@@ -83,6 +96,35 @@ def release(slug: str, queue_name: str, member: str) -> None:
         redis_client().zrem(share_key(slug, queue_name), member)
     except redis.RedisError as exc:
         log.info("queue place of %s left to its lease: %s", slug, exc)
+
+
+@dataclass
+class Place:
+    """A job's place in its tenant's share of a queue: given back when the job ends, or kept while RQ
+    waits to run it again (`keep_for`). A job waiting for its retry is still the tenant's job in the
+    queue: given back, the relay handed on the tenant's next rows, which failed in turn, until all of
+    its work waited in RQ's schedule outside the share, to enter the queue at once when due."""
+
+    slug: str
+    queue_name: str
+    member: str
+    retry_in: float | None = None
+
+    def keep_for(self, seconds: float) -> None:
+        """Keep the place for a retry RQ runs in `seconds` (and a lease after that, for its run)."""
+        self.retry_in = seconds
+
+    def give_back(self) -> None:
+        """Release the place, or extend its lease over the retry's wait; best effort (a lease ends anyway)."""
+        if self.retry_in is None:
+            release(self.slug, self.queue_name, self.member)
+            return
+        seconds = self.retry_in + LEASE_SECONDS
+        try:
+            redis_client().eval(_HOLD, 1, share_key(self.slug, self.queue_name), time.time() + seconds, seconds,
+                                self.member)
+        except redis.RedisError as exc:
+            log.info("queue place of %s not kept for its retry: %s", self.slug, exc)
 
 
 def retry_later(queue_name: str, retry_after: int) -> tuple[Retry, int]:

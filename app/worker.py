@@ -20,7 +20,9 @@ A handler that raises Unavailable (an outage it cannot act through) asks to be r
 the job returns RQ's `Retry` with a growing wait (`queues.retry_later`), and the row's
 `enqueued_at` moves to when that retry is due, so the relay does not hand the row on meanwhile
 (each of its redeliveries would start one more chain of retries); if the retry is lost, the relay
-still hands the row on, `OUTBOX_REDELIVER_AFTER` after it was due.
+still hands the row on, `OUTBOX_REDELIVER_AFTER` after it was due. A job RQ retries, after an
+outage or a crash, keeps its place in the tenant's share until its retry runs (`queues.Place`), so
+the tenant's other rows wait in the database meanwhile, not in RQ's schedule outside the share.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from app.errors import Unavailable
 from app.extensions import db
 from app.outbox import BY_NAME, Handler
 from app.outbox.models import Event, OutboxRow
-from app.queues import release, retry_later
+from app.queues import Place, release, retry_later
 from tenants import TenantRef, active_tenant, is_slug, tenant_context
 
 log = logging.getLogger(__name__)
@@ -93,15 +95,17 @@ def run_outbox_row(slug: str, row_id: int) -> str | Retry:
             if name is None or name not in BY_NAME:
                 return "no such row or handler"
             handler = BY_NAME[name]
+            place = Place(slug, handler.queue, str(row_id))
             try:
                 if handler.run_batch is not None:
-                    return _run_batches(slug, row_id, handler)
-                return _run_one(row_id, handler, reraise=True)
+                    return _run_batches(slug, row_id, handler, place)
+                return _run_one(row_id, handler, place)
             finally:
-                release(slug, handler.queue, str(row_id))
+                place.give_back()
 
 
-def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
+def _run_one(row_id: int, handler: Handler, place: Place | None = None) -> str | Retry:
+    """Run one row; with the job's `place`, it is the job's own row, whose failure RQ retries (raised)."""
     found = _locked_row(row_id)
     if found is None:
         db.session.rollback()
@@ -131,10 +135,13 @@ def _run_one(row_id: int, handler: Handler, reraise: bool) -> str | Retry:
             log.error("outbox row %s (%s) given up after %d failed runs; `flask outbox retry` runs it again: %s",
                       row_id, handler.name, attempts, error)
             return "given up"
-        if reraise and later is not None:
+        if place is not None and later is not None:
             log.info("outbox row %s waits %s s for a retry: %s", row_id, wait, exc)
+            place.keep_for(wait)
             return later
-        if reraise:
+        if place is not None:
+            if wait is not None:
+                place.keep_for(wait)
             raise
         log.warning("outbox row %s failed; left to its own job and the relay", row_id, exc_info=True)
         return "failed"
@@ -187,7 +194,7 @@ def _locked_row(row_id: int) -> sa.Row | None:
     return found
 
 
-def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
+def _run_batches(slug: str, own_id: int, handler: Handler, place: Place) -> str:
     from app.outbox.dispatch import clear_wake, wake
 
     run_batch = handler.run_batch
@@ -217,7 +224,7 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
             db.session.rollback()
             log.warning("a batch of %d outbox rows of %s failed; running them one by one", len(ids), slug,
                         exc_info=True)
-            failed.update(row_id for row_id in ids if _run_one(row_id, handler, reraise=False) == "failed")
+            failed.update(row_id for row_id in ids if _run_one(row_id, handler) == "failed")
         done += len(ids)
         if time.monotonic() > deadline:
             clear_wake(slug, handler.name)
@@ -225,6 +232,9 @@ def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
             break
     if own_id in failed:
         # RQ retries this job with backoff; the other rows are done or left to their relay
+        wait = _next_retry_wait(own_id)
+        if wait is not None:
+            place.keep_for(wait)
         raise RuntimeError(f"outbox row {own_id} of {slug} failed; see its last_error")
     return f"done, {done} rows"
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from app.extensions import db, redis_client
 from app.media.models import Attachment
 from app.outbox.dispatch import relay_tenant
 from app.outbox.models import OutboxRow
+from app.queues import share_key
 from tenants import active_tenant, tenant_context
 from tests.helpers import get_attachment, new_ticket, wait_until
 from tests.media import samples
@@ -147,6 +149,42 @@ def test_while_clamd_is_down_the_scan_waits_for_it_with_rq_retries_and_counts_no
         clamd.stop()
     assert get_attachment(tenant.api, body["id"])["status"] == "clean"
     assert attempts(in_tenant, tenant, body["id"]) == 0  # no try held against it: none failed for its sake
+
+
+def test_scans_waiting_out_an_outage_keep_their_places_so_the_rest_wait_in_the_database(
+        app, tenant, fast_path, upload, media_workers, tmp_path_factory, monkeypatch):
+    """A job waiting for its retry is still its tenant's job in the queue. It gave its place back, and the
+    relay handed on the tenant's next scans, which met the outage in turn: every scan waited in RQ's
+    schedule, outside the share, to enter the queue at once when clamd came back."""
+    monkeypatch.setitem(app.config, "TENANT_QUEUED_JOBS", 1)
+    clamd = EmbeddedClamd(tmp_path_factory.mktemp("clamd-out")).start()
+    clamd.stop()
+    media_workers(CLAMD_SOCKET=clamd.socket_path, TENANT_QUEUED_JOBS="1")
+    ticket = new_ticket(tenant.api)
+    ids = [upload(tenant.api, ticket["id"], samples.text(), f"{n}.txt").get_json()["id"] for n in range(3)]
+    with app.app_context():
+        connection = redis_client()
+        registry, share = ScheduledJobRegistry("media", connection=connection), share_key(tenant.slug, "media")
+        wait_until(lambda: registry.count == 1, "the first scan to wait for its retry")
+        for _ in range(10):  # the relay runs on, every 0.3 s
+            relay(app, tenant)
+            time.sleep(0.3)
+        assert registry.count == 1 and connection.zcard(share) == 1
+        assert connection.zscore(share, str(_scheduled_row(app, registry))) > time.time() + 300
+    clamd.start()
+    try:
+        def all_scanned() -> bool:
+            relay(app, tenant)
+            return all(get_attachment(tenant.api, i)["status"] == "clean" for i in ids)
+
+        wait_until(all_scanned, "every scan, one place at a time, once clamd is back", every=0.5, timeout=90)
+    finally:
+        clamd.stop()
+
+
+def _scheduled_row(app, registry: ScheduledJobRegistry) -> int:
+    [job] = Job.fetch_many(registry.get_job_ids(), connection=registry.connection)
+    return job.args[-1]
 
 
 def test_sigkill_mid_scan_still_ends_in_one_final_state(app, tenant, fast_path, upload, media_workers, hung_scanner,

@@ -105,3 +105,27 @@ def test_a_job_of_a_suspended_tenant_gives_its_place_back(app, tenant, run_jobs)
     run_jobs("assignment", "webhooks")
     with app.app_context():
         assert [redis_client().zcard(share) for share in shares] == [0, 0]
+
+
+def test_a_place_kept_for_a_retry_outlives_the_share_and_none_is_made_for_a_job_that_lost_its_own(app):
+    """`Place.keep_for` extends the place its job holds, and the share with it; a job whose lease ran
+    out (its place handed to another) gets none back, so the share never holds more than its cap."""
+    import time
+
+    from app.extensions import redis_client
+    from app.queues import Place, reserve, share_key
+
+    with app.app_context():
+        connection, key = redis_client(), share_key("fair-keep", "media")
+        connection.delete(key)
+        assert reserve("fair-keep", "media", ["1"]) == ["1"]
+        kept = Place("fair-keep", "media", "1")
+        kept.keep_for(3600)
+        kept.give_back()
+        assert connection.zscore(key, "1") > time.time() + 3600 and connection.ttl(key) > 3600
+        lost = Place("fair-keep", "media", "2")
+        lost.keep_for(3600)
+        lost.give_back()
+        assert connection.zscore(key, "2") is None and connection.zcard(key) == 1
+        Place("fair-keep", "media", "1").give_back()
+        assert connection.zcard(key) == 0
