@@ -7,7 +7,7 @@ a live `ticket.updated` event that is published only once that transaction commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,13 +63,20 @@ def requester_for(actor: Actor, requester_id: uuid.UUID | None) -> uuid.UUID:
     return requester_id
 
 
-def create_ticket(actor: Actor, title: str, description: str = "", priority: str = "normal",
-                  category: str | None = None, tags: list[str] | None = None,
-                  requester_id: uuid.UUID | None = None) -> Ticket:
-    """Open a ticket for `requester_id` (default: the actor); assignment follows in the background."""
-    requester_id = requester_for(actor, requester_id)
-    ticket = Ticket(id=uuid.uuid4(), title=title, description=description or "", priority=priority,
-                    category=category, tags=sorted(set(tags or [])), requester_id=requester_id, status="new")
+def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a new ticket's columns from what a create took (`TicketSchema`'s load fields): whom it is
+    for (`requester_for`), its tags once each and sorted, and no description as an empty one."""
+    values = dict(fields)
+    values["requester_id"] = requester_for(actor, values.get("requester_id"))
+    values["description"] = values.get("description") or ""
+    values["tags"] = sorted(set(values.get("tags") or []))
+    return values
+
+
+def create_ticket(actor: Actor, **fields: Any) -> Ticket:
+    """Open a ticket from a create's `fields`, for their requester (default: the actor); assignment follows
+    in the background."""
+    ticket = Ticket(id=uuid.uuid4(), status="new", **new_ticket_values(actor, fields))
     db.session.add(ticket)
     audit.record("ticket", ticket.id, "created", after=snapshot(ticket))
     emit("ticket.created", {"ticket_id": str(ticket.id)}, event_data(ticket))

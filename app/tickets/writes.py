@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from flask import Response
+from marshmallow import missing
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from app.at_once import STAND_IN, Spliced, jsonb
@@ -35,14 +36,17 @@ from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
 from app.tickets.reads import NUMBER, dump_row, read_columns
-from app.tickets.schemas import dump_ticket
-from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, requester_for
+from app.tickets.schemas import TicketSchema, dump_ticket
+from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, new_ticket_values
 from tenants import TenantStatement, autocommit_connection
 
 NUMBER_SEQUENCE = sa.Sequence("ticket_number_seq", schema="tenant")
-# Columns a new ticket is given values for: those the request sets, and those with a Python default.
-GIVEN = ("id", "title", "description", "priority", "status", "category", "tags", "requester_id", "created_at",
-         "updated_at")
+# Columns a new ticket is given values for: what a create takes (the schema's load fields), what it
+# sets itself, and those with a Python default.
+TAKEN = TicketSchema().load_fields
+GIVEN = (*TAKEN, "id", "status", "created_at", "updated_at")
+if any(not field.required and field.load_default is missing for field in TAKEN.values()):
+    raise TypeError("a field a create takes needs a load_default: the statement gives every column it names")
 DEFAULTED = tuple(c.key for c in Ticket.__table__.c if c.key not in GIVEN and c.computed is None
                   and c.default is not None and c.default.is_scalar)
 _UNSET = {c.key: None for c in LISTED_COLUMNS if c.key not in (*GIVEN, *DEFAULTED, "number")}
@@ -57,17 +61,15 @@ class NewTicket:
     replay: Response | None = None
 
 
-def create_ticket(actor: Actor, claim: Claim | None, title: str, description: str = "", priority: str = "normal",
-                  category: str | None = None, tags: list[str] | None = None,
-                  requester_id: uuid.UUID | None = None) -> NewTicket:
-    """Open a ticket as `services.create_ticket` does, in one statement; replay an earlier response for `claim`."""
-    requester_id = requester_for(actor, requester_id)
+def create_ticket(actor: Actor, claim: Claim | None, **fields: Any) -> NewTicket:
+    """Open a ticket from a create's loaded `fields` as `services.create_ticket` does, in one statement;
+    replay an earlier response for `claim`."""
+    given = new_ticket_values(actor, fields)
     with autocommit_connection() as conn:
         now = datetime.now(conn.info.timezone)
         values: dict[str, Any] = {
-            "id": uuid.uuid4(), "title": title, "description": description or "", "priority": priority,
-            "status": "new", "category": category, "tags": sorted(set(tags or [])), "requester_id": requester_id,
-            "created_at": now, "updated_at": now, **{k: Ticket.__table__.c[k].default.arg for k in DEFAULTED}}
+            **given, "id": uuid.uuid4(), "status": "new", "created_at": now, "updated_at": now,
+            **{k: Ticket.__table__.c[k].default.arg for k in DEFAULTED}}
         body = orjson.dumps(dump_ticket(SimpleNamespace(**_UNSET, **values, number=STAND_IN)))
         spliced = Spliced.around(body, "number")
         etag = etag_of_version(values["version"])

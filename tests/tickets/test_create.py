@@ -69,7 +69,7 @@ def test_concurrent_creates_get_distinct_gapless_numbers(app, tenant):
 def test_a_number_is_never_reused_even_after_a_rollback(tenant, in_tenant, new_ticket):
     with in_tenant(tenant) as session:
         actor = Actor(user_id=uuid.UUID(tenant.admin_id), role="admin")
-        assert services.create_ticket(actor, "abandoned").number == 1
+        assert services.create_ticket(actor, title="abandoned").number == 1
         session.rollback()
     assert new_ticket("kept")["number"] == 2
 

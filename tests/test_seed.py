@@ -1,0 +1,36 @@
+"""The demo organization `make run` serves (`flask seed-demo`): its people, team, rule and tickets."""
+
+from __future__ import annotations
+
+import re
+
+from app.seed import DEMO_SLUG, PEOPLE, TICKETS
+from tests.helpers import ApiClient, wait_until
+
+
+def _key(output: str) -> str:
+    return re.search(r"API key \(admin, new each run\): (\S+)", output).group(1)
+
+
+def test_the_demo_has_its_people_and_tickets_and_each_run_gives_a_new_key(app):
+    runner = app.test_cli_runner()
+    try:
+        with app.app_context():  # as `flask seed-demo` runs it
+            first = runner.invoke(args=["seed-demo"])
+            assert first.exit_code == 0, first.output
+            again = runner.invoke(args=["seed-demo"])
+        assert again.exit_code == 0, again.output
+        api = ApiClient(app.test_client(), _key(again.output))
+        people = {p["email"]: p for p in api.get("/api/v1/users").get_json()["items"]}
+        assert {(email, people[email]["role"]) for email, _, role, _, _ in PEOPLE} == {
+            (email, role) for email, _, role, _, _ in PEOPLE}
+        tickets = api.get("/api/v1/tickets").get_json()["items"]  # made once: the second run added none
+        assert sorted((t["title"], t["priority"], t["category"], t["tags"]) for t in tickets) == sorted(
+            (title, priority, category, sorted(tags)) for title, _, priority, category, tags in TICKETS)
+        assert {t["requester_id"] for t in tickets} == {people["requester@demo.example"]["id"]}
+        # the first run's key is revoked (the cache that saw it valid lets it by for a few seconds)
+        wait_until(lambda: ApiClient(app.test_client(), _key(first.output)).get("/api/v1/tickets").status_code == 401,
+                   "the first run's key to be refused")
+    finally:
+        dropped = runner.invoke(args=["tenants", "drop", DEMO_SLUG, "--yes"])
+        assert dropped.exit_code == 0, dropped.output
