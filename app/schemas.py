@@ -132,17 +132,20 @@ def fast_dumper(schema: Schema) -> Callable[[Any], dict[str, Any]]:
     return dump
 
 
-def row_dumper(schema: Schema) -> Callable[[Sequence[Any]], dict[str, Any]]:
+def row_dumper(schema: Schema, columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
     """Return a function that turns a database row into what `schema.dump` says.
 
     For the read paths that never build objects. The row holds one value per dumped field, in the
     schema's order, computed by the statement (a `Function` field's too: see `tickets.reads`);
-    columns after those are the statement's own and left out. The values stay as the driver made
+    columns after those are the statement's own and left out (`columns`, the statement's names for
+    its columns, are checked against the fields here, once). The values stay as the driver made
     them (UUID, datetime, list), which orjson writes exactly as marshmallow's strings read, so
     one JSON encoding step does what marshmallow and `json.dumps` did.
     """
     _plans(schema)
     names = tuple(schema.dump_fields)
+    if tuple(columns[:len(names)]) != names:
+        raise TypeError(f"a row must begin with the fields {names}, in order; the statement names {columns}")
 
     def dump(row: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(names, row))  # noqa: B905 (the row may go on past the fields)

@@ -54,7 +54,7 @@ _KEYED = _read_columns()
 _READ = [column for _, column in _KEYED]
 _INDEX = {key: i for i, (key, _) in enumerate(_KEYED) if key}
 NUMBER = _INDEX["number"]
-dump_row = row_dumper(_SCHEMA)
+dump_row = row_dumper(_SCHEMA, [column.key for column in _READ])
 
 
 def read_columns(source: sa.FromClause) -> list[sa.ColumnElement]:

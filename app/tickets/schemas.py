@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
@@ -30,8 +32,18 @@ def _patch_status(value: str) -> None:
         raise ValidationError("Close a ticket with POST /api/v1/tickets/{id}/close.")
 
 
-def _seconds_between(start, end) -> int | None:
-    return None if start is None or end is None else int((end - start).total_seconds())
+def _seconds_between(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole seconds from `start` to `end`, cut toward zero, exactly as `duration_sql` counts them.
+
+    Times in one zone subtract by the wall clock in Python, so across a change to or from daylight
+    saving (a connection whose time zone has one) they were an hour off; and a float of many
+    seconds rounded its last one. Counted in microseconds between the instants, neither happens.
+    """
+    if start is None or end is None:
+        return None
+    elapsed = end.astimezone(UTC) - start.astimezone(UTC)
+    micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
+    return micros // 1_000_000 if micros >= 0 else -(-micros // 1_000_000)
 
 
 def duration_field(ends_at: str, description: str) -> fields.Function:

@@ -240,3 +240,25 @@ def test_durations_are_whole_seconds_cut_toward_zero_on_every_path(tenant, in_te
     exported = json.loads(tenant.api.get("/api/v1/tickets/export?format=json").data)[0]
     for body in (listed, tenant.api.get(f"/api/v1/tickets/{made['id']}").get_json(), exported):
         assert (body["first_response_seconds"], body["resolution_seconds"]) == (0, 2)
+
+
+@pytest.mark.parametrize(("created", "ended", "seconds"), [
+    (datetime(2025, 3, 9, 6, 30, tzinfo=UTC), datetime(2025, 3, 9, 7, 30, tzinfo=UTC), 3600),  # 01:30 EST, 03:30 EDT
+    (datetime(2025, 11, 2, 5, 30, tzinfo=UTC), datetime(2025, 11, 2, 6, 30, 0, 1, tzinfo=UTC), 3600),  # the hour back
+    (datetime(1400, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC), 22_089_888_000),
+    (datetime(2025, 1, 1, tzinfo=UTC), datetime(2024, 12, 31, 23, 59, 59, 600_000, tzinfo=UTC), 0),  # a clock behind
+])
+def test_a_duration_is_the_same_on_every_path_whatever_the_connections_time_zone(tenant, in_tenant, created, ended,
+                                                                              seconds):
+    """Read in a time zone with daylight saving, an ORM ticket's times subtracted by the wall clock (an hour
+    off across the change), and 700 years as a float lost a second: `TicketSchema` now counts as Postgres."""
+    made = tenant.api.post("/api/v1/tickets", json={"title": "timed"}).get_json()
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(Ticket).where(Ticket.id == made["id"]).values(created_at=created, resolved_at=ended))
+        session.commit()
+        session.execute(sa.text("SET LOCAL TIME ZONE 'America/New_York'"))  # this transaction's only
+        ticket = session.get(Ticket, uuid.UUID(made["id"]))
+        assert ticket.resolved_at.utcoffset() != timedelta(0)
+        declared = TicketSchema().dump(ticket)["resolution_seconds"]
+    read = tenant.api.get(f"/api/v1/tickets/{made['id']}").get_json()["resolution_seconds"]
+    assert declared == read == seconds
