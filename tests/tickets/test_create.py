@@ -153,6 +153,33 @@ def _post(api, body, key):
     return api.post("/api/v1/tickets", json=body, headers={"Idempotency-Key": key})
 
 
+def test_a_row_the_database_changed_is_answered_as_stored_and_replayed_so(app, tenant):
+    """The body is made before the INSERT; should the row come back otherwise (here a trigger of the
+    schema's, as a database-side default would), the answer and the stored response are the row's."""
+    from app.extensions import db
+    from tenants import active_tenant
+
+    with app.app_context():
+        schema = active_tenant(tenant.slug).schema_name
+        db.session.execute(sa.text(
+            f'CREATE FUNCTION "{schema}".shout() RETURNS trigger LANGUAGE plpgsql AS '
+            "$$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $$"))
+        db.session.execute(sa.text(f'CREATE TRIGGER shout BEFORE INSERT ON "{schema}".tickets '
+                                   f'FOR EACH ROW EXECUTE FUNCTION "{schema}".shout()'))
+        db.session.commit()
+    try:
+        first = _post(tenant.api, {"title": "quiet"}, "shouted")
+        again = _post(tenant.api, {"title": "quiet"}, "shouted")
+    finally:
+        with app.app_context():
+            db.session.execute(sa.text(f'DROP FUNCTION "{schema}".shout() CASCADE'))
+            db.session.commit()
+    assert first.status_code == again.status_code == 201
+    assert first.get_json()["title"] == "QUIET"
+    assert again.data == first.data and again.headers["Idempotent-Replayed"] == "true"
+    assert tenant.api.get(f"/api/v1/tickets/{first.get_json()['id']}").get_json() == first.get_json()
+
+
 def test_same_key_and_body_replays_the_first_response(tenant, table_counts):
     first = _post(tenant.api, {"title": "once", "tags": ["a", "b"]}, "key-1")
     counts = table_counts(tenant)
