@@ -98,8 +98,13 @@ def run_outbox_row(slug: str, row_id: int) -> str | Retry:
             place = Place(slug, handler.queue, str(row_id))
             try:
                 if handler.run_batch is not None:
-                    return _run_batches(slug, row_id, handler, place)
+                    return _run_batches(slug, row_id, handler)
                 return _run_one(row_id, handler, place)
+            except Exception:
+                wait = _next_retry_wait(row_id)  # whatever failed, the failure recorded or not
+                if wait is not None:
+                    place.keep_for(wait)
+                raise
             finally:
                 place.give_back()
 
@@ -137,11 +142,11 @@ def _run_one(row_id: int, handler: Handler, place: Place | None = None) -> str |
             return "given up"
         if place is not None and later is not None:
             log.info("outbox row %s waits %s s for a retry: %s", row_id, wait, exc)
-            place.keep_for(wait)
+            job = get_current_job()
+            if job is None or (job.number_of_retries or 0) < later.max:  # else RQ fails it: no retry comes
+                place.keep_for(wait)
             return later
         if place is not None:
-            if wait is not None:
-                place.keep_for(wait)
             raise
         log.warning("outbox row %s failed; left to its own job and the relay", row_id, exc_info=True)
         return "failed"
@@ -194,7 +199,7 @@ def _locked_row(row_id: int) -> sa.Row | None:
     return found
 
 
-def _run_batches(slug: str, own_id: int, handler: Handler, place: Place) -> str:
+def _run_batches(slug: str, own_id: int, handler: Handler) -> str:
     from app.outbox.dispatch import clear_wake, wake
 
     run_batch = handler.run_batch
@@ -232,9 +237,6 @@ def _run_batches(slug: str, own_id: int, handler: Handler, place: Place) -> str:
             break
     if own_id in failed:
         # RQ retries this job with backoff; the other rows are done or left to their relay
-        wait = _next_retry_wait(own_id)
-        if wait is not None:
-            place.keep_for(wait)
         raise RuntimeError(f"outbox row {own_id} of {slug} failed; see its last_error")
     return f"done, {done} rows"
 

@@ -2,15 +2,16 @@
 
 One attempt, in three steps, none of which holds a transaction across the network:
 1. claim: one `UPDATE` takes a lease on the delivery if it is pending, due and not leased (so a
-   job from the fast path and the relay never send the same attempt twice), and
+   job from the fast path and one from the relay never send the same attempt twice), and
    the attempt is logged as `sending` (a worker killed from here on leaves that row, which the
    next attempt marks as interrupted);
 2. send, with no transaction open (`app.webhooks.sender`);
 3. record the outcome: the log row, the delivery (delivered, failed, or due again after an
    exponential backoff with jitter), and the subscription's failure streak. A retry waits in
-   the database, not in the queue: the relay's sweep hands it on once due (within its interval,
-   2 s), so a receiver that keeps failing holds none of its tenant's queue places between tries
-   and cannot keep the tenant's other webhooks waiting behind its retries. A delivery whose
+   the database, not in the queue: the relay's next sweep after it is due hands it on, through
+   the tenant's share like any delivery, first tries first. So a receiver that keeps failing holds
+   no queue place between tries, and its retries take places only after the tenant's other
+   deliveries. (The relay is what retries: run it wherever workers run.) A delivery whose
    `WEBHOOK_MAX_ATTEMPTS` attempts (about a day with the defaults) all failed, with no success
    to the subscription since it began, disables the subscription, and the reason is recorded.
 
@@ -45,7 +46,14 @@ from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets, wants
-from tenants import active_tenant, current_tenant, set_current_tenant, tenant_moved
+from tenants import (
+    TenantStatement,
+    active_tenant,
+    autocommit_connection,
+    current_tenant,
+    set_current_tenant,
+    tenant_moved,
+)
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
@@ -73,22 +81,39 @@ def _delivery_pending() -> sa.ColumnElement[bool]:
 
 
 def _enqueue_committed(items: list[tuple[str, uuid.UUID]]) -> None:
+    """Hand on the deliveries a transaction marked as handed on (`marked_enqueued`); any the tenant's
+    share or Redis refused are unmarked, for the relay's next sweep rather than its redelivery 30 s on."""
     if not current_app.config["OUTBOX_FAST_PATH"]:
         return
+    by_slug: dict[str, list[uuid.UUID]] = {}
     for slug, delivery_id in items:
-        enqueue(slug, delivery_id)
+        by_slug.setdefault(slug, []).append(delivery_id)
+    refused = [d for slug, ids in by_slug.items() for d in set(ids) - set(enqueue(slug, ids))]
+    if refused:
+        with autocommit_connection() as conn:
+            for delivery_id in refused:
+                _UNMARK.run(conn, {"id": delivery_id})
 
 
-def enqueue(slug: str, delivery_id: uuid.UUID) -> bool:
-    """Hand a delivery to the `webhooks` queue; False if its tenant's share is full or Redis failed."""
+_UNMARK = TenantStatement(sa.update(WebhookDelivery).where(WebhookDelivery.id == sa.bindparam("id"))
+                          .values(enqueued_at=sa.null()))
+
+
+def enqueue(slug: str, delivery_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Hand deliveries to the `webhooks` queue while the tenant's share has places; return those handed on.
+
+    One Redis call takes the places; a Redis error leaves the rest to the relay's next sweep.
+    """
+    sent: list[uuid.UUID] = []
     try:
-        if not reserve(slug, QUEUE, [str(delivery_id)]):
-            return False  # the tenant's share of the queue is full: the sweep hands it on later
-        queue(QUEUE).enqueue(JOB, slug, str(delivery_id), result_ttl=60, failure_ttl=7 * 24 * 3600)
-        return True
+        placed = set(reserve(slug, QUEUE, [str(d) for d in delivery_ids]))
+        for delivery_id in delivery_ids:
+            if str(delivery_id) in placed:
+                queue(QUEUE).enqueue(JOB, slug, str(delivery_id), result_ttl=60, failure_ttl=7 * 24 * 3600)
+                sent.append(delivery_id)
     except redis.RedisError as exc:
-        log.warning("webhook delivery %s of %s left for the relay: %s", delivery_id, slug, exc)
-        return False
+        log.warning("webhook deliveries of %s left for the relay: %s", slug, exc)
+    return sent
 
 
 def backoff(attempt: int) -> float:
@@ -275,9 +300,13 @@ def relay_tenant(slug: str, redeliver_after: float, batch: int = 500) -> int:
         .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= sa.func.now(),
                sa.or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < sa.func.now()),
                sa.or_(WebhookDelivery.enqueued_at.is_(None), WebhookDelivery.enqueued_at < stale))
-        .order_by(WebhookDelivery.next_attempt_at).limit(batch).with_for_update(skip_locked=True)
+        # First tries (and resends asked for) first: when the share is short of places, a receiver
+        # that keeps failing must not keep the tenant's other webhooks waiting behind its retries.
+        .order_by(sa.or_(WebhookDelivery.attempts == 0, WebhookDelivery.manual).desc(),
+                  WebhookDelivery.next_attempt_at)
+        .limit(batch).with_for_update(skip_locked=True)
     ).scalars().all()
-    sent = [d for d in ids if enqueue(slug, d)]
+    sent = enqueue(slug, list(ids)) if ids else []
     if sent:
         db.session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.id.in_(sent))
                            .values(enqueued_at=sa.func.now()))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.dialects.postgresql import insert
 
 from app import audit, unit_of_work
@@ -175,7 +176,7 @@ def redeliver(subscription: WebhookSubscription, attempt_id: uuid.UUID) -> Webho
         delivery.manual = True  # one send, asked for: a disabled webhook's too (its retries had stopped)
     delivery.state = "pending"
     delivery.next_attempt_at = now
-    delivery.enqueued_at = now
+    delivery.enqueued_at = marked_enqueued()
     audit.record("webhook", subscription.id, "redelivered", after={"event_id": str(attempt.event_uid)})
     unit_of_work.after_commit(DELIVERIES, (current_tenant().slug, delivery.id))
     db.session.flush()
@@ -202,7 +203,9 @@ def fan_out(events: list[RecordedEvent]) -> None:
         sa.select(WebhookSubscription.id, WebhookSubscription.events, WebhookSubscription.include_internal)
         .where(WebhookSubscription.enabled.is_(True))
     ).all()
-    rows = [{"subscription_id": s.id, "event_id": e.id} for e in public for s in subscriptions if wants(s, e)]
+    marked = marked_enqueued()
+    rows = [{"subscription_id": s.id, "event_id": e.id, "enqueued_at": marked}
+            for e in public for s in subscriptions if wants(s, e)]
     if not rows:
         return
     slug = current_tenant().slug
@@ -211,6 +214,12 @@ def fan_out(events: list[RecordedEvent]) -> None:
     ).scalars().all()
     for delivery_id in created:
         unit_of_work.after_commit(DELIVERIES, (slug, delivery_id))
+
+
+def marked_enqueued() -> sa.ColumnElement | None:
+    """The `enqueued_at` of deliveries a transaction writes: now if it hands them on itself once it commits
+    (the fast path), so the relay's sweep meanwhile does not hand them on twice; else none, for the sweep."""
+    return sa.func.now() if current_app.config["OUTBOX_FAST_PATH"] else None
 
 
 def deliveries_in_sql(event: sa.CTE, topic: str, internal: sa.ColumnElement[bool] | None) -> sa.Insert:

@@ -129,3 +129,40 @@ def test_a_place_kept_for_a_retry_outlives_the_share_and_none_is_made_for_a_job_
         assert connection.zscore(key, "2") is None and connection.zcard(key) == 1
         Place("fair-keep", "media", "1").give_back()
         assert connection.zcard(key) == 0
+
+
+def test_a_crashed_job_keeps_its_place_while_rq_waits_to_retry_it(app, tenant, run_jobs, monkeypatch):
+    """A crash, recorded on its row or not (the database gone as the job fails), is retried by RQ: its
+    place stays until then, so the relay cannot hand on the tenant's next rows to crash beside it."""
+    import time
+
+    from app import outbox
+    from app.extensions import redis_client
+    from app.queues import share_key
+    from app.worker import _run_one
+    from tests.helpers import new_ticket
+
+    def crash(payload: dict) -> None:
+        raise RuntimeError("a bug")
+
+    handler = outbox.Handler(name="tests.fair.crash", queue="default", func=crash)
+    monkeypatch.setitem(outbox.BY_NAME, handler.name, handler)
+    monkeypatch.setitem(outbox.HANDLERS, "ticket.created", [*outbox.HANDLERS.get("ticket.created", []), handler])
+    unrecorded = {"on": False}
+
+    def run_one(*args, **kwargs):
+        if unrecorded["on"]:
+            raise ConnectionError("the database went away as the job failed")
+        return _run_one(*args, **kwargs)
+
+    monkeypatch.setattr("app.worker._run_one", run_one)
+    with app.app_context():
+        share = share_key(tenant.slug, "default")
+        redis_client().delete(share)
+    for unrecorded["on"] in (False, True):
+        new_ticket(tenant.api)
+        run_jobs("default")
+        with app.app_context():
+            [(_member, lease_end)] = redis_client().zrange(share, 0, -1, withscores=True)
+            assert lease_end > time.time() + 600  # RQ's retry wait, then a lease for its run
+            redis_client().delete(share)
