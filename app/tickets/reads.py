@@ -39,6 +39,8 @@ def _read_columns() -> list[tuple[str | None, sa.ColumnElement]]:
     read: list[tuple[str | None, sa.ColumnElement]] = []
     for name, field in _SCHEMA.dump_fields.items():
         if isinstance(field, fields.Function):
+            if "ends_at" not in field.metadata:
+                raise TypeError(f"{name}: a computed field a read serves needs its SQL here (only durations have it)")
             read.append((None, duration_sql(field).label(name)))
             continue
         column = Ticket.__table__.c[field.attribute or name]
