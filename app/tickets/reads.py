@@ -59,7 +59,7 @@ NUMBER = _INDEX["number"]
 dump_row = row_dumper(_SCHEMA, [column.key for column in _READ])
 
 
-def read_columns(source: sa.FromClause) -> list[sa.ColumnElement]:
+def columns_over(source: sa.FromClause) -> list[sa.ColumnElement]:
     """Return what a read selects (`dump_row`'s row), over `source`: a subquery or CTE of the ticket's columns."""
     adapt = sql_util.ClauseAdapter(source)
     return [adapt.traverse(column) for column in _READ]

@@ -35,7 +35,7 @@ from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_resp
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
-from app.tickets.reads import NUMBER, dump_row, read_columns
+from app.tickets.reads import NUMBER, columns_over, dump_row
 from app.tickets.schemas import TicketSchema, dump_ticket
 from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, new_ticket_values
 from tenants import TenantStatement, autocommit_connection
@@ -117,7 +117,7 @@ def _statement(claimed: bool) -> TenantStatement:
     data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{ticket,number}'"),
                              sa.func.to_jsonb(ticket.c.number))
     events = recorded_in_sql("ticket.created", ticket, sa.bindparam("event_payload", type_=JSONB), data)
-    return TenantStatement(sa.select(*read_columns(ticket), wake()).add_cte(audit, *events))
+    return TenantStatement(sa.select(*columns_over(ticket), wake()).add_cte(audit, *events))
 
 _CORRECT = TenantStatement(
     sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == sa.bindparam("owner"),
