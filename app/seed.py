@@ -57,14 +57,14 @@ class Demo:
     api_key: str
 
 
-def seed_demo() -> Demo:
+def seed_demo(slug: str = DEMO_SLUG) -> Demo:
     """Create the demo tenant if it is missing; mint a fresh API key for this run either way."""
     from app.signup.services import sign_up
 
-    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == DEMO_SLUG)).scalar_one_or_none()
+    tenant = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
     if tenant is None:
         admin_email, admin_name = PEOPLE[0][0], PEOPLE[0][1]
-        result = sign_up(name="Demo Inc", slug=DEMO_SLUG, admin_email=admin_email,
+        result = sign_up(name="Demo Inc", slug=slug, admin_email=admin_email,
                          admin_password=DEMO_PASSWORD, admin_name=admin_name)
         tenant = result.tenant
         with tenant_context(tenant.ref()):
@@ -76,7 +76,7 @@ def seed_demo() -> Demo:
         key_cache.change_on_commit()
         _, key = mint_key(tenant.id, admin.id, DEMO_KEY_NAME, "admin")
         db.session.commit()
-    return Demo(url_path=f"/t/{DEMO_SLUG}/", api_key=key,
+    return Demo(url_path=f"/t/{slug}/", api_key=key,
                 logins=[(email, role, DEMO_PASSWORD) for email, _, role, _, _ in PEOPLE])
 
 

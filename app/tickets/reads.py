@@ -55,7 +55,7 @@ _SCHEMA = TicketSchema()
 _KEYED = _read_columns()
 _READ = [column for _, column in _KEYED]
 _INDEX = {key: i for i, (key, _) in enumerate(_KEYED) if key}
-NUMBER = _INDEX["number"]
+NUMBER, VERSION = _INDEX["number"], _INDEX["version"]
 dump_row = row_dumper(_SCHEMA, [column.key for column in _READ])
 
 

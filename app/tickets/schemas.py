@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
@@ -41,7 +41,9 @@ def _seconds_between(start: datetime | None, end: datetime | None) -> int | None
     """
     if start is None or end is None:
         return None
-    elapsed = end.astimezone(UTC) - start.astimezone(UTC)
+    # By the wall clock, less what the offsets moved (no conversion to UTC, which can leave year 9999);
+    # a time without a zone has no offset, and is refused (TypeError) as Postgres never gives one.
+    elapsed = (end.replace(tzinfo=None) - start.replace(tzinfo=None)) - (end.utcoffset() - start.utcoffset())
     micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
     return micros // 1_000_000 if micros >= 0 else -(-micros // 1_000_000)
 

@@ -66,6 +66,11 @@ def requester_for(actor: Actor, requester_id: uuid.UUID | None) -> uuid.UUID:
 def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Return a new ticket's columns from what a create took (`TicketSchema`'s load fields): whom it is
     for (`requester_for`), its tags once each and sorted, and no description as an empty one."""
+    from app.tickets.schemas import TicketSchema
+
+    unknown = set(fields) - set(TicketSchema().load_fields)
+    if unknown:  # `status`, `number`, `assignee_id` ... are the ticket's own, never a create's to set
+        raise TypeError(f"not fields a create takes: {sorted(unknown)}")
     values = dict(fields)
     values["requester_id"] = requester_for(actor, values.get("requester_id"))
     values["description"] = values.get("description") or ""

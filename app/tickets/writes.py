@@ -9,8 +9,10 @@ hands the rows to RQ once it has committed (the relay's sweep still covers a los
 Everything but the number is known before the statement runs (the id and times are chosen
 here, in the connection's time zone, as Postgres would return them), so the response and the
 event are made from `TicketSchema` with a stand-in number that SQL replaces. The response body
-is checked against the row the INSERT returns; should they ever differ (a column whose default
-only the database knows), the stored response is corrected in a second statement.
+and ETag are checked against the row the INSERT returns; should they ever differ (a trigger of the
+database's changing the row), the answer is the row's and the stored response is corrected in a
+second statement, while the event and the audit entry keep what this code wrote. Nothing of the
+app's own makes them differ: every create field is the column of its name with a default here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_resp
 from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
-from app.tickets.reads import NUMBER, columns_over, dump_row
+from app.tickets.reads import NUMBER, VERSION, columns_over, dump_row
 from app.tickets.schemas import TicketSchema, dump_ticket
 from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, new_ticket_values
 from tenants import TenantStatement, autocommit_connection
@@ -47,6 +49,8 @@ TAKEN = TicketSchema().load_fields
 GIVEN = (*TAKEN, "id", "status", "created_at", "updated_at")
 if any(not field.required and field.load_default is missing for field in TAKEN.values()):
     raise TypeError("a field a create takes needs a load_default: the statement gives every column it names")
+if any(field.attribute or field.data_key or name not in Ticket.__table__.c for name, field in TAKEN.items()):
+    raise TypeError("a field a create takes is the ticket's column of the same name")
 DEFAULTED = tuple(c.key for c in Ticket.__table__.c if c.key not in GIVEN and c.computed is None
                   and c.default is not None and c.default.is_scalar)
 _UNSET = {c.key: None for c in LISTED_COLUMNS if c.key not in (*GIVEN, *DEFAULTED, "number")}
@@ -86,9 +90,11 @@ def create_ticket(actor: Actor, claim: Claim | None, **fields: Any) -> NewTicket
         row = statement.one(conn, params)
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
-        created = orjson.dumps(dump_row(row))
-        if claim is not None and created != spliced.with_number(row[NUMBER]):
-            _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created})
+        created, kept_etag = orjson.dumps(dump_row(row)), etag
+        etag = etag_of_version(row[VERSION])
+        if claim is not None and (created != spliced.with_number(row[NUMBER]) or etag != kept_etag):
+            _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created,
+                                "headers": jsonb({"ETag": f'"{etag}"'})})
     return NewTicket(created, etag)
 
 
@@ -122,4 +128,5 @@ def _statement(claimed: bool) -> TenantStatement:
 _CORRECT = TenantStatement(
     sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == sa.bindparam("owner"),
                                        IdempotencyRecord.key == sa.bindparam("key"))
-    .values(response=sa.bindparam("response", type_=sa.LargeBinary)))
+    .values(response=sa.bindparam("response", type_=sa.LargeBinary),
+            response_headers=sa.bindparam("headers", type_=JSONB)))

@@ -262,3 +262,17 @@ def test_a_duration_is_the_same_on_every_path_whatever_the_connections_time_zone
         declared = TicketSchema().dump(ticket)["resolution_seconds"]
     read = tenant.api.get(f"/api/v1/tickets/{made['id']}").get_json()["resolution_seconds"]
     assert declared == read == seconds
+
+
+def test_a_duration_at_the_end_of_time_counts_and_a_time_without_a_zone_is_refused():
+    """Converted to UTC first, a time read in New York within hours of the year 10000 overflowed (a 500 on
+    every ORM dump of its ticket); a time without a zone, which Postgres never gives, is no instant."""
+    from zoneinfo import ZoneInfo
+
+    from app.tickets.schemas import _seconds_between
+
+    new_york = ZoneInfo("America/New_York")
+    assert _seconds_between(datetime(9999, 12, 31, 7, 0, tzinfo=new_york),
+                            datetime(9999, 12, 31, 21, 0, 0, 999_999, tzinfo=new_york)) == 50_400
+    with pytest.raises(TypeError):
+        _seconds_between(datetime(2025, 1, 1), datetime(2025, 1, 2, tzinfo=UTC))
