@@ -20,9 +20,10 @@ A handler that raises Unavailable (an outage it cannot act through) asks to be r
 the job returns RQ's `Retry` with a growing wait (`queues.retry_later`), and the row's
 `enqueued_at` moves to when that retry is due, so the relay does not hand the row on meanwhile
 (each of its redeliveries would start one more chain of retries); if the retry is lost, the relay
-still hands the row on, `OUTBOX_REDELIVER_AFTER` after it was due. A job RQ retries, after an
-outage or a crash, keeps its place in the tenant's share until its retry runs (`queues.Place`), so
-the tenant's other rows wait in the database meanwhile, not in RQ's schedule outside the share.
+still hands the row on, `OUTBOX_REDELIVER_AFTER` after it was due. A job that fails, by an outage or
+an exception, and that RQ will retry keeps its place in the tenant's share until the retry runs
+(`queues.Place`), so the tenant's other rows wait in the database meanwhile, not in RQ's schedule
+outside the share. (A killed process gives back nothing: its place ends with its lease.)
 """
 
 from __future__ import annotations

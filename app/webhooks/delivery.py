@@ -9,9 +9,9 @@ One attempt, in three steps, none of which holds a transaction across the networ
 3. record the outcome: the log row, the delivery (delivered, failed, or due again after an
    exponential backoff with jitter), and the subscription's failure streak. A retry waits in
    the database, not in the queue: the relay's next sweep after it is due hands it on, through
-   the tenant's share like any delivery, first tries first. So a receiver that keeps failing holds
-   no queue place between tries, and its retries take places only after the tenant's other
-   deliveries. (The relay is what retries: run it wherever workers run.) A delivery whose
+   the tenant's share like any delivery, in the order they fell due. So a receiver that keeps
+   failing holds no queue place between its tries, and its retries cannot enter the queue all at
+   once. (The relay is what retries: run it wherever workers run.) A delivery whose
    `WEBHOOK_MAX_ATTEMPTS` attempts (about a day with the defaults) all failed, with no success
    to the subscription since it began, disables the subscription, and the reason is recorded.
 
@@ -46,14 +46,7 @@ from app.queues import queue, reserve
 from app.webhooks import sender
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.webhooks.services import DELIVERIES, deliveries_in_sql, fan_out, signing_secrets, wants
-from tenants import (
-    TenantStatement,
-    active_tenant,
-    autocommit_connection,
-    current_tenant,
-    set_current_tenant,
-    tenant_moved,
-)
+from tenants import active_tenant, current_tenant, set_current_tenant, tenant_moved
 
 log = logging.getLogger(__name__)
 QUEUE = "webhooks"
@@ -81,22 +74,18 @@ def _delivery_pending() -> sa.ColumnElement[bool]:
 
 
 def _enqueue_committed(items: list[tuple[str, uuid.UUID]]) -> None:
-    """Hand on the deliveries a transaction marked as handed on (`marked_enqueued`); any the tenant's
-    share or Redis refused are unmarked, for the relay's next sweep rather than its redelivery 30 s on."""
+    """Hand on the deliveries a transaction marked as handed on (`marked_enqueued`). Any the tenant's
+    full share or Redis refused keep the mark, and the relay hands them on once it is stale
+    (`OUTBOX_REDELIVER_AFTER`): un-marking them here took a second pooled connection while the
+    committing request still held its first."""
     if not current_app.config["OUTBOX_FAST_PATH"]:
         return
     by_slug: dict[str, list[uuid.UUID]] = {}
     for slug, delivery_id in items:
-        by_slug.setdefault(slug, []).append(delivery_id)
-    refused = [d for slug, ids in by_slug.items() for d in set(ids) - set(enqueue(slug, ids))]
-    if refused:
-        with autocommit_connection() as conn:
-            for delivery_id in refused:
-                _UNMARK.run(conn, {"id": delivery_id})
-
-
-_UNMARK = TenantStatement(sa.update(WebhookDelivery).where(WebhookDelivery.id == sa.bindparam("id"))
-                          .values(enqueued_at=sa.null()))
+        if delivery_id not in by_slug.setdefault(slug, []):
+            by_slug[slug].append(delivery_id)
+    for slug, ids in by_slug.items():
+        enqueue(slug, ids)
 
 
 def enqueue(slug: str, delivery_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -300,11 +289,7 @@ def relay_tenant(slug: str, redeliver_after: float, batch: int = 500) -> int:
         .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= sa.func.now(),
                sa.or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < sa.func.now()),
                sa.or_(WebhookDelivery.enqueued_at.is_(None), WebhookDelivery.enqueued_at < stale))
-        # First tries (and resends asked for) first: when the share is short of places, a receiver
-        # that keeps failing must not keep the tenant's other webhooks waiting behind its retries.
-        .order_by(sa.or_(WebhookDelivery.attempts == 0, WebhookDelivery.manual).desc(),
-                  WebhookDelivery.next_attempt_at)
-        .limit(batch).with_for_update(skip_locked=True)
+        .order_by(WebhookDelivery.next_attempt_at).limit(batch).with_for_update(skip_locked=True)
     ).scalars().all()
     sent = enqueue(slug, list(ids)) if ids else []
     if sent:

@@ -217,9 +217,11 @@ def fan_out(events: list[RecordedEvent]) -> None:
 
 
 def marked_enqueued() -> sa.ColumnElement | None:
-    """The `enqueued_at` of deliveries a transaction writes: now if it hands them on itself once it commits
-    (the fast path), so the relay's sweep meanwhile does not hand them on twice; else none, for the sweep."""
-    return sa.func.now() if current_app.config["OUTBOX_FAST_PATH"] else None
+    """The `enqueued_at` of deliveries a transaction writes: the time of writing if it hands them on itself
+    once it commits (the fast path), so the relay's sweep meanwhile does not hand them on too; else none,
+    for the sweep. The clock's time, not `now()`, the transaction's start, which in a long transaction
+    was already stale when it committed."""
+    return sa.func.clock_timestamp() if current_app.config["OUTBOX_FAST_PATH"] else None
 
 
 def deliveries_in_sql(event: sa.CTE, topic: str, internal: sa.ColumnElement[bool] | None) -> sa.Insert:
