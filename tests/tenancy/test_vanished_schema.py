@@ -103,7 +103,7 @@ def test_a_request_that_meets_its_tenants_drop_answers_404(app, tenant, monkeypa
 
     from app.tickets import writes
 
-    real = writes.requester_for
+    real = writes.new_ticket_values
 
     def dropped_meanwhile(*args, **kwargs):
         found = real(*args, **kwargs)
@@ -113,7 +113,7 @@ def test_a_request_that_meets_its_tenants_drop_answers_404(app, tenant, monkeypa
         dropper.join(30)
         return found
 
-    monkeypatch.setattr(writes, "requester_for", dropped_meanwhile)
+    monkeypatch.setattr(writes, "new_ticket_values", dropped_meanwhile)
     answer = tenant.api.post("/api/v1/tickets", json={"title": "too late"})
     assert answer.status_code == 404 and answer.get_json() == {"code": 404, "status": "Not Found",
                                                                "message": "No such organization."}
