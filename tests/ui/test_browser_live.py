@@ -113,9 +113,11 @@ def test_a_page_back_after_more_changes_than_a_socket_retells_offers_a_reload(ow
     old = worker_pid(own_server)
     os.kill(old, signal.SIGKILL)
     expect(page.locator("#live-status")).not_to_have_text("Live", timeout=LIVE)
+    page.context.set_offline(True)  # no new socket before every edit is made (under load, one came mid-way)
     revised = time.monotonic()
     revise_all(agent_key, ticket, posted)  # every one edited while the page has no socket
     wait_until(lambda: worker_pid(own_server) not in (None, old), "gunicorn to start a new worker", timeout=30)
+    page.context.set_offline(False)
 
     expect(page.locator("#live-status")).to_have_text("Live", timeout=LIVE)
     expect(page.locator("#stale-notice")).to_be_visible(timeout=LIVE)
