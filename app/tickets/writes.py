@@ -90,12 +90,11 @@ def create_ticket(actor: Actor, claim: Claim | None, **fields: Any) -> NewTicket
         row = statement.one(conn, params)
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
-        created, kept_etag = orjson.dumps(dump_row(row)), etag
-        etag = etag_of_version(row[VERSION])
-        if claim is not None and (created != spliced.with_number(row[NUMBER]) or etag != kept_etag):
+        created, row_etag = orjson.dumps(dump_row(row)), etag_of_version(row[VERSION])
+        if claim is not None and (created != spliced.with_number(row[NUMBER]) or row_etag != etag):
             _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created,
-                                "headers": jsonb({"ETag": f'"{etag}"'})})
-    return NewTicket(created, etag)
+                                "headers": jsonb({"ETag": f'"{row_etag}"'})})
+    return NewTicket(created, row_etag)
 
 
 @cache

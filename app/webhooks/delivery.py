@@ -91,7 +91,7 @@ def _enqueue_committed(items: list[tuple[str, uuid.UUID]]) -> None:
 def enqueue(slug: str, delivery_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Hand deliveries to the `webhooks` queue while the tenant's share has places; return those handed on.
 
-    One Redis call takes the places; a Redis error leaves the rest to the relay's next sweep.
+    One Redis call takes the places; a Redis error leaves the rest to the relay.
     """
     sent: list[uuid.UUID] = []
     try:
