@@ -76,8 +76,8 @@ def _delivery_pending() -> sa.ColumnElement[bool]:
 def _enqueue_committed(items: list[tuple[str, uuid.UUID]]) -> None:
     """Hand on the deliveries a transaction marked as handed on (`marked_enqueued`). Any the tenant's
     full share or Redis refused keep the mark, and the relay hands them on once it is stale
-    (`OUTBOX_REDELIVER_AFTER`): un-marking them here took a second pooled connection while the
-    committing request still held its first."""
+    (`OUTBOX_REDELIVER_AFTER`): un-marking them here would take a second pooled connection while
+    the committing request still holds its first."""
     if not current_app.config["OUTBOX_FAST_PATH"]:
         return
     by_slug: dict[str, list[uuid.UUID]] = {}
