@@ -134,10 +134,9 @@ def test_a_place_kept_for_a_retry_outlives_the_share_and_none_is_made_for_a_job_
 def test_a_crashed_job_keeps_its_place_while_rq_waits_to_retry_it(app, tenant, run_jobs, monkeypatch):
     """A crash, recorded on its row or not (the database gone as the job fails), is retried by RQ: its
     place stays until then, so the relay cannot hand on the tenant's next rows to crash beside it."""
-    import time
-
     from app import outbox
     from app.extensions import redis_client
+    from app.outbox.dispatch import relay_once
     from app.queues import share_key
     from app.worker import _run_one
     from tests.helpers import new_ticket
@@ -161,8 +160,39 @@ def test_a_crashed_job_keeps_its_place_while_rq_waits_to_retry_it(app, tenant, r
         redis_client().delete(share)
     for unrecorded["on"] in (False, True):
         new_ticket(tenant.api)
-        run_jobs("default")
         with app.app_context():
-            [(_member, lease_end)] = redis_client().zrange(share, 0, -1, withscores=True)
-            assert lease_end > time.time() + 600  # RQ's retry wait, then a lease for its run
+            relay_once(fresh=True, slugs={tenant.slug})
+            [(member, leased_until)] = redis_client().zrange(share, 0, -1, withscores=True)
+        run_jobs("default")
+        with app.app_context():  # kept, its lease extended over RQ's retry wait
+            kept = dict(redis_client().zrange(share, 0, -1, withscores=True))
+            assert kept.keys() == {member} and kept[member] > leased_until
             redis_client().delete(share)
+
+
+@pytest.mark.parametrize(("retried", "kept"), [(0, True), (100, False)])
+def test_an_outage_keeps_the_place_only_while_rq_will_run_the_retry(app, tenant, in_tenant, monkeypatch, retried,
+                                                                    kept):
+    """Past its last retry RQ fails the job instead of running it again: a place kept for it would be held
+    for nothing until its lease ran out."""
+    from types import SimpleNamespace
+
+    from app import queues, worker
+    from app.errors import Unavailable
+    from app.outbox import Handler
+    from app.outbox.models import OutboxRow
+    from app.queues import Place
+    from tests.helpers import new_ticket
+
+    def down(payload: dict) -> None:
+        raise Unavailable("clamd is not reachable", retry_after=5)
+
+    job = SimpleNamespace(number_of_retries=retried, retries_left=None, retry_intervals=None, args=())
+    monkeypatch.setattr(worker, "get_current_job", lambda: job)
+    monkeypatch.setattr(queues, "get_current_job", lambda: job)
+    new_ticket(tenant.api)
+    with in_tenant(tenant) as session:
+        row_id = session.execute(sa.select(OutboxRow.id).limit(1)).scalar_one()
+        place = Place(tenant.slug, "media", str(row_id))
+        later = worker._run_one(row_id, Handler(name="tests.down", queue="media", func=down), place)
+    assert later.max > 0 and (place.retry_in is not None) is kept
