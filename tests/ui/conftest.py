@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 from playwright.sync_api import expect
+from rq import Worker
 
 from app.embedded import stop_process
-from tests.helpers import Desk, TenantHandle
+from tests.helpers import Desk, TenantHandle, wait_until
 from tests.servers import DESKTOP, start_relay, start_worker
 
 PASSWORD = "password123"  # what TenantHandle.user gives everyone
@@ -124,8 +126,13 @@ def open_ticket(browser, base: str, person: Person, ticket: dict, viewport: dict
 def assignment_worker(services, tmp_path_factory) -> Iterator[None]:
     """Run a real `flask worker` on the assignment queue, and the outbox relay, for this module's tests."""
     folder = tmp_path_factory.mktemp("ui-worker")
+    connection = redis.Redis.from_url(services.redis_url)
+    before = {w.name for w in Worker.all(connection=connection)}
     procs = [start_worker(services.database_url, services.redis_url, folder, "ui-worker"),
              start_relay(services.database_url, services.redis_url, folder)]
+    # Ready before the first test counts on it: on a loaded machine its start took much of a test's wait.
+    wait_until(lambda: {w.name for w in Worker.all(connection=connection)} - before, "the worker to start",
+               timeout=60)
     yield
     for proc in procs:
         stop_process(proc, signal.SIGTERM, 10)
