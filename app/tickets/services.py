@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from app.people.models import Team
 from app.people.services import get_user
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
+from app.tickets.schemas import TicketSchema
 
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
@@ -66,9 +68,7 @@ def requester_for(actor: Actor, requester_id: uuid.UUID | None) -> uuid.UUID:
 def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Return a new ticket's columns from what a create took (`TicketSchema`'s load fields): whom it is
     for (`requester_for`), its tags once each and sorted, and no description as an empty one."""
-    from app.tickets.schemas import TicketSchema
-
-    unknown = set(fields) - set(TicketSchema().load_fields)
+    unknown = set(fields) - _create_fields()
     if unknown:  # `status`, `number`, `assignee_id` ... are the ticket's own, never a create's to set
         raise TypeError(f"not fields a create takes: {sorted(unknown)}")
     values = dict(fields)
@@ -76,6 +76,12 @@ def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]
     values["description"] = values.get("description") or ""
     values["tags"] = sorted(set(values.get("tags") or []))
     return values
+
+
+@cache
+def _create_fields() -> frozenset[str]:
+    """The fields a create takes, read once: a `TicketSchema()` costs about 90 µs to build."""
+    return frozenset(TicketSchema().load_fields)
 
 
 def create_ticket(actor: Actor, **fields: Any) -> Ticket:
