@@ -9,7 +9,8 @@ schemathesis, judging by the document alone, would call that a schema-valid requ
 So before each call that schemathesis means as valid, the hooks swap those values for ones that
 mean something in the fuzzing tenant (asking the live app, as the fuzzing admin, what exists
 now), or for null, an empty cursor, a fresh key or plain text. Values that break the schema
-(type, length, pattern) are never touched, so every negative check still sees them;
+(type, length, pattern) are never touched, so every negative check still sees them (but for
+ids that a stateful step put where they do not fit: `_ids_in_id_parameters`);
 schemathesis revalidates each case after the hook, so a swap can never pass off a bad request
 as a good one.
 
@@ -41,6 +42,7 @@ from app.dashboard.services import earliest_start
 from app.media.inspection import SNIFF_BYTES, plainly_not_allowed, sniff
 from app.media.types import ALL_TYPES
 from app.pagination import MAX_CURSOR
+from app.schemas import parse_uuid
 
 schemathesis.openapi.format("cursor", st.just(""))
 schemathesis.openapi.format("webhook-url", st.builds(
@@ -99,10 +101,33 @@ def before_call(context, case, **kwargs) -> None:
         return
     _protect_the_fuzzing_identity(case)
     if _positive(case):
+        _ids_in_id_parameters(case)
         _real_cursor(case)
         _real_references(case)
         _any_version(case)
         _period_within_a_century(case)
+
+
+def _ids_in_id_parameters(case) -> None:
+    """Give an id parameter that holds no id an id of nothing.
+
+    A stateful step fills parameters from earlier responses whatever their declared pattern (an
+    audit event's number into a delivery list's `event_id`) and still counts the case as valid
+    data, which the server must refuse (422). The one exception to leaving values that break the
+    schema alone: the case is then what it is counted as, a valid id of nothing (404 or an empty list).
+    """
+    for part in ("path_parameters", "query"):
+        values = getattr(case, part)
+        if not values:
+            continue
+        for parameter in getattr(case.operation, part):
+            value = values.get(parameter.name)
+            if parameter.definition.get("schema", {}).get("format") == "uuid" and value is not None:
+                try:
+                    parse_uuid(value)
+                except ValueError:
+                    values = {**values, parameter.name: str(uuid.uuid4())}
+        setattr(case, part, values)
 
 
 def _unique_idempotency_key(case) -> None:
