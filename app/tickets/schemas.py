@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
+from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
 from app.schemas import UtcDateTime, Uuid, fast_dumper, shows_something, tag_list
 from app.tickets.models import PRIORITIES, STATUSES, Ticket
@@ -73,7 +74,8 @@ def _not_blank(value: str) -> None:
 class TicketSchema(Schema):
     id = Uuid(dump_only=True)
     number = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank])
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank],
+                          metadata={"pattern": NOT_BLANK})
     description = fields.String(load_default="", validate=at_most_64_kib)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
@@ -103,7 +105,7 @@ dump_ticket = fast_dumper(TicketSchema())
 
 
 class TicketUpdateSchema(Schema):
-    title = fields.String(validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank])
+    title = fields.String(validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank], metadata={"pattern": NOT_BLANK})
     description = fields.String(validate=at_most_64_kib)
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
