@@ -125,8 +125,9 @@ api = Api(spec_kwargs={"extra_plugins": [CommonErrorsPlugin()]})
 REPEATED = "Give this parameter once; where it takes several values, separate them with commas."
 QUERY_LOCATIONS = ("query", "querystring")
 MAX_QUERIES = 1024  # query strings remembered per process; a crawler of every combination only clears it
-# Longer ones are parsed each time: an 8 KiB `status=new,new,...` loads to thousands of strings,
-# and a thousand of those would hold over 100 MiB. Everyday filters are well under this.
+# Longer ones are parsed each time, so what is remembered stays small whatever a query's schema
+# loads: a thousand 8 KiB query strings and their values would hold tens of MiB. Everyday filters are
+# well under this.
 MAX_QUERY_REMEMBERED = 256
 # What a query schema loads to: values nothing downstream can change (lists are copied on the way out).
 _IMMUTABLE = (str, int, float, bool, uuid.UUID, datetime, date, type(None))

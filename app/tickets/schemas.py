@@ -122,14 +122,16 @@ class CloseSchema(Schema):
 
 
 # `?status=` names no status: refused like an empty `?tag=`, not read as no filter at all.
-_one_or_more = validate.Length(min=1, error="Name at least one.")
+def _some_of(choices: tuple[str, ...]) -> DelimitedList:
+    """One or more of `choices`, comma separated: at most as many as there are (more would repeat one)."""
+    return DelimitedList(fields.String(validate=validate.OneOf(choices)), validate=validate.Length(
+        min=1, max=len(choices), error=f"Name one to {len(choices)}."), metadata={
+        "description": "One or more, comma separated."})
 
 
 class TicketFilterArgs(Schema):
-    status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)), validate=_one_or_more,
-                           metadata={"description": "One or more, comma separated."})
-    priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)), validate=_one_or_more,
-                             metadata={"description": "One or more, comma separated."})
+    status = _some_of(STATUSES)
+    priority = _some_of(PRIORITIES)
     assignee_id = Uuid()
     team_id = Uuid()
     requester_id = Uuid()
