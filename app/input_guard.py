@@ -37,7 +37,6 @@ NUL_MESSAGE = "NUL characters are not allowed."
 NOT_FINITE = "The number is too large to represent."
 CONTROL_MESSAGE = "Control characters are not allowed."
 CACHED = "tms.json_body"
-JSON_WHITESPACE = b" \t\n\r"
 NOT_UTF8_FORM = "The form is not UTF-8 text."
 
 
@@ -146,8 +145,8 @@ def guard_request() -> None:
     if request.content_length is not None and request.content_length > limit:
         raise BadInput(413, f"The body is larger than {limit} bytes.")
     raw = request.stream.read(limit + 1)  # a chunked body has no length: read one byte past the limit
-    # Empty means JSON's own whitespace only: bytes.strip() also drops \v and \f, which are not JSON.
-    request.environ[CACHED] = decode_json(raw, limit) if raw.strip(JSON_WHITESPACE) else missing
+    # Only an empty body is no body: white space alone is no JSON text (RFC 8259), so it is refused as one.
+    request.environ[CACHED] = decode_json(raw, limit) if raw else missing
     request._cached_data = raw
 
 

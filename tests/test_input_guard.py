@@ -69,15 +69,15 @@ def test_page_forms_that_are_not_utf8_are_400_like_the_api(services, make_tenant
     assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
 
 
-def test_a_body_of_whitespace_json_does_not_know_is_not_json(tenant):
-    """A vertical tab or a form feed alone read as no body (bytes.strip drops them): a PATCH answered 200."""
+def test_a_body_of_white_space_alone_is_not_json(tenant):
+    """A vertical tab or a form feed alone read as no body (bytes.strip drops them), and so did JSON's own
+    white space, which holds no JSON value either (the fuzzer sent a PATCH of " "): each answered 200."""
     hook = tenant.api.post("/api/v1/webhooks", json={"url": "https://example.com/hooks", "events": ["ticket.closed"]})
     path = f"/api/v1/webhooks/{hook.get_json()['id']}"
-    for raw in (b"\x0b", b"\x0c", b" \x0b\n", b"\x1c"):
+    for raw in (b"\x0b", b"\x0c", b" \x0b\n", b"\x1c", b" ", b"\n", b" \t\r\n"):
         resp = tenant.api.client.patch(path, data=raw, headers={"Authorization": f"Bearer {tenant.key}",
                                                                 "Content-Type": "application/json"})
         assert resp.status_code == 400 and resp.get_json()["message"] == "The body is not valid JSON.", raw
-    for raw in (b"", b" \t\r\n"):  # JSON's own whitespace only: no body, no change
-        resp = tenant.api.client.patch(path, data=raw, headers={"Authorization": f"Bearer {tenant.key}",
-                                                                "Content-Type": "application/json"})
-        assert resp.status_code == 200, raw
+    resp = tenant.api.client.patch(path, data=b"", headers={"Authorization": f"Bearer {tenant.key}",
+                                                            "Content-Type": "application/json"})
+    assert resp.status_code == 200  # no body: nothing to change, as the document's optional body says
