@@ -175,10 +175,10 @@ def rule_matches(conditions: dict[str, Any], ticket: TicketLike, found: frozense
     tags = _lower(conditions.get("tags_any"))
     if tags and not tags & _lower(ticket.tags):
         return False
-    keywords = [k for k in conditions.get("keywords_any") or [] if k.strip()]
-    if keywords:
+    keywords = conditions.get("keywords_any") or []
+    if keywords:  # one must be found: a rule stored with blank ones alone matches nothing, not everything
         found = keywords_found(ticket, [conditions]) if found is None else found
-        if not any(k in found for k in keywords):
+        if not any(k in found for k in keywords if k.strip()):
             return False
     return True
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.assignment.models import STRATEGIES
-from app.schemas import Flag, Uuid, WholeNumber, display_name, tag_list
+from app.openapi import NOT_BLANK
+from app.schemas import Flag, Uuid, WholeNumber, display_name, shows_something, tag_list
 from app.tickets.models import PRIORITIES
+
+
+def _not_blank(keyword: str) -> None:
+    """A keyword of white space alone is found in no text: matching skipped it, and the rule took every ticket."""
+    if not shows_something(keyword):
+        raise ValidationError("A keyword must not be blank.")
 
 
 class ConditionsSchema(Schema):
@@ -16,8 +23,8 @@ class ConditionsSchema(Schema):
     category = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
                            validate=validate.Length(max=50))
     tags_any = tag_list()
-    keywords_any = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
-                               validate=validate.Length(max=50))
+    keywords_any = fields.List(fields.String(validate=[validate.Length(min=1, max=100), _not_blank],
+                                             metadata={"pattern": NOT_BLANK}), validate=validate.Length(max=50))
 
 
 class RuleSchema(Schema):

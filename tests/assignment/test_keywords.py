@@ -96,3 +96,30 @@ def test_an_organizations_rules_hold_a_bounded_length_of_keywords(desk):
     assert same.status_code == 200  # a rule's own keywords are not counted twice
     assert desk.t.api.patch(f"/api/v1/assignment-rules/{small['id']}",
                             json={"conditions": {"keywords_any": keywords[:3]}}).status_code == 200
+
+
+def _ticket(text: str) -> SimpleNamespace:
+    return SimpleNamespace(title=text, description="", priority="normal", category=None, tags=[], team_id=None)
+
+
+def test_a_rule_whose_keywords_are_all_blank_matches_nothing_not_everything():
+    """Matching skips a blank keyword; a rule whose only keyword was " " took every ticket of the organization."""
+    assert not matching.rule_matches({"keywords_any": [" "]}, _ticket("hello"))
+    assert not matching.rule_matches({"keywords_any": ["\t", "   "]}, _ticket("printer on fire"))
+    assert matching.rule_matches({"keywords_any": [" ", "printer"]}, _ticket("printer on fire"))
+    assert matching.rule_matches({"keywords_any": []}, _ticket("hello"))  # no keyword condition at all
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "    ", "\u3000", "\u200b", "\u00a0\u2028"])
+def test_a_blank_keyword_is_refused(desk, blank):
+    team = desk.team("Support", desk.agents(1))
+    rule = {"name": "billing", "team_id": team["id"], "strategy": "round_robin",
+            "conditions": {"keywords_any": ["refund", blank]}}
+    refused = desk.t.api.post("/api/v1/assignment-rules", json=rule)
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {"conditions.keywords_any.1": ["A keyword must not be blank."]}
+    kept = desk.rule(team, name="kept", conditions={"keywords_any": ["refund"]})
+    changed = desk.t.api.patch(f"/api/v1/assignment-rules/{kept['id']}", json={"conditions": {"keywords_any": [blank]}})
+    assert changed.status_code == 422, changed.get_json()
+    assert desk.t.api.get(f"/api/v1/assignment-rules/{kept['id']}").get_json()["conditions"] == {
+        "keywords_any": ["refund"]}
