@@ -144,10 +144,22 @@ def guard_request() -> None:
     limit = current_app.config["JSON_MAX_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise BadInput(413, f"The body is larger than {limit} bytes.")
-    raw = request.stream.read(limit + 1)  # a chunked body has no length: read one byte past the limit
+    raw = _read_body(limit + 1)  # a chunked body has no length: read one byte past the limit
     # Only an empty body is no body: white space alone is no JSON text (RFC 8259), so it is refused as one.
     request.environ[CACHED] = decode_json(raw, limit) if raw else missing
     request._cached_data = raw
+
+
+def _read_body(most: int) -> bytes:
+    """Read the body up to `most` bytes. The request's own limit is raised to `most` first: at the
+    limit (`MAX_CONTENT_LENGTH`, the JSON limit) a chunked body over it was cut off there, to be read
+    as whole (a padded one was taken). And one read may return less than asked, so read until done."""
+    request.max_content_length = most
+    stream, chunks, size = request.stream, [], 0
+    while size < most and (chunk := stream.read(most - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def has_body() -> bool:
