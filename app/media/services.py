@@ -533,9 +533,11 @@ def link_attachments(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, 
         sa.select(Attachment).where(Attachment.id.in_(attachment_ids), Attachment.ticket_id == ticket_id,
                                     Attachment.uploader_id == actor.user_id, Attachment.message_id.is_(None))
         .with_for_update()).scalars()}
-    missing = [i for i in attachment_ids if i not in rows]  # read unlocked, to say why each is refused
+    # Read unlocked, to say why each is refused; of a file the actor may not see (a requester, staff's
+    # unsent upload or a note's file) only that it is none of theirs, as a GET of it answers 404.
+    missing = [i for i in attachment_ids if i not in rows]
     refused = {a.id: a for a in db.session.execute(
-        sa.select(Attachment).where(Attachment.id.in_(missing))).scalars()} if missing else {}
+        sa.select(Attachment).where(Attachment.id.in_(missing), _visible(actor))).scalars()} if missing else {}
     problems = []
     for attachment_id in attachment_ids:
         attachment = rows.get(attachment_id) or refused.get(attachment_id)

@@ -84,3 +84,26 @@ def test_a_requester_attaches_their_own_upload_to_their_message(tenant, upload):
     message = post_message(requester, ticket["id"], attachment_ids=[body["id"]]).get_json()
     assert message["attachments"][0]["internal"] is False
     assert get_attachment(tenant.api, body["id"])["message_id"] == message["id"]
+
+
+def test_a_requester_learns_nothing_of_a_file_they_may_not_see_from_a_refused_link(tenant, upload):
+    """A requester linking staff's unsent upload or a note's file was told "uploaded by someone else" or
+    "already on a message", where a GET of it answers 404: such a file is no upload on their ticket."""
+    requester = tenant.key_for(tenant.user("requester"))
+    agent = tenant.key_for(tenant.user("agent"))
+    ticket = new_ticket(requester)
+    unsent = upload(agent, ticket["id"], samples.text(), "unsent.txt").get_json()
+    noted = upload(agent, ticket["id"], samples.text(), "noted.txt").get_json()
+    assert post_message(agent, ticket["id"], internal=True, attachment_ids=[noted["id"]]).status_code == 201
+    public = upload(agent, ticket["id"], samples.text(), "public.txt").get_json()
+    assert post_message(agent, ticket["id"], attachment_ids=[public["id"]]).status_code == 201
+    unknown = str(uuid.uuid4())
+    for hidden in (unsent["id"], noted["id"], unknown):
+        assert requester.get(f"/api/v1/attachments/{hidden}").status_code == 404
+        resp = post_message(requester, ticket["id"], attachment_ids=[hidden])
+        assert resp.status_code == 422
+        assert resp.get_json()["errors"]["attachment_ids"] == [f"{hidden} is not an upload on this ticket."]
+    seen = post_message(requester, ticket["id"], attachment_ids=[public["id"]])  # they see it: said as it is
+    assert seen.get_json()["errors"]["attachment_ids"] == [f"{public['id']} was uploaded by someone else."]
+    staff = post_message(tenant.api, ticket["id"], attachment_ids=[unsent["id"]])
+    assert staff.get_json()["errors"]["attachment_ids"] == [f"{unsent['id']} was uploaded by someone else."]
