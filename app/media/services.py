@@ -276,6 +276,7 @@ def upload_attachment(actor: Actor, ticket_id: uuid.UUID, body: BinaryIO, conten
     upload = MultipartFile(body, content_type)
     received = receive_file(upload.part, upload.chunks(), found)
     unit_of_work.after_rollback(DISCARD, [received.key])
+    upload.finish()
     return record_upload(actor, ticket_id, received)
 
 

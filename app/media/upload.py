@@ -112,6 +112,18 @@ class MultipartFile(MultipartStream):
                     raise Malformed("Only a part named file may carry data.")
         raise Invalid.field(FIELD, "Missing data for required field.", "Send the file in a part named file.")
 
+    def finish(self) -> None:
+        """Read the rest of the body once the file's bytes are taken: another file in it is refused
+        (one file a request; a second one was dropped without a word), other fields are read and dropped."""
+        other = 0
+        for event in self._events:
+            if isinstance(event, File):
+                raise Invalid.field(FIELD, "Send one file per request.")
+            if isinstance(event, Data):
+                other += len(event.data)
+                if other > MAX_OTHER_BYTES:
+                    raise Malformed("Only a part named file may carry data.")
+
 
 MAX_FORM_PARTS = 64
 MAX_FIELD_BYTES = 512 * 1024  # a page form's text fields together (a message body is at most 64 Ki characters)

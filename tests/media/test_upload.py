@@ -229,6 +229,9 @@ def post_raw(tenant, ticket, body: bytes, content_type: str = "multipart/form-da
     ("garbage", 400),
     ("fields only, too much", 400),
     ("too many parts", 400),
+    ("two files", 422),  # the second was dropped without a word (review)
+    ("a file in another part after it", 422),
+    ("fields after the file, too much", 400),
 ])
 def test_bad_bodies_get_a_4xx_in_the_error_shape_and_change_nothing(tenant, ticket, media, in_tenant, services,
                                                                     case, status):
@@ -243,6 +246,11 @@ def test_bad_bodies_get_a_4xx_in_the_error_shape_and_change_nothing(tenant, tick
         "garbage": (os.urandom(5000), None),
         "fields only, too much": (multipart([("note", None, b"x" * 200_000)]), None),
         "too many parts": (multipart([("note", None, b"x")] * 30 + [("file", "a.txt", samples.text())]), None),
+        "two files": (multipart([("file", "a.txt", samples.text()), ("file", "b.txt", samples.text())]), None),
+        "a file in another part after it": (multipart([("file", "a.txt", samples.text()),
+                                                       ("other", "b.txt", samples.text())]), None),
+        "fields after the file, too much": (multipart([("file", "a.txt", samples.text()),
+                                                       ("note", None, b"x" * 200_000)]), None),
     }
     body, content_type = bodies[case]
     before = stored_files(services)
