@@ -63,6 +63,21 @@ def keep_form_bodies(app: Flask) -> None:
             request.get_data(cache=True)
 
 
+class _TwiceGiven(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a key given twice: the last would win here, where a proxy or
+    filter in front may have read the first."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        raise _TwiceGiven(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return value
+
+
 def decode_json(raw: bytes | str, max_bytes: int) -> Any:
     """Return the JSON value in `raw`, or raise BadInput saying what is wrong with it."""
     if len(raw) > max_bytes:
@@ -73,9 +88,11 @@ def decode_json(raw: bytes | str, max_bytes: int) -> Any:
         except UnicodeDecodeError:
             raise BadInput(400, "The body is not UTF-8 text.") from None
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_object)
     except RecursionError:
         raise BadInput(422, f"The JSON is nested more than {MAX_DEPTH} levels deep.") from None
+    except _TwiceGiven as exc:
+        raise BadInput(400, f"The body gives the key {exc.key[:64]!r} twice in one object.") from None
     except ValueError:
         raise BadInput(400, "The body is not valid JSON.") from None
     check_value(value)

@@ -81,3 +81,20 @@ def test_a_body_of_white_space_alone_is_not_json(tenant):
     resp = tenant.api.client.patch(path, data=b"", headers={"Authorization": f"Bearer {tenant.key}",
                                                             "Content-Type": "application/json"})
     assert resp.status_code == 200  # no body: nothing to change, as the document's optional body says
+
+
+def test_a_key_given_twice_in_one_object_is_refused_and_changes_nothing(tenant):
+    """The last one won ({"name": "first", "name": "second"} made a team "second"), where a proxy or
+    filter in front of the app may have read the first."""
+    headers = {"Authorization": f"Bearer {tenant.key}", "Content-Type": "application/json"}
+    for path, raw, key in (
+            ("/api/v1/teams", b'{"name": "first", "name": "second"}', "name"),
+            ("/api/v1/tickets", b'{"title": "t", "tags": ["a"], "priority": "low", "priority": "high"}', "priority"),
+            ("/api/v1/tickets", b'{"title": "t", "x": {"k": 1, "k": 2}}', "k"),
+            ("/api/v1/teams", b'{"name": "n", "\\u006eame": "m"}', "name")):  # the same key, spelt with an escape
+        resp = tenant.api.client.post(path, data=raw, headers=headers)
+        assert resp.status_code == 400, (raw, resp.get_json())
+        assert resp.get_json()["message"] == f"The body gives the key {key!r} twice in one object."
+    assert tenant.api.get("/api/v1/teams").get_json()["items"] == []
+    assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
+    assert tenant.api.post("/api/v1/teams", json={"name": "once"}).status_code == 201
