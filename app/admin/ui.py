@@ -259,9 +259,16 @@ def change_person(user_id: uuid.UUID):
 
 @bp.post("/people/<uuid:user_id>/password")
 def set_password(user_id: uuid.UUID):
-    """Give a user a new `password` (one who forgot theirs): it signs them out everywhere, as the API's does."""
+    """Give a user a new `password` (one who forgot theirs): it signs them out everywhere, as the API's does.
+
+    Not one's own: that is changed on one's own page, which asks for the current password and counts
+    wrong guesses (here, anyone at an admin's open browser could have replaced it).
+    """
     with refusals() as refused:
         directory.user_or_404(user_id)
+        if user_id == current_actor().user_id:
+            raise Forbidden("Change your own password from your name at the top of the page: it asks for the "
+                           "current one.")
         if not request.form.get("password", "").strip():
             raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
         fields = read_fields(USER_CHANGE, text=("password",), partial=True)

@@ -502,6 +502,24 @@ def test_an_admin_gives_someone_a_new_password_which_signs_them_out(help_desk, a
     assert requester.post(url, data={"password": "a brand new password 2"}).status_code in (403, 404)
 
 
+def test_an_admin_changes_their_own_password_only_where_the_current_one_is_asked(help_desk, admin, app):
+    """The people page set an admin's own password with no current password and no count of wrong guesses:
+    anyone at an admin's open browser could replace it."""
+    hd = help_desk
+    own = admin.get(f"/t/{hd.slug}/admin/people/{hd.admin.id}").get_data(as_text=True)
+    assert f"/admin/people/{hd.admin.id}/password" not in own and f'href="/t/{hd.slug}/me/password"' in own
+    assert f"/admin/people/{hd.agent.id}/password" in admin.get(f"/t/{hd.slug}/admin/people/{hd.agent.id}").get_data(
+        as_text=True)
+    refused = admin.post(f"/t/{hd.slug}/admin/people/{hd.admin.id}/password", data={"password": "taken over 123"})
+    assert refused.status_code == 403 and "Change your own password from your name" in refused.get_data(as_text=True)
+    assert admin.get(f"/t/{hd.slug}/admin").status_code == 200  # still signed in: nothing changed
+    fresh = app.test_client()
+    assert fresh.post(f"/t/{hd.slug}/login", data={"email": hd.admin.email, "password": "taken over 123"}
+                      ).status_code != 302
+    assert fresh.post(f"/t/{hd.slug}/login", data={"email": hd.admin.email, "password": hd.admin.password}
+                      ).status_code == 302
+
+
 def test_the_audit_log_names_what_it_can_and_shows_only_what_changed(help_desk, admin):
     hd = help_desk
     ticket = hd.ticket_for(hd.requester, title="Toner everywhere")
