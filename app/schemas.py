@@ -23,22 +23,29 @@ _UUID = re.compile(UUID_PATTERN[1:-1], re.ASCII)
 # than with \s, so Python and the document's (ECMAScript) readers agree on every character.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _SPACE = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-LABEL_PATTERN = f"^[^,{_CONTROL}{_SPACE}]([^,{_CONTROL}]*[^,{_CONTROL}{_SPACE}])?$"
-_LABEL = re.compile(LABEL_PATTERN[1:-1])
 
 # A name is an identity on every page that shows it: one character at least must be visible (not
 # a space, a zero-width or other format character), and bidirectional embedding, override and
 # isolate controls, which reorder the text around them ("Trojan Source"), are refused.
 _INVISIBLE = (r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
               r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\uffa0\ufff9-\ufffb")
-_BIDI = r"\u202a-\u202e\u2066-\u2069"
+BIDI = r"\u202a-\u202e\u2066-\u2069"
 # Text that must not be blank (a name, a ticket's title, a message's body) shows one such character
 # at least; a body of zero-width spaces would be an empty message on every page.
-VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]"
+VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{BIDI}]"
 _VISIBLE = re.compile(VISIBLE_CHARACTER)
-NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROL}{_BIDI}]*$"
+
+# A label (a tag, a skill) is shown on chips and in filters as a name is, and edited in that text box:
+# no comma, control or bidirectional control, no space at either end (`_END`, where `_IN` may hold
+# one), and one visible character (`_SHOWN`) at least. Without lookarounds, which not every reader of
+# the document has: one visible character, or two ends with a visible one first, last or between.
+_END, _IN, _SHOWN = (f"[^,{_CONTROL}{_SPACE}{BIDI}]", f"[^,{_CONTROL}{BIDI}]",
+                     f"[^,{_CONTROL}{_SPACE}{_INVISIBLE}{BIDI}]")
+LABEL_PATTERN = f"^(?:{_SHOWN}|{_SHOWN}{_IN}*{_END}|{_END}{_IN}*{_SHOWN}|{_END}{_IN}*{_SHOWN}{_IN}*{_END})$"
+_LABEL = re.compile(LABEL_PATTERN[1:-1])
+NAME_PATTERN = f"^[^{_CONTROL}{BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROL}{BIDI}]*$"
 _NAME = re.compile(NAME_PATTERN[1:-1])
-_BIDI_CONTROL = re.compile(f"[{_BIDI}]")
+_BIDI_CONTROL = re.compile(f"[{BIDI}]")
 _CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
 
 
@@ -73,9 +80,27 @@ def display_name(**kwargs: object) -> fields.String:
 
 
 def _plain_label(value: str) -> None:
-    if value and _LABEL.fullmatch(value) is None:  # "" is Length's to refuse
-        raise ValidationError("A tag or skill cannot hold a comma or a control character, nor begin or end with "
-                              "a space.")
+    if not value or _LABEL.fullmatch(value) is not None:  # "" is Length's to refuse
+        return
+    if _BIDI_CONTROL.search(value):
+        raise ValidationError("Bidirectional control characters are not allowed in a tag or skill.")
+    if not shows_something(value):
+        raise ValidationError("A tag or skill must not be blank.")
+    raise ValidationError("A tag or skill cannot hold a comma or a control character, nor begin or end with "
+                          "a space.")
+
+
+def shown_line(noun: str) -> Callable[[str], None]:
+    """Refuse a line of text people read as a label (a ticket's title, its category) that shows nothing, or
+    holds bidirectional controls, which reorder it on the pages ("Invoice \u202efdp.exe")."""
+
+    def check(value: str) -> None:
+        if _BIDI_CONTROL.search(value):
+            raise ValidationError(f"Bidirectional control characters are not allowed in a {noun}.")
+        if not shows_something(value):
+            raise ValidationError(f"The {noun} must not be blank.")
+
+    return check
 
 
 def tag_list(**kwargs: object) -> fields.List:

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
 from webargs.fields import DelimitedList
 
-from app.openapi import NOT_BLANK
+from app.openapi import SHOWN_LINE
 from app.pagination import PageArgs
-from app.schemas import UtcDateTime, Uuid, fast_dumper, shows_something, tag_list
+from app.schemas import UtcDateTime, Uuid, fast_dumper, shown_line, tag_list
 from app.tickets.models import PRIORITIES, STATUSES, Ticket
 
 MAX_DESCRIPTION = 64 * 1024
@@ -66,20 +66,16 @@ def duration_sql(field: fields.Function) -> sa.ColumnElement:
     return sa.cast(sa.func.trunc(sa.extract("epoch", ends_at - Ticket.__table__.c.created_at)), sa.BigInteger)
 
 
-def _not_blank(value: str) -> None:
-    if not shows_something(value):
-        raise ValidationError("The title must not be blank.")
-
-
 class TicketSchema(Schema):
     id = Uuid(dump_only=True)
     number = fields.Integer(dump_only=True)
-    title = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank],
-                          metadata={"pattern": NOT_BLANK})
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_TITLE), shown_line("title")],
+                          metadata={"pattern": SHOWN_LINE})
     description = fields.String(load_default="", validate=at_most_64_kib)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
-    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
+    category = fields.String(load_default=None, allow_none=True, metadata={"pattern": SHOWN_LINE},
+                             validate=[validate.Length(min=1, max=100), shown_line("category")])
     tags = tag_list(load_default=list)
     requester_id = Uuid(load_default=None, allow_none=True,
                         metadata={"description": "Staff only: open the ticket on someone's behalf."})
@@ -105,10 +101,12 @@ dump_ticket = fast_dumper(TicketSchema())
 
 
 class TicketUpdateSchema(Schema):
-    title = fields.String(validate=[validate.Length(min=1, max=MAX_TITLE), _not_blank], metadata={"pattern": NOT_BLANK})
+    title = fields.String(validate=[validate.Length(min=1, max=MAX_TITLE), shown_line("title")],
+                          metadata={"pattern": SHOWN_LINE})
     description = fields.String(validate=at_most_64_kib)
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    category = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
+    category = fields.String(allow_none=True, metadata={"pattern": SHOWN_LINE},
+                             validate=[validate.Length(min=1, max=100), shown_line("category")])
     tags = tag_list()
     status = fields.String(validate=[_patch_status, validate.OneOf(PATCHABLE_STATUSES)],
                            metadata={"description": "new, open (needs an assignee), pending or resolved "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 
 def test_every_ticket_operation_is_documented(client):
     paths = client.get("/api/v1/openapi.json").get_json()["paths"]
@@ -28,20 +30,37 @@ def test_every_ticket_operation_is_documented(client):
     assert "Idempotency-Key" in {p["name"] for p in create.get("parameters", [])}
 
 
-BLANK_AND_NOT = ["\n", " ", "\t \r\n", "\u200b", "\u3000", "\u00a0\u2028", "x", " x\n", "\u00e9", "\U0001f525"]
+BLANK_AND_NOT = ["\n", " ", "\t \r\n", "\u200b", "\u3000", "\u00a0\u2028", "x", " x\n", "\u00e9", "\U0001f525",
+                 "Invoice \u202efdp.exe", "t\u2066x", "\u202e", "\u200bx\u200d", "\u2764\ufe0f", "a, b"]
 
 
-def test_the_document_refuses_the_blank_titles_the_server_refuses(tenant):
-    # A fuzzer generated the title "\n" from a document that allowed it; the server refused it.
+@pytest.mark.parametrize("field", ["title", "category", "tags"])
+def test_the_document_refuses_the_texts_the_server_refuses(tenant, field):
+    """A fuzzer generated the title "\n" from a document that allowed it, and the server refused it;
+    bidirectional controls and invisible text were taken in titles, categories and tags (review)."""
     schemas = tenant.api.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
     ticket = tenant.api.post("/api/v1/tickets", json={"title": "A title"}).get_json()
     for schema in ("Ticket", "TicketUpdate"):
-        pattern = schemas[schema]["properties"]["title"]["pattern"]
-        for title in BLANK_AND_NOT:
+        declared = schemas[schema]["properties"][field]
+        pattern = (declared["items"] if field == "tags" else declared)["pattern"]
+        for text in BLANK_AND_NOT:
+            value = [text] if field == "tags" else text
+            body = {field: value} if schema == "TicketUpdate" else {"title": "t", field: value}
             if schema == "Ticket":
-                answer = tenant.api.post("/api/v1/tickets", json={"title": title})
+                answer = tenant.api.post("/api/v1/tickets", json=body)
             else:
-                answer = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"title": title},
-                                          headers={"If-Match": "*"})
+                answer = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json=body, headers={"If-Match": "*"})
             assert answer.status_code in (200, 201, 422), answer.get_json()
-            assert (answer.status_code != 422) == (re.search(pattern, title) is not None), (schema, title)
+            assert (answer.status_code != 422) == (re.search(pattern, text) is not None), (schema, text)
+
+
+@pytest.mark.parametrize("field, noun", [("title", "a title"), ("category", "a category"), ("tags", "a tag or skill")])
+def test_bidirectional_controls_and_invisible_text_are_refused_in_a_tickets_labels(tenant, field, noun):
+    for text, message in (("Invoice \u202efdp.exe", f"Bidirectional control characters are not allowed in {noun}."),
+                          ("\u200b\u200d", "must not be blank.")):
+        value = [text] if field == "tags" else text
+        answer = tenant.api.post("/api/v1/tickets", json={"title": "t", field: value})
+        assert answer.status_code == 422
+        errors = answer.get_json()["errors"]
+        assert errors[f"{field}.0" if field == "tags" else field][0].endswith(message), errors
+    assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
