@@ -182,7 +182,7 @@ def test_a_key_created_and_revoked_in_the_ui(live_server, browser, help_desk, ke
 
 
 PAGES = (("admin-dashboard", "/admin"), ("admin-people", "/admin/people"), ("admin-person", "/admin/people/{agent}"),
-         ("admin-teams", "/admin/teams"), ("admin-rules", "/admin/rules"), ("admin-rule", "/admin/rules/{rule}"),
+         ("admin-person-self", "/admin/people/{admin}"), ("admin-teams", "/admin/teams"), ("admin-rules", "/admin/rules"), ("admin-rule", "/admin/rules/{rule}"),
          ("admin-api-keys", "/admin/api-keys"), ("admin-webhooks", "/admin/webhooks"),
          ("admin-webhook", "/admin/webhooks/{hook}"), ("admin-media", "/admin/media"), ("admin-audit", "/admin/audit"))
 
@@ -197,7 +197,7 @@ def test_every_admin_page_at_both_widths(live_server, browser, help_desk, keep):
                                               "description": "CRM"}).get_json()
     api.post("/api/v1/api-keys", json={"name": "CRM sync"})
     rule = api.get("/api/v1/assignment-rules").get_json()["items"][0]
-    ids = {"agent": hd.agent.id, "rule": rule["id"], "hook": hook["id"]}
+    ids = {"agent": hd.agent.id, "admin": hd.admin.id, "rule": rule["id"], "hook": hook["id"]}
     for context, width in ((DESKTOP, "1280"), (PHONE, "390")):
         page = browser.new_context(**context).new_page()
         browser_sign_in(page, live_server.url, hd.admin)
