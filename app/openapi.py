@@ -20,7 +20,7 @@ from typing import Any
 from flask_smorest import Api
 from marshmallow import fields, validate
 
-from app.schemas import BIDI, UUID_PATTERN, VISIBLE_CHARACTER, Uuid
+from app.schemas import OVERRIDES, UUID_PATTERN, VISIBLE_CHARACTER, Uuid
 
 # app.input_guard refuses these in every string (NUL and C0/C1 controls but tab, LF and CR).
 NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
@@ -28,9 +28,9 @@ NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-
 # character, white space, nor a zero-width or format character (`schemas.shows_something`).
 _CONTROLS = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f"
 NOT_BLANK = f"^[^{_CONTROLS}]*{VISIBLE_CHARACTER}[^{_CONTROLS}]*$"
-# ...and a line read as a label (a ticket's title, its category) holds no bidirectional control either
+# ...and a line read as a label (a ticket's title, its category) holds no override either
 # (`schemas.shown_line`).
-SHOWN_LINE = f"^[^{_CONTROLS}{BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROLS}{BIDI}]*$"
+SHOWN_LINE = f"^[^{_CONTROLS}{OVERRIDES}]*{VISIBLE_CHARACTER}[^{_CONTROLS}{OVERRIDES}]*$"
 MAX_REQUEST_LINE = 8190  # gunicorn's limit_request_line (gunicorn.conf.py)
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": {"description": "Requests this key may make per minute.", "schema": {"type": "integer"}},

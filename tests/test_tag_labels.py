@@ -4,12 +4,18 @@ rule's conditions); a label they could not show back would be split or changed b
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import new_ticket
 
+ROOT = Path(__file__).resolve().parents[1]
+
 BAD = ["a,b", " leading", "trailing ", "line\nbreak", "tab\there", "\u00a0no-break space", "nul\u0000",
-       "next line\u0085", "\u2028separator", "\ufeffbom"]
+       "next line\u0085", "\u2028separator", "\ufeffbom", "\u202egnp.exe", "x\u202d", "\u200b", "\u200b\u2066\u2069"]
 
 
 def _cases(tenant) -> list[tuple[str, str, dict, str]]:
@@ -52,10 +58,29 @@ def test_a_label_a_text_box_could_not_hold_is_refused_and_changes_nothing(tenant
     assert [tenant.api.get(path).get_json()["items"] for path in every] == before
 
 
-@pytest.mark.parametrize("label", ["two words", "ü-é_1/2", "C++", "日本語"])
+@pytest.mark.parametrize("label", [
+    "two words", "ü-é_1/2", "C++", "日本語", "नमस्ते", "\u2764\ufe0f", "\U0001f469\u200d\U0001f4bb",
+    "\u2067\u05e9\u05dc\u05d5\u05dd\u2069 world", "\u05e9\u05dc\u05d5\u05dd\u200f"])
 def test_labels_with_inner_spaces_and_any_script_are_kept_as_given(tenant, label):
     ticket = new_ticket(tenant.api, "Printer on fire", tags=[label])
     assert ticket["tags"] == [label]
     agent = tenant.user("agent")
     resp = tenant.api.patch(f"/api/v1/users/{agent['id']}", json={"skills": [label]})
     assert resp.status_code == 200 and resp.get_json()["skills"] == [label]
+
+
+def test_a_long_label_or_name_is_refused_in_one_reading():
+    """The document's label and name patterns backtrack on a long text, and every validator runs even after
+    the length check refused it: a tag of 48,000 characters took 15 s of a worker, holding the GIL. The
+    server checks the same rules one search at a time. In a process of its own, which a timeout can stop
+    (a hang guard, not a timing test)."""
+    code = (
+        "from marshmallow import ValidationError\n"
+        "from app.schemas import display_name, tag_list\n"
+        "for field, value in ((tag_list(), ['a' * 1_000_000 + ',']), (display_name(), 'a ' * 500_000 + '\\u202e')):\n"
+        "    try:\n"
+        "        field.deserialize(value)\n"
+        "    except ValidationError:\n"
+        "        print('refused')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["refused", "refused"], done.stderr
