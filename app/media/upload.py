@@ -114,12 +114,16 @@ class MultipartFile(MultipartStream):
 
     def finish(self) -> None:
         """Read the rest of the body once the file's bytes are taken: another file in it is refused
-        (one file a request; a second one was dropped without a word), other fields are read and dropped."""
+        (one file a request; a second one was dropped without a word), other fields are read and dropped,
+        and so is a file input left empty (a part with no name and no bytes)."""
         other = 0
+        in_file = False
         for event in self._events:
-            if isinstance(event, File):
-                raise Invalid.field(FIELD, "Send one file per request.")
-            if isinstance(event, Data):
+            if isinstance(event, File | Field):
+                in_file = isinstance(event, File)
+            elif isinstance(event, Data):
+                if in_file and event.data:
+                    raise Invalid.field(FIELD, "Send one file per request.")
                 other += len(event.data)
                 if other > MAX_OTHER_BYTES:
                     raise Malformed("Only a part named file may carry data.")

@@ -262,6 +262,13 @@ def test_bad_bodies_get_a_4xx_in_the_error_shape_and_change_nothing(tenant, tick
     assert stored_files(services) == before
 
 
+def test_an_empty_file_input_after_the_file_is_no_second_file(tenant, ticket, media):
+    """A form with a second file input left empty sends a part with no name and no bytes: not a file."""
+    body = multipart([("file", "a.txt", samples.text()), ("more", "", b""), ("note", None, b"hello")])
+    resp = post_raw(tenant, ticket, body)
+    assert resp.status_code == 202 and resp.get_json()["filename"] == "a.txt"
+
+
 @pytest.mark.parametrize("raw,expected", [
     ("../../etc/passwd", "passwd"),
     ("..\\..\\windows\\system32\\evil.txt", "windowssystem32evil.txt"),  # quoted-pair escapes, no path
