@@ -182,9 +182,10 @@ def test_a_key_created_and_revoked_in_the_ui(live_server, browser, help_desk, ke
 
 
 PAGES = (("admin-dashboard", "/admin"), ("admin-people", "/admin/people"), ("admin-person", "/admin/people/{agent}"),
-         ("admin-person-self", "/admin/people/{admin}"), ("admin-teams", "/admin/teams"), ("admin-rules", "/admin/rules"), ("admin-rule", "/admin/rules/{rule}"),
-         ("admin-api-keys", "/admin/api-keys"), ("admin-webhooks", "/admin/webhooks"),
-         ("admin-webhook", "/admin/webhooks/{hook}"), ("admin-media", "/admin/media"), ("admin-audit", "/admin/audit"))
+         ("admin-person-self", "/admin/people/{admin}"), ("admin-teams", "/admin/teams"),
+         ("admin-rules", "/admin/rules"), ("admin-rule", "/admin/rules/{rule}"), ("admin-api-keys", "/admin/api-keys"),
+         ("admin-webhooks", "/admin/webhooks"), ("admin-webhook", "/admin/webhooks/{hook}"),
+         ("admin-media", "/admin/media"), ("admin-audit", "/admin/audit"))
 
 
 def test_every_admin_page_at_both_widths(live_server, browser, help_desk, keep):
