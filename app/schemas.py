@@ -29,10 +29,10 @@ _SPACE = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 # isolate controls, which reorder the text around them ("Trojan Source"), are refused.
 _INVISIBLE = (r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
               r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\uffa0\ufff9-\ufffb")
-BIDI = r"\u202a-\u202e\u2066-\u2069"
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
 # Text that must not be blank (a name, a ticket's title, a message's body) shows one such character
 # at least; a body of zero-width spaces would be an empty message on every page.
-VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{BIDI}]"
+VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]"
 _VISIBLE = re.compile(VISIBLE_CHARACTER)
 
 # The overrides of those controls force a run of letters to read the other way ("Invoice \u202efdp.exe"
@@ -46,11 +46,11 @@ OVERRIDES = r"\u202d\u202e"
 # only: its two runs around a visible character backtrack on a long text, so the server checks the
 # same rules one search at a time (`_plain_label`).
 _END, _IN, _SHOWN = (f"[^,{_CONTROL}{_SPACE}{OVERRIDES}]", f"[^,{_CONTROL}{OVERRIDES}]",
-                     f"[^,{_CONTROL}{_SPACE}{_INVISIBLE}{BIDI}]")
+                     f"[^,{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]")
 LABEL_PATTERN = f"^(?:{_SHOWN}|{_SHOWN}{_IN}*{_END}|{_END}{_IN}*{_SHOWN}|{_END}{_IN}*{_SHOWN}{_IN}*{_END})$"
 # A name's pattern, for the document; the server checks it one search at a time too (`name_problem`).
-NAME_PATTERN = f"^[^{_CONTROL}{BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROL}{BIDI}]*$"
-_BIDI_CONTROL = re.compile(f"[{BIDI}]")
+NAME_PATTERN = f"^[^{_CONTROL}{_BIDI}]*{VISIBLE_CHARACTER}[^{_CONTROL}{_BIDI}]*$"
+_BIDI_CONTROL = re.compile(f"[{_BIDI}]")
 _OVERRIDE = re.compile(f"[{OVERRIDES}]")
 _CONTROL_CHARACTER = re.compile(f"[{_CONTROL}]")
 _NOT_IN_LABEL = re.compile(f"[,{_CONTROL}]")
