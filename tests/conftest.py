@@ -32,6 +32,15 @@ pytest_plugins = ["tests.servers"]
 
 watch_every_engine()  # no statement may name two tenant schemas (tests/tenant_statements.py)
 
+# Modules far longer than the rest, run first: xdist hands out whole modules, and the API fuzz (about
+# 90 s), collected near the end, kept one worker busy long after the other had run out of work.
+LONGEST_FIRST = ("tests/test_api_fuzz.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest modules to the front, keeping every other test in its order."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in LONGEST_FIRST)
+
 
 @pytest.fixture(autouse=True)
 def no_statement_spans_two_tenants():
