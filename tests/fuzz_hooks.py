@@ -9,10 +9,11 @@ schemathesis, judging by the document alone, would call that a schema-valid requ
 So before each call that schemathesis means as valid, the hooks swap those values for ones that
 mean something in the fuzzing tenant (asking the live app, as the fuzzing admin, what exists
 now), or for null, an empty cursor, a fresh key or plain text. Values that break the schema
-(type, length, pattern) are never touched, so every negative check still sees them (but for
-ids that a stateful step put where they do not fit: `_ids_in_id_parameters`);
-schemathesis revalidates each case after the hook, so a swap can never pass off a bad request
-as a good one.
+(type, length, pattern) are never touched, so every negative check still sees them;
+schemathesis revalidates each generated case after the hook, so a swap can never pass off a bad
+request as a good one. The exception is a value a stateful step takes from an earlier response,
+which schemathesis counts as valid unchecked: an id that is none becomes an id of nothing
+(`_ids_in_id_parameters`).
 
 The hooks also keep the run authenticated: schemathesis learns ids from responses, so it would
 in time delete, demote or revoke the very admin and key it acts as, and every later request
