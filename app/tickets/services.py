@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +24,9 @@ from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
 from app.tickets.schemas import TicketSchema
 
+# The fields a create takes, read once (a `TicketSchema()` costs about 90 µs to build); both create
+# paths take these and no other.
+CREATE_FIELDS = TicketSchema().load_fields
 SNAPSHOT_FIELDS = ("title", "description", "priority", "status", "category", "tags", "assignee_id", "team_id",
                    "resolution")
 EDITABLE_FIELDS = ("title", "description", "priority", "category", "tags", "status", "assignee_id", "team_id")
@@ -68,7 +70,7 @@ def requester_for(actor: Actor, requester_id: uuid.UUID | None) -> uuid.UUID:
 def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Return a new ticket's columns from what a create took (`TicketSchema`'s load fields): whom it is
     for (`requester_for`), its tags once each and sorted, and no description as an empty one."""
-    unknown = set(fields) - _create_fields()
+    unknown = fields.keys() - CREATE_FIELDS.keys()
     if unknown:  # `status`, `number`, `assignee_id` ... are the ticket's own, never a create's to set
         raise TypeError(f"not fields a create takes: {sorted(unknown)}")
     values = dict(fields)
@@ -76,12 +78,6 @@ def new_ticket_values(actor: Actor, fields: Mapping[str, Any]) -> dict[str, Any]
     values["description"] = values.get("description") or ""
     values["tags"] = sorted(set(values.get("tags") or []))
     return values
-
-
-@cache
-def _create_fields() -> frozenset[str]:
-    """The fields a create takes, read once: a `TicketSchema()` costs about 90 µs to build."""
-    return frozenset(TicketSchema().load_fields)
 
 
 def create_ticket(actor: Actor, **fields: Any) -> Ticket:

@@ -38,18 +38,17 @@ from app.outbox import recorded_in_sql, recorded_params, wake
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
 from app.tickets.reads import NUMBER, VERSION, columns_over, dump_row
-from app.tickets.schemas import TicketSchema, dump_ticket
-from app.tickets.services import SNAPSHOT_FIELDS, etag_of_version, new_ticket_values
+from app.tickets.schemas import dump_ticket
+from app.tickets.services import CREATE_FIELDS, SNAPSHOT_FIELDS, etag_of_version, new_ticket_values
 from tenants import TenantStatement, autocommit_connection
 
 NUMBER_SEQUENCE = sa.Sequence("ticket_number_seq", schema="tenant")
 # Columns a new ticket is given values for: what a create takes (the schema's load fields), what it
 # sets itself, and those with a Python default.
-TAKEN = TicketSchema().load_fields
-GIVEN = (*TAKEN, "id", "status", "created_at", "updated_at")
-if any(not field.required and field.load_default is missing for field in TAKEN.values()):
+GIVEN = (*CREATE_FIELDS, "id", "status", "created_at", "updated_at")
+if any(not field.required and field.load_default is missing for field in CREATE_FIELDS.values()):
     raise TypeError("a field a create takes needs a load_default: the statement gives every column it names")
-if any(field.attribute or field.data_key or name not in Ticket.__table__.c for name, field in TAKEN.items()):
+if any(field.attribute or field.data_key or name not in Ticket.__table__.c for name, field in CREATE_FIELDS.items()):
     raise TypeError("a field a create takes is the ticket's column of the same name")
 DEFAULTED = tuple(c.key for c in Ticket.__table__.c if c.key not in GIVEN and c.computed is None
                   and c.default is not None and c.default.is_scalar)
