@@ -79,7 +79,7 @@ def _start_workers(ctx: BenchContext, n: int, queues: str = "assignment") -> lis
 
 
 def _start_relay(ctx: BenchContext) -> subprocess.Popen:
-    """Start `flask outbox relay` and wait until it listens: a new ticket's statement wakes it (NOTIFY)."""
+    """Start `flask outbox relay` and wait until it listens: a new ticket wakes it (NOTIFY) once committed."""
     from app.outbox import WAKE_CHANNEL
 
     proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "relay"], cwd=ROOT,

@@ -4,7 +4,7 @@ deliveries, and the Idempotency-Key's claim with the response to replay, in one 
 Through the session a post took a BEGIN, the ticket's UPDATE (seq, activity, first response),
 the parent's SELECT, the INSERTs of the message, event and outbox rows, and a COMMIT, then a
 Redis call to hand the rows on. Here one statement with data-modifying CTEs does it on an
-autocommit connection, as `app.tickets.writes` does for a new ticket, and notifies the outbox
+autocommit connection, as `app.tickets.writes` does for a new ticket, and then wakes the outbox
 relay. The checks are the same: the ticket must be one the author may see (and, for its requester,
 not closed), a parent must be a live message of that ticket the author may see (and public, unless
 the post is an internal note too), and only staff write internal notes. When the statement writes
@@ -49,7 +49,8 @@ from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.idempotency import Claim, claim_in_sql, once_in_session, stored_response
 from app.markdown import render
-from app.outbox import recorded_in_sql, recorded_params, wake
+from app.outbox import recorded_in_sql, recorded_params
+from app.outbox.wakes import wake_relay
 from app.realtime import publish_committed
 from app.schemas import fast_dumper
 from app.tickets.models import Ticket
@@ -99,6 +100,7 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
         if row is None:
             replay = _not_posted(conn, kind, params, claim)
             return None if replay is None else Posted(b"", {}, replay=replay)
+    wake_relay()
     json_body["seq"] = row[0]
     posted = spliced.with_number(row[0])
     publish_committed(ticket_id, b'{"type":"message.created","message":%s}' % posted)
@@ -209,4 +211,4 @@ def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
                              sa.func.to_jsonb(posted.c.seq))
     events = recorded_in_sql(TOPIC, posted, sa.bindparam("event_payload", type_=JSONB), data,
                              internal=_param("internal"))
-    return TenantStatement(sa.select(posted.c.seq, bumped.c.status, wake()).add_cte(*events))
+    return TenantStatement(sa.select(posted.c.seq, bumped.c.status).add_cte(*events))

@@ -92,8 +92,8 @@ def emit(topic: str, payload: Payload, data: Data = None) -> None:
     unit_of_work.at_commit(EVENTS, (topic, payload, data))
 
 
-# The relay LISTENs here; a statement that records events in SQL (`recorded_in_sql`) notifies it
-# with the tenant's slug, delivered by Postgres only if that statement commits.
+# The relay LISTENs here on every shard; a write that records events in SQL (`recorded_in_sql`) wakes
+# it with the tenant's slug once it has committed (`app.outbox.wakes`).
 WAKE_CHANNEL = "tms_outbox"
 SQL_RECORDERS: list[Callable[[Any, str, sa.ColumnElement[bool] | None], sa.Insert | None]] = []
 
@@ -114,8 +114,8 @@ def recorded_in_sql(topic: str, source: Any, payload: sa.ColumnElement, data: sa
     The event, its handlers' outbox rows and whatever `on_record_in_sql` adds (webhook
     deliveries), as `emit` writes them at commit, for a statement that does its whole change at
     once. `internal` says whether the event is about something requesters may not see. The
-    statement should also select `wake()` so the relay hands the rows on once it commits, and be
-    run with `recorded_params(topic)`.
+    statement is run with `recorded_params(topic)`; once it has committed, `wake_relay()` has the
+    relay hand the rows on.
     """
     from app.outbox.models import Event, OutboxRow, tenant_txid
 
@@ -136,17 +136,10 @@ def recorded_in_sql(topic: str, source: Any, payload: sa.ColumnElement, data: sa
 def recorded_params(topic: str) -> dict[str, Any]:
     """Return the parameters `recorded_in_sql` needs at run time.
 
-    The handlers subscribed to `topic` now, the tenant's slug the relay is woken with, and the
-    tenant's transaction id offset.
+    The handlers subscribed to `topic` now, and the tenant's transaction id offset.
     """
-    tenant = current_tenant()
-    return {"outbox_handlers": [h.name for h in HANDLERS.get(topic, ())], "wake_slug": tenant.slug,
-            "txid_offset": tenant.txid_offset}
-
-
-def wake() -> sa.ColumnElement:
-    """Return the expression that wakes the relay for the tenant slug in bind parameter `wake_slug`."""
-    return sa.func.pg_notify(WAKE_CHANNEL, sa.bindparam("wake_slug", type_=sa.String))
+    return {"outbox_handlers": [h.name for h in HANDLERS.get(topic, ())],
+            "txid_offset": current_tenant().txid_offset}
 
 
 def _record(items: list[tuple[str, Payload, Data]]) -> None:

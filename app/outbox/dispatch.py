@@ -324,8 +324,8 @@ def run_chore(chore: Chore) -> int:
 def relay_forever(interval: float = 2.0, purge_every: float = 3600.0, stop: threading.Event | None = None) -> None:
     """Run the relay until stopped (or `stop` is set): hand on what wakes announce at once, sweep `interval` s apart.
 
-    Statements that record events in SQL notify `WAKE_CHANNEL` with their tenant's slug, so the
-    relay, not the request, hands their rows to RQ once they commit. The sweep, the safety net
+    Writes that record events in SQL notify `WAKE_CHANNEL` with their tenant's slug once they have
+    committed (`app.outbox.wakes`), so the relay, not the request, hands their rows to RQ. The sweep, the safety net
     for a wake lost with a dropped connection, and the purge of expired events (every
     `purge_every`) run on a thread of their own: probing every schema takes seconds once there
     are thousands of tenants, and wakes waited behind it (1,050 tenants: p95 1.3 s from 201 to
@@ -389,7 +389,7 @@ def _sweep_forever(app: Flask, interval: float, purge_every: float, stop: thread
 
 
 class ShardListeners:
-    """The relay's LISTEN connection on each shard (a statement notifies the database it runs in, its
+    """The relay's LISTEN connection on each shard (a wake is sent to the database its write ran in, its
     tenant's shard), each connected and reconnected on its own.
 
     A shard that is down delays the wakes of its own tenants only: the others' go on at once, and

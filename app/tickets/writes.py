@@ -3,8 +3,8 @@ deliveries, and the Idempotency-Key's claim with the response to replay, in one 
 
 Through the ORM a create took a BEGIN, an INSERT per table and a COMMIT, then a Redis call to
 hand the outbox rows on. Here one INSERT ... with data-modifying CTEs does all of it on an
-autocommit connection, so it commits (or fails) whole, and notifies the outbox relay, which
-hands the rows to RQ once it has committed (the relay's sweep still covers a lost wake).
+autocommit connection, so it commits (or fails) whole; then the outbox relay is woken
+(`app.outbox.wakes`) and hands the rows to RQ (its sweep still covers a lost wake).
 
 Everything but the number is known before the statement runs (the id and times are chosen
 here, in the connection's time zone, as Postgres would return them), so the response and the
@@ -34,7 +34,8 @@ from app.at_once import STAND_IN, Spliced, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
 from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response, kept_in_sql
-from app.outbox import recorded_in_sql, recorded_params, wake
+from app.outbox import recorded_in_sql, recorded_params
+from app.outbox.wakes import wake_relay
 from app.tickets.listing import LISTED_COLUMNS
 from app.tickets.models import Ticket
 from app.tickets.reads import NUMBER, VERSION, columns_over, dump_row
@@ -89,6 +90,7 @@ def create_ticket(actor: Actor, claim: Claim | None, **fields: Any) -> NewTicket
         row = statement.one(conn, params)
         if row is None:
             return NewTicket(b"", "", replay=earlier_response(conn, claim))
+        wake_relay()
         created, row_etag = orjson.dumps(dump_row(row)), etag_of_version(row[VERSION])
         if claim is not None and (created != spliced.with_number(row[NUMBER]) or row_etag != etag):
             _CORRECT.run(conn, {"owner": claim.owner, "key": claim.key, "response": created,
@@ -121,7 +123,7 @@ def _statement(claimed: bool) -> TenantStatement:
     data = sa.func.jsonb_set(sa.bindparam("event_data", type_=JSONB), sa.literal_column("'{ticket,number}'"),
                              sa.func.to_jsonb(ticket.c.number))
     events = recorded_in_sql("ticket.created", ticket, sa.bindparam("event_payload", type_=JSONB), data)
-    return TenantStatement(sa.select(*columns_over(ticket), wake()).add_cte(audit, *events))
+    return TenantStatement(sa.select(*columns_over(ticket)).add_cte(audit, *events))
 
 _CORRECT = TenantStatement(
     sa.update(IdempotencyRecord).where(IdempotencyRecord.actor_key == sa.bindparam("owner"),
