@@ -23,6 +23,7 @@ from tenants.database import (
     guard_checkouts,
     init_engines,
     keepalive_args,
+    one_at_a_time,
     shadow_tenant_tables,
 )
 from tenants.models import ApiKey, Tenant
@@ -46,7 +47,7 @@ __all__ = [
     "active_tenant", "active_tenants", "autocommit_connection", "check_shards", "compile_for_tenant",
     "create_tenant", "current_tenant", "current_tenant_or_none", "db", "driver_errors_as_sqlalchemys",
     "engine_for", "forget_current_tenant", "guard_checkouts", "init_cli", "init_engines", "is_slug", "keepalive_args",
-    "new_tenant_ref", "on_drop", "on_registry_change", "parse_capacities", "parse_shards",
+    "new_tenant_ref", "on_drop", "on_registry_change", "one_at_a_time", "parse_capacities", "parse_shards",
     "requested_slug", "schema_for", "set_current_tenant", "shadow_tenant_tables", "shard_engines",
     "slug_problem",
     "tenant_commands", "tenant_context", "tenant_is_active", "tenant_moved",

@@ -252,3 +252,10 @@ def compile_for_tenant(stmt: sa.Select) -> tuple[str, dict[str, Any]]:
                             schema_translate_map={PLACEHOLDER: checked_schema(current_tenant().schema)},
                             render_schema_translate=True, compile_kwargs={"render_postcompile": True})
     return compiled.string, compiled.params
+
+
+def one_at_a_time(name: str) -> None:
+    """Wait for, and hold until the transaction ends, the current tenant's lock called `name`: for changes
+    that count rows before adding one, which at once would each see room for one more."""
+    db.session.execute(sa.text("select pg_advisory_xact_lock(hashtext(:name), hashtext(:schema))"),
+                       {"name": name, "schema": current_tenant().schema})

@@ -624,10 +624,9 @@ def webhook(webhook_id: uuid.UUID):
 def change_webhook(webhook_id: uuid.UUID):
     """Change a webhook's `url`, `events`, `description`, `include_internal` or `enabled`."""
     with refusals() as refused:
-        hook = hooks.subscription_or_404(webhook_id, lock=True)
         fields = read_fields(HOOK_CHANGE, text=("url", "description"), checkboxes=("include_internal", "enabled"),
                              choices=("events",), partial=True)
-        hooks.update_subscription(hook, fields)
+        hooks.change_subscription(webhook_id, fields)
         _commit("Webhook saved.")
         return redirect(url_for("admin_ui.webhook", webhook_id=webhook_id))
     return webhook_view(webhook_id, refused.refusal, "change")

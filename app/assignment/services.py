@@ -46,7 +46,7 @@ from app.people.models import STAFF_ROLES, Team, TeamMember, User
 from app.realtime import publish_after_commit
 from app.tickets.models import OPEN_STATUSES, PRIORITIES, Ticket
 from app.tickets.services import event_data
-from tenants import current_tenant
+from tenants import one_at_a_time
 
 PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES)}
 RULE_FIELDS = ("name", "position", "conditions", "team_id", "strategy", "required_skills", "enabled")
@@ -112,12 +112,6 @@ def _check_rule(values: dict[str, Any]) -> None:
         raise Invalid("; ".join(m for ms in errors.values() for m in ms), errors)
 
 
-def _one_rule_change_at_a_time() -> None:
-    """Take the organization's rule lock: changes that counted at once would each see room for one more."""
-    db.session.execute(sa.text("select pg_advisory_xact_lock(hashtext('assignment_rules'), hashtext(:schema))"),
-                       {"schema": current_tenant().schema})
-
-
 def _check_keywords(rule_id: uuid.UUID | None, conditions: dict[str, Any]) -> None:
     """Refuse keywords past the organization's total (409): every worker builds them into one automaton."""
     others = db.session.execute(sa.select(AssignmentRule.conditions).where(AssignmentRule.id != rule_id)
@@ -140,7 +134,7 @@ def create_rule(name: str, team_id: uuid.UUID, strategy: str, position: int = 0,
               "conditions": _clean_conditions(conditions), "required_skills": sorted(set(required_skills or [])),
               "enabled": enabled}
     _check_rule(values)
-    _one_rule_change_at_a_time()
+    one_at_a_time("assignment_rules")
     if db.session.execute(sa.select(sa.func.count()).select_from(AssignmentRule)).scalar_one() >= MAX_RULES:
         raise Conflict(f"An organization may have at most {MAX_RULES} assignment rules.")
     _check_keywords(None, values["conditions"])
@@ -162,7 +156,7 @@ def update_rule(rule: AssignmentRule, changes: dict[str, Any]) -> AssignmentRule
         values["required_skills"] = sorted(set(changes["required_skills"] or []))
     _check_rule(values)
     if "conditions" in changes:
-        _one_rule_change_at_a_time()
+        one_at_a_time("assignment_rules")
         _check_keywords(rule.id, values["conditions"])
     for f in RULE_FIELDS:
         setattr(rule, f, values[f])

@@ -73,7 +73,7 @@ class WebhookById(MethodView):
     @blp.response(200, WebhookSchema)
     def patch(self, changes, webhook_id: uuid.UUID):
         """Change a webhook; `enabled: true` turns a disabled one back on."""
-        subscription = services.update_subscription(services.subscription_or_404(webhook_id, lock=True), changes)
+        subscription = services.change_subscription(webhook_id, changes)
         db.session.commit()
         return subscription
 

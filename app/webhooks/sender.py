@@ -5,7 +5,8 @@
   TLS still verifies the certificate against the host name (SNI and hostname check).
 - Short timeouts: `WEBHOOK_CONNECT_TIMEOUT` to connect, `WEBHOOK_READ_TIMEOUT` for each read, and
   `WEBHOOK_TOTAL_TIMEOUT` for the whole exchange, enforced by a watchdog that shuts the socket, so
-  a receiver trickling a byte at a time cannot hold a worker.
+  a receiver trickling a byte at a time cannot hold a worker. A 2xx status delivers the event even
+  if its body then stalls: the receiver took it.
 - Redirects are not followed (a 3xx is a failed attempt): a redirect is how a public URL would
   point us at a private one.
 - At most `RESPONSE_CAP` bytes of the response are read, and less is kept. What is kept is text
@@ -74,25 +75,38 @@ def signed_headers(secrets: Iterable[str], body: bytes, event_id: str, event_typ
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to a fixed, already checked address."""
+    """An HTTP connection to one of the target's already checked addresses.
 
-    def __init__(self, target: Target, address: str, connect_timeout: float, read_timeout: float) -> None:
-        super().__init__(address, target.port, timeout=connect_timeout)
+    Each is tried in turn, within `connect_timeout` in all (an address the worker has no route to,
+    an IPv6 one on a host without IPv6, say, is refused at once and the next is tried); each try
+    gets the time left shared among the addresses left.
+    """
+
+    def __init__(self, target: Target, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__(str(target.addresses[0]), target.port, timeout=connect_timeout)
         self.target = target
         self.read_timeout = read_timeout
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), self.timeout)
+        deadline = time.monotonic() + self.timeout
+        addresses = [str(a) for a in self.target.addresses]
+        for i, address in enumerate(addresses):
+            left = deadline - time.monotonic()
+            try:
+                self.sock = socket.create_connection((address, self.port), max(left / (len(addresses) - i), 0.001))
+                break
+            except OSError:
+                if i == len(addresses) - 1 or time.monotonic() >= deadline:
+                    raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(self.read_timeout)
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
-    """An HTTPS connection to a fixed address whose certificate must match the URL's host name."""
+    """An HTTPS connection to a checked address whose certificate must match the URL's host name."""
 
-    def __init__(self, target: Target, address: str, connect_timeout: float, read_timeout: float,
-                 context: ssl.SSLContext) -> None:
-        super().__init__(target, address, connect_timeout, read_timeout)
+    def __init__(self, target: Target, connect_timeout: float, read_timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(target, connect_timeout, read_timeout)
         self.context = context
 
     def connect(self) -> None:
@@ -137,14 +151,11 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         # The watchdog below bounds the exchange, not the lookup: a POST started this late could end
         # after the delivery's lease, when another worker may be sending the same attempt.
         return outcome(error=f"Resolving {target.host} took longer than the connect timeout.")
-    address = str(target.addresses[0])
     if target.scheme == "https":
         conn: _PinnedHTTPConnection = _PinnedHTTPSConnection(
-            target, address, config["WEBHOOK_CONNECT_TIMEOUT"], config["WEBHOOK_READ_TIMEOUT"],
-            ssl.create_default_context())
+            target, config["WEBHOOK_CONNECT_TIMEOUT"], config["WEBHOOK_READ_TIMEOUT"], ssl.create_default_context())
     else:
-        conn = _PinnedHTTPConnection(target, address, config["WEBHOOK_CONNECT_TIMEOUT"],
-                                     config["WEBHOOK_READ_TIMEOUT"])
+        conn = _PinnedHTTPConnection(target, config["WEBHOOK_CONNECT_TIMEOUT"], config["WEBHOOK_READ_TIMEOUT"])
     timed_out = threading.Event()
 
     def watchdog() -> None:
@@ -165,14 +176,22 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         response = conn.getresponse()
-        data = response.read(RESPONSE_CAP)
+        # Whole headers with a 2xx status: the receiver took the event, and sending it again would give
+        # it a duplicate, whatever its body then does. (Headers cut off by the watchdog are no answer.)
+        taken = 200 <= response.status < 300 and not timed_out.is_set()
         status = response.status
         kept_headers = _kept_headers(response.getheaders())
+        try:
+            data = response.read(RESPONSE_CAP)
+        except (OSError, http.client.HTTPException):
+            if not taken:
+                raise
+            data = b""
         text = data[:KEPT_BODY].decode("utf-8", "replace")
+        if taken:
+            return outcome(True, status, kept_headers, text)
         if timed_out.is_set():
             return outcome(error=f"Timed out after {config['WEBHOOK_TOTAL_TIMEOUT']:g} s.")
-        if 200 <= status < 300:
-            return outcome(True, status, kept_headers, text)
         if 300 <= status < 400:
             where = response.getheader("Location", "")[:200]
             return outcome(False, status, kept_headers, text,

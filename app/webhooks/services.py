@@ -24,7 +24,7 @@ from app.outbox.models import Event
 from app.pagination import SortKey, page
 from app.webhooks import targets
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from tenants import current_tenant
+from tenants import current_tenant, one_at_a_time
 
 DELIVERIES = "webhook_deliveries"
 MAX_SUBSCRIPTIONS = 50
@@ -43,6 +43,7 @@ def create_subscription(url: str, events: list[str], secret: str | None = None, 
                         description: str | None = None) -> tuple[WebhookSubscription, str]:
     """Subscribe `url` to event types; return the subscription and its secret (shown only now)."""
     targets.check_saved(url)
+    one_at_a_time("webhook_subscriptions")
     count = db.session.execute(sa.select(sa.func.count()).select_from(WebhookSubscription)).scalar_one()
     if count >= MAX_SUBSCRIPTIONS:
         raise Conflict(f"An organization may have at most {MAX_SUBSCRIPTIONS} webhooks.")
@@ -76,11 +77,17 @@ def subscription_or_404(subscription_id: uuid.UUID, lock: bool = False) -> Webho
     return found
 
 
-def update_subscription(subscription: WebhookSubscription, changes: dict[str, Any]) -> WebhookSubscription:
-    """Change a subscription; `enabled: true` turns a disabled one back on and forgets its failures."""
-    before = _snapshot(subscription)
+def change_subscription(subscription_id: uuid.UUID, changes: dict[str, Any]) -> WebhookSubscription:
+    """Change a subscription; `enabled: true` turns a disabled one back on and forgets its failures.
+
+    A new URL is checked before the subscription is locked (the check may wait on DNS), and after it is
+    found: another organization's webhook is 404 whatever the body says.
+    """
     if "url" in changes:
+        subscription_or_404(subscription_id)
         targets.check_saved(changes["url"])
+    subscription = subscription_or_404(subscription_id, lock=True)
+    before = _snapshot(subscription)
     if "events" in changes:
         changes["events"] = sorted(set(changes["events"]))
     enabling = changes.get("enabled") is True and not subscription.enabled

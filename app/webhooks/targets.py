@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -185,23 +187,60 @@ def check_saved(url: str) -> None:
     """Refuse a URL when it is saved: not http(s), malformed, or resolving to an address deliveries may not use.
 
     A name that does not resolve (yet) is accepted: DNS may be set up after the webhook, and
-    every delivery checks again before it connects.
+    every delivery checks again before it connects. So is one that does not resolve within
+    `SAVE_LOOKUP_SECONDS`, or while `SAVE_LOOKUPS` other saves' names are being resolved: a name
+    whose DNS never answers held the request (its pooled connection, and with it a row lock) for
+    as long as the system resolver waited.
     """
+    _scheme, host, port, _path = parse(url)
     try:
-        check(url)
-    except RefusedTarget as refused:
-        if not refused.message.endswith("does not resolve."):
-            raise
+        addresses = _resolved_for_saving(host, port)
+    except RefusedTarget:  # does not resolve
+        return
+    if addresses is not None:
+        _refuse_unusable(host, addresses)
+
+
+SAVE_LOOKUPS = 4  # names resolved for saves at once, per process
+SAVE_LOOKUP_SECONDS = 2.0
+_save_lookups = threading.BoundedSemaphore(SAVE_LOOKUPS)
+_resolver = ThreadPoolExecutor(max_workers=SAVE_LOOKUPS, thread_name_prefix="webhook-save-lookup")
+
+
+def _resolved_for_saving(host: str, port: int) -> list[IPAddress] | None:
+    """Return what `host` resolves to, or None if that is not known within `SAVE_LOOKUP_SECONDS` (the lookup
+    goes on in its thread, holding its place) or no place is free."""
+    try:
+        return [ipaddress.ip_address(host)]  # nothing to wait for, and never let through for want of a place
+    except ValueError:
+        pass
+    if not _save_lookups.acquire(blocking=False):
+        return None
+    try:
+        lookup = _resolver.submit(resolve, host, port)
+    except BaseException:
+        _save_lookups.release()
+        raise
+    lookup.add_done_callback(lambda _done: _save_lookups.release())
+    try:
+        return lookup.result(timeout=SAVE_LOOKUP_SECONDS)
+    except TimeoutError:
+        return None
 
 
 def check(url: str) -> Target:
     """Return the target of `url` if every address its host resolves to now may be used, or raise RefusedTarget.
 
-    Called when a subscription is saved and again right before every connection.
+    Called right before every connection (and, bounded in time, when a subscription is saved).
     """
     scheme, host, port, path = parse(url)
-    allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"]
     addresses = resolve(host, port)
+    _refuse_unusable(host, addresses)
+    return Target(scheme, host, port, path, tuple(addresses))
+
+
+def _refuse_unusable(host: str, addresses: list[IPAddress]) -> None:
+    allow_private = current_app.config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"]
     for address in addresses:
         what = problem(address, allow_private)
         if what is not None:
@@ -210,4 +249,3 @@ def check(url: str) -> Target:
             raise RefusedTarget(f"Deliveries cannot go to {where} {what}. Set WEBHOOK_ALLOW_PRIVATE_ADDRESSES=1 "
                                 "on a self-hosted instance to allow private targets." if what in PRIVATE_KINDS else
                                 f"Deliveries cannot go to {where} {what}.")
-    return Target(scheme, host, port, path, tuple(addresses))

@@ -1,0 +1,149 @@
+"""Saving a webhook waits on no DNS for long and holds nothing while it waits; its count cannot be raced
+past; a receiver that took the event is not sent it again; every approved address is tried."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+
+import sqlalchemy as sa
+
+from app.webhooks import services, targets
+from app.webhooks.services import MAX_SUBSCRIPTIONS
+from tenants import schema_for
+from tests.helpers import ApiClient, new_ticket, subscribe_webhook, webhook_attempts
+
+
+def _slow_names(monkeypatch, seconds: float) -> threading.Event:
+    """Make names under slow.example take `seconds` to fail to resolve; return an event set once one is asked."""
+    asked, real = threading.Event(), socket.getaddrinfo
+
+    def lookup(host, *args, **kwargs):
+        if str(host).endswith("slow.example"):
+            asked.set()
+            time.sleep(seconds)
+            raise socket.gaierror(socket.EAI_NONAME, "no such name")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", lookup)
+    return asked
+
+
+def test_a_name_slow_to_resolve_is_saved_without_waiting_for_it_and_locks_nothing_meanwhile(hooks, tenant,
+                                                                                            monkeypatch):
+    """The lookup ran under the webhook's row lock with no time limit: a name whose DNS never answered held
+    the lock, a pooled connection and the tenant's event feed for as long as the system resolver waited."""
+    asked = _slow_names(monkeypatch, 6)
+    hook = subscribe_webhook(tenant, "https://hooks.example.com/in")
+    answers: dict[str, object] = {}
+
+    def change() -> None:
+        started = time.monotonic()
+        answers["response"] = tenant.api.patch(f"/api/v1/webhooks/{hook['id']}",
+                                               json={"url": "https://a.slow.example/in"})
+        answers["seconds"] = time.monotonic() - started
+
+    slow = threading.Thread(target=change)
+    slow.start()
+    assert asked.wait(10)
+    started = time.monotonic()  # while the name is being looked up, the webhook can be changed
+    other = ApiClient(hooks.test_client(), tenant.key)
+    assert other.patch(f"/api/v1/webhooks/{hook['id']}", json={"description": "meanwhile"}).status_code == 200
+    assert time.monotonic() - started < 1.5
+    slow.join(20)
+    assert answers["response"].status_code == 200
+    assert answers["seconds"] < targets.SAVE_LOOKUP_SECONDS + 2  # not the 6 s the lookup took
+    saved = tenant.api.get(f"/api/v1/webhooks/{hook['id']}").get_json()
+    assert saved["url"] == "https://a.slow.example/in" and saved["description"] == "meanwhile"
+
+
+def test_saves_do_not_queue_behind_lookups_under_way_and_an_address_is_still_checked(hooks, tenant, monkeypatch):
+    asked = _slow_names(monkeypatch, 4)
+    monkeypatch.setitem(hooks.config, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+    threads = [threading.Thread(target=subscribe_webhook, args=(tenant, f"https://n{i}.slow.example/in"))
+               for i in range(targets.SAVE_LOOKUPS)]
+    for thread in threads:
+        thread.start()
+    assert asked.wait(10)
+    time.sleep(0.3)  # every place is taken now
+    started = time.monotonic()
+    subscribe_webhook(tenant, "https://n9.slow.example/in")  # no place: saved without a lookup
+    assert time.monotonic() - started < 1.5
+    refused = tenant.api.post("/api/v1/webhooks", json={"url": "http://127.0.0.1/in", "events": ["ticket.created"]})
+    assert refused.status_code == 422 and "loopback" in refused.get_json()["message"]
+    for thread in threads:
+        thread.join(20)
+
+
+def test_webhooks_created_at_once_stay_within_the_limit(hooks, tenant, monkeypatch):
+    for i in range(MAX_SUBSCRIPTIONS - 5):
+        subscribe_webhook(tenant, f"https://hooks.example.com/{i}")
+    together = threading.Barrier(10)
+    real = targets.check_saved
+
+    def lined_up(url: str) -> None:  # each request passes its check at once, as a real lookup's wait lines them up
+        real(url)
+        together.wait(10)
+
+    monkeypatch.setattr(services.targets, "check_saved", lined_up)
+    codes: list[int] = []
+
+    def create(i: int) -> None:
+        client = ApiClient(hooks.test_client(), tenant.key)
+        codes.append(client.post("/api/v1/webhooks", json={"url": f"https://hooks.example.com/more{i}",
+                                                           "events": ["ticket.created"]}).status_code)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(codes) == [201] * 5 + [409] * 5
+    listed = tenant.api.get("/api/v1/webhooks", query_string={"limit": 100}).get_json()["items"]
+    assert len(listed) == MAX_SUBSCRIPTIONS
+
+
+def test_a_receiver_whose_body_stalls_after_a_2xx_took_the_event(hooks, tenant, receiver, run_deliveries):
+    """It was recorded as failed and sent again: the receiver got the event twice or more."""
+
+    def slow_body(n, handler) -> bool:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nreceived")
+        handler.wfile.flush()
+        time.sleep(4)  # past the read (1 s) and total (3 s) timeouts
+        return True
+
+    receiver.stall = slow_body
+    hook = subscribe_webhook(tenant, receiver.url)
+    new_ticket(tenant.api)
+    run_deliveries(tenant)
+    [attempt] = webhook_attempts(tenant, hook)
+    assert attempt["status"] == "succeeded" and attempt["response"]["status_code"] == 200
+    assert len(receiver.requests) == 1
+
+
+def test_every_approved_address_is_tried_in_turn(hooks, tenant, receiver, run_deliveries, monkeypatch):
+    """Only the first was: a receiver whose first address the worker cannot reach (IPv6 on a host without
+    it, say) failed every attempt."""
+    port = receiver.server.server_address[1]
+    nothing_there = ipaddress.ip_address("127.0.0.2")  # loopback, but no one listens on the port there
+    real = targets.resolve
+    monkeypatch.setattr(targets, "resolve", lambda host, port: [nothing_there, ipaddress.ip_address("127.0.0.1")]
+                        if host == "two.example" else real(host, port))
+    hook = subscribe_webhook(tenant, f"http://two.example:{port}/hooks")
+    new_ticket(tenant.api)
+    run_deliveries(tenant)
+    [attempt] = webhook_attempts(tenant, hook)
+    assert attempt["status"] == "succeeded" and len(receiver.requests) == 1
+    assert receiver.requests[0].headers["Host"] == f"two.example:{port}"
+
+
+def test_the_webhook_count_lock_is_the_tenants_own(hooks, tenant, other_tenant, in_tenant):
+    """The lock serialises one organization's creates, not everyone's."""
+    with in_tenant(tenant) as session:
+        session.execute(sa.text("select pg_advisory_xact_lock(hashtext('webhook_subscriptions'), hashtext(:s))"),
+                        {"s": schema_for(tenant.slug)})
+        started = time.monotonic()
+        subscribe_webhook(other_tenant, "https://hooks.example.com/other")
+        assert time.monotonic() - started < 5
