@@ -29,6 +29,7 @@ class Events(MethodView):
 
         The same events webhooks deliver, kept `EVENT_RETENTION_DAYS` (30) days; internal notes
         included (staff only). Follow `next_cursor` to the newest event, then poll with
-        `poll_cursor` for what happens next.
+        `poll_cursor` for what happens next. A cursor goes on with the `types` it came with, and
+        is refused (422) with others or none: a filtered poll passes the events it leaves out.
         """
         return services.feed(args.get("types"), args["limit"], args.get("cursor"))

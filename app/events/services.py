@@ -32,9 +32,12 @@ def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, A
 
     With `types`, a page that holds every match left also moves the poll cursor past the events of
     other types it read: a poll for a rare type read every event since its last match, each time.
-    The newest event is found in the same statement, so nothing newer can be passed unread.
+    The newest event is found in the same statement, so nothing newer can be passed unread. So a
+    cursor goes on only with the `types` it was given (422 with others, or none): a poll cursor of
+    `ticket.closed` passed without it would skip every other event it had passed.
     """
-    position = decode_cursor(cursor, KEYS, PURPOSE) if cursor else [0, 0]
+    purpose = f"{PURPOSE}:{','.join(sorted(set(types)))}" if types else PURPOSE
+    position = decode_cursor(cursor, KEYS, purpose) if cursor else [0, 0]
     readable = [Event.data.is_not(None), Event.txid < HORIZON + current_tenant().txid_offset,
                 sa.tuple_(Event.txid, Event.id) > sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))]
     columns = (Event.uid, Event.type, Event.created_at, Event.data, Event.txid, Event.id)
@@ -59,6 +62,6 @@ def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, A
         position = [rows[-1].txid, rows[-1].id]
     if newest is not None and not more:  # every match up to the newest event was read
         position = newest
-    reached = encode_cursor(position, KEYS, PURPOSE)
+    reached = encode_cursor(position, KEYS, purpose)
     return {"items": [{"id": r.uid, "type": r.type, "created_at": r.created_at, "data": r.data} for r in rows],
             "next_cursor": reached if more else None, "poll_cursor": reached}
