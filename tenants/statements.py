@@ -137,17 +137,16 @@ def _cursor_of(conn: psycopg.Connection) -> psycopg.RawCursor:
 
 
 @contextmanager
-def autocommit_connection(engine: sa.Engine | None = None) -> Iterator[psycopg.Connection]:
-    """Lend a pooled connection of the current tenant's shard (or of `engine`, for no tenant) in autocommit:
-    each statement is its own transaction.
+def autocommit_connection() -> Iterator[psycopg.Connection]:
+    """Lend a pooled connection of the current tenant's shard in autocommit: each statement is its own transaction.
 
     No BEGIN or COMMIT round trips; a single statement (CTEs included) is atomic on its own.
     Driver errors come out as SQLAlchemy's, so the app maps them as it maps the session's
     (a lost connection is invalidated and answers 503), and the connection goes back to the
     pool as it came out: not in autocommit, no transaction.
     """
-    tenant = current_tenant_or_none() if engine is None else None
-    engine = engine or engine_for(tenant)
+    tenant = current_tenant_or_none()
+    engine = engine_for(tenant)
     fairy = engine.raw_connection()
     if tenant is not None:
         note_tenants(fairy, (tenant.schema,))  # counted against DB_CONNECTION_MAX_TENANTS, as the session's are
