@@ -176,8 +176,9 @@ def send(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         response = conn.getresponse()
-        # Whole headers with a 2xx status: the receiver took the event, and sending it again would give
-        # it a duplicate, whatever its body then does. (Headers cut off by the watchdog are no answer.)
+        # A 2xx status, its headers read before the watchdog: the receiver took the event, and sending it
+        # again would give it a duplicate, whatever its body then does. (A receiver that hangs up in its
+        # own headers is taken at its word too; only the watchdog's cut is no answer.)
         taken = 200 <= response.status < 300 and not timed_out.is_set()
         status = response.status
         kept_headers = _kept_headers(response.getheaders())

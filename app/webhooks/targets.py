@@ -18,13 +18,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app
 
-from app.errors import Invalid
+from app.errors import Invalid, Unavailable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL = 2048
@@ -170,16 +169,21 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     except ValueError:
         pass
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except (OSError, UnicodeError):
         raise RefusedTarget(f"The host name {host} does not resolve.") from None
+    if not found:
+        raise RefusedTarget(f"The host name {host} does not resolve.")
+    return found
+
+
+def _addresses(infos: list[tuple]) -> list[IPAddress]:
+    """The distinct addresses of `getaddrinfo`'s answer, in its order (an IPv6 zone left out)."""
     found: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if address not in found:
             found.append(address)
-    if not found:
-        raise RefusedTarget(f"The host name {host} does not resolve.")
     return found
 
 
@@ -188,9 +192,9 @@ def check_saved(url: str) -> None:
 
     A name that does not resolve (yet) is accepted: DNS may be set up after the webhook, and
     every delivery checks again before it connects. So is one that does not resolve within
-    `SAVE_LOOKUP_SECONDS`, or while `SAVE_LOOKUPS` other saves' names are being resolved: a name
-    whose DNS never answers held the request (its pooled connection, and with it a row lock) for
-    as long as the system resolver waited.
+    `SAVE_LOOKUP_SECONDS`: a name whose DNS never answers held the request (its pooled connection,
+    and with it a row lock) for as long as the system resolver waited. While `SAVE_LOOKUPS` such
+    lookups are under way the save is refused (503), not let through unchecked.
     """
     _scheme, host, port, _path = parse(url)
     try:
@@ -204,28 +208,43 @@ def check_saved(url: str) -> None:
 SAVE_LOOKUPS = 4  # names resolved for saves at once, per process
 SAVE_LOOKUP_SECONDS = 2.0
 _save_lookups = threading.BoundedSemaphore(SAVE_LOOKUPS)
-_resolver = ThreadPoolExecutor(max_workers=SAVE_LOOKUPS, thread_name_prefix="webhook-save-lookup")
 
 
 def _resolved_for_saving(host: str, port: int) -> list[IPAddress] | None:
-    """Return what `host` resolves to, or None if that is not known within `SAVE_LOOKUP_SECONDS` (the lookup
-    goes on in its thread, holding its place) or no place is free."""
+    """Return what `host` resolves to, or None if that is not known within `SAVE_LOOKUP_SECONDS`.
+
+    A host the resolver reads as numbers (`127.000.000.001`, `0x7f.1`) needs no lookup and is never
+    let through. A name is looked up on a daemon thread, which keeps its place until the resolver
+    answers, and never holds back the process's exit.
+    """
     try:
-        return [ipaddress.ip_address(host)]  # nothing to wait for, and never let through for want of a place
+        return [ipaddress.ip_address(host)]
     except ValueError:
         pass
+    try:  # the resolver reads IPv4 numbers as inet_aton does
+        return [ipaddress.ip_address(socket.inet_aton(host))]
+    except (OSError, UnicodeError):
+        pass
     if not _save_lookups.acquire(blocking=False):
+        raise Unavailable("Too many webhook hosts are being looked up; try again shortly.")
+    found: list[list[IPAddress] | RefusedTarget] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            found.append(resolve(host, port))
+        except RefusedTarget as refused:
+            found.append(refused)
+        finally:
+            _save_lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="webhook-save-lookup", daemon=True).start()
+    if not done.wait(SAVE_LOOKUP_SECONDS):
         return None
-    try:
-        lookup = _resolver.submit(resolve, host, port)
-    except BaseException:
-        _save_lookups.release()
-        raise
-    lookup.add_done_callback(lambda _done: _save_lookups.release())
-    try:
-        return lookup.result(timeout=SAVE_LOOKUP_SECONDS)
-    except TimeoutError:
-        return None
+    if isinstance(found[0], RefusedTarget):
+        raise found[0]
+    return found[0]
 
 
 def check(url: str) -> Target:
