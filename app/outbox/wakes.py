@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Seconds between one batch of wakes and the next: a batch costs the process about a request's work,
 # so at 0.01 s a busy web process spent 8 % of its samples sending them.
 PACE = 0.05
+IDLE_SECONDS = 60.0  # a connection with no wakes for this long is closed (a shard being retired can be dropped)
 STATEMENT_TIMEOUT_MS = 5000
 NOTIFY = ("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, slug) "
           "FROM unnest($2::text[]) AS slug")
@@ -55,8 +56,10 @@ def wake_relay() -> None:
 class Sender:
     """The slugs waiting to be sent to one database, its connection, and the thread that sends them."""
 
-    def __init__(self, url: sa.URL, connect_timeout: float) -> None:
-        self.url = url
+    def __init__(self, engine: sa.Engine, connect_timeout: float) -> None:
+        self.url = engine.url
+        # The engine's own reading of its URL (a password with a space in it, say), as its pool connects.
+        self._connect_args = engine.dialect.create_connect_args(engine.url)
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()  # guards the slugs and the thread
         self._sending = threading.Lock()  # one send at a time on the connection
@@ -79,7 +82,11 @@ class Sender:
 
     def _send_forever(self) -> None:
         while True:
-            self._ready.wait()
+            if not self._ready.wait(IDLE_SECONDS):
+                with self._sending:
+                    if self._conn is not None:
+                        self._conn.close()
+                continue
             self._ready.clear()
             self.send_due()
             time.sleep(PACE)
@@ -116,9 +123,9 @@ class Sender:
             cursor.execute(NOTIFY, [WAKE_CHANNEL, slugs])
 
     def _connect(self) -> psycopg.Connection:
-        url = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return psycopg.connect(url, autocommit=True, connect_timeout=self.connect_timeout,
-                               **keepalive_args(f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"))
+        args, kwargs = self._connect_args
+        return psycopg.connect(*args, **{**kwargs, "autocommit": True, "connect_timeout": self.connect_timeout,
+                                         **keepalive_args(f"-c statement_timeout={STATEMENT_TIMEOUT_MS}")})
 
 
 class Senders:
@@ -132,7 +139,7 @@ class Senders:
         sender = self._by_url.get(engine.url)
         if sender is None:
             with self._lock:
-                sender = self._by_url.setdefault(engine.url, Sender(engine.url, connect_timeout))
+                sender = self._by_url.setdefault(engine.url, Sender(engine, connect_timeout))
         sender.add(slug)
 
     def send_due(self) -> None:

@@ -58,7 +58,7 @@ def test_a_new_ticket_and_a_new_message_wake_the_relay_once_committed(app, tenan
 def test_wakes_for_one_database_go_out_in_one_batch(app):
     with app.app_context():
         listener = _listen_on(db.engine)
-        sender = wakes.Sender(db.engine.url, connect_timeout=3)
+        sender = wakes.Sender(db.engine, connect_timeout=3)
     try:
         for slug in ("one", "two", "two", "three"):
             sender._due.add(slug)
@@ -144,5 +144,24 @@ def test_wakes_added_from_many_threads_are_all_sent(app):
         while got != slugs and time.monotonic() < deadline:
             got |= {note.payload for note in listener.notifies(timeout=0.2, stop_after=1000)}
         assert got == slugs
+    finally:
+        listener.close()
+
+
+def test_a_connection_with_no_wakes_for_a_while_is_closed(app, monkeypatch):
+    """Kept for the life of the process, it stopped a retired shard's database from being dropped."""
+    monkeypatch.setattr(wakes, "IDLE_SECONDS", 0.3)
+    with app.app_context():
+        sender = wakes.Sender(db.engine, connect_timeout=3)
+    sender.add("idle")
+    deadline = time.monotonic() + 10
+    while (sender._conn is None or not sender._conn.closed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sender._conn is not None and sender._conn.closed
+    with app.app_context():
+        listener = _listen_on(db.engine)
+    try:
+        sender.add("again")  # a later wake connects anew
+        assert _wakes(listener, "again", within=5, then=0) == 1
     finally:
         listener.close()
