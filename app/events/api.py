@@ -29,7 +29,8 @@ class Events(MethodView):
 
         The same events webhooks deliver, kept `EVENT_RETENTION_DAYS` (30) days; internal notes
         included (staff only). Follow `next_cursor` to the newest event, then poll with
-        `poll_cursor` for what happens next. A cursor goes on with the `types` it came with, and
-        is refused (422) with others or none: a filtered poll passes the events it leaves out.
+        `poll_cursor` for what happens next. A cursor made with `types` goes on only with the same
+        types, and is refused (422) with others or none: a filtered poll passes the events it
+        leaves out. A cursor of the whole feed may go on with a filter.
         """
         return services.feed(args.get("types"), args["limit"], args.get("cursor"))

@@ -12,10 +12,12 @@ tenant's transaction id offset, which a move between databases raises so the ord
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
 
+from app.errors import Invalid
 from app.extensions import db
 from app.outbox.models import Event
 from app.pagination import SortKey, decode_cursor, encode_cursor
@@ -33,11 +35,11 @@ def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, A
     With `types`, a page that holds every match left also moves the poll cursor past the events of
     other types it read: a poll for a rare type read every event since its last match, each time.
     The newest event is found in the same statement, so nothing newer can be passed unread. So a
-    cursor goes on only with the `types` it was given (422 with others, or none): a poll cursor of
-    `ticket.closed` passed without it would skip every other event it had passed.
+    cursor made with `types` goes on only with the same types (422 with others, or none): a poll
+    cursor of `ticket.closed` passed without it would skip every other event it had passed.
     """
-    purpose = f"{PURPOSE}:{','.join(sorted(set(types)))}" if types else PURPOSE
-    position = decode_cursor(cursor, KEYS, purpose) if cursor else [0, 0]
+    position = _position(cursor, types) if cursor else [0, 0]
+    purpose = _purpose(types)
     readable = [Event.data.is_not(None), Event.txid < HORIZON + current_tenant().txid_offset,
                 sa.tuple_(Event.txid, Event.id) > sa.tuple_(sa.literal(position[0]), sa.literal(position[1]))]
     columns = (Event.uid, Event.type, Event.created_at, Event.data, Event.txid, Event.id)
@@ -65,3 +67,17 @@ def feed(types: list[str] | None, limit: int, cursor: str | None) -> dict[str, A
     reached = encode_cursor(position, KEYS, purpose)
     return {"items": [{"id": r.uid, "type": r.type, "created_at": r.created_at, "data": r.data} for r in rows],
             "next_cursor": reached if more else None, "poll_cursor": reached}
+
+
+def _purpose(types: list[str] | None) -> str:
+    return f"{PURPOSE}:{','.join(sorted(set(types)))}" if types else PURPOSE
+
+
+def _position(cursor: str, types: list[str] | None) -> list[Any]:
+    """Read a feed cursor made with these `types`, or with none: a cursor of the whole feed has passed
+    nothing a filter leaves out (and cursors made before they carried their types look the same)."""
+    for purpose in dict.fromkeys((_purpose(types), PURPOSE)):
+        with contextlib.suppress(Invalid):
+            return decode_cursor(cursor, KEYS, purpose)
+    raise Invalid.field("cursor", "Not a valid cursor for these types: pass the types it was given with.",
+                        "The cursor is not valid.")

@@ -75,19 +75,26 @@ def _place(cursor: str) -> str:
 
 
 def test_a_cursor_goes_on_only_with_the_types_it_came_with(tenant):
-    """A poll cursor of one type, passed with none, skipped every other event it had passed."""
+    """A poll cursor of one type, passed with none, skipped every other event it had passed. A cursor of
+    the whole feed (or one made before cursors carried their types) has passed nothing, so it takes any."""
     new_ticket(tenant.api, "before")
     _, closed_only = read_feed(tenant.api, types="ticket.closed")
     _, everything = read_feed(tenant.api)
-    for cursor, types in ((closed_only, None), (closed_only, "ticket.created"), (everything, "ticket.closed"),
-                          (closed_only, "ticket.closed,ticket.created")):
-        resp = tenant.api.get("/api/v1/events", query_string={"cursor": cursor, **({"types": types} if types else {})})
-        assert resp.status_code == 422 and "cursor" in resp.get_json()["errors"], (types, resp.get_json())
-    same = tenant.api.get("/api/v1/events", query_string={"cursor": closed_only, "types": "ticket.closed"})
-    assert same.status_code == 200
+    for types in (None, "ticket.created", "ticket.closed,ticket.created"):
+        query = {"cursor": closed_only, **({"types": types} if types else {})}
+        resp = tenant.api.get("/api/v1/events", query_string=query)
+        assert resp.status_code == 422, (types, resp.get_json())
+        assert resp.get_json()["errors"]["cursor"] == ["Not a valid cursor for these types: pass the types it was "
+                                                       "given with."]
+    for cursor, types in ((closed_only, "ticket.closed"), (everything, "ticket.closed"), (everything, None)):
+        query = {"cursor": cursor, **({"types": types} if types else {})}
+        resp = tenant.api.get("/api/v1/events", query_string=query)
+        assert resp.status_code == 200, (types, resp.get_json())
     either_order = read_feed(tenant.api, types="ticket.created,ticket.closed")[1]
     assert tenant.api.get("/api/v1/events", query_string={
         "cursor": either_order, "types": "ticket.closed,ticket.created,ticket.closed"}).status_code == 200
+    forged = tenant.api.get("/api/v1/events", query_string={"cursor": "WzEsMV0.forged", "types": "ticket.closed"})
+    assert forged.status_code == 422 and "cursor" in forged.get_json()["errors"]
 
 
 def test_requesters_may_not_read_the_feed_and_bad_queries_are_refused(tenant):
