@@ -191,7 +191,7 @@ def _backlog_rate(ctx: BenchContext, workers: int) -> float:
                 with tenant_context(ref):
                     actor = Actor(user_id=None, role="admin")
                     for i in range(BACKLOG // TENANTS):
-                        create_ticket(actor, f"Backlog {i}", "Printer out of toner", priority="normal")
+                        create_ticket(actor, title=f"Backlog {i}", description="Out of toner", priority="normal")
                         if i % 200 == 199:
                             db.session.commit()
                     db.session.commit()
