@@ -233,8 +233,9 @@ def _resolved_for_saving(host: str, port: int) -> list[IPAddress] | None:
     def lookup() -> None:
         try:
             found.append(resolve(host, port))
-        except RefusedTarget as refused:
-            found.append(refused)
+        except Exception as failed:  # whatever the resolver raises, the name does not resolve for this save
+            found.append(failed if isinstance(failed, RefusedTarget) else
+                         RefusedTarget(f"The host name {host} does not resolve."))
         finally:
             _save_lookups.release()
             done.set()

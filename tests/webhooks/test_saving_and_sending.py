@@ -174,3 +174,16 @@ def test_the_webhook_count_lock_is_the_tenants_own(hooks, tenant, other_tenant, 
         started = time.monotonic()
         subscribe_webhook(other_tenant, "https://hooks.example.com/other")
         assert time.monotonic() - started < 5
+
+
+def test_a_resolver_that_fails_in_an_odd_way_is_a_name_that_does_not_resolve(hooks, tenant, monkeypatch):
+    """Raised on the lookup's thread, anything but the resolver's own errors left the save with no answer (500)."""
+    real = socket.getaddrinfo
+
+    def odd(host, *args, **kwargs):
+        if host == "odd.example":
+            raise ValueError("not what the resolver usually raises")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", odd)
+    subscribe_webhook(tenant, "https://odd.example/in")
