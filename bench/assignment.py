@@ -31,7 +31,7 @@ import redis
 import sqlalchemy as sa
 from rq import Queue, Worker
 
-from bench.common import ROOT, BenchContext, Row, percentile
+from bench.common import ROOT, BenchContext, Row, percentile, start_relay
 
 BACKLOG = int(os.environ.get("BENCH_ASSIGN_BACKLOG", "3000"))
 RATES = [float(r) for r in os.environ.get("BENCH_ASSIGN_RATES", "50,100").split(",")]
@@ -76,28 +76,6 @@ def _start_workers(ctx: BenchContext, n: int, queues: str = "assignment") -> lis
             raise RuntimeError("workers did not start")
         time.sleep(0.1)
     return procs
-
-
-def _start_relay(ctx: BenchContext) -> subprocess.Popen:
-    """Start `flask outbox relay` and wait until it listens: a new ticket wakes it (NOTIFY) once committed."""
-    from app.outbox import WAKE_CHANNEL
-
-    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "relay"], cwd=ROOT,
-                            env=ctx.env(), stdout=subprocess.DEVNULL,
-                            stderr=open(ctx.work_dir / f"relay-{time.monotonic_ns()}.log", "wb"))  # noqa: SIM115
-    engine = sa.create_engine(ctx.database_url, pool_size=1)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with engine.connect() as conn:
-                if conn.execute(sa.text("select count(*) from pg_stat_activity where query = :q"),
-                                {"q": f"LISTEN {WAKE_CHANNEL}"}).scalar():
-                    return proc
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the relay did not start listening")
-            time.sleep(0.1)
-    finally:
-        engine.dispose()
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -244,7 +222,7 @@ def _latency(ctx: BenchContext, rate: float) -> dict:
     slug, key, tenant_id = _setup_tenant(ctx, "assignlat")
     server = ctx.start_web()
     procs = _start_workers(ctx, 2)
-    procs.append(_start_relay(ctx))
+    procs.append(start_relay(ctx))
     assigned_at: dict[str, float] = {}
     created_at: dict[str, float] = {}
     listening = threading.Event()

@@ -218,6 +218,30 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def start_relay(ctx: BenchContext) -> subprocess.Popen:
+    """Start `flask outbox relay` and wait until it listens: a new ticket wakes it (NOTIFY) once committed."""
+    import sqlalchemy as sa
+
+    from app.outbox import WAKE_CHANNEL
+
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "relay"], cwd=ROOT,
+                            env=ctx.env(), stdout=subprocess.DEVNULL,
+                            stderr=open(ctx.work_dir / f"relay-{time.monotonic_ns()}.log", "wb"))  # noqa: SIM115
+    engine = sa.create_engine(ctx.database_url, pool_size=1)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(sa.text("select count(*) from pg_stat_activity where query = :q"),
+                                {"q": f"LISTEN {WAKE_CHANNEL}"}).scalar():
+                    return proc
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the relay did not start listening")
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
 def parse_wrk(out: str) -> WrkResult:
     """Read requests/s and latency percentiles from wrk's --latency output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -1,7 +1,7 @@
 """Load: 200 API clients for 60 s mixing reads and writes over three tenants, with 500 sockets receiving.
 
 The product runs as `make run` runs it: gunicorn with gunicorn.conf.py as shipped (2 worker
-processes), an RQ worker on the `assignment` queue, embedded Postgres and Redis. Each tenant
+processes), an RQ worker on the `assignment` queue, the outbox relay, embedded Postgres and Redis. Each tenant
 has a team of agents with a least-loaded rule, an API key per agent and a second admin key, and
 seeded tickets. Each client is a closed loop with no think time on one keep-alive connection,
 picking an operation by weight: list, get, `q` search, create (with an `Idempotency-Key`, a few
@@ -45,7 +45,7 @@ import redis
 import sqlalchemy as sa
 from rq import Worker
 
-from bench.common import ROOT, BenchContext, Row, Server, percentile
+from bench.common import ROOT, BenchContext, Row, Server, percentile, start_relay
 from bench.httpclient import HttpConnection, Response
 from bench.wsclient import AsyncWebSocket, Closed
 
@@ -145,17 +145,23 @@ class Outcome:
 
 
 def run(ctx: BenchContext) -> list[Row]:
-    """Set up the tenants, run the load against gunicorn and a worker, then check every write."""
+    """Set up the tenants, run the load against gunicorn, a worker and the relay (as `make run` runs them),
+    then check every write."""
     tenants = [_setup_tenant(ctx, i) for i in range(TENANTS)]
-    worker = _start_worker(ctx)
+    helpers = [_start_worker(ctx), start_relay(ctx)]
     server = ctx.start_web(**RATE_LIMITS, **SHIPPED_SOCKET_CAPS)
     load = os.getloadavg()[0]
     try:
         outcome = asyncio.run(_drive(server, tenants))
     finally:
         server.stop()
-        worker.terminate()
-        worker.wait(20)
+        try:
+            _settle_assignment(ctx, [t.slug for t in tenants])
+        finally:
+            for helper in helpers:
+                helper.terminate()
+            for helper in helpers:
+                helper.wait(20)
     found = _verify(ctx, outcome.tally)
     log = _server_log_errors(ctx.work_dir / f"gunicorn-{urlsplit(server.base_url).port}.log")
     return _rows(outcome, found, load, log)
@@ -209,6 +215,25 @@ def _start_worker(ctx: BenchContext) -> subprocess.Popen:
             raise RuntimeError(f"the assignment worker did not start; see {ctx.work_dir}")
         time.sleep(0.1)
     return proc
+
+
+def _settle_assignment(ctx: BenchContext, slugs: list[str], seconds: float = 60) -> None:
+    """Wait until the worker has assigned every ticket the load created (the count below reads them then)."""
+    from tenants.names import schema_for
+
+    engine = sa.create_engine(ctx.database_url, pool_size=1)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                waiting = sum(conn.execute(sa.text(
+                    f'SELECT count(*) - count(assignee_id) FROM "{schema_for(slug)}".tickets '
+                    "WHERE title LIKE 'load c%'")).scalar() for slug in slugs)
+            if not waiting:
+                return
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
 
 
 # --- the run ---------------------------------------------------------------------------------
