@@ -12,7 +12,7 @@ from app.auth.actor import admin_only
 from app.extensions import db
 from app.idempotency import idempotent_sealed
 from app.pagination import PageArgs, page_body, page_schema
-from app.webhooks import services
+from app.webhooks import services, targets
 from app.webhooks.schemas import (
     AttemptListArgs,
     AttemptSchema,
@@ -25,7 +25,6 @@ from app.webhooks.schemas import (
 
 blp = api_blueprint("webhooks", "Webhooks: signed deliveries of events to your URL, with a delivery log.",
                     tag="Webhooks")
-LOOKUPS_BUSY = "The URL's host cannot be looked up now (too many lookups under way); try again shortly."
 
 
 def register(api: Api) -> None:
@@ -51,7 +50,7 @@ class Webhooks(MethodView):
     @blp.arguments(WebhookSchema)
     @blp.response(201, NewWebhookSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
-    @blp.alt_response(503, response="DEFAULT_ERROR", description=LOOKUPS_BUSY)
+    @blp.alt_response(503, response="DEFAULT_ERROR", description=targets.LOOKUPS_BUSY)
     def post(self, data):
         """Subscribe a URL to event types. The response shows the signing secret, this once (and in its
         replay to the same Idempotency-Key, sealed).
@@ -73,7 +72,7 @@ class WebhookById(MethodView):
     @admin_only
     @blp.arguments(WebhookPatchSchema, required=False)
     @blp.response(200, WebhookSchema)
-    @blp.alt_response(503, response="DEFAULT_ERROR", description=LOOKUPS_BUSY)
+    @blp.alt_response(503, response="DEFAULT_ERROR", description=targets.LOOKUPS_BUSY)
     def patch(self, changes, webhook_id: uuid.UUID):
         """Change a webhook; `enabled: true` turns a disabled one back on."""
         subscription = services.change_subscription(webhook_id, changes)

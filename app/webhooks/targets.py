@@ -162,12 +162,24 @@ def problem(address: IPAddress, allow_private: bool) -> str | None:
     return None
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """Return the addresses `host` resolves to now (a literal address resolves to itself)."""
+def _literal(host: str) -> IPAddress | None:
+    """Return the address `host` spells, read as the resolver reads it (IPv4 numbers as inet_aton does:
+    `127.000.000.001`, `0x7f.1`), or None for a name."""
     try:
-        return [ipaddress.ip_address(host)]
+        return ipaddress.ip_address(host)
     except ValueError:
         pass
+    try:
+        return ipaddress.ip_address(socket.inet_aton(host))
+    except (OSError, UnicodeError):
+        return None
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Return the addresses `host` resolves to now (a literal address resolves to itself)."""
+    address = _literal(host)
+    if address is not None:
+        return [address]
     try:
         found = _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except (OSError, UnicodeError):
@@ -207,26 +219,22 @@ def check_saved(url: str) -> None:
 
 SAVE_LOOKUPS = 4  # names resolved for saves at once, per process
 SAVE_LOOKUP_SECONDS = 2.0
+LOOKUPS_BUSY = "Too many webhook hosts are being looked up; try again shortly."
 _save_lookups = threading.BoundedSemaphore(SAVE_LOOKUPS)
 
 
 def _resolved_for_saving(host: str, port: int) -> list[IPAddress] | None:
     """Return what `host` resolves to, or None if that is not known within `SAVE_LOOKUP_SECONDS`.
 
-    A host the resolver reads as numbers (`127.000.000.001`, `0x7f.1`) needs no lookup and is never
-    let through. A name is looked up on a daemon thread, which keeps its place until the resolver
-    answers, and never holds back the process's exit.
+    A host that spells an address (`_literal`) needs no lookup and is never let through. A name is
+    looked up on a daemon thread, which keeps its place until the resolver answers, and never holds
+    back the process's exit.
     """
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:  # the resolver reads IPv4 numbers as inet_aton does
-        return [ipaddress.ip_address(socket.inet_aton(host))]
-    except (OSError, UnicodeError):
-        pass
+    address = _literal(host)
+    if address is not None:
+        return [address]
     if not _save_lookups.acquire(blocking=False):
-        raise Unavailable("Too many webhook hosts are being looked up; try again shortly.")
+        raise Unavailable(LOOKUPS_BUSY)
     found: list[list[IPAddress] | RefusedTarget] = []
     done = threading.Event()
 
