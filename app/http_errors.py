@@ -12,6 +12,7 @@ import logging
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.globals import request_ctx
+from gunicorn.http.errors import NoMoreData, ParseException
 from sqlalchemy.exc import (
     DataError,
     IntegrityError,
@@ -234,6 +235,17 @@ def init_app(app: Flask) -> None:
             log.info("%s %s met %s dropped", request.method, request.path, tenant.slug)
             return respond(http_error(NotFound("No such organization.")))
         return unexpected(exc)
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def unreadable_body(exc: ParseException | NoMoreData):
+        """gunicorn reads a chunked body as the app reads it: a malformed chunk (or one cut off) is
+        the client's, found only once a view or the input guard reads the body."""
+        from app.extensions import db
+
+        db.session.rollback()
+        log.info("unreadable body on %s %s: %s", request.method, request.path, str(exc)[:200])
+        return respond(BadRequest("The body's chunked transfer encoding is malformed or cut short."))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
