@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Api
@@ -36,6 +39,19 @@ def with_secret(subscription, secret: str):
     return subscription
 
 
+def url_checked_first(view: Callable) -> Callable:
+    """Check a new webhook's URL before its Idempotency-Key is claimed. The claim is an INSERT, and while
+    its transaction runs every tenant's event feed on the shard stands still (a feed serves only what is
+    below the oldest running transaction): for as long as a lookup takes, up to `SAVE_LOOKUP_SECONDS`."""
+
+    @wraps(view)
+    def wrapped(self: MethodView, data: dict[str, Any], **kwargs: Any) -> Any:
+        targets.check_saved(data["url"])
+        return view(self, data, **kwargs)
+
+    return wrapped
+
+
 @blp.route("/webhooks")
 class Webhooks(MethodView):
     @admin_only
@@ -46,8 +62,9 @@ class Webhooks(MethodView):
         return page_body(*services.list_subscriptions(args["limit"], args.get("cursor")))
 
     @admin_only
-    @idempotent_sealed
     @blp.arguments(WebhookSchema)
+    @url_checked_first
+    @idempotent_sealed
     @blp.response(201, NewWebhookSchema)
     @blp.alt_response(409, response="DEFAULT_ERROR")
     @blp.alt_response(503, response="DEFAULT_ERROR", description=targets.LOOKUPS_BUSY)

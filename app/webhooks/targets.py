@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 from app.errors import Invalid, Unavailable
 
@@ -207,14 +207,22 @@ def check_saved(url: str) -> None:
     `SAVE_LOOKUP_SECONDS`: a name whose DNS never answers held the request (its pooled connection,
     and with it a row lock) for as long as the system resolver waited. While `SAVE_LOOKUPS` such
     lookups are under way the save is refused (503), not let through unchecked.
+
+    A URL that passed once in a request is not looked up again in it: the API checks a new
+    webhook's URL before its Idempotency-Key is claimed (`api.url_checked_first`), then the
+    service checks it as every save does.
     """
+    passed = g.setdefault("webhook_urls_passed", set()) if has_request_context() else set()
+    if url in passed:
+        return
     _scheme, host, port, _path = parse(url)
     try:
         addresses = _resolved_for_saving(host, port)
     except RefusedTarget:  # does not resolve
-        return
+        addresses = None
     if addresses is not None:
         _refuse_unusable(host, addresses)
+    passed.add(url)
 
 
 SAVE_LOOKUPS = 4  # names resolved for saves at once, per process

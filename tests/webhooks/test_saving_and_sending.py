@@ -68,6 +68,38 @@ def test_a_name_slow_to_resolve_is_saved_without_waiting_for_it_and_locks_nothin
     assert saved["url"] == "https://a.slow.example/in" and saved["description"] == "meanwhile"
 
 
+def test_a_create_with_an_idempotency_key_holds_no_transaction_id_while_its_name_is_looked_up(hooks, tenant,
+                                                                                                 slow_names):
+    """The key was claimed (an INSERT, so a transaction id) before the URL was looked up: every tenant's event
+    feed on the shard serves only what is below the oldest running transaction, so each such create held
+    every organization's feed still for up to `SAVE_LOOKUP_SECONDS`, and a few at a time held it for good."""
+    asked = slow_names
+    answers: dict[str, object] = {}
+
+    def create() -> None:
+        answers["response"] = tenant.api.post("/api/v1/webhooks", json={
+            "url": "https://b.slow.example/in", "events": ["ticket.created"]}, headers={"Idempotency-Key": "slow-1"})
+
+    slow = threading.Thread(target=create)
+    slow.start()
+    assert asked.wait(10)
+    with hooks.app_context():
+        from app.extensions import db
+
+        holding = db.session.execute(sa.text(
+            "select count(*) from pg_stat_activity where datname = current_database() and backend_xid is not null"
+            " and pid <> pg_backend_pid()")).scalar_one()
+        db.session.rollback()
+    slow.join(20)
+    assert holding == 0
+    assert answers["response"].status_code == 201
+    again = tenant.api.post("/api/v1/webhooks", json={"url": "https://b.slow.example/in", "events": ["ticket.created"]},
+                            headers={"Idempotency-Key": "slow-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == answers["response"].get_json()["id"]
+    assert len(tenant.api.get("/api/v1/webhooks").get_json()["items"]) == 1
+
+
 def test_while_every_lookup_place_is_taken_a_name_is_refused_for_now_and_numbers_are_still_checked(
         hooks, tenant, slow_names, monkeypatch):
     """Let through unchecked, a busy process's saves took `localhost` and `127.000.000.001` (numbers the
