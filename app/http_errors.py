@@ -25,9 +25,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import (
     BadRequest,
+    ClientDisconnected,
     HTTPException,
     InternalServerError,
     RequestedRangeNotSatisfiable,
+    RequestTimeout,
     UnprocessableEntity,
     default_exceptions,
 )
@@ -46,6 +48,7 @@ from app.errors import (
     UnsupportedType,
     being_moved,
 )
+from app.gunicorn_worker import ReadDeadlinePassed
 from app.health import PROBES
 
 log = logging.getLogger(__name__)
@@ -235,6 +238,22 @@ def init_app(app: Flask) -> None:
             log.info("%s %s met %s dropped", request.method, request.path, tenant.slug)
             return respond(http_error(NotFound("No such organization.")))
         return unexpected(exc)
+
+    @app.errorhandler(ReadDeadlinePassed)
+    def body_too_slow(exc: ReadDeadlinePassed):
+        """The client stopped sending the body, or sent it slower than the worker's deadline allows."""
+        from app.extensions import db
+
+        db.session.rollback()
+        log.info("body too slow on %s %s", request.method, request.path)
+        return respond(RequestTimeout("The request body did not arrive in time; send it again."))
+
+    @app.errorhandler(ClientDisconnected)
+    def body_cut_short(exc: ClientDisconnected):
+        """Werkzeug's word for a body that stopped before its length: 408 when it was the worker's deadline."""
+        if isinstance(exc.__context__, ReadDeadlinePassed):
+            return body_too_slow(exc.__context__)
+        return respond(exc)
 
     @app.errorhandler(ParseException)
     @app.errorhandler(NoMoreData)

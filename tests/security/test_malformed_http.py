@@ -99,3 +99,23 @@ def test_a_broken_chunked_body_is_refused_without_a_500(live_server, tenant, tar
         assert headers["content-type"] == "application/json" and json.loads(body)["code"] == 400
     listed = tenant.api.get("/api/v1/tickets").get_json()["items"]
     assert [t["id"] for t in listed] == [ticket["id"]]
+
+
+@pytest.mark.parametrize("chunks", [b"1\r\nab\r\n0\r\n\r\n", b"zz\r\n", b"2\r\nab\r\n0\r\nBad Trailer: x\r\n\r\n"],
+                         ids=["chunk longer than its size", "size that is no number", "bad trailer"])
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/tickets", "/api/v1/nothing-here"])
+def test_a_malformed_body_the_app_never_read_gets_no_second_answer(live_server, chunks, path):
+    """gthread drained the unread body after the response and wrote its 400 on the same connection:
+    the client took it as the answer to its next request (pipelined, that request was never served)."""
+    raw = (b"GET " + path.encode() + b" HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
+           + b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\n")
+    answer = _exchange(live_server.port, raw)
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_gunicorn_refusals_carry_their_own_status_phrase(live_server):
+    raw = b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: x-made-up\r\n\r\n"
+    answer = _exchange(live_server.port, raw)
+    assert answer.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+    _status, headers, body = _parsed(answer)
+    assert json.loads(body)["status"] == "Not Implemented" and headers["date"].endswith("GMT")

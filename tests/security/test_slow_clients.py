@@ -1,0 +1,166 @@
+"""A client that stops sending its request, or trickles it, gives up its worker thread at a deadline.
+
+gthread read a request's head and body on a request thread with no timeout: a client that sent
+`GET / HTTP/1.1` and nothing more held a thread for good, and as many such sockets as threads
+(64 here, 1,100 a worker as shipped) left nothing to answer anyone else. This server's deadline
+is 1 s (`REQUEST_READ_SECONDS`), and each 500 bytes that arrive buy another second.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+import websocket
+
+from app.gunicorn_worker import DeadlineUnreader, ReadDeadlinePassed
+from tests.helpers import next_event
+from tests.security.test_malformed_http import HOST, _parsed
+from tests.servers import start_gunicorn, stop_gunicorn
+
+
+@pytest.fixture(scope="module")
+def strict_server(app, services):
+    server = start_gunicorn(services, REQUEST_READ_SECONDS="1", GUNICORN_THREADS="16")
+    yield server
+    stop_gunicorn(server)
+
+
+def _connect(server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=15)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def test_a_request_whose_head_stops_is_closed_and_holds_no_thread(strict_server):
+    stalled = [_connect(strict_server) for _ in range(40)]  # more than the server's 16 threads
+    for sock in stalled:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    try:
+        for sock in stalled:
+            assert _answer(sock) == b""  # closed at the deadline, unanswered
+            sock.close()
+        with _connect(strict_server) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+            assert _parsed(_answer(sock))[0] == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_peer_that_never_closes_its_side_holds_back_no_other_client(strict_server):
+    """gthread closed each finished connection on the thread that accepts every other, waiting up to 2 s
+    for the peer to close too: five such peers kept a sixth client waiting 7.8 s for /healthz."""
+    held = []
+    try:
+        for _ in range(5):
+            sock = _connect(strict_server)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+            held.append(sock)
+        time.sleep(0.2)
+        with _connect(strict_server) as sock:
+            sock.settimeout(1.5)  # under the 2 s one such peer held the loop for
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+            assert _parsed(sock.recv(65536))[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_closed_at_its_outer_deadline(strict_server):
+    with _connect(strict_server) as sock:
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            for _ in range(200):  # would take 20 s
+                sock.sendall(b"X")
+                time.sleep(0.1)
+            assert sock.recv(1) == b""
+        assert time.monotonic() - started < 10  # two budgets at most, with room for a busy host
+
+
+def test_a_body_that_stops_is_answered_408(strict_server, tenant):
+    with _connect(strict_server) as sock:
+        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + tenant.key.encode()
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ")
+        status, headers, body = _parsed(_answer(sock))
+    assert status == 408 and headers["content-type"] == "application/json"
+    assert json.loads(body)["code"] == 408
+    assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
+
+
+def test_a_slow_but_steady_body_is_taken(strict_server, tenant):
+    """Past the first second, each 500 bytes buy another: 3 s of a steady 1,000 bytes a second is read."""
+    body = json.dumps({"title": "Slow link", "description": "x" * 2900}).encode()
+    with _connect(strict_server) as sock:
+        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + tenant.key.encode()
+                     + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n")
+        for at in range(0, len(body), 500):
+            sock.sendall(body[at:at + 500])
+            time.sleep(0.5)
+        status, _headers, answer = _parsed(_answer(sock))
+    assert status == 201 and json.loads(answer)["title"] == "Slow link"
+
+
+def test_kept_alive_requests_each_get_their_own_deadline(strict_server):
+    conn = http.client.HTTPConnection("127.0.0.1", strict_server.port, timeout=10)
+    try:
+        for _ in range(3):
+            time.sleep(0.7)  # idle between requests: kept alive, not any request's time
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == b'{"status":"ok"}\n'
+            assert not response.will_close
+    finally:
+        conn.close()
+
+
+def test_an_open_stream_has_no_deadline(strict_server, tenant):
+    ticket = tenant.api.post("/api/v1/tickets", json={"title": "Quiet"}).get_json()
+    ws = websocket.create_connection(f"ws://127.0.0.1:{strict_server.port}/api/v1/tickets/{ticket['id']}/stream",
+                                     header=[f"Authorization: Bearer {tenant.key}"], timeout=10)
+    try:
+        time.sleep(2.5)  # quiet for longer than any request's deadline
+        tenant.api.post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "still here"})
+        assert next_event(ws, "message.created")["message"]["body"] == "still here"
+    finally:
+        ws.close()
+
+
+
+def test_bytes_already_here_are_read_past_the_deadline_and_none_are_waited_for():
+    """The deadline bounds waiting for the client: bytes it sent in time are taken however late the app
+    comes to them (the app may have waited on the database first); with none here, the read gives up."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        reader = DeadlineUnreader(ours)
+        reader.begin(0.05)
+        theirs.sendall(b"sent in time")
+        time.sleep(0.1)
+        assert reader.read() == b"sent in time"
+        reader.begin(0.05)
+        started = time.monotonic()
+        with pytest.raises(ReadDeadlinePassed):
+            reader.read()
+        assert time.monotonic() - started < 5
+
+
+def test_each_500_bytes_buy_a_second_up_to_the_heads_bound():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        reader = DeadlineUnreader(ours)
+        reader.begin(0.0, 3.0)
+        theirs.sendall(b"x" * 1000)
+        assert reader.read() == b"x" * 1000  # here already: taken, and two seconds bought
+        theirs.sendall(b"y")
+        assert reader.read() == b"y"
+        reader.begin(0.0, 0.0)
+        theirs.sendall(b"z" * 5000)
+        assert reader.read() == b"z" * 5000  # bought nothing past a bound of now
+        with pytest.raises(ReadDeadlinePassed):
+            reader.read()
