@@ -32,9 +32,17 @@ import orjson
 import redis
 from flask import Blueprint, Flask, current_app, g, request
 from flask_smorest import abort
+from h11 import ProtocolError as H11Error
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException, ServiceUnavailable, UnprocessableEntity
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+    UnprocessableEntity,
+)
+from wsproto.utilities import ProtocolError as WsprotoError
 
 from app.auth import ratelimit
 from app.auth.actor import Actor, current_actor, set_actor
@@ -140,6 +148,19 @@ def check_handshake() -> None:
         abort(400, message="Not a WebSocket handshake: Sec-WebSocket-Key must be 16 bytes in base64.")
 
 
+@bp.errorhandler(ValueError)  # UnicodeError is one
+@bp.errorhandler(WsprotoError)
+@bp.errorhandler(H11Error)
+def unreadable_handshake(exc: Exception):
+    """flask-sock hands every header of the handshake to wsproto and h11, which raise on some that
+    `check_handshake` lets by (a Host that is not IDNA, bytes that are not ASCII, a window size that
+    is no number): 400, as any unreadable request. Once the socket is open it is the stream's own fault."""
+    if g.get("stream_open"):
+        log.exception("stream failed on %s", request.path)
+        return api_error_response(InternalServerError())
+    return api_error_response(BadRequest(f"Not a WebSocket handshake this server can read: {str(exc)[:100]}"))
+
+
 @bp.teardown_request
 def release_slot(_exc: BaseException | None) -> None:
     slot = g.pop("stream_slot", None)
@@ -150,6 +171,7 @@ def release_slot(_exc: BaseException | None) -> None:
 @sock.route("/api/v1/tickets/<uuid:ticket_id>/stream", bp=bp)
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
+    g.stream_open = True
     args = g.stream_args
     grant = Grant.of(current_tenant(), current_actor())
     try:

@@ -7,6 +7,7 @@ catch-up cannot replay (or is closed)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -348,6 +349,45 @@ def test_a_malformed_handshake_is_400_not_500(tenant, server_a, headers):
             answer += chunk
     status = int(answer.split(b" ", 2)[1])
     assert status == 400, answer[:300]
+
+
+GOOD_HANDSHAKE = {b"Upgrade": b"websocket", b"Connection": b"Upgrade", b"Sec-WebSocket-Version": b"13",
+                  b"Sec-WebSocket-Key": b"dGhlIHNhbXBsZSBub25jZQ=="}
+UNREADABLE_HANDSHAKES = {
+    "host not IDNA": {b"Host": b"xn--zz"},
+    "host not ASCII": {b"Host": b"\xff"},
+    "connection not ASCII": {b"Connection": b"Upgrade, \xff"},
+    "protocol not ASCII": {b"Sec-WebSocket-Protocol": b"\xff"},
+    "protocol in UTF-8": {b"Sec-WebSocket-Protocol": b"\xc3\xa9"},
+    "window bits not a number": {b"Sec-WebSocket-Extensions": b"permessage-deflate; server_max_window_bits=abc"},
+    "window bits empty": {b"Sec-WebSocket-Extensions": b"permessage-deflate; server_max_window_bits="},
+    "client window bits not a number": {b"Sec-WebSocket-Extensions": b"permessage-deflate; client_max_window_bits=abc"},
+    "extensions not ASCII": {b"Sec-WebSocket-Extensions": b"\xff"},
+}
+
+
+@pytest.mark.parametrize("changed", UNREADABLE_HANDSHAKES.values(), ids=UNREADABLE_HANDSHAKES.keys())
+def test_a_handshake_the_websocket_library_cannot_read_is_400_not_500(tenant, server_a, changed):
+    """flask-sock hands every header to wsproto and h11, which raise on what they cannot read (a Host that
+    is not IDNA, bytes that are not ASCII, a window size that is no number): that was a 500."""
+    ticket = helpers.new_ticket(tenant.api)
+    headers = {b"Host": f"127.0.0.1:{server_a.port}".encode(), **GOOD_HANDSHAKE,
+               b"Authorization": f"Bearer {tenant.key}".encode(), **changed}
+    raw_request = (f"GET /api/v1/tickets/{ticket['id']}/stream HTTP/1.1\r\n".encode()
+                   + b"".join(name + b": " + value + b"\r\n" for name, value in headers.items()) + b"\r\n")
+    with socket.create_connection(("127.0.0.1", server_a.port), timeout=10) as raw:
+        raw.sendall(raw_request)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := raw.recv(65536)):
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+        while len(body) < length and (chunk := raw.recv(65536)):
+            body += chunk
+    assert json.loads(body)["code"] == 400
+    ws = server_a.connect(ticket["id"], key=tenant.key)  # and its slot was given back
+    ws.close()
 
 
 def test_after_seq_past_the_tickets_last_message_is_refused(tenant, server_a):
