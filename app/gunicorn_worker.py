@@ -14,6 +14,8 @@ reading each request, one answer per request, and gunicorn's own refusals in the
   every other, waiting up to 2 s for the peer to close its side: a peer that sent
   `Connection: close` and never closed stopped the whole worker for 2 s. Here the request's own
   thread closes it.
+- **A deadline on each write of a response** (`RESPONSE_SEND_SECONDS`): a client that asked for a
+  large answer and never read it held a thread for good.
 - **One answer per request.** Once a response has gone, gthread drains a body the app did not
   read; one that is malformed there made gunicorn write a 400 after the response, which the
   client took as the answer to its next request. Such a connection now just closes.
@@ -41,8 +43,12 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 # The first budget of a request's head, and of its body (REQUEST_READ_SECONDS); a head never gets more than twice it.
 HEAD_SECONDS = BODY_SECONDS = float(os.environ.get("REQUEST_READ_SECONDS", "20"))
 HEAD_MOST_SECONDS = 2 * HEAD_SECONDS
+BODY_MOST_SECONDS = 3600.0  # a body of the largest upload (25 MiB) must come at 7 KiB/s or more
+# The most one write of a response may take (RESPONSE_SEND_SECONDS): a client that stops reading lets it go.
+SEND_SECONDS = float(os.environ.get("RESPONSE_SEND_SECONDS", "60"))
 MIN_RATE = 500  # bytes a second that extend a deadline by one second
 ERROR_MESSAGE_CHARS = 200
+CLOSED = object()  # what `Worker.handle` answers for a connection it closed itself
 LINGER_SECONDS = 1.0  # how long a closing connection waits for the peer to close its side (RFC 9112 9.6)
 
 
@@ -63,23 +69,27 @@ class DeadlineUnreader(SocketUnreader):
         super().__init__(sock)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
-        self._deadline = self._most = 0.0
+        self._deadline = self._most = self._seconds = 0.0
+        self.request: Any = None  # the request being read, told to close its connection when its deadline passes
         self.begin(HEAD_SECONDS, HEAD_MOST_SECONDS)
 
-    def begin(self, seconds: float, most: float | None = None) -> None:
-        """Start a deadline `seconds` from now, extended as bytes arrive up to `most` seconds (None: no bound)."""
+    def begin(self, seconds: float, most: float, request: Any = None) -> None:
+        """Start a deadline `seconds` from now, extended as bytes arrive up to `most` seconds from now."""
         now = time.monotonic()
-        self._deadline = now + seconds
-        self._most = now + most if most is not None else float("inf")
+        self._deadline, self._most, self._seconds, self.request = now + min(seconds, most), now + most, seconds, request
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         # Bytes already here are taken even past the deadline: it bounds waiting for the client, and the
         # app may have been slow to read what the client sent in time.
         remaining = max(self._deadline - time.monotonic(), 0.0)
         if not self._poll.poll(remaining * 1000):
+            if self.request is not None:  # where the next request would start is unknown: say so, and close
+                self.request.must_close = True
             raise ReadDeadlinePassed
         data = super().chunk(size_hint)
-        self._deadline = min(self._deadline + len(data) / MIN_RATE, self._most)
+        # Bytes buy time, but never more than one first budget ahead: a burst does not pay for a long silence.
+        now = time.monotonic()
+        self._deadline = min(self._deadline + len(data) / MIN_RATE, now + self._seconds, self._most)
         return data
 
 
@@ -117,12 +127,23 @@ class Worker(ThreadWorker):
             # Closed here, on the request's thread: gthread closes it on the thread that accepts and
             # dispatches every connection, lingering up to 2 s for the peer to close its side.
             util.close_graceful(conn.sock, timeout=LINGER_SECONDS)
+            return CLOSED
         return kept
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        if not fs.cancelled() and fs.exception() is None and fs.result() is CLOSED:
+            self.nr_conns -= 1  # counted out once, as gthread counts out a connection it closes
+            return
+        super().finish_request(conn, fs)
 
     def handle_request(self, req: Any, conn: TConn) -> Any:
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):  # the head is read: the body's own deadline starts
-            unreader.begin(BODY_SECONDS)
+            unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS, req)
+        # Each write of the response (gunicorn's `sendall`, or each wait of its `sendfile`) gives up after
+        # this: a client that stopped reading held the thread for good. A WebSocket takes it off
+        # (`app.conversation.stream`), its sends have a watchdog of their own.
+        conn.sock.settimeout(SEND_SECONDS)
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:

@@ -35,7 +35,7 @@ from app.at_once import jsonb
 from app.errors import Conflict, Invalid
 from app.extensions import db
 from app.models_base import TENANT_SCHEMA, created_at
-from tenants import TenantStatement
+from tenants import TenantStatement, autocommit_connection
 
 RETENTION = timedelta(hours=24)
 REPLAYED_HEADERS = ("ETag", "Location")
@@ -185,6 +185,15 @@ def stored_response(conn: Any, claim: Claim) -> Response | None:
         raise Invalid.field("Idempotency-Key", "Already used with a different request.",
                             "This Idempotency-Key was already used with a different request.")
     return replay(status, bytes(body), headers)
+
+
+def holds_response(claim: Claim) -> bool:
+    """Tell whether `claim`'s key already holds a response, or another request's (a read: it claims nothing)."""
+    with autocommit_connection() as conn:
+        try:
+            return stored_response(conn, claim) is not None
+        except Invalid:
+            return True
 
 
 def endpoint_of(method: str, rule: str, kwargs: dict[str, Any]) -> str:

@@ -137,6 +137,7 @@ def authenticate_stream() -> None:
         abort(429, message=f"This {full} has {slot.cap_of(full)} streams open already, the most allowed; "
                            "close one before opening another.")
     g.stream_slot = slot
+    g.stream_handshake = True  # what fails from here until the socket opens is the handshake's (`unreadable_handshake`)
 
 
 def check_handshake() -> None:
@@ -154,8 +155,9 @@ def check_handshake() -> None:
 def unreadable_handshake(exc: Exception):
     """flask-sock hands every header of the handshake to wsproto and h11, which raise on some that
     `check_handshake` lets by (a Host that is not IDNA, bytes that are not ASCII, a window size that
-    is no number): 400, as any unreadable request. Once the socket is open it is the stream's own fault."""
-    if g.get("stream_open"):
+    is no number): 400, as any unreadable request. Before the handshake, or once the socket is open, it
+    is the server's own fault."""
+    if g.get("stream_open") or not g.get("stream_handshake"):
         log.exception("stream failed on %s", request.path)
         return api_error_response(InternalServerError())
     return api_error_response(BadRequest(f"Not a WebSocket handshake this server can read: {str(exc)[:100]}"))
@@ -172,6 +174,10 @@ def release_slot(_exc: BaseException | None) -> None:
 def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
     g.stream_open = True
+    with contextlib.suppress(OSError, AttributeError):
+        # Blocking again: the worker bounds each write of a response (`app.gunicorn_worker`), and a socket
+        # with a timeout may send part of a frame; a stream's sends have their watchdog (`Sending`).
+        ws.sock.settimeout(None)
     args = g.stream_args
     grant = Grant.of(current_tenant(), current_actor())
     try:

@@ -19,6 +19,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 
 from app.errors import Invalid, Malformed, TooLarge, UnsupportedType
+from app.gunicorn_worker import ReadDeadlinePassed
 
 READ_SIZE = 256 * 1024
 FIELD = "file"
@@ -66,6 +67,8 @@ class MultipartStream:
                 try:
                     chunk = self._stream.read(READ_SIZE)
                 except ClientDisconnected as exc:
+                    if isinstance(exc.__context__, ReadDeadlinePassed):
+                        raise  # a client that stopped sending: 408 (`app.http_errors`), to send again
                     raise Malformed(TRUNCATED) from exc
                 ended = not chunk
                 try:

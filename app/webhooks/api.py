@@ -13,7 +13,7 @@ from flask_smorest import Api
 from app.api_common import api_blueprint
 from app.auth.actor import admin_only
 from app.extensions import db
-from app.idempotency import idempotent_sealed
+from app.idempotency import claim_of_request, holds_response, idempotent_sealed
 from app.pagination import PageArgs, page_body, page_schema
 from app.webhooks import services, targets
 from app.webhooks.schemas import (
@@ -42,11 +42,17 @@ def with_secret(subscription, secret: str):
 def url_checked_first(view: Callable) -> Callable:
     """Check a new webhook's URL before its Idempotency-Key is claimed. The claim is an INSERT, and while
     its transaction runs every tenant's event feed on the shard stands still (a feed serves only what is
-    below the oldest running transaction): for as long as a lookup takes, up to `SAVE_LOOKUP_SECONDS`."""
+    below the oldest running transaction): for as long as a lookup takes, up to `SAVE_LOOKUP_SECONDS`.
+
+    A key that already holds a response is replayed unchecked: the webhook exists, and its secret is
+    shown only there, whatever the name resolves to now.
+    """
 
     @wraps(view)
     def wrapped(self: MethodView, data: dict[str, Any], **kwargs: Any) -> Any:
-        targets.check_saved(data["url"])
+        claim = claim_of_request(kwargs, sealed=True)
+        if claim is None or not holds_response(claim):
+            targets.check_saved(data["url"])
         return view(self, data, **kwargs)
 
     return wrapped

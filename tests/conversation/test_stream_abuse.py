@@ -390,6 +390,23 @@ def test_a_handshake_the_websocket_library_cannot_read_is_400_not_500(tenant, se
     ws.close()
 
 
+def test_a_server_fault_before_the_handshake_is_a_logged_500_not_the_clients_400(app, tenant, monkeypatch, caplog):
+    """Only what wsproto and h11 raise on the handshake is the client's: a ValueError of the server's own,
+    before it, is a fault to log (it was answered 400, with its text)."""
+    from app.conversation import stream
+
+    def broken() -> None:
+        raise ValueError("the server's own bug")
+
+    monkeypatch.setattr(stream, "check_handshake", broken)
+    ticket = helpers.new_ticket(tenant.api)
+    response = app.test_client().get(f"/api/v1/tickets/{ticket['id']}/stream", headers={
+        "Authorization": f"Bearer {tenant.key}", **{k.decode(): v.decode() for k, v in GOOD_HANDSHAKE.items()}})
+    assert response.status_code == 500
+    assert "the server's own bug" not in response.get_data(as_text=True)
+    assert any("stream failed" in record.getMessage() for record in caplog.records)
+
+
 def test_after_seq_past_the_tickets_last_message_is_refused(tenant, server_a):
     ticket = helpers.new_ticket(tenant.api)
     helpers.post_message(tenant.api, ticket["id"], body="one")

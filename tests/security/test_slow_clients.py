@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import time
+from concurrent.futures import Future
 
 import pytest
 import websocket
 
-from app.gunicorn_worker import DeadlineUnreader, ReadDeadlinePassed
+from app.gunicorn_worker import CLOSED, DeadlineUnreader, ReadDeadlinePassed, Worker
 from tests.helpers import next_event
 from tests.security.test_malformed_http import HOST, _parsed
 from tests.servers import start_gunicorn, stop_gunicorn
@@ -24,7 +26,7 @@ from tests.servers import start_gunicorn, stop_gunicorn
 
 @pytest.fixture(scope="module")
 def strict_server(app, services):
-    server = start_gunicorn(services, REQUEST_READ_SECONDS="1", GUNICORN_THREADS="16")
+    server = start_gunicorn(services, REQUEST_READ_SECONDS="1", RESPONSE_SEND_SECONDS="1", GUNICORN_THREADS="16")
     yield server
     stop_gunicorn(server)
 
@@ -89,8 +91,76 @@ def test_a_body_that_stops_is_answered_408(strict_server, tenant):
                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ")
         status, headers, body = _parsed(_answer(sock))
     assert status == 408 and headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"  # where the next request would start is unknown
     assert json.loads(body)["code"] == 408
     assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
+
+
+def test_an_upload_that_stops_is_answered_408_not_malformed(strict_server, tenant):
+    ticket = tenant.api.post("/api/v1/tickets", json={"title": "Upload"}).get_json()
+    part = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+            b"Content-Type: text/plain\r\n\r\nhello")
+    with _connect(strict_server) as sock:
+        sock.sendall(f"POST /api/v1/tickets/{ticket['id']}/attachments HTTP/1.1\r\n".encode() + HOST
+                     + b"Authorization: Bearer " + tenant.key.encode()
+                     + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n" + part)
+        status, _headers, body = _parsed(_answer(sock))
+    assert status == 408 and json.loads(body)["code"] == 408
+
+
+def test_a_client_that_never_reads_its_answers_holds_no_thread(app, services):
+    """Each write of a response had no deadline: two clients that asked for the 270 KB document 40 times
+    over and read nothing held both threads for good, and /healthz got no answer."""
+    server = start_gunicorn(services, RESPONSE_SEND_SECONDS="1", GUNICORN_THREADS="2")
+    stuck = []
+    try:
+        for _ in range(2):
+            sock = _connect(server)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall((b"GET /api/v1/openapi.json HTTP/1.1\r\n" + HOST + b"\r\n") * 40)
+            stuck.append(sock)
+        time.sleep(3)
+        with _connect(server) as sock:
+            sock.settimeout(10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+            assert _parsed(_answer(sock))[0] == 200
+    finally:
+        for sock in stuck:
+            sock.close()
+        stop_gunicorn(server)
+
+
+def test_a_connection_closed_on_its_own_thread_is_counted_out_once():
+    """The worker closed it, then gthread closed it again and counted it out twice: its count of open
+    connections went below zero, lifting `worker_connections` and ending a graceful stop at once."""
+    worker = Worker.__new__(Worker)
+    worker.nr_conns = 1
+    done: Future = Future()
+    done.set_result(CLOSED)
+    worker.finish_request(object(), done)
+    assert worker.nr_conns == 0
+
+
+def test_a_stopping_worker_still_answers_a_kept_alive_connection(app, services):
+    """With its count of connections below zero, a stopping worker closed kept-alive connections at once
+    instead of answering the request a client was sending on one (with `Connection: close`)."""
+    server = start_gunicorn(services)
+    try:
+        for _ in range(3):
+            with _connect(server) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+                _answer(sock)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert response.status == 200 and response.will_close
+        conn.close()
+    finally:
+        stop_gunicorn(server)
 
 
 def test_a_slow_but_steady_body_is_taken(strict_server, tenant):
@@ -139,28 +209,45 @@ def test_bytes_already_here_are_read_past_the_deadline_and_none_are_waited_for()
     ours, theirs = socket.socketpair()
     with ours, theirs:
         reader = DeadlineUnreader(ours)
-        reader.begin(0.05)
+        reader.begin(0.05, 0.05)
         theirs.sendall(b"sent in time")
         time.sleep(0.1)
         assert reader.read() == b"sent in time"
-        reader.begin(0.05)
-        started = time.monotonic()
+        reader.begin(0.05, 0.05)
         with pytest.raises(ReadDeadlinePassed):
             reader.read()
-        assert time.monotonic() - started < 5
 
 
-def test_each_500_bytes_buy_a_second_up_to_the_heads_bound():
+def _read(reader: DeadlineUnreader, size: int) -> bytes:
+    got = b""
+    while len(got) < size:
+        got += reader.read()
+    return got
+
+
+def test_a_burst_buys_no_more_than_one_first_budget_of_silence():
+    """500 bytes buy a second, but never more than the first budget ahead: 100 KB sent at once would have
+    bought 200 s of a thread for a client that then fell silent."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
         reader = DeadlineUnreader(ours)
-        reader.begin(0.0, 3.0)
-        theirs.sendall(b"x" * 1000)
-        assert reader.read() == b"x" * 1000  # here already: taken, and two seconds bought
-        theirs.sendall(b"y")
-        assert reader.read() == b"y"
-        reader.begin(0.0, 0.0)
-        theirs.sendall(b"z" * 5000)
-        assert reader.read() == b"z" * 5000  # bought nothing past a bound of now
+        reader.begin(0.3, 60)
+        theirs.sendall(b"x" * 100_000)
+        assert _read(reader, 100_000) == b"x" * 100_000
+        time.sleep(0.5)
+        started = time.monotonic()
         with pytest.raises(ReadDeadlinePassed):
             reader.read()
+        assert time.monotonic() - started < 5  # not the 60 s (of the 200 s) the burst would have bought
+
+
+def test_no_wait_runs_past_the_outer_bound():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        reader = DeadlineUnreader(ours)
+        reader.begin(30, 0.2)
+        time.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(ReadDeadlinePassed):
+            reader.read()
+        assert time.monotonic() - started < 5  # not the 30 s of its first budget

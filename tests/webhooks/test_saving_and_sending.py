@@ -100,6 +100,43 @@ def test_a_create_with_an_idempotency_key_holds_no_transaction_id_while_its_name
     assert len(tenant.api.get("/api/v1/webhooks").get_json()["items"]) == 1
 
 
+def test_a_replay_of_a_create_is_answered_whatever_its_name_resolves_to_now(hooks, tenant, monkeypatch, slow_names):
+    """The URL is checked before the key is claimed, so a replay was checked again: once the name resolved
+    to a private address, or while every lookup place was taken, the webhook existed and the replay that
+    alone shows its secret was refused."""
+    monkeypatch.setitem(hooks.config, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+    answer = {"address": "93.184.216.34"}
+    real = targets.socket.getaddrinfo
+
+    def lookup(host, port, *args, **kwargs):
+        if host == "flip.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer["address"], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", lookup)
+    body = {"url": "https://flip.example/in", "events": ["ticket.created"]}
+    first = tenant.api.post("/api/v1/webhooks", json=body, headers={"Idempotency-Key": "flip-1"})
+    assert first.status_code == 201
+    answer["address"] = "10.0.0.5"
+    again = tenant.api.post("/api/v1/webhooks", json=body, headers={"Idempotency-Key": "flip-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["secret"] == first.get_json()["secret"]
+    fresh = tenant.api.post("/api/v1/webhooks", json=body, headers={"Idempotency-Key": "flip-2"})
+    assert fresh.status_code == 422  # a new key is checked as ever
+    threads = [threading.Thread(target=tenant.api.post, args=("/api/v1/webhooks",),
+                                kwargs={"json": {"url": f"https://n{i}.slow.example/in", "events": ["ticket.created"]}})
+               for i in range(targets.SAVE_LOOKUPS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while targets._save_lookups._value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = tenant.api.post("/api/v1/webhooks", json=body, headers={"Idempotency-Key": "flip-1"})
+    assert busy.status_code == 201 and busy.headers["Idempotent-Replayed"] == "true"  # no lookup needed
+    for thread in threads:
+        thread.join(20)
+
+
 def test_while_every_lookup_place_is_taken_a_name_is_refused_for_now_and_numbers_are_still_checked(
         hooks, tenant, slow_names, monkeypatch):
     """Let through unchecked, a busy process's saves took `localhost` and `127.000.000.001` (numbers the
