@@ -107,6 +107,10 @@ class DeadlineConn(TConn):
 class Worker(ThreadWorker):
     """gthread, with request deadlines and one answer per request (see the module's docstring)."""
 
+    def init_process(self) -> None:
+        util.write_error = write_error  # gunicorn has no setting for its error pages
+        super().init_process()
+
     def accept(self, listener: Any) -> None:
         """gthread's `accept`, making a `DeadlineConn` (gunicorn 27.0.1)."""
         try:
@@ -168,5 +172,3 @@ def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
             "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
-
-util.write_error = write_error
