@@ -14,8 +14,9 @@ reading each request, one answer per request, and gunicorn's own refusals in the
   every other, waiting up to 2 s for the peer to close its side: a peer that sent
   `Connection: close` and never closed stopped the whole worker for 2 s. Here the request's own
   thread closes it.
-- **A deadline on each write of a response** (`RESPONSE_SEND_SECONDS`): a client that asked for a
-  large answer and never read it held a thread for good.
+- **A deadline on each write of a response** (`RESPONSE_SEND_SECONDS`, kept by the kernel as
+  `SO_SNDTIMEO`, and by the socket's timeout while a file is sent): a client that asked for a large
+  answer and never read it held a thread for good.
 - **One answer per request.** Once a response has gone, gthread drains a body the app did not
   read; one that is malformed there made gunicorn write a 400 after the response, which the
   client took as the answer to its next request. Such a connection now just closes.
@@ -31,6 +32,8 @@ import errno
 import json
 import os
 import select
+import socket
+import struct
 import time
 from http import HTTPStatus
 from typing import Any
@@ -79,14 +82,19 @@ class DeadlineUnreader(SocketUnreader):
         self._deadline, self._most, self._seconds, self.request = now + min(seconds, most), now + most, seconds, request
 
     def chunk(self, size_hint: int | None = None) -> bytes:
-        # Bytes already here are taken even past the deadline: it bounds waiting for the client, and the
-        # app may have been slow to read what the client sent in time.
-        remaining = max(self._deadline - time.monotonic(), 0.0)
-        if not self._poll.poll(remaining * 1000):
-            if self.request is not None:  # where the next request would start is unknown: say so, and close
-                self.request.must_close = True
-            raise ReadDeadlinePassed
-        data = super().chunk(size_hint)
+        size = self.mxchunk if not size_hint or size_hint <= self.mxchunk else min(size_hint, self.max_body_chunk)
+        # Bytes already here are taken at once, even past the deadline: it bounds waiting for the client,
+        # and the app may have been slow to read what the client sent in time. One call, as gthread's
+        # own read: each call lets go of the GIL, which a busy process may take 5 ms to give back.
+        try:
+            data = self.sock.recv(size, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            remaining = max(self._deadline - time.monotonic(), 0.0)
+            if not self._poll.poll(remaining * 1000):
+                if self.request is not None:  # where the next request would start is unknown: say so, and close
+                    self.request.must_close = True
+                raise ReadDeadlinePassed from None
+            data = self.sock.recv(size)
         # Bytes buy time, but never more than one first budget ahead: a burst does not pay for a long silence.
         now = time.monotonic()
         self._deadline = min(self._deadline + len(data) / MIN_RATE, now + self._seconds, self._most)
@@ -102,6 +110,9 @@ class DeadlineConn(TConn):
         # Not over TLS: a TLS socket may hold decrypted bytes that `poll` does not see.
         if fresh and not self.cfg.is_ssl and not self.is_http2 and type(self.parser.unreader) is SocketUnreader:
             self.parser.unreader = DeadlineUnreader(self.sock)
+            # The kernel bounds each send: the socket stays blocking, so a write is one call (a Python
+            # timeout would poll before each send and split large writes into more).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, send_timeout(SEND_SECONDS))
 
 
 class Worker(ThreadWorker):
@@ -144,17 +155,33 @@ class Worker(ThreadWorker):
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):  # the head is read: the body's own deadline starts
             unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS, req)
-        # Each write of the response (gunicorn's `sendall`, or each wait of its `sendfile`) gives up after
-        # this: a client that stopped reading held the thread for good. A WebSocket takes it off
-        # (`app.conversation.stream`), its sends have a watchdog of their own.
-        conn.sock.settimeout(SEND_SECONDS)
         return super().handle_request(req, conn)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app = self.wsgi
+
+        def files_timed(environ: dict[str, Any], start_response: Any) -> Any:
+            body = app(environ, start_response)
+            if isinstance(body, environ["wsgi.file_wrapper"]):
+                # gunicorn sends a file with `socket.sendfile`, which waits for a socket that takes
+                # nothing for as long as the socket's own timeout: with none, for good.
+                environ["gunicorn.socket"].settimeout(SEND_SECONDS)
+            return body
+
+        self.wsgi = files_timed
 
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
         try:
             return super()._keepalive_after(conn, keepalive)
         except (ParseException, NoMoreData):  # the response has gone out: close, with no second answer
             return False
+
+
+def send_timeout(seconds: float) -> bytes:
+    """`SO_SNDTIMEO`'s value for `seconds` (0: sends wait for good, as a WebSocket's must)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:

@@ -58,6 +58,7 @@ from app.conversation.socket_guard import ReaderThread, Sending, finish
 from app.conversation.socket_slots import Slot
 from app.errors import DomainError, NotFound
 from app.extensions import db, parser, redis_client, sock
+from app.gunicorn_worker import send_timeout
 from app.http_errors import api_error_response, http_error
 from app.idempotency import Claim, endpoint_of, fingerprint
 from app.input_guard import decode_json
@@ -175,9 +176,9 @@ def ticket_stream(ws, ticket_id: uuid.UUID) -> None:
     """Serve one socket on a ticket until the peer leaves, stops answering pings, or loses access."""
     g.stream_open = True
     with contextlib.suppress(OSError, AttributeError):
-        # Blocking again: the worker bounds each write of a response (`app.gunicorn_worker`), and a socket
-        # with a timeout may send part of a frame; a stream's sends have their watchdog (`Sending`).
-        ws.sock.settimeout(None)
+        # Sends wait for good again: the worker bounds each send of a response (`app.gunicorn_worker`), and
+        # a send cut short would leave part of a frame; a stream's sends have their watchdog (`Sending`).
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, send_timeout(0))
     args = g.stream_args
     grant = Grant.of(current_tenant(), current_actor())
     try:

@@ -9,6 +9,7 @@ is 1 s (`REQUEST_READ_SECONDS`), and each 500 bytes that arrive buy another seco
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import signal
 import socket
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 import pytest
 import websocket
 
-from app.gunicorn_worker import CLOSED, DeadlineUnreader, ReadDeadlinePassed, Worker
+from app.gunicorn_worker import CLOSED, SEND_SECONDS, DeadlineUnreader, ReadDeadlinePassed, Worker
 from tests.helpers import next_event
 from tests.security.test_malformed_http import HOST, _parsed
 from tests.servers import start_gunicorn, stop_gunicorn
@@ -251,3 +252,25 @@ def test_no_wait_runs_past_the_outer_bound():
         with pytest.raises(ReadDeadlinePassed):
             reader.read()
         assert time.monotonic() - started < 5  # not the 30 s of its first budget
+
+
+def test_a_file_is_sent_with_a_deadline_on_each_wait():
+    """gunicorn sends a file with `socket.sendfile`, which waits on a socket that takes nothing for as long
+    as the socket's own timeout: the kernel's send timeout does not reach those waits."""
+    from gunicorn.http.wsgi import FileWrapper
+
+    class Socket:
+        timeout = None
+
+        def settimeout(self, seconds):
+            self.timeout = seconds
+
+    worker = Worker.__new__(Worker)
+    worker.app = type("App", (), {"wsgi": lambda self: lambda environ, start: (
+        FileWrapper(io.BytesIO(b"file")) if environ["PATH_INFO"] == "/file" else [b"page"])})()
+    worker.cfg = type("Cfg", (), {"reload": False})()
+    worker.load_wsgi()
+    for path, timed in (("/file", SEND_SECONDS), ("/page", None)):
+        sock = Socket()
+        worker.wsgi({"PATH_INFO": path, "wsgi.file_wrapper": FileWrapper, "gunicorn.socket": sock}, None)
+        assert sock.timeout == timed
