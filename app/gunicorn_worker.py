@@ -155,7 +155,11 @@ class Worker(ThreadWorker):
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):  # the head is read: the body's own deadline starts
             unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS, req)
-        return super().handle_request(req, conn)
+        try:
+            return super().handle_request(req, conn)
+        except (BlockingIOError, TimeoutError):  # a send ran out of time: a client gone quiet, as one gone away
+            self.log.debug("Closing connection: the client stopped reading its response.")
+            return False
 
     def load_wsgi(self) -> None:
         super().load_wsgi()

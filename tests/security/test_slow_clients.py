@@ -125,6 +125,8 @@ def test_a_client_that_never_reads_its_answers_holds_no_thread(app, services):
             sock.settimeout(10)
             sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
             assert _parsed(_answer(sock))[0] == 200
+        log = server.log.read_text()
+        assert "Socket error" not in log and "Traceback" not in log  # a client gone quiet is no server error
     finally:
         for sock in stuck:
             sock.close()
