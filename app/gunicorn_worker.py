@@ -34,6 +34,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from http import HTTPStatus
 from typing import Any
@@ -120,6 +121,7 @@ class Worker(ThreadWorker):
 
     def init_process(self) -> None:
         util.write_error = write_error  # gunicorn has no setting for its error pages
+        self._serving = threading.local()  # the request each thread is serving
         super().init_process()
 
     def accept(self, listener: Any) -> None:
@@ -155,6 +157,7 @@ class Worker(ThreadWorker):
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):  # the head is read: the body's own deadline starts
             unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS, req)
+        self._serving.req = req
         try:
             return super().handle_request(req, conn)
         except (BlockingIOError, TimeoutError):  # a send ran out of time: a client gone quiet, as one gone away
@@ -167,6 +170,11 @@ class Worker(ThreadWorker):
 
         def files_timed(environ: dict[str, Any], start_response: Any) -> Any:
             body = app(environ, start_response)
+            req = getattr(self._serving, "req", None)
+            if req is not None and getattr(environ.get("wsgi.input"), "failed", False):
+                # Reading the body raised (a malformed chunk): the connection closes after this answer,
+                # which should say so rather than `keep-alive`.
+                req.must_close = True
             if isinstance(body, environ["wsgi.file_wrapper"]):
                 # gunicorn sends a file with `socket.sendfile`, which waits for a socket that takes
                 # nothing for as long as the socket's own timeout: with none, for good.

@@ -13,6 +13,7 @@ import io
 import json
 import signal
 import socket
+import threading
 import time
 from concurrent.futures import Future
 
@@ -268,6 +269,7 @@ def test_a_file_is_sent_with_a_deadline_on_each_wait():
             self.timeout = seconds
 
     worker = Worker.__new__(Worker)
+    worker._serving = threading.local()
     worker.app = type("App", (), {"wsgi": lambda self: lambda environ, start: (
         FileWrapper(io.BytesIO(b"file")) if environ["PATH_INFO"] == "/file" else [b"page"])})()
     worker.cfg = type("Cfg", (), {"reload": False})()
