@@ -74,13 +74,12 @@ class DeadlineUnreader(SocketUnreader):
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
         self._deadline = self._most = self._seconds = 0.0
-        self.request: Any = None  # the request being read, told to close its connection when its deadline passes
         self.begin(HEAD_SECONDS, HEAD_MOST_SECONDS)
 
-    def begin(self, seconds: float, most: float, request: Any = None) -> None:
+    def begin(self, seconds: float, most: float) -> None:
         """Start a deadline `seconds` from now, extended as bytes arrive up to `most` seconds from now."""
         now = time.monotonic()
-        self._deadline, self._most, self._seconds, self.request = now + min(seconds, most), now + most, seconds, request
+        self._deadline, self._most, self._seconds = now + min(seconds, most), now + most, seconds
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         size = self.mxchunk if not size_hint or size_hint <= self.mxchunk else min(size_hint, self.max_body_chunk)
@@ -92,8 +91,6 @@ class DeadlineUnreader(SocketUnreader):
         except BlockingIOError:
             remaining = max(self._deadline - time.monotonic(), 0.0)
             if not self._poll.poll(remaining * 1000):
-                if self.request is not None:  # where the next request would start is unknown: say so, and close
-                    self.request.must_close = True
                 raise ReadDeadlinePassed from None
             data = self.sock.recv(size)
         # Bytes buy time, but never more than one first budget ahead: a burst does not pay for a long silence.
@@ -156,7 +153,7 @@ class Worker(ThreadWorker):
     def handle_request(self, req: Any, conn: TConn) -> Any:
         unreader = getattr(conn.parser, "unreader", None)
         if isinstance(unreader, DeadlineUnreader):  # the head is read: the body's own deadline starts
-            unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS, req)
+            unreader.begin(BODY_SECONDS, BODY_MOST_SECONDS)
         self._serving.req = req
         try:
             return super().handle_request(req, conn)
@@ -168,12 +165,13 @@ class Worker(ThreadWorker):
         super().load_wsgi()
         app = self.wsgi
 
-        def files_timed(environ: dict[str, Any], start_response: Any) -> Any:
+        def served(environ: dict[str, Any], start_response: Any) -> Any:
+            """The app's answer, told how it goes out: closing after a body that failed, a file with a deadline."""
             body = app(environ, start_response)
             req = getattr(self._serving, "req", None)
             if req is not None and getattr(environ.get("wsgi.input"), "failed", False):
-                # Reading the body raised (a malformed chunk): the connection closes after this answer,
-                # which should say so rather than `keep-alive`.
+                # Reading the body raised (a malformed chunk, or its deadline passed): where the next request
+                # would start is unknown, so the connection closes after this answer, which says so.
                 req.must_close = True
             if isinstance(body, environ["wsgi.file_wrapper"]):
                 # gunicorn sends a file with `socket.sendfile`, which waits for a socket that takes
@@ -181,7 +179,7 @@ class Worker(ThreadWorker):
                 environ["gunicorn.socket"].settimeout(SEND_SECONDS)
             return body
 
-        self.wsgi = files_timed
+        self.wsgi = served
 
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
         try:
