@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -308,3 +309,28 @@ def list_plan(tenant, in_tenant, monkeypatch, path: str) -> str:
         assert tenant.api.get(path).status_code == 200
     with in_tenant(tenant) as session:
         return index_plan(session, *ran[-1])
+
+
+# --- Raw HTTP, for what a client library would refuse to send ---------------------------------
+
+RAW_HOST = b"Host: 127.0.0.1\r\n"
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Return everything the server sends on `sock` until it closes the connection."""
+    return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def raw_exchange(port: int, raw: bytes) -> bytes:
+    """Send `raw` bytes to the server on loopback `port` and return all it answers, until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        return read_until_closed(sock)
+
+
+def parse_raw_response(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Return the status, the headers (names in lower case) and the body of one raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body

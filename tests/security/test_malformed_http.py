@@ -12,7 +12,9 @@ import socket
 
 import pytest
 
-HOST = b"Host: 127.0.0.1\r\n"
+from tests.helpers import RAW_HOST as HOST
+from tests.helpers import parse_raw_response, raw_exchange, read_until_closed
+
 MALFORMED = {
     "request line over its limit": (b"GET /api/v1/" + b"a" * 9000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
     "raw non-ASCII byte in the path": (b"GET /api/v1/tick\xffets HTTP/1.1\r\n" + HOST + b"\r\n", 400),
@@ -39,25 +41,9 @@ MALFORMED = {
 }
 
 
-def _exchange(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(raw)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parsed(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, body
-
-
 @pytest.mark.parametrize("raw,status", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_request_gunicorn_cannot_parse_is_answered_as_json(live_server, raw, status):
-    answered, headers, body = _parsed(_exchange(live_server.port, raw))
+    answered, headers, body = parse_raw_response(raw_exchange(live_server.port, raw))
     assert answered == status
     assert headers["content-type"] == "application/json"
     assert headers["x-content-type-options"] == "nosniff"
@@ -92,8 +78,8 @@ def test_a_broken_chunked_body_is_refused_without_a_500(live_server, tenant, tar
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
         sock.sendall(raw)
         sock.shutdown(socket.SHUT_WR)  # the cut-off body ends here
-        answer = b"".join(iter(lambda: sock.recv(65536), b""))
-    answered, headers, body = _parsed(answer)
+        answer = read_until_closed(sock)
+    answered, headers, body = parse_raw_response(answer)
     assert answered == 400
     assert headers["connection"] == "close"  # where the next request would start is unknown
     if target != "page form":
@@ -110,13 +96,13 @@ def test_a_malformed_body_the_app_never_read_gets_no_second_answer(live_server, 
     the client took it as the answer to its next request (pipelined, that request was never served)."""
     raw = (b"GET " + path.encode() + b" HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
            + b"GET /healthz HTTP/1.1\r\n" + HOST + b"\r\n")
-    answer = _exchange(live_server.port, raw)
+    answer = raw_exchange(live_server.port, raw)
     assert answer.count(b"HTTP/1.1 ") == 1
 
 
 def test_gunicorn_refusals_carry_their_own_status_phrase(live_server):
     raw = b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: x-made-up\r\n\r\n"
-    answer = _exchange(live_server.port, raw)
+    answer = raw_exchange(live_server.port, raw)
     assert answer.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
-    _status, headers, body = _parsed(answer)
+    _status, headers, body = parse_raw_response(answer)
     assert json.loads(body)["status"] == "Not Implemented" and headers["date"].endswith("GMT")

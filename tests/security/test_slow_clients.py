@@ -21,8 +21,7 @@ import pytest
 import websocket
 
 from app.gunicorn_worker import CLOSED, SEND_SECONDS, DeadlineUnreader, ReadDeadlinePassed, Worker
-from tests.helpers import next_event
-from tests.security.test_malformed_http import HOST, _parsed
+from tests.helpers import RAW_HOST, next_event, parse_raw_response, read_until_closed
 from tests.servers import start_gunicorn, stop_gunicorn
 
 
@@ -37,21 +36,17 @@ def _connect(server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=15)
 
 
-def _answer(sock: socket.socket) -> bytes:
-    return b"".join(iter(lambda: sock.recv(65536), b""))
-
-
 def test_a_request_whose_head_stops_is_closed_and_holds_no_thread(strict_server):
     stalled = [_connect(strict_server) for _ in range(40)]  # more than the server's 16 threads
     for sock in stalled:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
     try:
         for sock in stalled:
-            assert _answer(sock) == b""  # closed at the deadline, unanswered
+            assert read_until_closed(sock) == b""  # closed at the deadline, unanswered
             sock.close()
         with _connect(strict_server) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
-            assert _parsed(_answer(sock))[0] == 200
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + RAW_HOST + b"Connection: close\r\n\r\n")
+            assert parse_raw_response(read_until_closed(sock))[0] == 200
     finally:
         for sock in stalled:
             sock.close()
@@ -64,13 +59,13 @@ def test_a_peer_that_never_closes_its_side_holds_back_no_other_client(strict_ser
     try:
         for _ in range(5):
             sock = _connect(strict_server)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + RAW_HOST + b"Connection: close\r\n\r\n")
             held.append(sock)
         time.sleep(0.2)
         with _connect(strict_server) as sock:
             sock.settimeout(4)  # five such peers held the loop for 2 s each, one after another
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
-            assert _parsed(sock.recv(65536))[0] == 200
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + RAW_HOST + b"Connection: close\r\n\r\n")
+            assert parse_raw_response(sock.recv(65536))[0] == 200
     finally:
         for sock in held:
             sock.close()
@@ -89,9 +84,9 @@ def test_a_head_trickled_a_byte_at_a_time_is_closed_at_its_outer_deadline(strict
 
 def test_a_body_that_stops_is_answered_408(strict_server, tenant):
     with _connect(strict_server) as sock:
-        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + tenant.key.encode()
+        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + RAW_HOST + b"Authorization: Bearer " + tenant.key.encode()
                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\": ")
-        status, headers, body = _parsed(_answer(sock))
+        status, headers, body = parse_raw_response(read_until_closed(sock))
     assert status == 408 and headers["content-type"] == "application/json"
     assert headers["connection"] == "close"  # where the next request would start is unknown
     assert json.loads(body)["code"] == 408
@@ -103,10 +98,10 @@ def test_an_upload_that_stops_is_answered_408_not_malformed(strict_server, tenan
     part = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
             b"Content-Type: text/plain\r\n\r\nhello")
     with _connect(strict_server) as sock:
-        sock.sendall(f"POST /api/v1/tickets/{ticket['id']}/attachments HTTP/1.1\r\n".encode() + HOST
+        sock.sendall(f"POST /api/v1/tickets/{ticket['id']}/attachments HTTP/1.1\r\n".encode() + RAW_HOST
                      + b"Authorization: Bearer " + tenant.key.encode()
                      + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n" + part)
-        status, _headers, body = _parsed(_answer(sock))
+        status, _headers, body = parse_raw_response(read_until_closed(sock))
     assert status == 408 and json.loads(body)["code"] == 408
 
 
@@ -119,13 +114,13 @@ def test_a_client_that_never_reads_its_answers_holds_no_thread(app, services):
         for _ in range(2):
             sock = _connect(server)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall((b"GET /api/v1/openapi.json HTTP/1.1\r\n" + HOST + b"\r\n") * 40)
+            sock.sendall((b"GET /api/v1/openapi.json HTTP/1.1\r\n" + RAW_HOST + b"\r\n") * 40)
             stuck.append(sock)
         time.sleep(3)
         with _connect(server) as sock:
             sock.settimeout(10)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
-            assert _parsed(_answer(sock))[0] == 200
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n" + RAW_HOST + b"Connection: close\r\n\r\n")
+            assert parse_raw_response(read_until_closed(sock))[0] == 200
         log = server.log.read_text()
         assert "Socket error" not in log and "Traceback" not in log  # a client gone quiet is no server error
     finally:
@@ -152,8 +147,8 @@ def test_a_stopping_worker_still_answers_a_kept_alive_connection(app, services):
     try:
         for _ in range(3):
             with _connect(server) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
-                _answer(sock)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n" + RAW_HOST + b"Connection: close\r\n\r\n")
+                read_until_closed(sock)
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/healthz")
         conn.getresponse().read()
@@ -171,13 +166,13 @@ def test_a_slow_but_steady_body_is_taken(strict_server, tenant):
     """Past the first second, each 500 bytes buy another: 3 s of a steady 1,000 bytes a second is read."""
     body = json.dumps({"title": "Slow link", "description": "x" * 2900}).encode()
     with _connect(strict_server) as sock:
-        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + HOST + b"Authorization: Bearer " + tenant.key.encode()
+        sock.sendall(b"POST /api/v1/tickets HTTP/1.1\r\n" + RAW_HOST + b"Authorization: Bearer " + tenant.key.encode()
                      + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "
                      + str(len(body)).encode() + b"\r\n\r\n")
         for at in range(0, len(body), 500):
             sock.sendall(body[at:at + 500])
             time.sleep(0.5)
-        status, _headers, answer = _parsed(_answer(sock))
+        status, _headers, answer = parse_raw_response(read_until_closed(sock))
     assert status == 201 and json.loads(answer)["title"] == "Slow link"
 
 
