@@ -38,6 +38,8 @@ NOT_FINITE = "The number is too large to represent."
 CONTROL_MESSAGE = "Control characters are not allowed."
 CACHED = "tms.json_body"
 NOT_UTF8_FORM = "The form is not UTF-8 text."
+PAGE_FORM_TYPES = "A page's form is sent as application/x-www-form-urlencoded or multipart/form-data, not JSON."
+NAMELESS_FIELD = "Every field of a form needs a name."
 
 
 class BadInput(DomainError):
@@ -146,8 +148,11 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 def guard_request() -> None:
     """Decode and check an API request's query and JSON body once, or a page's form fields."""
     if not is_api_request():
-        if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in FORM_TYPES \
-                and not streams_body(request.endpoint):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if is_json(request.mimetype):  # Flask-WTF would read it as the form's fields, of any type and shape
+            raise BadInput(415, PAGE_FORM_TYPES)
+        if request.mimetype in FORM_TYPES and not streams_body(request.endpoint):
             check_form()
         return
     if request.query_string:
@@ -209,8 +214,11 @@ def check_form() -> None:
             unquote_to_bytes(request.get_data(cache=True).replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
             raise BadInput(400, NOT_UTF8_FORM) from None
-    elif any("\ufffd" in name or "\ufffd" in value for name, value in request.form.items(multi=True)):
-        raise BadInput(400, NOT_UTF8_FORM)
+    else:
+        if None in request.form:  # Werkzeug files a multipart part that has no name under the key None
+            raise BadInput(400, NAMELESS_FIELD)
+        if any("\ufffd" in name or "\ufffd" in value for name, value in request.form.items(multi=True)):
+            raise BadInput(400, NOT_UTF8_FORM)
     check_fields(request.form)
 
 

@@ -98,3 +98,51 @@ def test_a_key_given_twice_in_one_object_is_refused_and_changes_nothing(tenant):
     assert tenant.api.get("/api/v1/teams").get_json()["items"] == []
     assert tenant.api.get("/api/v1/tickets").get_json()["items"] == []
     assert tenant.api.post("/api/v1/teams", json={"name": "once"}).status_code == 201
+
+
+def _strict_session(services, tenant):
+    """A client with CSRF on, as in production, signed in as the tenant's admin; return it and its token."""
+    import re
+
+    from app import create_app
+    from tests.helpers import app_config
+
+    client = create_app(app_config(services, WTF_CSRF_ENABLED=True)).test_client()
+    login = client.get(f"/t/{tenant.slug}/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login).group(1)
+    assert client.post(f"/t/{tenant.slug}/login", data={"email": tenant.admin_email, "password": tenant.admin_password,
+                                                         "csrf_token": token}).status_code == 302
+    page = client.get(f"/t/{tenant.slug}/me/password").get_data(as_text=True)
+    return client, re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def test_a_json_body_to_a_page_form_is_415_not_a_500(services, make_tenant):
+    """Flask-WTF reads a JSON body as the form's fields: a list or a number there, a number in a field, or
+    a lone surrogate in the sign-in's email answered 500. No page sends JSON; a CSRF token is free to get."""
+    tenant = make_tenant()
+    client, token = _strict_session(services, tenant)
+    bodies = [["a"], 5, "x", True, {"name": 5, "slug": "abcde", "admin_email": "a@b.co",
+                                          "admin_password": "password123"}]
+    paths = (f"/t/{tenant.slug}/me/password", f"/t/{tenant.slug}/login", "/signup", f"/t/{tenant.slug}/admin/teams")
+    for path in paths:
+        for body in bodies:
+            resp = client.post(path, json=body, headers={"X-CSRFToken": token})
+            assert resp.status_code == 415, (path, body, resp.status_code)
+    resp = client.post(f"/t/{tenant.slug}/login", data='{"email": "\\ud800@x", "password": "x"}',
+                       headers={"Content-Type": "application/json", "X-CSRFToken": token})
+    assert resp.status_code == 415
+    assert [t["name"] for t in tenant.api.get("/api/v1/teams").get_json()["items"]] == []
+
+
+def test_a_multipart_part_with_no_name_is_400_not_a_500(services, make_tenant):
+    """Werkzeug files a nameless part under None, which the guard's check of the form's text met as a name."""
+    tenant = make_tenant()
+    client, token = _strict_session(services, tenant)
+    for path in ("/admin/teams", "/me/availability", "/logout"):
+        body = (f'--xx\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+                '--xx\r\nContent-Disposition: form-data; name="name"\r\n\r\nTeam\r\n'
+                '--xx\r\nContent-Disposition: form-data\r\n\r\nhi\r\n--xx--\r\n').encode()
+        resp = client.post(f"/t/{tenant.slug}{path}", data=body, content_type="multipart/form-data; boundary=xx")
+        assert resp.status_code == 400 and b"Every field of a form needs a name." in resp.data, (path, resp.status_code)
+    assert tenant.api.get("/api/v1/teams").get_json()["items"] == []
+    assert client.get(f"/t/{tenant.slug}/admin/teams").status_code == 200  # still signed in
