@@ -492,7 +492,8 @@ def _record(ticket: Ticket, route: Route | None, pick: Pick, source: str,
 
 
 def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team_id: uuid.UUID | None,
-                             actor: Actor | None, previous_assignee_id: uuid.UUID | None = None) -> AssignmentDecision:
+                             actor: Actor | None, previous_assignee_id: uuid.UUID | None = None,
+                             reason: str | None = None) -> AssignmentDecision:
     """Record that `actor` set the ticket's assignee and team by hand (call after changing them).
 
     For `PATCH /tickets/{id}` and the UI: the caller validates and sets `assignee_id`, `team_id`
@@ -500,11 +501,11 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     transaction. When an agent loses the ticket, or it goes back to the queue, the queue drains.
     """
     who = "an API key" if actor is None or actor.user_id is None else "a user"
-    if assignee_id is not None:
+    if reason is None and assignee_id is not None:
         reason = f"Assigned by hand by {who}."
-    elif team_id is not None:
+    elif reason is None and team_id is not None:
         reason = f"Assignee removed by hand by {who}; the ticket waits in its team's queue."
-    else:
+    elif reason is None:
         reason = f"Assignee and team removed by hand by {who}."
     decision = AssignmentDecision(
         id=uuid.uuid4(), ticket_id=ticket.id, source="manual", strategy="manual", team_id=team_id,

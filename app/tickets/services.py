@@ -210,6 +210,13 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     if ticket.status == "closed":
         raise Conflict("The ticket is closed; reopen it before changing it.")
     _check_people(changes)
+    released = changes.get("status") in ("open", "pending") and "assignee_id" not in changes \
+        and _assignee_left(ticket)
+    if released:  # solved by someone who has left since: released, as their unsolved tickets were
+        if changes["status"] == "open":
+            raise Conflict("The ticket's assignee is no longer an agent of this organization; set assignee_id "
+                           "in the same change, or reopen the ticket to put it back in the queue.")
+        changes["assignee_id"] = None
     status = _next_status(ticket, changes)
     for field, value in changes.items():
         if field != "status":
@@ -220,7 +227,7 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     audit.record("ticket", ticket.id, "updated", before={k: before[k] for k in changed},
                  after={k: after[k] for k in changed})
     if "assignee_id" in changed or "team_id" in changed:
-        _record_manual_assignment(ticket, actor, before["assignee_id"])
+        _record_manual_assignment(ticket, actor, before["assignee_id"], LEFT_REASON if released else None)
     emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": sorted(changed)},
          event_data(ticket, changes=sorted(changed)))
     db.session.flush()
@@ -313,7 +320,7 @@ def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | 
     check_version(ticket, expected)
     if ticket.status not in ("closed", "resolved"):
         raise Conflict(f"Only a closed or resolved ticket can be reopened; this one is {ticket.status}.")
-    return _reopen(ticket)
+    return _reopen(ticket, actor)
 
 
 # A requester's reply means the ticket needs the team again: waiting on them (`pending`), or solved.
@@ -326,18 +333,43 @@ def reopen_for_reply(actor: Actor, ticket_id: uuid.UUID) -> Ticket | None:
     ticket = ticket_for(actor, ticket_id, lock=True)
     if ticket.status not in REOPENED_BY_REPLY:
         return None
-    return _reopen(ticket)
+    return _reopen(ticket, actor)
 
 
-def _reopen(ticket: Ticket) -> Ticket:
+LEFT_REASON = "The assignee is no longer an agent of this organization; the ticket waits in its team's queue."
+
+
+def _assignee_left(ticket: Ticket) -> bool:
+    """Tell whether a solved ticket's assignee has since stopped being staff (deactivated, or made a requester).
+
+    Someone who leaves is taken off their unsolved tickets only (`people.services._release_tickets`);
+    solved ones keep them as the record, until the ticket is reopened. Their row is share-locked
+    first, so a release under way finishes before this reads it. That cannot deadlock: a release
+    waits only for unsolved tickets, and this asks only about solved ones, which it holds.
+    """
+    if ticket.assignee_id is None or ticket.status not in ("resolved", "closed"):
+        return False
+    from app.people.models import User
+
+    user = db.session.execute(sa.select(User).where(User.id == ticket.assignee_id).with_for_update(read=True)
+                              .execution_options(populate_existing=True)).scalar_one_or_none()
+    return user is None or user.deleted_at is not None or not user.is_staff
+
+
+def _reopen(ticket: Ticket, actor: Actor) -> Ticket:
     before = snapshot(ticket)
+    left = _assignee_left(ticket)
+    if left:
+        ticket.assignee_id = None
     ticket.status = "open" if ticket.assignee_id else "new"
     ticket.closed_at = None
     ticket.resolved_at = None
     ticket.resolution = None  # the answer did not solve it; the audit entry keeps what it said
     after = snapshot(ticket)
     audit.record("ticket", ticket.id, "reopened", before=before, after=after)
-    changed = [name for name in ("status", "resolution") if before[name] != after[name]]
+    if left:
+        _record_manual_assignment(ticket, actor, before["assignee_id"], LEFT_REASON)
+    changed = [name for name in ("status", "resolution", "assignee_id") if before[name] != after[name]]
     emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": changed, "reopened": True},
          event_data(ticket, changes=changed))
     db.session.flush()
@@ -365,9 +397,10 @@ def announce(ticket: Ticket, body: dict[str, Any]) -> None:
     publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": body})
 
 
-def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None) -> None:
+def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None,
+                              reason: str | None = None) -> None:
     """Hand the manual decision to the assignment area, which records it and emits `ticket.assigned`."""
     from app.assignment.services import record_manual_assignment
 
     record_manual_assignment(ticket, ticket.assignee_id, ticket.team_id, actor,
-                             previous_assignee_id=previous_assignee_id)
+                             previous_assignee_id=previous_assignee_id, reason=reason)

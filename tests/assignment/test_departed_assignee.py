@@ -1,0 +1,113 @@
+"""A solved ticket keeps an agent who leaves as the record of who solved it; reopened, it does not go back
+to them. It was reopened `open` with the departed assignee: in no queue, seen by nobody assigned, and
+announced with them as its assignee."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit.models import AuditEntry
+from app.people.models import User
+from app.tickets.services import LEFT_REASON
+
+
+def _solved_by_one_who_leaves(desk, run_jobs, leave: str):
+    """A ticket the requester opened, solved by `leaving`, who then leaves; `staying` is free in the same team."""
+    leaving = desk.t.user("agent", name="leaving")
+    staying = desk.t.user("agent", name="staying", available=False)
+    desk.rule(desk.team("Desk", [leaving, staying]))
+    requester = desk.t.user("requester")
+    requester_api = desk.t.key_for(requester)
+    ticket = requester_api.post("/api/v1/tickets", json={"title": "Help"}).get_json()
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == leaving["id"]
+    assert desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "resolved"}).status_code == 200
+    if leave == "deactivated":
+        assert desk.t.api.delete(f"/api/v1/users/{leaving['id']}").status_code == 204
+    else:
+        assert desk.t.api.patch(f"/api/v1/users/{leaving['id']}", json={"role": "requester"}).status_code == 200
+    assert desk.t.api.patch(f"/api/v1/users/{staying['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == leaving["id"]  # solved: kept as the record
+    return ticket, requester_api, leaving, staying
+
+
+@pytest.mark.parametrize("leave", ["deactivated", "made a requester"])
+@pytest.mark.parametrize("how", ["reopened", "answered by its requester"])
+def test_a_reopened_ticket_goes_back_to_the_queue_not_to_an_agent_who_left(desk, run_jobs, in_tenant, leave, how):
+    ticket, requester_api, _, staying = _solved_by_one_who_leaves(desk, run_jobs, leave)
+    if how == "reopened":
+        resp = desk.t.api.post(f"/api/v1/tickets/{ticket['id']}/reopen")
+        assert resp.status_code == 200
+        assert (resp.get_json()["status"], resp.get_json()["assignee_id"]) == ("new", None)
+    else:
+        assert requester_api.post(f"/api/v1/tickets/{ticket['id']}/messages",
+                                  json={"body": "still broken"}).status_code == 201
+    assert desk.assignment(ticket)["decision"]["reason"] == LEFT_REASON
+    with in_tenant(desk.t) as session:
+        reopened = session.execute(sa.select(AuditEntry.after).where(
+            AuditEntry.entity_id == uuid.UUID(ticket["id"]), AuditEntry.action == "reopened")).scalar_one()
+    assert (reopened["status"], reopened["assignee_id"]) == ("new", None)
+
+    run_jobs()
+    now = desk.get(ticket)
+    assert (now["status"], now["assignee_id"]) == ("open", staying["id"])
+
+
+def test_a_solved_ticket_of_one_who_left_set_pending_is_released(desk, run_jobs):
+    ticket, _, _, _ = _solved_by_one_who_leaves(desk, run_jobs, "deactivated")
+    resp = desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "pending"})
+    assert resp.status_code == 200
+    assert (resp.get_json()["status"], resp.get_json()["assignee_id"]) == ("pending", None)
+    assert desk.assignment(ticket)["decision"]["reason"] == LEFT_REASON
+
+
+def test_a_solved_ticket_of_one_who_left_is_not_set_open_without_an_assignee(desk, run_jobs):
+    ticket, _, leaving, staying = _solved_by_one_who_leaves(desk, run_jobs, "made a requester")
+    resp = desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "open"})
+    assert resp.status_code == 409
+    assert "no longer an agent" in resp.get_json()["message"]
+    assert (desk.get(ticket)["status"], desk.get(ticket)["assignee_id"]) == ("resolved", leaving["id"])
+
+    resp = desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "open", "assignee_id": staying["id"]})
+    assert resp.status_code == 200
+    assert (resp.get_json()["status"], resp.get_json()["assignee_id"]) == ("open", staying["id"])
+
+
+def test_a_ticket_solved_by_one_still_here_reopens_to_them(desk, run_jobs):
+    (agent,) = desk.agents(1)
+    desk.rule(desk.team("Desk", [agent]))
+    ticket = desk.ticket()
+    run_jobs()
+    assert desk.t.api.post(f"/api/v1/tickets/{ticket['id']}/close", json={}).status_code == 200
+    resp = desk.t.api.post(f"/api/v1/tickets/{ticket['id']}/reopen")
+    assert (resp.get_json()["status"], resp.get_json()["assignee_id"]) == ("open", agent["id"])
+
+
+def test_a_reopen_during_the_leaving_waits_for_it(app, desk, run_jobs, in_tenant):
+    """The reopen reads the assignee's row share-locked: while the change that makes them leave is under
+    way (here held open, uncommitted), the reopen waits for it, then sees them gone. Read unlocked, it
+    saw them still there and reopened the ticket to them."""
+    (agent,) = desk.agents(1)
+    desk.rule(desk.team("Desk", [agent]))
+    ticket = desk.ticket()
+    run_jobs()
+    assert desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "resolved"}).status_code == 200
+
+    answers = []
+    with in_tenant(desk.t) as session:
+        session.execute(sa.update(User).where(User.id == uuid.UUID(agent["id"])).values(role="requester"))
+        reopen = threading.Thread(target=lambda: answers.append(app.test_client().post(
+            f"/api/v1/tickets/{ticket['id']}/reopen", headers={"Authorization": f"Bearer {desk.t.key}"})))
+        reopen.start()
+        time.sleep(1)
+        assert not answers  # waiting for the row
+        session.commit()
+    reopen.join(20)
+    assert answers and answers[0].status_code == 200
+    assert (answers[0].get_json()["status"], answers[0].get_json()["assignee_id"]) == ("new", None)
