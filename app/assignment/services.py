@@ -448,9 +448,14 @@ def _teams_with_room() -> set[uuid.UUID]:
 
 
 def _route_to_team(run: _Run, ticket: Ticket, team_id: uuid.UUID) -> None:
-    """Keep a waiting ticket in the team its rule names, so the team's queue shows it."""
+    """Keep a waiting ticket in the team its rule names, so the team's queue shows it: a change of the
+    ticket like any other, audited and announced (the event feed and webhooks learn its team)."""
+    before = ticket.team_id
     ticket.team_id = team_id
     ticket.updated_at = datetime.now(UTC)
+    audit.record("ticket", ticket.id, "updated", before={"team_id": before}, after={"team_id": team_id})
+    emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": ["team_id"]},
+         event_data(ticket, changes=["team_id"]))
     run.changed.append(ticket)
 
 
@@ -501,19 +506,19 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     transaction. When an agent loses the ticket, or it goes back to the queue, the queue drains.
     """
     who = "an API key" if actor is None or actor.user_id is None else "a user"
-    if reason is None and assignee_id is not None:
-        reason = f"Assigned by hand by {who}."
-    elif reason is None and team_id is not None:
-        reason = f"Assignee removed by hand by {who}; the ticket waits in its team's queue."
-    elif reason is None:
-        reason = f"Assignee and team removed by hand by {who}."
+    kept = assignee_id is not None and assignee_id == previous_assignee_id  # only the team moved
+    if reason is None:
+        reason = (f"Moved to another team by hand by {who}; the assignee stays." if kept
+                  else f"Assigned by hand by {who}." if assignee_id is not None
+                  else f"Put in its team's queue by hand by {who}." if team_id is not None
+                  else f"Assignee and team removed by hand by {who}.")
     decision = AssignmentDecision(
         id=uuid.uuid4(), ticket_id=ticket.id, source="manual", strategy="manual", team_id=team_id,
         candidates=[], chosen_user_id=assignee_id, reason=reason,
         actor_id=actor.user_id if actor else None, created_at=datetime.now(UTC),
     )
     db.session.add(decision)
-    if assignee_id is not None:
+    if assignee_id is not None and not kept:  # a team move is no new assignment to announce
         emit("ticket.assigned", {"ticket_id": str(ticket.id), "assignee_id": str(assignee_id),
                                  "team_id": str(team_id) if team_id else None, "source": "manual"},
              event_data(ticket, source="manual"))

@@ -85,6 +85,29 @@ def test_rule_change_reroutes_queued_tickets(desk, run_jobs):
     assert desk.get(vip)["team_id"] == staffed["id"]
 
 
+def test_a_ticket_routed_into_a_teams_queue_is_announced_and_audited(desk, run_jobs):
+    """Routing a waiting ticket into its rule's team (at creation, or moved by a rule change) changed its team
+    and version silently: the event feed, webhooks and the audit log never showed the team."""
+    empty, other = desk.team("Nobody home", []), desk.team("Nobody either", [])
+    rule = desk.rule(empty)
+    ticket = desk.ticket()
+    run_jobs()
+    assert (desk.get(ticket)["team_id"], desk.get(ticket)["assignee_id"]) == (empty["id"], None)
+    assert desk.t.api.patch(f"/api/v1/assignment-rules/{rule['id']}", json={"team_id": other["id"]}).status_code == 200
+    run_jobs()
+    assert desk.get(ticket)["team_id"] == other["id"]
+
+    events = desk.t.api.get("/api/v1/events", query_string={"types": "ticket.updated", "limit": 100}).get_json()
+    routed = [e["data"]["ticket"]["team_id"] for e in events["items"]
+              if e["data"]["ticket"]["id"] == ticket["id"] and e["data"]["changes"] == ["team_id"]]
+    assert routed == [empty["id"], other["id"]]
+    audit = desk.t.api.get("/api/v1/audit-events", query_string={"entity_type": "ticket",
+                                                                 "entity_id": ticket["id"]}).get_json()
+    moves = [(a["before"], a["after"]) for a in audit["items"] if a["action"] == "updated"]
+    assert sorted(moves, key=str) == sorted([({"team_id": None}, {"team_id": empty["id"]}),
+                                             ({"team_id": empty["id"]}, {"team_id": other["id"]})], key=str)
+
+
 def test_new_ticket_does_not_jump_the_queue_of_its_team(desk, run_jobs, in_tenant):
     agent = desk.t.user("agent", name="solo", capacity=0)
     desk.rule(desk.team("Solo", [agent]))

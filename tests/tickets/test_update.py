@@ -170,6 +170,21 @@ def test_assigning_a_new_ticket_opens_it_and_records_the_decision(tenant, new_ti
     assert (decision["source"], decision["chosen_user_id"]) == ("manual", agent["id"])
 
 
+def test_moving_an_assigned_ticket_to_another_team_announces_no_new_assignment(tenant, new_ticket, recorded_events):
+    """A team move kept the assignee, yet sent a second `ticket.assigned` (integrations told the agent twice)."""
+    agent = tenant.user("agent")
+    first, second = (tenant.api.post("/api/v1/teams", json={"name": n}).get_json() for n in ("First", "Second"))
+    ticket = new_ticket()
+    assert _patch(tenant.api, ticket, {"assignee_id": agent["id"], "team_id": first["id"]}).status_code == 200
+    resp = _patch(tenant.api, ticket, {"team_id": second["id"]})
+    assert (resp.status_code, resp.get_json()["assignee_id"]) == (200, agent["id"])
+    topics = [t for t, _ in recorded_events(tenant)]
+    assert topics == ["ticket.created", "ticket.assigned", "ticket.updated", "ticket.updated"]
+    decision = tenant.api.get(f"/api/v1/tickets/{ticket['id']}/assignment").get_json()["decision"]
+    assert (decision["team_id"], decision["chosen_user_id"]) == (second["id"], agent["id"])
+    assert decision["reason"] == "Moved to another team by hand by a user; the assignee stays."
+
+
 def test_only_active_staff_can_be_assigned(tenant, new_ticket):
     ticket = new_ticket()
     requester = tenant.user("requester")
