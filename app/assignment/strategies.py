@@ -71,13 +71,13 @@ def _idle_key(agent: Agent) -> tuple:
 
 def choose(strategy: str, members: Sequence[Agent], required_skills: frozenset[str] = frozenset(),
            last_assigned_id: uuid.UUID | None = None) -> Pick:
-    """Pick an agent among `members` (in the team's rotation order) with `strategy`."""
-    needed = required_skills if strategy == "skills" else frozenset()
-    eligible = [a for a in members if a.passed_over(needed) is None]
+    """Pick an agent among `members` (in the team's rotation order) with `strategy`; under any strategy,
+    only members with every required skill are candidates."""
+    eligible = [a for a in members if a.passed_over(required_skills) is None]
     if not members:
         return Pick(None, "The team has no members.", [])
     if not eligible:
-        return Pick(None, _nobody_reason(members, needed), _candidates(members, needed, None))
+        return Pick(None, _nobody_reason(members, required_skills), _candidates(members, required_skills, None))
     if strategy == "round_robin":
         agent = _next_in_rotation(members, eligible, last_assigned_id)
         reason = f"Round robin: next in rotation after {_name_of(members, last_assigned_id)}."
@@ -87,7 +87,7 @@ def choose(strategy: str, members: Sequence[Agent], required_skills: frozenset[s
         prefix = "Skills match, then least loaded" if strategy == "skills" else "Least loaded"
         reason = f"{prefix}: {agent.open_tickets} open tickets"
         reason += ", longest idle among equals." if len(ties) > 1 else "."
-    return Pick(agent, reason, _candidates(members, needed, agent))
+    return Pick(agent, reason, _candidates(members, required_skills, agent))
 
 
 def _next_in_rotation(members: Sequence[Agent], eligible: list[Agent], last_id: uuid.UUID | None) -> Agent:

@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+import pytest
+
 
 def test_round_robin_gives_three_each_to_three_agents(desk, run_jobs):
     agents = desk.agents(3)
@@ -73,6 +75,19 @@ def test_skills_requires_every_skill_then_least_loaded(desk, run_jobs):
     passed = {c["user_id"]: c for c in decision["candidates"]}
     assert passed[only_one["id"]]["eligible"] is False
     assert passed[only_one["id"]]["note"] == "missing skills: german"
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded"])
+def test_required_skills_hold_under_every_strategy(desk, run_jobs, strategy):
+    """A rule's skills were shown and accepted, and ignored unless its strategy was `skills`."""
+    plain = desk.t.user("agent", name="no french", skills=[])
+    french = desk.t.user("agent", name="french", skills=["french"])
+    desk.rule(desk.team("FR", [plain, french]), strategy, required_skills=["french"])
+    tickets = [desk.ticket(f"bonjour {i}") for i in range(3)]
+    run_jobs()
+    assert [desk.get(t)["assignee_id"] for t in tickets] == [french["id"]] * 3
+    passed = {c["user_id"]: c for c in desk.assignment(tickets[0])["decision"]["candidates"]}
+    assert (passed[plain["id"]]["eligible"], passed[plain["id"]]["note"]) == (False, "missing skills: french")
 
 
 def test_only_available_agents_under_capacity_qualify(desk, run_jobs):
