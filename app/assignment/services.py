@@ -278,14 +278,17 @@ def _queue_order() -> list:
 def pinned_teams(ticket_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """Return the team of each ticket whose latest decision put it in a team by hand, unassigned.
 
-    Such a ticket waits for that team (served least loaded), whatever the rules say.
+    Such a ticket waits for that team (served least loaded), whatever the rules say. An automatic
+    decision that handed it to nobody changed nothing, so it does not count as the latest: it
+    took the place of the pin when a team was chosen before the ticket's first assignment job ran.
     """
     if not ticket_ids:
         return {}
     latest = (
         sa.select(AssignmentDecision.ticket_id, AssignmentDecision.source, AssignmentDecision.team_id,
                   AssignmentDecision.chosen_user_id)
-        .where(AssignmentDecision.ticket_id.in_(ticket_ids))
+        .where(AssignmentDecision.ticket_id.in_(ticket_ids),
+               sa.or_(AssignmentDecision.source != "auto", AssignmentDecision.chosen_user_id.is_not(None)))
         .order_by(AssignmentDecision.ticket_id, AssignmentDecision.created_at.desc())
         .distinct(AssignmentDecision.ticket_id)
     )
@@ -350,28 +353,26 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     routed = sorted((t for t in tickets if routes[t.id] is not None), key=_queue_key)
     if not routed:
         return decided
+    new_ids = {t.id for t in routed}
     team_ids = {routes[t.id].team_id for t in routed}
-    first = routed[0]
+    last = routed[-1]  # queued tickets ahead of any of the new ones are served in the queue's order among them
     ahead = db.session.execute(
         sa.select(Ticket)
         .where(Ticket.team_id.in_(list(team_ids)), Ticket.status == "new", Ticket.assignee_id.is_(None),
                Ticket.id.not_in([t.id for t in tickets]),
-               sa.or_(Ticket.priority_rank > first.priority_rank,
-                      sa.and_(Ticket.priority_rank == first.priority_rank, Ticket.created_at < first.created_at)))
+               sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id)
+               < (-last.priority_rank, last.created_at, last.id))
         .order_by(*_queue_order()).limit(AHEAD_BATCH)
         .with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
     ).scalars().all()
     run = _Run(lock_pool(team_ids))
-    if ahead and run.pool.has_room():
-        ahead_routes = routes_for(ahead, rules)
-        for queued in ahead:
-            route = ahead_routes[queued.id]
-            if route is not None and route.team_id in team_ids:
-                pick = pick_for(route, run.pool)
-                if pick.agent is not None:
-                    _assign(run, queued, route, pick, from_queue=True)
-    for ticket in routed:
-        route = routes[ticket.id]
+    routes |= {t: r for t, r in routes_for(ahead, rules).items() if r is not None and r.team_id in team_ids}
+    for ticket in sorted([*ahead, *routed], key=_queue_key):
+        route = routes.get(ticket.id)
+        if ticket.id not in new_ids:  # queued: handed out if someone is free, else left as it is
+            if route is not None and run.pool.has_room() and (pick := pick_for(route, run.pool)).agent is not None:
+                _assign(run, ticket, route, pick, from_queue=True)
+            continue
         pick = pick_for(route, run.pool)
         if pick.agent is not None:
             decided.append(_assign(run, ticket, route, pick, from_queue=False))

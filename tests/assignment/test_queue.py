@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from app.assignment import services
 from app.audit.models import AuditEntry
 from app.auth.actor import Actor
+from app.people.models import User
 from app.tickets.models import Ticket
 
 
@@ -108,6 +109,22 @@ def test_a_ticket_routed_into_a_teams_queue_is_announced_and_audited(desk, run_j
                                              ({"team_id": empty["id"]}, {"team_id": other["id"]})], key=str)
 
 
+def test_a_team_chosen_by_hand_before_the_first_assignment_job_holds(desk, run_jobs):
+    """The creation job found nobody free in the chosen team and recorded that; its automatic decision then
+    counted as the latest, so the pin was lost and the next drain moved the ticket to the rules' team."""
+    busy = desk.t.user("agent", name="rules' agent", capacity=0)
+    chosen = desk.team("Chosen by hand", [])
+    desk.rule(desk.team("Catch-all rule's team", [busy]))
+    ticket = desk.ticket()
+    resp = desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"team_id": chosen["id"]})
+    assert (resp.status_code, resp.get_json()["assignee_id"]) == (200, None)
+    run_jobs()
+    assert desk.get(ticket)["team_id"] == chosen["id"]
+    assert desk.t.api.patch(f"/api/v1/users/{busy['id']}", json={"capacity": 5}).status_code == 200
+    run_jobs()
+    assert (desk.get(ticket)["team_id"], desk.get(ticket)["assignee_id"]) == (chosen["id"], None)
+
+
 def test_new_ticket_does_not_jump_the_queue_of_its_team(desk, run_jobs, in_tenant):
     agent = desk.t.user("agent", name="solo", capacity=0)
     desk.rule(desk.team("Solo", [agent]))
@@ -115,7 +132,6 @@ def test_new_ticket_does_not_jump_the_queue_of_its_team(desk, run_jobs, in_tenan
     run_jobs()
     with in_tenant(desk.t) as session:
         # capacity rises without an event (as if the drain were still on its way) ...
-        from app.people.models import User
         session.get(User, uuid.UUID(agent["id"])).capacity = 1
         session.commit()
     new = desk.ticket("new", priority="normal")
@@ -149,6 +165,22 @@ def test_manual_assignment_is_recorded_and_frees_capacity(desk, run_jobs, in_ten
     assert [d["source"] for d in why["history"]] == ["manual", "auto"]
     # a's slot was freed by the reassignment, so the queued ticket went to a
     assert desk.get(second)["assignee_id"] == a["id"]
+
+
+def test_a_batch_of_new_tickets_does_not_jump_the_queue_of_its_team(desk, run_jobs, in_tenant):
+    """One job assigning several new tickets served first only the queued tickets ahead of its most urgent
+    one: an older `normal` ticket waited while a new `low` one took the free place."""
+    agent = desk.t.user("agent", name="solo", capacity=0)
+    desk.rule(desk.team("Solo", [agent]))
+    waiting = desk.ticket("normal, waiting")
+    run_jobs()
+    with in_tenant(desk.t) as session:  # room frees before any drain runs, as when two workers race
+        session.execute(sa.update(User).where(User.id == uuid.UUID(agent["id"])).values(capacity=2))
+        session.commit()
+    urgent, low = desk.ticket("urgent, new", priority="urgent"), desk.ticket("low, new", priority="low")
+    run_jobs()  # both new tickets in one batch
+    got = {t["title"]: desk.get(t)["assignee_id"] for t in (waiting, urgent, low)}
+    assert got == {"normal, waiting": agent["id"], "urgent, new": agent["id"], "low, new": None}, got
 
 
 def test_patch_and_close_through_the_api_drive_the_queue(desk, run_jobs):
