@@ -139,7 +139,8 @@ class TicketFilterArgs(Schema):
     created_before = UtcDateTime(metadata={"description": "Exclusive."})
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={
         "description": 'Full-text search over title, description and messages: words, "a phrase", '
-                       "prefix*, -excluded, OR."})
+                       "prefix*, -excluded, OR. An address, host name, version or file name "
+                       "(`ann@example.com`, `10.0.0.5`, `2.4.1`, `report.pdf`) is found as one term."})
 
 
 class TicketListArgs(TicketFilterArgs, PageArgs):

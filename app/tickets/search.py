@@ -24,9 +24,10 @@ listing uses the same plan, and a statement timeout bounds any surprise.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.dialects.postgresql import TSQUERY
 
 from app.conversation.models import Message
 from app.tickets.common_values import CommonValues
@@ -40,77 +41,88 @@ COMMON_TERMS = CommonValues()
 
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 _WORD = re.compile(r"[^\W_]+")
+# Each term as Postgres reads the stored text: a word or phrase by its own parser (an address, a host,
+# a version or a file name is one term there), a prefix from its words; lowercased and stemmed by it.
+_NORMALIZE = sa.text(
+    "SELECT CASE WHEN prefix THEN to_tsquery('english', term) ELSE phraseto_tsquery('english', term) END::text "
+    "FROM unnest(CAST(:terms AS text[]), CAST(:prefixes AS boolean[])) WITH ORDINALITY AS t(term, prefix, n) "
+    "ORDER BY n")
 
 
-def _lexemes(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+@dataclass(frozen=True)
+class Term:
+    """One term of a search box string: its text, and whether it is a prefix, excluded, or ORed with the last."""
+
+    text: str
+    prefix: bool = False
+    negated: bool = False
+    either: bool = False
 
 
-def to_tsquery_text(q: str) -> str | None:
-    """Translate a search box string into `to_tsquery` syntax built only from word characters.
+def parse(q: str) -> list[Term]:
+    """Split a search box string into terms: words are ANDed; `"a phrase"` matches adjacent words; `word*`
+    matches a prefix; `-word` excludes; `OR` between two terms matches either.
 
-    Words are ANDed; `"a phrase"` matches adjacent words; `word*` matches a prefix; `-word`
-    excludes; `OR` between two terms matches either. Nothing the user types reaches the tsquery
-    parser unescaped, so no input can make it fail.
+    A prefix keeps only its words, joined in tsquery syntax; any other term is plain text, which
+    Postgres parses as text (`phraseto_tsquery`), so nothing typed reaches the tsquery parser.
     """
-    terms: list[str] = []
-    pending_or = False
+    terms: list[Term] = []
+    either = False
     for negate, phrase, word in _TOKEN.findall(q):
+        if word == "OR" and terms:
+            either = True
+            continue
         if word:
-            if word == "OR" and terms:
-                pending_or = True
-                continue
             negate = "-" if word.startswith("-") else ""
-            prefix = word.endswith("*")
-            parts = _lexemes(word)
-            if not parts:
-                continue
-            term = " <-> ".join(parts) + (":*" if prefix else "")
+            text = word[1:] if negate else word
+            prefix = text.endswith("*")
+            if prefix:
+                parts = _WORD.findall(text)
+                text = " <-> ".join(parts) + ":*" if parts else ""
         else:
-            parts = _lexemes(phrase)
-            if not parts:
-                continue
-            term = " <-> ".join(parts)
-        term = f"({term})" if len(parts) > 1 else term
-        if negate:
-            term = f"!{term}"
-        if pending_or and terms:
-            terms[-1] = f"({terms[-1]} | {term})"
+            text, prefix = phrase, False
+        if not _WORD.search(text):
+            continue
+        terms.append(Term(text, prefix, bool(negate), either and bool(terms)))
+        either = False
+    return terms
+
+
+def compose(terms: list[Term], forms: list[str]) -> str | None:
+    """Join the terms' normalized forms (`forms`, in order) into tsquery text, or None when nothing can
+    match: no term left that a row must hold (a stop word is no term), or a term and its own negation.
+
+    A term and its negation (`c* -c*`, or `cat* -cats*` once stemmed) match nothing, yet made Postgres
+    read and recheck every row of both tables.
+    """
+    groups: list[tuple[bool, str]] = []  # (negated, form), ANDed
+    for term, form in zip(terms, forms, strict=True):
+        if not form:
+            continue
+        form = f"( {form} )" if " " in form else form
+        if term.either and groups and not groups[-1][0] and not term.negated:
+            groups[-1] = (False, f"( {groups[-1][1]} | {form} )")
         else:
-            terms.append(term)
-        pending_or = False
-    positive = [t for t in terms if not t.startswith("!")]
-    return " & ".join(terms) if positive else None
+            groups.append((term.negated, form))
+    positive = {form for negated, form in groups if not negated}
+    if not positive or any(form in positive for negated, form in groups if negated):
+        return None
+    return " & ".join(f"!{form}" if negated else form for negated, form in groups)
 
 
 def searchable(session, q: str) -> str | None:
-    """Return the query text to search for `q`, or None when nothing can match (no word, or a contradiction)."""
-    text = to_tsquery_text(q)
-    return None if text is None or contradicts(session, text) else text
-
-
-def contradicts(session, text: str) -> bool:
-    """Tell whether translated query text holds a term and its own negation, as Postgres reads them.
-
-    Such a query matches nothing, yet `c* -c*` made Postgres read and recheck every row of both
-    tables. Terms are compared once stemmed (`cat* -cats*` is `'cat':*` twice); a stop word
-    (`the -the printer`) is no term at all. One round trip, only for a query with a negation.
-    """
-    terms = text.split(" & ")  # the top level only: groups join their parts with `|` and `<->`
-    negated = [t[1:] for t in terms if t.startswith("!")]
-    if not negated:
-        return False
-    positive = [t for t in terms if not t.startswith("!")]
-    forms = session.execute(
-        sa.text("SELECT to_tsquery('english', term)::text FROM unnest(CAST(:terms AS text[])) "
-                "WITH ORDINALITY AS t(term, n) ORDER BY n"), {"terms": positive + negated}).scalars().all()
-    kept = {form for form in forms[:len(positive)] if form}
-    return any(form in kept for form in forms[len(positive):] if form)
+    """Return the query text (tsquery syntax) to search for `q`, or None when nothing can match."""
+    terms = parse(q)
+    if not terms:
+        return None
+    forms = session.execute(_NORMALIZE, {"terms": [t.text for t in terms],
+                                         "prefixes": [t.prefix for t in terms]}).scalars().all()
+    return compose(terms, forms)
 
 
 def tsquery(text: str) -> sa.ColumnElement:
-    """Return the English tsquery for already translated query text."""
-    return sa.func.to_tsquery(sa.cast("english", REGCONFIG), text)
+    """Return the tsquery of query text `searchable` made (normalized already: read as it is)."""
+    return sa.cast(text, TSQUERY)
 
 
 def message_hits(query: sa.ColumnElement, with_internal: bool,
