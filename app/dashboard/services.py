@@ -269,10 +269,14 @@ def agent_load() -> list[dict[str, Any]]:
 
 
 def unassigned() -> dict[str, Any]:
-    """Return the size of the unassigned queue and when its oldest ticket was opened."""
+    """Return the size of the unassigned queue and when its oldest ticket was opened.
+
+    The queue the figure links to (`tickets.queues.queue_scope`): unsolved and nobody's, a pending
+    ticket whose agent left included, not only the new ones assignment has yet to hand out.
+    """
     count, oldest = db.session.execute(
         sa.select(sa.func.count(), sa.func.min(Ticket.created_at))
-        .where(Ticket.status == "new", Ticket.assignee_id.is_(None))).one()
+        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee_id.is_(None))).one()
     return {"count": count, "oldest_created_at": oldest.isoformat() if oldest is not None else None}
 
 

@@ -343,3 +343,22 @@ def test_when_the_computation_waited_for_fails_a_waiter_computes_itself(services
     second.join(30)
     assert answers["first"].status_code == 503
     assert answers["second"].status_code == 200 and len(calls) == 2
+
+
+def test_the_unassigned_figure_counts_the_unassigned_queue_it_links_to(tenant, in_tenant):
+    """A pending ticket with nobody on it (set so by hand, or left by an agent who went) is in the Unassigned
+    queue, which the figure links to, but the figure counted only new tickets."""
+    import uuid
+
+    from app.auth.actor import Actor
+    from app.tickets.queues import queue_counts
+
+    waiting = tenant.api.post("/api/v1/tickets", json={"title": "waiting on the customer"}).get_json()
+    pending = tenant.api.patch(f"/api/v1/tickets/{waiting['id']}", json={"status": "pending"})
+    assert (pending.status_code, pending.get_json()["assignee_id"]) == (200, None)
+    assert tenant.api.post("/api/v1/tickets", json={"title": "new"}).status_code == 201
+    with in_tenant(tenant):
+        queued = queue_counts(Actor(user_id=uuid.UUID(tenant.admin_id), role="admin"))["unassigned"]
+    figure = _overview(tenant.api)["unassigned"]
+    assert figure["count"] == queued == 2
+    assert figure["oldest_created_at"] == waiting["created_at"]
