@@ -53,7 +53,8 @@ def export_columns(fmt: str) -> list[sa.ColumnElement]:
     """Return a column per field of the API's ticket, in its order, computed by Postgres.
 
     Derived from `TicketSchema`, so a field added there is exported too: timestamps in UTC with a
-    `Z`, durations from their `ends_at` metadata, and tags joined by `;` in CSV. In CSV, text that
+    `Z`, durations from their `ends_at` metadata, and tags joined by `, ` in CSV (a tag holds no comma, so the
+    cell splits back into its tags; a `;` may be in one). In CSV, text that
     people typed is neutralised for spreadsheets; JSON stays exact.
     """
     columns = []
@@ -61,8 +62,8 @@ def export_columns(fmt: str) -> list[sa.ColumnElement]:
         if isinstance(field, fields.Function):
             column = duration_sql(field)
         elif name == "tags":
-            column = sa.func.array_to_string(Ticket.tags, ";") if fmt == "csv" else sa.cast(Ticket.tags,
-                                                                                           ARRAY(sa.Text))
+            column = sa.func.array_to_string(Ticket.tags, ", ") if fmt == "csv" else sa.cast(Ticket.tags,
+                                                                                            ARRAY(sa.Text))
         elif isinstance(field, fields.DateTime):
             column = _iso(getattr(Ticket, name))
         else:

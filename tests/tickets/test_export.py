@@ -29,8 +29,18 @@ def test_csv_is_an_attachment_with_every_ticket_in_number_order(tenant, new_tick
     rows = list(csv.DictReader(io.StringIO(resp.data.decode())))
     assert [r["id"] for r in rows] == [t["id"] for t in made]
     assert rows[0]["description"] == tricky
-    assert (rows[0]["number"], rows[0]["tags"], rows[0]["status"]) == ("1", "a;b", "new")
+    assert (rows[0]["number"], rows[0]["tags"], rows[0]["status"]) == ("1", "a, b", "new")
     assert rows[0]["created_at"].endswith("Z") and rows[0]["closed_at"] == ""
+
+
+def test_a_csv_tags_cell_splits_back_into_its_tags(tenant, new_ticket):
+    """Tags were joined by `;`, which a tag may hold: one tag `billing;refund` and two tags read the same."""
+    one, two = new_ticket("one tag", tags=["billing;refund"]), new_ticket("two tags", tags=["billing", "refund"])
+    cells = {r["id"]: r["tags"] for r in csv.DictReader(io.StringIO(_export(tenant.api).data.decode()))}
+    assert [tag.strip() for tag in cells[one["id"]].split(",")] == ["billing;refund"]
+    assert [tag.strip() for tag in cells[two["id"]].split(",")] == ["billing", "refund"]
+    comma = tenant.api.post("/api/v1/tickets", json={"title": "comma", "tags": ["a,b"]})
+    assert comma.status_code == 422  # what makes the cell unambiguous: a tag holds no comma
 
 
 def test_json_is_one_array_matching_the_api(tenant, new_ticket):
