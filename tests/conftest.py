@@ -12,9 +12,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from rq import SimpleWorker
 
 from app import create_app
@@ -22,7 +24,7 @@ from app.embedded import start_missing
 from app.extensions import db, redis_client
 from app.outbox.dispatch import relay_once
 from app.worker import use_app
-from tenants import active_tenant, shadow_tenant_tables, tenant_context
+from tenants import Tenant, active_tenant, shadow_tenant_tables, tenant_context
 from tenants.migrations import upgrade_public
 from tests.helpers import ApiClient, Services, TenantHandle, app_config
 from tests.tenant_statements import crossings_since_last_call, watch_every_engine
@@ -121,18 +123,26 @@ def in_tenant(app):
     return enter
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_started() -> datetime:
+    """When this test module began (autouse, so before any tenant its module-scoped fixtures make)."""
+    return datetime.now(UTC) - timedelta(seconds=1)
+
+
 @pytest.fixture
-def run_jobs(app):
+def run_jobs(app, module_started):
     """Return a function that runs every queued job of `queues` (default: assignment) in this process.
 
     First it hands on what the relay would on a wake: rows and deliveries that one-statement
-    writes (a new ticket or message) left for it.
+    writes (a new ticket or message) left for it, in the tenants this module made. (Every tenant's
+    would include whatever the suite's earlier modules left unrun: half a minute, late in a run.)
     """
 
     def run(*queues: str) -> None:
         use_app(app)
         with app.app_context():
-            relay_once(fresh=True)
+            relay_once(fresh=True, slugs=set(db.session.scalars(
+                sa.select(Tenant.slug).where(Tenant.created_at >= module_started))))
             connection = redis_client()
         SimpleWorker(list(queues or ["assignment"]), connection=connection).work(burst=True)
 
