@@ -18,7 +18,7 @@ import magic
 from app.media import types
 from app.media.archives import ArchiveLimits, ArchiveRefused, inspect_archive
 from app.media.clamd import Clamd
-from app.media.images import CleanImage, ImageRefused, reencode
+from app.media.images import CleanImage, ImageRefused, check_pixels, reencode
 
 SNIFF_BYTES = 64 * 1024
 UNDECIDED = frozenset({"application/octet-stream"})
@@ -88,6 +88,11 @@ def inspect(path: Path, size: int, claim: str | None, checks: Checks, antivirus:
         detected = claim  # a CSV's bytes are plain text; the name says which the person meant
     if detected not in checks.allowed:
         return Verdict("rejected", f"{types.BY_TYPE[detected].name} files are not allowed here.", detected)
+    if media_type.is_image:
+        try:
+            check_pixels(path, detected, checks.max_pixels)  # before clamd, which would inflate a bomb
+        except ImageRefused as exc:
+            return Verdict("rejected", str(exc), detected)
     if antivirus == ANTIVIRUS_OFF:
         scanner = ANTIVIRUS_OFF
     else:

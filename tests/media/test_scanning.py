@@ -281,11 +281,22 @@ def test_only_the_first_frame_of_an_animated_png_is_decoded(tenant, ticket, uplo
     assert kept.size == (2000, 2000) and getattr(kept, "n_frames", 1) == 1
 
 
-def test_a_decompression_bomb_png_is_rejected(tenant, ticket, upload, run_scans):
+def test_a_decompression_bomb_png_is_rejected_before_the_antivirus_inflates_it(tenant, ticket, upload, run_scans,
+                                                                               monkeypatch):
+    """clamd inflates an image to scan it: this 380 KB PNG held it 15 s, from any uploader. Its header
+    is read first now, and the antivirus never sees it."""
+    from app.media.clamd import Clamd
+
+    scans = []
+    real = Clamd.scan
+    monkeypatch.setattr(Clamd, "scan", lambda self, *args: scans.append(args) or real(self, *args))
     bomb = samples.png_bomb()
     assert len(bomb) < 1024 * 1024  # 400 million pixels in well under a megabyte
     found = scanned(tenant, upload, run_scans, ticket, bomb, "bomb.png")
-    assert found["status"] == "rejected" and "pixels" in found["status_reason"]
+    assert found["status"] == "rejected" and "20000 x 20000 pixels" in found["status_reason"]
+    assert found["antivirus"] is None and scans == []
+    fine = scanned(tenant, upload, run_scans, ticket, samples.png(40, 30), "fine.png")
+    assert fine["status"] == "clean" and len(scans) == 1
 
 
 def test_a_gif_whose_frames_grow_its_canvas_past_the_pixel_budget_is_rejected(tenant, ticket, upload, run_scans):
