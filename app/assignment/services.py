@@ -498,8 +498,7 @@ def _record(ticket: Ticket, route: Route | None, pick: Pick, source: str,
 
 
 def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team_id: uuid.UUID | None,
-                             actor: Actor | None, previous_assignee_id: uuid.UUID | None = None,
-                             reason: str | None = None) -> AssignmentDecision:
+                             actor: Actor | None, previous_assignee_id: uuid.UUID | None = None) -> AssignmentDecision:
     """Record that `actor` set the ticket's assignee and team by hand (call after changing them).
 
     For `PATCH /tickets/{id}` and the UI: the caller validates and sets `assignee_id`, `team_id`
@@ -508,11 +507,10 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
     """
     who = "an API key" if actor is None or actor.user_id is None else "a user"
     kept = assignee_id is not None and assignee_id == previous_assignee_id  # only the team moved
-    if reason is None:
-        reason = (f"Moved to another team by hand by {who}; the assignee stays." if kept
-                  else f"Assigned by hand by {who}." if assignee_id is not None
-                  else f"Put in its team's queue by hand by {who}." if team_id is not None
-                  else f"Assignee and team removed by hand by {who}.")
+    reason = (f"Moved to another team by hand by {who}; the assignee stays." if kept
+              else f"Assigned by hand by {who}." if assignee_id is not None
+              else f"Put in its team's queue by hand by {who}." if team_id is not None
+              else f"Assignee and team removed by hand by {who}.")
     decision = AssignmentDecision(
         id=uuid.uuid4(), ticket_id=ticket.id, source="manual", strategy="manual", team_id=team_id,
         candidates=[], chosen_user_id=assignee_id, reason=reason,
@@ -525,6 +523,24 @@ def record_manual_assignment(ticket: Ticket, assignee_id: uuid.UUID | None, team
              event_data(ticket, source="manual"))
     if (previous_assignee_id is not None and previous_assignee_id != assignee_id) or assignee_id is None:
         emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id)})
+    return decision
+
+
+LEFT_REASON = "Taken from its assignee, who is no longer an agent of this organization."
+
+
+def record_release(ticket: Ticket, previous_assignee_id: uuid.UUID, actor: Actor | None) -> AssignmentDecision:
+    """Record that a ticket was taken from an assignee who left (call after clearing its assignee).
+
+    Not a choice of team by hand: an automatic decision that hands the ticket to nobody, which
+    `pinned_teams` passes over, so the rules route it again, required skills and all. The queue drains.
+    """
+    decision = AssignmentDecision(
+        id=uuid.uuid4(), ticket_id=ticket.id, source="auto", team_id=ticket.team_id, candidates=[],
+        chosen_user_id=None, reason=LEFT_REASON, actor_id=actor.user_id if actor else None,
+        created_at=datetime.now(UTC))
+    db.session.add(decision)
+    emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id), "released_from": str(previous_assignee_id)})
     return decision
 
 

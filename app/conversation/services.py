@@ -21,7 +21,15 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import announce, check_open_for, hold_open_for, reopen_for_reply, ticket_for, visibility
+from app.tickets.services import (
+    announce,
+    check_open_for,
+    hold_assignee,
+    hold_open_for,
+    reopen_for_reply,
+    ticket_for,
+    visibility,
+)
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
@@ -119,6 +127,8 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     have a one-statement twin, `writes.post_message`.
     """
     check_may_post(actor, ticket_id, internal)
+    if not actor.is_staff:  # the reply may reopen the ticket: its assignee is locked before it (`hold_assignee`)
+        hold_assignee(ticket_id)
     seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
     if not actor.is_staff:
         reopen_answered(actor, ticket_id)

@@ -205,9 +205,10 @@ def _leave_teams(user: User) -> None:
 def _release_tickets(user: User) -> None:
     """Take someone who stops being an agent off their unsolved tickets, each as an edit by the actor.
 
-    An `open` one goes back to its team's queue, so assignment hands it to someone else; a
-    `pending` one waits for its requester, unassigned, for whoever picks it up next. Solved
-    tickets keep their assignee, as the record of who solved them.
+    An `open` one goes back to the queue, where the rules route it again (so a rule's required
+    skills still hold) and assignment hands it to someone else; a `pending` one waits for its
+    requester, unassigned, for whoever picks it up next. Solved tickets keep their assignee, as the
+    record of who solved them, until one is reopened (`tickets.services._assignee_left`).
     """
     from app.auth.actor import SYSTEM, current_actor_or_none
     from app.tickets import services as tickets
@@ -223,7 +224,7 @@ def _release_tickets(user: User) -> None:
                                                          Ticket.status.in_(("open", "pending")))
                               .order_by(Ticket.id).with_for_update()).all()
     for ticket_id in held:
-        ticket = tickets.update_ticket(actor, ticket_id, {"assignee_id": None})
+        ticket = tickets.update_ticket(actor, ticket_id, {"assignee_id": None}, leaving=True)
         tickets.announce(ticket, dump_ticket(ticket))
 
 

@@ -191,11 +191,15 @@ def _changed(ticket: Ticket) -> Stale:
 
 
 def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
-                  expected: Iterable[str] | None = None, seen: dict[str, str] | None = None) -> Ticket:
+                  expected: Iterable[str] | None = None, seen: dict[str, str] | None = None,
+                  leaving: bool = False) -> Ticket:
     """Apply a PATCH: check role, version (or the values seen) and transition, then record what changed.
 
-    A ticket the actor may not see is 404 before any of that, whatever the body asks.
+    A ticket the actor may not see is 404 before any of that, whatever the body asks. `leaving`:
+    the change takes the ticket from an assignee who is leaving (`people.services._release_tickets`).
     """
+    if "status" in changes:
+        hold_assignee(ticket_id)
     ticket = ticket_for(actor, ticket_id, lock=True)
     if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
         raise Forbidden(f"Requesters may not change {', '.join(refused)}.")
@@ -210,9 +214,8 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     if ticket.status == "closed":
         raise Conflict("The ticket is closed; reopen it before changing it.")
     _check_people(changes)
-    released = changes.get("status") in ("open", "pending") and "assignee_id" not in changes \
-        and _assignee_left(ticket)
-    if released:  # solved by someone who has left since: released, as their unsolved tickets were
+    left = changes.get("status") in ("open", "pending") and "assignee_id" not in changes and _assignee_left(ticket)
+    if left:  # solved by someone who has left since: released, as their unsolved tickets were
         if changes["status"] == "open":
             raise Conflict("The ticket's assignee is no longer an agent of this organization; set assignee_id "
                            "in the same change, or reopen the ticket to put it back in the queue.")
@@ -226,8 +229,10 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
     audit.record("ticket", ticket.id, "updated", before={k: before[k] for k in changed},
                  after={k: after[k] for k in changed})
-    if "assignee_id" in changed or "team_id" in changed:
-        _record_manual_assignment(ticket, actor, before["assignee_id"], LEFT_REASON if released else None)
+    if (leaving or left) and "assignee_id" in changed:
+        _record_release(ticket, actor, before["assignee_id"])
+    elif "assignee_id" in changed or "team_id" in changed:
+        _record_manual_assignment(ticket, actor, before["assignee_id"])
     emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": sorted(changed)},
          event_data(ticket, changes=sorted(changed)))
     db.session.flush()
@@ -316,6 +321,7 @@ def close_ticket(actor: Actor, ticket_id: uuid.UUID, resolution: str | None = No
 
 def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | None = None) -> Ticket:
     """Reopen a closed or resolved ticket: open if it has an assignee, else back in the queue as new."""
+    hold_assignee(ticket_id)
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     if ticket.status not in ("closed", "resolved"):
@@ -336,16 +342,29 @@ def reopen_for_reply(actor: Actor, ticket_id: uuid.UUID) -> Ticket | None:
     return _reopen(ticket, actor)
 
 
-LEFT_REASON = "The assignee is no longer an agent of this organization; the ticket waits in its team's queue."
+def hold_assignee(ticket_id: uuid.UUID) -> None:
+    """Share-lock the person a ticket is assigned to, before the ticket is locked (for a change that may
+    reopen it: `_assignee_left` asks whether they are still staff).
+
+    A release (`people.services._release_tickets`) takes the person, then their unsolved tickets.
+    Taken in that order here too, a reopen waits for a release under way, never the other way round.
+    In the other order they deadlocked when a resolve landed in between: the release waited for the
+    ticket, still open when it looked, and the reopen, holding it resolved, waited for the person.
+    """
+    from app.people.models import User
+
+    assignee = db.session.execute(sa.select(Ticket.assignee_id).where(Ticket.id == ticket_id)).scalar()
+    if assignee is not None:
+        db.session.execute(sa.select(User.id).where(User.id == assignee).with_for_update(read=True))
 
 
 def _assignee_left(ticket: Ticket) -> bool:
     """Tell whether a solved ticket's assignee has since stopped being staff (deactivated, or made a requester).
 
     Someone who leaves is taken off their unsolved tickets only (`people.services._release_tickets`);
-    solved ones keep them as the record, until the ticket is reopened. Their row is share-locked
-    first, so a release under way finishes before this reads it. That cannot deadlock: a release
-    waits only for unsolved tickets, and this asks only about solved ones, which it holds.
+    solved ones keep them as the record, until the ticket is reopened. Their row is share-locked, by
+    `hold_assignee` before the ticket was (this lock is then held already), so a release under way
+    has finished before this reads it.
     """
     if ticket.assignee_id is None or ticket.status not in ("resolved", "closed"):
         return False
@@ -368,7 +387,7 @@ def _reopen(ticket: Ticket, actor: Actor) -> Ticket:
     after = snapshot(ticket)
     audit.record("ticket", ticket.id, "reopened", before=before, after=after)
     if left:
-        _record_manual_assignment(ticket, actor, before["assignee_id"], LEFT_REASON)
+        _record_release(ticket, actor, before["assignee_id"])
     changed = [name for name in ("status", "resolution", "assignee_id") if before[name] != after[name]]
     emit("ticket.updated", {"ticket_id": str(ticket.id), "fields": changed, "reopened": True},
          event_data(ticket, changes=changed))
@@ -397,10 +416,16 @@ def announce(ticket: Ticket, body: dict[str, Any]) -> None:
     publish_after_commit(ticket.id, {"type": "ticket.updated", "ticket": body})
 
 
-def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None,
-                              reason: str | None = None) -> None:
+def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID | None) -> None:
     """Hand the manual decision to the assignment area, which records it and emits `ticket.assigned`."""
     from app.assignment.services import record_manual_assignment
 
     record_manual_assignment(ticket, ticket.assignee_id, ticket.team_id, actor,
-                             previous_assignee_id=previous_assignee_id, reason=reason)
+                             previous_assignee_id=previous_assignee_id)
+
+
+def _record_release(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID) -> None:
+    """Hand the release from an assignee who left to the assignment area (the rules route the ticket again)."""
+    from app.assignment.services import record_release
+
+    record_release(ticket, previous_assignee_id, actor)

@@ -11,9 +11,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from app.assignment.services import LEFT_REASON
 from app.audit.models import AuditEntry
 from app.people.models import User
-from app.tickets.services import LEFT_REASON
+from app.tickets.models import Ticket
 
 
 def _solved_by_one_who_leaves(desk, run_jobs, leave: str):
@@ -111,3 +112,68 @@ def test_a_reopen_during_the_leaving_waits_for_it(app, desk, run_jobs, in_tenant
     reopen.join(20)
     assert answers and answers[0].status_code == 200
     assert (answers[0].get_json()["status"], answers[0].get_json()["assignee_id"]) == ("new", None)
+
+
+@pytest.mark.parametrize("how", ["reopened", "answered by its requester"])
+def test_a_reopen_racing_a_leaving_and_a_resolve_does_not_deadlock(app, desk, run_jobs, in_tenant, how):
+    """The release takes the person, then their tickets; the reopen took the ticket, then the person. With a
+    resolve landing in between, each waited for the other: the deactivation answered 503 (deadlock), and
+    the ticket was reopened to the person being removed."""
+    (agent,) = desk.agents(1)
+    desk.rule(desk.team("Desk", [agent]))
+    requester_api = desk.t.key_for(desk.t.user("requester"))
+    ticket = requester_api.post("/api/v1/tickets", json={"title": "Help"}).get_json()
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == agent["id"]
+    auth = {"Authorization": f"Bearer {desk.t.key}"}
+    path, body = f"/api/v1/tickets/{ticket['id']}/reopen", None
+    if how != "reopened":
+        auth = {"Authorization": f"Bearer {requester_api.key}"}
+        path, body = f"/api/v1/tickets/{ticket['id']}/messages", {"body": "still broken"}
+    answers = {}
+    with in_tenant(desk.t) as session:  # a resolve under way
+        session.execute(sa.update(Ticket).where(Ticket.id == uuid.UUID(ticket["id"]))
+                        .values(status="resolved", resolved_at=sa.func.now()))
+        reopen = threading.Thread(target=lambda: answers.__setitem__("reopen", app.test_client().post(
+            path, json=body, headers=auth)))
+        reopen.start()
+        time.sleep(1)
+        leave = threading.Thread(target=lambda: answers.__setitem__("leave", app.test_client().delete(
+            f"/api/v1/users/{agent['id']}", headers={"Authorization": f"Bearer {desk.t.key}"})))
+        leave.start()
+        time.sleep(1)
+        assert not answers
+        session.commit()
+    reopen.join(30)
+    leave.join(30)
+    assert {k: v.status_code for k, v in answers.items()} == {"reopen": 200 if body is None else 201, "leave": 204}
+    now = desk.get(ticket)
+    assert now["assignee_id"] is None and now["status"] in ("new", "open")
+
+
+@pytest.mark.parametrize("state", ["resolved, then reopened", "open"])
+def test_a_ticket_taken_from_one_who_left_is_routed_by_the_rules_again(desk, run_jobs, state):
+    """The release was recorded as a team chosen by hand, so the ticket was pinned to its team and served
+    least loaded: a rule's required skills no longer held for it."""
+    billing = desk.t.user("agent", name="billing", skills=["billing"])
+    plain = desk.t.user("agent", name="plain", skills=[], available=False)
+    desk.rule(desk.team("Billing", [billing, plain]), "least_loaded", required_skills=["billing"])
+    ticket = desk.ticket("invoice wrong")
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == billing["id"]
+    if state != "open":
+        assert desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "resolved"}).status_code == 200
+    assert desk.t.api.delete(f"/api/v1/users/{billing['id']}").status_code == 204
+    assert desk.t.api.patch(f"/api/v1/users/{plain['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    if state != "open":
+        assert desk.t.api.post(f"/api/v1/tickets/{ticket['id']}/reopen").status_code == 200
+        run_jobs()
+    now = desk.get(ticket)
+    assert (now["status"], now["assignee_id"]) == ("new", None)  # plain, free but without the skill, waits
+    decision = desk.assignment(ticket)["decision"]
+    assert (decision["source"], decision["reason"], decision["chosen_user_id"]) == ("auto", LEFT_REASON, None)
+    skilled = desk.t.user("agent", name="billing too", skills=["billing"])
+    assert desk.t.api.put(f"/api/v1/teams/{now['team_id']}/members/{skilled['id']}").status_code == 200
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == skilled["id"]
