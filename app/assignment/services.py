@@ -354,17 +354,19 @@ def assign_new_tickets(ticket_ids: list[uuid.UUID]) -> list[AssignmentDecision]:
     if not routed:
         return decided
     new_ids = {t.id for t in routed}
-    team_ids = {routes[t.id].team_id for t in routed}
-    last = routed[-1]  # queued tickets ahead of any of the new ones are served in the queue's order among them
-    ahead = db.session.execute(
+    last = {routes[t.id].team_id: t for t in routed}  # each team's last new ticket in the queue's order
+    team_ids = set(last)
+    # Queued tickets ahead of any new one of their team are served in one queue with them, each team's
+    # read on its own: one read for all let a busy team's backlog fill it and hide another's.
+    ahead = [queued for team_id in sorted(team_ids) for queued in db.session.execute(
         sa.select(Ticket)
-        .where(Ticket.team_id.in_(list(team_ids)), Ticket.status == "new", Ticket.assignee_id.is_(None),
+        .where(Ticket.team_id == team_id, Ticket.status == "new", Ticket.assignee_id.is_(None),
                Ticket.id.not_in([t.id for t in tickets]),
                sa.tuple_(-Ticket.priority_rank, Ticket.created_at, Ticket.id)
-               < (-last.priority_rank, last.created_at, last.id))
+               < (-last[team_id].priority_rank, last[team_id].created_at, last[team_id].id))
         .order_by(*_queue_order()).limit(AHEAD_BATCH)
         .with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
-    ).scalars().all()
+    ).scalars()]
     run = _Run(lock_pool(team_ids))
     routes |= {t: r for t, r in routes_for(ahead, rules).items() if r is not None and r.team_id in team_ids}
     for ticket in sorted([*ahead, *routed], key=_queue_key):

@@ -183,6 +183,29 @@ def test_a_batch_of_new_tickets_does_not_jump_the_queue_of_its_team(desk, run_jo
     assert got == {"normal, waiting": agent["id"], "urgent, new": agent["id"], "low, new": None}, got
 
 
+def test_another_teams_backlog_does_not_let_a_batch_jump_a_queue(desk, run_jobs, in_tenant, monkeypatch):
+    """The queued tickets ahead of a batch were read for all its teams at once, up to `AHEAD_BATCH`: a
+    backlog of a team nobody can serve filled the read, and another team's older ticket was passed over."""
+    monkeypatch.setattr(services, "AHEAD_BATCH", 3)
+    beta_agent = desk.t.user("agent", name="beta", capacity=0)
+    alpha, beta = desk.team("Alpha", []), desk.team("Beta", [beta_agent])
+    desk.rule(alpha, position=0, conditions={"keywords_any": ["alpha"]})
+    desk.rule(beta, position=1)
+    waiting = desk.ticket("beta waiting")
+    run_jobs()
+    for n in range(3):
+        desk.ticket(f"alpha stuck {n}", priority="urgent")
+    run_jobs()
+    with in_tenant(desk.t) as session:  # room frees before any drain runs
+        session.execute(sa.update(User).where(User.id == uuid.UUID(beta_agent["id"])).values(capacity=1))
+        session.commit()
+    desk.ticket("alpha new", priority="low")
+    new_beta = desk.ticket("beta new", priority="low")
+    run_jobs()  # one batch
+    got = {t["title"]: desk.get(t)["assignee_id"] for t in (waiting, new_beta)}
+    assert got == {"beta waiting": beta_agent["id"], "beta new": None}, got
+
+
 def test_patch_and_close_through_the_api_drive_the_queue(desk, run_jobs):
     a = desk.t.user("agent", name="a", capacity=1)
     b = desk.t.user("agent", name="b", capacity=1)
