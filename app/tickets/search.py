@@ -90,24 +90,37 @@ def parse(q: str) -> list[Term]:
 
 def compose(terms: list[Term], forms: list[str]) -> str | None:
     """Join the terms' normalized forms (`forms`, in order) into tsquery text, or None when nothing can
-    match: no term left that a row must hold (a stop word is no term), or a term and its own negation.
+    match: no term left that a row must hold (a stop word is no term), or a term every row that holds
+    it is excluded by another (`c* -c*`, `cat* -cats*` once stemmed, `printer* -print*`).
 
-    A term and its negation (`c* -c*`, or `cat* -cats*` once stemmed) match nothing, yet made Postgres
-    read and recheck every row of both tables.
+    Such a query matches nothing, yet Postgres reads and rechecks every row of both tables for it.
     """
-    groups: list[tuple[bool, str]] = []  # (negated, form), ANDed
+    groups: list[tuple[bool, list[str]]] = []  # (negated, forms ORed), ANDed
     for term, form in zip(terms, forms, strict=True):
         if not form:
             continue
         form = f"( {form} )" if " " in form else form
         if term.either and groups and not groups[-1][0] and not term.negated:
-            groups[-1] = (False, f"( {groups[-1][1]} | {form} )")
+            groups[-1][1].append(form)
         else:
-            groups.append((term.negated, form))
-    positive = {form for negated, form in groups if not negated}
-    if not positive or any(form in positive for negated, form in groups if negated):
+            groups.append((term.negated, [form]))
+    positive = [forms for negated, forms in groups if not negated]
+    excluded = [forms[0] for negated, forms in groups if negated]
+    if not positive or any(all(_excludes(n, form) for form in forms) for forms in positive for n in excluded):
         return None
-    return " & ".join(f"!{form}" if negated else form for negated, form in groups)
+    return " & ".join(f"!{forms[0]}" if negated else forms[0] if len(forms) == 1 else f"( {' | '.join(forms)} )"
+                      for negated, forms in groups)
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'(:\*)?")
+
+
+def _excludes(negated: str, form: str) -> bool:
+    """Tell whether every row matching `form` (one lexeme, or a prefix) is excluded by `negated`."""
+    if negated == form:
+        return True
+    excluding, matched = _LEXEME.fullmatch(negated), _LEXEME.fullmatch(form)
+    return bool(excluding and matched and excluding.group(2) and matched.group(1).startswith(excluding.group(1)))
 
 
 def searchable(session, q: str) -> str | None:

@@ -41,6 +41,13 @@ def _ids(body: dict) -> list[str]:
     ("c* -ca*", "'c':* & !'ca':*"),
     ("c* -c*", None),
     ("cat* -cats*", None),  # the same stem
+    ("ca* -c*", None),  # every word ca* finds starts with c
+    ("printer* -print*", None),
+    ("cat OR cat -cat", None),
+    ("c* OR c* -c*", None),
+    ("print* -printer*", "'print':* & !'printer':*"),  # print, printing... still match
+    ("cat OR dog -cat", "( 'cat' | 'dog' ) & !'cat'"),
+    ("printer OR scanner OR copier", "( 'printer' | 'scanner' | 'copier' )"),
     ("the -printer", None),  # a stop word is no term: an exclusion alone
     ("a OR -b", None),
     ("!!! ::: ***", None),
