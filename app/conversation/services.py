@@ -24,7 +24,6 @@ from app.tickets.models import Ticket
 from app.tickets.services import (
     announce,
     check_open_for,
-    hold_assignee,
     hold_open_for,
     reopen_for_reply,
     ticket_for,
@@ -127,8 +126,6 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     have a one-statement twin, `writes.post_message`.
     """
     check_may_post(actor, ticket_id, internal)
-    if not actor.is_staff:  # the reply may reopen the ticket: its assignee is locked before it (`hold_assignee`)
-        hold_assignee(ticket_id)
     seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
     if not actor.is_staff:
         reopen_answered(actor, ticket_id)

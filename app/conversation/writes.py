@@ -54,7 +54,7 @@ from app.outbox.wakes import wake_relay
 from app.realtime import publish_committed
 from app.schemas import fast_dumper
 from app.tickets.models import Ticket
-from app.tickets.services import CLOSED_TO_REQUESTER, REOPENED_BY_REPLY, hold_assignee
+from app.tickets.services import CLOSED_TO_REQUESTER, REOPENED_BY_REPLY
 from tenants import TenantStatement, autocommit_connection
 
 TOPIC = "message.created"
@@ -113,8 +113,6 @@ def post_in_session(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, fie
     The ticket is locked before the key is claimed, the order the one-statement path takes them in:
     two posts with one key, one down each path, deadlocked (a 503 after a second's wait).
     """
-    if not actor.is_staff:  # a requester's reply may reopen it: its assignee first, as `hold_assignee` says
-        hold_assignee(ticket_id)
     db.session.execute(sa.select(Ticket.id).where(Ticket.id == ticket_id).with_for_update(key_share=True))
     return once_in_session(claim, lambda: json_response(message_json(post(actor, ticket_id, **fields)), 201))
 

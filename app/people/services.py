@@ -216,13 +216,18 @@ def _release_tickets(user: User) -> None:
     from app.tickets.schemas import dump_ticket
 
     actor = current_actor_or_none() or SYSTEM
-    # Their row first, as assignment locks it (`FOR NO KEY UPDATE`): an assignment under way finishes
-    # first and its ticket is among those below; one that starts later sees them gone.
+    unsolved = (sa.select(Ticket.id).where(Ticket.assignee_id == user.id, Ticket.status.in_(("open", "pending")))
+                .order_by(Ticket.id).with_for_update())
+    # Their tickets, locked as they are read (one taken over or solved meanwhile is not theirs to
+    # release); then their row, as assignment locks it (`FOR NO KEY UPDATE`), so an assignment under way
+    # finishes first; then their tickets again, that one's among them, and any a reopen gave back to
+    # them meanwhile (a reopen holds its ticket, then reads them: `tickets.services._assignee_left`).
+    # Their row is not held while the first read waits, so a reopen waiting for it cannot deadlock this.
+    # (An admin's row is held already, by `_ensure_another_admin`: their removal, a reopen of one of
+    # their tickets and its resolve, all at one moment, can; Postgres then refuses one of them, 503.)
+    db.session.scalars(unsolved).all()
     db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update(key_share=True))
-    # Then the tickets, locked as they are read: one taken over or solved meanwhile is not theirs to release.
-    held = db.session.scalars(sa.select(Ticket.id).where(Ticket.assignee_id == user.id,
-                                                         Ticket.status.in_(("open", "pending")))
-                              .order_by(Ticket.id).with_for_update()).all()
+    held = db.session.scalars(unsolved).all()
     for ticket_id in held:
         ticket = tickets.update_ticket(actor, ticket_id, {"assignee_id": None}, leaving=True)
         tickets.announce(ticket, dump_ticket(ticket))

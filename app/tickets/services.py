@@ -198,8 +198,6 @@ def update_ticket(actor: Actor, ticket_id: uuid.UUID, changes: dict[str, Any],
     A ticket the actor may not see is 404 before any of that, whatever the body asks. `leaving`:
     the change takes the ticket from an assignee who is leaving (`people.services._release_tickets`).
     """
-    if "status" in changes:
-        hold_assignee(ticket_id)
     ticket = ticket_for(actor, ticket_id, lock=True)
     if not actor.is_staff and (refused := sorted(set(changes) - REQUESTER_FIELDS)):
         raise Forbidden(f"Requesters may not change {', '.join(refused)}.")
@@ -321,7 +319,6 @@ def close_ticket(actor: Actor, ticket_id: uuid.UUID, resolution: str | None = No
 
 def reopen_ticket(actor: Actor, ticket_id: uuid.UUID, expected: Iterable[str] | None = None) -> Ticket:
     """Reopen a closed or resolved ticket: open if it has an assignee, else back in the queue as new."""
-    hold_assignee(ticket_id)
     ticket = ticket_for(actor, ticket_id, lock=True)
     check_version(ticket, expected)
     if ticket.status not in ("closed", "resolved"):
@@ -342,29 +339,14 @@ def reopen_for_reply(actor: Actor, ticket_id: uuid.UUID) -> Ticket | None:
     return _reopen(ticket, actor)
 
 
-def hold_assignee(ticket_id: uuid.UUID) -> None:
-    """Share-lock the person a ticket is assigned to, before the ticket is locked (for a change that may
-    reopen it: `_assignee_left` asks whether they are still staff).
-
-    A release (`people.services._release_tickets`) takes the person, then their unsolved tickets.
-    Taken in that order here too, a reopen waits for a release under way, never the other way round.
-    In the other order they deadlocked when a resolve landed in between: the release waited for the
-    ticket, still open when it looked, and the reopen, holding it resolved, waited for the person.
-    """
-    from app.people.models import User
-
-    assignee = db.session.execute(sa.select(Ticket.assignee_id).where(Ticket.id == ticket_id)).scalar()
-    if assignee is not None:
-        db.session.execute(sa.select(User.id).where(User.id == assignee).with_for_update(read=True))
-
-
 def _assignee_left(ticket: Ticket) -> bool:
     """Tell whether a solved ticket's assignee has since stopped being staff (deactivated, or made a requester).
 
     Someone who leaves is taken off their unsolved tickets only (`people.services._release_tickets`);
-    solved ones keep them as the record, until the ticket is reopened. Their row is share-locked, by
-    `hold_assignee` before the ticket was (this lock is then held already), so a release under way
-    has finished before this reads it.
+    solved ones keep them as the record, until the ticket is reopened. The caller holds the ticket;
+    the person's row is share-locked after it, so a leaving under way finishes before this reads it.
+    A release waits only for tickets unsolved as last committed, so it never waits for this one
+    while holding the person, and its second read takes a ticket reopened before it committed.
     """
     if ticket.assignee_id is None or ticket.status not in ("resolved", "closed"):
         return False

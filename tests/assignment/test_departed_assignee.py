@@ -114,8 +114,9 @@ def test_a_reopen_during_the_leaving_waits_for_it(app, desk, run_jobs, in_tenant
     assert (answers[0].get_json()["status"], answers[0].get_json()["assignee_id"]) == ("new", None)
 
 
+@pytest.mark.parametrize("first", ["reopen", "leave"])
 @pytest.mark.parametrize("how", ["reopened", "answered by its requester"])
-def test_a_reopen_racing_a_leaving_and_a_resolve_does_not_deadlock(app, desk, run_jobs, in_tenant, how):
+def test_a_reopen_racing_a_leaving_and_a_resolve_does_not_deadlock(app, desk, run_jobs, in_tenant, how, first):
     """The release takes the person, then their tickets; the reopen took the ticket, then the person. With a
     resolve landing in between, each waited for the other: the deactivation answered 503 (deadlock), and
     the ticket was reopened to the person being removed."""
@@ -136,12 +137,11 @@ def test_a_reopen_racing_a_leaving_and_a_resolve_does_not_deadlock(app, desk, ru
                         .values(status="resolved", resolved_at=sa.func.now()))
         reopen = threading.Thread(target=lambda: answers.__setitem__("reopen", app.test_client().post(
             path, json=body, headers=auth)))
-        reopen.start()
-        time.sleep(1)
         leave = threading.Thread(target=lambda: answers.__setitem__("leave", app.test_client().delete(
             f"/api/v1/users/{agent['id']}", headers={"Authorization": f"Bearer {desk.t.key}"})))
-        leave.start()
-        time.sleep(1)
+        for thread in (reopen, leave) if first == "reopen" else (leave, reopen):
+            thread.start()
+            time.sleep(1)
         assert not answers
         session.commit()
     reopen.join(30)
