@@ -21,14 +21,7 @@ from app.outbox import emit
 from app.pagination import SortKey, decode_cursor, encode_cursor
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
-from app.tickets.services import (
-    announce,
-    check_open_for,
-    hold_open_for,
-    reopen_for_reply,
-    ticket_for,
-    visibility,
-)
+from app.tickets.services import announce, check_open_for, hold_open_for, reopen_for_reply, ticket_for, visibility
 
 _dump = MessageSchema().dump
 SEQ_KEY = [SortKey(Message.seq, kind="int")]
