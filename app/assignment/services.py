@@ -209,8 +209,9 @@ class Pool:
     """Locked teams and their members' snapshots; `Agent` objects are shared across teams."""
 
     teams: dict[uuid.UUID, Team] = field(default_factory=dict)
-    members: dict[uuid.UUID, list[Agent]] = field(default_factory=dict)
+    members: dict[uuid.UUID, list[Agent]] = field(default_factory=dict)  # in rotation order: by when they joined
     users: dict[uuid.UUID, User] = field(default_factory=dict)
+    joined: dict[tuple[uuid.UUID, uuid.UUID], datetime] = field(default_factory=dict)  # (team, user): when
 
     def has_room(self) -> bool:
         return any(a.has_room() for agents in self.members.values() for a in agents)
@@ -248,12 +249,11 @@ def lock_pool(team_ids: Iterable[uuid.UUID], lock: bool = True) -> Pool:
                           skills=frozenset(u.skills or ()), open_tickets=loads.get(u.id, 0),
                           last_assigned_at=u.last_assigned_at) for u in pool.users.values()}
     pool.members = {t: [] for t in pool.teams}
-    joined = {}
     for team_id, member_since, user in rows:
         pool.members[team_id].append(agents[user.id])
-        joined[team_id, user.id] = member_since
+        pool.joined[team_id, user.id] = member_since
     for team_id, members in pool.members.items():
-        members.sort(key=lambda a, t=team_id: (joined[t, a.id], str(a.id)))
+        members.sort(key=lambda a, t=team_id: (pool.joined[t, a.id], str(a.id)))
     return pool
 
 
@@ -262,7 +262,13 @@ def pick_for(route: Route, pool: Pool) -> Pick:
     team = pool.teams.get(route.team_id)
     if team is None:
         return Pick(None, "The rule's team no longer exists.", [])
-    return choose(route.strategy, pool.members[route.team_id], route.required_skills, team.last_assigned_user_id)
+    members = pool.members[route.team_id]
+    start = None
+    if team.last_assigned_place is not None and team.last_assigned_user_id not in {a.id for a in members}:
+        # The member who got the last ticket has left: go on from their place, not from the first member.
+        last = (team.last_assigned_place, str(team.last_assigned_user_id))
+        start = next((i for i, a in enumerate(members) if (pool.joined[team.id, a.id], str(a.id)) > last), 0)
+    return choose(route.strategy, members, route.required_skills, team.last_assigned_user_id, start)
 
 
 # --- assigning -------------------------------------------------------------------------------
@@ -476,6 +482,7 @@ def _assign(run: _Run, ticket: Ticket, route: Route, pick: Pick, from_queue: boo
     agent.last_assigned_at = now
     run.pool.users[agent.id].last_assigned_at = now
     run.pool.teams[route.team_id].last_assigned_user_id = agent.id
+    run.pool.teams[route.team_id].last_assigned_place = run.pool.joined[route.team_id, agent.id]
     reason = ("From the unassigned queue. " if from_queue else "") + pick.reason
     decision = _record(ticket, route, Pick(agent, reason, pick.candidates), source="auto")
     audit.record("ticket", ticket.id, "assigned", before=before,

@@ -70,7 +70,7 @@ def _idle_key(agent: Agent) -> tuple:
 
 
 def choose(strategy: str, members: Sequence[Agent], required_skills: frozenset[str] = frozenset(),
-           last_assigned_id: uuid.UUID | None = None) -> Pick:
+           last_assigned_id: uuid.UUID | None = None, rotation_start: int | None = None) -> Pick:
     """Pick an agent among `members` (in the team's rotation order) with `strategy`; under any strategy,
     only members with every required skill are candidates."""
     eligible = [a for a in members if a.passed_over(required_skills) is None]
@@ -79,8 +79,9 @@ def choose(strategy: str, members: Sequence[Agent], required_skills: frozenset[s
     if not eligible:
         return Pick(None, _nobody_reason(members, required_skills), _candidates(members, required_skills, None))
     if strategy == "round_robin":
-        agent = _next_in_rotation(members, eligible, last_assigned_id)
-        reason = f"Round robin: next in rotation after {_name_of(members, last_assigned_id)}."
+        agent = _next_in_rotation(members, eligible, last_assigned_id, rotation_start)
+        after = _name_of(members, last_assigned_id) if rotation_start is None else "a member who has left the team"
+        reason = f"Round robin: next in rotation after {after}."
     else:
         agent = min(eligible, key=_idle_key)
         ties = [a for a in eligible if a.open_tickets == agent.open_tickets]
@@ -90,9 +91,11 @@ def choose(strategy: str, members: Sequence[Agent], required_skills: frozenset[s
     return Pick(agent, reason, _candidates(members, required_skills, agent))
 
 
-def _next_in_rotation(members: Sequence[Agent], eligible: list[Agent], last_id: uuid.UUID | None) -> Agent:
+def _next_in_rotation(members: Sequence[Agent], eligible: list[Agent], last_id: uuid.UUID | None,
+                      start: int | None) -> Agent:
+    """The first eligible member after `last_id`, or from `start` when that member is no longer in the team."""
     ids = [a.id for a in members]
-    start = ids.index(last_id) + 1 if last_id in ids else 0
+    start = ids.index(last_id) + 1 if last_id in ids else start or 0
     ok = {a.id for a in eligible}
     for step in range(len(members)):
         agent = members[(start + step) % len(members)]

@@ -66,8 +66,10 @@ class Team(db.Model):
     id: Mapped[uuid.UUID] = uuid_pk()
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str | None] = mapped_column(sa.Text)
-    # Round robin pointer: the member who got the last ticket of this team.
+    # Round robin pointer: the member who got the last ticket of this team, and when they joined it
+    # (their place in the rotation, which goes on from there once they have left the team).
     last_assigned_user_id: Mapped[uuid.UUID | None] = fk("users.id", ondelete="SET NULL")
+    last_assigned_place: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

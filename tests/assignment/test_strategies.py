@@ -24,6 +24,33 @@ def test_round_robin_gives_three_each_to_three_agents(desk, run_jobs):
     assert len(decision["candidates"]) == 3
 
 
+@pytest.mark.parametrize("leaves", ["removed from the team", "deactivated", "made a requester"])
+def test_round_robin_goes_on_from_the_place_of_a_member_who_left(desk, run_jobs, leaves):
+    """The rotation started again at the first member when the one picked last had left: A, B, then A again."""
+    a, b, c = (desk.t.user("agent", name=n) for n in "ABC")
+    team = desk.team("RR", [a, b, c])
+    desk.rule(team, "round_robin")
+    got = []
+    for i in range(2):
+        ticket = desk.ticket(f"t{i}")
+        run_jobs()
+        got.append(desk.get(ticket)["assignee_id"])
+        assert desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "resolved"}).status_code == 200
+    assert got == [a["id"], b["id"]]
+    if leaves == "removed from the team":
+        assert desk.t.api.delete(f"/api/v1/teams/{team['id']}/members/{b['id']}").status_code == 204
+    elif leaves == "deactivated":
+        assert desk.t.api.delete(f"/api/v1/users/{b['id']}").status_code == 204
+    else:
+        assert desk.t.api.patch(f"/api/v1/users/{b['id']}", json={"role": "requester"}).status_code == 200
+    run_jobs()
+    after = [desk.ticket(f"after {i}") for i in range(3)]
+    run_jobs()
+    assert [desk.get(t)["assignee_id"] for t in after] == [c["id"], a["id"], c["id"]]
+    assert desk.assignment(after[0])["decision"]["reason"] == (
+        "Round robin: next in rotation after a member who has left the team.")
+
+
 def test_least_loaded_picks_fewest_open_then_longest_idle(desk, run_jobs):
     a, b, c = desk.agents(3)
     team = desk.team("Billing", [a, b, c])
