@@ -541,13 +541,23 @@ LEFT_REASON = "Taken from its assignee, who is no longer an agent of this organi
 def record_release(ticket: Ticket, previous_assignee_id: uuid.UUID, actor: Actor | None) -> AssignmentDecision:
     """Record that a ticket was taken from an assignee who left (call after clearing its assignee).
 
-    Not a choice of team by hand: an automatic decision that hands the ticket to nobody, which
-    `pinned_teams` passes over, so the rules route it again, required skills and all. The queue drains.
+    A ticket whose team was chosen by hand (the latest decision that counts is manual, for this team)
+    keeps waiting for that team, as before its assignee left. Any other is recorded as an automatic
+    decision that hands it to nobody, which `pinned_teams` passes over, so the rules route it again,
+    required skills and all. The queue drains.
     """
+    latest = db.session.execute(
+        sa.select(AssignmentDecision.source, AssignmentDecision.team_id).where(
+            AssignmentDecision.ticket_id == ticket.id,
+            sa.or_(AssignmentDecision.source != "auto", AssignmentDecision.chosen_user_id.is_not(None)))
+        .order_by(AssignmentDecision.created_at.desc()).limit(1)).first()  # as `pinned_teams` counts them
+    by_hand = (ticket.team_id is not None and latest is not None and latest.source == "manual"
+               and latest.team_id == ticket.team_id)
     decision = AssignmentDecision(
-        id=uuid.uuid4(), ticket_id=ticket.id, source="auto", team_id=ticket.team_id, candidates=[],
-        chosen_user_id=None, reason=LEFT_REASON, actor_id=actor.user_id if actor else None,
-        created_at=datetime.now(UTC))
+        id=uuid.uuid4(), ticket_id=ticket.id, source="manual" if by_hand else "auto",
+        strategy="manual" if by_hand else None, team_id=ticket.team_id, candidates=[], chosen_user_id=None,
+        reason=LEFT_REASON + (" It waits for the team chosen for it by hand." if by_hand else ""),
+        actor_id=actor.user_id if actor else None, created_at=datetime.now(UTC))
     db.session.add(decision)
     emit(QUEUE_CHANGED, {"ticket_id": str(ticket.id), "released_from": str(previous_assignee_id)})
     return decision

@@ -223,8 +223,6 @@ def _release_tickets(user: User) -> None:
     # finishes first; then their tickets again, that one's among them, and any a reopen gave back to
     # them meanwhile (a reopen holds its ticket, then reads them: `tickets.services._assignee_left`).
     # Their row is not held while the first read waits, so a reopen waiting for it cannot deadlock this.
-    # (An admin's row is held already, by `_ensure_another_admin`: their removal, a reopen of one of
-    # their tickets and its resolve, all at one moment, can; Postgres then refuses one of them, 503.)
     db.session.scalars(unsolved).all()
     db.session.execute(sa.select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     held = db.session.scalars(unsolved).all()
@@ -234,13 +232,16 @@ def _release_tickets(user: User) -> None:
 
 
 def _ensure_another_admin(user: User) -> None:
-    """Refuse to remove the last admin. The active admins' rows are locked first (in one order), so two
-    admins demoting or removing each other at once are decided one after the other. The lock is
-    `FOR NO KEY UPDATE`: rows that merely point at an admin (a message, a ticket) are not held up."""
-    admins = db.session.scalars(
-        sa.select(User.id).where(User.role == "admin", User.deleted_at.is_(None))
-        .order_by(User.id).with_for_update(key_share=True)
-    ).all()
+    """Refuse to remove the last admin. Removals of admins take one lock of the organization's first (a
+    transaction-level advisory lock), so two admins demoting or removing each other at once are decided
+    one after the other, each counting the admins the other left.
+
+    Not the admins' rows: those locked before the leaving admin's tickets were read inverted the order a
+    release takes (their tickets, then them), and a reopen of one of their tickets deadlocked with it.
+    """
+    db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+        sa.func.hashtext(f"{current_tenant().schema}:admins"))))
+    admins = db.session.scalars(sa.select(User.id).where(User.role == "admin", User.deleted_at.is_(None))).all()
     if not any(admin != user.id for admin in admins):
         raise Conflict("An organization needs at least one admin.")
 

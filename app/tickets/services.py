@@ -18,7 +18,7 @@ from app.auth.actor import Actor
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Stale
 from app.extensions import db
 from app.outbox import emit
-from app.people.models import Team
+from app.people.models import Team, User
 from app.people.services import get_user
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
@@ -245,8 +245,11 @@ def _check_people(changes: dict[str, Any]) -> None:
     """
     errors: dict[str, list[str]] = {}
     if changes.get("assignee_id") is not None:
-        user = get_user(changes["assignee_id"])
-        if user is None:
+        # Share-locked, after the ticket (as `_assignee_left` does): someone leaving meanwhile is seen gone,
+        # or their release waits for this change and then takes the ticket back.
+        user = db.session.execute(sa.select(User).where(User.id == changes["assignee_id"]).with_for_update(read=True)
+                                  .execution_options(populate_existing=True)).scalar_one_or_none()
+        if user is None or user.deleted_at is not None:
             errors["assignee_id"] = ["No such user."]
         elif not user.is_staff:
             errors["assignee_id"] = ["Must be an active agent or admin of this organization."]
@@ -350,8 +353,6 @@ def _assignee_left(ticket: Ticket) -> bool:
     """
     if ticket.assignee_id is None or ticket.status not in ("resolved", "closed"):
         return False
-    from app.people.models import User
-
     user = db.session.execute(sa.select(User).where(User.id == ticket.assignee_id).with_for_update(read=True)
                               .execution_options(populate_existing=True)).scalar_one_or_none()
     return user is None or user.deleted_at is not None or not user.is_staff

@@ -177,3 +177,86 @@ def test_a_ticket_taken_from_one_who_left_is_routed_by_the_rules_again(desk, run
     assert desk.t.api.put(f"/api/v1/teams/{now['team_id']}/members/{skilled['id']}").status_code == 200
     run_jobs()
     assert desk.get(ticket)["assignee_id"] == skilled["id"]
+
+
+def test_a_ticket_put_in_a_team_by_hand_stays_there_when_its_assignee_leaves(desk, run_jobs):
+    """Recorded as an automatic release, the ticket lost the team a person had chosen for it: the rules sent it
+    back to their team, where nobody was free, while a free member of the chosen team waited."""
+    a1 = desk.t.user("agent", name="a1", available=False)
+    desk.rule(desk.team("A", [a1]))
+    b1, b2 = desk.t.user("agent", name="b1"), desk.t.user("agent", name="b2", available=False)
+    team_b = desk.team("B", [b1, b2])
+    ticket = desk.ticket()
+    run_jobs()
+    resp = desk.t.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"team_id": team_b["id"], "assignee_id": b1["id"]})
+    assert resp.status_code == 200
+    assert desk.t.api.delete(f"/api/v1/users/{b1['id']}").status_code == 204
+    assert desk.t.api.patch(f"/api/v1/users/{b2['id']}", json={"available": True}).status_code == 200
+    run_jobs()
+    now = desk.get(ticket)
+    assert (now["team_id"], now["assignee_id"]) == (team_b["id"], b2["id"])
+
+
+def test_a_ticket_assigned_by_hand_while_its_agent_leaves_is_taken_back(app, desk, run_jobs, monkeypatch):
+    """The assignee named in a PATCH was read unlocked: a deactivation meanwhile did not wait for it, and the
+    ticket was left open with someone who was no longer an agent, in no queue."""
+    from app.tickets import services as ticket_services
+
+    leaving, staying = desk.t.user("agent", name="leaving"), desk.t.user("agent", name="staying")
+    team = desk.team("Desk", [leaving, staying])
+    ticket = desk.ticket()
+    checked, go = threading.Event(), threading.Event()
+    original = ticket_services._check_people
+
+    def slow_check(changes):
+        original(changes)
+        if threading.current_thread().name == "patcher":
+            checked.set()
+            go.wait(20)
+
+    monkeypatch.setattr(ticket_services, "_check_people", slow_check)
+    answers = {}
+    patcher = threading.Thread(name="patcher", target=lambda: answers.__setitem__("patch", app.test_client().patch(
+        f"/api/v1/tickets/{ticket['id']}", json={"assignee_id": leaving["id"], "team_id": team["id"]},
+        headers={"Authorization": f"Bearer {desk.t.key}"})))
+    patcher.start()
+    assert checked.wait(20)
+    leave = threading.Thread(target=lambda: answers.__setitem__("leave", app.test_client().delete(
+        f"/api/v1/users/{leaving['id']}", headers={"Authorization": f"Bearer {desk.t.key}"})))
+    leave.start()
+    time.sleep(1)
+    go.set()
+    patcher.join(30)
+    leave.join(30)
+    assert {k: v.status_code for k, v in answers.items()} == {"patch": 200, "leave": 204}
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == staying["id"]
+
+
+@pytest.mark.parametrize("first", ["reopen", "leave"])
+def test_an_admin_leaving_while_their_ticket_is_resolved_and_reopened_does_not_deadlock(app, desk, run_jobs,
+                                                                                       in_tenant, first):
+    """The admins' rows were locked before the leaving admin's tickets were read: the order a release avoids."""
+    admin = desk.t.user("admin", name="admin who works tickets")
+    desk.rule(desk.team("Desk", [admin]))
+    ticket = desk.t.key_for(desk.t.user("requester")).post("/api/v1/tickets", json={"title": "Help"}).get_json()
+    run_jobs()
+    assert desk.get(ticket)["assignee_id"] == admin["id"]
+    auth = {"Authorization": f"Bearer {desk.t.key}"}
+    answers = {}
+    with in_tenant(desk.t) as session:  # a resolve under way
+        session.execute(sa.update(Ticket).where(Ticket.id == uuid.UUID(ticket["id"]))
+                        .values(status="resolved", resolved_at=sa.func.now()))
+        reopen = threading.Thread(target=lambda: answers.__setitem__("reopen", app.test_client().post(
+            f"/api/v1/tickets/{ticket['id']}/reopen", headers=auth)))
+        leave = threading.Thread(target=lambda: answers.__setitem__("leave", app.test_client().delete(
+            f"/api/v1/users/{admin['id']}", headers=auth)))
+        for thread in (reopen, leave) if first == "reopen" else (leave, reopen):
+            thread.start()
+            time.sleep(1)
+        assert not answers
+        session.commit()
+    reopen.join(30)
+    leave.join(30)
+    assert {k: v.status_code for k, v in answers.items()} == {"reopen": 200, "leave": 204}
+    assert desk.get(ticket)["assignee_id"] is None
