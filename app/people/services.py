@@ -206,7 +206,8 @@ def _release_tickets(user: User) -> None:
     """Take someone who stops being an agent off their unsolved tickets, each as an edit by the actor.
 
     An `open` one goes back to the queue, where the rules route it again (so a rule's required
-    skills still hold) and assignment hands it to someone else; a `pending` one waits for its
+    skills still hold; one whose team a person chose waits for that team, `assignment.services.
+    record_release`) and assignment hands it to someone else; a `pending` one waits for its
     requester, unassigned, for whoever picks it up next. Solved tickets keep their assignee, as the
     record of who solved them, until one is reopened (`tickets.services._assignee_left`).
     """
