@@ -236,13 +236,28 @@ def list_messages(actor: Actor, ticket_id: uuid.UUID, after_seq: int, limit: int
     return rows, encode_cursor([rows[-1].seq], SEQ_KEY, purpose)
 
 
+def last_seq_seen(actor: Actor, ticket: Ticket) -> int:
+    """Return the seq of the ticket's last message `actor` may see: for a requester, its last public one.
+
+    The ticket's own count takes internal notes too; told it, a requester learned how many notes
+    staff had written, and, asking again, when.
+    """
+    if visible_to(actor, True):
+        return ticket.last_message_seq
+    return db.session.execute(sa.select(sa.func.coalesce(sa.func.max(Message.seq), 0)).where(
+        Message.ticket_id == ticket.id, Message.internal.is_(False))).scalar_one()
+
+
 def message_for(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, lock: bool = False) -> Message:
     """Return a live message of a ticket the actor can see, or raise NotFound."""
     ticket_for(actor, ticket_id)
     stmt = sa.select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id,
                                     Message.deleted_at.is_(None))
     if lock:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE, as an edit or deletion changes no key: a reply to the message checks its
+        # parent with FOR KEY SHARE, after locking the ticket, which a requester's change locks after the
+        # message (`hold_open_for`); with FOR UPDATE the two waited for each other.
+        stmt = stmt.with_for_update(key_share=True)
     message = db.session.execute(stmt).scalar_one_or_none()
     if message is None or not visible_to(actor, message.internal):
         raise NotFound("No such message.")

@@ -125,7 +125,7 @@ def authenticate_stream() -> None:
     else:
         authenticate_api_key(request.headers.get("Authorization", ""))
         g.stream_generation = g.get("key_generation")  # None when unknown: the first frame re-checks
-    last = ticket_for(current_actor(), ticket_id).last_message_seq
+    last = services.last_seq_seen(current_actor(), ticket_for(current_actor(), ticket_id))
     db.session.remove()
     if args["token"] and not tokens.take_token(args["token"]):  # checked: now it is used, by one request only
         abort(401, message=TOKEN_REFUSED)

@@ -451,3 +451,39 @@ def test_two_requester_replies_at_once_on_a_resolved_ticket_are_both_stored(app,
         sender.join(60)
     assert [answers[b].status_code for b in ("first", "second")] == [201, 201]
     assert [m["body"] for m in tenant.api.get(f"{path}/messages").get_json()["items"]] == ["first", "second"]
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+def test_a_requesters_change_racing_a_reply_to_the_message_does_not_deadlock(app, tenant, monkeypatch, change):
+    """The change locked the message FOR UPDATE, then the ticket; a reply locks the ticket, then its parent
+    FOR KEY SHARE (the foreign key). Each waited for the other: one answered 503, 14 times in 60 plain tries."""
+    import threading
+    import time
+
+    from app.conversation import services
+
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = new_ticket(requester)
+    message = post_message(requester, ticket["id"], body="my printer smokes").get_json()
+    path = f"/api/v1/tickets/{ticket['id']}/messages"
+    real_hold = services.hold_open_for
+
+    def slow_hold(actor, ticket_id):  # widens the window between the change's two locks
+        time.sleep(0.5)
+        return real_hold(actor, ticket_id)
+
+    monkeypatch.setattr(services, "hold_open_for", slow_hold)
+    own, answered = ApiClient(app.test_client(), requester.key), {}
+
+    def change_it():
+        answered["change"] = (own.patch(f"{path}/{message['id']}", json={"body": "edited"}) if change == "edit"
+                              else own.delete(f"{path}/{message['id']}"))
+
+    worker = threading.Thread(target=change_it)
+    worker.start()
+    time.sleep(0.2)
+    reply = ApiClient(app.test_client(), tenant.key).post(
+        path, json={"body": "which model?", "parent_id": message["id"]})
+    worker.join(20)
+    assert answered["change"].status_code in (200, 204)
+    assert reply.status_code == 201, reply.get_json()

@@ -556,3 +556,22 @@ def test_a_files_state_as_a_socket_tells_it_counts_its_reason():
     first = {"type": "attachment.updated", "attachment": {"id": "a", "status": "scan_failed", "status_reason": "x"}}
     again = {"type": "attachment.updated", "attachment": {"id": "a", "status": "scan_failed", "status_reason": "y"}}
     assert told_state(first)[0] == told_state(again)[0] == "a" and told_state(first) != told_state(again)
+
+
+def test_a_requesters_handshake_tells_nothing_of_internal_notes(tenant):
+    """An `after_seq` past the last message was refused naming the ticket's last seq, notes included: a
+    requester learned how many notes staff had written, and, asking again, when."""
+    requester = tenant.key_for(tenant.user("requester"))
+    ticket = helpers.new_ticket(requester)
+    assert helpers.post_message(requester, ticket["id"], body="public").status_code == 201  # seq 1
+    for n in range(3):
+        assert helpers.post_message(tenant.api, ticket["id"], body=f"note {n}", internal=True).status_code == 201
+    handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    path = f"/api/v1/tickets/{ticket['id']}/stream"
+    for after in (2, 4, 999):  # past what the requester sees, whether or not notes fill the gap
+        refused = requester.get(f"{path}?after_seq={after}", headers=handshake)
+        assert refused.status_code == 422
+        assert refused.get_json()["errors"]["after_seq"] == ["Past the ticket's last message, whose seq is 1."]
+    staff = tenant.api.get(f"{path}?after_seq=999", headers=handshake)
+    assert staff.get_json()["errors"]["after_seq"] == ["Past the ticket's last message, whose seq is 4."]
