@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from app.embedded import stop_process
 from tests.helpers import wait_until
 from tests.media import samples
-from tests.servers import DESKTOP, PHONE, start_worker
+from tests.servers import DESKTOP, PHONE, start_relay, start_worker
 from tests.ui.conftest import browser_sign_in, open_ticket
 
 LIVE = 30_000  # ms: the worker scans with clamd; a generous hang guard on a busy machine
@@ -23,12 +23,16 @@ LIVE = 30_000  # ms: the worker scans with clamd; a generous hang guard on a bus
 
 @pytest.fixture(scope="module")
 def media_worker(services, tmp_path_factory, clamd_socket):
-    """Run a real `flask worker` on the assignment and media queues, scanning with the test clamd."""
-    proc = start_worker(services.database_url, services.redis_url, tmp_path_factory.mktemp("upload-worker"),
-                        "upload-worker", queues="assignment,media", MEDIA_LOCAL_DIR=services.media_dir,
-                        CLAMD_SOCKET=clamd_socket)
+    """Run a real `flask worker` on the assignment and media queues, scanning with the test clamd, and the
+    outbox relay, which hands on a scan the upload's own hand-on left to it (its organization's share of
+    the queue full). Without one, such a scan waited for another module's `run_jobs` to pass it on."""
+    folder = tmp_path_factory.mktemp("upload-worker")
+    procs = [start_worker(services.database_url, services.redis_url, folder, "upload-worker",
+                          queues="assignment,media", MEDIA_LOCAL_DIR=services.media_dir, CLAMD_SOCKET=clamd_socket),
+             start_relay(services.database_url, services.redis_url, folder)]
     yield
-    stop_process(proc, signal.SIGTERM, 10)
+    for proc in procs:
+        stop_process(proc, signal.SIGTERM, 10)
 
 
 pytestmark = pytest.mark.usefixtures("media_worker")
