@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Stale: 412, Unavailable: 503, Gone: 410,
           Malformed: 400, TooLarge: 413, UnsupportedType: 415}
 RACES = {"23505", "23503"}  # unique_violation, foreign_key_violation
+CONCURRENT_CHANGE = {"40P01", "40001"}  # deadlock_detected, serialization_failure: Postgres picked this one to undo
 LOCATIONS = ("json", "query", "querystring", "headers", "form", "files", "view_args", "path", "cookies")
 
 
@@ -205,8 +206,12 @@ def init_app(app: Flask) -> None:
             db.session.rollback()
         except (OperationalError, InterfaceError):
             db.session.close()
-        log.warning("database unavailable on %s %s: %s", request.method, request.path,
-                    str(exc.orig or exc).splitlines()[0])
+        reason = str(exc.orig or exc).splitlines()[0]
+        if getattr(exc.orig, "sqlstate", None) in CONCURRENT_CHANGE:  # the database is fine: another change won
+            log.warning("concurrent change on %s %s: %s", request.method, request.path, reason)
+            return respond(http_error(Unavailable("The request met another change made at the same moment; "
+                                                  "try again.", retry_after=1)))
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, reason)
         return respond(http_error(Unavailable("The database is unavailable; try again shortly.", retry_after=2)))
 
     @app.errorhandler(ProgrammingError)

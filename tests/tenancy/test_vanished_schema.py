@@ -117,3 +117,20 @@ def test_a_request_that_meets_its_tenants_drop_answers_404(app, tenant, monkeypa
     answer = tenant.api.post("/api/v1/tickets", json={"title": "too late"})
     assert answer.status_code == 404 and answer.get_json() == {"code": 404, "status": "Not Found",
                                                                "message": "No such organization."}
+
+
+def test_a_deadlock_postgres_broke_is_told_as_a_concurrent_change_not_a_database_down(app, tenant, monkeypatch):
+    """Every deadlock answered "The database is unavailable", which sent people looking at a database that
+    was fine. It is a 503 still (try again), worded for what happened."""
+    from psycopg.errors import DeadlockDetected
+
+    from app.tickets import services
+
+    def deadlocked(*args, **kwargs):
+        raise sa.exc.OperationalError("UPDATE tickets", {}, DeadlockDetected("deadlock detected"))
+
+    ticket = tenant.api.post("/api/v1/tickets", json={"title": "Help"}).get_json()
+    monkeypatch.setattr(services, "update_ticket", deadlocked)
+    answer = tenant.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"priority": "high"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.get_json()["message"] == "The request met another change made at the same moment; try again."
