@@ -281,6 +281,11 @@ def _queue_order() -> list:
     return [Ticket.priority_rank.desc(), Ticket.created_at, Ticket.id]
 
 
+def _counted() -> sa.ColumnElement[bool]:
+    """A decision that changed something: an automatic one that handed the ticket to nobody did not."""
+    return sa.or_(AssignmentDecision.source != "auto", AssignmentDecision.chosen_user_id.is_not(None))
+
+
 def pinned_teams(ticket_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """Return the team of each ticket whose latest decision put it in a team by hand, unassigned.
 
@@ -293,8 +298,7 @@ def pinned_teams(ticket_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     latest = (
         sa.select(AssignmentDecision.ticket_id, AssignmentDecision.source, AssignmentDecision.team_id,
                   AssignmentDecision.chosen_user_id)
-        .where(AssignmentDecision.ticket_id.in_(ticket_ids),
-               sa.or_(AssignmentDecision.source != "auto", AssignmentDecision.chosen_user_id.is_not(None)))
+        .where(AssignmentDecision.ticket_id.in_(ticket_ids), _counted())
         .order_by(AssignmentDecision.ticket_id, AssignmentDecision.created_at.desc())
         .distinct(AssignmentDecision.ticket_id)
     )
@@ -547,10 +551,9 @@ def record_release(ticket: Ticket, previous_assignee_id: uuid.UUID, actor: Actor
     required skills and all. The queue drains.
     """
     latest = db.session.execute(
-        sa.select(AssignmentDecision.source, AssignmentDecision.team_id).where(
-            AssignmentDecision.ticket_id == ticket.id,
-            sa.or_(AssignmentDecision.source != "auto", AssignmentDecision.chosen_user_id.is_not(None)))
-        .order_by(AssignmentDecision.created_at.desc()).limit(1)).first()  # as `pinned_teams` counts them
+        sa.select(AssignmentDecision.source, AssignmentDecision.team_id)
+        .where(AssignmentDecision.ticket_id == ticket.id, _counted())
+        .order_by(AssignmentDecision.created_at.desc()).limit(1)).first()
     by_hand = (ticket.team_id is not None and latest is not None and latest.source == "manual"
                and latest.team_id == ticket.team_id)
     decision = AssignmentDecision(

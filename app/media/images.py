@@ -42,6 +42,10 @@ KEPT_MODES = {"PNG": {"1", "L", "LA", "P", "RGB", "RGBA"}, "JPEG": {"L", "RGB", 
               "GIF": {"P", "L"}, "WEBP": {"RGB", "RGBA"}}
 
 
+# What Pillow raises for a file it cannot read as an image (an OSError with an errno is the worker's disk).
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError)
+
+
 class ImageRefused(Exception):
     """The file is not an image we can safely decode; the message says why."""
 
@@ -71,7 +75,7 @@ def reencode(source: Path, content_type: str, out_dir: Path, max_pixels: int) ->
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRefused(f"The image has too many pixels to decode safely: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError) as exc:
+    except UNREADABLE as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the worker's disk (full, gone), not the image
             raise
         raise ImageRefused(f"The image cannot be decoded: {exc}") from exc
@@ -91,7 +95,7 @@ def check_pixels(source: Path, content_type: str, max_pixels: int) -> None:
     try:
         with Image.open(source, formats=[FORMATS[content_type]]) as image:
             width, height = image.size
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
+    except UNREADABLE as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the worker's disk, not the image
             raise
         return

@@ -30,9 +30,13 @@ USER_KEYS = [SortKey(User.created_at, kind="datetime"), SortKey(User.id, kind="u
 TEAM_KEYS = [SortKey(Team.name), SortKey(Team.id, kind="uuid")]
 
 
-def get_user(user_id: uuid.UUID) -> User | None:
-    """Return the active user with this id, or None."""
-    user = db.session.get(User, user_id)
+def get_user(user_id: uuid.UUID, lock: bool = False) -> User | None:
+    """Return the active user with this id, or None; with `lock`, their row read afresh and share-locked
+    (a leaving under way, which locks it, is waited for and seen)."""
+    if lock:
+        user = db.session.get(User, user_id, with_for_update={"read": True}, populate_existing=True)
+    else:
+        user = db.session.get(User, user_id)
     return None if user is None or user.deleted_at is not None else user
 
 

@@ -18,7 +18,7 @@ from app.auth.actor import Actor
 from app.errors import Conflict, Forbidden, Invalid, NotFound, Stale
 from app.extensions import db
 from app.outbox import emit
-from app.people.models import Team, User
+from app.people.models import Team
 from app.people.services import get_user
 from app.realtime import publish_after_commit
 from app.tickets.models import Ticket
@@ -247,9 +247,8 @@ def _check_people(changes: dict[str, Any]) -> None:
     if changes.get("assignee_id") is not None:
         # Share-locked, after the ticket (as `_assignee_left` does): someone leaving meanwhile is seen gone,
         # or their release waits for this change and then takes the ticket back.
-        user = db.session.execute(sa.select(User).where(User.id == changes["assignee_id"]).with_for_update(read=True)
-                                  .execution_options(populate_existing=True)).scalar_one_or_none()
-        if user is None or user.deleted_at is not None:
+        user = get_user(changes["assignee_id"], lock=True)
+        if user is None:
             errors["assignee_id"] = ["No such user."]
         elif not user.is_staff:
             errors["assignee_id"] = ["Must be an active agent or admin of this organization."]
@@ -353,9 +352,8 @@ def _assignee_left(ticket: Ticket) -> bool:
     """
     if ticket.assignee_id is None or ticket.status not in ("resolved", "closed"):
         return False
-    user = db.session.execute(sa.select(User).where(User.id == ticket.assignee_id).with_for_update(read=True)
-                              .execution_options(populate_existing=True)).scalar_one_or_none()
-    return user is None or user.deleted_at is not None or not user.is_staff
+    user = get_user(ticket.assignee_id, lock=True)
+    return user is None or not user.is_staff
 
 
 def _reopen(ticket: Ticket, actor: Actor) -> Ticket:
@@ -408,7 +406,7 @@ def _record_manual_assignment(ticket: Ticket, actor: Actor, previous_assignee_id
 
 
 def _record_release(ticket: Ticket, actor: Actor, previous_assignee_id: uuid.UUID) -> None:
-    """Hand the release from an assignee who left to the assignment area (the rules route the ticket again)."""
+    """Hand the release from an assignee who left to the assignment area, which says where the ticket waits."""
     from app.assignment.services import record_release
 
     record_release(ticket, previous_assignee_id, actor)
