@@ -12,11 +12,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from rq import SimpleWorker
 
 from app import create_app
@@ -24,7 +22,7 @@ from app.embedded import start_missing
 from app.extensions import db, redis_client
 from app.outbox.dispatch import relay_once
 from app.worker import use_app
-from tenants import Tenant, active_tenant, shadow_tenant_tables, tenant_context
+from tenants import active_tenant, shadow_tenant_tables, tenant_context
 from tenants.migrations import upgrade_public
 from tests.helpers import ApiClient, Services, TenantHandle, app_config
 from tests.tenant_statements import crossings_since_last_call, watch_every_engine
@@ -126,26 +124,20 @@ def in_tenant(app):
     return enter
 
 
-@pytest.fixture(scope="module", autouse=True)
-def module_started() -> datetime:
-    """When this test module began (autouse, so before any tenant its module-scoped fixtures make)."""
-    return datetime.now(UTC) - timedelta(seconds=1)
-
-
 @pytest.fixture
-def run_jobs(app, module_started):
+def run_jobs(app):
     """Return a function that runs every queued job of `queues` (default: assignment) in this process.
 
     First it hands on what the relay would on a wake: rows and deliveries that one-statement
-    writes (a new ticket or message) left for it, in the tenants this module made. (Every tenant's
-    would include whatever the suite's earlier modules left unrun: half a minute, late in a run.)
+    writes (a new ticket or message) left for it, in every tenant. (Only this module's tenants'
+    left the rest of the suite's rows to pile up, and a later module running a real worker and relay
+    spent its tests' time waiting behind them.)
     """
 
     def run(*queues: str) -> None:
         use_app(app)
         with app.app_context():
-            relay_once(fresh=True, slugs=set(db.session.scalars(
-                sa.select(Tenant.slug).where(Tenant.created_at >= module_started))))
+            relay_once(fresh=True)
             connection = redis_client()
         SimpleWorker(list(queues or ["assignment"]), connection=connection).work(burst=True)
 

@@ -23,12 +23,13 @@ LIVE = 30_000  # ms: the worker scans with clamd; a generous hang guard on a bus
 
 @pytest.fixture(scope="module")
 def media_worker(services, tmp_path_factory, clamd_socket):
-    """Run a real `flask worker` on the assignment and media queues, scanning with the test clamd, and the
-    outbox relay, which hands on a scan the upload's own hand-on left to it (its organization's share of
-    the queue full). Without one, such a scan waited for another module's `run_jobs` to pass it on."""
+    """Run a real `flask worker` on the media and assignment queues, scanning with the test clamd, and the
+    outbox relay, which hands on a scan the upload's own hand-on left to it. Without one, such a scan
+    waited for another module's `run_jobs` to pass it on. The relay hands on every tenant's rows the
+    suite left, so media comes first: a scan waited behind other tenants' assignments."""
     folder = tmp_path_factory.mktemp("upload-worker")
     procs = [start_worker(services.database_url, services.redis_url, folder, "upload-worker",
-                          queues="assignment,media", MEDIA_LOCAL_DIR=services.media_dir, CLAMD_SOCKET=clamd_socket),
+                          queues="media,assignment", MEDIA_LOCAL_DIR=services.media_dir, CLAMD_SOCKET=clamd_socket),
              start_relay(services.database_url, services.redis_url, folder)]
     yield
     for proc in procs:
