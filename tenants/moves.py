@@ -30,6 +30,7 @@ primary (`provisioning.change_lock`).
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 import logging
 import random
@@ -258,17 +259,32 @@ def move_tenant(slug: str, target: str, lock_timeout_ms: int = 5000) -> Move:
         guard.autocommit = True
         if not guard.execute("select pg_try_advisory_lock(hashtext(%s))", (change_lock(slug),)).fetchone()[0]:
             raise MoveFailed(str(TenantBusy(slug)))
-        found = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
-        if found is None:
-            raise MoveFailed(f"no tenant {slug!r}")
-        if found.status == "dropping":
-            raise MoveFailed(f"{slug} is being dropped; run the drop again to finish it")
-        move = Move(tenant=found.ref(), target=target, lock_timeout_ms=lock_timeout_ms)
-        db.session.rollback()
-        if move.tenant.shard == target:
-            raise MoveFailed(f"{slug} is on shard {target} already")
-        _tidy(move)
-        _run(move)
+        try:
+            return _locked_move(slug, target, lock_timeout_ms)
+        finally:
+            _unlock(guard, slug)
+
+
+def _unlock(guard: psycopg.Connection, slug: str) -> None:
+    """Release the change lock before the guard closes: a closed connection's locks go only once its server
+    process has read the goodbye, and a drop run right after the move found the tenant busy."""
+    with contextlib.suppress(psycopg.Error):  # broken: its server process is ending, and its locks with it
+        guard.execute("select pg_advisory_unlock(hashtext(%s))", (change_lock(slug),))
+
+
+def _locked_move(slug: str, target: str, lock_timeout_ms: int) -> Move:
+    """The move itself, under the tenant's change lock."""
+    found = db.session.execute(sa.select(Tenant).where(Tenant.slug == slug)).scalar_one_or_none()
+    if found is None:
+        raise MoveFailed(f"no tenant {slug!r}")
+    if found.status == "dropping":
+        raise MoveFailed(f"{slug} is being dropped; run the drop again to finish it")
+    move = Move(tenant=found.ref(), target=target, lock_timeout_ms=lock_timeout_ms)
+    db.session.rollback()
+    if move.tenant.shard == target:
+        raise MoveFailed(f"{slug} is on shard {target} already")
+    _tidy(move)
+    _run(move)
     return move
 
 

@@ -880,6 +880,42 @@ def test_a_tenant_being_dropped_is_not_moved(app, shards):
     assert app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"]).exit_code == 0
 
 
+def test_a_move_releases_the_change_lock_before_it_returns(app, shards, monkeypatch):
+    """A closed connection's locks go when its server process gets round to it: the move unlocks itself,
+    so a drop run right after it does not find the tenant busy (the guard here is never closed)."""
+    from tenants import provisioning
+
+    kept: list[psycopg.Connection] = []
+    opened = moves._connect
+    slug, _api = signup_on(app, "primary")
+    with app.app_context():
+        provisioning.retire_tenant(slug)
+        db.session.commit()
+        monkeypatch.setattr(moves, "_connect", lambda shard: _Unclosed(opened(shard), kept))
+        with pytest.raises(moves.MoveFailed, match="is being dropped"):
+            moves.move_tenant(slug, "b")
+    try:
+        dropped = app.test_cli_runner().invoke(args=["tenants", "drop", slug, "--yes"])
+        assert dropped.exit_code == 0, dropped.output
+    finally:
+        for conn in kept:
+            conn.close()
+
+
+class _Unclosed:
+    """A connection whose `with` block leaves it open (as a server that has not yet seen the close)."""
+
+    def __init__(self, conn: psycopg.Connection, kept: list[psycopg.Connection]) -> None:
+        self.conn = conn
+        kept.append(conn)
+
+    def __enter__(self) -> psycopg.Connection:
+        return self.conn
+
+    def __exit__(self, *_exc) -> None:
+        return None
+
+
 def test_a_moves_connections_outlast_a_servers_idle_timeouts(app, shards):
     """The guard holds the tenant's change lock idle for the whole move: a server's idle_session_timeout
     would end it, and a drop could then run beside the move."""
