@@ -82,6 +82,14 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def decode_json(raw: bytes | str, max_bytes: int) -> Any:
     """Return the JSON value in `raw`, or raise BadInput saying what is wrong with it."""
+    value = parse_json(raw, max_bytes)
+    check_value(value)
+    return value
+
+
+def parse_json(raw: bytes | str, max_bytes: int) -> Any:
+    """Return the JSON value in `raw` before `check_value` has looked at its text and numbers, or raise
+    BadInput if it is too large or not JSON."""
     if len(raw) > max_bytes:
         raise BadInput(413, f"The body is larger than {max_bytes} bytes.")
     if isinstance(raw, bytes):
@@ -97,7 +105,6 @@ def decode_json(raw: bytes | str, max_bytes: int) -> Any:
         raise BadInput(400, f"The body gives the key {exc.key[:64]!r} twice in one object.") from None
     except ValueError:
         raise BadInput(400, "The body is not valid JSON.") from None
-    check_value(value)
     return value
 
 

@@ -61,7 +61,7 @@ from app.extensions import db, parser, redis_client, sock
 from app.gunicorn_worker import send_timeout
 from app.http_errors import api_error_response, http_error
 from app.idempotency import Claim, endpoint_of, fingerprint
-from app.input_guard import decode_json
+from app.input_guard import check_value, parse_json
 from app.media import services as media
 from app.realtime import channel
 from app.tickets.schemas import dump_ticket
@@ -524,10 +524,12 @@ class TicketStream:
         try:
             if isinstance(frame, bytes):
                 abort(400, message="Frames must be JSON text.")
-            data = decode_json(frame, current_app.config["JSON_MAX_BYTES"])
+            data = parse_json(frame, current_app.config["JSON_MAX_BYTES"])
             if not isinstance(data, dict):
                 abort(400, message="A frame must be a JSON object.")
-            ref = data.pop("ref", None)
+            check_value({"ref": data.get("ref")})
+            ref = data.pop("ref", None)  # a refusal of the rest of the frame still names it
+            check_value(data)
             kind = data.pop("type", None)
             if kind not in ("message", "typing"):
                 abort(422, message="Unknown frame type.", errors={"type": ["Must be one of: message, typing."]})

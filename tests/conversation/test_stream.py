@@ -7,6 +7,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 import sqlalchemy as sa
 import websocket
@@ -386,6 +387,24 @@ def test_a_public_reply_frame_under_an_internal_note_is_refused_and_never_reache
     assert [m["body"] for m in helpers.message_events(agent_ws, 2)] == ["noted", "public answer"]
     seen = helpers.next_event(requester_ws, "message.created")["message"]
     assert (seen["body"], seen["parent_id"]) == ("public answer", None)
+
+
+@pytest.mark.parametrize("field", ["body", "parent_id", "idempotency_key"])
+def test_a_frame_refused_for_the_text_it_holds_still_names_its_ref(tenant, server_a, field):
+    """A client marks its optimistic message failed by the ref: a NUL in the body is the frame's fault, not
+    its ref's. A ref that holds such text is refused without being echoed."""
+    ticket = helpers.new_ticket(tenant.api)
+    ws = server_a.connect(ticket["id"], key=tenant.api.key)
+    helpers.send(ws, type="message", **{"body": "hello", field: "bad\x00text"}, ref="r7")
+    error = helpers.next_event(ws, "error")
+    assert (error["code"], error["ref"]) == (422, "r7") and field in error["errors"], error
+    helpers.send(ws, type="message", body="hello", ref="bad\x00ref")
+    error = helpers.next_event(ws, "error")
+    assert error["code"] == 422 and "ref" not in error and "ref" in error["errors"], error
+    helpers.send(ws, type="message", body="fine", ref="r8")
+    assert helpers.next_event(ws, "message.created")["ref"] == "r8"
+    assert [m["body"] for m in tenant.api.get(f"/api/v1/tickets/{ticket['id']}/messages").get_json()["items"]] == [
+        "fine"]
 
 
 def test_a_requesters_frame_on_their_closed_ticket_is_refused_until_they_reopen_it(tenant, server_a):
