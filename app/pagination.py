@@ -24,7 +24,7 @@ from itsdangerous.signer import HMACAlgorithm
 from marshmallow import Schema, fields, validate
 
 from app.errors import Invalid
-from app.schemas import QueryNumber
+from app.schemas import QueryNumber, Whole
 from tenants import current_tenant
 
 MAX_LIMIT = 200
@@ -39,7 +39,7 @@ MAX_CURSOR = 2048
 def cursor_field() -> fields.String:
     """The `cursor` of a list: only a `next_cursor` this API returned for the same list is valid."""
     return fields.String(validate=[
-        validate.Length(max=MAX_CURSOR), validate.Regexp(CURSOR_PATTERN, error="Not a valid cursor.")], metadata={
+        validate.Length(max=MAX_CURSOR), Whole(CURSOR_PATTERN, error="Not a valid cursor.")], metadata={
         "format": "cursor", "description": "The `next_cursor` of the previous page of this same list. Opaque and "
                                            "signed: any other value answers 422."})
 

@@ -206,6 +206,16 @@ def parse_uuid(text: str) -> uuid.UUID:
     return uuid.UUID(text)
 
 
+class Whole(validate.Regexp):
+    """A pattern the whole value must match: `Regexp` matches from the start only, and its `$` lets a
+    final newline through ("16 to 256 printable characters" took a secret ending in one)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class Uuid(fields.UUID):
     """An id in canonical form only (see UUID_PATTERN); the document states the pattern."""
 

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.events import EVENT_TYPES
 from app.pagination import PageArgs
-from app.schemas import Flag, Uuid, WholeNumber
+from app.schemas import Flag, Uuid, Whole, WholeNumber
 from app.webhooks.targets import MAX_URL
 
 # http(s), a host with no user name or password, no #fragment, no spaces or control characters.
@@ -35,7 +35,7 @@ def event_types(**kwargs: object) -> fields.List:
 
 
 def url_field(**kwargs: object) -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=MAX_URL), validate.Regexp(URL_PATTERN, error=(
+    return fields.String(validate=[validate.Length(min=1, max=MAX_URL), Whole(URL_PATTERN, error=(
         "An http(s) URL in ASCII: a host name or address, an optional port, path and query."))], metadata={
         "description": "An http(s) URL whose host resolves to public addresses only (checked now and before "
                        "every delivery; a self-hosted instance may allow private ones). ASCII only: write "
@@ -45,7 +45,7 @@ def url_field(**kwargs: object) -> fields.String:
 
 
 def secret_field(**kwargs: object) -> fields.String:
-    return fields.String(validate=validate.Regexp(SECRET_PATTERN, error="16 to 256 printable ASCII characters."),
+    return fields.String(validate=Whole(SECRET_PATTERN, error="16 to 256 printable ASCII characters."),
                          metadata={"description": "Signs deliveries; made for you when left out."}, **kwargs)
 
 
