@@ -28,6 +28,12 @@ def at_most_64_kib(value: str) -> None:
         raise ValidationError(f"Longer than {MAX_DESCRIPTION} bytes (64 KiB).")
 
 
+def category_text(**kwargs: object) -> fields.String:
+    """A ticket's category, and a rule's condition on one (which no other text could meet)."""
+    return fields.String(metadata={"pattern": SHOWN_LINE},
+                         validate=[validate.Length(min=1, max=100), shown_line("category")], **kwargs)
+
+
 def _patch_status(value: str) -> None:
     if value == "closed":
         raise ValidationError("Close a ticket with POST /api/v1/tickets/{id}/close.")
@@ -74,8 +80,7 @@ class TicketSchema(Schema):
     description = fields.String(load_default="", validate=at_most_64_kib)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     status = fields.String(dump_only=True, validate=validate.OneOf(STATUSES))
-    category = fields.String(load_default=None, allow_none=True, metadata={"pattern": SHOWN_LINE},
-                             validate=[validate.Length(min=1, max=100), shown_line("category")])
+    category = category_text(load_default=None, allow_none=True)
     tags = tag_list(load_default=list)
     requester_id = Uuid(load_default=None, allow_none=True,
                         metadata={"description": "Staff only: open the ticket on someone's behalf."})
@@ -105,8 +110,7 @@ class TicketUpdateSchema(Schema):
                           metadata={"pattern": SHOWN_LINE})
     description = fields.String(validate=at_most_64_kib)
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    category = fields.String(allow_none=True, metadata={"pattern": SHOWN_LINE},
-                             validate=[validate.Length(min=1, max=100), shown_line("category")])
+    category = category_text(allow_none=True)
     tags = tag_list()
     status = fields.String(validate=[_patch_status, validate.OneOf(PATCHABLE_STATUSES)],
                            metadata={"description": "new, open (needs an assignee), pending or resolved "

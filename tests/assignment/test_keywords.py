@@ -123,3 +123,21 @@ def test_a_blank_keyword_is_refused(desk, blank):
     assert changed.status_code == 422, changed.get_json()
     assert desk.t.api.get(f"/api/v1/assignment-rules/{kept['id']}").get_json()["conditions"] == {
         "keywords_any": ["refund"]}
+
+
+@pytest.mark.parametrize("category", [" ", "\u200b", "Invoice \u202efdp", "a" * 101, ""])
+def test_a_category_no_ticket_could_have_is_refused_as_a_condition(desk, category):
+    """A ticket's category must show something and hold no override: a rule's condition on any other text
+    was saved and never matched."""
+    team = desk.team("Support", desk.agents(1))
+    rule = {"name": "billing", "team_id": team["id"], "strategy": "round_robin",
+            "conditions": {"category": ["Billing", category]}}
+    refused = desk.t.api.post("/api/v1/assignment-rules", json=rule)
+    assert refused.status_code == 422 and set(refused.get_json()["errors"]) == {"conditions.category.1"}, (
+        refused.get_json())
+    assert desk.t.api.post("/api/v1/tickets", json={"title": "t", "category": category}).status_code == 422
+    kept = desk.rule(team, name="kept", conditions={"category": ["Billing"]})
+    changed = desk.t.api.patch(f"/api/v1/assignment-rules/{kept['id']}", json={"conditions": {"category": [category]}})
+    assert changed.status_code == 422, changed.get_json()
+    assert desk.t.api.get(f"/api/v1/assignment-rules/{kept['id']}").get_json()["conditions"] == {
+        "category": ["Billing"]}
