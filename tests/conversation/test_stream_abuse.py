@@ -178,17 +178,20 @@ def test_the_slot_of_a_socket_whose_thread_is_stuck_in_a_send_is_kept(app, servi
     for _ in range(24):
         assert helpers.post_message(tenant.api, ticket["id"], body=BIG).status_code == 201
     made = agent_key(tenant)
-    stalled(patient_server, ticket["id"], made["key"])  # its thread blocks in the catch-up for ten minutes
-    with app.app_context():
-        tenant_id = active_tenant(tenant.slug).id
-    client = redis.Redis.from_url(services.redis_url)
-    name = f"tms:{tenant_id}:sockets:key:{made['id']}"
-    helpers.wait_until(lambda: client.zcard(name) == 1, "the socket's slot", timeout=10)
-    first = client.zrange(name, 0, -1, withscores=True)[0][1]
-    # The process hub renews it (every 15 s) though the socket's own thread cannot.
-    helpers.wait_until(lambda: client.zrange(name, 0, -1, withscores=True)[0][1] > first,
-                       "the stuck socket's lease to be renewed", timeout=40)
-    assert client.ttl(name) > 30
+    ws = stalled(patient_server, ticket["id"], made["key"])  # its thread blocks in the catch-up for ten minutes
+    try:
+        with app.app_context():
+            tenant_id = active_tenant(tenant.slug).id
+        client = redis.Redis.from_url(services.redis_url)
+        name = f"tms:{tenant_id}:sockets:key:{made['id']}"
+        helpers.wait_until(lambda: client.zcard(name) == 1, "the socket's slot", timeout=10)
+        first = client.zrange(name, 0, -1, withscores=True)[0][1]
+        # The process hub renews it (every 15 s) though the socket's own thread cannot.
+        helpers.wait_until(lambda: client.zrange(name, 0, -1, withscores=True)[0][1] > first,
+                           "the stuck socket's lease to be renewed", timeout=40)
+        assert client.ttl(name) > 30
+    finally:
+        ws.shutdown()  # frees the server's thread at once, so the server stops without waiting for it
 
 
 def test_a_client_flooding_frames_it_does_not_wait_for_is_cut_off(tenant, patient_server):
