@@ -36,7 +36,7 @@ class RateLimit:
     def headers(self) -> dict[str, str]:
         headers = {
             "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(max(self.remaining, 0)),
+            "X-RateLimit-Remaining": str(0 if self.tenant_exceeded else max(self.remaining, 0)),
             "X-RateLimit-Reset": str(self.reset),
         }
         if self.exceeded:
@@ -52,15 +52,25 @@ def last_used_key(tenant_id: str, key_id: str) -> str:
     return f"tms:{tenant_id}:key-used:{key_id}"
 
 
-# One call, so one round trip and one reply to parse: count the key's and the tenant's request in
-# this window (each counter expires after two windows), note the key's last use, read KEYS[4].
-HIT_AND_READ = """
-local key_count = redis.call('INCR', KEYS[1])
-if key_count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local tenant_count = redis.call('INCR', KEYS[2])
-if tenant_count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
-return {key_count, tenant_count, redis.call('GET', KEYS[4])}
+# Count a request in its caller's window, and in its tenant's only if the caller's own limit
+# (ARGV[2]) let it through: refused requests spent the organization's budget, so one requester
+# flooding 429s locked every integration and admin out. Each counter expires after two windows.
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local tenant_count
+if count <= tonumber(ARGV[2]) then
+  tenant_count = redis.call('INCR', KEYS[2])
+  if tenant_count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+else
+  tenant_count = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+"""
+# One call, so one round trip and one reply to parse: count the key's and the tenant's request,
+# note the key's last use, read KEYS[4].
+HIT_AND_READ = _COUNT + """
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+return {count, tenant_count, redis.call('GET', KEYS[4])}
 """
 _script = Script(None, HIT_AND_READ.encode())  # bytes: no client is needed to hash it
 
@@ -77,7 +87,8 @@ def hit_and_read(tenant_id: str, key_id: str, name: str) -> tuple[RateLimit, byt
     keys = [f"tms:{tenant_id}:rl:{key_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}",
             last_used_key(tenant_id, key_id), name]
     try:
-        count, tenant_count, value = quick_redis.run_script(_script, keys, [WINDOW * 2, now, LAST_USED_DAYS * 86400])
+        count, tenant_count, value = quick_redis.run_script(
+            _script, keys, [WINDOW * 2, current_app.config["RATE_LIMIT_PER_MINUTE"], now, LAST_USED_DAYS * 86400])
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None
@@ -104,12 +115,8 @@ def last_used(tenant_id: str, key_ids: list[str]) -> dict[str, int]:
 
 
 # A signed-in person's writes (page forms, page-socket messages): their count and the tenant's.
-HIT_USER = """
-local user_count = redis.call('INCR', KEYS[1])
-if user_count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local tenant_count = redis.call('INCR', KEYS[2])
-if tenant_count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-return {user_count, tenant_count}
+HIT_USER = _COUNT + """
+return {count, tenant_count}
 """
 _user_script = Script(None, HIT_USER.encode())
 
@@ -124,7 +131,8 @@ def hit_user(tenant_id: str, user_id: str) -> RateLimit | None:
     window = int(time.time()) // WINDOW
     keys = [f"tms:{tenant_id}:rl-user:{user_id}:{window}", f"tms:{tenant_id}:rl-tenant:{window}"]
     try:
-        count, tenant_count = _user_script(keys=keys, args=[WINDOW * 2], client=redis_client())
+        count, tenant_count = _user_script(keys=keys, args=[WINDOW * 2, current_app.config["RATE_LIMIT_PER_MINUTE"]],
+                                           client=redis_client())
     except redis.RedisError as exc:
         log.warning("rate limit skipped, Redis unavailable: %s", exc)
         return None

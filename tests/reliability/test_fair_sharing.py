@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -196,3 +198,36 @@ def test_an_outage_keeps_the_place_only_while_rq_will_run_the_retry(app, tenant,
         place = Place(tenant.slug, "media", str(row_id))
         later = worker._run_one(row_id, Handler(name="tests.down", queue="media", func=down), place)
     assert later.max > 0 and (place.retry_in is not None) is kept
+
+
+def _same_window() -> None:
+    """Wait out the end of a rate-limit window, so the counts below fall in one."""
+    left = 60 - time.time() % 60
+    if left < 10:
+        time.sleep(left + 0.1)
+
+
+def test_requests_refused_by_their_own_limit_do_not_spend_the_organizations(services, make_tenant):
+    """A requester flooding 429s on their own key, or on their pages, locked every admin and integration of
+    the organization out, and a 429 for the organization's limit said requests remained."""
+    app = create_app(app_config(services, RATE_LIMIT_PER_MINUTE=5, RATE_LIMIT_PER_TENANT_PER_MINUTE=20))
+    tenant = make_tenant()
+    requester = tenant.user("requester")
+    flooding = ApiClient(app.test_client(), tenant.key_for(requester).key)
+    admin = tenant.user("admin")
+    admins = [ApiClient(app.test_client(), tenant.key_for(admin).key) for _ in range(3)]
+    _same_window()
+    statuses = [flooding.get(f"/api/v1/users/{requester['id']}").status_code for _ in range(25)]
+    assert statuses == [200] * 5 + [429] * 20
+    page = app.test_client()
+    assert page.post(f"/t/{tenant.slug}/login", data={"email": requester["email"],
+                                                      "password": "password123"}).status_code == 302
+    statuses = [page.post(f"/t/{tenant.slug}/me/availability").status_code for _ in range(25)]
+    assert statuses.count(429) == 20 and statuses[-1] == 429, statuses
+    answered = admins[0].get("/api/v1/users")
+    assert answered.status_code == 200 and answered.headers["X-RateLimit-Remaining"] == "4"
+    # The organization's limit still binds before these keys' own (14 left between them) are spent.
+    answers = [admins[i % 3].get("/api/v1/users") for i in range(14)]
+    refused = next(resp for resp in answers if resp.status_code == 429)
+    assert "organization" in refused.get_json()["message"]
+    assert refused.headers["X-RateLimit-Remaining"] == "0" and int(refused.headers["Retry-After"]) > 0
