@@ -25,7 +25,7 @@ from wtforms.validators import DataRequired, Length
 
 from app.auth import key_cache, ratelimit, throttle
 from app.extensions import db, is_api_request
-from app.people.services import authenticate
+from app.people.services import authenticate, sign_out_everywhere
 from tenants import current_tenant_or_none
 
 bp = Blueprint("auth", __name__)
@@ -148,7 +148,7 @@ def logout():
     Open ticket sockets re-check their grant, which carries the session version, at once.
     """
     if request.method == "POST":
-        current_user.session_version += 1
+        sign_out_everywhere(current_user)
         key_cache.change_on_commit()
         db.session.commit()
         logout_user()

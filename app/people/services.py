@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app import audit
 from app.auth import key_cache
-from app.auth.actor import Actor
+from app.auth.actor import SYSTEM, Actor, current_actor_or_none
 from app.auth.keys import revoke_keys
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.extensions import db
@@ -101,7 +101,10 @@ def authenticate(email: str, password: str) -> User | None:
     if not check_password(user.password_hash if user else None, password) or user is None:
         return None
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        # Only over the hash just checked: a password changed meanwhile was put back by the old one's sign-in.
+        db.session.execute(sa.update(User).where(User.id == user.id, User.password_hash == user.password_hash)
+                           .values(password_hash=hash_password(password)),
+                           execution_options={"synchronize_session": False})
     return user
 
 
@@ -168,7 +171,7 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
             setattr(user, field, sorted(set(value)) if field == "skills" else value)
     if "password" in changes:
         user.password_hash = hash_password(changes["password"])
-        user.session_version += 1
+        sign_out_everywhere(user)
     if before["role"] == "admin" and user.role != "admin":
         # keys they made for others were made with a power they no longer have
         revoke_keys(current_tenant().id, ApiKey.created_by == user.id, ApiKey.user_id != user.id)
@@ -191,10 +194,16 @@ def delete_user(user: User) -> None:
         _release_tickets(user)
     user.deleted_at = datetime.now(UTC)
     user.available = False
-    user.session_version += 1
+    sign_out_everywhere(user)
     db.session.execute(sa.delete(TeamMember).where(TeamMember.user_id == user.id))
     revoke_keys(current_tenant().id, sa.or_(ApiKey.user_id == user.id, ApiKey.created_by == user.id))
     audit.record("user", user.id, "deleted", before=_snapshot(user))
+
+
+def sign_out_everywhere(user: User) -> None:
+    """End every session of the user's at this transaction's commit: their session version goes up in
+    SQL, so two at once both count (each read the same version, and the second wrote back the first's)."""
+    user.session_version = User.session_version + 1
 
 
 def _leave_teams(user: User) -> None:
@@ -215,7 +224,6 @@ def _release_tickets(user: User) -> None:
     requester, unassigned, for whoever picks it up next. Solved tickets keep their assignee, as the
     record of who solved them, until one is reopened (`tickets.services._assignee_left`).
     """
-    from app.auth.actor import SYSTEM, current_actor_or_none
     from app.tickets import services as tickets
     from app.tickets.models import Ticket
     from app.tickets.schemas import dump_ticket
@@ -247,6 +255,10 @@ def _ensure_another_admin(user: User) -> None:
     db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
         sa.func.hashtext(f"{current_tenant().schema}:admins"))))
     admins = db.session.scalars(sa.select(User.id).where(User.role == "admin", User.deleted_at.is_(None))).all()
+    actor = current_actor_or_none()
+    if actor is not None and actor.user_id is not None and actor.user_id not in admins:
+        # demoted or removed by another admin while this request was on its way: the count above was theirs
+        raise Forbidden("Only admins can change other users.")
     if not any(admin != user.id for admin in admins):
         raise Conflict("An organization needs at least one admin.")
 

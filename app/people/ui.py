@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user
 from flask_wtf import FlaskForm
 
@@ -11,6 +11,7 @@ from app.auth.actor import current_actor
 from app.auth.ui import safe_next
 from app.errors import Invalid
 from app.extensions import db
+from app.people.models import User
 from app.people.passwords import check_password
 from app.people.schemas import UserPatchSchema
 from app.people.services import change_user
@@ -42,6 +43,16 @@ def availability():
     return redirect(safe_next(request.form.get("next", "")) or url_for("ui.index"))
 
 
+def _held(signed_in: User) -> User | None:
+    """Lock the signed-in person's row and read it afresh, or None if their session has ended since the
+    request began. The password they give is checked against the hash that the change replaces: an
+    admin's reset that landed in between was overwritten, and whoever held the old password stayed in.
+    """
+    version = signed_in.session_version
+    me = db.session.get(User, signed_in.id, with_for_update=True, populate_existing=True)
+    return None if me is None or me.deleted_at is not None or me.session_version != version else me
+
+
 @bp.route("/me/password", methods=["GET", "POST"])
 @login_required
 def password():
@@ -59,13 +70,16 @@ def password():
                 raise Invalid("Please fix the fields marked below.", {"password": ["This is required."]})
             wait = throttle.login_attempt(tenant, current_user.email)
             if wait is None:
-                if not check_password(current_user.password_hash, request.form.get("current_password", "")):
+                me = _held(current_user)
+                if me is None:  # signed out everywhere meanwhile: an admin's reset, a sign-out elsewhere
+                    return current_app.login_manager.unauthorized()
+                if not check_password(me.password_hash, request.form.get("current_password", "")):
                     raise Invalid("Please fix the fields marked below.",
                                   {"current_password": ["This is not your password."]})
-                throttle.login_succeeded(tenant, current_user.email)
+                throttle.login_succeeded(tenant, me.email)
                 user = change_user(actor, actor.user_id, fields)
+                login_user(user)  # this browser's session, at the version this change set (read under the lock)
                 db.session.commit()
-                login_user(user)  # this browser's session, at the new session version
                 flash("Your password is changed. Everywhere else, you are signed out.", "success")
                 return redirect(url_for("ui.index"))
         refusal = refused.refusal
