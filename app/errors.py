@@ -7,6 +7,10 @@ error event on the socket, and jobs to a failed job with the message recorded.
 
 from __future__ import annotations
 
+# At most this many fields are named in one refusal: a 1 MB body of bad list items was answered with
+# 19 MB of errors, one for each.
+MAX_FIELD_ERRORS = 20
+
 
 class DomainError(Exception):
     """A refusal with a message for people and, for invalid input, messages per field."""

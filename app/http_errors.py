@@ -35,6 +35,7 @@ from werkzeug.exceptions import (
 )
 
 from app.errors import (
+    MAX_FIELD_ERRORS,
     Conflict,
     DomainError,
     Forbidden,
@@ -110,7 +111,7 @@ def api_error_response(error: HTTPException):
     # The contract keeps `errors` for validation failures (a field refused: 400, 413, 415, 422); a
     # conflict (409: a taken slug) is about the state of things, told by its message.
     if errors and error.code != 409:
-        payload["errors"] = _flatten(errors)
+        payload["errors"] = dict(list(_flatten(errors).items())[:MAX_FIELD_ERRORS])
     message = data.get("message")
     if message is None:
         if errors:

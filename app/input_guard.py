@@ -27,7 +27,7 @@ from urllib.parse import unquote_to_bytes
 from flask import Flask, current_app, request
 from webargs.core import is_json, missing
 
-from app.errors import DomainError
+from app.errors import MAX_FIELD_ERRORS, DomainError
 from app.extensions import is_api_request
 
 MAX_DEPTH = 32
@@ -113,7 +113,7 @@ def check_value(value: Any) -> None:
     not finite (iteratively)."""
     bad: dict[str, list[str]] = {}
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
+    while stack and len(bad) < MAX_FIELD_ERRORS:
         item, path, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise BadInput(422, f"The JSON is nested more than {MAX_DEPTH} levels deep.")

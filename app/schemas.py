@@ -112,11 +112,23 @@ def shown_line(noun: str) -> Callable[[str], None]:
     return check
 
 
+class BoundedList(fields.List):
+    """A list whose length validators run before its items are read: a million items were each checked
+    (and refused one by one) before the list was found too long."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, list):
+            for validator in self.validators:
+                if isinstance(validator, validate.Length):
+                    validator(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def tag_list(**kwargs: object) -> fields.List:
     """A list of short labels (tags, skills), at most 50, each as a comma-separated text box can hold it."""
-    return fields.List(fields.String(validate=[validate.Length(min=1, max=64), _plain_label],
-                                     metadata={"pattern": LABEL_PATTERN}),
-                       validate=validate.Length(max=50), **kwargs)
+    return BoundedList(fields.String(validate=[validate.Length(min=1, max=64), _plain_label],
+                                      metadata={"pattern": LABEL_PATTERN}),
+                        validate=validate.Length(max=50), **kwargs)
 
 
 def _plans(schema: Schema) -> list[tuple[str, str, fields.Field]]:

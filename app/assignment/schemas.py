@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.assignment.models import STRATEGIES
 from app.openapi import NOT_BLANK
-from app.schemas import Flag, Uuid, WholeNumber, display_name, shows_something, tag_list
+from app.schemas import BoundedList, Flag, Uuid, WholeNumber, display_name, shows_something, tag_list
 from app.tickets.models import PRIORITIES
 from app.tickets.schemas import category_text
 
@@ -20,11 +20,11 @@ def _not_blank(keyword: str) -> None:
 class ConditionsSchema(Schema):
     """Every stated condition must hold; an empty list matches anything."""
 
-    priority = fields.List(fields.String(validate=validate.OneOf(PRIORITIES)), validate=validate.Length(max=4))
-    category = fields.List(category_text(), validate=validate.Length(max=50))
+    priority = BoundedList(fields.String(validate=validate.OneOf(PRIORITIES)), validate=validate.Length(max=4))
+    category = BoundedList(category_text(), validate=validate.Length(max=50))
     tags_any = tag_list()
-    keywords_any = fields.List(fields.String(validate=[validate.Length(min=1, max=100), _not_blank],
-                                             metadata={"pattern": NOT_BLANK}), validate=validate.Length(max=50))
+    keywords_any = BoundedList(fields.String(validate=[validate.Length(min=1, max=100), _not_blank],
+                                              metadata={"pattern": NOT_BLANK}), validate=validate.Length(max=50))
 
 
 class RuleSchema(Schema):

@@ -9,7 +9,7 @@ from app.markdown import stored_or_rendered
 from app.media.schemas import AttachmentSchema
 from app.openapi import NOT_BLANK
 from app.pagination import PageArgs
-from app.schemas import Flag, QueryNumber, UtcDateTime, Uuid, shows_something
+from app.schemas import BoundedList, Flag, QueryNumber, UtcDateTime, Uuid, shows_something
 
 MAX_BODY = 64 * 1024
 
@@ -26,9 +26,9 @@ class MessageSchema(Schema):
                   "description": "`body` as Markdown rendered to sanitised HTML (no scripts, styles or raw HTML)."})
     parent_id = Uuid(load_default=None, allow_none=True)
     internal = Flag(load_default=False)
-    attachment_ids = fields.List(Uuid(), load_only=True, load_default=list, validate=validate.Length(max=20),
-                                 metadata={"description": "Files the author uploaded to this ticket and has "
-                                                          "not sent yet (POST /tickets/{id}/attachments)."})
+    attachment_ids = BoundedList(Uuid(), load_only=True, load_default=list, validate=validate.Length(max=20),
+                                  metadata={"description": "Files the author uploaded to this ticket and has "
+                                                           "not sent yet (POST /tickets/{id}/attachments)."})
     attachments = fields.List(fields.Nested(AttachmentSchema), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     edited_at = fields.DateTime(dump_only=True, allow_none=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.media.types import ALL_TYPES
-from app.schemas import Uuid, WholeNumber
+from app.schemas import BoundedList, Uuid, WholeNumber
 
 API = "/api/v1"
 
@@ -68,10 +68,10 @@ class MediaSettingsChangeSchema(Schema):
     """What an admin may change. `max_size`'s maximum is the instance's `MEDIA_MAX_SIZE`, which the
     served document states (`app.openapi`)."""
 
-    allowed_types = fields.List(fields.String(validate=validate.OneOf(ALL_TYPES)), allow_none=True,
-                                validate=validate.Length(max=20), metadata={
-                                    "description": "The types this organization accepts, a subset of the "
-                                                   "instance's; null for all of them."})
+    allowed_types = BoundedList(fields.String(validate=validate.OneOf(ALL_TYPES)), allow_none=True,
+                                 validate=validate.Length(max=20), metadata={
+                                     "description": "The types this organization accepts, a subset of the "
+                                                    "instance's; null for all of them."})
     max_size = WholeNumber(allow_none=True, validate=validate.Range(min=1), metadata={
         "description": "Largest file in bytes, at most instance_max_size; null for the instance's limit."})
 

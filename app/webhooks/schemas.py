@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.events import EVENT_TYPES
 from app.pagination import PageArgs
-from app.schemas import Flag, Uuid, Whole, WholeNumber
+from app.schemas import BoundedList, Flag, Uuid, Whole, WholeNumber
 from app.webhooks.targets import MAX_URL
 
 # http(s), a host with no user name or password, no #fragment, no spaces or control characters.
@@ -27,11 +27,11 @@ def _distinct(values: list) -> None:
 
 
 def event_types(**kwargs: object) -> fields.List:
-    return fields.List(fields.String(validate=validate.OneOf(tuple(EVENT_TYPES))),
-                       validate=[validate.Length(min=1, max=len(EVENT_TYPES),
-                                                 error="Choose at least one event type (at most {max})."), _distinct],
-                       metadata={"description": "Event types to receive: " + ", ".join(EVENT_TYPES) + ".",
-                                 "uniqueItems": True}, **kwargs)
+    return BoundedList(fields.String(validate=validate.OneOf(tuple(EVENT_TYPES))),
+                        validate=[validate.Length(min=1, max=len(EVENT_TYPES),
+                                                  error="Choose at least one event type (at most {max})."), _distinct],
+                        metadata={"description": "Event types to receive: " + ", ".join(EVENT_TYPES) + ".",
+                                  "uniqueItems": True}, **kwargs)
 
 
 def url_field(**kwargs: object) -> fields.String:
