@@ -179,6 +179,8 @@ def _search(session, actor: Actor, conditions: list, text: str, sort: str, limit
     else in `sort`'s order (newest first for relevance); within a `rare_tag`, from its few tickets."""
     query = search.tsquery(text)
     plan, inner = _split_cursor(cursor)
+    if plan == RANK and sort != RELEVANCE:
+        raise invalid_cursor()  # a page by relevance, asked for in another order
     order = date_order(sort)
     visible = None if actor.is_staff else visibility(actor)  # in every subquery: a requester reads only theirs
     counted = sort == RELEVANCE or (actor.is_staff and rare_tag is None)  # see `search`'s plans

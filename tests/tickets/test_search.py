@@ -278,6 +278,21 @@ def test_a_search_cursor_is_not_a_list_cursor(tenant, new_ticket):
     assert tenant.api.get("/api/v1/tickets?" + urlencode({"cursor": plain, "q": "lamp"})).status_code == 422
 
 
+@pytest.mark.parametrize("other", ["number", "-priority", "created_at", "-updated_at"])
+def test_a_relevance_cursor_is_refused_in_another_order(tenant, new_ticket, monkeypatch, other):
+    """Its pages rank: sent with another `sort`, it went on by relevance and the order asked for was lost."""
+    for i in range(3):
+        new_ticket(f"printer jam {i}")
+    _plans(monkeypatch, 1, 100)
+    first = _search(tenant.api, "printer jam", limit=1, sort="relevance")
+    assert first["order"] == "relevance" and first["next_cursor"]
+    refused = tenant.api.get("/api/v1/tickets?" + urlencode({"q": "printer jam", "sort": other,
+                                                             "cursor": first["next_cursor"]}))
+    assert refused.status_code == 422 and "cursor" in refused.get_json()["errors"], refused.get_json()
+    assert _search(tenant.api, "printer jam", limit=1, cursor=first["next_cursor"], sort="relevance")["order"] == (
+        "relevance")
+
+
 def test_a_search_over_its_time_limit_answers_503(app, tenant, new_ticket, monkeypatch):
     new_ticket("slow")
 
