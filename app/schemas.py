@@ -33,7 +33,12 @@ _BIDI = r"\u202a-\u202e\u2066-\u2069"
 # Text that must not be blank (a name, a ticket's title, a message's body) shows one such character
 # at least; a body of zero-width spaces would be an empty message on every page.
 VISIBLE_CHARACTER = f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}]"
-_VISIBLE = re.compile(VISIBLE_CHARACTER)
+# The server also knows the invisible characters beyond the first plane (Unicode's other default-ignorable
+# ones: shorthand format controls, musical format symbols, tag characters and variation selectors). The
+# document's pattern leaves them out: its readers (ECMAScript without the `u` flag) see such a character
+# as two halves. A title of tag characters alone was a ticket with no title on every page.
+_ASTRAL_INVISIBLE = r"𛲠-𛲣𝅳-𝅺󠀀-󠿿"
+_VISIBLE = re.compile(f"[^{_CONTROL}{_SPACE}{_INVISIBLE}{_BIDI}{_ASTRAL_INVISIBLE}]")
 
 # The overrides of those controls force a run of letters to read the other way ("Invoice \u202efdp.exe"
 # shows "Invoice exe.pdf"). A ticket's title, category and tags refuse them; embeddings and isolates,

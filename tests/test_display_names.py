@@ -9,7 +9,7 @@ import secrets
 from app.schemas import NAME_PATTERN
 
 BLANK = ["   ", "\u200b", "\u2028\u2029\ufeff\u200b", "\u00a0\u3000", "\u2060\u00ad", "\t\n", "\u3164",
-         "\u2800", "\ufe0f\u034f", "\uffa0\u115f", "\u061c"]
+         "\u2800", "\ufe0f\u034f", "\uffa0\u115f", "\u061c", "\U000e0041\U000e007f", "\U0001d173\U0001bca3"]
 BIDI = ["Ada\u202eevil", "\u2066Ada\u2069", "Bo\u202d"]
 FINE = ["Ada Lovelace", " padded ", "Zoë 李", "نور", "a\u200db"]  # ZWJ between letters is how emoji join
 

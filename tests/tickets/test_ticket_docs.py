@@ -57,7 +57,9 @@ def test_the_document_refuses_the_texts_the_server_refuses(tenant, field):
 @pytest.mark.parametrize("field, noun", [("title", "a title"), ("category", "a category"), ("tags", "a tag or skill")])
 def test_overrides_and_invisible_text_are_refused_in_a_tickets_labels_and_isolates_kept(tenant, field, noun):
     overrides = f"Right-to-left and left-to-right overrides are not allowed in {noun}."
-    for text, message in (("Invoice \u202efdp.exe", overrides), ("\u200b\u200d", "must not be blank.")):
+    blank = "must not be blank."
+    for text, message in (("Invoice \u202efdp.exe", overrides), ("\u200b\u200d", blank),
+                          ("\U000e0041\U000e0042", blank), ("\U0001bca0\U0001d173\U000e0100", blank)):
         value = [text] if field == "tags" else text
         answer = tenant.api.post("/api/v1/tickets", json={"title": "t", field: value})
         assert answer.status_code == 422
