@@ -101,6 +101,8 @@ class Tickets(MethodView):
     @claimed_at_once
     @blp.arguments(NEW_TICKET)
     @blp.response(201, TicketSchema, headers=ETAG_HEADER)
+    @blp.alt_response(409, response="DEFAULT_ERROR", description=(
+        "Another request with this Idempotency-Key held it and let go twice while this one waited; send it again."))
     def post(self, data, claim):
         """Open a ticket. It starts `new`; assignment fills in `assignee_id` shortly after."""
         created = writes.create_ticket(current_actor(), claim, **data)

@@ -33,7 +33,14 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from app.at_once import STAND_IN, Spliced, jsonb
 from app.audit import AuditEntry
 from app.auth.actor import Actor
-from app.idempotency import Claim, IdempotencyRecord, claim_in_sql, earlier_response, kept_in_sql
+from app.idempotency import (
+    Claim,
+    IdempotencyRecord,
+    claim_in_sql,
+    earlier_response,
+    kept_in_sql,
+    stored_response,
+)
 from app.outbox import recorded_in_sql, recorded_params
 from app.outbox.wakes import wake_relay
 from app.tickets.listing import LISTED_COLUMNS
@@ -89,7 +96,14 @@ def create_ticket(actor: Actor, claim: Claim | None, **fields: Any) -> NewTicket
             params.update(claim.params(201, {"ETag": f'"{etag}"'}))
         row = statement.one(conn, params)
         if row is None:
-            return NewTicket(b"", "", replay=earlier_response(conn, claim))
+            replay = stored_response(conn, claim)
+            if replay is not None:
+                return NewTicket(b"", "", replay=replay)
+            # The key was kept when the statement looked, and is not now: its first request let go of it
+            # (rolled back), or it expired in between. Either way it is free: claim it again, once.
+            row = statement.one(conn, params)
+            if row is None:
+                return NewTicket(b"", "", replay=earlier_response(conn, claim))
         wake_relay()
         created, row_etag = orjson.dumps(dump_row(row)), etag_of_version(row[VERSION])
         if claim is not None and (created != spliced.with_number(row[NUMBER]) or row_etag != etag):

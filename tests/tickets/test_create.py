@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -211,6 +212,33 @@ def test_a_replay_of_any_operation_is_byte_identical_and_keeps_one_key_row(tenan
     with in_tenant(tenant) as session:
         assert session.execute(sa.select(sa.func.count()).select_from(IdempotencyRecord)
                                .where(IdempotencyRecord.key == "u-1")).scalar_one() == 1
+
+
+def test_a_key_expiring_between_the_create_and_its_replay_read_creates_rather_than_409(tenant, in_tenant,
+                                                                                        monkeypatch):
+    """The create saw the key kept, and the read of its response, a moment later, found it expired: the
+    request was answered 409 "in progress" though nothing was. It is free now, so it is claimed again."""
+    from app import idempotency
+    from app.tickets import writes
+
+    first = _post(tenant.api, {"title": "edge"}, "edge-1")
+    with in_tenant(tenant) as session:
+        session.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "edge-1").values(
+            created_at=sa.func.now() - sa.text("interval '24 hours'") + sa.text("interval '1 second'")))
+        session.commit()
+    read = idempotency.stored_response
+
+    def late(conn, claim):
+        time.sleep(1.2)  # the key's 24 hours run out meanwhile
+        return read(conn, claim)
+
+    monkeypatch.setattr(idempotency, "stored_response", late)
+    monkeypatch.setattr(writes, "stored_response", late, raising=False)
+    again = _post(tenant.api, {"title": "edge"}, "edge-1")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers, again.get_json()
+    assert again.get_json()["number"] == first.get_json()["number"] + 1
+    replayed = _post(tenant.api, {"title": "edge"}, "edge-1")
+    assert replayed.data == again.data and replayed.headers["Idempotent-Replayed"] == "true"
 
 
 def test_keys_belong_to_their_tenant(tenant, other_tenant):
