@@ -13,7 +13,7 @@ Signups are limited per client address per hour (`SIGNUP_RATE_LIMIT_PER_HOUR`), 
 made-up API keys, per minute (`KEY_FAILURES_PER_ADDRESS_PER_MINUTE`): each costs a database lookup,
 and no key's own limit counts them (a revoked key is looked up once per process, then remembered).
 The client address is `request.remote_addr`, which honours only `TRUSTED_PROXIES` hops of
-X-Forwarded-For.
+X-Forwarded-For; an IPv6 one counts by its /64.
 Counters are disposable: without Redis nothing is throttled rather than nothing allowed.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -56,6 +57,21 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def client_network() -> str:
+    """Return the client as the limits here count it: an IPv6 address by its /64, which one subscriber is
+    given whole (each of its 2**64 addresses had a limit of its own), an IPv4-mapped one as IPv4."""
+    address = client_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
+
+
 def _account(tenant: TenantRef, email: str) -> str:
     """Name an account's counters after its email as the database folds it, as the sign-in's lookup does.
 
@@ -73,7 +89,7 @@ def _account(tenant: TenantRef, email: str) -> str:
 def _keys(tenant: TenantRef, email: str) -> dict[str, tuple[str, int, int]]:
     """Return each counter's Redis key, its limit and its window."""
     config = current_app.config
-    account, address = _account(tenant, email), client_address()
+    account, address = _account(tenant, email), client_network()
     return {
         "pair": (f"tms:{tenant.id}:login:fail:{account}:{address}", config["LOGIN_MAX_FAILURES"], LOGIN_WINDOW),
         "address": (f"tms:login:fail:address:{address}", config["LOGIN_MAX_FAILURES_PER_ADDRESS"], LOGIN_WINDOW),
@@ -163,7 +179,7 @@ def _counted(name: str, seconds: int) -> tuple[int, float] | None:
     """Count one `name` from this client address in the current window of `seconds`; return the count and
     the seconds left in the window, or None when Redis cannot count (then nothing is held back)."""
     window = int(time.time()) // seconds
-    key = f"tms:{name}:{client_address()}:{window}"
+    key = f"tms:{name}:{client_network()}:{window}"
     try:
         pipe = redis_client().pipeline(transaction=False)
         pipe.incr(key)
@@ -191,7 +207,7 @@ _KEYS_REFUSED_HELD = 10_000
 
 def key_wait() -> Wait | None:
     """Return how long this client address must wait before its API keys are looked up again, if it must."""
-    until = _keys_refused.get(client_address())
+    until = _keys_refused.get(client_network())
     left = None if until is None else until - time.monotonic()
     return Wait(max(int(left) + 1, 1)) if left is not None and left > 0 else None
 
@@ -204,5 +220,5 @@ def made_up_key() -> Wait | None:
     left = counted[1]
     if len(_keys_refused) >= _KEYS_REFUSED_HELD:
         _keys_refused.clear()  # many addresses at once: forgetting them costs each one lookup more
-    _keys_refused[client_address()] = time.monotonic() + left
+    _keys_refused[client_network()] = time.monotonic() + left
     return Wait(max(int(left) + 1, 1))

@@ -91,3 +91,33 @@ def test_a_revoked_key_retried_in_a_loop_is_looked_up_once_and_holds_nobody_back
     assert [get(made["key"]).status_code for _ in range(10)] == [401] * 10
     assert len(looked_up) == 1
     assert get(neighbour.key).status_code == 200
+
+
+def test_addresses_of_one_ipv6_subscriber_count_as_one(services, make_tenant):
+    """A subscriber is given a whole /64: counted by each address, every limit by address was 2**64 limits."""
+    import secrets
+
+    limited = create_app(app_config(services, KEY_FAILURES_PER_ADDRESS_PER_MINUTE=3, SIGNUP_RATE_LIMIT_PER_HOUR=2))
+    network = f"2001:db8:{secrets.randbelow(0xffff):x}:{secrets.randbelow(0xffff):x}"
+
+    def address() -> dict:
+        return {"REMOTE_ADDR": f"{network}:{secrets.randbelow(0xffff):x}::{secrets.randbelow(0xffff):x}"}
+
+    client = limited.test_client()
+    made = [client.get("/api/v1/users", headers={"Authorization": f"Bearer {made_up_key()}"},
+                       environ_base=address()).status_code for _ in range(5)]
+    assert made == [401, 401, 401, 429, 429]
+    tenant = make_tenant()
+    other = {"REMOTE_ADDR": f"2001:db8:ffff:{secrets.randbelow(0xffff):x}::1"}  # another subscriber
+    assert client.get("/api/v1/users", headers={"Authorization": f"Bearer {tenant.key}"},
+                      environ_base=other).status_code == 200
+
+    def signup(environ: dict) -> int:
+        slug = f"v6{secrets.token_hex(5)}"
+        return client.post("/api/v1/signup", environ_base=environ, json={
+            "name": "Six", "slug": slug, "admin_email": f"a@{slug}.example", "admin_password": "correct horse battery",
+        }).status_code
+
+    assert [signup(address()) for _ in range(3)] == [201, 201, 429]
+    mapped = f"198.51.100.{secrets.randbelow(250) + 1}"
+    assert [signup({"REMOTE_ADDR": a}) for a in (mapped, f"::ffff:{mapped}", mapped)] == [201, 201, 429]
