@@ -144,9 +144,9 @@ def test_an_old_hash_is_replaced_at_the_next_sign_in(services, tenant, in_tenant
 def test_signups_are_limited_per_client_address(services):
     app = create_app(app_config(services, SIGNUP_RATE_LIMIT_PER_HOUR=2))
     client = app.test_client()
-    # Addresses of this test alone (IPv6's documentation range): others pick theirs at random among the
-    # IPv4 ones, and one that picked the same within the hour used up its signups.
-    address, elsewhere = (f"2001:db8::{secrets.token_hex(2)}:{n}" for n in (1, 2))
+    # Networks of this test alone (IPv6's documentation range, counted by /64): others pick theirs at random
+    # among the IPv4 ones, and one that picked the same within the hour used up its signups.
+    address, elsewhere = (f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::{n}" for n in (1, 2))
 
     def signup(slug_suffix: str, where: str = address):
         return client.post("/api/v1/signup", json={
