@@ -134,6 +134,8 @@ def login():
             return response
         else:  # the attempt was counted as a failure before the password was checked
             error, status = "Wrong email or password.", 401
+    elif form.is_submitted():
+        status = 422  # a field missing or too long, told beside it: as the signup and password pages answer
     response = make_response(render_template("auth/login.html", form=form, error=error), status)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)

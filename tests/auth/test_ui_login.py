@@ -37,6 +37,17 @@ def test_wrong_password_is_refused(app, tenant):
     assert client.get(f"/t/{tenant.slug}/").status_code == 302
 
 
+def test_a_sign_in_form_with_a_field_missing_or_too_long_answers_422_beside_the_field(app, tenant):
+    client = app.test_client()
+    for data in ({"email": "", "password": "x"}, {"email": tenant.admin_email}, {"password": "pw"},
+                 {"email": "a" * 250 + "@b.example", "password": "pw"},
+                 {"email": tenant.admin_email, "password": "p" * 300}):
+        resp = client.post(f"/t/{tenant.slug}/login", data=data)
+        assert resp.status_code == 422, (data, resp.status_code)
+        assert b"<form" in resp.data
+    assert client.get(f"/t/{tenant.slug}/").status_code == 302
+
+
 def test_a_session_does_not_open_another_tenant(app, make_tenant):
     a, b = make_tenant(), make_tenant()
     client = app.test_client()
