@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
@@ -136,6 +137,27 @@ def check_plain(email: str, field: str = "email") -> None:
     if unicodedata.normalize("NFKC", email) != email:  # decomposed letters too: stored, they would not match
         raise Invalid.field(field, "Write the address in plain letters (not fullwidth, say).",
                             "The request has invalid fields.")
+    if any(_mixes_scripts(part) for part in re.split(r"[@.]", email)):
+        raise Invalid.field(field, "Write each part of the address in one alphabet (a Cyrillic letter among "
+                                   "Latin ones, say, makes a lookalike of another address).",
+                            "The request has invalid fields.")
+
+
+# Scripts a part of an address may mix, as Unicode's "highly restrictive" level allows (UTS #39): Latin
+# with the scripts Japanese, Chinese or Korean are written in. Any other mix is a lookalike's mark.
+_WRITTEN_TOGETHER = ({"LATIN", "CJK", "HIRAGANA", "KATAKANA"}, {"LATIN", "CJK", "BOPOMOFO"},
+                     {"LATIN", "CJK", "HANGUL"})
+
+
+def _mixes_scripts(part: str) -> bool:
+    """Tell whether a part of an address (its local part, a label of its domain) mixes alphabets: "admin"
+    with a Cyrillic first letter was a second admin beside "admin", shown everywhere as the same. Letters
+    only: digits and marks belong to every script. A script is read from the letter's Unicode name
+    ("CYRILLIC SMALL LETTER A")."""
+    scripts = {unicodedata.name(ch, "?").split()[0] for ch in part if ch.isalpha() and not ch.isascii()}
+    if any(ch.isascii() and ch.isalpha() for ch in part):
+        scripts.add("LATIN")
+    return len(scripts) > 1 and not any(scripts <= allowed for allowed in _WRITTEN_TOGETHER)
 
 
 def change_user(actor: Actor, user_id: uuid.UUID, changes: dict[str, Any]) -> User:

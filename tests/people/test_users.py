@@ -122,6 +122,27 @@ def test_a_lookalike_of_an_address_in_compatibility_letters_is_refused(tenant, l
     assert made.status_code == 422 and "email" in made.get_json()["errors"]
 
 
+@pytest.mark.parametrize("where", ["local", "domain"])
+def test_a_lookalike_of_an_address_mixing_alphabets_is_refused_and_one_alphabet_is_not(tenant, client, where):
+    """A Cyrillic "a" among Latin letters made a second "admin@..." shown everywhere as the same address."""
+    local, domain = tenant.admin_email.split("@")
+    mixed = ("\u0430" + local[1:] + "@" + domain if where == "local"
+             else local + "@" + domain.replace("e", "\u0435", 1))  # Cyrillic a / ie
+    made = tenant.api.post("/api/v1/users", json={"email": mixed, "name": "Org admin", "role": "agent",
+                                                  "password": "correct horse battery"})
+    assert made.status_code == 422 and "alphabet" in made.get_json()["errors"]["email"][0], made.get_json()
+    signed_up = client.post("/api/v1/signup", json={"name": "Org", "slug": f"mixed-{where}", "admin_email": mixed,
+                                                    "admin_password": "correct horse battery"})
+    assert signed_up.status_code == 422 and list(signed_up.get_json()["errors"]) == ["admin_email"]
+    cyrillic = "\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.ru"
+    for fine in ("zo\u00eb.m\u00fcller@ex\u00e4mple.de", cyrillic, "\u5c71\u7530\u305f\u308d\u3046taro@example.jp",
+                 "\uae40\ucca0\uc218@example.kr"):
+        suffix = "1" if where == "local" else "2"  # digits belong to every alphabet
+        made = tenant.api.post("/api/v1/users", json={"email": fine.replace("@", f"{suffix}@"), "name": "Person",
+                                                      "role": "agent"})
+        assert made.status_code == 201, (fine, made.get_json())
+
+
 def test_an_address_stored_in_compatibility_letters_stays_editable(app, tenant, in_tenant):
     """Refused in the schema, such an address already stored (before the rule) could not be sent back
     unchanged: a person's page, which posts every field, refused to save their capacity."""
