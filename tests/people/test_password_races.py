@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 
 from app import create_app
-from app.auth import ui as auth_ui
 from app.extensions import db
 from app.people import services as people
 from app.people import ui as people_ui
@@ -87,15 +86,14 @@ def test_a_sign_in_that_rehashes_does_not_put_back_a_password_changed_meanwhile(
     with slow.app_context():
         assert people.needs_rehash(stored)  # so the sign-in below brings it up to date
     checked, go = threading.Event(), threading.Event()
-    original = auth_ui.authenticate
+    original = people.needs_rehash
 
-    def held(email, password):
-        user = original(email, password)
+    def held(password_hash):  # the password is checked, and its hash not yet replaced
         checked.set()
         go.wait(10)
-        return user
+        return original(password_hash)
 
-    monkeypatch.setattr(auth_ui, "authenticate", held)
+    monkeypatch.setattr(people, "needs_rehash", held)
     answers = []
     sign_in = threading.Thread(target=lambda: answers.append(slow.test_client().post(
         f"/t/{tenant.slug}/login", data={"email": person["email"], "password": "old password 1"}).status_code))
@@ -104,7 +102,7 @@ def test_a_sign_in_that_rehashes_does_not_put_back_a_password_changed_meanwhile(
     assert tenant.api.patch(f"/api/v1/users/{person['id']}", json={"password": "new password 2"}).status_code == 200
     go.set()
     sign_in.join(20)
-    monkeypatch.setattr(auth_ui, "authenticate", original)
+    monkeypatch.setattr(people, "needs_rehash", original)
     assert _signs_in(slow, tenant.slug, person["email"], "new password 2")
     assert not _signs_in(slow, tenant.slug, person["email"], "old password 1")
 
