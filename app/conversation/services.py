@@ -119,16 +119,16 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     have a one-statement twin, `writes.post_message`.
     """
     check_may_post(actor, ticket_id, internal)
-    seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
-    if not actor.is_staff:
-        reopen_answered(actor, ticket_id)
     if parent_id is not None:
-        parent = db.session.get(Message, parent_id)
+        parent = held_parent(parent_id)
         if (parent is None or parent.ticket_id != ticket_id or parent.deleted_at is not None
                 or not visible_to(actor, parent.internal)):
             raise no_such_parent()
         if parent.internal and not internal:
             raise note_parent()
+    seq = next_seq(actor, ticket_id, internal, OPENING if opening and not internal else None)
+    if not actor.is_staff:
+        reopen_answered(actor, ticket_id)
     message = Message(id=uuid.uuid4(), ticket_id=ticket_id, seq=seq, parent_id=parent_id,
                       author_id=actor.user_id, internal=internal, body=body, body_html=render(body),
                       created_at=datetime.now(UTC), edited_at=None, deleted_at=None)
@@ -143,6 +143,13 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, body: str, parent_id: uuid.
     publish_after_commit(ticket_id, {"type": "message.created", "message": body_json})
     emit("message.created", {"ticket_id": str(ticket_id), "message_id": str(message.id)}, {"message": body_json})
     return message
+
+
+def held_parent(parent_id: uuid.UUID) -> Message | None:
+    """Read a reply's parent share-locked, before anything locks the ticket's row (as the one-statement
+    twin does): a deletion of the parent under way is waited for and seen (the reply was stored under
+    it), in the order an edit or deletion takes the two (`message_for`)."""
+    return db.session.get(Message, parent_id, with_for_update={"read": True}, populate_existing=True)
 
 
 def reopen_answered(actor: Actor, ticket_id: uuid.UUID) -> None:
@@ -254,9 +261,9 @@ def message_for(actor: Actor, ticket_id: uuid.UUID, message_id: uuid.UUID, lock:
     stmt = sa.select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id,
                                     Message.deleted_at.is_(None))
     if lock:
-        # FOR NO KEY UPDATE, as an edit or deletion changes no key: a reply to the message checks its
-        # parent with FOR KEY SHARE, after locking the ticket, which a requester's change locks after the
-        # message (`hold_open_for`); with FOR UPDATE the two waited for each other.
+        # FOR NO KEY UPDATE, as an edit or deletion changes no key. The message is locked before the ticket
+        # (`hold_open_for`), as a reply locks its parent (FOR SHARE) before the ticket: the reply waits for
+        # the change and sees it. The reply's row then takes its parent FOR KEY SHARE, which waits for nothing.
         stmt = stmt.with_for_update(key_share=True)
     message = db.session.execute(stmt).scalar_one_or_none()
     if message is None or not visible_to(actor, message.internal):

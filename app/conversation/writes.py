@@ -40,6 +40,7 @@ from app.conversation.services import (
     STAFF_REPLY,
     bumped_by,
     check_may_post,
+    held_parent,
     message_json,
     no_such_parent,
     note_parent,
@@ -110,9 +111,12 @@ def post_message(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, body: 
 def post_in_session(actor: Actor, ticket_id: uuid.UUID, claim: Claim | None, fields: dict[str, Any]) -> Response:
     """Post through the session (`services.post_message`: files, a reopen), once per `claim`; answer 201.
 
-    The ticket is locked before the key is claimed, the order the one-statement path takes them in:
-    two posts with one key, one down each path, deadlocked (a 503 after a second's wait).
+    The parent (if any), then the ticket are locked before the key is claimed, the order the one-statement
+    path takes them in: two posts with one key, one down each path, deadlocked (a 503 after a second's
+    wait), and so did a reply and a requester's edit of its parent.
     """
+    if fields.get("parent_id") is not None:
+        held_parent(fields["parent_id"])
     db.session.execute(sa.select(Ticket.id).where(Ticket.id == ticket_id).with_for_update(key_share=True))
     return once_in_session(claim, lambda: json_response(message_json(post(actor, ticket_id, **fields)), 201))
 
@@ -152,6 +156,7 @@ class Conditions(NamedTuple):
     answerable: sa.ColumnElement[bool]
     writable: sa.ColumnElement[bool]
     settled: sa.ColumnElement[bool]
+    held: sa.ColumnElement[bool]  # `answerable`, with the parent share-locked
 
 
 def _conditions(kind: str, parent: bool) -> Conditions:
@@ -170,14 +175,18 @@ def _conditions(kind: str, parent: bool) -> Conditions:
         writable = TICKETS.c.status != "closed"
         settled = TICKETS.c.status.not_in([sa.literal_column(f"'{status}'") for status in REOPENED_BY_REPLY])
     if not parent:
-        return Conditions(ticket, sa.true(), sa.true(), writable, settled)
+        return Conditions(ticket, sa.true(), sa.true(), writable, settled, sa.true())
     found = MESSAGES.alias("parent")
     live = [found.c.id == _param("parent_id"), found.c.ticket_id == TICKETS.c.id, found.c.deleted_at.is_(None)]
     if kind == REQUESTER:
         live.append(found.c.internal.is_(False))
+    live_answerable = [*live, found.c.internal.is_(False)] if kind == STAFF_REPLY else live
     seen = sa.exists().where(*live)
-    answerable = sa.exists().where(*live, found.c.internal.is_(False)) if kind == STAFF_REPLY else seen
-    return Conditions(ticket, seen, answerable, writable, settled)
+    answerable = sa.exists().where(*live_answerable)
+    # FOR SHARE, before the ticket's row: a deletion of the parent under way is waited for and seen (the
+    # reply was stored under a message deleted meanwhile), in the order an edit or deletion takes them.
+    held = sa.select(found.c.id).where(*live_answerable).with_for_update(read=True).exists()
+    return Conditions(ticket, seen, answerable, writable, settled, held)
 
 
 @cache
@@ -193,7 +202,7 @@ def _check(kind: str, parent: bool) -> TenantStatement:
 def _statement(kind: str, parent: bool, claimed: bool) -> TenantStatement:
     """Build the statement once per shape, on first use: by then every outbox handler and recorder has registered."""
     found = _conditions(kind, parent)
-    where = [*found.ticket, found.answerable, found.writable, found.settled]
+    where = [*found.ticket, found.held, found.writable, found.settled]
     if claimed:
         # The ticket's row is locked first, so the seq in the stored response is the one the UPDATE takes.
         target = (sa.select(TICKETS.c.id, (TICKETS.c.last_message_seq + 1).label("seq")).where(*where)
