@@ -122,10 +122,12 @@ def login():
                      "organization to set a new password.")
             status, retry_after = 429, wait.retry_after
         elif (user := authenticate(form.email.data, form.password.data)) is not None:
-            db.session.commit()  # a password hash may have been brought up to date
             session.clear()
             session["tenant"] = tenant.slug
+            # Before the commit expires it: the session carries the version read with the hash just
+            # checked, so a reset landing meanwhile signs this session out too.
             login_user(user)
+            db.session.commit()  # a password hash may have been brought up to date
             response = redirect(safe_next(request.args.get("next", "")) or url_for("ui.index"))
             response.set_cookie(throttle.DEVICE_COOKIE, throttle.login_succeeded(tenant, form.email.data),
                                 max_age=DEVICE_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",

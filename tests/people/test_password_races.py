@@ -5,6 +5,8 @@
   whoever held the old password (an intruder) stayed signed in.
 - A sign-in that brings an old hash up to date writes it only over the hash it checked: it put
   back the old password over a change made meanwhile.
+- A sign-in whose password was checked just before an admin's reset keeps the session version read
+  with that password: it took the reset's version, and the old password held a live session.
 - Session versions go up in SQL, so two sign-outs at once both count.
 - A demoted admin's request already on its way removes no other admin.
 """
@@ -105,6 +107,32 @@ def test_a_sign_in_that_rehashes_does_not_put_back_a_password_changed_meanwhile(
     monkeypatch.setattr(people, "needs_rehash", original)
     assert _signs_in(slow, tenant.slug, person["email"], "new password 2")
     assert not _signs_in(slow, tenant.slug, person["email"], "old password 1")
+
+
+def test_a_sign_in_straddling_an_admins_reset_is_signed_out_by_it(app, tenant, monkeypatch):
+    victim = tenant.user("agent", password="stolen password")
+    checked, go = threading.Event(), threading.Event()
+    original = people.check_password
+
+    def slow_check(hashed, password):
+        result = original(hashed, password)
+        checked.set()
+        go.wait(10)
+        return result
+
+    monkeypatch.setattr(people, "check_password", slow_check)
+    intruder, answers = app.test_client(), []
+    sign_in = threading.Thread(target=lambda: answers.append(intruder.post(
+        f"/t/{tenant.slug}/login", data={"email": victim["email"], "password": "stolen password"}).status_code))
+    sign_in.start()
+    assert checked.wait(10)
+    assert tenant.api.patch(f"/api/v1/users/{victim['id']}", json={"password": "admin reset pw 9"}).status_code == 200
+    go.set()
+    sign_in.join(10)
+    monkeypatch.setattr(people, "check_password", original)
+    assert answers == [302]  # the password was right when it was checked
+    assert not _signed_in(intruder, tenant.slug)
+    assert _signs_in(app, tenant.slug, victim["email"], "admin reset pw 9")
 
 
 def test_two_sign_outs_at_once_both_count(app, tenant, in_tenant):
